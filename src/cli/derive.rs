@@ -1,0 +1,113 @@
+//! `rancher-remap derive`: the mapping ConfigMap of SPEC §10, from ClusterPairs.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::{input, OutputFormat};
+use crate::clusterpair::{current_identity, ClusterPair, Identity};
+use crate::mapping::objects::{build_configmap, entries_text, parse_clusterpair, parse_configmap_data, DEFAULT_CONFIGMAP_NAME};
+use crate::mapping::Table;
+
+/// Derive the mapping ConfigMap from ClusterPair(s).
+///
+/// Each ClusterPair's spec.platformOptions.rancher.projectMappings becomes one data key,
+/// `<clusterpair-namespace>.<clusterpair-name>`. The identity the ClusterPair authenticates
+/// with (client certificate CN or JWT token subject; never the credential) is recorded in the
+/// rancher-remap.io/migration-users annotation. Invalid mappings are refused (exit 1).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// ClusterPair files (YAML or JSON; several ClusterPairs give several data keys); `-` is stdin.
+    #[arg(short = 'f', long = "filename", value_name = "FILE", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+
+    /// Namespace of the ConfigMap: the namespace rancher-remap runs in.
+    #[arg(long, default_value = "rancher-remap")]
+    pub namespace: String,
+
+    /// Name of the ConfigMap.
+    #[arg(long, default_value = DEFAULT_CONFIGMAP_NAME)]
+    pub name: String,
+
+    /// Swap source and destination, for failback. The ClusterPair's own credentials then
+    /// belong to the other cluster, so no migration user is derived from them.
+    #[arg(long)]
+    pub reverse: bool,
+
+    /// A migration identity to record besides the derived one (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub migration_user: Vec<String>,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let mut err = std::io::stderr().lock();
+    let mut data = BTreeMap::new();
+    let mut users = args.migration_user.clone();
+    let mut failed = false;
+
+    for obj in input::read_objects(&args.files)? {
+        let cp = match ClusterPair::from_value(&obj) {
+            Ok(cp) => cp,
+            Err(e) => {
+                writeln!(err, "error: {}: {e}", crate::rewrite::describe(&obj))?;
+                failed = true;
+                continue;
+            }
+        };
+        let who = format!("ClusterPair {}/{}", cp.metadata.namespace, cp.metadata.name);
+        let mut parsed = parse_clusterpair(&cp);
+        if parsed.entries.is_empty() && parsed.errors.is_empty() {
+            writeln!(err, "error: {who} has no spec.platformOptions.rancher.projectMappings (storkctl generate clusterpair ... --project-mappings src=dst,...)")?;
+            failed = true;
+            continue;
+        }
+        if args.reverse {
+            for e in &mut parsed.entries {
+                std::mem::swap(&mut e.src, &mut e.dst);
+            }
+        }
+        match Table::build(parsed) {
+            Ok(table) => {
+                data.insert(cp.data_key(), entries_text(table.entries()));
+            }
+            Err(errors) => {
+                for e in errors.0 {
+                    writeln!(err, "error: {who}: {}: {e}", e.field_path())?;
+                }
+                failed = true;
+                continue;
+            }
+        }
+        if args.reverse {
+            writeln!(err, "note: --reverse: {who}'s credentials are for the other cluster; name the failback migration identity with --migration-user")?;
+            continue;
+        }
+        match cp.spec.config.as_ref().map(current_identity) {
+            Some(Identity::User(u)) => users.push(u),
+            Some(Identity::Unknown(why)) => writeln!(err, "note: cannot tell the migration identity of {who}: {why}; name it with --migration-user")?,
+            None => writeln!(err, "note: {who} has no spec.config; name the migration identity with --migration-user")?,
+        }
+    }
+    if failed {
+        return Ok(ExitCode::FAILURE);
+    }
+    // Keys are checked together, as the server will check them.
+    if let Err(errors) = Table::build(parse_configmap_data(&data)) {
+        for e in errors.0 {
+            writeln!(err, "error: {e}")?;
+        }
+        return Ok(ExitCode::FAILURE);
+    }
+    users.sort();
+    users.dedup();
+    let cm = build_configmap(&args.name, &args.namespace, &data, &users);
+    std::io::stdout().lock().write_all(input::render(vec![cm], args.output)?.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,54 @@
+//! The command line: one module per command, each a thin adapter over the library.
+
+mod derive;
+mod input;
+mod rewrite;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Rewrites Rancher project IDs in objects that Portworx Stork migrates between clusters.
+///
+/// On the destination cluster `serve` runs the mutating webhook that rewrites project IDs on
+/// admission; on the source cluster it validates ClusterPairs. The other commands do the same
+/// work offline.
+#[derive(Debug, Parser)]
+#[command(name = "rancher-remap", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Rewrite(rewrite::Args),
+    Derive(derive::Args),
+}
+
+/// Output formats for commands that print Kubernetes objects.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// A YAML stream, one document per object.
+    #[default]
+    Yaml,
+    /// JSON: the object itself when there is one, else a v1 List.
+    Json,
+}
+
+/// Parses the command line and runs the command. Exit status 0 on success, 1 on any refusal
+/// or error (with the reason on stderr), 2 on a usage error.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Rewrite(args) => rewrite::run(args),
+        Command::Derive(args) => derive::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Who a ClusterPair authenticates as (SPEC §10): the identity Stork writes migrated objects with
+//! on the cluster the ClusterPair points at. Read, never verified, and never the credential.
+
+use base64::Engine;
+
+use super::model::{AuthInfo, KubeConfig};
+
+/// What `derive` can tell about the migration identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// The Kubernetes user name the API server will see.
+    User(String),
+    /// It cannot be told offline; the reason says why (never quoting a credential).
+    Unknown(String),
+}
+
+/// The identity of the current context's user.
+pub fn current_identity(config: &KubeConfig) -> Identity {
+    let Some(ctx) = config.contexts.get(&config.current_context) else {
+        return Identity::Unknown(format!(
+            "current-context {:?} names no context",
+            config.current_context
+        ));
+    };
+    match config.users.get(&ctx.user) {
+        Some(user) => user_identity(&ctx.user, user),
+        None => Identity::Unknown(format!("context user {:?} is not in users", ctx.user)),
+    }
+}
+
+fn user_identity(name: &str, user: &AuthInfo) -> Identity {
+    if let Some(cert) = user.client_certificate_data.as_ref().filter(|c| !c.is_empty()) {
+        return match certificate_cn(cert.expose()) {
+            Some(cn) => Identity::User(cn),
+            None => Identity::Unknown(format!(
+                "users[{name}].client-certificate-data has no readable common name"
+            )),
+        };
+    }
+    if let Some(token) = user.token.as_ref().filter(|t| !t.is_empty()) {
+        return match jwt_subject(token.expose()) {
+            Some(sub) => Identity::User(sub),
+            None => Identity::Unknown(format!(
+                "users[{name}].token is not a JWT with a sub claim (an opaque token)"
+            )),
+        };
+    }
+    let how = if user.exec {
+        "exec"
+    } else if user.auth_provider {
+        "auth-provider"
+    } else if user.username.is_some() {
+        "username/password"
+    } else {
+        "no credential this tool can read"
+    };
+    Identity::Unknown(format!("users[{name}] authenticates with {how}"))
+}
+
+/// The subject common name of a base64-encoded PEM certificate (what Kubernetes uses as the user name).
+pub fn certificate_cn(b64_pem: &str) -> Option<String> {
+    let pem_bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64_pem.trim())
+        .ok()?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem_bytes).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    Some(cn)
+}
+
+/// The `sub` claim of a JWT, decoded without verifying the signature.
+pub fn jwt_subject(token: &str) -> Option<String> {
+    let mut parts = token.trim().split('.');
+    let (_header, payload, _sig) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("sub")?.as_str().filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clusterpair::Secret;
+
+    fn b64(s: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    fn jwt(claims: &str) -> String {
+        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!("{}.{}.sig", e.encode(br#"{"alg":"RS256"}"#), e.encode(claims))
+    }
+
+    fn config_with(user: AuthInfo) -> KubeConfig {
+        let mut c = KubeConfig {
+            current_context: "ctx".into(),
+            ..Default::default()
+        };
+        c.contexts.insert(
+            "ctx".into(),
+            super::super::model::Context { cluster: "k".into(), user: "u".into(), namespace: String::new() },
+        );
+        c.users.insert("u".into(), user);
+        c
+    }
+
+    #[test]
+    fn token_subject() {
+        let user = AuthInfo {
+            token: Some(Secret::new(jwt(r#"{"sub":"system:serviceaccount:kube-system:stork"}"#))),
+            ..Default::default()
+        };
+        assert_eq!(
+            current_identity(&config_with(user)),
+            Identity::User("system:serviceaccount:kube-system:stork".into())
+        );
+    }
+
+    #[test]
+    fn opaque_token_is_unknown_and_not_quoted() {
+        let user = AuthInfo { token: Some(Secret::new("abcdef.0123456789abcdef")), ..Default::default() };
+        match current_identity(&config_with(user)) {
+            Identity::Unknown(why) => assert!(!why.contains("0123456789abcdef"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn certificate_common_name() {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "stork-migrator");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let user = AuthInfo {
+            client_certificate_data: Some(Secret::new(b64(cert.pem().as_bytes()))),
+            client_key_data: Some(Secret::new(b64(key.serialize_pem().as_bytes()))),
+            ..Default::default()
+        };
+        assert_eq!(current_identity(&config_with(user)), Identity::User("stork-migrator".into()));
+    }
+
+    #[test]
+    fn exec_and_missing_context() {
+        let user = AuthInfo { exec: true, ..Default::default() };
+        assert!(matches!(current_identity(&config_with(user)), Identity::Unknown(w) if w.contains("exec")));
+        let mut c = config_with(AuthInfo::default());
+        c.current_context = "nope".into();
+        assert!(matches!(current_identity(&c), Identity::Unknown(_)));
+    }
+}

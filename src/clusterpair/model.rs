@@ -1,0 +1,170 @@
+//! A typed ClusterPair (`stork.libopenstorage.org/v1alpha1`), lenient about fields it does not
+//! know. `spec.config` is a kubeconfig in client-go's *internal* shape: maps keyed by name.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::secret::Secret;
+
+/// API group/version of Stork's ClusterPair.
+pub const API_VERSION: &str = "stork.libopenstorage.org/v1alpha1";
+/// Kind of Stork's ClusterPair.
+pub const KIND: &str = "ClusterPair";
+
+/// The metadata fields this project reads.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct Meta {
+    pub name: String,
+    pub namespace: String,
+    #[serde(rename = "generateName")]
+    pub generate_name: String,
+}
+
+/// A ClusterPair.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ClusterPair {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: Meta,
+    pub spec: ClusterPairSpec,
+}
+
+/// `spec`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ClusterPairSpec {
+    pub config: Option<KubeConfig>,
+    pub options: BTreeMap<String, Value>,
+    pub platform_options: PlatformOptions,
+}
+
+/// `spec.platformOptions`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct PlatformOptions {
+    pub rancher: RancherOptions,
+}
+
+/// `spec.platformOptions.rancher`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct RancherOptions {
+    /// Source project ID → destination project ID. Values are kept as JSON so that a
+    /// non-string value is reported as an invalid entry rather than failing the whole decode.
+    pub project_mappings: BTreeMap<String, Value>,
+}
+
+/// client-go's internal `Config`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct KubeConfig {
+    pub clusters: BTreeMap<String, Cluster>,
+    pub contexts: BTreeMap<String, Context>,
+    pub users: BTreeMap<String, AuthInfo>,
+    #[serde(rename = "current-context")]
+    pub current_context: String,
+}
+
+/// client-go's internal `Cluster`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct Cluster {
+    pub server: String,
+    #[serde(rename = "certificate-authority-data")]
+    pub certificate_authority_data: Option<Secret>,
+    #[serde(rename = "certificate-authority")]
+    pub certificate_authority: Option<String>,
+    #[serde(rename = "insecure-skip-tls-verify")]
+    pub insecure_skip_tls_verify: bool,
+    #[serde(rename = "LocationOfOrigin")]
+    pub location_of_origin: Option<String>,
+}
+
+/// client-go's internal `Context`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct Context {
+    pub cluster: String,
+    pub user: String,
+    pub namespace: String,
+}
+
+/// client-go's internal `AuthInfo`: every credential is a [`Secret`].
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct AuthInfo {
+    #[serde(rename = "client-certificate-data")]
+    pub client_certificate_data: Option<Secret>,
+    #[serde(rename = "client-key-data")]
+    pub client_key_data: Option<Secret>,
+    #[serde(rename = "client-certificate")]
+    pub client_certificate: Option<String>,
+    #[serde(rename = "client-key")]
+    pub client_key: Option<String>,
+    pub token: Option<Secret>,
+    #[serde(rename = "tokenFile")]
+    pub token_file: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Only whether it is present matters; its content may hold credentials in `env`.
+    #[serde(deserialize_with = "presence")]
+    pub exec: bool,
+    #[serde(rename = "auth-provider", deserialize_with = "presence")]
+    pub auth_provider: bool,
+}
+
+fn presence<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(!Value::deserialize(d)?.is_null())
+}
+
+/// Why a document is not a ClusterPair this project can read.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// Not `stork.libopenstorage.org/v1alpha1` `ClusterPair`.
+    #[error("not a ClusterPair (apiVersion {api_version:?}, kind {kind:?})")]
+    NotAClusterPair { api_version: String, kind: String },
+    /// A field has the wrong type. The serde message is left out on purpose: it may quote a value.
+    #[error("ClusterPair does not match the expected shape (a field has the wrong type)")]
+    Shape,
+}
+
+impl ClusterPair {
+    /// Reads a ClusterPair from a JSON value without ever quoting a field's value in an error.
+    pub fn from_value(v: &Value) -> Result<ClusterPair, ModelError> {
+        let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let (api_version, kind) = (field("apiVersion"), field("kind"));
+        if kind != KIND || !api_version.starts_with("stork.libopenstorage.org/") {
+            return Err(ModelError::NotAClusterPair { api_version, kind });
+        }
+        ClusterPair::deserialize(v).map_err(|_| ModelError::Shape)
+    }
+
+    /// The ConfigMap data key for this pair's mappings (SPEC §10): `<namespace>.<name>`.
+    pub fn data_key(&self) -> String {
+        let ns = if self.metadata.namespace.is_empty() { "default" } else { &self.metadata.namespace };
+        format!("{ns}.{}", self.metadata.name)
+    }
+
+    /// The project mappings as `(src, dst)` strings; a non-string value becomes its JSON text
+    /// (and then fails the ID check with a message naming the entry).
+    pub fn project_mappings(&self) -> Vec<(String, String)> {
+        self.spec
+            .platform_options
+            .rancher
+            .project_mappings
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    }
+}

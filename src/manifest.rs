@@ -1,0 +1,123 @@
+//! Kubernetes manifests as text: YAML (multi-document) or JSON, with `kind: List` expanded.
+
+use serde_json::Value;
+
+/// Why a manifest could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// JSON that does not parse.
+    #[error("invalid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// YAML that does not parse.
+    #[error("invalid YAML: {0}")]
+    Yaml(String),
+    /// A document that is not an object (a bare string or list).
+    #[error("document {0} is not a Kubernetes object (expected a mapping with apiVersion and kind)")]
+    NotAnObject(usize),
+}
+
+/// Parses a manifest into its documents, in order. JSON is recognised by its first character;
+/// everything else is read as a YAML stream. Empty documents are skipped.
+pub fn parse_documents(text: &str) -> Result<Vec<Value>, ManifestError> {
+    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        let mut out = Vec::new();
+        for v in serde_json::Deserializer::from_str(trimmed).into_iter::<Value>() {
+            out.push(v?);
+        }
+        return Ok(out);
+    }
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Yaml(e.to_string()))?;
+    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+/// Parses a manifest into objects: lists (`kind: List`, or a JSON array) are expanded, and
+/// anything that is not an object is an error.
+pub fn parse_objects(text: &str) -> Result<Vec<Value>, ManifestError> {
+    let mut out = Vec::new();
+    for (i, doc) in parse_documents(text)?.into_iter().enumerate() {
+        expand(doc, i + 1, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn expand(doc: Value, position: usize, out: &mut Vec<Value>) -> Result<(), ManifestError> {
+    match doc {
+        Value::Array(items) => {
+            for item in items {
+                expand(item, position, out)?;
+            }
+        }
+        Value::Object(mut map) => {
+            let is_list = map.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List"))
+                && map.get("items").is_some_and(Value::is_array);
+            if is_list {
+                if let Some(Value::Array(items)) = map.remove("items") {
+                    for item in items {
+                        expand(item, position, out)?;
+                    }
+                }
+            } else {
+                out.push(Value::Object(map));
+            }
+        }
+        _ => return Err(ManifestError::NotAnObject(position)),
+    }
+    Ok(())
+}
+
+/// Renders objects as a YAML stream, one document each, in order.
+pub fn to_yaml_stream(objects: &[Value]) -> Result<String, String> {
+    let mut out = String::new();
+    for (i, o) in objects.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&serde_saphyr::to_string(o).map_err(|e| e.to_string())?);
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+/// A `v1` `List` holding `items`.
+pub fn list(items: Vec<Value>) -> Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn yaml_stream_and_lists() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: c}}\n";
+        let objs = parse_objects(text).unwrap();
+        let names: Vec<&str> = objs.iter().map(|o| o["metadata"]["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn json_object_and_stream() {
+        let objs = parse_objects(r#"{"kind":"A","metadata":{"name":"x"}} {"kind":"B"}"#).unwrap();
+        assert_eq!(objs.len(), 2);
+        assert_eq!(objs[1]["kind"], "B");
+    }
+
+    #[test]
+    fn scalars_are_not_objects() {
+        assert!(matches!(parse_objects("just text"), Err(ManifestError::NotAnObject(1))));
+        assert!(parse_objects("{not json").is_err());
+        assert!(parse_objects("a: [unclosed").is_err());
+    }
+
+    #[test]
+    fn yaml_roundtrip_keeps_string_types() {
+        let o = json!({"metadata": {"annotations": {"stork.libopenstorage.org/migrated": "true", "n": "0123", "e": ""}}});
+        let text = to_yaml_stream(std::slice::from_ref(&o)).unwrap();
+        assert_eq!(parse_objects(&text).unwrap(), vec![o]);
+    }
+}

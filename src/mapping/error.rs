@@ -1,0 +1,164 @@
+//! Mapping errors and warnings (SPEC §3). Every message names the offending entry, and where it
+//! came from when that is not obvious (a ConfigMap key), so an operator can find and fix it.
+
+use std::fmt;
+
+/// Where an entry was written.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// A `--project-mappings` string or a plain mappings text file.
+    Text,
+    /// A ClusterPair's `spec.platformOptions.rancher.projectMappings`.
+    ClusterPair,
+    /// One key of a mapping ConfigMap's `data` (SPEC §10).
+    ConfigMapKey(String),
+}
+
+/// One entry as the user wrote it, for messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryRef {
+    /// The entry, trimmed (`src=dst`; for map sources rebuilt from key and value).
+    pub text: String,
+    /// The source side as written, used as the index in field paths.
+    pub src: String,
+    /// Where the entry was written.
+    pub origin: Origin,
+}
+
+impl EntryRef {
+    /// The field path of this entry, e.g. `spec.platformOptions.rancher.projectMappings[p-a]`.
+    pub fn field_path(&self) -> String {
+        match &self.origin {
+            Origin::Text => format!("project-mappings[{}]", self.src),
+            Origin::ClusterPair => {
+                format!("spec.platformOptions.rancher.projectMappings[{}]", self.src)
+            }
+            Origin::ConfigMapKey(key) => format!("data[{key}]"),
+        }
+    }
+}
+
+impl fmt::Display for EntryRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.text)?;
+        if let Origin::ConfigMapKey(key) = &self.origin {
+            write!(f, " (data key {key})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Which side of an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The source (left of `=`).
+    Source,
+    /// The destination (right of `=`).
+    Destination,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Source => "source",
+            Side::Destination => "destination",
+        })
+    }
+}
+
+/// A broken mapping. Any one of these rejects the whole table.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MappingError {
+    /// An entry without `=`; `hint` holds the corrected entry for the `p-a: p-b` spelling.
+    #[error("entry {entry} has no '=': {}", match hint { Some(h) => format!("did you mean {h:?}?"), None => "expected src=dst".to_string() })]
+    MissingEquals { entry: EntryRef, hint: Option<String> },
+    /// An empty entry, e.g. after a trailing comma.
+    #[error("empty entry #{position}{} (a trailing or doubled comma?)", in_key(origin))]
+    EmptyEntry { position: usize, origin: Origin },
+    /// One side of `=` is empty.
+    #[error("entry {entry} has an empty {side}")]
+    EmptySide { entry: EntryRef, side: Side },
+    /// One side is not a valid project-ID value.
+    #[error("entry {entry}: {side} {value:?} is not a project ID (P or C:P): {reason}")]
+    InvalidId { entry: EntryRef, side: Side, value: String, reason: super::IdError },
+    /// Source and destination have different forms (`P` vs `C:P`).
+    #[error("entry {entry}: source and destination must both be P or both be C:P")]
+    FormMismatch { entry: EntryRef },
+    /// One source mapped to two different destinations.
+    #[error("entry {entry} maps {src} to {dst}, but entry {other} maps it to {other_dst}")]
+    ConflictingDestination { entry: EntryRef, other: EntryRef, src: String, dst: String, other_dst: String },
+    /// Two entries with the same source project but different destination projects.
+    #[error("entry {entry} maps project {project} to {dst}, but entry {other} maps it to {other_dst}")]
+    ProjectConflict { entry: EntryRef, other: EntryRef, project: String, dst: String, other_dst: String },
+    /// One source cluster mapped to two destination clusters.
+    #[error("entry {entry} maps cluster {cluster} to {dst}, but entry {other} maps it to {other_dst}")]
+    ClusterConflict { entry: EntryRef, other: EntryRef, cluster: String, dst: String, other_dst: String },
+    /// A destination that is also a source: a rewritten value would be rewritten again.
+    #[error("entry {entry} makes a chain: its destination {id} is the source of entry {other}; map each source straight to its final destination")]
+    Chain { entry: EntryRef, other: EntryRef, id: String },
+}
+
+fn in_key(origin: &Origin) -> String {
+    match origin {
+        Origin::ConfigMapKey(key) => format!(" in data key {key}"),
+        _ => String::new(),
+    }
+}
+
+impl MappingError {
+    /// The field path of the offending entry.
+    pub fn field_path(&self) -> String {
+        match self {
+            MappingError::EmptyEntry { origin, .. } => EntryRef {
+                text: String::new(),
+                src: String::new(),
+                origin: origin.clone(),
+            }
+            .field_path(),
+            MappingError::MissingEquals { entry, .. }
+            | MappingError::EmptySide { entry, .. }
+            | MappingError::InvalidId { entry, .. }
+            | MappingError::FormMismatch { entry }
+            | MappingError::ConflictingDestination { entry, .. }
+            | MappingError::ProjectConflict { entry, .. }
+            | MappingError::ClusterConflict { entry, .. }
+            | MappingError::Chain { entry, .. } => entry.field_path(),
+        }
+    }
+}
+
+/// All the errors found in one mapping; never empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MappingErrors(pub Vec<MappingError>);
+
+impl fmt::Display for MappingErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid project mappings: ")?;
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for MappingErrors {}
+
+/// A finding that does not reject the mapping.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MappingWarning {
+    /// An `x=x` entry: it has no effect.
+    #[error("entry {entry} maps an ID to itself and has no effect")]
+    Identity { entry: EntryRef },
+}
+
+impl MappingWarning {
+    /// The field path of the entry concerned.
+    pub fn field_path(&self) -> String {
+        match self {
+            MappingWarning::Identity { entry } => entry.field_path(),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Rancher project-ID values (SPEC §2): `P` (project form) or `C:P` (cluster form).
+
+use std::fmt;
+
+/// A parsed project-ID value. Both parts are DNS-1123 labels.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ProjectValue {
+    /// The cluster part of the `C:P` form; `None` for the bare `P` form.
+    pub cluster: Option<String>,
+    /// The project part.
+    pub project: String,
+}
+
+/// Why a string is not a project-ID value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// The value (or one of its parts) is empty.
+    #[error("an empty ID part")]
+    Empty,
+    /// A part is longer than a DNS-1123 label may be.
+    #[error("{0:?} is longer than 63 characters")]
+    TooLong(String),
+    /// A part holds characters a DNS-1123 label may not.
+    #[error("{0:?} is not a DNS-1123 label (lower-case letters, digits and '-', starting and ending with a letter or digit)")]
+    NotALabel(String),
+    /// More than one `:`.
+    #[error("more than one ':' (expected P or C:P)")]
+    TooManyColons,
+}
+
+/// Checks one DNS-1123 label: `[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?`.
+pub fn check_label(s: &str) -> Result<(), IdError> {
+    if s.is_empty() {
+        return Err(IdError::Empty);
+    }
+    if s.len() > 63 {
+        return Err(IdError::TooLong(s.to_string()));
+    }
+    let b = s.as_bytes();
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let ok = alnum(b[0])
+        && alnum(b[b.len() - 1])
+        && b.iter().all(|&c| alnum(c) || c == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(IdError::NotALabel(s.to_string()))
+    }
+}
+
+impl ProjectValue {
+    /// Parses `P` or `C:P`.
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let mut parts = s.split(':');
+        let first = parts.next().unwrap_or_default();
+        match (parts.next(), parts.next()) {
+            (None, _) => {
+                check_label(first)?;
+                Ok(Self {
+                    cluster: None,
+                    project: first.to_string(),
+                })
+            }
+            (Some(project), None) => {
+                check_label(first)?;
+                check_label(project)?;
+                Ok(Self {
+                    cluster: Some(first.to_string()),
+                    project: project.to_string(),
+                })
+            }
+            (Some(_), Some(_)) => Err(IdError::TooManyColons),
+        }
+    }
+
+    /// Whether this is the `C:P` form.
+    pub fn is_cluster_form(&self) -> bool {
+        self.cluster.is_some()
+    }
+}
+
+impl fmt::Display for ProjectValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.cluster {
+            Some(c) => write!(f, "{c}:{}", self.project),
+            None => f.write_str(&self.project),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::project("p-ab12c", None, "p-ab12c")]
+    #[case::cluster("c-m-4kq8z9rt:p-7xk2q", Some("c-m-4kq8z9rt"), "p-7xk2q")]
+    #[case::local("local:p-x", Some("local"), "p-x")]
+    #[case::single_char("a", None, "a")]
+    fn parses_valid(#[case] s: &str, #[case] cluster: Option<&str>, #[case] project: &str) {
+        let v = ProjectValue::parse(s).unwrap();
+        assert_eq!(v.cluster.as_deref(), cluster);
+        assert_eq!(v.project, project);
+        assert_eq!(v.to_string(), s);
+    }
+
+    #[rstest]
+    #[case::empty("", IdError::Empty)]
+    #[case::empty_cluster(":p-a", IdError::Empty)]
+    #[case::empty_project("c-1:", IdError::Empty)]
+    #[case::upper("P-A", IdError::NotALabel("P-A".into()))]
+    #[case::leading_dash("-pa", IdError::NotALabel("-pa".into()))]
+    #[case::trailing_dash("pa-", IdError::NotALabel("pa-".into()))]
+    #[case::underscore("p_a", IdError::NotALabel("p_a".into()))]
+    #[case::two_colons("a:b:c", IdError::TooManyColons)]
+    fn rejects_invalid(#[case] s: &str, #[case] err: IdError) {
+        assert_eq!(ProjectValue::parse(s), Err(err));
+    }
+
+    #[test]
+    fn label_length_limit() {
+        assert!(check_label(&"a".repeat(63)).is_ok());
+        assert!(matches!(check_label(&"a".repeat(64)), Err(IdError::TooLong(_))));
+    }
+}

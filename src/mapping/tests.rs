@@ -1,0 +1,161 @@
+//! SPEC §3 (checks across entries) and §4 (lookup), one case per rule.
+
+use super::*;
+
+fn table(text: &str) -> Table {
+    table_from_text(text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn errors(text: &str) -> Vec<MappingError> {
+    table_from_text(text).expect_err("mapping should be refused").0
+}
+
+#[test]
+fn one_source_two_destinations() {
+    let e = errors("p-a=p-b,p-a=p-c");
+    assert!(
+        matches!(&e[..], [MappingError::ConflictingDestination { entry, other, .. }] if entry.text == "p-a=p-c" && other.text == "p-a=p-b"),
+        "{e:?}"
+    );
+    let msg = e[0].to_string();
+    assert!(msg.contains("\"p-a=p-c\"") && msg.contains("\"p-a=p-b\""), "{msg}");
+}
+
+#[test]
+fn exact_duplicates_are_accepted() {
+    let t = table("p-a=p-b,p-a=p-b");
+    assert_eq!(t.len(), 1);
+}
+
+#[test]
+fn project_parts_conflict_across_forms() {
+    let e = errors("p-a=p-b,c-1:p-a=c-2:p-c");
+    assert!(matches!(&e[..], [MappingError::ProjectConflict { project, .. }] if project == "p-a"), "{e:?}");
+    let e = errors("c-1:p-a=c-2:p-b,c-3:p-a=c-4:p-c");
+    assert!(e.iter().any(|e| matches!(e, MappingError::ProjectConflict { .. })), "{e:?}");
+}
+
+#[test]
+fn source_cluster_to_two_clusters() {
+    let e = errors("c-1:p-a=c-2:p-b,c-1:p-c=c-3:p-d");
+    assert!(matches!(&e[..], [MappingError::ClusterConflict { cluster, .. }] if cluster == "c-1"), "{e:?}");
+}
+
+#[test]
+fn chains_are_refused() {
+    let e = errors("p-a=p-b,p-b=p-c");
+    assert!(matches!(&e[..], [MappingError::Chain { id, .. }] if id == "p-b"), "{e:?}");
+    // Whole cluster-form values, and a cluster-form destination project used as a project source.
+    assert!(matches!(&errors("c-1:p-a=c-2:p-b,c-2:p-b=c-3:p-c")[..], [MappingError::Chain { .. }]));
+    assert!(matches!(&errors("c-1:p-a=c-2:p-b,p-b=p-c")[..], [MappingError::Chain { .. }]));
+}
+
+#[test]
+fn identity_is_a_warning_not_a_chain() {
+    let t = table("p-a=p-a,p-b=p-a");
+    assert_eq!(t.warnings().len(), 1);
+    assert!(t.warnings()[0].to_string().contains("\"p-a=p-a\""));
+}
+
+#[test]
+fn many_to_one_is_allowed() {
+    let t = table("p-a=p-z,p-b=p-z");
+    assert_eq!(t.lookup("p-a"), Lookup::Rewrite("p-z".into()));
+    assert_eq!(t.lookup("p-b"), Lookup::Rewrite("p-z".into()));
+}
+
+#[test]
+fn all_errors_are_reported() {
+    let e = errors("p-a=p-b,bad,p-c=,p-a=p-x");
+    assert_eq!(e.len(), 3, "{e:?}");
+}
+
+#[test]
+fn conflict_across_configmap_keys_names_both_keys() {
+    let data = [("ns.a".to_string(), "p-a=p-b\n".to_string()), ("ns.b".to_string(), "p-a=p-c\n".to_string())]
+        .into_iter()
+        .collect();
+    let e = Table::build(objects::parse_configmap_data(&data)).unwrap_err().0;
+    let msg = e[0].to_string();
+    assert!(msg.contains("data key ns.a") && msg.contains("data key ns.b"), "{msg}");
+}
+
+// §4 lookup
+
+#[test]
+fn destination_values_stay() {
+    let t = table("p-a=p-b,c-1:p-a=c-2:p-b");
+    assert_eq!(t.lookup("p-b"), Lookup::Keep);
+    assert_eq!(t.lookup("c-2:p-b"), Lookup::Keep);
+}
+
+#[test]
+fn exact_entry_wins() {
+    let t = table("p-a=p-b,c-1:p-a=c-2:p-b,c-9:p-q=c-8:p-r");
+    assert_eq!(t.lookup("p-a"), Lookup::Rewrite("p-b".into()));
+    assert_eq!(t.lookup("c-1:p-a"), Lookup::Rewrite("c-2:p-b".into()));
+}
+
+#[test]
+fn cluster_form_composed_from_parts() {
+    // p-a → p-b by a project-form entry; c-1 → c-2 learned from another cluster-form entry.
+    let t = table("p-a=p-b,c-1:p-x=c-2:p-y");
+    assert_eq!(t.lookup("c-1:p-a"), Lookup::Rewrite("c-2:p-b".into()));
+    // Project known only as the project part of a cluster-form entry.
+    let t = table("c-1:p-a=c-2:p-b,c-1:p-x=c-2:p-y");
+    assert_eq!(t.lookup("c-1:p-x"), Lookup::Rewrite("c-2:p-y".into()));
+    // Cluster unknown: unmapped.
+    assert_eq!(table("p-a=p-b").lookup("c-1:p-a"), Lookup::Unmapped);
+}
+
+#[test]
+fn project_form_from_cluster_entry() {
+    let t = table("c-1:p-a=c-2:p-b");
+    assert_eq!(t.lookup("p-a"), Lookup::Rewrite("p-b".into()));
+}
+
+#[test]
+fn unmapped_values() {
+    let t = table("p-a=p-b,c-1:p-a=c-2:p-b");
+    assert_eq!(t.lookup("p-zz"), Lookup::Unmapped);
+    assert_eq!(t.lookup("c-1:p-zz"), Lookup::Unmapped);
+    assert_eq!(t.lookup(""), Lookup::Unmapped);
+    assert_eq!(t.lookup("a:b:c"), Lookup::Unmapped);
+}
+
+#[test]
+fn second_lookup_is_a_no_op() {
+    let t = table("p-a=p-b,c-1:p-a=c-2:p-b,p-c=p-d,c-1:p-x=c-2:p-y");
+    for v in ["p-a", "c-1:p-a", "p-c", "c-1:p-c", "p-x", "c-1:p-x"] {
+        if let Lookup::Rewrite(once) = t.lookup(v) {
+            assert_eq!(t.lookup(&once), Lookup::Keep, "{v} → {once}");
+        } else {
+            panic!("{v} should map");
+        }
+    }
+}
+
+#[test]
+fn configmap_with_users() {
+    let cm = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "m", "annotations": {objects::MIGRATION_USERS_ANNOTATION: " a , b,"}},
+        "data": {"ns.pair": "p-a=p-b\nc-1:p-a=c-2:p-b\n"}
+    });
+    let m = objects::mappings_from_configmap(&cm).unwrap();
+    assert_eq!(m.migration_users, ["a", "b"]);
+    assert_eq!(m.table.len(), 2);
+}
+
+#[test]
+fn mappings_file_kinds() {
+    let plain = objects::mappings_from_file_text("p-a=p-b\n").unwrap();
+    assert_eq!(plain.table.len(), 1);
+    let yamlish = objects::mappings_from_file_text("p-a: p-b\n").unwrap_err().to_string();
+    assert!(yamlish.contains("did you mean \"p-a=p-b\""), "{yamlish}");
+    let cp = "apiVersion: stork.libopenstorage.org/v1alpha1\nkind: ClusterPair\nmetadata: {name: remote, namespace: mig}\nspec:\n  platformOptions:\n    rancher:\n      projectMappings: {p-a: p-b}\n";
+    let m = objects::mappings_from_file_text(cp).unwrap();
+    assert_eq!(m.table.lookup("p-a"), Lookup::Rewrite("p-b".into()));
+    let other = objects::mappings_from_file_text("apiVersion: v1\nkind: Secret\n").unwrap_err();
+    assert!(other.to_string().contains("Secret"));
+}

@@ -1,0 +1,56 @@
+//! Which keys hold project IDs (SPEC §2) and which objects Stork migrated (SPEC §1, §7).
+
+use serde_json::Value;
+
+/// Annotation Stork puts on every resource it migrates.
+pub const MIGRATED_ANNOTATION: &str = "stork.libopenstorage.org/migrated";
+
+/// A project-ID key: prefix `cattle.io` or `*.cattle.io`, name `projectid` in any case
+/// (`field.cattle.io/projectId` on real clusters, `projectID` in Stork's documentation).
+pub fn is_project_id_key(key: &str) -> bool {
+    match key.split_once('/') {
+        Some((prefix, name)) => {
+            name.eq_ignore_ascii_case("projectid")
+                && (prefix == "cattle.io" || prefix.ends_with(".cattle.io"))
+        }
+        None => false,
+    }
+}
+
+/// Whether the object carries `stork.libopenstorage.org/migrated: "true"`.
+pub fn has_migrated_annotation(obj: &Value) -> bool {
+    obj.pointer("/metadata/annotations")
+        .and_then(|a| a.get(MIGRATED_ANNOTATION))
+        .and_then(Value::as_str)
+        == Some("true")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::real("field.cattle.io/projectId", true)]
+    #[case::stork_docs("field.cattle.io/projectID", true)]
+    #[case::lower("field.cattle.io/projectid", true)]
+    #[case::bare_prefix("cattle.io/projectId", true)]
+    #[case::other_subdomain("management.cattle.io/projectId", true)]
+    #[case::no_prefix("projectId", false)]
+    #[case::lookalike_prefix("fieldcattle.io/projectId", false)]
+    #[case::other_domain("field.cattle.io.evil.com/projectId", false)]
+    #[case::other_name("field.cattle.io/projectName", false)]
+    #[case::status("cattle.io/status", false)]
+    fn project_id_keys(#[case] key: &str, #[case] expected: bool) {
+        assert_eq!(is_project_id_key(key), expected);
+    }
+
+    #[test]
+    fn migrated_annotation_must_be_true() {
+        let obj = |v: Value| serde_json::json!({"metadata": {"annotations": {MIGRATED_ANNOTATION: v}}});
+        assert!(has_migrated_annotation(&obj("true".into())));
+        assert!(!has_migrated_annotation(&obj("false".into())));
+        assert!(!has_migrated_annotation(&obj(true.into())));
+        assert!(!has_migrated_annotation(&serde_json::json!({})));
+    }
+}

@@ -1,0 +1,173 @@
+//! What the engine found in one object, and the messages built from it.
+
+use std::fmt;
+
+use json_patch::PatchOperation;
+use serde_json::Value;
+
+/// Where a project ID was found (a metric label, so the set is small and fixed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Location {
+    /// `metadata.labels` of the object.
+    Label,
+    /// `metadata.annotations` of the object.
+    Annotation,
+    /// Labels of a pod or job template.
+    TemplateLabel,
+    /// Annotations of a pod or job template.
+    TemplateAnnotation,
+    /// A pod (anti-)affinity term's `namespaceSelector`.
+    PodAffinitySelector,
+    /// A NetworkPolicy peer's `namespaceSelector`.
+    NetworkPolicySelector,
+}
+
+impl Location {
+    /// All locations, for metric initialisation.
+    pub const ALL: [Location; 6] = [
+        Location::Label,
+        Location::Annotation,
+        Location::TemplateLabel,
+        Location::TemplateAnnotation,
+        Location::PodAffinitySelector,
+        Location::NetworkPolicySelector,
+    ];
+
+    /// A stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Location::Label => "label",
+            Location::Annotation => "annotation",
+            Location::TemplateLabel => "template_label",
+            Location::TemplateAnnotation => "template_annotation",
+            Location::PodAffinitySelector => "pod_affinity_selector",
+            Location::NetworkPolicySelector => "network_policy_selector",
+        }
+    }
+
+    /// Whether values here are selector terms, which are never removed.
+    pub fn is_selector(self) -> bool {
+        matches!(self, Location::PodAffinitySelector | Location::NetworkPolicySelector)
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One value replaced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rewrite {
+    pub location: Location,
+    /// Human-readable path, e.g. `metadata.labels[field.cattle.io/projectId]`.
+    pub path: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// What happened to an unmapped value (SPEC §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnmappedAction {
+    /// The label or annotation was removed (`drop` on a migrated object).
+    Removed,
+    /// The value was left as it is.
+    Kept,
+    /// The request is refused (`deny`).
+    Denied,
+}
+
+/// One value with no mapping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unmapped {
+    pub location: Location,
+    pub path: String,
+    /// The label/annotation/selector key that holds the value.
+    pub key: String,
+    pub value: String,
+    pub action: UnmappedAction,
+}
+
+impl Unmapped {
+    /// The admission warning for this value; `object` names the object (`Kind ns/name`).
+    pub fn warning(&self, object: &str) -> String {
+        let what = match (self.action, self.location.is_selector()) {
+            (UnmappedAction::Removed, _) => "removed",
+            (UnmappedAction::Kept, true) => "kept (a selector is never shortened)",
+            (UnmappedAction::Kept, false) => "kept",
+            (UnmappedAction::Denied, _) => "refused",
+        };
+        format!(
+            "{object}: project ID {:?} at {} has no mapping; {what}",
+            self.value, self.path
+        )
+    }
+
+    /// The denial message for this value under `--unmapped deny`.
+    pub fn denial(&self, object: &str) -> String {
+        format!(
+            "{object}: project ID {:?} under key {} at {} has no mapping to this cluster (--unmapped=deny); add it to the ClusterPair's project mappings",
+            self.value, self.key, self.path
+        )
+    }
+}
+
+/// The result of rewriting one object.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Outcome {
+    /// RFC 6902 operations on the input object; empty when nothing changes.
+    pub patch: Vec<PatchOperation>,
+    /// Values replaced.
+    pub rewrites: Vec<Rewrite>,
+    /// Values with no mapping, whatever was done with them.
+    pub unmapped: Vec<Unmapped>,
+}
+
+impl Outcome {
+    /// Whether `--unmapped deny` refuses this object.
+    pub fn is_denied(&self) -> bool {
+        self.unmapped.iter().any(|u| u.action == UnmappedAction::Denied)
+    }
+
+    /// One warning per unmapped value.
+    pub fn warnings(&self, object: &str) -> Vec<String> {
+        self.unmapped.iter().map(|u| u.warning(object)).collect()
+    }
+
+    /// The reason for refusing the object, naming every refused value; `None` when allowed.
+    pub fn denial(&self, object: &str) -> Option<String> {
+        let reasons: Vec<String> = self
+            .unmapped
+            .iter()
+            .filter(|u| u.action == UnmappedAction::Denied)
+            .map(|u| u.denial(object))
+            .collect();
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+
+    /// The input object with the patch applied.
+    pub fn apply(&self, obj: &Value) -> Result<Value, json_patch::PatchError> {
+        let mut out = obj.clone();
+        json_patch::patch(&mut out, &self.patch)?;
+        Ok(out)
+    }
+}
+
+/// `Kind namespace/name` (or `Kind name` for cluster-scoped objects), for messages.
+pub fn describe(obj: &Value) -> String {
+    let s = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or_default();
+    let kind = match s("/kind") {
+        "" => "object",
+        k => k,
+    };
+    let name = match (s("/metadata/name"), s("/metadata/generateName")) {
+        ("", "") => "<unnamed>".to_string(),
+        ("", g) => format!("{g}*"),
+        (n, _) => n.to_string(),
+    };
+    match s("/metadata/namespace") {
+        "" => format!("{kind} {name}"),
+        ns => format!("{kind} {ns}/{name}"),
+    }
+}
