@@ -12,7 +12,9 @@ pub enum ManifestError {
     #[error("invalid YAML: {0}")]
     Yaml(String),
     /// A document that is not an object (a bare string or list).
-    #[error("document {0} is not a Kubernetes object (expected a mapping with apiVersion and kind)")]
+    #[error(
+        "document {0} is not a Kubernetes object (expected a mapping with apiVersion and kind)"
+    )]
     NotAnObject(usize),
 }
 
@@ -50,7 +52,10 @@ fn expand(doc: Value, position: usize, out: &mut Vec<Value>) -> Result<(), Manif
             }
         }
         Value::Object(mut map) => {
-            let is_list = map.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List"))
+            let is_list = map
+                .get("kind")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k.ends_with("List"))
                 && map.get("items").is_some_and(Value::is_array);
             if is_list {
                 if let Some(Value::Array(items)) = map.remove("items") {
@@ -96,7 +101,10 @@ mod tests {
     fn yaml_stream_and_lists() {
         let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: b}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: c}}\n";
         let objs = parse_objects(text).unwrap();
-        let names: Vec<&str> = objs.iter().map(|o| o["metadata"]["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = objs
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["a", "b", "c"]);
     }
 
@@ -109,14 +117,17 @@ mod tests {
 
     #[test]
     fn scalars_are_not_objects() {
-        assert!(matches!(parse_objects("just text"), Err(ManifestError::NotAnObject(1))));
+        assert!(matches!(
+            parse_objects("just text"),
+            Err(ManifestError::NotAnObject(1))
+        ));
         assert!(parse_objects("{not json").is_err());
         assert!(parse_objects("a: [unclosed").is_err());
     }
 
     #[test]
     fn yaml_roundtrip_keeps_string_types() {
-        let o = json!({"metadata": {"annotations": {"stork.libopenstorage.org/migrated": "true", "n": "0123", "e": ""}}});
+        let o = json!({"metadata": {"annotations": {"stork.libopenstorage.org/migrated": "true", "n": "0123", "e": "", "y": "y", "no": "no", "on": "on", "null": "null", "tilde": "~", "f": "1.5", "o": "0o17", "x": "0x1F", "multi": "a\nb\n"}}});
         let text = to_yaml_stream(std::slice::from_ref(&o)).unwrap();
         assert_eq!(parse_objects(&text).unwrap(), vec![o]);
     }

@@ -9,7 +9,9 @@ use anyhow::Result;
 
 use super::{input, OutputFormat};
 use crate::clusterpair::{current_identity, ClusterPair, Identity};
-use crate::mapping::objects::{build_configmap, entries_text, parse_clusterpair, parse_configmap_data, DEFAULT_CONFIGMAP_NAME};
+use crate::mapping::objects::{
+    build_configmap, entries_text, parse_clusterpair, parse_configmap_data, DEFAULT_CONFIGMAP_NAME,
+};
 use crate::mapping::Table;
 
 /// Derive the mapping ConfigMap from ClusterPair(s).
@@ -108,6 +110,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     users.sort();
     users.dedup();
     let cm = build_configmap(&args.name, &args.namespace, &data, &users);
-    std::io::stdout().lock().write_all(input::render(vec![cm], args.output)?.as_bytes())?;
+    std::io::stdout()
+        .lock()
+        .write_all(input::render(vec![cm], args.output)?.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }

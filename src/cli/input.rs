@@ -12,7 +12,9 @@ use crate::manifest;
 pub fn read(path: &Path) -> Result<String> {
     if path == Path::new("-") {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading stdin")?;
         Ok(s)
     } else {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
@@ -21,13 +23,19 @@ pub fn read(path: &Path) -> Result<String> {
 
 /// Reads every object of every file, in order (lists expanded). Stdin may be named once.
 pub fn read_objects(paths: &[PathBuf]) -> Result<Vec<Value>> {
-    if paths.iter().filter(|p| p.as_path() == Path::new("-")).count() > 1 {
+    if paths
+        .iter()
+        .filter(|p| p.as_path() == Path::new("-"))
+        .count()
+        > 1
+    {
         bail!("stdin (-) can be read only once");
     }
     let mut out = Vec::new();
     for path in paths {
         let text = read(path)?;
-        let objects = manifest::parse_objects(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let objects = manifest::parse_objects(&text)
+            .with_context(|| format!("parsing {}", path.display()))?;
         out.extend(objects);
     }
     Ok(out)
@@ -36,7 +44,9 @@ pub fn read_objects(paths: &[PathBuf]) -> Result<Vec<Value>> {
 /// Renders objects in the chosen format.
 pub fn render(objects: Vec<Value>, format: super::OutputFormat) -> Result<String> {
     Ok(match format {
-        super::OutputFormat::Yaml => manifest::to_yaml_stream(&objects).map_err(anyhow::Error::msg)?,
+        super::OutputFormat::Yaml => {
+            manifest::to_yaml_stream(&objects).map_err(anyhow::Error::msg)?
+        }
         super::OutputFormat::Json => {
             let v = if objects.len() == 1 {
                 objects.into_iter().next().unwrap_or_default()

@@ -52,7 +52,10 @@ impl MappingArgs {
     /// Loads and checks the mappings.
     pub fn load(&self) -> Result<Mappings> {
         let mappings = match (&self.project_mappings, &self.mappings_file) {
-            (Some(text), _) => Mappings { table: table_from_text(text)?, migration_users: Vec::new() },
+            (Some(text), _) => Mappings {
+                table: table_from_text(text)?,
+                migration_users: Vec::new(),
+            },
             (None, Some(path)) => mappings_from_file_text(&input::read(path)?)
                 .with_context(|| format!("mappings file {}", path.display()))?,
             (None, None) => anyhow::bail!("give --project-mappings or --mappings-file"),
@@ -67,7 +70,10 @@ impl MappingArgs {
 pub fn run(args: Args) -> Result<ExitCode> {
     let mappings = args.mappings.load()?;
     let objects = input::read_objects(&args.files)?;
-    let options = Options { unmapped: args.unmapped, migrated: true };
+    let options = Options {
+        unmapped: args.unmapped,
+        migrated: true,
+    };
 
     let mut output = Vec::with_capacity(objects.len());
     let mut denials = Vec::new();
@@ -77,14 +83,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let outcome = rewrite(&obj, &mappings.table, &options);
         let name = describe(&obj);
         for r in &outcome.rewrites {
-            writeln!(err, "{name}: {}: {} -> {}", r.path, r.from, r.to)?;
+            writeln!(err, "{name}: {}: {} -> {}", r.path(), r.from, r.to)?;
         }
         for w in outcome.warnings(&name) {
             writeln!(err, "warning: {w}")?;
         }
         rewrites += outcome.rewrites.len();
         unmapped += outcome.unmapped.len();
-        removed += outcome.unmapped.iter().filter(|u| u.action == UnmappedAction::Removed).count();
+        removed += outcome
+            .unmapped
+            .iter()
+            .filter(|u| u.action == UnmappedAction::Removed)
+            .count();
         changed += usize::from(!outcome.patch.is_empty());
         if let Some(reason) = outcome.denial(&name) {
             denials.push(reason);

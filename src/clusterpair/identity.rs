@@ -29,7 +29,11 @@ pub fn current_identity(config: &KubeConfig) -> Identity {
 }
 
 fn user_identity(name: &str, user: &AuthInfo) -> Identity {
-    if let Some(cert) = user.client_certificate_data.as_ref().filter(|c| !c.is_empty()) {
+    if let Some(cert) = user
+        .client_certificate_data
+        .as_ref()
+        .filter(|c| !c.is_empty())
+    {
         return match certificate_cn(cert.expose()) {
             Some(cn) => Identity::User(cn),
             None => Identity::Unknown(format!(
@@ -64,7 +68,13 @@ pub fn certificate_cn(b64_pem: &str) -> Option<String> {
         .ok()?;
     let (_, pem) = x509_parser::pem::parse_x509_pem(&pem_bytes).ok()?;
     let cert = pem.parse_x509().ok()?;
-    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?.to_string();
+    let cn = cert
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     Some(cn)
 }
 
@@ -79,7 +89,11 @@ pub fn jwt_subject(token: &str) -> Option<String> {
         .decode(payload.trim_end_matches('='))
         .ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("sub")?.as_str().filter(|s| !s.is_empty()).map(str::to_string)
+    claims
+        .get("sub")?
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 #[cfg(test)]
@@ -93,7 +107,11 @@ mod tests {
 
     fn jwt(claims: &str) -> String {
         let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        format!("{}.{}.sig", e.encode(br#"{"alg":"RS256"}"#), e.encode(claims))
+        format!(
+            "{}.{}.sig",
+            e.encode(br#"{"alg":"RS256"}"#),
+            e.encode(claims)
+        )
     }
 
     fn config_with(user: AuthInfo) -> KubeConfig {
@@ -103,7 +121,11 @@ mod tests {
         };
         c.contexts.insert(
             "ctx".into(),
-            super::super::model::Context { cluster: "k".into(), user: "u".into(), namespace: String::new() },
+            super::super::model::Context {
+                cluster: "k".into(),
+                user: "u".into(),
+                namespace: String::new(),
+            },
         );
         c.users.insert("u".into(), user);
         c
@@ -112,7 +134,9 @@ mod tests {
     #[test]
     fn token_subject() {
         let user = AuthInfo {
-            token: Some(Secret::new(jwt(r#"{"sub":"system:serviceaccount:kube-system:stork"}"#))),
+            token: Some(Secret::new(jwt(
+                r#"{"sub":"system:serviceaccount:kube-system:stork"}"#,
+            ))),
             ..Default::default()
         };
         assert_eq!(
@@ -123,7 +147,10 @@ mod tests {
 
     #[test]
     fn opaque_token_is_unknown_and_not_quoted() {
-        let user = AuthInfo { token: Some(Secret::new("abcdef.0123456789abcdef")), ..Default::default() };
+        let user = AuthInfo {
+            token: Some(Secret::new("abcdef.0123456789abcdef")),
+            ..Default::default()
+        };
         match current_identity(&config_with(user)) {
             Identity::Unknown(why) => assert!(!why.contains("0123456789abcdef"), "{why}"),
             other => panic!("{other:?}"),
@@ -133,7 +160,9 @@ mod tests {
     #[test]
     fn certificate_common_name() {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "stork-migrator");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "stork-migrator");
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         let user = AuthInfo {
@@ -141,13 +170,21 @@ mod tests {
             client_key_data: Some(Secret::new(b64(key.serialize_pem().as_bytes()))),
             ..Default::default()
         };
-        assert_eq!(current_identity(&config_with(user)), Identity::User("stork-migrator".into()));
+        assert_eq!(
+            current_identity(&config_with(user)),
+            Identity::User("stork-migrator".into())
+        );
     }
 
     #[test]
     fn exec_and_missing_context() {
-        let user = AuthInfo { exec: true, ..Default::default() };
-        assert!(matches!(current_identity(&config_with(user)), Identity::Unknown(w) if w.contains("exec")));
+        let user = AuthInfo {
+            exec: true,
+            ..Default::default()
+        };
+        assert!(
+            matches!(current_identity(&config_with(user)), Identity::Unknown(w) if w.contains("exec"))
+        );
         let mut c = config_with(AuthInfo::default());
         c.current_context = "nope".into();
         assert!(matches!(current_identity(&c), Identity::Unknown(_)));

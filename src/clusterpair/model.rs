@@ -135,7 +135,12 @@ pub enum ModelError {
 impl ClusterPair {
     /// Reads a ClusterPair from a JSON value without ever quoting a field's value in an error.
     pub fn from_value(v: &Value) -> Result<ClusterPair, ModelError> {
-        let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let field = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         let (api_version, kind) = (field("apiVersion"), field("kind"));
         if kind != KIND || !api_version.starts_with("stork.libopenstorage.org/") {
             return Err(ModelError::NotAClusterPair { api_version, kind });
@@ -145,7 +150,11 @@ impl ClusterPair {
 
     /// The ConfigMap data key for this pair's mappings (SPEC §10): `<namespace>.<name>`.
     pub fn data_key(&self) -> String {
-        let ns = if self.metadata.namespace.is_empty() { "default" } else { &self.metadata.namespace };
+        let ns = if self.metadata.namespace.is_empty() {
+            "default"
+        } else {
+            &self.metadata.namespace
+        };
         format!("{ns}.{}", self.metadata.name)
     }
 

@@ -71,31 +71,68 @@ impl fmt::Display for Side {
 pub enum MappingError {
     /// An entry without `=`; `hint` holds the corrected entry for the `p-a: p-b` spelling.
     #[error("entry {entry} has no '=': {}", match hint { Some(h) => format!("did you mean {h:?}?"), None => "expected src=dst".to_string() })]
-    MissingEquals { entry: EntryRef, hint: Option<String> },
+    MissingEquals {
+        entry: EntryRef,
+        hint: Option<String>,
+    },
     /// An empty entry, e.g. after a trailing comma.
-    #[error("empty entry #{position}{} (a trailing or doubled comma?)", in_key(origin))]
+    #[error(
+        "empty entry #{position}{} (a trailing or doubled comma?)",
+        in_key(origin)
+    )]
     EmptyEntry { position: usize, origin: Origin },
     /// One side of `=` is empty.
     #[error("entry {entry} has an empty {side}")]
     EmptySide { entry: EntryRef, side: Side },
     /// One side is not a valid project-ID value.
     #[error("entry {entry}: {side} {value:?} is not a project ID (P or C:P): {reason}")]
-    InvalidId { entry: EntryRef, side: Side, value: String, reason: super::IdError },
+    InvalidId {
+        entry: EntryRef,
+        side: Side,
+        value: String,
+        reason: super::IdError,
+    },
     /// Source and destination have different forms (`P` vs `C:P`).
     #[error("entry {entry}: source and destination must both be P or both be C:P")]
     FormMismatch { entry: EntryRef },
     /// One source mapped to two different destinations.
     #[error("entry {entry} maps {src} to {dst}, but entry {other} maps it to {other_dst}")]
-    ConflictingDestination { entry: EntryRef, other: EntryRef, src: String, dst: String, other_dst: String },
+    ConflictingDestination {
+        entry: EntryRef,
+        other: EntryRef,
+        src: String,
+        dst: String,
+        other_dst: String,
+    },
     /// Two entries with the same source project but different destination projects.
-    #[error("entry {entry} maps project {project} to {dst}, but entry {other} maps it to {other_dst}")]
-    ProjectConflict { entry: EntryRef, other: EntryRef, project: String, dst: String, other_dst: String },
+    #[error(
+        "entry {entry} maps project {project} to {dst}, but entry {other} maps it to {other_dst}"
+    )]
+    ProjectConflict {
+        entry: EntryRef,
+        other: EntryRef,
+        project: String,
+        dst: String,
+        other_dst: String,
+    },
     /// One source cluster mapped to two destination clusters.
-    #[error("entry {entry} maps cluster {cluster} to {dst}, but entry {other} maps it to {other_dst}")]
-    ClusterConflict { entry: EntryRef, other: EntryRef, cluster: String, dst: String, other_dst: String },
+    #[error(
+        "entry {entry} maps cluster {cluster} to {dst}, but entry {other} maps it to {other_dst}"
+    )]
+    ClusterConflict {
+        entry: EntryRef,
+        other: EntryRef,
+        cluster: String,
+        dst: String,
+        other_dst: String,
+    },
     /// A destination that is also a source: a rewritten value would be rewritten again.
     #[error("entry {entry} makes a chain: its destination {id} is the source of entry {other}; map each source straight to its final destination")]
-    Chain { entry: EntryRef, other: EntryRef, id: String },
+    Chain {
+        entry: EntryRef,
+        other: EntryRef,
+        id: String,
+    },
 }
 
 fn in_key(origin: &Origin) -> String {

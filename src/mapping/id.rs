@@ -38,9 +38,7 @@ pub fn check_label(s: &str) -> Result<(), IdError> {
     }
     let b = s.as_bytes();
     let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-    let ok = alnum(b[0])
-        && alnum(b[b.len() - 1])
-        && b.iter().all(|&c| alnum(c) || c == b'-');
+    let ok = alnum(b[0]) && alnum(b[b.len() - 1]) && b.iter().all(|&c| alnum(c) || c == b'-');
     if ok {
         Ok(())
     } else {
@@ -121,6 +119,9 @@ mod tests {
     #[test]
     fn label_length_limit() {
         assert!(check_label(&"a".repeat(63)).is_ok());
-        assert!(matches!(check_label(&"a".repeat(64)), Err(IdError::TooLong(_))));
+        assert!(matches!(
+            check_label(&"a".repeat(64)),
+            Err(IdError::TooLong(_))
+        ));
     }
 }

@@ -31,7 +31,11 @@ pub fn is_configmap(v: &Value) -> bool {
 
 /// Whether a value is a ConfigMap carrying [`MAPPINGS_LABEL`]` = "true"`.
 pub fn is_mapping_configmap(v: &Value) -> bool {
-    is_configmap(v) && v.pointer("/metadata/labels").and_then(|l| l.get(MAPPINGS_LABEL)).and_then(Value::as_str) == Some("true")
+    is_configmap(v)
+        && v.pointer("/metadata/labels")
+            .and_then(|l| l.get(MAPPINGS_LABEL))
+            .and_then(Value::as_str)
+            == Some("true")
 }
 
 /// Parses every data key of a mapping ConfigMap, each with its key as origin.
@@ -76,13 +80,19 @@ pub fn mappings_from_configmap(cm: &Value) -> Result<Mappings, MappingErrors> {
         .and_then(Value::as_str)
         .map(parse_migration_users)
         .unwrap_or_default();
-    Ok(Mappings { table, migration_users })
+    Ok(Mappings {
+        table,
+        migration_users,
+    })
 }
 
 /// Parses a ClusterPair's `spec.platformOptions.rancher.projectMappings`.
 pub fn parse_clusterpair(cp: &ClusterPair) -> Parsed {
     let pairs = cp.project_mappings();
-    parse_map(pairs.iter().map(|(s, d)| (s.as_str(), d.as_str())), &Origin::ClusterPair)
+    parse_map(
+        pairs.iter().map(|(s, d)| (s.as_str(), d.as_str())),
+        &Origin::ClusterPair,
+    )
 }
 
 /// Mapping text for one ConfigMap data key: one `src=dst` entry a line.
@@ -108,7 +118,8 @@ pub fn build_configmap(
         "data": data,
     });
     if !migration_users.is_empty() {
-        cm["metadata"]["annotations"] = json!({ MIGRATION_USERS_ANNOTATION: migration_users.join(",") });
+        cm["metadata"]["annotations"] =
+            json!({ MIGRATION_USERS_ANNOTATION: migration_users.join(",") });
     }
     cm
 }
@@ -131,7 +142,12 @@ pub fn mappings_from_file_text(text: &str) -> Result<Mappings, MappingsFileError
         Ok(docs) if !docs.is_empty() && docs.iter().all(|d| d.get("kind").is_some()) => docs,
         // Not Kubernetes objects: plain mapping text (which may even look like YAML, as
         // `p-a: p-b` does; parse_text then explains the `=`).
-        _ => return Ok(Mappings { table: Table::build(parse_text(text, &Origin::Text))?, migration_users: Vec::new() }),
+        _ => {
+            return Ok(Mappings {
+                table: Table::build(parse_text(text, &Origin::Text))?,
+                migration_users: Vec::new(),
+            })
+        }
     };
     let mut data = BTreeMap::new();
     let mut users = Vec::new();
@@ -139,17 +155,28 @@ pub fn mappings_from_file_text(text: &str) -> Result<Mappings, MappingsFileError
     for doc in &docs {
         if is_configmap(doc) {
             let cm_data = configmap_data(doc);
-            if let Some(u) = doc.pointer("/metadata/annotations").and_then(|a| a.get(MIGRATION_USERS_ANNOTATION)).and_then(Value::as_str) {
+            if let Some(u) = doc
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get(MIGRATION_USERS_ANNOTATION))
+                .and_then(Value::as_str)
+            {
                 users.extend(parse_migration_users(u));
             }
             data.extend(cm_data);
         } else if let Ok(cp) = ClusterPair::from_value(doc) {
             let parsed = parse_clusterpair(&cp);
             if parsed.errors.is_empty() {
-                let entries: Vec<(String, String)> = parsed.entries.iter().map(|e| (e.src.to_string(), e.dst.to_string())).collect();
+                let entries: Vec<(String, String)> = parsed
+                    .entries
+                    .iter()
+                    .map(|e| (e.src.to_string(), e.dst.to_string()))
+                    .collect();
                 data.insert(cp.data_key(), entries_text(&entries));
             }
-            per_doc.extend(Parsed { entries: Vec::new(), errors: parsed.errors });
+            per_doc.extend(Parsed {
+                entries: Vec::new(),
+                errors: parsed.errors,
+            });
         } else {
             let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
             return Err(MappingsFileError::Unsupported(format!(
@@ -161,5 +188,8 @@ pub fn mappings_from_file_text(text: &str) -> Result<Mappings, MappingsFileError
     parsed.errors.splice(0..0, per_doc.errors);
     users.sort();
     users.dedup();
-    Ok(Mappings { table: Table::build(parsed)?, migration_users: users })
+    Ok(Mappings {
+        table: Table::build(parsed)?,
+        migration_users: users,
+    })
 }

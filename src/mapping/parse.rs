@@ -150,7 +150,9 @@ mod tests {
     fn missing_equals_names_entry() {
         let e = errors("p-a=p-b,p-c");
         assert_eq!(e.len(), 1);
-        assert!(matches!(&e[0], MappingError::MissingEquals { entry, hint: None } if entry.text == "p-c"));
+        assert!(
+            matches!(&e[0], MappingError::MissingEquals { entry, hint: None } if entry.text == "p-c")
+        );
         assert!(e[0].to_string().contains("\"p-c\""));
     }
 
@@ -160,42 +162,85 @@ mod tests {
         assert_eq!(
             e,
             [MappingError::MissingEquals {
-                entry: EntryRef { text: "p-c: p-d".into(), src: "p-c: p-d".into(), origin: Origin::Text },
+                entry: EntryRef {
+                    text: "p-c: p-d".into(),
+                    src: "p-c: p-d".into(),
+                    origin: Origin::Text
+                },
                 hint: Some("p-c=p-d".into()),
             }]
         );
-        assert!(e[0].to_string().contains("did you mean \"p-c=p-d\"?"), "{}", e[0]);
+        assert!(
+            e[0].to_string().contains("did you mean \"p-c=p-d\"?"),
+            "{}",
+            e[0]
+        );
     }
 
     #[test]
     fn empty_entries_are_errors() {
         let e = errors("p-a=p-b,");
-        assert_eq!(e, [MappingError::EmptyEntry { position: 2, origin: Origin::Text }]);
+        assert_eq!(
+            e,
+            [MappingError::EmptyEntry {
+                position: 2,
+                origin: Origin::Text
+            }]
+        );
         assert_eq!(errors("p-a=p-b,,p-c=p-d").len(), 1);
-        assert!(errors("").is_empty(), "an empty mapping is an empty table, not an error");
+        assert!(
+            errors("").is_empty(),
+            "an empty mapping is an empty table, not an error"
+        );
     }
 
     #[test]
     fn empty_sides() {
-        assert!(matches!(&errors("=p-b")[..], [MappingError::EmptySide { side: Side::Source, .. }]));
-        assert!(matches!(&errors("p-a=")[..], [MappingError::EmptySide { side: Side::Destination, .. }]));
+        assert!(matches!(
+            &errors("=p-b")[..],
+            [MappingError::EmptySide {
+                side: Side::Source,
+                ..
+            }]
+        ));
+        assert!(matches!(
+            &errors("p-a=")[..],
+            [MappingError::EmptySide {
+                side: Side::Destination,
+                ..
+            }]
+        ));
         assert_eq!(errors("=").len(), 2);
     }
 
     #[test]
     fn invalid_ids() {
         let e = errors("P-A=p-b");
-        assert!(matches!(&e[..], [MappingError::InvalidId { side: Side::Source, value, .. }] if value == "P-A"));
+        assert!(
+            matches!(&e[..], [MappingError::InvalidId { side: Side::Source, value, .. }] if value == "P-A")
+        );
         let e = errors("p-a=p_b");
-        assert!(matches!(&e[..], [MappingError::InvalidId { side: Side::Destination, .. }]));
+        assert!(matches!(
+            &e[..],
+            [MappingError::InvalidId {
+                side: Side::Destination,
+                ..
+            }]
+        ));
         assert!(e[0].to_string().contains("\"p-a=p_b\""));
         assert_eq!(errors("p-a=p-b=p-c").len(), 1);
     }
 
     #[test]
     fn form_mismatch() {
-        assert!(matches!(&errors("p-a=c-2:p-b")[..], [MappingError::FormMismatch { .. }]));
-        assert!(matches!(&errors("c-1:p-a=p-b")[..], [MappingError::FormMismatch { .. }]));
+        assert!(matches!(
+            &errors("p-a=c-2:p-b")[..],
+            [MappingError::FormMismatch { .. }]
+        ));
+        assert!(matches!(
+            &errors("c-1:p-a=p-b")[..],
+            [MappingError::FormMismatch { .. }]
+        ));
     }
 
     #[test]

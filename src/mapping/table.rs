@@ -4,7 +4,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::error::{EntryRef, MappingError, MappingErrors, MappingWarning};
+// foldhash with a per-process random seed: several times faster than SipHash on short IDs,
+// and still seeded, so crafted label values cannot aim at collisions.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Set<K> = HashSet<K, foldhash::fast::RandomState>;
+
+use super::error::{MappingError, MappingErrors, MappingWarning};
 use super::parse::{Entry, Parsed};
 
 /// What the table says about one value (SPEC §4).
@@ -21,24 +26,25 @@ pub enum Lookup {
 /// A validated mapping, immutable once built.
 #[derive(Clone, Debug, Default)]
 pub struct Table {
-    /// Whole source value → whole destination value (§4.1).
-    exact: HashMap<Box<str>, Box<str>>,
-    /// Source project → destination project, from both forms (§4.2, §4.3).
-    projects: HashMap<Box<str>, Box<str>>,
-    /// Source cluster → destination cluster, from cluster-form entries (§4.2).
-    clusters: HashMap<Box<str>, Box<str>>,
-    /// Destination projects and clusters (§4.0).
-    dst_projects: HashSet<Box<str>>,
-    dst_clusters: HashSet<Box<str>>,
-    /// The distinct entries, in input order (for `derive` and `--reverse`).
+    /// The distinct entries `(src, dst)`, in input order.
     entries: Vec<(String, String)>,
+    /// Whole source value → index of its entry (§4.1).
+    exact: Map<String, usize>,
+    /// Source project → destination project, from both forms (§4.2, §4.3).
+    projects: Map<String, Claim>,
+    /// Source cluster → destination cluster, from cluster-form entries (§4.2).
+    clusters: Map<String, Claim>,
+    /// Destination projects and clusters (§4.0).
+    dst_projects: Set<String>,
+    dst_clusters: Set<String>,
     warnings: Vec<MappingWarning>,
 }
 
-/// Remembers which entry first claimed a key, to name it when another entry disagrees.
-struct Claim<'a> {
-    dst: &'a str,
-    by: &'a EntryRef,
+/// A destination, and which parsed entry first claimed it (to name it when another disagrees).
+#[derive(Clone, Debug)]
+struct Claim {
+    dst: String,
+    by: usize,
 }
 
 impl Table {
@@ -46,52 +52,69 @@ impl Table {
     /// across entries, rejects the whole table; all errors are reported, not just the first.
     pub fn build(parsed: Parsed) -> Result<Table, MappingErrors> {
         let mut errors = parsed.errors;
-        let entries = parsed.entries;
+        let parsed = parsed.entries;
+        let n = parsed.len();
+        let mut t = Table {
+            entries: Vec::with_capacity(n),
+            exact: Map::with_capacity_and_hasher(n, Default::default()),
+            projects: Map::with_capacity_and_hasher(n, Default::default()),
+            ..Table::default()
+        };
+        // Index into `parsed` of each distinct entry (parallel to `t.entries`).
+        let mut origin: Vec<usize> = Vec::with_capacity(n);
 
-        let mut exact: HashMap<String, (String, &EntryRef)> = HashMap::with_capacity(entries.len());
-        let mut projects: HashMap<&str, Claim> = HashMap::with_capacity(entries.len());
-        let mut clusters: HashMap<&str, Claim> = HashMap::new();
-        let mut distinct: Vec<&Entry> = Vec::with_capacity(entries.len());
-        let mut warnings = Vec::new();
-
-        for e in &entries {
+        for (i, e) in parsed.iter().enumerate() {
             let (src, dst) = (e.src.to_string(), e.dst.to_string());
-            if let Some((prev_dst, prev_by)) = exact.get(&src) {
-                if *prev_dst != dst {
+            if let Some(&k) = t.exact.get(&src) {
+                if t.entries[k].1 != dst {
                     errors.push(MappingError::ConflictingDestination {
                         entry: e.at.clone(),
-                        other: (*prev_by).clone(),
+                        other: parsed[origin[k]].at.clone(),
+                        other_dst: t.entries[k].1.clone(),
                         src,
                         dst,
-                        other_dst: prev_dst.clone(),
                     });
                 }
                 // An exact duplicate is accepted; a conflicting one is reported once, above.
                 continue;
             }
             if src == dst {
-                warnings.push(MappingWarning::Identity { entry: e.at.clone() });
+                warnings_push(&mut t.warnings, e);
             }
-            exact.insert(src, (dst, &e.at));
-            distinct.push(e);
-            check_claim(&mut projects, &e.src.project, &e.dst.project, &e.at, &mut errors, |entry, other, dst, other_dst| {
-                MappingError::ProjectConflict { entry, other, project: e.src.project.clone(), dst, other_dst }
-            });
-            if let (Some(sc), Some(dc)) = (&e.src.cluster, &e.dst.cluster) {
-                check_claim(&mut clusters, sc, dc, &e.at, &mut errors, |entry, other, dst, other_dst| {
-                    MappingError::ClusterConflict { entry, other, cluster: sc.clone(), dst, other_dst }
+            t.exact.insert(src.clone(), t.entries.len());
+            t.entries.push((src, dst));
+            origin.push(i);
+            if let Some(prev) = claim(&mut t.projects, &e.src.project, &e.dst.project, i) {
+                errors.push(MappingError::ProjectConflict {
+                    entry: e.at.clone(),
+                    other: parsed[prev.by].at.clone(),
+                    project: e.src.project.clone(),
+                    dst: e.dst.project.clone(),
+                    other_dst: prev.dst,
                 });
+            }
+            if let (Some(sc), Some(dc)) = (&e.src.cluster, &e.dst.cluster) {
+                if let Some(prev) = claim(&mut t.clusters, sc, dc, i) {
+                    errors.push(MappingError::ClusterConflict {
+                        entry: e.at.clone(),
+                        other: parsed[prev.by].at.clone(),
+                        cluster: sc.clone(),
+                        dst: dc.clone(),
+                        other_dst: prev.dst,
+                    });
+                }
             }
         }
 
         // A chain: a destination project that is also the source of a non-identity mapping.
         // (A whole destination that is a whole source has that project too, so this covers both.)
-        for e in &distinct {
-            if let Some(claim) = projects.get(e.dst.project.as_str()) {
-                if claim.dst != e.dst.project {
+        for &i in &origin {
+            let e = &parsed[i];
+            if let Some(c) = t.projects.get(&e.dst.project) {
+                if c.dst != e.dst.project {
                     errors.push(MappingError::Chain {
                         entry: e.at.clone(),
-                        other: claim.by.clone(),
+                        other: parsed[c.by].at.clone(),
                         id: e.dst.project.clone(),
                     });
                 }
@@ -101,22 +124,20 @@ impl Table {
         if !errors.is_empty() {
             return Err(MappingErrors(errors));
         }
-
-        let boxed = |m: HashMap<&str, Claim>| -> HashMap<Box<str>, Box<str>> {
-            m.into_iter().map(|(k, c)| (k.into(), c.dst.into())).collect()
-        };
-        Ok(Table {
-            dst_projects: distinct.iter().map(|e| e.dst.project.as_str().into()).collect(),
-            dst_clusters: distinct
-                .iter()
-                .filter_map(|e| e.dst.cluster.as_deref().map(Into::into))
-                .collect(),
-            entries: distinct.iter().map(|e| (e.src.to_string(), e.dst.to_string())).collect(),
-            exact: exact.into_iter().map(|(k, (d, _))| (k.into(), d.into())).collect(),
-            projects: boxed(projects),
-            clusters: boxed(clusters),
-            warnings,
-        })
+        for &i in &origin {
+            let dst = &parsed[i].dst;
+            if !t.dst_projects.contains(&dst.project) {
+                t.dst_projects.insert(dst.project.clone());
+            }
+            if let Some(c) = dst
+                .cluster
+                .as_ref()
+                .filter(|c| !t.dst_clusters.contains(*c))
+            {
+                t.dst_clusters.insert(c.clone());
+            }
+        }
+        Ok(t)
     }
 
     /// Looks a value up per SPEC §4.
@@ -124,15 +145,15 @@ impl Table {
         if self.is_destination(v) {
             return Lookup::Keep;
         }
-        if let Some(dst) = self.exact.get(v) {
-            return Lookup::Rewrite(dst.to_string());
+        if let Some(&i) = self.exact.get(v) {
+            return Lookup::Rewrite(self.entries[i].1.clone());
         }
         let mapped = match v.split_once(':') {
             Some((c, p)) => match (self.clusters.get(c), self.projects.get(p)) {
-                (Some(c2), Some(p2)) => Some(format!("{c2}:{p2}")),
+                (Some(c2), Some(p2)) => Some(format!("{}:{}", c2.dst, p2.dst)),
                 _ => None,
             },
-            None => self.projects.get(v).map(|p2| p2.to_string()),
+            None => self.projects.get(v).map(|p2| p2.dst.clone()),
         };
         mapped.map_or(Lookup::Unmapped, Lookup::Rewrite)
     }
@@ -166,24 +187,26 @@ impl Table {
     }
 }
 
-fn check_claim<'a>(
-    claims: &mut HashMap<&'a str, Claim<'a>>,
-    key: &'a str,
-    dst: &'a str,
-    at: &'a EntryRef,
-    errors: &mut Vec<MappingError>,
-    conflict: impl FnOnce(EntryRef, EntryRef, String, String) -> MappingError,
-) {
+fn warnings_push(warnings: &mut Vec<MappingWarning>, e: &Entry) {
+    warnings.push(MappingWarning::Identity {
+        entry: e.at.clone(),
+    });
+}
+
+/// Claims `key → dst` for entry `by`; returns the earlier claim when it disagrees.
+fn claim(claims: &mut Map<String, Claim>, key: &str, dst: &str, by: usize) -> Option<Claim> {
     match claims.get(key) {
-        Some(prev) if prev.dst != dst => errors.push(conflict(
-            at.clone(),
-            prev.by.clone(),
-            dst.to_string(),
-            prev.dst.to_string(),
-        )),
-        Some(_) => {}
+        Some(prev) if prev.dst != dst => Some(prev.clone()),
+        Some(_) => None,
         None => {
-            claims.insert(key, Claim { dst, by: at });
+            claims.insert(
+                key.to_string(),
+                Claim {
+                    dst: dst.to_string(),
+                    by,
+                },
+            );
+            None
         }
     }
 }

@@ -7,7 +7,9 @@ fn table(text: &str) -> Table {
 }
 
 fn errors(text: &str) -> Vec<MappingError> {
-    table_from_text(text).expect_err("mapping should be refused").0
+    table_from_text(text)
+        .expect_err("mapping should be refused")
+        .0
 }
 
 #[test]
@@ -18,7 +20,10 @@ fn one_source_two_destinations() {
         "{e:?}"
     );
     let msg = e[0].to_string();
-    assert!(msg.contains("\"p-a=p-c\"") && msg.contains("\"p-a=p-b\""), "{msg}");
+    assert!(
+        msg.contains("\"p-a=p-c\"") && msg.contains("\"p-a=p-b\""),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -30,24 +35,43 @@ fn exact_duplicates_are_accepted() {
 #[test]
 fn project_parts_conflict_across_forms() {
     let e = errors("p-a=p-b,c-1:p-a=c-2:p-c");
-    assert!(matches!(&e[..], [MappingError::ProjectConflict { project, .. }] if project == "p-a"), "{e:?}");
+    assert!(
+        matches!(&e[..], [MappingError::ProjectConflict { project, .. }] if project == "p-a"),
+        "{e:?}"
+    );
     let e = errors("c-1:p-a=c-2:p-b,c-3:p-a=c-4:p-c");
-    assert!(e.iter().any(|e| matches!(e, MappingError::ProjectConflict { .. })), "{e:?}");
+    assert!(
+        e.iter()
+            .any(|e| matches!(e, MappingError::ProjectConflict { .. })),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn source_cluster_to_two_clusters() {
     let e = errors("c-1:p-a=c-2:p-b,c-1:p-c=c-3:p-d");
-    assert!(matches!(&e[..], [MappingError::ClusterConflict { cluster, .. }] if cluster == "c-1"), "{e:?}");
+    assert!(
+        matches!(&e[..], [MappingError::ClusterConflict { cluster, .. }] if cluster == "c-1"),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn chains_are_refused() {
     let e = errors("p-a=p-b,p-b=p-c");
-    assert!(matches!(&e[..], [MappingError::Chain { id, .. }] if id == "p-b"), "{e:?}");
+    assert!(
+        matches!(&e[..], [MappingError::Chain { id, .. }] if id == "p-b"),
+        "{e:?}"
+    );
     // Whole cluster-form values, and a cluster-form destination project used as a project source.
-    assert!(matches!(&errors("c-1:p-a=c-2:p-b,c-2:p-b=c-3:p-c")[..], [MappingError::Chain { .. }]));
-    assert!(matches!(&errors("c-1:p-a=c-2:p-b,p-b=p-c")[..], [MappingError::Chain { .. }]));
+    assert!(matches!(
+        &errors("c-1:p-a=c-2:p-b,c-2:p-b=c-3:p-c")[..],
+        [MappingError::Chain { .. }]
+    ));
+    assert!(matches!(
+        &errors("c-1:p-a=c-2:p-b,p-b=p-c")[..],
+        [MappingError::Chain { .. }]
+    ));
 }
 
 #[test]
@@ -72,12 +96,20 @@ fn all_errors_are_reported() {
 
 #[test]
 fn conflict_across_configmap_keys_names_both_keys() {
-    let data = [("ns.a".to_string(), "p-a=p-b\n".to_string()), ("ns.b".to_string(), "p-a=p-c\n".to_string())]
-        .into_iter()
-        .collect();
-    let e = Table::build(objects::parse_configmap_data(&data)).unwrap_err().0;
+    let data = [
+        ("ns.a".to_string(), "p-a=p-b\n".to_string()),
+        ("ns.b".to_string(), "p-a=p-c\n".to_string()),
+    ]
+    .into_iter()
+    .collect();
+    let e = Table::build(objects::parse_configmap_data(&data))
+        .unwrap_err()
+        .0;
     let msg = e[0].to_string();
-    assert!(msg.contains("data key ns.a") && msg.contains("data key ns.b"), "{msg}");
+    assert!(
+        msg.contains("data key ns.a") && msg.contains("data key ns.b"),
+        "{msg}"
+    );
 }
 
 // §4 lookup
@@ -151,7 +183,9 @@ fn configmap_with_users() {
 fn mappings_file_kinds() {
     let plain = objects::mappings_from_file_text("p-a=p-b\n").unwrap();
     assert_eq!(plain.table.len(), 1);
-    let yamlish = objects::mappings_from_file_text("p-a: p-b\n").unwrap_err().to_string();
+    let yamlish = objects::mappings_from_file_text("p-a: p-b\n")
+        .unwrap_err()
+        .to_string();
     assert!(yamlish.contains("did you mean \"p-a=p-b\""), "{yamlish}");
     let cp = "apiVersion: stork.libopenstorage.org/v1alpha1\nkind: ClusterPair\nmetadata: {name: remote, namespace: mig}\nspec:\n  platformOptions:\n    rancher:\n      projectMappings: {p-a: p-b}\n";
     let m = objects::mappings_from_file_text(cp).unwrap();

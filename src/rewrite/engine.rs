@@ -90,10 +90,8 @@ fn get<'v>(v: &'v Value, fields: &[&str]) -> Option<&'v Value> {
 /// One step of the path to the value being looked at.
 #[derive(Clone, Copy)]
 enum Seg<'a> {
-    /// A schema field (`spec`, `matchLabels`).
+    /// A schema field (`spec`, `matchLabels`) or a label/annotation key.
     Field(&'a str),
-    /// A label/annotation key, shown in brackets because it holds dots and slashes.
-    Key(&'a str),
     Index(usize),
 }
 
@@ -126,7 +124,7 @@ impl<'a> Walker<'_, 'a> {
             };
             for (key, value) in map.iter().filter(|(k, _)| is_project_id_key(k)) {
                 if let Value::String(s) = value {
-                    self.with(&[Seg::Field(field), Seg::Key(key)], |w| {
+                    self.with(&[Seg::Field(field), Seg::Field(key)], |w| {
                         w.value(s, key, location)
                     });
                 }
@@ -139,18 +137,36 @@ impl<'a> Walker<'_, 'a> {
             return;
         };
         for kind in AFFINITIES {
-            let Some(a) = affinity.get(kind) else { continue };
+            let Some(a) = affinity.get(kind) else {
+                continue;
+            };
             let required = "requiredDuringSchedulingIgnoredDuringExecution";
             for (i, term) in array(a, required) {
                 if let Some(sel) = term.get("namespaceSelector") {
-                    let segs = [Seg::Field("affinity"), Seg::Field(kind), Seg::Field(required), Seg::Index(i), Seg::Field("namespaceSelector")];
+                    let segs = [
+                        Seg::Field("affinity"),
+                        Seg::Field(kind),
+                        Seg::Field(required),
+                        Seg::Index(i),
+                        Seg::Field("namespaceSelector"),
+                    ];
                     self.with(&segs, |w| w.selector(sel, Location::PodAffinitySelector));
                 }
             }
             let preferred = "preferredDuringSchedulingIgnoredDuringExecution";
             for (i, weighted) in array(a, preferred) {
-                if let Some(sel) = weighted.get("podAffinityTerm").and_then(|t| t.get("namespaceSelector")) {
-                    let segs = [Seg::Field("affinity"), Seg::Field(kind), Seg::Field(preferred), Seg::Index(i), Seg::Field("podAffinityTerm"), Seg::Field("namespaceSelector")];
+                if let Some(sel) = weighted
+                    .get("podAffinityTerm")
+                    .and_then(|t| t.get("namespaceSelector"))
+                {
+                    let segs = [
+                        Seg::Field("affinity"),
+                        Seg::Field(kind),
+                        Seg::Field(preferred),
+                        Seg::Index(i),
+                        Seg::Field("podAffinityTerm"),
+                        Seg::Field("namespaceSelector"),
+                    ];
                     self.with(&segs, |w| w.selector(sel, Location::PodAffinitySelector));
                 }
             }
@@ -163,7 +179,14 @@ impl<'a> Walker<'_, 'a> {
             for (i, rule) in array(spec, direction) {
                 for (j, peer) in array(rule, peers) {
                     if let Some(sel) = peer.get("namespaceSelector") {
-                        let segs = [Seg::Field("spec"), Seg::Field(direction), Seg::Index(i), Seg::Field(peers), Seg::Index(j), Seg::Field("namespaceSelector")];
+                        let segs = [
+                            Seg::Field("spec"),
+                            Seg::Field(direction),
+                            Seg::Index(i),
+                            Seg::Field(peers),
+                            Seg::Index(j),
+                            Seg::Field("namespaceSelector"),
+                        ];
                         self.with(&segs, |w| w.selector(sel, Location::NetworkPolicySelector));
                     }
                 }
@@ -177,7 +200,7 @@ impl<'a> Walker<'_, 'a> {
         if let Some(labels) = sel.get("matchLabels").and_then(Value::as_object) {
             for (key, value) in labels.iter().filter(|(k, _)| is_project_id_key(k)) {
                 if let Value::String(s) = value {
-                    self.with(&[Seg::Field("matchLabels"), Seg::Key(key)], |w| {
+                    self.with(&[Seg::Field("matchLabels"), Seg::Field(key)], |w| {
                         w.value(s, key, location)
                     });
                 }
@@ -185,13 +208,21 @@ impl<'a> Walker<'_, 'a> {
         }
         for (i, expr) in array(sel, "matchExpressions") {
             let key = expr.get("key").and_then(Value::as_str).unwrap_or_default();
-            let op = expr.get("operator").and_then(Value::as_str).unwrap_or_default();
+            let op = expr
+                .get("operator")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if !is_project_id_key(key) || !matches!(op, "In" | "NotIn") {
                 continue;
             }
             for (j, value) in array(expr, "values") {
                 if let Value::String(s) = value {
-                    let segs = [Seg::Field("matchExpressions"), Seg::Index(i), Seg::Field("values"), Seg::Index(j)];
+                    let segs = [
+                        Seg::Field("matchExpressions"),
+                        Seg::Index(i),
+                        Seg::Field("values"),
+                        Seg::Index(j),
+                    ];
                     self.with(&segs, |w| w.value(s, key, location));
                 }
             }
@@ -203,13 +234,16 @@ impl<'a> Walker<'_, 'a> {
         match self.table.lookup(value) {
             Lookup::Keep => {}
             Lookup::Rewrite(to) => {
-                self.out.patch.push(PatchOperation::Replace(ReplaceOperation {
-                    path: self.pointer(),
-                    value: Value::String(to.clone()),
-                }));
+                let pointer = self.pointer();
+                self.out
+                    .patch
+                    .push(PatchOperation::Replace(ReplaceOperation {
+                        path: pointer.clone(),
+                        value: Value::String(to.clone()),
+                    }));
                 self.out.rewrites.push(Rewrite {
                     location,
-                    path: self.display_path(),
+                    pointer,
                     from: value.to_string(),
                     to,
                 });
@@ -218,14 +252,16 @@ impl<'a> Walker<'_, 'a> {
                 let action = match self.options.unmapped {
                     UnmappedPolicy::Deny => UnmappedAction::Denied,
                     UnmappedPolicy::Drop if self.options.migrated && !location.is_selector() => {
-                        self.out.patch.push(PatchOperation::Remove(RemoveOperation { path: self.pointer() }));
+                        self.out.patch.push(PatchOperation::Remove(RemoveOperation {
+                            path: self.pointer(),
+                        }));
                         UnmappedAction::Removed
                     }
                     UnmappedPolicy::Drop | UnmappedPolicy::Keep => UnmappedAction::Kept,
                 };
                 self.out.unmapped.push(Unmapped {
                     location,
-                    path: self.display_path(),
+                    pointer: self.pointer(),
                     key: key.to_string(),
                     value: value.to_string(),
                     action,
@@ -237,34 +273,9 @@ impl<'a> Walker<'_, 'a> {
     /// RFC 6901 pointer to the current path (`/` → `~1`, `~` → `~0` by `Token`).
     fn pointer(&self) -> PointerBuf {
         PointerBuf::from_tokens(self.path.iter().map(|s| match *s {
-            Seg::Field(f) | Seg::Key(f) => Token::new(f),
+            Seg::Field(f) => Token::new(f),
             Seg::Index(i) => Token::from(i),
         }))
-    }
-
-    fn display_path(&self) -> String {
-        let mut out = String::new();
-        for seg in &self.path {
-            match seg {
-                Seg::Field(f) => {
-                    if !out.is_empty() {
-                        out.push('.');
-                    }
-                    out.push_str(f);
-                }
-                Seg::Key(k) => {
-                    out.push('[');
-                    out.push_str(k);
-                    out.push(']');
-                }
-                Seg::Index(i) => {
-                    out.push('[');
-                    out.push_str(&i.to_string());
-                    out.push(']');
-                }
-            }
-        }
-        out
     }
 }
 
@@ -276,4 +287,3 @@ fn array<'v>(v: &'v Value, field: &str) -> impl Iterator<Item = (usize, &'v Valu
         .iter()
         .enumerate()
 }
-

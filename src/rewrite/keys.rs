@@ -47,7 +47,8 @@ mod tests {
 
     #[test]
     fn migrated_annotation_must_be_true() {
-        let obj = |v: Value| serde_json::json!({"metadata": {"annotations": {MIGRATED_ANNOTATION: v}}});
+        let obj =
+            |v: Value| serde_json::json!({"metadata": {"annotations": {MIGRATED_ANNOTATION: v}}});
         assert!(has_migrated_annotation(&obj("true".into())));
         assert!(!has_migrated_annotation(&obj("false".into())));
         assert!(!has_migrated_annotation(&obj(true.into())));

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use json_patch::PatchOperation;
+use jsonptr::{Pointer, PointerBuf};
 use serde_json::Value;
 
 /// Where a project ID was found (a metric label, so the set is small and fixed).
@@ -47,7 +48,10 @@ impl Location {
 
     /// Whether values here are selector terms, which are never removed.
     pub fn is_selector(self) -> bool {
-        matches!(self, Location::PodAffinitySelector | Location::NetworkPolicySelector)
+        matches!(
+            self,
+            Location::PodAffinitySelector | Location::NetworkPolicySelector
+        )
     }
 }
 
@@ -61,8 +65,8 @@ impl fmt::Display for Location {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rewrite {
     pub location: Location,
-    /// Human-readable path, e.g. `metadata.labels[field.cattle.io/projectId]`.
-    pub path: String,
+    /// Where the value is (see [`display_path`] for the readable form).
+    pub pointer: PointerBuf,
     pub from: String,
     pub to: String,
 }
@@ -82,14 +86,27 @@ pub enum UnmappedAction {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unmapped {
     pub location: Location,
-    pub path: String,
+    /// Where the value is (see [`display_path`] for the readable form).
+    pub pointer: PointerBuf,
     /// The label/annotation/selector key that holds the value.
     pub key: String,
     pub value: String,
     pub action: UnmappedAction,
 }
 
+impl Rewrite {
+    /// The readable path, e.g. `metadata.labels[field.cattle.io/projectId]`.
+    pub fn path(&self) -> String {
+        display_path(&self.pointer)
+    }
+}
+
 impl Unmapped {
+    /// The readable path, e.g. `spec.ingress[0].from[0].namespaceSelector.matchLabels[...]`.
+    pub fn path(&self) -> String {
+        display_path(&self.pointer)
+    }
+
     /// The admission warning for this value; `object` names the object (`Kind ns/name`).
     pub fn warning(&self, object: &str) -> String {
         let what = match (self.action, self.location.is_selector()) {
@@ -100,7 +117,8 @@ impl Unmapped {
         };
         format!(
             "{object}: project ID {:?} at {} has no mapping; {what}",
-            self.value, self.path
+            self.value,
+            self.path()
         )
     }
 
@@ -108,7 +126,9 @@ impl Unmapped {
     pub fn denial(&self, object: &str) -> String {
         format!(
             "{object}: project ID {:?} under key {} at {} has no mapping to this cluster (--unmapped=deny); add it to the ClusterPair's project mappings",
-            self.value, self.key, self.path
+            self.value,
+            self.key,
+            self.path()
         )
     }
 }
@@ -127,7 +147,9 @@ pub struct Outcome {
 impl Outcome {
     /// Whether `--unmapped deny` refuses this object.
     pub fn is_denied(&self) -> bool {
-        self.unmapped.iter().any(|u| u.action == UnmappedAction::Denied)
+        self.unmapped
+            .iter()
+            .any(|u| u.action == UnmappedAction::Denied)
     }
 
     /// One warning per unmapped value.
@@ -152,6 +174,27 @@ impl Outcome {
         json_patch::patch(&mut out, &self.patch)?;
         Ok(out)
     }
+}
+
+/// A JSON pointer as people read paths: `spec.template.metadata.labels[field.cattle.io/projectId]`,
+/// `...values[1]`. Keys that hold `.` or `/` (label keys) go in brackets; schema fields never do.
+/// Computed only when a message is written, not on the hot path.
+pub fn display_path(pointer: &Pointer) -> String {
+    let mut out = String::new();
+    for token in pointer.tokens() {
+        let t = token.decoded();
+        if t.bytes().all(|b| b.is_ascii_digit()) || t.contains(['.', '/']) {
+            out.push('[');
+            out.push_str(&t);
+            out.push(']');
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&t);
+        }
+    }
+    out
 }
 
 /// `Kind namespace/name` (or `Kind name` for cluster-scoped objects), for messages.

@@ -13,7 +13,10 @@ fn table() -> Table {
 }
 
 fn migrated(policy: UnmappedPolicy) -> Options {
-    Options { unmapped: policy, migrated: true }
+    Options {
+        unmapped: policy,
+        migrated: true,
+    }
 }
 
 fn run(obj: &Value) -> (Outcome, Value) {
@@ -53,11 +56,15 @@ fn mk_namespace() -> Value {
 }
 
 fn mk_netpol() -> Value {
-    mk("NetworkPolicy", "networking.k8s.io/v1", json!({
-        "podSelector": {},
-        "ingress": [{"from": [{"podSelector": {}}, {"namespaceSelector": ns_selector("p-src")}]}],
-        "egress": [{"to": [{"namespaceSelector": ns_selector("c-src:p-src")}]}]
-    }))
+    mk(
+        "NetworkPolicy",
+        "networking.k8s.io/v1",
+        json!({
+            "podSelector": {},
+            "ingress": [{"from": [{"podSelector": {}}, {"namespaceSelector": ns_selector("p-src")}]}],
+            "egress": [{"to": [{"namespaceSelector": ns_selector("c-src:p-src")}]}]
+        }),
+    )
 }
 
 fn locations(out: &Outcome) -> Vec<Location> {
@@ -82,15 +89,27 @@ fn workloads(#[case] obj: Value) {
     let (out, applied) = run(&obj);
     assert!(out.unmapped.is_empty(), "{:?}", out.unmapped);
     let locs = locations(&out);
-    for l in [Location::Label, Location::Annotation, Location::TemplateLabel, Location::TemplateAnnotation, Location::PodAffinitySelector] {
+    for l in [
+        Location::Label,
+        Location::Annotation,
+        Location::TemplateLabel,
+        Location::TemplateAnnotation,
+        Location::PodAffinitySelector,
+    ] {
         assert!(locs.contains(&l), "{l} missing in {locs:?}");
     }
     let text = applied.to_string();
     assert!(!text.contains("p-src") && !text.contains("c-src"), "{text}");
     // CronJob: job template metadata and the pod template inside it.
     if obj["kind"] == "CronJob" {
-        assert_eq!(applied["spec"]["jobTemplate"]["metadata"]["labels"][KEY], "p-dst");
-        assert_eq!(applied["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"][KEY], "p-dst");
+        assert_eq!(
+            applied["spec"]["jobTemplate"]["metadata"]["labels"][KEY],
+            "p-dst"
+        );
+        assert_eq!(
+            applied["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"][KEY],
+            "p-dst"
+        );
     }
 }
 
@@ -98,8 +117,13 @@ fn workloads(#[case] obj: Value) {
 fn pod_spec_and_selectors() {
     let pod = mk("Pod", "v1", pod_spec());
     let (out, applied) = run(&pod);
-    assert_eq!(out.rewrites.len(), 2 + 2 * 2, "labels+annotations, 2 selectors × (matchLabels + 1 In value)");
-    let sel = &applied["spec"]["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]["namespaceSelector"];
+    assert_eq!(
+        out.rewrites.len(),
+        2 + 2 * 2,
+        "labels+annotations, 2 selectors × (matchLabels + 1 In value)"
+    );
+    let sel = &applied["spec"]["affinity"]["podAffinity"]
+        ["requiredDuringSchedulingIgnoredDuringExecution"][0]["namespaceSelector"];
     assert_eq!(sel, &ns_selector("p-dst"));
 }
 
@@ -124,41 +148,67 @@ fn namespace_labels_and_annotations() {
 fn network_policy_peers() {
     let (out, applied) = run(&mk_netpol());
     assert!(locations(&out).contains(&Location::NetworkPolicySelector));
-    assert_eq!(applied["spec"]["ingress"][0]["from"][1]["namespaceSelector"], ns_selector("p-dst"));
-    assert_eq!(applied["spec"]["egress"][0]["to"][0]["namespaceSelector"]["matchLabels"][KEY], "c-dst:p-dst");
+    assert_eq!(
+        applied["spec"]["ingress"][0]["from"][1]["namespaceSelector"],
+        ns_selector("p-dst")
+    );
+    assert_eq!(
+        applied["spec"]["egress"][0]["to"][0]["namespaceSelector"]["matchLabels"][KEY],
+        "c-dst:p-dst"
+    );
 }
 
 #[test]
 fn only_in_and_notin_expressions_and_project_keys() {
-    let obj = mk("NetworkPolicy", "networking.k8s.io/v1", json!({"ingress": [{"from": [{"namespaceSelector": {
+    let obj = mk(
+        "NetworkPolicy",
+        "networking.k8s.io/v1",
+        json!({"ingress": [{"from": [{"namespaceSelector": {
         "matchLabels": {"team": "p-src"},
         "matchExpressions": [
             {"key": KEY, "operator": "NotIn", "values": ["p-src"]},
             {"key": KEY, "operator": "Exists"},
             {"key": "team", "operator": "In", "values": ["p-src"]},
-        ]}}]}]}));
+        ]}}]}]}),
+    );
     let (out, applied) = run(&obj);
     let sel = &applied["spec"]["ingress"][0]["from"][0]["namespaceSelector"];
     assert_eq!(sel["matchExpressions"][0]["values"][0], "p-dst");
     assert_eq!(sel["matchExpressions"][2]["values"][0], "p-src");
     assert_eq!(sel["matchLabels"]["team"], "p-src");
-    assert_eq!(out.rewrites.iter().filter(|r| r.location == Location::NetworkPolicySelector).count(), 1);
+    assert_eq!(
+        out.rewrites
+            .iter()
+            .filter(|r| r.location == Location::NetworkPolicySelector)
+            .count(),
+        1
+    );
 }
 
 #[test]
 fn patch_paths_escape_slash_and_tilde() {
-    let obj = json!({"kind": "ConfigMap", "metadata": {"labels": {"a~b.cattle.io/projectId": "p-src"}}});
+    let obj =
+        json!({"kind": "ConfigMap", "metadata": {"labels": {"a~b.cattle.io/projectId": "p-src"}}});
     let out = rewrite(&obj, &table(), &migrated(UnmappedPolicy::Drop));
     let patch = serde_json::to_value(&out.patch).unwrap();
-    assert_eq!(patch, json!([{"op": "replace", "path": "/metadata/labels/a~0b.cattle.io~1projectId", "value": "p-dst"}]));
+    assert_eq!(
+        patch,
+        json!([{"op": "replace", "path": "/metadata/labels/a~0b.cattle.io~1projectId", "value": "p-dst"}])
+    );
 }
 
 #[test]
 fn no_patch_when_nothing_changes() {
     let obj = json!({"kind": "Namespace", "metadata": {"name": "n", "labels": {KEY: "p-dst"}, "annotations": {KEY: "c-dst:p-dst"}}});
-    assert_eq!(rewrite(&obj, &table(), &migrated(UnmappedPolicy::Deny)), Outcome::default());
+    assert_eq!(
+        rewrite(&obj, &table(), &migrated(UnmappedPolicy::Deny)),
+        Outcome::default()
+    );
     let plain = json!({"kind": "ConfigMap", "metadata": {"name": "n"}, "data": {KEY: "p-src"}});
-    assert_eq!(rewrite(&plain, &table(), &migrated(UnmappedPolicy::Drop)), Outcome::default());
+    assert_eq!(
+        rewrite(&plain, &table(), &migrated(UnmappedPolicy::Drop)),
+        Outcome::default()
+    );
 }
 
 // §6 unmapped values under each policy
@@ -181,19 +231,37 @@ fn drop_removes_labels_but_never_shortens_selectors() {
     let applied = out.apply(&obj).unwrap();
     assert!(applied["metadata"]["labels"].get(KEY).is_none());
     assert!(applied["metadata"]["annotations"].get(KEY).is_none());
-    assert_eq!(applied["spec"]["ingress"][0]["from"][0]["namespaceSelector"], ns_selector("p-zzz"));
+    assert_eq!(
+        applied["spec"]["ingress"][0]["from"][0]["namespaceSelector"],
+        ns_selector("p-zzz")
+    );
     // labels, annotations, matchLabels, In value: one warning each.
     assert_eq!(out.unmapped.len(), 4);
     assert_eq!(out.warnings("NetworkPolicy shop/np").len(), 4);
     assert!(!out.is_denied());
     let actions: Vec<UnmappedAction> = out.unmapped.iter().map(|u| u.action).collect();
-    assert_eq!(actions, [UnmappedAction::Removed, UnmappedAction::Removed, UnmappedAction::Kept, UnmappedAction::Kept]);
+    assert_eq!(
+        actions,
+        [
+            UnmappedAction::Removed,
+            UnmappedAction::Removed,
+            UnmappedAction::Kept,
+            UnmappedAction::Kept
+        ]
+    );
 }
 
 #[test]
 fn drop_keeps_labels_on_objects_not_migrated() {
     let obj = unmapped_obj();
-    let out = rewrite(&obj, &table(), &Options { unmapped: UnmappedPolicy::Drop, migrated: false });
+    let out = rewrite(
+        &obj,
+        &table(),
+        &Options {
+            unmapped: UnmappedPolicy::Drop,
+            migrated: false,
+        },
+    );
     assert!(out.patch.is_empty());
     assert_eq!(out.unmapped.len(), 4);
 }
@@ -203,7 +271,10 @@ fn keep_leaves_everything() {
     let obj = unmapped_obj();
     let out = rewrite(&obj, &table(), &migrated(UnmappedPolicy::Keep));
     assert!(out.patch.is_empty());
-    assert!(out.unmapped.iter().all(|u| u.action == UnmappedAction::Kept));
+    assert!(out
+        .unmapped
+        .iter()
+        .all(|u| u.action == UnmappedAction::Kept));
 }
 
 #[test]
@@ -214,12 +285,19 @@ fn deny_names_object_key_and_value() {
     let msg = out.denial(&describe(&obj)).unwrap();
     assert!(msg.contains("NetworkPolicy shop/np"), "{msg}");
     assert!(msg.contains(KEY) && msg.contains("\"p-zzz\""), "{msg}");
-    assert!(msg.contains("spec.ingress[0].from[0].namespaceSelector.matchExpressions[0].values[0]"), "{msg}");
+    assert!(
+        msg.contains("spec.ingress[0].from[0].namespaceSelector.matchExpressions[0].values[0]"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn selector_only_unmapped_is_denied_too() {
-    let obj = mk("NetworkPolicy", "networking.k8s.io/v1", json!({"egress": [{"to": [{"namespaceSelector": {"matchLabels": {KEY: "p-zzz"}}}]}]}));
+    let obj = mk(
+        "NetworkPolicy",
+        "networking.k8s.io/v1",
+        json!({"egress": [{"to": [{"namespaceSelector": {"matchLabels": {KEY: "p-zzz"}}}]}]}),
+    );
     let out = rewrite(&obj, &table(), &migrated(UnmappedPolicy::Deny));
     assert!(out.is_denied());
     assert_eq!(out.unmapped.len(), 1);
@@ -227,7 +305,12 @@ fn selector_only_unmapped_is_denied_too() {
 
 #[test]
 fn second_pass_is_a_no_op() {
-    for obj in [mk_namespace(), mk_netpol(), mk("Deployment", "apps/v1", json!({"template": template()})), unmapped_obj()] {
+    for obj in [
+        mk_namespace(),
+        mk_netpol(),
+        mk("Deployment", "apps/v1", json!({"template": template()})),
+        unmapped_obj(),
+    ] {
         let (_, once) = run(&obj);
         let again = rewrite(&once, &table(), &migrated(UnmappedPolicy::Drop));
         assert!(again.patch.is_empty(), "{:?}", again.patch);
@@ -236,13 +319,23 @@ fn second_pass_is_a_no_op() {
 
 #[test]
 fn non_string_values_are_ignored() {
-    let obj = json!({"kind": "Namespace", "metadata": {"labels": {KEY: 5}, "annotations": {KEY: null}}});
-    assert_eq!(rewrite(&obj, &table(), &migrated(UnmappedPolicy::Deny)), Outcome::default());
+    let obj =
+        json!({"kind": "Namespace", "metadata": {"labels": {KEY: 5}, "annotations": {KEY: null}}});
+    assert_eq!(
+        rewrite(&obj, &table(), &migrated(UnmappedPolicy::Deny)),
+        Outcome::default()
+    );
 }
 
 #[test]
 fn describe_objects() {
     assert_eq!(describe(&mk_namespace()), "Namespace shop/shop");
-    assert_eq!(describe(&json!({"kind": "Namespace", "metadata": {"name": "a"}})), "Namespace a");
-    assert_eq!(describe(&json!({"kind": "Pod", "metadata": {"generateName": "web-", "namespace": "n"}})), "Pod n/web-*");
+    assert_eq!(
+        describe(&json!({"kind": "Namespace", "metadata": {"name": "a"}})),
+        "Namespace a"
+    );
+    assert_eq!(
+        describe(&json!({"kind": "Pod", "metadata": {"generateName": "web-", "namespace": "n"}})),
+        "Pod n/web-*"
+    );
 }

@@ -1,0 +1,327 @@
+//! The offline commands, run as a user would run them.
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const MAPPINGS: &str = "p-ab12c=p-xy99z,c-7gh2k:p-ab12c=c-m-4kq8z9rt:p-xy99z";
+const KEY: &str = "field.cattle.io/projectId";
+
+#[test]
+fn rewrite_json_object_from_stdin() {
+    let dep = fixture_object("create-deployment-migrated.json").to_string();
+    let out = run(
+        &[
+            "rewrite",
+            "--project-mappings",
+            MAPPINGS,
+            "-o",
+            "json",
+            "-f",
+            "-",
+        ],
+        &dep,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        v["kind"], "Deployment",
+        "a single object is printed as itself"
+    );
+    assert_eq!(v["metadata"]["labels"][KEY], "p-xy99z");
+    assert_eq!(v["metadata"]["annotations"][KEY], "c-m-4kq8z9rt:p-xy99z");
+    let sel = &v["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+        ["requiredDuringSchedulingIgnoredDuringExecution"][0]["namespaceSelector"];
+    assert_eq!(
+        sel["matchExpressions"][0]["values"],
+        json!(["p-xy99z", "p-cd56e"]),
+        "unmapped selector value kept"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("p-ab12c -> p-xy99z"), "{err}");
+    assert!(
+        err.contains("\"p-cd56e\"") && err.contains("never shortened"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rewrite_yaml_stream_keeps_order_and_lists_expand() {
+    let out = run(
+        &["rewrite", "--mappings-file", repo("deploy/examples/mappings.txt").to_str().unwrap(), "-f", repo("deploy/examples/migrated-objects.json").to_str().unwrap(), "-f", "-"],
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: last\n  labels:\n    field.cattle.io/projectId: p-cd56e\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let docs = rancher_remap::manifest::parse_objects(&stdout(&out)).unwrap();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["Namespace", "Deployment", "NetworkPolicy", "Namespace"]
+    );
+    assert_eq!(docs[3]["metadata"]["labels"][KEY], "p-gh34k");
+    assert!(!stdout(&out).contains("p-ab12c"));
+}
+
+#[test]
+fn rewrite_json_several_objects_is_a_list() {
+    let out = run(
+        &[
+            "rewrite",
+            "--project-mappings",
+            MAPPINGS,
+            "-o",
+            "json",
+            "-f",
+            repo("deploy/examples/migrated-objects.json")
+                .to_str()
+                .unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        (v["apiVersion"].as_str(), v["kind"].as_str()),
+        (Some("v1"), Some("List"))
+    );
+    assert_eq!(v["items"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn rewrite_drop_removes_unmapped_labels() {
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x", "labels": {KEY: "p-nope"}}});
+    let out = run(
+        &[
+            "rewrite",
+            "--project-mappings",
+            MAPPINGS,
+            "-o",
+            "json",
+            "-f",
+            "-",
+        ],
+        &ns.to_string(),
+    );
+    assert!(out.status.success());
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert!(v["metadata"]["labels"].get(KEY).is_none());
+    assert!(
+        stderr(&out).contains("1 unmapped (1 removed)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(
+        &[
+            "rewrite",
+            "--project-mappings",
+            MAPPINGS,
+            "--unmapped",
+            "keep",
+            "-o",
+            "json",
+            "-f",
+            "-",
+        ],
+        &ns.to_string(),
+    );
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["metadata"]["labels"][KEY], "p-nope");
+}
+
+#[test]
+fn rewrite_deny_exits_1_with_reason_and_no_output() {
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x", "labels": {KEY: "p-nope"}}});
+    let out = run(
+        &[
+            "rewrite",
+            "--project-mappings",
+            MAPPINGS,
+            "--unmapped",
+            "deny",
+            "-f",
+            "-",
+        ],
+        &ns.to_string(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).is_empty());
+    let err = stderr(&out);
+    assert!(
+        err.contains("Namespace x") && err.contains(KEY) && err.contains("\"p-nope\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn rewrite_refuses_invalid_mappings_and_input() {
+    let out = run(
+        &[
+            "rewrite",
+            "--project-mappings",
+            "p-a=p-b,p-c: p-d",
+            "-f",
+            "-",
+        ],
+        "{}",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("did you mean \"p-c=p-d\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(
+        &[
+            "rewrite",
+            "--project-mappings",
+            "p-a=p-b,p-b=p-c",
+            "-f",
+            "-",
+        ],
+        "{}",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("chain"), "{}", stderr(&out));
+    let out = run(
+        &["rewrite", "--project-mappings", MAPPINGS, "-f", "-"],
+        "{ not json",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("invalid JSON"), "{}", stderr(&out));
+    let out = run(
+        &[
+            "rewrite",
+            "--project-mappings",
+            MAPPINGS,
+            "-f",
+            "/nonexistent/file.yaml",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn rewrite_needs_exactly_one_mapping_source() {
+    let out = run(&["rewrite", "-f", "-"], "");
+    assert_eq!(out.status.code(), Some(2), "usage error");
+    let out = run(
+        &[
+            "rewrite",
+            "--project-mappings",
+            MAPPINGS,
+            "--mappings-file",
+            "x",
+            "-f",
+            "-",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn derive_from_clusterpair() {
+    let out = run(
+        &[
+            "derive",
+            "-f",
+            repo("deploy/examples/clusterpair.yaml").to_str().unwrap(),
+            "--namespace",
+            "remap",
+            "-o",
+            "json",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cm: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(cm["kind"], "ConfigMap");
+    assert_eq!(cm["metadata"]["name"], "rancher-remap-mappings");
+    assert_eq!(cm["metadata"]["namespace"], "remap");
+    assert_eq!(
+        cm["metadata"]["labels"]["rancher-remap.io/mappings"],
+        "true"
+    );
+    assert_eq!(
+        cm["metadata"]["annotations"]["rancher-remap.io/migration-users"],
+        "system:serviceaccount:kube-system:stork-migrator"
+    );
+    let text = cm["data"]["migrationnamespace.remotecluster"]
+        .as_str()
+        .unwrap();
+    assert!(text.lines().any(|l| l == "p-ab12c=p-xy99z"), "{text}");
+    // The derived ConfigMap is a mappings file, and the committed example is what derive prints.
+    let committed =
+        std::fs::read_to_string(repo("deploy/examples/mappings-configmap.yaml")).unwrap();
+    let yaml = run(
+        &[
+            "derive",
+            "-f",
+            repo("deploy/examples/clusterpair.yaml").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(stdout(&yaml), committed);
+    // The token never leaves.
+    let token_part = "eyJpc3Mi";
+    assert!(!stdout(&out).contains(token_part) && !stderr(&out).contains(token_part));
+}
+
+#[test]
+fn derive_reverse_swaps_and_skips_identity() {
+    let out = run(
+        &[
+            "derive",
+            "--reverse",
+            "-o",
+            "json",
+            "-f",
+            repo("deploy/examples/clusterpair.yaml").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cm: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let text = cm["data"]["migrationnamespace.remotecluster"]
+        .as_str()
+        .unwrap();
+    assert!(text.lines().any(|l| l == "p-xy99z=p-ab12c"), "{text}");
+    assert!(cm["metadata"].get("annotations").is_none());
+    assert!(stderr(&out).contains("--migration-user"));
+}
+
+#[test]
+fn derive_refuses_invalid_mapping_and_reverse_conflicts() {
+    let cp = |m: &str| {
+        format!("apiVersion: stork.libopenstorage.org/v1alpha1\nkind: ClusterPair\nmetadata: {{name: p, namespace: ns}}\nspec:\n  platformOptions:\n    rancher:\n      projectMappings: {m}\n")
+    };
+    let out = run(&["derive", "-f", "-"], &cp("{p-a: p-b, p-b: p-c}"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("spec.platformOptions.rancher.projectMappings[p-"),
+        "{}",
+        stderr(&out)
+    );
+    // Many-to-one is fine forward, but cannot be reversed.
+    let many = cp("{p-a: p-z, p-b: p-z}");
+    assert!(run(&["derive", "-f", "-"], &many).status.success());
+    let out = run(&["derive", "--reverse", "-f", "-"], &many);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("p-z"), "{}", stderr(&out));
+}
+
+#[test]
+fn help_explains_flags() {
+    let out = run(&["rewrite", "--help"], "");
+    let help = stdout(&out);
+    for flag in [
+        "--project-mappings",
+        "--mappings-file",
+        "--unmapped",
+        "--output",
+        "--filename",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+}

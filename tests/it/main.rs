@@ -1,0 +1,5 @@
+//! One integration binary (each file under tests/ would link kube, axum and rustls again).
+
+mod cli;
+mod common;
+mod properties;

@@ -1,0 +1,328 @@
+//! Laws of the engine over generated objects (SPEC §5–8):
+//! - the patch applied with json-patch equals an independent, direct rewrite of the object;
+//! - a second pass gives no operations;
+//! - nothing outside the §5 locations changes;
+//! - an object with no project-ID key gives no operations.
+
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+use rancher_remap::mapping::{table_from_text, Lookup, Table};
+use rancher_remap::rewrite::{is_project_id_key, rewrite, Options, UnmappedPolicy};
+
+const TABLE: &str = "p-src1=p-dst1,p-src2=p-dst2,c-s:p-src1=c-d:p-dst1,p-same=p-same";
+
+fn table() -> Table {
+    table_from_text(TABLE).unwrap()
+}
+
+fn value() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "p-src1",
+        "p-src2",
+        "c-s:p-src1",
+        "c-s:p-src2",
+        "p-dst1",
+        "c-d:p-dst2",
+        "p-same",
+        "p-unknown",
+        "c-x:p-src1",
+        "",
+        "Not Valid",
+    ])
+    .prop_map(str::to_string)
+}
+
+fn key(project_keys: bool) -> BoxedStrategy<String> {
+    let mut keys = vec![
+        "app",
+        "team",
+        "cattle.io/status",
+        "field.cattle.io/projectName",
+    ];
+    if project_keys {
+        keys.extend([
+            "field.cattle.io/projectId",
+            "field.cattle.io/projectID",
+            "cattle.io/projectid",
+            "a~b.cattle.io/projectId",
+        ]);
+    }
+    prop::sample::select(keys).prop_map(str::to_string).boxed()
+}
+
+fn string_map(pk: bool) -> impl Strategy<Value = Value> {
+    prop::collection::btree_map(key(pk), value(), 0..4).prop_map(|m| json!(m))
+}
+
+fn selector(pk: bool) -> impl Strategy<Value = Value> {
+    let expr = (
+        key(pk),
+        prop::sample::select(vec!["In", "NotIn", "Exists", "DoesNotExist"]),
+        prop::collection::vec(value(), 0..3),
+    )
+        .prop_map(|(k, op, vals)| json!({"key": k, "operator": op, "values": vals}));
+    (string_map(pk), prop::collection::vec(expr, 0..3))
+        .prop_map(|(ml, me)| json!({"matchLabels": ml, "matchExpressions": me}))
+}
+
+fn metadata(pk: bool) -> impl Strategy<Value = Value> {
+    (string_map(pk), string_map(pk), prop::bool::ANY).prop_map(|(l, a, migrated)| {
+        let mut a = a;
+        if migrated {
+            a["stork.libopenstorage.org/migrated"] = json!("true");
+        }
+        json!({"name": "o", "namespace": "ns", "labels": l, "annotations": a})
+    })
+}
+
+fn pod_spec(pk: bool) -> impl Strategy<Value = Value> {
+    (selector(pk), selector(pk)).prop_map(|(a, b)| {
+        json!({"containers": [{"name": "c", "image": "i", "env": [{"name": "field.cattle.io/projectId", "value": "p-src1"}]}],
+               "affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "t", "namespaceSelector": a, "labelSelector": {"matchLabels": {"field.cattle.io/projectId": "p-src1"}}}]},
+                            "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, "podAffinityTerm": {"topologyKey": "t", "namespaceSelector": b}}]}}})
+    })
+}
+
+fn object(pk: bool) -> impl Strategy<Value = Value> {
+    // `other.labels` and ConfigMap data hold project-ID keys outside §5: they must never change.
+    prop_oneof![
+        (metadata(pk), string_map(true)).prop_map(|(m, o)| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": m, "spec": {"finalizers": ["kubernetes"]}, "other": {"labels": o}})),
+        (metadata(pk), metadata(pk), pod_spec(pk)).prop_map(|(m, tm, ps)| json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": m, "spec": {"selector": {"matchLabels": {"field.cattle.io/projectId": "p-src1"}}, "template": {"metadata": tm, "spec": ps}}})),
+        (metadata(pk), metadata(pk), metadata(pk), pod_spec(pk)).prop_map(|(m, jm, tm, ps)| json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": m, "spec": {"jobTemplate": {"metadata": jm, "spec": {"template": {"metadata": tm, "spec": ps}}}}})),
+        (metadata(pk), pod_spec(pk)).prop_map(|(m, ps)| json!({"apiVersion": "v1", "kind": "Pod", "metadata": m, "spec": ps})),
+        (metadata(pk), selector(pk), selector(pk)).prop_map(|(m, a, b)| json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": m, "spec": {"podSelector": {"matchLabels": {"field.cattle.io/projectId": "p-src1"}}, "ingress": [{"from": [{"namespaceSelector": a}]}], "egress": [{"to": [{"podSelector": {}}, {"namespaceSelector": b}]}]}})),
+        (metadata(pk), string_map(true)).prop_map(|(m, d)| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": m, "data": d})),
+    ]
+}
+
+fn policy() -> impl Strategy<Value = UnmappedPolicy> {
+    prop::sample::select(vec![
+        UnmappedPolicy::Drop,
+        UnmappedPolicy::Keep,
+        UnmappedPolicy::Deny,
+    ])
+}
+
+/// The §5 locations, as paths of object fields (arrays marked with "*").
+fn metadata_paths(kind: &str) -> Vec<Vec<&'static str>> {
+    let _ = kind;
+    vec![
+        vec!["metadata"],
+        vec!["spec", "template", "metadata"],
+        vec!["template", "metadata"],
+        vec!["spec", "jobTemplate", "metadata"],
+        vec!["spec", "jobTemplate", "spec", "template", "metadata"],
+    ]
+}
+
+fn selector_paths(kind: &str) -> Vec<Vec<&'static str>> {
+    let mut specs: Vec<Vec<&str>> = vec![
+        vec!["template", "spec"],
+        vec!["spec", "template", "spec"],
+        vec!["spec", "jobTemplate", "spec", "template", "spec"],
+    ];
+    if kind == "Pod" {
+        specs.push(vec!["spec"]);
+    }
+    let mut out = Vec::new();
+    for s in specs {
+        for a in ["podAffinity", "podAntiAffinity"] {
+            let mut p = s.clone();
+            p.extend([
+                "affinity",
+                a,
+                "requiredDuringSchedulingIgnoredDuringExecution",
+                "*",
+                "namespaceSelector",
+            ]);
+            out.push(p);
+            let mut p = s.clone();
+            p.extend([
+                "affinity",
+                a,
+                "preferredDuringSchedulingIgnoredDuringExecution",
+                "*",
+                "podAffinityTerm",
+                "namespaceSelector",
+            ]);
+            out.push(p);
+        }
+    }
+    if kind == "NetworkPolicy" {
+        out.push(vec![
+            "spec",
+            "ingress",
+            "*",
+            "from",
+            "*",
+            "namespaceSelector",
+        ]);
+        out.push(vec!["spec", "egress", "*", "to", "*", "namespaceSelector"]);
+    }
+    out
+}
+
+/// Visits every value at `path` mutably.
+fn each_mut(v: &mut Value, path: &[&str], f: &mut dyn FnMut(&mut Value)) {
+    match path.split_first() {
+        None => f(v),
+        Some((&"*", rest)) => {
+            if let Some(a) = v.as_array_mut() {
+                for item in a {
+                    each_mut(item, rest, f);
+                }
+            }
+        }
+        Some((field, rest)) => {
+            if let Some(next) = v.get_mut(*field) {
+                each_mut(next, rest, f);
+            }
+        }
+    }
+}
+
+/// An independent rewrite: mutates the object in place, location by location.
+fn reference(obj: &Value, t: &Table, o: &Options) -> Value {
+    let mut out = obj.clone();
+    let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+    let map_value = |s: &mut Value| {
+        if let Some(text) = s.as_str() {
+            if let Lookup::Rewrite(to) = t.lookup(text) {
+                *s = json!(to);
+            }
+        }
+    };
+    for path in metadata_paths(&kind) {
+        each_mut(&mut out, &path, &mut |meta| {
+            for field in ["labels", "annotations"] {
+                if let Some(m) = meta.get_mut(field).and_then(Value::as_object_mut) {
+                    let keys: Vec<String> =
+                        m.keys().filter(|k| is_project_id_key(k)).cloned().collect();
+                    for k in keys {
+                        let Some(text) = m[&k].as_str().map(str::to_string) else {
+                            continue;
+                        };
+                        match t.lookup(&text) {
+                            Lookup::Rewrite(to) => m[&k] = json!(to),
+                            Lookup::Unmapped
+                                if o.migrated && o.unmapped == UnmappedPolicy::Drop =>
+                            {
+                                m.remove(&k);
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        });
+    }
+    for path in selector_paths(&kind) {
+        each_mut(&mut out, &path, &mut |sel| {
+            if let Some(m) = sel.get_mut("matchLabels").and_then(Value::as_object_mut) {
+                for (_, v) in m.iter_mut().filter(|(k, _)| is_project_id_key(k)) {
+                    map_value(v);
+                }
+            }
+            if let Some(exprs) = sel
+                .get_mut("matchExpressions")
+                .and_then(Value::as_array_mut)
+            {
+                for e in exprs {
+                    let applies = e["key"].as_str().is_some_and(is_project_id_key)
+                        && matches!(e["operator"].as_str(), Some("In" | "NotIn"));
+                    if let (true, Some(vals)) =
+                        (applies, e.get_mut("values").and_then(Value::as_array_mut))
+                    {
+                        vals.iter_mut().for_each(map_value);
+                    }
+                }
+            }
+        });
+    }
+    out
+}
+
+/// Blanks every §5 location, leaving what must never change.
+fn outside_locations(obj: &Value) -> Value {
+    let mut out = obj.clone();
+    let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+    for path in metadata_paths(&kind) {
+        each_mut(&mut out, &path, &mut |meta| {
+            for field in ["labels", "annotations"] {
+                if let Some(m) = meta.get_mut(field).and_then(Value::as_object_mut) {
+                    m.retain(|k, _| !is_project_id_key(k));
+                }
+            }
+        });
+    }
+    for path in selector_paths(&kind) {
+        each_mut(&mut out, &path, &mut |sel| {
+            if let Some(m) = sel.get_mut("matchLabels").and_then(Value::as_object_mut) {
+                m.retain(|k, _| !is_project_id_key(k));
+            }
+            if let Some(exprs) = sel
+                .get_mut("matchExpressions")
+                .and_then(Value::as_array_mut)
+            {
+                for e in exprs
+                    .iter_mut()
+                    .filter(|e| e["key"].as_str().is_some_and(is_project_id_key))
+                {
+                    if let Some(vals) = e.get_mut("values").and_then(Value::as_array_mut) {
+                        vals.iter_mut().for_each(|v| *v = Value::Null);
+                    }
+                }
+            }
+        });
+    }
+    out
+}
+
+fn options(obj: &Value, unmapped: UnmappedPolicy) -> Options {
+    Options {
+        unmapped,
+        migrated: rancher_remap::rewrite::has_migrated_annotation(obj),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn patch_equals_direct_rewrite(obj in object(true), unmapped in policy()) {
+        let t = table();
+        let o = options(&obj, unmapped);
+        let out = rewrite(&obj, &t, &o);
+        let patched = out.apply(&obj).expect("patch applies");
+        prop_assert_eq!(&patched, &reference(&obj, &t, &o));
+        // Every operation is a replace or a remove (§8), and removes only under drop on migrated objects.
+        for op in serde_json::to_value(&out.patch).unwrap().as_array().unwrap() {
+            let kind = op["op"].as_str().unwrap();
+            prop_assert!(kind == "replace" || (kind == "remove" && o.migrated && unmapped == UnmappedPolicy::Drop));
+        }
+    }
+
+    #[test]
+    fn second_pass_is_a_no_op(obj in object(true), unmapped in policy()) {
+        let t = table();
+        let o = options(&obj, unmapped);
+        let once = rewrite(&obj, &t, &o).apply(&obj).unwrap();
+        let again = rewrite(&once, &t, &o);
+        prop_assert!(again.patch.is_empty(), "{:?}", again.patch);
+    }
+
+    #[test]
+    fn nothing_outside_the_locations_changes(obj in object(true), unmapped in policy()) {
+        let t = table();
+        let out = rewrite(&obj, &t, &options(&obj, unmapped)).apply(&obj).unwrap();
+        prop_assert_eq!(outside_locations(&out), outside_locations(&obj));
+    }
+
+    #[test]
+    fn no_project_key_no_operations(obj in object(false), unmapped in policy()) {
+        // Project-ID keys outside §5 are present (and ignored); inside §5 there are none.
+        let out = rewrite(&obj, &table(), &options(&obj, unmapped));
+        prop_assert!(out.patch.is_empty() && out.unmapped.is_empty() && out.rewrites.is_empty());
+    }
+}
