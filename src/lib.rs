@@ -9,3 +9,4 @@ pub mod clusterpair;
 pub mod manifest;
 pub mod mapping;
 pub mod rewrite;
+pub mod validate;

@@ -1,0 +1,211 @@
+//! The `admission.k8s.io/v1` AdmissionReview exchange (SPEC §9), decoded leanly: only what the
+//! webhook reads, with `object` kept as a JSON value for the engine.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The only review version the webhook speaks.
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+
+/// An incoming review.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Review {
+    pub api_version: String,
+    pub kind: String,
+    pub request: Option<Request>,
+}
+
+/// `request.kind`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct GroupVersionKind {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+}
+
+/// `request.userInfo` (only the name is read).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct UserInfo {
+    pub username: String,
+}
+
+/// `request`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    pub uid: String,
+    pub kind: GroupVersionKind,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: String,
+    pub operation: String,
+    #[serde(default)]
+    pub user_info: UserInfo,
+    #[serde(default)]
+    pub object: Option<Value>,
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+}
+
+impl Request {
+    /// `Kind namespace/name` for messages and logs.
+    pub fn describe(&self) -> String {
+        let name = if self.name.is_empty() {
+            self.object
+                .as_ref()
+                .and_then(|o| o.pointer("/metadata/generateName"))
+                .and_then(Value::as_str)
+                .map(|g| format!("{g}*"))
+                .unwrap_or_else(|| "<unnamed>".into())
+        } else {
+            self.name.clone()
+        };
+        if self.namespace.is_empty() {
+            format!("{} {name}", self.kind.kind)
+        } else {
+            format!("{} {}/{name}", self.kind.kind, self.namespace)
+        }
+    }
+}
+
+/// Why a body is not a review the webhook can answer (answered with HTTP 400).
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// Not JSON, or a field with the wrong type. Only the position is reported: serde's own
+    /// message may quote a value, and values may be credentials.
+    #[error("request body is not a valid AdmissionReview: {category} error at line {line}, column {column}")]
+    Decode { category: &'static str, line: usize, column: usize },
+    /// Another kind or version.
+    #[error("expected apiVersion {API_VERSION:?} kind \"AdmissionReview\", got apiVersion {api_version:?} kind {kind:?}")]
+    WrongType { api_version: String, kind: String },
+    /// No `request`.
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+}
+
+/// Decodes and checks a review body.
+pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
+    let review: Review = serde_json::from_slice(body).map_err(|e| ReviewError::Decode {
+        category: match e.classify() {
+            serde_json::error::Category::Io => "I/O",
+            serde_json::error::Category::Syntax => "syntax",
+            serde_json::error::Category::Data => "type",
+            serde_json::error::Category::Eof => "unexpected end of input",
+        },
+        line: e.line(),
+        column: e.column(),
+    })?;
+    if review.api_version != API_VERSION || review.kind != "AdmissionReview" {
+        return Err(ReviewError::WrongType { api_version: truncate(review.api_version), kind: truncate(review.kind) });
+    }
+    review.request.ok_or(ReviewError::NoRequest)
+}
+
+fn truncate(mut s: String) -> String {
+    if s.len() > 64 {
+        let mut cut = 64;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// `response.status` of a denial.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Status {
+    pub code: u16,
+    pub message: String,
+    pub reason: &'static str,
+}
+
+/// `response`.
+#[derive(Debug, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Response {
+    pub uid: String,
+    pub allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<&'static str>,
+    /// Base64 of the JSON patch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub audit_annotations: std::collections::BTreeMap<String, String>,
+}
+
+impl Response {
+    /// Allows the request unchanged.
+    pub fn allow(uid: &str) -> Self {
+        Response { uid: uid.to_string(), allowed: true, ..Default::default() }
+    }
+
+    /// Refuses the request with a message a person can act on.
+    pub fn deny(uid: &str, message: String) -> Self {
+        Response {
+            uid: uid.to_string(),
+            allowed: false,
+            status: Some(Status { code: 403, message, reason: "Forbidden" }),
+            ..Default::default()
+        }
+    }
+
+    /// Wraps the response in a review.
+    pub fn into_review(self) -> Value {
+        serde_json::json!({"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": self})
+    }
+}
+
+/// Kubernetes truncates long warnings; keep each one readable and bounded.
+pub fn bounded_warnings(warnings: impl IntoIterator<Item = String>) -> Vec<String> {
+    const MAX: usize = 50;
+    let mut out: Vec<String> = warnings.into_iter().collect();
+    if out.len() > MAX {
+        let extra = out.len() - (MAX - 1);
+        out.truncate(MAX - 1);
+        out.push(format!("rancher-remap: {extra} more warnings not shown"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_fixture() {
+        let body = include_str!("../../tests/data/create-deployment-migrated.json");
+        let r = decode(body.as_bytes()).unwrap();
+        assert_eq!(r.uid, "7f4b9a1c-0f0e-4a55-9a53-2f1d1f3c0a02");
+        assert_eq!(r.describe(), "Deployment shop/web");
+        assert_eq!(r.user_info.username, "system:serviceaccount:kube-system:stork-migrator");
+        assert_eq!(r.operation, "CREATE");
+    }
+
+    #[test]
+    fn delete_has_null_object() {
+        let body = include_str!("../../tests/data/delete-namespace.json");
+        let r = decode(body.as_bytes()).unwrap();
+        assert!(r.object.is_none());
+    }
+
+    #[test]
+    fn errors_never_quote_values() {
+        let e = decode(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":"s3cr3t-token","operation":"CREATE"}}"#).unwrap_err();
+        assert!(matches!(e, ReviewError::Decode { category: "type", .. }));
+        assert!(!e.to_string().contains("s3cr3t"));
+        assert!(matches!(decode(b"not json"), Err(ReviewError::Decode { category: "syntax", .. })));
+        assert!(matches!(decode(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#), Err(ReviewError::WrongType { .. })));
+        assert!(matches!(decode(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#), Err(ReviewError::NoRequest)));
+    }
+}

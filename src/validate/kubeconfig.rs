@@ -1,0 +1,271 @@
+//! SPEC §11 checks on a ClusterPair's `spec.config` (client-go's internal kubeconfig shape).
+
+use base64::Engine;
+
+use super::Report;
+use crate::clusterpair::{AuthInfo, Cluster, KubeConfig, Secret};
+
+/// `spec.options` keys Stork and Portworx are known to read.
+pub const KNOWN_OPTIONS: &[&str] = &[
+    "ip",
+    "port",
+    "token",
+    "mode",
+    "backuplocation",
+    "encryption",
+    "bucket",
+    "platform",
+];
+
+const DAY: i64 = 86_400;
+
+/// Checks the kubeconfig, appending to `report`.
+pub fn check(config: &KubeConfig, now: i64, report: &mut Report) {
+    let base = "spec.config";
+    if config.current_context.is_empty() {
+        report.error(
+            format!("{base}.current-context"),
+            "missing: the ClusterPair needs a current context",
+        );
+        return;
+    }
+    let Some(ctx) = config.contexts.get(&config.current_context) else {
+        report.error(
+            format!("{base}.current-context"),
+            format!(
+                "names context {:?}, which is not in contexts",
+                config.current_context
+            ),
+        );
+        return;
+    };
+    let ctx_path = format!("{base}.contexts[{}]", config.current_context);
+    match config.clusters.get(&ctx.cluster) {
+        Some(cluster) => check_cluster(
+            &format!("{base}.clusters[{}]", ctx.cluster),
+            cluster,
+            now,
+            report,
+        ),
+        None => report.error(
+            format!("{ctx_path}.cluster"),
+            format!("names cluster {:?}, which is not in clusters", ctx.cluster),
+        ),
+    }
+    match config.users.get(&ctx.user) {
+        Some(user) => check_user(&format!("{base}.users[{}]", ctx.user), user, now, report),
+        None => report.error(
+            format!("{ctx_path}.user"),
+            format!("names user {:?}, which is not in users", ctx.user),
+        ),
+    }
+}
+
+fn check_cluster(path: &str, c: &Cluster, now: i64, report: &mut Report) {
+    check_server(&format!("{path}.server"), &c.server, report);
+    if c.certificate_authority
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        report.error(format!("{path}.certificate-authority"), "a file path: the ClusterPair is used on another cluster, where this path means nothing; embed the CA as certificate-authority-data");
+    }
+    let ca = c
+        .certificate_authority_data
+        .as_ref()
+        .filter(|s| !s.is_empty());
+    if c.insecure_skip_tls_verify {
+        if ca.is_some() {
+            report.error(format!("{path}.insecure-skip-tls-verify"), "true together with certificate-authority-data: client-go refuses this pair; remove one");
+        } else {
+            report.warning(
+                format!("{path}.insecure-skip-tls-verify"),
+                "true: the destination API server's certificate is not verified",
+            );
+        }
+    }
+    if let Some(ca) = ca {
+        check_certificates(
+            &format!("{path}.certificate-authority-data"),
+            ca,
+            now,
+            report,
+        );
+    }
+}
+
+fn check_server(path: &str, server: &str, report: &mut Report) {
+    if server.is_empty() {
+        report.error(path, "missing: the destination API server URL");
+        return;
+    }
+    let (scheme, rest) = match server.split_once("://") {
+        Some(parts) => parts,
+        None => {
+            report.error(
+                path,
+                format!("{server:?} is not an absolute URL (expected https://host[:port])"),
+            );
+            return;
+        }
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host_only = if host.starts_with('[') {
+        host.split(']')
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+    } else {
+        host.split(':').next().unwrap_or_default()
+    };
+    if host_only.is_empty() {
+        report.error(path, format!("{server:?} has no host"));
+        return;
+    }
+    match scheme {
+        "https" => {}
+        "http" => report.warning(
+            path,
+            format!("{server:?} uses plain http: credentials travel unencrypted"),
+        ),
+        other => report.error(path, format!("scheme {other:?} is not https")),
+    }
+}
+
+fn check_user(path: &str, u: &AuthInfo, now: i64, report: &mut Report) {
+    for (field, value) in [
+        ("client-certificate", &u.client_certificate),
+        ("client-key", &u.client_key),
+        ("tokenFile", &u.token_file),
+    ] {
+        if value.as_deref().is_some_and(|p| !p.is_empty()) {
+            report.error(format!("{path}.{field}"), "a file path: the ClusterPair is used on another cluster, where this path means nothing; embed the credential as data");
+        }
+    }
+    let present = |s: &Option<Secret>| s.as_ref().is_some_and(|s| !s.is_empty());
+    let (cert, key) = (
+        present(&u.client_certificate_data),
+        present(&u.client_key_data),
+    );
+    match (cert, key) {
+        (true, false) => report.error(
+            format!("{path}.client-key-data"),
+            "missing: client-certificate-data is given without its key",
+        ),
+        (false, true) => report.error(
+            format!("{path}.client-certificate-data"),
+            "missing: client-key-data is given without its certificate",
+        ),
+        (true, true) => check_client_pair(path, u, now, report),
+        (false, false) => {}
+    }
+    let any = cert
+        || key
+        || present(&u.token)
+        || u.exec
+        || u.auth_provider
+        || (u.username.is_some() && present(&u.password))
+        || u.token_file.is_some()
+        || u.client_certificate.is_some();
+    if !any {
+        report.error(
+            path,
+            "no credential: give a token, a client certificate and key, exec or auth-provider",
+        );
+    }
+}
+
+fn decode_b64(s: &Secret) -> Option<Vec<u8>> {
+    let compact: String = s.expose().chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .ok()
+}
+
+/// Base64 of PEM X.509, each certificate unexpired (warning within 30 days).
+fn check_certificates(path: &str, data: &Secret, now: i64, report: &mut Report) -> Option<Vec<u8>> {
+    let Some(bytes) = decode_b64(data) else {
+        report.error(path, "not base64");
+        return None;
+    };
+    let mut found = 0;
+    let mut first_der = None;
+    for pem in x509_parser::pem::Pem::iter_from_buffer(&bytes) {
+        let Ok(pem) = pem else { break };
+        if pem.label != "CERTIFICATE" {
+            continue;
+        }
+        let Ok(cert) = pem.parse_x509() else {
+            report.error(path, "holds a CERTIFICATE block that is not valid X.509");
+            return None;
+        };
+        found += 1;
+        let not_after = cert.validity().not_after.timestamp();
+        if not_after < now {
+            report.error(
+                path,
+                format!(
+                    "certificate #{found} expired at {}",
+                    cert.validity().not_after
+                ),
+            );
+        } else if not_after - now < 30 * DAY {
+            report.warning(
+                path,
+                format!(
+                    "certificate #{found} expires within 30 days, at {}",
+                    cert.validity().not_after
+                ),
+            );
+        }
+        if first_der.is_none() {
+            first_der = Some(pem.contents.clone());
+        }
+    }
+    if found == 0 {
+        report.error(path, "is base64, but not of a PEM X.509 certificate");
+    }
+    first_der
+}
+
+fn check_client_pair(path: &str, u: &AuthInfo, now: i64, report: &mut Report) {
+    let (Some(cert), Some(key)) = (&u.client_certificate_data, &u.client_key_data) else {
+        return;
+    };
+    let cert_der = check_certificates(
+        &format!("{path}.client-certificate-data"),
+        cert,
+        now,
+        report,
+    );
+    let key_path = format!("{path}.client-key-data");
+    let Some(key_bytes) = decode_b64(key) else {
+        report.error(key_path, "not base64");
+        return;
+    };
+    let Some(public_key) = key_spki(&key_bytes) else {
+        report.error(
+            key_path,
+            "is base64, but not of a PEM private key (PKCS#8, PKCS#1 RSA, SEC1 EC, or Ed25519)",
+        );
+        return;
+    };
+    let Some(der) = cert_der else { return };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
+        return;
+    };
+    if cert.public_key().raw != public_key.as_slice() {
+        report.error(
+            key_path,
+            "does not match client-certificate-data (a different key pair)",
+        );
+    }
+}
+
+/// The SubjectPublicKeyInfo (DER) of a PEM private key, through the one crypto provider (ring).
+fn key_spki(pem: &[u8]) -> Option<Vec<u8>> {
+    use rustls::pki_types::pem::PemObject;
+    let der = rustls::pki_types::PrivateKeyDer::from_pem_slice(pem).ok()?;
+    let key = rustls::crypto::ring::sign::any_supported_type(&der).ok()?;
+    key.public_key().map(|spki| spki.as_ref().to_vec())
+}

@@ -1,0 +1,135 @@
+//! Validation of ClusterPairs and mapping ConfigMaps (SPEC §3, §11): pure functions of the object
+//! (and, for certificate expiry, of `now`), returning every finding with its field path.
+
+mod kubeconfig;
+
+use serde_json::Value;
+
+use crate::clusterpair::{ClusterPair, KIND};
+use crate::mapping::objects::{
+    configmap_data, is_mapping_configmap, parse_clusterpair, parse_configmap_data,
+};
+use crate::mapping::{MappingErrors, Table};
+
+/// One finding, with the field path it is about. Messages never hold a credential.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Errors refuse the object; warnings are shown and allowed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    pub errors: Vec<Finding>,
+    pub warnings: Vec<Finding>,
+}
+
+impl Report {
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(Finding {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn warning(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push(Finding {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn mappings(&mut self, result: Result<Table, MappingErrors>) {
+        match result {
+            Ok(table) => {
+                for w in table.warnings() {
+                    self.warning(w.field_path(), w.to_string());
+                }
+            }
+            Err(errors) => {
+                for e in errors.0 {
+                    self.error(e.field_path(), e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Whether the object is refused.
+    pub fn is_denied(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    /// One message listing every error.
+    pub fn denial(&self, object: &str) -> String {
+        let list: Vec<String> = self.errors.iter().map(ToString::to_string).collect();
+        format!("{object} is invalid: {}", list.join("; "))
+    }
+}
+
+/// Whether the webhook validates this object: a Stork ClusterPair or a mapping ConfigMap.
+pub fn is_validated(obj: &Value) -> bool {
+    is_clusterpair(obj) || is_mapping_configmap(obj)
+}
+
+fn is_clusterpair(obj: &Value) -> bool {
+    obj.get("kind").and_then(Value::as_str) == Some(KIND)
+        && obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.starts_with("stork.libopenstorage.org/"))
+}
+
+/// Checks a ClusterPair, or a mapping ConfigMap; other objects give an empty report.
+/// `now` is seconds since the Unix epoch (for certificate expiry).
+pub fn check(obj: &Value, now: i64) -> Report {
+    if is_clusterpair(obj) {
+        check_clusterpair(obj, now)
+    } else if is_mapping_configmap(obj) {
+        check_mapping_configmap(obj)
+    } else {
+        Report::default()
+    }
+}
+
+/// SPEC §3 on `projectMappings` and §11 on `spec.config` and `spec.options`.
+pub fn check_clusterpair(obj: &Value, now: i64) -> Report {
+    let mut report = Report::default();
+    let cp = match ClusterPair::from_value(obj) {
+        Ok(cp) => cp,
+        Err(e) => {
+            report.error("spec", e.to_string());
+            return report;
+        }
+    };
+    report.mappings(Table::build(parse_clusterpair(&cp)));
+    match &cp.spec.config {
+        Some(config) => kubeconfig::check(config, now, &mut report),
+        None => report.error(
+            "spec.config",
+            "missing: the ClusterPair needs the destination cluster's kubeconfig",
+        ),
+    }
+    for key in cp.spec.options.keys() {
+        if !kubeconfig::KNOWN_OPTIONS.contains(&key.as_str()) {
+            report.warning(format!("spec.options[{key}]"), "unknown option key (ignored by this check; Stork and the storage driver may use it)");
+        }
+    }
+    report
+}
+
+/// SPEC §10: every data key merged; conflicts across keys name both keys.
+pub fn check_mapping_configmap(obj: &Value) -> Report {
+    let mut report = Report::default();
+    report.mappings(Table::build(parse_configmap_data(&configmap_data(obj))));
+    report
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,261 @@
+//! One case per SPEC §11 rule, with certificates made here by rcgen.
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::*;
+
+const NOW: i64 = 1_800_000_000; // 2027-01-15
+const DAY: i64 = 86_400;
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// A certificate valid from NOW-1d until `until`, and its key.
+fn cert(until: i64) -> (String, String) {
+    let mut p = rcgen::CertificateParams::new(vec!["x".to_string()]).unwrap();
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "stork");
+    p.not_before = time_at(NOW - DAY);
+    p.not_after = time_at(until);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let c = p.self_signed(&key).unwrap();
+    (b64(&c.pem()), b64(&key.serialize_pem()))
+}
+
+fn time_at(t: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(t).unwrap()
+}
+
+fn cp(cluster: Value, user: Value) -> Value {
+    json!({
+        "apiVersion": "stork.libopenstorage.org/v1alpha1", "kind": "ClusterPair",
+        "metadata": {"name": "remote", "namespace": "mig"},
+        "spec": {
+            "config": {"clusters": {"k": cluster}, "contexts": {"ctx": {"cluster": "k", "user": "u"}}, "users": {"u": user}, "current-context": "ctx"},
+            "options": {},
+            "platformOptions": {"rancher": {"projectMappings": {"p-a": "p-b"}}}
+        }
+    })
+}
+
+fn good_cluster() -> Value {
+    let (ca, _) = cert(NOW + 365 * DAY);
+    json!({"server": "https://10.0.0.1:6443", "certificate-authority-data": ca})
+}
+
+fn token_user() -> Value {
+    json!({"token": "abc.def.ghi-secret-token"})
+}
+
+fn errors(obj: &Value) -> Vec<String> {
+    check(obj, NOW)
+        .errors
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+fn has(findings: &[String], needle: &str) -> bool {
+    findings.iter().any(|f| f.contains(needle))
+}
+
+#[test]
+fn valid_token_and_certificate_pairs() {
+    assert_eq!(
+        check(&cp(good_cluster(), token_user()), NOW),
+        Report::default()
+    );
+    let (c, k) = cert(NOW + 365 * DAY);
+    let r = check(
+        &cp(
+            good_cluster(),
+            json!({"client-certificate-data": c, "client-key-data": k}),
+        ),
+        NOW,
+    );
+    assert!(r.errors.is_empty() && r.warnings.is_empty(), "{r:?}");
+}
+
+#[test]
+fn expired_and_expiring_certificates() {
+    let (c, k) = cert(NOW - DAY);
+    let e = errors(&cp(
+        good_cluster(),
+        json!({"client-certificate-data": c, "client-key-data": k}),
+    ));
+    assert!(
+        has(
+            &e,
+            "spec.config.users[u].client-certificate-data: certificate #1 expired"
+        ),
+        "{e:?}"
+    );
+    let (c, k) = cert(NOW + 10 * DAY);
+    let r = check(
+        &cp(
+            good_cluster(),
+            json!({"client-certificate-data": c, "client-key-data": k}),
+        ),
+        NOW,
+    );
+    assert!(r.errors.is_empty());
+    assert!(r.warnings[0].message.contains("within 30 days"), "{r:?}");
+}
+
+#[test]
+fn mismatched_key_and_half_pairs() {
+    let (c, _) = cert(NOW + 365 * DAY);
+    let (_, other_key) = cert(NOW + 365 * DAY);
+    let e = errors(&cp(
+        good_cluster(),
+        json!({"client-certificate-data": c, "client-key-data": other_key}),
+    ));
+    assert!(has(&e, "client-key-data: does not match"), "{e:?}");
+    assert!(has(
+        &errors(&cp(good_cluster(), json!({"client-certificate-data": c}))),
+        "client-key-data: missing"
+    ));
+    assert!(has(
+        &errors(&cp(good_cluster(), json!({"client-key-data": other_key}))),
+        "client-certificate-data: missing"
+    ));
+}
+
+#[test]
+fn not_base64_and_not_pem() {
+    let e = errors(&cp(
+        json!({"server": "https://h", "certificate-authority-data": "%%%"}),
+        token_user(),
+    ));
+    assert!(has(&e, "certificate-authority-data: not base64"), "{e:?}");
+    let e = errors(&cp(
+        json!({"server": "https://h", "certificate-authority-data": b64("hello")}),
+        token_user(),
+    ));
+    assert!(has(&e, "not of a PEM X.509 certificate"), "{e:?}");
+}
+
+#[test]
+fn missing_context_cluster_user() {
+    let mut o = cp(good_cluster(), token_user());
+    o["spec"]["config"]["current-context"] = json!("");
+    assert!(has(&errors(&o), "current-context: missing"));
+    o["spec"]["config"]["current-context"] = json!("nope");
+    assert!(has(&errors(&o), "names context \"nope\""));
+    let mut o = cp(good_cluster(), token_user());
+    o["spec"]["config"]["contexts"]["ctx"] = json!({"cluster": "zz", "user": "yy"});
+    let e = errors(&o);
+    assert!(
+        has(&e, "spec.config.contexts[ctx].cluster") && has(&e, "spec.config.contexts[ctx].user"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn no_credential() {
+    assert!(has(
+        &errors(&cp(good_cluster(), json!({}))),
+        "spec.config.users[u]: no credential"
+    ));
+}
+
+#[test]
+fn servers() {
+    let r = check(
+        &cp(
+            json!({"server": "http://10.0.0.1:6443", "insecure-skip-tls-verify": true}),
+            token_user(),
+        ),
+        NOW,
+    );
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!(
+        r.warnings.len(),
+        2,
+        "http and insecure-skip-tls-verify: {r:?}"
+    );
+    assert!(has(
+        &errors(&cp(json!({"server": "10.0.0.1:6443"}), token_user())),
+        "not an absolute URL"
+    ));
+    assert!(has(
+        &errors(&cp(json!({"server": "https://"}), token_user())),
+        "has no host"
+    ));
+    assert!(has(
+        &errors(&cp(json!({"server": "ftp://h"}), token_user())),
+        "is not https"
+    ));
+}
+
+#[test]
+fn insecure_with_ca_and_file_paths() {
+    let mut c = good_cluster();
+    c["insecure-skip-tls-verify"] = json!(true);
+    assert!(has(&errors(&cp(c, token_user())), "client-go refuses"));
+    let e = errors(&cp(
+        json!({"server": "https://h", "certificate-authority": "/etc/ca.crt"}),
+        json!({"tokenFile": "/var/run/token"}),
+    ));
+    assert!(
+        has(&e, "certificate-authority: a file path") && has(&e, "tokenFile: a file path"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn mapping_errors_have_paths_and_all_are_listed() {
+    let mut o = cp(good_cluster(), json!({}));
+    o["spec"]["platformOptions"]["rancher"]["projectMappings"] =
+        json!({"p-a": "p-b", "p-b": "p-c", "P-X": "p-y"});
+    let r = check(&o, NOW);
+    let e: Vec<String> = r.errors.iter().map(ToString::to_string).collect();
+    assert!(
+        has(&e, "spec.platformOptions.rancher.projectMappings[P-X]"),
+        "{e:?}"
+    );
+    assert!(has(&e, "chain"), "{e:?}");
+    assert!(has(&e, "no credential"), "{e:?}");
+    assert!(r
+        .denial("ClusterPair mig/remote")
+        .starts_with("ClusterPair mig/remote is invalid: "));
+}
+
+#[test]
+fn secrets_never_in_findings() {
+    let (c, k) = cert(NOW - DAY);
+    let (_, other) = cert(NOW + DAY);
+    let mut o = cp(
+        json!({"server": "https://h", "certificate-authority-data": "%%%", "insecure-skip-tls-verify": true}),
+        json!({"client-certificate-data": c, "client-key-data": other, "token": "tok-secret-123", "password": "pw-secret-456"}),
+    );
+    o["spec"]["options"] = json!({"weird": "x"});
+    let r = check(&o, NOW);
+    let text = format!("{r:?}");
+    for secret in [
+        &c[..40],
+        &k[..40],
+        &other[..40],
+        "tok-secret-123",
+        "pw-secret-456",
+    ] {
+        assert!(!text.contains(secret), "leaked {secret}");
+    }
+    assert!(!r.errors.is_empty());
+}
+
+#[test]
+fn other_objects_are_not_checked_and_configmaps_merge_keys() {
+    assert_eq!(
+        check(&json!({"kind": "ConfigMap", "data": {"a": "bad"}}), NOW),
+        Report::default()
+    );
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"labels": {"rancher-remap.io/mappings": "true"}}, "data": {"ns.a": "p-a=p-b", "ns.b": "p-a=p-c"}});
+    let e = errors(&cm);
+    assert!(
+        has(&e, "data key ns.a") && has(&e, "data key ns.b"),
+        "{e:?}"
+    );
+}
