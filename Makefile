@@ -4,7 +4,7 @@ CARGO ?= cargo
 BIN := target/debug/rancher-remap
 EXAMPLES := deploy/examples
 
-.PHONY: all build release test fmt lint unit run preview bench clean
+.PHONY: all build release test fmt lint unit run preview bench clean certs
 
 all: build
 
@@ -30,8 +30,17 @@ unit:
 preview: build
 	$(BIN) rewrite --mappings-file $(EXAMPLES)/mappings-configmap.yaml -f $(EXAMPLES)/migrated-objects.json
 
-## run: what a fresh machine can start.
-run: preview
+## certs: development certificates in certs/ (kept when present).
+certs/tls.crt: | build
+	$(BIN) certs --out certs --service rancher-remap --namespace rancher-remap > /dev/null
+
+certs: certs/tls.crt
+
+## run: the webhook on https://127.0.0.1:8443 (admin on 127.0.0.1:9090) with the example mappings.
+run: build certs
+	$(BIN) serve --listen 127.0.0.1:8443 --admin-listen 127.0.0.1:9090 \
+	  --tls-cert certs/tls.crt --tls-key certs/tls.key \
+	  --mappings-file $(EXAMPLES)/mappings-configmap.yaml --log-format text
 
 bench:
 	$(CARGO) bench --locked --bench rewrite

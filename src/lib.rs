@@ -9,4 +9,6 @@ pub mod clusterpair;
 pub mod manifest;
 pub mod mapping;
 pub mod rewrite;
+pub mod server;
+pub mod source;
 pub mod validate;

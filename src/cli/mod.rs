@@ -1,8 +1,10 @@
 //! The command line: one module per command, each a thin adapter over the library.
 
+pub mod certs;
 mod derive;
 mod input;
 mod rewrite;
+pub mod serve;
 
 use std::process::ExitCode;
 
@@ -22,8 +24,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Serve(serve::Args),
     Rewrite(rewrite::Args),
     Derive(derive::Args),
+    Certs(certs::Args),
 }
 
 /// Output formats for commands that print Kubernetes objects.
@@ -41,7 +45,9 @@ pub enum OutputFormat {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Rewrite(args) => rewrite::run(args),
+        Command::Certs(args) => certs::run(args),
         Command::Derive(args) => derive::run(args),
     };
     match result {

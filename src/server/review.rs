@@ -78,7 +78,11 @@ pub enum ReviewError {
     /// Not JSON, or a field with the wrong type. Only the position is reported: serde's own
     /// message may quote a value, and values may be credentials.
     #[error("request body is not a valid AdmissionReview: {category} error at line {line}, column {column}")]
-    Decode { category: &'static str, line: usize, column: usize },
+    Decode {
+        category: &'static str,
+        line: usize,
+        column: usize,
+    },
     /// Another kind or version.
     #[error("expected apiVersion {API_VERSION:?} kind \"AdmissionReview\", got apiVersion {api_version:?} kind {kind:?}")]
     WrongType { api_version: String, kind: String },
@@ -100,7 +104,10 @@ pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
         column: e.column(),
     })?;
     if review.api_version != API_VERSION || review.kind != "AdmissionReview" {
-        return Err(ReviewError::WrongType { api_version: truncate(review.api_version), kind: truncate(review.kind) });
+        return Err(ReviewError::WrongType {
+            api_version: truncate(review.api_version),
+            kind: truncate(review.kind),
+        });
     }
     review.request.ok_or(ReviewError::NoRequest)
 }
@@ -147,7 +154,11 @@ pub struct Response {
 impl Response {
     /// Allows the request unchanged.
     pub fn allow(uid: &str) -> Self {
-        Response { uid: uid.to_string(), allowed: true, ..Default::default() }
+        Response {
+            uid: uid.to_string(),
+            allowed: true,
+            ..Default::default()
+        }
     }
 
     /// Refuses the request with a message a person can act on.
@@ -155,7 +166,11 @@ impl Response {
         Response {
             uid: uid.to_string(),
             allowed: false,
-            status: Some(Status { code: 403, message, reason: "Forbidden" }),
+            status: Some(Status {
+                code: 403,
+                message,
+                reason: "Forbidden",
+            }),
             ..Default::default()
         }
     }
@@ -188,7 +203,10 @@ mod tests {
         let r = decode(body.as_bytes()).unwrap();
         assert_eq!(r.uid, "7f4b9a1c-0f0e-4a55-9a53-2f1d1f3c0a02");
         assert_eq!(r.describe(), "Deployment shop/web");
-        assert_eq!(r.user_info.username, "system:serviceaccount:kube-system:stork-migrator");
+        assert_eq!(
+            r.user_info.username,
+            "system:serviceaccount:kube-system:stork-migrator"
+        );
         assert_eq!(r.operation, "CREATE");
     }
 
@@ -202,10 +220,28 @@ mod tests {
     #[test]
     fn errors_never_quote_values() {
         let e = decode(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":"s3cr3t-token","operation":"CREATE"}}"#).unwrap_err();
-        assert!(matches!(e, ReviewError::Decode { category: "type", .. }));
+        assert!(matches!(
+            e,
+            ReviewError::Decode {
+                category: "type",
+                ..
+            }
+        ));
         assert!(!e.to_string().contains("s3cr3t"));
-        assert!(matches!(decode(b"not json"), Err(ReviewError::Decode { category: "syntax", .. })));
-        assert!(matches!(decode(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#), Err(ReviewError::WrongType { .. })));
-        assert!(matches!(decode(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#), Err(ReviewError::NoRequest)));
+        assert!(matches!(
+            decode(b"not json"),
+            Err(ReviewError::Decode {
+                category: "syntax",
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#),
+            Err(ReviewError::WrongType { .. })
+        ));
+        assert!(matches!(
+            decode(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#),
+            Err(ReviewError::NoRequest)
+        ));
     }
 }

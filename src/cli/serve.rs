@@ -1,0 +1,225 @@
+//! `rancher-remap serve`: the admission webhook server.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use arc_swap::ArcSwapOption;
+
+use crate::rewrite::UnmappedPolicy;
+use crate::server::admission::{MutateSettings, Scope};
+use crate::server::metrics::Metrics;
+use crate::server::routes::AppState;
+use crate::server::tls::CertFiles;
+use crate::server::{Server, Timing};
+use crate::source::{self, Source};
+
+/// Run the admission webhook server (HTTPS /mutate and /validate; plain /healthz, /readyz,
+/// /metrics on the admin port). Every flag can also be set from its environment variable.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address of the HTTPS webhook listener.
+    #[arg(long, env = "RANCHER_REMAP_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+
+    /// Serving certificate chain (PEM). Re-read when it changes.
+    #[arg(long, env = "RANCHER_REMAP_TLS_CERT", default_value = "certs/tls.crt")]
+    pub tls_cert: PathBuf,
+
+    /// Serving private key (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC). Re-read when it changes.
+    #[arg(long, env = "RANCHER_REMAP_TLS_KEY", default_value = "certs/tls.key")]
+    pub tls_key: PathBuf,
+
+    /// Address of the plain-HTTP admin listener (/healthz, /readyz, /metrics).
+    #[arg(
+        long,
+        env = "RANCHER_REMAP_ADMIN_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
+    pub admin_listen: SocketAddr,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// What to do with a project ID that has no mapping: drop removes the label or annotation on
+    /// migrated objects (selectors are never shortened), keep leaves it, deny refuses the request.
+    #[arg(long, env = "RANCHER_REMAP_UNMAPPED", value_enum, default_value_t)]
+    pub unmapped: UnmappedPolicy,
+
+    /// Which requests are rewritten: migrated (Stork's migrated annotation, or a migration user)
+    /// or all.
+    #[arg(long, env = "RANCHER_REMAP_SCOPE", value_enum, default_value_t)]
+    pub scope: Scope,
+
+    /// A user whose requests count as migrations, e.g. the identity Stork writes Namespaces with
+    /// (repeatable; comma-separated in the environment variable).
+    #[arg(
+        long,
+        env = "RANCHER_REMAP_MIGRATION_USER",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub migration_user: Vec<String>,
+
+    /// Largest request body accepted; larger ones get 413 before they are read.
+    #[arg(long, env = "RANCHER_REMAP_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Log format.
+    #[arg(long, env = "RANCHER_REMAP_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+}
+
+/// Exactly one mapping source.
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct SourceArgs {
+    /// Mappings in storkctl's --project-mappings syntax, fixed for the life of the process.
+    #[arg(long, env = "RANCHER_REMAP_PROJECT_MAPPINGS", value_name = "STR")]
+    pub project_mappings: Option<String>,
+
+    /// A mapping ConfigMap, ClusterPair(s) or plain src=dst text, followed for changes
+    /// (including kubelet's update of a mounted ConfigMap).
+    #[arg(long, env = "RANCHER_REMAP_MAPPINGS_FILE", value_name = "PATH")]
+    pub mappings_file: Option<PathBuf>,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// Installs the log subscriber (RUST_LOG overrides the default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    init_logging(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(args: Args) -> Result<()> {
+    let source = match (&args.source.project_mappings, &args.source.mappings_file) {
+        (Some(text), _) => Source::Static(text.clone()),
+        (None, Some(path)) => Source::File(path.clone()),
+        (None, None) => anyhow::bail!("give --project-mappings or --mappings-file"),
+    };
+    let state = Arc::new(AppState {
+        mappings: ArcSwapOption::empty(),
+        settings: MutateSettings {
+            unmapped: args.unmapped,
+            scope: args.scope,
+            migration_users: args
+                .migration_user
+                .iter()
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty())
+                .collect::<HashSet<_>>(),
+        },
+        metrics: Arc::new(Metrics::default()),
+        max_body_bytes: args.max_body_bytes,
+    });
+    start_source(source, state.clone(), Duration::from_secs(1))?;
+    let files = CertFiles {
+        cert: args.tls_cert,
+        key: args.tls_key,
+    };
+    let server = Server::bind(
+        args.listen,
+        args.admin_listen,
+        files,
+        state,
+        Timing::default(),
+    )
+    .await?;
+    server.serve(shutdown_signal()).await
+}
+
+/// Loads a static table now (a bad one stops the start), or starts following a file (a bad one
+/// leaves the server not ready until it is fixed, and a later bad one keeps the last good table).
+pub fn start_source(source: Source, state: Arc<AppState>, poll: Duration) -> Result<()> {
+    match source {
+        Source::Static(text) => {
+            let m = source::load_static(&text).context("--project-mappings")?;
+            log_loaded(&m, "--project-mappings");
+            state.metrics.table_loaded(true, Some(m.table.len()));
+            state.set_mappings(m);
+        }
+        Source::File(path) => {
+            let origin = path.display().to_string();
+            tokio::spawn(source::follow_file(
+                path,
+                poll,
+                move |result| match result {
+                    Ok(m) => {
+                        log_loaded(&m, &origin);
+                        state.metrics.table_loaded(true, Some(m.table.len()));
+                        state.set_mappings(m);
+                    }
+                    Err(e) => {
+                        state.metrics.table_loaded(false, None);
+                        let kept = if state.mappings.load().is_some() {
+                            "keeping the last good table"
+                        } else {
+                            "not ready until it is fixed"
+                        };
+                        tracing::error!(source = %origin, error = %e, "mapping table rejected; {kept}");
+                    }
+                },
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn log_loaded(m: &crate::mapping::objects::Mappings, origin: &str) {
+    for w in m.table.warnings() {
+        tracing::warn!(source = %origin, "{w}");
+    }
+    tracing::info!(source = %origin, entries = m.table.len(), migration_users = m.migration_users.len(), "mapping table loaded");
+}
+
+/// SIGTERM (kubelet) or SIGINT (a terminal).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("signal received");
+}

@@ -1,0 +1,180 @@
+//! The admission decisions: pure functions from a decoded request (and the mappings in force)
+//! to a response plus what to log and count. The one place that turns findings into answers.
+
+use std::collections::{BTreeMap, HashSet};
+
+use base64::Engine;
+
+use super::review::{bounded_warnings, Request, Response};
+use crate::mapping::objects::Mappings;
+use crate::rewrite::{has_migrated_annotation, rewrite, Options, Outcome, UnmappedPolicy};
+use crate::validate;
+
+/// Which requests `/mutate` rewrites (SPEC §7).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scope {
+    /// Objects with Stork's migrated annotation, or written by a migration user.
+    #[default]
+    Migrated,
+    /// Every admitted object.
+    All,
+}
+
+/// Settings of `/mutate` fixed at start.
+#[derive(Clone, Debug, Default)]
+pub struct MutateSettings {
+    pub unmapped: UnmappedPolicy,
+    pub scope: Scope,
+    /// `--migration-user` names.
+    pub migration_users: HashSet<String>,
+}
+
+/// How a request ended, for the log and the requests metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Allowed without a patch.
+    Allowed,
+    /// Allowed with a patch.
+    Patched,
+    /// Refused.
+    Denied,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::Patched => "patched",
+            Verdict::Denied => "denied",
+        }
+    }
+}
+
+/// A response and what it was made from.
+#[derive(Debug)]
+pub struct Decision {
+    pub response: Response,
+    pub verdict: Verdict,
+    /// The engine's findings, when it ran.
+    pub outcome: Option<Outcome>,
+}
+
+impl Decision {
+    fn allow(uid: &str) -> Self {
+        Decision {
+            response: Response::allow(uid),
+            verdict: Verdict::Allowed,
+            outcome: None,
+        }
+    }
+}
+
+fn is_write(operation: &str) -> bool {
+    matches!(operation, "CREATE" | "UPDATE")
+}
+
+/// `/mutate` (SPEC §6–9).
+pub fn mutate(req: &Request, mappings: &Mappings, settings: &MutateSettings) -> Decision {
+    let Some(obj) = req.object.as_ref().filter(|_| is_write(&req.operation)) else {
+        return Decision::allow(&req.uid);
+    };
+    let user = req.user_info.username.as_str();
+    let migrated = has_migrated_annotation(obj)
+        || settings.migration_users.contains(user)
+        || mappings.migration_users.iter().any(|u| u == user);
+    if settings.scope == Scope::Migrated && !migrated {
+        return Decision::allow(&req.uid);
+    }
+    let outcome = rewrite(
+        obj,
+        &mappings.table,
+        &Options {
+            unmapped: settings.unmapped,
+            migrated,
+        },
+    );
+    let object = req.describe();
+    let warnings = bounded_warnings(outcome.warnings(&object));
+    if let Some(reason) = outcome.denial(&object) {
+        let mut response = Response::deny(&req.uid, reason);
+        response.warnings = warnings;
+        return Decision {
+            response,
+            verdict: Verdict::Denied,
+            outcome: Some(outcome),
+        };
+    }
+    let mut response = Response::allow(&req.uid);
+    response.warnings = warnings;
+    let verdict = if outcome.patch.is_empty() {
+        Verdict::Allowed
+    } else {
+        // Serialising a Vec of patch operations cannot fail (string keys, no maps of non-strings).
+        let json = serde_json::to_vec(&outcome.patch).unwrap_or_default();
+        response.patch_type = Some("JSONPatch");
+        response.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
+        response.audit_annotations = audit(&outcome);
+        Verdict::Patched
+    };
+    Decision {
+        response,
+        verdict,
+        outcome: Some(outcome),
+    }
+}
+
+/// One audit annotation summing up the rewrite (bounded: audit events are not a data store).
+fn audit(outcome: &Outcome) -> BTreeMap<String, String> {
+    let mut parts: Vec<String> = outcome
+        .rewrites
+        .iter()
+        .map(|r| format!("{} {}->{}", r.path(), r.from, r.to))
+        .collect();
+    parts.extend(
+        outcome
+            .unmapped
+            .iter()
+            .filter(|u| u.action == crate::rewrite::UnmappedAction::Removed)
+            .map(|u| format!("{} {} removed", u.path(), u.value)),
+    );
+    let mut text = parts.join("; ");
+    if text.len() > 2000 {
+        let mut cut = 2000;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    BTreeMap::from([("project-ids".to_string(), text)])
+}
+
+/// `/validate` (SPEC §11): ClusterPairs and mapping ConfigMaps on CREATE and UPDATE.
+pub fn validate(req: &Request, now: i64) -> Decision {
+    let Some(obj) = req
+        .object
+        .as_ref()
+        .filter(|o| is_write(&req.operation) && validate::is_validated(o))
+    else {
+        return Decision::allow(&req.uid);
+    };
+    let report = validate::check(obj, now);
+    let object = req.describe();
+    let warnings = bounded_warnings(report.warnings.iter().map(|w| format!("{object}: {w}")));
+    if report.is_denied() {
+        let mut response = Response::deny(&req.uid, report.denial(&object));
+        response.warnings = warnings;
+        return Decision {
+            response,
+            verdict: Verdict::Denied,
+            outcome: None,
+        };
+    }
+    let mut response = Response::allow(&req.uid);
+    response.warnings = warnings;
+    Decision {
+        response,
+        verdict: Verdict::Allowed,
+        outcome: None,
+    }
+}

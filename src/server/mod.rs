@@ -1,0 +1,202 @@
+//! The admission server: HTTPS webhook on one port, plain admin endpoints on another.
+
+pub mod admission;
+pub mod metrics;
+pub mod review;
+pub mod routes;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+
+use self::routes::AppState;
+use self::tls::{CertFiles, Resolver};
+
+/// Timeouts and intervals, with production defaults; tests shorten them.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    /// A client must finish the TLS handshake within this.
+    pub handshake: Duration,
+    /// …and send its request headers within this.
+    pub header_read: Duration,
+    /// How often the serving certificate files are re-read.
+    pub cert_poll: Duration,
+    /// How long in-flight requests may take after SIGTERM.
+    pub drain: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            handshake: Duration::from_secs(10),
+            header_read: Duration::from_secs(10),
+            cert_poll: Duration::from_secs(2),
+            drain: Duration::from_secs(25),
+        }
+    }
+}
+
+/// Listeners bound and credentials loaded; ready to serve.
+pub struct Server {
+    pub webhook_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    webhook: TcpListener,
+    admin: TcpListener,
+    acceptor: TlsAcceptor,
+    resolver: Arc<Resolver>,
+    files: CertFiles,
+    state: Arc<AppState>,
+    timing: Timing,
+}
+
+impl Server {
+    /// Loads and checks the serving pair, then binds both listeners.
+    pub async fn bind(
+        listen: SocketAddr,
+        admin_listen: SocketAddr,
+        files: CertFiles,
+        state: Arc<AppState>,
+        timing: Timing,
+    ) -> Result<Server> {
+        let ck = files
+            .load()
+            .context("loading the serving certificate and key")?;
+        let resolver = Arc::new(Resolver::new(ck));
+        let acceptor = TlsAcceptor::from(tls::server_config(resolver.clone())?);
+        let webhook = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        let admin = TcpListener::bind(admin_listen)
+            .await
+            .with_context(|| format!("binding {admin_listen}"))?;
+        Ok(Server {
+            webhook_addr: webhook.local_addr()?,
+            admin_addr: admin.local_addr()?,
+            webhook,
+            admin,
+            acceptor,
+            resolver,
+            files,
+            state,
+            timing,
+        })
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
+    /// (up to the drain time) and returns.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let Server {
+            webhook_addr,
+            admin_addr,
+            webhook,
+            admin,
+            acceptor,
+            resolver,
+            files,
+            state,
+            timing,
+        } = self;
+        tracing::info!(%webhook_addr, %admin_addr, "serving");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let cert_watch = tokio::spawn(tls::watch(
+            files,
+            resolver,
+            state.metrics.clone(),
+            timing.cert_poll,
+        ));
+        let admin_task = {
+            let mut stop = stop_rx.clone();
+            let app = routes::admin(state.clone());
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                axum::serve(admin, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            })
+        };
+
+        let service = TowerToHyperService::new(routes::webhook(state));
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        // Idle scanners and slowloris clients must not hold connections: bound the header read.
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(timing.header_read);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(30)));
+        let builder = Arc::new(builder);
+        let connections = TaskTracker::new();
+
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, _peer) = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = webhook.accept() => match accepted {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of file descriptors, typically: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, service, builder, mut stop) = (
+                acceptor.clone(),
+                service.clone(),
+                builder.clone(),
+                stop_rx.clone(),
+            );
+            let handshake = timing.handshake;
+            connections.spawn(async move {
+                let Ok(Ok(tls)) = tokio::time::timeout(handshake, acceptor.accept(tcp)).await
+                else {
+                    return;
+                };
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    _ = stopped => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
+            });
+        }
+
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+        drop(webhook);
+        let _ = stop_tx.send(true);
+        connections.close();
+        if tokio::time::timeout(timing.drain, connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(drain = ?timing.drain, "in-flight requests did not finish in time");
+        }
+        cert_watch.abort();
+        admin_task
+            .await
+            .context("admin server task")?
+            .context("admin server")?;
+        Ok(())
+    }
+}

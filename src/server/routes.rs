@@ -1,0 +1,228 @@
+//! HTTP routes: the webhook (`/mutate`, `/validate`) and the admin endpoints. Handlers only
+//! read the body, decode, call the pure decision, and count and log what happened.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http_body_util::BodyExt;
+
+use super::admission::{self, Decision, MutateSettings};
+use super::metrics::{EndpointLabels, LocationLabels, Metrics, RequestLabels};
+use super::review::{self, Request};
+use crate::mapping::objects::Mappings;
+
+/// What the handlers share. The table is swapped atomically; requests never wait on a reload.
+pub struct AppState {
+    /// `None` until the first good table: not ready.
+    pub mappings: ArcSwapOption<Mappings>,
+    pub settings: MutateSettings,
+    pub metrics: Arc<Metrics>,
+    pub max_body_bytes: usize,
+}
+
+impl AppState {
+    /// Puts a new table in force.
+    pub fn set_mappings(&self, m: Mappings) {
+        self.metrics.table_entries.set(m.table.len() as i64);
+        self.mappings.store(Some(Arc::new(m)));
+    }
+}
+
+/// The webhook routes (served over TLS).
+pub fn webhook(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/validate", post(validate))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            tracing::error!("handler panicked; answered 500");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }))
+        .with_state(state)
+}
+
+/// The admin routes (plain HTTP, separate port).
+pub fn admin(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+    if s.mappings.load().is_some() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no mapping table loaded yet",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// A JSON error body (SPEC §9: bad input gets a 4xx with a JSON body).
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(serde_json::json!({"error": message.into(), "code": status.as_u16()})),
+    )
+        .into_response()
+}
+
+/// Reads the body up to the limit; a declared length over the limit is refused before reading.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<bytes::Bytes, Response> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is over the {limit}-byte limit"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
+        Err(_) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "could not read the request body",
+        )),
+    }
+}
+
+async fn mutate(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    handle("mutate", &s, &headers, body, |req, s| {
+        let mappings = s.mappings.load_full()?;
+        Some(admission::mutate(req, &mappings, &s.settings))
+    })
+    .await
+}
+
+async fn validate(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    handle("validate", &s, &headers, body, |req, _| {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        Some(admission::validate(req, now))
+    })
+    .await
+}
+
+/// The shared shape of both endpoints; `decide` returns `None` when not ready.
+async fn handle(
+    endpoint: &'static str,
+    s: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    decide: impl FnOnce(&Request, &AppState) -> Option<Decision>,
+) -> Response {
+    let start = Instant::now();
+    let count = |outcome: &'static str| {
+        s.metrics
+            .requests
+            .get_or_create(&RequestLabels { endpoint, outcome })
+            .inc();
+        s.metrics
+            .duration
+            .get_or_create(&EndpointLabels { endpoint })
+            .observe(start.elapsed().as_secs_f64());
+    };
+    let bytes = match read_body(headers, body, s.max_body_bytes).await {
+        Ok(b) => b,
+        Err(resp) => {
+            count("bad_request");
+            tracing::warn!(
+                endpoint,
+                status = resp.status().as_u16(),
+                "request body refused"
+            );
+            return resp;
+        }
+    };
+    let req = match review::decode(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            count("bad_request");
+            tracing::warn!(endpoint, error = %e, "bad admission review");
+            return error(StatusCode::BAD_REQUEST, e.to_string());
+        }
+    };
+    let Some(decision) = decide(&req, s) else {
+        count("unavailable");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no mapping table loaded yet",
+        );
+    };
+    count(decision.verdict.as_str());
+    let (rewrites, unmapped) = match &decision.outcome {
+        Some(o) => {
+            for r in &o.rewrites {
+                s.metrics
+                    .rewrites
+                    .get_or_create(&LocationLabels {
+                        location: r.location.as_str(),
+                    })
+                    .inc();
+            }
+            for u in &o.unmapped {
+                s.metrics
+                    .unmapped
+                    .get_or_create(&LocationLabels {
+                        location: u.location.as_str(),
+                    })
+                    .inc();
+            }
+            (o.rewrites.len(), o.unmapped.len())
+        }
+        None => (0, 0),
+    };
+    tracing::info!(
+        endpoint,
+        uid = %req.uid,
+        kind = %req.kind.kind,
+        namespace = %req.namespace,
+        name = %req.name,
+        operation = %req.operation,
+        user = %req.user_info.username,
+        dry_run = req.dry_run.unwrap_or(false),
+        verdict = decision.verdict.as_str(),
+        rewrites,
+        unmapped,
+        duration_us = start.elapsed().as_micros() as u64,
+        "admission"
+    );
+    Json(decision.response.into_review()).into_response()
+}
