@@ -54,6 +54,7 @@ pub struct Server {
     acceptor: TlsAcceptor,
     resolver: Arc<Resolver>,
     files: CertFiles,
+    loaded: tls::PemPair,
     state: Arc<AppState>,
     timing: Timing,
 }
@@ -67,7 +68,7 @@ impl Server {
         state: Arc<AppState>,
         timing: Timing,
     ) -> Result<Server> {
-        let ck = files
+        let (ck, loaded) = files
             .load()
             .context("loading the serving certificate and key")?;
         let resolver = Arc::new(Resolver::new(ck));
@@ -86,6 +87,7 @@ impl Server {
             acceptor,
             resolver,
             files,
+            loaded,
             state,
             timing,
         })
@@ -102,6 +104,7 @@ impl Server {
             acceptor,
             resolver,
             files,
+            loaded,
             state,
             timing,
         } = self;
@@ -109,6 +112,7 @@ impl Server {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let cert_watch = tokio::spawn(tls::watch(
             files,
+            loaded,
             resolver,
             state.metrics.clone(),
             timing.cert_poll,

@@ -39,6 +39,9 @@ pub enum TlsError {
     Mismatch,
 }
 
+/// The bytes of the certificate and key files, as read.
+pub type PemPair = (Vec<u8>, Vec<u8>);
+
 /// The files of the serving pair.
 #[derive(Clone, Debug)]
 pub struct CertFiles {
@@ -47,7 +50,8 @@ pub struct CertFiles {
 }
 
 impl CertFiles {
-    fn read(&self) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
+    /// Reads both files' bytes.
+    pub fn read(&self) -> Result<PemPair, TlsError> {
         let read = |p: &Path| {
             std::fs::read(p).map_err(|source| TlsError::Read {
                 path: p.display().to_string(),
@@ -58,14 +62,17 @@ impl CertFiles {
     }
 
     /// Loads and checks the pair.
-    pub fn load(&self) -> Result<CertifiedKey, TlsError> {
-        let (cert, key) = self.read()?;
-        certified_key(
-            &cert,
-            &key,
+    /// (Returns the bytes it was made from too: the watcher compares against them, since
+    /// re-reading later could miss a swap made in between.)
+    pub fn load(&self) -> Result<(CertifiedKey, PemPair), TlsError> {
+        let bytes = self.read()?;
+        let ck = certified_key(
+            &bytes.0,
+            &bytes.1,
             &self.cert.display().to_string(),
             &self.key.display().to_string(),
-        )
+        )?;
+        Ok((ck, bytes))
     }
 }
 
@@ -129,11 +136,12 @@ pub fn server_config(resolver: Arc<Resolver>) -> Result<Arc<ServerConfig>, rustl
 /// and bind mounts alike, and costs two small reads per interval.
 pub async fn watch(
     files: CertFiles,
+    loaded: PemPair,
     resolver: Arc<Resolver>,
     metrics: Arc<Metrics>,
     interval: Duration,
 ) {
-    let mut last = files.read().ok();
+    let mut last = Some(loaded);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -47,3 +47,143 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+// ---- A real server on port 0, with certificates made here ----
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rancher_remap::server::admission::MutateSettings;
+use rancher_remap::server::metrics::Metrics;
+use rancher_remap::server::routes::AppState;
+use rancher_remap::server::tls::CertFiles;
+use rancher_remap::server::{Server, Timing};
+use rancher_remap::source::Source;
+use rustls::pki_types::pem::PemObject;
+
+pub struct TestServer {
+    pub webhook: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub ca: String,
+    pub state: Arc<AppState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Writes a fresh CA + serving pair into `dir`; returns the CA PEM.
+pub fn write_certs(dir: &std::path::Path) -> String {
+    let g = rancher_remap::cli::certs::generate("rancher-remap", "test", 1).unwrap();
+    std::fs::write(dir.join("tls.crt"), &g.tls_cert).unwrap();
+    std::fs::write(dir.join("tls.key"), &g.tls_key).unwrap();
+    g.ca_cert
+}
+
+pub async fn start(source: Source, settings: MutateSettings) -> TestServer {
+    // The process-wide default (for plain clients such as reqwest::get), as main installs it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write_certs(dir.path());
+    let state = Arc::new(AppState {
+        mappings: arc_swap::ArcSwapOption::empty(),
+        settings,
+        metrics: Arc::new(Metrics::default()),
+        max_body_bytes: 64 * 1024,
+    });
+    let timing = Timing {
+        cert_poll: Duration::from_millis(100),
+        drain: Duration::from_secs(10),
+        ..Timing::default()
+    };
+    rancher_remap::cli::serve::start_source(source, state.clone(), Duration::from_millis(100))
+        .unwrap();
+    let files = CertFiles {
+        cert: dir.path().join("tls.crt"),
+        key: dir.path().join("tls.key"),
+    };
+    let server = Server::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+        files,
+        state.clone(),
+        timing,
+    )
+    .await
+    .unwrap();
+    let (webhook, admin) = (server.webhook_addr, server.admin_addr);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(server.serve(async move {
+        let _ = rx.await;
+    }));
+    TestServer {
+        webhook,
+        admin,
+        dir,
+        ca,
+        state,
+        stop: Some(tx),
+        handle,
+    }
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.webhook.port())
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// A client that trusts only `ca` and checks the `localhost` SAN.
+    pub fn client(&self, ca: &str, h2: bool) -> reqwest::Client {
+        tls_client(ca, h2, self.webhook)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn tls_client(ca: &str, h2: bool, addr: SocketAddr) -> reqwest::Client {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut cfg =
+        rustls::ClientConfig::builder_with_provider(rancher_remap::server::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    cfg.alpn_protocols = vec![if h2 {
+        b"h2".to_vec()
+    } else {
+        b"http/1.1".to_vec()
+    }];
+    let b = reqwest::Client::builder()
+        .use_preconfigured_tls(cfg)
+        .resolve("localhost", addr)
+        .timeout(Duration::from_secs(10));
+    let b = if h2 {
+        b.http2_prior_knowledge()
+    } else {
+        b.http1_only()
+    };
+    b.build().unwrap()
+}
+
+/// Polls `f` until it is true or the deadline passes.
+pub async fn eventually(what: &str, timeout: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
