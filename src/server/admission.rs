@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use base64::Engine;
 
-use super::review::{bounded_warnings, Request, Response};
+use super::review::{bounded_warnings, truncate, Request, Response};
 use crate::mapping::objects::Mappings;
 use crate::rewrite::{has_migrated_annotation, rewrite, Options, Outcome, UnmappedPolicy};
 use crate::validate;
@@ -137,15 +137,7 @@ fn audit(outcome: &Outcome) -> BTreeMap<String, String> {
             .filter(|u| u.action == crate::rewrite::UnmappedAction::Removed)
             .map(|u| format!("{} {} removed", u.path(), u.value)),
     );
-    let mut text = parts.join("; ");
-    if text.len() > 2000 {
-        let mut cut = 2000;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
-    }
+    let text = truncate(parts.join("; "), 2000);
     BTreeMap::from([("project-ids".to_string(), text)])
 }
 

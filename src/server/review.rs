@@ -105,16 +105,17 @@ pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
     })?;
     if review.api_version != API_VERSION || review.kind != "AdmissionReview" {
         return Err(ReviewError::WrongType {
-            api_version: truncate(review.api_version),
-            kind: truncate(review.kind),
+            api_version: truncate(review.api_version, 64),
+            kind: truncate(review.kind, 64),
         });
     }
     review.request.ok_or(ReviewError::NoRequest)
 }
 
-fn truncate(mut s: String) -> String {
-    if s.len() > 64 {
-        let mut cut = 64;
+/// Cuts `s` to at most `max` bytes (on a character boundary), marking the cut with `…`.
+pub fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
         while !s.is_char_boundary(cut) {
             cut -= 1;
         }
