@@ -8,7 +8,6 @@ use anyhow::{Context, Result};
 
 use super::{input, OutputFormat};
 use crate::mapping::objects::{mappings_from_file_text, Mappings};
-use crate::mapping::table_from_text;
 use crate::rewrite::{describe, rewrite, Options, UnmappedAction, UnmappedPolicy};
 
 /// Preview the rewrite of manifests (every object counts as migrated).
@@ -52,10 +51,7 @@ impl MappingArgs {
     /// Loads and checks the mappings.
     pub fn load(&self) -> Result<Mappings> {
         let mappings = match (&self.project_mappings, &self.mappings_file) {
-            (Some(text), _) => Mappings {
-                table: table_from_text(text)?,
-                migration_users: Vec::new(),
-            },
+            (Some(text), _) => Mappings::from_text(text)?,
             (None, Some(path)) => mappings_from_file_text(&input::read(path)?)
                 .with_context(|| format!("mappings file {}", path.display()))?,
             (None, None) => anyhow::bail!("give --project-mappings or --mappings-file"),

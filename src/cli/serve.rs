@@ -164,7 +164,7 @@ pub fn start_source(source: Source, state: Arc<AppState>, poll: Duration) -> Res
         Source::Static(text) => {
             let m = source::load_static(&text).context("--project-mappings")?;
             log_loaded(&m, "--project-mappings");
-            state.metrics.table_loaded(true, Some(m.table.len()));
+            state.metrics.table_loaded(true);
             state.set_mappings(m);
         }
         Source::File(path) => {
@@ -175,11 +175,11 @@ pub fn start_source(source: Source, state: Arc<AppState>, poll: Duration) -> Res
                 move |result| match result {
                     Ok(m) => {
                         log_loaded(&m, &origin);
-                        state.metrics.table_loaded(true, Some(m.table.len()));
+                        state.metrics.table_loaded(true);
                         state.set_mappings(m);
                     }
                     Err(e) => {
-                        state.metrics.table_loaded(false, None);
+                        state.metrics.table_loaded(false);
                         let kept = if state.mappings.load().is_some() {
                             "keeping the last good table"
                         } else {

@@ -7,7 +7,7 @@ mod secret;
 
 pub use identity::{certificate_cn, current_identity, jwt_subject, Identity};
 pub use model::{
-    AuthInfo, Cluster, ClusterPair, ClusterPairSpec, Context, KubeConfig, Meta, ModelError,
-    API_VERSION, KIND,
+    is_clusterpair, AuthInfo, Cluster, ClusterPair, ClusterPairSpec, Context, KubeConfig, Meta,
+    ModelError, API_VERSION, KIND,
 };
 pub use secret::Secret;

@@ -132,18 +132,28 @@ pub enum ModelError {
     Shape,
 }
 
+/// Whether a value is a Stork ClusterPair (any `stork.libopenstorage.org` version).
+pub fn is_clusterpair(v: &Value) -> bool {
+    v.get("kind").and_then(Value::as_str) == Some(KIND)
+        && v.get("apiVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|a| a.starts_with("stork.libopenstorage.org/"))
+}
+
 impl ClusterPair {
     /// Reads a ClusterPair from a JSON value without ever quoting a field's value in an error.
     pub fn from_value(v: &Value) -> Result<ClusterPair, ModelError> {
-        let field = |k: &str| {
-            v.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let (api_version, kind) = (field("apiVersion"), field("kind"));
-        if kind != KIND || !api_version.starts_with("stork.libopenstorage.org/") {
-            return Err(ModelError::NotAClusterPair { api_version, kind });
+        if !is_clusterpair(v) {
+            let field = |k: &str| {
+                v.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            return Err(ModelError::NotAClusterPair {
+                api_version: field("apiVersion"),
+                kind: field("kind"),
+            });
         }
         ClusterPair::deserialize(v).map_err(|_| ModelError::Shape)
     }

@@ -24,6 +24,16 @@ pub struct Mappings {
     pub migration_users: Vec<String>,
 }
 
+impl Mappings {
+    /// Mappings from `--project-mappings` syntax alone (no migration users come with text).
+    pub fn from_text(text: &str) -> Result<Mappings, MappingErrors> {
+        Ok(Mappings {
+            table: Table::build(parse_text(text, &Origin::Text))?,
+            migration_users: Vec::new(),
+        })
+    }
+}
+
 /// Whether a value is a ConfigMap.
 pub fn is_configmap(v: &Value) -> bool {
     v.get("kind").and_then(Value::as_str) == Some("ConfigMap")
@@ -142,12 +152,7 @@ pub fn mappings_from_file_text(text: &str) -> Result<Mappings, MappingsFileError
         Ok(docs) if !docs.is_empty() && docs.iter().all(|d| d.get("kind").is_some()) => docs,
         // Not Kubernetes objects: plain mapping text (which may even look like YAML, as
         // `p-a: p-b` does; parse_text then explains the `=`).
-        _ => {
-            return Ok(Mappings {
-                table: Table::build(parse_text(text, &Origin::Text))?,
-                migration_users: Vec::new(),
-            })
-        }
+        _ => return Ok(Mappings::from_text(text)?),
     };
     let mut data = BTreeMap::new();
     let mut users = Vec::new();

@@ -7,7 +7,7 @@ mod outcome;
 
 pub use engine::{rewrite, Options, UnmappedPolicy};
 pub use keys::{has_migrated_annotation, is_project_id_key, MIGRATED_ANNOTATION};
-pub use outcome::{describe, Location, Outcome, Rewrite, Unmapped, UnmappedAction};
+pub use outcome::{describe, object_ref, Location, Outcome, Rewrite, Unmapped, UnmappedAction};
 
 #[cfg(test)]
 mod tests;

@@ -200,17 +200,25 @@ pub fn display_path(pointer: &Pointer) -> String {
 /// `Kind namespace/name` (or `Kind name` for cluster-scoped objects), for messages.
 pub fn describe(obj: &Value) -> String {
     let s = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or_default();
-    let kind = match s("/kind") {
-        "" => "object",
-        k => k,
-    };
-    let name = match (s("/metadata/name"), s("/metadata/generateName")) {
+    object_ref(
+        s("/kind"),
+        s("/metadata/namespace"),
+        s("/metadata/name"),
+        s("/metadata/generateName"),
+    )
+}
+
+/// `Kind namespace/name` from its parts; an unnamed object shows its `generateName` prefix.
+pub fn object_ref(kind: &str, namespace: &str, name: &str, generate_name: &str) -> String {
+    let kind = if kind.is_empty() { "object" } else { kind };
+    let name = match (name, generate_name) {
         ("", "") => "<unnamed>".to_string(),
         ("", g) => format!("{g}*"),
         (n, _) => n.to_string(),
     };
-    match s("/metadata/namespace") {
-        "" => format!("{kind} {name}"),
-        ns => format!("{kind} {ns}/{name}"),
+    if namespace.is_empty() {
+        format!("{kind} {name}")
+    } else {
+        format!("{kind} {namespace}/{name}")
     }
 }

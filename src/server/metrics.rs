@@ -127,15 +127,13 @@ impl Metrics {
         out
     }
 
-    /// Counts a table load.
-    pub fn table_loaded(&self, ok: bool, entries: Option<usize>) {
+    /// Counts a table load, good or rejected. (The entries gauge is set where a table goes
+    /// into force: `AppState::set_mappings`.)
+    pub fn table_loaded(&self, ok: bool) {
         self.table_reloads
             .get_or_create(&ResultLabels {
                 result: if ok { "ok" } else { "rejected" },
             })
             .inc();
-        if let Some(n) = entries {
-            self.table_entries.set(n as i64);
-        }
     }
 }

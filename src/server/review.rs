@@ -53,22 +53,15 @@ pub struct Request {
 
 impl Request {
     /// `Kind namespace/name` for messages and logs.
+    /// (The request's own name and namespace: on CREATE the object may not carry its namespace.)
     pub fn describe(&self) -> String {
-        let name = if self.name.is_empty() {
-            self.object
-                .as_ref()
-                .and_then(|o| o.pointer("/metadata/generateName"))
-                .and_then(Value::as_str)
-                .map(|g| format!("{g}*"))
-                .unwrap_or_else(|| "<unnamed>".into())
-        } else {
-            self.name.clone()
-        };
-        if self.namespace.is_empty() {
-            format!("{} {name}", self.kind.kind)
-        } else {
-            format!("{} {}/{name}", self.kind.kind, self.namespace)
-        }
+        let generate_name = self
+            .object
+            .as_ref()
+            .and_then(|o| o.pointer("/metadata/generateName"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        crate::rewrite::object_ref(&self.kind.kind, &self.namespace, &self.name, generate_name)
     }
 }
 

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::mapping::objects::{mappings_from_file_text, Mappings, MappingsFileError};
-use crate::mapping::table_from_text;
 
 /// A mapping source given on the command line.
 #[derive(Clone, Debug)]
@@ -30,11 +29,7 @@ pub enum LoadError {
 
 /// Loads the static mapping.
 pub fn load_static(text: &str) -> Result<Mappings, LoadError> {
-    let table = table_from_text(text).map_err(MappingsFileError::from)?;
-    Ok(Mappings {
-        table,
-        migration_users: Vec::new(),
-    })
+    Ok(Mappings::from_text(text).map_err(MappingsFileError::from)?)
 }
 
 /// Loads a mappings file.

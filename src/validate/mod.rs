@@ -5,7 +5,7 @@ mod kubeconfig;
 
 use serde_json::Value;
 
-use crate::clusterpair::{ClusterPair, KIND};
+use crate::clusterpair::{is_clusterpair, ClusterPair};
 use crate::mapping::objects::{
     configmap_data, is_mapping_configmap, parse_clusterpair, parse_configmap_data,
 };
@@ -76,14 +76,6 @@ impl Report {
 /// Whether the webhook validates this object: a Stork ClusterPair or a mapping ConfigMap.
 pub fn is_validated(obj: &Value) -> bool {
     is_clusterpair(obj) || is_mapping_configmap(obj)
-}
-
-fn is_clusterpair(obj: &Value) -> bool {
-    obj.get("kind").and_then(Value::as_str) == Some(KIND)
-        && obj
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .is_some_and(|v| v.starts_with("stork.libopenstorage.org/"))
 }
 
 /// Checks a ClusterPair, or a mapping ConfigMap; other objects give an empty report.
