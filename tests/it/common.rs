@@ -141,6 +141,16 @@ impl TestServer {
         tls_client(ca, h2, self.webhook)
     }
 
+    /// The admin port's /metrics text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.admin_url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub fn stop(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
@@ -148,17 +158,28 @@ impl TestServer {
     }
 }
 
-pub fn tls_client(ca: &str, h2: bool, addr: SocketAddr) -> reqwest::Client {
+/// A rustls client configuration that trusts only the CAs in `ca` (PEM), on the one provider.
+pub fn client_config(ca: &str) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
-    let mut cfg =
-        rustls::ClientConfig::builder_with_provider(rancher_remap::server::tls::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    rustls::ClientConfig::builder_with_provider(rancher_remap::server::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// The value of one metric series (`name{labels}`) in a Prometheus text exposition.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+pub fn tls_client(ca: &str, h2: bool, addr: SocketAddr) -> reqwest::Client {
+    let mut cfg = client_config(ca);
     cfg.alpn_protocols = vec![if h2 {
         b"h2".to_vec()
     } else {

@@ -255,12 +255,7 @@ async fn bad_input_gets_4xx_with_json() {
     )
     .await;
     assert_eq!(status, 200);
-    let metrics = reqwest::get(s.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains(
             "rancher_remap_requests_total{endpoint=\"mutate\",outcome=\"bad_request\"} 5"
@@ -345,12 +340,8 @@ async fn readiness_follows_the_mappings_file_and_keeps_the_last_good_table() {
     .await;
     version("..v3", "p-a=p-b,p-b=p-c");
     eventually("rejection counted", Duration::from_secs(5), async || {
-        reqwest::get(s.admin_url("/metrics"))
+        s.metrics()
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
             .contains("rancher_remap_mapping_table_reloads_total{result=\"rejected\"} 2")
     })
     .await;
@@ -426,20 +417,8 @@ async fn certificate_rotation_drops_no_request() {
     // A broken pair keeps the one in force.
     std::fs::write(s.dir.path().join("tls.crt"), "garbage").unwrap();
     eventually("rejection counted", Duration::from_secs(5), async || {
-        reqwest::get(s.admin_url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            .contains("rancher_remap_certificate_reloads_total{result=\"rejected\"} ")
-            && !reqwest::get(s.admin_url("/metrics"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-                .contains("rancher_remap_certificate_reloads_total{result=\"rejected\"} 0")
+        let series = "rancher_remap_certificate_reloads_total{result=\"rejected\"}";
+        metric(&s.metrics().await, series).is_some_and(|n| n > 0.0)
     })
     .await;
     assert!(new_only
@@ -456,17 +435,7 @@ async fn shutdown_lets_an_in_flight_request_finish() {
     let mut s = start(Source::Static(MAPPINGS.into()), settings()).await;
     let body = data("create-deployment-migrated.json");
     // A raw TLS client, so the request can be cut in two around the shutdown.
-    let mut roots = rustls::RootCertStore::empty();
-    use rustls::pki_types::pem::PemObject;
-    for c in rustls::pki_types::CertificateDer::pem_slice_iter(s.ca.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(rancher_remap::server::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_config(&s.ca)));
     let tcp = tokio::net::TcpStream::connect(s.webhook).await.unwrap();
     let mut tls = connector
         .connect("localhost".try_into().unwrap(), tcp)
