@@ -4,7 +4,7 @@ CARGO ?= cargo
 BIN := target/debug/rancher-remap
 EXAMPLES := deploy/examples
 
-.PHONY: all build release test fmt lint unit run preview bench clean certs
+.PHONY: all build release test fmt lint unit run preview bench load-bench clean certs
 
 all: build
 
@@ -44,6 +44,10 @@ run: build certs
 
 bench:
 	$(CARGO) bench --locked --bench rewrite
+
+## load-bench: /mutate over TLS keep-alive vs a no-op axum+rustls server (loopback, ~1 min).
+load-bench:
+	$(CARGO) bench --locked --bench load
 
 clean:
 	$(CARGO) clean

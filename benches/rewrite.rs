@@ -4,73 +4,13 @@
 
 use std::hint::black_box;
 
+mod support;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use serde_json::{json, Value};
 
 use rancher_remap::mapping::{parse_text, table_from_text, Origin, Table};
 use rancher_remap::rewrite::{rewrite, Options, UnmappedPolicy};
-
-const KEY: &str = "field.cattle.io/projectId";
-
-/// `n` entries in both forms; the objects below use entry 0 and 1.
-fn mappings(n: usize) -> String {
-    (0..n / 2)
-        .map(|i| format!("p-s{i}=p-d{i},c-src:p-s{i}=c-dst:p-d{i}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn selector() -> Value {
-    json!({"matchLabels": {KEY: "p-s0"}, "matchExpressions": [{"key": KEY, "operator": "In", "values": ["p-s0", "p-s1"]}]})
-}
-
-fn container(name: &str) -> Value {
-    json!({
-        "name": name, "image": format!("registry.example.com/shop/{name}:1.27.3"),
-        "imagePullPolicy": "IfNotPresent",
-        "args": ["--port=8080", "--log-level=info", "--metrics"],
-        "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}, {"name": "metrics", "containerPort": 9090, "protocol": "TCP"}],
-        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}, {"name": "LOG_FORMAT", "value": "json"}, {"name": "DB_HOST", "value": "db.shop.svc.cluster.local"}],
-        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 10},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
-        "volumeMounts": [{"name": "config", "mountPath": "/etc/app"}, {"name": "data", "mountPath": "/var/lib/app"}],
-        "securityContext": {"runAsNonRoot": true, "readOnlyRootFilesystem": true, "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
-    })
-}
-
-/// A Deployment as Stork writes it on the destination.
-pub fn deployment() -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {
-            "name": "web", "namespace": "shop",
-            "labels": {"app": "web", "app.kubernetes.io/part-of": "shop", KEY: "p-s0"},
-            "annotations": {KEY: "c-src:p-s0", "stork.libopenstorage.org/migrated": "true", "stork.libopenstorage.org/migrationName": "shop-migration", "stork.libopenstorage.org/migrationNamespace": "migrationnamespace", "deployment.kubernetes.io/revision": "4"}
-        },
-        "spec": {
-            "replicas": 3, "revisionHistoryLimit": 10,
-            "selector": {"matchLabels": {"app": "web"}},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
-            "template": {
-                "metadata": {"labels": {"app": "web", KEY: "p-s0"}, "annotations": {"prometheus.io/scrape": "true", KEY: "c-src:p-s0"}},
-                "spec": {
-                    "serviceAccountName": "web",
-                    "containers": [container("web"), container("sidecar"), container("exporter")],
-                    "volumes": [{"name": "config", "configMap": {"name": "web-config"}}, {"name": "data", "emptyDir": {}}],
-                    "affinity": {
-                        "podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 50, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "topology.kubernetes.io/zone", "namespaceSelector": selector()}}]},
-                        "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname", "namespaceSelector": selector()}]}
-                    }
-                }
-            }
-        }
-    })
-}
-
-fn namespace() -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {KEY: "p-s0", "kubernetes.io/metadata.name": "shop"}, "annotations": {KEY: "c-src:p-s0", "cattle.io/status": "{}"}}})
-}
+use support::{deployment, mappings, namespace};
 
 fn bench_rewrite(c: &mut Criterion) {
     let opts = Options {
@@ -107,5 +47,38 @@ fn bench_build(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_rewrite, bench_build);
+/// The whole admission answer without the network: decode the review body, decide, encode.
+fn bench_review(c: &mut Criterion) {
+    use rancher_remap::mapping::objects::Mappings;
+    use rancher_remap::rewrite::Relevant;
+    use rancher_remap::server::admission::{mutate, MutateSettings};
+    use rancher_remap::server::review::decode;
+    use serde_json::Value;
+    let body = support::review_body();
+    let mappings = Mappings::from_text(&mappings(1_000)).unwrap();
+    let settings = MutateSettings::default();
+    let mut group = c.benchmark_group("review");
+    group.bench_function("decode_full", |b| {
+        b.iter(|| decode::<Value>(black_box(&body)).unwrap())
+    });
+    group.bench_function("decode_relevant", |b| {
+        b.iter(|| decode::<Relevant>(black_box(&body)).unwrap())
+    });
+    let req = decode::<Relevant>(&body).unwrap().map_object(Value::from);
+    group.bench_function("mutate", |b| {
+        b.iter(|| mutate(black_box(&req), &mappings, &settings))
+    });
+    group.bench_function("decode_mutate_encode", |b| {
+        b.iter(|| {
+            let req = decode::<Relevant>(black_box(&body))
+                .unwrap()
+                .map_object(Value::from);
+            let d = mutate(&req, &mappings, &settings);
+            serde_json::to_vec(&d.response.into_review()).unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_rewrite, bench_build, bench_review);
 criterion_main!(benches);

@@ -6,5 +6,15 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // One crypto provider for every rustls user in the process (server, kube client).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // A panic's message may quote input (a ClusterPair's credentials, say): log where it
+    // happened, never what it says. Handlers turn panics into 500s; see server::routes.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(at, "panic (message withheld: it may quote input)");
+        eprintln!("rancher-remap: internal error at {at}");
+    }));
     rancher_remap::cli::main()
 }

@@ -4,10 +4,12 @@
 mod engine;
 mod keys;
 mod outcome;
+mod relevant;
 
 pub use engine::{rewrite, Options, UnmappedPolicy};
 pub use keys::{has_migrated_annotation, is_project_id_key, MIGRATED_ANNOTATION};
 pub use outcome::{describe, object_ref, Location, Outcome, Rewrite, Unmapped, UnmappedAction};
+pub use relevant::Relevant;
 
 #[cfg(test)]
 mod tests;

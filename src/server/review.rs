@@ -1,6 +1,8 @@
 //! The `admission.k8s.io/v1` AdmissionReview exchange (SPEC §9), decoded leanly: only what the
-//! webhook reads, with `object` kept as a JSON value for the engine.
+//! webhook reads. `object` is a full JSON tree for `/validate`, and for `/mutate` only the parts
+//! the engine reads ([`crate::rewrite::Relevant`]).
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -10,10 +12,10 @@ pub const API_VERSION: &str = "admission.k8s.io/v1";
 /// An incoming review.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Review {
+pub struct Review<O = Value> {
     pub api_version: String,
     pub kind: String,
-    pub request: Option<Request>,
+    pub request: Option<Request<O>>,
 }
 
 /// `request.kind`.
@@ -35,7 +37,7 @@ pub struct UserInfo {
 /// `request`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Request {
+pub struct Request<O = Value> {
     pub uid: String,
     pub kind: GroupVersionKind,
     #[serde(default)]
@@ -45,10 +47,26 @@ pub struct Request {
     pub operation: String,
     #[serde(default)]
     pub user_info: UserInfo,
-    #[serde(default)]
-    pub object: Option<Value>,
+    #[serde(default = "Option::default")]
+    pub object: Option<O>,
     #[serde(default)]
     pub dry_run: Option<bool>,
+}
+
+impl<O> Request<O> {
+    /// The same request with its object converted.
+    pub fn map_object<P>(self, f: impl FnOnce(O) -> P) -> Request<P> {
+        Request {
+            uid: self.uid,
+            kind: self.kind,
+            name: self.name,
+            namespace: self.namespace,
+            operation: self.operation,
+            user_info: self.user_info,
+            object: self.object.map(f),
+            dry_run: self.dry_run,
+        }
+    }
 }
 
 impl Request {
@@ -84,9 +102,9 @@ pub enum ReviewError {
     NoRequest,
 }
 
-/// Decodes and checks a review body.
-pub fn decode(body: &[u8]) -> Result<Request, ReviewError> {
-    let review: Review = serde_json::from_slice(body).map_err(|e| ReviewError::Decode {
+/// Decodes and checks a review body, decoding `request.object` as `O`.
+pub fn decode<O: DeserializeOwned>(body: &[u8]) -> Result<Request<O>, ReviewError> {
+    let review: Review<O> = serde_json::from_slice(body).map_err(|e| ReviewError::Decode {
         category: match e.classify() {
             serde_json::error::Category::Io => "I/O",
             serde_json::error::Category::Syntax => "syntax",
@@ -194,7 +212,7 @@ mod tests {
     #[test]
     fn decodes_fixture() {
         let body = include_str!("../../tests/data/create-deployment-migrated.json");
-        let r = decode(body.as_bytes()).unwrap();
+        let r = decode::<Value>(body.as_bytes()).unwrap();
         assert_eq!(r.uid, "7f4b9a1c-0f0e-4a55-9a53-2f1d1f3c0a02");
         assert_eq!(r.describe(), "Deployment shop/web");
         assert_eq!(
@@ -207,13 +225,13 @@ mod tests {
     #[test]
     fn delete_has_null_object() {
         let body = include_str!("../../tests/data/delete-namespace.json");
-        let r = decode(body.as_bytes()).unwrap();
+        let r = decode::<Value>(body.as_bytes()).unwrap();
         assert!(r.object.is_none());
     }
 
     #[test]
     fn errors_never_quote_values() {
-        let e = decode(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":"s3cr3t-token","operation":"CREATE"}}"#).unwrap_err();
+        let e = decode::<Value>(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":"s3cr3t-token","operation":"CREATE"}}"#).unwrap_err();
         assert!(matches!(
             e,
             ReviewError::Decode {
@@ -223,18 +241,20 @@ mod tests {
         ));
         assert!(!e.to_string().contains("s3cr3t"));
         assert!(matches!(
-            decode(b"not json"),
+            decode::<Value>(b"not json"),
             Err(ReviewError::Decode {
                 category: "syntax",
                 ..
             })
         ));
         assert!(matches!(
-            decode(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#),
+            decode::<Value>(
+                br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#
+            ),
             Err(ReviewError::WrongType { .. })
         ));
         assert!(matches!(
-            decode(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#),
+            decode::<Value>(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#),
             Err(ReviewError::NoRequest)
         ));
     }

@@ -12,11 +12,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::admission::{self, Decision, MutateSettings};
 use super::metrics::{EndpointLabels, LocationLabels, Metrics, RequestLabels};
 use super::review::{self, Request};
 use crate::mapping::objects::Mappings;
+use crate::rewrite::Relevant;
 
 /// What the handlers share. The table is swapped atomically; requests never wait on a reload.
 pub struct AppState {
@@ -37,14 +40,21 @@ impl AppState {
 
 /// The webhook routes (served over TLS).
 pub fn webhook(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/mutate", post(mutate))
-        .route("/validate", post(validate))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-            tracing::error!("handler panicked; answered 500");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-        }))
-        .with_state(state)
+    panic_guard(
+        Router::new()
+            .route("/mutate", post(mutate))
+            .route("/validate", post(validate))
+            .with_state(state),
+    )
+}
+
+/// A panic in a handler answers that request with a 500 and a fixed message: the process keeps
+/// serving, and the panic's own message (which could hold input) is neither sent nor logged.
+fn panic_guard(router: Router) -> Router {
+    router.layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+        tracing::error!("handler panicked; answered 500");
+        error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }))
 }
 
 /// The admin routes (plain HTTP, separate port).
@@ -123,7 +133,7 @@ async fn read_body(
 }
 
 async fn mutate(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    handle("mutate", &s, &headers, body, |req, s| {
+    handle::<Relevant>("mutate", &s, &headers, body, |req, s| {
         let mappings = s.mappings.load_full()?;
         Some(admission::mutate(req, &mappings, &s.settings))
     })
@@ -131,7 +141,7 @@ async fn mutate(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) 
 }
 
 async fn validate(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    handle("validate", &s, &headers, body, |req, _| {
+    handle::<Value>("validate", &s, &headers, body, |req, _| {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -140,8 +150,9 @@ async fn validate(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body
     .await
 }
 
-/// The shared shape of both endpoints; `decide` returns `None` when not ready.
-async fn handle(
+/// The shared shape of both endpoints; `decide` returns `None` when not ready. `O` is how much
+/// of the object to decode.
+async fn handle<O: DeserializeOwned + Into<Value>>(
     endpoint: &'static str,
     s: &AppState,
     headers: &HeaderMap,
@@ -171,8 +182,8 @@ async fn handle(
             return resp;
         }
     };
-    let req = match review::decode(&bytes) {
-        Ok(r) => r,
+    let req = match review::decode::<O>(&bytes) {
+        Ok(r) => r.map_object(Into::into),
         Err(e) => {
             count("bad_request");
             tracing::warn!(endpoint, error = %e, "bad admission review");
@@ -225,4 +236,43 @@ async fn handle(
         "admission"
     );
     Json(decision.response.into_review()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_and_the_router_keeps_serving() {
+        let router = panic_guard(
+            Router::new()
+                .route(
+                    "/boom",
+                    post(|| async {
+                        if true {
+                            panic!("token s3cr3t-value");
+                        }
+                        "unreachable"
+                    }),
+                )
+                .route("/ok", post(|| async { "fine" })),
+        );
+        let call = |path: &'static str| {
+            router
+                .clone()
+                .oneshot(axum::http::Request::post(path).body(Body::empty()).unwrap())
+        };
+        let resp = call("/boom").await.unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"error": "internal error", "code": 500})
+        );
+        assert!(!String::from_utf8_lossy(&body).contains("s3cr3t"));
+        let resp = call("/ok").await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
 }

@@ -81,6 +81,15 @@ pub fn write_certs(dir: &std::path::Path) -> String {
 }
 
 pub async fn start(source: Source, settings: MutateSettings) -> TestServer {
+    start_timed(source, settings, |t| t).await
+}
+
+/// As [`start`], with the test's own timeouts.
+pub async fn start_timed(
+    source: Source,
+    settings: MutateSettings,
+    adjust: impl FnOnce(Timing) -> Timing,
+) -> TestServer {
     // The process-wide default (for plain clients such as reqwest::get), as main installs it.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
@@ -91,11 +100,11 @@ pub async fn start(source: Source, settings: MutateSettings) -> TestServer {
         metrics: Arc::new(Metrics::default()),
         max_body_bytes: 64 * 1024,
     });
-    let timing = Timing {
+    let timing = adjust(Timing {
         cert_poll: Duration::from_millis(100),
         drain: Duration::from_secs(10),
         ..Timing::default()
-    };
+    });
     rancher_remap::cli::serve::start_source(source, state.clone(), Duration::from_millis(100))
         .unwrap();
     let files = CertFiles {

@@ -2,13 +2,14 @@
 //! - the patch applied with json-patch equals an independent, direct rewrite of the object;
 //! - a second pass gives no operations;
 //! - nothing outside the §5 locations changes;
-//! - an object with no project-ID key gives no operations.
+//! - an object with no project-ID key gives no operations;
+//! - the parts of an object the webhook decodes rewrite exactly as the whole object.
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use rancher_remap::mapping::{table_from_text, Lookup, Table};
-use rancher_remap::rewrite::{is_project_id_key, rewrite, Options, UnmappedPolicy};
+use rancher_remap::rewrite::{is_project_id_key, rewrite, Options, Relevant, UnmappedPolicy};
 
 const TABLE: &str = "p-src1=p-dst1,p-src2=p-dst2,c-s:p-src1=c-d:p-dst1,p-same=p-same";
 
@@ -288,6 +289,22 @@ fn options(obj: &Value, unmapped: UnmappedPolicy) -> Options {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// The webhook decodes only the §5 parts of an object (`Relevant`): the engine must give
+    /// exactly the same patch, warnings and denials as on the whole object.
+    #[test]
+    fn relevant_parts_rewrite_like_the_whole_object(obj in object(true), unmapped in policy()) {
+        let t = table();
+        let o = options(&obj, unmapped);
+        let relevant: Relevant = serde_json::from_str(&obj.to_string()).unwrap();
+        let (whole, part) = (rewrite(&obj, &t, &o), rewrite(&relevant.0, &t, &o));
+        prop_assert_eq!(
+            serde_json::to_value(&whole.patch).unwrap(),
+            serde_json::to_value(&part.patch).unwrap()
+        );
+        prop_assert_eq!(whole.warnings("o"), part.warnings("o"));
+        prop_assert_eq!(whole.denial("o"), part.denial("o"));
+    }
 
     #[test]
     fn patch_equals_direct_rewrite(obj in object(true), unmapped in policy()) {

@@ -462,3 +462,47 @@ async fn shutdown_lets_an_in_flight_request_finish() {
     assert!(text.contains("7f4b9a1c-0f0e-4a55-9a53-2f1d1f3c0a02"));
     s.handle.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_trickles_its_headers_is_cut_off_while_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let header_read = Duration::from_millis(400);
+    let s = start_timed(Source::Static(MAPPINGS.into()), settings(), |t| {
+        rancher_remap::server::Timing { header_read, ..t }
+    })
+    .await;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_config(&s.ca)));
+    let tcp = tokio::net::TcpStream::connect(s.webhook).await.unwrap();
+    let mut slow = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    // Half a request head, then silence.
+    slow.write_all(b"POST /mutate HTTP/1.1\r\nhost: localhost\r\n")
+        .await
+        .unwrap();
+    slow.flush().await.unwrap();
+
+    // Meanwhile another client is answered normally.
+    let c = s.client(&s.ca, false);
+    let (status, resp) = post(
+        &c,
+        &s.url("/mutate"),
+        &review("create-deployment-migrated.json"),
+    )
+    .await;
+    assert_eq!(status, 200, "{resp}");
+
+    // The slow connection is closed by the server (possibly after a 408), not left open.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut buf)).await;
+    let elapsed = started.elapsed();
+    assert!(read.is_ok(), "connection still open after 10 s");
+    assert!(elapsed >= header_read, "closed too early: {elapsed:?}");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}

@@ -1,0 +1,480 @@
+//! Load bench for `/mutate` (issue 3): the real `rancher-remap serve` process against a no-op
+//! axum + rustls server, both driven over TLS keep-alive HTTP/1.1 (as kube-apiserver calls
+//! webhooks) from this process, on loopback.
+//!
+//! For each target: warm-up, then a closed loop at full speed (requests/s, p50, p99), then an
+//! open loop paced at half of that rate (p50, p99), then the server process's peak RSS
+//! (`VmHWM`). Every response is checked (status 200; the real server must answer with a patch).
+//!
+//! Run: `cargo bench --bench load` (or `make load-bench`). Figures in BENCHMARKS.md.
+//! Knobs (environment): LOAD_CONNECTIONS (default 16), LOAD_SECONDS (default 5).
+//! Bounded: every phase has a fixed duration; the server processes are ended by their id.
+
+mod support;
+
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Set in the environment of the child that runs the no-op server.
+const NOOP_ENV: &str = "RANCHER_REMAP_LOAD_NOOP";
+const FIXED_REVIEW: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true}}"#;
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    if std::env::var_os(NOOP_ENV).is_some() {
+        let dir = PathBuf::from(std::env::var(NOOP_ENV).unwrap());
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(noop_server(&dir));
+        return;
+    }
+    // `cargo test --benches` runs bench targets with no `--bench` flag: stay quick then.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("load bench: run with `cargo bench --bench load`");
+        return;
+    }
+    let connections: usize = env_or("LOAD_CONNECTIONS", 16);
+    let seconds: u64 = env_or("LOAD_SECONDS", 5);
+    let duration = Duration::from_secs(seconds);
+
+    let dir = tempfile::tempdir().unwrap();
+    let generated = rancher_remap::cli::certs::generate("rancher-remap", "bench", 1).unwrap();
+    std::fs::write(dir.path().join("tls.crt"), &generated.tls_cert).unwrap();
+    std::fs::write(dir.path().join("tls.key"), &generated.tls_key).unwrap();
+    let client = client_config(&generated.ca_cert);
+    let body = Bytes::from(support::review_body());
+    println!(
+        "review body: {} bytes; {connections} keep-alive connections; {seconds} s per phase",
+        body.len()
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rows = Vec::new();
+    let noop = Target::noop(dir.path());
+    rows.push(runtime.block_on(measure(
+        "no-op axum+rustls",
+        noop,
+        &client,
+        &body,
+        connections,
+        duration,
+        false,
+    )));
+    for entries in [1_000usize, 100_000] {
+        let target = Target::rancher_remap(dir.path(), entries);
+        let label = format!("rancher-remap, {entries} entries");
+        rows.push(runtime.block_on(measure(
+            &label,
+            target,
+            &client,
+            &body,
+            connections,
+            duration,
+            true,
+        )));
+    }
+
+    println!();
+    println!("| target | req/s (max) | p50 | p99 | server CPU/req | req/s (paced) | p50 | p99 | peak RSS |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {:.0} | {} | {} | {:.1} µs | {:.0} | {} | {} | {:.1} MiB |",
+            r.label,
+            r.max.rate,
+            ms(r.max.p50),
+            ms(r.max.p99),
+            r.max.cpu_per_request.as_secs_f64() * 1e6,
+            r.paced.rate,
+            ms(r.paced.p50),
+            ms(r.paced.p99),
+            r.peak_rss_kib as f64 / 1024.0
+        );
+    }
+    let base = rows[0].max.rate;
+    for r in &rows[1..] {
+        println!(
+            "{}: {:.0} % of the no-op throughput",
+            r.label,
+            100.0 * r.max.rate / base
+        );
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+/// A server process under test.
+struct Target {
+    child: Child,
+    addr: SocketAddr,
+    /// The real server answers with a patch; the no-op one with a fixed allow.
+    expects_patch: bool,
+}
+
+impl Target {
+    /// This bench binary again, serving the no-op handler; it prints its address.
+    fn noop(dir: &Path) -> Target {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env(NOOP_ENV, dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Target {
+            addr: line.trim().parse().unwrap(),
+            child,
+            expects_patch: false,
+        }
+    }
+
+    /// `rancher-remap serve` with an `entries`-entry mappings file, logging (JSON, level info, one
+    /// line per admission as in production) to a file; the address comes from the "serving" line.
+    fn rancher_remap(dir: &Path, entries: usize) -> Target {
+        let mappings = dir.join(format!("mappings-{entries}.txt"));
+        std::fs::write(&mappings, support::mappings(entries)).unwrap();
+        let log_path = dir.join(format!("serve-{entries}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rancher-remap"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--tls-cert")
+            .arg(dir.join("tls.crt"))
+            .arg("--tls-key")
+            .arg(dir.join("tls.key"))
+            .arg("--mappings-file")
+            .arg(&mappings)
+            .args(["--log-format", "json"])
+            .env(
+                "RUST_LOG",
+                std::env::var("LOAD_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("server did not start; log in {}", log_path.display());
+            }
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let found = text.lines().find_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                (v["message"] == "serving").then(|| v["webhook_addr"].as_str()?.parse().ok())?
+            });
+            if let Some(a) = found {
+                break a;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Target {
+            child,
+            addr,
+            expects_patch: true,
+        }
+    }
+
+    /// CPU time (user + system) the process has used so far, from /proc.
+    fn cpu_time(&self) -> Duration {
+        cpu_time(self.child.id())
+    }
+
+    /// Peak resident set of the process, from /proc.
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// User + system CPU time of a process (clock ticks are 1/100 s on Linux).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+struct Phase {
+    rate: f64,
+    /// Server CPU time per request (the full-speed phase).
+    cpu_per_request: Duration,
+    p50: Duration,
+    p99: Duration,
+}
+
+struct Row {
+    label: String,
+    max: Phase,
+    paced: Phase,
+    peak_rss_kib: u64,
+}
+
+async fn measure(
+    label: &str,
+    target: Target,
+    client: &Arc<rustls::ClientConfig>,
+    body: &Bytes,
+    connections: usize,
+    duration: Duration,
+    ready_wait: bool,
+) -> Row {
+    if ready_wait {
+        // 503 until the table is loaded: wait for the first 200.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(Instant::now() < deadline, "{label}: never ready");
+            if let Ok(mut c) = Conn::open(target.addr, client).await {
+                if c.post(body).await.map(|(s, _)| s == 200).unwrap_or(false) {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    eprintln!("{label}: warm-up");
+    run(
+        &target,
+        client,
+        body,
+        connections,
+        Duration::from_secs(1),
+        None,
+    )
+    .await;
+    eprintln!("{label}: full speed");
+    let (cpu_before, client_before) = (target.cpu_time(), cpu_time(std::process::id()));
+    let mut max = run(&target, client, body, connections, duration, None).await;
+    let requests = max.rate * duration.as_secs_f64();
+    max.cpu_per_request = (target.cpu_time() - cpu_before).div_f64(requests);
+    eprintln!(
+        "{label}: server CPU {:.1} µs/request, load generator {:.1} µs/request",
+        max.cpu_per_request.as_secs_f64() * 1e6,
+        (cpu_time(std::process::id()) - client_before).as_secs_f64() * 1e6 / requests
+    );
+    eprintln!("{label}: paced at {:.0} req/s", max.rate / 2.0);
+    let paced = run(
+        &target,
+        client,
+        body,
+        connections,
+        duration,
+        Some(max.rate / 2.0),
+    )
+    .await;
+    Row {
+        label: label.to_string(),
+        max,
+        paced,
+        peak_rss_kib: target.peak_rss_kib(),
+    }
+}
+
+/// `connections` keep-alive connections for `duration`: as fast as answers come (closed loop),
+/// or each sending on a fixed schedule so that together they offer `rate` requests/s.
+async fn run(
+    target: &Target,
+    client: &Arc<rustls::ClientConfig>,
+    body: &Bytes,
+    connections: usize,
+    duration: Duration,
+    rate: Option<f64>,
+) -> Phase {
+    let start = Instant::now();
+    let end = start + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (client, body, addr, expects_patch) = (
+            client.clone(),
+            body.clone(),
+            target.addr,
+            target.expects_patch,
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(addr, &client).await.expect("connect");
+            let mut latencies = Vec::with_capacity(1 << 16);
+            let mut ticker = rate.map(|r| {
+                let mut t = tokio::time::interval(Duration::from_secs_f64(connections as f64 / r));
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
+            while Instant::now() < end {
+                if let Some(t) = ticker.as_mut() {
+                    t.tick().await;
+                }
+                let sent = Instant::now();
+                let (status, answer) = conn.post(&body).await.expect("request failed");
+                latencies.push(sent.elapsed());
+                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+                if expects_patch && latencies.len() == 1 {
+                    let v: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+                    assert_eq!(v["response"]["patchType"], "JSONPatch", "{v}");
+                }
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    Phase {
+        rate: all.len() as f64 / elapsed,
+        cpu_per_request: Duration::ZERO,
+        p50: pct(0.50),
+        p99: pct(0.99),
+    }
+}
+
+/// One HTTP/1.1 keep-alive connection over TLS, verifying the CA and the `localhost` SAN.
+struct Conn {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr, client: &Arc<rustls::ClientConfig>) -> std::io::Result<Conn> {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let tls = tokio_rustls::TlsConnector::from(client.clone())
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(std::io::Error::other)?;
+        tokio::spawn(conn);
+        Ok(Conn { sender })
+    }
+
+    async fn post(&mut self, body: &Bytes) -> Result<(u16, Bytes), hyper::Error> {
+        self.sender.ready().await?;
+        let req = hyper::Request::post("/mutate")
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .body(Full::new(body.clone()))
+            .unwrap();
+        let resp = self.sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+}
+
+/// The baseline: axum + rustls (same provider, same ALPN, same hyper-util connection builder)
+/// with a handler that reads the body and returns a fixed review. Prints its address on stdout.
+async fn noop_server(dir: &Path) {
+    use axum::routing::post;
+    let certs: Vec<_> = CertificateDer::pem_file_iter(dir.join("tls.crt"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("tls.key")).unwrap();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let app = axum::Router::new().route(
+        "/mutate",
+        post(|body: Bytes| async move {
+            std::hint::black_box(body);
+            ([("content-type", "application/json")], FIXED_REVIEW)
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("{}", listener.local_addr().unwrap());
+    std::io::stdout().flush().unwrap();
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    loop {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, service) = (acceptor.clone(), service.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let _ = builder
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}
