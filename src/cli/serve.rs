@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use arc_swap::ArcSwapOption;
 
 use crate::rewrite::UnmappedPolicy;
@@ -16,7 +16,7 @@ use crate::server::metrics::Metrics;
 use crate::server::routes::AppState;
 use crate::server::tls::CertFiles;
 use crate::server::{Server, Timing};
-use crate::source::{self, Source};
+use crate::source::{self, ConfigMapRef, Source};
 
 /// Run the admission webhook server (HTTPS /mutate and /validate; plain /healthz, /readyz,
 /// /metrics on the admin port). Every flag can also be set from its environment variable.
@@ -86,6 +86,11 @@ pub struct SourceArgs {
     /// (including kubelet's update of a mounted ConfigMap).
     #[arg(long, env = "RANCHER_REMAP_MAPPINGS_FILE", value_name = "PATH")]
     pub mappings_file: Option<PathBuf>,
+
+    /// The mapping ConfigMap made by `derive`, watched through the API server (in-cluster
+    /// credentials, or KUBECONFIG). Needs get, list and watch on it, and create on Events.
+    #[arg(long, env = "RANCHER_REMAP_MAPPINGS_CONFIGMAP", value_name = "NS/NAME")]
+    pub mappings_configmap: Option<ConfigMapRef>,
 }
 
 /// Log line format.
@@ -121,10 +126,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 async fn serve(args: Args) -> Result<()> {
-    let source = match (&args.source.project_mappings, &args.source.mappings_file) {
-        (Some(text), _) => Source::Static(text.clone()),
-        (None, Some(path)) => Source::File(path.clone()),
-        (None, None) => anyhow::bail!("give --project-mappings or --mappings-file"),
+    let s = &args.source;
+    let source = match (&s.project_mappings, &s.mappings_file, &s.mappings_configmap) {
+        (Some(text), _, _) => Source::Static(text.clone()),
+        (_, Some(path), _) => Source::File(path.clone()),
+        (_, _, Some(at)) => Source::ConfigMap(at.clone()),
+        _ => anyhow::bail!(
+            "give one of --project-mappings, --mappings-file or --mappings-configmap"
+        ),
     };
     let state = Arc::new(AppState {
         mappings: ArcSwapOption::empty(),
@@ -141,7 +150,7 @@ async fn serve(args: Args) -> Result<()> {
         metrics: Arc::new(Metrics::default()),
         max_body_bytes: args.max_body_bytes,
     });
-    start_source(source, state.clone(), Duration::from_secs(1))?;
+    source::start(source, state.clone(), Duration::from_secs(1)).await?;
     let files = CertFiles {
         cert: args.tls_cert,
         key: args.tls_key,
@@ -155,50 +164,6 @@ async fn serve(args: Args) -> Result<()> {
     )
     .await?;
     server.serve(shutdown_signal()).await
-}
-
-/// Loads a static table now (a bad one stops the start), or starts following a file (a bad one
-/// leaves the server not ready until it is fixed, and a later bad one keeps the last good table).
-pub fn start_source(source: Source, state: Arc<AppState>, poll: Duration) -> Result<()> {
-    match source {
-        Source::Static(text) => {
-            let m = source::load_static(&text).context("--project-mappings")?;
-            log_loaded(&m, "--project-mappings");
-            state.metrics.table_loaded(true);
-            state.set_mappings(m);
-        }
-        Source::File(path) => {
-            let origin = path.display().to_string();
-            tokio::spawn(source::follow_file(
-                path,
-                poll,
-                move |result| match result {
-                    Ok(m) => {
-                        log_loaded(&m, &origin);
-                        state.metrics.table_loaded(true);
-                        state.set_mappings(m);
-                    }
-                    Err(e) => {
-                        state.metrics.table_loaded(false);
-                        let kept = if state.mappings.load().is_some() {
-                            "keeping the last good table"
-                        } else {
-                            "not ready until it is fixed"
-                        };
-                        tracing::error!(source = %origin, error = %e, "mapping table rejected; {kept}");
-                    }
-                },
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn log_loaded(m: &crate::mapping::objects::Mappings, origin: &str) {
-    for w in m.table.warnings() {
-        tracing::warn!(source = %origin, "{w}");
-    }
-    tracing::info!(source = %origin, entries = m.table.len(), migration_users = m.migration_users.len(), "mapping table loaded");
 }
 
 /// SIGTERM (kubelet) or SIGINT (a terminal).

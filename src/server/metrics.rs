@@ -105,6 +105,7 @@ impl Default for Metrics {
             let _ = table_reloads.get_or_create(&ResultLabels { result: r });
             let _ = certificate_reloads.get_or_create(&ResultLabels { result: r });
         }
+        let _ = table_reloads.get_or_create(&ResultLabels { result: "missing" });
         Metrics {
             registry,
             requests,
@@ -134,6 +135,13 @@ impl Metrics {
             .get_or_create(&ResultLabels {
                 result: if ok { "ok" } else { "rejected" },
             })
+            .inc();
+    }
+
+    /// Counts a source that has no table any more (the mapping ConfigMap deleted or not found).
+    pub fn table_missing(&self) {
+        self.table_reloads
+            .get_or_create(&ResultLabels { result: "missing" })
             .inc();
     }
 }

@@ -1,10 +1,21 @@
-//! Where the mapping table comes from: a flag (static) or a file that is followed for changes.
-//! Every source produces whole, checked tables; the server swaps them in atomically.
+//! Where the mapping table comes from: a flag (static), a file followed for changes, or the
+//! mapping ConfigMap watched through the API server. Every source produces whole, checked
+//! tables; [`put_in_force`] swaps a good one in atomically and keeps the last good one otherwise.
 
-use std::path::{Path, PathBuf};
+pub mod configmap;
+mod file;
+
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::mapping::objects::{mappings_from_file_text, Mappings, MappingsFileError};
+use anyhow::{Context, Result};
+
+pub use configmap::ConfigMapRef;
+pub use file::{follow_file, load_file, load_static, LoadError};
+
+use crate::mapping::objects::Mappings;
+use crate::server::routes::AppState;
 
 /// A mapping source given on the command line.
 #[derive(Clone, Debug)]
@@ -13,75 +24,62 @@ pub enum Source {
     Static(String),
     /// `--mappings-file`: a mapping ConfigMap, ClusterPair(s) or plain text, followed for changes.
     File(PathBuf),
+    /// `--mappings-configmap NS/NAME`: the mapping ConfigMap, watched through the API server.
+    ConfigMap(ConfigMapRef),
 }
 
-/// Why a table could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Invalid(#[from] MappingsFileError),
-}
-
-/// Loads the static mapping.
-pub fn load_static(text: &str) -> Result<Mappings, LoadError> {
-    Ok(Mappings::from_text(text).map_err(MappingsFileError::from)?)
-}
-
-/// Loads a mappings file.
-pub fn load_file(path: &Path) -> Result<Mappings, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    Ok(mappings_from_file_text(&text)?)
-}
-
-/// Follows a mappings file: whenever its content changes (an edit, or kubelet's atomic `..data`
-/// symlink swap of a mounted ConfigMap — reading through the path follows the new link), the new
-/// content is parsed and handed to `on_load`, good or bad. The first read happens at once.
-/// Polling the content keeps this correct on every filesystem and volume type.
-pub async fn follow_file(
-    path: PathBuf,
-    interval: Duration,
-    on_load: impl Fn(Result<Mappings, LoadError>) + Send,
-) {
-    let mut last: Option<Vec<u8>> = None;
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(b) => b,
-            Err(source) => {
-                if last.is_some() {
-                    // A missing file mid-swap or a deleted file: keep the table in force.
-                    tracing::debug!(path = %path.display(), error = %source, "mappings file unreadable; keeping the table in force");
-                } else {
-                    on_load(Err(LoadError::Read {
-                        path: path.display().to_string(),
-                        source,
-                    }));
-                    last = Some(Vec::new());
-                }
-                continue;
-            }
-        };
-        if last.as_deref() == Some(bytes.as_slice()) {
-            continue;
+/// Starts a source. A static table is loaded now (a bad one stops the start); a file or a
+/// ConfigMap is followed in the background (until its first good table the server is not
+/// ready; a later bad one keeps the last good table). `poll` is the file polling interval.
+pub async fn start(source: Source, state: Arc<AppState>, poll: Duration) -> Result<()> {
+    match source {
+        Source::Static(text) => {
+            let m = load_static(&text).context("--project-mappings")?;
+            put_in_force(&state, "--project-mappings", Ok(m));
         }
-        let result = std::str::from_utf8(&bytes)
-            .map_err(|_| {
-                LoadError::Invalid(MappingsFileError::Unsupported(
-                    "the mappings file is not UTF-8".into(),
-                ))
-            })
-            .and_then(|text| Ok(mappings_from_file_text(text)?));
-        on_load(result);
-        last = Some(bytes);
+        Source::File(path) => {
+            let origin = path.display().to_string();
+            tokio::spawn(follow_file(path, poll, move |result| {
+                put_in_force(&state, &origin, result.map_err(|e| e.to_string()));
+            }));
+        }
+        Source::ConfigMap(at) => {
+            // In-cluster configuration, or KUBECONFIG / ~/.kube/config outside a cluster.
+            let client = kube::Client::try_default()
+                .await
+                .context("building a Kubernetes client for --mappings-configmap")?;
+            tokio::spawn(configmap::follow(client, at, state));
+        }
+    }
+    Ok(())
+}
+
+/// Puts a good table in force, or keeps the one in force and says why not. Returns whether the
+/// new table went in.
+pub fn put_in_force(state: &AppState, origin: &str, result: Result<Mappings, String>) -> bool {
+    match result {
+        Ok(m) => {
+            for w in m.table.warnings() {
+                tracing::warn!(source = %origin, "{w}");
+            }
+            tracing::info!(source = %origin, entries = m.table.len(), migration_users = m.migration_users.len(), "mapping table loaded");
+            state.metrics.table_loaded(true);
+            state.set_mappings(m);
+            true
+        }
+        Err(e) => {
+            state.metrics.table_loaded(false);
+            tracing::error!(source = %origin, error = %e, "mapping table rejected; {}", kept(state));
+            false
+        }
+    }
+}
+
+/// What the server does without a new table, for messages.
+pub fn kept(state: &AppState) -> &'static str {
+    if state.mappings.load().is_some() {
+        "keeping the last good table"
+    } else {
+        "not ready until a good table is loaded"
     }
 }

@@ -105,7 +105,8 @@ pub async fn start_timed(
         drain: Duration::from_secs(10),
         ..Timing::default()
     });
-    rancher_remap::cli::serve::start_source(source, state.clone(), Duration::from_millis(100))
+    rancher_remap::source::start(source, state.clone(), Duration::from_millis(100))
+        .await
         .unwrap();
     let files = CertFiles {
         cert: dir.path().join("tls.crt"),

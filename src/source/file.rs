@@ -1,0 +1,77 @@
+//! `--mappings-file`: a file followed for changes by polling its content.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::mapping::objects::{mappings_from_file_text, Mappings, MappingsFileError};
+
+/// Why a table could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(#[from] MappingsFileError),
+}
+
+/// Loads the static mapping.
+pub fn load_static(text: &str) -> Result<Mappings, LoadError> {
+    Ok(Mappings::from_text(text).map_err(MappingsFileError::from)?)
+}
+
+/// Loads a mappings file.
+pub fn load_file(path: &Path) -> Result<Mappings, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(mappings_from_file_text(&text)?)
+}
+
+/// Follows a mappings file: whenever its content changes (an edit, or kubelet's atomic `..data`
+/// symlink swap of a mounted ConfigMap — reading through the path follows the new link), the new
+/// content is parsed and handed to `on_load`, good or bad. The first read happens at once.
+/// Polling the content keeps this correct on every filesystem and volume type.
+pub async fn follow_file(
+    path: PathBuf,
+    interval: Duration,
+    on_load: impl Fn(Result<Mappings, LoadError>) + Send,
+) {
+    let mut last: Option<Vec<u8>> = None;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(b) => b,
+            Err(source) => {
+                if last.is_some() {
+                    // A missing file mid-swap or a deleted file: keep the table in force.
+                    tracing::debug!(path = %path.display(), error = %source, "mappings file unreadable; keeping the table in force");
+                } else {
+                    on_load(Err(LoadError::Read {
+                        path: path.display().to_string(),
+                        source,
+                    }));
+                    last = Some(Vec::new());
+                }
+                continue;
+            }
+        };
+        if last.as_deref() == Some(bytes.as_slice()) {
+            continue;
+        }
+        let result = std::str::from_utf8(&bytes)
+            .map_err(|_| {
+                LoadError::Invalid(MappingsFileError::Unsupported(
+                    "the mappings file is not UTF-8".into(),
+                ))
+            })
+            .and_then(|text| Ok(mappings_from_file_text(text)?));
+        on_load(result);
+        last = Some(bytes);
+    }
+}
