@@ -44,6 +44,25 @@ fn bench_build(c: &mut Criterion) {
     group.bench_function("build_100000", |b| {
         b.iter(|| Table::build(parse_text(black_box(&text), &Origin::Text)).unwrap())
     });
+    // A mapping ConfigMap of about 1 MiB (40,000 entries in both forms over four keys), as the
+    // watcher hands it over: typed, then converted, parsed, checked and built.
+    let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "m", "namespace": "rancher-remap"},
+        "data": (0..4).map(|k| (format!("ns.cluster{k}"), (0..5_000).map(|i| {
+            let i = k * 5_000 + i;
+            format!("p-s{i:05}=p-d{i:05}\nc-src:p-s{i:05}=c-dst:p-d{i:05}\n")
+        }).collect::<String>())).collect::<std::collections::BTreeMap<_, _>>()
+    }))
+    .unwrap();
+    let bytes: usize = cm.data.as_ref().unwrap().values().map(String::len).sum();
+    eprintln!("mapping ConfigMap data: {bytes} bytes");
+    group.bench_function("configmap_40000", |b| {
+        b.iter(|| {
+            let v = serde_json::to_value(black_box(&cm)).unwrap();
+            rancher_remap::mapping::objects::mappings_from_configmap(&v).unwrap()
+        })
+    });
     group.finish();
 }
 

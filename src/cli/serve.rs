@@ -131,9 +131,9 @@ async fn serve(args: Args) -> Result<()> {
         (Some(text), _, _) => Source::Static(text.clone()),
         (_, Some(path), _) => Source::File(path.clone()),
         (_, _, Some(at)) => Source::ConfigMap(at.clone()),
-        _ => anyhow::bail!(
-            "give one of --project-mappings, --mappings-file or --mappings-configmap"
-        ),
+        _ => {
+            anyhow::bail!("give one of --project-mappings, --mappings-file or --mappings-configmap")
+        }
     };
     let state = Arc::new(AppState {
         mappings: ArcSwapOption::empty(),

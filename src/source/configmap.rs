@@ -80,7 +80,7 @@ pub async fn follow(client: Client, at: ConfigMapRef, state: Arc<AppState>) {
             Ok(WatchEvent::Init) => listed = false,
             Ok(WatchEvent::InitApply(cm)) | Ok(WatchEvent::Apply(cm)) => {
                 listed = true;
-                load(&state, &reporter, &origin, &cm);
+                load(&state, &reporter, &origin, cm).await;
             }
             Ok(WatchEvent::InitDone) => {
                 if !listed {
@@ -96,15 +96,21 @@ pub async fn follow(client: Client, at: ConfigMapRef, state: Arc<AppState>) {
     }
 }
 
-fn load(state: &AppState, reporter: &Reporter, origin: &str, cm: &ConfigMap) {
+async fn load(state: &AppState, reporter: &Reporter, origin: &str, cm: ConfigMap) {
     let version = cm.resource_version().unwrap_or_default();
     let origin = format!("{origin} (resourceVersion {version})");
-    let result = serde_json::to_value(cm)
-        .map_err(|e| e.to_string())
-        .and_then(|v| mappings_from_configmap(&v).map_err(|e| e.to_string()));
+    // Building a large table takes tens of milliseconds: off the request threads.
+    let meta = cm.meta().clone();
+    let result = tokio::task::spawn_blocking(move || {
+        serde_json::to_value(&cm)
+            .map_err(|e| e.to_string())
+            .and_then(|v| mappings_from_configmap(&v).map_err(|e| e.to_string()))
+    })
+    .await
+    .unwrap_or_else(|_| Err("internal error while building the table".to_string()));
     if let Err(e) = &result {
         let note = format!("mapping table rejected; {}: {e}", super::kept(state));
-        reporter.warn("MappingsRejected", note, Some(cm));
+        reporter.warn("MappingsRejected", note, Some(&meta));
     }
     super::put_in_force(state, &origin, result);
 }
@@ -141,14 +147,14 @@ impl Reporter {
         }
     }
 
-    fn warn(&self, reason: &str, note: String, cm: Option<&ConfigMap>) {
+    fn warn(&self, reason: &str, note: String, cm: Option<&ObjectMeta>) {
         let regarding = ObjectReference {
             api_version: Some("v1".into()),
             kind: Some(ConfigMap::kind(&()).into_owned()),
             namespace: Some(self.at.namespace.clone()),
             name: Some(self.at.name.clone()),
-            uid: cm.and_then(|c| c.meta().uid.clone()),
-            resource_version: cm.and_then(|c| c.meta().resource_version.clone()),
+            uid: cm.and_then(|m| m.uid.clone()),
+            resource_version: cm.and_then(|m| m.resource_version.clone()),
             ..ObjectReference::default()
         };
         let now = k8s_openapi::jiff::Timestamp::now();

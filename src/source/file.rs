@@ -64,13 +64,22 @@ pub async fn follow_file(
         if last.as_deref() == Some(bytes.as_slice()) {
             continue;
         }
-        let result = std::str::from_utf8(&bytes)
-            .map_err(|_| {
-                LoadError::Invalid(MappingsFileError::Unsupported(
-                    "the mappings file is not UTF-8".into(),
-                ))
-            })
-            .and_then(|text| Ok(mappings_from_file_text(text)?));
+        // Building a large table takes tens of milliseconds: off the request threads.
+        let built = tokio::task::spawn_blocking(move || {
+            let result = std::str::from_utf8(&bytes)
+                .map_err(|_| {
+                    LoadError::Invalid(MappingsFileError::Unsupported(
+                        "the mappings file is not UTF-8".into(),
+                    ))
+                })
+                .and_then(|text| Ok(mappings_from_file_text(text)?));
+            (bytes, result)
+        })
+        .await;
+        let Ok((bytes, result)) = built else {
+            tracing::error!(path = %path.display(), "internal error while building the mapping table; keeping the table in force");
+            continue;
+        };
         on_load(result);
         last = Some(bytes);
     }

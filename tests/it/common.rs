@@ -90,6 +90,31 @@ pub async fn start_timed(
     settings: MutateSettings,
     adjust: impl FnOnce(Timing) -> Timing,
 ) -> TestServer {
+    start_fed(Feed::Source(source), settings, adjust).await
+}
+
+/// Where a test server's mappings come from.
+pub enum Feed {
+    /// A command-line source.
+    Source(Source),
+    /// The mapping ConfigMap, watched with this client (pointed at a fake API server).
+    Watch(kube::Client, rancher_remap::source::ConfigMapRef),
+}
+
+/// As [`start`], fed from a ConfigMap watched through `client`.
+pub async fn start_watching(
+    client: kube::Client,
+    at: rancher_remap::source::ConfigMapRef,
+    settings: MutateSettings,
+) -> TestServer {
+    start_fed(Feed::Watch(client, at), settings, |t| t).await
+}
+
+async fn start_fed(
+    feed: Feed,
+    settings: MutateSettings,
+    adjust: impl FnOnce(Timing) -> Timing,
+) -> TestServer {
     // The process-wide default (for plain clients such as reqwest::get), as main installs it.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
@@ -105,9 +130,20 @@ pub async fn start_timed(
         drain: Duration::from_secs(10),
         ..Timing::default()
     });
-    rancher_remap::source::start(source, state.clone(), Duration::from_millis(100))
-        .await
-        .unwrap();
+    match feed {
+        Feed::Source(source) => {
+            rancher_remap::source::start(source, state.clone(), Duration::from_millis(100))
+                .await
+                .unwrap()
+        }
+        Feed::Watch(client, at) => {
+            tokio::spawn(rancher_remap::source::configmap::follow(
+                client,
+                at,
+                state.clone(),
+            ));
+        }
+    }
     let files = CertFiles {
         cert: dir.path().join("tls.crt"),
         key: dir.path().join("tls.key"),

@@ -2,6 +2,8 @@
 
 mod cli;
 mod common;
+mod configmap;
+mod fake_api;
 mod properties;
 mod review;
 mod server;
