@@ -1,6 +1,7 @@
 //! The command line: one module per command, each a thin adapter over the library.
 
 pub mod certs;
+mod check;
 mod derive;
 mod input;
 mod rewrite;
@@ -27,6 +28,7 @@ enum Command {
     Serve(serve::Args),
     Rewrite(rewrite::Args),
     Derive(derive::Args),
+    Check(check::Args),
     Certs(certs::Args),
 }
 
@@ -49,6 +51,7 @@ pub fn main() -> ExitCode {
         Command::Rewrite(args) => rewrite::run(args),
         Command::Certs(args) => certs::run(args),
         Command::Derive(args) => derive::run(args),
+        Command::Check(args) => check::run(args),
     };
     match result {
         Ok(code) => code,

@@ -69,6 +69,18 @@ impl Decision {
     }
 }
 
+/// The operation for logs: one of the four kube-apiserver sends, else `other` (a client that
+/// is not kube-apiserver may put anything there, and logs must not carry what it sent).
+pub fn operation_name(operation: &str) -> &'static str {
+    match operation {
+        "CREATE" => "CREATE",
+        "UPDATE" => "UPDATE",
+        "DELETE" => "DELETE",
+        "CONNECT" => "CONNECT",
+        _ => "other",
+    }
+}
+
 fn is_write(operation: &str) -> bool {
     matches!(operation, "CREATE" | "UPDATE")
 }

@@ -94,9 +94,10 @@ pub enum ReviewError {
         line: usize,
         column: usize,
     },
-    /// Another kind or version.
-    #[error("expected apiVersion {API_VERSION:?} kind \"AdmissionReview\", got apiVersion {api_version:?} kind {kind:?}")]
-    WrongType { api_version: String, kind: String },
+    /// Another kind or version. What was sent is not echoed (a client may send anything);
+    /// only the one common mistake, a v1beta1 review, is named.
+    #[error("expected apiVersion {API_VERSION:?} kind \"AdmissionReview\"; got {got}")]
+    WrongType { got: &'static str },
     /// No `request`.
     #[error("AdmissionReview has no request")]
     NoRequest,
@@ -115,10 +116,14 @@ pub fn decode<O: DeserializeOwned>(body: &[u8]) -> Result<Request<O>, ReviewErro
         column: e.column(),
     })?;
     if review.api_version != API_VERSION || review.kind != "AdmissionReview" {
-        return Err(ReviewError::WrongType {
-            api_version: truncate(review.api_version, 64),
-            kind: truncate(review.kind, 64),
-        });
+        let got = if review.kind != "AdmissionReview" {
+            "another kind"
+        } else if review.api_version == "admission.k8s.io/v1beta1" {
+            "admission.k8s.io/v1beta1 (set admissionReviewVersions: [\"v1\"] in the webhook configuration)"
+        } else {
+            "another apiVersion"
+        };
+        return Err(ReviewError::WrongType { got });
     }
     review.request.ok_or(ReviewError::NoRequest)
 }

@@ -226,7 +226,7 @@ async fn handle<O: DeserializeOwned + Into<Value>>(
         kind = %req.kind.kind,
         namespace = %req.namespace,
         name = %req.name,
-        operation = %req.operation,
+        operation = admission::operation_name(&req.operation),
         user = %req.user_info.username,
         dry_run = req.dry_run.unwrap_or(false),
         verdict = decision.verdict.as_str(),

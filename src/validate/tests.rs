@@ -259,3 +259,64 @@ fn other_objects_are_not_checked_and_configmaps_merge_keys() {
         "{e:?}"
     );
 }
+
+/// A certificate for `key` (valid for a year) and the key, both base64 PEM.
+fn cert_for(key: &rcgen::KeyPair) -> String {
+    let mut p = rcgen::CertificateParams::new(vec!["x".to_string()]).unwrap();
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "stork");
+    p.not_before = time_at(NOW - DAY);
+    p.not_after = time_at(NOW + 365 * DAY);
+    b64(&p.self_signed(key).unwrap().pem())
+}
+
+#[test]
+fn key_and_certificate_match_for_rsa_ecdsa_and_ed25519() {
+    // ring cannot generate RSA keys: two throwaway 2048-bit keys made for these tests only.
+    let rsa = |i: u8| {
+        let pem = include_str!("../../tests/data/test-only-rsa-1.key");
+        let pem2 = include_str!("../../tests/data/test-only-rsa-2.key");
+        rcgen::KeyPair::from_pem(if i == 1 { pem } else { pem2 }).unwrap()
+    };
+    let gen = |alg| rcgen::KeyPair::generate_for(alg).unwrap();
+    let cases: Vec<(&str, rcgen::KeyPair, rcgen::KeyPair)> = vec![
+        ("RSA", rsa(1), rsa(2)),
+        (
+            "ECDSA P-256",
+            gen(&rcgen::PKCS_ECDSA_P256_SHA256),
+            gen(&rcgen::PKCS_ECDSA_P256_SHA256),
+        ),
+        (
+            "ECDSA P-384",
+            gen(&rcgen::PKCS_ECDSA_P384_SHA384),
+            gen(&rcgen::PKCS_ECDSA_P384_SHA384),
+        ),
+        (
+            "Ed25519",
+            gen(&rcgen::PKCS_ED25519),
+            gen(&rcgen::PKCS_ED25519),
+        ),
+    ];
+    for (alg, key, other) in cases {
+        let cert = cert_for(&key);
+        let good = check(
+            &cp(
+                good_cluster(),
+                json!({"client-certificate-data": cert, "client-key-data": b64(&key.serialize_pem())}),
+            ),
+            NOW,
+        );
+        assert!(
+            good.errors.is_empty() && good.warnings.is_empty(),
+            "{alg}: {good:?}"
+        );
+        let bad = errors(&cp(
+            good_cluster(),
+            json!({"client-certificate-data": cert, "client-key-data": b64(&other.serialize_pem())}),
+        ));
+        assert!(
+            has(&bad, "client-key-data: does not match"),
+            "{alg}: {bad:?}"
+        );
+    }
+}

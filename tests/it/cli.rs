@@ -325,3 +325,82 @@ fn help_explains_flags() {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
     }
 }
+
+#[test]
+fn check_passes_the_examples_with_their_warnings() {
+    let out = run(
+        &[
+            "check",
+            "-f",
+            repo("deploy/examples/clusterpair.yaml").to_str().unwrap(),
+            repo("deploy/examples/mappings-configmap.yaml")
+                .to_str()
+                .unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("ClusterPair migrationnamespace/remotecluster: warning: spec.config.clusters[destination].insecure-skip-tls-verify"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ConfigMap rancher-remap/rancher-remap-mappings: ok"),
+        "{text}"
+    );
+    assert!(stderr(&out).contains("2 checked: 0 errors, 1 warnings"));
+}
+
+#[test]
+fn check_lists_every_error_with_its_path_and_exits_1() {
+    // Two documents on stdin: a broken ClusterPair, and a Deployment that is not checked.
+    let docs = r#"
+apiVersion: stork.libopenstorage.org/v1alpha1
+kind: ClusterPair
+metadata: {name: remote, namespace: mig}
+spec:
+  config:
+    clusters: {dst: {server: "10.0.0.1:6443"}}
+    contexts: {ctx: {cluster: dst, user: nobody}}
+    users: {}
+    current-context: ctx
+  options: {token: "the-secret-token-value"}
+  platformOptions:
+    rancher:
+      projectMappings: {p-a: p-b, p-c: p-b, "p-d": ""}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+"#;
+    let out = run(&["check", "-f", "-"], docs);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    for path in [
+        "spec.config.clusters[dst].server",
+        "spec.config.contexts[ctx].user",
+        "spec.platformOptions.rancher.projectMappings[p-d]",
+    ] {
+        assert!(
+            text.contains(&format!("<stdin>: ClusterPair mig/remote: error: {path}"))
+                || text.contains(&format!("-: ClusterPair mig/remote: error: {path}")),
+            "{path} missing in:\n{text}"
+        );
+    }
+    assert!(stderr(&out).contains("Deployment shop/web: skipped"));
+    assert!(
+        !text.contains("the-secret-token-value")
+            && !stderr(&out).contains("the-secret-token-value")
+    );
+}
+
+#[test]
+fn check_with_nothing_to_check_fails() {
+    let out = run(
+        &["check", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no ClusterPair or mapping ConfigMap"));
+}

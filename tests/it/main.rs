@@ -6,4 +6,5 @@ mod configmap;
 mod fake_api;
 mod properties;
 mod review;
+mod secrets;
 mod server;
