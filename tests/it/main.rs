@@ -3,6 +3,7 @@
 mod cli;
 mod common;
 mod configmap;
+mod deploy;
 mod fake_api;
 mod properties;
 mod review;
