@@ -100,6 +100,43 @@ fn main() {
         )));
     }
 
+    // The same 100,000-entry table replaced every 500 ms while the load runs (atomic renames,
+    // as kubelet updates a mounted ConfigMap; the server polls the file every second and builds
+    // each new table on a blocking thread): reloads must not move p99.
+    let entries = 100_000;
+    let target = Target::rancher_remap(dir.path(), entries);
+    let path = dir.path().join(format!("mappings-{entries}.txt"));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reloader = {
+        let stop = stop.clone();
+        let (a, b) = (
+            support::mappings(entries),
+            format!("{},p-extra=p-other", support::mappings(entries)),
+        );
+        std::thread::spawn(move || {
+            let tmp = path.with_extension("tmp");
+            let mut flip = false;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                flip = !flip;
+                std::fs::write(&tmp, if flip { &b } else { &a }).unwrap();
+                std::fs::rename(&tmp, &path).unwrap();
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+    let label = format!("rancher-remap, {entries} entries, reloaded every second");
+    rows.push(runtime.block_on(measure(
+        &label,
+        target,
+        &client,
+        &body,
+        connections,
+        duration,
+        true,
+    )));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    reloader.join().unwrap();
+
     println!();
     println!("| target | req/s (max) | p50 | p99 | server CPU/req | req/s (paced) | p50 | p99 | peak RSS |");
     println!("|---|---|---|---|---|---|---|---|---|");
