@@ -74,7 +74,7 @@ pub struct Args {
     pub log_format: LogFormat,
 }
 
-/// Exactly one mapping source.
+/// Exactly one mapping source, or none with `--validate-only`.
 #[derive(Debug, Clone, clap::Args)]
 #[group(required = true, multiple = false)]
 pub struct SourceArgs {
@@ -91,6 +91,11 @@ pub struct SourceArgs {
     /// credentials, or KUBECONFIG). Needs get, list and watch on it, and create on Events.
     #[arg(long, env = "RANCHER_REMAP_MAPPINGS_CONFIGMAP", value_name = "NS/NAME")]
     pub mappings_configmap: Option<ConfigMapRef>,
+
+    /// No mappings: serve only /validate (the source cluster, where ClusterPairs are created).
+    /// Ready at once; /mutate answers 404.
+    #[arg(long, env = "RANCHER_REMAP_VALIDATE_ONLY")]
+    pub validate_only: bool,
 }
 
 /// Log line format.
@@ -128,12 +133,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
 async fn serve(args: Args) -> Result<()> {
     let s = &args.source;
     let source = match (&s.project_mappings, &s.mappings_file, &s.mappings_configmap) {
-        (Some(text), _, _) => Source::Static(text.clone()),
-        (_, Some(path), _) => Source::File(path.clone()),
-        (_, _, Some(at)) => Source::ConfigMap(at.clone()),
-        _ => {
-            anyhow::bail!("give one of --project-mappings, --mappings-file or --mappings-configmap")
-        }
+        (Some(text), _, _) => Some(Source::Static(text.clone())),
+        (_, Some(path), _) => Some(Source::File(path.clone())),
+        (_, _, Some(at)) => Some(Source::ConfigMap(at.clone())),
+        _ if s.validate_only => None,
+        _ => anyhow::bail!(
+            "give one of --project-mappings, --mappings-file, --mappings-configmap or --validate-only"
+        ),
     };
     let state = Arc::new(AppState {
         mappings: ArcSwapOption::empty(),
@@ -149,8 +155,12 @@ async fn serve(args: Args) -> Result<()> {
         },
         metrics: Arc::new(Metrics::default()),
         max_body_bytes: args.max_body_bytes,
+        validate_only: source.is_none(),
     });
-    source::start(source, state.clone(), Duration::from_secs(1)).await?;
+    match source {
+        Some(source) => source::start(source, state.clone(), Duration::from_secs(1)).await?,
+        None => tracing::info!("validate-only: serving /validate, no mapping table"),
+    }
     let files = CertFiles {
         cert: args.tls_cert,
         key: args.tls_key,

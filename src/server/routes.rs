@@ -28,6 +28,9 @@ pub struct AppState {
     pub settings: MutateSettings,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
+    /// `serve --validate-only` (the source cluster): no table is expected, the server is ready
+    /// at once, and `/mutate` is not served.
+    pub validate_only: bool,
 }
 
 impl AppState {
@@ -67,7 +70,9 @@ pub fn admin(state: Arc<AppState>) -> Router {
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
-    if s.mappings.load().is_some() {
+    if s.validate_only {
+        (StatusCode::OK, "ready (validate-only)").into_response()
+    } else if s.mappings.load().is_some() {
         (StatusCode::OK, "ready").into_response()
     } else {
         (
@@ -133,6 +138,21 @@ async fn read_body(
 }
 
 async fn mutate(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    if s.validate_only {
+        // A webhook configuration pointing a mutating webhook at a validator: say so plainly
+        // rather than look like a server still waiting for its table.
+        s.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                endpoint: "mutate",
+                outcome: "not_served",
+            })
+            .inc();
+        return error(
+            StatusCode::NOT_FOUND,
+            "this server runs with --validate-only: /mutate is not served",
+        );
+    }
     handle::<Relevant>("mutate", &s, &headers, body, |req, s| {
         let mappings = s.mappings.load_full()?;
         Some(admission::mutate(req, &mappings, &s.settings))

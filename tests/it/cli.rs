@@ -221,6 +221,18 @@ fn rewrite_needs_exactly_one_mapping_source() {
 }
 
 #[test]
+fn serve_needs_a_mapping_source_or_validate_only() {
+    let out = run(&["serve"], "");
+    assert_eq!(out.status.code(), Some(2), "usage error");
+    assert!(stderr(&out).contains("--validate-only"), "{}", stderr(&out));
+    let out = run(
+        &["serve", "--validate-only", "--project-mappings", MAPPINGS],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
 fn derive_from_clusterpair() {
     let out = run(
         &[

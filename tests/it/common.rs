@@ -99,6 +99,8 @@ pub enum Feed {
     Source(Source),
     /// The mapping ConfigMap, watched with this client (pointed at a fake API server).
     Watch(kube::Client, rancher_remap::source::ConfigMapRef),
+    /// None: `serve --validate-only`.
+    ValidateOnly,
 }
 
 /// As [`start`], fed from a ConfigMap watched through `client`.
@@ -108,6 +110,11 @@ pub async fn start_watching(
     settings: MutateSettings,
 ) -> TestServer {
     start_fed(Feed::Watch(client, at), settings, |t| t).await
+}
+
+/// As [`start`], in `--validate-only` mode (no mapping source).
+pub async fn start_validate_only(settings: MutateSettings) -> TestServer {
+    start_fed(Feed::ValidateOnly, settings, |t| t).await
 }
 
 async fn start_fed(
@@ -124,6 +131,7 @@ async fn start_fed(
         settings,
         metrics: Arc::new(Metrics::default()),
         max_body_bytes: 64 * 1024,
+        validate_only: matches!(feed, Feed::ValidateOnly),
     });
     let timing = adjust(Timing {
         cert_poll: Duration::from_millis(100),
@@ -143,6 +151,7 @@ async fn start_fed(
                 state.clone(),
             ));
         }
+        Feed::ValidateOnly => {}
     }
     let files = CertFiles {
         cert: dir.path().join("tls.crt"),

@@ -267,6 +267,35 @@ async fn bad_input_gets_4xx_with_json() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validate_clusterpairs() {
     let s = start(Source::Static(MAPPINGS.into()), settings()).await;
+    validates_the_example_clusterpair(&s).await;
+}
+
+/// The source cluster's server: no mappings, ready at once, validates, refuses to mutate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_only_is_ready_without_mappings_and_does_not_mutate() {
+    let s = start_validate_only(settings()).await;
+    let ready = reqwest::get(s.admin_url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    validates_the_example_clusterpair(&s).await;
+    let c = s.client(&s.ca, false);
+    let (status, body) = post(
+        &c,
+        &s.url("/mutate"),
+        &review("create-deployment-migrated.json"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(
+        body["error"].as_str().unwrap().contains("--validate-only"),
+        "{body}"
+    );
+    assert!(s
+        .metrics()
+        .await
+        .contains(r#"rancher_remap_requests_total{endpoint="mutate",outcome="not_served"} 1"#));
+}
+
+async fn validates_the_example_clusterpair(s: &TestServer) {
     let c = s.client(&s.ca, true);
     let cp = rancher_remap::manifest::parse_objects(
         &std::fs::read_to_string(repo("deploy/examples/clusterpair.yaml")).unwrap(),
