@@ -80,15 +80,16 @@ fn typed<T: DeserializeOwned + Serialize>(doc: &Value) -> T {
             doc["metadata"]["name"].as_str().unwrap_or("?")
         )
     });
-    let mut back = serde_json::to_value(&t).unwrap();
     // k8s-openapi writes apiVersion/kind itself; compare the rest.
-    for v in [&mut back] {
-        v.as_object_mut().unwrap().remove("apiVersion");
-        v.as_object_mut().unwrap().remove("kind");
-    }
-    let mut orig = doc.clone();
-    orig.as_object_mut().unwrap().remove("apiVersion");
-    orig.as_object_mut().unwrap().remove("kind");
+    let without_type = |v: &Value| {
+        let mut v = v.clone();
+        let m = v.as_object_mut().unwrap();
+        m.remove("apiVersion");
+        m.remove("kind");
+        v
+    };
+    let back = without_type(&serde_json::to_value(&t).unwrap());
+    let orig = without_type(doc);
     assert_eq!(
         back, orig,
         "{} does not read back unchanged through its Kubernetes type",
