@@ -63,40 +63,8 @@ render-self-signed: build
 bench:
 	$(CARGO) bench --locked --bench rewrite
 
-## load-## static: the binary the Dockerfile ships — static (glibc, static-pie), stripped.
-HOST := $(shell rustc -vV | sed -n 's/^host: //p')
-STATIC_BIN := target/$(HOST)/dist/rancher-remap
-static:
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --locked --profile dist --target $(HOST)
-
-## static-check: it is static, under 30 MiB, and serves (see scripts/check-static-binary).
-static-check: static
-	scripts/check-static-binary $(STATIC_BIN)
-
-## render-self-signed: deploy/$(OVERLAY) with certificates from `rancher-remap certs` instead of
-## cert-manager, in build/self-signed/$(OVERLAY)/install.yaml.
-OVERLAY ?= destination
-render-self-signed: build
-	scripts/render-self-signed $(OVERLAY) $(BIN)
-
-bench: /mutate over TLS keep-alive vs a no-op axum+rustls server (loopback, ~1 min).
-load-## static: the binary the Dockerfile ships — static (glibc, static-pie), stripped.
-HOST := $(shell rustc -vV | sed -n 's/^host: //p')
-STATIC_BIN := target/$(HOST)/dist/rancher-remap
-static:
-	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --locked --profile dist --target $(HOST)
-
-## static-check: it is static, under 30 MiB, and serves (see scripts/check-static-binary).
-static-check: static
-	scripts/check-static-binary $(STATIC_BIN)
-
-## render-self-signed: deploy/$(OVERLAY) with certificates from `rancher-remap certs` instead of
-## cert-manager, in build/self-signed/$(OVERLAY)/install.yaml.
-OVERLAY ?= destination
-render-self-signed: build
-	scripts/render-self-signed $(OVERLAY) $(BIN)
-
-bench:
+## load-bench: /mutate over TLS keep-alive vs a no-op axum+rustls server (loopback, ~1 min).
+load-bench:
 	$(CARGO) bench --locked --bench load
 
 clean:
