@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use base64::Engine;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, RuleWithOperations, ValidatingWebhookConfiguration,
-    WebhookClientConfig,
+    MutatingWebhookConfiguration, RuleWithOperations, ValidatingWebhook,
+    ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Namespace, Secret, Service, ServiceAccount};
@@ -139,53 +139,18 @@ fn secret(doc: &Value) -> Secret {
     typed(&doc)
 }
 
-/// The fields every webhook of ours shares, whichever configuration it is in.
-struct Hook<'a> {
-    name: &'a str,
-    client: &'a WebhookClientConfig,
-    side_effects: &'a str,
-    versions: &'a [String],
-    timeout: Option<i32>,
-    failure_policy: Option<&'a str>,
-    namespace_selector: Option<&'a LabelSelector>,
-    object_selector: Option<&'a LabelSelector>,
-    rules: &'a [RuleWithOperations],
-}
-
-fn mutating_hooks(c: &MutatingWebhookConfiguration) -> Vec<Hook<'_>> {
-    c.webhooks
-        .iter()
-        .flatten()
-        .map(|w| Hook {
-            name: &w.name,
-            client: &w.client_config,
-            side_effects: &w.side_effects,
-            versions: &w.admission_review_versions,
-            timeout: w.timeout_seconds,
-            failure_policy: w.failure_policy.as_deref(),
-            namespace_selector: w.namespace_selector.as_ref(),
-            object_selector: w.object_selector.as_ref(),
-            rules: w.rules.as_deref().unwrap_or_default(),
-        })
-        .collect()
-}
-
-fn validating_hooks(c: &ValidatingWebhookConfiguration) -> Vec<Hook<'_>> {
-    c.webhooks
-        .iter()
-        .flatten()
-        .map(|w| Hook {
-            name: &w.name,
-            client: &w.client_config,
-            side_effects: &w.side_effects,
-            versions: &w.admission_review_versions,
-            timeout: w.timeout_seconds,
-            failure_policy: w.failure_policy.as_deref(),
-            namespace_selector: w.namespace_selector.as_ref(),
-            object_selector: w.object_selector.as_ref(),
-            rules: w.rules.as_deref().unwrap_or_default(),
-        })
-        .collect()
+/// Every webhook of either configuration, read as the fields both kinds share (a mutating
+/// webhook is a validating one plus `reinvocationPolicy`, checked on its own type below).
+fn all_hooks(install: &Install) -> Vec<ValidatingWebhook> {
+    [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ]
+    .into_iter()
+    .flat_map(|kind| install.all(kind))
+    .flat_map(|c| c["webhooks"].as_array().cloned().unwrap_or_default())
+    .map(|w| serde_json::from_value(w).unwrap())
+    .collect()
 }
 
 /// The namespaces a selector keeps out (`kubernetes.io/metadata.name NotIn [...]`).
@@ -234,35 +199,38 @@ fn check_webhooks(install: &Install) -> BTreeMap<String, String> {
     );
 
     let mut paths = BTreeMap::new();
-    let hooks = mutating
-        .iter()
-        .flat_map(mutating_hooks)
-        .chain(validating.iter().flat_map(validating_hooks));
-    for h in hooks {
+    for h in all_hooks(install) {
         assert_eq!(h.side_effects, "None", "{}", h.name);
-        assert_eq!(h.versions, ["v1"], "{}", h.name);
+        assert_eq!(h.admission_review_versions, ["v1"], "{}", h.name);
         assert!(
-            h.timeout.is_some_and(|t| (1..=10).contains(&t)),
+            h.timeout_seconds.is_some_and(|t| (1..=10).contains(&t)),
             "{}",
             h.name
         );
-        let policy = h.failure_policy.expect("an explicit failurePolicy");
-        let svc = h.client.service.as_ref().expect("a service clientConfig");
+        let policy = h.failure_policy.clone().expect("an explicit failurePolicy");
+        let svc = h
+            .client_config
+            .service
+            .as_ref()
+            .expect("a service clientConfig");
         assert_eq!(svc.name, "rancher-remap");
         assert_eq!(svc.namespace, NAMESPACE);
         assert_eq!(svc.port, Some(webhook_port.port), "{}", h.name);
         assert!(
-            h.client.url.is_none(),
+            h.client_config.url.is_none(),
             "{}: kube-apiserver calls the Service",
             h.name
         );
-        let excluded = excluded_namespaces(h.namespace_selector);
+        let excluded = excluded_namespaces(h.namespace_selector.as_ref());
         assert!(excluded.contains("kube-system"), "{}", h.name);
         if !excluded.contains(NAMESPACE) {
             // The one exception: the mapping ConfigMap lives in our namespace. Under Fail that
             // would deadlock the bootstrap, so it must be Ignore, and narrowed to the label.
             assert_eq!(policy, "Ignore", "{}: sees its own namespace", h.name);
-            let labels = h.object_selector.and_then(|s| s.match_labels.as_ref());
+            let labels = h
+                .object_selector
+                .as_ref()
+                .and_then(|s| s.match_labels.as_ref());
             assert_eq!(
                 labels
                     .and_then(|l| l.get(MAPPINGS_LABEL))
@@ -273,13 +241,14 @@ fn check_webhooks(install: &Install) -> BTreeMap<String, String> {
             );
         }
         // Only writes that carry an object to rewrite or check.
-        assert!(!h.rules.is_empty(), "{}", h.name);
-        for r in h.rules {
+        let rules = h.rules.as_deref().unwrap_or_default();
+        assert!(!rules.is_empty(), "{}", h.name);
+        for r in rules {
             for op in r.operations.iter().flatten() {
                 assert!(op == "CREATE" || op == "UPDATE", "{}: {op}", h.name);
             }
         }
-        paths.insert(h.name.to_string(), svc.path.clone().unwrap_or_default());
+        paths.insert(h.name.clone(), svc.path.clone().unwrap_or_default());
     }
 
     for c in &mutating {
