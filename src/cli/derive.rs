@@ -71,9 +71,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             continue;
         }
         if args.reverse {
-            for e in &mut parsed.entries {
-                std::mem::swap(&mut e.src, &mut e.dst);
-            }
+            parsed.entries.iter_mut().for_each(|e| e.reverse());
         }
         match Table::build(parsed) {
             Ok(table) => {

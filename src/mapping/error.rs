@@ -2,6 +2,8 @@
 //! came from when that is not obvious (a ConfigMap key), so an operator can find and fix it.
 
 use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
 
 /// Where an entry was written.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -10,28 +12,44 @@ pub enum Origin {
     Text,
     /// A ClusterPair's `spec.platformOptions.rancher.projectMappings`.
     ClusterPair,
-    /// One key of a mapping ConfigMap's `data` (SPEC §10).
-    ConfigMapKey(String),
+    /// One key of a mapping ConfigMap's `data` (SPEC §10). Shared by every entry of the key.
+    ConfigMapKey(Arc<str>),
 }
 
-/// One entry as the user wrote it, for messages.
+/// One entry as the user wrote it, for messages. One allocation: the source side is a range of
+/// the text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntryRef {
     /// The entry, trimmed (`src=dst`; for map sources rebuilt from key and value).
-    pub text: String,
-    /// The source side as written, used as the index in field paths.
-    pub src: String,
+    pub text: Box<str>,
+    /// Where the source side (as written) is in `text`.
+    src: Range<usize>,
     /// Where the entry was written.
     pub origin: Origin,
 }
 
 impl EntryRef {
+    /// `src` is the byte range of the source side in `text`.
+    pub fn new(text: impl Into<Box<str>>, src: Range<usize>, origin: Origin) -> EntryRef {
+        let text = text.into();
+        debug_assert!(text.get(src.clone()).is_some());
+        EntryRef { text, src, origin }
+    }
+
+    /// The source side as written, used as the index in field paths.
+    pub fn src(&self) -> &str {
+        self.text.get(self.src.clone()).unwrap_or_default()
+    }
+
     /// The field path of this entry, e.g. `spec.platformOptions.rancher.projectMappings[p-a]`.
     pub fn field_path(&self) -> String {
         match &self.origin {
-            Origin::Text => format!("project-mappings[{}]", self.src),
+            Origin::Text => format!("project-mappings[{}]", self.src()),
             Origin::ClusterPair => {
-                format!("spec.platformOptions.rancher.projectMappings[{}]", self.src)
+                format!(
+                    "spec.platformOptions.rancher.projectMappings[{}]",
+                    self.src()
+                )
             }
             Origin::ConfigMapKey(key) => format!("data[{key}]"),
         }
@@ -146,12 +164,9 @@ impl MappingError {
     /// The field path of the offending entry.
     pub fn field_path(&self) -> String {
         match self {
-            MappingError::EmptyEntry { origin, .. } => EntryRef {
-                text: String::new(),
-                src: String::new(),
-                origin: origin.clone(),
+            MappingError::EmptyEntry { origin, .. } => {
+                EntryRef::new("", 0..0, origin.clone()).field_path()
             }
-            .field_path(),
             MappingError::MissingEquals { entry, .. }
             | MappingError::EmptySide { entry, .. }
             | MappingError::InvalidId { entry, .. }

@@ -52,7 +52,7 @@ pub fn is_mapping_configmap(v: &Value) -> bool {
 pub fn parse_configmap_data(data: &BTreeMap<String, String>) -> Parsed {
     let mut parsed = Parsed::default();
     for (key, text) in data {
-        parsed.extend(parse_text(text, &Origin::ConfigMapKey(key.clone())));
+        parsed.extend(parse_text(text, &Origin::ConfigMapKey(key.as_str().into())));
     }
     parsed
 }
@@ -106,8 +106,13 @@ pub fn parse_clusterpair(cp: &ClusterPair) -> Parsed {
 }
 
 /// Mapping text for one ConfigMap data key: one `src=dst` entry a line.
-pub fn entries_text(entries: &[(String, String)]) -> String {
-    entries.iter().map(|(s, d)| format!("{s}={d}\n")).collect()
+pub fn entries_text<S: std::fmt::Display, D: std::fmt::Display>(
+    entries: impl IntoIterator<Item = (S, D)>,
+) -> String {
+    entries
+        .into_iter()
+        .map(|(s, d)| format!("{s}={d}\n"))
+        .collect()
 }
 
 /// Builds the mapping ConfigMap (SPEC §10).
@@ -171,12 +176,8 @@ pub fn mappings_from_file_text(text: &str) -> Result<Mappings, MappingsFileError
         } else if let Ok(cp) = ClusterPair::from_value(doc) {
             let parsed = parse_clusterpair(&cp);
             if parsed.errors.is_empty() {
-                let entries: Vec<(String, String)> = parsed
-                    .entries
-                    .iter()
-                    .map(|e| (e.src.to_string(), e.dst.to_string()))
-                    .collect();
-                data.insert(cp.data_key(), entries_text(&entries));
+                let entries = parsed.entries.iter().map(|e| (e.src(), e.dst()));
+                data.insert(cp.data_key(), entries_text(entries));
             }
             per_doc.extend(Parsed {
                 entries: Vec::new(),

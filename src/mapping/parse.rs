@@ -2,18 +2,69 @@
 //! ConfigMap data or files, newlines). Parsing checks each entry on its own; the checks across
 //! entries live in [`super::table`].
 
+use std::ops::Range;
+
 use super::error::{EntryRef, MappingError, Origin, Side};
 use super::id::ProjectValue;
 
-/// One syntactically valid entry.
+/// One syntactically valid entry. Compact on purpose (one allocation: the entry's text), since
+/// a large table holds all of them at once while it is checked: both values are spans of
+/// `at.text`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    /// The source value.
-    pub src: ProjectValue,
-    /// The destination value.
-    pub dst: ProjectValue,
     /// The entry as written, for messages.
     pub at: EntryRef,
+    src: Span,
+    dst: Span,
+}
+
+/// Where a checked value sits in its entry's text, and where its `:` is (for `C:P`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    colon: Option<usize>,
+    end: usize,
+}
+
+impl Span {
+    fn of(range: &Range<usize>, value: &ProjectValue<'_>) -> Span {
+        Span {
+            start: range.start,
+            colon: value.cluster.map(|c| range.start + c.len()),
+            end: range.end,
+        }
+    }
+
+    fn value<'t>(&self, text: &'t str) -> ProjectValue<'t> {
+        match self.colon {
+            Some(c) => ProjectValue {
+                cluster: Some(&text[self.start..c]),
+                project: &text[c + 1..self.end],
+            },
+            None => ProjectValue {
+                cluster: None,
+                project: &text[self.start..self.end],
+            },
+        }
+    }
+}
+
+impl Entry {
+    /// The source value.
+    pub fn src(&self) -> ProjectValue<'_> {
+        self.src.value(&self.at.text)
+    }
+
+    /// The destination value.
+    pub fn dst(&self) -> ProjectValue<'_> {
+        self.dst.value(&self.at.text)
+    }
+
+    /// Swaps source and destination (`derive --reverse`); messages still quote the entry as
+    /// it was written.
+    pub fn reverse(&mut self) {
+        std::mem::swap(&mut self.src, &mut self.dst);
+    }
 }
 
 /// Entries and per-entry errors found in one piece of mapping text or one map.
@@ -36,7 +87,12 @@ impl Parsed {
 /// Parses storkctl's `--project-mappings` syntax. Blank lines are skipped (ConfigMap data
 /// usually ends in a newline); an empty entry between commas is an error.
 pub fn parse_text(text: &str, origin: &Origin) -> Parsed {
-    let mut out = Parsed::default();
+    // Sized once: growing by doubling would hold two copies of a large table for a moment.
+    let most = text.bytes().filter(|&b| b == b',' || b == b'\n').count() + 1;
+    let mut out = Parsed {
+        entries: Vec::with_capacity(most),
+        errors: Vec::new(),
+    };
     let mut position = 0;
     for line in text.lines() {
         if line.trim().is_empty() {
@@ -53,9 +109,13 @@ pub fn parse_text(text: &str, origin: &Origin) -> Parsed {
                 continue;
             }
             match piece.split_once('=') {
-                Some((src, dst)) => push_entry(&mut out, src.trim(), dst.trim(), piece, origin),
+                Some((src, dst)) => {
+                    let src = trimmed(src, 0);
+                    let dst = trimmed(dst, piece.len() - dst.len());
+                    push_entry(&mut out, piece, src, dst, origin)
+                }
                 None => out.errors.push(MappingError::MissingEquals {
-                    entry: entry_ref(piece, piece, origin),
+                    entry: EntryRef::new(piece, 0..piece.len(), origin.clone()),
                     hint: colon_hint(piece),
                 }),
             }
@@ -64,27 +124,34 @@ pub fn parse_text(text: &str, origin: &Origin) -> Parsed {
     out
 }
 
+/// The range of `part` without its surrounding whitespace, `part` starting at `offset`.
+fn trimmed(part: &str, offset: usize) -> Range<usize> {
+    let start = offset + (part.len() - part.trim_start().len());
+    start..start + part.trim().len()
+}
+
 /// Parses a `projectMappings` map (source → destination), as a ClusterPair stores it.
 pub fn parse_map<'a>(map: impl IntoIterator<Item = (&'a str, &'a str)>, origin: &Origin) -> Parsed {
     let mut out = Parsed::default();
     for (src, dst) in map {
         let (src, dst) = (src.trim(), dst.trim());
-        push_entry(&mut out, src, dst, &format!("{src}={dst}"), origin);
+        let text = format!("{src}={dst}");
+        push_entry(
+            &mut out,
+            &text,
+            0..src.len(),
+            src.len() + 1..text.len(),
+            origin,
+        );
     }
     out
 }
 
-fn entry_ref(text: &str, src: &str, origin: &Origin) -> EntryRef {
-    EntryRef {
-        text: text.to_string(),
-        src: src.to_string(),
-        origin: origin.clone(),
-    }
-}
-
-fn push_entry(out: &mut Parsed, src: &str, dst: &str, text: &str, origin: &Origin) {
-    let at = entry_ref(text, src, origin);
-    let mut side_value = |side: Side, value: &str| -> Option<ProjectValue> {
+/// Checks one entry (`src` and `dst` are ranges of `text`) and keeps it or its errors.
+fn push_entry(out: &mut Parsed, text: &str, src: Range<usize>, dst: Range<usize>, origin: &Origin) {
+    let at = EntryRef::new(text, src.clone(), origin.clone());
+    let mut side_value = |side: Side, range: &Range<usize>| -> Option<Span> {
+        let value = &text[range.clone()];
         if value.is_empty() {
             out.errors.push(MappingError::EmptySide {
                 entry: at.clone(),
@@ -92,27 +159,29 @@ fn push_entry(out: &mut Parsed, src: &str, dst: &str, text: &str, origin: &Origi
             });
             return None;
         }
-        ProjectValue::parse(value)
-            .map_err(|reason| {
+        match ProjectValue::parse(value) {
+            Ok(v) => Some(Span::of(range, &v)),
+            Err(reason) => {
                 out.errors.push(MappingError::InvalidId {
                     entry: at.clone(),
                     side,
                     value: value.to_string(),
                     reason,
-                })
-            })
-            .ok()
+                });
+                None
+            }
+        }
     };
-    let src_v = side_value(Side::Source, src);
-    let dst_v = side_value(Side::Destination, dst);
+    let src_v = side_value(Side::Source, &src);
+    let dst_v = side_value(Side::Destination, &dst);
     let (Some(src), Some(dst)) = (src_v, dst_v) else {
         return;
     };
-    if src.is_cluster_form() != dst.is_cluster_form() {
+    if src.colon.is_some() != dst.colon.is_some() {
         out.errors.push(MappingError::FormMismatch { entry: at });
         return;
     }
-    out.entries.push(Entry { src, dst, at });
+    out.entries.push(Entry { at, src, dst });
 }
 
 /// `p-a: p-b` (a colon followed by space, as in a Stork documentation example) most likely
@@ -140,10 +209,18 @@ mod tests {
         let pairs: Vec<String> = p
             .entries
             .iter()
-            .map(|e| format!("{}={}", e.src, e.dst))
+            .map(|e| format!("{}={}", e.src(), e.dst()))
             .collect();
         assert_eq!(pairs, ["p-a=p-b", "c-1:p-a=c-2:p-b", "p-c=p-d"]);
-        assert_eq!(p.entries[0].at.text, "p-a = p-b");
+        assert_eq!(&*p.entries[0].at.text, "p-a = p-b");
+        assert_eq!(p.entries[0].at.src(), "p-a");
+        let cluster_form = &p.entries[1];
+        assert_eq!(cluster_form.src().cluster, Some("c-1"));
+        assert_eq!(cluster_form.dst().project, "p-b");
+        let mut reversed = cluster_form.clone();
+        reversed.reverse();
+        assert_eq!(reversed.src().to_string(), "c-2:p-b");
+        assert_eq!(reversed.dst().to_string(), "c-1:p-a");
     }
 
     #[test]
@@ -151,7 +228,7 @@ mod tests {
         let e = errors("p-a=p-b,p-c");
         assert_eq!(e.len(), 1);
         assert!(
-            matches!(&e[0], MappingError::MissingEquals { entry, hint: None } if entry.text == "p-c")
+            matches!(&e[0], MappingError::MissingEquals { entry, hint: None } if &*entry.text == "p-c")
         );
         assert!(e[0].to_string().contains("\"p-c\""));
     }
@@ -162,11 +239,7 @@ mod tests {
         assert_eq!(
             e,
             [MappingError::MissingEquals {
-                entry: EntryRef {
-                    text: "p-c: p-d".into(),
-                    src: "p-c: p-d".into(),
-                    origin: Origin::Text
-                },
+                entry: EntryRef::new("p-c: p-d", 0..8, Origin::Text),
                 hint: Some("p-c=p-d".into()),
             }]
         );

@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 // and still seeded, so crafted label values cannot aim at collisions.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type Set<K> = HashSet<K, foldhash::fast::RandomState>;
+type OrderedMap<K, V> = indexmap::IndexMap<K, V, foldhash::fast::RandomState>;
 
 use super::error::{MappingError, MappingErrors, MappingWarning};
 use super::parse::{Entry, Parsed};
@@ -23,27 +24,26 @@ pub enum Lookup {
     Unmapped,
 }
 
-/// A validated mapping, immutable once built.
+/// A validated mapping, immutable once built. Strings are boxed (no spare capacity) and each
+/// entry is held once: a 100,000-entry table is about 20 MB.
 #[derive(Clone, Debug, Default)]
 pub struct Table {
-    /// The distinct entries `(src, dst)`, in input order.
-    entries: Vec<(String, String)>,
-    /// Whole source value → index of its entry (§4.1).
-    exact: Map<String, usize>,
+    /// The distinct entries, whole source value → whole destination, in input order (§4.1).
+    exact: OrderedMap<Box<str>, Box<str>>,
     /// Source project → destination project, from both forms (§4.2, §4.3).
-    projects: Map<String, Claim>,
+    projects: Map<Box<str>, Claim>,
     /// Source cluster → destination cluster, from cluster-form entries (§4.2).
-    clusters: Map<String, Claim>,
+    clusters: Map<Box<str>, Claim>,
     /// Destination projects and clusters (§4.0).
-    dst_projects: Set<String>,
-    dst_clusters: Set<String>,
+    dst_projects: Set<Box<str>>,
+    dst_clusters: Set<Box<str>>,
     warnings: Vec<MappingWarning>,
 }
 
 /// A destination, and which parsed entry first claimed it (to name it when another disagrees).
 #[derive(Clone, Debug)]
 struct Claim {
-    dst: String,
+    dst: Box<str>,
     by: usize,
 }
 
@@ -55,8 +55,7 @@ impl Table {
         let parsed = parsed.entries;
         let n = parsed.len();
         let mut t = Table {
-            entries: Vec::with_capacity(n),
-            exact: Map::with_capacity_and_hasher(n, Default::default()),
+            exact: OrderedMap::with_capacity_and_hasher(n, Default::default()),
             projects: Map::with_capacity_and_hasher(n, Default::default()),
             ..Table::default()
         };
@@ -64,13 +63,14 @@ impl Table {
         let mut origin: Vec<usize> = Vec::with_capacity(n);
 
         for (i, e) in parsed.iter().enumerate() {
-            let (src, dst) = (e.src.to_string(), e.dst.to_string());
-            if let Some(&k) = t.exact.get(&src) {
-                if t.entries[k].1 != dst {
+            let (src_v, dst_v) = (e.src(), e.dst());
+            let (src, dst) = (src_v.to_string(), dst_v.to_string());
+            if let Some((k, _, other_dst)) = t.exact.get_full(src.as_str()) {
+                if **other_dst != *dst {
                     errors.push(MappingError::ConflictingDestination {
                         entry: e.at.clone(),
                         other: parsed[origin[k]].at.clone(),
-                        other_dst: t.entries[k].1.clone(),
+                        other_dst: other_dst.to_string(),
                         src,
                         dst,
                     });
@@ -81,26 +81,25 @@ impl Table {
             if src == dst {
                 warnings_push(&mut t.warnings, e);
             }
-            t.exact.insert(src.clone(), t.entries.len());
-            t.entries.push((src, dst));
+            t.exact.insert(src.into(), dst.into());
             origin.push(i);
-            if let Some(prev) = claim(&mut t.projects, &e.src.project, &e.dst.project, i) {
+            if let Some(prev) = claim(&mut t.projects, src_v.project, dst_v.project, i) {
                 errors.push(MappingError::ProjectConflict {
                     entry: e.at.clone(),
                     other: parsed[prev.by].at.clone(),
-                    project: e.src.project.clone(),
-                    dst: e.dst.project.clone(),
-                    other_dst: prev.dst,
+                    project: src_v.project.to_string(),
+                    dst: dst_v.project.to_string(),
+                    other_dst: prev.dst.into(),
                 });
             }
-            if let (Some(sc), Some(dc)) = (&e.src.cluster, &e.dst.cluster) {
+            if let (Some(sc), Some(dc)) = (src_v.cluster, dst_v.cluster) {
                 if let Some(prev) = claim(&mut t.clusters, sc, dc, i) {
                     errors.push(MappingError::ClusterConflict {
                         entry: e.at.clone(),
                         other: parsed[prev.by].at.clone(),
-                        cluster: sc.clone(),
-                        dst: dc.clone(),
-                        other_dst: prev.dst,
+                        cluster: sc.to_string(),
+                        dst: dc.to_string(),
+                        other_dst: prev.dst.into(),
                     });
                 }
             }
@@ -110,12 +109,13 @@ impl Table {
         // (A whole destination that is a whole source has that project too, so this covers both.)
         for &i in &origin {
             let e = &parsed[i];
-            if let Some(c) = t.projects.get(&e.dst.project) {
-                if c.dst != e.dst.project {
+            let dst = e.dst().project;
+            if let Some(c) = t.projects.get(dst) {
+                if *c.dst != *dst {
                     errors.push(MappingError::Chain {
                         entry: e.at.clone(),
                         other: parsed[c.by].at.clone(),
-                        id: e.dst.project.clone(),
+                        id: dst.to_string(),
                     });
                 }
             }
@@ -125,16 +125,12 @@ impl Table {
             return Err(MappingErrors(errors));
         }
         for &i in &origin {
-            let dst = &parsed[i].dst;
-            if !t.dst_projects.contains(&dst.project) {
-                t.dst_projects.insert(dst.project.clone());
+            let dst = parsed[i].dst();
+            if !t.dst_projects.contains(dst.project) {
+                t.dst_projects.insert(dst.project.into());
             }
-            if let Some(c) = dst
-                .cluster
-                .as_ref()
-                .filter(|c| !t.dst_clusters.contains(*c))
-            {
-                t.dst_clusters.insert(c.clone());
+            if let Some(c) = dst.cluster.filter(|c| !t.dst_clusters.contains(*c)) {
+                t.dst_clusters.insert(c.into());
             }
         }
         Ok(t)
@@ -145,15 +141,15 @@ impl Table {
         if self.is_destination(v) {
             return Lookup::Keep;
         }
-        if let Some(&i) = self.exact.get(v) {
-            return Lookup::Rewrite(self.entries[i].1.clone());
+        if let Some(dst) = self.exact.get(v) {
+            return Lookup::Rewrite(dst.to_string());
         }
         let mapped = match v.split_once(':') {
             Some((c, p)) => match (self.clusters.get(c), self.projects.get(p)) {
                 (Some(c2), Some(p2)) => Some(format!("{}:{}", c2.dst, p2.dst)),
                 _ => None,
             },
-            None => self.projects.get(v).map(|p2| p2.dst.clone()),
+            None => self.projects.get(v).map(|p2| p2.dst.to_string()),
         };
         mapped.map_or(Lookup::Unmapped, Lookup::Rewrite)
     }
@@ -168,17 +164,17 @@ impl Table {
 
     /// Number of distinct entries.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.exact.len()
     }
 
     /// Whether the table has no entries.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.exact.is_empty()
     }
 
     /// The distinct entries as `(src, dst)`, in input order.
-    pub fn entries(&self) -> &[(String, String)] {
-        &self.entries
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.exact.iter().map(|(s, d)| (&**s, &**d))
     }
 
     /// Findings that did not reject the table (`x=x` entries).
@@ -194,15 +190,15 @@ fn warnings_push(warnings: &mut Vec<MappingWarning>, e: &Entry) {
 }
 
 /// Claims `key → dst` for entry `by`; returns the earlier claim when it disagrees.
-fn claim(claims: &mut Map<String, Claim>, key: &str, dst: &str, by: usize) -> Option<Claim> {
+fn claim(claims: &mut Map<Box<str>, Claim>, key: &str, dst: &str, by: usize) -> Option<Claim> {
     match claims.get(key) {
-        Some(prev) if prev.dst != dst => Some(prev.clone()),
+        Some(prev) if *prev.dst != *dst => Some(prev.clone()),
         Some(_) => None,
         None => {
             claims.insert(
-                key.to_string(),
+                key.into(),
                 Claim {
-                    dst: dst.to_string(),
+                    dst: dst.into(),
                     by,
                 },
             );

@@ -16,7 +16,7 @@ fn errors(text: &str) -> Vec<MappingError> {
 fn one_source_two_destinations() {
     let e = errors("p-a=p-b,p-a=p-c");
     assert!(
-        matches!(&e[..], [MappingError::ConflictingDestination { entry, other, .. }] if entry.text == "p-a=p-c" && other.text == "p-a=p-b"),
+        matches!(&e[..], [MappingError::ConflictingDestination { entry, other, .. }] if &*entry.text == "p-a=p-c" && &*other.text == "p-a=p-b"),
         "{e:?}"
     );
     let msg = e[0].to_string();
