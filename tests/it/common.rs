@@ -263,3 +263,138 @@ pub async fn eventually(what: &str, timeout: Duration, mut f: impl AsyncFnMut() 
     }
     panic!("timed out waiting for {what}");
 }
+
+// ---- The real `serve` process, for what only a separate process shows (its log, its memory) ----
+
+/// `rancher-remap serve` on loopback port 0 with certificates made here, stdout and stderr
+/// captured. It is ours: dropped, it is killed by its id and reaped.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub webhook: SocketAddr,
+    pub admin: SocketAddr,
+    pub ca: String,
+    pub log: Arc<std::sync::Mutex<String>>,
+    pub dir: tempfile::TempDir,
+}
+
+impl ServeProcess {
+    /// Starts it with `args` after the listen and certificate flags (JSON logs), and waits for
+    /// its `serving` line.
+    pub async fn start(args: &[&str], env: &[(&str, &str)]) -> ServeProcess {
+        use std::io::BufRead;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = write_certs(dir.path());
+        let mut child = bin()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--tls-cert")
+            .arg(dir.path().join("tls.crt"))
+            .arg("--tls-key")
+            .arg(dir.path().join("tls.key"))
+            .args(["--log-format", "json"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(std::sync::Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stdout.take().unwrap()),
+        ] {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let mut p = ServeProcess {
+            child,
+            webhook: "0.0.0.0:0".parse().unwrap(),
+            admin: "0.0.0.0:0".parse().unwrap(),
+            ca,
+            log,
+            dir,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = p.log.lock().unwrap().lines().find_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                (v["message"] == "serving").then(|| {
+                    let addr = |k: &str| v[k].as_str().unwrap().parse().unwrap();
+                    (addr("webhook_addr"), addr("admin_addr"))
+                })
+            });
+            if let Some((webhook, admin)) = found {
+                (p.webhook, p.admin) = (webhook, admin);
+                return p;
+            }
+            if let Ok(Some(status)) = p.child.try_wait() {
+                panic!("serve exited with {status}: {}", p.log.lock().unwrap());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server did not start: {}",
+                p.log.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.webhook.port())
+    }
+
+    /// A client that trusts only this server's CA and checks the `localhost` SAN.
+    pub fn client(&self, h2: bool) -> reqwest::Client {
+        tls_client(&self.ca, h2, self.webhook)
+    }
+
+    /// A field of /proc/PID/status in KiB (`VmRSS`, `VmHWM`).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            .unwrap_or_else(|| panic!("{field} in /proc status"))
+    }
+
+    /// Open file descriptors (sockets included).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .unwrap()
+            .count()
+    }
+
+    /// SIGTERM (to our own child, by its id), then its exit status; every log line is in.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        status
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

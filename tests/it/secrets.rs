@@ -1,11 +1,6 @@
 //! No credential ever leaves: the real `serve` process validates ClusterPairs full of credentials
 //! (good and broken), and its responses, its whole log and its metrics are scanned for them.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
 use base64::Engine;
 use serde_json::{json, Value};
 
@@ -51,21 +46,8 @@ fn review(uid: &str, obj: Value) -> Value {
         "userInfo": {"username": "admin"}, "object": obj, "oldObject": null, "dryRun": false}})
 }
 
-/// Ends the server process (ours) if the test fails midway.
-struct Reap(std::process::Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_credential_in_responses_logs_or_metrics() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let ca = write_certs(dir.path());
     let (cert, key) = pair();
     let (_, other_key) = pair();
 
@@ -108,61 +90,10 @@ async fn no_credential_in_responses_logs_or_metrics() {
         clusterpair(json!({"token": TOKEN}), json!(["p-a=p-b"])),
     ];
 
-    let mut child = Reap(
-        bin()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--tls-cert")
-            .arg(dir.path().join("tls.crt"))
-            .arg("--tls-key")
-            .arg(dir.path().join("tls.key"))
-            .args(["--project-mappings", "p-a=p-b", "--log-format", "json"])
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let log = Arc::new(Mutex::new(String::new()));
-    for stream in [
-        Box::new(child.0.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.0.stdout.take().unwrap()),
-    ] {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let mut l = log.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (webhook, admin) = loop {
-        let found = log.lock().unwrap().lines().find_map(|l| {
-            let v: Value = serde_json::from_str(l).ok()?;
-            (v["message"] == "serving").then(|| {
-                (
-                    v["webhook_addr"].as_str().unwrap().parse().unwrap(),
-                    v["admin_addr"].as_str().unwrap().to_string(),
-                )
-            })
-        });
-        if let Some(f) = found {
-            break f;
-        }
-        if Instant::now() > deadline {
-            panic!("server did not start: {}", log.lock().unwrap());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-
-    let client = tls_client(&ca, false, webhook);
+    let mut server =
+        ServeProcess::start(&["--project-mappings", "p-a=p-b"], &[("RUST_LOG", "debug")]).await;
+    let (webhook, admin) = (server.webhook, server.admin);
+    let client = server.client(false);
     let url = |p: &str| format!("https://localhost:{}{p}", webhook.port());
     let mut answers = String::new();
     let mut denied = 0;
@@ -210,15 +141,10 @@ async fn no_credential_in_responses_logs_or_metrics() {
         .await
         .unwrap();
 
-    // SIGTERM (to our own child, by its id), so every log line is flushed.
-    Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    let status = child.0.wait().unwrap();
+    // SIGTERM, so every log line is flushed.
+    let status = server.terminate();
     assert!(status.success(), "{status:?}");
-    std::thread::sleep(Duration::from_millis(100));
-    let log = log.lock().unwrap().clone();
+    let log = server.log.lock().unwrap().clone();
 
     assert_eq!(
         denied, 3,
