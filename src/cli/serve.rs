@@ -65,6 +65,11 @@ pub struct Args {
     )]
     pub migration_user: Vec<String>,
 
+    /// Webhook connections served at once; more clients wait until one closes (bounds memory:
+    /// about 11 KiB per idle TLS connection).
+    #[arg(long, env = "RANCHER_REMAP_MAX_CONNECTIONS", default_value_t = crate::server::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
     /// Largest request body accepted; larger ones get 413 before they are read.
     #[arg(long, env = "RANCHER_REMAP_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -170,7 +175,10 @@ async fn serve(args: Args) -> Result<()> {
         args.admin_listen,
         files,
         state,
-        Timing::default(),
+        Timing {
+            max_connections: args.max_connections.max(1),
+            ..Timing::default()
+        },
     )
     .await?;
     server.serve(shutdown_signal()).await

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
@@ -21,13 +22,17 @@ use tokio_util::task::TaskTracker;
 use self::routes::AppState;
 use self::tls::{CertFiles, Resolver};
 
-/// Timeouts and intervals, with production defaults; tests shorten them.
+/// Timeouts, intervals and the connection limit, with production defaults; tests shorten them.
 #[derive(Clone, Debug)]
 pub struct Timing {
     /// A client must finish the TLS handshake within this.
     pub handshake: Duration,
-    /// …and send its request headers within this.
+    /// …then start its first request, and send each request's headers, within this. (hyper also
+    /// closes a keep-alive connection idle for this long; kube-apiserver opens a new one.)
     pub header_read: Duration,
+    /// Webhook connections served at once; further clients wait in the listen backlog until
+    /// one closes. Bounds memory (about 11 KiB per idle TLS connection; BENCHMARKS.md).
+    pub max_connections: usize,
     /// How often the serving certificate files are re-read.
     pub cert_poll: Duration,
     /// How long in-flight requests may take after SIGTERM.
@@ -39,11 +44,15 @@ impl Default for Timing {
         Timing {
             handshake: Duration::from_secs(10),
             header_read: Duration::from_secs(10),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             cert_poll: Duration::from_secs(2),
             drain: Duration::from_secs(25),
         }
     }
 }
+
+/// Default of [`Timing::max_connections`] (and `serve --max-connections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 /// Listeners bound and credentials loaded; ready to serve.
 pub struct Server {
@@ -143,19 +152,24 @@ impl Server {
             .keep_alive_interval(Some(Duration::from_secs(30)));
         let builder = Arc::new(builder);
         let connections = TaskTracker::new();
+        let slots = Arc::new(tokio::sync::Semaphore::new(timing.max_connections));
 
         tokio::pin!(shutdown);
         loop {
-            let (tcp, _peer) = tokio::select! {
+            let (slot, (tcp, _peer)) = tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = webhook.accept() => match accepted {
-                    Ok(c) => c,
-                    Err(e) => {
+                accepted = async {
+                    let slot = slots.clone().acquire_owned().await;
+                    (slot, webhook.accept().await)
+                } => match accepted {
+                    (Ok(slot), Ok(c)) => (slot, c),
+                    (_, Err(e)) => {
                         // Out of file descriptors, typically: back off instead of spinning.
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
+                    (Err(_), _) => unreachable!("the connection semaphore is never closed"),
                 },
             };
             let _ = tcp.set_nodelay(true);
@@ -165,12 +179,22 @@ impl Server {
                 builder.clone(),
                 stop_rx.clone(),
             );
-            let handshake = timing.handshake;
+            let (handshake, first_byte) = (timing.handshake, timing.header_read);
             connections.spawn(async move {
+                let _slot = slot;
                 let Ok(Ok(tls)) = tokio::time::timeout(handshake, acceptor.accept(tcp)).await
                 else {
                     return;
                 };
+                // hyper times the headers from their first byte, and idle keep-alive connections
+                // after a request; a client that completes the handshake and then says nothing
+                // would hold its connection forever. Wait for that first byte here. (A
+                // one-byte buffer: larger reads go straight through to the TLS stream.)
+                let mut tls = tokio::io::BufReader::with_capacity(1, tls);
+                match tokio::time::timeout(first_byte, tls.fill_buf()).await {
+                    Ok(Ok(b)) if !b.is_empty() => {}
+                    _ => return,
+                }
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
                 let stopped = async move {
                     let _ = stop.wait_for(|s| *s).await;

@@ -5,6 +5,7 @@ mod common;
 mod configmap;
 mod deploy;
 mod fake_api;
+mod hostile;
 mod properties;
 mod review;
 mod secrets;
