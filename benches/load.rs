@@ -10,7 +10,12 @@
 //! Knobs (environment): LOAD_CONNECTIONS (default 16), LOAD_SECONDS (default 5).
 //! Bounded: every phase has a fixed duration; the server processes are ended by their id.
 
+#[path = "support/net.rs"]
+mod net;
 mod support;
+
+use net::{client_config, cpu_time, env_or, provider, Conn};
+use std::ffi::OsStr;
 
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
@@ -20,25 +25,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::net::{TcpListener, TcpStream};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
 
 /// Set in the environment of the child that runs the no-op server.
 const NOOP_ENV: &str = "RANCHER_REMAP_LOAD_NOOP";
 const FIXED_REVIEW: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true}}"#;
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     if std::env::var_os(NOOP_ENV).is_some() {
@@ -154,20 +148,6 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(cfg)
-}
-
 /// A server process under test.
 struct Target {
     child: Child,
@@ -201,46 +181,11 @@ impl Target {
         let mappings = dir.join(format!("mappings-{entries}.txt"));
         std::fs::write(&mappings, support::mappings(entries)).unwrap();
         let log_path = dir.join(format!("serve-{entries}.log"));
-        let log = std::fs::File::create(&log_path).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rancher-remap"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--tls-cert")
-            .arg(dir.join("tls.crt"))
-            .arg("--tls-key")
-            .arg(dir.join("tls.key"))
-            .arg("--mappings-file")
-            .arg(&mappings)
-            .args(["--log-format", "json"])
-            .env(
-                "RUST_LOG",
-                std::env::var("LOAD_RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("server did not start; log in {}", log_path.display());
-            }
-            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-            let found = text.lines().find_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).ok()?;
-                (v["message"] == "serving").then(|| v["webhook_addr"].as_str()?.parse().ok())?
-            });
-            if let Some(a) = found {
-                break a;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let (child, addr) = net::spawn_serve(
+            dir,
+            &[OsStr::new("--mappings-file"), mappings.as_os_str()],
+            &log_path,
+        );
         Target {
             child,
             addr,
@@ -270,23 +215,6 @@ impl Drop for Target {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// User + system CPU time of a process (clock ticks are 1/100 s on Linux).
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 struct Phase {
@@ -420,40 +348,6 @@ async fn run(
         cpu_per_request: Duration::ZERO,
         p50: pct(0.50),
         p99: pct(0.99),
-    }
-}
-
-/// One HTTP/1.1 keep-alive connection over TLS, verifying the CA and the `localhost` SAN.
-struct Conn {
-    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-}
-
-impl Conn {
-    async fn open(addr: SocketAddr, client: &Arc<rustls::ClientConfig>) -> std::io::Result<Conn> {
-        let tcp = TcpStream::connect(addr).await?;
-        tcp.set_nodelay(true)?;
-        let tls = tokio_rustls::TlsConnector::from(client.clone())
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await?;
-        let (sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .map_err(std::io::Error::other)?;
-        tokio::spawn(conn);
-        Ok(Conn { sender })
-    }
-
-    async fn post(&mut self, body: &Bytes) -> Result<(u16, Bytes), hyper::Error> {
-        self.sender.ready().await?;
-        let req = hyper::Request::post("/mutate")
-            .header("host", "localhost")
-            .header("content-type", "application/json")
-            .body(Full::new(body.clone()))
-            .unwrap();
-        let resp = self.sender.send_request(req).await?;
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok((status, bytes))
     }
 }
 

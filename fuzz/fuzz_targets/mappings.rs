@@ -1,0 +1,25 @@
+//! Any `--project-mappings` text: parsing and checking never panic, and a table that is accepted
+//! obeys SPEC §4 for its own entries: each source maps to its destination (an `x=x` entry keeps
+//! its value) and every destination stays as it is.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rancher_remap::mapping::{table_from_text, Lookup};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(table) = table_from_text(text) else {
+        return;
+    };
+    for (src, dst) in table.entries() {
+        let expected = if src == dst {
+            Lookup::Keep
+        } else {
+            Lookup::Rewrite(dst.to_string())
+        };
+        assert_eq!(table.lookup(src), expected, "{src}={dst}");
+        assert_eq!(table.lookup(dst), Lookup::Keep, "destination {dst}");
+    }
+});
