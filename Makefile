@@ -5,7 +5,7 @@ BIN := target/debug/rancher-remap
 EXAMPLES := deploy/examples
 
 .PHONY: all build release test fmt lint unit run preview bench load-bench clean certs \
-        static static-check render-self-signed
+        static static-check render-self-signed soak fuzz
 
 all: build
 
@@ -66,6 +66,12 @@ bench:
 ## load-bench: /mutate over TLS keep-alive vs a no-op axum+rustls server (loopback, ~1 min).
 load-bench:
 	$(CARGO) bench --locked --bench load
+
+## soak: 200 keep-alive connections on /mutate for SOAK_SECONDS (60) while the certificate
+## rotates every 3 s and the mappings change every second; fails on any failed request, RSS
+## growth over 10 % or descriptor growth (loopback, stops by itself).
+soak:
+	$(CARGO) bench --locked --bench soak
 
 clean:
 	$(CARGO) clean
