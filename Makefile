@@ -5,7 +5,7 @@ BIN := target/debug/rancher-remap
 EXAMPLES := deploy/examples
 
 .PHONY: all build release test fmt lint unit run preview bench load-bench clean certs \
-        static static-check render-self-signed soak fuzz
+        static static-check render-self-signed soak storm fuzz
 
 all: build
 
@@ -72,6 +72,10 @@ load-bench:
 ## growth over 10 % or descriptor growth (loopback, stops by itself).
 soak:
 	$(CARGO) bench --locked --bench soak
+
+## storm: 1,000 TLS clients connecting at once (as after an API server restart), 3 rounds.
+storm:
+	$(CARGO) bench --locked --bench storm
 
 clean:
 	$(CARGO) clean

@@ -51,6 +51,23 @@ impl Default for Timing {
     }
 }
 
+/// Pending connections the kernel may queue for the webhook listener (capped by
+/// `net.core.somaxconn`). When API servers restart, all their connections come back at once;
+/// with the usual 1,024, a storm of 1,000 handshakes overflowed the queue while the workers were
+/// busy signing, and the dropped SYNs were retried a full second later (BENCHMARKS.md).
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen_with_backlog(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Default of [`Timing::max_connections`] (and `serve --max-connections`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
@@ -82,9 +99,7 @@ impl Server {
             .context("loading the serving certificate and key")?;
         let resolver = Arc::new(Resolver::new(ck));
         let acceptor = TlsAcceptor::from(tls::server_config(resolver.clone())?);
-        let webhook = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("binding {listen}"))?;
+        let webhook = listen_with_backlog(listen).with_context(|| format!("binding {listen}"))?;
         let admin = TcpListener::bind(admin_listen)
             .await
             .with_context(|| format!("binding {admin_listen}"))?;
