@@ -1,6 +1,7 @@
 //! The admission server: HTTPS webhook on one port, plain admin endpoints on another.
 
 pub mod admission;
+mod deadlines;
 pub mod metrics;
 pub mod review;
 pub mod routes;
@@ -14,7 +15,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
@@ -27,9 +27,11 @@ use self::tls::{CertFiles, Resolver};
 pub struct Timing {
     /// A client must finish the TLS handshake within this.
     pub handshake: Duration,
-    /// …then start its first request, and send each request's headers, within this. (hyper also
-    /// closes a keep-alive connection idle for this long; kube-apiserver opens a new one.)
+    /// …then start its first request, and send each request's headers, within this.
     pub header_read: Duration,
+    /// A keep-alive connection may wait this long for its next request: longer than
+    /// kube-apiserver's 90 s, so the client closes idle connections first (see `deadlines`).
+    pub idle: Duration,
     /// Webhook connections served at once; further clients wait in the listen backlog until
     /// one closes. Bounds memory (about 11 KiB per idle TLS connection; BENCHMARKS.md).
     pub max_connections: usize,
@@ -44,6 +46,7 @@ impl Default for Timing {
         Timing {
             handshake: Duration::from_secs(10),
             header_read: Duration::from_secs(10),
+            idle: Duration::from_secs(120),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             cert_poll: Duration::from_secs(2),
             drain: Duration::from_secs(25),
@@ -156,11 +159,12 @@ impl Server {
 
         let service = TowerToHyperService::new(routes::webhook(state));
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        // Idle scanners and slowloris clients must not hold connections: bound the header read.
+        // Head and idle deadlines are `deadlines::Deadlines`' (hyper's header timeout would
+        // also close idle keep-alive connections after the head timeout).
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(timing.header_read);
+            .header_read_timeout(None);
         builder
             .http2()
             .timer(TokioTimer::new())
@@ -194,23 +198,16 @@ impl Server {
                 builder.clone(),
                 stop_rx.clone(),
             );
-            let (handshake, first_byte) = (timing.handshake, timing.header_read);
+            let (handshake, head, idle) = (timing.handshake, timing.header_read, timing.idle);
             connections.spawn(async move {
                 let _slot = slot;
                 let Ok(Ok(tls)) = tokio::time::timeout(handshake, acceptor.accept(tcp)).await
                 else {
                     return;
                 };
-                // hyper times the headers from their first byte, and idle keep-alive connections
-                // after a request; a client that completes the handshake and then says nothing
-                // would hold its connection forever. Wait for that first byte here. (A
-                // one-byte buffer: larger reads go straight through to the TLS stream.)
-                let mut tls = tokio::io::BufReader::with_capacity(1, tls);
-                match tokio::time::timeout(first_byte, tls.fill_buf()).await {
-                    Ok(Ok(b)) if !b.is_empty() => {}
-                    _ => return,
-                }
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                let http1 = tls.get_ref().1.alpn_protocol() != Some(b"h2");
+                let io = deadlines::Deadlines::new(tls, head, idle, http1);
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
                 let stopped = async move {
                     let _ = stop.wait_for(|s| *s).await;
                 };

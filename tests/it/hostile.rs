@@ -22,7 +22,12 @@ fn review() -> Value {
 
 /// A well-behaved client's request: must be answered with a patch.
 async fn served(client: &reqwest::Client, url: &str) {
-    let r = client.post(url).json(&review()).send().await.unwrap();
+    let r = client
+        .post(url)
+        .json(&review())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("a well-behaved client failed: {e:?}"));
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["response"]["patchType"], "JSONPatch", "{v}");
@@ -67,8 +72,8 @@ async fn plain_http_and_stalled_handshakes_are_dropped_while_others_are_served()
         Source::Static(MAPPINGS.into()),
         MutateSettings::default(),
         |t| rancher_remap::server::Timing {
-            handshake: Duration::from_millis(300),
-            header_read: Duration::from_millis(300),
+            handshake: Duration::from_secs(1),
+            header_read: Duration::from_secs(1),
             ..t
         },
     )
@@ -261,7 +266,7 @@ async fn at_the_connection_limit_new_clients_wait_for_a_free_slot() {
         MutateSettings::default(),
         |t| rancher_remap::server::Timing {
             max_connections: 4,
-            header_read: Duration::from_millis(500),
+            header_read: Duration::from_secs(1),
             ..t
         },
     )
@@ -282,5 +287,60 @@ async fn at_the_connection_limit_new_clients_wait_for_a_free_slot() {
             matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
             "a silent connection was closed"
         );
+    }
+}
+
+/// kube-apiserver keeps webhook connections for up to 90 s between calls; the server must not
+/// close them after the (much shorter) head timeout, or a call sent just as it closes fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_outlives_the_head_timeout() {
+    let s = start_timed(
+        Source::Static(MAPPINGS.into()),
+        MutateSettings::default(),
+        |t| rancher_remap::server::Timing {
+            header_read: Duration::from_millis(200),
+            ..t
+        },
+    )
+    .await;
+    let mut conn = tls_connect(s.webhook, connector(&s.ca)).await;
+    let body = serde_json::to_vec(&review()).unwrap();
+    assert!(post_raw(&mut conn, &body).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Five head timeouts later, the same connection answers the next call.
+    assert!(post_raw(&mut conn, &body).await.starts_with("HTTP/1.1 200"));
+}
+
+/// One POST /mutate on a raw HTTP/1.1 connection; the response head.
+async fn post_raw(conn: &mut tokio_rustls::client::TlsStream<TcpStream>, body: &[u8]) -> String {
+    let head = format!(
+        "POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(body).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = conn
+            .read(&mut buf)
+            .await
+            .expect("the connection is still open");
+        assert!(n > 0, "the server closed the connection");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if rest.len() >= length {
+                return head.to_string();
+            }
+        }
     }
 }

@@ -1,0 +1,275 @@
+//! Read deadlines for one webhook connection, which hyper does not give separately:
+//!
+//! - **head**: once the first byte of an HTTP/1 request head has arrived, the whole head must
+//!   arrive within this (slowloris); a new connection must also start its first request within
+//!   it (a client that finishes the handshake and says nothing);
+//! - **idle**: a keep-alive connection may wait this long for its next request. It is longer than
+//!   kube-apiserver's own idle timeout (90 s), so the client closes first and never sends a
+//!   request on a connection the server is closing — a race Go's HTTP client does not retry for
+//!   POSTs. (hyper's own header timeout also closes idle keep-alive connections, after the head
+//!   timeout; it is turned off in favour of this.)
+//!
+//! The wrapper only watches bytes: reads after a response was written start a new head, which
+//! ends at the first blank line (`\r\n\r\n`). On HTTP/2 (framed, multiplexed) only the idle
+//! deadline applies, measured from the last byte read.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// Where the connection is between requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the first byte of a request (the deadline depends on whether one came before).
+    Waiting,
+    /// Inside a request head; `tail` holds how much of `\r\n\r\n` the bytes so far end with.
+    Head { tail: usize },
+    /// Head complete: the body, then hyper's answer. No deadline (the handler has its own).
+    Body,
+}
+
+/// An IO stream with the head and idle deadlines above.
+pub struct Deadlines<IO> {
+    io: IO,
+    head: Duration,
+    idle: Duration,
+    /// HTTP/1: heads are scanned. HTTP/2: only the idle deadline.
+    http1: bool,
+    phase: Phase,
+    /// Whether a request has been read on this connection (picks the waiting deadline).
+    served: bool,
+    deadline: Option<Instant>,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl<IO> Deadlines<IO> {
+    pub fn new(io: IO, head: Duration, idle: Duration, http1: bool) -> Self {
+        let deadline = Instant::now() + head;
+        Deadlines {
+            io,
+            head,
+            idle,
+            http1,
+            phase: Phase::Waiting,
+            served: false,
+            deadline: Some(deadline),
+            timer: Box::pin(tokio::time::sleep_until(deadline)),
+        }
+    }
+
+    /// Follows the bytes just read.
+    fn saw(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if !self.http1 {
+            self.served = true;
+            self.deadline = Some(Instant::now() + self.idle);
+            return;
+        }
+        if self.phase == Phase::Waiting {
+            self.served = true;
+            self.phase = Phase::Head { tail: 0 };
+            self.deadline = Some(Instant::now() + self.head);
+        }
+        if let Phase::Head { tail } = self.phase {
+            match end_of_head(tail, bytes) {
+                Ok(()) => {
+                    self.phase = Phase::Body;
+                    self.deadline = None;
+                }
+                Err(tail) => self.phase = Phase::Head { tail },
+            }
+        }
+    }
+
+    /// A response (or part of one) was written: what is read next starts a new request.
+    /// (HTTP/2 writes say nothing about the client: its idle time counts from its last byte.)
+    fn wrote(&mut self) {
+        if !self.http1 {
+            return;
+        }
+        self.phase = Phase::Waiting;
+        let wait = if self.served { self.idle } else { self.head };
+        self.deadline = Some(Instant::now() + wait);
+    }
+}
+
+/// Scans for the blank line that ends a head, `tail` bytes of it already seen; `Err` carries
+/// how much of it the bytes end with.
+fn end_of_head(mut tail: usize, bytes: &[u8]) -> Result<(), usize> {
+    const END: &[u8; 4] = b"\r\n\r\n";
+    for &b in bytes {
+        tail = if b == END[tail] {
+            tail + 1
+        } else if b == b'\r' {
+            1
+        } else {
+            0
+        };
+        if tail == END.len() {
+            return Ok(());
+        }
+    }
+    Err(tail)
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "read deadline passed")
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Deadlines<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                this.saw(&buf.filled()[before..]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let Some(deadline) = this.deadline else {
+                    return Poll::Pending;
+                };
+                if this.timer.deadline() != deadline {
+                    this.timer.as_mut().reset(deadline);
+                }
+                ready!(this.timer.as_mut().poll(cx));
+                Poll::Ready(Err(timed_out()))
+            }
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = ready!(Pin::new(&mut this.io).poll_write(cx, buf))?;
+        if n > 0 {
+            this.wrote();
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = ready!(Pin::new(&mut this.io).poll_write_vectored(cx, bufs))?;
+        if n > 0 {
+            this.wrote();
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_head_ends_at_the_first_blank_line_across_reads() {
+        assert_eq!(
+            end_of_head(0, b"POST / HTTP/1.1\r\nHost: x\r\n\r\n{}"),
+            Ok(())
+        );
+        let tail = end_of_head(0, b"POST / HTTP/1.1\r\nHost: x\r").unwrap_err();
+        assert_eq!(tail, 1);
+        assert_eq!(end_of_head(tail, b"\n\r"), Err(3));
+        assert_eq!(end_of_head(3, b"\n"), Ok(()));
+        // A bare \r\r\n\r\n still ends it; \r\n then text does not.
+        assert_eq!(end_of_head(0, b"a\r\r\n\r\n"), Ok(()));
+        assert_eq!(end_of_head(0, b"a\r\nb\r\nc"), Err(0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadlines_follow_the_requests() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let head = Duration::from_secs(10);
+        let idle = Duration::from_secs(120);
+        let (client, server) = tokio::io::duplex(1024);
+        let mut server = Deadlines::new(server, head, idle, true);
+        let mut client = client;
+        let mut buf = [0u8; 256];
+
+        // The first request starts in time; its head is complete; no deadline during the body.
+        client
+            .write_all(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(server.read(&mut buf).await.unwrap() > 0);
+        assert_eq!(server.phase, Phase::Body);
+        assert!(server.deadline.is_none());
+        // The answer: now idle, for up to `idle` (not `head`).
+        server.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        let reading = tokio::spawn(async move {
+            let mut buf = [0u8; 256];
+            let r = server.read(&mut buf).await;
+            (r.map(|_| ()), server)
+        });
+        tokio::time::sleep(head * 3).await;
+        assert!(
+            !reading.is_finished(),
+            "still open after 3 × head while idle"
+        );
+        client.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+        let (r, mut server) = reading.await.unwrap();
+        r.unwrap();
+        // A head trickled past `head` is cut off.
+        let started = Instant::now();
+        let err = server.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() <= head);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_new_connection_and_a_long_idle_one_are_cut_off() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (head, idle) = (Duration::from_secs(10), Duration::from_secs(120));
+        let (_client, server) = tokio::io::duplex(64);
+        let mut silent = Deadlines::new(server, head, idle, true);
+        let started = Instant::now();
+        let mut buf = [0u8; 64];
+        assert!(silent.read(&mut buf).await.is_err());
+        assert_eq!(started.elapsed(), head);
+
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut conn = Deadlines::new(server, head, idle, true);
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        assert!(conn.read(&mut buf).await.unwrap() > 0);
+        conn.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .await
+            .unwrap();
+        let started = Instant::now();
+        assert!(conn.read(&mut buf).await.is_err());
+        assert_eq!(started.elapsed(), idle);
+    }
+}
