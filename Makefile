@@ -73,6 +73,19 @@ load-bench:
 soak:
 	$(CARGO) bench --locked --bench soak
 
+## fuzz: each fuzz target for FUZZ_SECONDS (300), corpora seeded from fuzz/seeds (tests/data,
+## deploy/examples). Needs a nightly toolchain (FUZZ_TOOLCHAIN, default +nightly); installs
+## cargo-fuzz when missing. Crashes land in fuzz/artifacts/TARGET/.
+FUZZ_SECONDS ?= 300
+FUZZ_TOOLCHAIN ?= +nightly
+FUZZ_TARGETS := review_mutate mappings clusterpair
+fuzz:
+	command -v cargo-fuzz > /dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$t && cp -n seeds/$$t/* corpus/$$t/ && \
+	  cargo $(FUZZ_TOOLCHAIN) fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
+
 ## storm: 1,000 TLS clients connecting at once (as after an API server restart), 3 rounds.
 storm:
 	$(CARGO) bench --locked --bench storm

@@ -99,5 +99,44 @@ fn bench_review(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_rewrite, bench_build, bench_review);
+/// Cost curves (issue 7): the whole /mutate handling in-process (decode, decide, encode) as the
+/// object grows from 1 KB to 1 MB, and as the table grows from 10 to 100,000 entries.
+fn bench_cost(c: &mut Criterion) {
+    use criterion::Throughput;
+    use rancher_remap::mapping::objects::Mappings;
+    use rancher_remap::rewrite::Relevant;
+    use rancher_remap::server::admission::{mutate, MutateSettings};
+    use rancher_remap::server::review::decode;
+    use serde_json::Value;
+    let settings = MutateSettings::default();
+    let handle = |body: &[u8], mappings: &Mappings| {
+        let req = decode::<Relevant>(body).unwrap().map_object(Value::from);
+        let d = mutate(&req, mappings, &settings);
+        assert!(d.response.patch.is_some());
+        serde_json::to_vec(&d.response.into_review()).unwrap()
+    };
+
+    let mappings_1k = Mappings::from_text(&mappings(1_000)).unwrap();
+    let mut group = c.benchmark_group("cost_object");
+    for target in [1_000, 10_000, 100_000, 1_000_000] {
+        let body = support::review_of_size(target);
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(body.len()), &body, |b, body| {
+            b.iter(|| handle(black_box(body), &mappings_1k))
+        });
+    }
+    group.finish();
+
+    let body = support::review_body();
+    let mut group = c.benchmark_group("cost_table");
+    for n in [10, 100, 1_000, 10_000, 100_000] {
+        let m = Mappings::from_text(&mappings(n)).unwrap();
+        group.bench_with_input(BenchmarkId::from_parameter(n), &m, |b, m| {
+            b.iter(|| handle(black_box(&body), m))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_rewrite, bench_build, bench_review, bench_cost);
 criterion_main!(benches);

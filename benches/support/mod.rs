@@ -76,3 +76,36 @@ pub fn review_body() -> Vec<u8> {
     review["request"]["namespace"] = "shop".into();
     serde_json::to_vec(&review).unwrap()
 }
+
+/// A review whose body is at least `bytes` long: the migrated Namespace (about 1 KB), or the
+/// migrated Deployment with as many more containers as it takes. The project IDs (and so the
+/// rewrites) stay the same; only the bulk the decoder must read past grows.
+pub fn review_of_size(bytes: usize) -> Vec<u8> {
+    let envelope = |object: Value| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/create-deployment-migrated.json");
+        let mut review: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        review["request"]["object"] = object;
+        serde_json::to_vec(&review).unwrap()
+    };
+    let mut ns = namespace();
+    ns["metadata"]["annotations"]["stork.libopenstorage.org/migrated"] = "true".into();
+    let small = envelope(ns);
+    if small.len() >= bytes * 9 / 10 {
+        return small;
+    }
+    let mut d = deployment();
+    let mut i = 0;
+    loop {
+        let body = envelope(d.clone());
+        if body.len() >= bytes {
+            return body;
+        }
+        let containers = d["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .unwrap();
+        containers.push(container(&format!("worker-{i}")));
+        i += 1;
+    }
+}
