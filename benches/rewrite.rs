@@ -138,5 +138,11 @@ fn bench_cost(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_rewrite, bench_build, bench_review, bench_cost);
+criterion_group!(
+    benches,
+    bench_rewrite,
+    bench_build,
+    bench_review,
+    bench_cost
+);
 criterion_main!(benches);

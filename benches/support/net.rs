@@ -5,7 +5,7 @@
 use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,10 @@ use http_body_util::{BodyExt, Full};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
+
+#[path = "../../tests/support/serve_command.rs"]
+mod serve_command;
+use serve_command::serve_command;
 
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -78,20 +82,8 @@ pub fn open_fds(pid: u32) -> usize {
 #[allow(clippy::zombie_processes)] // returned: the caller ends and reaps it
 pub fn spawn_serve(dir: &Path, args: &[&OsStr], log_path: &Path) -> (Child, SocketAddr) {
     let log = std::fs::File::create(log_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rancher-remap"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--tls-cert")
-        .arg(dir.join("tls.crt"))
-        .arg("--tls-key")
-        .arg(dir.join("tls.key"))
+    let mut child = serve_command(env!("CARGO_BIN_EXE_rancher-remap"), dir)
         .args(args)
-        .args(["--log-format", "json"])
         .env(
             "RUST_LOG",
             std::env::var("LOAD_RUST_LOG").unwrap_or_else(|_| "info".into()),

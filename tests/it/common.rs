@@ -266,6 +266,10 @@ pub async fn eventually(what: &str, timeout: Duration, mut f: impl AsyncFnMut() 
 
 // ---- The real `serve` process, for what only a separate process shows (its log, its memory) ----
 
+#[path = "../support/serve_command.rs"]
+mod serve_command;
+use serve_command::serve_command;
+
 /// `rancher-remap serve` on loopback port 0 with certificates made here, stdout and stderr
 /// captured. It is ours: dropped, it is killed by its id and reaped.
 pub struct ServeProcess {
@@ -285,19 +289,7 @@ impl ServeProcess {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let ca = write_certs(dir.path());
-        let mut child = bin()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--tls-cert")
-            .arg(dir.path().join("tls.crt"))
-            .arg("--tls-key")
-            .arg(dir.path().join("tls.key"))
-            .args(["--log-format", "json"])
+        let mut child = serve_command(env!("CARGO_BIN_EXE_rancher-remap"), dir.path())
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())

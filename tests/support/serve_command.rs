@@ -1,0 +1,25 @@
+//! How the integration tests and the benches start the real server (included by both with
+//! `#[path]`).
+
+use std::path::Path;
+use std::process::Command;
+
+/// `BIN serve` on loopback port 0 (webhook and admin) with `dir/tls.crt` and `dir/tls.key`,
+/// logging JSON; the caller adds the mapping source and the rest.
+pub fn serve_command(bin: &str, dir: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+    ])
+    .arg("--tls-cert")
+    .arg(dir.join("tls.crt"))
+    .arg("--tls-key")
+    .arg(dir.join("tls.key"));
+    cmd
+}
