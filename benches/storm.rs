@@ -3,6 +3,10 @@
 //! review. Reported: time from each client's first byte (its TCP connect) to its answer — p50,
 //! p99, max, and how many took longer than 0.5 s. Exit status 1 if any request failed.
 //!
+//! Then the latency one well-behaved client sees (1,000 sequential reviews on a keep-alive
+//! connection): alone, beside 2,000 idle TLS connections, and beside 500 slowloris clients
+//! trickling header bytes.
+//!
 //! Run: `make storm` (`cargo bench --bench storm`). Knobs: STORM_CLIENTS (1000), STORM_ROUNDS (3).
 //! Loopback only; stops by itself; the server process is ended by its id.
 
@@ -67,6 +71,24 @@ fn main() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    println!();
+    println!("| one client's 1,000 sequential reviews | p50 | p99 | max |");
+    println!("|---|---|---|---|");
+    for (label, idle, trickling) in [
+        ("alone", 0, 0),
+        ("beside 2,000 idle TLS connections", 2000, 0),
+        ("beside 500 slowloris clients", 0, 500),
+    ] {
+        let mut times = runtime.block_on(beside(addr, &client, &body, idle, trickling));
+        times.sort_unstable();
+        let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
+        println!(
+            "| {label} | {:.2} ms | {:.2} ms | {:.2} ms |",
+            pct(0.5).as_secs_f64() * 1e3,
+            pct(0.99).as_secs_f64() * 1e3,
+            times.last().unwrap().as_secs_f64() * 1e3
+        );
+    }
     let _ = child.kill();
     let _ = child.wait();
     if failed_total > 0 {
@@ -107,6 +129,56 @@ async fn storm(
         }
     }
     (times, failed)
+}
+
+/// Latencies of 1,000 sequential reviews on one keep-alive connection, while `idle` other TLS
+/// connections sit open and `trickling` clients send a header byte every 100 ms.
+async fn beside(
+    addr: std::net::SocketAddr,
+    client: &Arc<rustls::ClientConfig>,
+    body: &Bytes,
+    idle: usize,
+    trickling: usize,
+) -> Vec<Duration> {
+    use tokio::io::AsyncWriteExt;
+    let connector = tokio_rustls::TlsConnector::from(client.clone());
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut held = Vec::new();
+    for _ in 0..idle {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        held.push(connector.connect(name.clone(), tcp).await.unwrap());
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tricklers = Vec::new();
+    for _ in 0..trickling {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut tls = connector.connect(name.clone(), tcp).await.unwrap();
+        let stop = stop.clone();
+        tricklers.push(tokio::spawn(async move {
+            for b in b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nX-Slow: ".iter().cycle() {
+                if stop.load(std::sync::atomic::Ordering::Relaxed)
+                    || tls.write_all(&[*b]).await.is_err()
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }));
+    }
+    let mut conn = Conn::open(addr, client).await.unwrap();
+    let mut times = Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        let sent = Instant::now();
+        let (status, _) = conn.post(body).await.unwrap();
+        assert_eq!(status, 200);
+        times.push(sent.elapsed());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tricklers {
+        let _ = t.await;
+    }
+    drop(held);
+    times
 }
 
 fn ms(d: Duration) -> String {

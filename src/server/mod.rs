@@ -188,7 +188,8 @@ impl Server {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
-                    (Err(_), _) => unreachable!("the connection semaphore is never closed"),
+                    // The semaphore is never closed; if it were, stop as on shutdown.
+                    (Err(_), _) => break,
                 },
             };
             let _ = tcp.set_nodelay(true);
