@@ -155,7 +155,10 @@ async fn beside(
         let mut tls = connector.connect(name.clone(), tcp).await.unwrap();
         let stop = stop.clone();
         tricklers.push(tokio::spawn(async move {
-            for b in b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nX-Slow: ".iter().cycle() {
+            for b in b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
+                .iter()
+                .cycle()
+            {
                 if stop.load(std::sync::atomic::Ordering::Relaxed)
                     || tls.write_all(&[*b]).await.is_err()
                 {

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub table_entries: Gauge,
     pub table_reloads: Family<ResultLabels, Counter>,
     pub certificate_reloads: Family<ResultLabels, Counter>,
+    /// Webhook connections held (from accept to close): how near `--max-connections` it runs.
+    pub connections: Gauge,
 }
 
 impl Default for Metrics {
@@ -92,6 +94,12 @@ impl Default for Metrics {
             "Serving certificate reloads by result (ok, rejected)",
             certificate_reloads.clone(),
         );
+        let connections = Gauge::default();
+        registry.register(
+            "connections",
+            "Webhook connections open (accepted, not yet closed; at most --max-connections)",
+            connections.clone(),
+        );
         // Known series start at zero so that rates and alerts work from the first scrape.
         for l in Location::ALL {
             let _ = rewrites.get_or_create(&LocationLabels {
@@ -115,6 +123,7 @@ impl Default for Metrics {
             table_entries,
             table_reloads,
             certificate_reloads,
+            connections,
         }
     }
 }

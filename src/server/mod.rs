@@ -71,6 +71,22 @@ fn listen_with_backlog(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// Counts one webhook connection in the `connections` gauge while it lives.
+struct OpenConnection(prometheus_client::metrics::gauge::Gauge);
+
+impl OpenConnection {
+    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        OpenConnection(gauge.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Default of [`Timing::max_connections`] (and `serve --max-connections`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
@@ -157,6 +173,7 @@ impl Server {
             })
         };
 
+        let open_gauge = state.metrics.connections.clone();
         let service = TowerToHyperService::new(routes::webhook(state));
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         // Head and idle deadlines are `deadlines::Deadlines`' (hyper's header timeout would
@@ -200,8 +217,9 @@ impl Server {
                 stop_rx.clone(),
             );
             let (handshake, head, idle) = (timing.handshake, timing.header_read, timing.idle);
+            let open = OpenConnection::new(&open_gauge);
             connections.spawn(async move {
-                let _slot = slot;
+                let (_slot, _open) = (slot, open);
                 let Ok(Ok(tls)) = tokio::time::timeout(handshake, acceptor.accept(tcp)).await
                 else {
                     return;

@@ -277,9 +277,18 @@ async fn at_the_connection_limit_new_clients_wait_for_a_free_slot() {
     for _ in 0..4 {
         silent.push(tls_connect(s.webhook, tls.clone()).await);
     }
+    let open = |text: String| metric(&text, "rancher_remap_connections");
+    assert_eq!(open(s.metrics().await), Some(4.0));
     // A fifth is not refused: it waits in the backlog, and is served once the silent ones are
     // cut off for not starting a request.
     served(&s.client(&s.ca, false), &s.url("/mutate")).await;
+    // With every client gone, nothing is counted any more.
+    eventually(
+        "no connection counted",
+        Duration::from_secs(5),
+        async || open(s.metrics().await) == Some(0.0),
+    )
+    .await;
     for mut c in silent {
         let mut buf = [0u8; 16];
         let closed = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await;
