@@ -55,7 +55,8 @@ static-check: static
 	scripts/check-static-binary $(STATIC_BIN)
 
 ## render-self-signed: deploy/$(OVERLAY) with certificates from `rancher-remap certs` instead of
-## cert-manager, in build/self-signed/$(OVERLAY)/install.yaml.
+## cert-manager, in build/self-signed/$(OVERLAY)/install.yaml. RENEW=1: a new serving pair from
+## the same CA (the caBundle stays).
 OVERLAY ?= destination
 render-self-signed: build
 	scripts/render-self-signed $(OVERLAY) $(BIN)

@@ -23,9 +23,16 @@ pub struct Args {
     #[arg(long, default_value = "rancher-remap")]
     pub namespace: String,
 
-    /// Days the certificates are valid.
+    /// Days the serving certificate is valid. A new CA is valid ten times as long, so serving
+    /// certificates can be renewed from it (--reuse-ca).
     #[arg(long, default_value_t = 365)]
     pub days: u32,
+
+    /// Keep the CA already in --out (ca.crt, ca.key from an earlier run) and issue only a new
+    /// serving pair: the caBundle stays the same, so a renewal needs no change to the webhook
+    /// configurations and no call fails while kubelet updates the mounted Secret.
+    #[arg(long)]
+    pub reuse_ca: bool,
 }
 
 /// The PEM files of a CA and a serving certificate signed by it.
@@ -38,13 +45,9 @@ pub struct Generated {
 
 /// Generates the CA and a serving certificate for `service.namespace.svc` (plus localhost).
 pub fn generate(service: &str, namespace: &str, days: u32) -> Result<Generated> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-        KeyUsagePurpose,
-    };
-    let now = time::OffsetDateTime::now_utc();
-    let until = now + time::Duration::days(i64::from(days));
-
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let (now, _) = validity(days);
+    let (_, ca_until) = validity(days.saturating_mul(10));
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.distinguished_name.push(
@@ -58,10 +61,30 @@ pub fn generate(service: &str, namespace: &str, days: u32) -> Result<Generated> 
         KeyUsagePurpose::DigitalSignature,
     ];
     ca.not_before = now - time::Duration::minutes(5);
-    ca.not_after = until;
-    let ca_cert = ca.self_signed(&ca_key)?;
-    let issuer = rcgen::Issuer::new(ca, &ca_key);
+    ca.not_after = ca_until;
+    let ca_cert = ca.self_signed(&ca_key)?.pem();
+    let ca_key = ca_key.serialize_pem();
+    issue(&ca_cert, &ca_key, service, namespace, days)
+}
 
+/// A new serving certificate and key from an existing CA (PEM certificate and key).
+pub fn issue(
+    ca_cert: &str,
+    ca_key: &str,
+    service: &str,
+    namespace: &str,
+    days: u32,
+) -> Result<Generated> {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
+    let (now, until) = validity(days);
+    let ca_expires = ca_not_after(ca_cert)?;
+    anyhow::ensure!(
+        until.unix_timestamp() <= ca_expires,
+        "the CA expires before a {days}-day certificate would: make a new CA (run without --reuse-ca) or ask for fewer --days"
+    );
+    let signing_key = KeyPair::from_pem(ca_key).context("reading the CA key")?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(ca_cert, &signing_key)
+        .context("reading the CA certificate")?;
     let key = KeyPair::generate()?;
     let sans = vec![
         format!("{service}.{namespace}.svc"),
@@ -78,11 +101,27 @@ pub fn generate(service: &str, namespace: &str, days: u32) -> Result<Generated> 
     leaf.not_after = until;
     let cert = leaf.signed_by(&key, &issuer)?;
     Ok(Generated {
-        ca_cert: ca_cert.pem(),
-        ca_key: ca_key.serialize_pem(),
+        ca_cert: ca_cert.to_string(),
+        ca_key: ca_key.to_string(),
         tls_cert: cert.pem(),
         tls_key: key.serialize_pem(),
     })
+}
+
+/// When a PEM certificate expires (Unix seconds).
+fn ca_not_after(pem: &str) -> Result<i64> {
+    use rustls::pki_types::pem::PemObject;
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .context("reading the CA certificate")?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|_| anyhow::anyhow!("the CA certificate is not X.509"))?;
+    Ok(cert.validity().not_after.timestamp())
+}
+
+/// From five minutes ago (clock skew) to `days` from now.
+fn validity(days: u32) -> (time::OffsetDateTime, time::OffsetDateTime) {
+    let now = time::OffsetDateTime::now_utc();
+    (now, now + time::Duration::days(i64::from(days)))
 }
 
 fn write(dir: &Path, name: &str, content: &str, private: bool) -> Result<()> {
@@ -98,7 +137,26 @@ fn write(dir: &Path, name: &str, content: &str, private: bool) -> Result<()> {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let g = generate(&args.service, &args.namespace, args.days)?;
+    let g = if args.reuse_ca {
+        let read = |name: &str| {
+            let path = args.out.join(name);
+            std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "--reuse-ca: reading {} (made by an earlier run)",
+                    path.display()
+                )
+            })
+        };
+        issue(
+            &read("ca.crt")?,
+            &read("ca.key")?,
+            &args.service,
+            &args.namespace,
+            args.days,
+        )?
+    } else {
+        generate(&args.service, &args.namespace, args.days)?
+    };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     write(&args.out, "ca.crt", &g.ca_cert, false)?;

@@ -1,5 +1,6 @@
 //! The offline commands, run as a user would run them.
 
+use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -230,6 +231,82 @@ fn serve_needs_a_mapping_source_or_validate_only() {
         "",
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn certs_make_a_ca_and_renew_the_serving_pair_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+    let made = run(
+        &[
+            "certs",
+            "--out",
+            out,
+            "--service",
+            "hook",
+            "--namespace",
+            "ns",
+        ],
+        "",
+    );
+    assert!(made.status.success(), "{}", stderr(&made));
+    let ca = read("ca.crt");
+    let bundle = base64::engine::general_purpose::STANDARD.encode(&ca);
+    assert_eq!(stdout(&made).trim(), bundle, "stdout is the caBundle");
+    for name in [
+        "hook.ns.svc",
+        "hook.ns.svc.cluster.local",
+        "localhost",
+        "127.0.0.1",
+    ] {
+        verifies(&ca, &read("tls.crt"), name).unwrap();
+    }
+    assert!(verifies(&ca, &read("tls.crt"), "other.ns.svc").is_err());
+
+    // Renewal: same CA and caBundle, a new key and certificate that verify against it.
+    let (old_cert, old_key) = (read("tls.crt"), read("tls.key"));
+    let renewed = run(
+        &[
+            "certs",
+            "--out",
+            out,
+            "--service",
+            "hook",
+            "--namespace",
+            "ns",
+            "--reuse-ca",
+        ],
+        "",
+    );
+    assert!(renewed.status.success(), "{}", stderr(&renewed));
+    assert_eq!(stdout(&renewed).trim(), bundle);
+    assert_eq!(read("ca.crt"), ca);
+    assert_ne!(read("tls.crt"), old_cert);
+    assert_ne!(read("tls.key"), old_key);
+    verifies(&ca, &read("tls.crt"), "hook.ns.svc").unwrap();
+
+    // A serving certificate may not outlive its CA (ten times --days by default).
+    let too_long = run(&["certs", "--out", out, "--reuse-ca", "--days", "5000"], "");
+    assert_eq!(too_long.status.code(), Some(1));
+    assert!(
+        stderr(&too_long).contains("CA expires"),
+        "{}",
+        stderr(&too_long)
+    );
+    // Nothing to reuse.
+    let empty = tempfile::tempdir().unwrap();
+    let none = run(
+        &[
+            "certs",
+            "--out",
+            empty.path().to_str().unwrap(),
+            "--reuse-ca",
+        ],
+        "",
+    );
+    assert_eq!(none.status.code(), Some(1));
+    assert!(stderr(&none).contains("ca.crt"), "{}", stderr(&none));
 }
 
 #[test]

@@ -226,6 +226,28 @@ pub fn client_config(ca: &str) -> rustls::ClientConfig {
         .with_no_client_auth()
 }
 
+/// Whether the PEM certificate `cert` chains to the PEM CA `ca` and is valid for `name` now, as
+/// kube-apiserver checks a webhook's certificate against its caBundle.
+pub fn verifies(ca: &[u8], cert: &[u8], name: &str) -> Result<(), rustls::Error> {
+    use rustls::client::danger::ServerCertVerifier;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        rancher_remap::server::tls::provider(),
+    )
+    .build()
+    .unwrap();
+    let cert = rustls::pki_types::CertificateDer::from_pem_slice(cert).unwrap();
+    let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    verifier
+        .verify_server_cert(&cert, &[], &name, &[], rustls::pki_types::UnixTime::now())
+        .map(|_| ())
+}
+
 /// The value of one metric series (`name{labels}`) in a Prometheus text exposition.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::process::Command;
-use std::sync::Arc;
 
 use base64::Engine;
 use k8s_openapi::api::admissionregistration::v1::{
@@ -24,7 +23,7 @@ use serde_json::Value;
 use rancher_remap::mapping::objects::{DEFAULT_CONFIGMAP_NAME, MAPPINGS_LABEL};
 use rancher_remap::rewrite::MIGRATED_ANNOTATION;
 
-use crate::common::{bin, repo, stdout};
+use crate::common::{bin, repo, stdout, verifies};
 
 const NAMESPACE: &str = "rancher-remap";
 const SERVICE_DNS: &str = "rancher-remap.rancher-remap.svc";
@@ -582,13 +581,13 @@ fn self_signed_render_fills_the_secret_and_every_ca_bundle() {
         return;
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
-    for overlay in ["destination", "source"] {
-        let dir = tempfile::tempdir().unwrap();
+    let render = |overlay: &str, dir: &std::path::Path, renew: bool| {
         let out = Command::new("bash")
             .arg(repo("scripts/render-self-signed"))
             .arg(overlay)
             .arg(env!("CARGO_BIN_EXE_rancher-remap"))
-            .env("OUT_DIR", dir.path())
+            .env("OUT_DIR", dir)
+            .env("RENEW", if renew { "1" } else { "" })
             .output()
             .unwrap();
         assert!(
@@ -596,7 +595,34 @@ fn self_signed_render_fills_the_secret_and_every_ca_bundle() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let text = std::fs::read_to_string(dir.path().join("install.yaml")).unwrap();
+        std::fs::read_to_string(dir.join("install.yaml")).unwrap()
+    };
+    for overlay in ["destination", "source"] {
+        let dir = tempfile::tempdir().unwrap();
+        let text = render(overlay, dir.path(), false);
+        // Rendering again keeps the certificates; RENEW=1 replaces the serving pair only.
+        assert_eq!(render(overlay, dir.path(), false), text);
+        let renewed = render(overlay, dir.path(), true);
+        let secret_of = |t: &str| {
+            let docs = rancher_remap::manifest::parse_documents(t).unwrap();
+            let s = docs.into_iter().find(|d| d["kind"] == "Secret").unwrap();
+            (s["data"]["tls.crt"].clone(), s["data"]["ca.crt"].clone())
+        };
+        let ((old_cert, old_ca), (new_cert, new_ca)) = (secret_of(&text), secret_of(&renewed));
+        assert_ne!(old_cert, new_cert, "{overlay}: a new serving certificate");
+        assert_eq!(old_ca, new_ca, "{overlay}: the same CA");
+        let bundles = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| l.contains("caBundle:"))
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(
+            bundles(&text),
+            bundles(&renewed),
+            "{overlay}: caBundles unchanged"
+        );
+        let text = renewed;
         let install = Install {
             docs: rancher_remap::manifest::parse_documents(&text).unwrap(),
         };
@@ -618,7 +644,7 @@ fn self_signed_render_fills_the_secret_and_every_ca_bundle() {
             !data.contains_key("ca.key"),
             "the CA key stays on the operator's machine"
         );
-        let cert = rustls::pki_types::CertificateDer::from(pem_der(&data["tls.crt"].0));
+        let cert = &data["tls.crt"].0;
         let mut bundles = Vec::new();
         for kind in [
             "MutatingWebhookConfiguration",
@@ -637,33 +663,9 @@ fn self_signed_render_fills_the_secret_and_every_ca_bundle() {
         }
         assert!(!bundles.is_empty());
         for bundle in bundles {
-            let mut roots = rustls::RootCertStore::empty();
-            roots.add(pem_der(&bundle).into()).unwrap();
-            verifies(roots, &cert);
+            verifies(&bundle, cert, SERVICE_DNS).expect("the serving certificate verifies");
         }
     }
-}
-
-fn pem_der(pem: &[u8]) -> Vec<u8> {
-    use rustls::pki_types::pem::PemObject;
-    rustls::pki_types::CertificateDer::from_pem_slice(pem)
-        .unwrap()
-        .to_vec()
-}
-
-/// As kube-apiserver checks it: chains to the bundle, names the Service.
-fn verifies(roots: rustls::RootCertStore, cert: &rustls::pki_types::CertificateDer<'_>) {
-    use rustls::client::danger::ServerCertVerifier;
-    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots),
-        Arc::new(rustls::crypto::ring::default_provider()),
-    )
-    .build()
-    .unwrap();
-    let name = rustls::pki_types::ServerName::try_from(SERVICE_DNS).unwrap();
-    verifier
-        .verify_server_cert(cert, &[], &name, &[], rustls::pki_types::UnixTime::now())
-        .expect("the serving certificate verifies against the caBundle");
 }
 
 #[test]
