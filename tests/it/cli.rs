@@ -8,21 +8,17 @@ use crate::common::*;
 const MAPPINGS: &str = "p-ab12c=p-xy99z,c-7gh2k:p-ab12c=c-m-4kq8z9rt:p-xy99z";
 const KEY: &str = "field.cattle.io/projectId";
 
+/// `rewrite --project-mappings MAPPINGS ARGS...`, fed `stdin`.
+fn rewrite(mappings: &str, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut all = vec!["rewrite", "--project-mappings", mappings];
+    all.extend_from_slice(args);
+    run(&all, stdin)
+}
+
 #[test]
 fn rewrite_json_object_from_stdin() {
     let dep = fixture_object("create-deployment-migrated.json").to_string();
-    let out = run(
-        &[
-            "rewrite",
-            "--project-mappings",
-            MAPPINGS,
-            "-o",
-            "json",
-            "-f",
-            "-",
-        ],
-        &dep,
-    );
+    let out = rewrite(MAPPINGS, &["-o", "json", "-f", "-"], &dep);
     assert!(out.status.success(), "{}", stderr(&out));
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(
@@ -65,11 +61,9 @@ fn rewrite_yaml_stream_keeps_order_and_lists_expand() {
 
 #[test]
 fn rewrite_json_several_objects_is_a_list() {
-    let out = run(
+    let out = rewrite(
+        MAPPINGS,
         &[
-            "rewrite",
-            "--project-mappings",
-            MAPPINGS,
             "-o",
             "json",
             "-f",
@@ -91,18 +85,7 @@ fn rewrite_json_several_objects_is_a_list() {
 #[test]
 fn rewrite_drop_removes_unmapped_labels() {
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x", "labels": {KEY: "p-nope"}}});
-    let out = run(
-        &[
-            "rewrite",
-            "--project-mappings",
-            MAPPINGS,
-            "-o",
-            "json",
-            "-f",
-            "-",
-        ],
-        &ns.to_string(),
-    );
+    let out = rewrite(MAPPINGS, &["-o", "json", "-f", "-"], &ns.to_string());
     assert!(out.status.success());
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert!(v["metadata"]["labels"].get(KEY).is_none());
@@ -111,18 +94,9 @@ fn rewrite_drop_removes_unmapped_labels() {
         "{}",
         stderr(&out)
     );
-    let out = run(
-        &[
-            "rewrite",
-            "--project-mappings",
-            MAPPINGS,
-            "--unmapped",
-            "keep",
-            "-o",
-            "json",
-            "-f",
-            "-",
-        ],
+    let out = rewrite(
+        MAPPINGS,
+        &["--unmapped", "keep", "-o", "json", "-f", "-"],
         &ns.to_string(),
     );
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -132,16 +106,9 @@ fn rewrite_drop_removes_unmapped_labels() {
 #[test]
 fn rewrite_deny_exits_1_with_reason_and_no_output() {
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x", "labels": {KEY: "p-nope"}}});
-    let out = run(
-        &[
-            "rewrite",
-            "--project-mappings",
-            MAPPINGS,
-            "--unmapped",
-            "deny",
-            "-f",
-            "-",
-        ],
+    let out = rewrite(
+        MAPPINGS,
+        &["--unmapped", "deny", "-f", "-"],
         &ns.to_string(),
     );
     assert_eq!(out.status.code(), Some(1));
@@ -155,50 +122,20 @@ fn rewrite_deny_exits_1_with_reason_and_no_output() {
 
 #[test]
 fn rewrite_refuses_invalid_mappings_and_input() {
-    let out = run(
-        &[
-            "rewrite",
-            "--project-mappings",
-            "p-a=p-b,p-c: p-d",
-            "-f",
-            "-",
-        ],
-        "{}",
-    );
+    let out = rewrite("p-a=p-b,p-c: p-d", &["-f", "-"], "{}");
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("did you mean \"p-c=p-d\""),
         "{}",
         stderr(&out)
     );
-    let out = run(
-        &[
-            "rewrite",
-            "--project-mappings",
-            "p-a=p-b,p-b=p-c",
-            "-f",
-            "-",
-        ],
-        "{}",
-    );
+    let out = rewrite("p-a=p-b,p-b=p-c", &["-f", "-"], "{}");
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("chain"), "{}", stderr(&out));
-    let out = run(
-        &["rewrite", "--project-mappings", MAPPINGS, "-f", "-"],
-        "{ not json",
-    );
+    let out = rewrite(MAPPINGS, &["-f", "-"], "{ not json");
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("invalid JSON"), "{}", stderr(&out));
-    let out = run(
-        &[
-            "rewrite",
-            "--project-mappings",
-            MAPPINGS,
-            "-f",
-            "/nonexistent/file.yaml",
-        ],
-        "",
-    );
+    let out = rewrite(MAPPINGS, &["-f", "/nonexistent/file.yaml"], "");
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -206,18 +143,7 @@ fn rewrite_refuses_invalid_mappings_and_input() {
 fn rewrite_needs_exactly_one_mapping_source() {
     let out = run(&["rewrite", "-f", "-"], "");
     assert_eq!(out.status.code(), Some(2), "usage error");
-    let out = run(
-        &[
-            "rewrite",
-            "--project-mappings",
-            MAPPINGS,
-            "--mappings-file",
-            "x",
-            "-f",
-            "-",
-        ],
-        "",
-    );
+    let out = rewrite(MAPPINGS, &["--mappings-file", "x", "-f", "-"], "");
     assert_eq!(out.status.code(), Some(2));
 }
 

@@ -29,6 +29,16 @@ async fn post(c: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
     (status, r.json().await.unwrap())
 }
 
+/// The migrated Deployment fixture, posted to `/mutate` over a fresh HTTP/1.1 client.
+async fn post_migrated_deployment(s: &TestServer) -> (u16, Value) {
+    post(
+        &s.client(&s.ca, false),
+        &s.url("/mutate"),
+        &review("create-deployment-migrated.json"),
+    )
+    .await
+}
+
 fn patch_of(resp: &Value) -> Option<Vec<json_patch::PatchOperation>> {
     let b64 = resp["response"]["patch"].as_str()?;
     let bytes = base64::engine::general_purpose::STANDARD
@@ -174,12 +184,7 @@ async fn deny_names_object_key_and_value() {
         },
     )
     .await;
-    let (_, resp) = post(
-        &s.client(&s.ca, false),
-        &s.url("/mutate"),
-        &review("create-deployment-migrated.json"),
-    )
-    .await;
+    let (_, resp) = post_migrated_deployment(&s).await;
     assert_eq!(resp["response"]["allowed"], false);
     assert_eq!(resp["response"]["status"]["code"], 403);
     let msg = resp["response"]["status"]["message"].as_str().unwrap();
@@ -277,13 +282,7 @@ async fn validate_only_is_ready_without_mappings_and_does_not_mutate() {
     let ready = reqwest::get(s.admin_url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
     validates_the_example_clusterpair(&s).await;
-    let c = s.client(&s.ca, false);
-    let (status, body) = post(
-        &c,
-        &s.url("/mutate"),
-        &review("create-deployment-migrated.json"),
-    )
-    .await;
+    let (status, body) = post_migrated_deployment(&s).await;
     assert_eq!(status, 404);
     assert!(
         body["error"].as_str().unwrap().contains("--validate-only"),
@@ -353,12 +352,7 @@ async fn readiness_follows_the_mappings_file_and_keeps_the_last_good_table() {
             .unwrap_or(0)
     };
     assert_eq!(ready().await, 503, "invalid first table: not ready");
-    let (status, _) = post(
-        &s.client(&s.ca, false),
-        &s.url("/mutate"),
-        &review("create-deployment-migrated.json"),
-    )
-    .await;
+    let (status, _) = post_migrated_deployment(&s).await;
     assert_eq!(status, 503);
     version("..v2", MAPPINGS);
     eventually(
@@ -374,12 +368,7 @@ async fn readiness_follows_the_mappings_file_and_keeps_the_last_good_table() {
             .contains("rancher_remap_mapping_table_reloads_total{result=\"rejected\"} 2")
     })
     .await;
-    let (_, resp) = post(
-        &s.client(&s.ca, false),
-        &s.url("/mutate"),
-        &review("create-deployment-migrated.json"),
-    )
-    .await;
+    let (_, resp) = post_migrated_deployment(&s).await;
     assert!(
         patch_of(&resp).is_some(),
         "the last good table is still in force"
@@ -514,13 +503,7 @@ async fn a_client_that_trickles_its_headers_is_cut_off_while_others_are_served()
     slow.flush().await.unwrap();
 
     // Meanwhile another client is answered normally.
-    let c = s.client(&s.ca, false);
-    let (status, resp) = post(
-        &c,
-        &s.url("/mutate"),
-        &review("create-deployment-migrated.json"),
-    )
-    .await;
+    let (status, resp) = post_migrated_deployment(&s).await;
     assert_eq!(status, 200, "{resp}");
 
     // The slow connection is closed by the server (possibly after a 408), not left open.
