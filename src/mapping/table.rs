@@ -48,10 +48,14 @@ struct Claim {
 }
 
 impl Table {
-    /// Builds a table from parsed entries. Any per-entry error in `parsed`, or any conflict
-    /// across entries, rejects the whole table; all errors are reported, not just the first.
+    /// Builds a table from parsed entries. Any per-entry error in `parsed`, any conflict across
+    /// entries, or no entries at all rejects the whole table; all errors are reported, not
+    /// just the first.
     pub fn build(parsed: Parsed) -> Result<Table, MappingErrors> {
         let mut errors = parsed.errors;
+        if parsed.entries.is_empty() && errors.is_empty() {
+            return Err(MappingErrors(vec![MappingError::NoEntries]));
+        }
         let parsed = parsed.entries;
         let n = parsed.len();
         let mut t = Table {

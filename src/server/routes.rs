@@ -1,13 +1,15 @@
 //! HTTP routes: the webhook (`/mutate`, `/validate`) and the admin endpoints. Handlers only
 //! read the body, decode, call the pure decision, and count and log what happened.
 
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -31,7 +33,14 @@ pub struct AppState {
     /// `serve --validate-only` (the source cluster): no table is expected, the server is ready
     /// at once, and `/mutate` is not served.
     pub validate_only: bool,
+    /// The whole request, head and body, must arrive within this from the head's first byte;
+    /// a late body is answered 408.
+    pub request_timeout: Duration,
 }
+
+/// When a request's head began (set per connection by the server; see `deadlines`).
+#[derive(Clone, Copy, Debug)]
+pub struct RequestStart(pub tokio::time::Instant);
 
 impl AppState {
     /// Puts a new table in force.
@@ -103,11 +112,51 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// Reads the body up to the limit; a declared length over the limit is refused before reading.
+/// An early answer (before the request body was read) that keeps the request body open until
+/// the answer has been sent. On HTTP/2, dropping an unread request body before the response
+/// ends makes the stream reset with CANCEL, and clients lose the answer ("stream error");
+/// after it ends the reset is NO_ERROR, which says "stop sending" (RFC 9113 §8.1). HTTP/1.1
+/// closes the connection after such an answer either way.
+fn answer_holding(resp: Response, request_body: Body) -> Response {
+    resp.map(|inner| {
+        Body::new(Holding {
+            inner,
+            _request_body: request_body,
+        })
+    })
+}
+
+struct Holding {
+    inner: Body,
+    _request_body: Body,
+}
+
+impl http_body::Body for Holding {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Reads the body up to the limit and by the request deadline; a declared length over the
+/// limit is refused before reading. Refusals keep the body open until they are sent.
 async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
+    req: axum::extract::Request,
     limit: usize,
+    timeout: Duration,
 ) -> Result<bytes::Bytes, Response> {
     let too_large = || {
         error(
@@ -115,29 +164,50 @@ async fn read_body(
             format!("request body is over the {limit}-byte limit"),
         )
     };
-    let declared = headers
+    let start = req
+        .extensions()
+        .get::<RequestStart>()
+        .map_or_else(tokio::time::Instant::now, |s| s.0);
+    let declared = req
+        .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let mut body = req.into_body();
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
+        return Err(answer_holding(too_large(), body));
     }
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e)
+    let read = tokio::time::timeout_at(
+        start + timeout,
+        http_body_util::Limited::new(&mut body, limit).collect(),
+    )
+    .await;
+    match read {
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e))
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(too_large())
+            Err(answer_holding(too_large(), body))
         }
-        Err(_) => Err(error(
+        Ok(Err(_)) => Err(error(
             StatusCode::BAD_REQUEST,
             "could not read the request body",
+        )),
+        Err(_) => Err(answer_holding(
+            error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request did not arrive within {} s",
+                    timeout.as_secs_f64()
+                ),
+            ),
+            body,
         )),
     }
 }
 
-async fn mutate(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
     if s.validate_only {
         // A webhook configuration pointing a mutating webhook at a validator: say so plainly
         // rather than look like a server still waiting for its table.
@@ -148,20 +218,23 @@ async fn mutate(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) 
                 outcome: "not_served",
             })
             .inc();
-        return error(
-            StatusCode::NOT_FOUND,
-            "this server runs with --validate-only: /mutate is not served",
+        return answer_holding(
+            error(
+                StatusCode::NOT_FOUND,
+                "this server runs with --validate-only: /mutate is not served",
+            ),
+            req.into_body(),
         );
     }
-    handle::<Relevant>("mutate", &s, &headers, body, |req, s| {
+    handle::<Relevant>("mutate", &s, req, |req, s| {
         let mappings = s.mappings.load_full()?;
         Some(admission::mutate(req, &mappings, &s.settings))
     })
     .await
 }
 
-async fn validate(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    handle::<Value>("validate", &s, &headers, body, |req, _| {
+async fn validate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+    handle::<Value>("validate", &s, req, |req, _| {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -175,8 +248,7 @@ async fn validate(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body
 async fn handle<O: DeserializeOwned + Into<Value>>(
     endpoint: &'static str,
     s: &AppState,
-    headers: &HeaderMap,
-    body: Body,
+    http_request: axum::extract::Request,
     decide: impl FnOnce(&Request, &AppState) -> Option<Decision>,
 ) -> Response {
     let start = Instant::now();
@@ -190,7 +262,7 @@ async fn handle<O: DeserializeOwned + Into<Value>>(
             .get_or_create(&EndpointLabels { endpoint })
             .observe(start.elapsed().as_secs_f64());
     };
-    let bytes = match read_body(headers, body, s.max_body_bytes).await {
+    let bytes = match read_body(http_request, s.max_body_bytes, s.request_timeout).await {
         Ok(b) => b,
         Err(resp) => {
             count("bad_request");

@@ -126,17 +126,19 @@ async fn start_fed(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let ca = write_certs(dir.path());
+    let timing = adjust(Timing {
+        cert_poll: Duration::from_millis(100),
+        drain: Duration::from_secs(10),
+        ..Timing::default()
+    });
     let state = Arc::new(AppState {
         mappings: arc_swap::ArcSwapOption::empty(),
         settings,
         metrics: Arc::new(Metrics::default()),
         max_body_bytes: 64 * 1024,
         validate_only: matches!(feed, Feed::ValidateOnly),
-    });
-    let timing = adjust(Timing {
-        cert_poll: Duration::from_millis(100),
-        drain: Duration::from_secs(10),
-        ..Timing::default()
+        // One knob in tests, as in `serve --request-timeout`.
+        request_timeout: timing.header_read,
     });
     match feed {
         Feed::Source(source) => {
