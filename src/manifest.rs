@@ -72,14 +72,16 @@ fn yaml_error(e: &serde_saphyr::Error) -> ManifestError {
     use serde_saphyr::Error as E;
     let inner = e.without_snippet();
     let kind = match inner {
-        E::ExternalMessage { msg, .. } if crate::mapping::is_quotable(&msg.replace([',', '\''], "")) => msg.clone(),
+        E::ExternalMessage { msg, .. }
+            if crate::mapping::is_quotable(&msg.replace([',', '\''], "")) =>
+        {
+            msg.clone()
+        }
         E::Eof { .. } => "unexpected end of input".to_string(),
         E::Unexpected { expected, .. } => format!("expected {expected}"),
         _ => "syntax error".to_string(),
     };
-    let (line, column) = inner
-        .location()
-        .map_or((0, 0), |l| (l.line(), l.column()));
+    let (line, column) = inner.location().map_or((0, 0), |l| (l.line(), l.column()));
     ManifestError::Yaml { line, column, kind }
 }
 

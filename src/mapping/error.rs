@@ -160,7 +160,10 @@ pub enum MappingError {
     #[error("entry {entry} has an empty {side}")]
     EmptySide { entry: EntryRef, side: Side },
     /// One side is not a valid project-ID value.
-    #[error("entry {entry}: {side} {} is not a project ID (P or C:P): {reason}", quoted_or(value, "value"))]
+    #[error(
+        "entry {entry}: {side} {} is not a project ID (P or C:P): {reason}",
+        quoted_or(value, "value")
+    )]
     InvalidId {
         entry: EntryRef,
         side: Side,

@@ -113,8 +113,8 @@ pub fn parse_text(text: &str, origin: &Origin) -> Parsed {
                 Some((src, dst)) => {
                     let src = trimmed(src, 0);
                     let dst = trimmed(dst, piece.len() - dst.len());
-                    let at = EntryRef::new(piece, src.clone(), origin.clone())
-                        .at(position, line_number);
+                    let at =
+                        EntryRef::new(piece, src.clone(), origin.clone()).at(position, line_number);
                     push_entry(&mut out, at, src, dst)
                 }
                 None => out.errors.push(MappingError::MissingEquals {
@@ -305,7 +305,10 @@ mod tests {
         assert!(!message.contains("p_b"), "{message}");
         let e = errors("p-a=p-b\np-c=p-d,token: s3cr3t.Value_x");
         let message = e[0].to_string();
-        assert!(message.contains("entry #3 (line 2) has no '='"), "{message}");
+        assert!(
+            message.contains("entry #3 (line 2) has no '='"),
+            "{message}"
+        );
         assert!(!message.contains("s3cr3t") && !message.contains("did you mean"));
         assert_eq!(errors("p-a=p-b=p-c").len(), 1);
     }

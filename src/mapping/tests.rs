@@ -199,11 +199,20 @@ fn mappings_file_kinds() {
     );
     // A manifest is never re-read as mapping text, and its errors give only a position.
     let broken = "apiVersion: v1\nkind: ConfigMap\ndata:\n  k: \"p-a=p-b\n    token: s3cr3t\n";
-    let e = objects::mappings_from_file_text(broken).unwrap_err().to_string();
+    let e = objects::mappings_from_file_text(broken)
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("invalid YAML at line"), "{e}");
     assert!(!e.contains("s3cr3t") && !e.contains("no '='"), "{e}");
-    for empty in ["", "\n\n", "  \n", "apiVersion: v1\nkind: ConfigMap\ndata: {}\n"] {
-        let e = objects::mappings_from_file_text(empty).unwrap_err().to_string();
+    for empty in [
+        "",
+        "\n\n",
+        "  \n",
+        "apiVersion: v1\nkind: ConfigMap\ndata: {}\n",
+    ] {
+        let e = objects::mappings_from_file_text(empty)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no mapping entries"), "{empty:?}: {e}");
     }
 }

@@ -16,9 +16,9 @@ use anyhow::{Context, Result};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tower::ServiceExt;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 
 use self::routes::AppState;
 use self::tls::{CertFiles, Resolver};

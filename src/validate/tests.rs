@@ -182,12 +182,22 @@ fn servers() {
     ));
     assert!(has(
         &errors(&cp(json!({"server": "https://"}), token_user())),
-        "has no host"
+        "empty host"
     ));
     assert!(has(
         &errors(&cp(json!({"server": "ftp://h"}), token_user())),
-        "is not https"
+        "scheme is not https"
     ));
+    assert!(has(
+        &errors(&cp(json!({"server": "https://h:notaport"}), token_user())),
+        "invalid port number"
+    ));
+    // The URL is never quoted (it may hold user info).
+    let e = errors(&cp(
+        json!({"server": "ftp://admin:pw-s3cr3t@h:6443"}),
+        token_user(),
+    ));
+    assert!(!format!("{e:?}").contains("s3cr3t"), "{e:?}");
 }
 
 #[test]
@@ -270,7 +280,11 @@ fn an_empty_mapping_configmap_is_refused_and_a_clusterpair_without_mappings_is_n
         good_cluster(),
         json!({"client-certificate-data": c, "client-key-data": k}),
     );
-    for without in [json!({}), json!({"rancher": {}}), json!({"rancher": {"projectMappings": {}}})] {
+    for without in [
+        json!({}),
+        json!({"rancher": {}}),
+        json!({"rancher": {"projectMappings": {}}}),
+    ] {
         o["spec"]["platformOptions"] = without.clone();
         let r = check(&o, NOW);
         assert!(!r.is_denied(), "{without}: {r:?}");

@@ -6,6 +6,7 @@ mod configmap;
 mod deploy;
 mod fake_api;
 mod hostile;
+mod leaks;
 mod properties;
 mod review;
 mod secrets;
