@@ -112,18 +112,53 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// An early answer (before the request body was read) that keeps the request body open until
-/// the answer has been sent. On HTTP/2, dropping an unread request body before the response
-/// ends makes the stream reset with CANCEL, and clients lose the answer ("stream error");
-/// after it ends the reset is NO_ERROR, which says "stop sending" (RFC 9113 §8.1). HTTP/1.1
-/// closes the connection after such an answer either way.
-fn answer_holding(resp: Response, request_body: Body) -> Response {
-    resp.map(|inner| {
-        Body::new(Holding {
-            inner,
-            _request_body: request_body,
+/// Most of an unread request body drained after an early answer (see [`answer_early`]); a
+/// longer one is cut off instead.
+const EARLY_ANSWER_DRAIN_BYTES: u64 = 32 << 20;
+
+/// An answer given before the request body was read (404, 413, 408), sent so that it reaches the
+/// client intact. Clients commonly keep sending their body and only then read the answer; cutting
+/// the body off under them loses it: on HTTP/1.1 the kernel resets a connection closed with
+/// unread bytes, and on HTTP/2 a stream reset while the client uploads is reported as a stream
+/// error by some clients (curl), whatever its code.
+///
+/// So with `drain`, the rest of the body is read and thrown away in the background, up to
+/// [`EARLY_ANSWER_DRAIN_BYTES`] and the request deadline, and the exchange ends as a normal one.
+/// Without it (a body declared longer than that, or already late), the body is cut off: on
+/// HTTP/2 only once the answer has been sent, so the reset is NO_ERROR ("stop sending", RFC 9113
+/// §8.1) rather than CANCEL, which loses the answer in every client.
+fn answer_early(
+    resp: Response,
+    request_body: Body,
+    version: axum::http::Version,
+    deadline: tokio::time::Instant,
+    drain: bool,
+) -> Response {
+    if drain {
+        tokio::spawn(async move {
+            let mut body = request_body;
+            let mut seen = 0u64;
+            let _ = tokio::time::timeout_at(deadline, async {
+                while let Some(Ok(frame)) = body.frame().await {
+                    seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    if seen > EARLY_ANSWER_DRAIN_BYTES {
+                        break;
+                    }
+                }
+            })
+            .await;
+        });
+        resp
+    } else if version == axum::http::Version::HTTP_2 {
+        resp.map(|inner| {
+            Body::new(Holding {
+                inner,
+                _request_body: request_body,
+            })
         })
-    })
+    } else {
+        resp
+    }
 }
 
 struct Holding {
@@ -164,21 +199,20 @@ async fn read_body(
             format!("request body is over the {limit}-byte limit"),
         )
     };
-    let start = req
-        .extensions()
-        .get::<RequestStart>()
-        .map_or_else(tokio::time::Instant::now, |s| s.0);
+    let deadline = request_deadline(&req, timeout);
+    let version = req.version();
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let mut body = req.into_body();
+    let drain = declared.is_none_or(|n| n <= EARLY_ANSWER_DRAIN_BYTES);
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(answer_holding(too_large(), body));
+        return Err(answer_early(too_large(), body, version, deadline, drain));
     }
     let read = tokio::time::timeout_at(
-        start + timeout,
+        deadline,
         http_body_util::Limited::new(&mut body, limit).collect(),
     )
     .await;
@@ -188,13 +222,14 @@ async fn read_body(
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(answer_holding(too_large(), body))
+            Err(answer_early(too_large(), body, version, deadline, drain))
         }
         Ok(Err(_)) => Err(error(
             StatusCode::BAD_REQUEST,
             "could not read the request body",
         )),
-        Err(_) => Err(answer_holding(
+        // Late: not drained (the deadline has passed).
+        Err(_) => Err(answer_early(
             error(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
@@ -203,8 +238,19 @@ async fn read_body(
                 ),
             ),
             body,
+            version,
+            deadline,
+            false,
         )),
     }
+}
+
+/// When the whole request must have arrived: `timeout` after its head began.
+fn request_deadline(req: &axum::extract::Request, timeout: Duration) -> tokio::time::Instant {
+    req.extensions()
+        .get::<RequestStart>()
+        .map_or_else(tokio::time::Instant::now, |s| s.0)
+        + timeout
 }
 
 async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
@@ -218,12 +264,22 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
                 outcome: "not_served",
             })
             .inc();
-        return answer_holding(
+        let deadline = request_deadline(&req, s.request_timeout);
+        let version = req.version();
+        let drain = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .is_none_or(|n| n <= EARLY_ANSWER_DRAIN_BYTES);
+        return answer_early(
             error(
                 StatusCode::NOT_FOUND,
                 "this server runs with --validate-only: /mutate is not served",
             ),
             req.into_body(),
+            version,
+            deadline,
+            drain,
         );
     }
     handle::<Relevant>("mutate", &s, req, |req, s| {

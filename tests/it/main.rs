@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod configmap;
 mod deploy;
+mod edges;
 mod fake_api;
 mod hostile;
 mod leaks;
