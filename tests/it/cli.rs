@@ -270,7 +270,7 @@ fn certs_keeps_an_existing_ca_and_checks_its_inputs() {
     for (args, says) in [
         (vec!["--days", "300000"], "1..=3650"),
         (vec!["--days", "0"], "1..=3650"),
-        (vec!["--days", "-1"], "--days"),
+        (vec!["--days", "-1"], "-1"),
         (vec!["--service", "Bad_Name"], "DNS-1123"),
         (vec!["--namespace", "NS!"], "DNS-1123"),
         (vec!["--service", ""], "DNS-1123"),
