@@ -21,7 +21,6 @@ use super::admission::{self, Decision, MutateSettings};
 use super::metrics::{EndpointLabels, LocationLabels, Metrics, RequestLabels};
 use super::review::{self, Request};
 use crate::mapping::objects::Mappings;
-use crate::rewrite::Relevant;
 
 /// What the handlers share. The table is swapped atomically; requests never wait on a reload.
 pub struct AppState {
@@ -282,7 +281,7 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
             drain,
         );
     }
-    handle::<Relevant>("mutate", &s, req, |req, s| {
+    handle::<Value>("mutate", &s, req, |req, s| {
         let mappings = s.mappings.load_full()?;
         Some(admission::mutate(req, &mappings, &s.settings))
     })
