@@ -3,6 +3,7 @@
 pub mod admission;
 mod deadlines;
 pub mod metrics;
+pub mod mutate;
 pub mod review;
 pub mod routes;
 pub mod tls;

@@ -118,18 +118,25 @@ pub enum ReviewError {
     NoRequest,
 }
 
+impl ReviewError {
+    /// A decode error by position and category only.
+    pub fn from_json(e: &serde_json::Error) -> ReviewError {
+        ReviewError::Decode {
+            category: match e.classify() {
+                serde_json::error::Category::Io => "I/O",
+                serde_json::error::Category::Syntax => "syntax",
+                serde_json::error::Category::Data => "type",
+                serde_json::error::Category::Eof => "unexpected end of input",
+            },
+            line: e.line(),
+            column: e.column(),
+        }
+    }
+}
+
 /// Decodes and checks a review body, decoding `request.object` as `O`.
 pub fn decode<O: DeserializeOwned>(body: &[u8]) -> Result<Request<O>, ReviewError> {
-    let review: Review<O> = serde_json::from_slice(body).map_err(|e| ReviewError::Decode {
-        category: match e.classify() {
-            serde_json::error::Category::Io => "I/O",
-            serde_json::error::Category::Syntax => "syntax",
-            serde_json::error::Category::Data => "type",
-            serde_json::error::Category::Eof => "unexpected end of input",
-        },
-        line: e.line(),
-        column: e.column(),
-    })?;
+    let review: Review<O> = serde_json::from_slice(body).map_err(|e| ReviewError::from_json(&e))?;
     if review.api_version != API_VERSION || review.kind != "AdmissionReview" {
         let got = if review.kind != "AdmissionReview" {
             "another kind"

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use rancher_remap::mapping::{table_from_text, Lookup, Table};
 use rancher_remap::rewrite::{is_project_id_key, rewrite, rewrite_json, Options, UnmappedPolicy};
 
-const TABLE: &str = "p-src1=p-dst1,p-src2=p-dst2,c-s:p-src1=c-d:p-dst1,p-same=p-same";
+pub(crate) const TABLE: &str = "p-src1=p-dst1,p-src2=p-dst2,c-s:p-src1=c-d:p-dst1,p-same=p-same";
 
 fn table() -> Table {
     table_from_text(TABLE).unwrap()
@@ -85,7 +85,7 @@ fn pod_spec(pk: bool) -> impl Strategy<Value = Value> {
     })
 }
 
-fn object(pk: bool) -> impl Strategy<Value = Value> {
+pub(crate) fn object(pk: bool) -> impl Strategy<Value = Value> {
     // `other.labels` and ConfigMap data hold project-ID keys outside §5: they must never change.
     prop_oneof![
         (metadata(pk), string_map(true)).prop_map(|(m, o)| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": m, "spec": {"finalizers": ["kubernetes"]}, "other": {"labels": o}})),
@@ -97,7 +97,7 @@ fn object(pk: bool) -> impl Strategy<Value = Value> {
     ]
 }
 
-fn policy() -> impl Strategy<Value = UnmappedPolicy> {
+pub(crate) fn policy() -> impl Strategy<Value = UnmappedPolicy> {
     prop::sample::select(vec![
         UnmappedPolicy::Drop,
         UnmappedPolicy::Keep,
