@@ -12,6 +12,7 @@ use arc_swap::ArcSwapOption;
 
 use crate::rewrite::UnmappedPolicy;
 use crate::server::admission::{MutateSettings, Scope};
+use crate::server::admission_log::AdmissionLog;
 use crate::server::metrics::Metrics;
 use crate::server::routes::AppState;
 use crate::server::tls::CertFiles;
@@ -140,14 +141,20 @@ pub fn init_logging(format: LogFormat) {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     init_logging(args.log_format);
+    let metrics = Arc::new(Metrics::default());
+    let (log, writer) = AdmissionLog::start(metrics.log_lines_dropped.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(args))?;
+    let served = runtime.block_on(serve(args, metrics, log));
+    // Every task (and with them every handle on the log) gone, the last lines are written.
+    drop(runtime);
+    writer.wait(Duration::from_secs(5));
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(args: Args) -> Result<()> {
+async fn serve(args: Args, metrics: Arc<Metrics>, log: AdmissionLog) -> Result<()> {
     let s = &args.source;
     let source = match (&s.project_mappings, &s.mappings_file, &s.mappings_configmap) {
         (Some(text), _, _) => Some(Source::Static(text.clone())),
@@ -170,10 +177,11 @@ async fn serve(args: Args) -> Result<()> {
                 .filter(|u| !u.is_empty())
                 .collect::<HashSet<_>>(),
         },
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         max_body_bytes: args.max_body_bytes,
         validate_only: source.is_none(),
         request_timeout: Duration::from_secs(args.request_timeout),
+        log,
     });
     match source {
         Some(source) => source::start(source, state.clone(), Duration::from_secs(1)).await?,

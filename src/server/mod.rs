@@ -1,6 +1,7 @@
 //! The admission server: HTTPS webhook on one port, plain admin endpoints on another.
 
 pub mod admission;
+pub mod admission_log;
 mod deadlines;
 pub mod metrics;
 pub mod mutate;

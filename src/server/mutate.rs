@@ -40,7 +40,10 @@ pub struct MutateRequest<'a, 't> {
 }
 
 /// Decodes a review body, walking its object with `table`.
-pub fn decode<'a, 't>(body: &'a [u8], table: &'t Table) -> Result<MutateRequest<'a, 't>, ReviewError> {
+pub fn decode<'a, 't>(
+    body: &'a [u8],
+    table: &'t Table,
+) -> Result<MutateRequest<'a, 't>, ReviewError> {
     let mut d = serde_json::Deserializer::from_slice(body);
     let review = ReviewSeed { table }
         .deserialize(&mut d)
@@ -200,11 +203,32 @@ impl<'de, 't> Visitor<'de> for RequestVisitor<'t> {
         // Each field at most once, as the decoded-tree path's serde structs insist.
         let mut seen = [false; 8];
         while let Some(key) = map.next_key::<Key<'de>>()? {
-            let field = ["uid", "operation", "kind", "name", "namespace", "userInfo", "dryRun", "object"]
-                .iter()
-                .position(|f| *f == key.0);
+            let field = [
+                "uid",
+                "operation",
+                "kind",
+                "name",
+                "namespace",
+                "userInfo",
+                "dryRun",
+                "object",
+            ]
+            .iter()
+            .position(|f| *f == key.0);
             if let Some(i) = field {
-                once(&mut seen[i], ["uid", "operation", "kind", "name", "namespace", "userInfo", "dryRun", "object"][i])?;
+                once(
+                    &mut seen[i],
+                    [
+                        "uid",
+                        "operation",
+                        "kind",
+                        "name",
+                        "namespace",
+                        "userInfo",
+                        "dryRun",
+                        "object",
+                    ][i],
+                )?;
             }
             match &*key.0 {
                 "uid" => uid = Some(map.next_value_seed(RequiredStr)?),
@@ -363,7 +387,11 @@ pub struct Answer {
 }
 
 /// Decides and writes the answer (the same decision as `admission::mutate`).
-pub fn answer(req: &mut MutateRequest<'_, '_>, mappings: &Mappings, settings: &MutateSettings) -> Answer {
+pub fn answer(
+    req: &mut MutateRequest<'_, '_>,
+    mappings: &Mappings,
+    settings: &MutateSettings,
+) -> Answer {
     let mut a = Answer {
         body: Vec::new(),
         verdict: Verdict::Allowed,
@@ -418,7 +446,9 @@ pub fn answer(req: &mut MutateRequest<'_, '_>, mappings: &Mappings, settings: &M
                 a.unmapped[f.location.index()] += 1;
                 let action = unmapped_action(f.location, &options);
                 let pointer = walked.pointer(f);
-                warnings.push(unmapped_warning(&object, &f.value, pointer, action, f.location));
+                warnings.push(unmapped_warning(
+                    &object, &f.value, pointer, action, f.location,
+                ));
                 match action {
                     UnmappedAction::Denied => {
                         denials.push(unmapped_denial(&object, &f.value, &f.key, pointer))
@@ -433,7 +463,9 @@ pub fn answer(req: &mut MutateRequest<'_, '_>, mappings: &Mappings, settings: &M
     a.warned = !warnings.is_empty();
 
     let mut out = Vec::with_capacity(512 + walked.pointer_bytes() * 4);
-    out.extend_from_slice(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#);
+    out.extend_from_slice(
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#,
+    );
     write_str(&mut out, &req.uid);
     if !denials.is_empty() {
         a.verdict = Verdict::Denied;
@@ -481,7 +513,10 @@ pub fn answer(req: &mut MutateRequest<'_, '_>, mappings: &Mappings, settings: &M
         patch.push(b']');
         out.extend_from_slice(br#","patchType":"JSONPatch","patch":""#);
         let start = out.len();
-        out.resize(start + base64::encoded_len(patch.len(), true).unwrap_or(0), 0);
+        out.resize(
+            start + base64::encoded_len(patch.len(), true).unwrap_or(0),
+            0,
+        );
         let written = base64::engine::general_purpose::STANDARD
             .encode_slice(&patch, &mut out[start..])
             .unwrap_or(0);
@@ -500,7 +535,11 @@ pub fn answer(req: &mut MutateRequest<'_, '_>, mappings: &Mappings, settings: &M
 }
 
 /// The audit annotation: every rewrite, then every removed value (as `admission::audit`).
-fn audit_text(walked: &Walked<'_, '_>, findings: &[crate::rewrite::Found<'_, '_>], options: &Options) -> String {
+fn audit_text(
+    walked: &Walked<'_, '_>,
+    findings: &[crate::rewrite::Found<'_, '_>],
+    options: &Options,
+) -> String {
     const MAX: usize = 2000;
     let mut text = String::with_capacity(256);
     let mut first = true;
@@ -558,7 +597,9 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 /// An allow without a patch.
 pub fn allowed(uid: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(120 + uid.len());
-    out.extend_from_slice(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#);
+    out.extend_from_slice(
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#,
+    );
     write_str(&mut out, uid);
     out.extend_from_slice(br#","allowed":true}}"#);
     out

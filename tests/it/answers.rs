@@ -53,7 +53,10 @@ fn write(v: &Value, style: &Style, n: &mut usize, depth: usize, out: &mut String
             let mut first = true;
             for (k, v) in entries {
                 *n += 1;
-                let decoy = style.decoys.get(*n % 64.max(style.decoys.len().max(1))).copied();
+                let decoy = style
+                    .decoys
+                    .get(*n % 64.max(style.decoys.len().max(1)))
+                    .copied();
                 if let Some(d) = decoy.filter(|d| d % 4 == 0 && depth >= 2 && k != "kind") {
                     if !first {
                         out.push(',');
@@ -63,7 +66,9 @@ fn write(v: &Value, style: &Style, n: &mut usize, depth: usize, out: &mut String
                     out.push(':');
                     let decoy_value = match d % 16 {
                         0 => json!("p-src1"),
-                        4 => json!({"field.cattle.io/projectId": "p-src2", "labels": {"field.cattle.io/projectId": "p-src1"}}),
+                        4 => {
+                            json!({"field.cattle.io/projectId": "p-src2", "labels": {"field.cattle.io/projectId": "p-src1"}})
+                        }
                         8 => json!([1, "p-src1", null]),
                         _ => json!(-0.0),
                     };
@@ -75,7 +80,11 @@ fn write(v: &Value, style: &Style, n: &mut usize, depth: usize, out: &mut String
                 first = false;
                 write_str(k, style, out);
                 out.push(':');
-                let deeper = if depth == 1 && k != "object" { 1 } else { depth + 1 };
+                let deeper = if depth == 1 && k != "object" {
+                    1
+                } else {
+                    depth + 1
+                };
                 write(v, style, n, deeper, out);
             }
             out.push('}');
