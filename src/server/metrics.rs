@@ -43,6 +43,8 @@ pub struct Metrics {
     pub certificate_reloads: Family<ResultLabels, Counter>,
     /// Webhook connections held (from accept to close): how near `--max-connections` it runs.
     pub connections: Gauge,
+    /// notAfter (Unix seconds) of the serving certificate in force; set on every (re)load.
+    pub certificate_expiry: Gauge,
 }
 
 impl Default for Metrics {
@@ -100,6 +102,12 @@ impl Default for Metrics {
             "Webhook connections open (accepted, not yet closed; at most --max-connections)",
             connections.clone(),
         );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of the serving certificate in force, in Unix seconds",
+            certificate_expiry.clone(),
+        );
         // Known series start at zero so that rates and alerts work from the first scrape.
         for l in Location::ALL {
             let _ = rewrites.get_or_create(&LocationLabels {
@@ -124,6 +132,7 @@ impl Default for Metrics {
             table_reloads,
             certificate_reloads,
             connections,
+            certificate_expiry,
         }
     }
 }
