@@ -5,7 +5,14 @@ BIN := target/debug/rancher-remap
 EXAMPLES := deploy/examples
 
 .PHONY: all build release test fmt lint unit run preview bench load-bench clean certs \
-        static static-check render-self-signed soak storm fuzz
+        static static-check render-self-signed soak storm fuzz tools chart-lint rules-test
+
+## Pinned tools (kubectl 1.34, helm 3.19, promtool) in a git-ignored folder of the repository,
+## installed on first use by scripts/install-tools; the tests run these, never whatever is on PATH.
+TOOLS := $(CURDIR)/build/tools/bin
+export RANCHER_REMAP_TOOLS := $(TOOLS)
+WITH_TOOLS := PATH="$(TOOLS):$$PATH"
+CHART := charts/rancher-remap
 
 all: build
 
@@ -15,9 +22,28 @@ build:
 release:
 	$(CARGO) build --locked --release
 
-## test: formatting, lints (warnings are errors), every test, and the shipped static binary —
-## exactly what CI runs.
-test: fmt lint unit static-check
+## test: formatting, lints (warnings are errors), every test (the deploy tests render the
+## kustomize overlays and the Helm chart in every role and certificate mode), the chart's lint,
+## the alert rules' unit tests, and the shipped static binary — exactly what CI runs. A missing
+## tool fails it; nothing is skipped.
+test: fmt lint tools chart-lint rules-test unit static-check
+
+tools:
+	scripts/install-tools $(TOOLS)
+
+## chart-lint: helm lint --strict for both roles (the templates for every certificate mode are
+## rendered and checked by the deploy tests).
+chart-lint: tools
+	for role in destination source; do \
+	  $(TOOLS)/helm lint --strict $(CHART) --set role=$$role --set migrationUsers={system:serviceaccount:kube-system:stork-account} || exit 1; \
+	done
+
+## rules-test: the alerts (the plain rules file, which the chart's PrometheusRule is made
+## from) checked and unit-tested with promtool.
+RULES := $(CHART)/files/rancher-remap.rules.yaml
+rules-test: tools
+	$(TOOLS)/promtool check rules $(RULES)
+	$(TOOLS)/promtool test rules tests/monitoring/rancher-remap.rules.test.yaml
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -25,8 +51,8 @@ fmt:
 lint:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-unit:
-	$(CARGO) test --locked
+unit: tools
+	$(WITH_TOOLS) $(CARGO) test --locked
 
 ## preview: the offline rewrite of the example migrated objects with the example mappings.
 preview: build
@@ -58,8 +84,8 @@ static-check: static
 ## cert-manager, in build/self-signed/$(OVERLAY)/install.yaml. RENEW=1: a new serving pair from
 ## the same CA (the caBundle stays).
 OVERLAY ?= destination
-render-self-signed: build
-	scripts/render-self-signed $(OVERLAY) $(BIN)
+render-self-signed: build tools
+	$(WITH_TOOLS) scripts/render-self-signed $(OVERLAY) $(BIN)
 
 bench:
 	$(CARGO) bench --locked --bench rewrite
