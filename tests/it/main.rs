@@ -6,6 +6,7 @@ mod configmap;
 mod deploy;
 mod fake_api;
 mod hostile;
+mod monitoring;
 mod properties;
 mod review;
 mod secrets;
