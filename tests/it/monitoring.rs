@@ -147,9 +147,7 @@ async fn alerts_and_dashboard_query_only_exported_metrics_and_the_dashboard_show
         .flat_map(|e| queried_names(e))
         .collect();
     for line in text.lines() {
-        let Some((name, kind)) = line
-            .strip_prefix("# TYPE ")
-            .and_then(|r| r.split_once(' '))
+        let Some((name, kind)) = line.strip_prefix("# TYPE ").and_then(|r| r.split_once(' '))
         else {
             continue;
         };
@@ -197,9 +195,11 @@ async fn certificate_expiry_gauge_follows_the_certificate_in_force() {
         server.dir.path().join("tls.crt"),
     )
     .unwrap();
-    eventually("the gauge to show the new notAfter", Duration::from_secs(10), async || {
-        metric(&server.metrics().await, gauge) == Some(second as f64)
-    })
+    eventually(
+        "the gauge to show the new notAfter",
+        Duration::from_secs(10),
+        async || metric(&server.metrics().await, gauge) == Some(second as f64),
+    )
     .await;
 
     // A broken pair is rejected: the gauge keeps the one still served.
