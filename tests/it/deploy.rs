@@ -303,7 +303,7 @@ fn check_webhooks(install: &Install) -> BTreeMap<String, String> {
             );
             assert!(w.reinvocation_policy.is_some(), "reinvocationPolicy chosen");
             let rules = w.rules.as_deref().unwrap_or_default();
-            // Every kind SPEC §5 rewrites, created and updated.
+            // Every kind the engine rewrites (docs/behaviour.md), created and updated.
             for (group, resource) in [
                 ("", "namespaces"),
                 ("", "pods"),

@@ -4,6 +4,7 @@ mod cli;
 mod common;
 mod configmap;
 mod deploy;
+mod docs;
 mod fake_api;
 mod hostile;
 mod monitoring;
