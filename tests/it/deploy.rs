@@ -1420,3 +1420,61 @@ fn chart_inline_mappings_make_the_configmap_the_server_follows() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// NOTES.txt as `helm install` prints it. (`helm template` leaves the notes out and `helm
+/// install --dry-run` needs a cluster, so a copy of the chart renders them into a ConfigMap.)
+fn chart_notes(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&repo(CHART), dir.path());
+    std::fs::write(
+        dir.path().join("templates/zz-notes.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: {{ include \"rancher-remap/templates/NOTES.txt\" . | toJson }}\n",
+    )
+    .unwrap();
+    let mut cmd = tool("helm");
+    cmd.args(["template", "rancher-remap"])
+        .arg(dir.path())
+        .args([
+            "--namespace",
+            NAMESPACE,
+            "--show-only",
+            "templates/zz-notes.yaml",
+        ])
+        .args(args);
+    let docs = rancher_remap::manifest::parse_documents(&run_ok(cmd)).unwrap();
+    docs[0]["data"]["notes"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn chart_notes_say_loudly_when_no_migration_user_is_set() {
+    let warning = "WARNING: no migration user is configured";
+    let none = chart_notes(&["--set", "role=destination"]);
+    assert!(none.contains(warning), "{none}");
+    assert!(
+        none.contains("keep the\n  SOURCE cluster's Rancher project IDs"),
+        "{none}"
+    );
+    let set = chart_notes(&[
+        "--set",
+        "role=destination",
+        "--set",
+        &format!("migrationUsers={{{STORK_SA},u-stork}}"),
+    ]);
+    assert!(!set.contains(warning), "{set}");
+    assert!(
+        set.contains(&format!(
+            "Namespace writes by {STORK_SA}, u-stork reach the webhook"
+        )),
+        "{set}"
+    );
+    // A source cluster rewrites nothing: no migration user to name.
+    let source = chart_notes(&["--set", "role=source"]);
+    assert!(!source.contains(warning), "{source}");
+    // Every install says how to uninstall without leaving writes waiting on a dead webhook.
+    for notes in [&none, &set, &source] {
+        assert!(
+            notes.contains("remove the webhook configurations FIRST"),
+            "{notes}"
+        );
+    }
+}
