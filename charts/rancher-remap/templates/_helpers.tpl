@@ -70,7 +70,7 @@ clientConfig:
 {{- end }}
 
 {{- define "rancher-remap.caInjection" -}}
-{{- if .Values.certManager.enabled }}
+{{- if .Values.certManager.enabled -}}
 annotations:
   cert-manager.io/inject-ca-from: {{ .Release.Namespace }}/{{ include "rancher-remap.fullname" . }}-tls
 {{- end }}
