@@ -324,13 +324,19 @@ fn check_webhooks(install: &Install) -> BTreeMap<String, String> {
                     );
                 }
             }
-            // The request filter must send exactly what --scope migrated rewrites.
+            // The request filter must send exactly what the server's scope rewrites: with
+            // --scope all everything (no filter), by default what check_match_conditions checks.
+            let d = install.deployment();
             let conditions = w.match_conditions.as_deref().unwrap_or_default();
-            let expr: String = conditions.iter().map(|c| c.expression.as_str()).collect();
-            assert!(
-                expr.contains(MIGRATED_ANNOTATION) && expr.contains("'Namespace'"),
-                "{expr}"
-            );
+            if env(container(&d), "RANCHER_REMAP_SCOPE") == Some("all") {
+                assert!(conditions.is_empty(), "--scope all, filtered");
+            } else {
+                let expr: String = conditions.iter().map(|c| c.expression.as_str()).collect();
+                assert!(
+                    expr.contains(MIGRATED_ANNOTATION) && expr.contains("'Namespace'"),
+                    "{expr}"
+                );
+            }
         }
     }
     for c in &validating {
@@ -1477,4 +1483,142 @@ fn chart_notes_say_loudly_when_no_migration_user_is_set() {
             "{notes}"
         );
     }
+}
+
+/// The settings an operator changes reach the server and the webhook configurations.
+#[test]
+fn chart_settings_reach_the_server_and_the_webhooks() {
+    let install = Install {
+        docs: helm_template(
+            "destination",
+            Certs::ChartMade,
+            &[
+                "--set",
+                "scope=all",
+                "--set",
+                "unmapped=deny",
+                "--set",
+                "webhook.failurePolicy=Ignore",
+                "--set",
+                "webhook.timeoutSeconds=3",
+                "--set",
+                "webhook.excludedNamespaces={cattle-system,longhorn-system}",
+                "--set",
+                "replicas=3",
+                "--set",
+                "image.repository=registry.example.com/rancher-remap",
+                "--set",
+                "image.pullSecrets={regcred}",
+                "--set",
+                "priorityClassName=system-cluster-critical",
+            ],
+        )
+        .unwrap(),
+    };
+    check_types(&install);
+    check_webhooks(&install);
+    let d = install.deployment();
+    let c = container(&d);
+    assert_eq!(env(c, "RANCHER_REMAP_SCOPE"), Some("all"));
+    assert_eq!(env(c, "RANCHER_REMAP_UNMAPPED"), Some("deny"));
+    assert_eq!(
+        c.image.as_deref(),
+        Some("registry.example.com/rancher-remap:0.1.0"),
+        "the tag defaults to the appVersion"
+    );
+    let spec = d.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(3));
+    let pod = spec.template.spec.as_ref().unwrap();
+    assert_eq!(
+        pod.priority_class_name.as_deref(),
+        Some("system-cluster-critical")
+    );
+    assert_eq!(pod.image_pull_secrets.as_ref().unwrap()[0].name, "regcred");
+    let mutating: MutatingWebhookConfiguration = install.one("MutatingWebhookConfiguration");
+    let hook = &mutating.webhooks.unwrap()[0];
+    // --scope all rewrites every object: the API server must send them all.
+    assert!(hook.match_conditions.is_none());
+    assert_eq!(hook.failure_policy.as_deref(), Some("Ignore"));
+    assert_eq!(hook.timeout_seconds, Some(3));
+    for h in all_hooks(&install) {
+        let excluded = excluded_namespaces(h.namespace_selector.as_ref());
+        if h.name != "mappings.rancher-remap.io" {
+            for ns in ["kube-system", NAMESPACE, "cattle-system", "longhorn-system"] {
+                assert!(excluded.contains(ns), "{}: {ns}", h.name);
+            }
+        }
+    }
+}
+
+/// The chart-made CA and serving pair survive upgrades: the template reads them back with
+/// `lookup`, which `helm template` cannot do (no cluster). A copy of the chart takes the
+/// looked-up Secrets from a values file instead, so the keep-or-make logic itself is what runs.
+#[test]
+fn chart_made_certificates_are_kept_across_upgrades() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&repo(CHART), dir.path());
+    std::fs::remove_file(dir.path().join("values.schema.json")).unwrap();
+    let template = dir.path().join("templates/webhooks.yaml");
+    let mut text = std::fs::read_to_string(&template).unwrap();
+    for which in ["ca", "tls"] {
+        let lookup = format!("lookup \"v1\" \"Secret\" $ns (printf \"%s-{which}\" $fullname)");
+        assert!(text.contains(&lookup), "the template looks up {which}");
+        text = text.replace(
+            &lookup,
+            &format!("dig \"lookedUp\" \"{which}\" (dict) .Values.AsMap"),
+        );
+    }
+    std::fs::write(&template, text).unwrap();
+
+    let render = |looked_up: Value| -> Install {
+        let values = dir.path().join("looked-up.json");
+        std::fs::write(&values, json!({ "lookedUp": looked_up }).to_string()).unwrap();
+        let mut cmd = tool("helm");
+        cmd.args(["template", "rancher-remap"])
+            .arg(dir.path())
+            .args(["--namespace", NAMESPACE, "-f"])
+            .arg(&values);
+        Install {
+            docs: rancher_remap::manifest::parse_documents(&run_ok(cmd)).unwrap(),
+        }
+    };
+    let secret_named = |i: &Install, name: &str| -> Value {
+        i.all("Secret")
+            .into_iter()
+            .find(|s| s["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{name}"))
+            .clone()
+    };
+
+    let first = render(json!({}));
+    check_rendered_serving_secret(&first);
+    let (ca, tls) = (
+        secret_named(&first, "rancher-remap-ca"),
+        secret_named(&first, "rancher-remap-tls"),
+    );
+
+    // An upgrade finds both: nothing changes.
+    let upgraded = render(json!({"ca": ca, "tls": tls}));
+    assert_eq!(secret_named(&upgraded, "rancher-remap-ca"), ca);
+    assert_eq!(secret_named(&upgraded, "rancher-remap-tls"), tls);
+    assert_eq!(ca_bundles(&upgraded), ca_bundles(&first));
+
+    // The serving Secret deleted to renew it: a new pair from the kept CA, same caBundle.
+    let renewed = render(json!({"ca": ca}));
+    assert_eq!(secret_named(&renewed, "rancher-remap-ca"), ca);
+    assert_ne!(
+        secret_named(&renewed, "rancher-remap-tls")["data"]["tls.crt"],
+        tls["data"]["tls.crt"]
+    );
+    assert_eq!(ca_bundles(&renewed), ca_bundles(&first));
+    check_rendered_serving_secret(&renewed);
+
+    // The CA lost: a new CA, and the old serving pair (which it did not sign) is not kept.
+    let remade = render(json!({"tls": tls}));
+    assert_ne!(secret_named(&remade, "rancher-remap-ca"), ca);
+    assert_ne!(
+        secret_named(&remade, "rancher-remap-tls")["data"]["tls.crt"],
+        tls["data"]["tls.crt"]
+    );
+    check_rendered_serving_secret(&remade);
 }
