@@ -1,12 +1,15 @@
 //! One integration binary (each file under tests/ would link kube, axum and rustls again).
 
+mod answers;
 mod cli;
 mod common;
 mod configmap;
 mod deploy;
 mod docs;
+mod edges;
 mod fake_api;
 mod hostile;
+mod leaks;
 mod monitoring;
 mod properties;
 mod review;
