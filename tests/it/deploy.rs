@@ -1511,6 +1511,10 @@ fn chart_settings_reach_the_server_and_the_webhooks() {
                 "image.pullSecrets={regcred}",
                 "--set",
                 "priorityClassName=system-cluster-critical",
+                "--set",
+                "metrics.prometheusRule.enabled=true",
+                "--set",
+                "metrics.prometheusRule.runbookBaseUrl=https://git.example.com/rancher-remap/blob/main/",
             ],
         )
         .unwrap(),
@@ -1540,6 +1544,21 @@ fn chart_settings_reach_the_server_and_the_webhooks() {
     assert!(hook.match_conditions.is_none());
     assert_eq!(hook.failure_policy.as_deref(), Some("Ignore"));
     assert_eq!(hook.timeout_seconds, Some(3));
+    // The runbook links point into the operator's browsable copy of the guide.
+    let rule = install.all("PrometheusRule");
+    let mut alerts = 0;
+    for g in rule[0]["spec"]["groups"].as_array().unwrap() {
+        for r in g["rules"].as_array().unwrap() {
+            let url = r["annotations"]["runbook_url"].as_str().unwrap();
+            let name = r["alert"].as_str().unwrap().to_lowercase();
+            assert_eq!(
+                url,
+                format!("https://git.example.com/rancher-remap/blob/main/docs/operators-guide.md#{name}")
+            );
+            alerts += 1;
+        }
+    }
+    assert!(alerts >= 8);
     for h in all_hooks(&install) {
         let excluded = excluded_namespaces(h.namespace_selector.as_ref());
         if h.name != "mappings.rancher-remap.io" {
