@@ -31,12 +31,16 @@ test: fmt lint tools chart-lint rules-test unit static-check
 tools:
 	scripts/install-tools $(TOOLS)
 
-## chart-lint: helm lint --strict for both roles (the templates for every certificate mode are
-## rendered and checked by the deploy tests).
+## chart-lint: helm lint --strict for both roles in every certificate mode (the deploy tests
+## render the same and check what comes out).
+CERT_MODES := "" "--set certManager.enabled=true" \
+  "--set certManager.enabled=true --set certManager.issuerRef.name=ca --set certManager.issuerRef.kind=ClusterIssuer" \
+  "--set tls.existingSecret=webhook-tls --set tls.caBundle=Q0E="
 chart-lint: tools
-	for role in destination source; do \
-	  $(TOOLS)/helm lint --strict $(CHART) --set role=$$role --set migrationUsers={system:serviceaccount:kube-system:stork-account} || exit 1; \
-	done
+	for role in destination source; do for certs in $(CERT_MODES); do \
+	  $(TOOLS)/helm lint --strict --quiet $(CHART) --set role=$$role $$certs \
+	    --set migrationUsers={system:serviceaccount:kube-system:stork-account} || exit 1; \
+	done; done
 
 ## rules-test: the alerts (the plain rules file, which the chart's PrometheusRule is made
 ## from) checked and unit-tested with promtool.
@@ -84,7 +88,8 @@ static-check: static
 
 ## render-self-signed: deploy/$(OVERLAY) with certificates from `rancher-remap certs` instead of
 ## cert-manager, in build/self-signed/$(OVERLAY)/install.yaml. RENEW=1: a new serving pair from
-## the same CA (the caBundle stays).
+## the same CA (the caBundle stays). build/self-signed/$(OVERLAY)/kustomization.yaml is yours
+## (images:, patches:): written once, never rewritten.
 OVERLAY ?= destination
 render-self-signed: build tools
 	$(WITH_TOOLS) scripts/render-self-signed $(OVERLAY) $(BIN)
