@@ -140,6 +140,8 @@ pub struct Metrics {
     pub certificate_reloads: Family<ResultLabels, Counter>,
     /// Webhook connections held (from accept to close): how near `--max-connections` it runs.
     pub connections: Gauge,
+    /// notAfter (Unix seconds) of the serving certificate in force; set on every (re)load.
+    pub certificate_expiry: Gauge,
 }
 
 impl Default for Metrics {
@@ -209,6 +211,12 @@ impl Default for Metrics {
             duration: duration.get_or_create(&EndpointLabels { endpoint }).clone(),
         };
         let (mutate, validate) = (endpoint("mutate"), endpoint("validate"));
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of the serving certificate in force, in Unix seconds",
+            certificate_expiry.clone(),
+        );
         // Known series start at zero so that rates and alerts work from the first scrape.
         let at = |family: &Family<LocationLabels, Counter>| {
             Location::ALL.map(|l| {
@@ -240,6 +248,7 @@ impl Default for Metrics {
             table_reloads,
             certificate_reloads,
             connections,
+            certificate_expiry,
         }
     }
 }
