@@ -11,7 +11,7 @@ use anyhow::Result;
 use arc_swap::ArcSwapOption;
 
 use crate::rewrite::UnmappedPolicy;
-use crate::server::admission::{MutateSettings, Scope};
+use crate::server::admission::{Mode, MutateSettings, Scope};
 use crate::server::admission_log::AdmissionLog;
 use crate::server::metrics::Metrics;
 use crate::server::routes::AppState;
@@ -55,6 +55,12 @@ pub struct Args {
     /// or all.
     #[arg(long, env = "RANCHER_REMAP_SCOPE", value_enum, default_value_t)]
     pub scope: Scope,
+
+    /// enforce answers with the patch; warn answers without it — a warning and the audit
+    /// annotation say what would have been rewritten, counted as outcome="would_patch" — to
+    /// roll out safely: install in warn, run `audit`, then switch to enforce
+    #[arg(long, env = "RANCHER_REMAP_MODE", value_enum, default_value_t)]
+    pub mode: Mode,
 
     /// A user whose requests count as migrations, e.g. the identity Stork writes Namespaces with
     /// (repeatable; comma-separated in the environment variable).
@@ -176,6 +182,7 @@ async fn serve(args: Args, metrics: Arc<Metrics>, log: AdmissionLog) -> Result<(
                 .map(|u| u.trim().to_string())
                 .filter(|u| !u.is_empty())
                 .collect::<HashSet<_>>(),
+            mode: args.mode,
         },
         metrics,
         max_body_bytes: args.max_body_bytes,

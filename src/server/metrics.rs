@@ -94,9 +94,10 @@ impl EncodeMetric for LatencyHistogram {
 }
 
 /// The outcomes an admission request is counted under.
-pub const OUTCOMES: [&str; 6] = [
+pub const OUTCOMES: [&str; 7] = [
     "allowed",
     "patched",
+    "would_patch",
     "denied",
     "bad_request",
     "unavailable",

@@ -15,7 +15,7 @@ use base64::Engine;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::admission::{MutateSettings, Scope, Verdict};
+use super::admission::{not_applied_warning, Mode, MutateSettings, Scope, Verdict};
 use super::review::{bounded_warnings, ReviewError, API_VERSION};
 use crate::mapping::objects::Mappings;
 use crate::mapping::{LookupRef, Table};
@@ -463,6 +463,12 @@ pub fn answer(
             }
         }
     }
+    let warn_only = settings.mode == Mode::Warn && patch_ops > 0 && denials.is_empty();
+    let audit =
+        (patch_ops > 0 && denials.is_empty()).then(|| audit_text(walked, findings, &options));
+    if let (true, Some(audit)) = (warn_only, &audit) {
+        warnings.push(not_applied_warning(&object(), audit));
+    }
     let warnings = bounded_warnings(warnings);
     a.warned = !warnings.is_empty();
 
@@ -486,11 +492,22 @@ pub fn answer(
         a.body = out;
         return a;
     }
+    let audit = audit.unwrap_or_default();
+    if warn_only {
+        a.verdict = Verdict::WouldPatch;
+        let mut out = head(&req.uid, 64 + 2 * audit.len() + warnings_len(&warnings));
+        out.extend_from_slice(br#","allowed":true"#);
+        write_warnings(&mut out, &warnings);
+        out.extend_from_slice(br#","auditAnnotations":{"project-ids":"#);
+        write_str(&mut out, &audit);
+        out.extend_from_slice(b"}}}");
+        a.body = out;
+        return a;
+    }
     a.verdict = Verdict::Patched;
     // The patch and the audit annotation first, each sized once, then the answer around them,
     // the patch's base64 written straight into it.
     let patch = patch_json(walked, findings, &options);
-    let audit = audit_text(walked, findings, &options);
     let encoded = base64::encoded_len(patch.len(), true).unwrap_or(0);
     let mut out = head(
         &req.uid,

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use rancher_remap::mapping::objects::Mappings;
-use rancher_remap::server::admission::{self, MutateSettings, Scope};
+use rancher_remap::server::admission::{self, Mode, MutateSettings, Scope};
 use rancher_remap::server::{mutate, review};
 
 use crate::properties::{object, policy, TABLE};
@@ -148,6 +148,7 @@ proptest! {
         all in any::<bool>(),
         operation in prop::sample::select(vec!["CREATE", "UPDATE", "DELETE", "CONNECT"]),
         by_migration_user in any::<bool>(),
+        warn in any::<bool>(),
         uid in prop::sample::select(vec!["7f4b9a1c-0f0e-4a55", "ü\"\\\u{1}/é", "🙂-uid"]),
         style in style(),
     ) {
@@ -156,6 +157,7 @@ proptest! {
             unmapped,
             scope: if all { Scope::All } else { Scope::Migrated },
             migration_users: HashSet::from(["stork".to_string()]),
+            mode: if warn { Mode::Warn } else { Mode::Enforce },
         };
         let user = if by_migration_user { "stork" } else { "someone" };
         let mut text = String::new();
