@@ -140,8 +140,102 @@ impl Writer {
     }
 }
 
+thread_local! {
+    /// On the writer thread: the lines formatted since the last flush.
+    static BATCH: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The process's log output (stderr), for the log subscriber. On the admission log's writer
+/// thread, lines are gathered and written together each time the queue is drained (one write(2)
+/// for many lines); on any other thread each line is written at once.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Output;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Output {
+    type Writer = Output;
+
+    fn make_writer(&'a self) -> Output {
+        Output
+    }
+}
+
+impl std::io::Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let batched = BATCH.with(|b| match b.borrow_mut().as_mut() {
+            Some(batch) => {
+                batch.extend_from_slice(buf);
+                true
+            }
+            None => false,
+        });
+        if batched {
+            Ok(buf.len())
+        } else {
+            std::io::stderr().write(buf)
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes the gathered lines.
+fn flush_batch() {
+    use std::io::Write;
+    BATCH.with(|b| {
+        if let Some(batch) = b.borrow_mut().as_mut() {
+            if !batch.is_empty() {
+                let _ = std::io::stderr().lock().write_all(batch);
+                batch.clear();
+            }
+        }
+    });
+}
+
+/// How long the writer waits between drains while records keep coming. Waiting (instead of
+/// blocking on the queue) spares the handlers a thread wake-up per record; when a wait brings
+/// nothing, the writer blocks until the next record.
+const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
+
 fn write_all(rx: Receiver<Record>) {
-    for record in rx {
+    use std::sync::mpsc::TryRecvError;
+    BATCH.with(|b| *b.borrow_mut() = Some(Vec::with_capacity(64 * 1024)));
+    let mut busy = false;
+    loop {
+        let record = if busy {
+            match rx.try_recv() {
+                Ok(r) => r,
+                Err(TryRecvError::Empty) => {
+                    flush_batch();
+                    std::thread::sleep(DRAIN_EVERY);
+                    match rx.try_recv() {
+                        Ok(r) => r,
+                        Err(TryRecvError::Empty) => {
+                            busy = false;
+                            continue;
+                        }
+                        Err(TryRecvError::Disconnected) => break,
+                    }
+                }
+                Err(TryRecvError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(r) => {
+                    busy = true;
+                    r
+                }
+                Err(_) => break,
+            }
+        };
+        write_record(record);
+    }
+    flush_batch();
+}
+
+fn write_record(record: Record) {
+    {
         match record {
             Record::Admission(a) => {
                 let notable =
