@@ -1,5 +1,5 @@
 //! Any ClusterPair or mapping ConfigMap file (YAML or JSON): reading and validating never panic,
-//! and no finding ever quotes a credential (SPEC §11: tokens, passwords, keys).
+//! and no finding ever quotes a credential (docs/behaviour.md: tokens, passwords, keys).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -1,5 +1,5 @@
 //! Any `--project-mappings` text: parsing and checking never panic, and a table that is accepted
-//! obeys SPEC §4 for its own entries: each source maps to its destination (an `x=x` entry keeps
+//! obeys docs/behaviour.md for its own entries: each source maps to its destination (an `x=x` entry keeps
 //! its value) and every destination stays as it is.
 #![no_main]
 

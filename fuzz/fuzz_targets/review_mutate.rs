@@ -1,7 +1,7 @@
 //! Any body POSTed to /mutate: decoding never panics, and when both decoders accept it, the
 //! lean decoder (`Relevant`, what /mutate uses) gives exactly the answer the whole object gives.
 //! When there is a patch, it applies to the object and a second pass over the result is a no-op
-//! (SPEC §8).
+//! (docs/behaviour.md).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

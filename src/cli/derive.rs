@@ -1,4 +1,4 @@
-//! `rancher-remap derive`: the mapping ConfigMap of SPEC §10, from ClusterPairs.
+//! `rancher-remap derive`: the mapping ConfigMap of docs/behaviour.md, from ClusterPairs.
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -1,4 +1,4 @@
-//! Who a ClusterPair authenticates as (SPEC §10): the identity Stork writes migrated objects with
+//! Who a ClusterPair authenticates as (docs/behaviour.md): the identity Stork writes migrated objects with
 //! on the cluster the ClusterPair points at. Read, never verified, and never the credential.
 
 use base64::Engine;

@@ -150,7 +150,7 @@ impl ClusterPair {
         ClusterPair::deserialize(v).map_err(|_| ModelError::Shape)
     }
 
-    /// The ConfigMap data key for this pair's mappings (SPEC §10): `<namespace>.<name>`.
+    /// The ConfigMap data key for this pair's mappings (docs/behaviour.md): `<namespace>.<name>`.
     pub fn data_key(&self) -> String {
         let ns = if self.metadata.namespace.is_empty() {
             "default"

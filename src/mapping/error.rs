@@ -17,7 +17,7 @@ pub enum Origin {
     Text,
     /// A ClusterPair's `spec.platformOptions.rancher.projectMappings`.
     ClusterPair,
-    /// One key of a mapping ConfigMap's `data` (SPEC §10). Shared by every entry of the key.
+    /// One key of a mapping ConfigMap's `data` (docs/behaviour.md). Shared by every entry of the key.
     ConfigMapKey(Arc<str>),
 }
 

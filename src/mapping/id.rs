@@ -1,4 +1,4 @@
-//! Rancher project-ID values (SPEC §2): `P` (project form) or `C:P` (cluster form).
+//! Rancher project-ID values (docs/behaviour.md): `P` (project form) or `C:P` (cluster form).
 
 use std::fmt;
 

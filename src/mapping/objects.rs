@@ -1,5 +1,5 @@
 //! Mappings as Kubernetes carries them: a ClusterPair's `projectMappings`, and the mapping
-//! ConfigMap that `derive` makes from ClusterPairs (SPEC §10). Pure functions over values.
+//! ConfigMap that `derive` makes from ClusterPairs (docs/behaviour.md). Pure functions over values.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +15,7 @@ pub const MIGRATION_USERS_ANNOTATION: &str = "rancher-remap.io/migration-users";
 /// Default name of the mapping ConfigMap.
 pub const DEFAULT_CONFIGMAP_NAME: &str = "rancher-remap-mappings";
 
-/// A table with the migration identities that came with it (SPEC §7, §10).
+/// A table with the migration identities that came with it (docs/behaviour.md).
 #[derive(Clone, Debug, Default)]
 pub struct Mappings {
     /// The lookup table.
@@ -115,7 +115,7 @@ pub fn entries_text<S: std::fmt::Display, D: std::fmt::Display>(
         .collect()
 }
 
-/// Builds the mapping ConfigMap (SPEC §10).
+/// Builds the mapping ConfigMap (docs/behaviour.md).
 pub fn build_configmap(
     name: &str,
     namespace: &str,

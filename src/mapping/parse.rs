@@ -1,4 +1,4 @@
-//! The `--project-mappings` syntax (SPEC §3): `src=dst` entries separated by commas (and, in
+//! The `--project-mappings` syntax (docs/behaviour.md): `src=dst` entries separated by commas (and, in
 //! ConfigMap data or files, newlines). Parsing checks each entry on its own; the checks across
 //! entries live in [`super::table`].
 

@@ -1,4 +1,4 @@
-//! The immutable lookup table (SPEC §3 checks across entries, §4 lookup).
+//! The immutable lookup table (docs/behaviour.md checks across entries, §4 lookup).
 //!
 //! Every lookup is a handful of hash probes, whatever the table size.
 
@@ -14,7 +14,7 @@ type OrderedMap<K, V> = indexmap::IndexMap<K, V, foldhash::fast::RandomState>;
 use super::error::{MappingError, MappingErrors, MappingWarning};
 use super::parse::{Entry, Parsed};
 
-/// What the table says about one value (SPEC §4).
+/// What the table says about one value (docs/behaviour.md).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Lookup {
     /// Already a destination value (§4.0): leave it.

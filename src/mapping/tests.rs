@@ -1,4 +1,4 @@
-//! SPEC §3 (checks across entries) and §4 (lookup), one case per rule.
+//! docs/behaviour.md (checks across entries) and §4 (lookup), one case per rule.
 
 use super::*;
 

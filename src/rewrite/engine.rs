@@ -11,7 +11,7 @@ use super::outcome::{Location, Outcome, Rewrite, Unmapped, UnmappedAction};
 use super::walk::walk;
 use crate::mapping::{LookupRef, Table};
 
-/// What to do with a value the table does not map (SPEC §6).
+/// What to do with a value the table does not map (docs/behaviour.md).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum UnmappedPolicy {
     /// Remove the label or annotation on migrated objects, as Stork does; keep selectors.
@@ -27,11 +27,11 @@ pub enum UnmappedPolicy {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
     pub unmapped: UnmappedPolicy,
-    /// Whether the object counts as migrated (SPEC §7); `drop` removes keys only then.
+    /// Whether the object counts as migrated (docs/behaviour.md); `drop` removes keys only then.
     pub migrated: bool,
 }
 
-/// What happens to an unmapped value at `location` (SPEC §6).
+/// What happens to an unmapped value at `location` (docs/behaviour.md).
 pub fn unmapped_action(location: Location, options: &Options) -> UnmappedAction {
     match options.unmapped {
         UnmappedPolicy::Deny => UnmappedAction::Denied,

@@ -1,4 +1,4 @@
-//! Which keys hold project IDs (SPEC §2) and which objects Stork migrated (SPEC §1, §7).
+//! Which keys hold project IDs (docs/behaviour.md) and which objects Stork migrated (docs/behaviour.md).
 
 use serde_json::Value;
 

@@ -76,7 +76,7 @@ pub struct Rewrite {
     pub to: String,
 }
 
-/// What happened to an unmapped value (SPEC §6).
+/// What happened to an unmapped value (docs/behaviour.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnmappedAction {
     /// The label or annotation was removed (`drop` on a migrated object).

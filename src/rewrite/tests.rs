@@ -1,4 +1,4 @@
-//! SPEC §5 locations on every kind, §6 policies, §8 patch shape.
+//! docs/behaviour.md locations on every kind, §6 policies, §8 patch shape.
 
 use rstest::rstest;
 use serde_json::{json, Value};

@@ -10,7 +10,7 @@ use crate::mapping::objects::Mappings;
 use crate::rewrite::{has_migrated_annotation, rewrite, Options, Outcome, UnmappedPolicy};
 use crate::validate;
 
-/// Which requests `/mutate` rewrites (SPEC §7).
+/// Which requests `/mutate` rewrites (docs/behaviour.md).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scope {
     /// Objects with Stork's migrated annotation, or written by a migration user.
@@ -105,7 +105,7 @@ fn is_write(operation: &str) -> bool {
     matches!(operation, "CREATE" | "UPDATE")
 }
 
-/// `/mutate` (SPEC §6–9).
+/// `/mutate` (docs/behaviour.md).
 pub fn mutate(req: &Request, mappings: &Mappings, settings: &MutateSettings) -> Decision {
     let Some(obj) = req.object.as_ref().filter(|_| is_write(&req.operation)) else {
         return Decision::allow(&req.uid);
@@ -183,7 +183,7 @@ fn audit(outcome: &Outcome) -> BTreeMap<String, String> {
     BTreeMap::from([("project-ids".to_string(), text)])
 }
 
-/// `/validate` (SPEC §11): ClusterPairs and mapping ConfigMaps on CREATE and UPDATE.
+/// `/validate` (docs/behaviour.md): ClusterPairs and mapping ConfigMaps on CREATE and UPDATE.
 pub fn validate(req: &Request, now: i64) -> Decision {
     let Some(obj) = req
         .object

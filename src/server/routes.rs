@@ -105,7 +105,7 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// A JSON error body (SPEC §9: bad input gets a 4xx with a JSON body).
+/// A JSON error body (docs/behaviour.md: bad input gets a 4xx with a JSON body).
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (
         status,

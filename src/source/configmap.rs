@@ -1,4 +1,4 @@
-//! `--mappings-configmap NS/NAME`: the mapping ConfigMap (SPEC §10) watched through the API
+//! `--mappings-configmap NS/NAME`: the mapping ConfigMap (docs/behaviour.md) watched through the API
 //! server with kube-runtime's watcher.
 //!
 //! The watcher lists, then watches from the list's resourceVersion; on a dropped connection it

@@ -63,6 +63,13 @@ pub fn put_in_force(state: &AppState, origin: &str, result: Result<Mappings, Str
                 tracing::warn!(source = %origin, "{w}");
             }
             tracing::info!(source = %origin, entries = m.table.len(), migration_users = m.migration_users.len(), "mapping table loaded");
+            if state.settings.scope == crate::server::admission::Scope::Migrated
+                && state.settings.migration_users.is_empty()
+                && m.migration_users.is_empty()
+            {
+                // Stork does not mark the Namespaces it creates: only the writer's name tells.
+                tracing::warn!(source = %origin, "no migration user is known (--migration-user, or the mapping ConfigMap's rancher-remap.io/migration-users annotation): the Namespaces Stork creates keep their source project IDs");
+            }
             state.metrics.table_loaded(true);
             state.set_mappings(m);
             true

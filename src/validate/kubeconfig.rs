@@ -1,4 +1,4 @@
-//! SPEC §11 checks on a ClusterPair's `spec.config` (client-go's internal kubeconfig shape).
+//! docs/behaviour.md checks on a ClusterPair's `spec.config` (client-go's internal kubeconfig shape).
 
 use base64::Engine;
 

@@ -1,4 +1,4 @@
-//! Validation of ClusterPairs and mapping ConfigMaps (SPEC §3, §11): pure functions of the object
+//! Validation of ClusterPairs and mapping ConfigMaps (docs/behaviour.md): pure functions of the object
 //! (and, for certificate expiry, of `now`), returning every finding with its field path.
 
 mod kubeconfig;
@@ -90,7 +90,7 @@ pub fn check(obj: &Value, now: i64) -> Report {
     }
 }
 
-/// SPEC §3 on `projectMappings` and §11 on `spec.config` and `spec.options`.
+/// docs/behaviour.md on `projectMappings` and §11 on `spec.config` and `spec.options`.
 pub fn check_clusterpair(obj: &Value, now: i64) -> Report {
     let mut report = Report::default();
     let cp = match ClusterPair::from_value(obj) {
@@ -121,7 +121,7 @@ pub fn check_clusterpair(obj: &Value, now: i64) -> Report {
     report
 }
 
-/// SPEC §10: every data key merged; conflicts across keys name both keys.
+/// docs/behaviour.md: every data key merged; conflicts across keys name both keys.
 pub fn check_mapping_configmap(obj: &Value) -> Report {
     let mut report = Report::default();
     report.mappings(Table::build(parse_configmap_data(&configmap_data(obj))));

@@ -1,4 +1,4 @@
-//! One case per SPEC §11 rule, with certificates made here by rcgen.
+//! One case per docs/behaviour.md rule, with certificates made here by rcgen.
 
 use base64::Engine;
 use serde_json::{json, Value};

@@ -1,4 +1,4 @@
-//! Laws of the engine over generated objects (SPEC §5–8):
+//! Laws of the engine over generated objects (docs/behaviour.md):
 //! - the patch applied with json-patch equals an independent, direct rewrite of the object;
 //! - a second pass gives no operations;
 //! - nothing outside the §5 locations changes;
