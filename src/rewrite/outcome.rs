@@ -218,31 +218,40 @@ pub fn display_pointer(raw: &str) -> String {
 /// as it writes them (no allocation of its own: the audit annotation is written on the hot path).
 pub fn push_display_pointer(raw: &str, out: &mut String) {
     let start = out.len();
+    // Byte by byte: pointers are short, and the general string searchers cost more to set up
+    // than the scan (this runs for every rewrite in the audit annotation).
     for token in raw.split('/').skip(1) {
-        let bracketed = token.bytes().all(|b| b.is_ascii_digit())
-            || token.contains('.')
-            || token.contains("~1");
+        let b = token.as_bytes();
+        let bracketed = b.iter().all(u8::is_ascii_digit)
+            || b.iter()
+                .enumerate()
+                .any(|(i, &c)| c == b'.' || (c == b'~' && b.get(i + 1) == Some(&b'1')));
         if bracketed {
             out.push('[');
         } else if out.len() > start {
             out.push('.');
         }
         // RFC 6901: `~1` is `/`, `~0` is `~` (decoded left to right, so `~01` is `~1`).
-        let mut rest = token;
-        while let Some(i) = rest.find('~') {
-            out.push_str(&rest[..i]);
-            match rest.as_bytes().get(i + 1) {
-                Some(b'1') => out.push('/'),
-                Some(b'0') => out.push('~'),
-                _ => {
-                    out.push('~');
-                    rest = &rest[i + 1..];
+        let mut from = 0;
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'~' {
+                let decoded = match b.get(i + 1) {
+                    Some(b'1') => Some('/'),
+                    Some(b'0') => Some('~'),
+                    _ => None,
+                };
+                if let Some(c) = decoded {
+                    out.push_str(&token[from..i]);
+                    out.push(c);
+                    i += 2;
+                    from = i;
                     continue;
                 }
             }
-            rest = &rest[i + 2..];
+            i += 1;
         }
-        out.push_str(rest);
+        out.push_str(&token[from..]);
         if bracketed {
             out.push(']');
         }
