@@ -149,7 +149,7 @@ async fn changes_are_followed_live_through_dropped_watches_and_410() {
     );
 
     // Deleted: keep the last good table, stay ready, warn.
-    fake.delete();
+    fake.delete(&configmap(""));
     eventually(
         "a MappingsMissing Event",
         Duration::from_secs(10),
