@@ -89,7 +89,8 @@ pub async fn patch(
 
 fn with_type(obj: &mut Value, t: &ResourceType) {
     if let Some(map) = obj.as_object_mut() {
-        map.entry("kind").or_insert_with(|| Value::from(t.kind.clone()));
+        map.entry("kind")
+            .or_insert_with(|| Value::from(t.kind.clone()));
         map.entry("apiVersion")
             .or_insert_with(|| Value::from(t.api_version()));
     }

@@ -119,7 +119,8 @@ pub async fn discover(client: &Client, concurrency: usize) -> Result<Discovered,
             }
         }
     }
-    out.types.sort_by(|a, b| (&a.group, &a.plural).cmp(&(&b.group, &b.plural)));
+    out.types
+        .sort_by(|a, b| (&a.group, &a.plural).cmp(&(&b.group, &b.plural)));
     out.errors.sort();
     Ok(out)
 }
@@ -129,7 +130,11 @@ pub fn auditable(group: &str, version: &str, list: &APIResourceList) -> Vec<Reso
     list.resources
         .iter()
         .filter(|r| !r.name.contains('/'))
-        .filter(|r| ["list", "patch"].iter().all(|v| r.verbs.iter().any(|x| x == v)))
+        .filter(|r| {
+            ["list", "patch"]
+                .iter()
+                .all(|v| r.verbs.iter().any(|x| x == v))
+        })
         .filter(|r| !DUPLICATES.contains(&(group, r.name.as_str())))
         .map(|r| ResourceType {
             group: group.to_string(),
@@ -182,9 +187,6 @@ mod tests {
         assert!(auditable("events.k8s.io", "v1", &list).is_empty());
         let t = &auditable("example.com", "v1", &list)[0];
         assert_eq!(t.api_version(), "example.com/v1");
-        assert_eq!(
-            t.collection_path(None),
-            "/apis/example.com/v1/events"
-        );
+        assert_eq!(t.collection_path(None), "/apis/example.com/v1/events");
     }
 }

@@ -31,7 +31,10 @@ impl Scan<'_> {
                 break (FixStatus::Refused, None);
             }
             let Some(rv) = obj.pointer("/metadata/resourceVersion").cloned() else {
-                break (FixStatus::Failed, Some("the object has no resourceVersion".to_string()));
+                break (
+                    FixStatus::Failed,
+                    Some("the object has no resourceVersion".to_string()),
+                );
             };
             attempts += 1;
             let mut ops = Vec::with_capacity(outcome.patch.len() + 1);
@@ -42,7 +45,15 @@ impl Scan<'_> {
             ops.extend(outcome.patch.iter().cloned());
             let sent = {
                 let _permit = self.permits.acquire().await;
-                api::patch(self.client, t, ns.as_deref(), &name, Patch(ops), fix.dry_run).await
+                api::patch(
+                    self.client,
+                    t,
+                    ns.as_deref(),
+                    &name,
+                    Patch(ops),
+                    fix.dry_run,
+                )
+                .await
             };
             let e = match sent {
                 Ok(()) => break (FixStatus::Patched, None),

@@ -25,7 +25,9 @@ use tokio::sync::Semaphore;
 pub use discovery::{discover, Discovered, ResourceType};
 
 use crate::mapping::Table;
-use crate::rewrite::{has_migrated_annotation, rewrite, Options, Outcome, UnmappedAction, UnmappedPolicy};
+use crate::rewrite::{
+    has_migrated_annotation, rewrite, Options, Outcome, UnmappedAction, UnmappedPolicy,
+};
 
 /// Which namespaces are audited.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,10 +179,11 @@ impl Report {
     /// Exit status: 2 on errors (or a failed fix), else 1 when something would change (or is
     /// refused and so cannot be fixed), else 0.
     pub fn exit_status(&self) -> u8 {
-        let failed = self
-            .findings
-            .iter()
-            .any(|f| f.fix.as_ref().is_some_and(|x| x.result == FixStatus::Failed));
+        let failed = self.findings.iter().any(|f| {
+            f.fix
+                .as_ref()
+                .is_some_and(|x| x.result == FixStatus::Failed)
+        });
         if !self.errors.is_empty() || failed {
             return 2;
         }
@@ -222,7 +225,11 @@ pub async fn run(
     let (namespaces, others): (Vec<_>, Vec<_>) = discovered
         .types
         .into_iter()
-        .filter(|t| t.namespaced || t.is_namespace() || matches!(settings.namespaces, Namespaces::AllExcept(_)))
+        .filter(|t| {
+            t.namespaced
+                || t.is_namespace()
+                || matches!(settings.namespaces, Namespaces::AllExcept(_))
+        })
         .partition(ResourceType::is_namespace);
     progress
         .types_total
@@ -247,9 +254,9 @@ pub async fn run(
         report.skipped.extend(r.skipped);
         report.errors.extend(r.errors);
     }
-    report.findings.sort_by(|a, b| {
-        (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name))
-    });
+    report
+        .findings
+        .sort_by(|a, b| (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name)));
     report.skipped.sort();
     Ok(report)
 }
@@ -360,7 +367,10 @@ impl Scan<'_> {
         out.objects += 1;
         self.progress.objects.fetch_add(1, Ordering::Relaxed);
         if t.namespaced && has_migrated_annotation(&obj) {
-            let mut set = self.migrated_namespaces.lock().unwrap_or_else(|e| e.into_inner());
+            let mut set = self
+                .migrated_namespaces
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if !set.contains(ns) {
                 set.insert(ns.to_string());
             }
@@ -474,7 +484,10 @@ mod tests {
         );
         assert_eq!(
             report(
-                vec![finding(Some(FixStatus::Patched)), finding(Some(FixStatus::Failed))],
+                vec![
+                    finding(Some(FixStatus::Patched)),
+                    finding(Some(FixStatus::Failed))
+                ],
                 vec![]
             )
             .exit_status(),

@@ -120,9 +120,21 @@ fn builtin_types() -> Vec<ResourceType> {
         t("apps", "v1", "deployments", "Deployment", true),
         t("apps", "v1", "statefulsets", "StatefulSet", true),
         t("batch", "v1", "cronjobs", "CronJob", true),
-        t("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", true),
+        t(
+            "networking.k8s.io",
+            "v1",
+            "networkpolicies",
+            "NetworkPolicy",
+            true,
+        ),
         t("events.k8s.io", "v1", "events", "Event", true),
-        t("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false),
+        t(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterroles",
+            "ClusterRole",
+            false,
+        ),
         t(
             "authorization.k8s.io",
             "v1",
@@ -238,15 +250,9 @@ impl FakeApi {
         format!("http://{}", self.addr)
     }
 
-    /// A kubeconfig file for this server (no credentials: the fake asks for none).
+    /// A kubeconfig file for this server in `dir`.
     pub fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
-        let path = dir.join("kubeconfig");
-        let text = format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake\n  cluster:\n    server: {}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: nobody\nusers:\n- name: nobody\n  user: {{}}\n",
-            self.url()
-        );
-        std::fs::write(&path, text).unwrap();
-        path
+        write_kubeconfig(dir, &self.url())
     }
 
     /// Serves one more type (a custom resource, say).
@@ -291,7 +297,13 @@ impl FakeApi {
 
     /// Every stored object.
     pub fn objects(&self) -> Vec<Value> {
-        self.inner.lock().unwrap().objects.values().cloned().collect()
+        self.inner
+            .lock()
+            .unwrap()
+            .objects
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Compacts history: every open watch gets a 410 `ERROR` event and ends, and any watch from
@@ -346,8 +358,7 @@ impl FakeApi {
         let mut g = self.inner.lock().unwrap();
         let t = g.type_of(like).expect("a served type");
         let (ns, name) = ns_name(like);
-        g.before_patch
-            .insert((t.key(), ns, name), Box::new(change));
+        g.before_patch.insert((t.key(), ns, name), Box::new(change));
     }
 
     pub fn lists(&self) -> usize {
@@ -372,6 +383,17 @@ impl FakeApi {
             .map(|(_, v)| v.clone())
             .collect()
     }
+}
+
+/// Writes `dir/kubeconfig` for an API server at `url`, with no credentials (the fake asks for
+/// none).
+pub fn write_kubeconfig(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake\n  cluster:\n    server: {url}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: nobody\nusers:\n- name: nobody\n  user: {{}}\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 fn ns_name(obj: &Value) -> (String, String) {
@@ -402,7 +424,12 @@ impl Inner {
     }
 
     /// Stores `obj` at `at` with the next resourceVersion, records and broadcasts the change.
-    fn store(&mut self, tx: &broadcast::Sender<Msg>, at: (String, String, String), mut obj: Value) -> Value {
+    fn store(
+        &mut self,
+        tx: &broadcast::Sender<Msg>,
+        at: (String, String, String),
+        mut obj: Value,
+    ) -> Value {
         self.rv += 1;
         let uid = match self.objects.get(&at) {
             Some(old) => old["metadata"]["uid"].clone(),
@@ -424,7 +451,11 @@ impl Inner {
         obj
     }
 
-    fn remove(&mut self, tx: &broadcast::Sender<Msg>, at: &(String, String, String)) -> Option<Value> {
+    fn remove(
+        &mut self,
+        tx: &broadcast::Sender<Msg>,
+        at: &(String, String, String),
+    ) -> Option<Value> {
         let mut obj = self.objects.remove(at)?;
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
@@ -432,7 +463,13 @@ impl Inner {
         Some(obj)
     }
 
-    fn record(&mut self, tx: &broadcast::Sender<Msg>, key: String, kind: &'static str, object: Value) {
+    fn record(
+        &mut self,
+        tx: &broadcast::Sender<Msg>,
+        key: String,
+        kind: &'static str,
+        object: Value,
+    ) {
         let change = Change {
             rv: self.rv,
             key,
@@ -496,20 +533,40 @@ async fn handle(
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", *v, rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
-        _ => return fail(404, "NotFound", "the server could not find the requested resource"),
+        _ => {
+            return fail(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        }
     };
     let (namespace, plural, name) = match rest {
         ["namespaces", ns, plural] => (*ns, *plural, None),
         ["namespaces", ns, plural, name] => (*ns, *plural, Some(*name)),
         [plural] => ("", *plural, None),
         [plural, name] => ("", *plural, Some(*name)),
-        _ => return fail(404, "NotFound", "the server could not find the requested resource"),
+        _ => {
+            return fail(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        }
     };
     let Some(t) = fake.inner.lock().unwrap().find(group, version, plural) else {
-        return fail(404, "NotFound", "the server could not find the requested resource");
+        return fail(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
     };
     if !t.namespaced && !namespace.is_empty() {
-        return fail(404, "NotFound", "the server could not find the requested resource");
+        return fail(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
     }
     let target = Target {
         t,
@@ -523,7 +580,10 @@ async fn handle(
         (Method::GET, None) => list(&fake, &target, &q),
         (Method::GET, Some(name)) => {
             let g = fake.inner.lock().unwrap();
-            match g.objects.get(&(target.t.key(), target.namespace.clone(), name.clone())) {
+            match g
+                .objects
+                .get(&(target.t.key(), target.namespace.clone(), name.clone()))
+            {
                 Some(obj) => Json(obj.clone()).into_response(),
                 None => not_found(&target.t, name),
             }
@@ -532,17 +592,28 @@ async fn handle(
         (Method::PATCH, Some(_)) => patch(&fake, &target, &headers, &q, &body),
         (Method::DELETE, Some(name)) => {
             let mut g = fake.inner.lock().unwrap();
-            match g.remove(&fake.tx, &(target.t.key(), target.namespace.clone(), name.clone())) {
+            match g.remove(
+                &fake.tx,
+                &(target.t.key(), target.namespace.clone(), name.clone()),
+            ) {
                 Some(obj) => Json(obj).into_response(),
                 None => not_found(&target.t, name),
             }
         }
-        _ => fail(405, "MethodNotAllowed", "the server does not allow this method on the requested resource"),
+        _ => fail(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        ),
     }
 }
 
 fn not_found(t: &ResourceType, name: &str) -> Response {
-    fail(404, "NotFound", &format!("{} \"{name}\" not found", t.plural))
+    fail(
+        404,
+        "NotFound",
+        &format!("{} \"{name}\" not found", t.plural),
+    )
 }
 
 fn discovery(fake: &FakeApi, segs: &[&str]) -> Option<Response> {
@@ -630,7 +701,10 @@ impl FieldSelector {
     fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(field, equal, value)| {
             let pointer = format!("/{}", field.replace('.', "/"));
-            let actual = obj.pointer(&pointer).and_then(Value::as_str).unwrap_or_default();
+            let actual = obj
+                .pointer(&pointer)
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             (actual == value) == *equal
         })
     }
@@ -640,7 +714,8 @@ impl FieldSelector {
 fn selected(target: &Target, selector: &FieldSelector, key: &str, obj: &Value) -> bool {
     key == target.t.key()
         && (target.namespace.is_empty()
-            || obj.pointer("/metadata/namespace").and_then(Value::as_str) == Some(&target.namespace))
+            || obj.pointer("/metadata/namespace").and_then(Value::as_str)
+                == Some(&target.namespace))
         && selector.matches(obj)
 }
 
@@ -689,7 +764,10 @@ fn list(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> Respons
         return fail(
             403,
             "Forbidden",
-            &format!("{} is forbidden: cannot list resource \"{}\"", target.t.plural, target.t.plural),
+            &format!(
+                "{} is forbidden: cannot list resource \"{}\"",
+                target.t.plural, target.t.plural
+            ),
         );
     }
     let key = target.t.key();
@@ -717,12 +795,15 @@ fn list(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> Respons
     let mut metadata = json!({"resourceVersion": g.rv.to_string()});
     if remaining > 0 {
         let token = serde_json::to_vec(&last).unwrap();
-        metadata["continue"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token));
+        metadata["continue"] =
+            json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token));
         metadata["remainingItemCount"] = json!(remaining);
     }
     drop(g);
-    Json(json!({"kind": format!("{}List", target.t.kind), "apiVersion": target.t.api_version(),
-                "metadata": metadata, "items": items}))
+    Json(
+        json!({"kind": format!("{}List", target.t.kind), "apiVersion": target.t.api_version(),
+                "metadata": metadata, "items": items}),
+    )
     .into_response()
 }
 
@@ -741,7 +822,9 @@ fn watch(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> Respon
         .filter(|v| !v.is_empty() && v.as_str() != "0")
         .and_then(|v| v.parse().ok());
     let expired = || {
-        line(&json!({"type": "ERROR", "object": status(410, "Expired", "too old resource version")}))
+        line(
+            &json!({"type": "ERROR", "object": status(410, "Expired", "too old resource version")}),
+        )
     };
 
     let mut g = fake.inner.lock().unwrap();
@@ -774,11 +857,14 @@ fn watch(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> Respon
     let mut seen = g.rv;
     drop(g);
 
-    let (mut out, body) = futures::channel::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(16);
+    let (mut out, body) =
+        futures::channel::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(16);
     let t = target.t.clone();
     let bookmark = move |rv: u64| {
-        line(&json!({"type": "BOOKMARK", "object": {"kind": t.kind, "apiVersion": t.api_version(),
-            "metadata": {"resourceVersion": rv.to_string()}}}))
+        line(
+            &json!({"type": "BOOKMARK", "object": {"kind": t.kind, "apiVersion": t.api_version(),
+            "metadata": {"resourceVersion": rv.to_string()}}}),
+        )
     };
     let key = target.t.key();
     let target_ns = target.namespace.clone();
@@ -823,7 +909,9 @@ fn watch(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> Respon
                     }
                     seen = c.rv;
                     let in_ns = target_ns.is_empty()
-                        || c.object.pointer("/metadata/namespace").and_then(Value::as_str)
+                        || c.object
+                            .pointer("/metadata/namespace")
+                            .and_then(Value::as_str)
                             == Some(&target_ns);
                     if c.key != key || !in_ns || !selector.matches(&c.object) {
                         continue;
@@ -860,7 +948,11 @@ fn create(fake: &FakeApi, target: &Target, body: &Bytes) -> Response {
     if !obj.is_object() {
         return fail(400, "BadRequest", "the body is not a JSON object");
     }
-    let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string();
+    let ns = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     if !ns.is_empty() && ns != target.namespace {
         return fail(
             400,
@@ -873,17 +965,32 @@ fn create(fake: &FakeApi, target: &Target, body: &Bytes) -> Response {
     }
     obj["kind"] = json!(target.t.kind);
     obj["apiVersion"] = json!(target.t.api_version());
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let mut causes = Vec::new();
     if name.is_empty() {
-        causes.push(("metadata.name", "Required value: name or generateName is required"));
+        causes.push((
+            "metadata.name",
+            "Required value: name or generateName is required",
+        ));
     }
     if target.t.key() == "events.events.k8s.io" {
         causes.extend(event_problems(&obj, &target.namespace));
     }
     if !causes.is_empty() {
-        let message = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join(", ");
-        let mut s = status(422, "Invalid", &format!("{} \"{name}\" is invalid: [{message}]", target.t.kind));
+        let message = causes
+            .iter()
+            .map(|(f, m)| format!("{f}: {m}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut s = status(
+            422,
+            "Invalid",
+            &format!("{} \"{name}\" is invalid: [{message}]", target.t.kind),
+        );
         s["details"] = json!({"name": name, "kind": target.t.plural,
             "causes": causes.iter().map(|(f, m)| json!({"field": f, "message": m})).collect::<Vec<_>>()});
         return (StatusCode::UNPROCESSABLE_ENTITY, Json(s)).into_response();
@@ -894,7 +1001,10 @@ fn create(fake: &FakeApi, target: &Target, body: &Bytes) -> Response {
         let mut s = status(
             409,
             "AlreadyExists",
-            &format!("{}.{} \"{name}\" already exists", target.t.plural, target.t.group),
+            &format!(
+                "{}.{} \"{name}\" already exists",
+                target.t.plural, target.t.group
+            ),
         );
         s["details"] = json!({"name": name, "group": target.t.group, "kind": target.t.plural});
         return (StatusCode::CONFLICT, Json(s)).into_response();
@@ -931,7 +1041,10 @@ fn event_problems(ev: &Value, namespace: &str) -> Vec<(&'static str, &'static st
     }
     let regarding_ns = s("/regarding/namespace");
     if !regarding_ns.is_empty() && regarding_ns != namespace {
-        out.push(("regarding.namespace", "Invalid value: does not match event.namespace"));
+        out.push((
+            "regarding.namespace",
+            "Invalid value: does not match event.namespace",
+        ));
     }
     out
 }
@@ -991,7 +1104,11 @@ fn patch(
             json_patch::merge(&mut patched, &body);
             Ok(())
         }
-        other => Err((415, "UnsupportedMediaType", format!("the body of the request was in an unknown format: {other}"))),
+        other => Err((
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format: {other}"),
+        )),
     };
     if let Err((code, reason, message)) = applied {
         record(&mut g, code);
@@ -1008,7 +1125,11 @@ fn patch(
     }
     if ns_name(&patched) != (target.namespace.clone(), name.clone()) {
         record(&mut g, 422);
-        return fail(422, "Invalid", "metadata.name and metadata.namespace cannot be changed");
+        return fail(
+            422,
+            "Invalid",
+            "metadata.name and metadata.namespace cannot be changed",
+        );
     }
     record(&mut g, 200);
     if dry_run || patched == current {

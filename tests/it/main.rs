@@ -1,5 +1,6 @@
 //! One integration binary (each file under tests/ would link kube, axum and rustls again).
 
+mod audit;
 mod cli;
 mod common;
 mod configmap;
