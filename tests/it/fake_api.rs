@@ -202,6 +202,7 @@ pub struct FakeApi {
     inner: Arc<Mutex<Inner>>,
     tx: broadcast::Sender<Msg>,
     paused: Arc<tokio::sync::watch::Sender<bool>>,
+    held: Arc<tokio::sync::watch::Sender<bool>>,
     pub addr: SocketAddr,
 }
 
@@ -232,6 +233,7 @@ impl FakeApi {
             })),
             tx,
             paused: Arc::new(tokio::sync::watch::channel(false).0),
+            held: Arc::new(tokio::sync::watch::channel(false).0),
             addr: listener.local_addr().unwrap(),
         };
         let app = Router::new().fallback(handle).with_state(fake.clone());
@@ -333,6 +335,21 @@ impl FakeApi {
 
     pub fn resume_watches(&self) {
         self.paused.send_replace(false);
+    }
+
+    /// New watch requests wait, unanswered, until [`release_watches`](Self::release_watches):
+    /// a way to make changes happen while a client is between two watches.
+    pub fn hold_watches(&self) {
+        self.held.send_replace(true);
+    }
+
+    pub fn release_watches(&self) {
+        self.held.send_replace(false);
+    }
+
+    /// Watch requests waiting under [`hold_watches`](Self::hold_watches).
+    pub fn held_watches(&self) -> usize {
+        self.held.receiver_count()
     }
 
     /// The next `n` list requests fail with 500.
@@ -573,7 +590,7 @@ async fn handle(
     };
     match (method, &target.name) {
         (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
-            watch(&fake, &target, &q)
+            watch(&fake, &target, &q).await
         }
         (Method::GET, None) => list(&fake, &target, &q),
         (Method::GET, Some(name)) => {
@@ -805,7 +822,10 @@ fn list(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> Respons
     .into_response()
 }
 
-fn watch(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> Response {
+async fn watch(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> Response {
+    let mut held = fake.held.subscribe();
+    let _ = held.wait_for(|h| !*h).await;
+    drop(held);
     let selector = match FieldSelector::parse(q.get("fieldSelector")) {
         Ok(s) => s,
         Err(e) => return fail(400, "BadRequest", &e),
