@@ -1156,6 +1156,7 @@ fn patch(
 }
 
 /// The fake itself keeps the protocol the client code is tested against.
+#[cfg(test)]
 mod protocol {
     use std::time::{Duration, Instant};
 
