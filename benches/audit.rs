@@ -58,8 +58,10 @@ fn object(i: usize) -> Value {
             "data": {"app.properties": "x=1\n".repeat(200)}}),
         2 => json!({"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "Opaque",
             "data": {"token": "dG9rZW4=".repeat(64)}}),
-        3 => json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": metadata,
-            "spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {KEY: p}}}]}]}}),
+        3 => {
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": metadata,
+            "spec": {"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {KEY: p}}}]}]}})
+        }
         _ => json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": metadata,
             "spec": {"size": 3, "template": {"metadata": {"labels": {KEY: p}}}}}),
     }

@@ -588,3 +588,77 @@ async fn mappings_from_the_configmap_and_its_namespace_is_left_out() {
     )));
     assert!(!found.iter().any(|(_, ns, _)| ns == "kube-system"));
 }
+
+/// deploy/audit: the Job's command, run as the Job runs it (args and environment from the
+/// manifest) against the fake API server; its roles grant what docs/audit.md says and no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_job_and_its_roles() {
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+
+    let docs: Vec<Value> = ["rbac.yaml", "job.yaml"]
+        .iter()
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(repo("deploy/audit").join(f)).unwrap();
+            rancher_remap::manifest::parse_documents(&text).unwrap()
+        })
+        .collect();
+    let of = |kind: &str| -> Vec<&Value> { docs.iter().filter(|d| d["kind"] == kind).collect() };
+    let verbs = |name: &str| -> BTreeSet<String> {
+        let role: ClusterRole = serde_json::from_value(
+            (*of("ClusterRole")
+                .iter()
+                .find(|r| r["metadata"]["name"] == name)
+                .unwrap())
+            .clone(),
+        )
+        .unwrap();
+        role.rules
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.verbs.clone())
+            .collect()
+    };
+    let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(verbs("rancher-remap-audit"), set(&["get", "list"]));
+    assert_eq!(
+        verbs("rancher-remap-audit-fix"),
+        set(&["get", "list", "patch"])
+    );
+    let binding: ClusterRoleBinding =
+        serde_json::from_value(of("ClusterRoleBinding")[0].clone()).unwrap();
+    assert_eq!(
+        binding.role_ref.name, "rancher-remap-audit",
+        "report only by default"
+    );
+    let job: Job = serde_json::from_value(of("Job")[0].clone()).unwrap();
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    let subject = &binding.subjects.unwrap()[0];
+    assert_eq!(
+        pod.service_account_name.as_deref(),
+        Some(subject.name.as_str())
+    );
+    assert_eq!(
+        subject.namespace.as_deref(),
+        job.metadata.namespace.as_deref()
+    );
+
+    // The container's command, against a cluster holding the mapping ConfigMap.
+    let c = cluster().await;
+    c.fake.put(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "rancher-remap-mappings", "namespace": "rancher-remap",
+                     "labels": {"rancher-remap.io/mappings": "true"}},
+        "data": {"ns.pair": MAPPINGS}}));
+    let container = &pod.containers[0];
+    let mut cmd = bin();
+    cmd.args(container.args.clone().unwrap())
+        .env("KUBECONFIG", c.dir.path().join("kubeconfig"));
+    for e in container.env.clone().unwrap() {
+        cmd.env(e.name, e.value.unwrap());
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(names(&findings(&out)), expected_default());
+}
