@@ -10,7 +10,6 @@
 //! 10000). Loopback only; every audit process is waited for.
 
 #[path = "support/net.rs"]
-#[allow(dead_code)]
 mod net;
 mod support;
 

@@ -312,7 +312,7 @@ impl Scan<'_> {
                         match api::status_code(&e) {
                             // Not allowed to list, or gone since discovery: not this caller's
                             // objects to audit; said, not an error.
-                            Some(403 | 404 | 405) => out.skipped.push(format!("{at}: {why}")),
+                            Some(403..=405) => out.skipped.push(format!("{at}: {why}")),
                             _ => out.errors.push(format!("listing {at}: {why}")),
                         }
                         break;

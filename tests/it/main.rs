@@ -6,6 +6,7 @@ mod common;
 mod configmap;
 mod deploy;
 mod fake_api;
+mod fake_api_protocol;
 mod hostile;
 mod properties;
 mod review;
