@@ -104,6 +104,20 @@ pub fn status_code(e: &kube::Error) -> Option<u16> {
     }
 }
 
+/// After a 410 for a continue token too old (etcd compacted the list's revision), the token
+/// kube-apiserver offers to go on with the rest of the list (no longer one consistent snapshot).
+pub fn continue_after_expiry(e: &kube::Error) -> Option<String> {
+    match e {
+        kube::Error::Api(s) if s.code == 410 => s
+            .metadata
+            .as_ref()?
+            .continue_
+            .clone()
+            .filter(|c| !c.is_empty()),
+        _ => None,
+    }
+}
+
 /// Longest message quoted from the API server.
 const MESSAGE_MAX: usize = 300;
 

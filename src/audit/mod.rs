@@ -261,6 +261,9 @@ pub async fn run(
     Ok(report)
 }
 
+/// Expired continue tokens tolerated per list before it counts as failed.
+const MAX_EXPIRED: usize = 10;
+
 #[derive(Default)]
 struct TypeResult {
     objects: usize,
@@ -289,6 +292,7 @@ impl Scan<'_> {
         };
         for ns in &scopes {
             let mut token: Option<String> = None;
+            let mut expired = 0;
             loop {
                 let page = {
                     let _permit = self.permits.acquire().await;
@@ -303,6 +307,12 @@ impl Scan<'_> {
                 };
                 let page = match page {
                     Ok(page) => page,
+                    Err(e) if expired < MAX_EXPIRED && api::continue_after_expiry(&e).is_some() => {
+                        // A long list outlived its snapshot: go on from where it stopped.
+                        expired += 1;
+                        token = api::continue_after_expiry(&e);
+                        continue;
+                    }
                     Err(e) => {
                         let at = match ns {
                             Some(ns) => format!("{} in {ns}", t.name()),

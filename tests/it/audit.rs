@@ -257,6 +257,22 @@ async fn audit_reports_exactly_what_the_webhook_would_rewrite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_that_outlives_its_continue_token_goes_on() {
+    let c = cluster().await;
+    // The third continued list, and every token handed out before it, is too old.
+    c.fake.expire_continue_tokens_at(3);
+    let out = c.audit(&["-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(c.fake.expired_tokens() >= 1, "no token expired");
+    assert_eq!(names(&findings(&out)), expected_default());
+    assert_eq!(
+        findings(&out).len(),
+        expected_default().len(),
+        "nothing twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_table_scope_all_and_chosen_namespaces() {
     let c = cluster().await;
     let out = c.audit(&[]).await;

@@ -5,9 +5,10 @@
 //! It follows kube-apiserver's protocol where the code under test depends on it:
 //! - Discovery: `/api`, `/api/v1`, `/apis`, `/apis/GROUP/VERSION` (legacy, non-aggregated).
 //! - Lists carry `metadata.resourceVersion`, honour `limit` and `continue` (with
-//!   `remainingItemCount`), the namespace of the path and the whole `fieldSelector`
-//!   (`metadata.name`, `metadata.namespace`; `=`, `==`, `!=`; anything else is 400), and, like the
-//!   real server, leave `kind`/`apiVersion` out of the items of built-in types.
+//!   `remainingItemCount`; a token too old is 410 with one to go on), the namespace of the path
+//!   and the whole `fieldSelector` (`metadata.name`, `metadata.namespace`; `=`, `==`, `!=`;
+//!   anything else is 400), and, like the real server, leave `kind`/`apiVersion` out of the items
+//!   of built-in types.
 //! - `?watch=true` replays every change after the requested resourceVersion (a DELETED then an
 //!   ADDED stay two events), then streams; a resourceVersion older than the last compaction gets
 //!   an `ERROR` event with a 410 Status; `allowWatchBookmarks=true` gets BOOKMARK events; a watch
@@ -190,6 +191,11 @@ struct Inner {
     /// Watches from a resourceVersion below this get 410.
     compacted_below: u64,
     fail_lists: usize,
+    /// Continue tokens from an older epoch get 410.
+    token_epoch: u64,
+    expire_tokens_at: Option<usize>,
+    continued_lists: usize,
+    expired_tokens: usize,
     forbidden_lists: HashSet<String>,
     before_patch: HashMap<(String, String, String), Hook>,
     lists: usize,
@@ -225,6 +231,10 @@ impl FakeApi {
                 history: VecDeque::new(),
                 compacted_below: 0,
                 fail_lists: 0,
+                token_epoch: 0,
+                expire_tokens_at: None,
+                continued_lists: 0,
+                expired_tokens: 0,
                 forbidden_lists: HashSet::new(),
                 before_patch: HashMap::new(),
                 lists: 0,
@@ -355,6 +365,18 @@ impl FakeApi {
     /// The next `n` list requests fail with 500.
     pub fn fail_lists(&self, n: usize) {
         self.inner.lock().unwrap().fail_lists = n;
+    }
+
+    /// The `n`th list request that carries a continue token (counting from 1), and every
+    /// token issued before it, is too old: 410 Expired, as after etcd compacted the list's
+    /// revision.
+    pub fn expire_continue_tokens_at(&self, n: usize) {
+        self.inner.lock().unwrap().expire_tokens_at = Some(n);
+    }
+
+    /// Lists answered 410 for a continue token too old.
+    pub fn expired_tokens(&self) -> usize {
+        self.inner.lock().unwrap().expired_tokens
     }
 
     /// Lists of this type (plural name) get 403 Forbidden, as without RBAC.
@@ -747,6 +769,13 @@ fn as_item(t: &ResourceType, obj: &Value) -> Value {
     obj
 }
 
+/// A list's continue token: where it stopped, and in which epoch (see
+/// [`FakeApi::expire_continue_tokens_at`]).
+fn continue_token(ns: &str, name: &str, epoch: u64) -> String {
+    let token = serde_json::to_vec(&(ns, name, epoch)).unwrap();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token)
+}
+
 fn list(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> Response {
     let selector = match FieldSelector::parse(q.get("fieldSelector")) {
         Ok(s) => s,
@@ -758,7 +787,7 @@ fn list(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> Respons
         Some(Ok(n)) => n,
         Some(Err(_)) => return fail(400, "BadRequest", "limit: not a number"),
     };
-    let after: Option<(String, String)> = match q.get("continue").filter(|c| !c.is_empty()) {
+    let after: Option<(String, String, u64)> = match q.get("continue").filter(|c| !c.is_empty()) {
         None => None,
         Some(c) => match base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(c)
@@ -771,6 +800,25 @@ fn list(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> Respons
     };
     let mut g = fake.inner.lock().unwrap();
     g.lists += 1;
+    if let Some((ns, name, epoch)) = &after {
+        g.continued_lists += 1;
+        if g.expire_tokens_at == Some(g.continued_lists) {
+            g.token_epoch += 1;
+        }
+        if *epoch < g.token_epoch {
+            g.expired_tokens += 1;
+            // As kube-apiserver after etcd compacted the list's revision: 410, with a token
+            // that continues where the old one stopped (an inconsistent but complete list).
+            let token = continue_token(ns, name, g.token_epoch);
+            let mut s = status(
+                410,
+                "Expired",
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results.",
+            );
+            s["metadata"] = json!({"continue": token});
+            return (StatusCode::GONE, Json(s)).into_response();
+        }
+    }
     if g.fail_lists > 0 {
         g.fail_lists -= 1;
         return fail(500, "InternalError", "etcd is having a bad day");
@@ -787,7 +835,7 @@ fn list(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> Respons
     }
     let key = target.t.key();
     let start = match &after {
-        Some((ns, name)) => std::ops::Bound::Excluded((key.clone(), ns.clone(), name.clone())),
+        Some((ns, name, _)) => std::ops::Bound::Excluded((key.clone(), ns.clone(), name.clone())),
         None => std::ops::Bound::Included((key.clone(), String::new(), String::new())),
     };
     let mut items = Vec::new();
@@ -808,10 +856,8 @@ fn list(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> Respons
         }
     }
     let mut metadata = json!({"resourceVersion": g.rv.to_string()});
-    if remaining > 0 {
-        let token = serde_json::to_vec(&last).unwrap();
-        metadata["continue"] =
-            json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token));
+    if let (true, Some((ns, name))) = (remaining > 0, &last) {
+        metadata["continue"] = json!(continue_token(ns, name, g.token_epoch));
         metadata["remainingItemCount"] = json!(remaining);
     }
     drop(g);
