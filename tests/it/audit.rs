@@ -678,3 +678,51 @@ async fn the_shipped_job_and_its_roles() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(names(&findings(&out)), expected_default());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_leaves_refused_objects_and_a_patch_out_of_attempts_fails() {
+    let c = cluster().await;
+    // Under deny the Secret with an unmapped project ID is refused, not patched: exit 1.
+    let out = c
+        .audit(&["--fix", "-o", "json", "-n", "team-a", "--unmapped", "deny"])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let found = findings(&out);
+    let creds = found.iter().find(|f| f["name"] == "creds").unwrap();
+    assert_eq!(creds["fix"]["result"], "refused");
+    assert_eq!(creds["unmapped"][0]["action"], "refused");
+    assert_eq!(creds["fix"]["attempts"], 0);
+    assert!(!c.fake.patches().iter().any(|p| p.name == "creds"));
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"namespace": "team-a", "name": "creds"}});
+    assert_eq!(
+        c.fake.get(&secret).unwrap()["metadata"]["labels"][KEY],
+        "p-zz999"
+    );
+    assert!(found
+        .iter()
+        .filter(|f| f["name"] != "creds")
+        .all(|f| f["fix"]["result"] == "patched"));
+
+    // One attempt allowed, and someone changes the object in between: failed, exit 2, and the
+    // other writer's change stands.
+    let c = cluster().await;
+    let web = deployment("team-a", "web", true, "");
+    c.fake.before_patch(&web, |obj| {
+        obj["metadata"]["labels"]["team"] = json!("blue");
+    });
+    let out = c
+        .audit(&["--fix", "-o", "json", "-n", "team-a", "--max-attempts", "1"])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let f = findings(&out)
+        .into_iter()
+        .find(|f| f["name"] == "web")
+        .unwrap();
+    assert_eq!(f["fix"]["result"], "failed");
+    assert!(f["fix"]["error"].as_str().unwrap().contains("422"), "{f}");
+    let now = c.fake.get(&web).unwrap();
+    assert_eq!(now["metadata"]["labels"]["team"], "blue");
+    assert_eq!(now["metadata"]["labels"][KEY], "p-ab12c", "not overwritten");
+    assert!(stderr(&out).contains("1 failed"), "{}", stderr(&out));
+}
