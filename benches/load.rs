@@ -30,8 +30,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 
-/// Set in the environment of the child that runs the no-op server.
+/// Set in the environment of the child that runs the no-op server (and, with FLOOR_ENV too,
+/// the floor server).
 const NOOP_ENV: &str = "RANCHER_REMAP_LOAD_NOOP";
+const FLOOR_ENV: &str = "RANCHER_REMAP_LOAD_FLOOR";
 const FIXED_REVIEW: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true}}"#;
 
 fn main() {
@@ -41,7 +43,7 @@ fn main() {
             .enable_all()
             .build()
             .unwrap()
-            .block_on(noop_server(&dir));
+            .block_on(noop_server(&dir, std::env::var_os(FLOOR_ENV).is_some()));
         return;
     }
     // `cargo test --benches` runs bench targets with no `--bench` flag: stay quick then.
@@ -82,6 +84,10 @@ fn main() {
         ))
     };
     rows.push(run_target("no-op axum+rustls", noop));
+    rows.push(run_target(
+        "floor: checks the JSON, echoes uid",
+        Target::floor(dir.path()),
+    ));
     for entries in [1_000usize, 100_000] {
         let target = Target::rancher_remap(dir.path(), entries);
         let label = format!("rancher-remap, {entries} entries");
@@ -134,12 +140,13 @@ fn main() {
             r.peak_rss_kib as f64 / 1024.0
         );
     }
-    let base = rows[0].max.rate;
+    let (base, floor) = (rows[0].max.rate, rows[1].max.rate);
     for r in &rows[1..] {
         println!(
-            "{}: {:.0} % of the no-op throughput",
+            "{}: {:.0} % of the no-op throughput, {:.0} % of the floor's",
             r.label,
-            100.0 * r.max.rate / base
+            100.0 * r.max.rate / base,
+            100.0 * r.max.rate / floor
         );
     }
 }
@@ -159,11 +166,21 @@ struct Target {
 impl Target {
     /// This bench binary again, serving the no-op handler; it prints its address.
     fn noop(dir: &Path) -> Target {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .env(NOOP_ENV, dir)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        Target::baseline(dir, false)
+    }
+
+    /// This bench binary again, serving the floor handler.
+    fn floor(dir: &Path) -> Target {
+        Target::baseline(dir, true)
+    }
+
+    fn baseline(dir: &Path, floor: bool) -> Target {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.env(NOOP_ENV, dir);
+        if floor {
+            cmd.env(FLOOR_ENV, "1");
+        }
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -351,9 +368,34 @@ async fn run(
     }
 }
 
-/// The baseline: axum + rustls (same provider, same ALPN, same hyper-util connection builder)
-/// with a handler that reads the body and returns a fixed review. Prints its address on stdout.
-async fn noop_server(dir: &Path) {
+/// The floor: the least any correct webhook does. It reads the body, checks all of it as JSON
+/// (serde_json, skipping every value, building nothing) and echoes `request.uid`.
+fn floor_answer(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+    use serde::Deserialize;
+    #[derive(Deserialize)]
+    struct Review<'a> {
+        #[serde(borrow)]
+        request: Request<'a>,
+    }
+    #[derive(Deserialize)]
+    struct Request<'a> {
+        #[serde(borrow)]
+        uid: std::borrow::Cow<'a, str>,
+    }
+    let review: Review = serde_json::from_slice(body)?;
+    let mut out = Vec::with_capacity(160);
+    out.extend_from_slice(
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#,
+    );
+    serde_json::to_writer(&mut out, &review.request.uid)?;
+    out.extend_from_slice(br#","allowed":true}}"#);
+    Ok(out)
+}
+
+/// The baselines: axum + rustls (same provider, same ALPN, same hyper-util connection builder)
+/// with a handler that reads the body and returns a fixed review (no-op), or the floor's answer.
+/// Prints its address on stdout.
+async fn noop_server(dir: &Path, floor: bool) {
     use axum::routing::post;
     let certs: Vec<_> = CertificateDer::pem_file_iter(dir.join("tls.crt"))
         .unwrap()
@@ -368,13 +410,33 @@ async fn noop_server(dir: &Path) {
         .unwrap();
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let app = axum::Router::new().route(
-        "/mutate",
-        post(|body: Bytes| async move {
-            std::hint::black_box(body);
-            ([("content-type", "application/json")], FIXED_REVIEW)
-        }),
-    );
+    let app = if floor {
+        axum::Router::new().route(
+            "/mutate",
+            post(|body: Bytes| async move {
+                match floor_answer(&body) {
+                    Ok(answer) => (
+                        axum::http::StatusCode::OK,
+                        [("content-type", "application/json")],
+                        answer,
+                    ),
+                    Err(_) => (
+                        axum::http::StatusCode::BAD_REQUEST,
+                        [("content-type", "application/json")],
+                        b"{}".to_vec(),
+                    ),
+                }
+            }),
+        )
+    } else {
+        axum::Router::new().route(
+            "/mutate",
+            post(|body: Bytes| async move {
+                std::hint::black_box(body);
+                ([("content-type", "application/json")], FIXED_REVIEW)
+            }),
+        )
+    };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!("{}", listener.local_addr().unwrap());
     std::io::stdout().flush().unwrap();

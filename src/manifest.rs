@@ -2,15 +2,24 @@
 
 use serde_json::Value;
 
-/// Why a manifest could not be read.
+/// Why a manifest could not be read. Only a position and the kind of error are reported, never
+/// the text around it: manifests (ClusterPairs) hold tokens, passwords and keys.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     /// JSON that does not parse.
-    #[error("invalid JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    #[error("invalid JSON at line {line}, column {column}: {kind}")]
+    Json {
+        line: usize,
+        column: usize,
+        kind: &'static str,
+    },
     /// YAML that does not parse.
-    #[error("invalid YAML: {0}")]
-    Yaml(String),
+    #[error("invalid YAML at line {line}, column {column}: {kind}")]
+    Yaml {
+        line: u64,
+        column: u64,
+        kind: String,
+    },
     /// A document that is not an object (a bare string or list).
     #[error(
         "document {0} is not a Kubernetes object (expected a mapping with apiVersion and kind)"
@@ -24,14 +33,56 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, ManifestError> {
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         let mut out = Vec::new();
+        // Positions count in `text`, not in the trimmed slice.
+        let skipped = &text[..text.len() - trimmed.len()];
         for v in serde_json::Deserializer::from_str(trimmed).into_iter::<Value>() {
-            out.push(v?);
+            out.push(v.map_err(|e| json_error(&e, skipped))?);
         }
         return Ok(out);
     }
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| ManifestError::Yaml(e.to_string()))?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| yaml_error(&e))?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+/// A JSON error by position and category (serde_json's message can quote a value).
+fn json_error(e: &serde_json::Error, skipped: &str) -> ManifestError {
+    use serde_json::error::Category;
+    let lines_before = skipped.matches('\n').count();
+    let column_shift = if lines_before == 0 { skipped.len() } else { 0 };
+    ManifestError::Json {
+        line: e.line() + lines_before,
+        column: if e.line() == 1 {
+            e.column() + column_shift
+        } else {
+            e.column()
+        },
+        kind: match e.classify() {
+            Category::Io => "read error",
+            Category::Syntax => "syntax error",
+            Category::Data => "wrong type or value",
+            Category::Eof => "unexpected end of input",
+        },
+    }
+}
+
+/// A YAML error by position and kind. The parser's own messages are fixed phrases ("found a
+/// tab", "did not find expected key") and are kept; every other message is replaced, since it
+/// may quote the input, and the source snippet serde-saphyr renders is never used.
+fn yaml_error(e: &serde_saphyr::Error) -> ManifestError {
+    use serde_saphyr::Error as E;
+    let inner = e.without_snippet();
+    let kind = match inner {
+        E::ExternalMessage { msg, .. }
+            if crate::mapping::is_quotable(&msg.replace([',', '\''], "")) =>
+        {
+            msg.clone()
+        }
+        E::Eof { .. } => "unexpected end of input".to_string(),
+        E::Unexpected { expected, .. } => format!("expected {expected}"),
+        _ => "syntax error".to_string(),
+    };
+    let (line, column) = inner.location().map_or((0, 0), |l| (l.line(), l.column()));
+    ManifestError::Yaml { line, column, kind }
 }
 
 /// Parses a manifest into objects: lists (`kind: List`, or a JSON array) are expanded, and

@@ -15,24 +15,40 @@ pub struct Args {
     #[arg(long, default_value = "certs")]
     pub out: PathBuf,
 
-    /// Name of the webhook Service.
-    #[arg(long, default_value = "rancher-remap")]
+    /// Name of the webhook Service (a DNS-1123 label).
+    #[arg(long, default_value = "rancher-remap", value_parser = dns_label)]
     pub service: String,
 
-    /// Namespace of the webhook Service.
-    #[arg(long, default_value = "rancher-remap")]
+    /// Namespace of the webhook Service (a DNS-1123 label).
+    #[arg(long, default_value = "rancher-remap", value_parser = dns_label)]
     pub namespace: String,
 
-    /// Days the serving certificate is valid. A new CA is valid ten times as long, so serving
-    /// certificates can be renewed from it (--reuse-ca).
-    #[arg(long, default_value_t = 365)]
+    /// Days the serving certificate is valid (1 to 3650). A new CA is valid ten times as long,
+    /// so serving certificates can be renewed from it (--reuse-ca).
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=MAX_DAYS as i64))]
     pub days: u32,
 
     /// Keep the CA already in --out (ca.crt, ca.key from an earlier run) and issue only a new
     /// serving pair: the caBundle stays the same, so a renewal needs no change to the webhook
     /// configurations and no call fails while kubelet updates the mounted Secret.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "force")]
     pub reuse_ca: bool,
+
+    /// Replace a CA already in --out with a new one. Every webhook configuration that trusts
+    /// the old CA (its caBundle) then fails its calls until it gets the new caBundle.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Longest serving certificate `certs` makes: ten years (its CA, ten times that).
+const MAX_DAYS: u32 = 3650;
+
+/// A Service or namespace name: it becomes a SAN that clients must match exactly.
+fn dns_label(s: &str) -> Result<String, String> {
+    crate::mapping::check_label(s).map_err(|e| {
+        format!("{e}; a Service or namespace name is a DNS-1123 label, e.g. rancher-remap")
+    })?;
+    Ok(s.to_string())
 }
 
 /// The PEM files of a CA and a serving certificate signed by it.
@@ -155,6 +171,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
             args.days,
         )?
     } else {
+        let ca = args.out.join("ca.crt");
+        anyhow::ensure!(
+            args.force || !ca.exists(),
+            "{} already holds a CA: give --reuse-ca to issue a new serving pair from it (the caBundle stays), or --force to replace it (every webhook configuration then needs the new caBundle)",
+            args.out.display()
+        );
         generate(&args.service, &args.namespace, args.days)?
     };
     std::fs::create_dir_all(&args.out)

@@ -74,6 +74,18 @@ pub struct Args {
     #[arg(long, env = "RANCHER_REMAP_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Seconds a whole webhook request, head and body, may take to arrive, from its first
+    /// byte. A head that is late closes the connection; a body that is late is answered 408.
+    /// Keeps clients that trickle bytes from holding connections (and --max-connections slots).
+    #[arg(
+        long,
+        env = "RANCHER_REMAP_REQUEST_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=300)
+    )]
+    pub request_timeout: u64,
+
     /// Log format.
     #[arg(long, env = "RANCHER_REMAP_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,
@@ -161,6 +173,7 @@ async fn serve(args: Args) -> Result<()> {
         metrics: Arc::new(Metrics::default()),
         max_body_bytes: args.max_body_bytes,
         validate_only: source.is_none(),
+        request_timeout: Duration::from_secs(args.request_timeout),
     });
     match source {
         Some(source) => source::start(source, state.clone(), Duration::from_secs(1)).await?,
@@ -177,6 +190,7 @@ async fn serve(args: Args) -> Result<()> {
         state,
         Timing {
             max_connections: args.max_connections.max(1),
+            header_read: Duration::from_secs(args.request_timeout),
             ..Timing::default()
         },
     )

@@ -124,9 +124,10 @@ fn presence<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 /// Why a document is not a ClusterPair this project can read.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    /// Not `stork.libopenstorage.org/v1alpha1` `ClusterPair`.
-    #[error("not a ClusterPair (apiVersion {api_version:?}, kind {kind:?})")]
-    NotAClusterPair { api_version: String, kind: String },
+    /// Not a `stork.libopenstorage.org` `ClusterPair`. (What the document says instead is not
+    /// quoted: it is the input's text.)
+    #[error("not a ClusterPair (expected apiVersion stork.libopenstorage.org/v1alpha1, kind ClusterPair)")]
+    NotAClusterPair,
     /// A field has the wrong type. The serde message is left out on purpose: it may quote a value.
     #[error("ClusterPair does not match the expected shape (a field has the wrong type)")]
     Shape,
@@ -144,16 +145,7 @@ impl ClusterPair {
     /// Reads a ClusterPair from a JSON value without ever quoting a field's value in an error.
     pub fn from_value(v: &Value) -> Result<ClusterPair, ModelError> {
         if !is_clusterpair(v) {
-            let field = |k: &str| {
-                v.get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            return Err(ModelError::NotAClusterPair {
-                api_version: field("apiVersion"),
-                kind: field("kind"),
-            });
+            return Err(ModelError::NotAClusterPair);
         }
         ClusterPair::deserialize(v).map_err(|_| ModelError::Shape)
     }

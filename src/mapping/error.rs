@@ -1,5 +1,10 @@
-//! Mapping errors and warnings (SPEC §3). Every message names the offending entry, and where it
-//! came from when that is not obvious (a ConfigMap key), so an operator can find and fix it.
+//! Mapping errors and warnings. Every message names the offending entry, and where it came from
+//! when that is not obvious (a ConfigMap key), so an operator can find and fix it.
+//!
+//! Mapping text may not be mapping text at all: a ClusterPair or a kubeconfig given where a
+//! mappings file was expected carries tokens and keys. So an entry is quoted only when it holds
+//! nothing but the characters of IDs, `=`, `:` and spaces ([`is_quotable`]); any other entry is
+//! named by its number and line.
 
 use std::fmt;
 use std::ops::Range;
@@ -16,16 +21,37 @@ pub enum Origin {
     ConfigMapKey(Arc<str>),
 }
 
+/// Whether `s` may be quoted in a message: only lower-case letters, digits, `-`, `=`, `:` and
+/// spaces (what mapping entries are made of). Anything else could be a credential.
+pub fn is_quotable(s: &str) -> bool {
+    s.bytes().all(|b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'=' | b':' | b' ')
+    })
+}
+
+/// `s` in quotes when [`is_quotable`], otherwise `what` (e.g. "a value").
+pub(crate) fn quoted_or(s: &str, what: &str) -> String {
+    if is_quotable(s) {
+        format!("{s:?}")
+    } else {
+        what.to_string()
+    }
+}
+
 /// One entry as the user wrote it, for messages. One allocation: the source side is a range of
 /// the text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntryRef {
-    /// The entry, trimmed (`src=dst`; for map sources rebuilt from key and value).
+    /// The entry, trimmed (`src=dst`; for map sources rebuilt from key and value). Never shown
+    /// unless [`is_quotable`].
     pub text: Box<str>,
     /// Where the source side (as written) is in `text`.
     src: Range<usize>,
     /// Where the entry was written.
     pub origin: Origin,
+    /// Its number (1-based) in its text or map, and its line in the text (0: not from text).
+    pub number: u32,
+    pub line: u32,
 }
 
 impl EntryRef {
@@ -33,7 +59,20 @@ impl EntryRef {
     pub fn new(text: impl Into<Box<str>>, src: Range<usize>, origin: Origin) -> EntryRef {
         let text = text.into();
         debug_assert!(text.get(src.clone()).is_some());
-        EntryRef { text, src, origin }
+        EntryRef {
+            text,
+            src,
+            origin,
+            number: 0,
+            line: 0,
+        }
+    }
+
+    /// The same entry, numbered: the `number`-th entry, on `line` (0 when not from text).
+    pub fn at(mut self, number: usize, line: usize) -> EntryRef {
+        self.number = u32::try_from(number).unwrap_or(u32::MAX);
+        self.line = u32::try_from(line).unwrap_or(u32::MAX);
+        self
     }
 
     /// The source side as written, used as the index in field paths.
@@ -41,14 +80,24 @@ impl EntryRef {
         self.text.get(self.src.clone()).unwrap_or_default()
     }
 
+    /// The index in field paths: the source side when it can be quoted, else `#number`.
+    fn index(&self) -> String {
+        let src = self.src();
+        if is_quotable(src) && !src.is_empty() {
+            src.to_string()
+        } else {
+            format!("#{}", self.number)
+        }
+    }
+
     /// The field path of this entry, e.g. `spec.platformOptions.rancher.projectMappings[p-a]`.
     pub fn field_path(&self) -> String {
         match &self.origin {
-            Origin::Text => format!("project-mappings[{}]", self.src()),
+            Origin::Text => format!("project-mappings[{}]", self.index()),
             Origin::ClusterPair => {
                 format!(
                     "spec.platformOptions.rancher.projectMappings[{}]",
-                    self.src()
+                    self.index()
                 )
             }
             Origin::ConfigMapKey(key) => format!("data[{key}]"),
@@ -58,7 +107,14 @@ impl EntryRef {
 
 impl fmt::Display for EntryRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.text)?;
+        if is_quotable(&self.text) {
+            write!(f, "{:?}", self.text)?;
+        } else {
+            write!(f, "#{}", self.number)?;
+            if self.line > 0 {
+                write!(f, " (line {})", self.line)?;
+            }
+        }
         if let Origin::ConfigMapKey(key) = &self.origin {
             write!(f, " (data key {key})")?;
         }
@@ -87,8 +143,9 @@ impl fmt::Display for Side {
 /// A broken mapping. Any one of these rejects the whole table.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MappingError {
-    /// An entry without `=`; `hint` holds the corrected entry for the `p-a: p-b` spelling.
-    #[error("entry {entry} has no '=': {}", match hint { Some(h) => format!("did you mean {h:?}?"), None => "expected src=dst".to_string() })]
+    /// An entry without `=`; `hint` holds the corrected entry for the `p-a: p-b` spelling (only
+    /// when it can be quoted).
+    #[error("entry {entry} has no '=': {}", match hint { Some(h) if is_quotable(h) => format!("did you mean {h:?}?"), _ => "expected src=dst".to_string() })]
     MissingEquals {
         entry: EntryRef,
         hint: Option<String>,
@@ -103,7 +160,10 @@ pub enum MappingError {
     #[error("entry {entry} has an empty {side}")]
     EmptySide { entry: EntryRef, side: Side },
     /// One side is not a valid project-ID value.
-    #[error("entry {entry}: {side} {value:?} is not a project ID (P or C:P): {reason}")]
+    #[error(
+        "entry {entry}: {side} {} is not a project ID (P or C:P): {reason}",
+        quoted_or(value, "value")
+    )]
     InvalidId {
         entry: EntryRef,
         side: Side,
@@ -144,6 +204,10 @@ pub enum MappingError {
         dst: String,
         other_dst: String,
     },
+    /// Nothing to map: under `--unmapped drop` an empty table would remove the project ID from
+    /// every migrated object, so it is never put in force.
+    #[error("no mapping entries: an empty table would remove every project ID from migrated objects; give at least one src=dst entry")]
+    NoEntries,
     /// A destination that is also a source: a rewritten value would be rewritten again.
     #[error("entry {entry} makes a chain: its destination {id} is the source of entry {other}; map each source straight to its final destination")]
     Chain {
@@ -164,9 +228,12 @@ impl MappingError {
     /// The field path of the offending entry.
     pub fn field_path(&self) -> String {
         match self {
-            MappingError::EmptyEntry { origin, .. } => {
-                EntryRef::new("", 0..0, origin.clone()).field_path()
+            MappingError::EmptyEntry { origin, position } => {
+                EntryRef::new("", 0..0, origin.clone())
+                    .at(*position, 0)
+                    .field_path()
             }
+            MappingError::NoEntries => "data".to_string(),
             MappingError::MissingEquals { entry, .. }
             | MappingError::EmptySide { entry, .. }
             | MappingError::InvalidId { entry, .. }

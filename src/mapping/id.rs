@@ -19,10 +19,10 @@ pub enum IdError {
     #[error("an empty ID part")]
     Empty,
     /// A part is longer than a DNS-1123 label may be.
-    #[error("{0:?} is longer than 63 characters")]
+    #[error("{} is longer than 63 characters", super::error::quoted_or(.0, "a part"))]
     TooLong(String),
     /// A part holds characters a DNS-1123 label may not.
-    #[error("{0:?} is not a DNS-1123 label (lower-case letters, digits and '-', starting and ending with a letter or digit)")]
+    #[error("{} is not a DNS-1123 label (lower-case letters, digits and '-', starting and ending with a letter or digit)", super::error::quoted_or(.0, "a part"))]
     NotALabel(String),
     /// More than one `:`.
     #[error("more than one ':' (expected P or C:P)")]

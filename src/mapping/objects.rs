@@ -139,12 +139,27 @@ pub fn build_configmap(
     cm
 }
 
+/// Whether a mappings file is a Kubernetes manifest rather than mapping text: JSON (`{` or
+/// `[` first), or YAML with a top-level `apiVersion:` or `kind:` key.
+pub fn looks_like_manifest(text: &str) -> bool {
+    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+    trimmed.starts_with('{')
+        || trimmed.starts_with('[')
+        || text.lines().any(|l| {
+            let l = l.trim_start_matches('\u{feff}');
+            l.starts_with("apiVersion:") || l.starts_with("kind:") || l.starts_with("---")
+        })
+}
+
 /// Why a mappings file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum MappingsFileError {
     /// The mappings themselves are broken.
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] MappingErrors),
+    /// A manifest that does not parse (reported by position only).
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
     /// A document of an unexpected kind.
     #[error("{0}")]
     Unsupported(String),
@@ -153,16 +168,20 @@ pub enum MappingsFileError {
 /// Reads a `--mappings-file`: mapping ConfigMap(s), ClusterPair(s) (YAML or JSON), or plain
 /// §3 text. ClusterPairs are merged as `derive` would merge them, one data key each.
 pub fn mappings_from_file_text(text: &str) -> Result<Mappings, MappingsFileError> {
-    let docs = match crate::manifest::parse_objects(text) {
-        Ok(docs) if !docs.is_empty() && docs.iter().all(|d| d.get("kind").is_some()) => docs,
-        // Not Kubernetes objects: plain mapping text (which may even look like YAML, as
-        // `p-a: p-b` does; parse_text then explains the `=`).
-        _ => return Ok(Mappings::from_text(text)?),
-    };
+    // A manifest is never re-read as mapping text: a broken ClusterPair would otherwise come
+    // back as "entries" holding its token and keys. Anything else is plain mapping text (which
+    // may look like YAML, as `p-a: p-b` does; parse_text then explains the `=`).
+    if !looks_like_manifest(text) {
+        return Ok(Mappings::from_text(text)?);
+    }
+    let docs = crate::manifest::parse_objects(text)?;
+    if docs.is_empty() {
+        return Err(MappingErrors(vec![super::MappingError::NoEntries]).into());
+    }
     let mut data = BTreeMap::new();
     let mut users = Vec::new();
     let mut per_doc = Parsed::default();
-    for doc in &docs {
+    for (i, doc) in docs.iter().enumerate() {
         if is_configmap(doc) {
             let cm_data = configmap_data(doc);
             if let Some(u) = doc
@@ -184,9 +203,10 @@ pub fn mappings_from_file_text(text: &str) -> Result<Mappings, MappingsFileError
                 errors: parsed.errors,
             });
         } else {
-            let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+            // The kind is not quoted: it is the document's text.
             return Err(MappingsFileError::Unsupported(format!(
-                "a mappings file holds ConfigMaps, ClusterPairs or plain src=dst text, not {kind:?}"
+                "document #{} is not a ConfigMap or a ClusterPair (a mappings file holds ConfigMaps, ClusterPairs or plain src=dst text)",
+                i + 1
             )));
         }
     }

@@ -94,10 +94,11 @@ pub fn parse_text(text: &str, origin: &Origin) -> Parsed {
         errors: Vec::new(),
     };
     let mut position = 0;
-    for line in text.lines() {
+    for (line_index, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
+        let line_number = line_index + 1;
         for piece in line.split(',') {
             position += 1;
             let piece = piece.trim();
@@ -112,10 +113,13 @@ pub fn parse_text(text: &str, origin: &Origin) -> Parsed {
                 Some((src, dst)) => {
                     let src = trimmed(src, 0);
                     let dst = trimmed(dst, piece.len() - dst.len());
-                    push_entry(&mut out, piece, src, dst, origin)
+                    let at =
+                        EntryRef::new(piece, src.clone(), origin.clone()).at(position, line_number);
+                    push_entry(&mut out, at, src, dst)
                 }
                 None => out.errors.push(MappingError::MissingEquals {
-                    entry: EntryRef::new(piece, 0..piece.len(), origin.clone()),
+                    entry: EntryRef::new(piece, 0..piece.len(), origin.clone())
+                        .at(position, line_number),
                     hint: colon_hint(piece),
                 }),
             }
@@ -133,25 +137,20 @@ fn trimmed(part: &str, offset: usize) -> Range<usize> {
 /// Parses a `projectMappings` map (source → destination), as a ClusterPair stores it.
 pub fn parse_map<'a>(map: impl IntoIterator<Item = (&'a str, &'a str)>, origin: &Origin) -> Parsed {
     let mut out = Parsed::default();
-    for (src, dst) in map {
+    for (i, (src, dst)) in map.into_iter().enumerate() {
         let (src, dst) = (src.trim(), dst.trim());
         let text = format!("{src}={dst}");
-        push_entry(
-            &mut out,
-            &text,
-            0..src.len(),
-            src.len() + 1..text.len(),
-            origin,
-        );
+        let (src, dst) = (0..src.len(), src.len() + 1..text.len());
+        let at = EntryRef::new(text, src.clone(), origin.clone()).at(i + 1, 0);
+        push_entry(&mut out, at, src, dst);
     }
     out
 }
 
-/// Checks one entry (`src` and `dst` are ranges of `text`) and keeps it or its errors.
-fn push_entry(out: &mut Parsed, text: &str, src: Range<usize>, dst: Range<usize>, origin: &Origin) {
-    let at = EntryRef::new(text, src.clone(), origin.clone());
+/// Checks one entry (`src` and `dst` are ranges of `at.text`) and keeps it or its errors.
+fn push_entry(out: &mut Parsed, at: EntryRef, src: Range<usize>, dst: Range<usize>) {
     let mut side_value = |side: Side, range: &Range<usize>| -> Option<Span> {
-        let value = &text[range.clone()];
+        let value = &at.text[range.clone()];
         if value.is_empty() {
             out.errors.push(MappingError::EmptySide {
                 entry: at.clone(),
@@ -239,7 +238,7 @@ mod tests {
         assert_eq!(
             e,
             [MappingError::MissingEquals {
-                entry: EntryRef::new("p-c: p-d", 0..8, Origin::Text),
+                entry: EntryRef::new("p-c: p-d", 0..8, Origin::Text).at(2, 1),
                 hint: Some("p-c=p-d".into()),
             }]
         );
@@ -300,7 +299,17 @@ mod tests {
                 ..
             }]
         ));
-        assert!(e[0].to_string().contains("\"p-a=p_b\""));
+        // Not made of ID characters: named by number and line, never quoted.
+        let message = e[0].to_string();
+        assert!(message.contains("entry #1 (line 1)"), "{message}");
+        assert!(!message.contains("p_b"), "{message}");
+        let e = errors("p-a=p-b\np-c=p-d,token: s3cr3t.Value_x");
+        let message = e[0].to_string();
+        assert!(
+            message.contains("entry #3 (line 2) has no '='"),
+            "{message}"
+        );
+        assert!(!message.contains("s3cr3t") && !message.contains("did you mean"));
         assert_eq!(errors("p-a=p-b=p-c").len(), 1);
     }
 

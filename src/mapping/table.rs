@@ -2,6 +2,7 @@
 //!
 //! Every lookup is a handful of hash probes, whatever the table size.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 // foldhash with a per-process random seed: several times faster than SipHash on short IDs,
@@ -21,6 +22,14 @@ pub enum Lookup {
     /// Rewrite to this value.
     Rewrite(String),
     /// No rule applies (§4.4).
+    Unmapped,
+}
+
+/// [`Lookup`], borrowing from the table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LookupRef<'t> {
+    Keep,
+    Rewrite(Cow<'t, str>),
     Unmapped,
 }
 
@@ -48,10 +57,14 @@ struct Claim {
 }
 
 impl Table {
-    /// Builds a table from parsed entries. Any per-entry error in `parsed`, or any conflict
-    /// across entries, rejects the whole table; all errors are reported, not just the first.
+    /// Builds a table from parsed entries. Any per-entry error in `parsed`, any conflict across
+    /// entries, or no entries at all rejects the whole table; all errors are reported, not
+    /// just the first.
     pub fn build(parsed: Parsed) -> Result<Table, MappingErrors> {
         let mut errors = parsed.errors;
+        if parsed.entries.is_empty() && errors.is_empty() {
+            return Err(MappingErrors(vec![MappingError::NoEntries]));
+        }
         let parsed = parsed.entries;
         let n = parsed.len();
         let mut t = Table {
@@ -136,22 +149,33 @@ impl Table {
         Ok(t)
     }
 
-    /// Looks a value up per SPEC §4.
+    /// Looks a value up (see [`Table::lookup_ref`]).
     pub fn lookup(&self, v: &str) -> Lookup {
+        match self.lookup_ref(v) {
+            LookupRef::Keep => Lookup::Keep,
+            LookupRef::Rewrite(to) => Lookup::Rewrite(to.into_owned()),
+            LookupRef::Unmapped => Lookup::Unmapped,
+        }
+    }
+
+    /// Looks a value up: a destination value stays; an exact entry wins; `C:P` maps through its
+    /// cluster and project; `P` through a cluster-form entry's project; else unmapped. The
+    /// answer borrows from the table unless it had to be put together (`C':P'`).
+    pub fn lookup_ref(&self, v: &str) -> LookupRef<'_> {
         if self.is_destination(v) {
-            return Lookup::Keep;
+            return LookupRef::Keep;
         }
         if let Some(dst) = self.exact.get(v) {
-            return Lookup::Rewrite(dst.to_string());
+            return LookupRef::Rewrite(Cow::Borrowed(dst));
         }
         let mapped = match v.split_once(':') {
             Some((c, p)) => match (self.clusters.get(c), self.projects.get(p)) {
-                (Some(c2), Some(p2)) => Some(format!("{}:{}", c2.dst, p2.dst)),
+                (Some(c2), Some(p2)) => Some(Cow::Owned(format!("{}:{}", c2.dst, p2.dst))),
                 _ => None,
             },
-            None => self.projects.get(v).map(|p2| p2.dst.to_string()),
+            None => self.projects.get(v).map(|p2| Cow::Borrowed(&*p2.dst)),
         };
-        mapped.map_or(Lookup::Unmapped, Lookup::Rewrite)
+        mapped.map_or(LookupRef::Unmapped, LookupRef::Rewrite)
     }
 
     /// §4.0: a destination value, a destination project, or `C':P'` of destination parts.

@@ -191,5 +191,28 @@ fn mappings_file_kinds() {
     let m = objects::mappings_from_file_text(cp).unwrap();
     assert_eq!(m.table.lookup("p-a"), Lookup::Rewrite("p-b".into()));
     let other = objects::mappings_from_file_text("apiVersion: v1\nkind: Secret\n").unwrap_err();
-    assert!(other.to_string().contains("Secret"));
+    assert!(
+        other
+            .to_string()
+            .contains("document #1 is not a ConfigMap or a ClusterPair"),
+        "{other}"
+    );
+    // A manifest is never re-read as mapping text, and its errors give only a position.
+    let broken = "apiVersion: v1\nkind: ConfigMap\ndata:\n  k: \"p-a=p-b\n    token: s3cr3t\n";
+    let e = objects::mappings_from_file_text(broken)
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("invalid YAML at line"), "{e}");
+    assert!(!e.contains("s3cr3t") && !e.contains("no '='"), "{e}");
+    for empty in [
+        "",
+        "\n\n",
+        "  \n",
+        "apiVersion: v1\nkind: ConfigMap\ndata: {}\n",
+    ] {
+        let e = objects::mappings_from_file_text(empty)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no mapping entries"), "{empty:?}: {e}");
+    }
 }

@@ -1,15 +1,20 @@
-//! The rewrite engine: where project IDs live in an object (SPEC §5), what happens to each
-//! (§4, §6), and the JSON patch that says so (§8). Pure: no I/O, no clock, no globals.
+//! The rewrite engine: where project IDs live in an object (`places`, read by `walk`), what
+//! happens to each (`engine`), and the JSON patch and messages that say so (`outcome`). Pure: no
+//! I/O, no clock, no globals.
 
 mod engine;
 mod keys;
 mod outcome;
-mod relevant;
+mod places;
+mod walk;
 
-pub use engine::{rewrite, Options, UnmappedPolicy};
+pub use engine::{rewrite, rewrite_json, unmapped_action, Options, UnmappedPolicy};
 pub use keys::{has_migrated_annotation, is_project_id_key, MIGRATED_ANNOTATION};
-pub use outcome::{describe, object_ref, Location, Outcome, Rewrite, Unmapped, UnmappedAction};
-pub use relevant::Relevant;
+pub use outcome::{
+    describe, display_path, object_ref, push_display_pointer, unmapped_denial, unmapped_warning,
+    Location, Outcome, Rewrite, Unmapped, UnmappedAction,
+};
+pub use walk::{walk, Found, Walked};
 
 #[cfg(test)]
 mod tests;

@@ -46,6 +46,11 @@ impl Location {
         }
     }
 
+    /// Its position in [`Location::ALL`] (for per-location counters).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// Whether values here are selector terms, which are never removed.
     pub fn is_selector(self) -> bool {
         matches!(
@@ -109,28 +114,47 @@ impl Unmapped {
 
     /// The admission warning for this value; `object` names the object (`Kind ns/name`).
     pub fn warning(&self, object: &str) -> String {
-        let what = match (self.action, self.location.is_selector()) {
-            (UnmappedAction::Removed, _) => "removed",
-            (UnmappedAction::Kept, true) => "kept (a selector is never shortened)",
-            (UnmappedAction::Kept, false) => "kept",
-            (UnmappedAction::Denied, _) => "refused",
-        };
-        format!(
-            "{object}: project ID {:?} at {} has no mapping; {what}",
-            self.value,
-            self.path()
+        unmapped_warning(
+            object,
+            &self.value,
+            self.pointer.as_str(),
+            self.action,
+            self.location,
         )
     }
 
     /// The denial message for this value under `--unmapped deny`.
     pub fn denial(&self, object: &str) -> String {
-        format!(
-            "{object}: project ID {:?} under key {} at {} has no mapping to this cluster (--unmapped=deny); add it to the ClusterPair's project mappings",
-            self.value,
-            self.key,
-            self.path()
-        )
+        unmapped_denial(object, &self.value, &self.key, self.pointer.as_str())
     }
+}
+
+/// The admission warning for an unmapped `value` at `pointer` (see [`Unmapped::warning`]).
+pub fn unmapped_warning(
+    object: &str,
+    value: &str,
+    pointer: &str,
+    action: UnmappedAction,
+    location: Location,
+) -> String {
+    let what = match (action, location.is_selector()) {
+        (UnmappedAction::Removed, _) => "removed",
+        (UnmappedAction::Kept, true) => "kept (a selector is never shortened)",
+        (UnmappedAction::Kept, false) => "kept",
+        (UnmappedAction::Denied, _) => "refused",
+    };
+    format!(
+        "{object}: project ID {value:?} at {} has no mapping; {what}",
+        display_pointer(pointer)
+    )
+}
+
+/// The denial message for an unmapped `value` (see [`Unmapped::denial`]).
+pub fn unmapped_denial(object: &str, value: &str, key: &str, pointer: &str) -> String {
+    format!(
+        "{object}: project ID {value:?} under key {key} at {} has no mapping to this cluster (--unmapped=deny); add it to the ClusterPair's project mappings",
+        display_pointer(pointer)
+    )
 }
 
 /// The result of rewriting one object.
@@ -180,8 +204,20 @@ impl Outcome {
 /// `...values[1]`. Keys that hold `.` or `/` (label keys) go in brackets; schema fields never do.
 /// Computed only when a message is written, not on the hot path.
 pub fn display_path(pointer: &Pointer) -> String {
-    let raw = pointer.as_str();
+    display_pointer(pointer.as_str())
+}
+
+/// [`display_path`] of a pointer's text.
+pub fn display_pointer(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len() + 8);
+    push_display_pointer(raw, &mut out);
+    out
+}
+
+/// Appends [`display_path`] of a pointer's text to `out` (no allocation of its own unless a
+/// token is escaped).
+pub fn push_display_pointer(raw: &str, out: &mut String) {
+    let start = out.len();
     // Tokens straight from the pointer text; only escaped ones (`~0`, `~1`) are decoded
     // (RFC 6901: `~1` before `~0`). Cheaper than jsonptr's token iterator on the hot path.
     for token in raw.split('/').skip(1) {
@@ -195,13 +231,12 @@ pub fn display_path(pointer: &Pointer) -> String {
             out.push_str(&t);
             out.push(']');
         } else {
-            if !out.is_empty() {
+            if out.len() > start {
                 out.push('.');
             }
             out.push_str(&t);
         }
     }
-    out
 }
 
 /// `Kind namespace/name` (or `Kind name` for cluster-scoped objects), for messages.

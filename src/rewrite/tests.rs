@@ -339,3 +339,34 @@ fn describe_objects() {
         "Pod n/web-*"
     );
 }
+
+#[test]
+fn every_location_has_a_place() {
+    assert_eq!(super::places::locations(), Location::ALL.to_vec());
+}
+
+#[test]
+fn the_walk_on_bytes_agrees_with_the_tree_on_odd_json() {
+    let t = table();
+    let o = migrated(UnmappedPolicy::Drop);
+    // Duplicate keys (the last value wins, at the first one's place), the kind after the
+    // fields that depend on it, escapes in keys, expressions with key and operator last.
+    let cases = [
+        r#"{"metadata":{"labels":{"field.cattle.io/projectId":"p-src","a":"b","field.cattle.io/projectId":"p-other"}}}"#,
+        r#"{"metadata":{"labels":{"field.cattle.io/projectId":1,"x":"y","field.cattle.io/projectId":"p-src"}}}"#,
+        r#"{"metadata":{"labels":{"field.cattle.io/projectId":"p-src"}},"metadata":{"annotations":{"field.cattle.io/projectId":"p-src"}}}"#,
+        r#"{"spec":{"ingress":[{"from":[{"namespaceSelector":{"matchExpressions":[{"values":["p-src","zz"],"operator":"In","key":"field.cattle.io/projectId"}]}}]}]},"kind":"NetworkPolicy"}"#,
+        r#"{"spec":{"affinity":{"podAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":[{"namespaceSelector":{"matchLabels":{"field.cattle.io/projectId":"p-src"}}}]}}},"kind":"Pod","kind":"Deployment"}"#,
+        r#"{"met\u0061data":{"labels":{"field.cattle.io\/projectId":"p-\u0073rc"}}}"#,
+        r#"{"spec":{"template":{"metadata":{"labels":{"field.cattle.io/projectId":"p-src"}}},"template":{"metadata":{}}},"metadata":{"annotations":{"stork.libopenstorage.org/migrated":"true","field.cattle.io/projectId":"c-src:p-src"}}}"#,
+        r#"{"spec":{"ingress":[{"from":[{"namespaceSelector":{"matchExpressions":[{"key":"field.cattle.io/projectId","operator":"In","values":["p-src"],"values":["nope"]}]}}]}]},"kind":"NetworkPolicy"}"#,
+    ];
+    for case in cases {
+        let tree: Value = serde_json::from_str(case).unwrap();
+        assert_eq!(
+            rewrite_json(case.as_bytes(), &t, &o).unwrap(),
+            rewrite(&tree, &t, &o),
+            "{case}"
+        );
+    }
+}

@@ -16,6 +16,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
@@ -29,8 +30,29 @@ enum Phase {
     Waiting,
     /// Inside a request head; `tail` holds how much of `\r\n\r\n` the bytes so far end with.
     Head { tail: usize },
-    /// Head complete: the body, then hyper's answer. No deadline (the handler has its own).
+    /// Head complete: the body, then hyper's answer. No deadline here: the handler answers a
+    /// body that is late with 408, measured from [`HeadStart`].
     Body,
+}
+
+/// When the HTTP/1 request head being read (or last read) on a connection began: the handler
+/// measures the request deadline (head and body) from it. Shared between the connection's IO
+/// wrapper, which sets it, and its service, which reads it.
+#[derive(Clone, Debug, Default)]
+pub struct HeadStart(Arc<Mutex<Option<Instant>>>);
+
+impl HeadStart {
+    fn set(&self, at: Instant) {
+        if let Ok(mut s) = self.0.lock() {
+            *s = Some(at);
+        }
+    }
+
+    /// When the current head began; `None` before the first (or on HTTP/2, where a head is one
+    /// frame and the handler's own start is as good).
+    pub fn get(&self) -> Option<Instant> {
+        self.0.lock().ok().and_then(|s| *s)
+    }
 }
 
 /// An IO stream with the head and idle deadlines above.
@@ -45,10 +67,11 @@ pub struct Deadlines<IO> {
     served: bool,
     deadline: Option<Instant>,
     timer: Pin<Box<Sleep>>,
+    head_start: HeadStart,
 }
 
 impl<IO> Deadlines<IO> {
-    pub fn new(io: IO, head: Duration, idle: Duration, http1: bool) -> Self {
+    pub fn new(io: IO, head: Duration, idle: Duration, http1: bool, head_start: HeadStart) -> Self {
         let deadline = Instant::now() + head;
         Deadlines {
             io,
@@ -59,6 +82,7 @@ impl<IO> Deadlines<IO> {
             served: false,
             deadline: Some(deadline),
             timer: Box::pin(tokio::time::sleep_until(deadline)),
+            head_start,
         }
     }
 
@@ -75,7 +99,9 @@ impl<IO> Deadlines<IO> {
         if self.phase == Phase::Waiting {
             self.served = true;
             self.phase = Phase::Head { tail: 0 };
-            self.deadline = Some(Instant::now() + self.head);
+            let now = Instant::now();
+            self.head_start.set(now);
+            self.deadline = Some(now + self.head);
         }
         if let Phase::Head { tail } = self.phase {
             match end_of_head(tail, bytes) {
@@ -216,7 +242,7 @@ mod tests {
         let head = Duration::from_secs(10);
         let idle = Duration::from_secs(120);
         let (client, server) = tokio::io::duplex(1024);
-        let mut server = Deadlines::new(server, head, idle, true);
+        let mut server = Deadlines::new(server, head, idle, true, HeadStart::default());
         let mut client = client;
         let mut buf = [0u8; 256];
 
@@ -255,14 +281,14 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (head, idle) = (Duration::from_secs(10), Duration::from_secs(120));
         let (_client, server) = tokio::io::duplex(64);
-        let mut silent = Deadlines::new(server, head, idle, true);
+        let mut silent = Deadlines::new(server, head, idle, true, HeadStart::default());
         let started = Instant::now();
         let mut buf = [0u8; 64];
         assert!(silent.read(&mut buf).await.is_err());
         assert_eq!(started.elapsed(), head);
 
         let (mut client, server) = tokio::io::duplex(64);
-        let mut conn = Deadlines::new(server, head, idle, true);
+        let mut conn = Deadlines::new(server, head, idle, true, HeadStart::default());
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         assert!(conn.read(&mut buf).await.unwrap() > 0);
         conn.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")

@@ -3,6 +3,7 @@
 pub mod admission;
 mod deadlines;
 pub mod metrics;
+pub mod mutate;
 pub mod review;
 pub mod routes;
 pub mod tls;
@@ -18,6 +19,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 
 use self::routes::AppState;
 use self::tls::{CertFiles, Resolver};
@@ -27,7 +29,8 @@ use self::tls::{CertFiles, Resolver};
 pub struct Timing {
     /// A client must finish the TLS handshake within this.
     pub handshake: Duration,
-    /// …then start its first request, and send each request's headers, within this.
+    /// …then start its first request, and send each request's head, within this. (The whole
+    /// request, head and body, has [`routes::AppState::request_timeout`], the same by default.)
     pub header_read: Duration,
     /// A keep-alive connection may wait this long for its next request: longer than
     /// kube-apiserver's 90 s, so the client closes idle connections first (see `deadlines`).
@@ -174,7 +177,7 @@ impl Server {
         };
 
         let open_gauge = state.metrics.connections.clone();
-        let service = TowerToHyperService::new(routes::webhook(state));
+        let router = routes::webhook(state);
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         // Head and idle deadlines are `deadlines::Deadlines`' (hyper's header timeout would
         // also close idle keep-alive connections after the head timeout).
@@ -210,9 +213,9 @@ impl Server {
                 },
             };
             let _ = tcp.set_nodelay(true);
-            let (acceptor, service, builder, mut stop) = (
+            let (acceptor, router, builder, mut stop) = (
                 acceptor.clone(),
-                service.clone(),
+                router.clone(),
                 builder.clone(),
                 stop_rx.clone(),
             );
@@ -225,7 +228,16 @@ impl Server {
                     return;
                 };
                 let http1 = tls.get_ref().1.alpn_protocol() != Some(b"h2");
-                let io = deadlines::Deadlines::new(tls, head, idle, http1);
+                let head_start = deadlines::HeadStart::default();
+                let io = deadlines::Deadlines::new(tls, head, idle, http1, head_start.clone());
+                // Each request carries when its head began, for the request deadline.
+                let service = TowerToHyperService::new(router.map_request(
+                    move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                        let start = head_start.get().unwrap_or_else(tokio::time::Instant::now);
+                        req.extensions_mut().insert(routes::RequestStart(start));
+                        req
+                    },
+                ));
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
                 let stopped = async move {
                     let _ = stop.wait_for(|s| *s).await;

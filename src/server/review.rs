@@ -1,6 +1,6 @@
-//! The `admission.k8s.io/v1` AdmissionReview exchange (SPEC §9), decoded leanly: only what the
-//! webhook reads. `object` is a full JSON tree for `/validate`, and for `/mutate` only the parts
-//! the engine reads ([`crate::rewrite::Relevant`]).
+//! The `admission.k8s.io/v1` AdmissionReview exchange, decoded into a tree: `/validate` and the
+//! reference path of `/mutate` (the CLI and the tests). The webhook's `/mutate` reads request
+//! bytes directly (`server::mutate`).
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -22,8 +22,11 @@ pub struct Review<O = Value> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct GroupVersionKind {
+    #[serde(deserialize_with = "null_as_default")]
     pub group: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub version: String,
+    #[serde(deserialize_with = "null_as_default")]
     pub kind: String,
 }
 
@@ -31,21 +34,33 @@ pub struct GroupVersionKind {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct UserInfo {
+    #[serde(deserialize_with = "null_as_default")]
     pub username: String,
 }
 
-/// `request`.
+/// `null` reads as absent, as the API server's Go decoder (and kube-core's types) read it.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// `request`. Fields the webhook does not read (`oldObject`, `options`, `resource`, …) are
+/// skipped whatever they hold; optional fields may be absent or `null`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Request<O = Value> {
     pub uid: String,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub kind: GroupVersionKind,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub namespace: String,
     pub operation: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub user_info: UserInfo,
     #[serde(default = "Option::default")]
     pub object: Option<O>,
@@ -103,18 +118,25 @@ pub enum ReviewError {
     NoRequest,
 }
 
+impl ReviewError {
+    /// A decode error by position and category only.
+    pub fn from_json(e: &serde_json::Error) -> ReviewError {
+        ReviewError::Decode {
+            category: match e.classify() {
+                serde_json::error::Category::Io => "I/O",
+                serde_json::error::Category::Syntax => "syntax",
+                serde_json::error::Category::Data => "type",
+                serde_json::error::Category::Eof => "unexpected end of input",
+            },
+            line: e.line(),
+            column: e.column(),
+        }
+    }
+}
+
 /// Decodes and checks a review body, decoding `request.object` as `O`.
 pub fn decode<O: DeserializeOwned>(body: &[u8]) -> Result<Request<O>, ReviewError> {
-    let review: Review<O> = serde_json::from_slice(body).map_err(|e| ReviewError::Decode {
-        category: match e.classify() {
-            serde_json::error::Category::Io => "I/O",
-            serde_json::error::Category::Syntax => "syntax",
-            serde_json::error::Category::Data => "type",
-            serde_json::error::Category::Eof => "unexpected end of input",
-        },
-        line: e.line(),
-        column: e.column(),
-    })?;
+    let review: Review<O> = serde_json::from_slice(body).map_err(|e| ReviewError::from_json(&e))?;
     if review.api_version != API_VERSION || review.kind != "AdmissionReview" {
         let got = if review.kind != "AdmissionReview" {
             "another kind"
@@ -232,6 +254,18 @@ mod tests {
         let body = include_str!("../../tests/data/delete-namespace.json");
         let r = decode::<Value>(body.as_bytes()).unwrap();
         assert!(r.object.is_none());
+    }
+
+    #[test]
+    fn null_optional_fields_read_as_absent() {
+        let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":null,"version":"v1","kind":"Namespace"},"resource":null,"subResource":null,"name":null,"namespace":null,"operation":"CREATE","userInfo":{"username":null,"groups":null},"object":null,"oldObject":null,"options":null,"dryRun":null}}"#;
+        let r = decode::<Value>(body).unwrap();
+        assert_eq!((r.name.as_str(), r.namespace.as_str()), ("", ""));
+        assert_eq!(r.user_info.username, "");
+        assert!(r.object.is_none() && r.dry_run.is_none());
+        assert_eq!(r.kind.kind, "Namespace");
+        let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"Namespace"},"operation":"CREATE","userInfo":null}}"#;
+        assert_eq!(decode::<Value>(body).unwrap().user_info.username, "");
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! HTTP routes: the webhook (`/mutate`, `/validate`) and the admin endpoints. Handlers only
 //! read the body, decode, call the pure decision, and count and log what happened.
 
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -19,7 +21,6 @@ use super::admission::{self, Decision, MutateSettings};
 use super::metrics::{EndpointLabels, LocationLabels, Metrics, RequestLabels};
 use super::review::{self, Request};
 use crate::mapping::objects::Mappings;
-use crate::rewrite::Relevant;
 
 /// What the handlers share. The table is swapped atomically; requests never wait on a reload.
 pub struct AppState {
@@ -31,7 +32,14 @@ pub struct AppState {
     /// `serve --validate-only` (the source cluster): no table is expected, the server is ready
     /// at once, and `/mutate` is not served.
     pub validate_only: bool,
+    /// The whole request, head and body, must arrive within this from the head's first byte;
+    /// a late body is answered 408.
+    pub request_timeout: Duration,
 }
+
+/// When a request's head began (set per connection by the server; see `deadlines`).
+#[derive(Clone, Copy, Debug)]
+pub struct RequestStart(pub tokio::time::Instant);
 
 impl AppState {
     /// Puts a new table in force.
@@ -103,11 +111,86 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// Reads the body up to the limit; a declared length over the limit is refused before reading.
+/// Most of an unread request body drained after an early answer (see [`answer_early`]); a
+/// longer one is cut off instead.
+const EARLY_ANSWER_DRAIN_BYTES: u64 = 32 << 20;
+
+/// An answer given before the request body was read (404, 413, 408), sent so that it reaches the
+/// client intact. Clients commonly keep sending their body and only then read the answer; cutting
+/// the body off under them loses it: on HTTP/1.1 the kernel resets a connection closed with
+/// unread bytes, and on HTTP/2 a stream reset while the client uploads is reported as a stream
+/// error by some clients (curl), whatever its code.
+///
+/// So with `drain`, the rest of the body is read and thrown away in the background, up to
+/// [`EARLY_ANSWER_DRAIN_BYTES`] and the request deadline, and the exchange ends as a normal one.
+/// Without it (a body declared longer than that, or already late), the body is cut off: on
+/// HTTP/2 only once the answer has been sent, so the reset is NO_ERROR ("stop sending", RFC 9113
+/// §8.1) rather than CANCEL, which loses the answer in every client.
+fn answer_early(
+    resp: Response,
+    request_body: Body,
+    version: axum::http::Version,
+    deadline: tokio::time::Instant,
+    drain: bool,
+) -> Response {
+    if drain {
+        tokio::spawn(async move {
+            let mut body = request_body;
+            let mut seen = 0u64;
+            let _ = tokio::time::timeout_at(deadline, async {
+                while let Some(Ok(frame)) = body.frame().await {
+                    seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    if seen > EARLY_ANSWER_DRAIN_BYTES {
+                        break;
+                    }
+                }
+            })
+            .await;
+        });
+        resp
+    } else if version == axum::http::Version::HTTP_2 {
+        resp.map(|inner| {
+            Body::new(Holding {
+                inner,
+                _request_body: request_body,
+            })
+        })
+    } else {
+        resp
+    }
+}
+
+struct Holding {
+    inner: Body,
+    _request_body: Body,
+}
+
+impl http_body::Body for Holding {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Reads the body up to the limit and by the request deadline; a declared length over the
+/// limit is refused before reading. Refusals keep the body open until they are sent.
 async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
+    req: axum::extract::Request,
     limit: usize,
+    timeout: Duration,
 ) -> Result<bytes::Bytes, Response> {
     let too_large = || {
         error(
@@ -115,29 +198,61 @@ async fn read_body(
             format!("request body is over the {limit}-byte limit"),
         )
     };
-    let declared = headers
+    let deadline = request_deadline(&req, timeout);
+    let version = req.version();
+    let declared = req
+        .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let mut body = req.into_body();
+    let drain = declared.is_none_or(|n| n <= EARLY_ANSWER_DRAIN_BYTES);
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
+        return Err(answer_early(too_large(), body, version, deadline, drain));
     }
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e)
+    let read = tokio::time::timeout_at(
+        deadline,
+        http_body_util::Limited::new(&mut body, limit).collect(),
+    )
+    .await;
+    match read {
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e))
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(too_large())
+            Err(answer_early(too_large(), body, version, deadline, drain))
         }
-        Err(_) => Err(error(
+        Ok(Err(_)) => Err(error(
             StatusCode::BAD_REQUEST,
             "could not read the request body",
+        )),
+        // Late: not drained (the deadline has passed).
+        Err(_) => Err(answer_early(
+            error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request did not arrive within {} s",
+                    timeout.as_secs_f64()
+                ),
+            ),
+            body,
+            version,
+            deadline,
+            false,
         )),
     }
 }
 
-async fn mutate(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+/// When the whole request must have arrived: `timeout` after its head began.
+fn request_deadline(req: &axum::extract::Request, timeout: Duration) -> tokio::time::Instant {
+    req.extensions()
+        .get::<RequestStart>()
+        .map_or_else(tokio::time::Instant::now, |s| s.0)
+        + timeout
+}
+
+async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
     if s.validate_only {
         // A webhook configuration pointing a mutating webhook at a validator: say so plainly
         // rather than look like a server still waiting for its table.
@@ -148,20 +263,33 @@ async fn mutate(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) 
                 outcome: "not_served",
             })
             .inc();
-        return error(
-            StatusCode::NOT_FOUND,
-            "this server runs with --validate-only: /mutate is not served",
+        let deadline = request_deadline(&req, s.request_timeout);
+        let version = req.version();
+        let drain = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .is_none_or(|n| n <= EARLY_ANSWER_DRAIN_BYTES);
+        return answer_early(
+            error(
+                StatusCode::NOT_FOUND,
+                "this server runs with --validate-only: /mutate is not served",
+            ),
+            req.into_body(),
+            version,
+            deadline,
+            drain,
         );
     }
-    handle::<Relevant>("mutate", &s, &headers, body, |req, s| {
+    handle::<Value>("mutate", &s, req, |req, s| {
         let mappings = s.mappings.load_full()?;
         Some(admission::mutate(req, &mappings, &s.settings))
     })
     .await
 }
 
-async fn validate(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    handle::<Value>("validate", &s, &headers, body, |req, _| {
+async fn validate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+    handle::<Value>("validate", &s, req, |req, _| {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -175,8 +303,7 @@ async fn validate(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body
 async fn handle<O: DeserializeOwned + Into<Value>>(
     endpoint: &'static str,
     s: &AppState,
-    headers: &HeaderMap,
-    body: Body,
+    http_request: axum::extract::Request,
     decide: impl FnOnce(&Request, &AppState) -> Option<Decision>,
 ) -> Response {
     let start = Instant::now();
@@ -190,7 +317,7 @@ async fn handle<O: DeserializeOwned + Into<Value>>(
             .get_or_create(&EndpointLabels { endpoint })
             .observe(start.elapsed().as_secs_f64());
     };
-    let bytes = match read_body(headers, body, s.max_body_bytes).await {
+    let bytes = match read_body(http_request, s.max_body_bytes, s.request_timeout).await {
         Ok(b) => b,
         Err(resp) => {
             count("bad_request");

@@ -13,7 +13,7 @@ pub enum LoadError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] MappingsFileError),
 }
 
@@ -40,7 +40,7 @@ pub async fn follow_file(
     interval: Duration,
     on_load: impl Fn(Result<Mappings, LoadError>) + Send,
 ) {
-    let mut last: Option<Vec<u8>> = None;
+    let mut last = Seen::Nothing;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -48,20 +48,21 @@ pub async fn follow_file(
         let bytes = match tokio::fs::read(&path).await {
             Ok(b) => b,
             Err(source) => {
-                if last.is_some() {
-                    // A missing file mid-swap or a deleted file: keep the table in force.
-                    tracing::debug!(path = %path.display(), error = %source, "mappings file unreadable; keeping the table in force");
-                } else {
+                if last == Seen::Nothing {
                     on_load(Err(LoadError::Read {
                         path: path.display().to_string(),
                         source,
                     }));
-                    last = Some(Vec::new());
+                    last = Seen::Unreadable;
+                } else {
+                    // A missing file mid-swap, a deleted file, or the same error again: keep
+                    // the table in force, say it once.
+                    tracing::debug!(path = %path.display(), error = %source, "mappings file unreadable; keeping the table in force");
                 }
                 continue;
             }
         };
-        if last.as_deref() == Some(bytes.as_slice()) {
+        if matches!(&last, Seen::Content(c) if *c == bytes) {
             continue;
         }
         // Building a large table takes tens of milliseconds: off the request threads.
@@ -81,6 +82,16 @@ pub async fn follow_file(
             continue;
         };
         on_load(result);
-        last = Some(bytes);
+        last = Seen::Content(bytes);
     }
+}
+
+/// What [`follow_file`] last read: nothing yet, an error (reported once), or this content
+/// (loaded, or refused; either way not read again until it changes). Distinct from empty
+/// content, which is a file to load (and refuse).
+#[derive(PartialEq, Eq)]
+enum Seen {
+    Nothing,
+    Unreadable,
+    Content(Vec<u8>),
 }

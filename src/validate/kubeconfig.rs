@@ -98,37 +98,30 @@ fn check_server(path: &str, server: &str, report: &mut Report) {
         report.error(path, "missing: the destination API server URL");
         return;
     }
-    let (scheme, rest) = match server.split_once("://") {
-        Some(parts) => parts,
-        None => {
-            report.error(
-                path,
-                format!("{server:?} is not an absolute URL (expected https://host[:port])"),
-            );
+    // The URL is not quoted: it may carry user info (`https://user:password@host`).
+    let url = match url::Url::parse(server) {
+        Ok(url) => url,
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            report.error(path, "not an absolute URL (expected https://host[:port])");
+            return;
+        }
+        Err(e) => {
+            // url's messages name the problem, never the input ("invalid port number").
+            report.error(path, format!("not a valid URL: {e}"));
             return;
         }
     };
-    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    let host_only = if host.starts_with('[') {
-        host.split(']')
-            .next()
-            .unwrap_or_default()
-            .trim_start_matches('[')
-    } else {
-        host.split(':').next().unwrap_or_default()
-    };
-    if host_only.is_empty() {
-        report.error(path, format!("{server:?} has no host"));
+    if url.host_str().is_none_or(str::is_empty) {
+        report.error(path, "the URL has no host (expected https://host[:port])");
         return;
     }
-    match scheme {
+    match url.scheme() {
         "https" => {}
         "http" => report.warning(
             path,
-            format!("{server:?} uses plain http: credentials travel unencrypted"),
+            "the URL uses plain http: credentials travel unencrypted",
         ),
-        other => report.error(path, format!("scheme {other:?} is not https")),
+        _ => report.error(path, "the URL's scheme is not https"),
     }
 }
 

@@ -100,7 +100,12 @@ pub fn check_clusterpair(obj: &Value, now: i64) -> Report {
             return report;
         }
     };
-    report.mappings(Table::build(parse_clusterpair(&cp)));
+    // Stork users without Rancher have no mappings: nothing to check then. (A mapping table
+    // with no entries is refused where tables are made, not here.)
+    let parsed = parse_clusterpair(&cp);
+    if !(parsed.entries.is_empty() && parsed.errors.is_empty()) {
+        report.mappings(Table::build(parsed));
+    }
     match &cp.spec.config {
         Some(config) => kubeconfig::check(config, now, &mut report),
         None => report.error(

@@ -182,12 +182,22 @@ fn servers() {
     ));
     assert!(has(
         &errors(&cp(json!({"server": "https://"}), token_user())),
-        "has no host"
+        "empty host"
     ));
     assert!(has(
         &errors(&cp(json!({"server": "ftp://h"}), token_user())),
-        "is not https"
+        "scheme is not https"
     ));
+    assert!(has(
+        &errors(&cp(json!({"server": "https://h:notaport"}), token_user())),
+        "invalid port number"
+    ));
+    // The URL is never quoted (it may hold user info).
+    let e = errors(&cp(
+        json!({"server": "ftp://admin:pw-s3cr3t@h:6443"}),
+        token_user(),
+    ));
+    assert!(!format!("{e:?}").contains("s3cr3t"), "{e:?}");
 }
 
 #[test]
@@ -213,7 +223,8 @@ fn mapping_errors_have_paths_and_all_are_listed() {
     let r = check(&o, NOW);
     let e: Vec<String> = r.errors.iter().map(ToString::to_string).collect();
     assert!(
-        has(&e, "spec.platformOptions.rancher.projectMappings[P-X]"),
+        // `P-X` is not made of ID characters: named by its number in the map, not quoted.
+        has(&e, "spec.platformOptions.rancher.projectMappings[#1]"),
         "{e:?}"
     );
     assert!(has(&e, "chain"), "{e:?}");
@@ -233,17 +244,51 @@ fn secrets_never_in_findings() {
     );
     o["spec"]["options"] = json!({"weird": "x"});
     let r = check(&o, NOW);
-    let text = format!("{r:?}");
-    for secret in [
-        &c[..40],
-        &k[..40],
-        &other[..40],
-        "tok-secret-123",
-        "pw-secret-456",
-    ] {
-        assert!(!text.contains(secret), "leaked {secret}");
+    let text = format!("{r:?} {}", r.denial("x"));
+    // The middle of each credential, as given (base64) and decoded (the PEM body): their first
+    // characters are the PEM header's, which every certificate shares.
+    let mut secrets = vec!["tok-secret-123".to_string(), "pw-secret-456".to_string()];
+    for b64 in [&c, &k, &other] {
+        let pem = String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap(),
+        )
+        .unwrap();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        secrets.push(b64[b64.len() / 2..b64.len() / 2 + 24].to_string());
+        secrets.push(body[body.len() / 2..body.len() / 2 + 24].to_string());
+    }
+    for secret in &secrets {
+        assert!(!text.contains(secret.as_str()), "leaked {secret}");
     }
     assert!(!r.errors.is_empty());
+}
+
+#[test]
+fn an_empty_mapping_configmap_is_refused_and_a_clusterpair_without_mappings_is_not() {
+    for data in [json!({}), json!({"ns.a": ""}), json!({"ns.a": "\n  \n"})] {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"labels": {"rancher-remap.io/mappings": "true"}}, "data": data});
+        let e = errors(&cm);
+        assert!(has(&e, "data: no mapping entries"), "{data}: {e:?}");
+    }
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"labels": {"rancher-remap.io/mappings": "true"}}});
+    assert!(has(&errors(&cm), "no mapping entries"));
+    // Stork users without Rancher: no projectMappings at all is fine.
+    let (c, k) = cert(NOW + 365 * DAY);
+    let mut o = cp(
+        good_cluster(),
+        json!({"client-certificate-data": c, "client-key-data": k}),
+    );
+    for without in [
+        json!({}),
+        json!({"rancher": {}}),
+        json!({"rancher": {"projectMappings": {}}}),
+    ] {
+        o["spec"]["platformOptions"] = without.clone();
+        let r = check(&o, NOW);
+        assert!(!r.is_denied(), "{without}: {r:?}");
+    }
 }
 
 #[test]

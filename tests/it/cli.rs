@@ -213,7 +213,15 @@ fn certs_make_a_ca_and_renew_the_serving_pair_from_it() {
     verifies(&ca, &read("tls.crt"), "hook.ns.svc").unwrap();
 
     // A serving certificate may not outlive its CA (ten times --days by default).
-    let too_long = run(&["certs", "--out", out, "--reuse-ca", "--days", "5000"], "");
+    let short = tempfile::tempdir().unwrap();
+    let short = short.path().to_str().unwrap();
+    assert!(run(&["certs", "--out", short, "--days", "10"], "")
+        .status
+        .success());
+    let too_long = run(
+        &["certs", "--out", short, "--reuse-ca", "--days", "200"],
+        "",
+    );
     assert_eq!(too_long.status.code(), Some(1));
     assert!(
         stderr(&too_long).contains("CA expires"),
@@ -233,6 +241,55 @@ fn certs_make_a_ca_and_renew_the_serving_pair_from_it() {
     );
     assert_eq!(none.status.code(), Some(1));
     assert!(stderr(&none).contains("ca.crt"), "{}", stderr(&none));
+}
+
+#[test]
+fn certs_keeps_an_existing_ca_and_checks_its_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+    assert!(run(&["certs", "--out", out], "").status.success());
+    let (ca, ca_key) = (read("ca.crt"), read("ca.key"));
+    // A second run would replace the CA every webhook configuration trusts: refused.
+    let again = run(&["certs", "--out", out], "");
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already holds a CA") && stderr(&again).contains("--force"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!((read("ca.crt"), read("ca.key")), (ca.clone(), ca_key));
+    // --force replaces it.
+    let forced = run(&["certs", "--out", out, "--force"], "");
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    assert_ne!(read("ca.crt"), ca);
+
+    // Inputs that would panic, expire at once or make SANs no client matches.
+    let fresh = tempfile::tempdir().unwrap();
+    let fresh = fresh.path().to_str().unwrap();
+    for (args, says) in [
+        (vec!["--days", "300000"], "1..=3650"),
+        (vec!["--days", "0"], "1..=3650"),
+        (vec!["--days", "-1"], "-1"),
+        (vec!["--service", "Bad_Name"], "DNS-1123"),
+        (vec!["--namespace", "NS!"], "DNS-1123"),
+        (vec!["--service", ""], "DNS-1123"),
+        (vec!["--reuse-ca", "--force"], "cannot be used with"),
+    ] {
+        let mut all = vec!["certs", "--out", fresh];
+        all.extend(&args);
+        let o = run(&all, "");
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{args:?}");
+        assert!(
+            std::fs::read_dir(fresh).unwrap().next().is_none(),
+            "{args:?}: nothing written"
+        );
+    }
+    // The longest allowed works, and its CA (ten times as long) too.
+    let o = run(&["certs", "--out", fresh, "--days", "3650"], "");
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 #[test]

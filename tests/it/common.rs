@@ -126,17 +126,19 @@ async fn start_fed(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let ca = write_certs(dir.path());
+    let timing = adjust(Timing {
+        cert_poll: Duration::from_millis(100),
+        drain: Duration::from_secs(10),
+        ..Timing::default()
+    });
     let state = Arc::new(AppState {
         mappings: arc_swap::ArcSwapOption::empty(),
         settings,
         metrics: Arc::new(Metrics::default()),
         max_body_bytes: 64 * 1024,
         validate_only: matches!(feed, Feed::ValidateOnly),
-    });
-    let timing = adjust(Timing {
-        cert_poll: Duration::from_millis(100),
-        drain: Duration::from_secs(10),
-        ..Timing::default()
+        // One knob in tests, as in `serve --request-timeout`.
+        request_timeout: timing.header_read,
     });
     match feed {
         Feed::Source(source) => {
@@ -301,6 +303,8 @@ pub struct ServeProcess {
     pub ca: String,
     pub log: Arc<std::sync::Mutex<String>>,
     pub dir: tempfile::TempDir,
+    /// The threads copying stdout and stderr into `log`; joined by `terminate`.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl ServeProcess {
@@ -319,12 +323,13 @@ impl ServeProcess {
             .spawn()
             .unwrap();
         let log = Arc::new(std::sync::Mutex::new(String::new()));
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
             Box::new(child.stdout.take().unwrap()),
         ] {
             let log = log.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in std::io::BufReader::new(stream)
                     .lines()
                     .map_while(Result::ok)
@@ -333,7 +338,7 @@ impl ServeProcess {
                     l.push_str(&line);
                     l.push('\n');
                 }
-            });
+            }));
         }
         let mut p = ServeProcess {
             child,
@@ -342,6 +347,7 @@ impl ServeProcess {
             ca,
             log,
             dir,
+            readers,
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
@@ -394,14 +400,17 @@ impl ServeProcess {
             .count()
     }
 
-    /// SIGTERM (to our own child, by its id), then its exit status; every log line is in.
+    /// SIGTERM (to our own child, by its id), then its exit status; every log line is in (the
+    /// readers end when the process closes its pipes, and are joined).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         let status = self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
+        }
         status
     }
 }

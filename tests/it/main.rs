@@ -1,13 +1,16 @@
 //! One integration binary (each file under tests/ would link kube, axum and rustls again).
 
+mod answers;
 mod audit;
 mod cli;
 mod common;
 mod configmap;
 mod deploy;
+mod edges;
 mod fake_api;
 mod fake_api_protocol;
 mod hostile;
+mod leaks;
 mod properties;
 mod review;
 mod secrets;

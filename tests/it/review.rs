@@ -1,6 +1,6 @@
-//! The lean review decoder against kube-core's admission types (which define the shape): on every
-//! fixture, both read the same request fields, and `/mutate`'s answer — built from the lean
-//! decode of only the §5 parts — is the answer kube-core's types give for the full object.
+//! The review decoders against kube-core's admission types (which define the shape): on every
+//! fixture, they read the same request fields, and the webhook's `/mutate` answer — written from
+//! the walk over the request bytes — is the answer kube-core's types give for the full object.
 
 use base64::Engine;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
@@ -8,8 +8,9 @@ use kube::core::DynamicObject;
 use serde_json::Value;
 
 use rancher_remap::mapping::objects::Mappings;
-use rancher_remap::rewrite::{has_migrated_annotation, rewrite, Options, Relevant};
-use rancher_remap::server::admission::{mutate, MutateSettings, Scope};
+use rancher_remap::rewrite::{has_migrated_annotation, rewrite, Options};
+use rancher_remap::server::admission::{MutateSettings, Scope};
+use rancher_remap::server::mutate;
 use rancher_remap::server::review::decode;
 
 use crate::common::{data, repo};
@@ -45,12 +46,22 @@ fn kube_request(body: &str) -> AdmissionRequest<DynamicObject> {
 fn request_fields_match_kube_core() {
     for (name, body) in fixtures() {
         let theirs = kube_request(&body);
-        for ours in [
-            decode::<Value>(body.as_bytes()).unwrap(),
-            decode::<Relevant>(body.as_bytes())
-                .unwrap()
-                .map_object(Value::from),
-        ] {
+        let table = mappings().table;
+        let fast = mutate::decode(body.as_bytes(), &table).unwrap();
+        assert_eq!(fast.uid, theirs.uid, "{name}");
+        assert_eq!(fast.kind, theirs.kind.kind, "{name}");
+        assert_eq!(fast.name, theirs.name, "{name}");
+        assert_eq!(fast.namespace, theirs.namespace.clone().unwrap_or_default(), "{name}");
+        assert_eq!(
+            Value::String(fast.operation.to_string()),
+            serde_json::to_value(&theirs.operation).unwrap(),
+            "{name}"
+        );
+        assert_eq!(Some(fast.username.to_string()), theirs.user_info.username, "{name}");
+        assert_eq!(fast.dry_run, theirs.dry_run, "{name}");
+        assert_eq!(fast.object.is_some(), theirs.object.is_some(), "{name}");
+        {
+            let ours = decode::<Value>(body.as_bytes()).unwrap();
             assert_eq!(ours.uid, theirs.uid, "{name}");
             assert_eq!(ours.kind.group, theirs.kind.group, "{name}");
             assert_eq!(ours.kind.version, theirs.kind.version, "{name}");
@@ -87,10 +98,10 @@ fn mutate_answers_as_kube_core_types_would() {
     let mut patched = 0;
     for (name, body) in fixtures() {
         let theirs = kube_request(&body);
-        let ours = decode::<Relevant>(body.as_bytes())
-            .unwrap()
-            .map_object(Value::from);
-        let answer = mutate(&ours, &mappings, &settings).response.into_review();
+        let ours = decode::<Value>(body.as_bytes()).unwrap();
+        let mut fast = mutate::decode(body.as_bytes(), &mappings.table).unwrap();
+        let answer: Value =
+            serde_json::from_slice(&mutate::answer(&mut fast, &mappings, &settings).body).unwrap();
 
         // The same engine on kube-core's full object, answered through kube-core's response type.
         let mut expected = AdmissionResponse::from(&theirs);

@@ -1,0 +1,260 @@
+//! Where project IDs live in an object, described once. This table drives every reader: the
+//! walk over request bytes on the webhook's hot path and the walk over a decoded
+//! `serde_json::Value` that the CLI and the tests use (both in [`super::walk`]).
+//!
+//! The places, in the order the engine reports them (and the JSON patch lists them):
+//!  0. `metadata.labels`, `metadata.annotations` of the object;
+//!  1–4. pod and job template metadata: `spec.template.metadata`, `template.metadata` (PodTemplate),
+//!     `spec.jobTemplate.metadata`, `spec.jobTemplate.spec.template.metadata` (CronJob);
+//!  5–8. namespace selectors of pod (anti-)affinity terms in every pod spec: `spec` of a Pod,
+//!     `template.spec`, `spec.template.spec`, `spec.jobTemplate.spec.template.spec`;
+//!  9. namespace selectors of NetworkPolicy peers: `spec.ingress[*].from[*]`,
+//!     `spec.egress[*].to[*]`.
+//!
+//! In a selector: `matchLabels` values under project-ID keys, and every value of an `In` or
+//! `NotIn` `matchExpressions` entry on a project-ID key.
+
+use super::outcome::Location;
+
+/// What is read at one place of an object.
+#[derive(Debug)]
+pub(crate) enum Place {
+    /// An object: these fields are read, every other field is skipped.
+    Fields(&'static [Field]),
+    /// An array: every element is read as the place given.
+    Each(&'static Place),
+    /// A labels or annotations map: the values of project-ID keys, found at `Location`.
+    Labels(Location),
+    /// The object's own annotations: as `Labels`, and Stork's migrated annotation is read.
+    ObjectAnnotations(Location),
+    /// One `matchExpressions` entry of a selector (`key`, `operator`, `values`).
+    Expression(Location),
+    /// A string the webhook reports (kind, name, namespace, generateName).
+    Capture(Captured),
+}
+
+/// The strings read at [`Place::Capture`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Captured {
+    Kind,
+    Name,
+    Namespace,
+    GenerateName,
+}
+
+/// A field of an object place.
+#[derive(Debug)]
+pub(crate) struct Field {
+    pub name: &'static str,
+    pub place: Place,
+    /// Entering this field starts a group of places (the numbers in the module documentation):
+    /// findings are reported by group, then in walk order within it.
+    pub group: Option<u32>,
+    /// Its rank among its siblings in the reported order (labels before annotations, ingress
+    /// before egress, podAffinity before podAntiAffinity, required before preferred terms).
+    pub rank: u32,
+    /// Read only when the object is of this kind (a Pod's `spec.affinity`, a NetworkPolicy's
+    /// rules). The kind may come after the field in the input, so this is settled at the end.
+    pub when_kind: Option<&'static str>,
+}
+
+const fn field(name: &'static str, place: Place) -> Field {
+    Field {
+        name,
+        place,
+        group: None,
+        rank: 0,
+        when_kind: None,
+    }
+}
+
+const fn ranked(name: &'static str, rank: u32, place: Place) -> Field {
+    Field {
+        name,
+        place,
+        group: None,
+        rank,
+        when_kind: None,
+    }
+}
+
+const fn group(name: &'static str, group: u32, place: Place) -> Field {
+    Field {
+        name,
+        place,
+        group: Some(group),
+        rank: 0,
+        when_kind: None,
+    }
+}
+
+/// Template metadata: its labels and annotations.
+const TEMPLATE_METADATA: Place = Place::Fields(&[
+    ranked("labels", 0, Place::Labels(Location::TemplateLabel)),
+    ranked(
+        "annotations",
+        1,
+        Place::Labels(Location::TemplateAnnotation),
+    ),
+]);
+
+/// A selector: `matchLabels`, then `matchExpressions`. (Written out per location: constant
+/// references cannot come from a function's arguments.)
+const POD_AFFINITY_SELECTOR: Place = Place::Fields(&[
+    ranked(
+        "matchLabels",
+        0,
+        Place::Labels(Location::PodAffinitySelector),
+    ),
+    ranked(
+        "matchExpressions",
+        1,
+        Place::Each(&Place::Expression(Location::PodAffinitySelector)),
+    ),
+]);
+const NETWORK_POLICY_SELECTOR: Place = Place::Fields(&[
+    ranked(
+        "matchLabels",
+        0,
+        Place::Labels(Location::NetworkPolicySelector),
+    ),
+    ranked(
+        "matchExpressions",
+        1,
+        Place::Each(&Place::Expression(Location::NetworkPolicySelector)),
+    ),
+]);
+
+/// `podAffinity` / `podAntiAffinity`: required terms, then preferred ones.
+const AFFINITY_TERMS: Place = Place::Fields(&[
+    ranked(
+        "requiredDuringSchedulingIgnoredDuringExecution",
+        0,
+        Place::Each(&Place::Fields(&[field(
+            "namespaceSelector",
+            POD_AFFINITY_SELECTOR,
+        )])),
+    ),
+    ranked(
+        "preferredDuringSchedulingIgnoredDuringExecution",
+        1,
+        Place::Each(&Place::Fields(&[field(
+            "podAffinityTerm",
+            Place::Fields(&[field("namespaceSelector", POD_AFFINITY_SELECTOR)]),
+        )])),
+    ),
+]);
+
+const AFFINITY: Place = Place::Fields(&[
+    ranked("podAffinity", 0, AFFINITY_TERMS),
+    ranked("podAntiAffinity", 1, AFFINITY_TERMS),
+]);
+
+/// A pod spec: only its affinity is read.
+const POD_SPEC: Place = Place::Fields(&[field("affinity", AFFINITY)]);
+
+/// A NetworkPolicy peer: its namespace selector.
+const PEERS: Place = Place::Each(&Place::Fields(&[field(
+    "namespaceSelector",
+    NETWORK_POLICY_SELECTOR,
+)]));
+/// NetworkPolicy rules: each rule's peers.
+const INGRESS_RULES: Place = Place::Each(&Place::Fields(&[field("from", PEERS)]));
+const EGRESS_RULES: Place = Place::Each(&Place::Fields(&[field("to", PEERS)]));
+
+/// The group of the object's own metadata.
+pub(crate) const OBJECT_METADATA_GROUP: u32 = 0;
+
+/// The object.
+pub(crate) static OBJECT: Place = Place::Fields(&[
+    field("kind", Place::Capture(Captured::Kind)),
+    group(
+        "metadata",
+        OBJECT_METADATA_GROUP,
+        Place::Fields(&[
+            field("name", Place::Capture(Captured::Name)),
+            field("namespace", Place::Capture(Captured::Namespace)),
+            field("generateName", Place::Capture(Captured::GenerateName)),
+            ranked("labels", 0, Place::Labels(Location::Label)),
+            ranked(
+                "annotations",
+                1,
+                Place::ObjectAnnotations(Location::Annotation),
+            ),
+        ]),
+    ),
+    field(
+        "spec",
+        Place::Fields(&[
+            field(
+                "template",
+                Place::Fields(&[
+                    group("metadata", 1, TEMPLATE_METADATA),
+                    group("spec", 7, POD_SPEC),
+                ]),
+            ),
+            field(
+                "jobTemplate",
+                Place::Fields(&[
+                    group("metadata", 3, TEMPLATE_METADATA),
+                    field(
+                        "spec",
+                        Place::Fields(&[field(
+                            "template",
+                            Place::Fields(&[
+                                group("metadata", 4, TEMPLATE_METADATA),
+                                group("spec", 8, POD_SPEC),
+                            ]),
+                        )]),
+                    ),
+                ]),
+            ),
+            Field {
+                name: "affinity",
+                place: AFFINITY,
+                group: Some(5),
+                rank: 0,
+                when_kind: Some("Pod"),
+            },
+            Field {
+                name: "ingress",
+                place: INGRESS_RULES,
+                group: Some(9),
+                rank: 0,
+                when_kind: Some("NetworkPolicy"),
+            },
+            Field {
+                name: "egress",
+                place: EGRESS_RULES,
+                group: Some(9),
+                rank: 1,
+                when_kind: Some("NetworkPolicy"),
+            },
+        ]),
+    ),
+    field(
+        "template",
+        Place::Fields(&[
+            group("metadata", 2, TEMPLATE_METADATA),
+            group("spec", 6, POD_SPEC),
+        ]),
+    ),
+]);
+
+/// Every location some place reports (for tests that every one is reachable).
+#[cfg(test)]
+pub(crate) fn locations() -> Vec<Location> {
+    fn walk(p: &Place, out: &mut Vec<Location>) {
+        match p {
+            Place::Fields(fields) => fields.iter().for_each(|f| walk(&f.place, out)),
+            Place::Each(p) => walk(p, out),
+            Place::Labels(l) | Place::ObjectAnnotations(l) | Place::Expression(l) => out.push(*l),
+            Place::Capture(_) => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(&OBJECT, &mut out);
+    out.sort();
+    out.dedup();
+    out
+}

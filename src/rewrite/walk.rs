@@ -1,0 +1,637 @@
+//! One walk over an object, driven by [`super::places`], that finds every project-ID value and
+//! looks it up. It reads through serde, so the same walk runs on request bytes (the webhook: every
+//! string it keeps is borrowed from the body, everything off the places is skipped by the parser,
+//! nothing is built when no project-ID key is there) and on a decoded `serde_json::Value` (the
+//! CLI, the tests).
+//!
+//! What the bytes may hold that a decoded tree does not, and how the walk agrees with the tree:
+//! - the kind after the fields that depend on it: findings carry their condition, settled at the
+//!   end;
+//! - a duplicate key: the last value wins, at the place of the first (as a decoded
+//!   `serde_json::Map` keeps it): earlier findings under it are dropped or overwritten;
+//! - `key` and `operator` of a selector expression after its `values`: the values are found
+//!   first and dropped at the end of the expression if it does not qualify.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::keys::{is_project_id_key, MIGRATED_ANNOTATION};
+use super::outcome::Location;
+use super::places::{Captured, Field, Place, OBJECT, OBJECT_METADATA_GROUP};
+use crate::mapping::{LookupRef, Table};
+
+/// How deep the report order goes (group, then ranks, indexes and entry positions).
+const ORDER_DEPTH: usize = 12;
+
+/// One project-ID value found.
+#[derive(Clone, Debug)]
+pub struct Found<'a, 't> {
+    /// Report order (see [`super::places`]).
+    order: [u32; ORDER_DEPTH],
+    pub location: Location,
+    /// The JSON pointer (RFC 6901) of the value: a range of [`Walked::pointers`].
+    pointer: (u32, u32),
+    /// The label, annotation or selector key holding the value.
+    pub key: Cow<'a, str>,
+    pub value: Cow<'a, str>,
+    pub lookup: LookupRef<'t>,
+    /// Counted only for an object of this kind.
+    when_kind: Option<&'static str>,
+    /// Dropped: shadowed by a later duplicate key, or in an expression that does not qualify,
+    /// or a placeholder for a project-ID key whose value is not a string.
+    dead: bool,
+}
+
+/// What one walk found.
+#[derive(Debug, Default)]
+pub struct Walked<'a, 't> {
+    found: Vec<Found<'a, 't>>,
+    /// Every finding's pointer text, one after the other.
+    pointers: String,
+    pub kind: Option<Cow<'a, str>>,
+    pub name: Option<Cow<'a, str>>,
+    pub namespace: Option<Cow<'a, str>>,
+    pub generate_name: Option<Cow<'a, str>>,
+    /// Whether the object carries Stork's migrated annotation (`"true"`).
+    pub migrated_annotation: bool,
+}
+
+impl<'a, 't> Walked<'a, 't> {
+    /// The findings that count, in report order.
+    pub fn settle(&mut self) -> &[Found<'a, 't>] {
+        let kind = self.kind.as_deref();
+        self.found
+            .retain(|f| !f.dead && f.when_kind.is_none_or(|k| Some(k) == kind));
+        // Orders are distinct (every finding differs in some rank, index or position), so an
+        // unstable sort gives the one order, and does not allocate.
+        self.found.sort_unstable_by_key(|f| f.order);
+        &self.found
+    }
+
+    /// The findings, as [`Walked::settle`] left them.
+    pub fn settled(&self) -> &[Found<'a, 't>] {
+        &self.found
+    }
+
+    /// The length of every finding's pointer, together (to size an answer).
+    pub fn pointer_bytes(&self) -> usize {
+        self.pointers.len()
+    }
+
+    /// The pointer of a finding.
+    pub fn pointer(&self, f: &Found<'_, '_>) -> &str {
+        &self.pointers[f.pointer.0 as usize..f.pointer.1 as usize]
+    }
+}
+
+/// Walks one object (request bytes through `serde_json::Deserializer`, or a `&Value`).
+pub fn walk<'de, 't, D: Deserializer<'de>>(
+    d: D,
+    table: &'t Table,
+) -> Result<Walked<'de, 't>, D::Error> {
+    let mut ctx = Ctx {
+        table,
+        out: Walked::default(),
+        path: Path {
+            steps: [Step::Index(0); PATH_DEPTH],
+            len: 0,
+        },
+        order: [0; ORDER_DEPTH],
+        depth: None,
+        when_kind: None,
+    };
+    At {
+        ctx: &mut ctx,
+        place: &OBJECT,
+    }
+    .deserialize(d)?;
+    Ok(ctx.out)
+}
+
+/// How deep a place can be (the deepest, a CronJob's preferred anti-affinity term's expression
+/// values, is 17 steps).
+const PATH_DEPTH: usize = 24;
+
+/// One step of the path to where the walk is.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Field(&'static str),
+    Index(u32),
+}
+
+/// Where the walk is: kept on the stack, written out only for a finding.
+#[derive(Clone, Copy, Debug)]
+struct Path {
+    steps: [Step; PATH_DEPTH],
+    len: usize,
+}
+
+impl Path {
+    fn push(&mut self, step: Step) {
+        if let Some(slot) = self.steps.get_mut(self.len) {
+            *slot = step;
+        }
+        self.len += 1;
+    }
+}
+
+/// The walk's state.
+struct Ctx<'a, 't> {
+    table: &'t Table,
+    out: Walked<'a, 't>,
+    path: Path,
+    /// The report order of where the walk is, and how much of it is set (`None` before the
+    /// first group).
+    order: [u32; ORDER_DEPTH],
+    depth: Option<usize>,
+    when_kind: Option<&'static str>,
+}
+
+impl<'a> Ctx<'a, '_> {
+    fn push_order(&mut self, n: u32) {
+        if let Some(d) = self.depth.as_mut() {
+            if *d < ORDER_DEPTH {
+                self.order[*d] = n;
+            }
+            *d += 1;
+        }
+    }
+
+    fn push_path(&mut self, field: &'static str) {
+        self.path.push(Step::Field(field));
+    }
+
+    fn push_index(&mut self, i: usize) {
+        self.path.push(Step::Index(i as u32));
+    }
+
+    /// Records a value at the current path, under `key` (which ends the path when `key_in_path`:
+    /// a label or annotation). `value` `None`: a project-ID key whose value is not a string,
+    /// kept as a dead placeholder so a later duplicate takes its position.
+    fn found(
+        &mut self,
+        location: Location,
+        key: Cow<'a, str>,
+        key_in_path: bool,
+        value: Option<Cow<'a, str>>,
+    ) {
+        if self.out.found.capacity() == 0 {
+            // Sized once for a typical migrated workload (a dozen values).
+            self.out.found.reserve(16);
+            self.out.pointers.reserve(1024);
+        }
+        let pointers = &mut self.out.pointers;
+        let start = pointers.len() as u32;
+        for step in &self.path.steps[..self.path.len.min(PATH_DEPTH)] {
+            match step {
+                Step::Field(f) => {
+                    pointers.push('/');
+                    pointers.push_str(f);
+                }
+                Step::Index(i) => {
+                    use std::fmt::Write;
+                    let _ = write!(pointers, "/{i}");
+                }
+            }
+        }
+        if key_in_path {
+            pointers.push('/');
+            push_escaped(pointers, &key);
+        }
+        let pointer = (start, pointers.len() as u32);
+        let (lookup, dead, value) = match value {
+            Some(v) => (self.table.lookup_ref(&v), false, v),
+            None => (LookupRef::Keep, true, Cow::Borrowed("")),
+        };
+        self.out.found.push(Found {
+            order: self.order,
+            location,
+            pointer,
+            key,
+            value,
+            lookup,
+            when_kind: self.when_kind,
+            dead,
+        });
+    }
+
+    /// Marks the findings from `from` on as dropped.
+    fn drop_from(&mut self, from: usize) {
+        for f in &mut self.out.found[from..] {
+            f.dead = true;
+        }
+    }
+}
+
+/// A JSON pointer token (RFC 6901: `~` as `~0`, `/` as `~1`).
+fn push_escaped(out: &mut String, token: &str) {
+    for c in token.chars() {
+        match c {
+            '~' => out.push_str("~0"),
+            '/' => out.push_str("~1"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A place to read, with the walk's state.
+struct At<'c, 'a, 't> {
+    ctx: &'c mut Ctx<'a, 't>,
+    place: &'static Place,
+}
+
+impl<'de, 't> DeserializeSeed<'de> for At<'_, 'de, 't> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        match self.place {
+            Place::Capture(what) => {
+                let what = *what;
+                let s = d.deserialize_any(MaybeStr)?;
+                let out = &mut self.ctx.out;
+                let slot = match what {
+                    Captured::Kind => &mut out.kind,
+                    Captured::Name => &mut out.name,
+                    Captured::Namespace => &mut out.namespace,
+                    Captured::GenerateName => &mut out.generate_name,
+                };
+                *slot = s;
+                Ok(())
+            }
+            _ => d.deserialize_any(self),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for At<'_, 'de, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    // A value of another type than the place expects is not read (as a decoded tree's
+    // `as_object`/`as_array` would not).
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let Place::Each(element) = self.place else {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(());
+        };
+        let ctx = self.ctx;
+        let mut i = 0usize;
+        loop {
+            let (path_len, depth) = (ctx.path.len, ctx.depth);
+            ctx.push_index(i);
+            ctx.push_order(i as u32);
+            let more = seq
+                .next_element_seed(At {
+                    ctx: &mut *ctx,
+                    place: element,
+                })?
+                .is_some();
+            ctx.path.len = path_len;
+            ctx.depth = depth;
+            if !more {
+                return Ok(());
+            }
+            i += 1;
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        match self.place {
+            Place::Fields(fields) => visit_fields(self.ctx, fields, map),
+            Place::Labels(location) => visit_labels(self.ctx, *location, false, map),
+            Place::ObjectAnnotations(location) => visit_labels(self.ctx, *location, true, map),
+            Place::Expression(location) => visit_expression(self.ctx, *location, map),
+            Place::Each(_) | Place::Capture(_) => skip_map(map),
+        }
+    }
+}
+
+fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// An object place: each known field walked, the rest skipped. A field seen again replaces what
+/// was found under it before.
+fn visit_fields<'de, A: MapAccess<'de>>(
+    ctx: &mut Ctx<'de, '_>,
+    fields: &'static [Field],
+    mut map: A,
+) -> Result<(), A::Error> {
+    // Where each field's findings start, when it has been seen.
+    let mut seen = [None::<usize>; 8];
+    while let Some(key) = map.next_key_seed(CowStr)? {
+        let Some((index, field)) = fields.iter().enumerate().find(|(_, f)| f.name == key) else {
+            map.next_value::<IgnoredAny>()?;
+            continue;
+        };
+        if let Some(from) = seen.get(index).copied().flatten() {
+            ctx.drop_from(from);
+        }
+        if let Some(slot) = seen.get_mut(index) {
+            *slot = Some(ctx.out.found.len());
+        }
+        let saved_path = ctx.path.len;
+        let saved = (ctx.depth, ctx.order, ctx.when_kind);
+        if let Some(g) = field.group {
+            ctx.order = [0; ORDER_DEPTH];
+            ctx.order[0] = g;
+            ctx.depth = Some(1);
+        }
+        if field.when_kind.is_some() {
+            ctx.when_kind = field.when_kind;
+        }
+        if field.group == Some(OBJECT_METADATA_GROUP) {
+            // The object's metadata (seen again: the last one counts): what it says starts over.
+            let out = &mut ctx.out;
+            (out.name, out.namespace, out.generate_name) = (None, None, None);
+            out.migrated_annotation = false;
+        }
+        ctx.push_order(field.rank);
+        ctx.push_path(field.name);
+        map.next_value_seed(At {
+            ctx: &mut *ctx,
+            place: &field.place,
+        })?;
+        ctx.path.len = saved_path;
+        (ctx.depth, ctx.order, ctx.when_kind) = saved;
+    }
+    Ok(())
+}
+
+/// A labels or annotations map. `object_annotations`: also reads Stork's migrated annotation.
+fn visit_labels<'de, A: MapAccess<'de>>(
+    ctx: &mut Ctx<'de, '_>,
+    location: Location,
+    object_annotations: bool,
+    mut map: A,
+) -> Result<(), A::Error> {
+    let start = ctx.out.found.len();
+    if object_annotations {
+        ctx.out.migrated_annotation = false;
+    }
+    let mut position = 0u32;
+    while let Some(key) = map.next_key_seed(CowStr)? {
+        if object_annotations && key == MIGRATED_ANNOTATION {
+            let v = map.next_value_seed(MaybeStrSeed)?;
+            ctx.out.migrated_annotation = v.as_deref() == Some("true");
+            position += 1;
+            continue;
+        }
+        if !is_project_id_key(&key) {
+            map.next_value::<IgnoredAny>()?;
+            position += 1;
+            continue;
+        }
+        let value = map.next_value_seed(MaybeStrSeed)?;
+        // A duplicate key: the last value, at the first one's place.
+        let earlier = ctx.out.found[start..].iter().position(|f| f.key == key);
+        match earlier {
+            Some(i) => {
+                let at = start + i;
+                let (lookup, dead, value) = match value {
+                    Some(v) => (ctx.table.lookup_ref(&v), false, v),
+                    None => (LookupRef::Keep, true, Cow::Borrowed("")),
+                };
+                let f = &mut ctx.out.found[at];
+                (f.lookup, f.dead, f.value) = (lookup, dead, value);
+            }
+            None => {
+                let (path_len, depth) = (ctx.path.len, ctx.depth);
+                ctx.push_order(position);
+                ctx.found(location, key, true, value);
+                ctx.path.len = path_len;
+                ctx.depth = depth;
+            }
+        }
+        position += 1;
+    }
+    Ok(())
+}
+
+/// One selector expression: its values count when `key` is a project-ID key and `operator` is
+/// `In` or `NotIn`, whichever order the fields come in.
+fn visit_expression<'de, A: MapAccess<'de>>(
+    ctx: &mut Ctx<'de, '_>,
+    location: Location,
+    mut map: A,
+) -> Result<(), A::Error> {
+    let start = ctx.out.found.len();
+    let (mut key, mut operator) = (None::<Cow<'de, str>>, None::<Cow<'de, str>>);
+    let mut values_from = None::<usize>;
+    while let Some(field) = map.next_key_seed(CowStr)? {
+        match &*field {
+            "key" => key = map.next_value_seed(MaybeStrSeed)?,
+            "operator" => operator = map.next_value_seed(MaybeStrSeed)?,
+            "values" => {
+                if let Some(from) = values_from {
+                    ctx.drop_from(from);
+                }
+                values_from = Some(ctx.out.found.len());
+                let (path_len, depth) = (ctx.path.len, ctx.depth);
+                ctx.push_order(0);
+                ctx.push_path("values");
+                map.next_value_seed(Values {
+                    ctx: &mut *ctx,
+                    location,
+                })?;
+                ctx.path.len = path_len;
+                ctx.depth = depth;
+            }
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+    }
+    let key = key.unwrap_or_default();
+    let qualifies = is_project_id_key(&key)
+        && matches!(operator.as_deref().unwrap_or_default(), "In" | "NotIn");
+    if qualifies {
+        for f in &mut ctx.out.found[start..] {
+            f.key = key.clone();
+        }
+    } else {
+        ctx.drop_from(start);
+    }
+    Ok(())
+}
+
+/// The `values` of a selector expression (the key is filled in by the expression).
+struct Values<'c, 'a, 't> {
+    ctx: &'c mut Ctx<'a, 't>,
+    location: Location,
+}
+
+impl<'de> DeserializeSeed<'de> for Values<'_, 'de, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Values<'_, 'de, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        skip_map(map)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let ctx = self.ctx;
+        let mut i = 0usize;
+        while let Some(value) = seq.next_element_seed(MaybeStrSeed)? {
+            if let Some(v) = value {
+                let (path_len, depth) = (ctx.path.len, ctx.depth);
+                ctx.push_order(i as u32);
+                ctx.push_index(i);
+                ctx.found(self.location, Cow::Borrowed(""), false, Some(v));
+                ctx.path.len = path_len;
+                ctx.depth = depth;
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+/// A key, borrowed from the input when it has no escapes.
+struct CowStr;
+
+impl<'de> DeserializeSeed<'de> for CowStr {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(CowStrVisitor)
+    }
+}
+
+struct CowStrVisitor;
+
+impl<'de> Visitor<'de> for CowStrVisitor {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// A value that counts only when it is a string (anything else is skipped).
+struct MaybeStrSeed;
+
+impl<'de> DeserializeSeed<'de> for MaybeStrSeed {
+    type Value = Option<Cow<'de, str>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(MaybeStr)
+    }
+}
+
+struct MaybeStr;
+
+impl<'de> Visitor<'de> for MaybeStr {
+    type Value = Option<Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v)))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        skip_map(map).map(|()| None)
+    }
+}

@@ -1,0 +1,565 @@
+//! `/mutate` on the request bytes: one decode pass that borrows, one answer written once.
+//!
+//! The review is read once from the body: the envelope fields the webhook needs are borrowed
+//! from it, the object is walked for its project IDs ([`crate::rewrite::walk`]), and everything
+//! else — containers, `managedFields`, `last-applied-configuration` — is checked as JSON and
+//! skipped, never copied. The answer (the AdmissionReview, the JSON patch inside it as base64,
+//! the warnings and the audit annotation) is written straight into one buffer. It is the same
+//! answer, byte for byte, as the decoded-tree path (`admission::mutate` and serde) gives: a
+//! property test holds the two together.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use base64::Engine;
+use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+
+use super::admission::{MutateSettings, Scope, Verdict};
+use super::review::{bounded_warnings, ReviewError, API_VERSION};
+use crate::mapping::objects::Mappings;
+use crate::mapping::{LookupRef, Table};
+use crate::rewrite::{
+    object_ref, push_display_pointer, unmapped_action, unmapped_denial, unmapped_warning, walk,
+    Location, Options, UnmappedAction, Walked,
+};
+
+/// A review as `/mutate` reads it: borrowed from the body.
+#[derive(Debug)]
+pub struct MutateRequest<'a, 't> {
+    pub uid: Cow<'a, str>,
+    /// `request.kind.kind`.
+    pub kind: Cow<'a, str>,
+    pub name: Cow<'a, str>,
+    pub namespace: Cow<'a, str>,
+    pub operation: Cow<'a, str>,
+    pub username: Cow<'a, str>,
+    pub dry_run: bool,
+    /// What the walk found in `request.object` (`None`: no object, as on DELETE).
+    pub object: Option<Walked<'a, 't>>,
+}
+
+/// Decodes a review body, walking its object with `table`.
+pub fn decode<'a, 't>(body: &'a [u8], table: &'t Table) -> Result<MutateRequest<'a, 't>, ReviewError> {
+    let mut d = serde_json::Deserializer::from_slice(body);
+    let review = ReviewSeed { table }
+        .deserialize(&mut d)
+        .and_then(|r| d.end().map(|()| r))
+        .map_err(|e| ReviewError::from_json(&e))?;
+    if review.api_version.as_deref() != Some(API_VERSION)
+        || review.kind.as_deref() != Some("AdmissionReview")
+    {
+        let got = if review.kind.as_deref() != Some("AdmissionReview") {
+            "another kind"
+        } else if review.api_version.as_deref() == Some("admission.k8s.io/v1beta1") {
+            "admission.k8s.io/v1beta1 (set admissionReviewVersions: [\"v1\"] in the webhook configuration)"
+        } else {
+            "another apiVersion"
+        };
+        return Err(ReviewError::WrongType { got });
+    }
+    review.request.ok_or(ReviewError::NoRequest)
+}
+
+struct Review<'a, 't> {
+    api_version: Option<Cow<'a, str>>,
+    kind: Option<Cow<'a, str>>,
+    request: Option<MutateRequest<'a, 't>>,
+}
+
+struct ReviewSeed<'t> {
+    table: &'t Table,
+}
+
+impl<'de, 't> DeserializeSeed<'de> for ReviewSeed<'t> {
+    type Value = Review<'de, 't>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, 't> Visitor<'de> for ReviewSeed<'t> {
+    type Value = Review<'de, 't>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an AdmissionReview")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut api_version, mut kind, mut request) = (None, None, None);
+        let (mut saw_api_version, mut saw_kind, mut saw_request) = (false, false, false);
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match &*key.0 {
+                "apiVersion" => {
+                    once(&mut saw_api_version, "apiVersion")?;
+                    api_version = Some(map.next_value_seed(RequiredStr)?);
+                }
+                "kind" => {
+                    once(&mut saw_kind, "kind")?;
+                    kind = Some(map.next_value_seed(RequiredStr)?);
+                }
+                "request" => {
+                    once(&mut saw_request, "request")?;
+                    request = map.next_value_seed(OptionalRequest { table: self.table })?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if !saw_api_version {
+            return Err(A::Error::missing_field("apiVersion"));
+        }
+        if !saw_kind {
+            return Err(A::Error::missing_field("kind"));
+        }
+        Ok(Review {
+            api_version,
+            kind,
+            request,
+        })
+    }
+}
+
+/// Refuses a second occurrence of an envelope field.
+fn once<E: serde::de::Error>(seen: &mut bool, field: &'static str) -> Result<(), E> {
+    if std::mem::replace(seen, true) {
+        return Err(E::duplicate_field(field));
+    }
+    Ok(())
+}
+
+/// `request`, or `null`.
+struct OptionalRequest<'t> {
+    table: &'t Table,
+}
+
+impl<'de, 't> DeserializeSeed<'de> for OptionalRequest<'t> {
+    type Value = Option<MutateRequest<'de, 't>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de, 't> Visitor<'de> for OptionalRequest<'t> {
+    type Value = Option<MutateRequest<'de, 't>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an admission request")
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(RequestVisitor { table: self.table })
+            .map(Some)
+    }
+}
+
+struct RequestVisitor<'t> {
+    table: &'t Table,
+}
+
+/// `request.kind` and `request.userInfo`: only one field of each is read. `null` reads as absent.
+#[derive(Default, Deserialize)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct KindField<'a> {
+    #[serde(deserialize_with = "optional_str")]
+    kind: Option<Cow<'a, str>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct UserInfo<'a> {
+    #[serde(deserialize_with = "optional_str")]
+    username: Option<Cow<'a, str>>,
+}
+
+impl<'de, 't> Visitor<'de> for RequestVisitor<'t> {
+    type Value = MutateRequest<'de, 't>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an admission request")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut uid = None;
+        let mut operation = None;
+        let mut kind = None;
+        let (mut name, mut namespace, mut username) = (None, None, None);
+        let mut dry_run = None;
+        let mut object = None;
+        // Each field at most once, as the decoded-tree path's serde structs insist.
+        let mut seen = [false; 8];
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let field = ["uid", "operation", "kind", "name", "namespace", "userInfo", "dryRun", "object"]
+                .iter()
+                .position(|f| *f == key.0);
+            if let Some(i) = field {
+                once(&mut seen[i], ["uid", "operation", "kind", "name", "namespace", "userInfo", "dryRun", "object"][i])?;
+            }
+            match &*key.0 {
+                "uid" => uid = Some(map.next_value_seed(RequiredStr)?),
+                "operation" => operation = Some(map.next_value_seed(RequiredStr)?),
+                "kind" => {
+                    kind = map
+                        .next_value::<Option<KindField<'de>>>()?
+                        .unwrap_or_default()
+                        .kind
+                }
+                "name" => name = map.next_value_seed(OptionalStr)?,
+                "namespace" => namespace = map.next_value_seed(OptionalStr)?,
+                "userInfo" => {
+                    username = map
+                        .next_value::<Option<UserInfo<'de>>>()?
+                        .unwrap_or_default()
+                        .username
+                }
+                "dryRun" => dry_run = map.next_value::<Option<bool>>()?,
+                "object" => object = map.next_value_seed(OptionalObject { table: self.table })?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(MutateRequest {
+            uid: uid.ok_or_else(|| A::Error::missing_field("uid"))?,
+            operation: operation.ok_or_else(|| A::Error::missing_field("operation"))?,
+            kind: kind.unwrap_or_default(),
+            name: name.unwrap_or_default(),
+            namespace: namespace.unwrap_or_default(),
+            username: username.unwrap_or_default(),
+            dry_run: dry_run.unwrap_or(false),
+            object,
+        })
+    }
+}
+
+/// `request.object`, walked; `null` is no object.
+struct OptionalObject<'t> {
+    table: &'t Table,
+}
+
+impl<'de, 't> DeserializeSeed<'de> for OptionalObject<'t> {
+    type Value = Option<Walked<'de, 't>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de, 't> Visitor<'de> for OptionalObject<'t> {
+    type Value = Option<Walked<'de, 't>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        walk(d, self.table).map(Some)
+    }
+}
+
+/// A map key, borrowed unless it has escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        RequiredStr.deserialize(d).map(Key)
+    }
+}
+
+/// A string (borrowed unless it has escapes); anything else is a type error.
+struct RequiredStr;
+
+impl<'de> DeserializeSeed<'de> for RequiredStr {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(StrVisitor)
+    }
+}
+
+/// A string or `null`; anything else is a type error.
+struct OptionalStr;
+
+impl<'de> DeserializeSeed<'de> for OptionalStr {
+    type Value = Option<Cow<'de, str>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        optional_str(d)
+    }
+}
+
+fn optional_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string or null")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(StrVisitor).map(Some)
+        }
+    }
+    d.deserialize_option(V)
+}
+
+struct StrVisitor;
+
+impl<'de> Visitor<'de> for StrVisitor {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// The answer to one `/mutate` request, and what to count and log about it.
+#[derive(Debug)]
+pub struct Answer {
+    /// The AdmissionReview, ready to send.
+    pub body: Vec<u8>,
+    pub verdict: Verdict,
+    /// Values rewritten and unmapped, by [`Location::index`].
+    pub rewrites: [u32; Location::ALL.len()],
+    pub unmapped: [u32; Location::ALL.len()],
+    /// Whether the answer carries warnings.
+    pub warned: bool,
+}
+
+/// Decides and writes the answer (the same decision as `admission::mutate`).
+pub fn answer(req: &mut MutateRequest<'_, '_>, mappings: &Mappings, settings: &MutateSettings) -> Answer {
+    let mut a = Answer {
+        body: Vec::new(),
+        verdict: Verdict::Allowed,
+        rewrites: [0; Location::ALL.len()],
+        unmapped: [0; Location::ALL.len()],
+        warned: false,
+    };
+    let is_write = matches!(&*req.operation, "CREATE" | "UPDATE");
+    let Some(walked) = req.object.as_mut().filter(|_| is_write) else {
+        a.body = allowed(&req.uid);
+        return a;
+    };
+    let user = &*req.username;
+    let migrated = walked.migrated_annotation
+        || settings.migration_users.contains(user)
+        || mappings.migration_users.iter().any(|u| u == user);
+    if settings.scope == Scope::Migrated && !migrated {
+        a.body = allowed(&req.uid);
+        return a;
+    }
+    let options = Options {
+        unmapped: settings.unmapped,
+        migrated,
+    };
+    let found = walked.settle().len();
+    if found == 0 {
+        // Nothing in the object holds a project ID: nothing is built.
+        a.body = allowed(&req.uid);
+        return a;
+    }
+    let walked = &*walked;
+    let findings = walked.settled();
+    let object = object_ref(
+        &req.kind,
+        &req.namespace,
+        &req.name,
+        walked.generate_name.as_deref().unwrap_or_default(),
+    );
+
+    // Unmapped values: warnings, and a denial under --unmapped deny (rare: messages allocate).
+    let mut warnings = Vec::new();
+    let mut denials = Vec::new();
+    let mut patch_ops = 0usize;
+    for f in findings {
+        match &f.lookup {
+            LookupRef::Keep => {}
+            LookupRef::Rewrite(_) => {
+                a.rewrites[f.location.index()] += 1;
+                patch_ops += 1;
+            }
+            LookupRef::Unmapped => {
+                a.unmapped[f.location.index()] += 1;
+                let action = unmapped_action(f.location, &options);
+                let pointer = walked.pointer(f);
+                warnings.push(unmapped_warning(&object, &f.value, pointer, action, f.location));
+                match action {
+                    UnmappedAction::Denied => {
+                        denials.push(unmapped_denial(&object, &f.value, &f.key, pointer))
+                    }
+                    UnmappedAction::Removed => patch_ops += 1,
+                    UnmappedAction::Kept => {}
+                }
+            }
+        }
+    }
+    let warnings = bounded_warnings(warnings);
+    a.warned = !warnings.is_empty();
+
+    let mut out = Vec::with_capacity(512 + walked.pointer_bytes() * 4);
+    out.extend_from_slice(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#);
+    write_str(&mut out, &req.uid);
+    if !denials.is_empty() {
+        a.verdict = Verdict::Denied;
+        out.extend_from_slice(br#","allowed":false,"status":{"code":403,"message":"#);
+        write_str(&mut out, &denials.join("; "));
+        out.extend_from_slice(br#","reason":"Forbidden"}"#);
+        write_warnings(&mut out, &warnings);
+        out.extend_from_slice(b"}}");
+        a.body = out;
+        return a;
+    }
+    out.extend_from_slice(br#","allowed":true"#);
+    if patch_ops > 0 {
+        a.verdict = Verdict::Patched;
+        // The patch, then its base64 straight into the answer.
+        let mut patch = Vec::with_capacity(64 + patch_ops * 96);
+        patch.push(b'[');
+        let mut first = true;
+        for f in findings {
+            let op = match (&f.lookup, unmapped_action(f.location, &options)) {
+                (LookupRef::Rewrite(to), _) => Some(Some(to)),
+                (LookupRef::Unmapped, UnmappedAction::Removed) => Some(None),
+                _ => None,
+            };
+            let Some(replacement) = op else { continue };
+            if !first {
+                patch.push(b',');
+            }
+            first = false;
+            match replacement {
+                Some(to) => {
+                    patch.extend_from_slice(br#"{"op":"replace","path":"#);
+                    write_str(&mut patch, walked.pointer(f));
+                    patch.extend_from_slice(br#","value":"#);
+                    write_str(&mut patch, to);
+                    patch.push(b'}');
+                }
+                None => {
+                    patch.extend_from_slice(br#"{"op":"remove","path":"#);
+                    write_str(&mut patch, walked.pointer(f));
+                    patch.push(b'}');
+                }
+            }
+        }
+        patch.push(b']');
+        out.extend_from_slice(br#","patchType":"JSONPatch","patch":""#);
+        let start = out.len();
+        out.resize(start + base64::encoded_len(patch.len(), true).unwrap_or(0), 0);
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(&patch, &mut out[start..])
+            .unwrap_or(0);
+        out.truncate(start + written);
+        out.push(b'"');
+        write_warnings(&mut out, &warnings);
+        out.extend_from_slice(br#","auditAnnotations":{"project-ids":"#);
+        write_str(&mut out, &audit_text(walked, findings, &options));
+        out.extend_from_slice(b"}}}");
+    } else {
+        write_warnings(&mut out, &warnings);
+        out.extend_from_slice(b"}}");
+    }
+    a.body = out;
+    a
+}
+
+/// The audit annotation: every rewrite, then every removed value (as `admission::audit`).
+fn audit_text(walked: &Walked<'_, '_>, findings: &[crate::rewrite::Found<'_, '_>], options: &Options) -> String {
+    const MAX: usize = 2000;
+    let mut text = String::with_capacity(256);
+    let mut first = true;
+    let mut sep = |text: &mut String| {
+        if !first {
+            text.push_str("; ");
+        }
+        first = false;
+    };
+    for f in findings {
+        if let LookupRef::Rewrite(to) = &f.lookup {
+            sep(&mut text);
+            push_display_pointer(walked.pointer(f), &mut text);
+            text.push(' ');
+            text.push_str(&f.value);
+            text.push_str("->");
+            text.push_str(to);
+        }
+    }
+    for f in findings {
+        if f.lookup == LookupRef::Unmapped
+            && unmapped_action(f.location, options) == UnmappedAction::Removed
+        {
+            sep(&mut text);
+            push_display_pointer(walked.pointer(f), &mut text);
+            text.push(' ');
+            text.push_str(&f.value);
+            text.push_str(" removed");
+        }
+    }
+    super::review::truncate(text, MAX)
+}
+
+/// `,"warnings":[...]` when there are any.
+fn write_warnings(out: &mut Vec<u8>, warnings: &[String]) {
+    if warnings.is_empty() {
+        return;
+    }
+    out.extend_from_slice(br#","warnings":["#);
+    for (i, w) in warnings.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, w);
+    }
+    out.push(b']');
+}
+
+/// A JSON string, escaped as serde_json escapes it.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// An allow without a patch.
+pub fn allowed(uid: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(120 + uid.len());
+    out.extend_from_slice(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#);
+    write_str(&mut out, uid);
+    out.extend_from_slice(br#","allowed":true}}"#);
+    out
+}

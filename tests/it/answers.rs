@@ -1,0 +1,203 @@
+//! `/mutate` answers from the request bytes (`server::mutate`, the webhook's path) are byte for
+//! byte the answers of the decoded-tree path (`admission::mutate` and serde), over generated
+//! reviews of every kind, in odd but valid JSON: escapes in keys and values, duplicate keys
+//! (the last wins), numbers in unusual forms, unicode, fields in any order.
+
+use std::collections::HashSet;
+
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+use rancher_remap::mapping::objects::Mappings;
+use rancher_remap::server::admission::{self, MutateSettings, Scope};
+use rancher_remap::server::{mutate, review};
+
+use crate::properties::{object, policy, TABLE};
+
+/// How a review is written out.
+#[derive(Clone, Debug)]
+struct Style {
+    /// Write every `o` inside strings as `\u006f` (keys included).
+    escape_o: bool,
+    /// Before each object key, sometimes a duplicate of it with a decoy value (the real one,
+    /// written last, wins).
+    decoys: Vec<u8>,
+    /// Fields of each object in reverse order.
+    reversed: bool,
+}
+
+fn style() -> impl Strategy<Value = Style> {
+    (
+        any::<bool>(),
+        prop::collection::vec(any::<u8>(), 0..64),
+        any::<bool>(),
+    )
+        .prop_map(|(escape_o, decoys, reversed)| Style {
+            escape_o,
+            decoys,
+            reversed,
+        })
+}
+
+/// Writes `v` as JSON in `style`; `n` counts keys (to pick decoys); `depth` is how deep `v` is
+/// (decoys only inside the object: the review's own fields are refused when repeated, by both
+/// paths, as serde's derived structs refuse them).
+fn write(v: &Value, style: &Style, n: &mut usize, depth: usize, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            out.push('{');
+            let mut entries: Vec<_> = map.iter().collect();
+            if style.reversed {
+                entries.reverse();
+            }
+            let mut first = true;
+            for (k, v) in entries {
+                *n += 1;
+                let decoy = style.decoys.get(*n % 64.max(style.decoys.len().max(1))).copied();
+                if let Some(d) = decoy.filter(|d| d % 4 == 0 && depth >= 2 && k != "kind") {
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    write_str(k, style, out);
+                    out.push(':');
+                    let decoy_value = match d % 16 {
+                        0 => json!("p-src1"),
+                        4 => json!({"field.cattle.io/projectId": "p-src2", "labels": {"field.cattle.io/projectId": "p-src1"}}),
+                        8 => json!([1, "p-src1", null]),
+                        _ => json!(-0.0),
+                    };
+                    write(&decoy_value, style, n, depth + 1, out);
+                }
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                write_str(k, style, out);
+                out.push(':');
+                let deeper = if depth == 1 && k != "object" { 1 } else { depth + 1 };
+                write(v, style, n, deeper, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write(item, style, n, depth + 1, out);
+            }
+            out.push(']');
+        }
+        Value::String(s) => write_str(s, style, out),
+        // Numbers in an unusual but valid form.
+        Value::Number(x) if x.as_i64() == Some(1) => out.push_str("1.0e0"),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn write_str(s: &str, style: &Style, out: &mut String) {
+    let quoted = serde_json::to_string(s).unwrap();
+    if style.escape_o {
+        out.push_str(&quoted.replace('o', "\\u006f"));
+    } else {
+        out.push_str(&quoted);
+    }
+}
+
+fn review(object: Value, operation: &str, user: &str, uid: &str) -> Value {
+    json!({"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", "request": {
+        "uid": uid, "kind": {"group": "", "version": "v1", "kind": object["kind"].clone()},
+        "resource": {"group": "", "version": "v1", "resource": "things"},
+        "name": "o", "namespace": "ns", "operation": operation,
+        "userInfo": {"username": user, "groups": ["system:authenticated"]},
+        "object": object, "oldObject": null, "dryRun": false,
+        "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}}})
+}
+
+/// The answer of the decoded-tree path.
+fn tree_answer(body: &[u8], mappings: &Mappings, settings: &MutateSettings) -> Vec<u8> {
+    let req = review::decode::<Value>(body).unwrap();
+    let decision = admission::mutate(&req, mappings, settings);
+    serde_json::to_vec(&decision.response.into_review()).unwrap()
+}
+
+/// The answer of the webhook's path.
+fn bytes_answer(body: &[u8], mappings: &Mappings, settings: &MutateSettings) -> Vec<u8> {
+    let mut req = mutate::decode(body, &mappings.table).unwrap();
+    mutate::answer(&mut req, mappings, settings).body
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_webhook_answers_byte_for_byte_as_the_tree_path(
+        obj in object(true),
+        unmapped in policy(),
+        all in any::<bool>(),
+        operation in prop::sample::select(vec!["CREATE", "UPDATE", "DELETE", "CONNECT"]),
+        by_migration_user in any::<bool>(),
+        uid in prop::sample::select(vec!["7f4b9a1c-0f0e-4a55", "ü\"\\\u{1}/é", "🙂-uid"]),
+        style in style(),
+    ) {
+        let mappings = Mappings::from_text(TABLE).unwrap();
+        let settings = MutateSettings {
+            unmapped,
+            scope: if all { Scope::All } else { Scope::Migrated },
+            migration_users: HashSet::from(["stork".to_string()]),
+        };
+        let user = if by_migration_user { "stork" } else { "someone" };
+        let mut text = String::new();
+        write(&review(obj, operation, user, uid), &style, &mut 0, 0, &mut text);
+        let tree = tree_answer(text.as_bytes(), &mappings, &settings);
+        let bytes = bytes_answer(text.as_bytes(), &mappings, &settings);
+        prop_assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            String::from_utf8(tree).unwrap(),
+            "review: {}", text
+        );
+    }
+}
+
+#[test]
+fn fixtures_answer_alike_and_bad_bodies_are_refused_alike() {
+    let mappings = Mappings::from_text(TABLE).unwrap();
+    let settings = MutateSettings::default();
+    for name in [
+        "create-deployment-migrated.json",
+        "create-namespace-by-stork.json",
+        "delete-namespace.json",
+        "update-networkpolicy-dryrun.json",
+    ] {
+        let body = crate::common::data(name);
+        assert_eq!(
+            bytes_answer(body.as_bytes(), &mappings, &settings),
+            tree_answer(body.as_bytes(), &mappings, &settings),
+            "{name}"
+        );
+    }
+    for bad in [
+        &b"not json"[..],
+        br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#,
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}"#,
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":"s3cr3t","operation":"CREATE"}}"#,
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","operation":"CREATE","object":{"metadata":{"labels":{"a":"b"}}}"#,
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":7,"operation":"CREATE"}}"#,
+        br#"{"kind":"AdmissionReview"}"#,
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","kind":"AdmissionReview","request":null}"#,
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","uid":"v","operation":"CREATE"}}"#,
+    ] {
+        let fast = mutate::decode(bad, &mappings.table).map(|_| ()).unwrap_err();
+        let tree = review::decode::<Value>(bad).map(|_| ()).unwrap_err();
+        assert_eq!(
+            std::mem::discriminant(&fast),
+            std::mem::discriminant(&tree),
+            "{}: {fast} / {tree}",
+            String::from_utf8_lossy(bad)
+        );
+        assert!(!fast.to_string().contains("s3cr3t"));
+    }
+}
