@@ -1,7 +1,9 @@
 //! Which resource types to audit: every type the API server lists and patches, core and custom,
 //! in each group's preferred version, from legacy discovery (`/api`, `/apis`, one request per
-//! group version). A group version that fails to answer (an aggregated API that is down, say)
-//! is reported and skipped; the others are still audited.
+//! group version). A group version that fails to answer, or answers too late (an aggregated API
+//! that is down, say), is reported and skipped; the others are still audited.
+
+use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
@@ -59,6 +61,10 @@ impl ResourceType {
     }
 }
 
+/// How long one group version's discovery may take. The kube client retries 503 (an aggregated
+/// API whose backend is down) with backoff for minutes; the audit names it and goes on instead.
+const GROUP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Types served twice under different groups: the same objects, audited once (under the core
 /// group). `events.k8s.io/v1` Events are core v1 Events.
 const DUPLICATES: &[(&str, &str)] = &[("events.k8s.io", "events")];
@@ -92,13 +98,19 @@ pub async fn discover(client: &Client, concurrency: usize) -> Result<Discovered,
     }
     let answers: Vec<_> = futures::stream::iter(versions)
         .map(|(group, version)| async move {
-            let result = if group.is_empty() {
-                client.list_core_api_resources(&version).await
-            } else {
-                client
-                    .list_api_group_resources(&format!("{group}/{version}"))
-                    .await
+            let query = async {
+                if group.is_empty() {
+                    client.list_core_api_resources(&version).await
+                } else {
+                    client
+                        .list_api_group_resources(&format!("{group}/{version}"))
+                        .await
+                }
             };
+            let result = tokio::time::timeout(GROUP_TIMEOUT, query)
+                .await
+                .map_err(|_| format!("no answer within {} s", GROUP_TIMEOUT.as_secs()))
+                .and_then(|r| r.map_err(|e| describe_error(&e)));
             Ok::<_, kube::Error>((group, version, result))
         })
         .buffer_unordered(concurrency.max(1))
@@ -108,14 +120,13 @@ pub async fn discover(client: &Client, concurrency: usize) -> Result<Discovered,
     for (group, version, result) in answers {
         match result {
             Ok(list) => out.types.extend(auditable(&group, &version, &list)),
-            Err(e) => {
+            Err(why) => {
                 let gv = if group.is_empty() {
                     version
                 } else {
                     format!("{group}/{version}")
                 };
-                out.errors
-                    .push(format!("discovery of {gv}: {}", describe_error(&e)));
+                out.errors.push(format!("discovery of {gv}: {why}"));
             }
         }
     }

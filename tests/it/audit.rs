@@ -524,6 +524,25 @@ async fn errors_exit_2_and_forbidden_types_are_skipped_out_loud() {
         stderr(&out)
     );
 
+    // An aggregated API that is down: named, the rest audited, the audit incomplete.
+    c.fake.add_type(ResourceType::new(
+        "metrics.k8s.io",
+        "v1beta1",
+        "pods",
+        "PodMetrics",
+        true,
+    ));
+    c.fake.make_unavailable("metrics.k8s.io/v1beta1");
+    let out = c.audit(&["-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("discovery of metrics.k8s.io/v1beta1: no answer within 10 s"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(names(&findings(&out)).contains(&("Deployment".into(), "team-a".into(), "web".into())));
+    let c = cluster().await;
+
     // A list that fails: the audit is incomplete, whatever it found.
     c.fake.fail_lists(1);
     let out = c.audit(&["-o", "json"]).await;

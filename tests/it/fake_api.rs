@@ -20,8 +20,9 @@
 //!   `test` operation is 422, a changed `metadata.resourceVersion` is 409, `dryRun=All` stores
 //!   nothing.
 //!
-//! Tests can also drop every open watch, fail the next lists with 500, forbid lists of a type,
-//! and change an object just before it is patched (a concurrent writer).
+//! Tests can also drop every open watch, hold new ones, make watchers fall behind, fail the next
+//! lists with 500, expire continue tokens, forbid lists of a type, make a group version's
+//! discovery fail, and change an object just before it is patched (a concurrent writer).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -197,6 +198,9 @@ struct Inner {
     continued_lists: usize,
     expired_tokens: usize,
     forbidden_lists: HashSet<String>,
+    /// Group versions (`group/version`) whose discovery answers 503, as an aggregated API that
+    /// is down.
+    unavailable: HashSet<String>,
     before_patch: HashMap<(String, String, String), Hook>,
     lists: usize,
     watches: usize,
@@ -236,6 +240,7 @@ impl FakeApi {
                 continued_lists: 0,
                 expired_tokens: 0,
                 forbidden_lists: HashSet::new(),
+                unavailable: HashSet::new(),
                 before_patch: HashMap::new(),
                 lists: 0,
                 watches: 0,
@@ -377,6 +382,15 @@ impl FakeApi {
     /// Lists answered 410 for a continue token too old.
     pub fn expired_tokens(&self) -> usize {
         self.inner.lock().unwrap().expired_tokens
+    }
+
+    /// Discovery of `group/version` answers 503, as for an aggregated API whose backend is down.
+    pub fn make_unavailable(&self, group_version: &str) {
+        self.inner
+            .lock()
+            .unwrap()
+            .unavailable
+            .insert(group_version.to_string());
     }
 
     /// Lists of this type (plural name) get 403 Forbidden, as without RBAC.
@@ -655,6 +669,15 @@ fn not_found(t: &ResourceType, name: &str) -> Response {
 
 fn discovery(fake: &FakeApi, segs: &[&str]) -> Option<Response> {
     let g = fake.inner.lock().unwrap();
+    if let ["apis", group, version] = segs {
+        if g.unavailable.contains(&format!("{group}/{version}")) {
+            return Some(fail(
+                503,
+                "ServiceUnavailable",
+                "the server is currently unable to handle the request",
+            ));
+        }
+    }
     let resources = |group: &str, version: &str| {
         let list: Vec<Value> = g
             .types
