@@ -286,76 +286,108 @@ struct Scan<'a> {
 impl Scan<'_> {
     async fn scan_type(&self, t: &ResourceType) -> TypeResult {
         let mut out = TypeResult::default();
-        let scopes: Vec<Option<String>> = match &self.settings.namespaces {
-            Namespaces::Only(set) if t.namespaced => set.iter().cloned().map(Some).collect(),
-            _ => vec![None],
-        };
-        for ns in &scopes {
-            let mut token: Option<String> = None;
-            let mut expired = 0;
-            loop {
-                let page = {
-                    let _permit = self.permits.acquire().await;
-                    api::list_page(
-                        self.client,
-                        t,
-                        ns.as_deref(),
-                        self.settings.page_size.max(1),
-                        token.take(),
-                    )
-                    .await
-                };
-                let page = match page {
-                    Ok(page) => page,
-                    Err(e) if expired < MAX_EXPIRED && api::continue_after_expiry(&e).is_some() => {
-                        // A long list outlived its snapshot: go on from where it stopped.
-                        expired += 1;
-                        token = api::continue_after_expiry(&e);
-                        continue;
-                    }
-                    Err(e) => {
-                        let at = match ns {
-                            Some(ns) => format!("{} in {ns}", t.name()),
-                            None => t.name(),
-                        };
-                        let why = api::describe_error(&e);
-                        match api::status_code(&e) {
-                            // Not allowed to list, or gone since discovery: not this caller's
-                            // objects to audit; said, not an error.
-                            Some(403..=405) => out.skipped.push(format!("{at}: {why}")),
-                            _ => out.errors.push(format!("listing {at}: {why}")),
+        match &self.settings.namespaces {
+            // The chosen Namespaces one by one: `get` on them is enough, no cluster-wide list.
+            Namespaces::Only(set) if t.is_namespace() => {
+                for name in set {
+                    let got = {
+                        let _permit = self.permits.acquire().await;
+                        api::get(self.client, t, None, name).await
+                    };
+                    match got {
+                        Ok(obj) => self.audit_page(t, vec![obj], &mut out).await,
+                        Err(e) => {
+                            let why = api::describe_error(&e);
+                            match api::status_code(&e) {
+                                Some(403..=405) => {
+                                    out.skipped.push(format!("namespace {name}: {why}"))
+                                }
+                                _ => out.errors.push(format!("reading namespace {name}: {why}")),
+                            }
                         }
-                        break;
                     }
-                };
-                let mut found = Vec::new();
-                for obj in page.items {
-                    if let Some((finding, obj, outcome)) = self.audit_object(t, obj, &mut out) {
-                        found.push((finding, obj, outcome));
-                    }
-                }
-                self.progress
-                    .findings
-                    .fetch_add(found.len(), Ordering::Relaxed);
-                match self.settings.fix {
-                    None => out.findings.extend(found.into_iter().map(|(f, _, _)| f)),
-                    Some(fix) => {
-                        let fixed: Vec<Finding> = futures::stream::iter(found)
-                            .map(|(finding, obj, outcome)| self.fix(t, fix, finding, obj, outcome))
-                            .buffer_unordered(self.settings.concurrency.max(1))
-                            .collect()
-                            .await;
-                        out.findings.extend(fixed);
-                    }
-                }
-                token = page.metadata.continue_token.filter(|c| !c.is_empty());
-                if token.is_none() {
-                    break;
                 }
             }
+            Namespaces::Only(set) if t.namespaced => {
+                for ns in set {
+                    self.scan_list(t, Some(ns), &mut out).await;
+                }
+            }
+            _ => self.scan_list(t, None, &mut out).await,
         }
         self.progress.types_done.fetch_add(1, Ordering::Relaxed);
         out
+    }
+
+    /// Every page of one list of `t` (in `ns`, or everywhere).
+    async fn scan_list(&self, t: &ResourceType, ns: Option<&str>, out: &mut TypeResult) {
+        let mut token: Option<String> = None;
+        let mut expired = 0;
+        loop {
+            let page = {
+                let _permit = self.permits.acquire().await;
+                api::list_page(
+                    self.client,
+                    t,
+                    ns,
+                    self.settings.page_size.max(1),
+                    token.take(),
+                )
+                .await
+            };
+            let page = match page {
+                Ok(page) => page,
+                Err(e) if expired < MAX_EXPIRED && api::continue_after_expiry(&e).is_some() => {
+                    // A long list outlived its snapshot: go on from where it stopped.
+                    expired += 1;
+                    token = api::continue_after_expiry(&e);
+                    continue;
+                }
+                Err(e) => {
+                    let at = match ns {
+                        Some(ns) => format!("{} in {ns}", t.name()),
+                        None => t.name(),
+                    };
+                    let why = api::describe_error(&e);
+                    match api::status_code(&e) {
+                        // Not allowed to list, or gone since discovery: not this caller's
+                        // objects to audit; said, not an error.
+                        Some(403..=405) => out.skipped.push(format!("{at}: {why}")),
+                        _ => out.errors.push(format!("listing {at}: {why}")),
+                    }
+                    return;
+                }
+            };
+            self.audit_page(t, page.items, out).await;
+            token = page.metadata.continue_token.filter(|c| !c.is_empty());
+            if token.is_none() {
+                return;
+            }
+        }
+    }
+
+    /// Audits the objects of one page (and fixes them, with `--fix`) before the next is read.
+    async fn audit_page(&self, t: &ResourceType, items: Vec<Value>, out: &mut TypeResult) {
+        let mut found = Vec::new();
+        for obj in items {
+            if let Some(hit) = self.audit_object(t, obj, out) {
+                found.push(hit);
+            }
+        }
+        self.progress
+            .findings
+            .fetch_add(found.len(), Ordering::Relaxed);
+        match self.settings.fix {
+            None => out.findings.extend(found.into_iter().map(|(f, _, _)| f)),
+            Some(fix) => {
+                let fixed: Vec<Finding> = futures::stream::iter(found)
+                    .map(|(finding, obj, outcome)| self.fix(t, fix, finding, obj, outcome))
+                    .buffer_unordered(self.settings.concurrency.max(1))
+                    .collect()
+                    .await;
+                out.findings.extend(fixed);
+            }
+        }
     }
 
     /// Counts one listed object and returns a finding when the webhook would change it.

@@ -328,6 +328,24 @@ async fn audit_table_scope_all_and_chosen_namespaces() {
     .collect();
     assert_eq!(names(&findings(&out)), only);
 
+    // The chosen Namespaces are read one by one: no cluster-wide list of them is needed.
+    c.fake.forbid_lists("namespaces");
+    let out = c
+        .audit(&["-o", "json", "-n", "team-b", "--scope", "all"])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(names(&findings(&out)).contains(&("Namespace".into(), "".into(), "team-b".into())));
+    assert!(!stderr(&out).contains("skipped"), "{}", stderr(&out));
+    // A namespace that does not exist holds nothing to change (as kubectl's "No resources
+    // found"), and stderr says it was not there.
+    let out = c.audit(&["-o", "json", "-n", "no-such-namespace"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("skipped: namespace no-such-namespace: 404"),
+        "{}",
+        stderr(&out)
+    );
+
     // A namespace with nothing to change: exit 0, an empty list.
     let out = c.audit(&["-o", "json", "-n", "team-b"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
