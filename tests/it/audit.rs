@@ -254,6 +254,10 @@ async fn audit_reports_exactly_what_the_webhook_would_rewrite() {
     assert!(c.fake.patches().is_empty(), "an audit patches nothing");
     let err = stderr(&out);
     assert!(err.contains("10 object(s) would change"), "{err}");
+    assert!(
+        !err.contains('\r'),
+        "no progress line when stderr is not a terminal: {err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -762,4 +766,34 @@ async fn deny_leaves_refused_objects_and_a_patch_out_of_attempts_fails() {
     assert_eq!(now["metadata"]["labels"]["team"], "blue");
     assert_eq!(now["metadata"]["labels"][KEY], "p-ab12c", "not overwritten");
     assert!(stderr(&out).contains("1 failed"), "{}", stderr(&out));
+}
+
+/// On a terminal (util-linux `script` gives it one) stderr carries the progress line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_gets_a_progress_line() {
+    let c = cluster().await;
+    let kubeconfig = c.dir.path().join("kubeconfig");
+    let command = format!(
+        "{} audit --project-mappings {MAPPINGS} -o json",
+        env!("CARGO_BIN_EXE_rancher-remap")
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env("KUBECONFIG", kubeconfig)
+            .output()
+    })
+    .await
+    .unwrap();
+    let Ok(out) = out else {
+        eprintln!("SKIPPED: util-linux script is not installed; no terminal to test with");
+        return;
+    };
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("\raudit: ") || text.contains("\r\u{1b}[Kaudit: "),
+        "{text:?}"
+    );
+    assert!(text.contains("resource types"), "{text:?}");
 }
