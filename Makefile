@@ -5,7 +5,15 @@ BIN := target/debug/rancher-remap
 EXAMPLES := deploy/examples
 
 .PHONY: all build release test fmt lint unit run preview bench load-bench clean certs \
-        static static-check render-self-signed soak storm fuzz audit-bench
+        static static-check render-self-signed soak storm fuzz tools chart-lint rules-test \
+        audit-bench
+
+## Pinned tools (kubectl 1.34, helm 3.19, promtool) in a git-ignored folder of the repository,
+## installed on first use by scripts/install-tools; the tests run these, never whatever is on PATH.
+TOOLS := $(CURDIR)/build/tools/bin
+export RANCHER_REMAP_TOOLS := $(TOOLS)
+WITH_TOOLS := PATH="$(TOOLS):$$PATH"
+CHART := charts/rancher-remap
 
 all: build
 
@@ -15,9 +23,32 @@ build:
 release:
 	$(CARGO) build --locked --release
 
-## test: formatting, lints (warnings are errors), every test, and the shipped static binary —
-## exactly what CI runs.
-test: fmt lint unit static-check
+## test: formatting, lints (warnings are errors), every test (the deploy tests render the
+## kustomize overlays and the Helm chart in every role and certificate mode), the chart's lint,
+## the alert rules' unit tests, and the shipped static binary — exactly what CI runs. A missing
+## tool fails it; nothing is skipped.
+test: fmt lint tools chart-lint rules-test unit static-check
+
+tools:
+	scripts/install-tools $(TOOLS)
+
+## chart-lint: helm lint --strict for both roles in every certificate mode (the deploy tests
+## render the same and check what comes out).
+CERT_MODES := "" "--set certManager.enabled=true" \
+  "--set certManager.enabled=true --set certManager.issuerRef.name=ca --set certManager.issuerRef.kind=ClusterIssuer" \
+  "--set tls.existingSecret=webhook-tls --set tls.caBundle=Q0E="
+chart-lint: tools
+	for role in destination source; do for certs in $(CERT_MODES); do \
+	  $(TOOLS)/helm lint --strict --quiet $(CHART) --set role=$$role $$certs \
+	    --set migrationUsers={system:serviceaccount:kube-system:stork-account} || exit 1; \
+	done; done
+
+## rules-test: the alerts (the plain rules file, which the chart's PrometheusRule is made
+## from) checked and unit-tested with promtool.
+RULES := $(CHART)/files/rancher-remap.rules.yaml
+rules-test: tools
+	$(TOOLS)/promtool check rules $(RULES)
+	$(TOOLS)/promtool test rules tests/monitoring/rancher-remap.rules.test.yaml
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -25,7 +56,9 @@ fmt:
 lint:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-unit:
+## unit: every test; the deploy tests run the pinned tools through RANCHER_REMAP_TOOLS (exported
+## above; PATH stays as it is, so that cargo's build-script fingerprints do not change).
+unit: tools
 	$(CARGO) test --locked
 
 ## preview: the offline rewrite of the example migrated objects with the example mappings.
@@ -56,10 +89,11 @@ static-check: static
 
 ## render-self-signed: deploy/$(OVERLAY) with certificates from `rancher-remap certs` instead of
 ## cert-manager, in build/self-signed/$(OVERLAY)/install.yaml. RENEW=1: a new serving pair from
-## the same CA (the caBundle stays).
+## the same CA (the caBundle stays). build/self-signed/$(OVERLAY)/kustomization.yaml is yours
+## (images:, patches:): written once, never rewritten.
 OVERLAY ?= destination
-render-self-signed: build
-	scripts/render-self-signed $(OVERLAY) $(BIN)
+render-self-signed: build tools
+	$(WITH_TOOLS) scripts/render-self-signed $(OVERLAY) $(BIN)
 
 bench:
 	$(CARGO) bench --locked --bench rewrite

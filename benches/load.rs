@@ -368,30 +368,6 @@ async fn run(
     }
 }
 
-/// The floor: the least any correct webhook does. It reads the body, checks all of it as JSON
-/// (serde_json, skipping every value, building nothing) and echoes `request.uid`.
-fn floor_answer(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
-    use serde::Deserialize;
-    #[derive(Deserialize)]
-    struct Review<'a> {
-        #[serde(borrow)]
-        request: Request<'a>,
-    }
-    #[derive(Deserialize)]
-    struct Request<'a> {
-        #[serde(borrow)]
-        uid: std::borrow::Cow<'a, str>,
-    }
-    let review: Review = serde_json::from_slice(body)?;
-    let mut out = Vec::with_capacity(160);
-    out.extend_from_slice(
-        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#,
-    );
-    serde_json::to_writer(&mut out, &review.request.uid)?;
-    out.extend_from_slice(br#","allowed":true}}"#);
-    Ok(out)
-}
-
 /// The baselines: axum + rustls (same provider, same ALPN, same hyper-util connection builder)
 /// with a handler that reads the body and returns a fixed review (no-op), or the floor's answer.
 /// Prints its address on stdout.
@@ -414,7 +390,7 @@ async fn noop_server(dir: &Path, floor: bool) {
         axum::Router::new().route(
             "/mutate",
             post(|body: Bytes| async move {
-                match floor_answer(&body) {
+                match support::floor_answer(&body) {
                     Ok(answer) => (
                         axum::http::StatusCode::OK,
                         [("content-type", "application/json")],

@@ -66,63 +66,72 @@ fn bench_build(c: &mut Criterion) {
     group.finish();
 }
 
-/// The whole admission answer without the network: decode the review body, decide, encode.
+/// The whole admission answer without the network: the webhook's path (the walk over the
+/// bytes, the answer written once), the decoded-tree path (what the CLI uses) and the floor (check
+/// the JSON, echo the uid), on the same 5 KB migrated Deployment review.
 fn bench_review(c: &mut Criterion) {
     use rancher_remap::mapping::objects::Mappings;
-    use rancher_remap::rewrite::Relevant;
-    use rancher_remap::server::admission::{mutate, MutateSettings};
-    use rancher_remap::server::review::decode;
-    use serde_json::Value;
+    use rancher_remap::server::admission::MutateSettings;
     let body = support::review_body();
     let mappings = Mappings::from_text(&mappings(1_000)).unwrap();
     let settings = MutateSettings::default();
     let mut group = c.benchmark_group("review");
-    group.bench_function("decode_full", |b| {
-        b.iter(|| decode::<Value>(black_box(&body)).unwrap())
+    group.bench_function("floor", |b| {
+        b.iter(|| support::floor_answer(black_box(&body)).unwrap())
     });
-    group.bench_function("decode_relevant", |b| {
-        b.iter(|| decode::<Relevant>(black_box(&body)).unwrap())
+    group.bench_function("webhook", |b| {
+        b.iter(|| webhook(black_box(&body), &mappings, &settings))
     });
-    let req = decode::<Relevant>(&body).unwrap().map_object(Value::from);
-    group.bench_function("mutate", |b| {
-        b.iter(|| mutate(black_box(&req), &mappings, &settings))
-    });
-    group.bench_function("decode_mutate_encode", |b| {
-        b.iter(|| {
-            let req = decode::<Relevant>(black_box(&body))
-                .unwrap()
-                .map_object(Value::from);
-            let d = mutate(&req, &mappings, &settings);
-            serde_json::to_vec(&d.response.into_review()).unwrap()
-        })
+    group.bench_function("tree", |b| {
+        b.iter(|| tree(black_box(&body), &mappings, &settings))
     });
     group.finish();
 }
 
-/// Cost curves (issue 7): the whole /mutate handling in-process (decode, decide, encode) as the
-/// object grows from 1 KB to 1 MB, and as the table grows from 10 to 100,000 entries.
+/// `/mutate` as the server answers it.
+fn webhook(
+    body: &[u8],
+    mappings: &rancher_remap::mapping::objects::Mappings,
+    settings: &rancher_remap::server::admission::MutateSettings,
+) -> Vec<u8> {
+    use rancher_remap::server::mutate;
+    let mut req = mutate::decode(body, &mappings.table).unwrap();
+    mutate::answer(&mut req, mappings, settings).body
+}
+
+/// `/mutate` through the decoded tree (the CLI's engine, serde for the answer).
+fn tree(
+    body: &[u8],
+    mappings: &rancher_remap::mapping::objects::Mappings,
+    settings: &rancher_remap::server::admission::MutateSettings,
+) -> Vec<u8> {
+    use rancher_remap::server::{admission, review};
+    let req = review::decode::<serde_json::Value>(body).unwrap();
+    let d = admission::mutate(&req, mappings, settings);
+    serde_json::to_vec(&d.response.into_review()).unwrap()
+}
+
+/// Cost curves: the webhook's answer beside the floor's as the object grows from 1 KB to 1 MB,
+/// and the webhook's as the table grows from 10 to 100,000 entries.
 fn bench_cost(c: &mut Criterion) {
     use criterion::Throughput;
     use rancher_remap::mapping::objects::Mappings;
-    use rancher_remap::rewrite::Relevant;
-    use rancher_remap::server::admission::{mutate, MutateSettings};
-    use rancher_remap::server::review::decode;
-    use serde_json::Value;
+    use rancher_remap::server::admission::MutateSettings;
     let settings = MutateSettings::default();
-    let handle = |body: &[u8], mappings: &Mappings| {
-        let req = decode::<Relevant>(body).unwrap().map_object(Value::from);
-        let d = mutate(&req, mappings, &settings);
-        assert!(d.response.patch.is_some());
-        serde_json::to_vec(&d.response.into_review()).unwrap()
-    };
 
     let mappings_1k = Mappings::from_text(&mappings(1_000)).unwrap();
     let mut group = c.benchmark_group("cost_object");
     for target in [1_000, 10_000, 100_000, 1_000_000] {
         let body = support::review_of_size(target);
+        assert!(webhook(&body, &mappings_1k, &settings)
+            .windows(9)
+            .any(|w| w == b"JSONPatch"));
         group.throughput(Throughput::Bytes(body.len() as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(body.len()), &body, |b, body| {
-            b.iter(|| handle(black_box(body), &mappings_1k))
+        group.bench_with_input(BenchmarkId::new("webhook", body.len()), &body, |b, body| {
+            b.iter(|| webhook(black_box(body), &mappings_1k, &settings))
+        });
+        group.bench_with_input(BenchmarkId::new("floor", body.len()), &body, |b, body| {
+            b.iter(|| support::floor_answer(black_box(body)).unwrap())
         });
     }
     group.finish();
@@ -132,7 +141,7 @@ fn bench_cost(c: &mut Criterion) {
     for n in [10, 100, 1_000, 10_000, 100_000] {
         let m = Mappings::from_text(&mappings(n)).unwrap();
         group.bench_with_input(BenchmarkId::from_parameter(n), &m, |b, m| {
-            b.iter(|| handle(black_box(&body), m))
+            b.iter(|| webhook(black_box(&body), m, &settings))
         });
     }
     group.finish();

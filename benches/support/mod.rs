@@ -109,3 +109,27 @@ pub fn review_of_size(bytes: usize) -> Vec<u8> {
         i += 1;
     }
 }
+
+/// The floor: the least any correct webhook does with a review. It checks all of the body as
+/// JSON (serde_json, skipping every value, building nothing) and echoes `request.uid`.
+pub fn floor_answer(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+    use serde::Deserialize;
+    #[derive(Deserialize)]
+    struct Review<'a> {
+        #[serde(borrow)]
+        request: Request<'a>,
+    }
+    #[derive(Deserialize)]
+    struct Request<'a> {
+        #[serde(borrow)]
+        uid: std::borrow::Cow<'a, str>,
+    }
+    let review: Review = serde_json::from_slice(body)?;
+    let mut out = Vec::with_capacity(160);
+    out.extend_from_slice(
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#,
+    );
+    serde_json::to_writer(&mut out, &review.request.uid)?;
+    out.extend_from_slice(br#","allowed":true}}"#);
+    Ok(out)
+}

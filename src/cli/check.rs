@@ -10,7 +10,8 @@ use super::input;
 use crate::rewrite::describe;
 use crate::validate::{check, is_validated};
 
-/// Check ClusterPairs and mapping ConfigMaps as the validating webhook would (SPEC §3, §11).
+/// Check ClusterPairs and mapping ConfigMaps as the validating webhook would (the rules:
+/// docs/behaviour.md).
 ///
 /// Prints every finding as `FILE: Kind ns/name: error|warning: FIELD.PATH: message`, and `ok`
 /// for objects without findings. Other objects are skipped (said on stderr). Exit status 1 when

@@ -11,7 +11,8 @@ use anyhow::Result;
 use arc_swap::ArcSwapOption;
 
 use crate::rewrite::UnmappedPolicy;
-use crate::server::admission::{MutateSettings, Scope};
+use crate::server::admission::{Mode, MutateSettings, Scope};
+use crate::server::admission_log::AdmissionLog;
 use crate::server::metrics::Metrics;
 use crate::server::routes::AppState;
 use crate::server::tls::CertFiles;
@@ -54,6 +55,12 @@ pub struct Args {
     /// or all.
     #[arg(long, env = "RANCHER_REMAP_SCOPE", value_enum, default_value_t)]
     pub scope: Scope,
+
+    /// enforce answers with the patch; warn answers without it — a warning and the audit
+    /// annotation say what would have been rewritten, counted as outcome="would_patch" — to
+    /// roll out safely: install in warn, run `audit`, then switch to enforce
+    #[arg(long, env = "RANCHER_REMAP_MODE", value_enum, default_value_t)]
+    pub mode: Mode,
 
     /// A user whose requests count as migrations, e.g. the identity Stork writes Namespaces with
     /// (repeatable; comma-separated in the environment variable).
@@ -131,7 +138,7 @@ pub fn init_logging(format: LogFormat) {
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(crate::server::admission_log::Output);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -140,14 +147,20 @@ pub fn init_logging(format: LogFormat) {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     init_logging(args.log_format);
+    let metrics = Arc::new(Metrics::default());
+    let (log, writer) = AdmissionLog::start(metrics.log_lines_dropped.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(args))?;
+    let served = runtime.block_on(serve(args, metrics, log));
+    // Every task (and with them every handle on the log) gone, the last lines are written.
+    drop(runtime);
+    writer.wait(Duration::from_secs(5));
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(args: Args) -> Result<()> {
+async fn serve(args: Args, metrics: Arc<Metrics>, log: AdmissionLog) -> Result<()> {
     let s = &args.source;
     let source = match (&s.project_mappings, &s.mappings_file, &s.mappings_configmap) {
         (Some(text), _, _) => Some(Source::Static(text.clone())),
@@ -169,11 +182,13 @@ async fn serve(args: Args) -> Result<()> {
                 .map(|u| u.trim().to_string())
                 .filter(|u| !u.is_empty())
                 .collect::<HashSet<_>>(),
+            mode: args.mode,
         },
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         max_body_bytes: args.max_body_bytes,
         validate_only: source.is_none(),
         request_timeout: Duration::from_secs(args.request_timeout),
+        log,
     });
     match source {
         Some(source) => source::start(source, state.clone(), Duration::from_secs(1)).await?,

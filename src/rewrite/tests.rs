@@ -370,3 +370,26 @@ fn the_walk_on_bytes_agrees_with_the_tree_on_odd_json() {
         );
     }
 }
+
+#[test]
+fn display_paths_decode_escaped_tokens() {
+    for (raw, shown) in [
+        (
+            "/metadata/labels/field.cattle.io~1projectId",
+            "metadata.labels[field.cattle.io/projectId]",
+        ),
+        (
+            "/metadata/labels/a~0b.cattle.io~1projectId",
+            "metadata.labels[a~b.cattle.io/projectId]",
+        ),
+        (
+            "/spec/ingress/0/from/1/namespaceSelector",
+            "spec.ingress[0].from[1].namespaceSelector",
+        ),
+        ("/metadata/labels/a~01", "metadata.labels.a~1"),
+        ("/metadata/labels/~~1x", "metadata.labels[~/x]"),
+        ("/x/~2", "x.~2"),
+    ] {
+        assert_eq!(super::outcome::display_pointer(raw), shown, "{raw}");
+    }
+}

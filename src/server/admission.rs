@@ -20,6 +20,17 @@ pub enum Scope {
     All,
 }
 
+/// Whether `/mutate` applies what it finds (`serve --mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Answer with the patch.
+    #[default]
+    Enforce,
+    /// Answer as `enforce` would, without the patch: a warning and the audit annotation say
+    /// what it would have rewritten (to roll out, audit, then enforce).
+    Warn,
+}
+
 /// Settings of `/mutate` fixed at start.
 #[derive(Clone, Debug, Default)]
 pub struct MutateSettings {
@@ -27,6 +38,12 @@ pub struct MutateSettings {
     pub scope: Scope,
     /// `--migration-user` names.
     pub migration_users: HashSet<String>,
+    pub mode: Mode,
+}
+
+/// The warning that says what `--mode warn` did not apply (`audit`: the audit annotation's text).
+pub fn not_applied_warning(object: &str, audit: &str) -> String {
+    format!("{object}: --mode warn: the patch was not applied; it would have rewritten: {audit}")
 }
 
 /// How a request ended, for the log and the requests metric.
@@ -38,6 +55,8 @@ pub enum Verdict {
     Patched,
     /// Refused.
     Denied,
+    /// `--mode warn`: a patch was due and not sent.
+    WouldPatch,
 }
 
 impl Verdict {
@@ -46,6 +65,7 @@ impl Verdict {
             Verdict::Allowed => "allowed",
             Verdict::Patched => "patched",
             Verdict::Denied => "denied",
+            Verdict::WouldPatch => "would_patch",
         }
     }
 }
@@ -106,7 +126,14 @@ pub fn mutate(req: &Request, mappings: &Mappings, settings: &MutateSettings) -> 
         },
     );
     let object = req.describe();
-    let warnings = bounded_warnings(outcome.warnings(&object));
+    let mut warnings = outcome.warnings(&object);
+    let warn_only =
+        settings.mode == Mode::Warn && !outcome.patch.is_empty() && !outcome.is_denied();
+    let audit = audit(&outcome);
+    if warn_only {
+        warnings.push(not_applied_warning(&object, &audit["project-ids"]));
+    }
+    let warnings = bounded_warnings(warnings);
     if let Some(reason) = outcome.denial(&object) {
         let mut response = Response::deny(&req.uid, reason);
         response.warnings = warnings;
@@ -120,12 +147,15 @@ pub fn mutate(req: &Request, mappings: &Mappings, settings: &MutateSettings) -> 
     response.warnings = warnings;
     let verdict = if outcome.patch.is_empty() {
         Verdict::Allowed
+    } else if warn_only {
+        response.audit_annotations = audit;
+        Verdict::WouldPatch
     } else {
         // Serialising a Vec of patch operations cannot fail (string keys, no maps of non-strings).
         let json = serde_json::to_vec(&outcome.patch).unwrap_or_default();
         response.patch_type = Some("JSONPatch");
         response.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
-        response.audit_annotations = audit(&outcome);
+        response.audit_annotations = audit;
         Verdict::Patched
     };
     Decision {

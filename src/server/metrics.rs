@@ -1,11 +1,14 @@
 //! Prometheus metrics, all prefixed `rancher_remap_`. Labels are small fixed sets: never a
 //! name, a value or anything from a ClusterPair.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::rewrite::Location;
@@ -31,11 +34,106 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+/// Upper bounds of the latency histogram's buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 10] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
+];
+
+/// A latency histogram that takes no lock: one atomic add per bucket, count and sum (in
+/// nanoseconds). prometheus-client's own histogram takes a write lock per observation, which
+/// every request's worker would contend for.
+/// Clones share the cells (a handle resolved once from the family is the registered series).
+#[derive(Clone, Debug, Default)]
+pub struct LatencyHistogram(Arc<Cells>);
+
+#[derive(Debug, Default)]
+struct Cells {
+    /// Observations per bucket (not cumulative); the last is `+Inf`.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl LatencyHistogram {
+    /// Records one duration.
+    pub fn observe(&self, d: std::time::Duration) {
+        let c = &*self.0;
+        let seconds = d.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|&upper| seconds <= upper)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        c.buckets[i].fetch_add(1, Ordering::Relaxed);
+        c.count.fetch_add(1, Ordering::Relaxed);
+        c.sum_nanos.fetch_add(
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let c = &*self.0;
+        let mut buckets = [(0.0, 0u64); LATENCY_BUCKETS.len() + 1];
+        for (i, slot) in buckets.iter_mut().enumerate() {
+            let upper = LATENCY_BUCKETS.get(i).copied().unwrap_or(f64::MAX);
+            *slot = (upper, c.buckets[i].load(Ordering::Relaxed));
+        }
+        let sum = c.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, c.count.load(Ordering::Relaxed), &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+/// The outcomes an admission request is counted under.
+pub const OUTCOMES: [&str; 7] = [
+    "allowed",
+    "patched",
+    "would_patch",
+    "denied",
+    "bad_request",
+    "unavailable",
+    "not_served",
+];
+
+/// One endpoint's handles, resolved once: counting a request hashes no labels and takes no lock.
+pub struct EndpointMetrics {
+    /// By [`OUTCOMES`] position.
+    pub requests: [Counter; OUTCOMES.len()],
+    pub duration: LatencyHistogram,
+}
+
+impl EndpointMetrics {
+    /// Counts one request with its outcome (one of [`OUTCOMES`]).
+    pub fn count(&self, outcome: &str, elapsed: std::time::Duration) {
+        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
+            self.requests[i].inc();
+        }
+        self.duration.observe(elapsed);
+    }
+}
+
 /// Every metric the server exports.
 pub struct Metrics {
     pub registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
-    pub duration: Family<EndpointLabels, Histogram>,
+    pub duration: Family<EndpointLabels, LatencyHistogram, fn() -> LatencyHistogram>,
+    /// `/mutate` and `/validate`, resolved once.
+    pub mutate: EndpointMetrics,
+    pub validate: EndpointMetrics,
+    /// Per location (by [`Location::index`]), resolved once.
+    pub rewrites_at: [Counter; Location::ALL.len()],
+    pub unmapped_at: [Counter; Location::ALL.len()],
+    /// Admission log lines not written because the log writer fell behind.
+    pub log_lines_dropped: Counter,
     pub rewrites: Family<LocationLabels, Counter>,
     pub unmapped: Family<LocationLabels, Counter>,
     pub table_entries: Gauge,
@@ -43,6 +141,8 @@ pub struct Metrics {
     pub certificate_reloads: Family<ResultLabels, Counter>,
     /// Webhook connections held (from accept to close): how near `--max-connections` it runs.
     pub connections: Gauge,
+    /// notAfter (Unix seconds) of the serving certificate in force; set on every (re)load.
+    pub certificate_expiry: Gauge,
 }
 
 impl Default for Metrics {
@@ -54,11 +154,8 @@ impl Default for Metrics {
             "Admission requests by endpoint and outcome",
             requests.clone(),
         );
-        let duration = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([
-                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
-            ])
-        });
+        let duration: Family<EndpointLabels, LatencyHistogram, fn() -> LatencyHistogram> =
+            Family::new_with_constructor(LatencyHistogram::default);
         registry.register(
             "request_duration_seconds",
             "Time to answer an admission request",
@@ -100,15 +197,38 @@ impl Default for Metrics {
             "Webhook connections open (accepted, not yet closed; at most --max-connections)",
             connections.clone(),
         );
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Admission log lines dropped because the log writer fell behind",
+            log_lines_dropped.clone(),
+        );
+        let endpoint = |endpoint: &'static str| EndpointMetrics {
+            requests: OUTCOMES.map(|outcome| {
+                requests
+                    .get_or_create(&RequestLabels { endpoint, outcome })
+                    .clone()
+            }),
+            duration: duration.get_or_create(&EndpointLabels { endpoint }).clone(),
+        };
+        let (mutate, validate) = (endpoint("mutate"), endpoint("validate"));
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of the serving certificate in force, in Unix seconds",
+            certificate_expiry.clone(),
+        );
         // Known series start at zero so that rates and alerts work from the first scrape.
-        for l in Location::ALL {
-            let _ = rewrites.get_or_create(&LocationLabels {
-                location: l.as_str(),
-            });
-            let _ = unmapped.get_or_create(&LocationLabels {
-                location: l.as_str(),
-            });
-        }
+        let at = |family: &Family<LocationLabels, Counter>| {
+            Location::ALL.map(|l| {
+                family
+                    .get_or_create(&LocationLabels {
+                        location: l.as_str(),
+                    })
+                    .clone()
+            })
+        };
+        let (rewrites_at, unmapped_at) = (at(&rewrites), at(&unmapped));
         for r in ["ok", "rejected"] {
             let _ = table_reloads.get_or_create(&ResultLabels { result: r });
             let _ = certificate_reloads.get_or_create(&ResultLabels { result: r });
@@ -118,12 +238,18 @@ impl Default for Metrics {
             registry,
             requests,
             duration,
+            mutate,
+            validate,
+            rewrites_at,
+            unmapped_at,
+            log_lines_dropped,
             rewrites,
             unmapped,
             table_entries,
             table_reloads,
             certificate_reloads,
             connections,
+            certificate_expiry,
         }
     }
 }

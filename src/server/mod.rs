@@ -1,6 +1,7 @@
 //! The admission server: HTTPS webhook on one port, plain admin endpoints on another.
 
 pub mod admission;
+pub mod admission_log;
 mod deadlines;
 pub mod metrics;
 pub mod mutate;
@@ -119,6 +120,7 @@ impl Server {
         let (ck, loaded) = files
             .load()
             .context("loading the serving certificate and key")?;
+        state.metrics.certificate_expiry.set(tls::not_after(&ck));
         let resolver = Arc::new(Resolver::new(ck));
         let acceptor = TlsAcceptor::from(tls::server_config(resolver.clone())?);
         let webhook = listen_with_backlog(listen).with_context(|| format!("binding {listen}"))?;

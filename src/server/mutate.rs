@@ -15,13 +15,13 @@ use base64::Engine;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::admission::{MutateSettings, Scope, Verdict};
+use super::admission::{not_applied_warning, Mode, MutateSettings, Scope, Verdict};
 use super::review::{bounded_warnings, ReviewError, API_VERSION};
 use crate::mapping::objects::Mappings;
 use crate::mapping::{LookupRef, Table};
 use crate::rewrite::{
     object_ref, push_display_pointer, unmapped_action, unmapped_denial, unmapped_warning, walk,
-    Location, Options, UnmappedAction, Walked,
+    Found, Location, Options, UnmappedAction, Walked,
 };
 
 /// A review as `/mutate` reads it: borrowed from the body.
@@ -40,7 +40,10 @@ pub struct MutateRequest<'a, 't> {
 }
 
 /// Decodes a review body, walking its object with `table`.
-pub fn decode<'a, 't>(body: &'a [u8], table: &'t Table) -> Result<MutateRequest<'a, 't>, ReviewError> {
+pub fn decode<'a, 't>(
+    body: &'a [u8],
+    table: &'t Table,
+) -> Result<MutateRequest<'a, 't>, ReviewError> {
     let mut d = serde_json::Deserializer::from_slice(body);
     let review = ReviewSeed { table }
         .deserialize(&mut d)
@@ -200,11 +203,32 @@ impl<'de, 't> Visitor<'de> for RequestVisitor<'t> {
         // Each field at most once, as the decoded-tree path's serde structs insist.
         let mut seen = [false; 8];
         while let Some(key) = map.next_key::<Key<'de>>()? {
-            let field = ["uid", "operation", "kind", "name", "namespace", "userInfo", "dryRun", "object"]
-                .iter()
-                .position(|f| *f == key.0);
+            let field = [
+                "uid",
+                "operation",
+                "kind",
+                "name",
+                "namespace",
+                "userInfo",
+                "dryRun",
+                "object",
+            ]
+            .iter()
+            .position(|f| *f == key.0);
             if let Some(i) = field {
-                once(&mut seen[i], ["uid", "operation", "kind", "name", "namespace", "userInfo", "dryRun", "object"][i])?;
+                once(
+                    &mut seen[i],
+                    [
+                        "uid",
+                        "operation",
+                        "kind",
+                        "name",
+                        "namespace",
+                        "userInfo",
+                        "dryRun",
+                        "object",
+                    ][i],
+                )?;
             }
             match &*key.0 {
                 "uid" => uid = Some(map.next_value_seed(RequiredStr)?),
@@ -363,7 +387,11 @@ pub struct Answer {
 }
 
 /// Decides and writes the answer (the same decision as `admission::mutate`).
-pub fn answer(req: &mut MutateRequest<'_, '_>, mappings: &Mappings, settings: &MutateSettings) -> Answer {
+pub fn answer(
+    req: &mut MutateRequest<'_, '_>,
+    mappings: &Mappings,
+    settings: &MutateSettings,
+) -> Answer {
     let mut a = Answer {
         body: Vec::new(),
         verdict: Verdict::Allowed,
@@ -396,12 +424,15 @@ pub fn answer(req: &mut MutateRequest<'_, '_>, mappings: &Mappings, settings: &M
     }
     let walked = &*walked;
     let findings = walked.settled();
-    let object = object_ref(
-        &req.kind,
-        &req.namespace,
-        &req.name,
-        walked.generate_name.as_deref().unwrap_or_default(),
-    );
+    // Only messages name the object (rare: only unmapped values have messages).
+    let object = || {
+        object_ref(
+            &req.kind,
+            &req.namespace,
+            &req.name,
+            walked.generate_name.as_deref().unwrap_or_default(),
+        )
+    };
 
     // Unmapped values: warnings, and a denial under --unmapped deny (rare: messages allocate).
     let mut warnings = Vec::new();
@@ -418,7 +449,10 @@ pub fn answer(req: &mut MutateRequest<'_, '_>, mappings: &Mappings, settings: &M
                 a.unmapped[f.location.index()] += 1;
                 let action = unmapped_action(f.location, &options);
                 let pointer = walked.pointer(f);
-                warnings.push(unmapped_warning(&object, &f.value, pointer, action, f.location));
+                let object = object();
+                warnings.push(unmapped_warning(
+                    &object, &f.value, pointer, action, f.location,
+                ));
                 match action {
                     UnmappedAction::Denied => {
                         denials.push(unmapped_denial(&object, &f.value, &f.key, pointer))
@@ -429,80 +463,135 @@ pub fn answer(req: &mut MutateRequest<'_, '_>, mappings: &Mappings, settings: &M
             }
         }
     }
+    let warn_only = settings.mode == Mode::Warn && patch_ops > 0 && denials.is_empty();
+    let audit =
+        (patch_ops > 0 && denials.is_empty()).then(|| audit_text(walked, findings, &options));
+    if let (true, Some(audit)) = (warn_only, &audit) {
+        warnings.push(not_applied_warning(&object(), audit));
+    }
     let warnings = bounded_warnings(warnings);
     a.warned = !warnings.is_empty();
 
-    let mut out = Vec::with_capacity(512 + walked.pointer_bytes() * 4);
-    out.extend_from_slice(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#);
-    write_str(&mut out, &req.uid);
     if !denials.is_empty() {
         a.verdict = Verdict::Denied;
+        let message = denials.join("; ");
+        let mut out = head(&req.uid, 96 + message.len() + warnings_len(&warnings));
         out.extend_from_slice(br#","allowed":false,"status":{"code":403,"message":"#);
-        write_str(&mut out, &denials.join("; "));
+        write_str(&mut out, &message);
         out.extend_from_slice(br#","reason":"Forbidden"}"#);
         write_warnings(&mut out, &warnings);
         out.extend_from_slice(b"}}");
         a.body = out;
         return a;
     }
-    out.extend_from_slice(br#","allowed":true"#);
-    if patch_ops > 0 {
-        a.verdict = Verdict::Patched;
-        // The patch, then its base64 straight into the answer.
-        let mut patch = Vec::with_capacity(64 + patch_ops * 96);
-        patch.push(b'[');
-        let mut first = true;
-        for f in findings {
-            let op = match (&f.lookup, unmapped_action(f.location, &options)) {
-                (LookupRef::Rewrite(to), _) => Some(Some(to)),
-                (LookupRef::Unmapped, UnmappedAction::Removed) => Some(None),
-                _ => None,
-            };
-            let Some(replacement) = op else { continue };
-            if !first {
-                patch.push(b',');
-            }
-            first = false;
-            match replacement {
-                Some(to) => {
-                    patch.extend_from_slice(br#"{"op":"replace","path":"#);
-                    write_str(&mut patch, walked.pointer(f));
-                    patch.extend_from_slice(br#","value":"#);
-                    write_str(&mut patch, to);
-                    patch.push(b'}');
-                }
-                None => {
-                    patch.extend_from_slice(br#"{"op":"remove","path":"#);
-                    write_str(&mut patch, walked.pointer(f));
-                    patch.push(b'}');
-                }
-            }
-        }
-        patch.push(b']');
-        out.extend_from_slice(br#","patchType":"JSONPatch","patch":""#);
-        let start = out.len();
-        out.resize(start + base64::encoded_len(patch.len(), true).unwrap_or(0), 0);
-        let written = base64::engine::general_purpose::STANDARD
-            .encode_slice(&patch, &mut out[start..])
-            .unwrap_or(0);
-        out.truncate(start + written);
-        out.push(b'"');
-        write_warnings(&mut out, &warnings);
-        out.extend_from_slice(br#","auditAnnotations":{"project-ids":"#);
-        write_str(&mut out, &audit_text(walked, findings, &options));
-        out.extend_from_slice(b"}}}");
-    } else {
+    if patch_ops == 0 {
+        let mut out = head(&req.uid, 32 + warnings_len(&warnings));
+        out.extend_from_slice(br#","allowed":true"#);
         write_warnings(&mut out, &warnings);
         out.extend_from_slice(b"}}");
+        a.body = out;
+        return a;
     }
+    let audit = audit.unwrap_or_default();
+    if warn_only {
+        a.verdict = Verdict::WouldPatch;
+        let mut out = head(&req.uid, 64 + 2 * audit.len() + warnings_len(&warnings));
+        out.extend_from_slice(br#","allowed":true"#);
+        write_warnings(&mut out, &warnings);
+        out.extend_from_slice(br#","auditAnnotations":{"project-ids":"#);
+        write_str(&mut out, &audit);
+        out.extend_from_slice(b"}}}");
+        a.body = out;
+        return a;
+    }
+    a.verdict = Verdict::Patched;
+    // The patch and the audit annotation first, each sized once, then the answer around them,
+    // the patch's base64 written straight into it.
+    let patch = patch_json(walked, findings, &options);
+    let encoded = base64::encoded_len(patch.len(), true).unwrap_or(0);
+    let mut out = head(
+        &req.uid,
+        128 + encoded + 2 * audit.len() + warnings_len(&warnings),
+    );
+    out.extend_from_slice(br#","allowed":true,"patchType":"JSONPatch","patch":""#);
+    let start = out.len();
+    out.resize(start + encoded, 0);
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(&patch, &mut out[start..])
+        .unwrap_or(0);
+    out.truncate(start + written);
+    out.push(b'"');
+    write_warnings(&mut out, &warnings);
+    out.extend_from_slice(br#","auditAnnotations":{"project-ids":"#);
+    write_str(&mut out, &audit);
+    out.extend_from_slice(b"}}}");
     a.body = out;
     a
 }
 
+/// The start of an answer, `{"apiVersion":…,"response":{"uid":…`, in a buffer with room for
+/// `more` bytes after it.
+fn head(uid: &str, more: usize) -> Vec<u8> {
+    const HEAD: &[u8] =
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#;
+    let mut out = Vec::with_capacity(HEAD.len() + uid.len() + 8 + more);
+    out.extend_from_slice(HEAD);
+    write_str(&mut out, uid);
+    out
+}
+
+/// Room the warnings take (escapes aside).
+fn warnings_len(warnings: &[String]) -> usize {
+    warnings.iter().map(|w| w.len() + 3).sum::<usize>() + 16
+}
+
+/// The JSON patch: `replace` for each rewritten value, `remove` for each dropped one, in the
+/// findings' order.
+fn patch_json(walked: &Walked<'_, '_>, findings: &[Found<'_, '_>], options: &Options) -> Vec<u8> {
+    let room: usize = findings
+        .iter()
+        .map(|f| walked.pointer(f).len() + f.value.len() + 48)
+        .sum();
+    let mut patch = Vec::with_capacity(2 + room);
+    patch.push(b'[');
+    let mut first = true;
+    for f in findings {
+        let replacement = match (&f.lookup, unmapped_action(f.location, options)) {
+            (LookupRef::Rewrite(to), _) => Some(to),
+            (LookupRef::Unmapped, UnmappedAction::Removed) => None,
+            _ => continue,
+        };
+        if !first {
+            patch.push(b',');
+        }
+        first = false;
+        match replacement {
+            Some(to) => {
+                patch.extend_from_slice(br#"{"op":"replace","path":"#);
+                write_str(&mut patch, walked.pointer(f));
+                patch.extend_from_slice(br#","value":"#);
+                write_str(&mut patch, to);
+                patch.push(b'}');
+            }
+            None => {
+                patch.extend_from_slice(br#"{"op":"remove","path":"#);
+                write_str(&mut patch, walked.pointer(f));
+                patch.push(b'}');
+            }
+        }
+    }
+    patch.push(b']');
+    patch
+}
+
 /// The audit annotation: every rewrite, then every removed value (as `admission::audit`).
-fn audit_text(walked: &Walked<'_, '_>, findings: &[crate::rewrite::Found<'_, '_>], options: &Options) -> String {
+fn audit_text(walked: &Walked<'_, '_>, findings: &[Found<'_, '_>], options: &Options) -> String {
     const MAX: usize = 2000;
-    let mut text = String::with_capacity(256);
+    let room: usize = findings
+        .iter()
+        .map(|f| walked.pointer(f).len() + 2 * f.value.len() + 16)
+        .sum();
+    let mut text = String::with_capacity(room.min(MAX + 8));
     let mut first = true;
     let mut sep = |text: &mut String| {
         if !first {
@@ -558,7 +647,9 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 /// An allow without a patch.
 pub fn allowed(uid: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(120 + uid.len());
-    out.extend_from_slice(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#);
+    out.extend_from_slice(
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#,
+    );
     write_str(&mut out, uid);
     out.extend_from_slice(br#","allowed":true}}"#);
     out

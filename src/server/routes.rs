@@ -14,12 +14,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::admission::{self, Decision, MutateSettings};
-use super::metrics::{EndpointLabels, LocationLabels, Metrics, RequestLabels};
-use super::review::{self, Request};
+use super::admission::{self, MutateSettings};
+use super::admission_log::{Admission, AdmissionLog, Record};
+use super::metrics::{EndpointMetrics, Metrics};
+use super::mutate;
+use super::review;
 use crate::mapping::objects::Mappings;
 
 /// What the handlers share. The table is swapped atomically; requests never wait on a reload.
@@ -35,6 +36,8 @@ pub struct AppState {
     /// The whole request, head and body, must arrive within this from the head's first byte;
     /// a late body is answered 408.
     pub request_timeout: Duration,
+    /// The admission log's queue (written off the request's thread).
+    pub log: AdmissionLog,
 }
 
 /// When a request's head began (set per connection by the server; see `deadlines`).
@@ -256,13 +259,7 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
     if s.validate_only {
         // A webhook configuration pointing a mutating webhook at a validator: say so plainly
         // rather than look like a server still waiting for its table.
-        s.metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                endpoint: "mutate",
-                outcome: "not_served",
-            })
-            .inc();
+        s.metrics.mutate.count("not_served", Duration::ZERO);
         let deadline = request_deadline(&req, s.request_timeout);
         let version = req.version();
         let drain = req
@@ -281,107 +278,128 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
             drain,
         );
     }
-    handle::<Value>("mutate", &s, req, |req, s| {
-        let mappings = s.mappings.load_full()?;
-        Some(admission::mutate(req, &mappings, &s.settings))
-    })
-    .await
-}
-
-async fn validate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
-    handle::<Value>("validate", &s, req, |req, _| {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        Some(admission::validate(req, now))
-    })
-    .await
-}
-
-/// The shared shape of both endpoints; `decide` returns `None` when not ready. `O` is how much
-/// of the object to decode.
-async fn handle<O: DeserializeOwned + Into<Value>>(
-    endpoint: &'static str,
-    s: &AppState,
-    http_request: axum::extract::Request,
-    decide: impl FnOnce(&Request, &AppState) -> Option<Decision>,
-) -> Response {
     let start = Instant::now();
-    let count = |outcome: &'static str| {
-        s.metrics
-            .requests
-            .get_or_create(&RequestLabels { endpoint, outcome })
-            .inc();
-        s.metrics
-            .duration
-            .get_or_create(&EndpointLabels { endpoint })
-            .observe(start.elapsed().as_secs_f64());
-    };
-    let bytes = match read_body(http_request, s.max_body_bytes, s.request_timeout).await {
+    let m = &s.metrics.mutate;
+    let bytes = match read_body(req, s.max_body_bytes, s.request_timeout).await {
         Ok(b) => b,
-        Err(resp) => {
-            count("bad_request");
-            tracing::warn!(
-                endpoint,
-                status = resp.status().as_u16(),
-                "request body refused"
-            );
-            return resp;
-        }
+        Err(resp) => return refused(&s, "mutate", m, start, resp, None),
     };
-    let req = match review::decode::<O>(&bytes) {
-        Ok(r) => r.map_object(Into::into),
-        Err(e) => {
-            count("bad_request");
-            tracing::warn!(endpoint, error = %e, "bad admission review");
-            return error(StatusCode::BAD_REQUEST, e.to_string());
-        }
-    };
-    let Some(decision) = decide(&req, s) else {
-        count("unavailable");
+    let Some(mappings) = s.mappings.load_full() else {
+        m.count("unavailable", start.elapsed());
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "no mapping table loaded yet",
         );
     };
-    count(decision.verdict.as_str());
-    let (rewrites, unmapped) = match &decision.outcome {
-        Some(o) => {
-            for r in &o.rewrites {
-                s.metrics
-                    .rewrites
-                    .get_or_create(&LocationLabels {
-                        location: r.location.as_str(),
-                    })
-                    .inc();
-            }
-            for u in &o.unmapped {
-                s.metrics
-                    .unmapped
-                    .get_or_create(&LocationLabels {
-                        location: u.location.as_str(),
-                    })
-                    .inc();
-            }
-            (o.rewrites.len(), o.unmapped.len())
+    let mut review = match mutate::decode(&bytes, &mappings.table) {
+        Ok(r) => r,
+        Err(e) => {
+            let message = e.to_string();
+            let resp = error(StatusCode::BAD_REQUEST, message.clone());
+            return refused(&s, "mutate", m, start, resp, Some(message));
         }
-        None => (0, 0),
     };
-    tracing::info!(
+    let answer = mutate::answer(&mut review, &mappings, &s.settings);
+    let verdict = answer.verdict.as_str();
+    m.count(verdict, start.elapsed());
+    let (mut rewrites, mut unmapped) = (0, 0);
+    for (i, n) in answer.rewrites.iter().enumerate().filter(|(_, n)| **n > 0) {
+        s.metrics.rewrites_at[i].inc_by(u64::from(*n));
+        rewrites += n;
+    }
+    for (i, n) in answer.unmapped.iter().enumerate().filter(|(_, n)| **n > 0) {
+        s.metrics.unmapped_at[i].inc_by(u64::from(*n));
+        unmapped += n;
+    }
+    let notable = verdict != "allowed" || answer.warned;
+    if notable || s.log.wants_allows() {
+        let mut line = Admission::new(
+            "mutate",
+            verdict,
+            admission::operation_name(&review.operation),
+            review.dry_run,
+            [
+                &review.uid,
+                &review.kind,
+                &review.namespace,
+                &review.name,
+                &review.username,
+            ],
+        );
+        (line.rewrites, line.unmapped, line.warnings) = (rewrites, unmapped, answer.warned);
+        line.duration_us = start.elapsed().as_micros() as u64;
+        s.log.send(Record::Admission(line));
+    }
+    json_answer(answer.body)
+}
+
+/// An answer already written as JSON.
+fn json_answer(body: Vec<u8>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(body),
+    )
+        .into_response()
+}
+
+/// Counts and logs a request refused before it was decided.
+fn refused(
+    s: &AppState,
+    endpoint: &'static str,
+    m: &EndpointMetrics,
+    start: Instant,
+    resp: Response,
+    error: Option<String>,
+) -> Response {
+    m.count("bad_request", start.elapsed());
+    s.log.send(Record::Refused {
         endpoint,
-        uid = %req.uid,
-        kind = %req.kind.kind,
-        namespace = %req.namespace,
-        name = %req.name,
-        operation = admission::operation_name(&req.operation),
-        user = %req.user_info.username,
-        dry_run = req.dry_run.unwrap_or(false),
-        verdict = decision.verdict.as_str(),
-        rewrites,
-        unmapped,
-        duration_us = start.elapsed().as_micros() as u64,
-        "admission"
-    );
+        status: resp.status().as_u16(),
+        error: error.unwrap_or_else(|| "request body refused".to_string()),
+    });
+    resp
+}
+
+async fn validate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+    let start = Instant::now();
+    let m = &s.metrics.validate;
+    let bytes = match read_body(req, s.max_body_bytes, s.request_timeout).await {
+        Ok(b) => b,
+        Err(resp) => return refused(&s, "validate", m, start, resp, None),
+    };
+    let req = match review::decode::<Value>(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            let message = e.to_string();
+            let resp = error(StatusCode::BAD_REQUEST, message.clone());
+            return refused(&s, "validate", m, start, resp, Some(message));
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let decision = admission::validate(&req, now);
+    let verdict = decision.verdict.as_str();
+    m.count(verdict, start.elapsed());
+    let warned = !decision.response.warnings.is_empty();
+    if verdict != "allowed" || warned || s.log.wants_allows() {
+        let mut line = Admission::new(
+            "validate",
+            verdict,
+            admission::operation_name(&req.operation),
+            req.dry_run.unwrap_or(false),
+            [
+                &req.uid,
+                &req.kind.kind,
+                &req.namespace,
+                &req.name,
+                &req.user_info.username,
+            ],
+        );
+        line.warnings = warned;
+        line.duration_us = start.elapsed().as_micros() as u64;
+        s.log.send(Record::Admission(line));
+    }
     Json(decision.response.into_review()).into_response()
 }
 

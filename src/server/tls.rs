@@ -100,6 +100,16 @@ pub fn certified_key(
     Ok(ck)
 }
 
+/// notAfter of the leaf certificate, in Unix seconds (0 if it cannot be read: the pair was
+/// already accepted by rustls, so that does not happen in practice, and 0 makes any expiry
+/// alert fire rather than stay silent).
+pub fn not_after(ck: &CertifiedKey) -> i64 {
+    ck.end_entity_cert()
+        .ok()
+        .and_then(|der| x509_parser::parse_x509_certificate(der).ok())
+        .map_or(0, |(_, cert)| cert.validity().not_after.timestamp())
+}
+
 /// Hands every handshake the pair in force.
 #[derive(Debug)]
 pub struct Resolver(ArcSwap<CertifiedKey>);
@@ -160,6 +170,7 @@ pub async fn watch(
             &files.key.display().to_string(),
         ) {
             Ok(ck) => {
+                metrics.certificate_expiry.set(not_after(&ck));
                 resolver.set(ck);
                 metrics
                     .certificate_reloads

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use rancher_remap::mapping::objects::Mappings;
-use rancher_remap::server::admission::{self, MutateSettings, Scope};
+use rancher_remap::server::admission::{self, Mode, MutateSettings, Scope};
 use rancher_remap::server::{mutate, review};
 
 use crate::properties::{object, policy, TABLE};
@@ -53,7 +53,10 @@ fn write(v: &Value, style: &Style, n: &mut usize, depth: usize, out: &mut String
             let mut first = true;
             for (k, v) in entries {
                 *n += 1;
-                let decoy = style.decoys.get(*n % 64.max(style.decoys.len().max(1))).copied();
+                let decoy = style
+                    .decoys
+                    .get(*n % 64.max(style.decoys.len().max(1)))
+                    .copied();
                 if let Some(d) = decoy.filter(|d| d % 4 == 0 && depth >= 2 && k != "kind") {
                     if !first {
                         out.push(',');
@@ -63,7 +66,9 @@ fn write(v: &Value, style: &Style, n: &mut usize, depth: usize, out: &mut String
                     out.push(':');
                     let decoy_value = match d % 16 {
                         0 => json!("p-src1"),
-                        4 => json!({"field.cattle.io/projectId": "p-src2", "labels": {"field.cattle.io/projectId": "p-src1"}}),
+                        4 => {
+                            json!({"field.cattle.io/projectId": "p-src2", "labels": {"field.cattle.io/projectId": "p-src1"}})
+                        }
                         8 => json!([1, "p-src1", null]),
                         _ => json!(-0.0),
                     };
@@ -75,7 +80,11 @@ fn write(v: &Value, style: &Style, n: &mut usize, depth: usize, out: &mut String
                 first = false;
                 write_str(k, style, out);
                 out.push(':');
-                let deeper = if depth == 1 && k != "object" { 1 } else { depth + 1 };
+                let deeper = if depth == 1 && k != "object" {
+                    1
+                } else {
+                    depth + 1
+                };
                 write(v, style, n, deeper, out);
             }
             out.push('}');
@@ -139,6 +148,7 @@ proptest! {
         all in any::<bool>(),
         operation in prop::sample::select(vec!["CREATE", "UPDATE", "DELETE", "CONNECT"]),
         by_migration_user in any::<bool>(),
+        warn in any::<bool>(),
         uid in prop::sample::select(vec!["7f4b9a1c-0f0e-4a55", "ü\"\\\u{1}/é", "🙂-uid"]),
         style in style(),
     ) {
@@ -147,6 +157,7 @@ proptest! {
             unmapped,
             scope: if all { Scope::All } else { Scope::Migrated },
             migration_users: HashSet::from(["stork".to_string()]),
+            mode: if warn { Mode::Warn } else { Mode::Enforce },
         };
         let user = if by_migration_user { "stork" } else { "someone" };
         let mut text = String::new();

@@ -131,10 +131,15 @@ async fn start_fed(
         drain: Duration::from_secs(10),
         ..Timing::default()
     });
+    let metrics = Arc::new(Metrics::default());
+    let (log, _writer) = rancher_remap::server::admission_log::AdmissionLog::start(
+        metrics.log_lines_dropped.clone(),
+    );
     let state = Arc::new(AppState {
         mappings: arc_swap::ArcSwapOption::empty(),
         settings,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
+        log,
         max_body_bytes: 64 * 1024,
         validate_only: matches!(feed, Feed::ValidateOnly),
         // One knob in tests, as in `serve --request-timeout`.

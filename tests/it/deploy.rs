@@ -1,9 +1,14 @@
-//! The install: both overlays rendered with `kubectl kustomize` (cert-manager and self-signed),
-//! every document read back through its Kubernetes type, and the rules of a safe webhook
-//! install checked on what an operator would actually apply.
+//! The install, as an operator would apply it: both kustomize overlays (cert-manager and
+//! self-signed) and the Helm chart in every role × certificate mode, rendered with the pinned
+//! kubectl and helm (`make tools`), every document read back through its Kubernetes type, the
+//! rules of a safe webhook install checked, and every matchCondition evaluated with a CEL
+//! interpreter against a table of admission requests.
 
 use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use base64::Engine;
 use k8s_openapi::api::admissionregistration::v1::{
@@ -11,40 +16,75 @@ use k8s_openapi::api::admissionregistration::v1::{
     ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, Namespace, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use rancher_remap::mapping::objects::{DEFAULT_CONFIGMAP_NAME, MAPPINGS_LABEL};
+use rancher_remap::mapping::objects::{
+    DEFAULT_CONFIGMAP_NAME, MAPPINGS_LABEL, MIGRATION_USERS_ANNOTATION,
+};
 use rancher_remap::rewrite::MIGRATED_ANNOTATION;
 
 use crate::common::{bin, repo, stdout, verifies};
 
 const NAMESPACE: &str = "rancher-remap";
 const SERVICE_DNS: &str = "rancher-remap.rancher-remap.svc";
+const CHART: &str = "charts/rancher-remap";
+/// The identity Stork's controller runs as in a default install.
+const STORK_SA: &str = "system:serviceaccount:kube-system:stork-account";
 
-/// `kubectl kustomize DIR`, or `None` (with a loud message) when kubectl is not installed.
-fn kustomize(dir: &std::path::Path) -> Option<Vec<Value>> {
-    let out = match Command::new("kubectl").arg("kustomize").arg(dir).output() {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("SKIPPED: kubectl is not installed; the overlays were not rendered");
-            return None;
-        }
-        Err(e) => panic!("kubectl: {e}"),
-    };
+/// Where the pinned tools are: RANCHER_REMAP_TOOLS (the Makefile sets it), else the folder
+/// `make tools` fills.
+fn tools_dir() -> PathBuf {
+    std::env::var_os("RANCHER_REMAP_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo("build/tools/bin"))
+}
+
+/// PATH with the pinned tools first, for the scripts the tests run.
+fn path_with_tools() -> OsString {
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(std::iter::once(tools_dir()).chain(std::env::split_paths(&rest))).unwrap()
+}
+
+/// One of the pinned tools. A missing tool fails the test: a deploy test that skips proves
+/// nothing.
+fn tool(name: &str) -> Command {
+    let path = tools_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is not installed: run `make tools` (make test does)",
+        path.display()
+    );
+    let mut c = Command::new(path);
+    c.env("PATH", path_with_tools());
+    c
+}
+
+/// Runs `cmd`, which must succeed; its stdout.
+fn run_ok(mut cmd: Command) -> String {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
-        "kubectl kustomize {}: {}",
-        dir.display(),
+        "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Some(rancher_remap::manifest::parse_documents(&stdout(&out)).unwrap())
+    stdout(&out)
+}
+
+/// `kubectl kustomize DIR`.
+fn kustomize(dir: &Path) -> Vec<Value> {
+    let mut cmd = tool("kubectl");
+    cmd.arg("kustomize").arg(dir);
+    rancher_remap::manifest::parse_documents(&run_ok(cmd)).unwrap()
 }
 
 /// The rendered install, indexed by kind.
@@ -98,7 +138,7 @@ fn typed<T: DeserializeOwned + Serialize>(doc: &Value) -> T {
 }
 
 /// Every document of a kind k8s-openapi knows goes through its type; the others are
-/// cert-manager's (checked separately).
+/// cert-manager's and the Prometheus Operator's (checked separately).
 fn check_types(install: &Install) {
     for d in &install.docs {
         match d["kind"].as_str().unwrap() {
@@ -112,7 +152,12 @@ fn check_types(install: &Install) {
             "PodDisruptionBudget" => drop(typed::<PodDisruptionBudget>(d)),
             "MutatingWebhookConfiguration" => drop(typed::<MutatingWebhookConfiguration>(d)),
             "ValidatingWebhookConfiguration" => drop(typed::<ValidatingWebhookConfiguration>(d)),
+            "ConfigMap" => drop(typed::<ConfigMap>(d)),
+            "NetworkPolicy" => drop(typed::<NetworkPolicy>(d)),
             "Issuer" | "Certificate" => assert_eq!(d["apiVersion"], "cert-manager.io/v1"),
+            "ServiceMonitor" | "PrometheusRule" => {
+                assert_eq!(d["apiVersion"], "monitoring.coreos.com/v1")
+            }
             other => panic!("unexpected kind {other} in the install"),
         }
         if d["kind"] != "MutatingWebhookConfiguration"
@@ -258,7 +303,7 @@ fn check_webhooks(install: &Install) -> BTreeMap<String, String> {
             );
             assert!(w.reinvocation_policy.is_some(), "reinvocationPolicy chosen");
             let rules = w.rules.as_deref().unwrap_or_default();
-            // Every kind SPEC §5 rewrites, created and updated.
+            // Every kind the engine rewrites (docs/behaviour.md), created and updated.
             for (group, resource) in [
                 ("", "namespaces"),
                 ("", "pods"),
@@ -279,13 +324,19 @@ fn check_webhooks(install: &Install) -> BTreeMap<String, String> {
                     );
                 }
             }
-            // The request filter must send exactly what --scope migrated rewrites.
+            // The request filter must send exactly what the server's scope rewrites: with
+            // --scope all everything (no filter), by default what check_match_conditions checks.
+            let d = install.deployment();
             let conditions = w.match_conditions.as_deref().unwrap_or_default();
-            let expr: String = conditions.iter().map(|c| c.expression.as_str()).collect();
-            assert!(
-                expr.contains(MIGRATED_ANNOTATION) && expr.contains("'Namespace'"),
-                "{expr}"
-            );
+            if env(container(&d), "RANCHER_REMAP_SCOPE") == Some("all") {
+                assert!(conditions.is_empty(), "--scope all, filtered");
+            } else {
+                let expr: String = conditions.iter().map(|c| c.expression.as_str()).collect();
+                assert!(
+                    expr.contains(MIGRATED_ANNOTATION) && expr.contains("'Namespace'"),
+                    "{expr}"
+                );
+            }
         }
     }
     for c in &validating {
@@ -326,8 +377,19 @@ fn env<'a>(c: &'a Container, name: &str) -> Option<&'a str> {
         .and_then(|e| e.value.as_deref())
 }
 
+/// Where the mounted serving Secret comes from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum SecretFrom {
+    /// A cert-manager Certificate in the install.
+    CertManager,
+    /// A Secret rendered into the install.
+    Rendered,
+    /// Neither: the operator's own Secret (the chart's tls.existingSecret).
+    Operator,
+}
+
 /// Items 3 and 4: the workload and its privileges.
-fn check_workload(install: &Install) {
+fn check_workload(install: &Install, from: SecretFrom) {
     let d = install.deployment();
     let spec = d.spec.as_ref().unwrap();
     assert_eq!(spec.replicas, Some(2));
@@ -417,11 +479,15 @@ fn check_workload(install: &Install) {
         sc.capabilities.as_ref().unwrap().drop.as_deref(),
         Some(&["ALL".to_string()][..])
     );
-    let ns: Namespace = install.one("Namespace");
-    assert_eq!(
-        ns.metadata.labels.unwrap()["pod-security.kubernetes.io/enforce"],
-        "restricted"
-    );
+    // The kustomize install makes its namespace; a Helm release goes into one the operator
+    // labels (the guide says how).
+    for ns in install.all("Namespace") {
+        let ns: Namespace = typed(ns);
+        assert_eq!(
+            ns.metadata.labels.unwrap()["pod-security.kubernetes.io/enforce"],
+            "restricted"
+        );
+    }
 
     // Every setting the Deployment passes is one the binary reads.
     let help = stdout(&bin().args(["serve", "--help"]).output().unwrap());
@@ -450,7 +516,16 @@ fn check_workload(install: &Install) {
         .all("Secret")
         .iter()
         .any(|s| s["metadata"]["name"] == mounted.as_str());
-    assert!(made_by_cert_manager ^ rendered, "one source for {mounted}");
+    let expected = match from {
+        SecretFrom::CertManager => (true, false),
+        SecretFrom::Rendered => (false, true),
+        SecretFrom::Operator => (false, false),
+    };
+    assert_eq!(
+        (made_by_cert_manager, rendered),
+        expected,
+        "{mounted} should come from {from:?}"
+    );
 
     // Least privilege: no cluster-wide grants, no Secrets, no wildcards.
     assert!(install.all("ClusterRole").is_empty() && install.all("ClusterRoleBinding").is_empty());
@@ -470,8 +545,9 @@ fn check_workload(install: &Install) {
 }
 
 /// cert-manager's objects: the serving Certificate names the Service, its Issuer chain is in
-/// the install, and every webhook configuration asks cainjector for its CA.
-fn check_cert_manager(install: &Install) {
+/// the install (or it names the issuer the operator gave), and every webhook configuration asks
+/// cainjector for its CA.
+fn check_cert_manager(install: &Install, given_issuer: Option<(&str, &str)>) {
     let tls = install
         .all("Certificate")
         .into_iter()
@@ -484,13 +560,20 @@ fn check_cert_manager(install: &Install) {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert!(dns.contains(&SERVICE_DNS), "{dns:?}");
-    let issuers: HashSet<&str> = install
-        .all("Issuer")
-        .iter()
-        .map(|i| i["metadata"]["name"].as_str().unwrap())
-        .collect();
-    for c in install.all("Certificate") {
-        assert!(issuers.contains(c["spec"]["issuerRef"]["name"].as_str().unwrap()));
+    if let Some((name, kind)) = given_issuer {
+        assert_eq!(install.all("Certificate").len(), 1, "only the serving one");
+        assert!(install.all("Issuer").is_empty());
+        assert_eq!(tls["spec"]["issuerRef"]["name"], name);
+        assert_eq!(tls["spec"]["issuerRef"]["kind"], kind);
+    } else {
+        let issuers: HashSet<&str> = install
+            .all("Issuer")
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap())
+            .collect();
+        for c in install.all("Certificate") {
+            assert!(issuers.contains(c["spec"]["issuerRef"]["name"].as_str().unwrap()));
+        }
     }
     for kind in [
         "MutatingWebhookConfiguration",
@@ -505,21 +588,320 @@ fn check_cert_manager(install: &Install) {
     }
 }
 
-fn rendered(overlay: &str) -> Option<Install> {
-    let docs = kustomize(&repo("deploy").join(overlay))?;
-    Some(Install { docs })
+/// Every webhook's caBundle (base64 in the manifest), decoded.
+fn ca_bundles(install: &Install) -> Vec<Vec<u8>> {
+    let mut bundles = Vec::new();
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        for c in install.all(kind) {
+            for w in c["webhooks"].as_array().unwrap() {
+                let b64 = w["clientConfig"]["caBundle"].as_str().expect("a caBundle");
+                bundles.push(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .unwrap(),
+                );
+            }
+        }
+    }
+    assert!(!bundles.is_empty());
+    bundles
+}
+
+/// The rendered serving Secret's certificate verifies against every webhook's caBundle, for
+/// the Service's DNS name.
+fn check_rendered_serving_secret(install: &Install) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let found = install
+        .all("Secret")
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == "rancher-remap-tls")
+        .expect("the serving Secret");
+    let secret = secret(found);
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
+    let data = secret.data.unwrap();
+    assert!(
+        !data.contains_key("ca.key"),
+        "the CA key is not in the serving Secret"
+    );
+    for bundle in ca_bundles(install) {
+        verifies(&bundle, &data["tls.crt"].0, SERVICE_DNS)
+            .expect("the serving certificate verifies");
+    }
+}
+
+// ---- The matchConditions, evaluated ----
+
+/// An AdmissionRequest as kube-apiserver builds it for a CREATE of `object` by `user`.
+fn admission_request(kind: &str, user: &str, object: Value) -> Value {
+    let (group, version, resource) = match kind {
+        "Namespace" => ("", "v1", "namespaces"),
+        "Deployment" => ("apps", "v1", "deployments"),
+        "ConfigMap" => ("", "v1", "configmaps"),
+        "ClusterPair" => ("stork.libopenstorage.org", "v1alpha1", "clusterpairs"),
+        other => panic!("{other}"),
+    };
+    json!({
+        "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+        "kind": {"group": group, "version": version, "kind": kind},
+        "resource": {"group": group, "version": version, "resource": resource},
+        "name": object["metadata"]["name"],
+        "operation": "CREATE",
+        "userInfo": {"username": user, "groups": ["system:authenticated"]},
+        "object": object,
+        "oldObject": null,
+        "dryRun": false,
+        "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}
+    })
+}
+
+fn object(kind: &str, name: &str, metadata: Value) -> Value {
+    let mut meta = json!({"name": name});
+    meta.as_object_mut()
+        .unwrap()
+        .extend(metadata.as_object().unwrap().clone());
+    json!({"apiVersion": "v1", "kind": kind, "metadata": meta})
+}
+
+/// One request of the table, and who should see it.
+struct Case {
+    what: &'static str,
+    request: Value,
+}
+
+/// Namespaces by a migration user and by others, migrated objects by anyone, plain objects,
+/// objects without annotations or labels, ClusterPairs by people and by Stork.
+fn cases() -> Vec<Case> {
+    let project = json!({"labels": {"field.cattle.io/projectId": "p-src1"},
+        "annotations": {"field.cattle.io/projectId": "c-src:p-src1"}});
+    let migrated = json!({"annotations": {MIGRATED_ANNOTATION: "true",
+        "field.cattle.io/projectId": "c-src:p-src1"}});
+    let mk = |what, kind, user, metadata: Value| Case {
+        what,
+        request: admission_request(kind, user, object(kind, "x", metadata)),
+    };
+    vec![
+        mk("namespace by Stork", "Namespace", STORK_SA, project.clone()),
+        mk(
+            "namespace by u-stork",
+            "Namespace",
+            "u-stork",
+            project.clone(),
+        ),
+        mk(
+            "namespace by a person",
+            "Namespace",
+            "u-alice",
+            project.clone(),
+        ),
+        mk(
+            "namespace by Rancher",
+            "Namespace",
+            "system:serviceaccount:cattle-system:rancher",
+            project.clone(),
+        ),
+        mk("bare namespace by Stork", "Namespace", STORK_SA, json!({})),
+        mk(
+            "bare namespace by a person",
+            "Namespace",
+            "u-alice",
+            json!({}),
+        ),
+        mk(
+            "namespace with labels only",
+            "Namespace",
+            "u-alice",
+            json!({"labels": {"a": "b"}}),
+        ),
+        mk(
+            "migrated namespace by a person",
+            "Namespace",
+            "u-alice",
+            migrated.clone(),
+        ),
+        mk(
+            "migrated deployment by a person",
+            "Deployment",
+            "u-alice",
+            migrated.clone(),
+        ),
+        mk(
+            "migrated deployment by Stork",
+            "Deployment",
+            STORK_SA,
+            migrated.clone(),
+        ),
+        mk(
+            "deployment marked not migrated",
+            "Deployment",
+            STORK_SA,
+            json!({"annotations": {MIGRATED_ANNOTATION: "false"}}),
+        ),
+        mk("plain deployment", "Deployment", "u-alice", project.clone()),
+        mk("plain deployment by Stork", "Deployment", STORK_SA, project),
+        mk("bare deployment", "Deployment", "u-alice", json!({})),
+        mk(
+            "mapping configmap",
+            "ConfigMap",
+            "u-alice",
+            json!({"labels": {MAPPINGS_LABEL: "true"}}),
+        ),
+        mk(
+            "clusterpair by a person",
+            "ClusterPair",
+            "u-alice",
+            json!({}),
+        ),
+        mk("clusterpair by Stork", "ClusterPair", STORK_SA, json!({})),
+        mk(
+            "clusterpair by another stork-account",
+            "ClusterPair",
+            "system:serviceaccount:portworx:stork-account",
+            json!({}),
+        ),
+        mk(
+            "clusterpair by a service account",
+            "ClusterPair",
+            "system:serviceaccount:kube-system:other",
+            json!({}),
+        ),
+    ]
+}
+
+/// Whether a webhook should be called for `request`, by what it is for.
+fn should_send(hook: &str, request: &Value, users: &[&str]) -> bool {
+    let object = &request["object"];
+    let user = request["userInfo"]["username"].as_str().unwrap();
+    match hook {
+        "rewrite.rancher-remap.io" => {
+            object["metadata"]["annotations"][MIGRATED_ANNOTATION] == "true"
+                || (request["kind"]["kind"] == "Namespace" && users.contains(&user))
+        }
+        "clusterpairs.rancher-remap.io" => {
+            !(user.starts_with("system:serviceaccount:") && user.ends_with(":stork-account"))
+        }
+        "mappings.rancher-remap.io" => true,
+        other => panic!("no rule for webhook {other}"),
+    }
+}
+
+/// The CEL environment of admission matchConditions: the standard library and the strings
+/// extension (split, trim, ...), as kube-apiserver has them.
+fn cel_env() -> Arc<cel::Env> {
+    let mut env = cel::Env::stdlib();
+    env.add_extension(cel::extensions::strings).unwrap();
+    Arc::new(env)
+}
+
+/// Evaluates one expression with `object`, `oldObject` and `request` bound as kube-apiserver
+/// binds them.
+fn eval_condition(env: &Arc<cel::Env>, expr: &str, request: &Value) -> Result<bool, String> {
+    let program = env.compile(expr).map_err(|e| format!("compile: {e}"))?;
+    let mut ctx = cel::Context::with_env(env.clone());
+    let value = |v: &Value| cel::to_value(v).unwrap();
+    ctx.add_variable_from_value("object", value(&request["object"]));
+    ctx.add_variable_from_value("oldObject", value(&request["oldObject"]));
+    ctx.add_variable_from_value("request", value(request));
+    match program.execute(&ctx) {
+        Ok(cel::Value::Bool(b)) => Ok(b),
+        Ok(other) => Err(format!("not a bool: {other:?}")),
+        Err(e) => Err(format!("{e:?}")),
+    }
+}
+
+/// Every matchCondition of every webhook, evaluated on every request of the table: none may
+/// error (under failurePolicy Fail an error refuses the write), and a webhook is called exactly
+/// when what it is for says so. `users`: the migration users the install was configured with.
+fn check_match_conditions(install: &Install, users: &[&str]) {
+    let evaluator = cel_env();
+    let cases = cases();
+    let mut hooks = 0;
+    for h in all_hooks(install) {
+        hooks += 1;
+        let conditions = h.match_conditions.clone().unwrap_or_default();
+        for case in &cases {
+            let mut sent = true;
+            for c in &conditions {
+                match eval_condition(&evaluator, &c.expression, &case.request) {
+                    Ok(b) => sent &= b,
+                    Err(e) => panic!(
+                        "{}: matchCondition {} errors on {}: {e}\n{}",
+                        h.name, c.name, case.what, c.expression
+                    ),
+                }
+            }
+            assert_eq!(
+                sent,
+                should_send(&h.name, &case.request, users),
+                "{}: {} (migration users {users:?})",
+                h.name,
+                case.what
+            );
+        }
+    }
+    assert!(hooks > 0);
+
+    // The server gets the same users as the API server's filter.
+    if !install.all("MutatingWebhookConfiguration").is_empty() {
+        let d = install.deployment();
+        let configured: Vec<&str> = env(container(&d), "RANCHER_REMAP_MIGRATION_USER")
+            .expect("RANCHER_REMAP_MIGRATION_USER on the destination")
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        assert_eq!(configured, users);
+    }
+}
+
+#[test]
+fn the_cel_evaluator_errors_on_a_missing_key_as_kubernetes_does() {
+    // Without this, a test of has() guards would pass whether they are there or not.
+    let env = cel_env();
+    let bare = admission_request(
+        "Deployment",
+        "u-alice",
+        object("Deployment", "x", json!({})),
+    );
+    let unguarded = format!("object.metadata.annotations['{MIGRATED_ANNOTATION}'] == 'true'");
+    assert!(eval_condition(&env, &unguarded, &bare).is_err());
+    let guarded = format!("has(object.metadata.annotations) && {unguarded}");
+    assert_eq!(eval_condition(&env, &guarded, &bare), Ok(false));
+    assert_eq!(
+        eval_condition(&env, "'a, b'.split(',').exists(u, u.trim() == 'b')", &bare),
+        Ok(true)
+    );
+    assert_eq!(
+        eval_condition(&env, "request.userInfo.username in ['u-alice']", &bare),
+        Ok(true)
+    );
+}
+
+// ---- kustomize ----
+
+fn rendered(overlay: &str) -> Install {
+    Install {
+        docs: kustomize(&repo("deploy").join(overlay)),
+    }
 }
 
 #[test]
 fn destination_overlay_is_a_complete_safe_install() {
-    let Some(install) = rendered("destination") else {
-        return;
-    };
+    let install = rendered("destination");
     check_types(&install);
     let paths = check_webhooks(&install);
     assert_eq!(paths.len(), 3, "{paths:?}");
-    check_workload(&install);
-    check_cert_manager(&install);
+    let _: Namespace = install.one("Namespace");
+    check_workload(&install, SecretFrom::CertManager);
+    check_cert_manager(&install, None);
+    // As shipped, no migration user: no Namespace write reaches the webhook.
+    check_match_conditions(&install, &[]);
+    assert!(
+        install.all("ConfigMap").is_empty(),
+        "migration-users.yaml is kustomize's input only"
+    );
     let d = install.deployment();
     let c = container(&d);
     assert_eq!(
@@ -543,16 +925,55 @@ fn destination_overlay_is_a_complete_safe_install() {
         .any(|s| s["metadata"]["name"] == "rancher-remap"));
 }
 
+/// Copies a folder tree (the deploy/ overlays, to edit one file of a copy).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// The documented way to name the migration users in the kustomize install: one line of
+/// deploy/destination/migration-users.yaml reaches both the server and the webhook's filter.
+#[test]
+fn migration_users_set_in_one_file_reach_the_server_and_the_namespace_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&repo("deploy"), dir.path());
+    let file = dir.path().join("destination/migration-users.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("  users: \"\"\n"), "{text}");
+    std::fs::write(
+        &file,
+        text.replace(
+            "  users: \"\"\n",
+            &format!("  users: \"{STORK_SA}, u-stork\"\n"),
+        ),
+    )
+    .unwrap();
+    let install = Install {
+        docs: kustomize(&dir.path().join("destination")),
+    };
+    check_types(&install);
+    check_webhooks(&install);
+    check_match_conditions(&install, &[STORK_SA, "u-stork"]);
+}
+
 #[test]
 fn source_overlay_validates_only() {
-    let Some(install) = rendered("source") else {
-        return;
-    };
+    let install = rendered("source");
     check_types(&install);
     let paths = check_webhooks(&install);
     assert!(paths.values().all(|p| p == "/validate"), "{paths:?}");
-    check_workload(&install);
-    check_cert_manager(&install);
+    let _: Namespace = install.one("Namespace");
+    check_workload(&install, SecretFrom::CertManager);
+    check_cert_manager(&install, None);
+    check_match_conditions(&install, &[]);
     assert!(install.all("MutatingWebhookConfiguration").is_empty());
     assert!(
         install.all("Role").is_empty(),
@@ -568,41 +989,45 @@ fn source_overlay_validates_only() {
 }
 
 /// The self-signed path: the Secret's certificate chains to the caBundle of every webhook, for
-/// the Service's DNS name, and nothing of cert-manager is left.
+/// the Service's DNS name, and nothing of cert-manager is left. RENEW=1 replaces the serving
+/// pair only, and keeps what the operator added to the kustomization.
 #[test]
 fn self_signed_render_fills_the_secret_and_every_ca_bundle() {
-    if Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIPPED: kubectl is not installed; the self-signed install was not rendered");
-        return;
-    }
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let render = |overlay: &str, dir: &std::path::Path, renew: bool| {
+    let render = |overlay: &str, dir: &Path, renew: bool| {
         let out = Command::new("bash")
             .arg(repo("scripts/render-self-signed"))
             .arg(overlay)
             .arg(env!("CARGO_BIN_EXE_rancher-remap"))
+            .env("PATH", path_with_tools())
             .env("OUT_DIR", dir)
             .env("RENEW", if renew { "1" } else { "" })
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::read_to_string(dir.join("install.yaml")).unwrap()
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        (
+            std::fs::read_to_string(dir.join("install.yaml")).unwrap(),
+            stderr,
+        )
     };
     for overlay in ["destination", "source"] {
         let dir = tempfile::tempdir().unwrap();
-        let text = render(overlay, dir.path(), false);
-        // Rendering again keeps the certificates; RENEW=1 replaces the serving pair only.
-        assert_eq!(render(overlay, dir.path(), false), text);
-        let renewed = render(overlay, dir.path(), true);
+        let (text, warned) = render(overlay, dir.path(), false);
+        // No migration user as shipped: said loudly on the destination.
+        assert_eq!(
+            warned.contains("WARNING: no migration user"),
+            overlay == "destination",
+            "{warned}"
+        );
+        // Rendering again keeps the certificates.
+        assert_eq!(render(overlay, dir.path(), false).0, text);
+        // The operator's own additions to the kustomization survive a renewal.
+        let kustomization = dir.path().join("kustomization.yaml");
+        let mut k = std::fs::read_to_string(&kustomization).unwrap();
+        k.push_str("images:\n  - name: rancher-remap\n    newName: registry.example.com/platform/rancher-remap\n    newTag: \"1.2.3\"\n");
+        std::fs::write(&kustomization, &k).unwrap();
+        let (renewed, _) = render(overlay, dir.path(), true);
+        assert_eq!(std::fs::read_to_string(&kustomization).unwrap(), k);
         let secret_of = |t: &str| {
             let docs = rancher_remap::manifest::parse_documents(t).unwrap();
             let s = docs.into_iter().find(|d| d["kind"] == "Secret").unwrap();
@@ -626,45 +1051,23 @@ fn self_signed_render_fills_the_secret_and_every_ca_bundle() {
         let install = Install {
             docs: rancher_remap::manifest::parse_documents(&text).unwrap(),
         };
+        let d = install.deployment();
+        assert_eq!(
+            container(&d).image.as_deref(),
+            Some("registry.example.com/platform/rancher-remap:1.2.3"),
+            "{overlay}: the operator's image"
+        );
         check_types(&install);
         check_webhooks(&install);
-        check_workload(&install);
+        check_workload(&install, SecretFrom::Rendered);
+        check_match_conditions(&install, &[]);
         assert!(install.all("Certificate").is_empty() && install.all("Issuer").is_empty());
         assert!(
             !text.contains("cert-manager.io"),
             "{overlay}: cert-manager left over"
         );
-
-        let found = install.all("Secret");
-        assert_eq!(found.len(), 1);
-        let secret = secret(found[0]);
-        assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
-        let data = secret.data.unwrap();
-        assert!(
-            !data.contains_key("ca.key"),
-            "the CA key stays on the operator's machine"
-        );
-        let cert = &data["tls.crt"].0;
-        let mut bundles = Vec::new();
-        for kind in [
-            "MutatingWebhookConfiguration",
-            "ValidatingWebhookConfiguration",
-        ] {
-            for c in install.all(kind) {
-                for w in c["webhooks"].as_array().unwrap() {
-                    let b64 = w["clientConfig"]["caBundle"].as_str().expect("a caBundle");
-                    bundles.push(
-                        base64::engine::general_purpose::STANDARD
-                            .decode(b64)
-                            .unwrap(),
-                    );
-                }
-            }
-        }
-        assert!(!bundles.is_empty());
-        for bundle in bundles {
-            verifies(&bundle, cert, SERVICE_DNS).expect("the serving certificate verifies");
-        }
+        assert_eq!(install.all("Secret").len(), 1);
+        check_rendered_serving_secret(&install);
     }
 }
 
@@ -677,7 +1080,18 @@ fn destination_rbac_is_least_privilege() {
         .find(|d| d["kind"] == "Role")
         .map(typed)
         .expect("a Role");
-    let rules = role.rules.unwrap();
+    check_role(&role, DEFAULT_CONFIGMAP_NAME);
+    let binding: RoleBinding = docs
+        .iter()
+        .find(|d| d["kind"] == "RoleBinding")
+        .map(typed)
+        .expect("a RoleBinding");
+    assert_eq!(binding.role_ref.name, role.metadata.name.unwrap());
+}
+
+/// Read and watch the one mapping ConfigMap, create Events; nothing else.
+fn check_role(role: &Role, configmap: &str) {
+    let rules = role.rules.clone().unwrap();
     assert_eq!(rules.len(), 2);
     let cm = &rules[0];
     assert_eq!(cm.api_groups.as_deref(), Some(&[String::new()][..]));
@@ -687,7 +1101,7 @@ fn destination_rbac_is_least_privilege() {
     );
     assert_eq!(
         cm.resource_names.as_deref(),
-        Some(&[DEFAULT_CONFIGMAP_NAME.to_string()][..])
+        Some(&[configmap.to_string()][..])
     );
     assert_eq!(cm.verbs, ["get", "list", "watch"]);
     let ev = &rules[1];
@@ -697,10 +1111,533 @@ fn destination_rbac_is_least_privilege() {
     );
     assert_eq!(ev.resources.as_deref(), Some(&["events".to_string()][..]));
     assert_eq!(ev.verbs, ["create"]);
-    let binding: RoleBinding = docs
+}
+
+// ---- The Helm chart ----
+
+/// The chart's three ways to a serving certificate (cert-manager in two).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Certs {
+    /// cert-manager, with the chart's own self-signed CA Issuer.
+    CertManager,
+    /// cert-manager, with an issuer the operator names.
+    CertManagerIssuer,
+    /// A CA and serving pair the chart makes (kept across upgrades with `lookup`).
+    ChartMade,
+    /// The operator's Secret and caBundle.
+    ExistingSecret,
+}
+
+const ALL_CERTS: [Certs; 4] = [
+    Certs::CertManager,
+    Certs::CertManagerIssuer,
+    Certs::ChartMade,
+    Certs::ExistingSecret,
+];
+
+/// A CA the operator might have (base64 PEM, as tls.caBundle takes it).
+fn operator_ca() -> String {
+    let g = rancher_remap::cli::certs::generate("corp", "corp", 30).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(g.ca_cert)
+}
+
+/// `helm template` of the chart as release rancher-remap in namespace rancher-remap.
+fn helm_template(role: &str, certs: Certs, extra: &[&str]) -> Result<Vec<Value>, String> {
+    let mut cmd = tool("helm");
+    cmd.args(["template", "rancher-remap"])
+        .arg(repo(CHART))
+        .args(["--namespace", NAMESPACE, "--set", &format!("role={role}")]);
+    let ca;
+    match certs {
+        Certs::CertManager => {
+            cmd.args(["--set", "certManager.enabled=true"]);
+        }
+        Certs::CertManagerIssuer => {
+            cmd.args([
+                "--set",
+                "certManager.enabled=true",
+                "--set",
+                "certManager.issuerRef.name=corp-ca",
+                "--set",
+                "certManager.issuerRef.kind=ClusterIssuer",
+            ]);
+        }
+        Certs::ChartMade => {}
+        Certs::ExistingSecret => {
+            ca = operator_ca();
+            cmd.args([
+                "--set",
+                "tls.existingSecret=corp-webhook-tls",
+                "--set",
+                &format!("tls.caBundle={ca}"),
+            ]);
+        }
+    }
+    cmd.args(extra);
+    let out = cmd.output().unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(rancher_remap::manifest::parse_documents(&stdout(&out)).unwrap())
+}
+
+/// Every optional object on, and two migration users.
+const EVERYTHING: &[&str] = &[
+    "--set",
+    "migrationUsers={system:serviceaccount:kube-system:stork-account,u-stork}",
+    "--set",
+    "metrics.serviceMonitor.enabled=true",
+    "--set",
+    "metrics.prometheusRule.enabled=true",
+    "--set",
+    "metrics.dashboard.enabled=true",
+    "--set",
+    "networkPolicy.enabled=true",
+];
+
+#[test]
+fn chart_is_a_complete_safe_install_for_every_role_and_certificate_mode() {
+    for role in ["destination", "source"] {
+        for certs in ALL_CERTS {
+            for (extra, users) in [(EVERYTHING, &[STORK_SA, "u-stork"][..]), (&[][..], &[][..])] {
+                let what = format!("{role} {certs:?} {extra:?}");
+                let install = Install {
+                    docs: helm_template(role, certs, extra)
+                        .unwrap_or_else(|e| panic!("{what}: {e}")),
+                };
+                check_types(&install);
+                let paths = check_webhooks(&install);
+                check_match_conditions(&install, if role == "destination" { users } else { &[] });
+                let from = match certs {
+                    Certs::CertManager | Certs::CertManagerIssuer => SecretFrom::CertManager,
+                    Certs::ChartMade => SecretFrom::Rendered,
+                    Certs::ExistingSecret => SecretFrom::Operator,
+                };
+                check_workload(&install, from);
+                match certs {
+                    Certs::CertManager => check_cert_manager(&install, None),
+                    Certs::CertManagerIssuer => {
+                        check_cert_manager(&install, Some(("corp-ca", "ClusterIssuer")))
+                    }
+                    Certs::ChartMade => check_rendered_serving_secret(&install),
+                    Certs::ExistingSecret => {
+                        let ca = base64::engine::general_purpose::STANDARD
+                            .decode(operator_ca_of(&install))
+                            .unwrap();
+                        for b in ca_bundles(&install) {
+                            assert_eq!(b, ca, "{what}: every caBundle is the operator's");
+                        }
+                    }
+                }
+                if certs != Certs::CertManager && certs != Certs::CertManagerIssuer {
+                    assert!(
+                        !serde_json::to_string(&install.docs)
+                            .unwrap()
+                            .contains("cert-manager.io"),
+                        "{what}: cert-manager left over"
+                    );
+                }
+                let d = install.deployment();
+                let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+                if role == "destination" {
+                    assert_eq!(paths.len(), 3, "{what}: {paths:?}");
+                    assert_eq!(
+                        env(container(&d), "RANCHER_REMAP_MAPPINGS_CONFIGMAP"),
+                        Some(format!("{NAMESPACE}/{DEFAULT_CONFIGMAP_NAME}").as_str())
+                    );
+                    assert_eq!(pod.automount_service_account_token, Some(true));
+                    check_role(&install.one("Role"), DEFAULT_CONFIGMAP_NAME);
+                } else {
+                    assert!(
+                        paths.values().all(|p| p == "/validate"),
+                        "{what}: {paths:?}"
+                    );
+                    assert!(install.all("MutatingWebhookConfiguration").is_empty());
+                    assert!(install.all("Role").is_empty());
+                    assert_eq!(
+                        env(container(&d), "RANCHER_REMAP_VALIDATE_ONLY"),
+                        Some("true")
+                    );
+                    assert_eq!(pod.automount_service_account_token, Some(false));
+                }
+                if !extra.is_empty() {
+                    check_monitoring_objects(&install);
+                }
+            }
+        }
+    }
+}
+
+/// The caBundle the test gave (any webhook's; all are compared to it).
+fn operator_ca_of(install: &Install) -> String {
+    let mut found = HashSet::new();
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        for c in install.all(kind) {
+            for w in c["webhooks"].as_array().unwrap() {
+                found.insert(w["clientConfig"]["caBundle"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    assert_eq!(found.len(), 1, "one caBundle");
+    found.into_iter().next().unwrap()
+}
+
+/// ServiceMonitor, PrometheusRule, dashboard and NetworkPolicy point at what the install runs.
+fn check_monitoring_objects(install: &Install) {
+    let d = install.deployment();
+    let pod_labels = d
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .clone()
+        .unwrap();
+    let selects = |sel: &Value| {
+        sel["matchLabels"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .all(|(k, v)| pod_labels.get(k).map(String::as_str) == v.as_str())
+    };
+    let sm = install.all("ServiceMonitor");
+    assert_eq!(sm.len(), 1);
+    assert_eq!(sm[0]["spec"]["endpoints"][0]["port"], "admin");
+    assert_eq!(sm[0]["spec"]["endpoints"][0]["path"], "/metrics");
+    let svc: Service = install.one("Service");
+    let svc_labels = svc.metadata.labels.unwrap();
+    assert!(sm[0]["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
         .iter()
-        .find(|d| d["kind"] == "RoleBinding")
-        .map(typed)
-        .expect("a RoleBinding");
-    assert_eq!(binding.role_ref.name, role.metadata.name.unwrap());
+        .all(|(k, v)| svc_labels.get(k).map(String::as_str) == v.as_str()));
+
+    let np: NetworkPolicy = install.one("NetworkPolicy");
+    let np = np.spec.unwrap();
+    assert!(selects(&serde_json::to_value(&np.pod_selector).unwrap()));
+    let ports: Vec<IntOrString> = np
+        .ingress
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.ports.clone().unwrap_or_default())
+        .filter_map(|p| p.port)
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            IntOrString::String("webhook".into()),
+            IntOrString::String("admin".into())
+        ]
+    );
+
+    // The PrometheusRule is the plain rules file, rule for rule.
+    let file =
+        std::fs::read_to_string(repo(&format!("{CHART}/files/rancher-remap.rules.yaml"))).unwrap();
+    let file = rancher_remap::manifest::parse_documents(&file).unwrap()[0].clone();
+    let rule = install.all("PrometheusRule");
+    assert_eq!(rule.len(), 1);
+    assert_eq!(rule[0]["spec"]["groups"], file["groups"]);
+
+    let dashboards = install.all("ConfigMap");
+    let dash = dashboards
+        .iter()
+        .find(|c| c["metadata"]["labels"]["grafana_dashboard"] == "1")
+        .expect("the dashboard ConfigMap");
+    let json_text = dash["data"]["rancher-remap.json"].as_str().unwrap();
+    let file =
+        std::fs::read_to_string(repo(&format!("{CHART}/files/rancher-remap-dashboard.json")))
+            .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(json_text).unwrap(),
+        serde_json::from_str::<Value>(&file).unwrap()
+    );
+}
+
+#[test]
+fn chart_values_are_closed_and_checked() {
+    // A typo, a wrong role, a policy the server does not know: the install fails, naming it.
+    for (args, says) in [
+        (&["--set", "imag.tag=1.0"][..], "imag"),
+        (&["--set", "image.tg=1.0"][..], "tg"),
+        (&["--set", "role=both"][..], "role"),
+        (&["--set", "unmapped=remove"][..], "unmapped"),
+        (
+            &["--set", "webhook.failurePolicy=fail"][..],
+            "failurePolicy",
+        ),
+        (
+            &[
+                "--set",
+                "migrationUsers={a,b}",
+                "--set",
+                "migrationUsers[0]=",
+            ][..],
+            "migrationUsers",
+        ),
+        (&["--set", "tls.existingSecret=s"][..], "caBundle"),
+    ] {
+        let err = helm_template("destination", Certs::ChartMade, args)
+            .err()
+            .unwrap_or_else(|| panic!("{args:?} was accepted"));
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn chart_inline_mappings_make_the_configmap_the_server_follows() {
+    let docs = helm_template(
+        "destination",
+        Certs::ChartMade,
+        &[
+            "--set",
+            "mappings.inline.stork\\.pair-a=p-src1=p-dst1\\,c-src:p-src1=c-dst:p-dst1",
+            "--set",
+            &format!("migrationUsers={{{STORK_SA}}}"),
+        ],
+    )
+    .unwrap();
+    let install = Install { docs };
+    check_types(&install);
+    let cm: ConfigMap = install.one("ConfigMap");
+    assert_eq!(cm.metadata.name.as_deref(), Some(DEFAULT_CONFIGMAP_NAME));
+    assert_eq!(cm.metadata.labels.as_ref().unwrap()[MAPPINGS_LABEL], "true");
+    assert_eq!(
+        cm.metadata.annotations.as_ref().unwrap()[MIGRATION_USERS_ANNOTATION],
+        STORK_SA
+    );
+    assert_eq!(
+        cm.data.as_ref().unwrap()["stork.pair-a"],
+        "p-src1=p-dst1,c-src:p-src1=c-dst:p-dst1"
+    );
+    // The server's own checker accepts it as a mapping ConfigMap.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cm.json");
+    std::fs::write(&path, serde_json::to_string(&cm).unwrap()).unwrap();
+    let out = bin().arg("check").arg("-f").arg(&path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// NOTES.txt as `helm install` prints it. (`helm template` leaves the notes out and `helm
+/// install --dry-run` needs a cluster, so a copy of the chart renders them into a ConfigMap.)
+fn chart_notes(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&repo(CHART), dir.path());
+    std::fs::write(
+        dir.path().join("templates/zz-notes.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n  notes: {{ include \"rancher-remap/templates/NOTES.txt\" . | toJson }}\n",
+    )
+    .unwrap();
+    let mut cmd = tool("helm");
+    cmd.args(["template", "rancher-remap"])
+        .arg(dir.path())
+        .args([
+            "--namespace",
+            NAMESPACE,
+            "--show-only",
+            "templates/zz-notes.yaml",
+        ])
+        .args(args);
+    let docs = rancher_remap::manifest::parse_documents(&run_ok(cmd)).unwrap();
+    docs[0]["data"]["notes"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn chart_notes_say_loudly_when_no_migration_user_is_set() {
+    let warning = "WARNING: no migration user is configured";
+    let none = chart_notes(&["--set", "role=destination"]);
+    assert!(none.contains(warning), "{none}");
+    assert!(
+        none.contains("keep the\n  SOURCE cluster's Rancher project IDs"),
+        "{none}"
+    );
+    let set = chart_notes(&[
+        "--set",
+        "role=destination",
+        "--set",
+        &format!("migrationUsers={{{STORK_SA},u-stork}}"),
+    ]);
+    assert!(!set.contains(warning), "{set}");
+    assert!(
+        set.contains(&format!(
+            "Namespace writes by {STORK_SA}, u-stork reach the webhook"
+        )),
+        "{set}"
+    );
+    // A source cluster rewrites nothing: no migration user to name.
+    let source = chart_notes(&["--set", "role=source"]);
+    assert!(!source.contains(warning), "{source}");
+    // Every install says how to uninstall without leaving writes waiting on a dead webhook.
+    for notes in [&none, &set, &source] {
+        assert!(
+            notes.contains("remove the webhook configurations FIRST"),
+            "{notes}"
+        );
+    }
+}
+
+/// The settings an operator changes reach the server and the webhook configurations.
+#[test]
+fn chart_settings_reach_the_server_and_the_webhooks() {
+    let install = Install {
+        docs: helm_template(
+            "destination",
+            Certs::ChartMade,
+            &[
+                "--set",
+                "scope=all",
+                "--set",
+                "unmapped=deny",
+                "--set",
+                "webhook.failurePolicy=Ignore",
+                "--set",
+                "webhook.timeoutSeconds=3",
+                "--set",
+                "webhook.excludedNamespaces={cattle-system,longhorn-system}",
+                "--set",
+                "replicas=3",
+                "--set",
+                "image.repository=registry.example.com/rancher-remap",
+                "--set",
+                "image.pullSecrets={regcred}",
+                "--set",
+                "priorityClassName=system-cluster-critical",
+                "--set",
+                "metrics.prometheusRule.enabled=true",
+                "--set",
+                "metrics.prometheusRule.runbookBaseUrl=https://git.example.com/rancher-remap/blob/main/",
+            ],
+        )
+        .unwrap(),
+    };
+    check_types(&install);
+    check_webhooks(&install);
+    let d = install.deployment();
+    let c = container(&d);
+    assert_eq!(env(c, "RANCHER_REMAP_SCOPE"), Some("all"));
+    assert_eq!(env(c, "RANCHER_REMAP_UNMAPPED"), Some("deny"));
+    assert_eq!(
+        c.image.as_deref(),
+        Some("registry.example.com/rancher-remap:0.1.0"),
+        "the tag defaults to the appVersion"
+    );
+    let spec = d.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(3));
+    let pod = spec.template.spec.as_ref().unwrap();
+    assert_eq!(
+        pod.priority_class_name.as_deref(),
+        Some("system-cluster-critical")
+    );
+    assert_eq!(pod.image_pull_secrets.as_ref().unwrap()[0].name, "regcred");
+    let mutating: MutatingWebhookConfiguration = install.one("MutatingWebhookConfiguration");
+    let hook = &mutating.webhooks.unwrap()[0];
+    // --scope all rewrites every object: the API server must send them all.
+    assert!(hook.match_conditions.is_none());
+    assert_eq!(hook.failure_policy.as_deref(), Some("Ignore"));
+    assert_eq!(hook.timeout_seconds, Some(3));
+    // The runbook links point into the operator's browsable copy of the guide.
+    let rule = install.all("PrometheusRule");
+    let mut alerts = 0;
+    for g in rule[0]["spec"]["groups"].as_array().unwrap() {
+        for r in g["rules"].as_array().unwrap() {
+            let url = r["annotations"]["runbook_url"].as_str().unwrap();
+            let name = r["alert"].as_str().unwrap().to_lowercase();
+            assert_eq!(
+                url,
+                format!("https://git.example.com/rancher-remap/blob/main/docs/operators-guide.md#{name}")
+            );
+            alerts += 1;
+        }
+    }
+    assert!(alerts >= 8);
+    for h in all_hooks(&install) {
+        let excluded = excluded_namespaces(h.namespace_selector.as_ref());
+        if h.name != "mappings.rancher-remap.io" {
+            for ns in ["kube-system", NAMESPACE, "cattle-system", "longhorn-system"] {
+                assert!(excluded.contains(ns), "{}: {ns}", h.name);
+            }
+        }
+    }
+}
+
+/// The chart-made CA and serving pair survive upgrades: the template reads them back with
+/// `lookup`, which `helm template` cannot do (no cluster). A copy of the chart takes the
+/// looked-up Secrets from a values file instead, so the keep-or-make logic itself is what runs.
+#[test]
+fn chart_made_certificates_are_kept_across_upgrades() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&repo(CHART), dir.path());
+    std::fs::remove_file(dir.path().join("values.schema.json")).unwrap();
+    let template = dir.path().join("templates/webhooks.yaml");
+    let mut text = std::fs::read_to_string(&template).unwrap();
+    for which in ["ca", "tls"] {
+        let lookup = format!("lookup \"v1\" \"Secret\" $ns (printf \"%s-{which}\" $fullname)");
+        assert!(text.contains(&lookup), "the template looks up {which}");
+        text = text.replace(
+            &lookup,
+            &format!("dig \"lookedUp\" \"{which}\" (dict) .Values.AsMap"),
+        );
+    }
+    std::fs::write(&template, text).unwrap();
+
+    let render = |looked_up: Value| -> Install {
+        let values = dir.path().join("looked-up.json");
+        std::fs::write(&values, json!({ "lookedUp": looked_up }).to_string()).unwrap();
+        let mut cmd = tool("helm");
+        cmd.args(["template", "rancher-remap"])
+            .arg(dir.path())
+            .args(["--namespace", NAMESPACE, "-f"])
+            .arg(&values);
+        Install {
+            docs: rancher_remap::manifest::parse_documents(&run_ok(cmd)).unwrap(),
+        }
+    };
+    let secret_named = |i: &Install, name: &str| -> Value {
+        i.all("Secret")
+            .into_iter()
+            .find(|s| s["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{name}"))
+            .clone()
+    };
+
+    let first = render(json!({}));
+    check_rendered_serving_secret(&first);
+    let (ca, tls) = (
+        secret_named(&first, "rancher-remap-ca"),
+        secret_named(&first, "rancher-remap-tls"),
+    );
+
+    // An upgrade finds both: nothing changes.
+    let upgraded = render(json!({"ca": ca, "tls": tls}));
+    assert_eq!(secret_named(&upgraded, "rancher-remap-ca"), ca);
+    assert_eq!(secret_named(&upgraded, "rancher-remap-tls"), tls);
+    assert_eq!(ca_bundles(&upgraded), ca_bundles(&first));
+
+    // The serving Secret deleted to renew it: a new pair from the kept CA, same caBundle.
+    let renewed = render(json!({"ca": ca}));
+    assert_eq!(secret_named(&renewed, "rancher-remap-ca"), ca);
+    assert_ne!(
+        secret_named(&renewed, "rancher-remap-tls")["data"]["tls.crt"],
+        tls["data"]["tls.crt"]
+    );
+    assert_eq!(ca_bundles(&renewed), ca_bundles(&first));
+    check_rendered_serving_secret(&renewed);
+
+    // The CA lost: a new CA, and the old serving pair (which it did not sign) is not kept.
+    let remade = render(json!({"tls": tls}));
+    assert_ne!(secret_named(&remade, "rancher-remap-ca"), ca);
+    assert_ne!(
+        secret_named(&remade, "rancher-remap-tls")["data"]["tls.crt"],
+        tls["data"]["tls.crt"]
+    );
+    check_rendered_serving_secret(&remade);
 }

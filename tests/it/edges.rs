@@ -519,3 +519,46 @@ async fn an_early_http2_answer_lets_the_client_finish_its_upload() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warn_mode_answers_without_a_patch_and_says_what_it_would_rewrite() {
+    let server =
+        ServeProcess::start(&["--project-mappings", MAPPINGS, "--mode", "warn"], &[]).await;
+    let client = server.client(false);
+    let resp: Value = client
+        .post(server.url("/mutate"))
+        .json(&review("create-deployment-migrated.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = &resp["response"];
+    assert_eq!(r["allowed"], true, "{resp}");
+    assert!(
+        r.get("patch").is_none() && r.get("patchType").is_none(),
+        "{resp}"
+    );
+    let warnings = r["warnings"].to_string();
+    assert!(
+        warnings.contains("--mode warn: the patch was not applied")
+            && warnings.contains("p-ab12c->p-xy99z"),
+        "{resp}"
+    );
+    assert!(
+        r["auditAnnotations"]["project-ids"]
+            .as_str()
+            .is_some_and(|a| a.contains("->p-xy99z")),
+        "{resp}"
+    );
+    let metrics = get(format!("http://{}/metrics", server.admin)).await.1;
+    assert_eq!(
+        metric(
+            &metrics,
+            "rancher_remap_requests_total{endpoint=\"mutate\",outcome=\"would_patch\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+}

@@ -51,13 +51,21 @@ fn request_fields_match_kube_core() {
         assert_eq!(fast.uid, theirs.uid, "{name}");
         assert_eq!(fast.kind, theirs.kind.kind, "{name}");
         assert_eq!(fast.name, theirs.name, "{name}");
-        assert_eq!(fast.namespace, theirs.namespace.clone().unwrap_or_default(), "{name}");
+        assert_eq!(
+            fast.namespace,
+            theirs.namespace.clone().unwrap_or_default(),
+            "{name}"
+        );
         assert_eq!(
             Value::String(fast.operation.to_string()),
             serde_json::to_value(&theirs.operation).unwrap(),
             "{name}"
         );
-        assert_eq!(Some(fast.username.to_string()), theirs.user_info.username, "{name}");
+        assert_eq!(
+            Some(fast.username.to_string()),
+            theirs.user_info.username,
+            "{name}"
+        );
         assert_eq!(fast.dry_run, theirs.dry_run, "{name}");
         assert_eq!(fast.object.is_some(), theirs.object.is_some(), "{name}");
         {

@@ -1,0 +1,283 @@
+//! The admission log, written off the request's thread: a handler packs what it has to say into
+//! one small record and hands it to a bounded queue; one writer thread formats and writes the
+//! lines. When the writer falls behind, records are dropped and counted
+//! (`rancher_remap_log_lines_dropped_total`) instead of making requests wait.
+//!
+//! What is logged (level info): every admission that rewrites, denies or warns, and every refused
+//! request body. Plain allows (nothing to rewrite, not in scope) are only counted in the metrics,
+//! and logged at debug level when that is enabled.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+
+use prometheus_client::metrics::counter::Counter;
+
+/// Records waiting for the writer at most.
+const QUEUE: usize = 4096;
+
+/// One admission, as the log line says it. The request's strings are packed into one buffer.
+#[derive(Debug)]
+pub struct Admission {
+    pub endpoint: &'static str,
+    pub verdict: &'static str,
+    pub operation: &'static str,
+    pub dry_run: bool,
+    pub rewrites: u32,
+    pub unmapped: u32,
+    pub warnings: bool,
+    pub duration_us: u64,
+    /// uid, kind, namespace, name, user, one after the other; `ends` says where each ends.
+    strings: String,
+    ends: [u32; 5],
+}
+
+impl Admission {
+    /// Packs the request's strings (one allocation).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        endpoint: &'static str,
+        verdict: &'static str,
+        operation: &'static str,
+        dry_run: bool,
+        [uid, kind, namespace, name, user]: [&str; 5],
+    ) -> Admission {
+        let mut strings = String::with_capacity(
+            uid.len() + kind.len() + namespace.len() + name.len() + user.len(),
+        );
+        let mut ends = [0u32; 5];
+        for (i, s) in [uid, kind, namespace, name, user].into_iter().enumerate() {
+            strings.push_str(s);
+            ends[i] = strings.len() as u32;
+        }
+        Admission {
+            endpoint,
+            verdict,
+            operation,
+            dry_run,
+            rewrites: 0,
+            unmapped: 0,
+            warnings: false,
+            duration_us: 0,
+            strings,
+            ends,
+        }
+    }
+
+    fn string(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        self.strings
+            .get(start..self.ends[i] as usize)
+            .unwrap_or_default()
+    }
+}
+
+/// What the writer writes.
+#[derive(Debug)]
+pub enum Record {
+    /// An admission answered (info when it rewrote, denied or warned; else debug).
+    Admission(Admission),
+    /// A request refused before it was read as a review (413, 408, 400).
+    Refused {
+        endpoint: &'static str,
+        status: u16,
+        /// Never holds the request's text (see `review::ReviewError`).
+        error: String,
+    },
+}
+
+/// The handlers' end of the queue.
+#[derive(Clone, Debug)]
+pub struct AdmissionLog {
+    tx: SyncSender<Record>,
+    dropped: Counter,
+}
+
+impl AdmissionLog {
+    /// Starts the writer thread; it ends when every handle is dropped. The [`Writer`] waits for
+    /// it to have written everything (at shutdown).
+    pub fn start(dropped: Counter) -> (AdmissionLog, Writer) {
+        let (tx, rx) = sync_channel(QUEUE);
+        let (done_tx, done) = sync_channel(1);
+        // A thread of its own, not a tokio worker: formatting and write(2) never take a worker
+        // from the requests.
+        let spawned = std::thread::Builder::new()
+            .name("admission-log".into())
+            .spawn(move || {
+                write_all(rx);
+                let _ = done_tx.send(());
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start the admission log writer; admissions are not logged");
+        }
+        (AdmissionLog { tx, dropped }, Writer { done })
+    }
+
+    /// Hands a record to the writer, or counts it dropped when the queue is full.
+    pub fn send(&self, record: Record) {
+        match self.tx.try_send(record) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.inc();
+            }
+        }
+    }
+
+    /// Whether plain allows are logged (debug level enabled), so handlers skip packing them.
+    pub fn wants_allows(&self) -> bool {
+        tracing::enabled!(target: "rancher_remap::admission", tracing::Level::DEBUG)
+    }
+}
+
+/// The writer thread, to wait for at shutdown.
+#[derive(Debug)]
+pub struct Writer {
+    done: Receiver<()>,
+}
+
+impl Writer {
+    /// Waits (at most `timeout`) until every handle is gone and every record is written.
+    pub fn wait(self, timeout: std::time::Duration) {
+        let _ = self.done.recv_timeout(timeout);
+    }
+}
+
+thread_local! {
+    /// On the writer thread: the lines formatted since the last flush.
+    static BATCH: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The process's log output (stderr), for the log subscriber. On the admission log's writer
+/// thread, lines are gathered and written together each time the queue is drained (one write(2)
+/// for many lines); on any other thread each line is written at once.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Output;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Output {
+    type Writer = Output;
+
+    fn make_writer(&'a self) -> Output {
+        Output
+    }
+}
+
+impl std::io::Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let batched = BATCH.with(|b| match b.borrow_mut().as_mut() {
+            Some(batch) => {
+                batch.extend_from_slice(buf);
+                true
+            }
+            None => false,
+        });
+        if batched {
+            Ok(buf.len())
+        } else {
+            std::io::stderr().write(buf)
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes the gathered lines.
+fn flush_batch() {
+    use std::io::Write;
+    BATCH.with(|b| {
+        if let Some(batch) = b.borrow_mut().as_mut() {
+            if !batch.is_empty() {
+                let _ = std::io::stderr().lock().write_all(batch);
+                batch.clear();
+            }
+        }
+    });
+}
+
+/// How long the writer waits between drains while records keep coming. Waiting (instead of
+/// blocking on the queue) spares the handlers a thread wake-up per record; when a wait brings
+/// nothing, the writer blocks until the next record.
+const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
+
+fn write_all(rx: Receiver<Record>) {
+    use std::sync::mpsc::TryRecvError;
+    BATCH.with(|b| *b.borrow_mut() = Some(Vec::with_capacity(64 * 1024)));
+    let mut busy = false;
+    loop {
+        let record = if busy {
+            match rx.try_recv() {
+                Ok(r) => r,
+                Err(TryRecvError::Empty) => {
+                    flush_batch();
+                    std::thread::sleep(DRAIN_EVERY);
+                    match rx.try_recv() {
+                        Ok(r) => r,
+                        Err(TryRecvError::Empty) => {
+                            busy = false;
+                            continue;
+                        }
+                        Err(TryRecvError::Disconnected) => break,
+                    }
+                }
+                Err(TryRecvError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(r) => {
+                    busy = true;
+                    r
+                }
+                Err(_) => break,
+            }
+        };
+        write_record(record);
+    }
+    flush_batch();
+}
+
+fn write_record(record: Record) {
+    {
+        match record {
+            Record::Admission(a) => {
+                let notable =
+                    a.verdict != "allowed" || a.warnings || a.rewrites > 0 || a.unmapped > 0;
+                macro_rules! line {
+                    ($level:ident) => {
+                        tracing::$level!(
+                            target: "rancher_remap::admission",
+                            endpoint = a.endpoint,
+                            uid = a.string(0),
+                            kind = a.string(1),
+                            namespace = a.string(2),
+                            name = a.string(3),
+                            operation = a.operation,
+                            user = a.string(4),
+                            dry_run = a.dry_run,
+                            verdict = a.verdict,
+                            rewrites = a.rewrites,
+                            unmapped = a.unmapped,
+                            warnings = a.warnings,
+                            duration_us = a.duration_us,
+                            "admission"
+                        )
+                    };
+                }
+                if notable {
+                    line!(info);
+                } else {
+                    line!(debug);
+                }
+            }
+            Record::Refused {
+                endpoint,
+                status,
+                error,
+            } => tracing::warn!(
+                target: "rancher_remap::admission",
+                endpoint,
+                status,
+                error = %error,
+                "request refused"
+            ),
+        }
+    }
+}
