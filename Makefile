@@ -5,7 +5,8 @@ BIN := target/debug/rancher-remap
 EXAMPLES := deploy/examples
 
 .PHONY: all build release test fmt lint unit run preview bench load-bench clean certs \
-        static static-check render-self-signed soak storm fuzz tools chart-lint rules-test
+        static static-check render-self-signed soak storm fuzz tools chart-lint rules-test \
+        audit-bench
 
 ## Pinned tools (kubectl 1.34, helm 3.19, promtool) in a git-ignored folder of the repository,
 ## installed on first use by scripts/install-tools; the tests run these, never whatever is on PATH.
@@ -123,6 +124,11 @@ fuzz:
 ## storm: 1,000 TLS clients connecting at once (as after an API server restart), 3 rounds.
 storm:
 	$(CARGO) bench --locked --bench storm
+
+## audit-bench: `audit` of AUDIT_OBJECTS (10,000) objects of 5 kinds against the fake API
+## server, several page sizes, then `--fix` (loopback, ~1 min).
+audit-bench:
+	$(CARGO) bench --locked --bench audit
 
 clean:
 	$(CARGO) clean

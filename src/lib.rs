@@ -4,6 +4,7 @@
 //! The core is pure ([`mapping`], [`rewrite`], [`validate`]); the edges ([`cli`]) do the I/O.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod cli;
 pub mod clusterpair;
 pub mod manifest;

@@ -1,5 +1,6 @@
 //! The command line: one module per command, each a thin adapter over the library.
 
+mod audit;
 pub mod certs;
 mod check;
 mod derive;
@@ -30,6 +31,7 @@ enum Command {
     Derive(derive::Args),
     Check(check::Args),
     Certs(certs::Args),
+    Audit(audit::Args),
 }
 
 /// Output formats for commands that print Kubernetes objects.
@@ -52,6 +54,7 @@ pub fn main() -> ExitCode {
         Command::Certs(args) => certs::run(args),
         Command::Derive(args) => derive::run(args),
         Command::Check(args) => check::run(args),
+        Command::Audit(args) => audit::run(args),
     };
     match result {
         Ok(code) => code,

@@ -149,7 +149,7 @@ async fn changes_are_followed_live_through_dropped_watches_and_410() {
     );
 
     // Deleted: keep the last good table, stay ready, warn.
-    fake.delete();
+    fake.delete(&configmap(""));
     eventually(
         "a MappingsMissing Event",
         Duration::from_secs(10),
@@ -219,4 +219,38 @@ async fn a_missing_configmap_leaves_the_server_not_ready_until_it_appears() {
     fake.put(configmap(&mappings_to("p-xy99z")));
     eventually("ready", Duration::from_secs(10), async || ready(&s).await).await;
     in_force(&s, "p-xy99z", "the first good table").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_and_re_create_between_two_watches_is_seen_as_both() {
+    let fake = FakeApi::start().await;
+    fake.put(configmap(&mappings_to("p-xy99z")));
+    let s = start_watching(fake.client(), at(), MutateSettings::default()).await;
+    in_force(&s, "p-xy99z", "first table").await;
+
+    // The watch connection drops; while the watcher is between two watches the ConfigMap is
+    // deleted and created again. Resuming from its resourceVersion, it must see both.
+    fake.hold_watches();
+    fake.drop_watches();
+    eventually(
+        "the watcher to watch again",
+        Duration::from_secs(10),
+        async || fake.held_watches() >= 1,
+    )
+    .await;
+    fake.delete(&configmap(""));
+    fake.put(configmap(&mappings_to("p-new11")));
+    fake.release_watches();
+    in_force(&s, "p-new11", "the re-created ConfigMap").await;
+    eventually(
+        "a MappingsMissing Event for the deletion",
+        Duration::from_secs(10),
+        async || !events_with(&fake, "MappingsMissing").is_empty(),
+    )
+    .await;
+    assert_eq!(
+        fake.lists(),
+        1,
+        "resumed from its resourceVersion, not listed again"
+    );
 }

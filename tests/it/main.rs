@@ -1,6 +1,7 @@
 //! One integration binary (each file under tests/ would link kube, axum and rustls again).
 
 mod answers;
+mod audit;
 mod cli;
 mod common;
 mod configmap;
@@ -8,6 +9,7 @@ mod deploy;
 mod docs;
 mod edges;
 mod fake_api;
+mod fake_api_protocol;
 mod hostile;
 mod leaks;
 mod monitoring;

@@ -1,0 +1,203 @@
+//! Which resource types to audit: every type the API server lists and patches, core and custom,
+//! in each group's preferred version, from legacy discovery (`/api`, `/apis`, one request per
+//! group version). A group version that fails to answer, or answers too late (an aggregated API
+//! that is down, say), is reported and skipped; the others are still audited.
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
+use kube::Client;
+
+use super::api::describe_error;
+
+/// One resource type the audit lists and may patch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceType {
+    /// `""` for the core group.
+    pub group: String,
+    pub version: String,
+    /// The name in URLs, e.g. `deployments`.
+    pub plural: String,
+    pub kind: String,
+    pub namespaced: bool,
+}
+
+impl ResourceType {
+    /// `apps/v1`, or `v1` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `deployments.apps`, or `pods` for the core group, as kubectl names types.
+    pub fn name(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// The URL path of the collection, in `namespace` when given.
+    pub fn collection_path(&self, namespace: Option<&str>) -> String {
+        let base = if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        };
+        match namespace.filter(|_| self.namespaced) {
+            Some(ns) => format!("{base}/namespaces/{ns}/{}", self.plural),
+            None => format!("{base}/{}", self.plural),
+        }
+    }
+
+    /// Whether this is the core Namespace type.
+    pub fn is_namespace(&self) -> bool {
+        self.group.is_empty() && self.plural == "namespaces"
+    }
+}
+
+/// How long one group version's discovery may take. The kube client retries 503 (an aggregated
+/// API whose backend is down) with backoff for minutes; the audit names it and goes on instead.
+const GROUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Types served twice under different groups: the same objects, audited once (under the core
+/// group). `events.k8s.io/v1` Events are core v1 Events.
+const DUPLICATES: &[(&str, &str)] = &[("events.k8s.io", "events")];
+
+/// What discovery found, and the group versions it could not read.
+#[derive(Debug, Default)]
+pub struct Discovered {
+    pub types: Vec<ResourceType>,
+    /// `group/version: reason`, one per group version that did not answer.
+    pub errors: Vec<String>,
+}
+
+/// Discovers the auditable types, querying up to `concurrency` group versions at once.
+pub async fn discover(client: &Client, concurrency: usize) -> Result<Discovered, kube::Error> {
+    let core = client.list_core_api_versions().await?;
+    let groups = client.list_api_groups().await?;
+    let mut versions: Vec<(String, String)> = core
+        .versions
+        .iter()
+        .filter(|v| v.as_str() == "v1")
+        .map(|v| (String::new(), v.clone()))
+        .collect();
+    for g in groups.groups {
+        let version = g
+            .preferred_version
+            .map(|v| v.version)
+            .or_else(|| g.versions.first().map(|v| v.version.clone()));
+        if let Some(version) = version {
+            versions.push((g.name, version));
+        }
+    }
+    let answers: Vec<_> = futures::stream::iter(versions)
+        .map(|(group, version)| async move {
+            let query = async {
+                if group.is_empty() {
+                    client.list_core_api_resources(&version).await
+                } else {
+                    client
+                        .list_api_group_resources(&format!("{group}/{version}"))
+                        .await
+                }
+            };
+            let result = tokio::time::timeout(GROUP_TIMEOUT, query)
+                .await
+                .map_err(|_| format!("no answer within {} s", GROUP_TIMEOUT.as_secs()))
+                .and_then(|r| r.map_err(|e| describe_error(&e)));
+            Ok::<_, kube::Error>((group, version, result))
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    let mut out = Discovered::default();
+    for (group, version, result) in answers {
+        match result {
+            Ok(list) => out.types.extend(auditable(&group, &version, &list)),
+            Err(why) => {
+                let gv = if group.is_empty() {
+                    version
+                } else {
+                    format!("{group}/{version}")
+                };
+                out.errors.push(format!("discovery of {gv}: {why}"));
+            }
+        }
+    }
+    out.types
+        .sort_by(|a, b| (&a.group, &a.plural).cmp(&(&b.group, &b.plural)));
+    out.errors.sort();
+    Ok(out)
+}
+
+/// The types of one group version that support both `list` and `patch` (no subresources).
+pub fn auditable(group: &str, version: &str, list: &APIResourceList) -> Vec<ResourceType> {
+    list.resources
+        .iter()
+        .filter(|r| !r.name.contains('/'))
+        .filter(|r| {
+            ["list", "patch"]
+                .iter()
+                .all(|v| r.verbs.iter().any(|x| x == v))
+        })
+        .filter(|r| !DUPLICATES.contains(&(group, r.name.as_str())))
+        .map(|r| ResourceType {
+            group: group.to_string(),
+            version: version.to_string(),
+            plural: r.name.clone(),
+            kind: r.kind.clone(),
+            namespaced: r.namespaced,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_listable_patchable_top_level_types() {
+        let list: APIResourceList = serde_json::from_value(serde_json::json!({
+            "groupVersion": "v1",
+            "resources": [
+                {"name": "pods", "namespaced": true, "kind": "Pod", "singularName": "pod",
+                 "verbs": ["get", "list", "patch", "watch"]},
+                {"name": "pods/status", "namespaced": true, "kind": "Pod", "singularName": "",
+                 "verbs": ["get", "patch"]},
+                {"name": "bindings", "namespaced": true, "kind": "Binding", "singularName": "",
+                 "verbs": ["create"]},
+                {"name": "componentstatuses", "namespaced": false, "kind": "ComponentStatus",
+                 "singularName": "", "verbs": ["get", "list"]}
+            ]
+        }))
+        .unwrap();
+        let types = auditable("", "v1", &list);
+        assert_eq!(types.len(), 1);
+        assert_eq!(types[0].name(), "pods");
+        assert_eq!(
+            types[0].collection_path(Some("team-a")),
+            "/api/v1/namespaces/team-a/pods"
+        );
+        assert_eq!(types[0].collection_path(None), "/api/v1/pods");
+    }
+
+    #[test]
+    fn duplicate_event_type_is_skipped() {
+        let list: APIResourceList = serde_json::from_value(serde_json::json!({
+            "groupVersion": "events.k8s.io/v1",
+            "resources": [{"name": "events", "namespaced": true, "kind": "Event",
+                           "singularName": "event", "verbs": ["list", "patch"]}]
+        }))
+        .unwrap();
+        assert!(auditable("events.k8s.io", "v1", &list).is_empty());
+        let t = &auditable("example.com", "v1", &list)[0];
+        assert_eq!(t.api_version(), "example.com/v1");
+        assert_eq!(t.collection_path(None), "/apis/example.com/v1/events");
+    }
+}

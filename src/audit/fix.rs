@@ -1,0 +1,102 @@
+//! `--fix`: the webhook's patch, preceded by a `test` of `/metadata/resourceVersion`, so a
+//! change made since the object was read fails the patch (409/422) instead of being
+//! overwritten. The object is then read again, judged again and, if it still needs it, patched
+//! again, a bounded number of times.
+
+use json_patch::{Patch, PatchOperation, TestOperation};
+use jsonptr::PointerBuf;
+use serde_json::Value;
+
+use super::{api, finding, ns_name, Finding, Fix, FixResult, FixStatus, ResourceType, Scan};
+use crate::rewrite::Outcome;
+
+impl Scan<'_> {
+    /// Patches one finding's object; returns the finding as it stands after (its changes are
+    /// those of the last version read).
+    pub(super) async fn fix(
+        &self,
+        t: &ResourceType,
+        fix: Fix,
+        mut finding_now: Finding,
+        mut obj: Value,
+        mut outcome: Outcome,
+    ) -> Finding {
+        let (ns, name) = {
+            let (ns, name) = ns_name(&obj);
+            ((!ns.is_empty()).then(|| ns.to_string()), name.to_string())
+        };
+        let mut attempts = 0;
+        let (result, error) = loop {
+            if outcome.is_denied() {
+                break (FixStatus::Refused, None);
+            }
+            let Some(rv) = obj.pointer("/metadata/resourceVersion").cloned() else {
+                break (
+                    FixStatus::Failed,
+                    Some("the object has no resourceVersion".to_string()),
+                );
+            };
+            attempts += 1;
+            let mut ops = Vec::with_capacity(outcome.patch.len() + 1);
+            ops.push(PatchOperation::Test(TestOperation {
+                path: PointerBuf::from_tokens(["metadata", "resourceVersion"]),
+                value: rv,
+            }));
+            ops.extend(outcome.patch.iter().cloned());
+            let sent = {
+                let _permit = self.permits.acquire().await;
+                api::patch(
+                    self.client,
+                    t,
+                    ns.as_deref(),
+                    &name,
+                    Patch(ops),
+                    fix.dry_run,
+                )
+                .await
+            };
+            let e = match sent {
+                Ok(()) => break (FixStatus::Patched, None),
+                Err(e) => e,
+            };
+            match api::status_code(&e) {
+                Some(404) => break (FixStatus::Gone, None),
+                // Changed since read: read again and judge again.
+                Some(409 | 422) if attempts < fix.attempts.max(1) => {}
+                Some(409 | 422) => {
+                    break (
+                        FixStatus::Failed,
+                        Some(format!(
+                            "still changing after {attempts} attempt(s): {}",
+                            api::describe_error(&e)
+                        )),
+                    )
+                }
+                _ => break (FixStatus::Failed, Some(api::describe_error(&e))),
+            }
+            let fresh = {
+                let _permit = self.permits.acquire().await;
+                api::get(self.client, t, ns.as_deref(), &name).await
+            };
+            match fresh {
+                Ok(fresh) => obj = fresh,
+                Err(e) if api::status_code(&e) == Some(404) => break (FixStatus::Gone, None),
+                Err(e) => break (FixStatus::Failed, Some(api::describe_error(&e))),
+            }
+            match self.judge(t, &obj) {
+                Some(next) => {
+                    outcome = next;
+                    finding_now = finding(t, &obj, &outcome);
+                }
+                None => break (FixStatus::AlreadyClean, None),
+            }
+        };
+        finding_now.fix = Some(FixResult {
+            result,
+            attempts,
+            dry_run: fix.dry_run,
+            error,
+        });
+        finding_now
+    }
+}

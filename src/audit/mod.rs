@@ -1,0 +1,547 @@
+//! The audit of objects already in a cluster: the webhook's rewrite (the [`rewrite`] engine,
+//! unchanged) run on every object of every resource type the API server lists and patches, and,
+//! with `--fix`, the webhook's patch applied behind a resourceVersion `test`.
+//!
+//! Lists are paged (`limit`/`continue`) and at most `concurrency` requests are in flight, so
+//! memory holds about `concurrency` pages plus the findings, whatever the cluster's size.
+//! Namespaces are audited last: in the `migrated` scope a Namespace counts when it holds a
+//! migrated object (Stork does not mark the Namespaces it creates), which only the other types'
+//! lists tell.
+
+mod api;
+mod discovery;
+mod fix;
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use futures::StreamExt;
+use kube::Client;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+pub use discovery::{discover, Discovered, ResourceType};
+
+use crate::mapping::Table;
+use crate::rewrite::{
+    has_migrated_annotation, rewrite, Options, Outcome, UnmappedAction, UnmappedPolicy,
+};
+
+/// Which namespaces are audited.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Namespaces {
+    /// Only these (namespaced objects in them, and these Namespace objects; nothing
+    /// cluster-scoped).
+    Only(BTreeSet<String>),
+    /// Every namespace but these (and every cluster-scoped object).
+    AllExcept(BTreeSet<String>),
+}
+
+impl Namespaces {
+    pub fn includes(&self, ns: &str) -> bool {
+        match self {
+            Namespaces::Only(set) => set.contains(ns),
+            Namespaces::AllExcept(set) => !set.contains(ns),
+        }
+    }
+}
+
+/// `--fix`: how patches are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fix {
+    /// `dryRun=All`: the API server checks and admits the patch but stores nothing.
+    pub dry_run: bool,
+    /// Patches tried per object before giving up on one that keeps changing.
+    pub attempts: usize,
+}
+
+/// What to audit and how.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub unmapped: UnmappedPolicy,
+    /// `--scope all`: every object counts, not only migrated ones.
+    pub all: bool,
+    pub namespaces: Namespaces,
+    /// Objects per list request.
+    pub page_size: u32,
+    /// Requests in flight at most.
+    pub concurrency: usize,
+    pub fix: Option<Fix>,
+}
+
+/// Counters a progress line can show while the audit runs.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub types_total: AtomicUsize,
+    pub types_done: AtomicUsize,
+    pub objects: AtomicUsize,
+    pub findings: AtomicUsize,
+}
+
+/// One object that would change (or that `--unmapped deny` refuses).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Finding {
+    pub kind: String,
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    /// `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    pub name: String,
+    /// Values that would be replaced.
+    pub changes: Vec<Change>,
+    /// Values without a mapping, and what the webhook would do with each.
+    pub unmapped: Vec<UnmappedValue>,
+    /// What `--fix` did; absent without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<FixResult>,
+}
+
+/// One value replaced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// What kind of place: `label`, `template_annotation`, `network_policy_selector`, ...
+    pub place: &'static str,
+    /// Where, e.g. `metadata.labels[field.cattle.io/projectId]`.
+    pub path: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// One value without a mapping.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnmappedValue {
+    pub place: &'static str,
+    pub path: String,
+    pub key: String,
+    pub value: String,
+    /// `removed`, `kept` or `refused`.
+    pub action: &'static str,
+}
+
+/// What `--fix` did with one finding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FixResult {
+    pub result: FixStatus,
+    /// Patch requests sent.
+    pub attempts: usize,
+    /// The patch went with `dryRun=All`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FixStatus {
+    /// Patched (or accepted with `dryRun=All`).
+    Patched,
+    /// Changed by someone else in between, into something that needs no rewrite.
+    AlreadyClean,
+    /// Deleted in between.
+    Gone,
+    /// Not patched: `--unmapped deny` refuses the object.
+    Refused,
+    /// The patch failed (the error says why), or the object kept changing.
+    Failed,
+}
+
+impl FixStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FixStatus::Patched => "patched",
+            FixStatus::AlreadyClean => "already clean",
+            FixStatus::Gone => "gone",
+            FixStatus::Refused => "refused",
+            FixStatus::Failed => "failed",
+        }
+    }
+}
+
+/// The audit's result.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Sorted by namespace, kind, name.
+    pub findings: Vec<Finding>,
+    /// Objects looked at (in the chosen namespaces).
+    pub objects: usize,
+    /// Resource types listed.
+    pub types: usize,
+    /// Types (or namespaces) not listed because the caller may not, with the reason.
+    pub skipped: Vec<String>,
+    /// What failed; the audit is incomplete when this is not empty.
+    pub errors: Vec<String>,
+}
+
+impl Report {
+    /// Exit status: 2 on errors (or a failed fix), else 1 when something would change (or is
+    /// refused and so cannot be fixed), else 0.
+    pub fn exit_status(&self) -> u8 {
+        let failed = self.findings.iter().any(|f| {
+            f.fix
+                .as_ref()
+                .is_some_and(|x| x.result == FixStatus::Failed)
+        });
+        if !self.errors.is_empty() || failed {
+            return 2;
+        }
+        let open = self.findings.iter().any(|f| match &f.fix {
+            None => true,
+            Some(x) => x.result == FixStatus::Refused,
+        });
+        u8::from(open)
+    }
+}
+
+/// Why the audit could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The API server's discovery (`/api`, `/apis`) did not answer.
+    #[error("discovering the API server's resource types: {0}")]
+    Discovery(String),
+}
+
+/// Audits every auditable type (and fixes, with [`Settings::fix`]).
+pub async fn run(
+    client: &Client,
+    table: &Table,
+    settings: &Settings,
+    progress: &Progress,
+) -> Result<Report, AuditError> {
+    let concurrency = settings.concurrency.max(1);
+    let discovered = discover(client, concurrency)
+        .await
+        .map_err(|e| AuditError::Discovery(api::describe_error(&e)))?;
+    let scan = Scan {
+        client,
+        table,
+        settings,
+        progress,
+        permits: Semaphore::new(concurrency),
+        migrated_namespaces: Mutex::new(HashSet::new()),
+    };
+    let (namespaces, others): (Vec<_>, Vec<_>) = discovered
+        .types
+        .into_iter()
+        .filter(|t| {
+            t.namespaced
+                || t.is_namespace()
+                || matches!(settings.namespaces, Namespaces::AllExcept(_))
+        })
+        .partition(ResourceType::is_namespace);
+    progress
+        .types_total
+        .store(namespaces.len() + others.len(), Ordering::Relaxed);
+    let mut report = Report {
+        errors: discovered.errors,
+        ..Report::default()
+    };
+    let mut results: Vec<TypeResult> = futures::stream::iter(&others)
+        .map(|t| scan.scan_type(t))
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    // Namespaces last: whether one holds a migrated object is known only now.
+    for t in &namespaces {
+        results.push(scan.scan_type(t).await);
+    }
+    for r in results {
+        report.types += 1;
+        report.objects += r.objects;
+        report.findings.extend(r.findings);
+        report.skipped.extend(r.skipped);
+        report.errors.extend(r.errors);
+    }
+    report
+        .findings
+        .sort_by(|a, b| (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name)));
+    report.skipped.sort();
+    Ok(report)
+}
+
+/// Expired continue tokens tolerated per list before it counts as failed.
+const MAX_EXPIRED: usize = 10;
+
+#[derive(Default)]
+struct TypeResult {
+    objects: usize,
+    findings: Vec<Finding>,
+    skipped: Vec<String>,
+    errors: Vec<String>,
+}
+
+struct Scan<'a> {
+    client: &'a Client,
+    table: &'a Table,
+    settings: &'a Settings,
+    progress: &'a Progress,
+    /// One per request in flight.
+    permits: Semaphore,
+    /// Namespaces that hold a migrated object.
+    migrated_namespaces: Mutex<HashSet<String>>,
+}
+
+impl Scan<'_> {
+    async fn scan_type(&self, t: &ResourceType) -> TypeResult {
+        let mut out = TypeResult::default();
+        match &self.settings.namespaces {
+            // The chosen Namespaces one by one: `get` on them is enough, no cluster-wide list.
+            Namespaces::Only(set) if t.is_namespace() => {
+                for name in set {
+                    let got = {
+                        let _permit = self.permits.acquire().await;
+                        api::get(self.client, t, None, name).await
+                    };
+                    match got {
+                        Ok(obj) => self.audit_page(t, vec![obj], &mut out).await,
+                        Err(e) => {
+                            let why = api::describe_error(&e);
+                            match api::status_code(&e) {
+                                Some(403..=405) => {
+                                    out.skipped.push(format!("namespace {name}: {why}"))
+                                }
+                                _ => out.errors.push(format!("reading namespace {name}: {why}")),
+                            }
+                        }
+                    }
+                }
+            }
+            Namespaces::Only(set) if t.namespaced => {
+                for ns in set {
+                    self.scan_list(t, Some(ns), &mut out).await;
+                }
+            }
+            _ => self.scan_list(t, None, &mut out).await,
+        }
+        self.progress.types_done.fetch_add(1, Ordering::Relaxed);
+        out
+    }
+
+    /// Every page of one list of `t` (in `ns`, or everywhere).
+    async fn scan_list(&self, t: &ResourceType, ns: Option<&str>, out: &mut TypeResult) {
+        let mut token: Option<String> = None;
+        let mut expired = 0;
+        loop {
+            let page = {
+                let _permit = self.permits.acquire().await;
+                api::list_page(
+                    self.client,
+                    t,
+                    ns,
+                    self.settings.page_size.max(1),
+                    token.take(),
+                )
+                .await
+            };
+            let page = match page {
+                Ok(page) => page,
+                Err(e) if expired < MAX_EXPIRED && api::continue_after_expiry(&e).is_some() => {
+                    // A long list outlived its snapshot: go on from where it stopped.
+                    expired += 1;
+                    token = api::continue_after_expiry(&e);
+                    continue;
+                }
+                Err(e) => {
+                    let at = match ns {
+                        Some(ns) => format!("{} in {ns}", t.name()),
+                        None => t.name(),
+                    };
+                    let why = api::describe_error(&e);
+                    match api::status_code(&e) {
+                        // Not allowed to list, or gone since discovery: not this caller's
+                        // objects to audit; said, not an error.
+                        Some(403..=405) => out.skipped.push(format!("{at}: {why}")),
+                        _ => out.errors.push(format!("listing {at}: {why}")),
+                    }
+                    return;
+                }
+            };
+            self.audit_page(t, page.items, out).await;
+            token = page.metadata.continue_token.filter(|c| !c.is_empty());
+            if token.is_none() {
+                return;
+            }
+        }
+    }
+
+    /// Audits the objects of one page (and fixes them, with `--fix`) before the next is read.
+    async fn audit_page(&self, t: &ResourceType, items: Vec<Value>, out: &mut TypeResult) {
+        let mut found = Vec::new();
+        for obj in items {
+            if let Some(hit) = self.audit_object(t, obj, out) {
+                found.push(hit);
+            }
+        }
+        self.progress
+            .findings
+            .fetch_add(found.len(), Ordering::Relaxed);
+        match self.settings.fix {
+            None => out.findings.extend(found.into_iter().map(|(f, _, _)| f)),
+            Some(fix) => {
+                let fixed: Vec<Finding> = futures::stream::iter(found)
+                    .map(|(finding, obj, outcome)| self.fix(t, fix, finding, obj, outcome))
+                    .buffer_unordered(self.settings.concurrency.max(1))
+                    .collect()
+                    .await;
+                out.findings.extend(fixed);
+            }
+        }
+    }
+
+    /// Counts one listed object and returns a finding when the webhook would change it.
+    fn audit_object(
+        &self,
+        t: &ResourceType,
+        obj: Value,
+        out: &mut TypeResult,
+    ) -> Option<(Finding, Value, Outcome)> {
+        let (ns, name) = ns_name(&obj);
+        let selected = if t.is_namespace() {
+            self.settings.namespaces.includes(name)
+        } else {
+            !t.namespaced || self.settings.namespaces.includes(ns)
+        };
+        if !selected {
+            return None;
+        }
+        out.objects += 1;
+        self.progress.objects.fetch_add(1, Ordering::Relaxed);
+        if t.namespaced && has_migrated_annotation(&obj) {
+            let mut set = self
+                .migrated_namespaces
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if !set.contains(ns) {
+                set.insert(ns.to_string());
+            }
+        }
+        let outcome = self.judge(t, &obj)?;
+        let finding = finding(t, &obj, &outcome);
+        Some((finding, obj, outcome))
+    }
+
+    /// The engine's outcome for an object the webhook would rewrite, or `None` when it would
+    /// leave it alone (out of scope, or nothing to change).
+    fn judge(&self, t: &ResourceType, obj: &Value) -> Option<Outcome> {
+        let migrated = has_migrated_annotation(obj)
+            || (t.is_namespace()
+                && self
+                    .migrated_namespaces
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(ns_name(obj).1));
+        if !self.settings.all && !migrated {
+            return None;
+        }
+        let options = Options {
+            unmapped: self.settings.unmapped,
+            migrated,
+        };
+        let outcome = rewrite(obj, self.table, &options);
+        (!outcome.patch.is_empty() || outcome.is_denied()).then_some(outcome)
+    }
+}
+
+fn ns_name(obj: &Value) -> (&str, &str) {
+    let s = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or_default();
+    (s("/metadata/namespace"), s("/metadata/name"))
+}
+
+fn finding(t: &ResourceType, obj: &Value, outcome: &Outcome) -> Finding {
+    let (ns, name) = ns_name(obj);
+    Finding {
+        kind: t.kind.clone(),
+        api_version: t.api_version(),
+        namespace: (!ns.is_empty()).then(|| ns.to_string()),
+        name: name.to_string(),
+        changes: outcome
+            .rewrites
+            .iter()
+            .map(|r| Change {
+                place: r.location.as_str(),
+                path: r.path(),
+                from: r.from.clone(),
+                to: r.to.clone(),
+            })
+            .collect(),
+        unmapped: outcome
+            .unmapped
+            .iter()
+            .map(|u| UnmappedValue {
+                place: u.location.as_str(),
+                path: u.path(),
+                key: u.key.clone(),
+                value: u.value.clone(),
+                action: match u.action {
+                    UnmappedAction::Removed => "removed",
+                    UnmappedAction::Kept => "kept",
+                    UnmappedAction::Denied => "refused",
+                },
+            })
+            .collect(),
+        fix: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(fix: Option<FixStatus>) -> Finding {
+        Finding {
+            kind: "Deployment".into(),
+            api_version: "apps/v1".into(),
+            namespace: Some("team-a".into()),
+            name: "web".into(),
+            changes: Vec::new(),
+            unmapped: Vec::new(),
+            fix: fix.map(|result| FixResult {
+                result,
+                attempts: 1,
+                dry_run: false,
+                error: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn exit_status_follows_kubectl_diff() {
+        let report = |findings: Vec<Finding>, errors: Vec<String>| Report {
+            findings,
+            errors,
+            ..Report::default()
+        };
+        assert_eq!(report(vec![], vec![]).exit_status(), 0);
+        assert_eq!(report(vec![finding(None)], vec![]).exit_status(), 1);
+        assert_eq!(report(vec![], vec!["x".into()]).exit_status(), 2);
+        assert_eq!(
+            report(vec![finding(Some(FixStatus::Patched))], vec![]).exit_status(),
+            0
+        );
+        assert_eq!(
+            report(vec![finding(Some(FixStatus::Refused))], vec![]).exit_status(),
+            1
+        );
+        assert_eq!(
+            report(
+                vec![
+                    finding(Some(FixStatus::Patched)),
+                    finding(Some(FixStatus::Failed))
+                ],
+                vec![]
+            )
+            .exit_status(),
+            2
+        );
+    }
+
+    #[test]
+    fn namespace_selection() {
+        let only = Namespaces::Only(["a".to_string()].into());
+        assert!(only.includes("a") && !only.includes("b"));
+        let except = Namespaces::AllExcept(["kube-system".to_string()].into());
+        assert!(except.includes("a") && !except.includes("kube-system"));
+    }
+}

@@ -1,0 +1,372 @@
+//! `rancher-remap audit`: the webhook's rewrite checked (and with `--fix` applied) on the objects
+//! already in a cluster. The work is in [`crate::audit`]; this reads flags and prints.
+
+use std::collections::BTreeSet;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+
+use crate::audit::{self, Finding, FixStatus, Namespaces, Progress, Report};
+use crate::mapping::objects::{mappings_from_configmap, mappings_from_file_text, Mappings};
+use crate::rewrite::UnmappedPolicy;
+use crate::server::admission::Scope;
+use crate::source::ConfigMapRef;
+
+/// Audit the objects already in the cluster: report each one the webhook would rewrite.
+///
+/// Lists every object of every resource type the API server lists and patches (core and
+/// custom), in the chosen namespaces, and runs the webhook's rewrite on each. Exit status: 0
+/// when nothing would change, 1 when something would, 2 on errors. With --fix, applies the
+/// webhook's patch to each object, guarded by its resourceVersion (a change made in between is
+/// read again, never overwritten); exit 0 when everything found was fixed, 2 when a patch failed.
+/// Kubernetes credentials: in-cluster, or KUBECONFIG / ~/.kube/config.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub source: AuditSource,
+
+    /// What to do with a project ID that has no mapping, as the webhook does: drop removes the
+    /// label or annotation on migrated objects (selectors are never shortened), keep leaves it,
+    /// deny reports the object as refused.
+    #[arg(long, env = "RANCHER_REMAP_UNMAPPED", value_enum, default_value_t)]
+    pub unmapped: UnmappedPolicy,
+
+    /// Which objects count: migrated (Stork's migrated annotation; a Namespace when it holds
+    /// such an object) or all.
+    #[arg(long, env = "RANCHER_REMAP_SCOPE", value_enum, default_value_t)]
+    pub scope: Scope,
+
+    /// Audit only this namespace (repeatable; comma-separated in the environment variable).
+    /// Default: every namespace except kube-system and the webhook's own, and cluster-scoped
+    /// objects.
+    #[arg(
+        short,
+        long,
+        env = "RANCHER_REMAP_AUDIT_NAMESPACES",
+        value_name = "NS",
+        value_delimiter = ','
+    )]
+    pub namespace: Vec<String>,
+
+    /// The webhook's own namespace, left out by default. Default: the namespace of
+    /// --mappings-configmap, else this pod's namespace, else rancher-remap.
+    #[arg(long, env = "RANCHER_REMAP_WEBHOOK_NAMESPACE", value_name = "NS")]
+    pub webhook_namespace: Option<String>,
+
+    /// Output format: table (for people) or json (one list of findings).
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: AuditOutput,
+
+    /// Patch each object found, as the webhook would have.
+    #[arg(long)]
+    pub fix: bool,
+
+    /// With --fix: none sends the patches; server sends them with dryRun=All (checked and
+    /// admitted by the API server, stored nowhere).
+    #[arg(long, value_enum, default_value_t, requires = "fix")]
+    pub dry_run: DryRun,
+
+    /// Patches tried per object that keeps changing under --fix.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_attempts: u16,
+
+    /// Objects per list request (memory grows with it).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub page_size: u32,
+
+    /// API requests in flight at most.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+}
+
+/// Where the project mappings come from (exactly one), as for `serve`.
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct AuditSource {
+    /// Mappings in storkctl's --project-mappings syntax.
+    #[arg(long, env = "RANCHER_REMAP_PROJECT_MAPPINGS", value_name = "STR")]
+    pub project_mappings: Option<String>,
+
+    /// A mapping ConfigMap, ClusterPair(s) or plain src=dst text.
+    #[arg(long, env = "RANCHER_REMAP_MAPPINGS_FILE", value_name = "PATH")]
+    pub mappings_file: Option<PathBuf>,
+
+    /// The mapping ConfigMap made by `derive`, read through the API server.
+    #[arg(long, env = "RANCHER_REMAP_MAPPINGS_CONFIGMAP", value_name = "NS/NAME")]
+    pub mappings_configmap: Option<ConfigMapRef>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditOutput {
+    /// One line per value that would change.
+    #[default]
+    Table,
+    /// A JSON list of findings, each with kind, apiVersion, namespace, name, changes, unmapped
+    /// (and fix, with --fix).
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum DryRun {
+    #[default]
+    None,
+    Server,
+}
+
+/// Where a pod finds its own namespace.
+const POD_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    // Errors exit 2 here (1 means "something would change").
+    Ok(match runtime.block_on(audit(args)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    })
+}
+
+async fn audit(args: Args) -> Result<u8> {
+    let client = kube::Client::try_default()
+        .await
+        .context("building a Kubernetes client (in-cluster, or KUBECONFIG)")?;
+    let mappings = load_mappings(&args.source, &client).await?;
+    for w in mappings.table.warnings() {
+        eprintln!("warning: {w}");
+    }
+    let namespaces = if args.namespace.is_empty() {
+        let own = args
+            .webhook_namespace
+            .clone()
+            .or_else(|| {
+                args.source
+                    .mappings_configmap
+                    .as_ref()
+                    .map(|c| c.namespace.clone())
+            })
+            .or_else(|| {
+                std::fs::read_to_string(POD_NAMESPACE_FILE)
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+            })
+            .unwrap_or_else(|| "rancher-remap".to_string());
+        Namespaces::AllExcept(BTreeSet::from(["kube-system".to_string(), own]))
+    } else {
+        Namespaces::Only(
+            args.namespace
+                .iter()
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .collect(),
+        )
+    };
+    let settings = audit::Settings {
+        unmapped: args.unmapped,
+        all: args.scope == Scope::All,
+        namespaces,
+        page_size: args.page_size,
+        concurrency: args.concurrency.into(),
+        fix: args.fix.then_some(audit::Fix {
+            dry_run: args.dry_run == DryRun::Server,
+            attempts: args.max_attempts.into(),
+        }),
+    };
+    let progress = Arc::new(Progress::default());
+    let ticker = std::io::stderr()
+        .is_terminal()
+        .then(|| tokio::spawn(show_progress(progress.clone())));
+    let report = audit::run(&client, &mappings.table, &settings, &progress).await;
+    if let Some(t) = ticker {
+        t.abort();
+        eprint!("\r\x1b[K");
+    }
+    let report = report?;
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        AuditOutput::Json => {
+            serde_json::to_writer_pretty(&mut out, &report.findings)?;
+            writeln!(out)?;
+        }
+        AuditOutput::Table => out.write_all(table(&report.findings, args.fix).as_bytes())?,
+    }
+    out.flush()?;
+    summary(&report, &settings);
+    Ok(report.exit_status())
+}
+
+async fn load_mappings(source: &AuditSource, client: &kube::Client) -> Result<Mappings> {
+    Ok(
+        match (
+            &source.project_mappings,
+            &source.mappings_file,
+            &source.mappings_configmap,
+        ) {
+            (Some(text), _, _) => Mappings::from_text(text).context("--project-mappings")?,
+            (_, Some(path), _) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                mappings_from_file_text(&text)
+                    .with_context(|| format!("mappings file {}", path.display()))?
+            }
+            (_, _, Some(at)) => {
+                let api: Api<ConfigMap> = Api::namespaced(client.clone(), &at.namespace);
+                let cm = api
+                    .get(&at.name)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("reading {at}: {}", short(&e)))?;
+                let value = serde_json::to_value(&cm)?;
+                mappings_from_configmap(&value).with_context(|| at.to_string())?
+            }
+            _ => anyhow::bail!(
+                "give one of --project-mappings, --mappings-file or --mappings-configmap"
+            ),
+        },
+    )
+}
+
+/// An API error without the response body.
+fn short(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} {}", s.code, s.reason),
+        other => other.to_string(),
+    }
+}
+
+async fn show_progress(p: Arc<Progress>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        eprint!(
+            "\r\x1b[Kaudit: {}/{} resource types, {} objects, {} found",
+            p.types_done.load(Ordering::Relaxed),
+            p.types_total.load(Ordering::Relaxed),
+            p.objects.load(Ordering::Relaxed),
+            p.findings.load(Ordering::Relaxed),
+        );
+    }
+}
+
+/// One row per value: KIND NAMESPACE NAME PLACE CHANGE (RESULT with --fix).
+fn table(findings: &[Finding], fix: bool) -> String {
+    let mut rows: Vec<Vec<String>> = vec![["KIND", "NAMESPACE", "NAME", "PLACE", "CHANGE"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()];
+    if fix {
+        rows[0].push("RESULT".into());
+    }
+    for f in findings {
+        let result = f.fix.as_ref().map(|x| {
+            let mut s = x.result.as_str().to_string();
+            if x.dry_run && x.result == FixStatus::Patched {
+                s.push_str(" (dry run)");
+            }
+            if let Some(e) = &x.error {
+                s.push_str(": ");
+                s.push_str(e);
+            }
+            s
+        });
+        let values = f
+            .changes
+            .iter()
+            .map(|c| (c.path.clone(), format!("{} -> {}", c.from, c.to)))
+            .chain(f.unmapped.iter().map(|u| {
+                (
+                    u.path.clone(),
+                    format!("{} -> ({}: no mapping)", u.value, u.action),
+                )
+            }));
+        for (path, change) in values {
+            let mut row = vec![
+                f.kind.clone(),
+                f.namespace.clone().unwrap_or_else(|| "-".into()),
+                f.name.clone(),
+                path,
+                change,
+            ];
+            if let Some(r) = &result {
+                row.push(r.clone());
+            }
+            rows.push(row);
+        }
+    }
+    if rows.len() == 1 {
+        return String::new();
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let last = row.len() - 1;
+        for (i, cell) in row.iter().enumerate() {
+            out.push_str(cell);
+            if i < last {
+                let pad = widths[i] - cell.chars().count() + 2;
+                out.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// What was done, on stderr (stdout holds only the findings).
+fn summary(report: &Report, settings: &audit::Settings) {
+    let mut err = std::io::stderr().lock();
+    for s in &report.skipped {
+        let _ = writeln!(err, "skipped: {s}");
+    }
+    for e in &report.errors {
+        let _ = writeln!(err, "error: {e}");
+    }
+    let found = report.findings.len();
+    let _ = match settings.fix {
+        None => writeln!(
+            err,
+            "{found} object(s) would change, of {} audited in {} resource type(s)",
+            report.objects, report.types
+        ),
+        Some(fix) => {
+            let count = |s: FixStatus| {
+                report
+                    .findings
+                    .iter()
+                    .filter(|f| f.fix.as_ref().is_some_and(|x| x.result == s))
+                    .count()
+            };
+            writeln!(
+                err,
+                "{found} object(s) needed a change, of {} audited in {} resource type(s): {} patched{}, {} already clean, {} gone, {} refused, {} failed",
+                report.objects,
+                report.types,
+                count(FixStatus::Patched),
+                if fix.dry_run { " (dry run)" } else { "" },
+                count(FixStatus::AlreadyClean),
+                count(FixStatus::Gone),
+                count(FixStatus::Refused),
+                count(FixStatus::Failed),
+            )
+        }
+    };
+    if !report.errors.is_empty() {
+        let _ = writeln!(
+            err,
+            "the audit is incomplete: {} error(s)",
+            report.errors.len()
+        );
+    }
+}
