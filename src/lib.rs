@@ -7,9 +7,11 @@
 pub mod audit;
 pub mod cli;
 pub mod clusterpair;
+pub mod live;
 pub mod manifest;
 pub mod mapping;
 pub mod rewrite;
 pub mod server;
 pub mod source;
+pub mod text;
 pub mod validate;

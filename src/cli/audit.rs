@@ -15,7 +15,6 @@ use kube::api::Api;
 
 use crate::audit::{self, Finding, FixStatus, Namespaces, Progress, Report};
 use crate::mapping::objects::{mappings_from_configmap, mappings_from_file_text, Mappings};
-use crate::rewrite::UnmappedPolicy;
 use crate::server::admission::Scope;
 use crate::source::ConfigMapRef;
 
@@ -36,7 +35,7 @@ pub struct Args {
     /// label or annotation on migrated objects (selectors are never shortened), keep leaves it,
     /// deny reports the object as refused.
     #[arg(long, env = "RANCHER_REMAP_UNMAPPED", value_enum, default_value_t)]
-    pub unmapped: UnmappedPolicy,
+    pub unmapped: super::Unmapped,
 
     /// Which objects count: migrated (Stork's migrated annotation; a Namespace when it holds
     /// such an object) or all.
@@ -173,7 +172,7 @@ async fn audit(args: Args) -> Result<u8> {
         )
     };
     let settings = audit::Settings {
-        unmapped: args.unmapped,
+        unmapped: args.unmapped.into(),
         all: args.scope == Scope::All,
         namespaces,
         page_size: args.page_size,

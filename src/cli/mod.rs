@@ -64,3 +64,26 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+/// `--unmapped`: what to do with a project ID that has no mapping (the engine's
+/// [`UnmappedPolicy`](crate::rewrite::UnmappedPolicy), as a flag; the core does not know clap).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Unmapped {
+    /// Remove the label or annotation on migrated objects, as Stork does; keep selectors.
+    #[default]
+    Drop,
+    /// Leave every unmapped value as it is.
+    Keep,
+    /// Refuse the object.
+    Deny,
+}
+
+impl From<Unmapped> for crate::rewrite::UnmappedPolicy {
+    fn from(u: Unmapped) -> Self {
+        match u {
+            Unmapped::Drop => Self::Drop,
+            Unmapped::Keep => Self::Keep,
+            Unmapped::Deny => Self::Deny,
+        }
+    }
+}

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use super::{input, OutputFormat};
 use crate::mapping::objects::{mappings_from_file_text, Mappings};
-use crate::rewrite::{describe, rewrite, Options, UnmappedAction, UnmappedPolicy};
+use crate::rewrite::{describe, rewrite, Options, UnmappedAction};
 
 /// Preview the rewrite of manifests (every object counts as migrated).
 ///
@@ -23,7 +23,7 @@ pub struct Args {
     /// What to do with a project ID that has no mapping: drop removes the label or annotation
     /// (selectors are never shortened), keep leaves it, deny refuses the object.
     #[arg(long, value_enum, default_value_t)]
-    pub unmapped: UnmappedPolicy,
+    pub unmapped: super::Unmapped,
 
     /// Output format.
     #[arg(short, long, value_enum, default_value_t)]
@@ -67,7 +67,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mappings = args.mappings.load()?;
     let objects = input::read_objects(&args.files)?;
     let options = Options {
-        unmapped: args.unmapped,
+        unmapped: args.unmapped.into(),
         migrated: true,
     };
 

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use arc_swap::ArcSwapOption;
 
-use crate::rewrite::UnmappedPolicy;
+use crate::live::LiveMappings;
 use crate::server::admission::{Mode, MutateSettings, Scope};
 use crate::server::admission_log::AdmissionLog;
 use crate::server::metrics::Metrics;
@@ -49,7 +48,7 @@ pub struct Args {
     /// What to do with a project ID that has no mapping: drop removes the label or annotation on
     /// migrated objects (selectors are never shortened), keep leaves it, deny refuses the request.
     #[arg(long, env = "RANCHER_REMAP_UNMAPPED", value_enum, default_value_t)]
-    pub unmapped: UnmappedPolicy,
+    pub unmapped: super::Unmapped,
 
     /// Which requests are rewritten: migrated (Stork's migrated annotation, or a migration user)
     /// or all.
@@ -171,10 +170,13 @@ async fn serve(args: Args, metrics: Arc<Metrics>, log: AdmissionLog) -> Result<(
             "give one of --project-mappings, --mappings-file, --mappings-configmap or --validate-only"
         ),
     };
+    let users_given =
+        !args.migration_user.iter().all(|u| u.trim().is_empty()) || args.scope == Scope::All;
+    let live = Arc::new(LiveMappings::new(metrics.clone(), users_given));
     let state = Arc::new(AppState {
-        mappings: ArcSwapOption::empty(),
+        mappings: live.clone(),
         settings: MutateSettings {
-            unmapped: args.unmapped,
+            unmapped: args.unmapped.into(),
             scope: args.scope,
             migration_users: args
                 .migration_user
@@ -191,7 +193,7 @@ async fn serve(args: Args, metrics: Arc<Metrics>, log: AdmissionLog) -> Result<(
         log,
     });
     match source {
-        Some(source) => source::start(source, state.clone(), Duration::from_secs(1)).await?,
+        Some(source) => source::start(source, live, Duration::from_secs(1)).await?,
         None => tracing::info!("validate-only: serving /validate, no mapping table"),
     }
     let files = CertFiles {

@@ -8,8 +8,6 @@ use serde_json::Value;
 
 use super::secret::Secret;
 
-/// API group/version of Stork's ClusterPair.
-pub const API_VERSION: &str = "stork.libopenstorage.org/v1alpha1";
 /// Kind of Stork's ClusterPair.
 pub const KIND: &str = "ClusterPair";
 

@@ -71,11 +71,6 @@ impl<'a> ProjectValue<'a> {
             (Some(_), Some(_)) => Err(IdError::TooManyColons),
         }
     }
-
-    /// Whether this is the `C:P` form.
-    pub fn is_cluster_form(&self) -> bool {
-        self.cluster.is_some()
-    }
 }
 
 impl fmt::Display for ProjectValue<'_> {

@@ -72,7 +72,7 @@ impl Table {
             projects: Map::with_capacity_and_hasher(n, Default::default()),
             ..Table::default()
         };
-        // Index into `parsed` of each distinct entry (parallel to `t.entries`).
+        // Index into `parsed` of each distinct entry, in the order of `t.exact`.
         let mut origin: Vec<usize> = Vec::with_capacity(n);
 
         for (i, e) in parsed.iter().enumerate() {

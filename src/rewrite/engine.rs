@@ -12,7 +12,7 @@ use super::walk::walk;
 use crate::mapping::{LookupRef, Table};
 
 /// What to do with a value the table does not map (docs/behaviour.md).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum UnmappedPolicy {
     /// Remove the label or annotation on migrated objects, as Stork does; keep selectors.
     #[default]

@@ -202,7 +202,7 @@ impl Outcome {
 
 /// A JSON pointer as people read paths: `spec.template.metadata.labels[field.cattle.io/projectId]`,
 /// `...values[1]`. Keys that hold `.` or `/` (label keys) go in brackets; schema fields never do.
-/// Computed only when a message is written, not on the hot path.
+/// Used by messages and the audit annotation (on the hot path, see [`push_display_pointer`]).
 pub fn display_path(pointer: &Pointer) -> String {
     display_pointer(pointer.as_str())
 }

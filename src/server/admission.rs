@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use base64::Engine;
 
-use super::review::{bounded_warnings, truncate, Request, Response};
+use super::review::{bounded_warnings, Request, Response};
 use crate::mapping::objects::Mappings;
 use crate::rewrite::{has_migrated_annotation, rewrite, Options, Outcome, UnmappedPolicy};
+use crate::text::truncate;
 use crate::validate;
 
 /// Which requests `/mutate` rewrites (docs/behaviour.md).

@@ -264,7 +264,7 @@ impl Metrics {
     }
 
     /// Counts a table load, good or rejected. (The entries gauge is set where a table goes
-    /// into force: `AppState::set_mappings`.)
+    /// into force: the `LoadEvents` implementation below.)
     pub fn table_loaded(&self, ok: bool) {
         self.table_reloads
             .get_or_create(&ResultLabels {
@@ -278,5 +278,21 @@ impl Metrics {
         self.table_reloads
             .get_or_create(&ResultLabels { result: "missing" })
             .inc();
+    }
+}
+
+/// The live table's events, counted.
+impl crate::live::LoadEvents for Metrics {
+    fn loaded(&self, mappings: &crate::mapping::objects::Mappings) {
+        self.table_entries.set(mappings.table.len() as i64);
+        self.table_loaded(true);
+    }
+
+    fn rejected(&self) {
+        self.table_loaded(false);
+    }
+
+    fn missing(&self) {
+        self.table_missing();
     }
 }

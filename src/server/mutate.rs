@@ -620,7 +620,7 @@ fn audit_text(walked: &Walked<'_, '_>, findings: &[Found<'_, '_>], options: &Opt
             text.push_str(" removed");
         }
     }
-    super::review::truncate(text, MAX)
+    crate::text::truncate(text, MAX)
 }
 
 /// `,"warnings":[...]` when there are any.

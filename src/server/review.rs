@@ -150,19 +150,6 @@ pub fn decode<O: DeserializeOwned>(body: &[u8]) -> Result<Request<O>, ReviewErro
     review.request.ok_or(ReviewError::NoRequest)
 }
 
-/// Cuts `s` to at most `max` bytes (on a character boundary), marking the cut with `…`.
-pub fn truncate(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push('…');
-    }
-    s
-}
-
 /// `response.status` of a denial.
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Status {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwapOption;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -21,12 +20,12 @@ use super::admission_log::{Admission, AdmissionLog, Record};
 use super::metrics::{EndpointMetrics, Metrics};
 use super::mutate;
 use super::review;
-use crate::mapping::objects::Mappings;
+use crate::live::LiveMappings;
 
 /// What the handlers share. The table is swapped atomically; requests never wait on a reload.
 pub struct AppState {
-    /// `None` until the first good table: not ready.
-    pub mappings: ArcSwapOption<Mappings>,
+    /// The mapping table in force (none until the first good one: not ready).
+    pub mappings: Arc<LiveMappings>,
     pub settings: MutateSettings,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
@@ -43,14 +42,6 @@ pub struct AppState {
 /// When a request's head began (set per connection by the server; see `deadlines`).
 #[derive(Clone, Copy, Debug)]
 pub struct RequestStart(pub tokio::time::Instant);
-
-impl AppState {
-    /// Puts a new table in force.
-    pub fn set_mappings(&self, m: Mappings) {
-        self.metrics.table_entries.set(m.table.len() as i64);
-        self.mappings.store(Some(Arc::new(m)));
-    }
-}
 
 /// The webhook routes (served over TLS).
 pub fn webhook(state: Arc<AppState>) -> Router {
@@ -83,7 +74,7 @@ pub fn admin(state: Arc<AppState>) -> Router {
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     if s.validate_only {
         (StatusCode::OK, "ready (validate-only)").into_response()
-    } else if s.mappings.load().is_some() {
+    } else if s.mappings.is_loaded() {
         (StatusCode::OK, "ready").into_response()
     } else {
         (

@@ -23,8 +23,8 @@ use kube::runtime::watcher::{self, watcher, Event as WatchEvent};
 use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource, ResourceExt};
 
+use crate::live::LiveMappings;
 use crate::mapping::objects::mappings_from_configmap;
-use crate::server::routes::AppState;
 
 /// `NS/NAME` of the mapping ConfigMap.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,7 +67,7 @@ const CONTROLLER: &str = "rancher-remap";
 const NOTE_MAX: usize = 1000;
 
 /// Watches the ConfigMap for ever, putting each good version in force.
-pub async fn follow(client: Client, at: ConfigMapRef, state: Arc<AppState>) {
+pub async fn follow(client: Client, at: ConfigMapRef, live: Arc<LiveMappings>) {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &at.namespace);
     let reporter = Reporter::new(client, &at);
     let config = watcher::Config::default().fields(&format!("metadata.name={}", at.name));
@@ -80,44 +80,58 @@ pub async fn follow(client: Client, at: ConfigMapRef, state: Arc<AppState>) {
             Ok(WatchEvent::Init) => listed = false,
             Ok(WatchEvent::InitApply(cm)) | Ok(WatchEvent::Apply(cm)) => {
                 listed = true;
-                load(&state, &reporter, &origin, cm).await;
+                load(&live, &reporter, &origin, cm).await;
             }
             Ok(WatchEvent::InitDone) => {
                 if !listed {
-                    missing(&state, &reporter, &origin, "was not found");
+                    missing(&live, &reporter, &origin, "was not found");
                 }
             }
-            Ok(WatchEvent::Delete(_)) => missing(&state, &reporter, &origin, "was deleted"),
+            Ok(WatchEvent::Delete(_)) => missing(&live, &reporter, &origin, "was deleted"),
             Err(e) => {
                 // The watcher retries with backoff; say why, without the response body.
-                tracing::warn!(source = %origin, error = %e, "watching the mapping ConfigMap failed; retrying with backoff; {}", super::kept(&state));
+                tracing::warn!(source = %origin, error = %e, "watching the mapping ConfigMap failed; retrying with backoff; {}", live.kept());
             }
         }
     }
 }
 
-async fn load(state: &AppState, reporter: &Reporter, origin: &str, cm: ConfigMap) {
+async fn load(live: &LiveMappings, reporter: &Reporter, origin: &str, cm: ConfigMap) {
     let version = cm.resource_version().unwrap_or_default();
     let origin = format!("{origin} (resourceVersion {version})");
     // Building a large table takes tens of milliseconds: off the request threads.
     let meta = cm.meta().clone();
     let result = tokio::task::spawn_blocking(move || {
         serde_json::to_value(&cm)
-            .map_err(|e| e.to_string())
-            .and_then(|v| mappings_from_configmap(&v).map_err(|e| e.to_string()))
+            .map_err(ConfigMapError::Shape)
+            .and_then(|v| mappings_from_configmap(&v).map_err(ConfigMapError::Invalid))
     })
     .await
-    .unwrap_or_else(|_| Err("internal error while building the table".to_string()));
+    .unwrap_or(Err(ConfigMapError::Internal));
     if let Err(e) = &result {
-        let note = format!("mapping table rejected; {}: {e}", super::kept(state));
+        let note = format!("mapping table rejected; {}: {e}", live.kept());
         reporter.warn("MappingsRejected", note, Some(&meta));
     }
-    super::put_in_force(state, &origin, result);
+    live.put(&origin, result);
 }
 
-fn missing(state: &AppState, reporter: &Reporter, origin: &str, what: &str) {
-    state.metrics.table_missing();
-    let kept = super::kept(state);
+/// Why a version of the ConfigMap was not put in force.
+#[derive(Debug, thiserror::Error)]
+enum ConfigMapError {
+    /// Not a ConfigMap the API server would send (never quoted: it is the object's text).
+    #[error("the ConfigMap could not be read")]
+    Shape(#[source] serde_json::Error),
+    /// Its mappings are broken.
+    #[error(transparent)]
+    Invalid(crate::mapping::MappingErrors),
+    /// Building the table panicked.
+    #[error("internal error while building the table")]
+    Internal,
+}
+
+fn missing(live: &LiveMappings, reporter: &Reporter, origin: &str, what: &str) {
+    live.missing();
+    let kept = live.kept();
     tracing::error!(source = %origin, "the mapping ConfigMap {what}; {kept}");
     reporter.warn(
         "MappingsMissing",
@@ -168,7 +182,7 @@ impl Reporter {
             type_: Some("Warning".into()),
             reason: Some(reason.into()),
             action: Some("LoadMappings".into()),
-            note: Some(crate::server::review::truncate(note, NOTE_MAX)),
+            note: Some(crate::text::truncate(note, NOTE_MAX)),
             regarding: Some(regarding),
             reporting_controller: Some(format!("{CONTROLLER}.io/webhook")),
             reporting_instance: Some(self.instance.clone()),

@@ -1,6 +1,6 @@
 //! `--mappings-file`: a file followed for changes by polling its content.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::mapping::objects::{mappings_from_file_text, Mappings, MappingsFileError};
@@ -20,15 +20,6 @@ pub enum LoadError {
 /// Loads the static mapping.
 pub fn load_static(text: &str) -> Result<Mappings, LoadError> {
     Ok(Mappings::from_text(text).map_err(MappingsFileError::from)?)
-}
-
-/// Loads a mappings file.
-pub fn load_file(path: &Path) -> Result<Mappings, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    Ok(mappings_from_file_text(&text)?)
 }
 
 /// Follows a mappings file: whenever its content changes (an edit, or kubelet's atomic `..data`

@@ -135,8 +135,12 @@ async fn start_fed(
     let (log, _writer) = rancher_remap::server::admission_log::AdmissionLog::start(
         metrics.log_lines_dropped.clone(),
     );
+    let live = Arc::new(rancher_remap::live::LiveMappings::new(
+        metrics.clone(),
+        !settings.migration_users.is_empty(),
+    ));
     let state = Arc::new(AppState {
-        mappings: arc_swap::ArcSwapOption::empty(),
+        mappings: live.clone(),
         settings,
         metrics,
         log,
@@ -147,16 +151,12 @@ async fn start_fed(
     });
     match feed {
         Feed::Source(source) => {
-            rancher_remap::source::start(source, state.clone(), Duration::from_millis(100))
+            rancher_remap::source::start(source, live, Duration::from_millis(100))
                 .await
                 .unwrap()
         }
         Feed::Watch(client, at) => {
-            tokio::spawn(rancher_remap::source::configmap::follow(
-                client,
-                at,
-                state.clone(),
-            ));
+            tokio::spawn(rancher_remap::source::configmap::follow(client, at, live));
         }
         Feed::ValidateOnly => {}
     }

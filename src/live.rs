@@ -1,0 +1,100 @@
+//! The mapping table in force. Sources put tables in; the server reads them. A new table is
+//! swapped in whole and atomically, so a request never waits for a reload and never sees half a
+//! table; a bad one leaves the one in force. What happens is reported through [`LoadEvents`]
+//! (the server's metrics implement it), so this module names neither the sources nor the server.
+
+use std::fmt::Display;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+
+use crate::mapping::objects::Mappings;
+
+/// What a table source reports, for whoever counts it.
+pub trait LoadEvents: Send + Sync {
+    /// A table went into force.
+    fn loaded(&self, mappings: &Mappings);
+    /// A table was refused (the one in force, if any, stays).
+    fn rejected(&self);
+    /// The source has no table any more (the mapping ConfigMap deleted or not found).
+    fn missing(&self);
+}
+
+/// Reports nothing (tools and tests that do not count).
+#[derive(Debug, Default)]
+pub struct Unreported;
+
+impl LoadEvents for Unreported {
+    fn loaded(&self, _: &Mappings) {}
+    fn rejected(&self) {}
+    fn missing(&self) {}
+}
+
+/// The table in force (`None` until the first good one: not ready).
+pub struct LiveMappings {
+    current: ArcSwapOption<Mappings>,
+    events: Arc<dyn LoadEvents>,
+    /// Whether migration users come from elsewhere (`--migration-user`), so a table without any
+    /// is not worth a warning.
+    users_given: bool,
+}
+
+impl LiveMappings {
+    /// `users_given`: migration users are known without the table (see [`LiveMappings::put`]).
+    pub fn new(events: Arc<dyn LoadEvents>, users_given: bool) -> LiveMappings {
+        LiveMappings {
+            current: ArcSwapOption::empty(),
+            events,
+            users_given,
+        }
+    }
+
+    /// The table in force, if any.
+    pub fn load_full(&self) -> Option<Arc<Mappings>> {
+        self.current.load_full()
+    }
+
+    /// Whether a table is in force.
+    pub fn is_loaded(&self) -> bool {
+        self.current.load().is_some()
+    }
+
+    /// Puts a good table in force, or keeps the one in force and says why not (`origin` names
+    /// the source in the log). Returns whether the new table went in.
+    pub fn put<E: Display>(&self, origin: &str, result: Result<Mappings, E>) -> bool {
+        match result {
+            Ok(m) => {
+                for w in m.table.warnings() {
+                    tracing::warn!(source = %origin, "{w}");
+                }
+                tracing::info!(source = %origin, entries = m.table.len(), migration_users = m.migration_users.len(), "mapping table loaded");
+                if !self.users_given && m.migration_users.is_empty() {
+                    // Stork does not mark the Namespaces it creates: only the writer's name tells.
+                    tracing::warn!(source = %origin, "no migration user is known (--migration-user, or the mapping ConfigMap's rancher-remap.io/migration-users annotation): the Namespaces Stork creates keep their source project IDs");
+                }
+                self.events.loaded(&m);
+                self.current.store(Some(Arc::new(m)));
+                true
+            }
+            Err(e) => {
+                self.events.rejected();
+                tracing::error!(source = %origin, error = %e, "mapping table rejected; {}", self.kept());
+                false
+            }
+        }
+    }
+
+    /// The source lost its table; the one in force stays.
+    pub fn missing(&self) {
+        self.events.missing();
+    }
+
+    /// What the server does without a new table, for messages.
+    pub fn kept(&self) -> &'static str {
+        if self.is_loaded() {
+            "keeping the last good table"
+        } else {
+            "not ready until a good table is loaded"
+        }
+    }
+}
