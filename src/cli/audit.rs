@@ -14,8 +14,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 
 use crate::audit::{self, Finding, FixStatus, Namespaces, Progress, Report};
-use crate::mapping::objects::{mappings_from_configmap, mappings_from_file_text, Mappings};
+use crate::mapping::objects::{mappings_from_configmap, Mappings};
 use crate::server::admission::Scope;
+use crate::source::mappings_file::mappings_from_file_text;
 use crate::source::ConfigMapRef;
 
 /// Audit the objects already in the cluster: report each one the webhook would rewrite.

@@ -10,9 +10,11 @@ use anyhow::Result;
 use super::{input, OutputFormat};
 use crate::clusterpair::{current_identity, ClusterPair, Identity};
 use crate::mapping::objects::{
-    build_configmap, entries_text, parse_clusterpair, parse_configmap_data, DEFAULT_CONFIGMAP_NAME,
+    entries_text, parse_configmap_data, DEFAULT_CONFIGMAP_NAME, MAPPINGS_LABEL,
+    MIGRATION_USERS_ANNOTATION,
 };
 use crate::mapping::Table;
+use serde_json::{json, Value};
 
 /// Derive the mapping ConfigMap from ClusterPair(s).
 ///
@@ -64,7 +66,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
         };
         let who = format!("ClusterPair {}/{}", cp.metadata.namespace, cp.metadata.name);
-        let mut parsed = parse_clusterpair(&cp);
+        let mut parsed = cp.parse_mappings();
         if parsed.entries.is_empty() && parsed.errors.is_empty() {
             writeln!(err, "error: {who} has no spec.platformOptions.rancher.projectMappings (storkctl generate clusterpair ... --project-mappings src=dst,...)")?;
             failed = true;
@@ -112,4 +114,28 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .lock()
         .write_all(input::render(vec![cm], args.output)?.as_bytes())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the mapping ConfigMap (docs/behaviour.md).
+fn build_configmap(
+    name: &str,
+    namespace: &str,
+    data: &BTreeMap<String, String>,
+    migration_users: &[String],
+) -> Value {
+    let mut cm = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": { MAPPINGS_LABEL: "true" },
+        },
+        "data": data,
+    });
+    if !migration_users.is_empty() {
+        cm["metadata"]["annotations"] =
+            json!({ MIGRATION_USERS_ANNOTATION: migration_users.join(",") });
+    }
+    cm
 }

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use super::{input, OutputFormat};
-use crate::mapping::objects::{mappings_from_file_text, Mappings};
+use crate::mapping::objects::Mappings;
 use crate::rewrite::{describe, rewrite, Options, UnmappedAction};
+use crate::source::mappings_file::mappings_from_file_text;
 
 /// Preview the rewrite of manifests (every object counts as migrated).
 ///

@@ -158,6 +158,16 @@ impl ClusterPair {
         format!("{ns}.{}", self.metadata.name)
     }
 
+    /// Parses `spec.platformOptions.rancher.projectMappings` (each entry checked on its own;
+    /// the checks across entries are the table's).
+    pub fn parse_mappings(&self) -> crate::mapping::Parsed {
+        let pairs = self.project_mappings();
+        crate::mapping::parse_map(
+            pairs.iter().map(|(s, d)| (s.as_str(), d.as_str())),
+            &crate::mapping::Origin::ClusterPair,
+        )
+    }
+
     /// The project mappings as `(src, dst)` strings; a non-string value becomes its JSON text
     /// (and then fails the ID check with a message naming the entry).
     pub fn project_mappings(&self) -> Vec<(String, String)> {

@@ -1,12 +1,12 @@
-//! Mappings as Kubernetes carries them: a ClusterPair's `projectMappings`, and the mapping
-//! ConfigMap that `derive` makes from ClusterPairs (docs/behaviour.md). Pure functions over values.
+//! Mappings as the mapping ConfigMap carries them (data keys of mapping text, the migration
+//! users annotation): pure functions over values. ClusterPairs read their own mappings
+//! (`clusterpair`); the files and objects they come in are read at the edges (`source`, `cli`).
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::{parse_map, parse_text, MappingErrors, Origin, Parsed, Table};
-use crate::clusterpair::ClusterPair;
+use super::{parse_text, MappingErrors, Origin, Parsed, Table};
 
 /// Label that marks a mapping ConfigMap (and selects it for validation).
 pub const MAPPINGS_LABEL: &str = "rancher-remap.io/mappings";
@@ -70,6 +70,15 @@ pub fn configmap_data(cm: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// The migration users a mapping ConfigMap names (its [`MIGRATION_USERS_ANNOTATION`]).
+pub fn migration_users(cm: &Value) -> Vec<String> {
+    cm.pointer("/metadata/annotations")
+        .and_then(|a| a.get(MIGRATION_USERS_ANNOTATION))
+        .and_then(Value::as_str)
+        .map(parse_migration_users)
+        .unwrap_or_default()
+}
+
 /// Splits the migration-users annotation value.
 pub fn parse_migration_users(value: &str) -> Vec<String> {
     value
@@ -84,25 +93,11 @@ pub fn parse_migration_users(value: &str) -> Vec<String> {
 /// a conflict across keys rejects the whole table.
 pub fn mappings_from_configmap(cm: &Value) -> Result<Mappings, MappingErrors> {
     let table = Table::build(parse_configmap_data(&configmap_data(cm)))?;
-    let migration_users = cm
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(MIGRATION_USERS_ANNOTATION))
-        .and_then(Value::as_str)
-        .map(parse_migration_users)
-        .unwrap_or_default();
+    let migration_users = migration_users(cm);
     Ok(Mappings {
         table,
         migration_users,
     })
-}
-
-/// Parses a ClusterPair's `spec.platformOptions.rancher.projectMappings`.
-pub fn parse_clusterpair(cp: &ClusterPair) -> Parsed {
-    let pairs = cp.project_mappings();
-    parse_map(
-        pairs.iter().map(|(s, d)| (s.as_str(), d.as_str())),
-        &Origin::ClusterPair,
-    )
 }
 
 /// Mapping text for one ConfigMap data key: one `src=dst` entry a line.
@@ -113,109 +108,4 @@ pub fn entries_text<S: std::fmt::Display, D: std::fmt::Display>(
         .into_iter()
         .map(|(s, d)| format!("{s}={d}\n"))
         .collect()
-}
-
-/// Builds the mapping ConfigMap (docs/behaviour.md).
-pub fn build_configmap(
-    name: &str,
-    namespace: &str,
-    data: &BTreeMap<String, String>,
-    migration_users: &[String],
-) -> Value {
-    let mut cm = json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": { MAPPINGS_LABEL: "true" },
-        },
-        "data": data,
-    });
-    if !migration_users.is_empty() {
-        cm["metadata"]["annotations"] =
-            json!({ MIGRATION_USERS_ANNOTATION: migration_users.join(",") });
-    }
-    cm
-}
-
-/// Whether a mappings file is a Kubernetes manifest rather than mapping text: JSON (`{` or
-/// `[` first), or YAML with a top-level `apiVersion:` or `kind:` key.
-pub fn looks_like_manifest(text: &str) -> bool {
-    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
-    trimmed.starts_with('{')
-        || trimmed.starts_with('[')
-        || text.lines().any(|l| {
-            let l = l.trim_start_matches('\u{feff}');
-            l.starts_with("apiVersion:") || l.starts_with("kind:") || l.starts_with("---")
-        })
-}
-
-/// Why a mappings file could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum MappingsFileError {
-    /// The mappings themselves are broken.
-    #[error(transparent)]
-    Invalid(#[from] MappingErrors),
-    /// A manifest that does not parse (reported by position only).
-    #[error(transparent)]
-    Manifest(#[from] crate::manifest::ManifestError),
-    /// A document of an unexpected kind.
-    #[error("{0}")]
-    Unsupported(String),
-}
-
-/// Reads a `--mappings-file`: mapping ConfigMap(s), ClusterPair(s) (YAML or JSON), or plain
-/// §3 text. ClusterPairs are merged as `derive` would merge them, one data key each.
-pub fn mappings_from_file_text(text: &str) -> Result<Mappings, MappingsFileError> {
-    // A manifest is never re-read as mapping text: a broken ClusterPair would otherwise come
-    // back as "entries" holding its token and keys. Anything else is plain mapping text (which
-    // may look like YAML, as `p-a: p-b` does; parse_text then explains the `=`).
-    if !looks_like_manifest(text) {
-        return Ok(Mappings::from_text(text)?);
-    }
-    let docs = crate::manifest::parse_objects(text)?;
-    if docs.is_empty() {
-        return Err(MappingErrors(vec![super::MappingError::NoEntries]).into());
-    }
-    let mut data = BTreeMap::new();
-    let mut users = Vec::new();
-    let mut per_doc = Parsed::default();
-    for (i, doc) in docs.iter().enumerate() {
-        if is_configmap(doc) {
-            let cm_data = configmap_data(doc);
-            if let Some(u) = doc
-                .pointer("/metadata/annotations")
-                .and_then(|a| a.get(MIGRATION_USERS_ANNOTATION))
-                .and_then(Value::as_str)
-            {
-                users.extend(parse_migration_users(u));
-            }
-            data.extend(cm_data);
-        } else if let Ok(cp) = ClusterPair::from_value(doc) {
-            let parsed = parse_clusterpair(&cp);
-            if parsed.errors.is_empty() {
-                let entries = parsed.entries.iter().map(|e| (e.src(), e.dst()));
-                data.insert(cp.data_key(), entries_text(entries));
-            }
-            per_doc.extend(Parsed {
-                entries: Vec::new(),
-                errors: parsed.errors,
-            });
-        } else {
-            // The kind is not quoted: it is the document's text.
-            return Err(MappingsFileError::Unsupported(format!(
-                "document #{} is not a ConfigMap or a ClusterPair (a mappings file holds ConfigMaps, ClusterPairs or plain src=dst text)",
-                i + 1
-            )));
-        }
-    }
-    let mut parsed = parse_configmap_data(&data);
-    parsed.errors.splice(0..0, per_doc.errors);
-    users.sort();
-    users.dedup();
-    Ok(Mappings {
-        table: Table::build(parsed)?,
-        migration_users: users,
-    })
 }

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::mapping::objects::{mappings_from_file_text, Mappings, MappingsFileError};
+use super::mappings_file::{mappings_from_file_text, MappingsFileError};
+use crate::mapping::objects::Mappings;
 
 /// Why a table could not be loaded.
 #[derive(Debug, thiserror::Error)]

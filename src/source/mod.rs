@@ -5,6 +5,7 @@
 
 pub mod configmap;
 mod file;
+pub mod mappings_file;
 
 use std::path::PathBuf;
 use std::sync::Arc;

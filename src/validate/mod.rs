@@ -6,9 +6,7 @@ mod kubeconfig;
 use serde_json::Value;
 
 use crate::clusterpair::{is_clusterpair, ClusterPair};
-use crate::mapping::objects::{
-    configmap_data, is_mapping_configmap, parse_clusterpair, parse_configmap_data,
-};
+use crate::mapping::objects::{configmap_data, is_mapping_configmap, parse_configmap_data};
 use crate::mapping::{MappingErrors, Table};
 
 /// One finding, with the field path it is about. Messages never hold a credential.
@@ -102,7 +100,7 @@ pub fn check_clusterpair(obj: &Value, now: i64) -> Report {
     };
     // Stork users without Rancher have no mappings: nothing to check then. (A mapping table
     // with no entries is refused where tables are made, not here.)
-    let parsed = parse_clusterpair(&cp);
+    let parsed = cp.parse_mappings();
     if !(parsed.entries.is_empty() && parsed.errors.is_empty()) {
         report.mappings(Table::build(parsed));
     }

@@ -34,7 +34,7 @@ fn fixtures() -> Vec<(String, String)> {
 
 fn mappings() -> Mappings {
     let text = std::fs::read_to_string(repo("deploy/examples/mappings-configmap.yaml")).unwrap();
-    rancher_remap::mapping::objects::mappings_from_file_text(&text).unwrap()
+    rancher_remap::source::mappings_file::mappings_from_file_text(&text).unwrap()
 }
 
 fn kube_request(body: &str) -> AdmissionRequest<DynamicObject> {

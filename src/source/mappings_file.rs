@@ -1,0 +1,124 @@
+//! A mappings file (`--mappings-file`, `rewrite --mappings-file`, `audit --mappings-file`): mapping
+//! ConfigMap(s), ClusterPair(s) (YAML or JSON), or plain `src=dst` text. ClusterPairs are merged
+//! as `derive` would merge them, one data key each.
+
+use std::collections::BTreeMap;
+
+use crate::clusterpair::ClusterPair;
+use crate::mapping::objects::{
+    configmap_data, entries_text, is_configmap, migration_users, parse_configmap_data, Mappings,
+};
+use crate::mapping::{MappingError, MappingErrors, Parsed, Table};
+
+/// Whether a mappings file is a Kubernetes manifest rather than mapping text: JSON (`{` or
+/// `[` first), or YAML with a top-level `apiVersion:` or `kind:` key.
+pub fn looks_like_manifest(text: &str) -> bool {
+    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+    trimmed.starts_with('{')
+        || trimmed.starts_with('[')
+        || text.lines().any(|l| {
+            let l = l.trim_start_matches('\u{feff}');
+            l.starts_with("apiVersion:") || l.starts_with("kind:") || l.starts_with("---")
+        })
+}
+
+/// Why a mappings file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum MappingsFileError {
+    /// The mappings themselves are broken.
+    #[error(transparent)]
+    Invalid(#[from] MappingErrors),
+    /// A manifest that does not parse (reported by position only).
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
+    /// A document of an unexpected kind.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Reads a mappings file's text.
+pub fn mappings_from_file_text(text: &str) -> Result<Mappings, MappingsFileError> {
+    // A manifest is never re-read as mapping text: a broken ClusterPair would otherwise come
+    // back as "entries" holding its token and keys. Anything else is plain mapping text (which
+    // may look like YAML, as `p-a: p-b` does; parse_text then explains the `=`).
+    if !looks_like_manifest(text) {
+        return Ok(Mappings::from_text(text)?);
+    }
+    let docs = crate::manifest::parse_objects(text)?;
+    if docs.is_empty() {
+        return Err(MappingErrors(vec![MappingError::NoEntries]).into());
+    }
+    let mut data = BTreeMap::new();
+    let mut users = Vec::new();
+    let mut per_doc = Parsed::default();
+    for (i, doc) in docs.iter().enumerate() {
+        if is_configmap(doc) {
+            users.extend(migration_users(doc));
+            data.extend(configmap_data(doc));
+        } else if let Ok(cp) = ClusterPair::from_value(doc) {
+            let parsed = cp.parse_mappings();
+            if parsed.errors.is_empty() {
+                let entries = parsed.entries.iter().map(|e| (e.src(), e.dst()));
+                data.insert(cp.data_key(), entries_text(entries));
+            }
+            per_doc.extend(Parsed {
+                entries: Vec::new(),
+                errors: parsed.errors,
+            });
+        } else {
+            // The kind is not quoted: it is the document's text.
+            return Err(MappingsFileError::Unsupported(format!(
+                "document #{} is not a ConfigMap or a ClusterPair (a mappings file holds ConfigMaps, ClusterPairs or plain src=dst text)",
+                i + 1
+            )));
+        }
+    }
+    let mut parsed = parse_configmap_data(&data);
+    parsed.errors.splice(0..0, per_doc.errors);
+    users.sort();
+    users.dedup();
+    Ok(Mappings {
+        table: Table::build(parsed)?,
+        migration_users: users,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::Lookup;
+
+    #[test]
+    fn mappings_file_kinds() {
+        let plain = mappings_from_file_text("p-a=p-b\n").unwrap();
+        assert_eq!(plain.table.len(), 1);
+        let yamlish = mappings_from_file_text("p-a: p-b\n")
+            .unwrap_err()
+            .to_string();
+        assert!(yamlish.contains("did you mean \"p-a=p-b\""), "{yamlish}");
+        let cp = "apiVersion: stork.libopenstorage.org/v1alpha1\nkind: ClusterPair\nmetadata: {name: remote, namespace: mig}\nspec:\n  platformOptions:\n    rancher:\n      projectMappings: {p-a: p-b}\n";
+        let m = mappings_from_file_text(cp).unwrap();
+        assert_eq!(m.table.lookup("p-a"), Lookup::Rewrite("p-b".into()));
+        let other = mappings_from_file_text("apiVersion: v1\nkind: Secret\n").unwrap_err();
+        assert!(
+            other
+                .to_string()
+                .contains("document #1 is not a ConfigMap or a ClusterPair"),
+            "{other}"
+        );
+        // A manifest is never re-read as mapping text, and its errors give only a position.
+        let broken = "apiVersion: v1\nkind: ConfigMap\ndata:\n  k: \"p-a=p-b\n    token: s3cr3t\n";
+        let e = mappings_from_file_text(broken).unwrap_err().to_string();
+        assert!(e.starts_with("invalid YAML at line"), "{e}");
+        assert!(!e.contains("s3cr3t") && !e.contains("no '='"), "{e}");
+        for empty in [
+            "",
+            "\n\n",
+            "  \n",
+            "apiVersion: v1\nkind: ConfigMap\ndata: {}\n",
+        ] {
+            let e = mappings_from_file_text(empty).unwrap_err().to_string();
+            assert!(e.contains("no mapping entries"), "{empty:?}: {e}");
+        }
+    }
+}
