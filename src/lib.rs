@@ -1,7 +1,10 @@
 //! rancher-remap: rewrites Rancher project IDs in objects that Portworx Stork migrates between
 //! clusters, and validates the ClusterPairs that carry the mapping.
 //!
-//! The core is pure ([`mapping`], [`rewrite`], [`validate`]); the edges ([`cli`]) do the I/O.
+//! The core is pure and knows nothing of the edges: [`mapping`] (IDs, syntax, the lookup table),
+//! [`rewrite`] (where project IDs live and the engine), [`clusterpair`] and [`validate`]. The
+//! edges do the I/O: [`server`] (the webhook), [`source`] (where tables come from), [`live`] (the
+//! table in force between them), [`audit`] (existing objects) and [`cli`].
 #![forbid(unsafe_code)]
 
 pub mod audit;

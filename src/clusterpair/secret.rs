@@ -1,30 +1,41 @@
-//! A credential field whose `Debug` and `Display` never show its content.
+//! A credential field of a ClusterPair's kubeconfig: held in `secrecy`'s `SecretString` (never
+//! formatted, zeroed when dropped), read leniently so that a wrongly typed credential never
+//! reaches a serde error message.
 
 use std::fmt;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
 /// A token, password, key or certificate body from a ClusterPair's kubeconfig. It is only
 /// read by the checks that need it; formatting it prints a placeholder.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
+#[derive(Clone, Default)]
+pub struct Secret(SecretString);
 
 impl Secret {
     /// Wraps a credential.
     pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
+        Secret(SecretString::from(s.into()))
     }
 
     /// The credential itself. Callers must not put it in any message.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 
     /// Whether the field is present but empty.
     pub fn is_empty(&self) -> bool {
-        self.0.trim().is_empty()
+        self.expose().trim().is_empty()
     }
 }
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -44,7 +55,7 @@ impl<'de> Deserialize<'de> for Secret {
     /// reported by the checks as missing or malformed.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = serde_json::Value::deserialize(d)?;
-        Ok(Secret(match v {
+        Ok(Secret::new(match v {
             serde_json::Value::String(s) => s,
             _ => String::new(),
         }))
