@@ -67,7 +67,8 @@ preview: build
 
 ## certs: development certificates in certs/ (kept when present).
 certs/tls.crt: | build
-	$(BIN) certs --out certs --service rancher-remap --namespace rancher-remap > /dev/null
+	$(BIN) certs --out certs --service rancher-remap --namespace rancher-remap \
+	  $$([ -f certs/ca.crt ] && [ -f certs/ca.key ] && echo --reuse-ca) > /dev/null
 
 certs: certs/tls.crt
 

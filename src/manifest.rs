@@ -124,13 +124,13 @@ fn expand(doc: Value, position: usize, out: &mut Vec<Value>) -> Result<(), Manif
 }
 
 /// Renders objects as a YAML stream, one document each, in order.
-pub fn to_yaml_stream(objects: &[Value]) -> Result<String, String> {
+pub fn to_yaml_stream(objects: &[Value]) -> Result<String, serde_saphyr::ser::Error> {
     let mut out = String::new();
     for (i, o) in objects.iter().enumerate() {
         if i > 0 {
             out.push_str("---\n");
         }
-        out.push_str(&serde_saphyr::to_string(o).map_err(|e| e.to_string())?);
+        out.push_str(&serde_saphyr::to_string(o)?);
         if !out.ends_with('\n') {
             out.push('\n');
         }

@@ -44,9 +44,7 @@ pub fn read_objects(paths: &[PathBuf]) -> Result<Vec<Value>> {
 /// Renders objects in the chosen format.
 pub fn render(objects: Vec<Value>, format: super::OutputFormat) -> Result<String> {
     Ok(match format {
-        super::OutputFormat::Yaml => {
-            manifest::to_yaml_stream(&objects).map_err(anyhow::Error::msg)?
-        }
+        super::OutputFormat::Yaml => manifest::to_yaml_stream(&objects)?,
         super::OutputFormat::Json => {
             let v = if objects.len() == 1 {
                 objects.into_iter().next().unwrap_or_default()

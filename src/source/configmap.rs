@@ -142,7 +142,9 @@ fn missing(live: &LiveMappings, reporter: &Reporter, origin: &str, what: &str) {
 
 /// Posts Warning Events about the ConfigMap (events.k8s.io/v1; RBAC: create only). Posting
 /// happens in the background with a timeout: an API server that refuses or hangs must not
-/// hold up the next table.
+/// hold up the next table. (kube-runtime's `Recorder` would patch a repeated Event's series,
+/// which needs `patch` on Events too; each Event is created under its own name instead, so the
+/// Role grants `create` alone.)
 struct Reporter {
     api: Api<Event>,
     at: ConfigMapRef,
