@@ -1367,6 +1367,7 @@ fn chart_values_are_closed_and_checked() {
         (&["--set", "image.tg=1.0"][..], "tg"),
         (&["--set", "role=both"][..], "role"),
         (&["--set", "unmapped=remove"][..], "unmapped"),
+        (&["--set", "mode=dry-run"][..], "mode"),
         (
             &["--set", "webhook.failurePolicy=fail"][..],
             "failurePolicy",
@@ -1498,6 +1499,8 @@ fn chart_settings_reach_the_server_and_the_webhooks() {
                 "--set",
                 "unmapped=deny",
                 "--set",
+                "mode=warn",
+                "--set",
                 "webhook.failurePolicy=Ignore",
                 "--set",
                 "webhook.timeoutSeconds=3",
@@ -1525,6 +1528,7 @@ fn chart_settings_reach_the_server_and_the_webhooks() {
     let c = container(&d);
     assert_eq!(env(c, "RANCHER_REMAP_SCOPE"), Some("all"));
     assert_eq!(env(c, "RANCHER_REMAP_UNMAPPED"), Some("deny"));
+    assert_eq!(env(c, "RANCHER_REMAP_MODE"), Some("warn"));
     assert_eq!(
         c.image.as_deref(),
         Some("registry.example.com/rancher-remap:0.1.0"),
