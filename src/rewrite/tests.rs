@@ -360,6 +360,11 @@ fn the_walk_on_bytes_agrees_with_the_tree_on_odd_json() {
         r#"{"met\u0061data":{"labels":{"field.cattle.io\/projectId":"p-\u0073rc"}}}"#,
         r#"{"spec":{"template":{"metadata":{"labels":{"field.cattle.io/projectId":"p-src"}}},"template":{"metadata":{}}},"metadata":{"annotations":{"stork.libopenstorage.org/migrated":"true","field.cattle.io/projectId":"c-src:p-src"}}}"#,
         r#"{"spec":{"ingress":[{"from":[{"namespaceSelector":{"matchExpressions":[{"key":"field.cattle.io/projectId","operator":"In","values":["p-src"],"values":["nope"]}]}}]}]},"kind":"NetworkPolicy"}"#,
+        // A field seen again after others (found by the fuzzer): only its own earlier findings
+        // are replaced, not those of the fields in between.
+        r#"{"kind":"Deployment","metadata":{"labels":{"field.cattle.io/projectId":"p-src"}},"kind":{"template":{}}}"#,
+        r#"{"spec":{"template":{"metadata":{"labels":{"field.cattle.io/projectId":"p-src"}}}},"metadata":{"annotations":{"field.cattle.io/projectId":"p-src"}},"spec":{}}"#,
+        r#"{"spec":{"ingress":[{"from":[{"namespaceSelector":{"matchExpressions":[{"values":["p-src"],"key":"field.cattle.io/projectId","operator":"In","values":["c-src:p-src"]}]}}]}]},"kind":"NetworkPolicy"}"#,
     ];
     for case in cases {
         let tree: Value = serde_json::from_str(case).unwrap();

@@ -217,9 +217,9 @@ impl<'a> Ctx<'a, '_> {
         });
     }
 
-    /// Marks the findings from `from` on as dropped.
-    fn drop_from(&mut self, from: usize) {
-        for f in &mut self.out.found[from..] {
+    /// Marks the findings in `range` as dropped.
+    fn drop_range(&mut self, range: std::ops::Range<usize>) {
+        for f in &mut self.out.found[range] {
             f.dead = true;
         }
     }
@@ -345,19 +345,18 @@ fn visit_fields<'de, A: MapAccess<'de>>(
     fields: &'static [Field],
     mut map: A,
 ) -> Result<(), A::Error> {
-    // Where each field's findings start, when it has been seen.
-    let mut seen = [None::<usize>; 8];
+    // The findings each field's last visit made (a field seen again replaces them; findings of
+    // the fields in between stay).
+    let mut seen: [Option<std::ops::Range<usize>>; 8] = Default::default();
     while let Some(key) = map.next_key_seed(CowStr)? {
         let Some((index, field)) = fields.iter().enumerate().find(|(_, f)| f.name == key) else {
             map.next_value::<IgnoredAny>()?;
             continue;
         };
-        if let Some(from) = seen.get(index).copied().flatten() {
-            ctx.drop_from(from);
+        if let Some(earlier) = seen.get_mut(index).and_then(Option::take) {
+            ctx.drop_range(earlier);
         }
-        if let Some(slot) = seen.get_mut(index) {
-            *slot = Some(ctx.out.found.len());
-        }
+        let first = ctx.out.found.len();
         let saved_path = ctx.path.len;
         let saved = (ctx.depth, ctx.order, ctx.when_kind);
         if let Some(g) = field.group {
@@ -382,6 +381,9 @@ fn visit_fields<'de, A: MapAccess<'de>>(
         })?;
         ctx.path.len = saved_path;
         (ctx.depth, ctx.order, ctx.when_kind) = saved;
+        if let Some(slot) = seen.get_mut(index) {
+            *slot = Some(first..ctx.out.found.len());
+        }
     }
     Ok(())
 }
@@ -445,16 +447,16 @@ fn visit_expression<'de, A: MapAccess<'de>>(
 ) -> Result<(), A::Error> {
     let start = ctx.out.found.len();
     let (mut key, mut operator) = (None::<Cow<'de, str>>, None::<Cow<'de, str>>);
-    let mut values_from = None::<usize>;
+    let mut earlier_values = None::<std::ops::Range<usize>>;
     while let Some(field) = map.next_key_seed(CowStr)? {
         match &*field {
             "key" => key = map.next_value_seed(MaybeStrSeed)?,
             "operator" => operator = map.next_value_seed(MaybeStrSeed)?,
             "values" => {
-                if let Some(from) = values_from {
-                    ctx.drop_from(from);
+                if let Some(earlier) = earlier_values.take() {
+                    ctx.drop_range(earlier);
                 }
-                values_from = Some(ctx.out.found.len());
+                let first = ctx.out.found.len();
                 let (path_len, depth) = (ctx.path.len, ctx.depth);
                 ctx.push_order(0);
                 ctx.push_path("values");
@@ -464,6 +466,7 @@ fn visit_expression<'de, A: MapAccess<'de>>(
                 })?;
                 ctx.path.len = path_len;
                 ctx.depth = depth;
+                earlier_values = Some(first..ctx.out.found.len());
             }
             _ => {
                 map.next_value::<IgnoredAny>()?;
@@ -478,7 +481,8 @@ fn visit_expression<'de, A: MapAccess<'de>>(
             f.key = key.clone();
         }
     } else {
-        ctx.drop_from(start);
+        let end = ctx.out.found.len();
+        ctx.drop_range(start..end);
     }
     Ok(())
 }

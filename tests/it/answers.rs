@@ -51,8 +51,23 @@ fn write(v: &Value, style: &Style, n: &mut usize, depth: usize, out: &mut String
                 entries.reverse();
             }
             let mut first = true;
+            // Duplicates written after every other key: they are the last, so they win.
+            let mut late = Vec::new();
             for (k, v) in entries {
                 *n += 1;
+                let late_decoy = style
+                    .decoys
+                    .get((*n * 7) % 64.max(style.decoys.len().max(1)))
+                    .copied()
+                    .filter(|d| d % 8 == 1 && depth >= 2);
+                if let Some(d) = late_decoy {
+                    let decoy_value = match d % 3 {
+                        0 => json!({}),
+                        1 => json!("p-src1"),
+                        _ => json!({"field.cattle.io/projectId": "p-src2"}),
+                    };
+                    late.push((k.clone(), decoy_value));
+                }
                 let decoy = style
                     .decoys
                     .get(*n % 64.max(style.decoys.len().max(1)))
@@ -86,6 +101,15 @@ fn write(v: &Value, style: &Style, n: &mut usize, depth: usize, out: &mut String
                     depth + 1
                 };
                 write(v, style, n, deeper, out);
+            }
+            for (k, v) in &late {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                write_str(k, style, out);
+                out.push(':');
+                write(v, style, n, depth + 1, out);
             }
             out.push('}');
         }
