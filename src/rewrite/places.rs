@@ -258,3 +258,26 @@ pub(crate) fn locations() -> Vec<Location> {
     out.dedup();
     out
 }
+
+/// How many steps of report order the deepest place needs (a group starts at one; each field,
+/// array index, map position and expression value adds one).
+#[cfg(test)]
+pub(crate) fn order_depth() -> usize {
+    fn depth(p: &Place, d: Option<usize>) -> usize {
+        match p {
+            Place::Fields(fields) => fields
+                .iter()
+                .map(|f| {
+                    let d = if f.group.is_some() { Some(1) } else { d };
+                    depth(&f.place, d.map(|d| d + 1))
+                })
+                .max()
+                .unwrap_or(0),
+            Place::Each(p) => depth(p, d.map(|d| d + 1)),
+            Place::Labels(_) | Place::ObjectAnnotations(_) => d.map_or(0, |d| d + 1),
+            Place::Expression(_) => d.map_or(0, |d| d + 2),
+            Place::Capture(_) => 0,
+        }
+    }
+    depth(&OBJECT, None)
+}

@@ -398,3 +398,39 @@ fn display_paths_decode_escaped_tokens() {
         assert_eq!(super::outcome::display_pointer(raw), shown, "{raw}");
     }
 }
+
+#[test]
+fn the_report_order_of_the_deepest_place_fits() {
+    let needed = super::places::order_depth();
+    assert!(needed >= 12, "the walk over the places: {needed}");
+    assert!(needed <= super::walk::ORDER_DEPTH, "{needed}");
+}
+
+#[test]
+fn a_bounded_walk_refuses_an_object_with_too_many_values() {
+    let t = table();
+    let many: serde_json::Map<String, Value> = (0..50)
+        .map(|i| (format!("a{i}.cattle.io/projectId"), json!("p-src")))
+        .collect();
+    let obj = json!({"metadata": {"labels": many}}).to_string();
+    let mut d = serde_json::Deserializer::from_str(&obj);
+    assert!(super::walk::walk_bounded(&mut d, &t, 49).is_err());
+    let mut d = serde_json::Deserializer::from_str(&obj);
+    assert_eq!(
+        super::walk::walk_bounded(&mut d, &t, 50)
+            .unwrap()
+            .settle()
+            .len(),
+        50
+    );
+}
+
+#[test]
+fn annotations_seen_again_decide_alone_whether_the_object_is_migrated() {
+    let case = r#"{"metadata":{"annotations":{"stork.libopenstorage.org/migrated":"true"},"annotations":"x"}}"#;
+    let tree: Value = serde_json::from_str(case).unwrap();
+    let t = table();
+    let mut d = serde_json::Deserializer::from_str(case);
+    let walked = super::walk::walk(&mut d, &t).unwrap();
+    assert_eq!(walked.migrated_annotation, has_migrated_annotation(&tree));
+}

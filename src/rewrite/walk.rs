@@ -23,7 +23,9 @@ use super::places::{Captured, Field, Place, OBJECT, OBJECT_METADATA_GROUP};
 use crate::mapping::{LookupRef, Table};
 
 /// How deep the report order goes (group, then ranks, indexes and entry positions).
-const ORDER_DEPTH: usize = 12;
+/// (The deepest place, a CronJob's preferred anti-affinity term's expression values, needs 12;
+/// four to spare, and `places` tests that none is deeper.)
+pub(crate) const ORDER_DEPTH: usize = 16;
 
 /// One project-ID value found.
 #[derive(Clone, Debug)]
@@ -91,7 +93,19 @@ pub fn walk<'de, 't, D: Deserializer<'de>>(
     d: D,
     table: &'t Table,
 ) -> Result<Walked<'de, 't>, D::Error> {
+    walk_bounded(d, table, usize::MAX)
+}
+
+/// As [`walk`], refusing (with a data error) an object that holds more than `limit` values at
+/// the places: what a hostile object may cost is then bounded in time (duplicate keys are
+/// checked within a map) and memory (each value costs a finding and its pointer).
+pub fn walk_bounded<'de, 't, D: Deserializer<'de>>(
+    d: D,
+    table: &'t Table,
+    limit: usize,
+) -> Result<Walked<'de, 't>, D::Error> {
     let mut ctx = Ctx {
+        limit,
         table,
         out: Walked::default(),
         path: Path {
@@ -139,6 +153,8 @@ impl Path {
 
 /// The walk's state.
 struct Ctx<'a, 't> {
+    /// At most this many findings (see [`walk_bounded`]).
+    limit: usize,
     table: &'t Table,
     out: Walked<'a, 't>,
     path: Path,
@@ -170,13 +186,19 @@ impl<'a> Ctx<'a, '_> {
     /// Records a value at the current path, under `key` (which ends the path when `key_in_path`:
     /// a label or annotation). `value` `None`: a project-ID key whose value is not a string,
     /// kept as a dead placeholder so a later duplicate takes its position.
-    fn found(
+    fn found<E: serde::de::Error>(
         &mut self,
         location: Location,
         key: Cow<'a, str>,
         key_in_path: bool,
         value: Option<Cow<'a, str>>,
-    ) {
+    ) -> Result<(), E> {
+        if self.out.found.len() >= self.limit {
+            return Err(E::custom(format_args!(
+                "more than {} project-ID values in the object",
+                self.limit
+            )));
+        }
         if self.out.found.capacity() == 0 {
             // Sized once for a typical migrated workload (a dozen values).
             self.out.found.reserve(16);
@@ -215,6 +237,7 @@ impl<'a> Ctx<'a, '_> {
             when_kind: self.when_kind,
             dead,
         });
+        Ok(())
     }
 
     /// Marks the findings in `range` as dropped.
@@ -367,6 +390,11 @@ fn visit_fields<'de, A: MapAccess<'de>>(
         if field.when_kind.is_some() {
             ctx.when_kind = field.when_kind;
         }
+        if matches!(field.place, Place::ObjectAnnotations(_)) {
+            // Seen (again): whatever its value, only this one says whether the object is
+            // migrated (a decoded tree keeps the last value, map or not).
+            ctx.out.migrated_annotation = false;
+        }
         if field.group == Some(OBJECT_METADATA_GROUP) {
             // The object's metadata (seen again: the last one counts): what it says starts over.
             let out = &mut ctx.out;
@@ -428,7 +456,7 @@ fn visit_labels<'de, A: MapAccess<'de>>(
             None => {
                 let (path_len, depth) = (ctx.path.len, ctx.depth);
                 ctx.push_order(position);
-                ctx.found(location, key, true, value);
+                ctx.found::<A::Error>(location, key, true, value)?;
                 ctx.path.len = path_len;
                 ctx.depth = depth;
             }
@@ -541,7 +569,7 @@ impl<'de> Visitor<'de> for Values<'_, 'de, '_> {
                 let (path_len, depth) = (ctx.path.len, ctx.depth);
                 ctx.push_order(i as u32);
                 ctx.push_index(i);
-                ctx.found(self.location, Cow::Borrowed(""), false, Some(v));
+                ctx.found::<A::Error>(self.location, Cow::Borrowed(""), false, Some(v))?;
                 ctx.path.len = path_len;
                 ctx.depth = depth;
             }

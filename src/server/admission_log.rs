@@ -13,6 +13,22 @@ use prometheus_client::metrics::counter::Counter;
 
 /// Records waiting for the writer at most.
 const QUEUE: usize = 4096;
+/// Longest uid, kind, namespace, name or user a record keeps (Kubernetes names are at most 253).
+const FIELD_MAX: usize = 256;
+/// Formatted lines the writer gathers at most before it writes them, even while busy.
+const BATCH_MAX: usize = 64 * 1024;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
 
 /// One admission, as the log line says it. The request's strings are packed into one buffer.
 #[derive(Debug)]
@@ -31,20 +47,19 @@ pub struct Admission {
 }
 
 impl Admission {
-    /// Packs the request's strings (one allocation).
-    #[allow(clippy::too_many_arguments)]
+    /// Packs the request's strings (one allocation), each cut to [`FIELD_MAX`] bytes: a
+    /// client may send anything there, and queued records must stay small.
     pub fn new(
         endpoint: &'static str,
         verdict: &'static str,
         operation: &'static str,
         dry_run: bool,
-        [uid, kind, namespace, name, user]: [&str; 5],
+        fields: [&str; 5],
     ) -> Admission {
-        let mut strings = String::with_capacity(
-            uid.len() + kind.len() + namespace.len() + name.len() + user.len(),
-        );
+        let fields = fields.map(|s| cut(s, FIELD_MAX));
+        let mut strings = String::with_capacity(fields.iter().map(|s| s.len()).sum());
         let mut ends = [0u32; 5];
-        for (i, s) in [uid, kind, namespace, name, user].into_iter().enumerate() {
+        for (i, s) in fields.into_iter().enumerate() {
             strings.push_str(s);
             ends[i] = strings.len() as u32;
         }
@@ -230,6 +245,9 @@ fn write_all(rx: Receiver<Record>) {
             }
         };
         write_record(record);
+        if BATCH.with(|b| b.borrow().as_ref().is_some_and(|b| b.len() >= BATCH_MAX)) {
+            flush_batch();
+        }
     }
     flush_batch();
 }

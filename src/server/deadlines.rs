@@ -30,8 +30,8 @@ enum Phase {
     Waiting,
     /// Inside a request head; `tail` holds how much of `\r\n\r\n` the bytes so far end with.
     Head { tail: usize },
-    /// Head complete: the body, then hyper's answer. No deadline here: the handler answers a
-    /// body that is late with 408, measured from [`HeadStart`].
+    /// Head complete: the body, then hyper's answer. The handler answers a late body with 408,
+    /// measured from [`HeadStart`]; here only the idle deadline applies, as a backstop.
     Body,
 }
 
@@ -107,7 +107,10 @@ impl<IO> Deadlines<IO> {
             match end_of_head(tail, bytes) {
                 Ok(()) => {
                     self.phase = Phase::Body;
-                    self.deadline = None;
+                    // The handler answers a late body (408); this only ends a connection that
+                    // would otherwise wait for ever (bytes after an early answer read as a
+                    // head that never gets one).
+                    self.deadline = Some(Instant::now() + self.idle);
                 }
                 Err(tail) => self.phase = Phase::Head { tail },
             }
@@ -246,14 +249,15 @@ mod tests {
         let mut client = client;
         let mut buf = [0u8; 256];
 
-        // The first request starts in time; its head is complete; no deadline during the body.
+        // The first request starts in time; its head is complete; during the body only the idle
+        // deadline applies (the handler times the body itself).
         client
             .write_all(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n")
             .await
             .unwrap();
         assert!(server.read(&mut buf).await.unwrap() > 0);
         assert_eq!(server.phase, Phase::Body);
-        assert!(server.deadline.is_none());
+        assert_eq!(server.deadline, Some(Instant::now() + idle));
         // The answer: now idle, for up to `idle` (not `head`).
         server.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
         let reading = tokio::spawn(async move {
@@ -297,5 +301,36 @@ mod tests {
         let started = Instant::now();
         assert!(conn.read(&mut buf).await.is_err());
         assert_eq!(started.elapsed(), idle);
+    }
+}
+
+#[cfg(test)]
+mod body_tests {
+    use super::*;
+
+    /// Bytes that arrive after an early answer are read as a new head; if they hold a blank
+    /// line, the connection is "in a body" that no handler reads: it must still end.
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_never_waits_without_a_deadline() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (head, idle) = (Duration::from_secs(10), Duration::from_secs(120));
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut server = Deadlines::new(server, head, idle, true, HeadStart::default());
+        let mut buf = [0u8; 256];
+        client
+            .write_all(b"POST /mutate HTTP/1.1\r\nContent-Length: 4\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(server.read(&mut buf).await.unwrap() > 0);
+        server
+            .write_all(b"HTTP/1.1 404 Not Found\r\n\r\n")
+            .await
+            .unwrap();
+        client.write_all(b"\r\n\r\n").await.unwrap();
+        assert!(server.read(&mut buf).await.unwrap() > 0);
+        let started = Instant::now();
+        let err = server.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() <= idle);
     }
 }

@@ -39,7 +39,7 @@ const LATENCY_BUCKETS: [f64; 10] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
 ];
 
-/// A latency histogram that takes no lock: one atomic add per bucket, count and sum (in
+/// A latency histogram that takes no lock: one atomic add to a bucket and one to the sum (in
 /// nanoseconds). prometheus-client's own histogram takes a write lock per observation, which
 /// every request's worker would contend for.
 /// Clones share the cells (a handle resolved once from the family is the registered series).
@@ -50,7 +50,6 @@ pub struct LatencyHistogram(Arc<Cells>);
 struct Cells {
     /// Observations per bucket (not cumulative); the last is `+Inf`.
     buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
-    count: AtomicU64,
     sum_nanos: AtomicU64,
 }
 
@@ -64,7 +63,6 @@ impl LatencyHistogram {
             .position(|&upper| seconds <= upper)
             .unwrap_or(LATENCY_BUCKETS.len());
         c.buckets[i].fetch_add(1, Ordering::Relaxed);
-        c.count.fetch_add(1, Ordering::Relaxed);
         c.sum_nanos.fetch_add(
             u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
@@ -85,7 +83,9 @@ impl EncodeMetric for LatencyHistogram {
             *slot = (upper, c.buckets[i].load(Ordering::Relaxed));
         }
         let sum = c.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        encoder.encode_histogram::<NoLabelSet>(sum, c.count.load(Ordering::Relaxed), &buckets, None)
+        // The count from the buckets read, so that `+Inf` never falls short of it mid-update.
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
     }
 
     fn metric_type(&self) -> MetricType {

@@ -20,9 +20,14 @@ use super::review::{bounded_warnings, ReviewError, API_VERSION};
 use crate::mapping::objects::Mappings;
 use crate::mapping::{LookupRef, Table};
 use crate::rewrite::{
-    object_ref, push_display_pointer, unmapped_action, unmapped_denial, unmapped_warning, walk,
-    Found, Location, Options, UnmappedAction, Walked,
+    object_ref, push_display_pointer, unmapped_action, unmapped_denial, unmapped_warning,
+    walk_bounded, Found, Location, Options, UnmappedAction, Walked,
 };
+
+/// Most project-ID values one object may hold (in labels, annotations and selectors together);
+/// a real object holds a handful. Bounds what a hostile object costs (each value is a finding,
+/// and duplicate keys are checked within each map); more is refused as a bad request.
+pub const MAX_PROJECT_ID_VALUES: usize = 1000;
 
 /// A review as `/mutate` reads it: borrowed from the body.
 #[derive(Debug)]
@@ -296,7 +301,7 @@ impl<'de, 't> Visitor<'de> for OptionalObject<'t> {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        walk(d, self.table).map(Some)
+        walk_bounded(d, self.table, MAX_PROJECT_ID_VALUES).map(Some)
     }
 }
 

@@ -108,6 +108,8 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
 /// Most of an unread request body drained after an early answer (see [`answer_early`]); a
 /// longer one is cut off instead.
 const EARLY_ANSWER_DRAIN_BYTES: u64 = 32 << 20;
+/// Bodies drained at once at most; past that, early answers cut the body off.
+const MAX_DRAINS: usize = 256;
 
 /// An answer given before the request body was read (404, 413, 408), sent so that it reaches the
 /// client intact. Clients commonly keep sending their body and only then read the answer; cutting
@@ -127,8 +129,17 @@ fn answer_early(
     deadline: tokio::time::Instant,
     drain: bool,
 ) -> Response {
-    if drain {
+    // Drains at once are bounded: a client that declares bodies and never sends them (many
+    // HTTP/2 streams cost it little) would otherwise leave a task each until its deadline.
+    static DRAINS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_DRAINS);
+    let permit = if drain {
+        DRAINS.try_acquire().ok()
+    } else {
+        None
+    };
+    if let Some(permit) = permit {
         tokio::spawn(async move {
+            let _permit = permit;
             let mut body = request_body;
             let mut seen = 0u64;
             let _ = tokio::time::timeout_at(deadline, async {

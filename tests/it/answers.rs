@@ -236,3 +236,30 @@ fn fixtures_answer_alike_and_bad_bodies_are_refused_alike() {
         assert!(!fast.to_string().contains("s3cr3t"));
     }
 }
+
+#[test]
+fn an_object_with_too_many_project_ids_is_refused_cheaply() {
+    let mappings = Mappings::from_text(TABLE).unwrap();
+    let labels = |n: usize| -> serde_json::Map<String, Value> {
+        (0..n)
+            .map(|i| (format!("x{i}.cattle.io/projectId"), json!("p-src1")))
+            .collect()
+    };
+    let body = |n: usize| {
+        serde_json::to_vec(&review(
+            json!({"kind": "ConfigMap", "metadata": {"labels": labels(n)}}),
+            "CREATE",
+            "stork",
+            "u",
+        ))
+        .unwrap()
+    };
+    let at_limit = body(mutate::MAX_PROJECT_ID_VALUES);
+    assert!(mutate::decode(&at_limit, &mappings.table).is_ok());
+    let over = body(mutate::MAX_PROJECT_ID_VALUES + 1);
+    let err = mutate::decode(&over, &mappings.table).unwrap_err();
+    assert!(
+        err.to_string().contains("not a valid AdmissionReview"),
+        "{err}"
+    );
+}
