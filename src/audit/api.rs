@@ -126,15 +126,7 @@ const MESSAGE_MAX: usize = 300;
 pub fn describe_error(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => {
-            let mut message = s.message.clone();
-            if message.len() > MESSAGE_MAX {
-                let mut cut = MESSAGE_MAX;
-                while !message.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                message.truncate(cut);
-                message.push('…');
-            }
+            let message = crate::text::truncate(s.message.clone(), MESSAGE_MAX);
             format!("{} {}: {message}", s.code, s.reason)
         }
         other => other.to_string(),

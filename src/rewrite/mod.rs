@@ -14,7 +14,7 @@ pub use outcome::{
     describe, display_path, object_ref, push_display_pointer, unmapped_denial, unmapped_warning,
     Location, Outcome, Rewrite, Unmapped, UnmappedAction,
 };
-pub use walk::{walk, walk_bounded, Found, Walked};
+pub use walk::{walk, walk_bounded, CowStr, Found, Walked};
 
 #[cfg(test)]
 mod tests;

@@ -259,6 +259,34 @@ fn push_escaped(out: &mut String, token: &str) {
     }
 }
 
+/// Visitor methods for the values a place does not read: a value of another type than the
+/// place expects is skipped (as a decoded tree's `as_object`/`as_array` would give nothing).
+macro_rules! skip_scalars {
+    () => {
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_none<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    };
+}
+
 /// A place to read, with the walk's state.
 struct At<'c, 'a, 't> {
     ctx: &'c mut Ctx<'a, 't>,
@@ -295,29 +323,7 @@ impl<'de> Visitor<'de> for At<'_, 'de, '_> {
         f.write_str("any JSON value")
     }
 
-    // A value of another type than the place expects is not read (as a decoded tree's
-    // `as_object`/`as_array` would not).
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_none<E>(self) -> Result<(), E> {
-        Ok(())
-    }
+    skip_scalars!();
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let Place::Each(element) = self.place else {
@@ -536,27 +542,8 @@ impl<'de> Visitor<'de> for Values<'_, 'de, '_> {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_none<E>(self) -> Result<(), E> {
-        Ok(())
-    }
+    skip_scalars!();
+
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         skip_map(map)
     }
@@ -579,8 +566,8 @@ impl<'de> Visitor<'de> for Values<'_, 'de, '_> {
     }
 }
 
-/// A key, borrowed from the input when it has no escapes.
-struct CowStr;
+/// A string, borrowed from the input when it has no escapes; anything else is a type error.
+pub struct CowStr;
 
 impl<'de> DeserializeSeed<'de> for CowStr {
     type Value = Cow<'de, str>;

@@ -21,7 +21,7 @@ use crate::mapping::objects::Mappings;
 use crate::mapping::{LookupRef, Table};
 use crate::rewrite::{
     object_ref, push_display_pointer, unmapped_action, unmapped_denial, unmapped_warning,
-    walk_bounded, Found, Location, Options, UnmappedAction, Walked,
+    walk_bounded, CowStr, Found, Location, Options, UnmappedAction, Walked,
 };
 
 /// Most project-ID values one object may hold (in labels, annotations and selectors together);
@@ -101,15 +101,15 @@ impl<'de, 't> Visitor<'de> for ReviewSeed<'t> {
             match &*key.0 {
                 "apiVersion" => {
                     once(&mut saw_api_version, "apiVersion")?;
-                    api_version = Some(map.next_value_seed(RequiredStr)?);
+                    api_version = Some(map.next_value_seed(CowStr)?);
                 }
                 "kind" => {
                     once(&mut saw_kind, "kind")?;
-                    kind = Some(map.next_value_seed(RequiredStr)?);
+                    kind = Some(map.next_value_seed(CowStr)?);
                 }
                 "request" => {
                     once(&mut saw_request, "request")?;
-                    request = map.next_value_seed(OptionalRequest { table: self.table })?;
+                    request = map.next_value_seed(Optional(RequestSeed { table: self.table }))?;
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -138,24 +138,22 @@ fn once<E: serde::de::Error>(seen: &mut bool, field: &'static str) -> Result<(),
     Ok(())
 }
 
-/// `request`, or `null`.
-struct OptionalRequest<'t> {
-    table: &'t Table,
-}
+/// `null` as `None`, anything else read with the seed.
+struct Optional<S>(S);
 
-impl<'de, 't> DeserializeSeed<'de> for OptionalRequest<'t> {
-    type Value = Option<MutateRequest<'de, 't>>;
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Optional<S> {
+    type Value = Option<S::Value>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_option(self)
     }
 }
 
-impl<'de, 't> Visitor<'de> for OptionalRequest<'t> {
-    type Value = Option<MutateRequest<'de, 't>>;
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for Optional<S> {
+    type Value = Option<S::Value>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an admission request")
+        f.write_str("a value or null")
     }
 
     fn visit_none<E>(self) -> Result<Self::Value, E> {
@@ -167,8 +165,20 @@ impl<'de, 't> Visitor<'de> for OptionalRequest<'t> {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        self.0.deserialize(d).map(Some)
+    }
+}
+
+/// `request`.
+struct RequestSeed<'t> {
+    table: &'t Table,
+}
+
+impl<'de, 't> DeserializeSeed<'de> for RequestSeed<'t> {
+    type Value = MutateRequest<'de, 't>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(RequestVisitor { table: self.table })
-            .map(Some)
     }
 }
 
@@ -236,16 +246,16 @@ impl<'de, 't> Visitor<'de> for RequestVisitor<'t> {
                 )?;
             }
             match &*key.0 {
-                "uid" => uid = Some(map.next_value_seed(RequiredStr)?),
-                "operation" => operation = Some(map.next_value_seed(RequiredStr)?),
+                "uid" => uid = Some(map.next_value_seed(CowStr)?),
+                "operation" => operation = Some(map.next_value_seed(CowStr)?),
                 "kind" => {
                     kind = map
                         .next_value::<Option<KindField<'de>>>()?
                         .unwrap_or_default()
                         .kind
                 }
-                "name" => name = map.next_value_seed(OptionalStr)?,
-                "namespace" => namespace = map.next_value_seed(OptionalStr)?,
+                "name" => name = map.next_value_seed(Optional(CowStr))?,
+                "namespace" => namespace = map.next_value_seed(Optional(CowStr))?,
                 "userInfo" => {
                     username = map
                         .next_value::<Option<UserInfo<'de>>>()?
@@ -253,7 +263,9 @@ impl<'de, 't> Visitor<'de> for RequestVisitor<'t> {
                         .username
                 }
                 "dryRun" => dry_run = map.next_value::<Option<bool>>()?,
-                "object" => object = map.next_value_seed(OptionalObject { table: self.table })?,
+                "object" => {
+                    object = map.next_value_seed(Optional(ObjectSeed { table: self.table }))?
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -272,36 +284,16 @@ impl<'de, 't> Visitor<'de> for RequestVisitor<'t> {
     }
 }
 
-/// `request.object`, walked; `null` is no object.
-struct OptionalObject<'t> {
+/// `request.object`, walked.
+struct ObjectSeed<'t> {
     table: &'t Table,
 }
 
-impl<'de, 't> DeserializeSeed<'de> for OptionalObject<'t> {
-    type Value = Option<Walked<'de, 't>>;
+impl<'de, 't> DeserializeSeed<'de> for ObjectSeed<'t> {
+    type Value = Walked<'de, 't>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_option(self)
-    }
-}
-
-impl<'de, 't> Visitor<'de> for OptionalObject<'t> {
-    type Value = Option<Walked<'de, 't>>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        walk_bounded(d, self.table, MAX_PROJECT_ID_VALUES).map(Some)
+        walk_bounded(d, self.table, MAX_PROJECT_ID_VALUES)
     }
 }
 
@@ -310,72 +302,13 @@ struct Key<'a>(Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        RequiredStr.deserialize(d).map(Key)
-    }
-}
-
-/// A string (borrowed unless it has escapes); anything else is a type error.
-struct RequiredStr;
-
-impl<'de> DeserializeSeed<'de> for RequiredStr {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(StrVisitor)
+        CowStr.deserialize(d).map(Key)
     }
 }
 
 /// A string or `null`; anything else is a type error.
-struct OptionalStr;
-
-impl<'de> DeserializeSeed<'de> for OptionalStr {
-    type Value = Option<Cow<'de, str>>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        optional_str(d)
-    }
-}
-
 fn optional_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Option<Cow<'de, str>>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a string or null")
-        }
-        fn visit_none<E>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_str(StrVisitor).map(Some)
-        }
-    }
-    d.deserialize_option(V)
-}
-
-struct StrVisitor;
-
-impl<'de> Visitor<'de> for StrVisitor {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v))
-    }
+    Optional(CowStr).deserialize(d)
 }
 
 /// The answer to one `/mutate` request, and what to count and log about it.
