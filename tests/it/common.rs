@@ -426,3 +426,33 @@ impl Drop for ServeProcess {
         let _ = self.child.wait();
     }
 }
+
+// ---- The tools the Makefile installs (kubectl, helm, promtool, script) ----
+
+/// Where the pinned tools are: RANCHER_REMAP_TOOLS (the Makefile sets it), else the folder
+/// `make tools` fills.
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("RANCHER_REMAP_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo("build/tools/bin"))
+}
+
+/// PATH with the pinned tools first, for the scripts the tests run.
+pub fn path_with_tools() -> std::ffi::OsString {
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(std::iter::once(tools_dir()).chain(std::env::split_paths(&rest))).unwrap()
+}
+
+/// One of the tools `make tools` installs. A missing tool fails the test: a test that skips
+/// proves nothing.
+pub fn tool(name: &str) -> Command {
+    let path = tools_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is not installed: run `make tools` (make test does)",
+        path.display()
+    );
+    let mut c = Command::new(path);
+    c.env("PATH", path_with_tools());
+    c
+}

@@ -5,8 +5,7 @@
 //! interpreter against a table of admission requests.
 
 use std::collections::{BTreeMap, HashSet};
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -33,41 +32,13 @@ use rancher_remap::mapping::objects::{
 };
 use rancher_remap::rewrite::MIGRATED_ANNOTATION;
 
-use crate::common::{bin, repo, stdout, verifies};
+use crate::common::{bin, path_with_tools, repo, stdout, tool, verifies};
 
 const NAMESPACE: &str = "rancher-remap";
 const SERVICE_DNS: &str = "rancher-remap.rancher-remap.svc";
 const CHART: &str = "charts/rancher-remap";
 /// The identity Stork's controller runs as in a default install.
 const STORK_SA: &str = "system:serviceaccount:kube-system:stork-account";
-
-/// Where the pinned tools are: RANCHER_REMAP_TOOLS (the Makefile sets it), else the folder
-/// `make tools` fills.
-fn tools_dir() -> PathBuf {
-    std::env::var_os("RANCHER_REMAP_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo("build/tools/bin"))
-}
-
-/// PATH with the pinned tools first, for the scripts the tests run.
-fn path_with_tools() -> OsString {
-    let rest = std::env::var_os("PATH").unwrap_or_default();
-    std::env::join_paths(std::iter::once(tools_dir()).chain(std::env::split_paths(&rest))).unwrap()
-}
-
-/// One of the pinned tools. A missing tool fails the test: a deploy test that skips proves
-/// nothing.
-fn tool(name: &str) -> Command {
-    let path = tools_dir().join(name);
-    assert!(
-        path.is_file(),
-        "{} is not installed: run `make tools` (make test does)",
-        path.display()
-    );
-    let mut c = Command::new(path);
-    c.env("PATH", path_with_tools());
-    c
-}
 
 /// Runs `cmd`, which must succeed; its stdout.
 fn run_ok(mut cmd: Command) -> String {
