@@ -27,11 +27,17 @@ pub enum ManifestError {
     NotAnObject(usize),
 }
 
+/// The text after a byte-order mark and leading whitespace, when it starts as JSON does (`{` or
+/// `[`): how a manifest is told to be JSON rather than YAML.
+pub fn json_text(text: &str) -> Option<&str> {
+    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+    (trimmed.starts_with('{') || trimmed.starts_with('[')).then_some(trimmed)
+}
+
 /// Parses a manifest into its documents, in order. JSON is recognised by its first character;
 /// everything else is read as a YAML stream. Empty documents are skipped.
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, ManifestError> {
-    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+    if let Some(trimmed) = json_text(text) {
         let mut out = Vec::new();
         // Positions count in `text`, not in the trimmed slice.
         let skipped = &text[..text.len() - trimmed.len()];

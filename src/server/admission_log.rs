@@ -18,18 +18,6 @@ const FIELD_MAX: usize = 256;
 /// Formatted lines the writer gathers at most before it writes them, even while busy.
 const BATCH_MAX: usize = 64 * 1024;
 
-/// `s` cut to at most `max` bytes, on a character boundary.
-fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 /// One admission, as the log line says it. The request's strings are packed into one buffer.
 #[derive(Debug)]
 pub struct Admission {
@@ -56,7 +44,7 @@ impl Admission {
         dry_run: bool,
         fields: [&str; 5],
     ) -> Admission {
-        let fields = fields.map(|s| cut(s, FIELD_MAX));
+        let fields = fields.map(|s| crate::text::prefix(s, FIELD_MAX));
         let mut strings = String::with_capacity(fields.iter().map(|s| s.len()).sum());
         let mut ends = [0u32; 5];
         for (i, s) in fields.into_iter().enumerate() {

@@ -16,7 +16,7 @@ use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess
 use serde::Deserialize;
 
 use super::admission::{not_applied_warning, Mode, MutateSettings, Scope, Verdict};
-use super::review::{bounded_warnings, ReviewError, API_VERSION};
+use super::review::{bounded_warnings, check_type, ReviewError};
 use crate::mapping::objects::Mappings;
 use crate::mapping::{LookupRef, Table};
 use crate::rewrite::{
@@ -54,18 +54,7 @@ pub fn decode<'a, 't>(
         .deserialize(&mut d)
         .and_then(|r| d.end().map(|()| r))
         .map_err(|e| ReviewError::from_json(&e))?;
-    if review.api_version.as_deref() != Some(API_VERSION)
-        || review.kind.as_deref() != Some("AdmissionReview")
-    {
-        let got = if review.kind.as_deref() != Some("AdmissionReview") {
-            "another kind"
-        } else if review.api_version.as_deref() == Some("admission.k8s.io/v1beta1") {
-            "admission.k8s.io/v1beta1 (set admissionReviewVersions: [\"v1\"] in the webhook configuration)"
-        } else {
-            "another apiVersion"
-        };
-        return Err(ReviewError::WrongType { got });
-    }
+    check_type(review.api_version.as_deref(), review.kind.as_deref())?;
     review.request.ok_or(ReviewError::NoRequest)
 }
 
@@ -216,34 +205,20 @@ impl<'de, 't> Visitor<'de> for RequestVisitor<'t> {
         let mut dry_run = None;
         let mut object = None;
         // Each field at most once, as the decoded-tree path's serde structs insist.
-        let mut seen = [false; 8];
+        const FIELDS: [&str; 8] = [
+            "uid",
+            "operation",
+            "kind",
+            "name",
+            "namespace",
+            "userInfo",
+            "dryRun",
+            "object",
+        ];
+        let mut seen = [false; FIELDS.len()];
         while let Some(key) = map.next_key::<Key<'de>>()? {
-            let field = [
-                "uid",
-                "operation",
-                "kind",
-                "name",
-                "namespace",
-                "userInfo",
-                "dryRun",
-                "object",
-            ]
-            .iter()
-            .position(|f| *f == key.0);
-            if let Some(i) = field {
-                once(
-                    &mut seen[i],
-                    [
-                        "uid",
-                        "operation",
-                        "kind",
-                        "name",
-                        "namespace",
-                        "userInfo",
-                        "dryRun",
-                        "object",
-                    ][i],
-                )?;
+            if let Some(i) = FIELDS.iter().position(|f| *f == key.0) {
+                once(&mut seen[i], FIELDS[i])?;
             }
             match &*key.0 {
                 "uid" => uid = Some(map.next_value_seed(CowStr)?),
@@ -584,11 +559,7 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 
 /// An allow without a patch.
 pub fn allowed(uid: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(120 + uid.len());
-    out.extend_from_slice(
-        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#,
-    );
-    write_str(&mut out, uid);
+    let mut out = head(uid, 20);
     out.extend_from_slice(br#","allowed":true}}"#);
     out
 }

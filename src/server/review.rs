@@ -137,17 +137,24 @@ impl ReviewError {
 /// Decodes and checks a review body, decoding `request.object` as `O`.
 pub fn decode<O: DeserializeOwned>(body: &[u8]) -> Result<Request<O>, ReviewError> {
     let review: Review<O> = serde_json::from_slice(body).map_err(|e| ReviewError::from_json(&e))?;
-    if review.api_version != API_VERSION || review.kind != "AdmissionReview" {
-        let got = if review.kind != "AdmissionReview" {
-            "another kind"
-        } else if review.api_version == "admission.k8s.io/v1beta1" {
-            "admission.k8s.io/v1beta1 (set admissionReviewVersions: [\"v1\"] in the webhook configuration)"
-        } else {
-            "another apiVersion"
-        };
-        return Err(ReviewError::WrongType { got });
-    }
+    check_type(Some(&review.api_version), Some(&review.kind))?;
     review.request.ok_or(ReviewError::NoRequest)
+}
+
+/// Refuses a review of another kind or version (what was sent is not echoed; only the one
+/// common mistake, a v1beta1 review, is named).
+pub fn check_type(api_version: Option<&str>, kind: Option<&str>) -> Result<(), ReviewError> {
+    if api_version == Some(API_VERSION) && kind == Some("AdmissionReview") {
+        return Ok(());
+    }
+    let got = if kind != Some("AdmissionReview") {
+        "another kind"
+    } else if api_version == Some("admission.k8s.io/v1beta1") {
+        "admission.k8s.io/v1beta1 (set admissionReviewVersions: [\"v1\"] in the webhook configuration)"
+    } else {
+        "another apiVersion"
+    };
+    Err(ReviewError::WrongType { got })
 }
 
 /// `response.status` of a denial.

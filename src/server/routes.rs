@@ -205,11 +205,7 @@ async fn read_body(
     };
     let deadline = request_deadline(&req, timeout);
     let version = req.version();
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(&req);
     let mut body = req.into_body();
     let drain = declared.is_none_or(|n| n <= EARLY_ANSWER_DRAIN_BYTES);
     if declared.is_some_and(|n| n > limit as u64) {
@@ -249,6 +245,13 @@ async fn read_body(
     }
 }
 
+/// The body length the request declares (`Content-Length`), if any.
+fn declared_length(req: &axum::extract::Request) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+}
+
 /// When the whole request must have arrived: `timeout` after its head began.
 fn request_deadline(req: &axum::extract::Request, timeout: Duration) -> tokio::time::Instant {
     req.extensions()
@@ -264,11 +267,7 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
         s.metrics.mutate.count("not_served", Duration::ZERO);
         let deadline = request_deadline(&req, s.request_timeout);
         let version = req.version();
-        let drain = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            .is_none_or(|n| n <= EARLY_ANSWER_DRAIN_BYTES);
+        let drain = declared_length(&req).is_none_or(|n| n <= EARLY_ANSWER_DRAIN_BYTES);
         return answer_early(
             error(
                 StatusCode::NOT_FOUND,

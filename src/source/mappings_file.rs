@@ -13,9 +13,7 @@ use crate::mapping::{MappingError, MappingErrors, Parsed, Table};
 /// Whether a mappings file is a Kubernetes manifest rather than mapping text: JSON (`{` or
 /// `[` first), or YAML with a top-level `apiVersion:` or `kind:` key.
 pub fn looks_like_manifest(text: &str) -> bool {
-    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
-    trimmed.starts_with('{')
-        || trimmed.starts_with('[')
+    crate::manifest::json_text(text).is_some()
         || text.lines().any(|l| {
             let l = l.trim_start_matches('\u{feff}');
             l.starts_with("apiVersion:") || l.starts_with("kind:") || l.starts_with("---")

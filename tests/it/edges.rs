@@ -389,33 +389,36 @@ async fn early_answers_reach_http2_and_http1_clients_intact() {
     let big = vec![b' '; 20 << 20];
     for h2 in [true, false] {
         let client = server.client(h2);
+        // /mutate on a validate-only server: 404 before the body is read.
         for i in 0..32 {
-            // /mutate on a validate-only server: 404 before the body is read.
-            let r = client
-                .post(server.url("/mutate"))
-                .header("content-type", "application/json")
-                .body(body.clone())
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("h2={h2} try {i}: {e:?}"));
-            assert_eq!(r.status().as_u16(), 404, "h2={h2}");
-            let v: Value = r.json().await.unwrap();
-            assert_eq!(v["code"], 404);
+            answered_whole(&client, &server.url("/mutate"), body.clone(), 404, h2, i).await;
         }
+        // 20 MB declared: 413 from the head alone.
         for i in 0..4 {
-            // 20 MB declared: 413 from the head alone.
-            let r = client
-                .post(server.url("/validate"))
-                .header("content-type", "application/json")
-                .body(big.clone())
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("h2={h2} try {i}: {e:?}"));
-            assert_eq!(r.status().as_u16(), 413, "h2={h2}");
-            let v: Value = r.json().await.unwrap();
-            assert_eq!(v["code"], 413);
+            answered_whole(&client, &server.url("/validate"), big.clone(), 413, h2, i).await;
         }
     }
+}
+
+/// POSTs `body` and checks that the early answer arrives whole: the status and its JSON body.
+async fn answered_whole(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    status: u16,
+    h2: bool,
+    attempt: usize,
+) {
+    let r = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("h2={h2} try {attempt}: {e:?}"));
+    assert_eq!(r.status().as_u16(), status, "h2={h2}");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], status);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
