@@ -87,6 +87,12 @@ pub enum Record {
     },
 }
 
+/// Whether an admission is logged at info: it rewrote, denied or warned (a rewrite is a
+/// `patched` or `would_patch` verdict; an unmapped value always warns).
+pub fn is_notable(verdict: &str, warned: bool) -> bool {
+    verdict != "allowed" || warned
+}
+
 /// The handlers' end of the queue.
 #[derive(Clone, Debug)]
 pub struct AdmissionLog {
@@ -244,8 +250,7 @@ fn write_record(record: Record) {
     {
         match record {
             Record::Admission(a) => {
-                let notable =
-                    a.verdict != "allowed" || a.warnings || a.rewrites > 0 || a.unmapped > 0;
+                let notable = is_notable(a.verdict, a.warnings);
                 macro_rules! line {
                     ($level:ident) => {
                         tracing::$level!(

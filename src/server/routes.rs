@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 
 use super::admission::{self, MutateSettings};
-use super::admission_log::{Admission, AdmissionLog, Record};
+use super::admission_log::{is_notable, Admission, AdmissionLog, Record};
 use super::metrics::{EndpointMetrics, Metrics};
 use super::mutate;
 use super::review;
@@ -283,7 +283,7 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
     let m = &s.metrics.mutate;
     let bytes = match read_body(req, s.max_body_bytes, s.request_timeout).await {
         Ok(b) => b,
-        Err(resp) => return refused(&s, "mutate", m, start, resp, None),
+        Err(resp) => return refused(&s, "mutate", m, start, Refusal::Body(resp)),
     };
     let Some(mappings) = s.mappings.load_full() else {
         m.count("unavailable", start.elapsed());
@@ -294,11 +294,7 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
     };
     let mut review = match mutate::decode(&bytes, &mappings.table) {
         Ok(r) => r,
-        Err(e) => {
-            let message = e.to_string();
-            let resp = error(StatusCode::BAD_REQUEST, message.clone());
-            return refused(&s, "mutate", m, start, resp, Some(message));
-        }
+        Err(e) => return refused(&s, "mutate", m, start, Refusal::BadReview(e)),
     };
     let answer = mutate::answer(&mut review, &mappings, &s.settings);
     let verdict = answer.verdict.as_str();
@@ -312,8 +308,7 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
         s.metrics.unmapped_at[i].inc_by(u64::from(*n));
         unmapped += n;
     }
-    let notable = verdict != "allowed" || answer.warned;
-    if notable || s.log.wants_allows() {
+    if is_notable(verdict, answer.warned) || s.log.wants_allows() {
         let mut line = Admission::new(
             "mutate",
             verdict,
@@ -343,20 +338,34 @@ fn json_answer(body: Vec<u8>) -> Response {
         .into_response()
 }
 
-/// Counts and logs a request refused before it was decided.
+/// Why a request was refused before it was decided.
+enum Refusal {
+    /// Its body (too large, too late, unreadable): the answer is made already.
+    Body(Response),
+    /// Not a review this webhook answers (400; the error gives a position, never the body).
+    BadReview(review::ReviewError),
+}
+
+/// Counts, logs and answers a request refused before it was decided.
 fn refused(
     s: &AppState,
     endpoint: &'static str,
     m: &EndpointMetrics,
     start: Instant,
-    resp: Response,
-    error: Option<String>,
+    refusal: Refusal,
 ) -> Response {
     m.count("bad_request", start.elapsed());
+    let (resp, error) = match refusal {
+        Refusal::Body(resp) => (resp, "request body refused".to_string()),
+        Refusal::BadReview(e) => {
+            let message = e.to_string();
+            (error(StatusCode::BAD_REQUEST, message.clone()), message)
+        }
+    };
     s.log.send(Record::Refused {
         endpoint,
         status: resp.status().as_u16(),
-        error: error.unwrap_or_else(|| "request body refused".to_string()),
+        error,
     });
     resp
 }
@@ -366,15 +375,11 @@ async fn validate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -
     let m = &s.metrics.validate;
     let bytes = match read_body(req, s.max_body_bytes, s.request_timeout).await {
         Ok(b) => b,
-        Err(resp) => return refused(&s, "validate", m, start, resp, None),
+        Err(resp) => return refused(&s, "validate", m, start, Refusal::Body(resp)),
     };
     let req = match review::decode::<Value>(&bytes) {
         Ok(r) => r,
-        Err(e) => {
-            let message = e.to_string();
-            let resp = error(StatusCode::BAD_REQUEST, message.clone());
-            return refused(&s, "validate", m, start, resp, Some(message));
-        }
+        Err(e) => return refused(&s, "validate", m, start, Refusal::BadReview(e)),
     };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -383,7 +388,7 @@ async fn validate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -
     let verdict = decision.verdict.as_str();
     m.count(verdict, start.elapsed());
     let warned = !decision.response.warnings.is_empty();
-    if verdict != "allowed" || warned || s.log.wants_allows() {
+    if is_notable(verdict, warned) || s.log.wants_allows() {
         let mut line = Admission::new(
             "validate",
             verdict,
