@@ -6,7 +6,7 @@ EXAMPLES := deploy/examples
 
 .PHONY: all build release test fmt lint unit run preview bench load-bench clean certs \
         static static-check render-self-signed soak storm fuzz tools chart-lint rules-test \
-        audit-bench
+        audit-bench match-conditions
 
 ## Pinned tools (kubectl 1.34, helm 3.19, promtool) in a git-ignored folder of the repository,
 ## installed on first use by scripts/install-tools; the tests run these, never whatever is on PATH.
@@ -40,8 +40,14 @@ CERT_MODES := "" "--set certManager.enabled=true" \
 chart-lint: tools
 	for role in destination source; do for certs in $(CERT_MODES); do \
 	  $(TOOLS)/helm lint --strict --quiet $(CHART) --set role=$$role $$certs \
-	    --set migrationUsers={system:serviceaccount:kube-system:stork-account} || exit 1; \
+	    --set clusterId=c-m-4kq8z9rt || exit 1; \
 	done; done
+
+## match-conditions: copies the mutating webhook's matchConditions from their one source, the
+## chart's files/mutate-match-conditions.yaml, into deploy/destination/mutating-webhook.yaml
+## (the deploy tests fail when the two differ).
+match-conditions:
+	scripts/sync-match-conditions
 
 ## rules-test: the alerts (the plain rules file, which the chart's PrometheusRule is made
 ## from) checked and unit-tested with promtool.

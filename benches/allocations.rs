@@ -11,7 +11,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rancher_remap::mapping::objects::Mappings;
-use rancher_remap::server::admission::{self, MutateSettings};
+use rancher_remap::rewrite::MutateSettings;
+use rancher_remap::server::admission;
 use rancher_remap::server::{mutate, review};
 
 /// The system allocator, counting allocations and reallocations.

@@ -71,7 +71,7 @@ fn bench_build(c: &mut Criterion) {
 /// the JSON, echo the uid), on the same 5 KB migrated Deployment review.
 fn bench_review(c: &mut Criterion) {
     use rancher_remap::mapping::objects::Mappings;
-    use rancher_remap::server::admission::MutateSettings;
+    use rancher_remap::rewrite::MutateSettings;
     let body = support::review_body();
     let mappings = Mappings::from_text(&mappings(1_000)).unwrap();
     let settings = MutateSettings::default();
@@ -92,7 +92,7 @@ fn bench_review(c: &mut Criterion) {
 fn webhook(
     body: &[u8],
     mappings: &rancher_remap::mapping::objects::Mappings,
-    settings: &rancher_remap::server::admission::MutateSettings,
+    settings: &rancher_remap::rewrite::MutateSettings,
 ) -> Vec<u8> {
     use rancher_remap::server::mutate;
     let mut req = mutate::decode(body, &mappings.table).unwrap();
@@ -103,7 +103,7 @@ fn webhook(
 fn tree(
     body: &[u8],
     mappings: &rancher_remap::mapping::objects::Mappings,
-    settings: &rancher_remap::server::admission::MutateSettings,
+    settings: &rancher_remap::rewrite::MutateSettings,
 ) -> Vec<u8> {
     use rancher_remap::server::{admission, review};
     let req = review::decode::<serde_json::Value>(body).unwrap();
@@ -116,7 +116,7 @@ fn tree(
 fn bench_cost(c: &mut Criterion) {
     use criterion::Throughput;
     use rancher_remap::mapping::objects::Mappings;
-    use rancher_remap::server::admission::MutateSettings;
+    use rancher_remap::rewrite::MutateSettings;
     let settings = MutateSettings::default();
 
     let mappings_1k = Mappings::from_text(&mappings(1_000)).unwrap();

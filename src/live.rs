@@ -4,6 +4,7 @@
 //! (the server's metrics implement it), so this module names neither the sources nor the server.
 
 use std::fmt::Display;
+
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -37,15 +38,23 @@ pub struct LiveMappings {
     /// Whether migration users come from elsewhere (`--migration-user`), so a table without any
     /// is not worth a warning.
     users_given: bool,
+    /// This cluster's Rancher ID (`--cluster-id`): every table is checked against it.
+    cluster_id: Option<String>,
 }
 
 impl LiveMappings {
-    /// `users_given`: migration users are known without the table (see [`LiveMappings::put`]).
-    pub fn new(events: Arc<dyn LoadEvents>, users_given: bool) -> LiveMappings {
+    /// `users_given`: migration users are known without the table (see [`LiveMappings::put`]);
+    /// `cluster_id`: the cluster every table must fit (see [`crate::mapping::Table::check_cluster`]).
+    pub fn new(
+        events: Arc<dyn LoadEvents>,
+        users_given: bool,
+        cluster_id: Option<String>,
+    ) -> LiveMappings {
         LiveMappings {
             current: ArcSwapOption::empty(),
             events,
             users_given,
+            cluster_id,
         }
     }
 
@@ -60,8 +69,15 @@ impl LiveMappings {
     }
 
     /// Puts a good table in force, or keeps the one in force and says why not (`origin` names
-    /// the source in the log). Returns whether the new table went in.
-    pub fn put<E: Display>(&self, origin: &str, result: Result<Mappings, E>) -> bool {
+    /// the source in the log). A table that does not fit this cluster is refused here, for
+    /// every source alike. Returns why a table was refused (the log line's text).
+    pub fn put<E: Display>(&self, origin: &str, result: Result<Mappings, E>) -> Result<(), String> {
+        let result = result.map_err(|e| e.to_string()).and_then(|m| {
+            match self.cluster_id.as_deref().map(|c| m.table.check_cluster(c)) {
+                Some(Err(e)) => Err(e.to_string()),
+                _ => Ok(m),
+            }
+        });
         match result {
             Ok(m) => {
                 for w in m.table.warnings() {
@@ -74,12 +90,13 @@ impl LiveMappings {
                 }
                 self.events.loaded(&m);
                 self.current.store(Some(Arc::new(m)));
-                true
+                Ok(())
             }
             Err(e) => {
                 self.events.rejected();
-                tracing::error!(source = %origin, error = %e, "mapping table rejected; {}", self.kept());
-                false
+                let why = format!("mapping table rejected; {}: {e}", self.kept());
+                tracing::error!(source = %origin, "{why}");
+                Err(why)
             }
         }
     }

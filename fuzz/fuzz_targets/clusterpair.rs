@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     for obj in &objects {
-        let report = rancher_remap::validate::check(obj, NOW);
+        let report = rancher_remap::validate::check(obj, NOW, None);
         let said = format!("{report:?}");
         for secret in credentials(obj) {
             assert!(!said.contains(&secret), "a finding quotes a credential");

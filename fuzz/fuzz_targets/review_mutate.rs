@@ -8,7 +8,8 @@
 use libfuzzer_sys::fuzz_target;
 use rancher_remap::mapping::objects::Mappings;
 use rancher_remap::rewrite::UnmappedPolicy;
-use rancher_remap::server::admission::{mutate, MutateSettings, Scope};
+use rancher_remap::rewrite::{MutateSettings, Scope};
+use rancher_remap::server::admission::mutate;
 use rancher_remap::server::mutate as webhook;
 use rancher_remap::server::review::{decode, Request};
 use serde_json::Value;

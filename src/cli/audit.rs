@@ -15,7 +15,7 @@ use kube::api::Api;
 
 use crate::audit::{self, Finding, FixStatus, Namespaces, Progress, Report};
 use crate::mapping::objects::{mappings_from_configmap, Mappings};
-use crate::server::admission::Scope;
+use super::ScopeArg;
 use crate::source::mappings_file::mappings_from_file_text;
 use crate::source::ConfigMapRef;
 
@@ -41,7 +41,7 @@ pub struct Args {
     /// Which objects count: migrated (Stork's migrated annotation; a Namespace when it holds
     /// such an object) or all.
     #[arg(long, env = "RANCHER_REMAP_SCOPE", value_enum, default_value_t)]
-    pub scope: Scope,
+    pub scope: ScopeArg,
 
     /// Audit only this namespace (repeatable; comma-separated in the environment variable).
     /// Default: every namespace except kube-system and the webhook's own, and cluster-scoped
@@ -174,7 +174,7 @@ async fn audit(args: Args) -> Result<u8> {
     };
     let settings = audit::Settings {
         unmapped: args.unmapped.into(),
-        all: args.scope == Scope::All,
+        all: args.scope == ScopeArg::All,
         namespaces,
         page_size: args.page_size,
         concurrency: args.concurrency.into(),

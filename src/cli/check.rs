@@ -21,6 +21,13 @@ pub struct Args {
     /// Files to check (YAML or JSON, several documents or a List each); `-` is stdin.
     #[arg(short = 'f', long = "filename", value_name = "FILE", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
+
+    /// The Rancher ID of the destination cluster the mapping ConfigMap is for (as `derive`
+    /// prints it): a table whose sources name it (reversed) or whose destinations name another
+    /// cluster is refused, as the server there refuses it. ClusterPairs are not checked
+    /// against it (the destination holds a reversed pair of its own).
+    #[arg(long, env = "RANCHER_REMAP_CLUSTER_ID", value_name = "ID", value_parser = super::parse_cluster_id)]
+    pub cluster_id: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -38,7 +45,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 continue;
             }
             checked += 1;
-            let report = check(&obj, now);
+            let report = check(&obj, now, super::known(&args.cluster_id));
             for f in &report.errors {
                 out.push_str(&format!("{name}: {object}: error: {f}\n"));
             }

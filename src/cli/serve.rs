@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::live::LiveMappings;
-use crate::server::admission::{Mode, MutateSettings, Scope};
+use super::{ModeArg, ScopeArg};
+use crate::rewrite::MutateSettings;
 use crate::server::admission_log::AdmissionLog;
 use crate::server::metrics::Metrics;
 use crate::server::routes::AppState;
@@ -50,16 +51,24 @@ pub struct Args {
     #[arg(long, env = "RANCHER_REMAP_UNMAPPED", value_enum, default_value_t)]
     pub unmapped: super::Unmapped,
 
-    /// Which requests are rewritten: migrated (Stork's migrated annotation, or a migration user)
+    /// Which requests are rewritten: migrated (Stork's migrated annotation, a Namespace whose
+    /// project-ID annotation names a source cluster of the table, or a migration user's write)
     /// or all.
     #[arg(long, env = "RANCHER_REMAP_SCOPE", value_enum, default_value_t)]
-    pub scope: Scope,
+    pub scope: ScopeArg,
 
     /// enforce answers with the patch; warn answers without it — a warning and the audit
     /// annotation say what would have been rewritten, counted as outcome="would_patch" — to
     /// roll out safely: install in warn, run `audit`, then switch to enforce
     #[arg(long, env = "RANCHER_REMAP_MODE", value_enum, default_value_t)]
-    pub mode: Mode,
+    pub mode: ModeArg,
+
+    /// This cluster's Rancher ID (e.g. c-m-4kq8z9rt, or local), as `derive` prints it. A Namespace
+    /// annotated with it is never rewritten, and a table whose sources name it (reversed) or
+    /// whose destinations name another cluster is refused, at start and on every reload. Empty:
+    /// unknown (nothing is checked against it).
+    #[arg(long, env = "RANCHER_REMAP_CLUSTER_ID", value_name = "ID", value_parser = super::parse_cluster_id)]
+    pub cluster_id: Option<String>,
 
     /// A user whose requests count as migrations, e.g. the identity Stork writes Namespaces with
     /// (repeatable; comma-separated in the environment variable).
@@ -172,20 +181,29 @@ async fn serve(args: Args, metrics: Arc<Metrics>, log: AdmissionLog) -> Result<(
         ),
     };
     let users_given =
-        !args.migration_user.iter().all(|u| u.trim().is_empty()) || args.scope == Scope::All;
-    let live = Arc::new(LiveMappings::new(metrics.clone(), users_given));
+        !args.migration_user.iter().all(|u| u.trim().is_empty()) || args.scope == ScopeArg::All;
+    let cluster_id = super::known(&args.cluster_id).map(str::to_string);
+    if source.is_some() && cluster_id.is_none() {
+        tracing::warn!("no --cluster-id (RANCHER_REMAP_CLUSTER_ID, chart value clusterId): tables are not checked against this cluster, and Namespaces are recognised only by a source cluster in their annotation or a migration user");
+    }
+    let live = Arc::new(LiveMappings::new(
+        metrics.clone(),
+        users_given,
+        cluster_id.clone(),
+    ));
     let state = Arc::new(AppState {
         mappings: live.clone(),
         settings: MutateSettings {
             unmapped: args.unmapped.into(),
-            scope: args.scope,
+            scope: args.scope.into(),
             migration_users: args
                 .migration_user
                 .iter()
                 .map(|u| u.trim().to_string())
                 .filter(|u| !u.is_empty())
                 .collect::<HashSet<_>>(),
-            mode: args.mode,
+            mode: args.mode.into(),
+            cluster_id,
         },
         metrics,
         max_body_bytes: args.max_body_bytes,

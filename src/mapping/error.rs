@@ -208,6 +208,22 @@ pub enum MappingError {
     /// every migrated object, so it is never put in force.
     #[error("no mapping entries: an empty table would remove every project ID from migrated objects; give at least one src=dst entry")]
     NoEntries,
+    /// A cluster-form entry whose source and destination clusters are the same: Stork migrates
+    /// between two clusters, so such a table was written by mistake.
+    #[error("entry {entry} maps cluster {cluster} onto itself: a migration goes from one cluster to another; the destination side names the cluster migrated objects land on")]
+    SelfMapping { entry: EntryRef, cluster: String },
+    /// The table's sources name this cluster (`--cluster-id`): it maps this cluster's projects
+    /// away, so it is reversed (or made for the other direction of the pair).
+    #[error("the table maps cluster {this} (this cluster, --cluster-id) to cluster {to}: it is reversed; a table made from the destination side of a pair (storkctl create clusterpair writes the mapping reversed there) must be derived with `rancher-remap derive --reverse`, or derive it from the ClusterPair on the source cluster")]
+    Reversed { this: String, to: String },
+    /// The table's destinations name a cluster other than this one (`--cluster-id`): migrated
+    /// objects would be labelled for a cluster they are not on.
+    #[error("the table maps cluster {from} to cluster {to}, but this cluster is {this} (--cluster-id): the table was made for another cluster (or is reversed: `rancher-remap derive --reverse`)")]
+    OtherCluster {
+        from: String,
+        to: String,
+        this: String,
+    },
     /// A destination that is also a source: a rewritten value would be rewritten again.
     #[error("entry {entry} makes a chain: its destination {id} is the source of entry {other}; map each source straight to its final destination")]
     Chain {
@@ -233,7 +249,9 @@ impl MappingError {
                     .at(*position, 0)
                     .field_path()
             }
-            MappingError::NoEntries => "data".to_string(),
+            MappingError::NoEntries
+            | MappingError::Reversed { .. }
+            | MappingError::OtherCluster { .. } => "data".to_string(),
             MappingError::MissingEquals { entry, .. }
             | MappingError::EmptySide { entry, .. }
             | MappingError::InvalidId { entry, .. }
@@ -241,6 +259,7 @@ impl MappingError {
             | MappingError::ConflictingDestination { entry, .. }
             | MappingError::ProjectConflict { entry, .. }
             | MappingError::ClusterConflict { entry, .. }
+            | MappingError::SelfMapping { entry, .. }
             | MappingError::Chain { entry, .. } => entry.field_path(),
         }
     }

@@ -106,6 +106,12 @@ impl Table {
                 });
             }
             if let (Some(sc), Some(dc)) = (src_v.cluster, dst_v.cluster) {
+                if sc == dc && src_v != dst_v {
+                    errors.push(MappingError::SelfMapping {
+                        entry: e.at.clone(),
+                        cluster: sc.to_string(),
+                    });
+                }
                 if let Some(prev) = claim(&mut t.clusters, sc, dc, i) {
                     errors.push(MappingError::ClusterConflict {
                         entry: e.at.clone(),
@@ -183,6 +189,52 @@ impl Table {
         match v.split_once(':') {
             Some((c, p)) => self.dst_clusters.contains(c) && self.dst_projects.contains(p),
             None => self.dst_projects.contains(v),
+        }
+    }
+
+    /// Whether `cluster` is the source cluster of a cluster-form entry: a value naming it came
+    /// from the other side of a migration.
+    pub fn is_source_cluster(&self, cluster: &str) -> bool {
+        self.clusters.contains_key(cluster)
+    }
+
+    /// Checks the table against the cluster it acts on (`this`, its Rancher ID): its sources
+    /// must not name this cluster (a reversed table) and its cluster-form destinations must
+    /// (not another cluster's table). Every offending cluster pair is reported.
+    pub fn check_cluster(&self, this: &str) -> Result<(), MappingErrors> {
+        let mut pairs: Vec<(&str, &str)> = self
+            .clusters
+            .iter()
+            .map(|(from, to)| (&**from, &*to.dst))
+            .collect();
+        // The map's order is random; messages are not.
+        pairs.sort_unstable();
+        let errors: Vec<MappingError> = pairs
+            .into_iter()
+            .filter_map(|(from, to)| {
+                if from == to {
+                    // Only an `x=x` entry gets here (other self-mappings are refused): no effect.
+                    None
+                } else if from == this {
+                    Some(MappingError::Reversed {
+                        this: this.to_string(),
+                        to: to.to_string(),
+                    })
+                } else if to != this {
+                    Some(MappingError::OtherCluster {
+                        from: from.to_string(),
+                        to: to.to_string(),
+                        this: this.to_string(),
+                    })
+                } else {
+                    None
+                }
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(MappingErrors(errors))
         }
     }
 

@@ -178,3 +178,41 @@ fn configmap_with_users() {
     assert_eq!(m.migration_users, ["a", "b"]);
     assert_eq!(m.table.len(), 2);
 }
+
+#[test]
+fn a_cluster_mapped_onto_itself_is_refused_whatever_the_configuration() {
+    let e = errors("c-1:p-a=c-1:p-b");
+    assert!(
+        matches!(&e[..], [MappingError::SelfMapping { cluster, .. }] if cluster == "c-1"),
+        "{e:?}"
+    );
+    assert!(e[0].to_string().contains("\"c-1:p-a=c-1:p-b\""), "{}", e[0]);
+    // x=x in cluster form stays a warning (it has no effect).
+    assert_eq!(table("c-1:p-a=c-1:p-a").warnings().len(), 1);
+}
+
+#[test]
+fn a_table_is_checked_against_the_cluster_it_acts_on() {
+    let t = table("p-a=p-b,c-src:p-a=c-dst:p-b");
+    assert!(t.check_cluster("c-dst").is_ok());
+    assert!(t.is_source_cluster("c-src") && !t.is_source_cluster("c-dst"));
+
+    // Reversed: derived from the destination-side pair of `storkctl create clusterpair`.
+    let reversed = table("p-b=p-a,c-dst:p-b=c-src:p-a");
+    let e = reversed.check_cluster("c-dst").unwrap_err().0;
+    assert!(
+        matches!(&e[..], [MappingError::Reversed { this, to }] if this == "c-dst" && to == "c-src"),
+        "{e:?}"
+    );
+    let msg = e[0].to_string();
+    assert!(msg.contains("c-dst") && msg.contains("c-src") && msg.contains("derive --reverse"), "{msg}");
+
+    // Another cluster's table.
+    let e = t.check_cluster("c-other").unwrap_err().0;
+    assert!(
+        matches!(&e[..], [MappingError::OtherCluster { from, to, this }] if from == "c-src" && to == "c-dst" && this == "c-other"),
+        "{e:?}"
+    );
+    // Project-form tables name no cluster: nothing to check.
+    assert!(table("p-a=p-b").check_cluster("c-dst").is_ok());
+}

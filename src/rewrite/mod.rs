@@ -6,6 +6,7 @@ mod engine;
 mod keys;
 mod outcome;
 mod places;
+mod scope;
 mod walk;
 
 pub use engine::{rewrite, rewrite_json, unmapped_action, Options, UnmappedPolicy};
@@ -13,6 +14,9 @@ pub use keys::{has_migrated_annotation, is_project_id_key, MIGRATED_ANNOTATION};
 pub use outcome::{
     describe, display_path, object_ref, push_display_pointer, unmapped_denial, unmapped_warning,
     Location, Outcome, Rewrite, Unmapped, UnmappedAction,
+};
+pub use scope::{
+    admit, is_namespace, namespace_claim, Mode, MutateSettings, NamespaceClaim, Scope, Writer,
 };
 pub use walk::{walk, walk_bounded, CowStr, Found, Walked};
 

@@ -1,46 +1,18 @@
 //! The admission decisions: pure functions from a decoded request (and the mappings in force)
 //! to a response plus what to log and count. The one place that turns findings into answers.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use base64::Engine;
 
 use super::review::{bounded_warnings, Request, Response};
 use crate::mapping::objects::Mappings;
-use crate::rewrite::{has_migrated_annotation, rewrite, Options, Outcome, UnmappedPolicy};
+use crate::rewrite::{
+    admit, has_migrated_annotation, is_namespace, namespace_claim, rewrite, walk, Mode,
+    MutateSettings, NamespaceClaim, Options, Outcome, Writer,
+};
 use crate::text::truncate;
 use crate::validate;
-
-/// Which requests `/mutate` rewrites (docs/behaviour.md).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Scope {
-    /// Objects with Stork's migrated annotation, or written by a migration user.
-    #[default]
-    Migrated,
-    /// Every admitted object.
-    All,
-}
-
-/// Whether `/mutate` applies what it finds (`serve --mode`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
-    /// Answer with the patch.
-    #[default]
-    Enforce,
-    /// Answer as `enforce` would, without the patch: a warning and the audit annotation say
-    /// what it would have rewritten (to roll out, audit, then enforce).
-    Warn,
-}
-
-/// Settings of `/mutate` fixed at start.
-#[derive(Clone, Debug, Default)]
-pub struct MutateSettings {
-    pub unmapped: UnmappedPolicy,
-    pub scope: Scope,
-    /// `--migration-user` names.
-    pub migration_users: HashSet<String>,
-    pub mode: Mode,
-}
 
 /// The warning that says what `--mode warn` did not apply (`audit`: the audit annotation's text).
 pub fn not_applied_warning(object: &str, audit: &str) -> String {
@@ -111,13 +83,25 @@ pub fn mutate(req: &Request, mappings: &Mappings, settings: &MutateSettings) -> 
     let Some(obj) = req.object.as_ref().filter(|_| is_write(&req.operation)) else {
         return Decision::allow(&req.uid);
     };
-    let user = req.user_info.username.as_str();
-    let migrated = has_migrated_annotation(obj)
-        || settings.migration_users.contains(user)
-        || mappings.migration_users.iter().any(|u| u == user);
-    if settings.scope == Scope::Migrated && !migrated {
+    let claim = if is_namespace(&req.kind.kind) {
+        // Walking a decoded tree cannot fail.
+        let mut walked = walk(obj, &mappings.table).unwrap_or_default();
+        namespace_claim(
+            walked.settle(),
+            &mappings.table,
+            settings.cluster_id.as_deref(),
+        )
+    } else {
+        NamespaceClaim::Unknown
+    };
+    let writer = Writer {
+        username: &req.user_info.username,
+        migrated_annotation: has_migrated_annotation(obj),
+        claim,
+    };
+    let Some(migrated) = admit(&writer, mappings, settings) else {
         return Decision::allow(&req.uid);
-    }
+    };
     let outcome = rewrite(
         obj,
         &mappings.table,
@@ -185,7 +169,8 @@ fn audit(outcome: &Outcome) -> BTreeMap<String, String> {
 }
 
 /// `/validate` (docs/behaviour.md): ClusterPairs and mapping ConfigMaps on CREATE and UPDATE.
-pub fn validate(req: &Request, now: i64) -> Decision {
+/// `cluster_id`: this cluster's Rancher ID, which a mapping ConfigMap's table must fit.
+pub fn validate(req: &Request, now: i64, cluster_id: Option<&str>) -> Decision {
     let Some(obj) = req
         .object
         .as_ref()
@@ -193,7 +178,7 @@ pub fn validate(req: &Request, now: i64) -> Decision {
     else {
         return Decision::allow(&req.uid);
     };
-    let report = validate::check(obj, now);
+    let report = validate::check(obj, now, cluster_id);
     let object = req.describe();
     let warnings = bounded_warnings(report.warnings.iter().map(|w| format!("{object}: {w}")));
     if report.is_denied() {

@@ -15,12 +15,12 @@ use base64::Engine;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::admission::{not_applied_warning, Mode, MutateSettings, Scope, Verdict};
+use super::admission::{not_applied_warning, Verdict};
 use super::review::{bounded_warnings, check_type, ReviewError};
 use crate::mapping::objects::Mappings;
 use crate::mapping::{LookupRef, Table};
 use crate::rewrite::{
-    object_ref, push_display_pointer, unmapped_action, unmapped_denial, unmapped_warning,
+    admit, is_namespace, namespace_claim, object_ref, Mode, MutateSettings, NamespaceClaim, Writer, push_display_pointer, unmapped_action, unmapped_denial, unmapped_warning,
     walk_bounded, CowStr, Found, Location, Options, UnmappedAction, Walked,
 };
 
@@ -317,14 +317,22 @@ pub fn answer(
         a.body = allowed(&req.uid);
         return a;
     };
-    let user = &*req.username;
-    let migrated = walked.migrated_annotation
-        || settings.migration_users.contains(user)
-        || mappings.migration_users.iter().any(|u| u == user);
-    if settings.scope == Scope::Migrated && !migrated {
+    // Only a Namespace's findings are read before the decision (one comparison otherwise).
+    let claim = if is_namespace(&req.kind) {
+        let this = settings.cluster_id.as_deref();
+        namespace_claim(walked.settle(), &mappings.table, this)
+    } else {
+        NamespaceClaim::Unknown
+    };
+    let writer = Writer {
+        username: &req.username,
+        migrated_annotation: walked.migrated_annotation,
+        claim,
+    };
+    let Some(migrated) = admit(&writer, mappings, settings) else {
         a.body = allowed(&req.uid);
         return a;
-    }
+    };
     let options = Options {
         unmapped: settings.unmapped,
         migrated,

@@ -15,7 +15,8 @@ use axum::{Json, Router};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-use super::admission::{self, MutateSettings};
+use super::admission;
+use crate::rewrite::MutateSettings;
 use super::admission_log::{is_notable, Admission, AdmissionLog, Record};
 use super::metrics::{EndpointMetrics, Metrics};
 use super::mutate;
@@ -384,7 +385,7 @@ async fn validate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let decision = admission::validate(&req, now);
+    let decision = admission::validate(&req, now, s.settings.cluster_id.as_deref());
     let verdict = decision.verdict.as_str();
     m.count(verdict, start.elapsed());
     let warned = !decision.response.warnings.is_empty();

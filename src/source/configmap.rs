@@ -108,11 +108,10 @@ async fn load(live: &LiveMappings, reporter: &Reporter, origin: &str, cm: Config
     })
     .await
     .unwrap_or(Err(ConfigMapError::Internal));
-    if let Err(e) = &result {
-        let note = format!("mapping table rejected; {}: {e}", live.kept());
+    // `put` also refuses a table that does not fit this cluster: the Event follows its verdict.
+    if let Err(note) = live.put(&origin, result) {
         reporter.warn("MappingsRejected", note, Some(&meta));
     }
-    live.put(&origin, result);
 }
 
 /// Why a version of the ConfigMap was not put in force.

@@ -36,12 +36,14 @@ pub async fn start(source: Source, live: Arc<LiveMappings>, poll: Duration) -> R
     match source {
         Source::Static(text) => {
             let m = load_static(&text).context("--project-mappings")?;
-            live.put::<LoadError>("--project-mappings", Ok(m));
+            live.put::<LoadError>("--project-mappings", Ok(m))
+                .map_err(|why| anyhow::anyhow!("--project-mappings: {why}"))?;
         }
         Source::File(path) => {
             let origin = path.display().to_string();
             tokio::spawn(follow_file(path, poll, move |result| {
-                live.put(&origin, result);
+                // Refusals are logged and counted by `put`.
+                let _ = live.put(&origin, result);
             }));
         }
         Source::ConfigMap(at) => {

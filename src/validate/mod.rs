@@ -77,12 +77,15 @@ pub fn is_validated(obj: &Value) -> bool {
 }
 
 /// Checks a ClusterPair, or a mapping ConfigMap; other objects give an empty report.
-/// `now` is seconds since the Unix epoch (for certificate expiry).
-pub fn check(obj: &Value, now: i64) -> Report {
+/// `now` is seconds since the Unix epoch (for certificate expiry). `cluster_id`: the Rancher ID
+/// of the cluster a mapping ConfigMap acts on, when known. ClusterPairs are not checked against
+/// it: both sides of a pair are ClusterPairs (`storkctl create clusterpair` writes the reversed
+/// one on the destination), and only the mapping ConfigMap is a table this cluster puts in force.
+pub fn check(obj: &Value, now: i64, cluster_id: Option<&str>) -> Report {
     if is_clusterpair(obj) {
         check_clusterpair(obj, now)
     } else if is_mapping_configmap(obj) {
-        check_mapping_configmap(obj)
+        check_mapping_configmap(obj, cluster_id)
     } else {
         Report::default()
     }
@@ -119,10 +122,17 @@ pub fn check_clusterpair(obj: &Value, now: i64) -> Report {
     report
 }
 
-/// docs/behaviour.md: every data key merged; conflicts across keys name both keys.
-pub fn check_mapping_configmap(obj: &Value) -> Report {
+/// docs/behaviour.md: every data key merged; conflicts across keys name both keys; checked
+/// against `cluster_id` when it is known.
+pub fn check_mapping_configmap(obj: &Value, cluster_id: Option<&str>) -> Report {
     let mut report = Report::default();
-    report.mappings(Table::build(parse_configmap_data(&configmap_data(obj))));
+    let table = Table::build(parse_configmap_data(&configmap_data(obj))).and_then(|t| {
+        match cluster_id {
+            Some(c) => t.check_cluster(c).map(|()| t),
+            None => Ok(t),
+        }
+    });
+    report.mappings(table);
     report
 }
 

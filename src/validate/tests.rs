@@ -50,7 +50,7 @@ fn token_user() -> Value {
 }
 
 fn errors(obj: &Value) -> Vec<String> {
-    check(obj, NOW)
+    check(obj, NOW, None)
         .errors
         .iter()
         .map(ToString::to_string)
@@ -64,7 +64,7 @@ fn has(findings: &[String], needle: &str) -> bool {
 #[test]
 fn valid_token_and_certificate_pairs() {
     assert_eq!(
-        check(&cp(good_cluster(), token_user()), NOW),
+        check(&cp(good_cluster(), token_user()), NOW, None),
         Report::default()
     );
     let (c, k) = cert(NOW + 365 * DAY);
@@ -74,6 +74,7 @@ fn valid_token_and_certificate_pairs() {
             json!({"client-certificate-data": c, "client-key-data": k}),
         ),
         NOW,
+        None,
     );
     assert!(r.errors.is_empty() && r.warnings.is_empty(), "{r:?}");
 }
@@ -99,6 +100,7 @@ fn expired_and_expiring_certificates() {
             json!({"client-certificate-data": c, "client-key-data": k}),
         ),
         NOW,
+        None,
     );
     assert!(r.errors.is_empty());
     assert!(r.warnings[0].message.contains("within 30 days"), "{r:?}");
@@ -169,6 +171,7 @@ fn servers() {
             token_user(),
         ),
         NOW,
+        None,
     );
     assert!(r.errors.is_empty(), "{r:?}");
     assert_eq!(
@@ -220,7 +223,7 @@ fn mapping_errors_have_paths_and_all_are_listed() {
     let mut o = cp(good_cluster(), json!({}));
     o["spec"]["platformOptions"]["rancher"]["projectMappings"] =
         json!({"p-a": "p-b", "p-b": "p-c", "P-X": "p-y"});
-    let r = check(&o, NOW);
+    let r = check(&o, NOW, None);
     let e: Vec<String> = r.errors.iter().map(ToString::to_string).collect();
     assert!(
         // `P-X` is not made of ID characters: named by its number in the map, not quoted.
@@ -243,7 +246,7 @@ fn secrets_never_in_findings() {
         json!({"client-certificate-data": c, "client-key-data": other, "token": "tok-secret-123", "password": "pw-secret-456"}),
     );
     o["spec"]["options"] = json!({"weird": "x"});
-    let r = check(&o, NOW);
+    let r = check(&o, NOW, None);
     let text = format!("{r:?} {}", r.denial("x"));
     // The middle of each credential, as given (base64) and decoded (the PEM body): their first
     // characters are the PEM header's, which every certificate shares.
@@ -286,7 +289,7 @@ fn an_empty_mapping_configmap_is_refused_and_a_clusterpair_without_mappings_is_n
         json!({"rancher": {"projectMappings": {}}}),
     ] {
         o["spec"]["platformOptions"] = without.clone();
-        let r = check(&o, NOW);
+        let r = check(&o, NOW, None);
         assert!(!r.is_denied(), "{without}: {r:?}");
     }
 }
@@ -294,7 +297,7 @@ fn an_empty_mapping_configmap_is_refused_and_a_clusterpair_without_mappings_is_n
 #[test]
 fn other_objects_are_not_checked_and_configmaps_merge_keys() {
     assert_eq!(
-        check(&json!({"kind": "ConfigMap", "data": {"a": "bad"}}), NOW),
+        check(&json!({"kind": "ConfigMap", "data": {"a": "bad"}}), NOW, None),
         Report::default()
     );
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"labels": {"rancher-remap.io/mappings": "true"}}, "data": {"ns.a": "p-a=p-b", "ns.b": "p-a=p-c"}});
@@ -350,6 +353,7 @@ fn key_and_certificate_match_for_rsa_ecdsa_and_ed25519() {
                 json!({"client-certificate-data": cert, "client-key-data": b64(&key.serialize_pem())}),
             ),
             NOW,
+            None,
         );
         assert!(
             good.errors.is_empty() && good.warnings.is_empty(),

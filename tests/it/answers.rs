@@ -9,7 +9,8 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use rancher_remap::mapping::objects::Mappings;
-use rancher_remap::server::admission::{self, Mode, MutateSettings, Scope};
+use rancher_remap::rewrite::{Mode, MutateSettings, Scope};
+use rancher_remap::server::admission;
 use rancher_remap::server::{mutate, review};
 
 use crate::properties::{object, policy, TABLE};
@@ -175,6 +176,7 @@ proptest! {
         warn in any::<bool>(),
         uid in prop::sample::select(vec!["7f4b9a1c-0f0e-4a55", "ü\"\\\u{1}/é", "🙂-uid"]),
         style in style(),
+        cluster_id in prop::sample::select(vec![None, Some("c-d"), Some("c-s")]),
     ) {
         let mappings = Mappings::from_text(TABLE).unwrap();
         let settings = MutateSettings {
@@ -182,6 +184,7 @@ proptest! {
             scope: if all { Scope::All } else { Scope::Migrated },
             migration_users: HashSet::from(["stork".to_string()]),
             mode: if warn { Mode::Warn } else { Mode::Enforce },
+            cluster_id: cluster_id.map(str::to_string),
         };
         let user = if by_migration_user { "stork" } else { "someone" };
         let mut text = String::new();

@@ -54,7 +54,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rancher_remap::server::admission::MutateSettings;
+use rancher_remap::rewrite::MutateSettings;
 use rancher_remap::server::metrics::Metrics;
 use rancher_remap::server::routes::AppState;
 use rancher_remap::server::tls::CertFiles;
@@ -138,6 +138,7 @@ async fn start_fed(
     let live = Arc::new(rancher_remap::live::LiveMappings::new(
         metrics.clone(),
         !settings.migration_users.is_empty(),
+        settings.cluster_id.clone(),
     ));
     let state = Arc::new(AppState {
         mappings: live.clone(),

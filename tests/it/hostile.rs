@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rancher_remap::server::admission::MutateSettings;
+use rancher_remap::rewrite::MutateSettings;
 use rancher_remap::source::Source;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use rancher_remap::server::admission::MutateSettings;
+use rancher_remap::rewrite::MutateSettings;
 use rancher_remap::source::Source;
 
 use crate::common::{data, eventually, metric, repo, start, ServeProcess};

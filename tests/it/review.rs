@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use rancher_remap::mapping::objects::Mappings;
 use rancher_remap::rewrite::{has_migrated_annotation, rewrite, Options};
-use rancher_remap::server::admission::{MutateSettings, Scope};
+use rancher_remap::rewrite::{MutateSettings, Scope};
 use rancher_remap::server::mutate;
 use rancher_remap::server::review::decode;
 

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use rancher_remap::mapping::table_from_text;
 use rancher_remap::rewrite::{rewrite, Options, UnmappedPolicy};
-use rancher_remap::server::admission::{MutateSettings, Scope};
+use rancher_remap::rewrite::{MutateSettings, Scope};
 use rancher_remap::source::Source;
 
 use crate::common::*;
@@ -104,9 +104,19 @@ async fn mutate_over_http1_and_http2_matches_the_engine() {
 async fn scope_rules() {
     let s = start(Source::Static(MAPPINGS.into()), settings()).await;
     let c = s.client(&s.ca, false);
-    // A Namespace by the migration identity, without the annotation: out of scope unless the
-    // user is named.
-    let ns = review("create-namespace-by-stork.json");
+    // The fixture's Namespace names a source cluster of the table (c-7gh2k) in its Rancher
+    // annotation: rewritten, whoever writes it.
+    let mut ns = review("create-namespace-by-stork.json");
+    ns["request"]["userInfo"]["username"] = json!("u-nobody-named");
+    let (_, resp) = post(&c, &s.url("/mutate"), &ns).await;
+    assert!(patch_of(&resp).is_some(), "{resp}");
+    // With the label alone (no annotation to tell where it came from): out of scope unless
+    // the writer is a migration user.
+    let mut ns = review("create-namespace-by-stork.json");
+    ns["request"]["object"]["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("field.cattle.io/projectId");
     let (_, resp) = post(&c, &s.url("/mutate"), &ns).await;
     assert!(resp["response"].get("patch").is_none(), "{resp}");
     let with_user = MutateSettings {

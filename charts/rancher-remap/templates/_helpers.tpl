@@ -51,11 +51,6 @@ namespaceSelector:
       values: {{ concat (list "kube-system" .Release.Namespace) .Values.webhook.excludedNamespaces | uniq | toJson }}
 {{- end }}
 
-{{/* Stork's migrated annotation, guarded: CEL errors on a missing key. */}}
-{{- define "rancher-remap.celMigrated" -}}
-(has(object.metadata.annotations) && 'stork.libopenstorage.org/migrated' in object.metadata.annotations && object.metadata.annotations['stork.libopenstorage.org/migrated'] == 'true')
-{{- end }}
-
 {{/* The common fields of every webhook: the Service, the version, the failure policy. */}}
 {{- define "rancher-remap.clientConfig" -}}
 clientConfig:
