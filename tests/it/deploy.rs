@@ -39,6 +39,8 @@ const SERVICE_DNS: &str = "rancher-remap.rancher-remap.svc";
 const CHART: &str = "charts/rancher-remap";
 /// The identity Stork's controller runs as in a default install.
 const STORK_SA: &str = "system:serviceaccount:kube-system:stork-account";
+/// The Rancher ID the chart is rendered with (`clusterId`), unless a test says otherwise.
+const THIS_CLUSTER: &str = "c-m-dst01";
 
 /// Runs `cmd`, which must succeed; its stdout.
 fn run_ok(mut cmd: Command) -> String {
@@ -653,7 +655,51 @@ fn cases() -> Vec<Case> {
         what,
         request: admission_request(kind, user, object(kind, "x", metadata)),
     };
+    let annotated = |key: &str, value: &str| json!({"annotations": {key: value}});
+    let key = "field.cattle.io/projectId";
     vec![
+        mk(
+            "namespace from a source cluster by a person",
+            "Namespace",
+            "u-alice",
+            annotated(key, "c-src:p-src1"),
+        ),
+        mk(
+            "namespace from a source cluster, Stork's spelling",
+            "Namespace",
+            "u-alice",
+            annotated("field.cattle.io/projectID", "c-src:p-src1"),
+        ),
+        mk(
+            "namespace of this cluster by a person",
+            "Namespace",
+            "u-alice",
+            annotated(key, &format!("{THIS_CLUSTER}:p-dst1")),
+        ),
+        mk(
+            "namespace of this cluster by Stork",
+            "Namespace",
+            STORK_SA,
+            annotated(key, &format!("{THIS_CLUSTER}:p-dst1")),
+        ),
+        mk(
+            "namespace with a project-form annotation",
+            "Namespace",
+            "u-alice",
+            annotated(key, "p-src1"),
+        ),
+        mk(
+            "namespace with the label alone, by a person",
+            "Namespace",
+            "u-alice",
+            json!({"labels": {key: "p-src1"}, "annotations": {"other": "x"}}),
+        ),
+        mk(
+            "deployment annotated from a source cluster",
+            "Deployment",
+            "u-alice",
+            annotated(key, "c-src:p-src1"),
+        ),
         mk("namespace by Stork", "Namespace", STORK_SA, project.clone()),
         mk(
             "namespace by u-stork",
@@ -741,14 +787,22 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// Whether a webhook should be called for `request`, by what it is for.
-fn should_send(hook: &str, request: &Value, users: &[&str]) -> bool {
+/// Whether a webhook should be called for `request`, by what it is for: `users` and
+/// `cluster` are what the install was configured with ("": no cluster ID).
+fn should_send(hook: &str, request: &Value, users: &[&str], cluster: &str) -> bool {
     let object = &request["object"];
     let user = request["userInfo"]["username"].as_str().unwrap();
+    let annotations = &object["metadata"]["annotations"];
+    // A Namespace annotated with another cluster's ID, under either spelling of the key.
+    let foreign = !cluster.is_empty()
+        && ["field.cattle.io/projectId", "field.cattle.io/projectID"]
+            .iter()
+            .filter_map(|k| annotations[*k].as_str())
+            .any(|v| v.split_once(':').is_some_and(|(c, _)| c != cluster));
     match hook {
         "rewrite.rancher-remap.io" => {
-            object["metadata"]["annotations"][MIGRATED_ANNOTATION] == "true"
-                || (request["kind"]["kind"] == "Namespace" && users.contains(&user))
+            annotations[MIGRATED_ANNOTATION] == "true"
+                || (request["kind"]["kind"] == "Namespace" && (users.contains(&user) || foreign))
         }
         "clusterpairs.rancher-remap.io" => {
             !(user.starts_with("system:serviceaccount:") && user.ends_with(":stork-account"))
@@ -784,8 +838,9 @@ fn eval_condition(env: &Arc<cel::Env>, expr: &str, request: &Value) -> Result<bo
 
 /// Every matchCondition of every webhook, evaluated on every request of the table: none may
 /// error (under failurePolicy Fail an error refuses the write), and a webhook is called exactly
-/// when what it is for says so. `users`: the migration users the install was configured with.
-fn check_match_conditions(install: &Install, users: &[&str]) {
+/// when what it is for says so. `users` and `cluster`: the migration users and the cluster ID
+/// the install was configured with ("": none).
+fn check_match_conditions(install: &Install, users: &[&str], cluster: &str) {
     let evaluator = cel_env();
     let cases = cases();
     let mut hooks = 0;
@@ -805,8 +860,8 @@ fn check_match_conditions(install: &Install, users: &[&str]) {
             }
             assert_eq!(
                 sent,
-                should_send(&h.name, &case.request, users),
-                "{}: {} (migration users {users:?})",
+                should_send(&h.name, &case.request, users, cluster),
+                "{}: {} (migration users {users:?}, cluster {cluster:?})",
                 h.name,
                 case.what
             );
@@ -824,6 +879,11 @@ fn check_match_conditions(install: &Install, users: &[&str]) {
             .filter(|u| !u.is_empty())
             .collect();
         assert_eq!(configured, users);
+        assert_eq!(
+            env(container(&d), "RANCHER_REMAP_CLUSTER_ID"),
+            Some(cluster),
+            "the server gets the cluster ID the filter has"
+        );
     }
 }
 
@@ -867,8 +927,8 @@ fn destination_overlay_is_a_complete_safe_install() {
     let _: Namespace = install.one("Namespace");
     check_workload(&install, SecretFrom::CertManager);
     check_cert_manager(&install, None);
-    // As shipped, no migration user: no Namespace write reaches the webhook.
-    check_match_conditions(&install, &[]);
+    // As shipped, no cluster ID and no migration user: no Namespace write reaches the webhook.
+    check_match_conditions(&install, &[], "");
     assert!(
         install.all("ConfigMap").is_empty(),
         "migration-users.yaml is kustomize's input only"
@@ -910,29 +970,76 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// The documented way to name the migration users in the kustomize install: one line of
-/// deploy/destination/migration-users.yaml reaches both the server and the webhook's filter.
-#[test]
-fn migration_users_set_in_one_file_reach_the_server_and_the_namespace_filter() {
+/// Fills in the kustomize install's two settings in a copy of deploy/, as the files say to.
+fn kustomize_with(cluster: &str, users: &str) -> Install {
     let dir = tempfile::tempdir().unwrap();
     copy_tree(&repo("deploy"), dir.path());
-    let file = dir.path().join("destination/migration-users.yaml");
-    let text = std::fs::read_to_string(&file).unwrap();
-    assert!(text.contains("  users: \"\"\n"), "{text}");
-    std::fs::write(
-        &file,
-        text.replace(
-            "  users: \"\"\n",
-            &format!("  users: \"{STORK_SA}, u-stork\"\n"),
-        ),
-    )
-    .unwrap();
-    let install = Install {
+    for (file, shipped, set) in [
+        ("migration-users.yaml", "  users: \"\"\n", format!("  users: \"{users}\"\n")),
+        ("cluster-id.yaml", "  clusterId: \"\"\n", format!("  clusterId: \"{cluster}\"\n")),
+    ] {
+        let file = dir.path().join("destination").join(file);
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains(shipped), "{text}");
+        std::fs::write(&file, text.replace(shipped, &set)).unwrap();
+    }
+    Install {
         docs: kustomize(&dir.path().join("destination")),
-    };
+    }
+}
+
+/// The documented way to configure the kustomize install: one line of
+/// deploy/destination/cluster-id.yaml and one of migration-users.yaml reach both the server
+/// and the webhook's filter.
+#[test]
+fn cluster_id_and_migration_users_set_in_one_file_each_reach_the_server_and_the_filter() {
+    let install = kustomize_with(THIS_CLUSTER, &format!("{STORK_SA}, u-stork"));
     check_types(&install);
     check_webhooks(&install);
-    check_match_conditions(&install, &[STORK_SA, "u-stork"]);
+    check_match_conditions(&install, &[STORK_SA, "u-stork"], THIS_CLUSTER);
+    // The cluster ID alone: Namespaces are recognised without naming anyone.
+    let install = kustomize_with(THIS_CLUSTER, "");
+    check_match_conditions(&install, &[], THIS_CLUSTER);
+}
+
+/// The mutating webhook's matchConditions are written once (the chart's
+/// files/mutate-match-conditions.yaml); the kustomize install carries a copy that must not
+/// drift, and both installs render the same conditions for the same settings.
+#[test]
+fn the_match_conditions_have_one_source_and_both_installs_render_them_alike() {
+    let source = rancher_remap::manifest::parse_documents(
+        &std::fs::read_to_string(repo(CHART).join("files/mutate-match-conditions.yaml")).unwrap(),
+    )
+    .unwrap();
+    let kustomize_file = rancher_remap::manifest::parse_documents(
+        &std::fs::read_to_string(repo("deploy/destination/mutating-webhook.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        kustomize_file[0]["webhooks"][0]["matchConditions"], source[0],
+        "deploy/destination/mutating-webhook.yaml drifted from the chart's \
+         files/mutate-match-conditions.yaml: run `make match-conditions`"
+    );
+    let conditions = |install: &Install| {
+        let m: MutatingWebhookConfiguration = install.one("MutatingWebhookConfiguration");
+        serde_json::to_value(&m.webhooks.unwrap()[0].match_conditions).unwrap()
+    };
+    for (cluster, users) in [(THIS_CLUSTER, vec![STORK_SA, "u-stork"]), ("local", vec![])] {
+        let (id, list) = (
+            format!("clusterId={cluster}"),
+            format!("migrationUsers={{{}}}", users.join(",")),
+        );
+        let mut args = vec!["--set", &id];
+        if !users.is_empty() {
+            args.extend(["--set", &list]);
+        }
+        let chart = Install {
+            docs: helm_template("destination", Certs::CertManager, &args).unwrap(),
+        };
+        let kustomized = kustomize_with(cluster, &users.join(","));
+        assert_eq!(conditions(&chart), conditions(&kustomized), "{cluster} {users:?}");
+        check_match_conditions(&chart, &users, cluster);
+    }
 }
 
 #[test]
@@ -944,7 +1051,7 @@ fn source_overlay_validates_only() {
     let _: Namespace = install.one("Namespace");
     check_workload(&install, SecretFrom::CertManager);
     check_cert_manager(&install, None);
-    check_match_conditions(&install, &[]);
+    check_match_conditions(&install, &[], "");
     assert!(install.all("MutatingWebhookConfiguration").is_empty());
     assert!(
         install.all("Role").is_empty(),
@@ -984,9 +1091,9 @@ fn self_signed_render_fills_the_secret_and_every_ca_bundle() {
     for overlay in ["destination", "source"] {
         let dir = tempfile::tempdir().unwrap();
         let (text, warned) = render(overlay, dir.path(), false);
-        // No migration user as shipped: said loudly on the destination.
+        // No cluster ID as shipped: said loudly on the destination.
         assert_eq!(
-            warned.contains("WARNING: no migration user"),
+            warned.contains("WARNING: no cluster ID is set"),
             overlay == "destination",
             "{warned}"
         );
@@ -1031,7 +1138,7 @@ fn self_signed_render_fills_the_secret_and_every_ca_bundle() {
         check_types(&install);
         check_webhooks(&install);
         check_workload(&install, SecretFrom::Rendered);
-        check_match_conditions(&install, &[]);
+        check_match_conditions(&install, &[], "");
         assert!(install.all("Certificate").is_empty() && install.all("Issuer").is_empty());
         assert!(
             !text.contains("cert-manager.io"),
@@ -1144,6 +1251,9 @@ fn helm_template(role: &str, certs: Certs, extra: &[&str]) -> Result<Vec<Value>,
             ]);
         }
     }
+    if !extra.iter().any(|a| a.starts_with("clusterId=")) {
+        cmd.args(["--set", &format!("clusterId={THIS_CLUSTER}")]);
+    }
     cmd.args(extra);
     let out = cmd.output().unwrap();
     if !out.status.success() {
@@ -1178,7 +1288,11 @@ fn chart_is_a_complete_safe_install_for_every_role_and_certificate_mode() {
                 };
                 check_types(&install);
                 let paths = check_webhooks(&install);
-                check_match_conditions(&install, if role == "destination" { users } else { &[] });
+                let (users, cluster) = match role {
+                    "destination" => (users, THIS_CLUSTER),
+                    _ => (&[][..], ""),
+                };
+                check_match_conditions(&install, users, cluster);
                 let from = match certs {
                     Certs::CertManager | Certs::CertManagerIssuer => SecretFrom::CertManager,
                     Certs::ChartMade => SecretFrom::Rendered,
@@ -1353,6 +1467,12 @@ fn chart_values_are_closed_and_checked() {
             "migrationUsers",
         ),
         (&["--set", "tls.existingSecret=s"][..], "caBundle"),
+        // This cluster's ID: required on the destination, a DNS-1123 label.
+        (&["--set", "clusterId="][..], "clusterId"),
+        (&["--set", "clusterId=C_M"][..], "clusterId"),
+        (&["--set", "clusterId=c-m:p-x"][..], "clusterId"),
+        // A user is put between quotes in a CEL expression.
+        (&["--set", "migrationUsers={it's}"][..], "migrationUsers"),
     ] {
         let err = helm_template("destination", Certs::ChartMade, args)
             .err()
@@ -1424,32 +1544,33 @@ fn chart_notes(args: &[&str]) -> String {
 }
 
 #[test]
-fn chart_notes_say_loudly_when_no_migration_user_is_set() {
-    let warning = "WARNING: no migration user is configured";
-    let none = chart_notes(&["--set", "role=destination"]);
-    assert!(none.contains(warning), "{none}");
+fn chart_notes_name_this_cluster_and_how_namespaces_are_recognised() {
+    let plain = chart_notes(&["--set", "role=destination", "--set", "clusterId=c-m-dst01"]);
     assert!(
-        none.contains("keep the\n  SOURCE cluster's Rancher project IDs"),
-        "{none}"
+        plain.contains("This cluster's Rancher ID: c-m-dst01.")
+            && plain.contains("reaches the webhook, whoever writes it"),
+        "{plain}"
     );
+    assert!(!plain.contains("Namespace writes by"), "{plain}");
     let set = chart_notes(&[
         "--set",
         "role=destination",
         "--set",
+        "clusterId=c-m-dst01",
+        "--set",
         &format!("migrationUsers={{{STORK_SA},u-stork}}"),
     ]);
-    assert!(!set.contains(warning), "{set}");
     assert!(
         set.contains(&format!(
-            "Namespace writes by {STORK_SA}, u-stork reach the webhook"
+            "Namespace writes by {STORK_SA}, u-stork reach the webhook too"
         )),
         "{set}"
     );
-    // A source cluster rewrites nothing: no migration user to name.
+    // A source cluster rewrites nothing: no cluster ID to name.
     let source = chart_notes(&["--set", "role=source"]);
-    assert!(!source.contains(warning), "{source}");
+    assert!(!source.contains("Rancher ID"), "{source}");
     // Every install says how to uninstall without leaving writes waiting on a dead webhook.
-    for notes in [&none, &set, &source] {
+    for notes in [&plain, &set, &source] {
         assert!(
             notes.contains("remove the webhook configurations FIRST"),
             "{notes}"
