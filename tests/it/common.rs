@@ -24,6 +24,13 @@ pub fn run(args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// POSTs `body` as JSON; the status and the JSON answer.
+pub async fn post(c: &reqwest::Client, url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let r = c.post(url).json(body).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
 /// A file in the repository.
 pub fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -298,7 +305,7 @@ pub async fn eventually(what: &str, timeout: Duration, mut f: impl AsyncFnMut() 
 
 #[path = "../support/serve_command.rs"]
 mod serve_command;
-use serve_command::serve_command;
+pub use serve_command::serve_command;
 
 /// `rancher-remap serve` on loopback port 0 with certificates made here, stdout and stderr
 /// captured. It is ours: dropped, it is killed by its id and reaped.

@@ -1193,6 +1193,21 @@ fn check_role(role: &Role, configmap: &str) {
 
 // ---- The Helm chart ----
 
+/// The server's environment as the chart renders it for the destination with `extra` values
+/// (the variables with literal values; the pod's own fields, POD_NAME, left out).
+pub(crate) fn chart_server_env(extra: &[&str]) -> Vec<(String, String)> {
+    let install = Install {
+        docs: helm_template("destination", Certs::ChartMade, extra).unwrap(),
+    };
+    let d = install.deployment();
+    container(&d)
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+        .collect()
+}
+
 /// The chart's three ways to a serving certificate (cert-manager in two).
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Certs {

@@ -13,6 +13,7 @@ mod fake_api_protocol;
 mod hostile;
 mod leaks;
 mod monitoring;
+mod namespaces;
 mod properties;
 mod review;
 mod secrets;

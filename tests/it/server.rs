@@ -23,11 +23,6 @@ fn review(name: &str) -> Value {
     serde_json::from_str(&data(name)).unwrap()
 }
 
-async fn post(c: &reqwest::Client, url: &str, body: &Value) -> (u16, Value) {
-    let r = c.post(url).json(body).send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap())
-}
 
 /// The migrated Deployment fixture, posted to `/mutate` over a fresh HTTP/1.1 client.
 async fn post_migrated_deployment(s: &TestServer) -> (u16, Value) {
