@@ -13,9 +13,9 @@ use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 
+use super::ScopeArg;
 use crate::audit::{self, Finding, FixStatus, Namespaces, Progress, Report};
 use crate::mapping::objects::{mappings_from_configmap, Mappings};
-use super::ScopeArg;
 use crate::source::mappings_file::mappings_from_file_text;
 use crate::source::ConfigMapRef;
 

@@ -101,19 +101,47 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     // Keys are checked together, as the server will check them.
-    if let Err(errors) = Table::build(parse_configmap_data(&data)) {
-        for e in errors.0 {
-            writeln!(err, "error: {e}")?;
+    let table = match Table::build(parse_configmap_data(&data)) {
+        Ok(table) => table,
+        Err(errors) => {
+            for e in errors.0 {
+                writeln!(err, "error: {e}")?;
+            }
+            return Ok(ExitCode::FAILURE);
         }
-        return Ok(ExitCode::FAILURE);
-    }
+    };
     users.sort();
     users.dedup();
+    say_how_to_install(&mut err, &table, &users, &args.namespace)?;
     let cm = build_configmap(&args.name, &args.namespace, &data, &users);
     std::io::stdout()
         .lock()
         .write_all(input::render(vec![cm], args.output)?.as_bytes())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says, on stderr, the destination cluster the table maps to (the install's `clusterId`) and
+/// the migration users recorded: what the operator copies into the install.
+fn say_how_to_install(
+    err: &mut impl Write,
+    table: &Table,
+    users: &[String],
+    namespace: &str,
+) -> std::io::Result<()> {
+    match table.destination_clusters()[..] {
+        [cluster] => {
+            writeln!(err, "destination cluster: {cluster}")?;
+            writeln!(err, "  install on that cluster with: helm install rancher-remap <chart> -n {namespace} --set clusterId={cluster}")?;
+            writeln!(err, "  (kustomize: clusterId: \"{cluster}\" in deploy/destination/cluster-id.yaml)")?;
+        }
+        [] => writeln!(err, "note: no C:P entry names the destination cluster; give both forms as Stork recommends (p-a=p-b,c-src:p-a=c-dst:p-b), or find this cluster's ID in Rancher (Cluster Management, or the cluster part of any project Namespace's field.cattle.io/projectId annotation)")?,
+        ref several => writeln!(err, "warning: the table maps to several clusters ({}): the server on each refuses a table whose destinations name another cluster; derive one ConfigMap per destination cluster", several.join(", "))?,
+    }
+    if users.is_empty() {
+        writeln!(err, "migration users: none recorded (optional: Namespaces are recognised by their Rancher annotation)")
+    } else {
+        writeln!(err, "migration users: {}", users.join(", "))
+    }
 }
 
 /// Builds the mapping ConfigMap (docs/behaviour.md).

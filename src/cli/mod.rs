@@ -141,5 +141,9 @@ pub fn parse_cluster_id(s: &str) -> Result<String, String> {
     }
     crate::mapping::check_label(s)
         .map(|()| s.to_string())
-        .map_err(|e| format!("not a Rancher cluster ID (a DNS-1123 label such as c-m-4kq8z9rt or local): {e}"))
+        .map_err(|e| {
+            format!(
+                "not a Rancher cluster ID (a DNS-1123 label such as c-m-4kq8z9rt or local): {e}"
+            )
+        })
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use crate::live::LiveMappings;
 use super::{ModeArg, ScopeArg};
+use crate::live::LiveMappings;
 use crate::rewrite::MutateSettings;
 use crate::server::admission_log::AdmissionLog;
 use crate::server::metrics::Metrics;

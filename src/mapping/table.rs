@@ -238,6 +238,13 @@ impl Table {
         }
     }
 
+    /// The clusters cluster-form entries map to, sorted.
+    pub fn destination_clusters(&self) -> Vec<&str> {
+        let mut clusters: Vec<&str> = self.dst_clusters.iter().map(|c| &**c).collect();
+        clusters.sort_unstable();
+        clusters
+    }
+
     /// Number of distinct entries.
     pub fn len(&self) -> usize {
         self.exact.len()

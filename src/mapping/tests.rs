@@ -205,7 +205,10 @@ fn a_table_is_checked_against_the_cluster_it_acts_on() {
         "{e:?}"
     );
     let msg = e[0].to_string();
-    assert!(msg.contains("c-dst") && msg.contains("c-src") && msg.contains("derive --reverse"), "{msg}");
+    assert!(
+        msg.contains("c-dst") && msg.contains("c-src") && msg.contains("derive --reverse"),
+        "{msg}"
+    );
 
     // Another cluster's table.
     let e = t.check_cluster("c-other").unwrap_err().0;

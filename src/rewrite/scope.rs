@@ -64,9 +64,16 @@ pub enum NamespaceClaim {
 
 /// The claim of a Namespace, from its findings (the annotations' cluster parts). `Own` wins
 /// over `Foreign`: when in doubt, a Namespace is left as Rancher has it.
-pub fn namespace_claim(findings: &[Found<'_, '_>], table: &Table, this: Option<&str>) -> NamespaceClaim {
+pub fn namespace_claim(
+    findings: &[Found<'_, '_>],
+    table: &Table,
+    this: Option<&str>,
+) -> NamespaceClaim {
     let mut claim = NamespaceClaim::Unknown;
-    for f in findings.iter().filter(|f| f.location == Location::Annotation) {
+    for f in findings
+        .iter()
+        .filter(|f| f.location == Location::Annotation)
+    {
         let Some((cluster, _)) = f.value.split_once(':') else {
             continue;
         };
@@ -122,7 +129,11 @@ mod tests {
         m
     }
 
-    fn claim_of(annotations: serde_json::Value, m: &Mappings, this: Option<&str>) -> NamespaceClaim {
+    fn claim_of(
+        annotations: serde_json::Value,
+        m: &Mappings,
+        this: Option<&str>,
+    ) -> NamespaceClaim {
         let ns = json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": "shop", "annotations": annotations}});
         let mut walked = walk(&ns, &m.table).unwrap();
@@ -134,19 +145,40 @@ mod tests {
         let m = mappings("p-a=p-b,c-src:p-a=c-dst:p-b", &[]);
         let this = Some("c-dst");
         let key = "field.cattle.io/projectId";
-        assert_eq!(claim_of(json!({key: "c-src:p-a"}), &m, this), NamespaceClaim::Foreign);
+        assert_eq!(
+            claim_of(json!({key: "c-src:p-a"}), &m, this),
+            NamespaceClaim::Foreign
+        );
         assert_eq!(
             claim_of(json!({"field.cattle.io/projectID": "c-src:p-zz"}), &m, this),
             NamespaceClaim::Foreign,
             "either spelling, any project of the source cluster"
         );
-        assert_eq!(claim_of(json!({key: "c-dst:p-b"}), &m, this), NamespaceClaim::Own);
-        assert_eq!(claim_of(json!({key: "c-dst:p-a"}), &m, this), NamespaceClaim::Own);
-        assert_eq!(claim_of(json!({key: "c-else:p-a"}), &m, this), NamespaceClaim::Unknown);
-        assert_eq!(claim_of(json!({key: "p-a"}), &m, this), NamespaceClaim::Unknown);
-        assert_eq!(claim_of(json!({"other": "c-src:p-a"}), &m, this), NamespaceClaim::Unknown);
+        assert_eq!(
+            claim_of(json!({key: "c-dst:p-b"}), &m, this),
+            NamespaceClaim::Own
+        );
+        assert_eq!(
+            claim_of(json!({key: "c-dst:p-a"}), &m, this),
+            NamespaceClaim::Own
+        );
+        assert_eq!(
+            claim_of(json!({key: "c-else:p-a"}), &m, this),
+            NamespaceClaim::Unknown
+        );
+        assert_eq!(
+            claim_of(json!({key: "p-a"}), &m, this),
+            NamespaceClaim::Unknown
+        );
+        assert_eq!(
+            claim_of(json!({"other": "c-src:p-a"}), &m, this),
+            NamespaceClaim::Unknown
+        );
         // Without a cluster ID, a source cluster's claim still counts.
-        assert_eq!(claim_of(json!({key: "c-src:p-a"}), &m, None), NamespaceClaim::Foreign);
+        assert_eq!(
+            claim_of(json!({key: "c-src:p-a"}), &m, None),
+            NamespaceClaim::Foreign
+        );
     }
 
     #[test]

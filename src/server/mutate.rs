@@ -20,8 +20,9 @@ use super::review::{bounded_warnings, check_type, ReviewError};
 use crate::mapping::objects::Mappings;
 use crate::mapping::{LookupRef, Table};
 use crate::rewrite::{
-    admit, is_namespace, namespace_claim, object_ref, Mode, MutateSettings, NamespaceClaim, Writer, push_display_pointer, unmapped_action, unmapped_denial, unmapped_warning,
-    walk_bounded, CowStr, Found, Location, Options, UnmappedAction, Walked,
+    admit, is_namespace, namespace_claim, object_ref, push_display_pointer, unmapped_action,
+    unmapped_denial, unmapped_warning, walk_bounded, CowStr, Found, Location, Mode, MutateSettings,
+    NamespaceClaim, Options, UnmappedAction, Walked, Writer,
 };
 
 /// Most project-ID values one object may hold (in labels, annotations and selectors together);

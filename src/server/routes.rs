@@ -16,12 +16,12 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 
 use super::admission;
-use crate::rewrite::MutateSettings;
 use super::admission_log::{is_notable, Admission, AdmissionLog, Record};
 use super::metrics::{EndpointMetrics, Metrics};
 use super::mutate;
 use super::review;
 use crate::live::LiveMappings;
+use crate::rewrite::MutateSettings;
 
 /// What the handlers share. The table is swapped atomically; requests never wait on a reload.
 pub struct AppState {

@@ -126,12 +126,11 @@ pub fn check_clusterpair(obj: &Value, now: i64) -> Report {
 /// against `cluster_id` when it is known.
 pub fn check_mapping_configmap(obj: &Value, cluster_id: Option<&str>) -> Report {
     let mut report = Report::default();
-    let table = Table::build(parse_configmap_data(&configmap_data(obj))).and_then(|t| {
-        match cluster_id {
+    let table =
+        Table::build(parse_configmap_data(&configmap_data(obj))).and_then(|t| match cluster_id {
             Some(c) => t.check_cluster(c).map(|()| t),
             None => Ok(t),
-        }
-    });
+        });
     report.mappings(table);
     report
 }

@@ -297,7 +297,11 @@ fn an_empty_mapping_configmap_is_refused_and_a_clusterpair_without_mappings_is_n
 #[test]
 fn other_objects_are_not_checked_and_configmaps_merge_keys() {
     assert_eq!(
-        check(&json!({"kind": "ConfigMap", "data": {"a": "bad"}}), NOW, None),
+        check(
+            &json!({"kind": "ConfigMap", "data": {"a": "bad"}}),
+            NOW,
+            None
+        ),
         Report::default()
     );
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"labels": {"rancher-remap.io/mappings": "true"}}, "data": {"ns.a": "p-a=p-b", "ns.b": "p-a=p-c"}});

@@ -323,6 +323,14 @@ fn derive_from_clusterpair() {
         .as_str()
         .unwrap();
     assert!(text.lines().any(|l| l == "p-ab12c=p-xy99z"), "{text}");
+    // What to install with, on stderr (stdout stays the ConfigMap alone).
+    let said = stderr(&out);
+    assert!(
+        said.contains("destination cluster: c-m-4kq8z9rt")
+            && said.contains("--set clusterId=c-m-4kq8z9rt")
+            && said.contains("migration users: system:serviceaccount:kube-system:stork-migrator"),
+        "{said}"
+    );
     // The derived ConfigMap is a mappings file, and the committed example is what derive prints.
     let committed =
         std::fs::read_to_string(repo("deploy/examples/mappings-configmap.yaml")).unwrap();

@@ -25,7 +25,11 @@ pub fn run(args: &[&str], stdin: &str) -> Output {
 }
 
 /// POSTs `body` as JSON; the status and the JSON answer.
-pub async fn post(c: &reqwest::Client, url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+pub async fn post(
+    c: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
     let r = c.post(url).json(body).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap())

@@ -975,8 +975,16 @@ fn kustomize_with(cluster: &str, users: &str) -> Install {
     let dir = tempfile::tempdir().unwrap();
     copy_tree(&repo("deploy"), dir.path());
     for (file, shipped, set) in [
-        ("migration-users.yaml", "  users: \"\"\n", format!("  users: \"{users}\"\n")),
-        ("cluster-id.yaml", "  clusterId: \"\"\n", format!("  clusterId: \"{cluster}\"\n")),
+        (
+            "migration-users.yaml",
+            "  users: \"\"\n",
+            format!("  users: \"{users}\"\n"),
+        ),
+        (
+            "cluster-id.yaml",
+            "  clusterId: \"\"\n",
+            format!("  clusterId: \"{cluster}\"\n"),
+        ),
     ] {
         let file = dir.path().join("destination").join(file);
         let text = std::fs::read_to_string(&file).unwrap();
@@ -1037,7 +1045,11 @@ fn the_match_conditions_have_one_source_and_both_installs_render_them_alike() {
             docs: helm_template("destination", Certs::CertManager, &args).unwrap(),
         };
         let kustomized = kustomize_with(cluster, &users.join(","));
-        assert_eq!(conditions(&chart), conditions(&kustomized), "{cluster} {users:?}");
+        assert_eq!(
+            conditions(&chart),
+            conditions(&kustomized),
+            "{cluster} {users:?}"
+        );
         check_match_conditions(&chart, &users, cluster);
     }
 }

@@ -109,7 +109,11 @@ async fn namespaces_from_the_source_cluster_land_in_the_destination_project_whoe
         assert_eq!(created, want, "CREATE by {user}");
     }
     // A later UPDATE of a Namespace still carrying the source's IDs (missed once, fixed now).
-    let updated = stored(&s, &namespace_review("UPDATE", "u-alice", &foreign, "p-ab12c")).await;
+    let updated = stored(
+        &s,
+        &namespace_review("UPDATE", "u-alice", &foreign, "p-ab12c"),
+    )
+    .await;
     assert_eq!(updated, want, "UPDATE");
 
     // This cluster's own Namespaces are never touched, whoever writes them and whatever else
@@ -120,7 +124,11 @@ async fn namespaces_from_the_source_cluster_land_in_the_destination_project_whoe
     ] {
         for user in ["u-alice", "system:serviceaccount:cattle-system:rancher"] {
             let r = namespace_review("CREATE", user, &annotation, label);
-            assert_eq!(stored(&s, &r).await, None, "{annotation} / {label} by {user}");
+            assert_eq!(
+                stored(&s, &r).await,
+                None,
+                "{annotation} / {label} by {user}"
+            );
         }
     }
 
@@ -143,24 +151,37 @@ fn names_both_clusters(what: &str, text: &str) {
         text.contains(THIS) && text.contains(SOURCE) && text.contains("derive --reverse"),
         "{what}: {text}"
     );
-    assert!(!text.contains(MARKER_KEY), "{what} quotes the data key: {text}");
+    assert!(
+        !text.contains(MARKER_KEY),
+        "{what} quotes the data key: {text}"
+    );
 }
 
 #[test]
 fn a_reversed_table_does_not_start_the_server() {
     let dir = tempfile::tempdir().unwrap();
     write_certs(dir.path());
-    for (what, source) in [
-        ("flag", vec!["--project-mappings", "p-xy99z=p-ab12c,c-m-4kq8z9rt:p-xy99z=c-7gh2k:p-ab12c"]),
+    let reversed = "p-xy99z=p-ab12c,c-m-4kq8z9rt:p-xy99z=c-7gh2k:p-ab12c";
+    for (what, flags, env) in [
+        ("flag", vec!["--project-mappings", reversed], vec![]),
+        (
+            "environment",
+            vec![],
+            vec![("RANCHER_REMAP_PROJECT_MAPPINGS", reversed)],
+        ),
     ] {
         let out = serve_command(env!("CARGO_BIN_EXE_rancher-remap"), dir.path())
-            .args(&source)
+            .args(&flags)
+            .envs(env)
             .env("RANCHER_REMAP_CLUSTER_ID", THIS)
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "{what}: {}", stderr(&out));
         let e = stderr(&out);
-        assert!(e.contains(&format!("maps cluster {THIS} (this cluster")), "{e}");
+        assert!(
+            e.contains(&format!("maps cluster {THIS} (this cluster")),
+            "{e}"
+        );
         names_both_clusters(what, &e);
     }
     // A cluster mapped onto itself, whatever the configuration.
@@ -185,12 +206,16 @@ async fn a_reversed_table_is_refused_live_and_the_last_good_one_stays() {
     })
     .await;
     fake.put(configmap(REVERSED));
-    eventually("the MappingsRejected Event", Duration::from_secs(10), async || {
-        fake.events().iter().any(|e| {
-            e["reason"] == "MappingsRejected"
-                && e["note"].as_str().is_some_and(|n| n.contains("reversed"))
-        })
-    })
+    eventually(
+        "the MappingsRejected Event",
+        Duration::from_secs(10),
+        async || {
+            fake.events().iter().any(|e| {
+                e["reason"] == "MappingsRejected"
+                    && e["note"].as_str().is_some_and(|n| n.contains("reversed"))
+            })
+        },
+    )
     .await;
     let events = fake.events();
     let note = events
@@ -237,8 +262,7 @@ async fn validate_and_check_refuse_a_reversed_mapping_configmap() {
     let fake = FakeApi::start().await;
     fake.put(configmap(GOOD));
     let (s, _dir) = serve_as_the_chart_installs_it(&fake).await;
-    let mut review: Value =
-        serde_json::from_str(&data("create-namespace-by-stork.json")).unwrap();
+    let mut review: Value = serde_json::from_str(&data("create-namespace-by-stork.json")).unwrap();
     let req = &mut review["request"];
     req["kind"] = json!({"group": "", "version": "v1", "kind": "ConfigMap"});
     req["resource"] = json!({"group": "", "version": "v1", "resource": "configmaps"});
@@ -267,4 +291,56 @@ async fn validate_and_check_refuse_a_reversed_mapping_configmap() {
     assert!(run(&["check", "--cluster-id", SOURCE, "-f", path], "")
         .status
         .success());
+}
+
+/// The install flow: the cluster ID `derive` prints is the one its table fits; the table
+/// derived the wrong way round (the destination-side pair taken as it is) does not fit it.
+#[test]
+fn derive_prints_the_cluster_id_its_table_fits() {
+    let pair = repo("deploy/examples/clusterpair.yaml");
+    let pair = pair.to_str().unwrap();
+    let out = run(&["derive", "-f", pair], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stderr(&out);
+    let id = said
+        .split("--set clusterId=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no install value in: {said}"))
+        .to_string();
+    assert_eq!(id, THIS);
+    let dir = tempfile::tempdir().unwrap();
+    let derived = dir.path().join("cm.yaml");
+    std::fs::write(&derived, stdout(&out)).unwrap();
+    let ok = run(
+        &[
+            "check",
+            "--cluster-id",
+            &id,
+            "-f",
+            derived.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(ok.status.success(), "{}", stdout(&ok));
+
+    let out = run(&["derive", "--reverse", "-f", pair], "");
+    let reversed = dir.path().join("reversed.yaml");
+    std::fs::write(&reversed, stdout(&out)).unwrap();
+    let refused = run(
+        &[
+            "check",
+            "--cluster-id",
+            &id,
+            "-f",
+            reversed.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stdout(&refused).contains("reversed"),
+        "{}",
+        stdout(&refused)
+    );
 }

@@ -23,7 +23,6 @@ fn review(name: &str) -> Value {
     serde_json::from_str(&data(name)).unwrap()
 }
 
-
 /// The migrated Deployment fixture, posted to `/mutate` over a fresh HTTP/1.1 client.
 async fn post_migrated_deployment(s: &TestServer) -> (u16, Value) {
     post(
