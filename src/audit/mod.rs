@@ -4,9 +4,10 @@
 //!
 //! Lists are paged (`limit`/`continue`) and at most `concurrency` requests are in flight, so
 //! memory holds about `concurrency` pages plus the findings, whatever the cluster's size.
-//! Namespaces are audited last: in the `migrated` scope a Namespace counts when it holds a
+//! Namespaces are audited last: in the `migrated` scope a Namespace counts when its Rancher
+//! annotation names a source cluster of the table (as in the webhook), or when it holds a
 //! migrated object (Stork does not mark the Namespaces it creates), which only the other types'
-//! lists tell.
+//! lists tell. A Namespace annotated with this cluster's ID (`--cluster-id`) never counts.
 
 mod api;
 mod discovery;
@@ -26,7 +27,8 @@ pub use discovery::{discover, Discovered, ResourceType};
 
 use crate::mapping::Table;
 use crate::rewrite::{
-    has_migrated_annotation, rewrite, Options, Outcome, UnmappedAction, UnmappedPolicy,
+    has_migrated_annotation, namespace_claim_of, rewrite, NamespaceClaim, Options, Outcome,
+    UnmappedAction, UnmappedPolicy,
 };
 
 /// Which namespaces are audited.
@@ -63,6 +65,8 @@ pub struct Settings {
     pub unmapped: UnmappedPolicy,
     /// `--scope all`: every object counts, not only migrated ones.
     pub all: bool,
+    /// This cluster's Rancher ID: a Namespace annotated with it is never changed.
+    pub cluster_id: Option<String>,
     pub namespaces: Namespaces,
     /// Objects per list request.
     pub page_size: u32,
@@ -425,7 +429,17 @@ impl Scan<'_> {
     /// The engine's outcome for an object the webhook would rewrite, or `None` when it would
     /// leave it alone (out of scope, or nothing to change).
     fn judge(&self, t: &ResourceType, obj: &Value) -> Option<Outcome> {
+        // A Namespace is known by the cluster its Rancher annotation names, as by the webhook.
+        let claim = if t.is_namespace() {
+            namespace_claim_of(obj, self.table, self.settings.cluster_id.as_deref())
+        } else {
+            NamespaceClaim::Unknown
+        };
+        if claim == NamespaceClaim::Own {
+            return None;
+        }
         let migrated = has_migrated_annotation(obj)
+            || claim == NamespaceClaim::Foreign
             || (t.is_namespace()
                 && self
                     .migrated_namespaces

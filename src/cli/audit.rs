@@ -43,6 +43,12 @@ pub struct Args {
     #[arg(long, env = "RANCHER_REMAP_SCOPE", value_enum, default_value_t)]
     pub scope: ScopeArg,
 
+    /// This cluster's Rancher ID (as `derive` prints it): a Namespace annotated with it is never
+    /// changed. A Namespace annotated with a source cluster of the table counts as migrated
+    /// either way.
+    #[arg(long, env = "RANCHER_REMAP_CLUSTER_ID", value_name = "ID", value_parser = super::parse_cluster_id)]
+    pub cluster_id: Option<String>,
+
     /// Audit only this namespace (repeatable; comma-separated in the environment variable).
     /// Default: every namespace except kube-system and the webhook's own, and cluster-scoped
     /// objects.
@@ -175,6 +181,7 @@ async fn audit(args: Args) -> Result<u8> {
     let settings = audit::Settings {
         unmapped: args.unmapped.into(),
         all: args.scope == ScopeArg::All,
+        cluster_id: super::known(&args.cluster_id).map(str::to_string),
         namespaces,
         page_size: args.page_size,
         concurrency: args.concurrency.into(),

@@ -16,7 +16,8 @@ pub use outcome::{
     Location, Outcome, Rewrite, Unmapped, UnmappedAction,
 };
 pub use scope::{
-    admit, is_namespace, namespace_claim, Mode, MutateSettings, NamespaceClaim, Scope, Writer,
+    admit, is_namespace, namespace_claim, namespace_claim_of, Mode, MutateSettings, NamespaceClaim,
+    Scope, Writer,
 };
 pub use walk::{walk, walk_bounded, CowStr, Found, Walked};
 

@@ -87,6 +87,17 @@ pub fn namespace_claim(
     claim
 }
 
+/// The claim of a decoded Namespace object (the paths over a tree: `rewrite`, `audit`).
+pub fn namespace_claim_of(
+    obj: &serde_json::Value,
+    table: &Table,
+    this: Option<&str>,
+) -> NamespaceClaim {
+    // Walking a decoded tree cannot fail.
+    let mut walked = super::walk::walk(obj, table).unwrap_or_default();
+    namespace_claim(walked.settle(), table, this)
+}
+
 /// Whether an object of kind `kind` is a Namespace (the only kind a claim is read for).
 pub fn is_namespace(kind: &str) -> bool {
     kind == "Namespace"

@@ -8,7 +8,7 @@ use base64::Engine;
 use super::review::{bounded_warnings, Request, Response};
 use crate::mapping::objects::Mappings;
 use crate::rewrite::{
-    admit, has_migrated_annotation, is_namespace, namespace_claim, rewrite, walk, Mode,
+    admit, has_migrated_annotation, is_namespace, namespace_claim_of, rewrite, Mode,
     MutateSettings, NamespaceClaim, Options, Outcome, Writer,
 };
 use crate::text::truncate;
@@ -84,13 +84,7 @@ pub fn mutate(req: &Request, mappings: &Mappings, settings: &MutateSettings) -> 
         return Decision::allow(&req.uid);
     };
     let claim = if is_namespace(&req.kind.kind) {
-        // Walking a decoded tree cannot fail.
-        let mut walked = walk(obj, &mappings.table).unwrap_or_default();
-        namespace_claim(
-            walked.settle(),
-            &mappings.table,
-            settings.cluster_id.as_deref(),
-        )
+        namespace_claim_of(obj, &mappings.table, settings.cluster_id.as_deref())
     } else {
         NamespaceClaim::Unknown
     };

@@ -29,8 +29,15 @@ fn meta(ns: Option<&str>, name: &str, migrated: bool, labels: Value) -> Value {
 }
 
 fn namespace(name: &str, project: &str) -> Value {
+    annotated_namespace(name, project, Some(&format!("c-7gh2k:{project}")))
+}
+
+/// A Namespace with the project label, and Rancher's annotation when given.
+fn annotated_namespace(name: &str, project: &str, annotation: Option<&str>) -> Value {
     let mut m = meta(None, name, false, json!({KEY: project}));
-    m["annotations"][KEY] = json!(format!("c-7gh2k:{project}"));
+    if let Some(a) = annotation {
+        m["annotations"][KEY] = json!(a);
+    }
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": m})
 }
 
@@ -58,8 +65,12 @@ fn objects() -> Vec<Value> {
     vec![
         // Holds migrated objects: counts although Stork did not mark it.
         namespace("team-a", "p-ab12c"),
-        // Holds none: out of the default scope.
-        namespace("team-b", "p-ab12c"),
+        // Holds none, and only the label says where it came from: out of the default scope.
+        annotated_namespace("team-b", "p-ab12c", None),
+        // Holds none, but Rancher's annotation names a source cluster of the table: counts.
+        namespace("team-c", "p-ab12c"),
+        // Annotated with this cluster's ID: never changed once the audit knows the ID.
+        annotated_namespace("team-d", "p-ab12c", Some("c-m-4kq8z9rt:p-xy99z")),
         namespace("kube-system", "p-ab12c"),
         namespace("rancher-remap", "p-ab12c"),
         deployment("team-a", "web", true, "p-ab12c"),
@@ -114,6 +125,7 @@ fn objects() -> Vec<Value> {
 fn expected_default() -> BTreeSet<(String, String, String)> {
     [
         ("Namespace", "", "team-a"),
+        ("Namespace", "", "team-c"),
         ("Deployment", "team-a", "web"),
         ("Deployment", "team-a", "zz-last"),
         ("ConfigMap", "team-a", "settings"),
@@ -253,7 +265,7 @@ async fn audit_reports_exactly_what_the_webhook_would_rewrite() {
     assert!(c.fake.lists() - lists_before > 12, "{}", c.fake.lists());
     assert!(c.fake.patches().is_empty(), "an audit patches nothing");
     let err = stderr(&out);
-    assert!(err.contains("10 object(s) would change"), "{err}");
+    assert!(err.contains("11 object(s) would change"), "{err}");
     assert!(
         !err.contains('\r'),
         "no progress line when stderr is not a terminal: {err}"
@@ -299,12 +311,24 @@ async fn audit_table_scope_all_and_chosen_namespaces() {
         "{text}"
     );
 
-    // --scope all: the native Deployment and team-b's Namespace too.
+    // --scope all: the native Deployment and team-b's Namespace too, and team-d's unless the
+    // audit knows it is this cluster's own.
     let all = names(&findings(&c.audit(&["-o", "json", "--scope", "all"]).await));
     let mut expected = expected_default();
     expected.insert(("Deployment".into(), "team-b".into(), "native".into()));
     expected.insert(("Namespace".into(), "".into(), "team-b".into()));
-    assert_eq!(all, expected);
+    let mut with_own = expected.clone();
+    with_own.insert(("Namespace".into(), "".into(), "team-d".into()));
+    assert_eq!(all, with_own);
+    let args = [
+        "-o",
+        "json",
+        "--scope",
+        "all",
+        "--cluster-id",
+        "c-m-4kq8z9rt",
+    ];
+    assert_eq!(names(&findings(&c.audit(&args).await)), expected);
 
     // --namespace: only there (and that Namespace), nothing cluster-scoped; an excluded-by-
     // default namespace can be named.
