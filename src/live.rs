@@ -84,9 +84,10 @@ impl LiveMappings {
                     tracing::warn!(source = %origin, "{w}");
                 }
                 tracing::info!(source = %origin, entries = m.table.len(), migration_users = m.migration_users.len(), "mapping table loaded");
-                if !self.users_given && m.migration_users.is_empty() {
-                    // Stork does not mark the Namespaces it creates: only the writer's name tells.
-                    tracing::warn!(source = %origin, "no migration user is known (--migration-user, or the mapping ConfigMap's rancher-remap.io/migration-users annotation): the Namespaces Stork creates keep their source project IDs");
+                if self.cluster_id.is_none() && !self.users_given && m.migration_users.is_empty() {
+                    // Stork does not mark the Namespaces it creates: without this cluster's ID (the
+                    // API server's filter), only the writer's name tells.
+                    tracing::warn!(source = %origin, "neither --cluster-id nor a migration user is known: the Namespaces Stork creates keep their source project IDs");
                 }
                 self.events.loaded(&m);
                 self.current.store(Some(Arc::new(m)));
@@ -95,7 +96,7 @@ impl LiveMappings {
             Err(e) => {
                 self.events.rejected();
                 let why = format!("mapping table rejected; {}: {e}", self.kept());
-                tracing::error!(source = %origin, "{why}");
+                tracing::error!(source = %origin, error = %e, "mapping table rejected; {}", self.kept());
                 Err(why)
             }
         }

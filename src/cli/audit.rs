@@ -38,8 +38,8 @@ pub struct Args {
     #[arg(long, env = "RANCHER_REMAP_UNMAPPED", value_enum, default_value_t)]
     pub unmapped: super::Unmapped,
 
-    /// Which objects count: migrated (Stork's migrated annotation; a Namespace when it holds
-    /// such an object) or all.
+    /// Which objects count: migrated (Stork's migrated annotation; a Namespace whose Rancher
+    /// annotation names a source cluster of the table, or that holds a migrated object) or all.
     #[arg(long, env = "RANCHER_REMAP_SCOPE", value_enum, default_value_t)]
     pub scope: ScopeArg,
 
@@ -148,6 +148,10 @@ async fn audit(args: Args) -> Result<u8> {
         .await
         .context("building a Kubernetes client (in-cluster, or KUBECONFIG)")?;
     let mappings = load_mappings(&args.source, &client).await?;
+    if let Some(this) = super::known(&args.cluster_id) {
+        // A reversed table applied by --fix would move every migrated object back.
+        mappings.table.check_cluster(this)?;
+    }
     for w in mappings.table.warnings() {
         eprintln!("warning: {w}");
     }

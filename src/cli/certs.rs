@@ -134,21 +134,39 @@ fn ca_not_after(pem: &str) -> Result<i64> {
     Ok(cert.validity().not_after.timestamp())
 }
 
-/// From five minutes ago (clock skew) to `days` from now.
+/// From five minutes ago (an API server whose clock is a little behind still accepts the
+/// certificate) to `days` from now.
 fn validity(days: u32) -> (time::OffsetDateTime, time::OffsetDateTime) {
     let now = time::OffsetDateTime::now_utc();
-    (now, now + time::Duration::days(i64::from(days)))
+    (
+        now - time::Duration::minutes(5),
+        now + time::Duration::days(i64::from(days)),
+    )
 }
 
+/// Writes a file; a private one (a key) is 0600 before its first byte is written: created with
+/// that mode, and an existing file narrowed before it is truncated and filled.
 fn write(dir: &Path, name: &str, content: &str, private: bool) -> Result<()> {
+    use std::io::Write;
     let path = dir.join(name);
-    std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
+    let context = || format!("writing {}", path.display());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&path).with_context(context)?;
     #[cfg(unix)]
     if private {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(context)?;
     }
     let _ = private;
+    file.set_len(0).with_context(context)?;
+    file.write_all(content.as_bytes()).with_context(context)?;
     Ok(())
 }
 

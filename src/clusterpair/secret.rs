@@ -1,6 +1,8 @@
 //! A credential field of a ClusterPair's kubeconfig: held in `secrecy`'s `SecretString` (never
 //! formatted, zeroed when dropped), read leniently so that a wrongly typed credential never
-//! reaches a serde error message.
+//! reaches a serde error message. Only the held copy is zeroed: the document the ClusterPair was
+//! read from (the request body, a file, the `serde_json::Value` a field passes through on its
+//! way here) is not, and lives until its owner drops it.
 
 use std::fmt;
 

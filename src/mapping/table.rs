@@ -195,7 +195,11 @@ impl Table {
     /// Whether `cluster` is the source cluster of a cluster-form entry: a value naming it came
     /// from the other side of a migration.
     pub fn is_source_cluster(&self, cluster: &str) -> bool {
-        self.clusters.contains_key(cluster)
+        // An `x=x` entry maps a cluster onto itself and says nothing about where values come
+        // from (other self-mappings are refused).
+        self.clusters
+            .get(cluster)
+            .is_some_and(|to| *to.dst != *cluster)
     }
 
     /// Checks the table against the cluster it acts on (`this`, its Rancher ID): its sources

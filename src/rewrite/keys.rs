@@ -17,6 +17,12 @@ pub fn is_project_id_key(key: &str) -> bool {
     }
 }
 
+/// The annotation keys a Namespace's home cluster is read from: Rancher's, and the spelling of
+/// Stork's documentation. Exactly these, so that the server and the API server's matchConditions
+/// (which can only name keys) agree on which Namespaces come from elsewhere.
+pub const NAMESPACE_PROJECT_KEYS: [&str; 2] =
+    ["field.cattle.io/projectId", "field.cattle.io/projectID"];
+
 /// Whether the object carries `stork.libopenstorage.org/migrated: "true"`.
 pub fn has_migrated_annotation(obj: &Value) -> bool {
     obj.pointer("/metadata/annotations")

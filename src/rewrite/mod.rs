@@ -10,7 +10,9 @@ mod scope;
 mod walk;
 
 pub use engine::{rewrite, rewrite_json, unmapped_action, Options, UnmappedPolicy};
-pub use keys::{has_migrated_annotation, is_project_id_key, MIGRATED_ANNOTATION};
+pub use keys::{
+    has_migrated_annotation, is_project_id_key, MIGRATED_ANNOTATION, NAMESPACE_PROJECT_KEYS,
+};
 pub use outcome::{
     describe, display_path, object_ref, push_display_pointer, unmapped_denial, unmapped_warning,
     Location, Outcome, Rewrite, Unmapped, UnmappedAction,

@@ -166,7 +166,32 @@ const EGRESS_RULES: Place = Place::Each(&Place::Fields(&[field("to", PEERS)]));
 pub(crate) const OBJECT_METADATA_GROUP: u32 = 0;
 
 /// The object.
-pub(crate) static OBJECT: Place = Place::Fields(&[
+pub(crate) static OBJECT: Place = OBJECT_PLACE;
+
+/// The most fields any object place reads: the walk tracks each field's last visit in an
+/// array this wide, so a place with more fields can never outgrow it.
+pub(crate) const WIDEST: usize = widest(&OBJECT_PLACE);
+
+const fn widest(p: &Place) -> usize {
+    match p {
+        Place::Fields(fields) => {
+            let mut max = fields.len();
+            let mut i = 0;
+            while i < fields.len() {
+                let inner = widest(&fields[i].place);
+                if inner > max {
+                    max = inner;
+                }
+                i += 1;
+            }
+            max
+        }
+        Place::Each(p) => widest(p),
+        _ => 0,
+    }
+}
+
+const OBJECT_PLACE: Place = Place::Fields(&[
     field("kind", Place::Capture(Captured::Kind)),
     group(
         "metadata",

@@ -13,6 +13,7 @@
 use std::collections::HashSet;
 
 use super::engine::UnmappedPolicy;
+use super::keys::NAMESPACE_PROJECT_KEYS;
 use super::outcome::Location;
 use super::walk::Found;
 use crate::mapping::objects::Mappings;
@@ -62,18 +63,19 @@ pub enum NamespaceClaim {
     Own,
 }
 
-/// The claim of a Namespace, from its findings (the annotations' cluster parts). `Own` wins
-/// over `Foreign`: when in doubt, a Namespace is left as Rancher has it.
+/// The claim of a Namespace, from its findings (the cluster parts of its
+/// [`NAMESPACE_PROJECT_KEYS`] annotations). `Own` wins over `Foreign`: when in doubt, a
+/// Namespace is left as Rancher has it.
 pub fn namespace_claim(
     findings: &[Found<'_, '_>],
     table: &Table,
     this: Option<&str>,
 ) -> NamespaceClaim {
     let mut claim = NamespaceClaim::Unknown;
-    for f in findings
-        .iter()
-        .filter(|f| f.location == Location::Annotation)
-    {
+    let home = |f: &&Found<'_, '_>| {
+        f.location == Location::Annotation && NAMESPACE_PROJECT_KEYS.contains(&&*f.key)
+    };
+    for f in findings.iter().filter(home) {
         let Some((cluster, _)) = f.value.split_once(':') else {
             continue;
         };
@@ -190,6 +192,25 @@ mod tests {
             claim_of(json!({key: "c-src:p-a"}), &m, None),
             NamespaceClaim::Foreign
         );
+        // Only the keys the API server's matchConditions can name: the two agree.
+        for other_spelling in [
+            "field.cattle.io/projectid",
+            "management.cattle.io/projectId",
+        ] {
+            let a = json!({other_spelling: "c-src:p-a"});
+            assert_eq!(
+                claim_of(a, &m, this),
+                NamespaceClaim::Unknown,
+                "{other_spelling}"
+            );
+        }
+        // This cluster wins over a source cluster named by the other key.
+        let both = json!({key: "c-src:p-a", "field.cattle.io/projectID": "c-dst:p-b"});
+        assert_eq!(claim_of(both, &m, this), NamespaceClaim::Own);
+        // An x=x entry does not make this cluster a source.
+        let identity = mappings("c-dst:p-b=c-dst:p-b,c-src:p-a=c-dst:p-b", &[]);
+        let own = json!({key: "c-dst:p-x"});
+        assert_eq!(claim_of(own, &identity, None), NamespaceClaim::Unknown);
     }
 
     #[test]

@@ -407,6 +407,31 @@ fn the_report_order_of_the_deepest_place_fits() {
 }
 
 #[test]
+fn every_place_fits_the_walks_record_of_fields_seen() {
+    // The walk remembers each field's last visit in an array WIDEST long (a field seen again
+    // replaces its findings); a narrower array would forget duplicates of the later fields.
+    fn widths(p: &super::places::Place, out: &mut Vec<usize>) {
+        use super::places::Place;
+        match p {
+            Place::Fields(fields) => {
+                out.push(fields.len());
+                fields.iter().for_each(|f| widths(&f.place, out));
+            }
+            Place::Each(p) => widths(p, out),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    widths(&super::places::OBJECT, &mut all);
+    assert_eq!(all.iter().max().copied(), Some(super::places::WIDEST));
+    // The object itself: a duplicate of its last field still replaces the first visit.
+    let t = table();
+    let obj = r#"{"kind":"Deployment","metadata":{"labels":{"field.cattle.io/projectId":"p-src"}},"spec":{"template":{"metadata":{"labels":{"field.cattle.io/projectId":"p-src"}}}},"spec":{}}"#;
+    let outcome = rewrite_json(obj.as_bytes(), &t, &Options::default()).unwrap();
+    assert_eq!(outcome.rewrites.len(), 1, "{:?}", outcome.rewrites);
+}
+
+#[test]
 fn a_bounded_walk_refuses_an_object_with_too_many_values() {
     let t = table();
     let many: serde_json::Map<String, Value> = (0..50)

@@ -19,7 +19,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 
 use super::keys::{is_project_id_key, MIGRATED_ANNOTATION};
 use super::outcome::Location;
-use super::places::{Captured, Field, Place, OBJECT, OBJECT_METADATA_GROUP};
+use super::places::{Captured, Field, Place, OBJECT, OBJECT_METADATA_GROUP, WIDEST};
 use crate::mapping::{LookupRef, Table};
 
 /// How deep the report order goes (group, then ranks, indexes and entry positions).
@@ -376,13 +376,13 @@ fn visit_fields<'de, A: MapAccess<'de>>(
 ) -> Result<(), A::Error> {
     // The findings each field's last visit made (a field seen again replaces them; findings of
     // the fields in between stay).
-    let mut seen: [Option<std::ops::Range<usize>>; 8] = Default::default();
+    let mut seen: [Option<std::ops::Range<usize>>; WIDEST] = std::array::from_fn(|_| None);
     while let Some(key) = map.next_key_seed(CowStr)? {
         let Some((index, field)) = fields.iter().enumerate().find(|(_, f)| f.name == key) else {
             map.next_value::<IgnoredAny>()?;
             continue;
         };
-        if let Some(earlier) = seen.get_mut(index).and_then(Option::take) {
+        if let Some(earlier) = seen[index].take() {
             ctx.drop_range(earlier);
         }
         let first = ctx.out.found.len();
@@ -415,9 +415,7 @@ fn visit_fields<'de, A: MapAccess<'de>>(
         })?;
         ctx.path.len = saved_path;
         (ctx.depth, ctx.order, ctx.when_kind) = saved;
-        if let Some(slot) = seen.get_mut(index) {
-            *slot = Some(first..ctx.out.found.len());
-        }
+        seen[index] = Some(first..ctx.out.found.len());
     }
     Ok(())
 }

@@ -1,5 +1,8 @@
-//! The admission decisions: pure functions from a decoded request (and the mappings in force)
-//! to a response plus what to log and count. The one place that turns findings into answers.
+//! The admission decisions on a decoded request (and the mappings in force): a response plus
+//! what to log and count. `/validate` answers from here; `mutate` is the reference path over a
+//! decoded tree (tests, benches, the fuzz target) beside the webhook's byte path
+//! (`server::mutate`), and both take the decision which requests are rewritten from the core
+//! (`rewrite::admit`).
 
 use std::collections::BTreeMap;
 

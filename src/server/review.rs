@@ -1,6 +1,6 @@
 //! The `admission.k8s.io/v1` AdmissionReview exchange, decoded into a tree: `/validate` and the
-//! reference path of `/mutate` (the CLI and the tests). The webhook's `/mutate` reads request
-//! bytes directly (`server::mutate`).
+//! reference path of `/mutate` (the tests, benches and fuzz target). The webhook's `/mutate`
+//! reads request bytes directly (`server::mutate`).
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};

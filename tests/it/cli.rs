@@ -259,10 +259,28 @@ fn certs_keeps_an_existing_ca_and_checks_its_inputs() {
         stderr(&again)
     );
     assert_eq!((read("ca.crt"), read("ca.key")), (ca.clone(), ca_key));
-    // --force replaces it.
+    // --force replaces it; keys left world-readable by someone are narrowed before they are
+    // filled, and every key is 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |name: &str| {
+        std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    std::fs::set_permissions(
+        dir.path().join("tls.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     let forced = run(&["certs", "--out", out, "--force"], "");
     assert!(forced.status.success(), "{}", stderr(&forced));
     assert_ne!(read("ca.crt"), ca);
+    for key in ["ca.key", "tls.key"] {
+        assert_eq!(mode(key), 0o600, "{key}");
+    }
+    assert_eq!(mode("tls.crt") & 0o600, 0o600);
 
     // Inputs that would panic, expire at once or make SANs no client matches.
     let fresh = tempfile::tempdir().unwrap();

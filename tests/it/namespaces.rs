@@ -123,7 +123,11 @@ async fn namespaces_from_the_source_cluster_land_in_the_destination_project_whoe
         (format!("{THIS}:p-other"), "p-ab12c"),
     ] {
         for user in ["u-alice", "system:serviceaccount:cattle-system:rancher"] {
-            let r = namespace_review("CREATE", user, &annotation, label);
+            let mut r = namespace_review("CREATE", user, &annotation, label);
+            // Even marked migrated: only the rule for this cluster's own Namespaces keeps
+            // them as they are.
+            r["request"]["object"]["metadata"]["annotations"]
+                ["stork.libopenstorage.org/migrated"] = json!("true");
             assert_eq!(
                 stored(&s, &r).await,
                 None,
