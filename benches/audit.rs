@@ -37,7 +37,7 @@ fn object(i: usize) -> Value {
     let ns = format!("ns-{:02}", i % NAMESPACES);
     let name = format!("obj-{i:06}");
     let k = (i / KINDS) % 50;
-    let (p, c) = if (i / KINDS) % 2 == 0 {
+    let (p, c) = if (i / KINDS).is_multiple_of(2) {
         (format!("p-s{k}"), format!("c-src:p-s{k}"))
     } else {
         (format!("p-d{k}"), format!("c-dst:p-d{k}"))
