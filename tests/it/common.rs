@@ -24,6 +24,16 @@ pub fn run(args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// The /metrics text of the admin listener at `admin`.
+pub async fn admin_metrics(admin: SocketAddr) -> String {
+    reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// POSTs `body` as JSON; the status and the JSON answer.
 pub async fn post(
     c: &reqwest::Client,
@@ -217,12 +227,7 @@ impl TestServer {
 
     /// The admin port's /metrics text.
     pub async fn metrics(&self) -> String {
-        reqwest::get(self.admin_url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        admin_metrics(self.admin).await
     }
 
     pub fn stop(&mut self) {
@@ -393,6 +398,11 @@ impl ServeProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("https://localhost:{}{path}", self.webhook.port())
+    }
+
+    /// The admin port's /metrics text.
+    pub async fn metrics(&self) -> String {
+        admin_metrics(self.admin).await
     }
 
     /// A client that trusts only this server's CA and checks the `localhost` SAN.

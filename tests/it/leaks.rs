@@ -276,12 +276,7 @@ async fn serve_never_logs_or_posts_a_credential_from_a_broken_mapping_configmap(
         },
     )
     .await;
-    let metrics = reqwest::get(format!("http://{}/metrics", server.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(server.terminate().success());
     let log = server.log.lock().unwrap().clone();
     let events = serde_json::to_string(&fake.events()).unwrap();
@@ -360,12 +355,7 @@ async fn validate_never_answers_or_logs_a_credential_from_a_broken_clusterpair()
         assert!(refused, "{name}: refused, got {status} {text}");
         answers.push_str(&text);
     }
-    let metrics = reqwest::get(format!("http://{}/metrics", server.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(server.terminate().success());
     let log = server.log.lock().unwrap().clone();
     assert_clean("/validate answers", &answers);

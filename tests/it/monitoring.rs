@@ -115,12 +115,7 @@ async fn alerts_and_dashboard_query_only_exported_metrics_and_the_dashboard_show
         .unwrap()
         .status();
     assert_eq!(status, 200);
-    let text = reqwest::get(format!("http://{}/metrics", server.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics().await;
     let exported = exported_names(&text);
     assert!(
         exported.contains("rancher_remap_certificate_expiry_timestamp_seconds"),

@@ -229,12 +229,7 @@ async fn a_reversed_table_is_refused_live_and_the_last_good_one_stays() {
         .unwrap();
     names_both_clusters("the Event", note);
     assert!(note.contains("keeping the last good table"), "{note}");
-    let metrics = reqwest::get(format!("http://{}/metrics", s.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert_eq!(
         metric(
             &metrics,
