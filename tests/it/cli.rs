@@ -157,6 +157,11 @@ fn serve_needs_a_mapping_source_or_validate_only() {
         "",
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot be used with a mapping source"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
