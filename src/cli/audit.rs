@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 
-use super::ScopeArg;
+use super::{ReportFormat, ScopeArg};
 use crate::audit::{self, Finding, FixStatus, Namespaces, Progress, Report};
 use crate::mapping::objects::{mappings_from_configmap, Mappings};
 use crate::source::mappings_file::mappings_from_file_text;
@@ -68,7 +68,7 @@ pub struct Args {
 
     /// Output format: table (for people) or json (one list of findings).
     #[arg(short, long, value_enum, default_value_t)]
-    pub output: AuditOutput,
+    pub output: ReportFormat,
 
     /// Patch each object found, as the webhook would have.
     #[arg(long)]
@@ -107,16 +107,6 @@ pub struct AuditSource {
     /// The mapping ConfigMap made by `derive`, read through the API server.
     #[arg(long, env = "RANCHER_REMAP_MAPPINGS_CONFIGMAP", value_name = "NS/NAME")]
     pub mappings_configmap: Option<ConfigMapRef>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum AuditOutput {
-    /// One line per value that would change.
-    #[default]
-    Table,
-    /// A JSON list of findings, each with kind, apiVersion, namespace, name, changes, unmapped
-    /// (and fix, with --fix).
-    Json,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -206,11 +196,11 @@ async fn audit(args: Args) -> Result<u8> {
     let report = report?;
     let mut out = std::io::stdout().lock();
     match args.output {
-        AuditOutput::Json => {
+        ReportFormat::Json => {
             serde_json::to_writer_pretty(&mut out, &report.findings)?;
             writeln!(out)?;
         }
-        AuditOutput::Table => out.write_all(table(&report.findings, args.fix).as_bytes())?,
+        ReportFormat::Table => out.write_all(table(&report.findings, args.fix).as_bytes())?,
     }
     out.flush()?;
     summary(&report, &settings);

@@ -44,6 +44,16 @@ pub enum OutputFormat {
     Json,
 }
 
+/// How a command that reports findings prints them (`audit`, `check`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Lines for a person.
+    #[default]
+    Table,
+    /// JSON for scripts (each command documents its shape).
+    Json,
+}
+
 /// Parses the command line and runs the command. Exit status 0 on success, 1 on any refusal
 /// or error (with the reason on stderr), 2 on a usage error.
 pub fn main() -> ExitCode {
