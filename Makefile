@@ -40,7 +40,7 @@ CERT_MODES := "" "--set certManager.enabled=true" \
 chart-lint: tools
 	for role in destination source; do for certs in $(CERT_MODES); do \
 	  $(TOOLS)/helm lint --strict --quiet $(CHART) --set role=$$role $$certs \
-	    --set clusterId=c-m-4kq8z9rt || exit 1; \
+	    --set clusterId=c-m-4kq8z9rt --set image.repository=registry.example.com/rancher-remap || exit 1; \
 	done; done
 
 ## match-conditions: copies the mutating webhook's matchConditions from their one source, the

@@ -39,6 +39,8 @@ const SERVICE_DNS: &str = "rancher-remap.rancher-remap.svc";
 const CHART: &str = "charts/rancher-remap";
 /// The identity Stork's controller runs as in a default install.
 const STORK_SA: &str = "system:serviceaccount:kube-system:stork-account";
+/// The image the chart is rendered with, unless a test says otherwise.
+const IMAGE: &str = "registry.example.com/platform/rancher-remap";
 /// The Rancher ID the chart is rendered with (`clusterId`), unless a test says otherwise.
 const THIS_CLUSTER: &str = "c-m-dst01";
 
@@ -1278,8 +1280,12 @@ fn helm_template(role: &str, certs: Certs, extra: &[&str]) -> Result<Vec<Value>,
             ]);
         }
     }
+    // The two values every install must give (the schema refuses an install without them).
     if !extra.iter().any(|a| a.starts_with("clusterId=")) {
         cmd.args(["--set", &format!("clusterId={THIS_CLUSTER}")]);
+    }
+    if !extra.iter().any(|a| a.starts_with("image.repository=")) {
+        cmd.args(["--set", &format!("image.repository={IMAGE}")]);
     }
     cmd.args(extra);
     let out = cmd.output().unwrap();
@@ -1498,6 +1504,24 @@ fn chart_values_are_closed_and_checked() {
         (&["--set", "clusterId="][..], "clusterId"),
         (&["--set", "clusterId=C_M"][..], "clusterId"),
         (&["--set", "clusterId=c-m:p-x"][..], "clusterId"),
+        // No image to pull: said at render, not as an ImagePullBackOff behind the webhook.
+        (&["--set", "image.repository="][..], "repository"),
+        // Mapping text the server would refuse, refused at render.
+        (&["--set", "mappings.inline.a=p-a="][..], "inline"),
+        (&["--set", "mappings.inline.a=p-a: p-b"][..], "inline"),
+        (&["--set", "mappings.inline.a=P-A=p-b"][..], "inline"),
+        (&["--set", "mappings.inline.a=a:b:c=d"][..], "inline"),
+        (&["--set-string", "mappings.inline.a=p-a=p-b\\,"][..], "inline"),
+        // A PDB that would block every node drain.
+        (
+            &[
+                "--set",
+                "replicas=2",
+                "--set",
+                "podDisruptionBudget.minAvailable=2",
+            ][..],
+            "minAvailable",
+        ),
         // A user is put between quotes in a CEL expression.
         (&["--set", "migrationUsers={it's}"][..], "migrationUsers"),
     ] {
@@ -1506,6 +1530,31 @@ fn chart_values_are_closed_and_checked() {
             .unwrap_or_else(|| panic!("{args:?} was accepted"));
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+/// One replica gets no PodDisruptionBudget: minAvailable 1 of 1 would block every node drain.
+#[test]
+fn a_single_replica_install_never_blocks_a_node_drain() {
+    let one = Install {
+        docs: helm_template("destination", Certs::ChartMade, &["--set", "replicas=1"]).unwrap(),
+    };
+    check_types(&one);
+    assert!(one.all("PodDisruptionBudget").is_empty());
+    let three = Install {
+        docs: helm_template(
+            "destination",
+            Certs::ChartMade,
+            &[
+                "--set",
+                "replicas=3",
+                "--set",
+                "podDisruptionBudget.minAvailable=2",
+            ],
+        )
+        .unwrap(),
+    };
+    let pdb: PodDisruptionBudget = three.one("PodDisruptionBudget");
+    assert_eq!(pdb.spec.unwrap().min_available, Some(IntOrString::Int(2)));
 }
 
 #[test]
@@ -1564,6 +1613,8 @@ fn chart_notes(args: &[&str]) -> String {
             NAMESPACE,
             "--show-only",
             "templates/zz-notes.yaml",
+            "--set",
+            &format!("image.repository={IMAGE}"),
         ])
         .args(args);
     let docs = rancher_remap::manifest::parse_documents(&run_ok(cmd)).unwrap();
