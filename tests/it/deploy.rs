@@ -1511,7 +1511,10 @@ fn chart_values_are_closed_and_checked() {
         (&["--set", "mappings.inline.a=p-a: p-b"][..], "inline"),
         (&["--set", "mappings.inline.a=P-A=p-b"][..], "inline"),
         (&["--set", "mappings.inline.a=a:b:c=d"][..], "inline"),
-        (&["--set-string", "mappings.inline.a=p-a=p-b\\,"][..], "inline"),
+        (
+            &["--set-string", "mappings.inline.a=p-a=p-b\\,"][..],
+            "inline",
+        ),
         // A PDB that would block every node drain.
         (
             &[
