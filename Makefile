@@ -6,7 +6,7 @@ EXAMPLES := deploy/examples
 
 .PHONY: all build release test fmt lint unit run preview bench load-bench clean certs \
         static static-check render-self-signed soak storm fuzz tools chart-lint rules-test \
-        audit-bench match-conditions
+        audit-bench match-conditions version
 
 ## Pinned tools (kubectl 1.34, helm 3.19, promtool) in a git-ignored folder of the repository,
 ## installed on first use by scripts/install-tools; the tests run these, never whatever is on PATH.
@@ -42,6 +42,11 @@ chart-lint: tools
 	  $(TOOLS)/helm lint --strict --quiet $(CHART) --set role=$$role $$certs \
 	    --set clusterId=c-m-4kq8z9rt --set image.repository=registry.example.com/rancher-remap || exit 1; \
 	done; done
+
+## version: copies the version from Cargo.toml (where it is written once) into the chart, the
+## installs' image tags and the docs (the docs tests fail when one of them differs).
+version:
+	scripts/sync-version
 
 ## match-conditions: copies the mutating webhook's matchConditions from their one source, the
 ## chart's files/mutate-match-conditions.yaml, into deploy/destination/mutating-webhook.yaml

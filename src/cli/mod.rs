@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 /// admission; on the source cluster it validates ClusterPairs. The other commands do the same
 /// work offline.
 #[derive(Debug, Parser)]
-#[command(name = "rancher-remap", version, propagate_version = true)]
+#[command(name = "rancher-remap", version = VERSION, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,6 +43,16 @@ pub enum OutputFormat {
     /// JSON: the object itself when there is one, else a v1 List.
     Json,
 }
+
+/// `--version`: the version, the commit built from and that commit's date (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RANCHER_REMAP_COMMIT"),
+    ", ",
+    env!("RANCHER_REMAP_BUILD_DATE"),
+    ")"
+);
 
 /// How a command that reports findings prints them (`audit`, `check`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -544,3 +544,29 @@ fn check_reads_mapping_text_and_answers_in_json() {
         .unwrap()
         .starts_with("ClusterPair"));
 }
+
+/// `--version` names the version, the commit the binary was built from and its date.
+#[test]
+fn version_names_the_commit_and_its_date() {
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(repo("."))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (commit, date) = (
+        git(&["rev-parse", "--short=12", "HEAD"]),
+        git(&["log", "-1", "--format=%cs"]),
+    );
+    let out = run(&["--version"], "");
+    assert!(out.status.success());
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "rancher-remap {} (commit {commit}, {date})\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}

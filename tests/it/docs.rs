@@ -156,3 +156,54 @@ fn readme_installs_both_clusters_with_helm() {
         );
     }
 }
+
+/// The version is written once, in Cargo.toml (`scripts/sync-version`, `make version`, copies it):
+/// the chart's version and appVersion, every image tag of the installs and every versioned image
+/// in the docs follow it.
+#[test]
+fn the_version_is_written_once() {
+    let version = env!("CARGO_PKG_VERSION");
+    let chart = std::fs::read_to_string(repo("charts/rancher-remap/Chart.yaml")).unwrap();
+    assert!(
+        chart.lines().any(|l| l == format!("version: {version}")),
+        "{chart}"
+    );
+    assert!(
+        chart
+            .lines()
+            .any(|l| l == format!("appVersion: \"{version}\"")),
+        "{chart}"
+    );
+    let mut tags = 0;
+    for file in shipped_texts() {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        for (i, line) in text.lines().enumerate() {
+            // `rancher-remap:1.2.3` image references and kustomize `newTag: 1.2.3` lines.
+            let tagged = line
+                .match_indices("rancher-remap:")
+                .filter_map(|(at, m)| {
+                    let rest = &line[at + m.len()..];
+                    rest.starts_with(|c: char| c.is_ascii_digit())
+                        .then_some(rest)
+                })
+                .chain(line.trim().strip_prefix("newTag: "));
+            for rest in tagged {
+                let tag: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'))
+                    .collect();
+                assert_eq!(
+                    tag,
+                    version,
+                    "{}:{}: {line} (run `make version`)",
+                    file.display(),
+                    i + 1
+                );
+                tags += 1;
+            }
+        }
+    }
+    assert!(tags >= 6, "found {tags} versioned references");
+}
