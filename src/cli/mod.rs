@@ -3,6 +3,7 @@
 mod audit;
 pub mod certs;
 mod check;
+pub mod cluster;
 mod derive;
 mod input;
 mod rewrite;

@@ -46,6 +46,10 @@ pub struct Args {
     #[command(flatten)]
     pub source: SourceArgs,
 
+    /// With --mappings-configmap: the cluster to watch it in (in a pod, its ServiceAccount).
+    #[command(flatten)]
+    pub cluster: super::cluster::ClusterArgs,
+
     /// No mappings: serve only /validate (the source cluster, where ClusterPairs are created).
     /// Ready at once; /mutate answers 404. The environment variable takes true/false, 1/0,
     /// yes/no or on/off.
@@ -245,7 +249,13 @@ async fn serve(
         log,
     });
     match source {
-        Some(source) => source::start(source, live, Duration::from_secs(1)).await?,
+        Some(source) => {
+            let client = match &source {
+                Source::ConfigMap(_) => Some(args.cluster.connect().await?.client),
+                _ => None,
+            };
+            source::start(source, live, Duration::from_secs(1), client).await?
+        }
         None => tracing::info!("validate-only: serving /validate, no mapping table"),
     }
     let files = CertFiles {
