@@ -115,6 +115,11 @@ fn typed<T: DeserializeOwned + Serialize>(doc: &Value) -> T {
 /// Every document of a kind k8s-openapi knows goes through its type; the others are
 /// cert-manager's and the Prometheus Operator's (checked separately).
 fn check_types(install: &Install) {
+    check_types_in(install, NAMESPACE)
+}
+
+/// As [`check_types`], for an install in namespace `ns`.
+fn check_types_in(install: &Install, ns: &str) {
     for d in &install.docs {
         match d["kind"].as_str().unwrap() {
             "Namespace" => drop(typed::<Namespace>(d)),
@@ -139,7 +144,7 @@ fn check_types(install: &Install) {
             && d["kind"] != "ValidatingWebhookConfiguration"
             && d["kind"] != "Namespace"
         {
-            assert_eq!(d["metadata"]["namespace"], NAMESPACE, "{}", d["kind"]);
+            assert_eq!(d["metadata"]["namespace"], ns, "{}", d["kind"]);
         }
     }
 }
@@ -1817,4 +1822,134 @@ fn chart_made_certificates_are_kept_across_upgrades() {
         tls["data"]["tls.crt"]
     );
     check_rendered_serving_secret(&remade);
+}
+
+/// The kustomize install's namespace is one line of each overlay's kustomization.yaml: changed
+/// there, it reaches every field that names it — the objects, the webhooks' Service, the serving
+/// certificate's DNS names, cert-manager's CA injection, the webhooks' own-namespace exclusion,
+/// the mapping ConfigMap the server watches — in the cert-manager install and in the
+/// self-signed one (`scripts/render-self-signed`).
+#[test]
+fn the_kustomize_namespace_is_set_in_one_line_and_reaches_every_field() {
+    const NS: &str = "remap-prod";
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&repo("deploy"), &dir.path().join("deploy"));
+    copy_tree(&repo("scripts"), &dir.path().join("scripts"));
+    for overlay in ["destination", "source"] {
+        let file = dir
+            .path()
+            .join("deploy")
+            .join(overlay)
+            .join("kustomization.yaml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(
+            text.matches("\nnamespace: rancher-remap\n").count(),
+            1,
+            "{text}"
+        );
+        std::fs::write(
+            &file,
+            text.replace(
+                "\nnamespace: rancher-remap\n",
+                &format!("\nnamespace: {NS}\n"),
+            ),
+        )
+        .unwrap();
+
+        let out = dir.path().join("self-signed").join(overlay);
+        let rendered = Command::new("bash")
+            .arg(dir.path().join("scripts/render-self-signed"))
+            .arg(overlay)
+            .arg(env!("CARGO_BIN_EXE_rancher-remap"))
+            .env("PATH", path_with_tools())
+            .env("OUT_DIR", &out)
+            .output()
+            .unwrap();
+        assert!(
+            rendered.status.success(),
+            "{}",
+            String::from_utf8_lossy(&rendered.stderr)
+        );
+        let self_signed = std::fs::read_to_string(out.join("install.yaml")).unwrap();
+        for (how, install) in [
+            (
+                "cert-manager",
+                Install {
+                    docs: kustomize(&dir.path().join("deploy").join(overlay)),
+                },
+            ),
+            (
+                "self-signed",
+                Install {
+                    docs: rancher_remap::manifest::parse_documents(&self_signed).unwrap(),
+                },
+            ),
+        ] {
+            let what = format!("{overlay} ({how})");
+            check_types_in(&install, NS);
+            let text = serde_json::to_string(&install.docs).unwrap();
+            for old in [
+                "\"rancher-remap/",
+                ".rancher-remap.svc",
+                "\"namespace\":\"rancher-remap\"",
+            ] {
+                assert!(!text.contains(old), "{what}: {old} left behind");
+            }
+            let _: Namespace = install.one("Namespace");
+            assert_eq!(
+                install.all("Namespace")[0]["metadata"]["name"],
+                NS,
+                "{what}"
+            );
+            for h in all_hooks(&install) {
+                let service = h.client_config.service.as_ref().unwrap();
+                assert_eq!(service.namespace, NS, "{what}");
+                if h.name != "mappings.rancher-remap.io" {
+                    let excluded = excluded_namespaces(h.namespace_selector.as_ref());
+                    assert!(
+                        excluded.contains(NS) && !excluded.contains("rancher-remap"),
+                        "{what}: {excluded:?}"
+                    );
+                }
+            }
+            let serving = format!("rancher-remap.{NS}.svc");
+            match how {
+                "cert-manager" => {
+                    let cert = install
+                        .all("Certificate")
+                        .into_iter()
+                        .find(|c| c["metadata"]["name"] == "rancher-remap-tls")
+                        .unwrap();
+                    assert_eq!(cert["spec"]["dnsNames"][0], serving.as_str(), "{what}");
+                    assert!(
+                        text.contains(&format!(
+                            "\"cert-manager.io/inject-ca-from\":\"{NS}/rancher-remap-tls\""
+                        )),
+                        "{what}"
+                    );
+                }
+                _ => {
+                    let secret = install
+                        .all("Secret")
+                        .into_iter()
+                        .find(|s| s["metadata"]["name"] == "rancher-remap-tls")
+                        .unwrap();
+                    assert_eq!(secret["metadata"]["namespace"], NS, "{what}");
+                    let data = self::secret(secret).data.unwrap();
+                    for bundle in ca_bundles(&install) {
+                        verifies(&bundle, &data["tls.crt"].0, &serving)
+                            .expect("the serving certificate verifies for the new namespace");
+                    }
+                }
+            }
+            if overlay == "destination" {
+                let d = install.deployment();
+                assert_eq!(
+                    env(container(&d), "RANCHER_REMAP_MAPPINGS_CONFIGMAP"),
+                    Some(format!("{NS}/{DEFAULT_CONFIGMAP_NAME}").as_str()),
+                    "{what}"
+                );
+            }
+        }
+    }
 }
