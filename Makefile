@@ -6,7 +6,7 @@ EXAMPLES := deploy/examples
 
 .PHONY: all build release test fmt lint unit run preview bench load-bench clean certs \
         static static-check render-self-signed soak storm fuzz tools chart-lint rules-test \
-        audit-bench match-conditions version
+        audit-bench match-conditions version dist
 
 ## Pinned tools (kubectl 1.34, helm 3.19, promtool) in a git-ignored folder of the repository,
 ## installed on first use by scripts/install-tools; the tests run these, never whatever is on PATH.
@@ -94,6 +94,11 @@ HOST := $(shell rustc -vV | sed -n 's/^host: //p')
 STATIC_BIN := target/$(HOST)/dist/rancher-remap
 static:
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --locked --profile dist --target $(HOST)
+
+## dist: a release in dist/: static binaries (amd64; arm64 where the toolchain allows), the
+## packaged chart (helm package, OCI-ready) and SHA256SUMS (see scripts/dist).
+dist: tools
+	HELM=$(TOOLS)/helm scripts/dist
 
 ## static-check: it is static, under 30 MiB, and serves (see scripts/check-static-binary).
 static-check: static
