@@ -116,7 +116,7 @@ pub fn check_clusterpair(obj: &Value, now: i64) -> Report {
     }
     for key in cp.spec.options.keys() {
         if !kubeconfig::KNOWN_OPTIONS.contains(&key.as_str()) {
-            report.warning(format!("spec.options[{key}]"), "unknown option key (ignored by this check; Stork and the storage driver may use it)");
+            report.warning(format!("spec.options[{}]", crate::text::shown_name(key)), "unknown option key (ignored by this check; Stork and the storage driver may use it)");
         }
     }
     report
