@@ -51,8 +51,6 @@ impl Verdict {
 pub struct Decision {
     pub response: Response,
     pub verdict: Verdict,
-    /// The engine's findings, when it ran.
-    pub outcome: Option<Outcome>,
 }
 
 impl Decision {
@@ -60,7 +58,6 @@ impl Decision {
         Decision {
             response: Response::allow(uid),
             verdict: Verdict::Allowed,
-            outcome: None,
         }
     }
 }
@@ -122,7 +119,6 @@ pub fn mutate(req: &Request, mappings: &Mappings, settings: &MutateSettings) -> 
         return Decision {
             response,
             verdict: Verdict::Denied,
-            outcome: Some(outcome),
         };
     }
     let mut response = Response::allow(&req.uid);
@@ -140,11 +136,7 @@ pub fn mutate(req: &Request, mappings: &Mappings, settings: &MutateSettings) -> 
         response.audit_annotations = audit;
         Verdict::Patched
     };
-    Decision {
-        response,
-        verdict,
-        outcome: Some(outcome),
-    }
+    Decision { response, verdict }
 }
 
 /// One audit annotation summing up the rewrite (bounded: audit events are not a data store).
@@ -184,7 +176,6 @@ pub fn validate(req: &Request, now: i64, cluster_id: Option<&str>) -> Decision {
         return Decision {
             response,
             verdict: Verdict::Denied,
-            outcome: None,
         };
     }
     let mut response = Response::allow(&req.uid);
@@ -192,6 +183,5 @@ pub fn validate(req: &Request, now: i64, cluster_id: Option<&str>) -> Decision {
     Decision {
         response,
         verdict: Verdict::Allowed,
-        outcome: None,
     }
 }
