@@ -102,6 +102,23 @@ pub struct EndpointMetrics {
 }
 
 impl EndpointMetrics {
+    /// The handles of one endpoint, resolved once (each outcome's series starts at zero).
+    fn resolve(
+        requests: &Family<RequestLabels, Counter>,
+        duration: &Family<EndpointLabels, LatencyHistogram, fn() -> LatencyHistogram>,
+        endpoint: &'static str,
+    ) -> EndpointMetrics {
+        EndpointMetrics {
+            requests: RequestOutcome::ALL.map(|outcome| {
+                let outcome = outcome.as_str();
+                requests
+                    .get_or_create(&RequestLabels { endpoint, outcome })
+                    .clone()
+            }),
+            duration: duration.get_or_create(&EndpointLabels { endpoint }).clone(),
+        }
+    }
+
     /// Counts one request with its outcome.
     pub fn count(&self, outcome: RequestOutcome, elapsed: std::time::Duration) {
         self.requests[outcome.index()].inc();
@@ -135,112 +152,118 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("rancher_remap");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
+        let mut r = Registry::with_prefix("rancher_remap");
+        let requests = registered(
+            &mut r,
             "requests",
             "Admission requests by endpoint and outcome",
-            requests.clone(),
+            Family::<RequestLabels, Counter>::default(),
         );
         let duration: Family<EndpointLabels, LatencyHistogram, fn() -> LatencyHistogram> =
-            Family::new_with_constructor(LatencyHistogram::default);
-        registry.register(
-            "request_duration_seconds",
-            "Time to answer an admission request",
-            duration.clone(),
-        );
-        let rewrites = Family::<LocationLabels, Counter>::default();
-        registry.register(
-            "rewrites",
-            "Project IDs rewritten, by location",
-            rewrites.clone(),
-        );
-        let unmapped = Family::<LocationLabels, Counter>::default();
-        registry.register(
+            registered(
+                &mut r,
+                "request_duration_seconds",
+                "Time to answer an admission request",
+                Family::new_with_constructor(LatencyHistogram::default),
+            );
+        let per_location_family = |r: &mut Registry, name, help| {
+            registered(r, name, help, Family::<LocationLabels, Counter>::default())
+        };
+        let rewrites =
+            per_location_family(&mut r, "rewrites", "Project IDs rewritten, by location");
+        let unmapped = per_location_family(
+            &mut r,
             "unmapped",
             "Project IDs with no mapping, by location",
-            unmapped.clone(),
         );
-        let table_entries = Gauge::default();
-        registry.register(
-            "mapping_table_entries",
-            "Entries in the mapping table in force",
-            table_entries.clone(),
-        );
-        let table_reloads = Family::<ResultLabels, Counter>::default();
-        registry.register(
+        let table_reloads = by_result(
+            &mut r,
             "mapping_table_reloads",
             "Mapping table loads by result (ok, rejected)",
-            table_reloads.clone(),
+            &["ok", "rejected", "missing"],
         );
-        let certificate_reloads = Family::<ResultLabels, Counter>::default();
-        registry.register(
+        let certificate_reloads = by_result(
+            &mut r,
             "certificate_reloads",
             "Serving certificate reloads by result (ok, rejected)",
-            certificate_reloads.clone(),
+            &["ok", "rejected"],
         );
-        let connections = Gauge::default();
-        registry.register(
-            "connections",
-            "Webhook connections open (accepted, not yet closed; at most --max-connections)",
-            connections.clone(),
-        );
-        let log_lines_dropped = Counter::default();
-        registry.register(
-            "log_lines_dropped",
-            "Admission log lines dropped because the log writer fell behind",
-            log_lines_dropped.clone(),
-        );
-        let endpoint = |endpoint: &'static str| EndpointMetrics {
-            requests: RequestOutcome::ALL.map(|outcome| {
-                let outcome = outcome.as_str();
-                requests
-                    .get_or_create(&RequestLabels { endpoint, outcome })
-                    .clone()
-            }),
-            duration: duration.get_or_create(&EndpointLabels { endpoint }).clone(),
-        };
-        let (mutate, validate) = (endpoint("mutate"), endpoint("validate"));
-        let certificate_expiry = Gauge::default();
-        registry.register(
-            "certificate_expiry_timestamp_seconds",
-            "notAfter of the serving certificate in force, in Unix seconds",
-            certificate_expiry.clone(),
-        );
-        // Known series start at zero so that rates and alerts work from the first scrape.
-        let at = |family: &Family<LocationLabels, Counter>| {
-            Location::ALL.map(|l| {
-                family
-                    .get_or_create(&LocationLabels {
-                        location: l.as_str(),
-                    })
-                    .clone()
-            })
-        };
-        let (rewrites_at, unmapped_at) = (at(&rewrites), at(&unmapped));
-        for r in ["ok", "rejected"] {
-            let _ = table_reloads.get_or_create(&ResultLabels { result: r });
-            let _ = certificate_reloads.get_or_create(&ResultLabels { result: r });
-        }
-        let _ = table_reloads.get_or_create(&ResultLabels { result: "missing" });
         Metrics {
-            registry,
+            mutate: EndpointMetrics::resolve(&requests, &duration, "mutate"),
+            validate: EndpointMetrics::resolve(&requests, &duration, "validate"),
+            rewrites_at: per_location(&rewrites),
+            unmapped_at: per_location(&unmapped),
+            table_entries: registered(
+                &mut r,
+                "mapping_table_entries",
+                "Entries in the mapping table in force",
+                Gauge::default(),
+            ),
+            connections: registered(
+                &mut r,
+                "connections",
+                "Webhook connections open (accepted, not yet closed; at most --max-connections)",
+                Gauge::default(),
+            ),
+            log_lines_dropped: registered(
+                &mut r,
+                "log_lines_dropped",
+                "Admission log lines dropped because the log writer fell behind",
+                Counter::default(),
+            ),
+            certificate_expiry: registered(
+                &mut r,
+                "certificate_expiry_timestamp_seconds",
+                "notAfter of the serving certificate in force, in Unix seconds",
+                Gauge::default(),
+            ),
             requests,
             duration,
-            mutate,
-            validate,
-            rewrites_at,
-            unmapped_at,
-            log_lines_dropped,
             rewrites,
             unmapped,
-            table_entries,
             table_reloads,
             certificate_reloads,
-            connections,
-            certificate_expiry,
+            registry: r,
         }
     }
+}
+
+/// A family's counter for each location, resolved once (each series starts at zero).
+fn per_location(family: &Family<LocationLabels, Counter>) -> [Counter; Location::ALL.len()] {
+    Location::ALL.map(|l| {
+        family
+            .get_or_create(&LocationLabels {
+                location: l.as_str(),
+            })
+            .clone()
+    })
+}
+
+/// A counter family by result, registered, each of `results` starting at zero (so that rates
+/// and alerts work from the first scrape).
+fn by_result(
+    r: &mut Registry,
+    name: &str,
+    help: &str,
+    results: &[&'static str],
+) -> Family<ResultLabels, Counter> {
+    let family = registered(r, name, help, Family::<ResultLabels, Counter>::default());
+    for &result in results {
+        let _ = family.get_or_create(&ResultLabels { result });
+    }
+    family
+}
+
+/// Registers `metric` under `name` and returns it (the registry keeps a clone that shares
+/// its cells).
+fn registered<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 impl Metrics {
