@@ -37,24 +37,9 @@ impl Scan<'_> {
                 );
             };
             attempts += 1;
-            let mut ops = Vec::with_capacity(outcome.patch.len() + 1);
-            ops.push(PatchOperation::Test(TestOperation {
-                path: PointerBuf::from_tokens(["metadata", "resourceVersion"]),
-                value: rv,
-            }));
-            ops.extend(outcome.patch.iter().cloned());
-            let sent = {
-                let _permit = self.permits.acquire().await;
-                api::patch(
-                    self.client,
-                    t,
-                    ns.as_deref(),
-                    &name,
-                    Patch(ops),
-                    fix.dry_run,
-                )
-                .await
-            };
+            let sent = self
+                .send(t, (ns.as_deref(), &name), rv, &outcome, fix.dry_run)
+                .await;
             let e = match sent {
                 Ok(()) => break (FixStatus::Patched, None),
                 Err(e) => e,
@@ -98,5 +83,25 @@ impl Scan<'_> {
             error,
         });
         finding_now
+    }
+
+    /// The outcome's patch behind a `test` of the resourceVersion read, so that a change made
+    /// in between is refused (409/422) instead of overwritten.
+    async fn send(
+        &self,
+        t: &ResourceType,
+        (ns, name): (Option<&str>, &str),
+        resource_version: Value,
+        outcome: &Outcome,
+        dry_run: bool,
+    ) -> Result<(), kube::Error> {
+        let mut ops = Vec::with_capacity(outcome.patch.len() + 1);
+        ops.push(PatchOperation::Test(TestOperation {
+            path: PointerBuf::from_tokens(["metadata", "resourceVersion"]),
+            value: resource_version,
+        }));
+        ops.extend(outcome.patch.iter().cloned());
+        let _permit = self.permits.acquire().await;
+        api::patch(self.client, t, ns, name, Patch(ops), dry_run).await
     }
 }

@@ -124,12 +124,21 @@ impl Table {
             }
         }
 
-        // A chain: a destination project that is also the source of a non-identity mapping.
-        // (A whole destination that is a whole source has that project too, so this covers both.)
-        for &i in &origin {
+        t.chains(&parsed, &origin, &mut errors);
+        if !errors.is_empty() {
+            return Err(MappingErrors(errors));
+        }
+        t.index_destinations(&parsed, &origin);
+        Ok(t)
+    }
+
+    /// A chain: a destination project that is also the source of a non-identity mapping. (A
+    /// whole destination that is a whole source has that project too, so this covers both.)
+    fn chains(&self, parsed: &[Entry], origin: &[usize], errors: &mut Vec<MappingError>) {
+        for &i in origin {
             let e = &parsed[i];
             let dst = e.dst().project;
-            if let Some(c) = t.projects.get(dst) {
+            if let Some(c) = self.projects.get(dst) {
                 if *c.dst != *dst {
                     errors.push(MappingError::Chain {
                         entry: e.at.clone(),
@@ -139,20 +148,19 @@ impl Table {
                 }
             }
         }
+    }
 
-        if !errors.is_empty() {
-            return Err(MappingErrors(errors));
-        }
-        for &i in &origin {
+    /// The destination projects and clusters (§4.0), from the distinct entries.
+    fn index_destinations(&mut self, parsed: &[Entry], origin: &[usize]) {
+        for &i in origin {
             let dst = parsed[i].dst();
-            if !t.dst_projects.contains(dst.project) {
-                t.dst_projects.insert(dst.project.into());
+            if !self.dst_projects.contains(dst.project) {
+                self.dst_projects.insert(dst.project.into());
             }
-            if let Some(c) = dst.cluster.filter(|c| !t.dst_clusters.contains(*c)) {
-                t.dst_clusters.insert(c.into());
+            if let Some(c) = dst.cluster.filter(|c| !self.dst_clusters.contains(*c)) {
+                self.dst_clusters.insert(c.into());
             }
         }
-        Ok(t)
     }
 
     /// Looks a value up (see [`Table::lookup_ref`]).

@@ -184,21 +184,12 @@ impl Server {
 
         tokio::pin!(shutdown);
         loop {
-            let (slot, (tcp, _peer)) = tokio::select! {
+            let (slot, tcp) = tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = async {
-                    let slot = slots.clone().acquire_owned().await;
-                    (slot, webhook.accept().await)
-                } => match accepted {
-                    (Ok(slot), Ok(c)) => (slot, c),
-                    (_, Err(e)) => {
-                        // Out of file descriptors, typically: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
+                next = next_connection(&webhook, &slots) => match next {
+                    Some(accepted) => accepted,
                     // The semaphore is never closed; if it were, stop as on shutdown.
-                    (Err(_), _) => break,
+                    None => break,
                 },
             };
             let _ = tcp.set_nodelay(true);
@@ -232,6 +223,25 @@ impl Server {
             .context("admin server task")?
             .context("admin server")?;
         Ok(())
+    }
+}
+
+/// The next connection, once a slot (of `--max-connections`) is free; `None` when no slot will
+/// ever be.
+async fn next_connection(
+    listener: &tokio::net::TcpListener,
+    slots: &Arc<tokio::sync::Semaphore>,
+) -> Option<(tokio::sync::OwnedSemaphorePermit, tokio::net::TcpStream)> {
+    let slot = slots.clone().acquire_owned().await.ok()?;
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _peer)) => return Some((slot, tcp)),
+            Err(e) => {
+                // Out of file descriptors, typically: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 
