@@ -54,7 +54,7 @@ fn run_ok(mut cmd: Command) -> String {
 }
 
 /// `kubectl kustomize DIR`.
-fn kustomize(dir: &Path) -> Vec<Value> {
+pub(crate) fn kustomize(dir: &Path) -> Vec<Value> {
     let mut cmd = tool("kubectl");
     cmd.arg("kustomize").arg(dir);
     rancher_remap::manifest::parse_documents(&run_ok(cmd)).unwrap()
@@ -957,7 +957,7 @@ fn destination_overlay_is_a_complete_safe_install() {
 }
 
 /// Copies a folder tree (the deploy/ overlays, to edit one file of a copy).
-fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
@@ -1222,7 +1222,7 @@ pub(crate) fn chart_server_env(extra: &[&str]) -> Vec<(String, String)> {
 
 /// The chart's three ways to a serving certificate (cert-manager in two).
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Certs {
+pub(crate) enum Certs {
     /// cert-manager, with the chart's own self-signed CA Issuer.
     CertManager,
     /// cert-manager, with an issuer the operator names.
@@ -1247,11 +1247,28 @@ fn operator_ca() -> String {
 }
 
 /// `helm template` of the chart as release rancher-remap in namespace rancher-remap.
-fn helm_template(role: &str, certs: Certs, extra: &[&str]) -> Result<Vec<Value>, String> {
+pub(crate) fn helm_template(
+    role: &str,
+    certs: Certs,
+    extra: &[&str],
+) -> Result<Vec<Value>, String> {
+    helm_template_at(&repo(CHART), role, certs, extra)
+}
+
+/// [`helm_template`] of the chart at `chart` (an edited copy).
+pub(crate) fn helm_template_at(
+    chart: &Path,
+    role: &str,
+    certs: Certs,
+    extra: &[&str],
+) -> Result<Vec<Value>, String> {
     let mut cmd = tool("helm");
-    cmd.args(["template", "rancher-remap"])
-        .arg(repo(CHART))
-        .args(["--namespace", NAMESPACE, "--set", &format!("role={role}")]);
+    cmd.args(["template", "rancher-remap"]).arg(chart).args([
+        "--namespace",
+        NAMESPACE,
+        "--set",
+        &format!("role={role}"),
+    ]);
     let ca;
     match certs {
         Certs::CertManager => {

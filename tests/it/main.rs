@@ -15,6 +15,7 @@ mod leaks;
 mod monitoring;
 mod namespaces;
 mod properties;
+mod rbac;
 mod review;
 mod secrets;
 mod server;
