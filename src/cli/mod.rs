@@ -4,6 +4,7 @@ mod audit;
 pub mod certs;
 mod check;
 mod derive;
+mod doctor;
 mod input;
 mod rewrite;
 pub mod serve;
@@ -32,6 +33,7 @@ enum Command {
     Check(check::Args),
     Certs(certs::Args),
     Audit(audit::Args),
+    Doctor(doctor::Args),
 }
 
 /// Output formats for commands that print Kubernetes objects.
@@ -55,6 +57,7 @@ pub fn main() -> ExitCode {
         Command::Derive(args) => derive::run(args),
         Command::Check(args) => check::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Doctor(args) => doctor::run(args),
     };
     match result {
         Ok(code) => code,
