@@ -7,6 +7,7 @@ mod common;
 mod configmap;
 mod deploy;
 mod docs;
+mod doctor;
 mod edges;
 mod fake_api;
 mod fake_api_protocol;
