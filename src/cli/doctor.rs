@@ -43,6 +43,10 @@ pub struct Args {
     #[arg(short, long, value_name = "NS", default_value = "rancher-remap")]
     pub namespace: String,
 
+    /// The install's name: its Deployment (the chart's fullname).
+    #[arg(long, value_name = "NAME", default_value = "rancher-remap")]
+    pub name: String,
+
     /// Check this mappings file (a mapping ConfigMap, ClusterPair(s) or src=dst text) instead
     /// of the installed mapping ConfigMap.
     #[arg(long, value_name = "PATH", conflicts_with = "project_mappings")]
@@ -181,7 +185,7 @@ async fn doctor(args: Args) -> Result<Report> {
     let server = server.as_str();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let deployment = Call::new(server, format!("get deployments in namespace {ns}"))
-        .get(&deployments, "rancher-remap")
+        .get(&deployments, &args.name)
         .await?;
     let env = deployment_env(deployment.as_ref());
     let (mappings, origin) = read_mappings(&args, &client, server, &env).await?;
@@ -190,7 +194,7 @@ async fn doctor(args: Args) -> Result<Report> {
         None => env
             .get("RANCHER_REMAP_CLUSTER_ID")
             .filter(|c| !c.is_empty())
-            .map(|c| (c.clone(), format!("the Deployment {ns}/rancher-remap"))),
+            .map(|c| (c.clone(), format!("the Deployment {ns}/{}", args.name))),
     };
     let namespace_clusters = namespace_clusters(&client, server).await?;
     let projects_here = projects_here(&client, server).await?;

@@ -1262,6 +1262,26 @@ pub(crate) fn helm_template_at(
     certs: Certs,
     extra: &[&str],
 ) -> Result<Vec<Value>, String> {
+    render(chart, role, certs, extra, false)
+}
+
+/// The `helm test` hooks of the chart rendered as [`helm_template`] renders it.
+pub(crate) fn helm_test_hooks(extra: &[&str]) -> Vec<Value> {
+    render(&repo(CHART), "destination", Certs::ChartMade, extra, true)
+        .unwrap()
+        .into_iter()
+        .filter(|d| d["metadata"]["annotations"]["helm.sh/hook"] == "test")
+        .collect()
+}
+
+/// The install (`tests`: and the `helm test` hooks).
+fn render(
+    chart: &Path,
+    role: &str,
+    certs: Certs,
+    extra: &[&str],
+    tests: bool,
+) -> Result<Vec<Value>, String> {
     let mut cmd = tool("helm");
     cmd.args(["template", "rancher-remap"]).arg(chart).args([
         "--namespace",
@@ -1294,6 +1314,9 @@ pub(crate) fn helm_template_at(
                 &format!("tls.caBundle={ca}"),
             ]);
         }
+    }
+    if !tests {
+        cmd.arg("--skip-tests");
     }
     if !extra.iter().any(|a| a.starts_with("clusterId=")) {
         cmd.args(["--set", &format!("clusterId={THIS_CLUSTER}")]);
@@ -1780,4 +1803,85 @@ fn chart_made_certificates_are_kept_across_upgrades() {
         tls["data"]["tls.crt"]
     );
     check_rendered_serving_secret(&remade);
+}
+
+#[test]
+fn the_helm_test_pod_runs_doctor_under_its_own_read_only_account() {
+    let hooks = helm_test_hooks(&[]);
+    let kinds: Vec<&str> = hooks.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Pod"
+        ]
+    );
+    for d in &hooks {
+        let annotations = &d["metadata"]["annotations"];
+        assert_eq!(
+            annotations["helm.sh/hook-delete-policy"],
+            "before-hook-creation,hook-succeeded"
+        );
+        // The RBAC exists before the Pod starts.
+        let weight = if d["kind"] == "Pod" {
+            Value::Null
+        } else {
+            json!("-1")
+        };
+        assert_eq!(annotations["helm.sh/hook-weight"], weight, "{}", d["kind"]);
+        match d["kind"].as_str().unwrap() {
+            "ServiceAccount" => drop(typed::<ServiceAccount>(d)),
+            "Role" => drop(typed::<Role>(d)),
+            "RoleBinding" => drop(typed::<RoleBinding>(d)),
+            "ClusterRole" => drop(typed::<k8s_openapi::api::rbac::v1::ClusterRole>(d)),
+            "ClusterRoleBinding" => {
+                drop(typed::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(d))
+            }
+            _ => {}
+        }
+        // Read-only: nothing but get, list, and the SubjectAccessReview question.
+        for rule in d["rules"].as_array().into_iter().flatten() {
+            for verb in rule["verbs"].as_array().unwrap() {
+                let create_review =
+                    verb == "create" && rule["resources"][0] == "subjectaccessreviews";
+                assert!(verb == "get" || verb == "list" || create_review, "{rule}");
+            }
+        }
+    }
+    let pod: k8s_openapi::api::core::v1::Pod = typed(hooks.last().unwrap());
+    let install = Install {
+        docs: helm_template("destination", Certs::ChartMade, &[]).unwrap(),
+    };
+    let server = install.deployment();
+    let spec = pod.spec.unwrap();
+    let c = &spec.containers[0];
+    assert_eq!(c.image, container(&server).image, "the image's binary");
+    assert_eq!(
+        c.args.clone().unwrap(),
+        [
+            "doctor",
+            "--namespace",
+            NAMESPACE,
+            "--name",
+            "rancher-remap"
+        ]
+    );
+    assert_eq!(
+        spec.service_account_name.as_deref(),
+        Some("rancher-remap-doctor")
+    );
+    assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+    // The server's ReplicaSet must never adopt it.
+    let selector = server.spec.unwrap().selector.match_labels.unwrap();
+    let labels = pod.metadata.labels.unwrap();
+    assert!(selector.iter().any(|(k, v)| labels.get(k) != Some(v)));
+    // The source role has no doctor test (doctor checks a destination).
+    let source = render(&repo(CHART), "source", Certs::ChartMade, &[], true).unwrap();
+    assert!(source
+        .iter()
+        .all(|d| d["metadata"]["annotations"]["helm.sh/hook"].is_null()));
 }

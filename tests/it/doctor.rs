@@ -354,3 +354,82 @@ async fn before_install_a_mappings_file_is_checked_and_the_webhook_only_warned()
     assert_check(&checks, "webhook", "warn", &["not installed"]);
     assert_eq!(SOURCE, "c-src01");
 }
+
+/// The `helm test` Pod's identity and its token in the fake.
+const DOCTOR_SA: &str = "system:serviceaccount:rancher-remap:rancher-remap-doctor";
+const DOCTOR_TOKEN: &str = "doctor-sa-token";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_helm_test_rbac_is_enough_for_doctor_and_each_rule_is_needed() {
+    let fake = FakeApi::start().await;
+    let hooks = crate::deploy::helm_test_hooks(&["--set", "clusterId=c-m-dst01"]);
+    install(&fake, &chart(&[]), TABLE);
+    // A migration user, so doctor asks SubjectAccessReviews too; it may do what it must.
+    let mut cm = mapping_configmap(TABLE);
+    cm["metadata"]["annotations"] = json!({"rancher-remap.io/migration-users": "u-stork"});
+    fake.put(cm);
+    fake.put(
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "namespace-creator"},
+        "rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["create"]}]}),
+    );
+    bind(&fake, "namespace-creator", "u-stork");
+    bind(&fake, "p-b-namespaces-edit", "u-stork");
+    fake.put_rbac(&hooks);
+    fake.add_token(DOCTOR_TOKEN, DOCTOR_SA, &[]);
+    let pod = hooks.iter().find(|d| d["kind"] == "Pod").unwrap();
+    let args: Vec<String> = pod["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(args[0], "doctor");
+    let args: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = fake.kubeconfig_with_token(dir.path(), DOCTOR_TOKEN);
+    let (out, checks) = doctor(&kubeconfig, &args).await;
+    assert_eq!(out.status.code(), Some(0), "{checks:#} {}", stderr(&out));
+    assert_check(&checks, "migration-identity", "ok", &["u-stork"]);
+    assert_eq!(fake.denials(), Vec::<String>::new());
+
+    // No more than needed: without any one rule, doctor cannot check, and says what it needs.
+    for role in hooks
+        .iter()
+        .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
+    {
+        let rules = role["rules"].as_array().unwrap();
+        for i in 0..rules.len() {
+            let mut less = role.clone();
+            less["rules"].as_array_mut().unwrap().remove(i);
+            fake.put(less);
+            let (out, _) = doctor(&kubeconfig, &args).await;
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "without {}: {err}", rules[i]);
+            let resource = rules[i]["resources"][0].as_str().unwrap();
+            assert!(
+                err.contains("forbidden") && err.contains(resource),
+                "without {}: {err}",
+                rules[i]
+            );
+            fake.put(role.clone());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forbidden_read_exits_2_naming_the_call_and_the_permission() {
+    let fake = FakeApi::start().await;
+    install(&fake, &chart(&[]), TABLE);
+    fake.add_token(DOCTOR_TOKEN, "u-nobody", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _) = doctor(&fake.kubeconfig_with_token(dir.path(), DOCTOR_TOKEN), &[]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("get deployments in namespace rancher-remap: forbidden at http://127.0.0.1:")
+            && err.contains("doctor needs permission to get deployments"),
+        "{err}"
+    );
+    assert!(!err.contains(DOCTOR_TOKEN), "{err}");
+}
