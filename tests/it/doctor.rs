@@ -399,18 +399,17 @@ async fn the_helm_test_rbac_is_enough_for_doctor_and_each_rule_is_needed() {
         .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
     {
         let rules = role["rules"].as_array().unwrap();
-        for i in 0..rules.len() {
+        for (i, rule) in rules.iter().enumerate() {
             let mut less = role.clone();
             less["rules"].as_array_mut().unwrap().remove(i);
             fake.put(less);
             let (out, _) = doctor(&kubeconfig, &args).await;
             let err = stderr(&out);
-            assert_eq!(out.status.code(), Some(2), "without {}: {err}", rules[i]);
-            let resource = rules[i]["resources"][0].as_str().unwrap();
+            assert_eq!(out.status.code(), Some(2), "without {rule}: {err}");
+            let resource = rule["resources"][0].as_str().unwrap();
             assert!(
                 err.contains("forbidden") && err.contains(resource),
-                "without {}: {err}",
-                rules[i]
+                "without {rule}: {err}"
             );
             fake.put(role.clone());
         }
