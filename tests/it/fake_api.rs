@@ -683,63 +683,15 @@ async fn handle(
             return authorize(&fake, user.as_ref(), &attrs).unwrap_or(r);
         }
     }
-    let (group, version, rest) = match segs.as_slice() {
-        ["api", v, rest @ ..] => ("", *v, rest),
-        ["apis", g, v, rest @ ..] => (*g, *v, rest),
-        _ => {
-            return fail(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            )
-        }
-    };
-    let (namespace, plural, name) = match rest {
-        ["namespaces", ns, plural] => (*ns, *plural, None),
-        ["namespaces", ns, plural, name] => (*ns, *plural, Some(*name)),
-        [plural] => ("", *plural, None),
-        [plural, name] => ("", *plural, Some(*name)),
-        _ => {
-            return fail(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            )
-        }
-    };
-    let Some(t) = fake.inner.lock().unwrap().find(group, version, plural) else {
+    let Some(target) = resolve(&fake, &segs) else {
         return fail(
             404,
             "NotFound",
             "the server could not find the requested resource",
         );
-    };
-    if !t.namespaced && !namespace.is_empty() {
-        return fail(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        );
-    }
-    let target = Target {
-        t,
-        namespace: namespace.to_string(),
-        name: name.map(str::to_string),
     };
     let watching = q.get("watch").is_some_and(|w| w == "true" || w == "1");
-    let attrs = Attributes {
-        verb: fake_rbac::verb(&method, target.name.is_some(), watching).into(),
-        resource: Some(ResourceAttributes {
-            group: group.to_string(),
-            resource: target.t.plural.clone(),
-            namespace: target.namespace.clone(),
-            name: target
-                .name
-                .clone()
-                .unwrap_or_else(|| fake_rbac::selected_name(q.get("fieldSelector"))),
-        }),
-        path: uri.path().to_string(),
-    };
+    let attrs = attributes(&method, &target, watching, &q);
     if let Some(refused) = authorize(&fake, user.as_ref(), &attrs) {
         return refused;
     }
@@ -776,6 +728,54 @@ async fn handle(
             "MethodNotAllowed",
             "the server does not allow this method on the requested resource",
         ),
+    }
+}
+
+/// The resource type, namespace and name a path names; `None` for a path that names none.
+fn resolve(fake: &FakeApi, segs: &[&str]) -> Option<Target> {
+    let (group, version, rest) = match segs {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return None,
+    };
+    let (namespace, plural, name) = match rest {
+        ["namespaces", ns, plural] => (*ns, *plural, None),
+        ["namespaces", ns, plural, name] => (*ns, *plural, Some(*name)),
+        [plural] => ("", *plural, None),
+        [plural, name] => ("", *plural, Some(*name)),
+        _ => return None,
+    };
+    let t = fake.inner.lock().unwrap().find(group, version, plural)?;
+    if !t.namespaced && !namespace.is_empty() {
+        return None;
+    }
+    Some(Target {
+        t,
+        namespace: namespace.to_string(),
+        name: name.map(str::to_string),
+    })
+}
+
+/// What a resource request asks, as RBAC judges it: a list or watch narrowed to one name by
+/// its fieldSelector is a request on that name.
+fn attributes(
+    method: &Method,
+    target: &Target,
+    watching: bool,
+    q: &HashMap<String, String>,
+) -> Attributes {
+    Attributes {
+        verb: fake_rbac::verb(method, target.name.is_some(), watching).into(),
+        resource: Some(ResourceAttributes {
+            group: target.t.group.clone(),
+            resource: target.t.plural.clone(),
+            namespace: target.namespace.clone(),
+            name: target
+                .name
+                .clone()
+                .unwrap_or_else(|| fake_rbac::selected_name(q.get("fieldSelector"))),
+        }),
+        path: String::new(),
     }
 }
 

@@ -79,25 +79,45 @@ async fn the_charts_role_lets_the_server_follow_its_configmap_and_post_events() 
     assert_eq!(fake.denials(), Vec::<String>::new());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chart_role_without_watch_gets_a_403_and_the_server_stops_following() {
+/// A copy of the chart whose rbac.yaml has `shipped` replaced by `edited`.
+fn chart_with(shipped: &str, edited: &str) -> tempfile::TempDir {
     let chart = tempfile::tempdir().unwrap();
     copy_tree(&repo("charts/rancher-remap"), chart.path());
     let rbac = chart.path().join("templates/rbac.yaml");
     let text = std::fs::read_to_string(&rbac).unwrap();
-    let shipped = "verbs: [\"get\", \"list\", \"watch\"]";
     assert!(text.contains(shipped), "{text}");
-    std::fs::write(&rbac, text.replace(shipped, "verbs: [\"get\", \"list\"]")).unwrap();
+    std::fs::write(&rbac, text.replace(shipped, edited)).unwrap();
+    chart
+}
 
+/// The real server under the RBAC of `chart`, following a good table (`after_start` changes
+/// the fake once it runs); the fake's first refusal matching `refused`, the server, and the
+/// folder of its kubeconfig.
+async fn first_refusal(
+    chart: &Path,
+    refused: &str,
+    after_start: impl FnOnce(&FakeApi),
+) -> (String, ServeProcess, tempfile::TempDir) {
     let fake = FakeApi::start().await;
-    fake.put_rbac(&chart_docs(chart.path()));
+    fake.put_rbac(&chart_docs(chart));
     fake.put(mappings_configmap("c-src01:p-a=c-m-dst01:p-b\n"));
-    let (s, _dir) = serve_as_the_service_account(&fake).await;
-    eventually("a refused watch", Duration::from_secs(15), async || {
-        fake.denials().iter().any(|d| d.contains("cannot watch"))
+    let (s, dir) = serve_as_the_service_account(&fake).await;
+    after_start(&fake);
+    eventually(refused, Duration::from_secs(15), async || {
+        fake.denials().iter().any(|d| d.contains(refused))
     })
     .await;
-    let denial = fake.denials()[0].clone();
+    let denial = fake.denials().into_iter().find(|d| d.contains(refused));
+    (denial.unwrap(), s, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chart_role_without_watch_gets_a_403_and_the_server_stops_following() {
+    let chart = chart_with(
+        "verbs: [\"get\", \"list\", \"watch\"]",
+        "verbs: [\"get\", \"list\"]",
+    );
+    let (denial, s, _dir) = first_refusal(chart.path(), "cannot watch", |_| {}).await;
     assert_eq!(
         denial,
         format!("configmaps \"rancher-remap-mappings\" is forbidden: User \"{SERVER_SA}\" cannot watch resource \"configmaps\" in API group \"\" in the namespace \"rancher-remap\"")
@@ -113,6 +133,37 @@ async fn a_chart_role_without_watch_gets_a_403_and_the_server_stops_following() 
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chart_role_without_event_create_cannot_say_a_table_was_rejected() {
+    let chart = chart_with(
+        "    resources: [\"events\"]\n    verbs: [\"create\"]",
+        "    resources: [\"events\"]\n    verbs: [\"get\"]",
+    );
+    let (denial, _s, _dir) = first_refusal(chart.path(), "cannot create", |fake| {
+        fake.put(mappings_configmap("c-m-dst01:p-b=c-src01:p-a\n"));
+    })
+    .await;
+    assert!(
+        denial.starts_with("events.events.k8s.io is forbidden")
+            && denial.contains("cannot create resource \"events\" in API group \"events.k8s.io\""),
+        "{denial}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chart_role_naming_another_configmap_leaves_the_server_without_a_table() {
+    let chart = chart_with(
+        "resourceNames: [{{ .Values.mappings.configMap | quote }}]",
+        "resourceNames: [\"rancher-remap-mapping\"]",
+    );
+    let (denial, s, _dir) = first_refusal(chart.path(), "cannot list", |_| {}).await;
+    assert!(
+        denial.starts_with("configmaps \"rancher-remap-mappings\" is forbidden"),
+        "{denial}"
+    );
+    assert!(!ready(&s).await, "ready without a table");
 }
 
 /// `verb` on `resource` (`group`) named `name` in `namespace`, as a request's attributes.
