@@ -5,12 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
@@ -18,7 +16,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, ListParams, PostParams};
 
-use crate::clusterpair::{ClusterPair, KubeConfig};
+use crate::clusterpair::ClusterPair;
 use crate::doctor::{self, Facts, IdentityAccess, Report, WebhookFacts};
 use crate::mapping::objects::{mappings_from_configmap, Mappings, DEFAULT_CONFIGMAP_NAME};
 use crate::source::mappings_file::mappings_from_file_text;
@@ -84,8 +82,7 @@ pub enum DoctorOutput {
     Json,
 }
 
-/// How long one API call may take: an unreachable server ends the run, it does not hang it.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+use super::whoami::CALL_TIMEOUT;
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -358,8 +355,8 @@ async fn identities(
     (named, notes)
 }
 
-/// The user a ClusterPair authenticates as, asked of the API server it names with its own
-/// credentials. Messages name the file and the server, never a credential.
+/// The user a ClusterPair file's pair authenticates as (see [`super::whoami`]). Messages
+/// name the file and the server, never a credential.
 async fn pair_identity(path: &std::path::Path) -> Result<String> {
     let text = std::fs::read_to_string(path).context("reading it")?;
     let doc = crate::manifest::parse_documents(&text)
@@ -371,73 +368,7 @@ async fn pair_identity(path: &std::path::Path) -> Result<String> {
         .spec
         .config
         .ok_or_else(|| anyhow!("it has no spec.config"))?;
-    let (client, server) = pair_client(&config).await?;
-    let api: Api<SelfSubjectReview> = Api::all(client);
-    let review = SelfSubjectReview::default();
-    let answer = api
-        .create(&PostParams::default(), &review)
-        .await
-        .map_err(|e| {
-            Call::new(
-                &server,
-                "create selfsubjectreviews.authentication.k8s.io with the pair's credentials",
-            )
-            .failed(&e)
-        })?;
-    answer
-        .status
-        .and_then(|s| s.user_info)
-        .and_then(|u| u.username)
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| anyhow!("the SelfSubjectReview at {server} named no user"))
-}
-
-/// A client for the pair's current context, built in memory: the credential goes from the
-/// file to the client and nowhere else.
-async fn pair_client(config: &KubeConfig) -> Result<(kube::Client, String)> {
-    let ctx = config
-        .contexts
-        .get(&config.current_context)
-        .ok_or_else(|| anyhow!("its current-context names no context"))?;
-    let cluster = config
-        .clusters
-        .get(&ctx.cluster)
-        .ok_or_else(|| anyhow!("its context names no cluster"))?;
-    let user = config
-        .users
-        .get(&ctx.user)
-        .ok_or_else(|| anyhow!("its context names no user"))?;
-    if user.exec || user.auth_provider {
-        return Err(anyhow!("its user authenticates with an exec or auth-provider plugin, which doctor does not run"));
-    }
-    let secret =
-        |s: &Option<crate::clusterpair::Secret>| s.as_ref().map(|s| s.expose().to_string());
-    let kubeconfig = serde_json::json!({
-        "clusters": [{"name": "pair", "cluster": {
-            "server": cluster.server,
-            "certificate-authority-data": secret(&cluster.certificate_authority_data),
-            "insecure-skip-tls-verify": cluster.insecure_skip_tls_verify.then_some(true),
-        }}],
-        "users": [{"name": "pair", "user": {
-            "token": secret(&user.token),
-            "client-certificate-data": secret(&user.client_certificate_data),
-            "client-key-data": secret(&user.client_key_data),
-            "username": user.username,
-            "password": secret(&user.password),
-        }}],
-        "contexts": [{"name": "pair", "context": {"cluster": "pair", "user": "pair"}}],
-        "current-context": "pair",
-    });
-    // A serde error could quote the value it choked on: say only that it did not read.
-    let file: kube::config::Kubeconfig = serde_json::from_value(kubeconfig)
-        .map_err(|_| anyhow!("its spec.config does not read as a kubeconfig"))?;
-    let mut config = kube::Config::from_custom_kubeconfig(file, &Default::default())
-        .await
-        .map_err(|_| anyhow!("its spec.config does not make a client (server URL, CA or key)"))?;
-    config.connect_timeout = Some(CALL_TIMEOUT);
-    config.read_timeout = Some(CALL_TIMEOUT);
-    let url = config.cluster_url.to_string();
-    Ok((kube::Client::try_from(config)?, url))
+    super::whoami::ask(&config).await
 }
 
 /// What `user` may not do of what Rancher's webhook asks for a migrated Namespace: create

@@ -8,6 +8,7 @@ mod doctor;
 mod input;
 mod rewrite;
 pub mod serve;
+mod whoami;
 
 use std::process::ExitCode;
 

@@ -432,3 +432,43 @@ async fn a_forbidden_read_exits_2_naming_the_call_and_the_permission() {
     );
     assert!(!err.contains(DOCTOR_TOKEN), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn derive_whoami_records_the_identity_the_api_server_names_and_only_then_asks() {
+    let fake = FakeApi::start().await;
+    fake.add_token(MARKER, "u-pair-stork", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let pair = dir.path().join("pair.yaml");
+    std::fs::write(&pair, clusterpair(&fake.url(), MARKER)).unwrap();
+    let derive = |whoami: bool| {
+        let mut cmd = bin();
+        cmd.args(["derive", "-o", "json", "-f"]).arg(&pair);
+        if whoami {
+            cmd.arg("--whoami");
+        }
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+    };
+    // Without --whoami: an opaque token cannot be read, and nothing is asked.
+    let out = derive(false).await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot tell the migration identity"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        fake.requests(),
+        0,
+        "derive without --whoami made a network call"
+    );
+    let out = derive(true).await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cm: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        cm["metadata"]["annotations"]["rancher-remap.io/migration-users"],
+        "u-pair-stork"
+    );
+    assert!(fake.requests() > 0);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!text.contains(MARKER), "{text}");
+}

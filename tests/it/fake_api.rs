@@ -253,6 +253,8 @@ struct Inner {
     tokens: HashMap<String, UserInfo>,
     /// The message of every request RBAC refused (403), in order.
     denials: Vec<String>,
+    /// Every request answered, discovery included.
+    requests: usize,
 }
 
 #[derive(Clone)]
@@ -295,6 +297,7 @@ impl FakeApi {
                 patches: Vec::new(),
                 tokens: HashMap::new(),
                 denials: Vec::new(),
+                requests: 0,
             })),
             tx,
             paused: Arc::new(tokio::sync::watch::channel(false).0),
@@ -508,6 +511,11 @@ impl FakeApi {
         path
     }
 
+    /// How many requests the fake has answered.
+    pub fn requests(&self) -> usize {
+        self.inner.lock().unwrap().requests
+    }
+
     /// The message of every request refused by RBAC so far.
     pub fn denials(&self) -> Vec<String> {
         self.inner.lock().unwrap().denials.clone()
@@ -669,6 +677,7 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let segs: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    fake.inner.lock().unwrap().requests += 1;
     let user = match authenticate(&fake, &headers) {
         Ok(user) => user,
         Err(Unauthorized) => return fail(401, "Unauthorized", "Unauthorized"),
