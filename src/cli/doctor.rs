@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, ListParams, PostParams};
 
+use super::whoami::CALL_TIMEOUT;
 use crate::clusterpair::ClusterPair;
 use crate::doctor::{self, Facts, IdentityAccess, Report, WebhookFacts};
 use crate::mapping::objects::{mappings_from_configmap, Mappings, DEFAULT_CONFIGMAP_NAME};
@@ -82,8 +83,6 @@ pub enum DoctorOutput {
     Json,
 }
 
-use super::whoami::CALL_TIMEOUT;
-
 pub fn run(args: Args) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -137,7 +136,7 @@ async fn connect(args: &Args) -> Result<(kube::Client, String)> {
 /// One API call that doctor needs, for the message when it cannot make it.
 struct Call<'a> {
     server: &'a str,
-    /// `get deployments in namespace rancher-remap`: what was asked and what RBAC must allow.
+    /// `get deployments.apps rancher-remap in namespace rancher-remap`: what was asked, and what RBAC must allow.
     what: String,
 }
 
@@ -152,7 +151,7 @@ impl Call<'_> {
     fn failed(&self, e: &kube::Error) -> anyhow::Error {
         match e {
             kube::Error::Api(s) if s.code == 403 => anyhow!(
-                "{}: forbidden at {}: doctor needs permission to {}",
+                "{} at {}: forbidden; doctor needs RBAC permission to {}",
                 self.what,
                 self.server,
                 self.what
@@ -160,7 +159,11 @@ impl Call<'_> {
             kube::Error::Api(s) => {
                 anyhow!("{} at {}: {} {}", self.what, self.server, s.code, s.reason)
             }
-            other => anyhow!("{} at {}: {}", self.what, self.server, other),
+            other => anyhow!(
+                "cannot reach the API server at {} ({}): {other}",
+                self.server,
+                self.what
+            ),
         }
     }
 
@@ -181,7 +184,8 @@ async fn doctor(args: Args) -> Result<Report> {
     let ns = args.namespace.as_str();
     let server = server.as_str();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let deployment = Call::new(server, format!("get deployments in namespace {ns}"))
+    let what = format!("get deployments.apps {} in namespace {ns}", args.name);
+    let deployment = Call::new(server, what)
         .get(&deployments, &args.name)
         .await?;
     let env = deployment_env(deployment.as_ref());
