@@ -20,6 +20,12 @@
 //!   `test` operation is 422, a changed `metadata.resourceVersion` is 409, `dryRun=All` stores
 //!   nothing.
 //!
+//! - Bearer tokens registered with [`FakeApi::add_token`] authenticate as their user; every
+//!   request with one is authorised by the stored RBAC objects (`fake_rbac.rs`) and refused with
+//!   kube-apiserver's 403 Status; an unknown token is 401. A request without a token acts as an
+//!   administrator, as the tests that do not care about RBAC expect. SubjectAccessReviews are
+//!   answered from the same evaluation, SelfSubjectReviews with the token's user.
+//!
 //! Tests can also drop every open watch, hold new ones, make watchers fall behind, fail the next
 //! lists with 500, expire continue tokens, forbid lists of a type, make a group version's
 //! discovery fail, and change an object just before it is patched (a concurrent writer).

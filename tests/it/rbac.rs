@@ -59,24 +59,27 @@ async fn ready(s: &ServeProcess) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_charts_role_lets_the_server_follow_its_configmap_and_post_events() {
-    let fake = FakeApi::start().await;
-    fake.put_rbac(&chart_docs(&repo("charts/rancher-remap")));
-    fake.put(mappings_configmap("c-src01:p-a=c-m-dst01:p-b\n"));
-    let (s, _dir) = serve_as_the_service_account(&fake).await;
-    eventually("ready under RBAC", Duration::from_secs(15), async || {
-        ready(&s).await
-    })
-    .await;
-    // A reversed table is refused and said so in an Event: create on events.k8s.io.
-    fake.put(mappings_configmap("c-m-dst01:p-b=c-src01:p-a\n"));
-    eventually("the Event", Duration::from_secs(15), async || {
-        fake.events()
-            .iter()
-            .any(|e| e["reason"] == "MappingsRejected")
-    })
-    .await;
-    assert_eq!(fake.denials(), Vec::<String>::new());
+async fn the_shipped_roles_let_the_server_follow_its_configmap_and_post_events() {
+    let installs = [
+        ("the chart", chart_docs(&repo("charts/rancher-remap"))),
+        ("deploy/destination", kustomize(&repo("deploy/destination"))),
+    ];
+    for (install, docs) in installs {
+        let fake = FakeApi::start().await;
+        fake.put_rbac(&docs);
+        fake.put(mappings_configmap("c-src01:p-a=c-m-dst01:p-b\n"));
+        let (s, _dir) = serve_as_the_service_account(&fake).await;
+        eventually(install, Duration::from_secs(15), async || ready(&s).await).await;
+        // A reversed table is refused and said so in an Event: create on events.k8s.io.
+        fake.put(mappings_configmap("c-m-dst01:p-b=c-src01:p-a\n"));
+        eventually("the Event", Duration::from_secs(15), async || {
+            fake.events()
+                .iter()
+                .any(|e| e["reason"] == "MappingsRejected")
+        })
+        .await;
+        assert_eq!(fake.denials(), Vec::<String>::new(), "{install}");
+    }
 }
 
 /// A copy of the chart whose rbac.yaml has `shipped` replaced by `edited`.
