@@ -205,8 +205,8 @@ async fn doctor(args: Args) -> Result<Report> {
         .map(|m| doctor::projects(m, true))
         .unwrap_or_default();
     let mut identities = Vec::new();
-    for (user, from) in users {
-        let denied = denials(&client, server, &user, &destinations).await?;
+    for Named { user, from, groups } in users {
+        let denied = denials(&client, server, &user, &groups, &destinations).await?;
         identities.push(IdentityAccess { user, from, denied });
     }
     let before_install =
@@ -320,48 +320,70 @@ async fn projects_here(client: &kube::Client, server: &str) -> Result<BTreeSet<S
         .collect())
 }
 
-/// Every migration identity named, with where (first naming wins), and what could not be
-/// learned.
+/// Every migration identity named (first naming wins), and what could not be learned.
 async fn identities(
     args: &Args,
     mappings: &Result<Mappings, String>,
     env: &BTreeMap<String, String>,
-) -> (Vec<(String, String)>, Vec<String>) {
-    let mut named: Vec<(String, String)> = Vec::new();
-    let mut add = |user: &str, from: &str| {
-        if !user.is_empty() && !named.iter().any(|(u, _)| u == user) {
-            named.push((user.to_string(), from.to_string()));
+) -> (Vec<Named>, Vec<String>) {
+    let mut named: Vec<Named> = Vec::new();
+    let mut add = |user: &str, from: &str, groups: Option<Vec<String>>| {
+        if !user.is_empty() && !named.iter().any(|n| n.user == user) {
+            named.push(Named {
+                user: user.to_string(),
+                from: from.to_string(),
+                groups: groups.unwrap_or_else(|| implied_groups(user)),
+            });
         }
     };
     for u in &args.migration_users {
-        add(u.trim(), "--migration-user");
+        add(u.trim(), "--migration-user", None);
     }
     if let Ok(m) = mappings {
-        m.migration_users
-            .iter()
-            .for_each(|u| add(u, "the mapping ConfigMap"));
+        for u in &m.migration_users {
+            add(u, "the mapping ConfigMap", None);
+        }
     }
-    let installed = env
-        .get("RANCHER_REMAP_MIGRATION_USER")
-        .cloned()
-        .unwrap_or_default();
-    for u in installed.split(',') {
-        add(u.trim(), "the install");
+    let installed = env.get("RANCHER_REMAP_MIGRATION_USER").cloned();
+    for u in installed.unwrap_or_default().split(',') {
+        add(u.trim(), "the install", None);
     }
     let mut notes = Vec::new();
     if let Some(path) = &args.clusterpair {
         let from = format!("--clusterpair {}", path.display());
         match pair_identity(path).await {
-            Ok(user) => add(&user, &from),
+            Ok(who) => add(&who.user, &from, Some(who.groups)),
             Err(e) => notes.push(format!("{from}: identity not learned: {e:#}")),
         }
     }
     (named, notes)
 }
 
+/// A migration identity, where it was named, and the groups its requests carry.
+struct Named {
+    user: String,
+    from: String,
+    groups: Vec<String>,
+}
+
+/// The groups the API server's authenticators give a user known by name only: every
+/// authenticated user's, and a ServiceAccount's own two. (Other groups are unknown: a
+/// permission granted only through one shows as a denial.)
+fn implied_groups(user: &str) -> Vec<String> {
+    let mut groups = vec!["system:authenticated".to_string()];
+    if let Some(ns) = user
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split(':').next())
+    {
+        groups.push("system:serviceaccounts".into());
+        groups.push(format!("system:serviceaccounts:{ns}"));
+    }
+    groups
+}
+
 /// The user a ClusterPair file's pair authenticates as (see [`super::whoami`]). Messages
 /// name the file and the server, never a credential.
-async fn pair_identity(path: &std::path::Path) -> Result<String> {
+async fn pair_identity(path: &std::path::Path) -> Result<super::whoami::Whoami> {
     let text = std::fs::read_to_string(path).context("reading it")?;
     let doc = crate::manifest::parse_documents(&text)
         .ok()
@@ -381,6 +403,7 @@ async fn denials(
     client: &kube::Client,
     server: &str,
     user: &str,
+    groups: &[String],
     projects: &BTreeSet<String>,
 ) -> Result<Vec<(String, String)>> {
     let mut asks = vec![(
@@ -410,6 +433,7 @@ async fn denials(
         let review = SubjectAccessReview {
             spec: SubjectAccessReviewSpec {
                 user: Some(user.to_string()),
+                groups: Some(groups.to_vec()),
                 resource_attributes: Some(attrs),
                 ..Default::default()
             },

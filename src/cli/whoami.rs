@@ -13,8 +13,15 @@ use crate::clusterpair::KubeConfig;
 /// How long one API call may take: an unreachable server ends the run, it does not hang it.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The user name the API server sees for `config`'s current context.
-pub async fn ask(config: &KubeConfig) -> Result<String> {
+/// Who the API server says a credential is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Whoami {
+    pub user: String,
+    pub groups: Vec<String>,
+}
+
+/// The user (and groups) the API server sees for `config`'s current context.
+pub async fn ask(config: &KubeConfig) -> Result<Whoami> {
     let (client, server) = pair_client(config).await?;
     let api: Api<SelfSubjectReview> = Api::all(client);
     let answer = api
@@ -31,12 +38,14 @@ pub async fn ask(config: &KubeConfig) -> Result<String> {
             ),
             other => anyhow!("cannot reach the API server at {server}: {other}"),
         })?;
-    answer
-        .status
-        .and_then(|s| s.user_info)
-        .and_then(|u| u.username)
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| anyhow!("the SelfSubjectReview at {server} named no user"))
+    let info = answer.status.and_then(|s| s.user_info).unwrap_or_default();
+    match info.username.filter(|u| !u.is_empty()) {
+        Some(user) => Ok(Whoami {
+            user,
+            groups: info.groups.unwrap_or_default(),
+        }),
+        None => Err(anyhow!("the SelfSubjectReview at {server} named no user")),
+    }
 }
 
 /// A client for the pair's current context, built in memory: the credential goes from the

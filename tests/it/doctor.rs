@@ -201,6 +201,16 @@ async fn an_identity_without_manage_namespaces_is_named_with_verb_and_project() 
     let (out, checks) = doctor(&kubeconfig, &["--migration-user", "u-member"]).await;
     assert_eq!(out.status.code(), Some(0), "{checks:#}");
     assert_check(&checks, "migration-identity", "ok", &["u-member"]);
+    // A ServiceAccount allowed through its namespace's group, as the API server would see it.
+    let sa = "system:serviceaccount:kube-system:stork-migrator";
+    for role in ["namespace-creator", "p-b-namespaces-edit"] {
+        fake.put(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": format!("{role}-kube-system")},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "Group", "name": "system:serviceaccounts:kube-system"}]}));
+    }
+    let (out, checks) = doctor(&kubeconfig, &["--migration-user", sa]).await;
+    assert_eq!(out.status.code(), Some(0), "{checks:#}");
 }
 
 /// A ClusterPair whose kubeconfig points at `server` with an opaque `token`.

@@ -58,9 +58,11 @@ pub fn allowed(objects: &[Value], user: &UserInfo, attrs: &Attributes) -> bool {
     if user.groups.iter().any(|g| g == "system:masters") {
         return true;
     }
-    if bootstrap_rules()
-        .iter()
-        .any(|rule| rule_allows(rule, attrs))
+    let authenticated = user.groups.iter().any(|g| g == "system:authenticated");
+    if authenticated
+        && bootstrap_rules()
+            .iter()
+            .any(|rule| rule_allows(rule, attrs))
     {
         return true;
     }
