@@ -1633,9 +1633,16 @@ fn chart_notes_name_this_cluster_and_how_namespaces_are_recognised() {
         )),
         "{set}"
     );
-    // A source cluster rewrites nothing: no cluster ID to name.
+    // The destination is checked by doctor, in `helm test` or by hand.
+    assert!(
+        plain.contains("helm test rancher-remap -n rancher-remap")
+            && plain.contains("rancher-remap doctor -n rancher-remap --name rancher-remap"),
+        "{plain}"
+    );
+    // A source cluster rewrites nothing: no cluster ID to name, nothing for doctor.
     let source = chart_notes(&["--set", "role=source"]);
     assert!(!source.contains("Rancher ID"), "{source}");
+    assert!(!source.contains("doctor"), "{source}");
     // Every install says how to uninstall without leaving writes waiting on a dead webhook.
     for notes in [&plain, &set, &source] {
         assert!(
