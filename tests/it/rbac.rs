@@ -234,3 +234,21 @@ fn rbac_evaluation_follows_names_namespaces_wildcards_and_paths() {
     let masters = UserInfo::new("admin", &["system:masters"]);
     assert!(may(&masters, path("/metrics")));
 }
+
+#[test]
+fn a_refusal_is_kube_apiservers_status_body() {
+    let user = UserInfo::new("system:serviceaccount:ns:sa", &[]);
+    let attrs = on("get", "", "configmaps", "ns", "x");
+    assert!(!allowed(&[], &user, &attrs));
+    assert_eq!(
+        crate::fake_api::fake_rbac::forbidden(&user, &attrs),
+        json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+            "message":"configmaps \"x\" is forbidden: User \"system:serviceaccount:ns:sa\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"ns\"",
+            "reason":"Forbidden","details":{"name":"x","kind":"configmaps"},"code":403})
+    );
+    let attrs = on("list", "rbac.authorization.k8s.io", "clusterroles", "", "");
+    assert_eq!(
+        crate::fake_api::fake_rbac::forbidden(&user, &attrs)["message"],
+        "clusterroles.rbac.authorization.k8s.io is forbidden: User \"system:serviceaccount:ns:sa\" cannot list resource \"clusterroles\" in API group \"rbac.authorization.k8s.io\" at the cluster scope"
+    );
+}
