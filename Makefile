@@ -6,7 +6,7 @@ EXAMPLES := deploy/examples
 
 .PHONY: all build release test fmt lint unit run preview bench load-bench clean certs \
         static static-check render-self-signed soak storm fuzz tools chart-lint rules-test \
-        audit-bench match-conditions
+        audit-bench match-conditions version dist
 
 ## Pinned tools (kubectl 1.34, helm 3.19, promtool) in a git-ignored folder of the repository,
 ## installed on first use by scripts/install-tools; the tests run these, never whatever is on PATH.
@@ -40,8 +40,13 @@ CERT_MODES := "" "--set certManager.enabled=true" \
 chart-lint: tools
 	for role in destination source; do for certs in $(CERT_MODES); do \
 	  $(TOOLS)/helm lint --strict --quiet $(CHART) --set role=$$role $$certs \
-	    --set clusterId=c-m-4kq8z9rt || exit 1; \
+	    --set clusterId=c-m-4kq8z9rt --set image.repository=registry.example.com/rancher-remap || exit 1; \
 	done; done
+
+## version: copies the version from Cargo.toml (where it is written once) into the chart, the
+## installs' image tags and the docs (the docs tests fail when one of them differs).
+version:
+	scripts/sync-version
 
 ## match-conditions: copies the mutating webhook's matchConditions from their one source, the
 ## chart's files/mutate-match-conditions.yaml, into deploy/destination/mutating-webhook.yaml
@@ -89,6 +94,11 @@ HOST := $(shell rustc -vV | sed -n 's/^host: //p')
 STATIC_BIN := target/$(HOST)/dist/rancher-remap
 static:
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --locked --profile dist --target $(HOST)
+
+## dist: a release in dist/: static binaries (amd64; arm64 where the toolchain allows), the
+## packaged chart (helm package, OCI-ready) and SHA256SUMS (see scripts/dist).
+dist: tools
+	HELM=$(TOOLS)/helm scripts/dist
 
 ## static-check: it is static, under 30 MiB, and serves (see scripts/check-static-binary).
 static-check: static

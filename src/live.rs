@@ -21,16 +21,6 @@ pub trait LoadEvents: Send + Sync {
     fn missing(&self);
 }
 
-/// Reports nothing (tools and tests that do not count).
-#[derive(Debug, Default)]
-pub struct Unreported;
-
-impl LoadEvents for Unreported {
-    fn loaded(&self, _: &Mappings) {}
-    fn rejected(&self) {}
-    fn missing(&self) {}
-}
-
 /// The table in force (`None` until the first good one: not ready).
 pub struct LiveMappings {
     current: ArcSwapOption<Mappings>,

@@ -129,6 +129,19 @@ pub fn describe_error(e: &kube::Error) -> String {
             let message = crate::text::truncate(s.message.clone(), MESSAGE_MAX);
             format!("{} {}: {message}", s.code, s.reason)
         }
-        other => other.to_string(),
+        // The whole cause, once each (kube's and hyper's messages repeat their sources'):
+        // "client error (Connect): tcp connect error: Connection refused (os error 111)".
+        other => {
+            let mut parts: Vec<String> = vec![other.to_string()];
+            let mut cause = std::error::Error::source(other);
+            while let Some(c) = cause {
+                let text = c.to_string();
+                if !parts.iter().any(|p| p.contains(&text)) {
+                    parts.push(text);
+                }
+                cause = c.source();
+            }
+            parts.join(": ")
+        }
     }
 }

@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
+pub use api::describe_error;
 pub use discovery::{discover, Discovered, ResourceType};
 
 use crate::mapping::Table;
@@ -203,8 +204,10 @@ impl Report {
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     /// The API server's discovery (`/api`, `/apis`) did not answer.
-    #[error("discovering the API server's resource types: {0}")]
-    Discovery(String),
+    /// (The cause is in the message, whole and once: not also a `source`, which would print it
+    /// twice more.)
+    #[error("discovering the API server's resource types: {}", api::describe_error(.0))]
+    Discovery(kube::Error),
 }
 
 /// Audits every auditable type (and fixes, with [`Settings::fix`]).
@@ -217,7 +220,7 @@ pub async fn run(
     let concurrency = settings.concurrency.max(1);
     let discovered = discover(client, concurrency)
         .await
-        .map_err(|e| AuditError::Discovery(api::describe_error(&e)))?;
+        .map_err(AuditError::Discovery)?;
     let scan = Scan {
         client,
         table,

@@ -13,7 +13,8 @@ use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 
-use super::ScopeArg;
+use super::cluster::{ApiCallError, ClusterArgs, Connected};
+use super::{ReportFormat, ScopeArg};
 use crate::audit::{self, Finding, FixStatus, Namespaces, Progress, Report};
 use crate::mapping::objects::{mappings_from_configmap, Mappings};
 use crate::source::mappings_file::mappings_from_file_text;
@@ -29,6 +30,9 @@ use crate::source::ConfigMapRef;
 /// Kubernetes credentials: in-cluster, or KUBECONFIG / ~/.kube/config.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
     #[command(flatten)]
     pub source: AuditSource,
 
@@ -68,7 +72,7 @@ pub struct Args {
 
     /// Output format: table (for people) or json (one list of findings).
     #[arg(short, long, value_enum, default_value_t)]
-    pub output: AuditOutput,
+    pub output: ReportFormat,
 
     /// Patch each object found, as the webhook would have.
     #[arg(long)]
@@ -110,16 +114,6 @@ pub struct AuditSource {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum AuditOutput {
-    /// One line per value that would change.
-    #[default]
-    Table,
-    /// A JSON list of findings, each with kind, apiVersion, namespace, name, changes, unmapped
-    /// (and fix, with --fix).
-    Json,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum DryRun {
     #[default]
     None,
@@ -144,9 +138,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 async fn audit(args: Args) -> Result<u8> {
-    let client = kube::Client::try_default()
-        .await
-        .context("building a Kubernetes client (in-cluster, or KUBECONFIG)")?;
+    let Connected { client, server } = args.cluster.connect().await?;
+    audit_at(args, client).await.map_err(|e| {
+        let from_the_api = e
+            .chain()
+            .any(|c| c.is::<ApiCallError>() || c.is::<audit::AuditError>());
+        // Once, at the top: the URL, never the credential.
+        match from_the_api {
+            true => e.context(format!("API server {server}")),
+            false => e,
+        }
+    })
+}
+
+async fn audit_at(args: Args, client: kube::Client) -> Result<u8> {
     let mappings = load_mappings(&args.source, &client).await?;
     if let Some(this) = super::known(&args.cluster_id) {
         // A reversed table applied by --fix would move every migrated object back.
@@ -206,11 +211,11 @@ async fn audit(args: Args) -> Result<u8> {
     let report = report?;
     let mut out = std::io::stdout().lock();
     match args.output {
-        AuditOutput::Json => {
+        ReportFormat::Json => {
             serde_json::to_writer_pretty(&mut out, &report.findings)?;
             writeln!(out)?;
         }
-        AuditOutput::Table => out.write_all(table(&report.findings, args.fix).as_bytes())?,
+        ReportFormat::Table => out.write_all(table(&report.findings, args.fix).as_bytes())?,
     }
     out.flush()?;
     summary(&report, &settings);
@@ -236,7 +241,7 @@ async fn load_mappings(source: &AuditSource, client: &kube::Client) -> Result<Ma
                 let cm = api
                     .get(&at.name)
                     .await
-                    .map_err(|e| anyhow::anyhow!("reading {at}: {}", short(&e)))?;
+                    .map_err(|e| ApiCallError::new(format!("reading {at}"), &e))?;
                 let value = serde_json::to_value(&cm)?;
                 mappings_from_configmap(&value).with_context(|| at.to_string())?
             }
@@ -248,13 +253,6 @@ async fn load_mappings(source: &AuditSource, client: &kube::Client) -> Result<Ma
 }
 
 /// An API error without the response body.
-fn short(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("{} {}", s.code, s.reason),
-        other => other.to_string(),
-    }
-}
-
 async fn show_progress(p: Arc<Progress>) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {

@@ -1,72 +1,156 @@
 //! `rancher-remap check`: the `/validate` checks offline.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
 
-use super::input;
+use super::{input, ReportFormat};
 use crate::rewrite::describe;
-use crate::validate::{check, is_validated};
+use crate::source::mappings_file::looks_like_manifest;
+use crate::validate::{check, check_mapping_text, is_validated, Finding, Report};
 
-/// Check ClusterPairs and mapping ConfigMaps as the validating webhook would (the rules:
-/// docs/behaviour.md).
+/// Check ClusterPairs, mapping ConfigMaps and mapping text as the validating webhook and the
+/// server would (the rules: docs/behaviour.md).
 ///
-/// Prints every finding as `FILE: Kind ns/name: error|warning: FIELD.PATH: message`, and `ok`
-/// for objects without findings. Other objects are skipped (said on stderr). Exit status 1 when
-/// any error is found, or when no file holds an object to check.
+/// A file that is not a manifest is read as mapping text (`src=dst` entries, as
+/// --project-mappings and a plain mappings file hold them). `-o table` prints every finding as
+/// `FILE: WHAT: error|warning: FIELD.PATH: message`, and `ok` for objects without findings;
+/// `-o json` prints `{"checked": [{"file", "object", "errors": [{"path", "message"}],
+/// "warnings": [...]}]}`. Other objects are skipped (said on stderr). Exit status 1 when any
+/// error is found, or when no file holds anything to check.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Files to check (YAML or JSON, several documents or a List each); `-` is stdin.
+    /// Files to check (YAML or JSON, several documents or a List each; or mapping text); `-` is
+    /// stdin.
     #[arg(short = 'f', long = "filename", value_name = "FILE", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
 
-    /// The Rancher ID of the destination cluster the mapping ConfigMap is for (as `derive`
-    /// prints it): a table whose sources name it (reversed) or whose destinations name another
-    /// cluster is refused, as the server there refuses it. ClusterPairs are not checked
-    /// against it (the destination holds a reversed pair of its own).
+    /// The Rancher ID of the destination cluster the mappings are for (as `derive` prints it):
+    /// a table whose sources name it (reversed) or whose destinations name another cluster is
+    /// refused, as the server there refuses it. Applies to mapping ConfigMaps and mapping text;
+    /// ClusterPairs are not checked against it (the destination holds a reversed pair of its
+    /// own).
     #[arg(long, env = "RANCHER_REMAP_CLUSTER_ID", value_name = "ID", value_parser = super::parse_cluster_id)]
     pub cluster_id: Option<String>,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: ReportFormat,
+}
+
+/// What was checked in one file, and what was found.
+struct Checked {
+    file: String,
+    object: String,
+    report: Report,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let (mut checked, mut errors, mut warnings) = (0usize, 0usize, 0usize);
-    let mut out = String::new();
+    let cluster_id = super::known(&args.cluster_id);
+    if args
+        .files
+        .iter()
+        .filter(|f| f.as_path() == Path::new("-"))
+        .count()
+        > 1
+    {
+        anyhow::bail!("stdin (-) can be read only once");
+    }
+    let mut checked = Vec::new();
     for file in &args.files {
-        let name = file.display();
-        for obj in input::read_objects(std::slice::from_ref(file))? {
+        let name = file.display().to_string();
+        let text = input::read(file)?;
+        if !looks_like_manifest(&text) {
+            let report = check_mapping_text(&text, cluster_id);
+            checked.push(Checked {
+                file: name,
+                object: "mappings".into(),
+                report,
+            });
+            continue;
+        }
+        let objects =
+            crate::manifest::parse_objects(&text).with_context(|| format!("parsing {name}"))?;
+        for obj in objects {
             let object = describe(&obj);
             if !is_validated(&obj) {
                 eprintln!("{name}: {object}: skipped (not a ClusterPair or a ConfigMap labelled rancher-remap.io/mappings)");
                 continue;
             }
-            checked += 1;
-            let report = check(&obj, now, super::known(&args.cluster_id));
-            for f in &report.errors {
-                out.push_str(&format!("{name}: {object}: error: {f}\n"));
-            }
-            for f in &report.warnings {
-                out.push_str(&format!("{name}: {object}: warning: {f}\n"));
-            }
-            if report.errors.is_empty() && report.warnings.is_empty() {
-                out.push_str(&format!("{name}: {object}: ok\n"));
-            }
-            errors += report.errors.len();
-            warnings += report.warnings.len();
+            let report = check(&obj, now, cluster_id);
+            checked.push(Checked {
+                file: name.clone(),
+                object,
+                report,
+            });
         }
     }
-    print!("{out}");
-    if checked == 0 {
-        anyhow::bail!("no ClusterPair or mapping ConfigMap found in the files given");
+    if checked.is_empty() {
+        anyhow::bail!("nothing to check in the files given (no ClusterPair, mapping ConfigMap or mapping text)");
     }
-    eprintln!("{checked} checked: {errors} errors, {warnings} warnings");
+    let out = match args.output {
+        ReportFormat::Table => table(&checked),
+        ReportFormat::Json => json(&checked)?,
+    };
+    print!("{out}");
+    let errors: usize = checked.iter().map(|c| c.report.errors.len()).sum();
+    let warnings: usize = checked.iter().map(|c| c.report.warnings.len()).sum();
+    eprintln!(
+        "{} checked: {errors} errors, {warnings} warnings",
+        checked.len()
+    );
     Ok(if errors > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn table(checked: &[Checked]) -> String {
+    let mut out = String::new();
+    for Checked {
+        file,
+        object,
+        report,
+    } in checked
+    {
+        for f in &report.errors {
+            out.push_str(&format!("{file}: {object}: error: {f}\n"));
+        }
+        for f in &report.warnings {
+            out.push_str(&format!("{file}: {object}: warning: {f}\n"));
+        }
+        if report.errors.is_empty() && report.warnings.is_empty() {
+            out.push_str(&format!("{file}: {object}: ok\n"));
+        }
+    }
+    out
+}
+
+fn json(checked: &[Checked]) -> Result<String> {
+    let findings = |list: &[Finding]| -> Vec<Value> {
+        list.iter()
+            .map(|f| json!({"path": f.path, "message": f.message}))
+            .collect()
+    };
+    let items: Vec<Value> = checked
+        .iter()
+        .map(|c| {
+            json!({
+                "file": c.file,
+                "object": c.object,
+                "errors": findings(&c.report.errors),
+                "warnings": findings(&c.report.warnings),
+            })
+        })
+        .collect();
+    let mut s = serde_json::to_string_pretty(&json!({ "checked": items }))?;
+    s.push('\n');
+    Ok(s)
 }

@@ -30,7 +30,7 @@ pub struct Args {
     pub files: Vec<PathBuf>,
 
     /// Namespace of the ConfigMap: the namespace rancher-remap runs in.
-    #[arg(long, default_value = "rancher-remap")]
+    #[arg(short, long, default_value = "rancher-remap")]
     pub namespace: String,
 
     /// Name of the ConfigMap.

@@ -3,6 +3,7 @@
 mod audit;
 pub mod certs;
 mod check;
+pub mod cluster;
 mod derive;
 mod doctor;
 mod input;
@@ -20,7 +21,7 @@ use clap::{Parser, Subcommand};
 /// admission; on the source cluster it validates ClusterPairs. The other commands do the same
 /// work offline.
 #[derive(Debug, Parser)]
-#[command(name = "rancher-remap", version, propagate_version = true)]
+#[command(name = "rancher-remap", version = VERSION, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,6 +45,26 @@ pub enum OutputFormat {
     #[default]
     Yaml,
     /// JSON: the object itself when there is one, else a v1 List.
+    Json,
+}
+
+/// `--version`: the version, the commit built from and that commit's date (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RANCHER_REMAP_COMMIT"),
+    ", ",
+    env!("RANCHER_REMAP_BUILD_DATE"),
+    ")"
+);
+
+/// How a command that reports findings prints them (`audit`, `check`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Lines for a person.
+    #[default]
+    Table,
+    /// JSON for scripts (each command documents its shape).
     Json,
 }
 

@@ -46,6 +46,21 @@ pub struct Args {
     #[command(flatten)]
     pub source: SourceArgs,
 
+    /// With --mappings-configmap: the cluster to watch it in (in a pod, its ServiceAccount).
+    #[command(flatten)]
+    pub cluster: super::cluster::ClusterArgs,
+
+    /// No mappings: serve only /validate (the source cluster, where ClusterPairs are created).
+    /// Ready at once; /mutate answers 404. The environment variable takes true/false, 1/0,
+    /// yes/no or on/off.
+    #[arg(
+        long,
+        env = "RANCHER_REMAP_VALIDATE_ONLY",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub validate_only: bool,
+
     /// What to do with a project ID that has no mapping: drop removes the label or annotation on
     /// migrated objects (selectors are never shortened), keep leaves it, deny refuses the request.
     #[arg(long, env = "RANCHER_REMAP_UNMAPPED", value_enum, default_value_t)]
@@ -106,9 +121,11 @@ pub struct Args {
     pub log_format: LogFormat,
 }
 
-/// Exactly one mapping source, or none with `--validate-only`.
+/// At most one mapping source; exactly one, or none with `--validate-only`, is checked by
+/// [`SourceArgs::source`] (`--validate-only` stays out of clap's group, so that
+/// `RANCHER_REMAP_VALIDATE_ONLY=false` beside a mapping source means what it says).
 #[derive(Debug, Clone, clap::Args)]
-#[group(required = true, multiple = false)]
+#[group(multiple = false)]
 pub struct SourceArgs {
     /// Mappings in storkctl's --project-mappings syntax, fixed for the life of the process.
     #[arg(long, env = "RANCHER_REMAP_PROJECT_MAPPINGS", value_name = "STR")]
@@ -123,11 +140,28 @@ pub struct SourceArgs {
     /// credentials, or KUBECONFIG). Needs get, list and watch on it, and create on Events.
     #[arg(long, env = "RANCHER_REMAP_MAPPINGS_CONFIGMAP", value_name = "NS/NAME")]
     pub mappings_configmap: Option<ConfigMapRef>,
+}
 
-    /// No mappings: serve only /validate (the source cluster, where ClusterPairs are created).
-    /// Ready at once; /mutate answers 404.
-    #[arg(long, env = "RANCHER_REMAP_VALIDATE_ONLY")]
-    pub validate_only: bool,
+impl SourceArgs {
+    /// The mapping source, `None` with `--validate-only`; an error (a usage error) when there
+    /// is none, or one beside `--validate-only`.
+    pub fn source(&self, validate_only: bool) -> Result<Option<Source>, &'static str> {
+        let given = match (
+            &self.project_mappings,
+            &self.mappings_file,
+            &self.mappings_configmap,
+        ) {
+            (Some(text), _, _) => Some(Source::Static(text.clone())),
+            (_, Some(path), _) => Some(Source::File(path.clone())),
+            (_, _, Some(at)) => Some(Source::ConfigMap(at.clone())),
+            _ => None,
+        };
+        match (given, validate_only) {
+            (Some(_), true) => Err("--validate-only cannot be used with a mapping source (--project-mappings, --mappings-file, --mappings-configmap)"),
+            (None, false) => Err("give one of --project-mappings, --mappings-file, --mappings-configmap or --validate-only"),
+            (given, _) => Ok(given),
+        }
+    }
 }
 
 /// Log line format.
@@ -154,13 +188,21 @@ pub fn init_logging(format: LogFormat) {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    let source = match args.source.source(args.validate_only) {
+        Ok(source) => source,
+        Err(usage) => {
+            // As clap reports a usage error: on stderr, exit status 2.
+            eprintln!("error: {usage}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     init_logging(args.log_format);
     let metrics = Arc::new(Metrics::default());
     let (log, writer) = AdmissionLog::start(metrics.log_lines_dropped.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let served = runtime.block_on(serve(args, metrics, log));
+    let served = runtime.block_on(serve(args, source, metrics, log));
     // Every task (and with them every handle on the log) gone, the last lines are written.
     drop(runtime);
     // Short: the writer drains every 2 ms; the Deployment's grace period leaves room for this.
@@ -169,17 +211,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(args: Args, metrics: Arc<Metrics>, log: AdmissionLog) -> Result<()> {
-    let s = &args.source;
-    let source = match (&s.project_mappings, &s.mappings_file, &s.mappings_configmap) {
-        (Some(text), _, _) => Some(Source::Static(text.clone())),
-        (_, Some(path), _) => Some(Source::File(path.clone())),
-        (_, _, Some(at)) => Some(Source::ConfigMap(at.clone())),
-        _ if s.validate_only => None,
-        _ => anyhow::bail!(
-            "give one of --project-mappings, --mappings-file, --mappings-configmap or --validate-only"
-        ),
-    };
+async fn serve(
+    args: Args,
+    source: Option<Source>,
+    metrics: Arc<Metrics>,
+    log: AdmissionLog,
+) -> Result<()> {
     let users_given =
         !args.migration_user.iter().all(|u| u.trim().is_empty()) || args.scope == ScopeArg::All;
     let cluster_id = super::known(&args.cluster_id).map(str::to_string);
@@ -212,7 +249,13 @@ async fn serve(args: Args, metrics: Arc<Metrics>, log: AdmissionLog) -> Result<(
         log,
     });
     match source {
-        Some(source) => source::start(source, live, Duration::from_secs(1)).await?,
+        Some(source) => {
+            let client = match &source {
+                Source::ConfigMap(_) => Some(args.cluster.connect().await?.client),
+                _ => None,
+            };
+            source::start(source, live, Duration::from_secs(1), client).await?
+        }
         None => tracing::info!("validate-only: serving /validate, no mapping table"),
     }
     let files = CertFiles {

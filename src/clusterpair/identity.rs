@@ -1,6 +1,7 @@
 //! Who a ClusterPair authenticates as (docs/behaviour.md): the identity Stork writes migrated objects with
 //! on the cluster the ClusterPair points at. Read, never verified, and never the credential.
 
+use crate::text::shown_name;
 use base64::Engine;
 
 use super::model::{AuthInfo, KubeConfig};
@@ -19,16 +20,20 @@ pub fn current_identity(config: &KubeConfig) -> Identity {
     let Some(ctx) = config.contexts.get(&config.current_context) else {
         return Identity::Unknown(format!(
             "current-context {:?} names no context",
-            config.current_context
+            shown_name(&config.current_context)
         ));
     };
     match config.users.get(&ctx.user) {
         Some(user) => user_identity(&ctx.user, user),
-        None => Identity::Unknown(format!("context user {:?} is not in users", ctx.user)),
+        None => Identity::Unknown(format!(
+            "context user {:?} is not in users",
+            shown_name(&ctx.user)
+        )),
     }
 }
 
 fn user_identity(name: &str, user: &AuthInfo) -> Identity {
+    let name = shown_name(name);
     if let Some(cert) = user
         .client_certificate_data
         .as_ref()

@@ -77,11 +77,6 @@ impl<'a, 't> Walked<'a, 't> {
         &self.found
     }
 
-    /// The length of every finding's pointer, together (to size an answer).
-    pub fn pointer_bytes(&self) -> usize {
-        self.pointers.len()
-    }
-
     /// The pointer of a finding.
     pub fn pointer(&self, f: &Found<'_, '_>) -> &str {
         &self.pointers[f.pointer.0 as usize..f.pointer.1 as usize]

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 
+use super::outcome::RequestOutcome;
 use super::review::{bounded_warnings, Request, Response};
 use crate::mapping::objects::Mappings;
 use crate::rewrite::{
@@ -22,45 +23,18 @@ pub fn not_applied_warning(object: &str, audit: &str) -> String {
     format!("{object}: --mode warn: the patch was not applied; it would have rewritten: {audit}")
 }
 
-/// How a request ended, for the log and the requests metric.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Allowed without a patch.
-    Allowed,
-    /// Allowed with a patch.
-    Patched,
-    /// Refused.
-    Denied,
-    /// `--mode warn`: a patch was due and not sent.
-    WouldPatch,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Allowed => "allowed",
-            Verdict::Patched => "patched",
-            Verdict::Denied => "denied",
-            Verdict::WouldPatch => "would_patch",
-        }
-    }
-}
-
 /// A response and what it was made from.
 #[derive(Debug)]
 pub struct Decision {
     pub response: Response,
-    pub verdict: Verdict,
-    /// The engine's findings, when it ran.
-    pub outcome: Option<Outcome>,
+    pub verdict: RequestOutcome,
 }
 
 impl Decision {
     fn allow(uid: &str) -> Self {
         Decision {
             response: Response::allow(uid),
-            verdict: Verdict::Allowed,
-            outcome: None,
+            verdict: RequestOutcome::Allowed,
         }
     }
 }
@@ -121,30 +95,25 @@ pub fn mutate(req: &Request, mappings: &Mappings, settings: &MutateSettings) -> 
         response.warnings = warnings;
         return Decision {
             response,
-            verdict: Verdict::Denied,
-            outcome: Some(outcome),
+            verdict: RequestOutcome::Denied,
         };
     }
     let mut response = Response::allow(&req.uid);
     response.warnings = warnings;
     let verdict = if outcome.patch.is_empty() {
-        Verdict::Allowed
+        RequestOutcome::Allowed
     } else if warn_only {
         response.audit_annotations = audit;
-        Verdict::WouldPatch
+        RequestOutcome::WouldPatch
     } else {
         // Serialising a Vec of patch operations cannot fail (string keys, no maps of non-strings).
         let json = serde_json::to_vec(&outcome.patch).unwrap_or_default();
         response.patch_type = Some("JSONPatch");
         response.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
         response.audit_annotations = audit;
-        Verdict::Patched
+        RequestOutcome::Patched
     };
-    Decision {
-        response,
-        verdict,
-        outcome: Some(outcome),
-    }
+    Decision { response, verdict }
 }
 
 /// One audit annotation summing up the rewrite (bounded: audit events are not a data store).
@@ -183,15 +152,13 @@ pub fn validate(req: &Request, now: i64, cluster_id: Option<&str>) -> Decision {
         response.warnings = warnings;
         return Decision {
             response,
-            verdict: Verdict::Denied,
-            outcome: None,
+            verdict: RequestOutcome::Denied,
         };
     }
     let mut response = Response::allow(&req.uid);
     response.warnings = warnings;
     Decision {
         response,
-        verdict: Verdict::Allowed,
-        outcome: None,
+        verdict: RequestOutcome::Allowed,
     }
 }

@@ -11,6 +11,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 
 use prometheus_client::metrics::counter::Counter;
 
+use super::outcome::RequestOutcome;
+
 /// Records waiting for the writer at most.
 const QUEUE: usize = 4096;
 /// Longest uid, kind, namespace, name or user a record keeps (Kubernetes names are at most 253).
@@ -22,7 +24,7 @@ const BATCH_MAX: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct Admission {
     pub endpoint: &'static str,
-    pub verdict: &'static str,
+    pub verdict: RequestOutcome,
     pub operation: &'static str,
     pub dry_run: bool,
     pub rewrites: u32,
@@ -39,7 +41,7 @@ impl Admission {
     /// client may send anything there, and queued records must stay small.
     pub fn new(
         endpoint: &'static str,
-        verdict: &'static str,
+        verdict: RequestOutcome,
         operation: &'static str,
         dry_run: bool,
         fields: [&str; 5],
@@ -85,12 +87,6 @@ pub enum Record {
         /// Never holds the request's text (see `review::ReviewError`).
         error: String,
     },
-}
-
-/// Whether an admission is logged at info: it rewrote, denied or warned (a rewrite is a
-/// `patched` or `would_patch` verdict; an unmapped value always warns).
-pub fn is_notable(verdict: &str, warned: bool) -> bool {
-    verdict != "allowed" || warned
 }
 
 /// The handlers' end of the queue.
@@ -250,7 +246,7 @@ fn write_record(record: Record) {
     {
         match record {
             Record::Admission(a) => {
-                let notable = is_notable(a.verdict, a.warnings);
+                let notable = a.verdict.is_notable(a.warnings);
                 macro_rules! line {
                     ($level:ident) => {
                         tracing::$level!(
@@ -263,7 +259,7 @@ fn write_record(record: Record) {
                             operation = a.operation,
                             user = a.string(4),
                             dry_run = a.dry_run,
-                            verdict = a.verdict,
+                            verdict = a.verdict.as_str(),
                             rewrites = a.rewrites,
                             unmapped = a.unmapped,
                             warnings = a.warnings,

@@ -11,6 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
+use super::outcome::RequestOutcome;
 use crate::rewrite::Location;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -93,30 +94,17 @@ impl EncodeMetric for LatencyHistogram {
     }
 }
 
-/// The outcomes an admission request is counted under.
-pub const OUTCOMES: [&str; 7] = [
-    "allowed",
-    "patched",
-    "would_patch",
-    "denied",
-    "bad_request",
-    "unavailable",
-    "not_served",
-];
-
 /// One endpoint's handles, resolved once: counting a request hashes no labels and takes no lock.
 pub struct EndpointMetrics {
-    /// By [`OUTCOMES`] position.
-    pub requests: [Counter; OUTCOMES.len()],
+    /// By [`RequestOutcome::index`].
+    pub requests: [Counter; RequestOutcome::ALL.len()],
     pub duration: LatencyHistogram,
 }
 
 impl EndpointMetrics {
-    /// Counts one request with its outcome (one of [`OUTCOMES`]).
-    pub fn count(&self, outcome: &str, elapsed: std::time::Duration) {
-        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
-            self.requests[i].inc();
-        }
+    /// Counts one request with its outcome.
+    pub fn count(&self, outcome: RequestOutcome, elapsed: std::time::Duration) {
+        self.requests[outcome.index()].inc();
         self.duration.observe(elapsed);
     }
 }
@@ -204,7 +192,8 @@ impl Default for Metrics {
             log_lines_dropped.clone(),
         );
         let endpoint = |endpoint: &'static str| EndpointMetrics {
-            requests: OUTCOMES.map(|outcome| {
+            requests: RequestOutcome::ALL.map(|outcome| {
+                let outcome = outcome.as_str();
                 requests
                     .get_or_create(&RequestLabels { endpoint, outcome })
                     .clone()

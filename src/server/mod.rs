@@ -5,6 +5,7 @@ pub mod admission_log;
 mod deadlines;
 pub mod metrics;
 pub mod mutate;
+pub mod outcome;
 pub mod review;
 pub mod routes;
 pub mod tls;

@@ -15,7 +15,8 @@ use base64::Engine;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::admission::{not_applied_warning, Verdict};
+use super::admission::not_applied_warning;
+use super::outcome::RequestOutcome;
 use super::review::{bounded_warnings, check_type, ReviewError};
 use crate::mapping::objects::Mappings;
 use crate::mapping::{LookupRef, Table};
@@ -292,7 +293,7 @@ fn optional_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>
 pub struct Answer {
     /// The AdmissionReview, ready to send.
     pub body: Vec<u8>,
-    pub verdict: Verdict,
+    pub verdict: RequestOutcome,
     /// Values rewritten and unmapped, by [`Location::index`].
     pub rewrites: [u32; Location::ALL.len()],
     pub unmapped: [u32; Location::ALL.len()],
@@ -308,7 +309,7 @@ pub fn answer(
 ) -> Answer {
     let mut a = Answer {
         body: Vec::new(),
-        verdict: Verdict::Allowed,
+        verdict: RequestOutcome::Allowed,
         rewrites: [0; Location::ALL.len()],
         unmapped: [0; Location::ALL.len()],
         warned: false,
@@ -395,7 +396,7 @@ pub fn answer(
     a.warned = !warnings.is_empty();
 
     if !denials.is_empty() {
-        a.verdict = Verdict::Denied;
+        a.verdict = RequestOutcome::Denied;
         let message = denials.join("; ");
         let mut out = head(&req.uid, 96 + message.len() + warnings_len(&warnings));
         out.extend_from_slice(br#","allowed":false,"status":{"code":403,"message":"#);
@@ -416,7 +417,7 @@ pub fn answer(
     }
     let audit = audit.unwrap_or_default();
     if warn_only {
-        a.verdict = Verdict::WouldPatch;
+        a.verdict = RequestOutcome::WouldPatch;
         let mut out = head(&req.uid, 64 + 2 * audit.len() + warnings_len(&warnings));
         out.extend_from_slice(br#","allowed":true"#);
         write_warnings(&mut out, &warnings);
@@ -426,7 +427,7 @@ pub fn answer(
         a.body = out;
         return a;
     }
-    a.verdict = Verdict::Patched;
+    a.verdict = RequestOutcome::Patched;
     // The patch and the audit annotation first, each sized once, then the answer around them,
     // the patch's base64 written straight into it.
     let patch = patch_json(walked, findings, &options);

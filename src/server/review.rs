@@ -68,22 +68,6 @@ pub struct Request<O = Value> {
     pub dry_run: Option<bool>,
 }
 
-impl<O> Request<O> {
-    /// The same request with its object converted.
-    pub fn map_object<P>(self, f: impl FnOnce(O) -> P) -> Request<P> {
-        Request {
-            uid: self.uid,
-            kind: self.kind,
-            name: self.name,
-            namespace: self.namespace,
-            operation: self.operation,
-            user_info: self.user_info,
-            object: self.object.map(f),
-            dry_run: self.dry_run,
-        }
-    }
-}
-
 impl Request {
     /// `Kind namespace/name` for messages and logs.
     /// (The request's own name and namespace: on CREATE the object may not carry its namespace.)

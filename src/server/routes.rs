@@ -16,9 +16,10 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 
 use super::admission;
-use super::admission_log::{is_notable, Admission, AdmissionLog, Record};
+use super::admission_log::{Admission, AdmissionLog, Record};
 use super::metrics::{EndpointMetrics, Metrics};
 use super::mutate;
+use super::outcome::RequestOutcome;
 use super::review;
 use crate::live::LiveMappings;
 use crate::rewrite::MutateSettings;
@@ -265,7 +266,9 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
     if s.validate_only {
         // A webhook configuration pointing a mutating webhook at a validator: say so plainly
         // rather than look like a server still waiting for its table.
-        s.metrics.mutate.count("not_served", Duration::ZERO);
+        s.metrics
+            .mutate
+            .count(RequestOutcome::NotServed, Duration::ZERO);
         let deadline = request_deadline(&req, s.request_timeout);
         let version = req.version();
         let drain = declared_length(&req).is_none_or(|n| n <= EARLY_ANSWER_DRAIN_BYTES);
@@ -287,7 +290,7 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
         Err(resp) => return refused(&s, "mutate", m, start, Refusal::Body(resp)),
     };
     let Some(mappings) = s.mappings.load_full() else {
-        m.count("unavailable", start.elapsed());
+        m.count(RequestOutcome::Unavailable, start.elapsed());
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "no mapping table loaded yet",
@@ -298,7 +301,7 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
         Err(e) => return refused(&s, "mutate", m, start, Refusal::BadReview(e)),
     };
     let answer = mutate::answer(&mut review, &mappings, &s.settings);
-    let verdict = answer.verdict.as_str();
+    let verdict = answer.verdict;
     m.count(verdict, start.elapsed());
     let (mut rewrites, mut unmapped) = (0, 0);
     for (i, n) in answer.rewrites.iter().enumerate().filter(|(_, n)| **n > 0) {
@@ -309,7 +312,7 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
         s.metrics.unmapped_at[i].inc_by(u64::from(*n));
         unmapped += n;
     }
-    if is_notable(verdict, answer.warned) || s.log.wants_allows() {
+    if verdict.is_notable(answer.warned) || s.log.wants_allows() {
         let mut line = Admission::new(
             "mutate",
             verdict,
@@ -355,7 +358,7 @@ fn refused(
     start: Instant,
     refusal: Refusal,
 ) -> Response {
-    m.count("bad_request", start.elapsed());
+    m.count(RequestOutcome::BadRequest, start.elapsed());
     let (resp, error) = match refusal {
         Refusal::Body(resp) => (resp, "request body refused".to_string()),
         Refusal::BadReview(e) => {
@@ -386,10 +389,10 @@ async fn validate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let decision = admission::validate(&req, now, s.settings.cluster_id.as_deref());
-    let verdict = decision.verdict.as_str();
+    let verdict = decision.verdict;
     m.count(verdict, start.elapsed());
     let warned = !decision.response.warnings.is_empty();
-    if is_notable(verdict, warned) || s.log.wants_allows() {
+    if verdict.is_notable(warned) || s.log.wants_allows() {
         let mut line = Admission::new(
             "validate",
             verdict,

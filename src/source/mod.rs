@@ -31,8 +31,15 @@ pub enum Source {
 
 /// Starts a source. A static table is loaded now (a bad one stops the start); a file or a
 /// ConfigMap is followed in the background (until its first good table the server is not
-/// ready; a later bad one keeps the last good table). `poll` is the file polling interval.
-pub async fn start(source: Source, live: Arc<LiveMappings>, poll: Duration) -> Result<()> {
+/// ready; a later bad one keeps the last good table). `poll` is the file polling interval;
+/// `client` talks to the API server a ConfigMap is watched through (the caller picks the
+/// cluster, as kubectl does).
+pub async fn start(
+    source: Source,
+    live: Arc<LiveMappings>,
+    poll: Duration,
+    client: Option<kube::Client>,
+) -> Result<()> {
     match source {
         Source::Static(text) => {
             let m = load_static(&text).context("--project-mappings")?;
@@ -47,10 +54,7 @@ pub async fn start(source: Source, live: Arc<LiveMappings>, poll: Duration) -> R
             }));
         }
         Source::ConfigMap(at) => {
-            // In-cluster configuration, or KUBECONFIG / ~/.kube/config outside a cluster.
-            let client = kube::Client::try_default()
-                .await
-                .context("building a Kubernetes client for --mappings-configmap")?;
+            let client = client.context("--mappings-configmap needs a Kubernetes client")?;
             tokio::spawn(configmap::follow(client, at, live));
         }
     }

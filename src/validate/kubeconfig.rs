@@ -1,5 +1,6 @@
 //! docs/behaviour.md checks on a ClusterPair's `spec.config` (client-go's internal kubeconfig shape).
 
+use crate::text::shown_name;
 use base64::Engine;
 
 use super::Report;
@@ -34,29 +35,40 @@ pub fn check(config: &KubeConfig, now: i64, report: &mut Report) {
             format!("{base}.current-context"),
             format!(
                 "names context {:?}, which is not in contexts",
-                config.current_context
+                shown_name(&config.current_context)
             ),
         );
         return;
     };
-    let ctx_path = format!("{base}.contexts[{}]", config.current_context);
+    let ctx_path = format!("{base}.contexts[{}]", shown_name(&config.current_context));
     match config.clusters.get(&ctx.cluster) {
         Some(cluster) => check_cluster(
-            &format!("{base}.clusters[{}]", ctx.cluster),
+            &format!("{base}.clusters[{}]", shown_name(&ctx.cluster)),
             cluster,
             now,
             report,
         ),
         None => report.error(
             format!("{ctx_path}.cluster"),
-            format!("names cluster {:?}, which is not in clusters", ctx.cluster),
+            format!(
+                "names cluster {:?}, which is not in clusters",
+                shown_name(&ctx.cluster)
+            ),
         ),
     }
     match config.users.get(&ctx.user) {
-        Some(user) => check_user(&format!("{base}.users[{}]", ctx.user), user, now, report),
+        Some(user) => check_user(
+            &format!("{base}.users[{}]", shown_name(&ctx.user)),
+            user,
+            now,
+            report,
+        ),
         None => report.error(
             format!("{ctx_path}.user"),
-            format!("names user {:?}, which is not in users", ctx.user),
+            format!(
+                "names user {:?}, which is not in users",
+                shown_name(&ctx.user)
+            ),
         ),
     }
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::clusterpair::{is_clusterpair, ClusterPair};
 use crate::mapping::objects::{configmap_data, is_mapping_configmap, parse_configmap_data};
-use crate::mapping::{MappingErrors, Table};
+use crate::mapping::{parse_text, MappingErrors, Origin, Parsed, Table};
 
 /// One finding, with the field path it is about. Messages never hold a credential.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,7 +116,7 @@ pub fn check_clusterpair(obj: &Value, now: i64) -> Report {
     }
     for key in cp.spec.options.keys() {
         if !kubeconfig::KNOWN_OPTIONS.contains(&key.as_str()) {
-            report.warning(format!("spec.options[{key}]"), "unknown option key (ignored by this check; Stork and the storage driver may use it)");
+            report.warning(format!("spec.options[{}]", crate::text::shown_name(key)), "unknown option key (ignored by this check; Stork and the storage driver may use it)");
         }
     }
     report
@@ -125,12 +125,21 @@ pub fn check_clusterpair(obj: &Value, now: i64) -> Report {
 /// docs/behaviour.md: every data key merged; conflicts across keys name both keys; checked
 /// against `cluster_id` when it is known.
 pub fn check_mapping_configmap(obj: &Value, cluster_id: Option<&str>) -> Report {
+    check_parsed(parse_configmap_data(&configmap_data(obj)), cluster_id)
+}
+
+/// Mapping text (`src=dst` entries, as `--project-mappings` and a plain mappings file hold
+/// them), checked as a mapping ConfigMap is.
+pub fn check_mapping_text(text: &str, cluster_id: Option<&str>) -> Report {
+    check_parsed(parse_text(text, &Origin::Text), cluster_id)
+}
+
+fn check_parsed(parsed: Parsed, cluster_id: Option<&str>) -> Report {
     let mut report = Report::default();
-    let table =
-        Table::build(parse_configmap_data(&configmap_data(obj))).and_then(|t| match cluster_id {
-            Some(c) => t.check_cluster(c).map(|()| t),
-            None => Ok(t),
-        });
+    let table = Table::build(parsed).and_then(|t| match cluster_id {
+        Some(c) => t.check_cluster(c).map(|()| t),
+        None => Ok(t),
+    });
     report.mappings(table);
     report
 }

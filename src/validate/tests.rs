@@ -373,3 +373,40 @@ fn key_and_certificate_match_for_rsa_ecdsa_and_ed25519() {
         );
     }
 }
+
+#[test]
+fn names_and_option_keys_that_hold_credentials_are_never_quoted() {
+    const MARK: &str = "SeCrEtMaRk";
+    let secret = |what: &str| format!("{MARK}{what}0123456789abcdef");
+    // A pasted kubeconfig whose names are tokens: a context naming entries that do not exist, and
+    // one whose user has an insecure, expired credential; unknown option keys.
+    let missing = json!({
+        "apiVersion": "stork.libopenstorage.org/v1alpha1", "kind": "ClusterPair",
+        "metadata": {"name": "remote", "namespace": "mig"},
+        "spec": {
+            "config": {"clusters": {}, "contexts": {secret("ctx"): {"cluster": secret("cluster"), "user": secret("user")}}, "users": {}, "current-context": secret("ctx")},
+            "options": {secret("option"): "x"},
+        }
+    });
+    let (c, k) = cert(NOW - DAY);
+    let mut named = cp(
+        json!({"server": "http://10.0.0.1", "insecure-skip-tls-verify": true}),
+        json!({"client-certificate-data": c, "client-key-data": k}),
+    );
+    let spec = &mut named["spec"]["config"];
+    spec["clusters"] = json!({secret("cluster"): spec["clusters"]["k"].clone()});
+    spec["users"] = json!({secret("user"): spec["users"]["u"].clone()});
+    spec["contexts"] = json!({"ctx": {"cluster": secret("cluster"), "user": secret("user")}});
+    let wrong_context = {
+        let mut o = named.clone();
+        o["spec"]["config"]["current-context"] = json!(secret("nowhere"));
+        o
+    };
+    for obj in [missing, named, wrong_context] {
+        let r = check(&obj, NOW, None);
+        assert!(!r.errors.is_empty() || !r.warnings.is_empty(), "{r:?}");
+        let all = format!("{r:?}");
+        assert!(!all.contains(MARK), "{all}");
+        assert!(all.contains("(a name not shown)"), "{all}");
+    }
+}

@@ -876,3 +876,53 @@ async fn fix_under_the_report_only_role_is_refused_by_rbac_and_exits_2() {
     );
     assert_eq!(c.fake.objects(), before, "nothing patched");
 }
+
+/// kubectl's conventions: `--kubeconfig` and `--context` pick the cluster (not whatever
+/// KUBECONFIG's current context is: `--fix` against the wrong cluster is one typo away), and an
+/// unreachable API server is named once, by URL, never with the credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeconfig_and_context_pick_the_cluster_and_errors_name_it_without_credentials() {
+    let c = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("two-clusters");
+    // The current context is a closed port, with a password in its URL and a token.
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: down\nclusters:\n- name: down\n  cluster:\n    server: https://admin:SeCrEtPaSs@127.0.0.1:1\n- name: fake\n  cluster:\n    server: http://{}\ncontexts:\n- name: down\n  context:\n    cluster: down\n    user: tok\n- name: fake\n  context:\n    cluster: fake\n    user: nobody\nusers:\n- name: tok\n  user:\n    token: SeCrEtToKeN\n- name: nobody\n  user: {{}}\n",
+            c.fake.addr
+        ),
+    )
+    .unwrap();
+    let path = kubeconfig.to_str().unwrap();
+    let audit = |args: Vec<&str>| {
+        let mut cmd = bin();
+        cmd.args(["audit", "--project-mappings", MAPPINGS, "-o", "json"])
+            .args(args)
+            // Whatever KUBECONFIG says, the flags win.
+            .env("KUBECONFIG", "/nonexistent");
+        cmd.output().unwrap()
+    };
+    let picked = audit(vec!["--kubeconfig", path, "--context", "fake"]);
+    assert_eq!(picked.status.code(), Some(1), "{}", stderr(&picked));
+    assert_eq!(names(&findings(&picked)), expected_default());
+
+    let down = audit(vec!["--kubeconfig", path]);
+    assert_eq!(down.status.code(), Some(2));
+    let e = stderr(&down);
+    assert_eq!(e.matches("https://127.0.0.1:1").count(), 1, "{e}");
+    assert!(e.contains("Connection refused"), "{e}");
+    for secret in ["SeCrEtPaSs", "SeCrEtToKeN", "admin"] {
+        assert!(
+            !e.contains(secret) && !stdout(&down).contains(secret),
+            "{e}"
+        );
+    }
+    let unknown = audit(vec!["--kubeconfig", path, "--context", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("context \"nope\""),
+        "{}",
+        stderr(&unknown)
+    );
+}

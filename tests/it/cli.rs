@@ -157,6 +157,11 @@ fn serve_needs_a_mapping_source_or_validate_only() {
         "",
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot be used with a mapping source"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -500,5 +505,68 @@ fn check_with_nothing_to_check_fails() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\n",
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no ClusterPair or mapping ConfigMap"));
+    assert!(
+        stderr(&out).contains("no ClusterPair, mapping ConfigMap or mapping text"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `check` takes the plain `src=dst` text `serve` and `rewrite` take, and `-o json` for scripts.
+#[test]
+fn check_reads_mapping_text_and_answers_in_json() {
+    let ok = run(
+        &["check", "-f", "-"],
+        "p-ab12c=p-xy99z\nc-7gh2k:p-ab12c=c-m-4kq8z9rt:p-xy99z\n",
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(stdout(&ok), "-: mappings: ok\n");
+    let bad = run(&["check", "-o", "json", "-f", "-"], "p-a=p-b, p-b=p-c");
+    assert_eq!(bad.status.code(), Some(1));
+    let v: Value = serde_json::from_str(&stdout(&bad)).unwrap();
+    let item = &v["checked"][0];
+    assert_eq!(item["object"], "mappings");
+    assert!(
+        item["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("chain"),
+        "{v}"
+    );
+    assert_eq!(item["errors"][0]["path"], "project-mappings[p-a]");
+    // Objects in JSON too, one item each.
+    let pair = repo("deploy/examples/clusterpair.yaml");
+    let out = run(&["check", "-o", "json", "-f", pair.to_str().unwrap()], "");
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["checked"].as_array().unwrap().len(), 1, "{v}");
+    assert!(v["checked"][0]["object"]
+        .as_str()
+        .unwrap()
+        .starts_with("ClusterPair"));
+}
+
+/// `--version` names the version, the commit the binary was built from and its date.
+#[test]
+fn version_names_the_commit_and_its_date() {
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(repo("."))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (commit, date) = (
+        git(&["rev-parse", "--short=12", "HEAD"]),
+        git(&["log", "-1", "--format=%cs"]),
+    );
+    let out = run(&["--version"], "");
+    assert!(out.status.success());
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "rancher-remap {} (commit {commit}, {date})\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
 }

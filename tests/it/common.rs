@@ -173,7 +173,7 @@ async fn start_fed(
     });
     match feed {
         Feed::Source(source) => {
-            rancher_remap::source::start(source, live, Duration::from_millis(100))
+            rancher_remap::source::start(source, live, Duration::from_millis(100), None)
                 .await
                 .unwrap()
         }

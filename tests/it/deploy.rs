@@ -39,6 +39,8 @@ const SERVICE_DNS: &str = "rancher-remap.rancher-remap.svc";
 const CHART: &str = "charts/rancher-remap";
 /// The identity Stork's controller runs as in a default install.
 const STORK_SA: &str = "system:serviceaccount:kube-system:stork-account";
+/// The image the chart is rendered with, unless a test says otherwise.
+const IMAGE: &str = "registry.example.com/platform/rancher-remap";
 /// The Rancher ID the chart is rendered with (`clusterId`), unless a test says otherwise.
 const THIS_CLUSTER: &str = "c-m-dst01";
 
@@ -113,6 +115,11 @@ fn typed<T: DeserializeOwned + Serialize>(doc: &Value) -> T {
 /// Every document of a kind k8s-openapi knows goes through its type; the others are
 /// cert-manager's and the Prometheus Operator's (checked separately).
 fn check_types(install: &Install) {
+    check_types_in(install, NAMESPACE)
+}
+
+/// As [`check_types`], for an install in namespace `ns`.
+fn check_types_in(install: &Install, ns: &str) {
     for d in &install.docs {
         match d["kind"].as_str().unwrap() {
             "Namespace" => drop(typed::<Namespace>(d)),
@@ -137,7 +144,7 @@ fn check_types(install: &Install) {
             && d["kind"] != "ValidatingWebhookConfiguration"
             && d["kind"] != "Namespace"
         {
-            assert_eq!(d["metadata"]["namespace"], NAMESPACE, "{}", d["kind"]);
+            assert_eq!(d["metadata"]["namespace"], ns, "{}", d["kind"]);
         }
     }
 }
@@ -1318,8 +1325,12 @@ fn render(
     if !tests {
         cmd.arg("--skip-tests");
     }
+    // The two values every install must give (the schema refuses an install without them).
     if !extra.iter().any(|a| a.starts_with("clusterId=")) {
         cmd.args(["--set", &format!("clusterId={THIS_CLUSTER}")]);
+    }
+    if !extra.iter().any(|a| a.starts_with("image.repository=")) {
+        cmd.args(["--set", &format!("image.repository={IMAGE}")]);
     }
     cmd.args(extra);
     let out = cmd.output().unwrap();
@@ -1538,6 +1549,27 @@ fn chart_values_are_closed_and_checked() {
         (&["--set", "clusterId="][..], "clusterId"),
         (&["--set", "clusterId=C_M"][..], "clusterId"),
         (&["--set", "clusterId=c-m:p-x"][..], "clusterId"),
+        // No image to pull: said at render, not as an ImagePullBackOff behind the webhook.
+        (&["--set", "image.repository="][..], "repository"),
+        // Mapping text the server would refuse, refused at render.
+        (&["--set", "mappings.inline.a=p-a="][..], "inline"),
+        (&["--set", "mappings.inline.a=p-a: p-b"][..], "inline"),
+        (&["--set", "mappings.inline.a=P-A=p-b"][..], "inline"),
+        (&["--set", "mappings.inline.a=a:b:c=d"][..], "inline"),
+        (
+            &["--set-string", "mappings.inline.a=p-a=p-b\\,"][..],
+            "inline",
+        ),
+        // A PDB that would block every node drain.
+        (
+            &[
+                "--set",
+                "replicas=2",
+                "--set",
+                "podDisruptionBudget.minAvailable=2",
+            ][..],
+            "minAvailable",
+        ),
         // A user is put between quotes in a CEL expression.
         (&["--set", "migrationUsers={it's}"][..], "migrationUsers"),
     ] {
@@ -1546,6 +1578,31 @@ fn chart_values_are_closed_and_checked() {
             .unwrap_or_else(|| panic!("{args:?} was accepted"));
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+/// One replica gets no PodDisruptionBudget: minAvailable 1 of 1 would block every node drain.
+#[test]
+fn a_single_replica_install_never_blocks_a_node_drain() {
+    let one = Install {
+        docs: helm_template("destination", Certs::ChartMade, &["--set", "replicas=1"]).unwrap(),
+    };
+    check_types(&one);
+    assert!(one.all("PodDisruptionBudget").is_empty());
+    let three = Install {
+        docs: helm_template(
+            "destination",
+            Certs::ChartMade,
+            &[
+                "--set",
+                "replicas=3",
+                "--set",
+                "podDisruptionBudget.minAvailable=2",
+            ],
+        )
+        .unwrap(),
+    };
+    let pdb: PodDisruptionBudget = three.one("PodDisruptionBudget");
+    assert_eq!(pdb.spec.unwrap().min_available, Some(IntOrString::Int(2)));
 }
 
 #[test]
@@ -1604,6 +1661,8 @@ fn chart_notes(args: &[&str]) -> String {
             NAMESPACE,
             "--show-only",
             "templates/zz-notes.yaml",
+            "--set",
+            &format!("image.repository={IMAGE}"),
         ])
         .args(args);
     let docs = rancher_remap::manifest::parse_documents(&run_ok(cmd)).unwrap();
@@ -1891,4 +1950,134 @@ fn the_helm_test_pod_runs_doctor_under_its_own_read_only_account() {
     assert!(source
         .iter()
         .all(|d| d["metadata"]["annotations"]["helm.sh/hook"].is_null()));
+}
+
+/// The kustomize install's namespace is one line of each overlay's kustomization.yaml: changed
+/// there, it reaches every field that names it — the objects, the webhooks' Service, the serving
+/// certificate's DNS names, cert-manager's CA injection, the webhooks' own-namespace exclusion,
+/// the mapping ConfigMap the server watches — in the cert-manager install and in the
+/// self-signed one (`scripts/render-self-signed`).
+#[test]
+fn the_kustomize_namespace_is_set_in_one_line_and_reaches_every_field() {
+    const NS: &str = "remap-prod";
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&repo("deploy"), &dir.path().join("deploy"));
+    copy_tree(&repo("scripts"), &dir.path().join("scripts"));
+    for overlay in ["destination", "source"] {
+        let file = dir
+            .path()
+            .join("deploy")
+            .join(overlay)
+            .join("kustomization.yaml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(
+            text.matches("\nnamespace: rancher-remap\n").count(),
+            1,
+            "{text}"
+        );
+        std::fs::write(
+            &file,
+            text.replace(
+                "\nnamespace: rancher-remap\n",
+                &format!("\nnamespace: {NS}\n"),
+            ),
+        )
+        .unwrap();
+
+        let out = dir.path().join("self-signed").join(overlay);
+        let rendered = Command::new("bash")
+            .arg(dir.path().join("scripts/render-self-signed"))
+            .arg(overlay)
+            .arg(env!("CARGO_BIN_EXE_rancher-remap"))
+            .env("PATH", path_with_tools())
+            .env("OUT_DIR", &out)
+            .output()
+            .unwrap();
+        assert!(
+            rendered.status.success(),
+            "{}",
+            String::from_utf8_lossy(&rendered.stderr)
+        );
+        let self_signed = std::fs::read_to_string(out.join("install.yaml")).unwrap();
+        for (how, install) in [
+            (
+                "cert-manager",
+                Install {
+                    docs: kustomize(&dir.path().join("deploy").join(overlay)),
+                },
+            ),
+            (
+                "self-signed",
+                Install {
+                    docs: rancher_remap::manifest::parse_documents(&self_signed).unwrap(),
+                },
+            ),
+        ] {
+            let what = format!("{overlay} ({how})");
+            check_types_in(&install, NS);
+            let text = serde_json::to_string(&install.docs).unwrap();
+            for old in [
+                "\"rancher-remap/",
+                ".rancher-remap.svc",
+                "\"namespace\":\"rancher-remap\"",
+            ] {
+                assert!(!text.contains(old), "{what}: {old} left behind");
+            }
+            let _: Namespace = install.one("Namespace");
+            assert_eq!(
+                install.all("Namespace")[0]["metadata"]["name"],
+                NS,
+                "{what}"
+            );
+            for h in all_hooks(&install) {
+                let service = h.client_config.service.as_ref().unwrap();
+                assert_eq!(service.namespace, NS, "{what}");
+                if h.name != "mappings.rancher-remap.io" {
+                    let excluded = excluded_namespaces(h.namespace_selector.as_ref());
+                    assert!(
+                        excluded.contains(NS) && !excluded.contains("rancher-remap"),
+                        "{what}: {excluded:?}"
+                    );
+                }
+            }
+            let serving = format!("rancher-remap.{NS}.svc");
+            match how {
+                "cert-manager" => {
+                    let cert = install
+                        .all("Certificate")
+                        .into_iter()
+                        .find(|c| c["metadata"]["name"] == "rancher-remap-tls")
+                        .unwrap();
+                    assert_eq!(cert["spec"]["dnsNames"][0], serving.as_str(), "{what}");
+                    assert!(
+                        text.contains(&format!(
+                            "\"cert-manager.io/inject-ca-from\":\"{NS}/rancher-remap-tls\""
+                        )),
+                        "{what}"
+                    );
+                }
+                _ => {
+                    let secret = install
+                        .all("Secret")
+                        .into_iter()
+                        .find(|s| s["metadata"]["name"] == "rancher-remap-tls")
+                        .unwrap();
+                    assert_eq!(secret["metadata"]["namespace"], NS, "{what}");
+                    let data = self::secret(secret).data.unwrap();
+                    for bundle in ca_bundles(&install) {
+                        verifies(&bundle, &data["tls.crt"].0, &serving)
+                            .expect("the serving certificate verifies for the new namespace");
+                    }
+                }
+            }
+            if overlay == "destination" {
+                let d = install.deployment();
+                assert_eq!(
+                    env(container(&d), "RANCHER_REMAP_MAPPINGS_CONFIGMAP"),
+                    Some(format!("{NS}/{DEFAULT_CONFIGMAP_NAME}").as_str()),
+                    "{what}"
+                );
+            }
+        }
+    }
 }

@@ -158,3 +158,131 @@ fn readme_installs_both_clusters_with_helm() {
         );
     }
 }
+
+/// The version is written once, in Cargo.toml (`scripts/sync-version`, `make version`, copies it):
+/// the chart's version and appVersion, every image tag of the installs and every versioned image
+/// in the docs follow it.
+#[test]
+fn the_version_is_written_once() {
+    let version = env!("CARGO_PKG_VERSION");
+    let chart = std::fs::read_to_string(repo("charts/rancher-remap/Chart.yaml")).unwrap();
+    assert!(
+        chart.lines().any(|l| l == format!("version: {version}")),
+        "{chart}"
+    );
+    assert!(
+        chart
+            .lines()
+            .any(|l| l == format!("appVersion: \"{version}\"")),
+        "{chart}"
+    );
+    let mut tags = 0;
+    for file in shipped_texts() {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        for (i, line) in text.lines().enumerate() {
+            // `rancher-remap:1.2.3` image references and kustomize `newTag: 1.2.3` lines.
+            let tagged = line
+                .match_indices("rancher-remap:")
+                .filter_map(|(at, m)| {
+                    let rest = &line[at + m.len()..];
+                    rest.starts_with(|c: char| c.is_ascii_digit())
+                        .then_some(rest)
+                })
+                .chain(line.trim().strip_prefix("newTag: "));
+            for rest in tagged {
+                let tag: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'))
+                    .collect();
+                assert_eq!(
+                    tag,
+                    version,
+                    "{}:{}: {line} (run `make version`)",
+                    file.display(),
+                    i + 1
+                );
+                tags += 1;
+            }
+        }
+    }
+    assert!(tags >= 6, "found {tags} versioned references");
+}
+
+/// The commands of the README's shell blocks, continuation lines joined (`\`).
+fn readme_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let mut commands = Vec::new();
+    let (mut in_block, mut current) = (false, String::new());
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_block = line == "```sh";
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        let code = line.split(" # ").next().unwrap_or_default().trim_end();
+        let code = if code.trim_start().starts_with('#') {
+            ""
+        } else {
+            code
+        };
+        match code.strip_suffix('\\') {
+            Some(head) => current.push_str(head),
+            None => {
+                current.push_str(code);
+                if !current.trim().is_empty() {
+                    commands.push(current.trim().to_string());
+                }
+                current.clear();
+            }
+        }
+    }
+    commands
+}
+
+/// Every command in the README that needs no cluster (derive, check, rewrite, certs) runs as
+/// written, from a fresh folder holding the repository's deploy/ examples: the files it names
+/// exist, its flags exist, and it succeeds.
+#[test]
+fn every_readme_command_that_needs_no_cluster_runs_as_written() {
+    let offline = ["derive", "check", "rewrite", "certs"];
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = dir.path().join("bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_rancher-remap"),
+        bin_dir.join("rancher-remap"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(repo("deploy"), dir.path().join("deploy")).unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    let mut ran = Vec::new();
+    for command in readme_commands() {
+        let needs_a_cluster = ["kubectl", "helm", "curl", "make "]
+            .iter()
+            .any(|t| command.contains(t));
+        let sub = command
+            .split("rancher-remap ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next());
+        if needs_a_cluster || !sub.is_some_and(|s| offline.contains(&s)) {
+            continue;
+        }
+        let out = std::process::Command::new("bash")
+            .args(["-o", "pipefail", "-c", &command])
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "README: {command}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ran.push(command);
+    }
+    assert!(ran.len() >= 9, "{ran:#?}");
+}

@@ -565,3 +565,27 @@ async fn warn_mode_answers_without_a_patch_and_says_what_it_would_rewrite() {
         "{metrics}"
     );
 }
+
+/// Boolean environment variables read as an operator writes them: `false`/`0` switch
+/// validate-only off (a mapping source beside it is fine), `1`/`true` on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_only_from_the_environment_reads_true_false_1_and_0() {
+    for off in ["false", "0"] {
+        let mut s = ServeProcess::start(
+            &["--project-mappings", MAPPINGS],
+            &[("RANCHER_REMAP_VALIDATE_ONLY", off)],
+        )
+        .await;
+        let (status, _) = get(format!("http://{}/readyz", s.admin)).await;
+        assert_eq!(status, 200, "{off}");
+        let log = s.log.lock().unwrap().clone();
+        assert!(log.contains("mapping table loaded"), "{off}: {log}");
+        assert!(s.terminate().success());
+    }
+    for on in ["true", "1"] {
+        let mut s = ServeProcess::start(&[], &[("RANCHER_REMAP_VALIDATE_ONLY", on)]).await;
+        let log = s.log.lock().unwrap().clone();
+        assert!(log.contains("validate-only"), "{on}: {log}");
+        assert!(s.terminate().success());
+    }
+}

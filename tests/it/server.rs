@@ -467,12 +467,29 @@ async fn shutdown_lets_an_in_flight_request_finish() {
         .connect("localhost".try_into().unwrap(), tcp)
         .await
         .unwrap();
-    let head = format!("POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len());
+    // `Expect: 100-continue`: the server says "100 Continue" once its handler reads the body,
+    // so the request is known to be in flight before the shutdown starts (no sleep to guess).
+    let head = format!("POST /mutate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n", body.len());
     let (first, rest) = body.split_at(body.len() / 2);
     tls.write_all(head.as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut interim = Vec::new();
+    while !interim.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            tls.read(&mut byte).await.unwrap(),
+            1,
+            "the server closed early"
+        );
+        interim.push(byte[0]);
+    }
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100"),
+        "{}",
+        String::from_utf8_lossy(&interim)
+    );
     tls.write_all(first.as_bytes()).await.unwrap();
     tls.flush().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
     s.stop();
     // New connections are refused once the listener is closed…
     eventually("listener closed", Duration::from_secs(5), async || {

@@ -1,0 +1,29 @@
+//! Records which commit the binary was built from, for `--version`: the short commit hash and
+//! its date (the commit's, not the clock's, so that the same commit builds the same binary).
+//! Outside a git checkout (a source tarball) both read `unknown`.
+
+use std::path::Path;
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    (out.status.success() && !text.trim().is_empty()).then(|| text.trim().to_string())
+}
+
+fn main() {
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let date = git(&["log", "-1", "--format=%cs"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=RANCHER_REMAP_COMMIT={commit}");
+    println!("cargo:rustc-env=RANCHER_REMAP_BUILD_DATE={date}");
+    // A new commit, or a checkout of another, changes HEAD or the ref it names.
+    if let Some(git_dir) = git(&["rev-parse", "--git-dir"]) {
+        for f in ["HEAD", "refs", "packed-refs"] {
+            let p = Path::new(&git_dir).join(f);
+            if p.exists() {
+                println!("cargo:rerun-if-changed={}", p.display());
+            }
+        }
+    }
+    println!("cargo:rerun-if-changed=build.rs");
+}

@@ -1,0 +1,120 @@
+//! kubectl's flags for the cluster a command talks to (`--kubeconfig`, `--context`), and the
+//! client built from them. Errors name the kubeconfig and the API server's URL, never a
+//! credential: a kubeconfig's parse error is not quoted (it may quote the file), and the URL is
+//! shown without any user or password it carries.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context, Result};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+/// Which cluster to talk to, as kubectl picks it.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClusterArgs {
+    /// The kubeconfig file. Default: $KUBECONFIG, then ~/.kube/config; in a pod, its
+    /// ServiceAccount.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context to use. Default: the kubeconfig's current context.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+/// A client, and the API server it talks to (for messages).
+#[derive(Clone)]
+pub struct Connected {
+    pub client: Client,
+    /// The API server's URL, without credentials.
+    pub server: String,
+}
+
+impl ClusterArgs {
+    /// Builds the client (no request is made yet).
+    pub async fn connect(&self) -> Result<Connected> {
+        let options = KubeConfigOptions {
+            context: self.context.clone(),
+            ..KubeConfigOptions::default()
+        };
+        let config = match (&self.kubeconfig, &self.context) {
+            (Some(path), _) => {
+                let kubeconfig = read_kubeconfig(path)?;
+                Config::from_custom_kubeconfig(kubeconfig, &options)
+                    .await
+                    .map_err(|_| self.unusable(path.display().to_string()))?
+            }
+            (None, Some(_)) => Config::from_kubeconfig(&options)
+                .await
+                .map_err(|_| self.unusable("$KUBECONFIG or ~/.kube/config".into()))?,
+            (None, None) => Config::infer().await.map_err(|_| {
+                anyhow!("no cluster to talk to: not in a pod with a ServiceAccount, and no kubeconfig ($KUBECONFIG, ~/.kube/config or --kubeconfig) that can be used")
+            })?,
+        };
+        let server = display_url(&config.cluster_url);
+        let client = Client::try_from(config)
+            .with_context(|| format!("building a client for the API server at {server}"))?;
+        Ok(Connected { client, server })
+    }
+
+    fn unusable(&self, which: String) -> anyhow::Error {
+        match &self.context {
+            Some(c) => anyhow!("kubeconfig {which}: context {c:?} cannot be used (missing, or its cluster or user is missing or invalid)"),
+            None => anyhow!("kubeconfig {which}: its current context cannot be used (none set, or its cluster or user is missing or invalid)"),
+        }
+    }
+}
+
+/// Reads a kubeconfig file; a parse error says where, not what (the file holds credentials).
+fn read_kubeconfig(path: &std::path::Path) -> Result<Kubeconfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+    Kubeconfig::from_yaml(&text).map_err(|_| {
+        anyhow!(
+            "kubeconfig {} is not a valid kubeconfig (YAML with clusters, contexts and users)",
+            path.display()
+        )
+    })
+}
+
+/// A call to the API server that failed: what was asked, and the whole cause once (see
+/// [`crate::audit::describe_error`]). The command names the server once, at the top.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {cause}")]
+pub struct ApiCallError {
+    what: String,
+    cause: String,
+}
+
+impl ApiCallError {
+    pub fn new(what: impl Into<String>, e: &kube::Error) -> Self {
+        ApiCallError {
+            what: what.into(),
+            cause: crate::audit::describe_error(e),
+        }
+    }
+}
+
+/// `scheme://host:port/path`, leaving out any `user:password@` the URL carries.
+pub fn display_url(uri: &hyper::Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or("https");
+    let host = uri.host().unwrap_or("?");
+    let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+    let path = uri.path().trim_end_matches('/');
+    format!("{scheme}://{host}{port}{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_credentials() {
+        let uri: hyper::Uri = "https://admin:s3cret@k8s.example.com:6443/"
+            .parse()
+            .unwrap();
+        assert_eq!(display_url(&uri), "https://k8s.example.com:6443");
+        let uri: hyper::Uri = "https://10.0.0.1/k8s/clusters/c-m-1".parse().unwrap();
+        assert_eq!(display_url(&uri), "https://10.0.0.1/k8s/clusters/c-m-1");
+    }
+}
