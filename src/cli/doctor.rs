@@ -30,13 +30,8 @@ use crate::source::mappings_file::mappings_from_file_text;
 /// ~/.kube/config.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The kubeconfig file of the destination cluster.
-    #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
-
-    /// The kubeconfig context to use.
-    #[arg(long, value_name = "NAME")]
-    pub context: Option<String>,
+    #[command(flatten)]
+    pub cluster: super::cluster::ClusterArgs,
 
     /// The install's namespace.
     #[arg(short, long, value_name = "NS", default_value = "rancher-remap")]
@@ -112,27 +107,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::from(report.exit_status()))
 }
 
-/// The client and the URL of its server (named in errors; the credential never is).
-async fn connect(args: &Args) -> Result<(kube::Client, String)> {
-    let options = kube::config::KubeConfigOptions {
-        context: args.context.clone(),
-        ..Default::default()
-    };
-    let mut config = match &args.kubeconfig {
-        Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(file, &options).await?
-        }
-        None if args.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
-        None => kube::Config::infer().await?,
-    };
-    config.connect_timeout = Some(CALL_TIMEOUT);
-    config.read_timeout = Some(CALL_TIMEOUT);
-    let url = config.cluster_url.to_string();
-    Ok((kube::Client::try_from(config)?, url))
-}
-
 /// One API call that doctor needs, for the message when it cannot make it.
 struct Call<'a> {
     server: &'a str,
@@ -156,13 +130,17 @@ impl Call<'_> {
                 self.server,
                 self.what
             ),
-            kube::Error::Api(s) => {
-                anyhow!("{} at {}: {} {}", self.what, self.server, s.code, s.reason)
-            }
-            other => anyhow!(
-                "cannot reach the API server at {} ({}): {other}",
+            kube::Error::Api(_) => anyhow!(
+                "{} at {}: {}",
+                self.what,
                 self.server,
-                self.what
+                crate::audit::describe_error(e)
+            ),
+            other => anyhow!(
+                "cannot reach the API server at {} ({}): {}",
+                self.server,
+                self.what,
+                crate::audit::describe_error(other)
             ),
         }
     }
@@ -180,9 +158,9 @@ impl Call<'_> {
 }
 
 async fn doctor(args: Args) -> Result<Report> {
-    let (client, server) = connect(&args).await?;
+    let connected = args.cluster.connect_within(CALL_TIMEOUT).await?;
+    let (client, server) = (connected.client, connected.server.as_str());
     let ns = args.namespace.as_str();
-    let server = server.as_str();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let what = format!("get deployments.apps {} in namespace {ns}", args.name);
     let deployment = Call::new(server, what)

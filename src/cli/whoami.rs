@@ -92,6 +92,7 @@ async fn pair_client(config: &KubeConfig) -> Result<(kube::Client, String)> {
         .map_err(|_| anyhow!("its spec.config does not make a client (server URL, CA or key)"))?;
     config.connect_timeout = Some(CALL_TIMEOUT);
     config.read_timeout = Some(CALL_TIMEOUT);
-    let url = config.cluster_url.to_string();
+    // A server URL may carry user:password@: never shown.
+    let url = super::cluster::display_url(&config.cluster_url);
     Ok((kube::Client::try_from(config)?, url))
 }

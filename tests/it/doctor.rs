@@ -327,7 +327,9 @@ async fn an_unreachable_server_exits_2_naming_it_and_never_the_credential() {
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = crate::fake_api::write_kubeconfig(dir.path(), &url);
+    // A password in the server URL, and a token: neither may show.
+    let with_password = url.replace("http://", "http://admin:PaSsMaRkEr@");
+    let kubeconfig = crate::fake_api::write_kubeconfig(dir.path(), &with_password);
     let text = std::fs::read_to_string(&kubeconfig)
         .unwrap()
         .replace("user: {}", &format!("user:\n    token: {MARKER}"));
@@ -342,7 +344,11 @@ async fn an_unreachable_server_exits_2_naming_it_and_never_the_credential() {
         err.contains(&format!("cannot reach the API server at {url}")),
         "{err}"
     );
-    assert!(!format!("{err}{}", stdout(&out)).contains(MARKER), "{err}");
+    let all = format!("{err}{}", stdout(&out));
+    assert!(
+        !all.contains(MARKER) && !all.contains("PaSsMaRkEr"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
