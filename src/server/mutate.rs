@@ -301,7 +301,9 @@ pub struct Answer {
     pub warned: bool,
 }
 
-/// Decides and writes the answer (the same decision as `admission::mutate`).
+/// Decides and writes the answer (the same decision as `admission::mutate`): which requests
+/// are rewritten is the core's rule ([`admit`]); what the findings come to is [`judge`]d; the
+/// answer is written once ([`write_answer`]).
 pub fn answer(
     req: &mut MutateRequest<'_, '_>,
     mappings: &Mappings,
@@ -335,18 +337,16 @@ pub fn answer(
         a.body = allowed(&req.uid);
         return a;
     };
-    let options = Options {
-        unmapped: settings.unmapped,
-        migrated,
-    };
-    let found = walked.settle().len();
-    if found == 0 {
+    if walked.settle().is_empty() {
         // Nothing in the object holds a project ID: nothing is built.
         a.body = allowed(&req.uid);
         return a;
     }
+    let options = Options {
+        unmapped: settings.unmapped,
+        migrated,
+    };
     let walked = &*walked;
-    let findings = walked.settled();
     // Only messages name the object (rare: only unmapped values have messages).
     let object = || {
         object_ref(
@@ -356,11 +356,36 @@ pub fn answer(
             walked.generate_name.as_deref().unwrap_or_default(),
         )
     };
+    let judged = judge(walked, &options, settings.mode, &object, &mut a);
+    write_answer(&mut a, &req.uid, walked, &options, judged);
+    a
+}
 
-    // Unmapped values: warnings, and a denial under --unmapped deny (rare: messages allocate).
-    let mut warnings = Vec::new();
-    let mut denials = Vec::new();
-    let mut patch_ops = 0usize;
+/// What the findings of an object in scope come to.
+struct Judged {
+    /// Bounded, ready to send.
+    warnings: Vec<String>,
+    /// Under `--unmapped deny`, one message per unmapped value.
+    denials: Vec<String>,
+    /// Replaced and removed values.
+    patch_ops: usize,
+    /// `--mode warn` with a patch due: the audit annotation says it, no patch is sent.
+    warn_only: bool,
+    /// The audit annotation, when a patch is due and nothing is denied.
+    audit: Option<String>,
+}
+
+/// Counts the findings into `a`, and says what they come to: warnings and denials for unmapped
+/// values (rare: messages allocate), the patch's size, the audit annotation.
+fn judge(
+    walked: &Walked<'_, '_>,
+    options: &Options,
+    mode: Mode,
+    object: &dyn Fn() -> String,
+    a: &mut Answer,
+) -> Judged {
+    let findings = walked.settled();
+    let (mut warnings, mut denials, mut patch_ops) = (Vec::new(), Vec::new(), 0usize);
     for f in findings {
         match &f.lookup {
             LookupRef::Keep => {}
@@ -370,7 +395,7 @@ pub fn answer(
             }
             LookupRef::Unmapped => {
                 a.unmapped[f.location.index()] += 1;
-                let action = unmapped_action(f.location, &options);
+                let action = unmapped_action(f.location, options);
                 let pointer = walked.pointer(f);
                 let object = object();
                 warnings.push(unmapped_warning(
@@ -386,55 +411,75 @@ pub fn answer(
             }
         }
     }
-    let warn_only = settings.mode == Mode::Warn && patch_ops > 0 && denials.is_empty();
+    let warn_only = mode == Mode::Warn && patch_ops > 0 && denials.is_empty();
     let audit =
-        (patch_ops > 0 && denials.is_empty()).then(|| audit_text(walked, findings, &options));
+        (patch_ops > 0 && denials.is_empty()).then(|| audit_text(walked, findings, options));
     if let (true, Some(audit)) = (warn_only, &audit) {
         warnings.push(not_applied_warning(&object(), audit));
     }
-    let warnings = bounded_warnings(warnings);
-    a.warned = !warnings.is_empty();
+    Judged {
+        warnings: bounded_warnings(warnings),
+        denials,
+        patch_ops,
+        warn_only,
+        audit,
+    }
+}
 
-    if !denials.is_empty() {
+/// Writes the answer `j` says, into one buffer sized once.
+fn write_answer(a: &mut Answer, uid: &str, walked: &Walked<'_, '_>, options: &Options, j: Judged) {
+    a.warned = !j.warnings.is_empty();
+    let warnings = &j.warnings;
+    if !j.denials.is_empty() {
         a.verdict = RequestOutcome::Denied;
-        let message = denials.join("; ");
-        let mut out = head(&req.uid, 96 + message.len() + warnings_len(&warnings));
+        let message = j.denials.join("; ");
+        let mut out = head(uid, 96 + message.len() + warnings_len(warnings));
         out.extend_from_slice(br#","allowed":false,"status":{"code":403,"message":"#);
         write_str(&mut out, &message);
         out.extend_from_slice(br#","reason":"Forbidden"}"#);
-        write_warnings(&mut out, &warnings);
+        write_warnings(&mut out, warnings);
         out.extend_from_slice(b"}}");
         a.body = out;
-        return a;
+        return;
     }
-    if patch_ops == 0 {
-        let mut out = head(&req.uid, 32 + warnings_len(&warnings));
+    if j.patch_ops == 0 {
+        let mut out = head(uid, 32 + warnings_len(warnings));
         out.extend_from_slice(br#","allowed":true"#);
-        write_warnings(&mut out, &warnings);
+        write_warnings(&mut out, warnings);
         out.extend_from_slice(b"}}");
         a.body = out;
-        return a;
+        return;
     }
-    let audit = audit.unwrap_or_default();
-    if warn_only {
+    let audit = j.audit.unwrap_or_default();
+    if j.warn_only {
         a.verdict = RequestOutcome::WouldPatch;
-        let mut out = head(&req.uid, 64 + 2 * audit.len() + warnings_len(&warnings));
+        let mut out = head(uid, 64 + 2 * audit.len() + warnings_len(warnings));
         out.extend_from_slice(br#","allowed":true"#);
-        write_warnings(&mut out, &warnings);
+        write_warnings(&mut out, warnings);
         out.extend_from_slice(br#","auditAnnotations":{"project-ids":"#);
         write_str(&mut out, &audit);
         out.extend_from_slice(b"}}}");
         a.body = out;
-        return a;
+        return;
     }
     a.verdict = RequestOutcome::Patched;
-    // The patch and the audit annotation first, each sized once, then the answer around them,
-    // the patch's base64 written straight into it.
-    let patch = patch_json(walked, findings, &options);
+    a.body = patched(uid, walked, options, warnings, &audit);
+}
+
+/// An allow with the patch: the patch and the audit annotation first, each sized once, then the
+/// answer around them, the patch's base64 written straight into it.
+fn patched(
+    uid: &str,
+    walked: &Walked<'_, '_>,
+    options: &Options,
+    warnings: &[String],
+    audit: &str,
+) -> Vec<u8> {
+    let patch = patch_json(walked, walked.settled(), options);
     let encoded = base64::encoded_len(patch.len(), true).unwrap_or(0);
     let mut out = head(
-        &req.uid,
-        128 + encoded + 2 * audit.len() + warnings_len(&warnings),
+        uid,
+        128 + encoded + 2 * audit.len() + warnings_len(warnings),
     );
     out.extend_from_slice(br#","allowed":true,"patchType":"JSONPatch","patch":""#);
     let start = out.len();
@@ -444,12 +489,11 @@ pub fn answer(
         .unwrap_or(0);
     out.truncate(start + written);
     out.push(b'"');
-    write_warnings(&mut out, &warnings);
+    write_warnings(&mut out, warnings);
     out.extend_from_slice(br#","auditAnnotations":{"project-ids":"#);
-    write_str(&mut out, &audit);
+    write_str(&mut out, audit);
     out.extend_from_slice(b"}}}");
-    a.body = out;
-    a
+    out
 }
 
 /// The start of an answer, `{"apiVersion":…,"response":{"uid":…`, in a buffer with room for

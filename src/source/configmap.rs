@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
-use kube::runtime::watcher::{self, watcher, Event as WatchEvent};
+use kube::runtime::watcher::watch_object;
 use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource, ResourceExt};
 
@@ -66,28 +66,18 @@ const CONTROLLER: &str = "rancher-remap";
 /// An Event's note is at most 1 kB.
 const NOTE_MAX: usize = 1000;
 
-/// Watches the ConfigMap for ever, putting each good version in force.
+/// Watches the ConfigMap for ever, putting each good version in force. kube-runtime's
+/// `watch_object` does the list/watch bookkeeping (a ConfigMap absent from a fresh list is
+/// missing, as one deleted is); its errors back off exponentially.
 pub async fn follow(client: Client, at: ConfigMapRef, live: Arc<LiveMappings>) {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &at.namespace);
     let reporter = Reporter::new(client, &at);
-    let config = watcher::Config::default().fields(&format!("metadata.name={}", at.name));
-    let mut stream = watcher(api, config).default_backoff().boxed();
+    let mut stream = watch_object(api, &at.name).default_backoff().boxed();
     let origin = at.to_string();
-    // Whether the current list (initial or after a 410) returned the ConfigMap.
-    let mut listed = false;
     while let Some(item) = stream.next().await {
         match item {
-            Ok(WatchEvent::Init) => listed = false,
-            Ok(WatchEvent::InitApply(cm)) | Ok(WatchEvent::Apply(cm)) => {
-                listed = true;
-                load(&live, &reporter, &origin, cm).await;
-            }
-            Ok(WatchEvent::InitDone) => {
-                if !listed {
-                    missing(&live, &reporter, &origin, "was not found");
-                }
-            }
-            Ok(WatchEvent::Delete(_)) => missing(&live, &reporter, &origin, "was deleted"),
+            Ok(Some(cm)) => load(&live, &reporter, &origin, cm).await,
+            Ok(None) => missing(&live, &reporter, &origin),
             Err(e) => {
                 // The watcher retries with backoff; say why, without the response body.
                 tracing::warn!(source = %origin, error = %e, "watching the mapping ConfigMap failed; retrying with backoff; {}", live.kept());
@@ -128,13 +118,13 @@ enum ConfigMapError {
     Internal,
 }
 
-fn missing(live: &LiveMappings, reporter: &Reporter, origin: &str, what: &str) {
+fn missing(live: &LiveMappings, reporter: &Reporter, origin: &str) {
     live.missing();
     let kept = live.kept();
-    tracing::error!(source = %origin, "the mapping ConfigMap {what}; {kept}");
+    tracing::error!(source = %origin, "the mapping ConfigMap is missing (not found, or deleted); {kept}");
     reporter.warn(
         "MappingsMissing",
-        format!("the mapping ConfigMap {what}; {kept}"),
+        format!("the mapping ConfigMap is missing (not found, or deleted); {kept}"),
         None,
     );
 }

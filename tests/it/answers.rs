@@ -13,7 +13,7 @@ use rancher_remap::rewrite::{Mode, MutateSettings, Scope};
 use rancher_remap::server::admission;
 use rancher_remap::server::{mutate, review};
 
-use crate::properties::{object, policy, TABLE};
+use crate::properties::{object, policy, reference_counting, TABLE};
 
 /// How a review is written out.
 #[derive(Clone, Debug)]
@@ -196,6 +196,82 @@ proptest! {
             String::from_utf8(tree).unwrap(),
             "review: {}", text
         );
+    }
+}
+
+/// Whether an object counts as migrated (docs/behaviour.md), written here from the rule and not
+/// taken from the crate: Stork's annotation, a migration user, or a Namespace whose Rancher
+/// annotation names the table's source cluster (`c-s`).
+fn reference_migrated(obj: &Value, by_migration_user: bool) -> bool {
+    let annotations = &obj["metadata"]["annotations"];
+    let foreign = obj["kind"] == "Namespace"
+        && ["field.cattle.io/projectId", "field.cattle.io/projectID"]
+            .iter()
+            .filter_map(|k| annotations[*k].as_str())
+            .any(|v| v.split_once(':').is_some_and(|(c, _)| c == "c-s"));
+    by_migration_user || annotations["stork.libopenstorage.org/migrated"] == "true" || foreign
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
+
+    /// The webhook's answer, applied, is the reference rewrite of properties.rs (which shares no
+    /// code with the walk, the places, the table or the scope rule), and it refuses exactly when
+    /// `--unmapped deny` meets a value with no mapping.
+    #[test]
+    fn the_webhooks_answer_applied_is_the_reference_rewrite(
+        obj in object(true),
+        unmapped in policy(),
+        by_migration_user in any::<bool>(),
+        all in any::<bool>(),
+        as_namespace in any::<bool>(),
+        claim in prop::option::of((
+            prop::sample::select(vec!["field.cattle.io/projectId", "field.cattle.io/projectID", "cattle.io/projectid"]),
+            prop::sample::select(vec!["c-s:p-src1", "c-s:p-unknown", "c-d:p-dst1", "c-x:p-src1", "p-src1"]),
+        )),
+    ) {
+        // Often a Namespace carrying Rancher's annotation, which the scope rule reads.
+        let mut obj = obj;
+        if as_namespace {
+            obj["kind"] = json!("Namespace");
+            obj["apiVersion"] = json!("v1");
+        }
+        if let Some((key, value)) = claim {
+            obj["metadata"]["annotations"][key] = json!(value);
+        }
+        let mappings = Mappings::from_text(TABLE).unwrap();
+        let settings = MutateSettings {
+            unmapped,
+            scope: if all { Scope::All } else { Scope::Migrated },
+            migration_users: HashSet::from(["stork".to_string()]),
+            ..MutateSettings::default()
+        };
+        let user = if by_migration_user { "stork" } else { "someone" };
+        let body = serde_json::to_vec(&review(obj.clone(), "CREATE", user, "u")).unwrap();
+        let answer: Value = serde_json::from_slice(&bytes_answer(&body, &mappings, &settings)).unwrap();
+        let options = rancher_remap::rewrite::Options {
+            unmapped,
+            migrated: reference_migrated(&obj, by_migration_user),
+        };
+        let (expected, unmapped_values) = match (all, options.migrated) {
+            // Out of scope: left as it is.
+            (false, false) => (obj.clone(), 0),
+            _ => reference_counting(&obj, &options),
+        };
+        let response = &answer["response"];
+        if unmapped == rancher_remap::rewrite::UnmappedPolicy::Deny && unmapped_values > 0 {
+            prop_assert_eq!(&response["allowed"], &json!(false), "{}", answer);
+        } else {
+            prop_assert_eq!(&response["allowed"], &json!(true), "{}", answer);
+            let mut patched = obj.clone();
+            if let Some(patch) = response["patch"].as_str() {
+                use base64::Engine;
+                let ops = base64::engine::general_purpose::STANDARD.decode(patch).unwrap();
+                let ops: json_patch::Patch = serde_json::from_slice(&ops).unwrap();
+                json_patch::patch(&mut patched, &ops).unwrap();
+            }
+            prop_assert_eq!(patched, expected);
+        }
     }
 }
 

@@ -183,14 +183,83 @@ fn each_mut(v: &mut Value, path: &[&str], f: &mut dyn FnMut(&mut Value)) {
     }
 }
 
-/// An independent rewrite: mutates the object in place, location by location.
-fn reference(obj: &Value, t: &Table, o: &Options) -> Value {
+/// A project-ID key, written here from docs/behaviour.md and not taken from the crate: a
+/// prefix `cattle.io` or `*.cattle.io`, a name `projectid` in any case.
+fn reference_key(key: &str) -> bool {
+    key.split_once('/').is_some_and(|(prefix, name)| {
+        name.eq_ignore_ascii_case("projectid")
+            && (prefix == "cattle.io" || prefix.ends_with(".cattle.io"))
+    })
+}
+
+/// The lookup of docs/behaviour.md over [`TABLE`], written here and not taken from the crate:
+/// destination values stay; an exact entry wins; `C:P` through its cluster's and its project's
+/// mappings; `P` through a cluster-form entry's project.
+pub(crate) fn reference_lookup(v: &str) -> Lookup {
+    let entries: Vec<(&str, &str)> = TABLE
+        .split(',')
+        .map(|e| e.split_once('=').unwrap())
+        .collect();
+    let part = |s: &'static str, i: usize| -> Option<&'static str> {
+        s.split_once(':').map(|(c, p)| if i == 0 { c } else { p })
+    };
+    let project_of = |s: &'static str| part(s, 1).unwrap_or(s);
+    let is_dst = |x: &str| {
+        entries.iter().any(|(_, d)| *d == x || project_of(d) == x)
+            || x.split_once(':').is_some_and(|(c, p)| {
+                entries.iter().any(|(_, d)| part(d, 0) == Some(c))
+                    && entries.iter().any(|(_, d)| project_of(d) == p)
+            })
+    };
+    if is_dst(v) {
+        return Lookup::Keep;
+    }
+    if let Some((_, d)) = entries.iter().find(|(s, _)| *s == v) {
+        return Lookup::Rewrite(d.to_string());
+    }
+    let project = |p: &str| {
+        entries
+            .iter()
+            .find(|(s, _)| project_of(s) == p)
+            .map(|(_, d)| project_of(d))
+    };
+    match v.split_once(':') {
+        Some((c, p)) => {
+            let cluster = entries
+                .iter()
+                .find(|(s, _)| part(s, 0) == Some(c))
+                .and_then(|(_, d)| part(d, 0));
+            match (cluster, project(p)) {
+                (Some(c2), Some(p2)) => Lookup::Rewrite(format!("{c2}:{p2}")),
+                _ => Lookup::Unmapped,
+            }
+        }
+        None => entries
+            .iter()
+            .find(|(s, _)| part(s, 1) == Some(v))
+            .map_or(Lookup::Unmapped, |(_, d)| {
+                Lookup::Rewrite(project_of(d).to_string())
+            }),
+    }
+}
+
+/// An independent rewrite: mutates the object in place, location by location, with its own
+/// key rule and lookup (it shares no code with the walk, the places or the table).
+pub(crate) fn reference(obj: &Value, o: &Options) -> Value {
+    reference_counting(obj, o).0
+}
+
+/// [`reference`], and how many values at the locations have no mapping.
+pub(crate) fn reference_counting(obj: &Value, o: &Options) -> (Value, usize) {
     let mut out = obj.clone();
     let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+    let unmapped = std::cell::Cell::new(0);
     let map_value = |s: &mut Value| {
         if let Some(text) = s.as_str() {
-            if let Lookup::Rewrite(to) = t.lookup(text) {
-                *s = json!(to);
+            match reference_lookup(text) {
+                Lookup::Rewrite(to) => *s = json!(to),
+                Lookup::Unmapped => unmapped.set(unmapped.get() + 1),
+                Lookup::Keep => {}
             }
         }
     };
@@ -199,19 +268,20 @@ fn reference(obj: &Value, t: &Table, o: &Options) -> Value {
             for field in ["labels", "annotations"] {
                 if let Some(m) = meta.get_mut(field).and_then(Value::as_object_mut) {
                     let keys: Vec<String> =
-                        m.keys().filter(|k| is_project_id_key(k)).cloned().collect();
+                        m.keys().filter(|k| reference_key(k)).cloned().collect();
                     for k in keys {
                         let Some(text) = m[&k].as_str().map(str::to_string) else {
                             continue;
                         };
-                        match t.lookup(&text) {
+                        match reference_lookup(&text) {
                             Lookup::Rewrite(to) => m[&k] = json!(to),
-                            Lookup::Unmapped
-                                if o.migrated && o.unmapped == UnmappedPolicy::Drop =>
-                            {
-                                m.remove(&k);
+                            Lookup::Unmapped => {
+                                unmapped.set(unmapped.get() + 1);
+                                if o.migrated && o.unmapped == UnmappedPolicy::Drop {
+                                    m.remove(&k);
+                                }
                             }
-                            _ => {}
+                            Lookup::Keep => {}
                         }
                     }
                 }
@@ -221,7 +291,7 @@ fn reference(obj: &Value, t: &Table, o: &Options) -> Value {
     for path in selector_paths(&kind) {
         each_mut(&mut out, &path, &mut |sel| {
             if let Some(m) = sel.get_mut("matchLabels").and_then(Value::as_object_mut) {
-                for (_, v) in m.iter_mut().filter(|(k, _)| is_project_id_key(k)) {
+                for (_, v) in m.iter_mut().filter(|(k, _)| reference_key(k)) {
                     map_value(v);
                 }
             }
@@ -230,7 +300,7 @@ fn reference(obj: &Value, t: &Table, o: &Options) -> Value {
                 .and_then(Value::as_array_mut)
             {
                 for e in exprs {
-                    let applies = e["key"].as_str().is_some_and(is_project_id_key)
+                    let applies = e["key"].as_str().is_some_and(reference_key)
                         && matches!(e["operator"].as_str(), Some("In" | "NotIn"));
                     if let (true, Some(vals)) =
                         (applies, e.get_mut("values").and_then(Value::as_array_mut))
@@ -241,7 +311,7 @@ fn reference(obj: &Value, t: &Table, o: &Options) -> Value {
             }
         });
     }
-    out
+    (out, unmapped.get())
 }
 
 /// Blanks every §5 location, leaving what must never change.
@@ -306,11 +376,21 @@ proptest! {
         let o = options(&obj, unmapped);
         let out = rewrite(&obj, &t, &o);
         let patched = out.apply(&obj).expect("patch applies");
-        prop_assert_eq!(&patched, &reference(&obj, &t, &o));
+        prop_assert_eq!(&patched, &reference(&obj, &o));
         // Every operation is a replace or a remove (§8), and removes only under drop on migrated objects.
         for op in serde_json::to_value(&out.patch).unwrap().as_array().unwrap() {
             let kind = op["op"].as_str().unwrap();
             prop_assert!(kind == "replace" || (kind == "remove" && o.migrated && unmapped == UnmappedPolicy::Drop));
+        }
+    }
+
+    #[test]
+    fn the_table_looks_up_as_the_reference_does(v in value(), cluster in prop::sample::select(vec!["c-s", "c-d", "c-x", ""])) {
+        // Values of every form, and cluster-form ones made from the generated projects.
+        let t = table();
+        let composed = format!("{cluster}:{v}");
+        for v in [v.as_str(), composed.as_str()] {
+            prop_assert_eq!(t.lookup(v), reference_lookup(v), "{}", v);
         }
     }
 
