@@ -67,7 +67,8 @@ pub fn edit_role(project: &str) -> String {
     format!("{project}-namespaces-edit")
 }
 
-/// Projects named by `sides` of the table's entries (`true`: destinations), sorted.
+/// The projects the table's entries map to (`destinations`) or from, sorted; `x=x` entries
+/// name neither.
 pub fn projects(mappings: &Mappings, destinations: bool) -> BTreeSet<String> {
     mappings
         .table
@@ -101,7 +102,7 @@ pub struct Facts {
     pub namespace_clusters: BTreeMap<String, usize>,
     /// Projects whose `-namespaces-edit` ClusterRole exists here.
     pub projects_here: BTreeSet<String>,
-    /// Identities that may not be known (none named anywhere): empty.
+    /// Each migration identity named, with what it was refused; empty when none was named.
     pub identities: Vec<IdentityAccess>,
     /// What could not be learned about an identity (a ClusterPair's), as warnings.
     pub identity_notes: Vec<String>,
