@@ -494,3 +494,37 @@ async fn derive_whoami_records_the_identity_the_api_server_names_and_only_then_a
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert!(!text.contains(MARKER), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_output_is_one_line_per_check_in_a_stable_order() {
+    let fake = FakeApi::start().await;
+    install(&fake, &chart(&[]), TABLE);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = bin();
+    cmd.args(["doctor", "--context", "fake", "--kubeconfig"])
+        .arg(fake.kubeconfig(dir.path()));
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let rows: Vec<(&str, &str)> = text
+        .lines()
+        .map(|l| {
+            let mut cells = l.split_whitespace();
+            (cells.next().unwrap(), cells.next().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("ok", "mappings"),
+            ("ok", "cluster-id"),
+            ("ok", "destination-projects"),
+            ("ok", "direction"),
+            ("warn", "migration-identity"),
+            ("ok", "webhook"),
+        ],
+        "{text}"
+    );
+}
