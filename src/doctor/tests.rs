@@ -112,3 +112,37 @@ fn the_serving_certificate_is_verified_for_the_service_name_and_its_expiry() {
         c.message
     );
 }
+
+#[test]
+fn without_a_table_the_table_checks_are_skipped_and_mappings_fails() {
+    let mut f = facts("p-a=p-b");
+    f.mappings = Err("not found".into());
+    f.mappings_origin = "ConfigMap rancher-remap/rancher-remap-mappings".into();
+    let r = run(&f);
+    let c = check(&r, "mappings");
+    assert_eq!(c.status, Status::Fail);
+    assert!(
+        c.message.contains("rancher-remap-mappings: not found") && c.message.contains("derive")
+    );
+    for name in [
+        "cluster-id",
+        "destination-projects",
+        "direction",
+        "migration-identity",
+    ] {
+        assert_eq!(check(&r, name).status, Status::Warn, "{name}");
+    }
+    assert_eq!(r.exit_status(), 1);
+    let names: Vec<&str> = r.checks.iter().map(|c| c.name).collect();
+    assert_eq!(
+        names,
+        [
+            "mappings",
+            "cluster-id",
+            "destination-projects",
+            "direction",
+            "migration-identity",
+            "webhook"
+        ]
+    );
+}
