@@ -167,32 +167,18 @@ impl Server {
             timing.cert_poll,
         ));
         let admin_task = {
-            let mut stop = stop_rx.clone();
+            let stop = stop_rx.clone();
             let app = routes::admin(state.clone());
             tokio::spawn(async move {
-                let stopped = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
                 axum::serve(admin, app)
-                    .with_graceful_shutdown(stopped)
+                    .with_graceful_shutdown(stopped(stop))
                     .await
             })
         };
 
         let open_gauge = state.metrics.connections.clone();
         let router = routes::webhook(state);
-        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        // Head and idle deadlines are `deadlines::Deadlines`' (hyper's header timeout would
-        // also close idle keep-alive connections after the head timeout).
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(None);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Some(Duration::from_secs(30)));
-        let builder = Arc::new(builder);
+        let builder = Arc::new(connection_builder());
         let connections = TaskTracker::new();
         let slots = Arc::new(tokio::sync::Semaphore::new(timing.max_connections));
 
@@ -216,43 +202,17 @@ impl Server {
                 },
             };
             let _ = tcp.set_nodelay(true);
-            let (acceptor, router, builder, mut stop) = (
-                acceptor.clone(),
-                router.clone(),
-                builder.clone(),
-                stop_rx.clone(),
-            );
-            let (handshake, head, idle) = (timing.handshake, timing.header_read, timing.idle);
+            let conn = Connection {
+                acceptor: acceptor.clone(),
+                router: router.clone(),
+                builder: builder.clone(),
+                stop: stop_rx.clone(),
+                timing: timing.clone(),
+            };
             let open = OpenConnection::new(&open_gauge);
             connections.spawn(async move {
                 let (_slot, _open) = (slot, open);
-                let Ok(Ok(tls)) = tokio::time::timeout(handshake, acceptor.accept(tcp)).await
-                else {
-                    return;
-                };
-                let http1 = tls.get_ref().1.alpn_protocol() != Some(b"h2");
-                let head_start = deadlines::HeadStart::default();
-                let io = deadlines::Deadlines::new(tls, head, idle, http1, head_start.clone());
-                // Each request carries when its head began, for the request deadline.
-                let service = TowerToHyperService::new(router.map_request(
-                    move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                        let start = head_start.get().unwrap_or_else(tokio::time::Instant::now);
-                        req.extensions_mut().insert(routes::RequestStart(start));
-                        req
-                    },
-                ));
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-                let stopped = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                tokio::pin!(conn);
-                tokio::select! {
-                    _ = conn.as_mut() => {}
-                    _ = stopped => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.await;
-                    }
-                }
+                conn.serve(tcp).await;
             });
         }
 
@@ -272,5 +232,75 @@ impl Server {
             .context("admin server task")?
             .context("admin server")?;
         Ok(())
+    }
+}
+
+/// Resolves once the server is told to stop.
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// HTTP/1.1 and HTTP/2 on one listener. Head and idle deadlines are `deadlines::Deadlines`'
+/// (hyper's header timeout would also close idle keep-alive connections after the head
+/// timeout).
+fn connection_builder() -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
+}
+
+/// What one accepted connection is served with.
+struct Connection {
+    acceptor: tokio_rustls::TlsAcceptor,
+    router: axum::Router,
+    builder: Arc<hyper_util::server::conn::auto::Builder<TokioExecutor>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    timing: Timing,
+}
+
+impl Connection {
+    /// The TLS handshake within its deadline, then requests until the client leaves or the
+    /// server stops (an in-flight request finishes first).
+    async fn serve(self, tcp: tokio::net::TcpStream) {
+        let timing = &self.timing;
+        let Ok(Ok(tls)) = tokio::time::timeout(timing.handshake, self.acceptor.accept(tcp)).await
+        else {
+            return;
+        };
+        let http1 = tls.get_ref().1.alpn_protocol() != Some(b"h2");
+        let head_start = deadlines::HeadStart::default();
+        let io = deadlines::Deadlines::new(
+            tls,
+            timing.header_read,
+            timing.idle,
+            http1,
+            head_start.clone(),
+        );
+        // Each request carries when its head began, for the request deadline.
+        let service = TowerToHyperService::new(self.router.map_request(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                let start = head_start.get().unwrap_or_else(tokio::time::Instant::now);
+                req.extensions_mut().insert(routes::RequestStart(start));
+                req
+            },
+        ));
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = stopped(self.stop) => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
     }
 }
