@@ -16,10 +16,17 @@ fn main() {
     let date = git(&["log", "-1", "--format=%cs"]).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=RANCHER_REMAP_COMMIT={commit}");
     println!("cargo:rustc-env=RANCHER_REMAP_BUILD_DATE={date}");
-    // A new commit, or a checkout of another, changes HEAD or the ref it names.
-    if let Some(git_dir) = git(&["rev-parse", "--git-dir"]) {
+    // A new commit, or a checkout of another, changes HEAD or the ref it names. In a linked
+    // worktree HEAD is in its own git dir and the branches are in the common one: watch both.
+    for dir in [
+        git(&["rev-parse", "--git-dir"]),
+        git(&["rev-parse", "--git-common-dir"]),
+    ]
+    .into_iter()
+    .flatten()
+    {
         for f in ["HEAD", "refs", "packed-refs"] {
-            let p = Path::new(&git_dir).join(f);
+            let p = Path::new(&dir).join(f);
             if p.exists() {
                 println!("cargo:rerun-if-changed={}", p.display());
             }

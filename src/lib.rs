@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod cli;
 pub mod clusterpair;
+pub mod doctor;
 pub mod live;
 pub mod manifest;
 pub mod mapping;

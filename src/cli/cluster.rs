@@ -33,6 +33,27 @@ pub struct Connected {
 impl ClusterArgs {
     /// Builds the client (no request is made yet).
     pub async fn connect(&self) -> Result<Connected> {
+        Self::client(self.config().await?)
+    }
+
+    /// As [`connect`](Self::connect), each call given `timeout` to connect and to read: a
+    /// command that must end (doctor) does not wait on an unreachable server.
+    pub async fn connect_within(&self, timeout: std::time::Duration) -> Result<Connected> {
+        let mut config = self.config().await?;
+        config.connect_timeout = Some(timeout);
+        config.read_timeout = Some(timeout);
+        Self::client(config)
+    }
+
+    fn client(config: Config) -> Result<Connected> {
+        let server = display_url(&config.cluster_url);
+        let client = Client::try_from(config)
+            .with_context(|| format!("building a client for the API server at {server}"))?;
+        Ok(Connected { client, server })
+    }
+
+    /// The client's configuration, as kubectl picks the cluster.
+    async fn config(&self) -> Result<Config> {
         let options = KubeConfigOptions {
             context: self.context.clone(),
             ..KubeConfigOptions::default()
@@ -51,10 +72,7 @@ impl ClusterArgs {
                 anyhow!("no cluster to talk to: not in a pod with a ServiceAccount, and no kubeconfig ($KUBECONFIG, ~/.kube/config or --kubeconfig) that can be used")
             })?,
         };
-        let server = display_url(&config.cluster_url);
-        let client = Client::try_from(config)
-            .with_context(|| format!("building a client for the API server at {server}"))?;
-        Ok(Connected { client, server })
+        Ok(config)
     }
 
     fn unusable(&self, which: String) -> anyhow::Error {

@@ -20,8 +20,9 @@ use serde_json::{json, Value};
 ///
 /// Each ClusterPair's spec.platformOptions.rancher.projectMappings becomes one data key,
 /// `<clusterpair-namespace>.<clusterpair-name>`. The identity the ClusterPair authenticates
-/// with (client certificate CN or JWT token subject; never the credential) is recorded in the
-/// rancher-remap.io/migration-users annotation. Invalid mappings are refused (exit 1).
+/// with (client certificate CN or JWT token subject, or with --whoami the user its API server
+/// names; never the credential) is recorded in the rancher-remap.io/migration-users
+/// annotation. Invalid mappings are refused (exit 1).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// ClusterPair files (YAML or JSON; several ClusterPairs give several data keys); `-` is stdin.
@@ -45,6 +46,13 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub migration_user: Vec<String>,
 
+    /// Ask the API server each ClusterPair names who its credentials authenticate as (a
+    /// SelfSubjectReview made with the pair's own credentials, which are never printed or
+    /// kept), instead of reading the certificate's CN or the token's sub claim. Without it,
+    /// derive makes no network call.
+    #[arg(long, conflicts_with = "reverse")]
+    pub whoami: bool,
+
     /// Output format.
     #[arg(short, long, value_enum, default_value_t)]
     pub output: OutputFormat,
@@ -55,6 +63,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut data = BTreeMap::new();
     let mut users = args.migration_user.clone();
     let mut failed = false;
+    // Only --whoami goes to the network.
+    let runtime = args
+        .whoami
+        .then(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        })
+        .transpose()?;
 
     for obj in input::read_objects(&args.files)? {
         let cp = match ClusterPair::from_value(&obj) {
@@ -91,7 +108,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             writeln!(err, "note: --reverse: {who}'s credentials are for the other cluster; name the failback migration identity with --migration-user")?;
             continue;
         }
-        match cp.spec.config.as_ref().map(current_identity) {
+        match identity(&cp, runtime.as_ref()) {
             Some(Identity::User(u)) => users.push(u),
             Some(Identity::Unknown(why)) => writeln!(err, "note: cannot tell the migration identity of {who}: {why}; name it with --migration-user")?,
             None => writeln!(err, "note: {who} has no spec.config; name the migration identity with --migration-user")?,
@@ -118,6 +135,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .lock()
         .write_all(input::render(vec![cm], args.output)?.as_bytes())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Who `cp` authenticates as: asked of its API server with `runtime` (--whoami), else read
+/// from its credential.
+fn identity(cp: &ClusterPair, runtime: Option<&tokio::runtime::Runtime>) -> Option<Identity> {
+    let config = cp.spec.config.as_ref()?;
+    Some(match runtime {
+        Some(rt) => match rt.block_on(super::whoami::ask(config)) {
+            Ok(who) => Identity::User(who.user),
+            Err(e) => Identity::Unknown(format!("--whoami: {e:#}")),
+        },
+        None => current_identity(config),
+    })
 }
 
 /// Says, on stderr, the destination cluster the table maps to (the install's `clusterId`) and

@@ -5,9 +5,11 @@ pub mod certs;
 mod check;
 pub mod cluster;
 mod derive;
+mod doctor;
 mod input;
 mod rewrite;
 pub mod serve;
+mod whoami;
 
 use std::process::ExitCode;
 
@@ -33,6 +35,7 @@ enum Command {
     Check(check::Args),
     Certs(certs::Args),
     Audit(audit::Args),
+    Doctor(doctor::Args),
 }
 
 /// Output formats for commands that print Kubernetes objects.
@@ -76,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Derive(args) => derive::run(args),
         Command::Check(args) => check::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Doctor(args) => doctor::run(args),
     };
     match result {
         Ok(code) => code,

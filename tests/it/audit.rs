@@ -156,18 +156,47 @@ async fn cluster() -> Cluster {
         true,
     ));
     fake.put_all(objects());
+    // Under the RBAC deploy/audit ships, as its ServiceAccount; `--fix` runs as one bound to
+    // the ClusterRole that adds patch, as deploy/audit says to bind for fixing.
+    fake.put_rbac(&crate::deploy::kustomize(&crate::common::repo(
+        "deploy/audit",
+    )));
+    fake.put(
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "rancher-remap-audit-fix"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "rancher-remap-audit-fix"},
+        "subjects": [{"kind": "User", "name": AUDIT_FIXER}]}),
+    );
+    fake.add_token(AUDIT_TOKEN, AUDIT_SA, &[]);
+    fake.add_token(FIXER_TOKEN, AUDIT_FIXER, &[]);
     let dir = tempfile::tempdir().unwrap();
-    fake.kubeconfig(dir.path());
+    fake.kubeconfig_with_token(dir.path(), AUDIT_TOKEN);
+    let fix = dir.path().join("fix");
+    std::fs::create_dir(&fix).unwrap();
+    fake.kubeconfig_with_token(&fix, FIXER_TOKEN);
     Cluster { fake, dir }
 }
+
+/// The ServiceAccount deploy/audit runs as, and its token in the fake.
+const AUDIT_SA: &str = "system:serviceaccount:rancher-remap:rancher-remap-audit";
+const AUDIT_TOKEN: &str = "audit-sa-token";
+/// Who runs `audit --fix`, and its token.
+const AUDIT_FIXER: &str = "u-audit-fixer";
+const FIXER_TOKEN: &str = "audit-fixer-token";
 
 impl Cluster {
     /// `audit --project-mappings MAPPINGS --page-size 2 ARGS...` through the kubeconfig.
     async fn audit(&self, args: &[&str]) -> Output {
+        let kubeconfig = if args.contains(&"--fix") {
+            self.dir.path().join("fix/kubeconfig")
+        } else {
+            self.dir.path().join("kubeconfig")
+        };
         let mut cmd = bin();
         cmd.args(["audit", "--project-mappings", MAPPINGS, "--page-size", "2"])
             .args(args)
-            .env("KUBECONFIG", self.dir.path().join("kubeconfig"));
+            .env("KUBECONFIG", kubeconfig);
         tokio::task::spawn_blocking(move || cmd.output().unwrap())
             .await
             .unwrap()
@@ -817,6 +846,35 @@ async fn a_terminal_gets_a_progress_line() {
         "{text:?}"
     );
     assert!(text.contains("resource types"), "{text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fix_under_the_report_only_role_is_refused_by_rbac_and_exits_2() {
+    let c = cluster().await;
+    let before = c.fake.objects();
+    let mut cmd = bin();
+    cmd.args([
+        "audit",
+        "--project-mappings",
+        MAPPINGS,
+        "--fix",
+        "-o",
+        "json",
+    ])
+    .env("KUBECONFIG", c.dir.path().join("kubeconfig"));
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let denials = c.fake.denials();
+    assert!(!denials.is_empty());
+    assert!(
+        denials
+            .iter()
+            .all(|d| d.contains(&format!("User \"{AUDIT_SA}\" cannot patch"))),
+        "{denials:?}"
+    );
+    assert_eq!(c.fake.objects(), before, "nothing patched");
 }
 
 /// kubectl's conventions: `--kubeconfig` and `--context` pick the cluster (not whatever

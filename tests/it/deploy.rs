@@ -56,7 +56,7 @@ fn run_ok(mut cmd: Command) -> String {
 }
 
 /// `kubectl kustomize DIR`.
-fn kustomize(dir: &Path) -> Vec<Value> {
+pub(crate) fn kustomize(dir: &Path) -> Vec<Value> {
     let mut cmd = tool("kubectl");
     cmd.arg("kustomize").arg(dir);
     rancher_remap::manifest::parse_documents(&run_ok(cmd)).unwrap()
@@ -964,7 +964,7 @@ fn destination_overlay_is_a_complete_safe_install() {
 }
 
 /// Copies a folder tree (the deploy/ overlays, to edit one file of a copy).
-fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
@@ -1229,7 +1229,7 @@ pub(crate) fn chart_server_env(extra: &[&str]) -> Vec<(String, String)> {
 
 /// The chart's three ways to a serving certificate (cert-manager in two).
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Certs {
+pub(crate) enum Certs {
     /// cert-manager, with the chart's own self-signed CA Issuer.
     CertManager,
     /// cert-manager, with an issuer the operator names.
@@ -1254,11 +1254,48 @@ fn operator_ca() -> String {
 }
 
 /// `helm template` of the chart as release rancher-remap in namespace rancher-remap.
-fn helm_template(role: &str, certs: Certs, extra: &[&str]) -> Result<Vec<Value>, String> {
+pub(crate) fn helm_template(
+    role: &str,
+    certs: Certs,
+    extra: &[&str],
+) -> Result<Vec<Value>, String> {
+    helm_template_at(&repo(CHART), role, certs, extra)
+}
+
+/// [`helm_template`] of the chart at `chart` (an edited copy).
+pub(crate) fn helm_template_at(
+    chart: &Path,
+    role: &str,
+    certs: Certs,
+    extra: &[&str],
+) -> Result<Vec<Value>, String> {
+    render(chart, role, certs, extra, false)
+}
+
+/// The `helm test` hooks of the chart rendered as [`helm_template`] renders it.
+pub(crate) fn helm_test_hooks(extra: &[&str]) -> Vec<Value> {
+    render(&repo(CHART), "destination", Certs::ChartMade, extra, true)
+        .unwrap()
+        .into_iter()
+        .filter(|d| d["metadata"]["annotations"]["helm.sh/hook"] == "test")
+        .collect()
+}
+
+/// The install (`tests`: and the `helm test` hooks).
+fn render(
+    chart: &Path,
+    role: &str,
+    certs: Certs,
+    extra: &[&str],
+    tests: bool,
+) -> Result<Vec<Value>, String> {
     let mut cmd = tool("helm");
-    cmd.args(["template", "rancher-remap"])
-        .arg(repo(CHART))
-        .args(["--namespace", NAMESPACE, "--set", &format!("role={role}")]);
+    cmd.args(["template", "rancher-remap"]).arg(chart).args([
+        "--namespace",
+        NAMESPACE,
+        "--set",
+        &format!("role={role}"),
+    ]);
     let ca;
     match certs {
         Certs::CertManager => {
@@ -1284,6 +1321,9 @@ fn helm_template(role: &str, certs: Certs, extra: &[&str]) -> Result<Vec<Value>,
                 &format!("tls.caBundle={ca}"),
             ]);
         }
+    }
+    if !tests {
+        cmd.arg("--skip-tests");
     }
     // The two values every install must give (the schema refuses an install without them).
     if !extra.iter().any(|a| a.starts_with("clusterId=")) {
@@ -1652,9 +1692,16 @@ fn chart_notes_name_this_cluster_and_how_namespaces_are_recognised() {
         )),
         "{set}"
     );
-    // A source cluster rewrites nothing: no cluster ID to name.
+    // The destination is checked by doctor, in `helm test` or by hand.
+    assert!(
+        plain.contains("helm test rancher-remap -n rancher-remap")
+            && plain.contains("rancher-remap doctor -n rancher-remap --name rancher-remap"),
+        "{plain}"
+    );
+    // A source cluster rewrites nothing: no cluster ID to name, nothing for doctor.
     let source = chart_notes(&["--set", "role=source"]);
     assert!(!source.contains("Rancher ID"), "{source}");
+    assert!(!source.contains("doctor"), "{source}");
     // Every install says how to uninstall without leaving writes waiting on a dead webhook.
     for notes in [&plain, &set, &source] {
         assert!(
@@ -1822,6 +1869,87 @@ fn chart_made_certificates_are_kept_across_upgrades() {
         tls["data"]["tls.crt"]
     );
     check_rendered_serving_secret(&remade);
+}
+
+#[test]
+fn the_helm_test_pod_runs_doctor_under_its_own_read_only_account() {
+    let hooks = helm_test_hooks(&[]);
+    let kinds: Vec<&str> = hooks.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Pod"
+        ]
+    );
+    for d in &hooks {
+        let annotations = &d["metadata"]["annotations"];
+        assert_eq!(
+            annotations["helm.sh/hook-delete-policy"],
+            "before-hook-creation,hook-succeeded"
+        );
+        // The RBAC exists before the Pod starts.
+        let weight = if d["kind"] == "Pod" {
+            Value::Null
+        } else {
+            json!("-1")
+        };
+        assert_eq!(annotations["helm.sh/hook-weight"], weight, "{}", d["kind"]);
+        match d["kind"].as_str().unwrap() {
+            "ServiceAccount" => drop(typed::<ServiceAccount>(d)),
+            "Role" => drop(typed::<Role>(d)),
+            "RoleBinding" => drop(typed::<RoleBinding>(d)),
+            "ClusterRole" => drop(typed::<k8s_openapi::api::rbac::v1::ClusterRole>(d)),
+            "ClusterRoleBinding" => {
+                drop(typed::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>(d))
+            }
+            _ => {}
+        }
+        // Read-only: nothing but get, list, and the SubjectAccessReview question.
+        for rule in d["rules"].as_array().into_iter().flatten() {
+            for verb in rule["verbs"].as_array().unwrap() {
+                let create_review =
+                    verb == "create" && rule["resources"][0] == "subjectaccessreviews";
+                assert!(verb == "get" || verb == "list" || create_review, "{rule}");
+            }
+        }
+    }
+    let pod: k8s_openapi::api::core::v1::Pod = typed(hooks.last().unwrap());
+    let install = Install {
+        docs: helm_template("destination", Certs::ChartMade, &[]).unwrap(),
+    };
+    let server = install.deployment();
+    let spec = pod.spec.unwrap();
+    let c = &spec.containers[0];
+    assert_eq!(c.image, container(&server).image, "the image's binary");
+    assert_eq!(
+        c.args.clone().unwrap(),
+        [
+            "doctor",
+            "--namespace",
+            NAMESPACE,
+            "--name",
+            "rancher-remap"
+        ]
+    );
+    assert_eq!(
+        spec.service_account_name.as_deref(),
+        Some("rancher-remap-doctor")
+    );
+    assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+    // The server's ReplicaSet must never adopt it.
+    let selector = server.spec.unwrap().selector.match_labels.unwrap();
+    let labels = pod.metadata.labels.unwrap();
+    assert!(selector.iter().any(|(k, v)| labels.get(k) != Some(v)));
+    // The source role has no doctor test (doctor checks a destination).
+    let source = render(&repo(CHART), "source", Certs::ChartMade, &[], true).unwrap();
+    assert!(source
+        .iter()
+        .all(|d| d["metadata"]["annotations"]["helm.sh/hook"].is_null()));
 }
 
 /// The kustomize install's namespace is one line of each overlay's kustomization.yaml: changed

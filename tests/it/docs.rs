@@ -44,7 +44,9 @@ fn nothing_an_operator_reads_points_outside_the_repository() {
         assert!(found.is_empty(), "{}: {found:?}", f.display());
     }
     let mut helps = vec![stdout(&bin().arg("--help").output().unwrap())];
-    for cmd in ["serve", "rewrite", "derive", "check", "certs"] {
+    for cmd in [
+        "serve", "rewrite", "derive", "check", "certs", "audit", "doctor",
+    ] {
         helps.push(stdout(&bin().args([cmd, "--help"]).output().unwrap()));
     }
     for h in &helps {

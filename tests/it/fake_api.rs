@@ -20,6 +20,12 @@
 //!   `test` operation is 422, a changed `metadata.resourceVersion` is 409, `dryRun=All` stores
 //!   nothing.
 //!
+//! - Bearer tokens registered with [`FakeApi::add_token`] authenticate as their user; every
+//!   request with one is authorised by the stored RBAC objects (`fake_rbac.rs`) and refused with
+//!   kube-apiserver's 403 Status; an unknown token is 401. A request without a token acts as an
+//!   administrator, as the tests that do not care about RBAC expect. SubjectAccessReviews are
+//!   answered from the same evaluation, SelfSubjectReviews with the token's user.
+//!
 //! Tests can also drop every open watch, hold new ones, make watchers fall behind, fail the next
 //! lists with 500, expire continue tokens, forbid lists of a type, make a group version's
 //! discovery fail, and change an object just before it is patched (a concurrent writer).
@@ -38,6 +44,11 @@ use base64::Engine;
 use futures::SinkExt;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
+
+// A child module, so the benches that include this file get it too.
+#[path = "fake_rbac.rs"]
+pub mod fake_rbac;
+use fake_rbac::{Attributes, ResourceAttributes, UserInfo};
 
 /// One resource type the fake serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,6 +156,45 @@ fn builtin_types() -> Vec<ResourceType> {
             false,
         )
         .verbs(&["create"]),
+        t("", "v1", "serviceaccounts", "ServiceAccount", true),
+        t("rbac.authorization.k8s.io", "v1", "roles", "Role", true),
+        t(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "rolebindings",
+            "RoleBinding",
+            true,
+        ),
+        t(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+        ),
+        t(
+            "admissionregistration.k8s.io",
+            "v1",
+            "mutatingwebhookconfigurations",
+            "MutatingWebhookConfiguration",
+            false,
+        ),
+        t(
+            "authorization.k8s.io",
+            "v1",
+            "subjectaccessreviews",
+            "SubjectAccessReview",
+            false,
+        )
+        .verbs(&["create"]),
+        t(
+            "authentication.k8s.io",
+            "v1",
+            "selfsubjectreviews",
+            "SelfSubjectReview",
+            false,
+        )
+        .verbs(&["create"]),
     ]
 }
 
@@ -205,6 +255,12 @@ struct Inner {
     lists: usize,
     watches: usize,
     patches: Vec<PatchRecord>,
+    /// Bearer token → who it authenticates; requests without a token act as an administrator.
+    tokens: HashMap<String, UserInfo>,
+    /// The message of every request RBAC refused (403), in order.
+    denials: Vec<String>,
+    /// Every request answered, discovery included.
+    requests: usize,
 }
 
 #[derive(Clone)]
@@ -245,6 +301,9 @@ impl FakeApi {
                 lists: 0,
                 watches: 0,
                 patches: Vec::new(),
+                tokens: HashMap::new(),
+                denials: Vec::new(),
+                requests: 0,
             })),
             tx,
             paused: Arc::new(tokio::sync::watch::channel(false).0),
@@ -436,6 +495,54 @@ impl FakeApi {
     }
 }
 
+impl FakeApi {
+    /// Requests with `Authorization: Bearer TOKEN` come from `user` (in `groups`, plus what
+    /// the authenticator adds: `system:authenticated`, and a ServiceAccount's groups) and are
+    /// authorised by the stored RBAC objects.
+    pub fn add_token(&self, token: &str, user: &str, groups: &[&str]) {
+        self.inner
+            .lock()
+            .unwrap()
+            .tokens
+            .insert(token.to_string(), UserInfo::new(user, groups));
+    }
+
+    /// A kubeconfig file in `dir` that sends `token`.
+    pub fn kubeconfig_with_token(&self, dir: &std::path::Path, token: &str) -> std::path::PathBuf {
+        let path = write_kubeconfig(dir, &self.url());
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("user: {}", &format!("user:\n    token: {token}"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// How many requests the fake has answered.
+    pub fn requests(&self) -> usize {
+        self.inner.lock().unwrap().requests
+    }
+
+    /// The message of every request refused by RBAC so far.
+    pub fn denials(&self) -> Vec<String> {
+        self.inner.lock().unwrap().denials.clone()
+    }
+
+    /// Stores the RBAC objects (Roles, ClusterRoles and their bindings) among `docs`.
+    pub fn put_rbac(&self, docs: &[Value]) {
+        for d in docs.iter().filter(|d| is_rbac(d)) {
+            self.put(d.clone());
+        }
+    }
+}
+
+fn is_rbac(obj: &Value) -> bool {
+    obj["apiVersion"] == "rbac.authorization.k8s.io/v1"
+        && matches!(
+            obj["kind"].as_str(),
+            Some("Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding")
+        )
+}
+
 /// Writes `dir/kubeconfig` for an API server at `url`, with no credentials (the fake asks for
 /// none).
 pub fn write_kubeconfig(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
@@ -576,58 +683,38 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let segs: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    fake.inner.lock().unwrap().requests += 1;
+    let user = match authenticate(&fake, &headers) {
+        Ok(user) => user,
+        Err(Unauthorized) => return fail(401, "Unauthorized", "Unauthorized"),
+    };
     if method == Method::GET {
         if let Some(r) = discovery(&fake, &segs) {
-            return r;
+            let attrs = Attributes {
+                verb: "get".into(),
+                resource: None,
+                path: uri.path().to_string(),
+            };
+            return authorize(&fake, user.as_ref(), &attrs).unwrap_or(r);
         }
     }
-    let (group, version, rest) = match segs.as_slice() {
-        ["api", v, rest @ ..] => ("", *v, rest),
-        ["apis", g, v, rest @ ..] => (*g, *v, rest),
-        _ => {
-            return fail(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            )
-        }
-    };
-    let (namespace, plural, name) = match rest {
-        ["namespaces", ns, plural] => (*ns, *plural, None),
-        ["namespaces", ns, plural, name] => (*ns, *plural, Some(*name)),
-        [plural] => ("", *plural, None),
-        [plural, name] => ("", *plural, Some(*name)),
-        _ => {
-            return fail(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            )
-        }
-    };
-    let Some(t) = fake.inner.lock().unwrap().find(group, version, plural) else {
+    let Some(target) = resolve(&fake, &segs) else {
         return fail(
             404,
             "NotFound",
             "the server could not find the requested resource",
         );
     };
-    if !t.namespaced && !namespace.is_empty() {
-        return fail(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        );
+    let watching = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let attrs = attributes(&method, &target, watching, &q);
+    if let Some(refused) = authorize(&fake, user.as_ref(), &attrs) {
+        return refused;
     }
-    let target = Target {
-        t,
-        namespace: namespace.to_string(),
-        name: name.map(str::to_string),
-    };
+    if let Some(answer) = review(&fake, user.as_ref(), &method, &target, &body) {
+        return answer;
+    }
     match (method, &target.name) {
-        (Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
-            watch(&fake, &target, &q).await
-        }
+        (Method::GET, None) if watching => watch(&fake, &target, &q).await,
         (Method::GET, None) => list(&fake, &target, &q),
         (Method::GET, Some(name)) => {
             let g = fake.inner.lock().unwrap();
@@ -656,6 +743,120 @@ async fn handle(
             "MethodNotAllowed",
             "the server does not allow this method on the requested resource",
         ),
+    }
+}
+
+/// The resource type, namespace and name a path names; `None` for a path that names none.
+fn resolve(fake: &FakeApi, segs: &[&str]) -> Option<Target> {
+    let (group, version, rest) = match segs {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return None,
+    };
+    let (namespace, plural, name) = match rest {
+        ["namespaces", ns, plural] => (*ns, *plural, None),
+        ["namespaces", ns, plural, name] => (*ns, *plural, Some(*name)),
+        [plural] => ("", *plural, None),
+        [plural, name] => ("", *plural, Some(*name)),
+        _ => return None,
+    };
+    let t = fake.inner.lock().unwrap().find(group, version, plural)?;
+    if !t.namespaced && !namespace.is_empty() {
+        return None;
+    }
+    Some(Target {
+        t,
+        namespace: namespace.to_string(),
+        name: name.map(str::to_string),
+    })
+}
+
+/// What a resource request asks, as RBAC judges it: a list or watch narrowed to one name by
+/// its fieldSelector is a request on that name.
+fn attributes(
+    method: &Method,
+    target: &Target,
+    watching: bool,
+    q: &HashMap<String, String>,
+) -> Attributes {
+    Attributes {
+        verb: fake_rbac::verb(method, target.name.is_some(), watching).into(),
+        resource: Some(ResourceAttributes {
+            group: target.t.group.clone(),
+            resource: target.t.plural.clone(),
+            namespace: target.namespace.clone(),
+            name: target
+                .name
+                .clone()
+                .unwrap_or_else(|| fake_rbac::selected_name(q.get("fieldSelector"))),
+        }),
+        path: String::new(),
+    }
+}
+
+/// Who sent the request: `None` (an administrator) without a bearer token, the registered
+/// user for a known token, 401 for any other.
+fn authenticate(fake: &FakeApi, headers: &HeaderMap) -> Result<Option<UserInfo>, Unauthorized> {
+    let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    let token = auth.strip_prefix("Bearer ").unwrap_or_default().trim();
+    match fake.inner.lock().unwrap().tokens.get(token) {
+        Some(user) => Ok(Some(user.clone())),
+        None => Err(Unauthorized),
+    }
+}
+
+/// A bearer token the fake does not know.
+struct Unauthorized;
+
+/// The 403 for a request RBAC refuses; `None` when it may go on.
+fn authorize(fake: &FakeApi, user: Option<&UserInfo>, attrs: &Attributes) -> Option<Response> {
+    let user = user?;
+    let mut g = fake.inner.lock().unwrap();
+    let rbac: Vec<Value> = g.objects.values().filter(|o| is_rbac(o)).cloned().collect();
+    if fake_rbac::allowed(&rbac, user, attrs) {
+        return None;
+    }
+    let status = fake_rbac::forbidden(user, attrs);
+    g.denials
+        .push(status["message"].as_str().unwrap_or_default().to_string());
+    Some((StatusCode::FORBIDDEN, Json(status)).into_response())
+}
+
+/// SubjectAccessReview and SelfSubjectReview: answered, never stored.
+fn review(
+    fake: &FakeApi,
+    user: Option<&UserInfo>,
+    method: &Method,
+    target: &Target,
+    body: &Bytes,
+) -> Option<Response> {
+    if *method != Method::POST {
+        return None;
+    }
+    let admin = UserInfo {
+        name: "kubernetes-admin".into(),
+        groups: vec!["system:masters".into(), "system:authenticated".into()],
+    };
+    match target.t.key().as_str() {
+        "selfsubjectreviews.authentication.k8s.io" => Some(
+            (
+                StatusCode::CREATED,
+                Json(fake_rbac::self_subject_review(user.unwrap_or(&admin))),
+            )
+                .into_response(),
+        ),
+        "subjectaccessreviews.authorization.k8s.io" => {
+            let Ok(asked) = serde_json::from_slice::<Value>(body) else {
+                return Some(fail(400, "BadRequest", "the body is not a JSON object"));
+            };
+            let g = fake.inner.lock().unwrap();
+            let rbac: Vec<Value> = g.objects.values().filter(|o| is_rbac(o)).cloned().collect();
+            let answer = fake_rbac::subject_access_review(&rbac, &asked);
+            Some((StatusCode::CREATED, Json(answer)).into_response())
+        }
+        _ => None,
     }
 }
 

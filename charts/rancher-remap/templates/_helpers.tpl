@@ -70,3 +70,15 @@ annotations:
   cert-manager.io/inject-ca-from: {{ .Release.Namespace }}/{{ include "rancher-remap.fullname" . }}-tls
 {{- end }}
 {{- end }}
+
+{{/* The helm test Pod (templates/tests/doctor.yaml): its own labels, never the server's selector. */}}
+{{- define "rancher-remap.doctorLabels" -}}
+app.kubernetes.io/name: {{ include "rancher-remap.name" . }}-doctor
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end }}
+{{- define "rancher-remap.doctorHook" -}}
+helm.sh/hook: test
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end }}

@@ -1,0 +1,523 @@
+//! `rancher-remap doctor`: reads the destination cluster (the edge) and prints what
+//! [`crate::doctor`] makes of it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context, Result};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::api::{Api, ListParams, PostParams};
+
+use super::whoami::CALL_TIMEOUT;
+use crate::clusterpair::ClusterPair;
+use crate::doctor::{self, Facts, IdentityAccess, Report, WebhookFacts};
+use crate::mapping::objects::{mappings_from_configmap, Mappings, DEFAULT_CONFIGMAP_NAME};
+use crate::source::mappings_file::mappings_from_file_text;
+
+/// Ask the destination cluster whether a migration will land: the table, this cluster's ID,
+/// the destination projects, the table's direction, the migration identities' permissions and
+/// the webhook's wiring. Run it before install with --mappings-file, and after install plainly.
+/// Exit status: 0 when no check fails, 1 when one does, 2 when it could not check (unreachable,
+/// forbidden). Kubernetes credentials: --kubeconfig, else in-cluster, KUBECONFIG or
+/// ~/.kube/config.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub cluster: super::cluster::ClusterArgs,
+
+    /// The install's namespace.
+    #[arg(short, long, value_name = "NS", default_value = "rancher-remap")]
+    pub namespace: String,
+
+    /// The install's name: its Deployment (the chart's fullname).
+    #[arg(long, value_name = "NAME", default_value = "rancher-remap")]
+    pub name: String,
+
+    /// Check this mappings file (a mapping ConfigMap, ClusterPair(s) or src=dst text) instead
+    /// of the installed mapping ConfigMap.
+    #[arg(long, value_name = "PATH", conflicts_with = "project_mappings")]
+    pub mappings_file: Option<PathBuf>,
+
+    /// Check these mappings (storkctl's --project-mappings syntax) instead of the installed
+    /// mapping ConfigMap.
+    #[arg(long, value_name = "STR")]
+    pub project_mappings: Option<String>,
+
+    /// This cluster's Rancher ID. Default: the install's (the Deployment's environment).
+    #[arg(long, value_name = "ID", value_parser = super::parse_cluster_id)]
+    pub cluster_id: Option<String>,
+
+    /// A user Stork migrates with (repeatable), checked as the ConfigMap's and the install's.
+    #[arg(long = "migration-user", value_name = "NAME")]
+    pub migration_users: Vec<String>,
+
+    /// A ClusterPair file: its identity is asked of the API server with its own credentials
+    /// (a SelfSubjectReview), which are never printed or kept.
+    #[arg(long, value_name = "FILE")]
+    pub clusterpair: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: DoctorOutput,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum DoctorOutput {
+    /// One line per check.
+    #[default]
+    Table,
+    /// `{"checks": [{"name", "status", "message"}]}`.
+    Json,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let output = args.output;
+    // Could not check: exit 2 (1 means a check failed).
+    let report = match runtime.block_on(doctor(args)) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("doctor: could not check: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match output {
+        DoctorOutput::Json => {
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        }
+        DoctorOutput::Table => {
+            for c in &report.checks {
+                writeln!(out, "{:<5} {:<21} {}", c.status.as_str(), c.name, c.message)?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::from(report.exit_status()))
+}
+
+/// One API call that doctor needs, for the message when it cannot make it.
+struct Call<'a> {
+    server: &'a str,
+    /// `get deployments.apps rancher-remap in namespace rancher-remap`: what was asked, and what RBAC must allow.
+    what: String,
+}
+
+impl Call<'_> {
+    fn new(server: &str, what: impl Into<String>) -> Call<'_> {
+        Call {
+            server,
+            what: what.into(),
+        }
+    }
+
+    fn failed(&self, e: &kube::Error) -> anyhow::Error {
+        match e {
+            kube::Error::Api(s) if s.code == 403 => anyhow!(
+                "{} at {}: forbidden; doctor needs RBAC permission to {}",
+                self.what,
+                self.server,
+                self.what
+            ),
+            kube::Error::Api(_) => anyhow!(
+                "{} at {}: {}",
+                self.what,
+                self.server,
+                crate::audit::describe_error(e)
+            ),
+            other => anyhow!(
+                "cannot reach the API server at {} ({}): {}",
+                self.server,
+                self.what,
+                crate::audit::describe_error(other)
+            ),
+        }
+    }
+
+    /// The object, `None` when it does not exist.
+    async fn get<K>(&self, api: &Api<K>, name: &str) -> Result<Option<K>>
+    where
+        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        match api.get_opt(name).await {
+            Ok(o) => Ok(o),
+            Err(e) => Err(self.failed(&e)),
+        }
+    }
+}
+
+async fn doctor(args: Args) -> Result<Report> {
+    let connected = args.cluster.connect_within(CALL_TIMEOUT).await?;
+    let (client, server) = (connected.client, connected.server.as_str());
+    let ns = args.namespace.as_str();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let what = format!("get deployments.apps {} in namespace {ns}", args.name);
+    let deployment = Call::new(server, what)
+        .get(&deployments, &args.name)
+        .await?;
+    let env = deployment_env(deployment.as_ref());
+    let (mappings, origin) = read_mappings(&args, &client, server, &env).await?;
+    let cluster_id = match super::known(&args.cluster_id) {
+        Some(c) => Some((c.to_string(), "--cluster-id".to_string())),
+        None => env
+            .get("RANCHER_REMAP_CLUSTER_ID")
+            .filter(|c| !c.is_empty())
+            .map(|c| (c.clone(), format!("the Deployment {ns}/{}", args.name))),
+    };
+    let namespace_clusters = namespace_clusters(&client, server).await?;
+    let projects_here = projects_here(&client, server).await?;
+    let (users, identity_notes) = identities(&args, &mappings, &env).await;
+    let destinations = mappings
+        .as_ref()
+        .map(|m| doctor::projects(m, true))
+        .unwrap_or_default();
+    let mut identities = Vec::new();
+    for Named { user, from, groups } in users {
+        let denied = denials(&client, server, &user, &groups, &destinations).await?;
+        identities.push(IdentityAccess { user, from, denied });
+    }
+    let before_install =
+        deployment.is_none() && (args.mappings_file.is_some() || args.project_mappings.is_some());
+    let webhook = if before_install {
+        None
+    } else {
+        Some(webhook_facts(&client, server, ns, deployment.as_ref()).await?)
+    };
+    Ok(doctor::run(&Facts {
+        mappings,
+        mappings_origin: origin,
+        cluster_id,
+        namespace_clusters,
+        projects_here,
+        identities,
+        identity_notes,
+        webhook,
+    }))
+}
+
+/// The literal environment of the install's server container.
+fn deployment_env(d: Option<&Deployment>) -> BTreeMap<String, String> {
+    d.and_then(|d| d.spec.as_ref())
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.env.as_ref())
+        .map(|env| {
+            env.iter()
+                .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The table (or why there is none) and where it came from.
+async fn read_mappings(
+    args: &Args,
+    client: &kube::Client,
+    server: &str,
+    env: &BTreeMap<String, String>,
+) -> Result<(Result<Mappings, String>, String)> {
+    if let Some(text) = &args.project_mappings {
+        let m = Mappings::from_text(text).map_err(|e| e.to_string());
+        return Ok((m, "--project-mappings".into()));
+    }
+    if let Some(path) = &args.mappings_file {
+        let origin = format!("--mappings-file {}", path.display());
+        let m = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| mappings_from_file_text(&t).map_err(|e| e.to_string()));
+        return Ok((m, origin));
+    }
+    let default = format!("{}/{DEFAULT_CONFIGMAP_NAME}", args.namespace);
+    let at = env
+        .get("RANCHER_REMAP_MAPPINGS_CONFIGMAP")
+        .filter(|v| !v.is_empty())
+        .unwrap_or(&default);
+    let (ns, name) = at.split_once('/').unwrap_or((&args.namespace, at));
+    let origin = format!("ConfigMap {ns}/{name}");
+    let call = Call::new(server, format!("get configmaps {name} in namespace {ns}"));
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let m = match call.get(&api, name).await? {
+        None => Err("not found".to_string()),
+        Some(cm) => mappings_from_configmap(&serde_json::to_value(&cm)?).map_err(|e| e.to_string()),
+    };
+    Ok((m, origin))
+}
+
+async fn namespace_clusters(
+    client: &kube::Client,
+    server: &str,
+) -> Result<BTreeMap<String, usize>> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| Call::new(server, "list namespaces").failed(&e))?;
+    let mut clusters = BTreeMap::new();
+    for n in list.items {
+        let annotations = n.metadata.annotations.unwrap_or_default();
+        let cluster = crate::rewrite::NAMESPACE_PROJECT_KEYS.iter().find_map(|k| {
+            annotations
+                .get(*k)?
+                .split_once(':')
+                .map(|(c, _)| c.to_string())
+        });
+        if let Some(c) = cluster {
+            *clusters.entry(c).or_insert(0) += 1;
+        }
+    }
+    Ok(clusters)
+}
+
+/// Projects whose `-namespaces-edit` ClusterRole Rancher made here.
+async fn projects_here(client: &kube::Client, server: &str) -> Result<BTreeSet<String>> {
+    let api: Api<ClusterRole> = Api::all(client.clone());
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| Call::new(server, "list clusterroles.rbac.authorization.k8s.io").failed(&e))?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|r| {
+            r.metadata
+                .name?
+                .strip_suffix("-namespaces-edit")
+                .map(str::to_string)
+        })
+        .collect())
+}
+
+/// Every migration identity named (first naming wins), and what could not be learned.
+async fn identities(
+    args: &Args,
+    mappings: &Result<Mappings, String>,
+    env: &BTreeMap<String, String>,
+) -> (Vec<Named>, Vec<String>) {
+    let mut named: Vec<Named> = Vec::new();
+    let mut add = |user: &str, from: &str, groups: Option<Vec<String>>| {
+        if !user.is_empty() && !named.iter().any(|n| n.user == user) {
+            named.push(Named {
+                user: user.to_string(),
+                from: from.to_string(),
+                groups: groups.unwrap_or_else(|| implied_groups(user)),
+            });
+        }
+    };
+    for u in &args.migration_users {
+        add(u.trim(), "--migration-user", None);
+    }
+    if let Ok(m) = mappings {
+        for u in &m.migration_users {
+            add(u, "the mapping ConfigMap", None);
+        }
+    }
+    let installed = env.get("RANCHER_REMAP_MIGRATION_USER").cloned();
+    for u in installed.unwrap_or_default().split(',') {
+        add(u.trim(), "the install", None);
+    }
+    let mut notes = Vec::new();
+    if let Some(path) = &args.clusterpair {
+        let from = format!("--clusterpair {}", path.display());
+        match pair_identity(path).await {
+            Ok(who) => add(&who.user, &from, Some(who.groups)),
+            Err(e) => notes.push(format!("{from}: identity not learned: {e:#}")),
+        }
+    }
+    (named, notes)
+}
+
+/// A migration identity, where it was named, and the groups its requests carry.
+struct Named {
+    user: String,
+    from: String,
+    groups: Vec<String>,
+}
+
+/// The groups the API server's authenticators give a user known by name only: every
+/// authenticated user's, and a ServiceAccount's own two. (Other groups are unknown: a
+/// permission granted only through one shows as a denial.)
+fn implied_groups(user: &str) -> Vec<String> {
+    let mut groups = vec!["system:authenticated".to_string()];
+    if let Some(ns) = user
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split(':').next())
+    {
+        groups.push("system:serviceaccounts".into());
+        groups.push(format!("system:serviceaccounts:{ns}"));
+    }
+    groups
+}
+
+/// The user a ClusterPair file's pair authenticates as (see [`super::whoami`]). Messages
+/// name the file and the server, never a credential.
+async fn pair_identity(path: &std::path::Path) -> Result<super::whoami::Whoami> {
+    let text = std::fs::read_to_string(path).context("reading it")?;
+    let doc = crate::manifest::parse_documents(&text)
+        .ok()
+        .and_then(|d| d.into_iter().find(crate::clusterpair::is_clusterpair))
+        .ok_or_else(|| anyhow!("no ClusterPair in it"))?;
+    let pair = ClusterPair::from_value(&doc)?;
+    let config = pair
+        .spec
+        .config
+        .ok_or_else(|| anyhow!("it has no spec.config"))?;
+    super::whoami::ask(&config).await
+}
+
+/// What `user` may not do of what Rancher's webhook asks for a migrated Namespace: create
+/// Namespaces, and manage-namespaces on each destination project.
+async fn denials(
+    client: &kube::Client,
+    server: &str,
+    user: &str,
+    groups: &[String],
+    projects: &BTreeSet<String>,
+) -> Result<Vec<(String, String)>> {
+    let mut asks = vec![(
+        ResourceAttributes {
+            verb: Some("create".into()),
+            resource: Some("namespaces".into()),
+            ..Default::default()
+        },
+        "namespaces".to_string(),
+    )];
+    for p in projects {
+        asks.push((
+            ResourceAttributes {
+                verb: Some("manage-namespaces".into()),
+                group: Some("management.cattle.io".into()),
+                resource: Some("projects".into()),
+                name: Some(p.clone()),
+                ..Default::default()
+            },
+            format!("project {p} (projects.management.cattle.io)"),
+        ));
+    }
+    let api: Api<SubjectAccessReview> = Api::all(client.clone());
+    let mut denied = Vec::new();
+    for (attrs, what) in asks {
+        let verb = attrs.verb.clone().unwrap_or_default();
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(user.to_string()),
+                groups: Some(groups.to_vec()),
+                resource_attributes: Some(attrs),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let answer = api
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| {
+                Call::new(server, "create subjectaccessreviews.authorization.k8s.io").failed(&e)
+            })?;
+        if !answer.status.is_some_and(|s| s.allowed) {
+            denied.push((verb, what));
+        }
+    }
+    Ok(denied)
+}
+
+/// The installed webhook's wiring: its configuration, the serving certificate the Deployment
+/// mounts, and its ready replicas.
+async fn webhook_facts(
+    client: &kube::Client,
+    server: &str,
+    ns: &str,
+    deployment: Option<&Deployment>,
+) -> Result<WebhookFacts> {
+    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let list = api.list(&ListParams::default()).await.map_err(|e| {
+        Call::new(
+            server,
+            "list mutatingwebhookconfigurations.admissionregistration.k8s.io",
+        )
+        .failed(&e)
+    })?;
+    let found = list.items.iter().find_map(|c| {
+        let hook = c.webhooks.as_ref()?.iter().find(|w| {
+            w.name == "rewrite.rancher-remap.io"
+                && w.client_config
+                    .service
+                    .as_ref()
+                    .is_some_and(|s| s.namespace == ns)
+        })?;
+        Some((c.metadata.name.clone().unwrap_or_default(), hook.clone()))
+    });
+    let service = found
+        .as_ref()
+        .and_then(|(_, h)| h.client_config.service.as_ref())
+        .map_or("rancher-remap".to_string(), |s| s.name.clone());
+    let serving_cert = serving_cert(client, server, ns, deployment).await?;
+    let mut facts = WebhookFacts {
+        configuration: found.as_ref().map(|(n, _)| n.clone()),
+        match_conditions: String::new(),
+        ca_bundle: None,
+        failure_policy: None,
+        timeout_seconds: None,
+        service_dns: format!("{service}.{ns}.svc"),
+        serving_cert,
+        ready_replicas: deployment.map(|d| {
+            d.status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0)
+        }),
+        now: time::OffsetDateTime::now_utc().unix_timestamp(),
+    };
+    if let Some((_, hook)) = found {
+        facts.match_conditions = hook
+            .match_conditions
+            .iter()
+            .flatten()
+            .map(|m| m.expression.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        facts.ca_bundle = hook
+            .client_config
+            .ca_bundle
+            .map(|b| b.0)
+            .filter(|b| !b.is_empty());
+        facts.failure_policy = hook.failure_policy;
+        facts.timeout_seconds = hook.timeout_seconds;
+    }
+    Ok(facts)
+}
+
+/// `tls.crt` of the Secret the Deployment mounts (never its key, never printed).
+async fn serving_cert(
+    client: &kube::Client,
+    server: &str,
+    ns: &str,
+    deployment: Option<&Deployment>,
+) -> Result<Result<Vec<u8>, String>> {
+    let secret_name = deployment
+        .and_then(|d| d.spec.as_ref()?.template.spec.as_ref()?.volumes.as_ref())
+        .and_then(|vs| {
+            vs.iter()
+                .find_map(|v| v.secret.as_ref()?.secret_name.clone())
+        });
+    let Some(name) = secret_name else {
+        return Ok(Err("the Deployment mounts no Secret".into()));
+    };
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret = Call::new(server, format!("get secrets {name} in namespace {ns}"))
+        .get(&api, &name)
+        .await?;
+    Ok(match secret.and_then(|s| s.data?.remove("tls.crt")) {
+        Some(crt) => Ok(crt.0),
+        None => Err(format!("Secret {ns}/{name} has no tls.crt")),
+    })
+}

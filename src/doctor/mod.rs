@@ -1,0 +1,313 @@
+//! `doctor`'s judgement: plain functions from what was read off the destination cluster
+//! ([`Facts`]) to named checks, each with what to do. The reading is `cli::doctor`'s.
+
+mod webhook;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::mapping::objects::Mappings;
+use crate::mapping::ProjectValue;
+
+pub use webhook::{check_webhook, serving_cert_verifies, WebhookFacts, SHIPPED_TIMEOUT_SECONDS};
+
+/// How one check came out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        }
+    }
+}
+
+/// One named check and what it found (and, when not ok, what to do).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    pub message: String,
+}
+
+impl Check {
+    pub fn new(name: &'static str, status: Status, message: impl Into<String>) -> Check {
+        Check {
+            name,
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+/// Every check, in a stable order.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// 1 when a check fails, else 0.
+    pub fn exit_status(&self) -> u8 {
+        u8::from(self.checks.iter().any(|c| c.status == Status::Fail))
+    }
+}
+
+/// The ClusterRole Rancher creates on a downstream cluster for each of its projects.
+pub fn edit_role(project: &str) -> String {
+    format!("{project}-namespaces-edit")
+}
+
+/// The projects the table's entries map to (`destinations`) or from, sorted; `x=x` entries
+/// name neither.
+pub fn projects(mappings: &Mappings, destinations: bool) -> BTreeSet<String> {
+    mappings
+        .table
+        .entries()
+        .filter(|(s, d)| s != d)
+        .filter_map(|(s, d)| ProjectValue::parse(if destinations { d } else { s }).ok())
+        .map(|v| v.project.to_string())
+        .collect()
+}
+
+/// A migration identity and the permissions it was refused here.
+#[derive(Clone, Debug, Default)]
+pub struct IdentityAccess {
+    pub user: String,
+    /// Where it was named (`--migration-user`, the ConfigMap, a ClusterPair file).
+    pub from: String,
+    /// Each refusal as `(verb, what)`, e.g. `("manage-namespaces", "project p-b")`.
+    pub denied: Vec<(String, String)>,
+}
+
+/// What doctor read off the destination cluster.
+#[derive(Debug)]
+pub struct Facts {
+    /// The table, or why there is none.
+    pub mappings: Result<Mappings, String>,
+    /// Where the table came from, for messages.
+    pub mappings_origin: String,
+    /// The cluster ID configured (flag, else the install), with where it came from.
+    pub cluster_id: Option<(String, String)>,
+    /// Cluster part of each Rancher-annotated Namespace here → how many.
+    pub namespace_clusters: BTreeMap<String, usize>,
+    /// Projects whose `-namespaces-edit` ClusterRole exists here.
+    pub projects_here: BTreeSet<String>,
+    /// Each migration identity named, with what it was refused; empty when none was named.
+    pub identities: Vec<IdentityAccess>,
+    /// What could not be learned about an identity (a ClusterPair's), as warnings.
+    pub identity_notes: Vec<String>,
+    /// `None` before install: no Deployment and the table from a file or flag.
+    pub webhook: Option<WebhookFacts>,
+}
+
+/// Every check on `facts`, in order.
+pub fn run(facts: &Facts) -> Report {
+    let mut checks = vec![check_mappings(facts)];
+    match &facts.mappings {
+        Ok(m) => {
+            checks.push(check_cluster_id(facts, m));
+            checks.push(check_destination_projects(facts, m));
+            checks.push(check_direction(facts, m));
+            checks.push(check_identities(facts, m));
+        }
+        Err(_) => {
+            for name in [
+                "cluster-id",
+                "destination-projects",
+                "direction",
+                "migration-identity",
+            ] {
+                checks.push(Check::new(
+                    name,
+                    Status::Warn,
+                    "not checked: no table (see mappings)",
+                ));
+            }
+        }
+    }
+    checks.push(match &facts.webhook {
+        Some(w) => check_webhook(w, effective_cluster_id(facts).as_deref()),
+        None => Check::new(
+            "webhook",
+            Status::Warn,
+            "not installed here yet: install the chart, then run `rancher-remap doctor` again",
+        ),
+    });
+    Report { checks }
+}
+
+fn check_mappings(facts: &Facts) -> Check {
+    match &facts.mappings {
+        Ok(m) => Check::new(
+            "mappings",
+            Status::Ok,
+            format!("{}: {} entries", facts.mappings_origin, m.table.len()),
+        ),
+        Err(e) => Check::new(
+            "mappings",
+            Status::Fail,
+            format!(
+                "{}: {e}. Make it with `rancher-remap derive` (or give --mappings-file)",
+                facts.mappings_origin
+            ),
+        ),
+    }
+}
+
+/// The cluster part most Rancher-annotated Namespaces here carry: this cluster's ID as Rancher
+/// wrote it (migrated Namespaces not yet rewritten are the few).
+fn observed_cluster_id(facts: &Facts) -> Option<&str> {
+    facts
+        .namespace_clusters
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(c, _)| c.as_str())
+}
+
+/// The configured cluster ID, else the one the Namespaces show.
+pub fn effective_cluster_id(facts: &Facts) -> Option<String> {
+    facts
+        .cluster_id
+        .as_ref()
+        .map(|(c, _)| c.clone())
+        .or_else(|| observed_cluster_id(facts).map(str::to_string))
+}
+
+fn check_cluster_id(facts: &Facts, m: &Mappings) -> Check {
+    let observed = observed_cluster_id(facts);
+    let Some((this, from)) = &facts.cluster_id else {
+        let hint = observed
+            .map(|o| format!(" (this cluster's Namespaces say {o})"))
+            .unwrap_or_default();
+        return Check::new(
+            "cluster-id",
+            Status::Warn,
+            format!("no cluster ID configured{hint}: set the chart value clusterId, or give --cluster-id"),
+        );
+    };
+    if let Some(o) = observed.filter(|o| o != this) {
+        return Check::new(
+            "cluster-id",
+            Status::Fail,
+            format!("{from} says {this}, but this cluster's Rancher-annotated Namespaces say {o}: set clusterId to {o}"),
+        );
+    }
+    if let Err(e) = m.table.check_cluster(this) {
+        return Check::new(
+            "cluster-id",
+            Status::Fail,
+            format!("{from} says {this}; the table does not fit it: {e}"),
+        );
+    }
+    Check::new(
+        "cluster-id",
+        Status::Ok,
+        format!("{this} ({from}) agrees with this cluster's Namespaces and the table"),
+    )
+}
+
+fn check_destination_projects(facts: &Facts, m: &Mappings) -> Check {
+    let wanted = projects(m, true);
+    let missing: Vec<&String> = wanted
+        .iter()
+        .filter(|p| !facts.projects_here.contains(*p))
+        .collect();
+    if missing.is_empty() {
+        return Check::new(
+            "destination-projects",
+            Status::Ok,
+            format!("all {} destination project(s) exist here", wanted.len()),
+        );
+    }
+    let each: Vec<String> = missing
+        .iter()
+        .map(|p| format!("{p} (no ClusterRole {})", edit_role(p)))
+        .collect();
+    Check::new(
+        "destination-projects",
+        Status::Fail,
+        format!("destination project(s) missing on this cluster: {}. Create each in Rancher on this cluster, or fix the table", each.join(", ")),
+    )
+}
+
+fn check_direction(facts: &Facts, m: &Mappings) -> Check {
+    let here = |ps: &BTreeSet<String>| {
+        ps.iter()
+            .filter(|p| facts.projects_here.contains(*p))
+            .count()
+    };
+    let (sources, destinations) = (projects(m, false), projects(m, true));
+    let by_projects = here(&sources) > 0 && here(&destinations) == 0;
+    let by_cluster = effective_cluster_id(facts).is_some_and(|c| m.table.is_source_cluster(&c));
+    if by_projects || by_cluster {
+        let why = if by_cluster {
+            "its source cluster is this one"
+        } else {
+            "its source projects exist here and its destination projects do not"
+        };
+        return Check::new(
+            "direction",
+            Status::Fail,
+            format!("the table is reversed: {why}. Derive it the right way round: `rancher-remap derive --reverse` on the destination-side ClusterPair (storkctl create clusterpair writes it reversed)"),
+        );
+    }
+    Check::new(
+        "direction",
+        Status::Ok,
+        "the table maps from another cluster onto this one",
+    )
+}
+
+fn check_identities(facts: &Facts, m: &Mappings) -> Check {
+    let mut notes = facts.identity_notes.clone();
+    if facts.identities.is_empty() {
+        notes.push(
+            "no migration identity named: give --migration-user NAME or --clusterpair FILE".into(),
+        );
+        return Check::new("migration-identity", Status::Warn, notes.join("; "));
+    }
+    let denials: Vec<String> = facts
+        .identities
+        .iter()
+        .flat_map(|i| {
+            i.denied.iter().map(move |(verb, what)| {
+                format!("user {} ({}) may not {verb} {what}", i.user, i.from)
+            })
+        })
+        .collect();
+    if !denials.is_empty() {
+        return Check::new(
+            "migration-identity",
+            Status::Fail,
+            format!("{}. Rancher's webhook refuses its Namespaces: make the user a member of each destination project (binds ClusterRole <project>-namespaces-edit), and let it create Namespaces", denials.join("; ")),
+        );
+    }
+    let users: Vec<&str> = facts.identities.iter().map(|i| i.user.as_str()).collect();
+    let status = if notes.is_empty() {
+        Status::Ok
+    } else {
+        Status::Warn
+    };
+    notes.insert(
+        0,
+        format!(
+            "{} may create Namespaces and manage-namespaces in all {} destination project(s)",
+            users.join(", "),
+            projects(m, true).len()
+        ),
+    );
+    Check::new("migration-identity", status, notes.join("; "))
+}
+
+#[cfg(test)]
+mod tests;

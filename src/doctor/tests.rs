@@ -1,0 +1,148 @@
+use super::*;
+
+fn facts(table: &str) -> Facts {
+    Facts {
+        mappings: Mappings::from_text(table).map_err(|e| e.to_string()),
+        mappings_origin: "--project-mappings".into(),
+        cluster_id: Some(("c-dst".into(), "--cluster-id".into())),
+        namespace_clusters: BTreeMap::from([("c-dst".to_string(), 3)]),
+        projects_here: BTreeSet::from(["p-b".to_string()]),
+        identities: Vec::new(),
+        identity_notes: Vec::new(),
+        webhook: None,
+    }
+}
+
+fn check<'r>(r: &'r Report, name: &str) -> &'r Check {
+    r.checks.iter().find(|c| c.name == name).unwrap()
+}
+
+#[test]
+fn a_table_that_fits_passes_every_table_check() {
+    let r = run(&facts("p-a=p-b,c-src:p-a=c-dst:p-b"));
+    for name in [
+        "mappings",
+        "cluster-id",
+        "destination-projects",
+        "direction",
+    ] {
+        assert_eq!(check(&r, name).status, Status::Ok, "{:?}", check(&r, name));
+    }
+    assert_eq!(check(&r, "webhook").status, Status::Warn);
+    assert_eq!(r.exit_status(), 0);
+}
+
+#[test]
+fn a_missing_project_is_named_and_a_reversed_table_called_reversed() {
+    let r = run(&facts("p-a=p-c"));
+    let c = check(&r, "destination-projects");
+    assert_eq!(c.status, Status::Fail);
+    assert!(
+        c.message
+            .contains("p-c (no ClusterRole p-c-namespaces-edit)"),
+        "{}",
+        c.message
+    );
+    assert_eq!(r.exit_status(), 1);
+    let r = run(&facts("p-b=p-a"));
+    let c = check(&r, "direction");
+    assert_eq!(c.status, Status::Fail);
+    assert!(c.message.contains("reversed") && c.message.contains("derive --reverse"));
+}
+
+#[test]
+fn a_cluster_id_the_namespaces_contradict_fails() {
+    let mut f = facts("p-a=p-b");
+    f.namespace_clusters = BTreeMap::from([("c-other".to_string(), 5), ("c-src".to_string(), 1)]);
+    let r = run(&f);
+    let c = check(&r, "cluster-id");
+    assert_eq!(c.status, Status::Fail);
+    assert!(c.message.contains("c-other"), "{}", c.message);
+}
+
+#[test]
+fn denials_name_user_verb_and_project() {
+    let mut f = facts("p-a=p-b");
+    f.identities = vec![IdentityAccess {
+        user: "u-stork".into(),
+        from: "--migration-user".into(),
+        denied: vec![("manage-namespaces".into(), "project p-b".into())],
+    }];
+    let c = check(&run(&f), "migration-identity").clone();
+    assert_eq!(c.status, Status::Fail);
+    assert!(
+        c.message
+            .contains("user u-stork (--migration-user) may not manage-namespaces project p-b"),
+        "{}",
+        c.message
+    );
+}
+
+#[test]
+fn the_serving_certificate_is_verified_for_the_service_name_and_its_expiry() {
+    let g = crate::cli::certs::generate("rancher-remap", "rancher-remap", 365).unwrap();
+    let other = crate::cli::certs::generate("rancher-remap", "rancher-remap", 365).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let dns = "rancher-remap.rancher-remap.svc";
+    let w = |ca: &str, now: i64| WebhookFacts {
+        configuration: Some("rancher-remap".into()),
+        match_conditions: "['c-dst'].exists(c, ...)".into(),
+        ca_bundle: Some(ca.as_bytes().to_vec()),
+        failure_policy: Some("Fail".into()),
+        timeout_seconds: Some(SHIPPED_TIMEOUT_SECONDS),
+        service_dns: dns.into(),
+        serving_cert: Ok(g.tls_cert.as_bytes().to_vec()),
+        ready_replicas: Some(1),
+        now,
+    };
+    assert_eq!(
+        check_webhook(&w(&g.ca_cert, now), Some("c-dst")).status,
+        Status::Ok
+    );
+    let c = check_webhook(&w(&other.ca_cert, now), Some("c-dst"));
+    assert_eq!(c.status, Status::Fail);
+    assert!(c.message.contains("does not verify"), "{}", c.message);
+    let c = check_webhook(&w(&g.ca_cert, now + 350 * 86_400), Some("c-dst"));
+    assert_eq!(c.status, Status::Warn, "{}", c.message);
+    assert!(c.message.contains("expires in"), "{}", c.message);
+    let c = check_webhook(&w(&g.ca_cert, now), Some("c-elsewhere"));
+    assert!(
+        c.message.contains("does not carry cluster ID c-elsewhere"),
+        "{}",
+        c.message
+    );
+}
+
+#[test]
+fn without_a_table_the_table_checks_are_skipped_and_mappings_fails() {
+    let mut f = facts("p-a=p-b");
+    f.mappings = Err("not found".into());
+    f.mappings_origin = "ConfigMap rancher-remap/rancher-remap-mappings".into();
+    let r = run(&f);
+    let c = check(&r, "mappings");
+    assert_eq!(c.status, Status::Fail);
+    assert!(
+        c.message.contains("rancher-remap-mappings: not found") && c.message.contains("derive")
+    );
+    for name in [
+        "cluster-id",
+        "destination-projects",
+        "direction",
+        "migration-identity",
+    ] {
+        assert_eq!(check(&r, name).status, Status::Warn, "{name}");
+    }
+    assert_eq!(r.exit_status(), 1);
+    let names: Vec<&str> = r.checks.iter().map(|c| c.name).collect();
+    assert_eq!(
+        names,
+        [
+            "mappings",
+            "cluster-id",
+            "destination-projects",
+            "direction",
+            "migration-identity",
+            "webhook"
+        ]
+    );
+}

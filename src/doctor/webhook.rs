@@ -1,0 +1,141 @@
+//! The `webhook` check: the installed wiring, judged from what was read.
+
+use std::sync::Arc;
+
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+use super::{Check, Status};
+
+/// The chart's default `webhook.timeoutSeconds`.
+pub const SHIPPED_TIMEOUT_SECONDS: i32 = 5;
+/// A serving certificate closer than this to its end is a warning: renew it.
+const RENEW_WITHIN_SECONDS: i64 = 30 * 24 * 3600;
+
+/// What was read about the installed webhook.
+#[derive(Debug)]
+pub struct WebhookFacts {
+    /// The MutatingWebhookConfiguration's name, when one points at this install.
+    pub configuration: Option<String>,
+    /// Every matchCondition expression of the rewrite webhook, joined.
+    pub match_conditions: String,
+    /// Its caBundle (PEM); `None` when empty.
+    pub ca_bundle: Option<Vec<u8>>,
+    pub failure_policy: Option<String>,
+    pub timeout_seconds: Option<i32>,
+    /// The Service DNS name the API server calls (`svc.ns.svc`).
+    pub service_dns: String,
+    /// The serving certificate (PEM) from the Secret the Deployment mounts, or why not.
+    pub serving_cert: Result<Vec<u8>, String>,
+    /// `None`: no Deployment.
+    pub ready_replicas: Option<i32>,
+    /// Unix seconds, now.
+    pub now: i64,
+}
+
+/// Whether the PEM certificate `cert` chains to the PEM CAs in `ca` and is valid for `dns` at
+/// `now`, as kube-apiserver checks a webhook's certificate against its caBundle. The
+/// certificate's notAfter (Unix seconds) when it does.
+pub fn serving_cert_verifies(ca: &[u8], cert: &[u8], dns: &str, now: i64) -> Result<i64, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca) {
+        let c = c.map_err(|_| "the caBundle is not PEM certificates".to_string())?;
+        roots.add(c).map_err(|e| format!("the caBundle: {e}"))?;
+    }
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        crate::server::tls::provider(),
+    )
+    .build()
+    .map_err(|e| format!("the caBundle: {e}"))?;
+    let der = CertificateDer::from_pem_slice(cert)
+        .map_err(|_| "the serving certificate is not PEM".to_string())?;
+    let name = ServerName::try_from(dns.to_string()).map_err(|e| e.to_string())?;
+    let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.max(0) as u64));
+    verifier
+        .verify_server_cert(&der, &[], &name, &[], at)
+        .map_err(|e| e.to_string())?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|_| "the serving certificate does not parse".to_string())?;
+    Ok(parsed.validity().not_after.timestamp())
+}
+
+/// The findings of the webhook check, worst first decides its status.
+pub fn check_webhook(w: &WebhookFacts, cluster_id: Option<&str>) -> Check {
+    let mut fails = Vec::new();
+    let mut warns = Vec::new();
+    match &w.configuration {
+        None => fails.push(
+            "no MutatingWebhookConfiguration points at this install: install or upgrade the chart"
+                .to_string(),
+        ),
+        Some(name) => {
+            match cluster_id {
+                Some(c) if !w.match_conditions.contains(&format!("'{c}'")) => fails.push(format!(
+                    "MutatingWebhookConfiguration {name} does not carry cluster ID {c} in its matchConditions: set clusterId and upgrade"
+                )),
+                None => warns.push(format!("MutatingWebhookConfiguration {name}: no cluster ID known to compare")),
+                _ => {}
+            }
+            if w.failure_policy.as_deref() != Some("Fail") {
+                warns.push(format!(
+                    "failurePolicy is {}, shipped Fail: migrated objects may land unrewritten",
+                    w.failure_policy.as_deref().unwrap_or("unset")
+                ));
+            }
+            if w.timeout_seconds != Some(SHIPPED_TIMEOUT_SECONDS) {
+                warns.push(format!(
+                    "timeoutSeconds is {}, shipped {SHIPPED_TIMEOUT_SECONDS}",
+                    w.timeout_seconds.map_or("unset".into(), |t| t.to_string())
+                ));
+            }
+            check_certificate(w, &mut fails, &mut warns);
+        }
+    }
+    match w.ready_replicas {
+        None => fails.push("no Deployment for this install".into()),
+        Some(n) if n < 1 => fails.push("the Deployment has no ready replica: the API server cannot reach the webhook (kubectl describe deployment, and the pods' logs)".into()),
+        Some(_) => {}
+    }
+    let status = if !fails.is_empty() {
+        Status::Fail
+    } else if !warns.is_empty() {
+        Status::Warn
+    } else {
+        Status::Ok
+    };
+    let mut all = fails;
+    all.extend(warns);
+    let message = if all.is_empty() {
+        format!("configured with this cluster's ID, caBundle verifies the serving certificate for {}, replicas ready", w.service_dns)
+    } else {
+        all.join("; ")
+    };
+    Check::new("webhook", status, message)
+}
+
+fn check_certificate(w: &WebhookFacts, fails: &mut Vec<String>, warns: &mut Vec<String>) {
+    let Some(ca) = &w.ca_bundle else {
+        fails.push("the webhook's caBundle is empty: the API server cannot trust the server (cert-manager's CA injector, or tls.caBundle)".into());
+        return;
+    };
+    let cert = match &w.serving_cert {
+        Ok(c) => c,
+        Err(e) => {
+            fails.push(format!("the serving certificate: {e}"));
+            return;
+        }
+    };
+    match serving_cert_verifies(ca, cert, &w.service_dns, w.now) {
+        Err(e) => fails.push(format!(
+            "the caBundle does not verify the serving certificate for {}: {e}. The API server will refuse the webhook's TLS: make the caBundle the CA that signed the Secret's certificate",
+            w.service_dns
+        )),
+        Ok(not_after) if not_after - w.now < RENEW_WITHIN_SECONDS => warns.push(format!(
+            "the serving certificate expires in {} day(s): renew it",
+            (not_after - w.now) / 86_400
+        )),
+        Ok(_) => {}
+    }
+}
