@@ -47,8 +47,18 @@ impl ClusterArgs {
 
     fn client(config: Config) -> Result<Connected> {
         let server = display_url(&config.cluster_url);
-        let client = Client::try_from(config)
-            .with_context(|| format!("building a client for the API server at {server}"))?;
+        // kube's own message is not kept: its proxy errors quote the proxy URL whole, password
+        // included.
+        let client = Client::try_from(config).map_err(|e| {
+            let why = match e {
+                kube::Error::ProxyProtocolDisabled { .. }
+                | kube::Error::ProxyProtocolUnsupported { .. } => {
+                    "the kubeconfig's proxy-url is not supported"
+                }
+                _ => "the kubeconfig's TLS or credential settings cannot be used",
+            };
+            anyhow!("building a client for the API server at {server}: {why}")
+        })?;
         Ok(Connected { client, server })
     }
 

@@ -175,7 +175,7 @@ async fn doctor(args: Args) -> Result<Report> {
             .filter(|c| !c.is_empty())
             .map(|c| (c.clone(), format!("the Deployment {ns}/{}", args.name))),
     };
-    let namespace_clusters = namespace_clusters(&client, server).await?;
+    let (namespace_clusters, system_cluster) = namespace_clusters(&client, server).await?;
     let projects_here = projects_here(&client, server).await?;
     let (users, identity_notes) = identities(&args, &mappings, &env).await;
     let destinations = mappings
@@ -199,6 +199,7 @@ async fn doctor(args: Args) -> Result<Report> {
         mappings_origin: origin,
         cluster_id,
         namespace_clusters,
+        system_cluster,
         projects_here,
         identities,
         identity_notes,
@@ -210,7 +211,11 @@ async fn doctor(args: Args) -> Result<Report> {
 fn deployment_env(d: Option<&Deployment>) -> BTreeMap<String, String> {
     d.and_then(|d| d.spec.as_ref())
         .and_then(|s| s.template.spec.as_ref())
-        .and_then(|p| p.containers.first())
+        .and_then(|p| {
+            // The server's container by name (a sidecar may come first), else the first.
+            let by_name = p.containers.iter().find(|c| c.name == "rancher-remap");
+            by_name.or(p.containers.first())
+        })
         .and_then(|c| c.env.as_ref())
         .map(|env| {
             env.iter()
@@ -254,17 +259,19 @@ async fn read_mappings(
     Ok((m, origin))
 }
 
+/// The cluster part of each Rancher-annotated Namespace (counted), and `kube-system`'s.
 async fn namespace_clusters(
     client: &kube::Client,
     server: &str,
-) -> Result<BTreeMap<String, usize>> {
+) -> Result<(BTreeMap<String, usize>, Option<String>)> {
     let api: Api<Namespace> = Api::all(client.clone());
     let list = api
         .list(&ListParams::default())
         .await
         .map_err(|e| Call::new(server, "list namespaces").failed(&e))?;
-    let mut clusters = BTreeMap::new();
+    let (mut clusters, mut system) = (BTreeMap::new(), None);
     for n in list.items {
+        let is_system = n.metadata.name.as_deref() == Some("kube-system");
         let annotations = n.metadata.annotations.unwrap_or_default();
         let cluster = crate::rewrite::NAMESPACE_PROJECT_KEYS.iter().find_map(|k| {
             annotations
@@ -273,10 +280,13 @@ async fn namespace_clusters(
                 .map(|(c, _)| c.to_string())
         });
         if let Some(c) = cluster {
+            if is_system {
+                system = Some(c.clone());
+            }
             *clusters.entry(c).or_insert(0) += 1;
         }
     }
-    Ok(clusters)
+    Ok((clusters, system))
 }
 
 /// Projects whose `-namespaces-edit` ClusterRole Rancher made here.

@@ -100,6 +100,10 @@ pub struct Facts {
     pub cluster_id: Option<(String, String)>,
     /// Cluster part of each Rancher-annotated Namespace here → how many.
     pub namespace_clusters: BTreeMap<String, usize>,
+    /// The cluster part of `kube-system`'s annotation: Rancher's System project, which no
+    /// migration brings, so it names this cluster even when migrated Namespaces outnumber
+    /// this cluster's own.
+    pub system_cluster: Option<String>,
     /// Projects whose `-namespaces-edit` ClusterRole exists here.
     pub projects_here: BTreeSet<String>,
     /// Each migration identity named, with what it was refused; empty when none was named.
@@ -164,14 +168,16 @@ fn check_mappings(facts: &Facts) -> Check {
     }
 }
 
-/// The cluster part most Rancher-annotated Namespaces here carry: this cluster's ID as Rancher
-/// wrote it (migrated Namespaces not yet rewritten are the few).
+/// This cluster's ID as Rancher wrote it: the cluster part of `kube-system`'s annotation, else
+/// the one most Rancher-annotated Namespaces here carry.
 fn observed_cluster_id(facts: &Facts) -> Option<&str> {
-    facts
-        .namespace_clusters
-        .iter()
-        .max_by_key(|(_, n)| **n)
-        .map(|(c, _)| c.as_str())
+    facts.system_cluster.as_deref().or_else(|| {
+        facts
+            .namespace_clusters
+            .iter()
+            .max_by_key(|(_, n)| **n)
+            .map(|(c, _)| c.as_str())
+    })
 }
 
 /// The configured cluster ID, else the one the Namespaces show.
@@ -207,6 +213,13 @@ fn check_cluster_id(facts: &Facts, m: &Mappings) -> Check {
             "cluster-id",
             Status::Fail,
             format!("{from} says {this}; the table does not fit it: {e}"),
+        );
+    }
+    if observed.is_none() {
+        return Check::new(
+            "cluster-id",
+            Status::Warn,
+            format!("{this} ({from}) fits the table, but no Namespace here carries Rancher's project annotation to hold it against: check it in Rancher"),
         );
     }
     Check::new(

@@ -6,6 +6,7 @@ fn facts(table: &str) -> Facts {
         mappings_origin: "--project-mappings".into(),
         cluster_id: Some(("c-dst".into(), "--cluster-id".into())),
         namespace_clusters: BTreeMap::from([("c-dst".to_string(), 3)]),
+        system_cluster: None,
         projects_here: BTreeSet::from(["p-b".to_string()]),
         identities: Vec::new(),
         identity_notes: Vec::new(),
@@ -145,4 +146,29 @@ fn without_a_table_the_table_checks_are_skipped_and_mappings_fails() {
             "webhook"
         ]
     );
+}
+
+#[test]
+fn kube_system_names_this_cluster_even_when_migrated_namespaces_outnumber_its_own() {
+    let mut f = facts("p-a=p-b,c-src:p-a=c-dst:p-b");
+    // Right after a migration that was not rewritten: the source's Namespaces are the most.
+    f.namespace_clusters = BTreeMap::from([("c-dst".to_string(), 2), ("c-src".to_string(), 40)]);
+    f.system_cluster = Some("c-dst".into());
+    let r = run(&f);
+    assert_eq!(
+        check(&r, "cluster-id").status,
+        Status::Ok,
+        "{:?}",
+        check(&r, "cluster-id")
+    );
+    assert_eq!(
+        check(&r, "direction").status,
+        Status::Ok,
+        "{:?}",
+        check(&r, "direction")
+    );
+    // Nothing annotated to compare with: a warning, not an ok.
+    f.namespace_clusters.clear();
+    f.system_cluster = None;
+    assert_eq!(check(&run(&f), "cluster-id").status, Status::Warn);
 }

@@ -24,10 +24,27 @@ pub enum Origin {
 /// Whether `s` may be quoted in a message: only lower-case letters, digits, `-`, `=`, `:` and
 /// spaces (what mapping entries are made of). Anything else could be a credential.
 pub fn is_quotable(s: &str) -> bool {
-    s.bytes().all(|b| {
+    let characters = s.bytes().all(|b| {
         b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'=' | b':' | b' ')
-    })
+    });
+    // Rancher IDs are short (`p-ab12c`, `c-m-4kq8z9rt`); a long run of letters and digits is
+    // more likely a token's random part (Rancher's are 54 characters), and a credential's key
+    // name beside a value is a credential.
+    let words = || s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'));
+    characters && words().all(|w| w.len() <= 32) && !words().any(|w| CREDENTIAL_KEYS.contains(&w))
 }
+
+/// Names of kubeconfig and ClusterPair fields that hold credentials.
+const CREDENTIAL_KEYS: [&str; 8] = [
+    "token",
+    "password",
+    "username",
+    "client-key-data",
+    "client-certificate-data",
+    "certificate-authority-data",
+    "secret",
+    "auth-provider",
+];
 
 /// `s` in quotes when [`is_quotable`], otherwise `what` (e.g. "a value").
 pub(crate) fn quoted_or(s: &str, what: &str) -> String {

@@ -219,3 +219,24 @@ fn a_table_is_checked_against_the_cluster_it_acts_on() {
     // Project-form tables name no cluster: nothing to check.
     assert!(table("p-a=p-b").check_cluster("c-dst").is_ok());
 }
+
+#[test]
+fn entries_that_look_like_credentials_are_never_quoted() {
+    for quoted in ["p-a=p-b", "c-m-4kq8z9rt:p-xy99z=local:p-a", "p-a: p-b"] {
+        assert!(is_quotable(quoted), "{quoted}");
+    }
+    for hidden in [
+        // A Rancher token's random part, a credential key beside its value.
+        "kubeconfig-u-abc12:qx7k2mz9w4v8t6r1p3n5l7j9h2f4d6b8a0c1e3g5i7k9m2o4q6s8u",
+        "password: hunter2",
+        "token: abc",
+        "client-key-data: x",
+    ] {
+        assert!(!is_quotable(hidden), "{hidden}");
+        let e = table_from_text(hidden).unwrap_err().to_string();
+        assert!(
+            !e.contains("hunter2") && !e.contains("qx7k2mz9") && !e.contains("abc\""),
+            "{e}"
+        );
+    }
+}

@@ -10,13 +10,35 @@ use crate::mapping::objects::{
 };
 use crate::mapping::{MappingError, MappingErrors, Parsed, Table};
 
-/// Whether a mappings file is a Kubernetes manifest rather than mapping text: JSON (`{` or
-/// `[` first), or YAML with a top-level `apiVersion:` or `kind:` key.
+/// Top-level YAML keys that mark a document, never mapping text: a manifest's, and a
+/// kubeconfig's (pasted without its `apiVersion`, it still holds credentials that must not be
+/// read, and then quoted, as mapping entries).
+const DOCUMENT_KEYS: [&str; 10] = [
+    "apiVersion:",
+    "kind:",
+    "---",
+    "metadata:",
+    "spec:",
+    "data:",
+    "clusters:",
+    "contexts:",
+    "users:",
+    "current-context:",
+];
+
+/// Whether a mappings file is a Kubernetes manifest (or another YAML document) rather than
+/// mapping text: JSON (`{` or `[` first), or YAML with one of [`DOCUMENT_KEYS`] at the top level.
 pub fn looks_like_manifest(text: &str) -> bool {
     crate::manifest::json_text(text).is_some()
         || text.lines().any(|l| {
             let l = l.trim_start_matches('\u{feff}');
-            l.starts_with("apiVersion:") || l.starts_with("kind:") || l.starts_with("---")
+            // `key:` then nothing or a space (`p-a: p-b`, the mistaken entry, names no key here;
+            // `data:p-x=...` is an entry).
+            DOCUMENT_KEYS.iter().any(|k| {
+                l.strip_prefix(k).is_some_and(|rest| {
+                    *k == "---" || rest.is_empty() || rest.starts_with([' ', '\t'])
+                })
+            })
         })
 }
 
@@ -85,6 +107,18 @@ pub fn mappings_from_file_text(text: &str) -> Result<Mappings, MappingsFileError
 mod tests {
     use super::*;
     use crate::mapping::Lookup;
+
+    #[test]
+    fn a_kubeconfig_without_its_header_is_a_document_not_mapping_text() {
+        let kubeconfig = "clusters:\n- name: c\n  cluster: {server: https://x}\nusers:\n- name: u\n  user: {token: SeCrEt}\n";
+        assert!(looks_like_manifest(kubeconfig));
+        let e = mappings_from_file_text(kubeconfig).unwrap_err().to_string();
+        assert!(!e.contains("SeCrEt"), "{e}");
+        // Mapping text, including the mistaken `p-a: p-b` and an entry starting `data:`.
+        for text in ["p-a=p-b\n", "p-a: p-b\n", "data:p-a=data:p-b\n"] {
+            assert!(!looks_like_manifest(text), "{text}");
+        }
+    }
 
     #[test]
     fn mappings_file_kinds() {

@@ -70,7 +70,12 @@ fn namespace_review(operation: &str, user: &str, annotation: &str, label: &str) 
 /// The Namespace as stored after the webhook's answer: (annotation, label); `None` when the
 /// answer carries no patch.
 async fn stored(s: &ServeProcess, review: &Value) -> Option<(String, String)> {
-    let (_, resp) = post(&s.client(false), &s.url("/mutate"), review).await;
+    let (status, resp) = post(&s.client(false), &s.url("/mutate"), review).await;
+    if status == 503 {
+        // Not ready yet (no table): the callers wait for the first table with `eventually`,
+        // and a ready server never becomes unready again.
+        return None;
+    }
     assert_eq!(resp["response"]["allowed"], true, "{resp}");
     let patch = resp["response"]["patch"].as_str()?;
     let patch: json_patch::Patch = serde_json::from_slice(
