@@ -67,8 +67,8 @@ fn bench_build(c: &mut Criterion) {
 }
 
 /// The whole admission answer without the network: the webhook's path (the walk over the
-/// bytes, the answer written once), the decoded-tree path (what the CLI uses) and the floor (check
-/// the JSON, echo the uid), on the same 5 KB migrated Deployment review.
+/// bytes, the answer written once) and the floor (check the JSON, echo the uid), on the same
+/// 5 KB migrated Deployment review.
 fn bench_review(c: &mut Criterion) {
     use rancher_remap::mapping::objects::Mappings;
     use rancher_remap::rewrite::MutateSettings;
@@ -82,9 +82,6 @@ fn bench_review(c: &mut Criterion) {
     group.bench_function("webhook", |b| {
         b.iter(|| webhook(black_box(&body), &mappings, &settings))
     });
-    group.bench_function("tree", |b| {
-        b.iter(|| tree(black_box(&body), &mappings, &settings))
-    });
     group.finish();
 }
 
@@ -97,18 +94,6 @@ fn webhook(
     use rancher_remap::server::mutate;
     let mut req = mutate::decode(body, &mappings.table).unwrap();
     mutate::answer(&mut req, mappings, settings).body
-}
-
-/// `/mutate` through the decoded tree (the CLI's engine, serde for the answer).
-fn tree(
-    body: &[u8],
-    mappings: &rancher_remap::mapping::objects::Mappings,
-    settings: &rancher_remap::rewrite::MutateSettings,
-) -> Vec<u8> {
-    use rancher_remap::server::{admission, review};
-    let req = review::decode::<serde_json::Value>(body).unwrap();
-    let d = admission::mutate(&req, mappings, settings);
-    serde_json::to_vec(&d.response.into_review()).unwrap()
 }
 
 /// Cost curves: the webhook's answer beside the floor's as the object grows from 1 KB to 1 MB,

@@ -4,9 +4,9 @@
 //! from it, the object is walked for its project IDs ([`crate::rewrite::walk`]), and everything
 //! else — containers, `managedFields`, `last-applied-configuration` — is checked as JSON and
 //! skipped, never copied. The answer (the AdmissionReview, the JSON patch inside it as base64,
-//! the warnings and the audit annotation) is written straight into one buffer. It is the same
-//! answer, byte for byte, as the decoded-tree path (`admission::mutate` and serde) gives: a
-//! property test holds the two together.
+//! the warnings and the audit annotation) is written straight into one buffer. This is the
+//! webhook's one decision: property tests hold its answers, applied, to a reference rewrite
+//! that shares no code with it, and its reading of odd JSON to serde's.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -15,7 +15,6 @@ use base64::Engine;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::admission::not_applied_warning;
 use super::outcome::RequestOutcome;
 use super::review::{bounded_warnings, check_type, ReviewError};
 use crate::mapping::objects::Mappings;
@@ -288,6 +287,11 @@ fn optional_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>
     Optional(CowStr).deserialize(d)
 }
 
+/// The warning that says what `--mode warn` did not apply (`audit`: the audit annotation's text).
+pub fn not_applied_warning(object: &str, audit: &str) -> String {
+    format!("{object}: --mode warn: the patch was not applied; it would have rewritten: {audit}")
+}
+
 /// The answer to one `/mutate` request, and what to count and log about it.
 #[derive(Debug)]
 pub struct Answer {
@@ -301,7 +305,7 @@ pub struct Answer {
     pub warned: bool,
 }
 
-/// Decides and writes the answer (the same decision as `admission::mutate`): which requests
+/// Decides and writes the answer: which requests
 /// are rewritten is the core's rule ([`admit`]); what the findings come to is [`judge`]d; the
 /// answer is written once ([`write_answer`]).
 pub fn answer(
@@ -551,7 +555,7 @@ fn patch_json(walked: &Walked<'_, '_>, findings: &[Found<'_, '_>], options: &Opt
     patch
 }
 
-/// The audit annotation: every rewrite, then every removed value (as `admission::audit`).
+/// The audit annotation: every rewrite, then every removed value.
 fn audit_text(walked: &Walked<'_, '_>, findings: &[Found<'_, '_>], options: &Options) -> String {
     const MAX: usize = 2000;
     let room: usize = findings

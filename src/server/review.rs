@@ -1,6 +1,5 @@
-//! The `admission.k8s.io/v1` AdmissionReview exchange, decoded into a tree: `/validate` and the
-//! reference path of `/mutate` (the tests, benches and fuzz target). The webhook's `/mutate`
-//! reads request bytes directly (`server::mutate`).
+//! The `admission.k8s.io/v1` AdmissionReview exchange, decoded into a tree: `/validate`'s. The
+//! webhook's `/mutate` reads request bytes directly (`server::mutate`).
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -149,7 +148,8 @@ pub struct Status {
     pub reason: &'static str,
 }
 
-/// `response`.
+/// `/validate`'s `response` (it never patches; `/mutate` writes its own answer, with the
+/// patch, in `server::mutate`).
 #[derive(Debug, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Response {
@@ -157,15 +157,8 @@ pub struct Response {
     pub allowed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub patch_type: Option<&'static str>,
-    /// Base64 of the JSON patch.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub patch: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
-    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub audit_annotations: std::collections::BTreeMap<String, String>,
 }
 
 impl Response {
