@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -18,7 +17,6 @@ use super::{ReportFormat, ScopeArg};
 use crate::audit::{self, Finding, FixStatus, Namespaces, Progress, Report};
 use crate::mapping::objects::{mappings_from_configmap, Mappings};
 use crate::source::mappings_file::mappings_from_file_text;
-use crate::source::ConfigMapRef;
 
 /// Audit the objects already in the cluster: report each one the webhook would rewrite.
 ///
@@ -34,7 +32,7 @@ pub struct Args {
     pub cluster: ClusterArgs,
 
     #[command(flatten)]
-    pub source: AuditSource,
+    pub source: super::SourceArgs,
 
     /// What to do with a project ID that has no mapping, as the webhook does: drop removes the
     /// label or annotation on migrated objects (selectors are never shortened), keep leaves it,
@@ -96,23 +94,6 @@ pub struct Args {
     pub concurrency: u16,
 }
 
-/// Where the project mappings come from (exactly one), as for `serve`.
-#[derive(Debug, Clone, clap::Args)]
-#[group(required = true, multiple = false)]
-pub struct AuditSource {
-    /// Mappings in storkctl's --project-mappings syntax.
-    #[arg(long, env = "RANCHER_REMAP_PROJECT_MAPPINGS", value_name = "STR")]
-    pub project_mappings: Option<String>,
-
-    /// A mapping ConfigMap, ClusterPair(s) or plain src=dst text.
-    #[arg(long, env = "RANCHER_REMAP_MAPPINGS_FILE", value_name = "PATH")]
-    pub mappings_file: Option<PathBuf>,
-
-    /// The mapping ConfigMap made by `derive`, read through the API server.
-    #[arg(long, env = "RANCHER_REMAP_MAPPINGS_CONFIGMAP", value_name = "NS/NAME")]
-    pub mappings_configmap: Option<ConfigMapRef>,
-}
-
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum DryRun {
     #[default]
@@ -124,6 +105,12 @@ pub enum DryRun {
 const POD_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    let s = &args.source;
+    if s.project_mappings.is_none() && s.mappings_file.is_none() && s.mappings_configmap.is_none() {
+        // A usage error, as clap reports one, before any cluster is asked anything.
+        eprintln!("error: give one of --project-mappings, --mappings-file or --mappings-configmap");
+        return Ok(ExitCode::from(2));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -222,7 +209,7 @@ async fn audit_at(args: Args, client: kube::Client) -> Result<u8> {
     Ok(report.exit_status())
 }
 
-async fn load_mappings(source: &AuditSource, client: &kube::Client) -> Result<Mappings> {
+async fn load_mappings(source: &super::SourceArgs, client: &kube::Client) -> Result<Mappings> {
     Ok(
         match (
             &source.project_mappings,

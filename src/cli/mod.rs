@@ -58,6 +58,28 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
+/// Where the mapping table comes from, the same three flags for `serve` and `audit`: at most
+/// one (clap's group); each command checks that one is there (`serve` also takes none with
+/// `--validate-only`, which stays out of the group so that `RANCHER_REMAP_VALIDATE_ONLY=false`
+/// beside a mapping source means what it says).
+#[derive(Debug, Clone, clap::Args)]
+#[group(multiple = false)]
+pub struct SourceArgs {
+    /// Mappings in storkctl's --project-mappings syntax.
+    #[arg(long, env = "RANCHER_REMAP_PROJECT_MAPPINGS", value_name = "STR")]
+    pub project_mappings: Option<String>,
+
+    /// A mapping ConfigMap, ClusterPair(s) or plain src=dst text (`serve` follows it for
+    /// changes, kubelet's update of a mounted ConfigMap included).
+    #[arg(long, env = "RANCHER_REMAP_MAPPINGS_FILE", value_name = "PATH")]
+    pub mappings_file: Option<std::path::PathBuf>,
+
+    /// The mapping ConfigMap made by `derive`, read through the API server (`serve` watches
+    /// it: get, list and watch on it, and create on Events).
+    #[arg(long, env = "RANCHER_REMAP_MAPPINGS_CONFIGMAP", value_name = "NS/NAME")]
+    pub mappings_configmap: Option<crate::source::ConfigMapRef>,
+}
+
 /// How a command that reports findings prints them (`audit`, `check`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportFormat {

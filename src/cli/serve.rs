@@ -17,7 +17,7 @@ use crate::server::metrics::Metrics;
 use crate::server::routes::AppState;
 use crate::server::tls::CertFiles;
 use crate::server::{Server, Timing};
-use crate::source::{self, ConfigMapRef, Source};
+use crate::source::{self, Source};
 
 /// Run the admission webhook server (HTTPS /mutate and /validate; plain /healthz, /readyz,
 /// /metrics on the admin port). Every flag can also be set from its environment variable.
@@ -44,7 +44,7 @@ pub struct Args {
     pub admin_listen: SocketAddr,
 
     #[command(flatten)]
-    pub source: SourceArgs,
+    pub source: super::SourceArgs,
 
     /// With --mappings-configmap: the cluster to watch it in (in a pod, its ServiceAccount).
     #[command(flatten)]
@@ -121,28 +121,7 @@ pub struct Args {
     pub log_format: LogFormat,
 }
 
-/// At most one mapping source; exactly one, or none with `--validate-only`, is checked by
-/// [`SourceArgs::source`] (`--validate-only` stays out of clap's group, so that
-/// `RANCHER_REMAP_VALIDATE_ONLY=false` beside a mapping source means what it says).
-#[derive(Debug, Clone, clap::Args)]
-#[group(multiple = false)]
-pub struct SourceArgs {
-    /// Mappings in storkctl's --project-mappings syntax, fixed for the life of the process.
-    #[arg(long, env = "RANCHER_REMAP_PROJECT_MAPPINGS", value_name = "STR")]
-    pub project_mappings: Option<String>,
-
-    /// A mapping ConfigMap, ClusterPair(s) or plain src=dst text, followed for changes
-    /// (including kubelet's update of a mounted ConfigMap).
-    #[arg(long, env = "RANCHER_REMAP_MAPPINGS_FILE", value_name = "PATH")]
-    pub mappings_file: Option<PathBuf>,
-
-    /// The mapping ConfigMap made by `derive`, watched through the API server (in-cluster
-    /// credentials, or KUBECONFIG). Needs get, list and watch on it, and create on Events.
-    #[arg(long, env = "RANCHER_REMAP_MAPPINGS_CONFIGMAP", value_name = "NS/NAME")]
-    pub mappings_configmap: Option<ConfigMapRef>,
-}
-
-impl SourceArgs {
+impl super::SourceArgs {
     /// The mapping source, `None` with `--validate-only`; an error (a usage error) when there
     /// is none, or one beside `--validate-only`.
     pub fn source(&self, validate_only: bool) -> Result<Option<Source>, &'static str> {
