@@ -31,9 +31,21 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 
 /// Set in the environment of the child that runs the no-op server (and, with FLOOR_ENV too,
-/// the floor server).
+/// the floor server: `1` answers the floor's own allow, `same` the webhook's answer).
 const NOOP_ENV: &str = "RANCHER_REMAP_LOAD_NOOP";
 const FLOOR_ENV: &str = "RANCHER_REMAP_LOAD_FLOOR";
+
+/// What a baseline server answers.
+#[derive(Clone, Copy, PartialEq)]
+enum Baseline {
+    /// A fixed review, the body unread beyond its bytes.
+    Noop,
+    /// Checks the JSON, echoes the uid.
+    Floor,
+    /// Checks the JSON, sends the webhook's own answer for the bench review (3 KB: patch,
+    /// warnings, audit annotation): what the answer's size costs, apart from its making.
+    FloorSameAnswer,
+}
 const FIXED_REVIEW: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","allowed":true}}"#;
 
 fn main() {
@@ -43,7 +55,14 @@ fn main() {
             .enable_all()
             .build()
             .unwrap()
-            .block_on(noop_server(&dir, std::env::var_os(FLOOR_ENV).is_some()));
+            .block_on(noop_server(
+                &dir,
+                match std::env::var(FLOOR_ENV).as_deref() {
+                    Ok("same") => Baseline::FloorSameAnswer,
+                    Ok(_) => Baseline::Floor,
+                    Err(_) => Baseline::Noop,
+                },
+            ));
         return;
     }
     // `cargo test --benches` runs bench targets with no `--bench` flag: stay quick then.
@@ -86,7 +105,11 @@ fn main() {
     rows.push(run_target("no-op axum+rustls", noop));
     rows.push(run_target(
         "floor: checks the JSON, echoes uid",
-        Target::floor(dir.path()),
+        Target::baseline(dir.path(), Baseline::Floor),
+    ));
+    rows.push(run_target(
+        "floor + the webhook's answer bytes",
+        Target::baseline(dir.path(), Baseline::FloorSameAnswer),
     ));
     for entries in [1_000usize, 100_000] {
         let target = Target::rancher_remap(dir.path(), entries);
@@ -141,13 +164,14 @@ fn main() {
             r.peak_rss_kib as f64 / 1024.0
         );
     }
-    let (base, floor) = (rows[0].max.rate, rows[1].max.rate);
+    let (base, floor, same) = (rows[0].max.rate, rows[1].max.rate, rows[2].max.rate);
     for r in &rows[1..] {
         println!(
-            "{}: {:.0} % of the no-op throughput, {:.0} % of the floor's",
+            "{}: {:.0} % of the no-op throughput, {:.0} % of the floor's, {:.0} % of the floor with the same answer",
             r.label,
             100.0 * r.max.rate / base,
-            100.0 * r.max.rate / floor
+            100.0 * r.max.rate / floor,
+            100.0 * r.max.rate / same
         );
     }
 }
@@ -167,19 +191,21 @@ struct Target {
 impl Target {
     /// This bench binary again, serving the no-op handler; it prints its address.
     fn noop(dir: &Path) -> Target {
-        Target::baseline(dir, false)
+        Target::baseline(dir, Baseline::Noop)
     }
 
-    /// This bench binary again, serving the floor handler.
-    fn floor(dir: &Path) -> Target {
-        Target::baseline(dir, true)
-    }
-
-    fn baseline(dir: &Path, floor: bool) -> Target {
+    /// This bench binary again, serving a baseline handler; it prints its address.
+    fn baseline(dir: &Path, baseline: Baseline) -> Target {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.env(NOOP_ENV, dir);
-        if floor {
-            cmd.env(FLOOR_ENV, "1");
+        match baseline {
+            Baseline::Noop => {}
+            Baseline::Floor => {
+                cmd.env(FLOOR_ENV, "1");
+            }
+            Baseline::FloorSameAnswer => {
+                cmd.env(FLOOR_ENV, "same");
+            }
         }
         let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
@@ -189,7 +215,7 @@ impl Target {
         Target {
             addr: line.trim().parse().unwrap(),
             child,
-            expects_patch: false,
+            expects_patch: baseline == Baseline::FloorSameAnswer,
         }
     }
 
@@ -372,7 +398,7 @@ async fn run(
 /// The baselines: axum + rustls (same provider, same ALPN, same hyper-util connection builder)
 /// with a handler that reads the body and returns a fixed review (no-op), or the floor's answer.
 /// Prints its address on stdout.
-async fn noop_server(dir: &Path, floor: bool) {
+async fn noop_server(dir: &Path, baseline: Baseline) {
     use axum::routing::post;
     let certs: Vec<_> = CertificateDer::pem_file_iter(dir.join("tls.crt"))
         .unwrap()
@@ -387,15 +413,28 @@ async fn noop_server(dir: &Path, floor: bool) {
         .unwrap();
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let app = if floor {
-        axum::Router::new().route(
+    // The webhook's answer for the bench review, made once (1,000-entry table, as measured).
+    let same: Arc<Vec<u8>> = Arc::new({
+        use rancher_remap::server::mutate;
+        let mappings =
+            rancher_remap::mapping::objects::Mappings::from_text(&support::mappings(1_000))
+                .unwrap();
+        let body = support::review_body();
+        let mut req = mutate::decode(&body, &mappings.table).unwrap();
+        mutate::answer(&mut req, &mappings, &Default::default()).body
+    });
+    let app = match baseline {
+        Baseline::Floor | Baseline::FloorSameAnswer => axum::Router::new().route(
             "/mutate",
-            post(|body: Bytes| async move {
+            post(move |body: Bytes| async move {
                 match support::floor_answer(&body) {
                     Ok(answer) => (
                         axum::http::StatusCode::OK,
                         [("content-type", "application/json")],
-                        answer,
+                        match baseline {
+                            Baseline::FloorSameAnswer => same.to_vec(),
+                            _ => answer,
+                        },
                     ),
                     Err(_) => (
                         axum::http::StatusCode::BAD_REQUEST,
@@ -404,15 +443,14 @@ async fn noop_server(dir: &Path, floor: bool) {
                     ),
                 }
             }),
-        )
-    } else {
-        axum::Router::new().route(
+        ),
+        Baseline::Noop => axum::Router::new().route(
             "/mutate",
             post(|body: Bytes| async move {
                 std::hint::black_box(body);
                 ([("content-type", "application/json")], FIXED_REVIEW)
             }),
-        )
+        ),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!("{}", listener.local_addr().unwrap());
