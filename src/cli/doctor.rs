@@ -64,18 +64,10 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub clusterpair: Option<PathBuf>,
 
-    /// Output format.
+    /// Output format: table (one line per check) or json
+    /// (`{"checks": [{"name", "status", "message"}]}`).
     #[arg(short, long, value_enum, default_value_t)]
-    pub output: DoctorOutput,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum DoctorOutput {
-    /// One line per check.
-    #[default]
-    Table,
-    /// `{"checks": [{"name", "status", "message"}]}`.
-    Json,
+    pub output: super::ReportFormat,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -93,11 +85,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     let mut out = std::io::stdout().lock();
     match output {
-        DoctorOutput::Json => {
+        super::ReportFormat::Json => {
             serde_json::to_writer_pretty(&mut out, &report)?;
             writeln!(out)?;
         }
-        DoctorOutput::Table => {
+        super::ReportFormat::Table => {
             for c in &report.checks {
                 writeln!(out, "{:<5} {:<21} {}", c.status.as_str(), c.name, c.message)?;
             }
@@ -238,9 +230,11 @@ async fn read_mappings(
     }
     if let Some(path) = &args.mappings_file {
         let origin = format!("--mappings-file {}", path.display());
-        let m = std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
-            .and_then(|t| mappings_from_file_text(&t).map_err(|e| e.to_string()));
+        // A file that cannot be read is "could not check" (exit 2); one that reads but holds no
+        // good table is the `mappings` check failing (exit 1).
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --mappings-file {}", path.display()))?;
+        let m = mappings_from_file_text(&text).map_err(|e| e.to_string());
         return Ok((m, origin));
     }
     let default = format!("{}/{DEFAULT_CONFIGMAP_NAME}", args.namespace);

@@ -372,6 +372,16 @@ async fn before_install_a_mappings_file_is_checked_and_the_webhook_only_warned()
     assert_check(&checks, "mappings", "ok", &["--mappings-file"]);
     assert_check(&checks, "webhook", "warn", &["not installed"]);
     assert_eq!(SOURCE, "c-src01");
+
+    // A file that cannot be read is "could not check" (2), not a failed check (1).
+    let missing = dir.path().join("no-such-file");
+    let (out, _) = doctor(
+        &fake.kubeconfig(dir.path()),
+        &["--mappings-file", missing.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no-such-file"), "{}", stderr(&out));
 }
 
 /// The `helm test` Pod's identity and its token in the fake.
