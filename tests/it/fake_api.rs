@@ -1131,10 +1131,11 @@ fn list(
         if !selected(target, &selector, k, obj) {
             continue;
         }
-        if items.len() < limit && metadata_only {
-            items.push(partial(obj));
-        } else if items.len() < limit {
-            items.push(as_item(&target.t, obj));
+        if items.len() < limit {
+            items.push(match metadata_only {
+                true => partial(obj),
+                false => as_item(&target.t, obj),
+            });
             last = Some((ns.clone(), name.clone()));
         } else {
             remaining += 1;
