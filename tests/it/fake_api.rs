@@ -1147,9 +1147,19 @@ fn list(
         metadata["remainingItemCount"] = json!(remaining);
     }
     drop(g);
+    list_answer(&target.t, metadata, items, metadata_only)
+}
+
+/// A list of `t`, or kube-apiserver's PartialObjectMetadataList when `metadata_only`.
+fn list_answer(
+    t: &ResourceType,
+    metadata: Value,
+    items: Vec<Value>,
+    metadata_only: bool,
+) -> Response {
     let (kind, api_version) = match metadata_only {
         true => ("PartialObjectMetadataList".into(), "meta.k8s.io/v1".into()),
-        false => (format!("{}List", target.t.kind), target.t.api_version()),
+        false => (format!("{}List", t.kind), t.api_version()),
     };
     Json(json!({"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": items}))
         .into_response()
