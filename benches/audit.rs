@@ -6,8 +6,10 @@
 //! cluster sizes, then one `--fix`. Target: 10,000 objects in under 10 s, memory bounded by the
 //! page size (not the cluster size).
 //!
-//! Run: `cargo bench --bench audit` (or `make audit-bench`). Knob: AUDIT_OBJECTS (default
-//! 10000). Loopback only; every audit process is waited for.
+//! Run: `cargo bench --bench audit` (or `make audit-bench`). Knobs: AUDIT_OBJECTS (default
+//! 10000); AUDIT_ARGS, more arguments for every audit run, split on spaces (e.g.
+//! `--include-secrets`, to audit the Secrets a default audit leaves out). Loopback only; every
+//! audit process is waited for.
 
 #[path = "support/net.rs"]
 mod net;
@@ -94,7 +96,12 @@ async fn audit(fake: &FakeApi, args: &[&str]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = fake.kubeconfig(dir.path());
     let mappings = support::mappings(TABLE);
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let extra = std::env::var("AUDIT_ARGS").unwrap_or_default();
+    let args: Vec<String> = args
+        .iter()
+        .map(|s| s.to_string())
+        .chain(extra.split_whitespace().map(str::to_string))
+        .collect();
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let mut child = Command::new(env!("CARGO_BIN_EXE_rancher-remap"))

@@ -1,6 +1,11 @@
 //! The few API calls the audit makes, on plain JSON values: one page of a list, one object,
 //! one JSON patch. Errors are described by status code, reason and a bounded message, never by
 //! a response body.
+//!
+//! Types whose project IDs live only in metadata ([`ResourceType::metadata_only`]) are read in
+//! kube-apiserver's metadata-only form (`PartialObjectMetadataList`, `PartialObjectMetadata`):
+//! no Secret data, ConfigMap data or Service spec is sent, parsed or held, and each item is
+//! `{"apiVersion", "kind", "metadata"}`, which the rewrite reads like any object.
 
 use json_patch::Patch;
 use kube::api::{GetParams, ListParams, PatchParams};
@@ -39,12 +44,16 @@ pub async fn list_page(
         continue_token,
         ..ListParams::default()
     };
-    let req = Request::new(t.collection_path(namespace))
-        .list(&params)
-        .map_err(kube::Error::BuildRequest)?;
+    let request = Request::new(t.collection_path(namespace));
+    let req = if t.metadata_only() {
+        request.list_metadata(&params)
+    } else {
+        request.list(&params)
+    }
+    .map_err(kube::Error::BuildRequest)?;
     let mut page: Page = client.request(req).await?;
-    // kube-apiserver leaves kind and apiVersion out of list items of built-in types; the
-    // engine and the report need them.
+    // kube-apiserver leaves kind and apiVersion out of list items of built-in types (and names
+    // metadata-only items PartialObjectMetadata); the engine and the report need the type's.
     for item in &mut page.items {
         with_type(item, t);
     }
@@ -58,9 +67,13 @@ pub async fn get(
     namespace: Option<&str>,
     name: &str,
 ) -> Result<Value, kube::Error> {
-    let req = Request::new(t.collection_path(namespace))
-        .get(name, &GetParams::default())
-        .map_err(kube::Error::BuildRequest)?;
+    let request = Request::new(t.collection_path(namespace));
+    let req = if t.metadata_only() {
+        request.get_metadata(name, &GetParams::default())
+    } else {
+        request.get(name, &GetParams::default())
+    }
+    .map_err(kube::Error::BuildRequest)?;
     let mut obj: Value = client.request(req).await?;
     with_type(&mut obj, t);
     Ok(obj)
@@ -88,7 +101,14 @@ pub async fn patch(
 }
 
 fn with_type(obj: &mut Value, t: &ResourceType) {
-    if let Some(map) = obj.as_object_mut() {
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
+    if t.metadata_only() {
+        // `meta.k8s.io/v1 PartialObjectMetadata` says how it was sent, not what it is.
+        map.insert("kind".into(), Value::from(t.kind.clone()));
+        map.insert("apiVersion".into(), Value::from(t.api_version()));
+    } else {
         map.entry("kind")
             .or_insert_with(|| Value::from(t.kind.clone()));
         map.entry("apiVersion")

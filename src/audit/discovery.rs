@@ -59,7 +59,54 @@ impl ResourceType {
     pub fn is_namespace(&self) -> bool {
         self.group.is_empty() && self.plural == "namespaces"
     }
+
+    /// Whether the core Secret type, read only with `--include-secrets`.
+    pub fn is_secret(&self) -> bool {
+        self.group.is_empty() && self.plural == "secrets"
+    }
+
+    /// Whether the webhook's rewrite can find project IDs of this type only in its metadata, so
+    /// that a metadata-only list (`PartialObjectMetadataList`) is enough: a built-in type
+    /// without a pod template (top-level, under `spec`, or under `spec.jobTemplate`), a Pod's
+    /// affinity or a NetworkPolicy's rules. Custom and aggregated groups may hold pod templates
+    /// of their own and are read whole.
+    pub fn metadata_only(&self) -> bool {
+        match self.group.as_str() {
+            "" => !matches!(
+                self.plural.as_str(),
+                "pods" | "podtemplates" | "replicationcontrollers"
+            ),
+            "apps" | "batch" => false,
+            "networking.k8s.io" => self.plural != "networkpolicies",
+            group => BUILT_IN_GROUPS.contains(&group),
+        }
+    }
 }
+
+/// The API groups kube-apiserver serves itself (besides the core group, `apps`, `batch` and
+/// `networking.k8s.io`, which [`ResourceType::metadata_only`] names type by type). None of their
+/// types holds a pod template, affinity or NetworkPolicy rule the rewrite reads.
+const BUILT_IN_GROUPS: &[&str] = &[
+    "admissionregistration.k8s.io",
+    "apiextensions.k8s.io",
+    "apiregistration.k8s.io",
+    "authentication.k8s.io",
+    "authorization.k8s.io",
+    "autoscaling",
+    "certificates.k8s.io",
+    "coordination.k8s.io",
+    "discovery.k8s.io",
+    "events.k8s.io",
+    "flowcontrol.apiserver.k8s.io",
+    "internal.apiserver.k8s.io",
+    "node.k8s.io",
+    "policy",
+    "rbac.authorization.k8s.io",
+    "resource.k8s.io",
+    "scheduling.k8s.io",
+    "storage.k8s.io",
+    "storagemigration.k8s.io",
+];
 
 /// How long one group version's discovery may take. The kube client retries 503 (an aggregated
 /// API whose backend is down) with backoff for minutes; the audit names it and goes on instead.
@@ -185,6 +232,42 @@ mod tests {
             "/api/v1/namespaces/team-a/pods"
         );
         assert_eq!(types[0].collection_path(None), "/api/v1/pods");
+    }
+
+    #[test]
+    fn metadata_only_for_built_in_types_without_pod_templates() {
+        let t = |group: &str, plural: &str| ResourceType {
+            group: group.into(),
+            version: "v1".into(),
+            plural: plural.into(),
+            kind: String::new(),
+            namespaced: true,
+        };
+        for (group, plural) in [
+            ("", "configmaps"),
+            ("", "secrets"),
+            ("", "services"),
+            ("", "namespaces"),
+            ("networking.k8s.io", "ingresses"),
+            ("rbac.authorization.k8s.io", "clusterroles"),
+            ("policy", "poddisruptionbudgets"),
+        ] {
+            assert!(t(group, plural).metadata_only(), "{group} {plural}");
+        }
+        for (group, plural) in [
+            ("", "pods"),
+            ("", "podtemplates"),
+            ("", "replicationcontrollers"),
+            ("apps", "deployments"),
+            ("apps", "controllerrevisions"),
+            ("batch", "cronjobs"),
+            ("networking.k8s.io", "networkpolicies"),
+            ("example.com", "widgets"),
+            ("argoproj.io", "rollouts"),
+        ] {
+            assert!(!t(group, plural).metadata_only(), "{group} {plural}");
+        }
+        assert!(t("", "secrets").is_secret() && !t("example.com", "secrets").is_secret());
     }
 
     #[test]

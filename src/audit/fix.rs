@@ -1,7 +1,8 @@
 //! `--fix`: the webhook's patch, preceded by a `test` of `/metadata/resourceVersion`, so a
 //! change made since the object was read fails the patch (409/422) instead of being
 //! overwritten. The object is then read again, judged again and, if it still needs it, patched
-//! again, a bounded number of times.
+//! again, a bounded number of times. For a type read metadata-only, the patch touches nothing
+//! but `/metadata` (the only part read, so the only part the audit may vouch for).
 
 use json_patch::{Patch, PatchOperation, TestOperation};
 use jsonptr::PointerBuf;
@@ -100,7 +101,16 @@ impl Scan<'_> {
             path: PointerBuf::from_tokens(["metadata", "resourceVersion"]),
             value: resource_version,
         }));
-        ops.extend(outcome.patch.iter().cloned());
+        // The engine saw only metadata of such a type, so it cannot propose more; kept to
+        // /metadata all the same, so a patch never writes what the audit never read.
+        let metadata_only = t.metadata_only();
+        ops.extend(
+            outcome
+                .patch
+                .iter()
+                .filter(|op| !metadata_only || op.path().as_str().starts_with("/metadata/"))
+                .cloned(),
+        );
         let _permit = self.permits.acquire().await;
         api::patch(self.client, t, ns, name, Patch(ops), dry_run).await
     }

@@ -74,6 +74,9 @@ pub struct Settings {
     /// Requests in flight at most.
     pub concurrency: usize,
     pub fix: Option<Fix>,
+    /// `--include-secrets`: list Secrets too (left out by default, so the audit needs no right
+    /// to read them).
+    pub include_secrets: bool,
 }
 
 /// Counters a progress line can show while the audit runs.
@@ -229,22 +232,14 @@ pub async fn run(
         permits: Semaphore::new(concurrency),
         migrated_namespaces: Mutex::new(HashSet::new()),
     };
-    let (namespaces, others): (Vec<_>, Vec<_>) = discovered
-        .types
-        .into_iter()
-        .filter(|t| {
-            t.namespaced
-                || t.is_namespace()
-                || matches!(settings.namespaces, Namespaces::AllExcept(_))
-        })
-        .partition(ResourceType::is_namespace);
-    progress
-        .types_total
-        .store(namespaces.len() + others.len(), Ordering::Relaxed);
     let mut report = Report {
         errors: discovered.errors,
         ..Report::default()
     };
+    let (namespaces, others) = select(discovered.types, settings, &mut report);
+    progress
+        .types_total
+        .store(namespaces.len() + others.len(), Ordering::Relaxed);
     let mut results: Vec<TypeResult> = futures::stream::iter(&others)
         .map(|t| scan.scan_type(t))
         .buffer_unordered(concurrency)
@@ -266,6 +261,27 @@ pub async fn run(
         .sort_by(|a, b| (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name)));
     report.skipped.sort();
     Ok(report)
+}
+
+/// The types to audit, Namespaces apart (they go last). Cluster-scoped types only when every
+/// namespace is audited; Secrets only when asked for, said in `report` otherwise.
+fn select(
+    types: Vec<ResourceType>,
+    settings: &Settings,
+    report: &mut Report,
+) -> (Vec<ResourceType>, Vec<ResourceType>) {
+    let all_namespaces = matches!(settings.namespaces, Namespaces::AllExcept(_));
+    let mut chosen = Vec::with_capacity(types.len());
+    for t in types {
+        if t.is_secret() && !settings.include_secrets {
+            report
+                .skipped
+                .push(format!("{}: not read without --include-secrets", t.name()));
+        } else if t.namespaced || t.is_namespace() || all_namespaces {
+            chosen.push(t);
+        }
+    }
+    chosen.into_iter().partition(ResourceType::is_namespace)
 }
 
 /// Expired continue tokens tolerated per list before it counts as failed.

@@ -21,7 +21,9 @@ use crate::source::mappings_file::mappings_from_file_text;
 /// Audit the objects already in the cluster: report each one the webhook would rewrite.
 ///
 /// Lists every object of every resource type the API server lists and patches (core and
-/// custom), in the chosen namespaces, and runs the webhook's rewrite on each. Exit status: 0
+/// custom; Secrets only with --include-secrets), in the chosen namespaces, and runs the
+/// webhook's rewrite on each. Types whose project IDs live only in metadata are listed
+/// metadata-only. Exit status: 0
 /// when nothing would change, 1 when something would, 2 on errors. With --fix, applies the
 /// webhook's patch to each object, guarded by its resourceVersion (a change made in between is
 /// read again, never overwritten); exit 0 when everything found was fixed, 2 when a patch failed.
@@ -84,6 +86,18 @@ pub struct Args {
     /// Patches tried per object that keeps changing under --fix.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_attempts: u16,
+
+    /// Audit Secrets too. Left out by default, so the audit needs no right to read them (and
+    /// never does): stderr says they were skipped. The service account then needs get and list
+    /// on secrets (deploy/audit/secrets.yaml). The environment variable takes true/false, 1/0,
+    /// yes/no or on/off.
+    #[arg(
+        long,
+        env = "RANCHER_REMAP_AUDIT_INCLUDE_SECRETS",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub include_secrets: bool,
 
     /// Objects per list request (memory grows with it).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
@@ -185,6 +199,7 @@ async fn audit_at(args: Args, client: kube::Client) -> Result<u8> {
             dry_run: args.dry_run == DryRun::Server,
             attempts: args.max_attempts.into(),
         }),
+        include_secrets: args.include_secrets,
     };
     let progress = Arc::new(Progress::default());
     let ticker = std::io::stderr()

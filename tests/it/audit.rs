@@ -141,12 +141,35 @@ fn expected_default() -> BTreeSet<(String, String, String)> {
     .collect()
 }
 
+/// What the default audit must find without `--include-secrets`: all but the Secret.
+fn expected_without_secrets() -> BTreeSet<(String, String, String)> {
+    let mut expected = expected_default();
+    expected.retain(|(kind, _, _)| kind != "Secret");
+    expected
+}
+
 struct Cluster {
     fake: FakeApi,
     dir: tempfile::TempDir,
 }
 
+/// deploy/audit's RBAC file `name` (one not in its kustomization).
+fn audit_rbac_file(name: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(repo("deploy/audit").join(name)).unwrap();
+    rancher_remap::manifest::parse_documents(&text).unwrap()
+}
+
+/// The test cluster, where the operator opted in to Secrets (deploy/audit/secrets.yaml);
+/// [`Cluster::audit`] asks for them.
 async fn cluster() -> Cluster {
+    let c = cluster_as_shipped().await;
+    c.fake.put_rbac(&audit_rbac_file("secrets.yaml"));
+    c
+}
+
+/// The test cluster under deploy/audit's default RBAC, plus the role its example adds for the
+/// custom group (example.com) the Widgets are in.
+async fn cluster_as_shipped() -> Cluster {
     let fake = FakeApi::start().await;
     fake.add_type(ResourceType::custom(
         "example.com",
@@ -161,6 +184,7 @@ async fn cluster() -> Cluster {
     fake.put_rbac(&crate::deploy::kustomize(&crate::common::repo(
         "deploy/audit",
     )));
+    fake.put_rbac(&audit_rbac_file("custom-groups.example.yaml"));
     fake.put(
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
         "metadata": {"name": "rancher-remap-audit-fix"},
@@ -186,8 +210,16 @@ const AUDIT_FIXER: &str = "u-audit-fixer";
 const FIXER_TOKEN: &str = "audit-fixer-token";
 
 impl Cluster {
-    /// `audit --project-mappings MAPPINGS --page-size 2 ARGS...` through the kubeconfig.
+    /// `audit --project-mappings MAPPINGS --page-size 2 --include-secrets ARGS...` through the
+    /// kubeconfig.
     async fn audit(&self, args: &[&str]) -> Output {
+        let mut all = vec!["--include-secrets"];
+        all.extend_from_slice(args);
+        self.run(&all, &[]).await
+    }
+
+    /// `audit --project-mappings MAPPINGS --page-size 2 ARGS...` with `env`.
+    async fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let kubeconfig = if args.contains(&"--fix") {
             self.dir.path().join("fix/kubeconfig")
         } else {
@@ -196,6 +228,7 @@ impl Cluster {
         let mut cmd = bin();
         cmd.args(["audit", "--project-mappings", MAPPINGS, "--page-size", "2"])
             .args(args)
+            .envs(env.iter().copied())
             .env("KUBECONFIG", kubeconfig);
         tokio::task::spawn_blocking(move || cmd.output().unwrap())
             .await
@@ -439,6 +472,16 @@ async fn fix_patches_behind_a_resource_version_test_and_a_second_audit_is_clean(
         let ops = p.body.as_array().unwrap();
         assert_eq!(ops[0]["op"], "test");
         assert_eq!(ops[0]["path"], "/metadata/resourceVersion");
+        // Types read metadata-only (a ConfigMap, the Secret, a ClusterRole, Namespaces) are
+        // patched in /metadata only.
+        if ["settings", "creds", "team-a-view", "team-a", "team-c"].contains(&p.name.as_str()) {
+            assert!(
+                ops.iter()
+                    .all(|o| o["path"].as_str().unwrap().starts_with("/metadata/")),
+                "{}: {ops:?}",
+                p.name
+            );
+        }
     }
 
     // Each object is what the webhook would have made of it; the others are untouched.
@@ -704,37 +747,13 @@ async fn mappings_from_the_configmap_and_its_namespace_is_left_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_job_and_its_roles() {
     use k8s_openapi::api::batch::v1::Job;
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 
     let docs: Vec<Value> = ["rbac.yaml", "job.yaml"]
         .iter()
-        .flat_map(|f| {
-            let text = std::fs::read_to_string(repo("deploy/audit").join(f)).unwrap();
-            rancher_remap::manifest::parse_documents(&text).unwrap()
-        })
+        .flat_map(|f| audit_rbac_file(f))
         .collect();
     let of = |kind: &str| -> Vec<&Value> { docs.iter().filter(|d| d["kind"] == kind).collect() };
-    let verbs = |name: &str| -> BTreeSet<String> {
-        let role: ClusterRole = serde_json::from_value(
-            (*of("ClusterRole")
-                .iter()
-                .find(|r| r["metadata"]["name"] == name)
-                .unwrap())
-            .clone(),
-        )
-        .unwrap();
-        role.rules
-            .unwrap()
-            .iter()
-            .flat_map(|r| r.verbs.clone())
-            .collect()
-    };
-    let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-    assert_eq!(verbs("rancher-remap-audit"), set(&["get", "list"]));
-    assert_eq!(
-        verbs("rancher-remap-audit-fix"),
-        set(&["get", "list", "patch"])
-    );
     let binding: ClusterRoleBinding =
         serde_json::from_value(of("ClusterRoleBinding")[0].clone()).unwrap();
     assert_eq!(
@@ -770,7 +789,73 @@ async fn the_shipped_job_and_its_roles() {
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert_eq!(names(&findings(&out)), expected_default());
+    assert_eq!(names(&findings(&out)), expected_without_secrets());
+}
+
+/// deploy/audit's aggregated roles, as the fake (and kube-controller-manager) sum them: the
+/// built-in types, no Secrets, no custom groups, patch only in the fix role; the opt-in files
+/// add what they say to the roles their labels name.
+#[test]
+fn the_shipped_audit_roles_grant_built_in_types_without_secrets() {
+    use crate::fake_api::fake_rbac::{allowed, Attributes, ResourceAttributes, UserInfo};
+
+    let docs = audit_rbac_file("rbac.yaml");
+    let bound = |role: &str, extra: &[Value]| {
+        let mut rbac: Vec<Value> = docs.iter().chain(extra).cloned().collect();
+        rbac.push(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "probe"}, "subjects": [{"kind": "User", "name": "probe"}],
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role}}));
+        move |verb: &str, group: &str, resource: &str| {
+            let attrs = Attributes {
+                verb: verb.into(),
+                resource: Some(ResourceAttributes {
+                    group: group.into(),
+                    resource: resource.into(),
+                    namespace: String::new(),
+                    name: String::new(),
+                }),
+                path: String::new(),
+            };
+            allowed(&rbac, &UserInfo::new("probe", &[]), &attrs)
+        }
+    };
+    for (role, patch) in [
+        ("rancher-remap-audit", false),
+        ("rancher-remap-audit-fix", true),
+    ] {
+        let may = bound(role, &[]);
+        for (group, resource) in [
+            ("", "configmaps"),
+            ("", "namespaces"),
+            ("", "pods"),
+            ("apps", "deployments"),
+            ("batch", "cronjobs"),
+            ("networking.k8s.io", "networkpolicies"),
+            ("rbac.authorization.k8s.io", "clusterroles"),
+            ("policy", "poddisruptionbudgets"),
+        ] {
+            assert!(
+                may("list", group, resource) && may("get", group, resource),
+                "{role} {resource}"
+            );
+            assert_eq!(may("patch", group, resource), patch, "{role} {resource}");
+        }
+        for verb in ["get", "list", "patch", "create", "update", "delete"] {
+            assert!(!may(verb, "", "secrets"), "{role} {verb} secrets");
+            assert!(
+                !may(verb, "example.com", "widgets"),
+                "{role} {verb} widgets"
+            );
+        }
+        assert!(!may("delete", "apps", "deployments") && !may("update", "", "configmaps"));
+        // The opt-in files add what they say, to the roles their labels name.
+        let secrets = bound(role, &audit_rbac_file("secrets.yaml"));
+        assert!(secrets("list", "", "secrets"));
+        assert_eq!(secrets("patch", "", "secrets"), patch);
+        let custom = bound(role, &audit_rbac_file("custom-groups.example.yaml"));
+        assert!(custom("list", "example.com", "widgets"));
+        assert_eq!(custom("patch", "example.com", "widgets"), patch);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -905,7 +990,7 @@ async fn kubeconfig_and_context_pick_the_cluster_and_errors_name_it_without_cred
     };
     let picked = audit(vec!["--kubeconfig", path, "--context", "fake"]);
     assert_eq!(picked.status.code(), Some(1), "{}", stderr(&picked));
-    assert_eq!(names(&findings(&picked)), expected_default());
+    assert_eq!(names(&findings(&picked)), expected_without_secrets());
 
     let down = audit(vec!["--kubeconfig", path]);
     assert_eq!(down.status.code(), Some(2));
@@ -925,4 +1010,116 @@ async fn kubeconfig_and_context_pick_the_cluster_and_errors_name_it_without_cred
         "{}",
         stderr(&unknown)
     );
+}
+
+/// The request log's lists (GETs of a collection) of the type named `plural`, as (path, Accept).
+fn lists_of(fake: &FakeApi, plural: &str) -> Vec<(String, String)> {
+    fake.request_log()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with(&format!("/{plural}")))
+        .map(|r| (r.path, r.accept))
+        .collect()
+}
+
+/// Kinds whose project IDs live only in metadata are listed in kube-apiserver's metadata-only
+/// form (the fake answers PartialObjectMetadataList, as the real one); kinds with pod templates
+/// or selectors, and custom types, whole. The findings are the same either way: the first test
+/// checks each against the engine on the whole stored object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_only_lists_for_metadata_kinds_and_whole_objects_for_the_others() {
+    let c = cluster().await;
+    c.fake.put(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": meta(Some("team-a"), "front", true, json!({KEY: "p-xy99z"})),
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}));
+    let out = c.audit(&["-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(names(&findings(&out)), expected_default());
+    const METADATA: &str = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+    for plural in [
+        "configmaps",
+        "secrets",
+        "services",
+        "namespaces",
+        "clusterroles",
+    ] {
+        let lists = lists_of(&c.fake, plural);
+        assert!(!lists.is_empty(), "{plural} listed");
+        assert!(
+            lists.iter().all(|(_, a)| a == METADATA),
+            "{plural}: {lists:?}"
+        );
+    }
+    for plural in [
+        "deployments",
+        "networkpolicies",
+        "widgets",
+        "pods",
+        "cronjobs",
+    ] {
+        let lists = lists_of(&c.fake, plural);
+        assert!(!lists.is_empty(), "{plural} listed");
+        assert!(
+            lists.iter().all(|(_, a)| !a.contains("as=")),
+            "{plural}: {lists:?}"
+        );
+    }
+}
+
+/// By default the audit neither reads Secrets nor needs to: under the shipped RBAC it finds all
+/// it found before but the Secret, says so, and sends no request for Secrets. Asked for them
+/// (flag or environment) it lists them, skipped out loud while the role is missing, found once
+/// the opt-in role is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_neither_read_nor_granted_unless_asked() {
+    let c = cluster_as_shipped().await;
+    let out = c.run(&["-o", "json"], &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(names(&findings(&out)), expected_without_secrets());
+    let err = stderr(&out);
+    assert!(
+        err.contains("skipped: secrets: not read without --include-secrets"),
+        "{err}"
+    );
+    let secret_requests: Vec<_> = c
+        .fake
+        .request_log()
+        .into_iter()
+        .filter(|r| r.path.contains("/secrets"))
+        .collect();
+    assert!(secret_requests.is_empty(), "{secret_requests:?}");
+    assert!(c.fake.denials().is_empty(), "{:?}", c.fake.denials());
+    let off = c
+        .run(
+            &["-o", "json"],
+            &[("RANCHER_REMAP_AUDIT_INCLUDE_SECRETS", "false")],
+        )
+        .await;
+    assert_eq!(names(&findings(&off)), expected_without_secrets());
+
+    // Asked for, not granted: RBAC refuses, and the audit says what it skipped.
+    let out = c.run(&["-o", "json", "--include-secrets"], &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(names(&findings(&out)), expected_without_secrets());
+    assert!(
+        stderr(&out).contains("skipped: secrets: 403 Forbidden"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The opt-in role: the Secret is found again, asked for by flag or by environment.
+    c.fake.put_rbac(&audit_rbac_file("secrets.yaml"));
+    for (args, env) in [
+        (vec!["-o", "json", "--include-secrets"], vec![]),
+        (
+            vec!["-o", "json"],
+            vec![("RANCHER_REMAP_AUDIT_INCLUDE_SECRETS", "1")],
+        ),
+    ] {
+        let out = c.run(&args, &env).await;
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert_eq!(names(&findings(&out)), expected_default());
+        assert!(!stderr(&out).contains("skipped"), "{}", stderr(&out));
+    }
+    let listed = lists_of(&c.fake, "secrets");
+    assert!(!listed.is_empty());
 }

@@ -4,6 +4,10 @@
 //!
 //! It follows kube-apiserver's protocol where the code under test depends on it:
 //! - Discovery: `/api`, `/api/v1`, `/apis`, `/apis/GROUP/VERSION` (legacy, non-aggregated).
+//! - A list or get whose `Accept` asks for `as=PartialObjectMetadataList` /
+//!   `as=PartialObjectMetadata` (`g=meta.k8s.io;v=v1`) is answered in that form, as
+//!   kube-apiserver does: items `{"apiVersion": "meta.k8s.io/v1", "kind":
+//!   "PartialObjectMetadata", "metadata": {...}}`, nothing else of the object.
 //! - Lists carry `metadata.resourceVersion`, honour `limit` and `continue` (with
 //!   `remainingItemCount`; a token too old is 410 with one to go on), the namespace of the path
 //!   and the whole `fieldSelector` (`metadata.name`, `metadata.namespace`; `=`, `==`, `!=`;
@@ -218,6 +222,23 @@ enum Msg {
     Drop,
 }
 
+/// One request as it arrived: method, path, query string and `Accept` header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub accept: String,
+}
+
+impl RequestRecord {
+    /// Whether it asks for kube-apiserver's metadata-only form (`PartialObjectMetadataList` or
+    /// `PartialObjectMetadata`).
+    pub fn metadata_only(&self) -> bool {
+        self.accept.contains("as=PartialObjectMetadata")
+    }
+}
+
 /// One PATCH request as it was answered.
 #[derive(Clone, Debug)]
 pub struct PatchRecord {
@@ -261,6 +282,8 @@ struct Inner {
     denials: Vec<String>,
     /// Every request answered, discovery included.
     requests: usize,
+    /// Every request, in order of arrival.
+    request_log: Vec<RequestRecord>,
 }
 
 #[derive(Clone)]
@@ -304,6 +327,7 @@ impl FakeApi {
                 tokens: HashMap::new(),
                 denials: Vec::new(),
                 requests: 0,
+                request_log: Vec::new(),
             })),
             tx,
             paused: Arc::new(tokio::sync::watch::channel(false).0),
@@ -522,6 +546,11 @@ impl FakeApi {
         self.inner.lock().unwrap().requests
     }
 
+    /// Every request so far (method, path, query, `Accept`), in order of arrival.
+    pub fn request_log(&self) -> Vec<RequestRecord> {
+        self.inner.lock().unwrap().request_log.clone()
+    }
+
     /// The message of every request refused by RBAC so far.
     pub fn denials(&self) -> Vec<String> {
         self.inner.lock().unwrap().denials.clone()
@@ -683,7 +712,7 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let segs: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
-    fake.inner.lock().unwrap().requests += 1;
+    let metadata_only = log_request(&fake, &method, &uri, &headers).metadata_only();
     let user = match authenticate(&fake, &headers) {
         Ok(user) => user,
         Err(Unauthorized) => return fail(401, "Unauthorized", "Unauthorized"),
@@ -715,13 +744,14 @@ async fn handle(
     }
     match (method, &target.name) {
         (Method::GET, None) if watching => watch(&fake, &target, &q).await,
-        (Method::GET, None) => list(&fake, &target, &q),
+        (Method::GET, None) => list(&fake, &target, &q, metadata_only),
         (Method::GET, Some(name)) => {
             let g = fake.inner.lock().unwrap();
             match g
                 .objects
                 .get(&(target.t.key(), target.namespace.clone(), name.clone()))
             {
+                Some(obj) if metadata_only => Json(partial(obj)).into_response(),
                 Some(obj) => Json(obj.clone()).into_response(),
                 None => not_found(&target.t, name),
             }
@@ -744,6 +774,24 @@ async fn handle(
             "the server does not allow this method on the requested resource",
         ),
     }
+}
+
+/// Counts and records a request.
+fn log_request(fake: &FakeApi, method: &Method, uri: &Uri, headers: &HeaderMap) -> RequestRecord {
+    let record = RequestRecord {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        query: uri.query().unwrap_or_default().to_string(),
+        accept: headers
+            .get("accept")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+    };
+    let mut g = fake.inner.lock().unwrap();
+    g.requests += 1;
+    g.request_log.push(record.clone());
+    record
 }
 
 /// The resource type, namespace and name a path names; `None` for a path that names none.
@@ -982,6 +1030,12 @@ fn selected(target: &Target, selector: &FieldSelector, key: &str, obj: &Value) -
 
 /// What a list item looks like: built-in types without `kind`/`apiVersion`, as kube-apiserver
 /// sends them.
+/// An object as kube-apiserver sends it metadata-only: its metadata and nothing else.
+fn partial(obj: &Value) -> Value {
+    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+        "metadata": obj["metadata"]})
+}
+
 fn as_item(t: &ResourceType, obj: &Value) -> Value {
     let mut obj = obj.clone();
     if !t.custom {
@@ -1000,7 +1054,12 @@ fn continue_token(ns: &str, name: &str, epoch: u64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token)
 }
 
-fn list(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> Response {
+fn list(
+    fake: &FakeApi,
+    target: &Target,
+    q: &HashMap<String, String>,
+    metadata_only: bool,
+) -> Response {
     let selector = match FieldSelector::parse(q.get("fieldSelector")) {
         Ok(s) => s,
         Err(e) => return fail(400, "BadRequest", &e),
@@ -1073,7 +1132,10 @@ fn list(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> Respons
             continue;
         }
         if items.len() < limit {
-            items.push(as_item(&target.t, obj));
+            items.push(match metadata_only {
+                true => partial(obj),
+                false => as_item(&target.t, obj),
+            });
             last = Some((ns.clone(), name.clone()));
         } else {
             remaining += 1;
@@ -1085,11 +1147,22 @@ fn list(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> Respons
         metadata["remainingItemCount"] = json!(remaining);
     }
     drop(g);
-    Json(
-        json!({"kind": format!("{}List", target.t.kind), "apiVersion": target.t.api_version(),
-                "metadata": metadata, "items": items}),
-    )
-    .into_response()
+    list_answer(&target.t, metadata, items, metadata_only)
+}
+
+/// A list of `t`, or kube-apiserver's PartialObjectMetadataList when `metadata_only`.
+fn list_answer(
+    t: &ResourceType,
+    metadata: Value,
+    items: Vec<Value>,
+    metadata_only: bool,
+) -> Response {
+    let (kind, api_version) = match metadata_only {
+        true => ("PartialObjectMetadataList".into(), "meta.k8s.io/v1".into()),
+        false => (format!("{}List", t.kind), t.api_version()),
+    };
+    Json(json!({"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": items}))
+        .into_response()
 }
 
 async fn watch(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> Response {

@@ -1,6 +1,6 @@
 //! The fake API server itself keeps the protocol the client code is tested against: replay,
 //! bookmarks, timeouts, whole field selectors, Event rules, 410 for a watcher that falls behind,
-//! JSON patch with a resourceVersion test.
+//! JSON patch with a resourceVersion test, metadata-only lists and gets.
 
 use std::time::{Duration, Instant};
 
@@ -272,4 +272,61 @@ async fn a_failed_patch_test_is_422_and_dry_run_stores_nothing() {
     assert_eq!(fake.get(&stored).unwrap(), stored);
     assert_eq!(send(fresh, false).await.unwrap().status(), 200);
     assert_eq!(fake.get(&stored).unwrap()["data"]["k"], "x");
+}
+
+/// Metadata-only reads are answered as kube-apiserver answers them, in the form kube's typed
+/// client reads (`Api::list_metadata`, `Api::get_metadata`): metadata and nothing else, paged.
+#[tokio::test]
+async fn metadata_only_lists_and_gets_carry_metadata_alone() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, ListParams};
+
+    let fake = FakeApi::start().await;
+    fake.put_all((0..3).map(|i| cm("shop", &format!("c{i}"))));
+    let api: Api<ConfigMap> = Api::namespaced(fake.client(), "shop");
+    let first = api
+        .list_metadata(&ListParams::default().limit(2))
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 2);
+    let token = first.metadata.continue_.clone().expect("a continue token");
+    let rest = api
+        .list_metadata(&ListParams::default().limit(2).continue_token(&token))
+        .await
+        .unwrap();
+    let names: Vec<_> = first
+        .items
+        .iter()
+        .chain(&rest.items)
+        .map(|m| m.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["c0", "c1", "c2"]);
+    let one = api.get_metadata("c1").await.unwrap();
+    assert_eq!(one.metadata.name.as_deref(), Some("c1"));
+
+    // On the wire: PartialObjectMetadataList of PartialObjectMetadata, no data.
+    let raw: Value = http()
+        .get(format!("{}/api/v1/namespaces/shop/configmaps", fake.url()))
+        .header(
+            "accept",
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(raw["kind"], "PartialObjectMetadataList");
+    assert_eq!(raw["apiVersion"], "meta.k8s.io/v1");
+    for item in raw["items"].as_array().unwrap() {
+        assert_eq!(item["kind"], "PartialObjectMetadata");
+        let keys: Vec<_> = item.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["apiVersion", "kind", "metadata"], "{item}");
+    }
+    let log = fake.request_log();
+    assert!(log
+        .iter()
+        .filter(|r| r.path.ends_with("/configmaps"))
+        .all(|r| r.metadata_only()));
 }

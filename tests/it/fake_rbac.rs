@@ -1,8 +1,10 @@
 //! RBAC for the fake API server, evaluated as kube-apiserver's RBAC authorizer does: the
 //! Roles, ClusterRoles, RoleBindings and ClusterRoleBindings stored in the fake, with
 //! apiGroups, resources (and `resource/subresource`), verbs, resourceNames, nonResourceURLs
-//! and `*` wildcards. The shipped manifests use no aggregationRule, so aggregation is not
-//! modelled. Besides the stored objects, every authenticated user holds what the bootstrap
+//! and `*` wildcards. A ClusterRole with an `aggregationRule` holds the union of the rules of
+//! the ClusterRoles its `clusterRoleSelectors` select (matchLabels and matchExpressions), as
+//! kube-controller-manager's aggregation controller fills it in; its own `rules` are ignored,
+//! as the controller overwrites them. Besides the stored objects, every authenticated user holds what the bootstrap
 //! policy gives `system:authenticated`: discovery (`system:discovery`) and the self reviews
 //! (`system:basic-user`).
 
@@ -114,11 +116,58 @@ fn bound_rules(objects: &[Value], user: &UserInfo, namespace: &str) -> Vec<Value
             Some("Role") => find("Role", ns, name),
             _ => None,
         };
-        if let Some(rs) = role.and_then(|r| r["rules"].as_array()) {
-            rules.extend(rs.iter().cloned());
+        if let Some(role) = role {
+            rules.extend(role_rules(objects, role, 0));
         }
     }
     rules
+}
+
+/// Aggregated roles may select aggregated roles; deeper than this is a loop.
+const MAX_AGGREGATION_DEPTH: usize = 8;
+
+/// A role's rules: its own, or for an aggregated ClusterRole the union of the selected ones'.
+fn role_rules(objects: &[Value], role: &Value, depth: usize) -> Vec<Value> {
+    let Some(selectors) = role["aggregationRule"]["clusterRoleSelectors"].as_array() else {
+        return role["rules"].as_array().cloned().unwrap_or_default();
+    };
+    if depth >= MAX_AGGREGATION_DEPTH {
+        return Vec::new();
+    }
+    objects
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] != role["metadata"]["name"])
+        .filter(|o| {
+            selectors
+                .iter()
+                .any(|s| selects(s, &o["metadata"]["labels"]))
+        })
+        .flat_map(|o| role_rules(objects, o, depth + 1))
+        .collect()
+}
+
+/// Whether a label selector selects `labels` (an empty one selects every role, as
+/// `metav1.LabelSelectorAsSelector` makes it).
+fn selects(selector: &Value, labels: &Value) -> bool {
+    let label = |k: &str| labels[k].as_str();
+    let match_labels = selector["matchLabels"].as_object();
+    let expressions = selector["matchExpressions"].as_array();
+    let labels_ok = match_labels
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| label(k) == v.as_str());
+    let expressions_ok = expressions.into_iter().flatten().all(|e| {
+        let value = label(e["key"].as_str().unwrap_or_default());
+        let values = strings(&e["values"]);
+        match e["operator"].as_str() {
+            Some("In") => value.is_some_and(|v| values.contains(&v)),
+            Some("NotIn") => value.is_none_or(|v| !values.contains(&v)),
+            Some("Exists") => value.is_some(),
+            Some("DoesNotExist") => value.is_none(),
+            _ => false,
+        }
+    });
+    labels_ok && expressions_ok
 }
 
 /// Whether one of `binding`'s subjects is `user` (a ServiceAccount subject without a namespace

@@ -216,13 +216,15 @@ fn rbac_evaluation_follows_names_namespaces_wildcards_and_paths() {
         &server,
         on("get", "", "secrets", "rancher-remap", "x")
     ));
-    // deploy/audit: `*` groups and resources, a ClusterRoleBinding to a ServiceAccount.
+    // deploy/audit: an aggregated ClusterRole (the union of the roles its selector picks),
+    // bound to a ServiceAccount; built-in groups, no Secrets.
     let audit = UserInfo::new(
         "system:serviceaccount:rancher-remap:rancher-remap-audit",
         &[],
     );
     assert!(may(&audit, on("list", "apps", "deployments", "", "")));
     assert!(!may(&audit, on("patch", "apps", "deployments", "ns", "d")));
+    assert!(!may(&audit, on("list", "", "secrets", "", "")));
     // Discovery is open to every authenticated user, nothing else non-resource is.
     let path = |p: &str| Attributes {
         verb: "get".into(),
