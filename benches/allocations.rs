@@ -1,5 +1,5 @@
 //! Heap allocations per `/mutate` answer, in-process (decode to answer), counted by a global
-//! allocator that counts: the webhook's path, the decoded-tree path and the floor, on the 5 KB
+//! allocator that counts: the webhook's path (its one decision) and the floor, on the 5 KB
 //! migrated Deployment review (10 rewrites) with a 1,000-entry table, and on a review that holds
 //! no project-ID key.
 //!

@@ -205,7 +205,7 @@ impl<'de, 't> Visitor<'de> for RequestVisitor<'t> {
         let (mut name, mut namespace, mut username) = (None, None, None);
         let mut dry_run = None;
         let mut object = None;
-        // Each field at most once, as the decoded-tree path's serde structs insist.
+        // Each field at most once, as serde's derived structs (and `/validate`'s decoder) insist.
         const FIELDS: [&str; 8] = [
             "uid",
             "operation",
