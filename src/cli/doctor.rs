@@ -259,14 +259,11 @@ async fn namespace_clusters(
     server: &str,
 ) -> Result<(BTreeMap<String, usize>, Option<String>)> {
     let api: Api<Namespace> = Api::all(client.clone());
-    let list = api
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| Call::new(server, "list namespaces").failed(&e))?;
+    let all = metadata_of_all(&api, &Call::new(server, "list namespaces")).await?;
     let (mut clusters, mut system) = (BTreeMap::new(), None);
-    for n in list.items {
-        let is_system = n.metadata.name.as_deref() == Some("kube-system");
-        let annotations = n.metadata.annotations.unwrap_or_default();
+    for n in all {
+        let is_system = n.name.as_deref() == Some("kube-system");
+        let annotations = n.annotations.unwrap_or_default();
         let cluster = crate::rewrite::NAMESPACE_PROJECT_KEYS.iter().find_map(|k| {
             annotations
                 .get(*k)?
@@ -286,20 +283,37 @@ async fn namespace_clusters(
 /// Projects whose `-namespaces-edit` ClusterRole Rancher made here.
 async fn projects_here(client: &kube::Client, server: &str) -> Result<BTreeSet<String>> {
     let api: Api<ClusterRole> = Api::all(client.clone());
-    let list = api
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| Call::new(server, "list clusterroles.rbac.authorization.k8s.io").failed(&e))?;
-    Ok(list
-        .items
+    let call = Call::new(server, "list clusterroles.rbac.authorization.k8s.io");
+    Ok(metadata_of_all(&api, &call)
+        .await?
         .into_iter()
-        .filter_map(|r| {
-            r.metadata
-                .name?
-                .strip_suffix("-namespaces-edit")
-                .map(str::to_string)
-        })
+        .filter_map(|m| m.name?.strip_suffix("-namespaces-edit").map(str::to_string))
         .collect())
+}
+
+/// The metadata of every object of a kind, 500 a page: a Rancher cluster's thousands of
+/// ClusterRoles and Namespaces are read as names and annotations only, a page at a time (the
+/// `helm test` Pod has 128 MiB).
+async fn metadata_of_all<K>(
+    api: &Api<K>,
+    call: &Call<'_>,
+) -> Result<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut out = Vec::new();
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = api
+            .list_metadata(&params)
+            .await
+            .map_err(|e| call.failed(&e))?;
+        out.extend(page.items.into_iter().map(|m| m.metadata));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(out),
+        }
+    }
 }
 
 /// Every migration identity named (first naming wins), and what could not be learned.

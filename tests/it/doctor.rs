@@ -132,6 +132,14 @@ async fn a_missing_destination_project_fails_until_its_clusterrole_exists() {
     for ok in ["mappings", "cluster-id", "webhook"] {
         assert_check(&checks, ok, "ok", &[]);
     }
+    // More ClusterRoles than one page holds (500), all listed before the project's: doctor
+    // reads every page.
+    for i in 0..1_100 {
+        fake.put(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": format!("aaa-filler-{i:04}")}, "rules": []}),
+        );
+    }
     fake.put(project_role("p-q"));
     let (out, checks) = doctor(&kubeconfig, &[]).await;
     assert_eq!(out.status.code(), Some(0), "{checks:#}");
