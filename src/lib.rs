@@ -2,7 +2,8 @@
 //! clusters, and validates the ClusterPairs that carry the mapping.
 //!
 //! The core is pure and knows nothing of the edges: [`mapping`] (IDs, syntax, the lookup table),
-//! [`rewrite`] (where project IDs live and the engine), [`clusterpair`] and [`validate`]. The
+//! [`rewrite`] (where project IDs live and the engine), [`clusterpair`], [`validate`] and [`pki`]
+//! (certificates and when they are renewed). The
 //! edges do the I/O: [`server`] (the webhook), [`source`] (where tables come from), [`live`] (the
 //! table in force between them), [`audit`] (existing objects) and [`cli`].
 #![forbid(unsafe_code)]
@@ -14,6 +15,7 @@ pub mod doctor;
 pub mod live;
 pub mod manifest;
 pub mod mapping;
+pub mod pki;
 pub mod rewrite;
 pub mod server;
 pub mod source;

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+
+use crate::pki;
 use base64::Engine;
 
 /// Create a CA and a serving certificate for the webhook Service (ECDSA P-256, for cheap
@@ -44,7 +46,7 @@ pub struct Args {
 const MAX_DAYS: u32 = 3650;
 
 /// A Service or namespace name: it becomes a SAN that clients must match exactly.
-fn dns_label(s: &str) -> Result<String, String> {
+pub(super) fn dns_label(s: &str) -> Result<String, String> {
     crate::mapping::check_label(s).map_err(|e| {
         format!("{e}; a Service or namespace name is a DNS-1123 label, e.g. rancher-remap")
     })?;
@@ -61,26 +63,9 @@ pub struct Generated {
 
 /// Generates the CA and a serving certificate for `service.namespace.svc` (plus localhost).
 pub fn generate(service: &str, namespace: &str, days: u32) -> Result<Generated> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-    let (now, _) = validity(days);
-    let (_, ca_until) = validity(days.saturating_mul(10));
-    let ca_key = KeyPair::generate()?;
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.distinguished_name.push(
-        DnType::CommonName,
-        format!("rancher-remap CA ({namespace})"),
-    );
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    ca.not_before = now - time::Duration::minutes(5);
-    ca.not_after = ca_until;
-    let ca_cert = ca.self_signed(&ca_key)?.pem();
-    let ca_key = ca_key.serialize_pem();
-    issue(&ca_cert, &ca_key, service, namespace, days)
+    let now = time::OffsetDateTime::now_utc();
+    let ca = pki::new_ca(namespace, now, now + days_of(days.saturating_mul(10)))?;
+    issue(&ca.cert, &ca.key, service, namespace, days)
 }
 
 /// A new serving certificate and key from an existing CA (PEM certificate and key).
@@ -91,57 +76,29 @@ pub fn issue(
     namespace: &str,
     days: u32,
 ) -> Result<Generated> {
-    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
-    let (now, until) = validity(days);
-    let ca_expires = ca_not_after(ca_cert)?;
-    anyhow::ensure!(
-        until.unix_timestamp() <= ca_expires,
-        "the CA expires before a {days}-day certificate would: make a new CA (run without --reuse-ca) or ask for fewer --days"
-    );
-    let signing_key = KeyPair::from_pem(ca_key).context("reading the CA key")?;
-    let issuer = rcgen::Issuer::from_ca_cert_pem(ca_cert, &signing_key)
-        .context("reading the CA certificate")?;
-    let key = KeyPair::generate()?;
-    let sans = vec![
-        format!("{service}.{namespace}.svc"),
-        format!("{service}.{namespace}.svc.cluster.local"),
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-    ];
-    let mut leaf = CertificateParams::new(sans)?;
-    leaf.distinguished_name
-        .push(DnType::CommonName, format!("{service}.{namespace}.svc"));
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    leaf.not_before = now - time::Duration::minutes(5);
-    leaf.not_after = until;
-    let cert = leaf.signed_by(&key, &issuer)?;
+    let now = time::OffsetDateTime::now_utc();
+    let ca = pki::PemPair {
+        cert: ca_cert.to_string(),
+        key: ca_key.to_string(),
+    };
+    let mut names = pki::service_dns_names(service, namespace);
+    names.extend(["localhost".to_string(), "127.0.0.1".to_string()]);
+    let serving = pki::issue_serving(&ca, &names, now, now + days_of(days)).map_err(|e| match e {
+        pki::PkiError::OutlivesCa => anyhow::anyhow!(
+            "the CA expires before a {days}-day certificate would: make a new CA (run without --reuse-ca) or ask for fewer --days"
+        ),
+        e => e.into(),
+    })?;
     Ok(Generated {
-        ca_cert: ca_cert.to_string(),
-        ca_key: ca_key.to_string(),
-        tls_cert: cert.pem(),
-        tls_key: key.serialize_pem(),
+        ca_cert: ca.cert,
+        ca_key: ca.key,
+        tls_cert: serving.cert,
+        tls_key: serving.key,
     })
 }
 
-/// When a PEM certificate expires (Unix seconds).
-fn ca_not_after(pem: &str) -> Result<i64> {
-    use rustls::pki_types::pem::PemObject;
-    let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
-        .context("reading the CA certificate")?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der)
-        .map_err(|_| anyhow::anyhow!("the CA certificate is not X.509"))?;
-    Ok(cert.validity().not_after.timestamp())
-}
-
-/// From five minutes ago (an API server whose clock is a little behind still accepts the
-/// certificate) to `days` from now.
-fn validity(days: u32) -> (time::OffsetDateTime, time::OffsetDateTime) {
-    let now = time::OffsetDateTime::now_utc();
-    (
-        now - time::Duration::minutes(5),
-        now + time::Duration::days(i64::from(days)),
-    )
+fn days_of(days: u32) -> time::Duration {
+    time::Duration::days(i64::from(days))
 }
 
 /// Writes a file; a private one (a key) is 0600 before its first byte is written: created with

@@ -9,6 +9,7 @@ mod doctor;
 mod input;
 mod rewrite;
 pub mod serve;
+mod serve_certs;
 mod whoami;
 
 use std::process::ExitCode;
@@ -29,7 +30,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     Rewrite(rewrite::Args),
     Derive(derive::Args),
     Check(check::Args),
@@ -95,7 +96,7 @@ pub enum ReportFormat {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Rewrite(args) => rewrite::run(args),
         Command::Certs(args) => certs::run(args),
         Command::Derive(args) => derive::run(args),
@@ -193,4 +194,22 @@ pub fn parse_cluster_id(s: &str) -> Result<String, String> {
                 "not a Rancher cluster ID (a DNS-1123 label such as c-m-4kq8z9rt or local): {e}"
             )
         })
+}
+
+/// A duration as `N` followed by `s`, `m`, `h` or `d` (`90s`, `10m`, `365d`), at least a second.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("expected a duration such as 90s, 10m, 12h or 365d, got {s:?}");
+    let split = s.len().checked_sub(1).ok_or_else(bad)?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3_600),
+        "d" => n.checked_mul(86_400),
+        _ => None,
+    }
+    .filter(|&s| (1..=100 * 365 * 86_400).contains(&s))
+    .ok_or_else(bad)?;
+    Ok(std::time::Duration::from_secs(seconds))
 }

@@ -7,12 +7,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::{ModeArg, ScopeArg};
 use crate::live::LiveMappings;
 use crate::rewrite::MutateSettings;
 use crate::server::admission_log::AdmissionLog;
+use crate::server::managed_certs;
 use crate::server::metrics::Metrics;
 use crate::server::routes::AppState;
 use crate::server::tls::CertFiles;
@@ -27,7 +28,7 @@ pub struct Args {
     #[arg(long, env = "RANCHER_REMAP_LISTEN", default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
 
-    /// Serving certificate chain (PEM). Re-read when it changes.
+    /// Serving certificate chain (PEM). Re-read when it changes. (Or --cert-secret.)
     #[arg(long, env = "RANCHER_REMAP_TLS_CERT", default_value = "certs/tls.crt")]
     pub tls_cert: PathBuf,
 
@@ -44,9 +45,13 @@ pub struct Args {
     pub admin_listen: SocketAddr,
 
     #[command(flatten)]
+    pub managed_certs: super::serve_certs::ManagedCertArgs,
+
+    #[command(flatten)]
     pub source: super::SourceArgs,
 
-    /// With --mappings-configmap: the cluster to watch it in (in a pod, its ServiceAccount).
+    /// With --mappings-configmap or --cert-secret: the cluster to watch it in (in a pod, its
+    /// ServiceAccount).
     #[command(flatten)]
     pub cluster: super::cluster::ClusterArgs,
 
@@ -175,13 +180,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    let managed = match args.managed_certs.settings() {
+        Ok(managed) => managed,
+        Err(usage) => {
+            eprintln!("error: {usage}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     init_logging(args.log_format);
     let metrics = Arc::new(Metrics::default());
     let (log, writer) = AdmissionLog::start(metrics.log_lines_dropped.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let served = runtime.block_on(serve(args, source, metrics, log));
+    let served = runtime.block_on(serve(args, source, managed, metrics, log));
     // Every task (and with them every handle on the log) gone, the last lines are written.
     drop(runtime);
     // Short: the writer drains every 2 ms; the Deployment's grace period leaves room for this.
@@ -193,6 +205,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 async fn serve(
     args: Args,
     source: Option<Source>,
+    managed: Option<managed_certs::Settings>,
     metrics: Arc<Metrics>,
     log: AdmissionLog,
 ) -> Result<()> {
@@ -221,35 +234,40 @@ async fn serve(
             mode: args.mode.into(),
             cluster_id,
         },
-        metrics,
+        metrics: metrics.clone(),
         max_body_bytes: args.max_body_bytes,
         validate_only: source.is_none(),
         request_timeout: Duration::from_secs(args.request_timeout),
         log,
     });
+    let needs_cluster = managed.is_some() || matches!(source, Some(Source::ConfigMap(_)));
+    let client = match needs_cluster {
+        true => Some(args.cluster.connect().await?.client),
+        false => None,
+    };
     match source {
-        Some(source) => {
-            let client = match &source {
-                Source::ConfigMap(_) => Some(args.cluster.connect().await?.client),
-                _ => None,
-            };
-            source::start(source, live, Duration::from_secs(1), client).await?
-        }
+        Some(source) => source::start(source, live, Duration::from_secs(1), client.clone()).await?,
         None => tracing::info!("validate-only: serving /validate, no mapping table"),
     }
-    let files = CertFiles {
-        cert: args.tls_cert,
-        key: args.tls_key,
+    let timing = Timing::default();
+    let credentials = match (managed, client) {
+        (Some(settings), Some(client)) => managed_certs::start(client, settings, metrics).await?,
+        _ => CertFiles {
+            cert: args.tls_cert,
+            key: args.tls_key,
+        }
+        .credentials(metrics, timing.cert_poll)
+        .context("loading the serving certificate and key")?,
     };
     let server = Server::bind(
         args.listen,
         args.admin_listen,
-        files,
+        credentials,
         state,
         Timing {
             max_connections: args.max_connections.max(1),
             header_read: Duration::from_secs(args.request_timeout),
-            ..Timing::default()
+            ..timing
         },
     )
     .await?;

@@ -148,6 +148,13 @@ pub struct Metrics {
     pub connections: Gauge,
     /// notAfter (Unix seconds) of the serving certificate in force; set on every (re)load.
     pub certificate_expiry: Gauge,
+    /// `--cert-secret`: writes of the certificate Secret by result (ok, conflict, failed).
+    pub certificate_secret_writes: Family<ResultLabels, Counter>,
+    /// `--cert-secret`: caBundle patches by result (ok, failed).
+    pub ca_bundle_patches: Family<ResultLabels, Counter>,
+    /// `--cert-secret`: webhook configurations whose caBundle could not be brought up to date
+    /// on the last pass (0 without `--cert-secret`).
+    pub ca_bundle_stale: Gauge,
 }
 
 impl Default for Metrics {
@@ -188,7 +195,28 @@ impl Default for Metrics {
             "Serving certificate reloads by result (ok, rejected)",
             &["ok", "rejected"],
         );
+        let certificate_secret_writes = by_result(
+            &mut r,
+            "certificate_secret_writes",
+            "Writes of the certificate Secret (--cert-secret) by result (ok, conflict, failed)",
+            &["ok", "conflict", "failed"],
+        );
+        let ca_bundle_patches = by_result(
+            &mut r,
+            "ca_bundle_patches",
+            "caBundle patches of the webhook configurations (--cert-secret) by result (ok, failed)",
+            &["ok", "failed"],
+        );
+        let ca_bundle_stale = registered(
+            &mut r,
+            "ca_bundle_stale",
+            "Webhook configurations whose caBundle could not be brought up to date on the last pass (--cert-secret)",
+            Gauge::default(),
+        );
         Metrics {
+            certificate_secret_writes,
+            ca_bundle_patches,
+            ca_bundle_stale,
             mutate: EndpointMetrics::resolve(&requests, &duration, "mutate"),
             validate: EndpointMetrics::resolve(&requests, &duration, "validate"),
             rewrites_at: per_location(&rewrites),

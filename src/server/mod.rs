@@ -3,6 +3,7 @@
 pub mod admission;
 pub mod admission_log;
 mod deadlines;
+pub mod managed_certs;
 pub mod metrics;
 pub mod mutate;
 pub mod outcome;
@@ -24,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use self::routes::AppState;
-use self::tls::{CertFiles, Resolver};
+use self::tls::Credentials;
 
 /// Timeouts, intervals and the connection limit, with production defaults; tests shorten them.
 #[derive(Clone, Debug)]
@@ -102,28 +103,21 @@ pub struct Server {
     webhook: TcpListener,
     admin: TcpListener,
     acceptor: TlsAcceptor,
-    resolver: Arc<Resolver>,
-    files: CertFiles,
-    loaded: tls::PemPair,
+    follow: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
     state: Arc<AppState>,
     timing: Timing,
 }
 
 impl Server {
-    /// Loads and checks the serving pair, then binds both listeners.
+    /// Binds both listeners, serving `credentials`' pair.
     pub async fn bind(
         listen: SocketAddr,
         admin_listen: SocketAddr,
-        files: CertFiles,
+        credentials: Credentials,
         state: Arc<AppState>,
         timing: Timing,
     ) -> Result<Server> {
-        let (ck, loaded) = files
-            .load()
-            .context("loading the serving certificate and key")?;
-        state.metrics.certificate_expiry.set(tls::not_after(&ck));
-        let resolver = Arc::new(Resolver::new(ck));
-        let acceptor = TlsAcceptor::from(tls::server_config(resolver.clone())?);
+        let acceptor = TlsAcceptor::from(tls::server_config(credentials.resolver)?);
         let webhook = listen_with_backlog(listen).with_context(|| format!("binding {listen}"))?;
         let admin = TcpListener::bind(admin_listen)
             .await
@@ -134,9 +128,7 @@ impl Server {
             webhook,
             admin,
             acceptor,
-            resolver,
-            files,
-            loaded,
+            follow: credentials.follow,
             state,
             timing,
         })
@@ -151,21 +143,13 @@ impl Server {
             webhook,
             admin,
             acceptor,
-            resolver,
-            files,
-            loaded,
+            follow,
             state,
             timing,
         } = self;
         tracing::info!(%webhook_addr, %admin_addr, "serving");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let cert_watch = tokio::spawn(tls::watch(
-            files,
-            loaded,
-            resolver,
-            state.metrics.clone(),
-            timing.cert_poll,
-        ));
+        let cert_watch = tokio::spawn(follow);
         let admin_task = {
             let stop = stop_rx.clone();
             let app = routes::admin(state.clone());

@@ -76,6 +76,30 @@ impl CertFiles {
     }
 }
 
+/// The serving pair in force, and the task that keeps it current (re-reading files, or
+/// following the certificate Secret) for as long as the server runs.
+pub struct Credentials {
+    pub resolver: Arc<Resolver>,
+    pub follow: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+impl CertFiles {
+    /// Loads the pair and returns it with the watch that re-reads the files every `interval`.
+    pub fn credentials(
+        self,
+        metrics: Arc<Metrics>,
+        interval: Duration,
+    ) -> Result<Credentials, TlsError> {
+        let (ck, loaded) = self.load()?;
+        metrics.certificate_expiry.set(not_after(&ck));
+        let resolver = Arc::new(Resolver::new(ck));
+        Ok(Credentials {
+            resolver: resolver.clone(),
+            follow: Box::pin(watch(self, loaded, resolver, metrics, interval)),
+        })
+    }
+}
+
 /// Parses and checks a PEM certificate chain and key.
 pub fn certified_key(
     cert_pem: &[u8],

@@ -186,10 +186,13 @@ async fn start_fed(
         cert: dir.path().join("tls.crt"),
         key: dir.path().join("tls.key"),
     };
+    let credentials = files
+        .credentials(state.metrics.clone(), timing.cert_poll)
+        .unwrap();
     let server = Server::bind(
         "127.0.0.1:0".parse().unwrap(),
         "127.0.0.1:0".parse().unwrap(),
-        files,
+        credentials,
         state.clone(),
         timing,
     )

@@ -1,0 +1,223 @@
+//! When the server's own certificates change: the one pure decision behind the certificate
+//! Secret. Every replica runs it on what it reads; whichever writes first wins, and the others
+//! read the result (the write carries the resourceVersion it was planned on).
+//!
+//! The serving pair is renewed when a third of its life is left. The CA is rolled over long
+//! before it expires, in steps that never leave a handshake untrusted:
+//! 1. a new CA is made; the Secret's bundle (what every webhook configuration's caBundle must
+//!    hold) becomes old + new, and the serving pair, signed by the old CA, stays;
+//! 2. once every webhook configuration holds that bundle and the grace has passed (the API
+//!    servers' informers have seen it), the serving pair is re-issued by the new CA;
+//! 3. when the old CA expires, it leaves the bundle.
+
+use time::OffsetDateTime;
+
+use super::{at, issue_serving, new_ca, CertInfo, PemPair, PkiError};
+
+/// The material of the certificate Secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// The CA that signs new serving pairs.
+    pub ca: PemPair,
+    /// The pair the server presents.
+    pub serving: PemPair,
+    /// PEM of the CAs clients must trust: the CA, and during a rollover the previous one first.
+    pub bundle: String,
+    /// When step 1 of a rollover happened (Unix seconds); `None` outside a rollover.
+    pub rollover_started: Option<i64>,
+}
+
+/// Lifetimes and names of the certificates the server makes.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Names in the CA's common name (the namespace, so operators can tell CAs apart).
+    pub label: String,
+    /// The serving certificate's DNS names; a stored pair with other names is re-issued.
+    pub dns_names: Vec<String>,
+    /// Seconds a serving certificate is valid.
+    pub serving_validity: i64,
+    /// Seconds a CA is valid.
+    pub ca_validity: i64,
+    /// Seconds between step 1 and step 2 of a rollover.
+    pub rollover_grace: i64,
+}
+
+impl Policy {
+    /// How long before its end the CA is rolled over: two serving lifetimes (every serving pair
+    /// it signs can still be renewed on time), at most half its own life.
+    fn ca_renew_before(&self, ca: &CertInfo) -> i64 {
+        (2 * self.serving_validity).min((ca.not_after - ca.not_before) / 2)
+    }
+}
+
+/// Why the Secret is rewritten (said in the log line and the metric label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    Missing,
+    Unusable,
+    CaExpired,
+    Expired,
+    NamesChanged,
+    Expiring,
+    RolloverFinished,
+}
+
+impl Why {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::Missing => "missing",
+            Why::Unusable => "unusable",
+            Why::CaExpired => "ca_expired",
+            Why::Expired => "expired",
+            Why::NamesChanged => "names_changed",
+            Why::Expiring => "expiring",
+            Why::RolloverFinished => "rollover_finished",
+        }
+    }
+}
+
+/// What to do with the Secret now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing until then (Unix seconds), unless the Secret or the webhook configurations change.
+    Keep { until: i64 },
+    /// A new CA and serving pair.
+    Replace(Why),
+    /// A new serving pair from the CA.
+    RenewServing(Why),
+    /// Rollover step 1.
+    StartRollover,
+    /// Rollover step 3.
+    DropPreviousCa,
+}
+
+/// The stored material, read and checked.
+struct Checked {
+    ca: CertInfo,
+    serving: CertInfo,
+    previous: Option<CertInfo>,
+}
+
+fn check(s: &Stored) -> Option<Checked> {
+    let ca = CertInfo::parse(&s.ca.cert, "CA certificate").ok()?;
+    let serving = CertInfo::parse(&s.serving.cert, "serving certificate").ok()?;
+    let bundle = CertInfo::parse_bundle(&s.bundle)?;
+    let usable = ca.is_ca
+        && ca.matches_key(&s.ca.key)
+        && serving.matches_key(&s.serving.key)
+        && bundle.len() <= 2
+        && bundle.iter().any(|b| b.subject == ca.subject)
+        && bundle.iter().any(|b| serving.issued_by(b));
+    let previous = bundle.into_iter().find(|b| b.subject != ca.subject);
+    usable.then_some(Checked {
+        ca,
+        serving,
+        previous,
+    })
+}
+
+/// The step for `stored` at `now`. `published`: every webhook configuration's caBundle holds
+/// the stored bundle (what makes rollover step 2 safe).
+pub fn plan(stored: Option<&Stored>, policy: &Policy, now: i64, published: bool) -> Step {
+    let Some(s) = stored else {
+        return Step::Replace(Why::Missing);
+    };
+    let Some(c) = check(s) else {
+        return Step::Replace(Why::Unusable);
+    };
+    if now >= c.ca.not_after {
+        return Step::Replace(Why::CaExpired);
+    }
+    if now >= c.serving.not_after {
+        return Step::RenewServing(Why::Expired);
+    }
+    if c.serving.dns_names != policy.dns_names {
+        return Step::RenewServing(Why::NamesChanged);
+    }
+    if let Some(previous) = &c.previous {
+        if c.serving.issued_by(previous) {
+            let ready = s.rollover_started.unwrap_or(0) + policy.rollover_grace;
+            return if published && now >= ready {
+                Step::RenewServing(Why::RolloverFinished)
+            } else {
+                Step::Keep {
+                    until: ready.min(c.serving.not_after),
+                }
+            };
+        }
+        if now >= previous.not_after {
+            return Step::DropPreviousCa;
+        }
+    }
+    let roll_at = c.ca.not_after - policy.ca_renew_before(&c.ca);
+    if c.previous.is_none() && now >= roll_at {
+        return Step::StartRollover;
+    }
+    let renew_at = c.serving.not_after - (c.serving.not_after - c.serving.not_before) / 3;
+    if now >= renew_at {
+        return Step::RenewServing(Why::Expiring);
+    }
+    let next = match &c.previous {
+        Some(previous) => previous.not_after,
+        None => roll_at,
+    };
+    Step::Keep {
+        until: renew_at.min(next),
+    }
+}
+
+/// The material after `step` (which must not be `Keep`: that returns `stored` unchanged).
+pub fn apply(
+    step: Step,
+    stored: Option<&Stored>,
+    policy: &Policy,
+    now: i64,
+) -> Result<Stored, PkiError> {
+    let fresh = || -> Result<Stored, PkiError> {
+        let ca = new_ca(&policy.label, at(now), at(now + policy.ca_validity))?;
+        let serving = serve_from(&ca, policy, now)?;
+        Ok(Stored {
+            bundle: ca.cert.clone(),
+            ca,
+            serving,
+            rollover_started: None,
+        })
+    };
+    let Some(s) = stored else {
+        return fresh();
+    };
+    match step {
+        Step::Keep { .. } => Ok(s.clone()),
+        Step::Replace(_) => fresh(),
+        Step::RenewServing(_) => Ok(Stored {
+            serving: serve_from(&s.ca, policy, now)?,
+            rollover_started: None,
+            ..s.clone()
+        }),
+        Step::StartRollover => {
+            let ca = new_ca(&policy.label, at(now), at(now + policy.ca_validity))?;
+            Ok(Stored {
+                bundle: format!("{}{}", s.ca.cert, ca.cert),
+                ca,
+                serving: s.serving.clone(),
+                rollover_started: Some(now),
+            })
+        }
+        Step::DropPreviousCa => Ok(Stored {
+            bundle: s.ca.cert.clone(),
+            ..s.clone()
+        }),
+    }
+}
+
+/// A serving pair from `ca`, valid for the policy's lifetime or until the CA ends if sooner.
+fn serve_from(ca: &PemPair, policy: &Policy, now: i64) -> Result<PemPair, PkiError> {
+    let ca_end = CertInfo::parse(&ca.cert, "CA certificate")?.not_after;
+    let until = (now + policy.serving_validity).min(ca_end);
+    issue_serving(ca, &policy.dns_names, at(now), at(until))
+}
+
+/// Now, in Unix seconds.
+pub fn now() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}

@@ -1,0 +1,207 @@
+use super::plan::{apply, plan, Policy, Step, Stored, Why};
+use super::*;
+
+fn policy() -> Policy {
+    Policy {
+        label: "test".into(),
+        dns_names: service_dns_names("rancher-remap", "test"),
+        serving_validity: 3_000,
+        ca_validity: 30_000,
+        rollover_grace: 100,
+    }
+}
+
+const T0: i64 = 1_800_000_000;
+
+fn made(p: &Policy, now: i64) -> Stored {
+    let step = plan(None, p, now, false);
+    assert_eq!(step, Step::Replace(Why::Missing));
+    apply(step, None, p, now).unwrap()
+}
+
+fn info(pem: &str) -> CertInfo {
+    CertInfo::parse(pem, "certificate").unwrap()
+}
+
+#[test]
+fn a_new_secret_holds_a_ca_and_a_pair_it_signed_for_the_service_names() {
+    let p = policy();
+    let s = made(&p, T0);
+    let (ca, serving) = (info(&s.ca.cert), info(&s.serving.cert));
+    assert!(ca.is_ca && !serving.is_ca);
+    assert!(serving.issued_by(&ca));
+    assert_eq!(serving.dns_names, p.dns_names);
+    assert_eq!(serving.not_after, T0 + p.serving_validity);
+    assert_eq!(ca.not_after, T0 + p.ca_validity);
+    assert!(
+        serving.not_before < T0,
+        "backdated for clocks a little behind"
+    );
+    assert_eq!(s.bundle, s.ca.cert);
+    assert!(ca.matches_key(&s.ca.key) && serving.matches_key(&s.serving.key));
+    assert!(!ca.matches_key(&s.serving.key));
+    // Nothing to do until a third of the serving life is left.
+    let renew_at = serving.not_after - (serving.not_after - serving.not_before) / 3;
+    assert_eq!(plan(Some(&s), &p, T0, true), Step::Keep { until: renew_at });
+    assert_eq!(
+        plan(Some(&s), &p, renew_at, true),
+        Step::RenewServing(Why::Expiring)
+    );
+}
+
+#[test]
+fn unusable_material_is_replaced_whole() {
+    let p = policy();
+    let s = made(&p, T0);
+    let other = made(&p, T0);
+    let broken = [
+        Stored {
+            serving: PemPair {
+                key: other.serving.key.clone(),
+                ..s.serving.clone()
+            },
+            ..s.clone()
+        },
+        Stored {
+            ca: PemPair {
+                key: other.ca.key.clone(),
+                ..s.ca.clone()
+            },
+            ..s.clone()
+        },
+        Stored {
+            bundle: other.bundle.clone(),
+            ..s.clone()
+        },
+        Stored {
+            bundle: "not PEM".into(),
+            ..s.clone()
+        },
+        Stored {
+            ca: s.serving.clone(),
+            ..s.clone()
+        },
+    ];
+    for b in &broken {
+        assert_eq!(plan(Some(b), &p, T0, true), Step::Replace(Why::Unusable));
+    }
+    assert_eq!(
+        plan(Some(&s), &p, T0 + p.ca_validity, true),
+        Step::Replace(Why::CaExpired)
+    );
+    let renamed = Policy {
+        dns_names: service_dns_names("other", "test"),
+        ..policy()
+    };
+    assert_eq!(
+        plan(Some(&s), &renamed, T0, true),
+        Step::RenewServing(Why::NamesChanged)
+    );
+}
+
+#[test]
+fn a_rollover_waits_for_the_bundle_to_be_published_and_the_grace_to_pass() {
+    let p = policy();
+    let s = made(&p, T0);
+    let old_ca = info(&s.ca.cert);
+    let roll_at = old_ca.not_after - 2 * p.serving_validity;
+    // Renewed in between, the serving pair stays signed by the old CA.
+    let mut s = s;
+    let mut now = T0;
+    loop {
+        match plan(Some(&s), &p, now, true) {
+            Step::Keep { until } => now = until,
+            Step::RenewServing(Why::Expiring) => {
+                s = apply(Step::RenewServing(Why::Expiring), Some(&s), &p, now).unwrap()
+            }
+            Step::StartRollover => break,
+            other => panic!("unexpected {other:?} at {now}"),
+        }
+    }
+    assert_eq!(now, roll_at);
+    let rolled = apply(Step::StartRollover, Some(&s), &p, now).unwrap();
+    let bundle = CertInfo::parse_bundle(&rolled.bundle).unwrap();
+    assert_eq!(bundle.len(), 2);
+    assert_eq!(bundle[0].subject, old_ca.subject);
+    assert_eq!(bundle[1].subject, info(&rolled.ca.cert).subject);
+    assert_ne!(bundle[0].subject, bundle[1].subject);
+    assert_eq!(rolled.serving, s.serving, "step 1 keeps the serving pair");
+    // Not published: wait, however late.
+    let ready = now + p.rollover_grace;
+    assert_eq!(
+        plan(Some(&rolled), &p, ready + 10, false),
+        Step::Keep { until: ready }
+    );
+    // Published but within the grace: wait.
+    assert_eq!(
+        plan(Some(&rolled), &p, now + 1, true),
+        Step::Keep { until: ready }
+    );
+    assert_eq!(
+        plan(Some(&rolled), &p, ready, true),
+        Step::RenewServing(Why::RolloverFinished)
+    );
+    let finished = apply(
+        Step::RenewServing(Why::RolloverFinished),
+        Some(&rolled),
+        &p,
+        ready,
+    )
+    .unwrap();
+    assert!(info(&finished.serving.cert).issued_by(&info(&finished.ca.cert)));
+    assert_eq!(finished.bundle, rolled.bundle);
+    assert_eq!(finished.rollover_started, None);
+    // The old CA leaves the bundle when it expires, not before.
+    let (mut s, mut now) = (finished, ready);
+    loop {
+        match plan(Some(&s), &p, now, true) {
+            Step::Keep { until } => now = until,
+            Step::RenewServing(Why::Expiring) => {
+                s = apply(Step::RenewServing(Why::Expiring), Some(&s), &p, now).unwrap()
+            }
+            Step::DropPreviousCa => break,
+            other => panic!("unexpected {other:?} at {now}"),
+        }
+    }
+    assert_eq!(now, old_ca.not_after);
+    let finished = s;
+    let dropped = apply(Step::DropPreviousCa, Some(&finished), &p, old_ca.not_after).unwrap();
+    assert_eq!(dropped.bundle, dropped.ca.cert);
+}
+
+/// Runs the plan for ten CA lifetimes with clients that trust only what was published, late:
+/// every handshake must verify at every step.
+#[test]
+fn clients_that_learn_the_bundle_late_never_meet_an_untrusted_certificate() {
+    let p = policy();
+    let mut now = T0;
+    let mut s = made(&p, now);
+    let mut trusted = s.bundle.clone();
+    let mut rollovers = 0;
+    while now < T0 + 10 * p.ca_validity {
+        // Clients learn the bundle only every 7th minute of simulated time.
+        let published = trusted == s.bundle;
+        match plan(Some(&s), &p, now, published) {
+            Step::Keep { until } => now = until.max(now + 1).min(now + 60),
+            step => {
+                if step == Step::StartRollover {
+                    rollovers += 1;
+                }
+                s = apply(step, Some(&s), &p, now).unwrap();
+            }
+        }
+        if now % 420 < 60 {
+            trusted = s.bundle.clone();
+        }
+        let serving = info(&s.serving.cert);
+        let roots = CertInfo::parse_bundle(&trusted).unwrap();
+        assert!(
+            roots
+                .iter()
+                .any(|r| serving.issued_by(r) && now < r.not_after),
+            "at {now} the serving certificate is not signed by a trusted, valid CA"
+        );
+        assert!(serving.not_before <= now && now < serving.not_after);
+    }
+    assert!(rollovers >= 9, "{rollovers} rollovers");
+}

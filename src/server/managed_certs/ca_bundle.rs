@@ -1,0 +1,124 @@
+//! Keeps the caBundle of this server's own webhook configurations equal to the CA bundle in
+//! force. Each configuration is read, and only the webhooks whose caBundle differs are patched,
+//! with a JSON patch that first tests the webhook's name at that index (a configuration changed
+//! in between fails the test and is tried again on the next pass, never patched blindly).
+//!
+//! RBAC: `get` and `patch` on these configurations, by name.
+
+use base64::Engine;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::Client;
+use serde_json::{json, Value};
+
+/// A webhook configuration this server keeps: `mutating/NAME` or `validating/NAME`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookConfigRef {
+    pub mutating: bool,
+    pub name: String,
+}
+
+impl std::str::FromStr for WebhookConfigRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (kind, name) = s.split_once('/').unwrap_or(("", s));
+        let mutating = match kind {
+            "mutating" => true,
+            "validating" => false,
+            _ => {
+                return Err(
+                    "expected mutating/NAME or validating/NAME of a webhook configuration".into(),
+                )
+            }
+        };
+        crate::mapping::check_label(name).map_err(|_| {
+            "a webhook configuration's NAME is a DNS-1123 label, e.g. rancher-remap".to_string()
+        })?;
+        Ok(WebhookConfigRef {
+            mutating,
+            name: name.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for WebhookConfigRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.mutating {
+            "mutatingwebhookconfiguration"
+        } else {
+            "validatingwebhookconfiguration"
+        };
+        write!(f, "{kind} {}", self.name)
+    }
+}
+
+impl WebhookConfigRef {
+    fn api(&self, client: &Client) -> Api<DynamicObject> {
+        let (kind, plural) = if self.mutating {
+            (
+                "MutatingWebhookConfiguration",
+                "mutatingwebhookconfigurations",
+            )
+        } else {
+            (
+                "ValidatingWebhookConfiguration",
+                "validatingwebhookconfigurations",
+            )
+        };
+        let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
+        Api::all_with(
+            client.clone(),
+            &ApiResource::from_gvk_with_plural(&gvk, plural),
+        )
+    }
+}
+
+/// Why a configuration could not be brought up to date (the API's own reason; it never holds
+/// the bundle, which is public anyway).
+pub type SyncError = String;
+
+/// Brings one configuration's caBundle to `bundle_pem`. `Ok(true)` when it was patched,
+/// `Ok(false)` when it already held it.
+pub async fn sync(
+    client: &Client,
+    at: &WebhookConfigRef,
+    bundle_pem: &str,
+) -> Result<bool, SyncError> {
+    let api = at.api(client);
+    let config = api.get(&at.name).await.map_err(|e| reason(&e))?;
+    let ops = patch_ops(&config.data, bundle_pem);
+    if ops.is_empty() {
+        return Ok(false);
+    }
+    let patch: json_patch::Patch =
+        serde_json::from_value(Value::Array(ops)).map_err(|e| e.to_string())?;
+    api.patch(&at.name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await
+        .map_err(|e| reason(&e))?;
+    Ok(true)
+}
+
+/// The JSON patch operations that set every stale caBundle (none when all are current).
+pub fn patch_ops(config: &Value, bundle_pem: &str) -> Vec<Value> {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bundle_pem);
+    let webhooks = config["webhooks"].as_array().map_or(&[][..], Vec::as_slice);
+    let mut ops = Vec::new();
+    for (i, webhook) in webhooks.iter().enumerate() {
+        if webhook["clientConfig"]["caBundle"].as_str() == Some(encoded.as_str()) {
+            continue;
+        }
+        ops.push(
+            json!({"op": "test", "path": format!("/webhooks/{i}/name"), "value": webhook["name"]}),
+        );
+        ops.push(json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": encoded}));
+    }
+    ops
+}
+
+/// The API's reason for a failed call, for the log: its Status message, or the client error.
+fn reason(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => other.to_string(),
+    }
+}

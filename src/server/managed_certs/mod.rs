@@ -1,0 +1,308 @@
+//! Certificates the server manages itself (`serve --cert-secret`), as rancher-webhook and
+//! Kyverno do: no `lookup` at install, nothing random in the rendered manifests, nothing for
+//! GitOps tools to fight over.
+//!
+//! Every replica runs the same loop: read the Secret, keep the webhook configurations' caBundle
+//! equal to its bundle, ask [`crate::pki::plan`] what to change, write that conditionally, and
+//! serve the Secret's pair. The Secret is watched, so a pair another replica wrote is served
+//! within moments; the loop also wakes when the plan says something falls due, and every
+//! `resync` to put back a caBundle that an upgrade or a person reset.
+
+pub mod ca_bundle;
+mod secret;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::watcher::watch_object;
+use kube::runtime::WatchStreamExt;
+use kube::{Client, ResourceExt};
+
+use self::ca_bundle::WebhookConfigRef;
+use self::secret::Written;
+use super::metrics::{Metrics, ResultLabels};
+use super::tls::{certified_key, not_after, Credentials, Resolver};
+use crate::pki::plan::{self, Policy, Step, Stored};
+use crate::pki::PemPair;
+
+/// What `serve --cert-secret` was told.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub namespace: String,
+    /// The Secret holding the CA, the serving pair and the bundle.
+    pub secret: String,
+    pub policy: Policy,
+    /// The configurations whose caBundle this server keeps.
+    pub webhooks: Vec<WebhookConfigRef>,
+    /// How often the Secret and the caBundles are checked when nothing else wakes the loop.
+    pub resync: Duration,
+}
+
+/// Transient failures at start are retried this often before the server gives up (and the
+/// pod restarts with the reason in its log).
+const START_ATTEMPTS: u32 = 6;
+
+/// Reads (or creates) the Secret's pair before the listener binds, and returns it with the
+/// loop that keeps it current.
+pub async fn start(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Credentials> {
+    let mut manager = Manager {
+        api: Api::namespaced(client.clone(), &settings.namespace),
+        client,
+        settings,
+        metrics,
+        resolver: None,
+        in_force: None,
+        last: None,
+    };
+    let mut backoff = Duration::from_millis(500);
+    let mut attempt = 1;
+    let wake = loop {
+        match manager.pass().await {
+            Ok(wake) => break wake,
+            Err(e) if attempt < START_ATTEMPTS && transient(&e) => {
+                tracing::warn!(secret = %manager.origin(), error = %e, "reading the certificate Secret failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "managing the serving certificate in Secret {}",
+                        manager.origin()
+                    )
+                })
+            }
+        }
+    };
+    let resolver = manager
+        .resolver
+        .clone()
+        .context("no serving pair after the first pass")?;
+    Ok(Credentials {
+        resolver,
+        follow: Box::pin(manager.follow(wake)),
+    })
+}
+
+/// 429, 5xx and connection failures pass; a refusal (403, a missing namespace) does not.
+fn transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        _ => true,
+    }
+}
+
+struct Manager {
+    api: Api<Secret>,
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    /// Set by the first pass that has a pair.
+    resolver: Option<Arc<Resolver>>,
+    /// The serving pair the resolver holds.
+    in_force: Option<PemPair>,
+    /// The material last read or written: a deleted Secret is made again from it, so deleting
+    /// it by mistake does not change the CA.
+    last: Option<Stored>,
+}
+
+impl Manager {
+    fn origin(&self) -> String {
+        format!("{}/{}", self.settings.namespace, self.settings.secret)
+    }
+
+    /// Follows the Secret for ever: a pass on every change, when something falls due, and
+    /// every resync.
+    async fn follow(mut self, mut wake: i64) {
+        let mut changes = watch_object(self.api.clone(), &self.settings.secret)
+            .default_backoff()
+            .boxed();
+        loop {
+            let due = u64::try_from(wake - plan::now()).unwrap_or(0);
+            let sleep = Duration::from_secs(due).min(self.settings.resync);
+            tokio::select! {
+                change = changes.next() => match change {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(secret = %self.origin(), error = %e, "watching the certificate Secret failed; retrying with backoff");
+                        continue;
+                    }
+                    None => return,
+                },
+                _ = tokio::time::sleep(sleep) => {}
+            }
+            wake = match self.pass().await {
+                Ok(wake) => wake,
+                Err(e) => {
+                    self.count_write("failed");
+                    tracing::error!(secret = %self.origin(), error = %e, "managing the serving certificate failed; serving the pair in force, trying again");
+                    plan::now() + self.settings.resync.as_secs() as i64
+                }
+            };
+        }
+    }
+
+    /// Reads the Secret, publishes its bundle, writes what the plan asks (again on a conflict)
+    /// and serves the result. Returns when the plan next falls due.
+    async fn pass(&mut self) -> Result<i64, kube::Error> {
+        loop {
+            let current = self.api.get_opt(&self.settings.secret).await?;
+            let stored = current.as_ref().map(secret::stored).or(self.last.clone());
+            let now = plan::now();
+            let usable = !matches!(
+                plan::plan(stored.as_ref(), &self.settings.policy, now, false),
+                Step::Replace(_)
+            );
+            let published = usable
+                && self
+                    .publish(stored.as_ref().map_or("", |s| &s.bundle))
+                    .await;
+            let step = plan::plan(stored.as_ref(), &self.settings.policy, now, published);
+            let in_store = match step {
+                Step::Keep { until } if current.is_some() => {
+                    let s = stored.expect("Keep means there is material");
+                    self.serve(&s);
+                    self.last = Some(s);
+                    return Ok(until);
+                }
+                _ => match self
+                    .write(step, current.as_ref(), stored.as_ref(), now)
+                    .await?
+                {
+                    Written::Done(secret) => secret::stored(&secret),
+                    Written::Conflict => continue,
+                },
+            };
+            self.publish(&in_store.bundle).await;
+            self.serve(&in_store);
+            let step = plan::plan(Some(&in_store), &self.settings.policy, now, false);
+            self.last = Some(in_store);
+            return Ok(match step {
+                Step::Keep { until } => until,
+                _ => now,
+            });
+        }
+    }
+
+    /// Makes the material `step` asks for and writes it: a create when there is no Secret, an
+    /// update conditional on the version read otherwise.
+    async fn write(
+        &self,
+        step: Step,
+        current: Option<&Secret>,
+        stored: Option<&Stored>,
+        now: i64,
+    ) -> Result<Written, kube::Error> {
+        let new = plan::apply(step, stored, &self.settings.policy, now)
+            .map_err(|e| kube::Error::Service(e.to_string().into()))?;
+        let written = match current {
+            None => secret::create(&self.api, &self.settings.secret, &new).await,
+            Some(s) => {
+                let version = s.resource_version().unwrap_or_default();
+                secret::update(&self.api, &self.settings.secret, &version, &new).await
+            }
+        }?;
+        match &written {
+            Written::Done(_) => {
+                self.count_write("ok");
+                tracing::info!(secret = %self.origin(), step = describe(step), "certificate Secret written");
+            }
+            Written::Conflict => {
+                self.count_write("conflict");
+                tracing::info!(secret = %self.origin(), "another replica changed the certificate Secret first; reading it again");
+            }
+        }
+        Ok(written)
+    }
+
+    /// Brings every webhook configuration's caBundle to `bundle`; true when all hold it.
+    async fn publish(&self, bundle: &str) -> bool {
+        let mut stale = 0;
+        for at in &self.settings.webhooks {
+            match ca_bundle::sync(&self.client, at, bundle).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    self.count_patch("ok");
+                    tracing::info!(configuration = %at, "caBundle updated");
+                }
+                Err(reason) => {
+                    stale += 1;
+                    self.count_patch("failed");
+                    tracing::error!(configuration = %at, error = %reason, "cannot bring the caBundle up to date; API servers may not trust this server's certificate after its next renewal");
+                }
+            }
+        }
+        self.metrics.ca_bundle_stale.set(stale);
+        stale == 0
+    }
+
+    /// Puts the stored serving pair in force if it is not already.
+    fn serve(&mut self, s: &Stored) {
+        if self.in_force.as_ref() == Some(&s.serving) {
+            return;
+        }
+        let ck = match certified_key(
+            s.serving.cert.as_bytes(),
+            s.serving.key.as_bytes(),
+            "tls.crt",
+            "tls.key",
+        ) {
+            Ok(ck) => ck,
+            Err(e) => {
+                self.metrics
+                    .certificate_reloads
+                    .get_or_create(&ResultLabels { result: "rejected" })
+                    .inc();
+                tracing::error!(secret = %self.origin(), error = %e, "the Secret's serving pair cannot be served; keeping the one in force");
+                return;
+            }
+        };
+        self.metrics.certificate_expiry.set(not_after(&ck));
+        match &self.resolver {
+            Some(r) => {
+                r.set(ck);
+                self.metrics
+                    .certificate_reloads
+                    .get_or_create(&ResultLabels { result: "ok" })
+                    .inc();
+                tracing::info!(secret = %self.origin(), "serving certificate renewed");
+            }
+            None => self.resolver = Some(Arc::new(Resolver::new(ck))),
+        }
+        self.in_force = Some(s.serving.clone());
+    }
+
+    fn count_write(&self, result: &'static str) {
+        self.metrics
+            .certificate_secret_writes
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    fn count_patch(&self, result: &'static str) {
+        self.metrics
+            .ca_bundle_patches
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+}
+
+/// A step for the log.
+fn describe(step: Step) -> String {
+    match step {
+        Step::Keep { .. } => "the pair in force again (the Secret was deleted)".into(),
+        Step::Replace(why) => format!("new CA and serving pair ({})", why.as_str()),
+        Step::RenewServing(why) => format!("new serving pair ({})", why.as_str()),
+        Step::StartRollover => "new CA added to the bundle (rollover started)".into(),
+        Step::DropPreviousCa => "expired CA removed from the bundle".into(),
+    }
+}
