@@ -18,7 +18,7 @@ use kube::api::{Api, ListParams, PostParams};
 
 use super::whoami::CALL_TIMEOUT;
 use crate::clusterpair::ClusterPair;
-use crate::doctor::{self, Facts, IdentityAccess, Report, WebhookFacts};
+use crate::doctor::{self, Facts, IdentityAccess, Report, ServingCert, WebhookFacts};
 use crate::mapping::objects::{mappings_from_configmap, Mappings, DEFAULT_CONFIGMAP_NAME};
 use crate::source::mappings_file::mappings_from_file_text;
 
@@ -514,28 +514,57 @@ async fn webhook_facts(
     Ok(facts)
 }
 
-/// `tls.crt` of the Secret the Deployment mounts (never its key, never printed).
+/// `tls.crt` of the Secret the Deployment mounts, or of the server's own Secret
+/// (`RANCHER_REMAP_CERT_SECRET`); never a key, never printed.
 async fn serving_cert(
     client: &kube::Client,
     server: &str,
     ns: &str,
     deployment: Option<&Deployment>,
-) -> Result<Result<Vec<u8>, String>> {
-    let secret_name = deployment
-        .and_then(|d| d.spec.as_ref()?.template.spec.as_ref()?.volumes.as_ref())
-        .and_then(|vs| {
-            vs.iter()
-                .find_map(|v| v.secret.as_ref()?.secret_name.clone())
-        });
-    let Some(name) = secret_name else {
-        return Ok(Err("the Deployment mounts no Secret".into()));
+) -> Result<ServingCert> {
+    let pod = deployment.and_then(|d| d.spec.as_ref()?.template.spec.as_ref());
+    let mounted = pod.and_then(|p| p.volumes.as_ref()).and_then(|vs| {
+        vs.iter()
+            .find_map(|v| v.secret.as_ref()?.secret_name.clone())
+    });
+    let server_kept = pod
+        .and_then(|p| p.containers.iter().find(|c| c.name == "rancher-remap"))
+        .and_then(|c| c.env.as_ref())
+        .and_then(|env| env.iter().find(|e| e.name == "RANCHER_REMAP_CERT_SECRET"))
+        .and_then(|e| e.value.clone());
+    let (secret_ns, name) = match (mounted, &server_kept) {
+        (Some(name), _) => (ns.to_string(), name),
+        (None, Some(at)) => match at.split_once('/') {
+            Some((n, name)) => (n.to_string(), name.to_string()),
+            None => {
+                return Ok(ServingCert::Missing(format!(
+                    "RANCHER_REMAP_CERT_SECRET is not NAMESPACE/NAME: {}",
+                    crate::text::shown_name(at)
+                )))
+            }
+        },
+        (None, None) => {
+            return Ok(ServingCert::Missing(
+                "the Deployment mounts no Secret and keeps none".into(),
+            ))
+        }
     };
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let secret = Call::new(server, format!("get secrets {name} in namespace {ns}"))
-        .get(&api, &name)
-        .await?;
+    let api: Api<Secret> = Api::namespaced(client.clone(), &secret_ns);
+    let what = format!("get secrets {name} in namespace {secret_ns}");
+    let secret = match api.get_opt(&name).await {
+        Ok(s) => s,
+        // The server's own Secret holds its CA key: an identity that may not read it (the helm
+        // test's) checks the caBundle alone.
+        Err(kube::Error::Api(s)) if s.code == 403 && server_kept.is_some() => {
+            return Ok(ServingCert::ServerKept {
+                secret: format!("{secret_ns}/{name}"),
+            })
+        }
+        Err(e) => return Err(Call::new(server, what).failed(&e)),
+    };
     Ok(match secret.and_then(|s| s.data?.remove("tls.crt")) {
-        Some(crt) => Ok(crt.0),
-        None => Err(format!("Secret {ns}/{name} has no tls.crt")),
+        Some(crt) => ServingCert::Pem(crt.0),
+        None if server_kept.is_some() => ServingCert::Missing(format!("Secret {secret_ns}/{name} holds no serving certificate yet: the server makes it on its first start (kubectl logs deployment/rancher-remap)")),
+        None => ServingCert::Missing(format!("Secret {secret_ns}/{name} has no tls.crt")),
     })
 }

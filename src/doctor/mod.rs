@@ -10,7 +10,9 @@ use serde::Serialize;
 use crate::mapping::objects::Mappings;
 use crate::mapping::ProjectValue;
 
-pub use webhook::{check_webhook, serving_cert_verifies, WebhookFacts, SHIPPED_TIMEOUT_SECONDS};
+pub use webhook::{
+    check_webhook, serving_cert_verifies, ServingCert, WebhookFacts, SHIPPED_TIMEOUT_SECONDS,
+};
 
 /// How one check came out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]

@@ -92,7 +92,7 @@ fn the_serving_certificate_is_verified_for_the_service_name_and_its_expiry() {
         failure_policy: Some("Fail".into()),
         timeout_seconds: Some(SHIPPED_TIMEOUT_SECONDS),
         service_dns: dns.into(),
-        serving_cert: Ok(g.tls_cert.as_bytes().to_vec()),
+        serving_cert: ServingCert::Pem(g.tls_cert.as_bytes().to_vec()),
         ready_replicas: Some(1),
         now,
     };

@@ -26,12 +26,24 @@ pub struct WebhookFacts {
     pub timeout_seconds: Option<i32>,
     /// The Service DNS name the API server calls (`svc.ns.svc`).
     pub service_dns: String,
-    /// The serving certificate (PEM) from the Secret the Deployment mounts, or why not.
-    pub serving_cert: Result<Vec<u8>, String>,
+    /// The serving certificate, as far as it could be read.
+    pub serving_cert: ServingCert,
     /// `None`: no Deployment.
     pub ready_replicas: Option<i32>,
     /// Unix seconds, now.
     pub now: i64,
+}
+
+/// Where the serving certificate was found.
+#[derive(Clone, Debug)]
+pub enum ServingCert {
+    /// Its PEM, from the Secret the Deployment mounts or the server's own Secret.
+    Pem(Vec<u8>),
+    /// The server keeps its own certificates (`--cert-secret`) in this Secret, which this
+    /// identity may not read (the helm test's account, by design: the Secret holds the CA key).
+    ServerKept { secret: String },
+    /// Why it could not be found.
+    Missing(String),
 }
 
 /// Whether the PEM certificate `cert` chains to the PEM CAs in `ca` and is valid for `dns` at
@@ -59,6 +71,25 @@ pub fn serving_cert_verifies(ca: &[u8], cert: &[u8], dns: &str, now: i64) -> Res
     let (_, parsed) = x509_parser::parse_x509_certificate(&der)
         .map_err(|_| "the serving certificate does not parse".to_string())?;
     Ok(parsed.validity().not_after.timestamp())
+}
+
+/// Whether the caBundle holds at least one CA valid at `now`.
+fn ca_bundle_usable(ca: &[u8], now: i64) -> Result<(), String> {
+    let valid = CertificateDer::pem_slice_iter(ca)
+        .filter_map(Result::ok)
+        .filter_map(|der| {
+            let (_, c) = x509_parser::parse_x509_certificate(&der).ok()?;
+            let v = c.validity();
+            (c.is_ca() && v.not_before.timestamp() <= now && now < v.not_after.timestamp())
+                .then_some(())
+        })
+        .count();
+    if valid == 0 {
+        return Err(
+            "the caBundle holds no CA valid now: the API server cannot trust the server".into(),
+        );
+    }
+    Ok(())
 }
 
 /// The findings of the webhook check, worst first decides its status.
@@ -108,7 +139,10 @@ pub fn check_webhook(w: &WebhookFacts, cluster_id: Option<&str>) -> Check {
     let mut all = fails;
     all.extend(warns);
     let message = if all.is_empty() {
-        format!("configured with this cluster's ID, caBundle verifies the serving certificate for {}, replicas ready", w.service_dns)
+        match &w.serving_cert {
+            ServingCert::ServerKept { secret } => format!("configured with this cluster's ID, caBundle holds a valid CA (the server keeps its certificate in Secret {secret}, not readable by this identity), replicas ready"),
+            _ => format!("configured with this cluster's ID, caBundle verifies the serving certificate for {}, replicas ready", w.service_dns),
+        }
     } else {
         all.join("; ")
     };
@@ -121,9 +155,17 @@ fn check_certificate(w: &WebhookFacts, fails: &mut Vec<String>, warns: &mut Vec<
         return;
     };
     let cert = match &w.serving_cert {
-        Ok(c) => c,
-        Err(e) => {
+        ServingCert::Pem(c) => c,
+        ServingCert::Missing(e) => {
             fails.push(format!("the serving certificate: {e}"));
+            return;
+        }
+        ServingCert::ServerKept { .. } => {
+            // The server keeps the caBundle equal to its Secret's bundle (and says so in
+            // rancher_remap_ca_bundle_stale): what is left to check here is that it is usable.
+            if let Err(e) = ca_bundle_usable(ca, w.now) {
+                fails.push(e);
+            }
             return;
         }
     };

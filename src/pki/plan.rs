@@ -2,7 +2,7 @@
 //! Secret. Every replica runs it on what it reads; whichever writes first wins, and the others
 //! read the result (the write carries the resourceVersion it was planned on).
 //!
-//! The serving pair is renewed when a third of its life is left. The CA is rolled over long
+//! The serving pair is renewed when a third of its validity is left. The CA is rolled over long
 //! before it expires, in steps that never leave a handshake untrusted:
 //! 1. a new CA is made; the Secret's bundle (what every webhook configuration's caBundle must
 //!    hold) becomes old + new, and the serving pair, signed by the old CA, stays;
@@ -153,7 +153,9 @@ pub fn plan(stored: Option<&Stored>, policy: &Policy, now: i64, published: bool)
     if c.previous.is_none() && now >= roll_at {
         return Step::StartRollover;
     }
-    let renew_at = c.serving.not_after - (c.serving.not_after - c.serving.not_before) / 3;
+    // A third of the nominal life, not of the certificate's own: that includes the backdating
+    // (minutes), which would renew short-lived certificates at once.
+    let renew_at = c.serving.not_after - policy.serving_validity / 3;
     if now >= renew_at {
         return Step::RenewServing(Why::Expiring);
     }

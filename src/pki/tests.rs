@@ -41,7 +41,7 @@ fn a_new_secret_holds_a_ca_and_a_pair_it_signed_for_the_service_names() {
     assert!(ca.matches_key(&s.ca.key) && serving.matches_key(&s.serving.key));
     assert!(!ca.matches_key(&s.serving.key));
     // Nothing to do until a third of the serving life is left.
-    let renew_at = serving.not_after - (serving.not_after - serving.not_before) / 3;
+    let renew_at = serving.not_after - p.serving_validity / 3;
     assert_eq!(plan(Some(&s), &p, T0, true), Step::Keep { until: renew_at });
     assert_eq!(
         plan(Some(&s), &p, renew_at, true),

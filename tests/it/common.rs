@@ -283,6 +283,11 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
 }
 
 pub fn tls_client(ca: &str, h2: bool, addr: SocketAddr) -> reqwest::Client {
+    tls_client_for("localhost", ca, h2, addr)
+}
+
+/// [`tls_client`] for the name `host` (resolved to `addr`).
+pub fn tls_client_for(host: &str, ca: &str, h2: bool, addr: SocketAddr) -> reqwest::Client {
     let mut cfg = client_config(ca);
     cfg.alpn_protocols = vec![if h2 {
         b"h2".to_vec()
@@ -291,7 +296,7 @@ pub fn tls_client(ca: &str, h2: bool, addr: SocketAddr) -> reqwest::Client {
     }];
     let b = reqwest::Client::builder()
         .use_preconfigured_tls(cfg)
-        .resolve("localhost", addr)
+        .resolve(host, addr)
         .timeout(Duration::from_secs(10));
     let b = if h2 {
         b.http2_prior_knowledge()
@@ -317,7 +322,7 @@ pub async fn eventually(what: &str, timeout: Duration, mut f: impl AsyncFnMut() 
 
 #[path = "../support/serve_command.rs"]
 mod serve_command;
-pub use serve_command::serve_command;
+pub use serve_command::{serve_command, serve_command_without_certificates};
 
 /// `rancher-remap serve` on loopback port 0 with certificates made here, stdout and stderr
 /// captured. It is ours: dropped, it is killed by its id and reaped.
@@ -326,6 +331,8 @@ pub struct ServeProcess {
     pub webhook: SocketAddr,
     pub admin: SocketAddr,
     pub ca: String,
+    /// The name the client connects to and checks (resolved to the loopback listener).
+    pub host: String,
     pub log: Arc<std::sync::Mutex<String>>,
     pub dir: tempfile::TempDir,
     /// The threads copying stdout and stderr into `log`; joined by `terminate`.
@@ -336,11 +343,50 @@ impl ServeProcess {
     /// Starts it with `args` after the listen and certificate flags (JSON logs), and waits for
     /// its `serving` line.
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> ServeProcess {
-        use std::io::BufRead;
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
         let ca = write_certs(dir.path());
-        let mut child = serve_command(env!("CARGO_BIN_EXE_rancher-remap"), dir.path())
+        let cmd = serve_command(env!("CARGO_BIN_EXE_rancher-remap"), dir.path());
+        ServeProcess::spawn(cmd, args, env, dir, ca).await
+    }
+
+    /// Starts it with certificates it keeps itself (`--cert-secret NS/NAME` in `args` or
+    /// `env`) in the fake API server, and trusts the bundle the server stored there for the
+    /// name `host` (the webhook Service's DNS name).
+    pub async fn start_with_cert_secret(
+        args: &[&str],
+        env: &[(&str, &str)],
+        fake: &crate::fake_api::FakeApi,
+        (namespace, name): (&str, &str),
+        host: &str,
+    ) -> ServeProcess {
+        use base64::Engine;
+        let dir = tempfile::tempdir().unwrap();
+        let cmd = serve_command_without_certificates(env!("CARGO_BIN_EXE_rancher-remap"));
+        let mut p = ServeProcess::spawn(cmd, args, env, dir, String::new()).await;
+        let secret = fake
+            .get(&serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"namespace": namespace, "name": name}}))
+            .expect("the server made its certificate Secret before serving");
+        p.ca = String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(secret["data"]["ca-bundle.crt"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        p.host = host.to_string();
+        p
+    }
+
+    async fn spawn(
+        mut cmd: Command,
+        args: &[&str],
+        env: &[(&str, &str)],
+        dir: tempfile::TempDir,
+        ca: String,
+    ) -> ServeProcess {
+        use std::io::BufRead;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut child = cmd
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -370,6 +416,7 @@ impl ServeProcess {
             webhook: "0.0.0.0:0".parse().unwrap(),
             admin: "0.0.0.0:0".parse().unwrap(),
             ca,
+            host: "localhost".to_string(),
             log,
             dir,
             readers,
@@ -400,7 +447,7 @@ impl ServeProcess {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.webhook.port())
+        format!("https://{}:{}{path}", self.host, self.webhook.port())
     }
 
     /// The admin port's /metrics text.
@@ -408,9 +455,9 @@ impl ServeProcess {
         admin_metrics(self.admin).await
     }
 
-    /// A client that trusts only this server's CA and checks the `localhost` SAN.
+    /// A client that trusts only this server's CA and checks the name `host`.
     pub fn client(&self, h2: bool) -> reqwest::Client {
-        tls_client(&self.ca, h2, self.webhook)
+        tls_client_for(&self.host, &self.ca, h2, self.webhook)
     }
 
     /// A field of /proc/PID/status in KiB (`VmRSS`, `VmHWM`).

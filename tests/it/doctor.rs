@@ -37,14 +37,14 @@ const SERVED: &[&str] = &[
 pub fn chart(extra: &[&str]) -> Vec<Value> {
     let mut args = vec!["--set", "clusterId=c-m-dst01"];
     args.extend_from_slice(extra);
-    helm_template("destination", Certs::ChartMade, &args).unwrap()
+    helm_template("destination", Certs::ServerMade, &args).unwrap()
 }
 
 /// What a healthy destination holds: the chart's objects (the Deployment with a ready
 /// replica), the mapping ConfigMap with `table`, and Rancher's project p-b (its ClusterRole
 /// and a Namespace annotated with this cluster's ID).
 pub fn install(fake: &FakeApi, docs: &[Value], table: &str) {
-    for d in docs
+    for d in as_the_server_leaves_it(docs)
         .iter()
         .filter(|d| SERVED.iter().any(|k| d["kind"] == *k))
     {
@@ -61,6 +61,41 @@ pub fn install(fake: &FakeApi, docs: &[Value], table: &str) {
         "annotations": {"field.cattle.io/projectId": format!("{THIS}:p-b")},
         "labels": {"field.cattle.io/projectId": "p-b"}}}),
     );
+}
+
+/// `docs` as a running server with the chart's default (`--cert-secret`) leaves them: its
+/// certificate Secret added, its CA bundle in every caBundle.
+fn as_the_server_leaves_it(docs: &[Value]) -> Vec<Value> {
+    use base64::Engine;
+    use rancher_remap::pki::plan::{apply, now, Policy, Step, Why};
+    let policy = Policy {
+        label: "rancher-remap".into(),
+        dns_names: rancher_remap::pki::service_dns_names("rancher-remap", "rancher-remap"),
+        serving_validity: 365 * 86_400,
+        ca_validity: 3_650 * 86_400,
+        rollover_grace: 600,
+    };
+    let m = apply(Step::Replace(Why::Missing), None, &policy, now()).unwrap();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut docs = docs.to_vec();
+    for d in &mut docs {
+        if d["kind"]
+            .as_str()
+            .is_some_and(|k| k.ends_with("WebhookConfiguration"))
+        {
+            for w in d["webhooks"].as_array_mut().unwrap() {
+                w["clientConfig"]["caBundle"] = json!(b64(&m.bundle));
+            }
+        }
+    }
+    docs.push(
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": "rancher-remap-certs", "namespace": "rancher-remap"},
+        "data": {"tls.crt": b64(&m.serving.cert), "tls.key": b64(&m.serving.key),
+                 "ca.crt": b64(&m.ca.cert), "ca.key": b64(&m.ca.key),
+                 "ca-bundle.crt": b64(&m.bundle)}}),
+    );
+    docs
 }
 
 pub fn mapping_configmap(table: &str) -> Value {
@@ -271,12 +306,10 @@ async fn webhook_wiring_faults_are_each_reported() {
     let dir = tempfile::tempdir().unwrap();
     let docs = chart(&[]);
     // A caBundle from another CA.
-    let other = chart(&[]);
-    let bundle = |docs: &[Value]| {
-        docs.iter()
-            .find(|d| d["kind"] == "MutatingWebhookConfiguration")
-            .unwrap()["webhooks"][0]["clientConfig"]["caBundle"]
-            .clone()
+    let other = {
+        use base64::Engine;
+        let g = rancher_remap::cli::certs::generate("rancher-remap", "rancher-remap", 30).unwrap();
+        json!(base64::engine::general_purpose::STANDARD.encode(g.ca_cert))
     };
     let fake = FakeApi::start().await;
     install(&fake, &docs, TABLE);
@@ -289,7 +322,8 @@ async fn webhook_wiring_faults_are_each_reported() {
                 .clone(),
         )
         .unwrap();
-    hook["webhooks"][0]["clientConfig"]["caBundle"] = bundle(&other);
+    let good = hook["webhooks"][0]["clientConfig"]["caBundle"].clone();
+    hook["webhooks"][0]["clientConfig"]["caBundle"] = other;
     fake.put(hook.clone());
     let (out, checks) = doctor(&fake.kubeconfig(dir.path()), &[]).await;
     assert_eq!(out.status.code(), Some(1));
@@ -301,7 +335,7 @@ async fn webhook_wiring_faults_are_each_reported() {
     );
 
     // No cluster ID in the matchConditions.
-    hook["webhooks"][0]["clientConfig"]["caBundle"] = bundle(&docs);
+    hook["webhooks"][0]["clientConfig"]["caBundle"] = good;
     let text = hook["webhooks"][0]["matchConditions"]
         .to_string()
         .replace(&format!("'{THIS}'"), "''");
@@ -428,7 +462,21 @@ async fn the_helm_test_rbac_is_enough_for_doctor_and_each_rule_is_needed() {
     let (out, checks) = doctor(&kubeconfig, &args).await;
     assert_eq!(out.status.code(), Some(0), "{checks:#} {}", stderr(&out));
     assert_check(&checks, "migration-identity", "ok", &["u-stork"]);
-    assert_eq!(fake.denials(), Vec::<String>::new());
+    // The server's own Secret holds its CA key: this account may not read it, by design, and
+    // doctor checks the caBundle alone.
+    assert_check(
+        &checks,
+        "webhook",
+        "ok",
+        &[
+            "caBundle holds a valid CA",
+            "Secret rancher-remap/rancher-remap-certs",
+        ],
+    );
+    assert_eq!(
+        fake.denials(),
+        [format!("secrets \"rancher-remap-certs\" is forbidden: User \"{DOCTOR_SA}\" cannot get resource \"secrets\" in API group \"\" in the namespace \"rancher-remap\"")]
+    );
 
     // No more than needed: without any one rule, doctor cannot check, and says what it needs.
     for role in hooks

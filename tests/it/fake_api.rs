@@ -184,6 +184,13 @@ fn builtin_types() -> Vec<ResourceType> {
             false,
         ),
         t(
+            "admissionregistration.k8s.io",
+            "v1",
+            "validatingwebhookconfigurations",
+            "ValidatingWebhookConfiguration",
+            false,
+        ),
+        t(
             "authorization.k8s.io",
             "v1",
             "subjectaccessreviews",

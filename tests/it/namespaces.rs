@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::common::*;
 use crate::deploy::chart_server_env;
 use crate::fake_api::FakeApi;
-use crate::rbac::{chart_docs, SERVER_SA, SERVER_TOKEN};
+use crate::rbac::{chart_docs, serve_with, SERVER_SA, SERVER_TOKEN};
 
 /// This (the destination) cluster's Rancher ID, and the source's.
 const THIS: &str = "c-m-4kq8z9rt";
@@ -42,14 +42,11 @@ async fn serve_as_the_chart_installs_it(fake: &FakeApi) -> (ServeProcess, tempfi
         get("RANCHER_REMAP_MAPPINGS_CONFIGMAP"),
         Some("rancher-remap/rancher-remap-mappings")
     );
-    // Under the chart's RBAC, as its ServiceAccount.
-    fake.put_rbac(&chart_docs(&repo("charts/rancher-remap")));
+    // Under the chart's RBAC, as its ServiceAccount, with the certificates it keeps itself.
+    let docs = chart_docs(&repo("charts/rancher-remap"));
+    fake.put_rbac(&docs);
     fake.add_token(SERVER_TOKEN, SERVER_SA, &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = fake.kubeconfig_with_token(dir.path(), SERVER_TOKEN);
-    let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    all.push(("KUBECONFIG", kubeconfig.to_str().unwrap()));
-    (ServeProcess::start(&[], &all).await, dir)
+    serve_with(fake, env, &docs, true).await
 }
 
 /// A Namespace review as kube-apiserver sends it, written by `user`.

@@ -19,7 +19,7 @@ pub const SERVER_TOKEN: &str = "server-sa-token";
 
 /// The chart at `chart` rendered in the destination role (its RBAC and everything else).
 pub fn chart_docs(chart: &Path) -> Vec<Value> {
-    helm_template_at(chart, "destination", Certs::ChartMade, &[]).unwrap()
+    helm_template_at(chart, "destination", Certs::ServerMade, &[]).unwrap()
 }
 
 /// Every RBAC object the install ships: the chart in the destination role, the kustomize
@@ -41,16 +41,68 @@ fn mappings_configmap(text: &str) -> Value {
     })
 }
 
-/// The real server with the chart's environment, authenticated as its ServiceAccount.
-async fn serve_as_the_service_account(fake: &FakeApi) -> (ServeProcess, tempfile::TempDir) {
+/// The real server with the chart's environment, authenticated as its ServiceAccount, under
+/// the RBAC already put in `fake`. With `own_certificates` (the chart's default), it keeps its
+/// certificates in the fake's Secret and the caBundle of `install`'s webhook configurations,
+/// which are put in the fake; without (an install whose certificates come from cert-manager),
+/// it reads certificate files.
+async fn serve_as_the_service_account(
+    fake: &FakeApi,
+    install: &[Value],
+    own_certificates: bool,
+) -> (ServeProcess, tempfile::TempDir) {
     fake.add_token(SERVER_TOKEN, SERVER_SA, &[]);
     let env = chart_server_env(&["--set", "clusterId=c-m-dst01"]);
+    serve_with(fake, env, install, own_certificates).await
+}
+
+/// The real server with `env` as the ServiceAccount whose token the fake knows (see
+/// [`serve_as_the_service_account`]).
+pub async fn serve_with(
+    fake: &FakeApi,
+    env: Vec<(String, String)>,
+    install: &[Value],
+    own_certificates: bool,
+) -> (ServeProcess, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = fake.kubeconfig_with_token(dir.path(), SERVER_TOKEN);
-    let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut all: Vec<(&str, &str)> = env
+        .iter()
+        .filter(|(k, _)| own_certificates || !MANAGED_CERT_ENV.contains(&k.as_str()))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     all.push(("KUBECONFIG", kubeconfig.to_str().unwrap()));
-    (ServeProcess::start(&[], &all).await, dir)
+    if !own_certificates {
+        return (ServeProcess::start(&[], &all).await, dir);
+    }
+    let secret = env
+        .iter()
+        .find(|(k, _)| k == "RANCHER_REMAP_CERT_SECRET")
+        .map(|(_, v)| v.split_once('/').unwrap())
+        .expect("the chart's default: certificates the server keeps");
+    fake.put_all(
+        install
+            .iter()
+            .filter(|d| {
+                d["kind"]
+                    .as_str()
+                    .is_some_and(|k| k.ends_with("WebhookConfiguration"))
+            })
+            .cloned(),
+    );
+    let host = "rancher-remap.rancher-remap.svc";
+    let s = ServeProcess::start_with_cert_secret(&[], &all, fake, secret, host).await;
+    (s, dir)
 }
+
+/// The chart's settings for certificates the server keeps.
+const MANAGED_CERT_ENV: [&str; 5] = [
+    "RANCHER_REMAP_CERT_SECRET",
+    "RANCHER_REMAP_SERVICE",
+    "RANCHER_REMAP_WEBHOOK_CONFIGURATIONS",
+    "RANCHER_REMAP_CERT_VALIDITY",
+    "RANCHER_REMAP_CA_VALIDITY",
+];
 
 async fn ready(s: &ServeProcess) -> bool {
     reqwest::get(format!("http://{}/readyz", s.admin))
@@ -68,7 +120,8 @@ async fn the_shipped_roles_let_the_server_follow_its_configmap_and_post_events()
         let fake = FakeApi::start().await;
         fake.put_rbac(&docs);
         fake.put(mappings_configmap("c-src01:p-a=c-m-dst01:p-b\n"));
-        let (s, _dir) = serve_as_the_service_account(&fake).await;
+        let own_certificates = install == "the chart";
+        let (s, _dir) = serve_as_the_service_account(&fake, &docs, own_certificates).await;
         eventually(install, Duration::from_secs(15), async || ready(&s).await).await;
         // A reversed table is refused and said so in an Event: create on events.k8s.io.
         fake.put(mappings_configmap("c-m-dst01:p-b=c-src01:p-a\n"));
@@ -102,9 +155,10 @@ async fn first_refusal(
     after_start: impl FnOnce(&FakeApi),
 ) -> (String, ServeProcess, tempfile::TempDir) {
     let fake = FakeApi::start().await;
-    fake.put_rbac(&chart_docs(chart));
+    let docs = chart_docs(chart);
+    fake.put_rbac(&docs);
     fake.put(mappings_configmap("c-src01:p-a=c-m-dst01:p-b\n"));
-    let (s, dir) = serve_as_the_service_account(&fake).await;
+    let (s, dir) = serve_as_the_service_account(&fake, &docs, true).await;
     after_start(&fake);
     eventually(refused, Duration::from_secs(15), async || {
         fake.denials().iter().any(|d| d.contains(refused))

@@ -7,6 +7,17 @@ use std::process::Command;
 /// `BIN serve` on loopback port 0 (webhook and admin) with `dir/tls.crt` and `dir/tls.key`,
 /// logging JSON; the caller adds the mapping source and the rest.
 pub fn serve_command(bin: &str, dir: &Path) -> Command {
+    let mut cmd = serve_command_without_certificates(bin);
+    cmd.arg("--tls-cert")
+        .arg(dir.join("tls.crt"))
+        .arg("--tls-key")
+        .arg(dir.join("tls.key"));
+    cmd
+}
+
+/// [`serve_command`] without certificate files: the caller gives `--cert-secret`.
+#[allow(dead_code)] // The benches use only serve_command.
+pub fn serve_command_without_certificates(bin: &str) -> Command {
     let mut cmd = Command::new(bin);
     cmd.args([
         "serve",
@@ -16,10 +27,6 @@ pub fn serve_command(bin: &str, dir: &Path) -> Command {
         "127.0.0.1:0",
         "--log-format",
         "json",
-    ])
-    .arg("--tls-cert")
-    .arg(dir.join("tls.crt"))
-    .arg("--tls-key")
-    .arg(dir.join("tls.key"));
+    ]);
     cmd
 }

@@ -33,6 +33,22 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if eq .Values.role "destination" }}true{{ end }}
 {{- end }}
 
+{{/* Whether the server makes and renews its own certificates (neither cert-manager nor an
+existing Secret). */}}
+{{- define "rancher-remap.serverManagedCerts" -}}
+{{- if not (or .Values.certManager.enabled .Values.tls.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{/* The webhook configurations of this release, as serve --webhook-configuration names them. */}}
+{{- define "rancher-remap.webhookConfigurations" -}}
+{{- $fullname := include "rancher-remap.fullname" . }}
+{{- if include "rancher-remap.destination" . -}}
+mutating/{{ $fullname }},validating/{{ $fullname }}-mappings,validating/{{ $fullname }}-clusterpairs
+{{- else -}}
+validating/{{ $fullname }}-clusterpairs
+{{- end }}
+{{- end }}
+
 {{/* Where the serving pair lives. */}}
 {{- define "rancher-remap.tlsSecret" -}}
 {{- if and (not .Values.certManager.enabled) .Values.tls.existingSecret }}
