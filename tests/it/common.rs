@@ -377,6 +377,13 @@ impl ServeProcess {
         p
     }
 
+    /// Starts `cmd` (a `serve` command made by the caller) and waits for its `serving` line;
+    /// the caller sets [`ServeProcess::ca`] and [`ServeProcess::host`] if it makes requests.
+    pub async fn spawn_command(cmd: Command) -> ServeProcess {
+        let dir = tempfile::tempdir().unwrap();
+        ServeProcess::spawn(cmd, &[], &[], dir, String::new()).await
+    }
+
     async fn spawn(
         mut cmd: Command,
         args: &[&str],

@@ -2,6 +2,7 @@
 
 mod answers;
 mod audit;
+mod certificates;
 mod cli;
 mod common;
 mod configmap;

@@ -1,0 +1,444 @@
+//! Certificates the server keeps itself (`serve --cert-secret`, the chart's default), from the
+//! outside: the real binary with the chart's environment, under the chart's RBAC in the fake
+//! API server, and clients that trust only what the webhook configurations' caBundle says, read
+//! from the fake at every handshake, as kube-apiserver does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{json, Value};
+
+use crate::common::*;
+use crate::deploy::chart_server_env;
+use crate::fake_api::FakeApi;
+use crate::rbac::{chart_docs, SERVER_SA, SERVER_TOKEN};
+use rancher_remap::pki::{self, PemPair};
+
+use crate::common::serve_command_without_certificates;
+
+const NS: &str = "rancher-remap";
+const SECRET: &str = "rancher-remap-certs";
+const HOST: &str = "rancher-remap.rancher-remap.svc";
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn unb64(v: &Value) -> String {
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap_or_default())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// The chart's destination install in the fake: its RBAC (edited by `edit`) and its webhook
+/// configurations, as the chart renders them (no caBundle).
+fn install(fake: &FakeApi, edit: impl Fn(&mut Value)) -> Vec<Value> {
+    let mut docs = chart_docs(&repo("charts/rancher-remap"));
+    for d in &mut docs {
+        edit(d);
+    }
+    fake.put_rbac(&docs);
+    fake.put_all(
+        docs.iter()
+            .filter(|d| {
+                d["kind"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("WebhookConfiguration")
+            })
+            .cloned(),
+    );
+    fake.add_token(SERVER_TOKEN, SERVER_SA, &[]);
+    docs
+}
+
+/// A replica: the real binary with the chart's environment, `over` replacing some of it, as the
+/// chart's ServiceAccount; no mapping table (validate-only keeps the test about certificates).
+fn replica_command(
+    fake: &FakeApi,
+    dir: &std::path::Path,
+    over: &[(&str, &str)],
+) -> std::process::Command {
+    let mut env = chart_server_env(&["--set", "clusterId=c-m-dst01"]);
+    env.retain(|(k, _)| k != "RANCHER_REMAP_MAPPINGS_CONFIGMAP");
+    env.push(("RANCHER_REMAP_VALIDATE_ONLY".into(), "true".into()));
+    for (k, v) in over {
+        env.retain(|(n, _)| n != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    let mut cmd = serve_command_without_certificates(env!("CARGO_BIN_EXE_rancher-remap"));
+    cmd.envs(env)
+        .env("KUBECONFIG", fake.kubeconfig_with_token(dir, SERVER_TOKEN));
+    cmd
+}
+
+async fn replica(fake: &FakeApi, over: &[(&str, &str)]) -> (ServeProcess, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = replica_command(fake, dir.path(), over);
+    (ServeProcess::spawn_command(cmd).await, dir)
+}
+
+/// The caBundle (PEM) of a webhook configuration in the fake, as the API server would use it.
+fn ca_bundle_of(fake: &FakeApi, kind: &str, name: &str) -> String {
+    let c = fake
+        .get(
+            &json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
+            "metadata": {"name": name}}),
+        )
+        .unwrap();
+    unb64(&c["webhooks"][0]["clientConfig"]["caBundle"])
+}
+
+fn mutating_bundle(fake: &FakeApi) -> String {
+    ca_bundle_of(fake, "MutatingWebhookConfiguration", "rancher-remap")
+}
+
+fn secret(fake: &FakeApi) -> Option<Value> {
+    fake.get(&json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"namespace": NS, "name": SECRET}}))
+}
+
+/// A TLS handshake to `addr` as kube-apiserver makes it: trusting only `bundle`, checking the
+/// Service's DNS name. The leaf certificate presented, or why the handshake failed.
+async fn handshake(addr: std::net::SocketAddr, bundle: &str) -> Result<Vec<u8>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(bundle.as_bytes()) {
+        roots
+            .add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(rancher_remap::server::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let tls = connector
+        .connect(ServerName::try_from(HOST).unwrap(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+    Ok(leaf)
+}
+
+fn pem_der(pem: &str) -> Vec<u8> {
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_started_at_once_share_one_pair_and_publish_its_ca() {
+    let fake = FakeApi::start().await;
+    install(&fake, |_| {});
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = tokio::join!(
+        ServeProcess::spawn_command(replica_command(&fake, dir_a.path(), &[])),
+        ServeProcess::spawn_command(replica_command(&fake, dir_b.path(), &[])),
+    );
+    let stored = secret(&fake).expect("the Secret");
+    assert_eq!(stored["type"], "kubernetes.io/tls");
+    let bundle = unb64(&stored["data"]["ca-bundle.crt"]);
+    let serving = pem_der(&unb64(&stored["data"]["tls.crt"]));
+    // Both serve the stored pair, which every webhook configuration trusts.
+    for s in [&a, &b] {
+        assert_eq!(handshake(s.webhook, &bundle).await.unwrap(), serving);
+    }
+    eventually(
+        "every caBundle published",
+        Duration::from_secs(15),
+        async || {
+            [
+                ("MutatingWebhookConfiguration", "rancher-remap"),
+                ("ValidatingWebhookConfiguration", "rancher-remap-mappings"),
+                (
+                    "ValidatingWebhookConfiguration",
+                    "rancher-remap-clusterpairs",
+                ),
+            ]
+            .iter()
+            .all(|(kind, name)| ca_bundle_of(&fake, kind, name) == bundle)
+        },
+    )
+    .await;
+    // One of them wrote it; the other read it (after a 409, or by getting there second).
+    let writes = |text: &str| {
+        metric(
+            text,
+            "rancher_remap_certificate_secret_writes_total{result=\"ok\"}",
+        )
+        .unwrap()
+    };
+    assert_eq!(writes(&a.metrics().await) + writes(&b.metrics().await), 1.0);
+    for s in [&a, &b] {
+        assert_eq!(
+            metric(&s.metrics().await, "rancher_remap_ca_bundle_stale"),
+            Some(0.0)
+        );
+    }
+    assert_eq!(
+        fake.denials(),
+        Vec::<String>::new(),
+        "the chart's RBAC is enough"
+    );
+    // No key in any log line.
+    let key = unb64(&stored["data"]["ca.key"]);
+    let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    for s in [&a, &b] {
+        let log = s.log.lock().unwrap().clone();
+        assert!(
+            !log.contains("PRIVATE KEY") && !log.contains(&body[..40]),
+            "{log}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_pairs_are_renewed_before_they_expire_and_every_replica_follows() {
+    let fake = FakeApi::start().await;
+    install(&fake, |_| {});
+    // Six-second certificates: renewed when two seconds are left.
+    let short = [
+        ("RANCHER_REMAP_CERT_VALIDITY", "6s"),
+        ("RANCHER_REMAP_CA_VALIDITY", "1h"),
+    ];
+    let (a, _da) = replica(&fake, &short).await;
+    let (b, _db) = replica(&fake, &short).await;
+    let bundle = mutating_bundle_when_published(&fake).await;
+    let mut seen = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while seen.len() < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} pairs seen",
+            seen.len()
+        );
+        for s in [&a, &b] {
+            let leaf = handshake(s.webhook, &mutating_bundle(&fake))
+                .await
+                .unwrap_or_else(|e| panic!("a handshake failed during renewals: {e}"));
+            seen.insert(leaf);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The CA did not change, so neither did any caBundle.
+    assert_eq!(mutating_bundle(&fake), bundle);
+    // Both replicas end on the stored pair.
+    eventually(
+        "both serve the stored pair",
+        Duration::from_secs(10),
+        async || {
+            let stored = pem_der(&unb64(&secret(&fake).unwrap()["data"]["tls.crt"]));
+            let (x, y) = (
+                handshake(a.webhook, &bundle).await,
+                handshake(b.webhook, &bundle).await,
+            );
+            x.as_ref() == Ok(&stored) && y.as_ref() == Ok(&stored)
+        },
+    )
+    .await;
+}
+
+async fn mutating_bundle_when_published(fake: &FakeApi) -> String {
+    let mut bundle = String::new();
+    eventually(
+        "the caBundle published",
+        Duration::from_secs(15),
+        async || {
+            bundle = mutating_bundle(fake);
+            !bundle.is_empty()
+        },
+    )
+    .await;
+    bundle
+}
+
+fn put_secret(ca: &PemPair, serving: &PemPair) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"namespace": NS, "name": SECRET},
+        "data": {"ca.crt": b64(&ca.cert), "ca.key": b64(&ca.key), "ca-bundle.crt": b64(&ca.cert),
+                 "tls.crt": b64(&serving.cert), "tls.key": b64(&serving.key)}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_rollover_changes_the_ca_bundle_without_a_failed_handshake() {
+    let fake = FakeApi::start().await;
+    let docs = install(&fake, |_| {});
+    // A CA that ends in 12 s, trusted by every webhook configuration (published earlier).
+    let now = time::OffsetDateTime::now_utc();
+    let end = now + time::Duration::seconds(12);
+    let old_ca = pki::new_ca(NS, now, end).unwrap();
+    let serving = pki::issue_serving(
+        &old_ca,
+        &pki::service_dns_names("rancher-remap", NS),
+        now,
+        end,
+    )
+    .unwrap();
+    fake.put(put_secret(&old_ca, &serving));
+    for mut d in docs.into_iter().filter(|d| {
+        d["kind"]
+            .as_str()
+            .unwrap()
+            .ends_with("WebhookConfiguration")
+    }) {
+        for w in d["webhooks"].as_array_mut().unwrap() {
+            w["clientConfig"]["caBundle"] = json!(b64(&old_ca.cert));
+        }
+        fake.put(d);
+    }
+    // What API servers trust from now on, in order (see LAG below).
+    let mut history: std::collections::VecDeque<(tokio::time::Instant, String)> =
+        [(tokio::time::Instant::now(), old_ca.cert.clone())].into();
+    let (s, _dir) = replica(
+        &fake,
+        &[
+            ("RANCHER_REMAP_CERT_VALIDITY", "60s"),
+            ("RANCHER_REMAP_CA_VALIDITY", "1h"),
+            ("RANCHER_REMAP_CA_ROLLOVER_GRACE", "2s"),
+        ],
+    )
+    .await;
+    // Handshakes as an API server makes them: with the caBundle its informer has, which lags
+    // the stored one (here by a second, under the 2 s grace), until the old CA has left it.
+    const LAG: Duration = Duration::from_secs(1);
+    let (mut handshakes, mut widest) = (0, 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let new_ca = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rollover did not finish: {}",
+            s.log.lock().unwrap()
+        );
+        let stored = mutating_bundle(&fake);
+        history.push_back((tokio::time::Instant::now(), stored.clone()));
+        while history.len() > 1 && history[1].0.elapsed() >= LAG {
+            history.pop_front();
+        }
+        let known = history[0].1.clone();
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(known.as_bytes()).collect();
+        widest = widest.max(certs.len());
+        handshake(s.webhook, &known)
+            .await
+            .unwrap_or_else(|e| panic!("handshake {handshakes} failed during the rollover: {e}"));
+        handshakes += 1;
+        if certs.len() == 1 && known != old_ca.cert {
+            break known;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(widest, 2, "both CAs were trusted during the rollover");
+    let stored = secret(&fake).unwrap();
+    assert_eq!(unb64(&stored["data"]["ca.crt"]), new_ca);
+    // The pair in force is the new CA's.
+    let leaf = handshake(s.webhook, &new_ca).await.unwrap();
+    assert_eq!(leaf, pem_der(&unb64(&stored["data"]["tls.crt"])));
+    assert!(handshakes > 20, "{handshakes} handshakes");
+    assert_eq!(fake.denials(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_cannot_patch_keeps_serving_and_reports_it() {
+    let fake = FakeApi::start().await;
+    install(&fake, |d| {
+        if d["kind"] == "ClusterRole" && d["metadata"]["name"] == "rancher-remap-ca-bundle" {
+            for r in d["rules"].as_array_mut().unwrap() {
+                r["verbs"] = json!(["get"]);
+            }
+        }
+    });
+    let (s, _dir) = replica(&fake, &[]).await;
+    // It serves its pair...
+    let bundle = unb64(&secret(&fake).unwrap()["data"]["ca-bundle.crt"]);
+    handshake(s.webhook, &bundle).await.unwrap();
+    // ...and says, in its metrics and its log, that the API servers do not trust it yet.
+    let metrics = s.metrics().await;
+    assert_eq!(
+        metric(&metrics, "rancher_remap_ca_bundle_stale"),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert!(
+        metric(
+            &metrics,
+            "rancher_remap_ca_bundle_patches_total{result=\"failed\"}"
+        )
+        .unwrap()
+            >= 3.0
+    );
+    let log = s.log.lock().unwrap().clone();
+    assert!(
+        log.contains("cannot bring the caBundle up to date")
+            && log.contains("mutatingwebhookconfiguration rancher-remap")
+            && log.contains("forbidden"),
+        "{log}"
+    );
+    assert!(mutating_bundle(&fake).is_empty());
+    // The alert that fires on it is in the chart (promtool runs it in monitoring::).
+    let rules =
+        std::fs::read_to_string(repo("charts/rancher-remap/files/rancher-remap.rules.yaml"))
+            .unwrap();
+    assert!(rules.contains("rancher_remap_ca_bundle_stale"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_ca_bundle_is_put_back_and_a_deleted_secret_keeps_its_ca() {
+    let fake = FakeApi::start().await;
+    install(&fake, |_| {});
+    let (_s, _dir) = replica(&fake, &[("RANCHER_REMAP_CERT_RESYNC", "1s")]).await;
+    let bundle = mutating_bundle_when_published(&fake).await;
+    // An upgrade (or a person) empties a caBundle: the next pass puts it back.
+    let mut hook = fake
+        .get(&json!({"apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration", "metadata": {"name": "rancher-remap"}}))
+        .unwrap();
+    hook["webhooks"][0]["clientConfig"]
+        .as_object_mut()
+        .unwrap()
+        .remove("caBundle");
+    fake.put(hook);
+    eventually(
+        "the caBundle put back",
+        Duration::from_secs(15),
+        async || mutating_bundle(&fake) == bundle,
+    )
+    .await;
+    // The Secret deleted: made again from the material in force, so the CA stays.
+    let before = secret(&fake).unwrap();
+    fake.delete(&before);
+    eventually(
+        "the Secret made again",
+        Duration::from_secs(15),
+        async || secret(&fake).is_some_and(|s| s["data"]["ca.crt"] == before["data"]["ca.crt"]),
+    )
+    .await;
+    assert_eq!(mutating_bundle(&fake), bundle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_may_not_create_its_secret_exits_saying_why() {
+    let fake = FakeApi::start().await;
+    install(&fake, |d| {
+        if d["kind"] == "Role" && d["metadata"]["name"] == "rancher-remap-certs" {
+            d["rules"].as_array_mut().unwrap().pop();
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = replica_command(&fake, dir.path(), &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("Secret rancher-remap/rancher-remap-certs") && err.contains("forbidden"),
+        "{err}"
+    );
+}
