@@ -180,20 +180,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let managed = match args.managed_certs.settings() {
-        Ok(managed) => managed,
-        Err(usage) => {
-            eprintln!("error: {usage}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+    if let Err(usage) = args.managed_certs.check() {
+        eprintln!("error: {usage}");
+        return Ok(ExitCode::from(2));
+    }
     init_logging(args.log_format);
     let metrics = Arc::new(Metrics::default());
     let (log, writer) = AdmissionLog::start(metrics.log_lines_dropped.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let served = runtime.block_on(serve(args, source, managed, metrics, log));
+    let served = runtime.block_on(serve(args, source, metrics, log));
     // Every task (and with them every handle on the log) gone, the last lines are written.
     drop(runtime);
     // Short: the writer drains every 2 ms; the Deployment's grace period leaves room for this.
@@ -205,7 +202,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
 async fn serve(
     args: Args,
     source: Option<Source>,
-    managed: Option<managed_certs::Settings>,
     metrics: Arc<Metrics>,
     log: AdmissionLog,
 ) -> Result<()> {
@@ -240,7 +236,8 @@ async fn serve(
         request_timeout: Duration::from_secs(args.request_timeout),
         log,
     });
-    let needs_cluster = managed.is_some() || matches!(source, Some(Source::ConfigMap(_)));
+    let needs_cluster =
+        args.managed_certs.cert_secret.is_some() || matches!(source, Some(Source::ConfigMap(_)));
     let client = match needs_cluster {
         true => Some(args.cluster.connect().await?.client),
         false => None,
@@ -250,6 +247,9 @@ async fn serve(
         None => tracing::info!("validate-only: serving /validate, no mapping table"),
     }
     let timing = Timing::default();
+    let managed = client
+        .as_ref()
+        .and_then(|c| args.managed_certs.settings(c.default_namespace()));
     let credentials = match (managed, client) {
         (Some(settings), Some(client)) => managed_certs::start(client, settings, metrics).await?,
         _ => CertFiles {

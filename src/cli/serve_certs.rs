@@ -11,10 +11,11 @@ use crate::server::managed_certs::Settings;
 /// own webhook configurations kept current. Instead of --tls-cert/--tls-key.
 #[derive(Debug, clap::Args)]
 pub struct ManagedCertArgs {
-    /// NAMESPACE/NAME of the Secret to keep the CA and serving pair in (created if missing).
-    /// Its namespace is the webhook Service's.
-    #[arg(long, env = "RANCHER_REMAP_CERT_SECRET", value_name = "NS/NAME", value_parser = namespaced_name, conflicts_with_all = ["tls_cert", "tls_key"])]
-    pub cert_secret: Option<(String, String)>,
+    /// [NAMESPACE/]NAME of the Secret to keep the CA and serving pair in (created if missing);
+    /// without NAMESPACE, the client's own (in a pod, the pod's). Its namespace is the webhook
+    /// Service's.
+    #[arg(long, env = "RANCHER_REMAP_CERT_SECRET", value_name = "[NS/]NAME", value_parser = namespaced_name, conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub cert_secret: Option<(Option<String>, String)>,
 
     /// With --cert-secret: the webhook Service's name; the certificate is for
     /// NAME.NAMESPACE.svc and NAME.NAMESPACE.svc.cluster.local.
@@ -55,16 +56,20 @@ pub struct ManagedCertArgs {
 }
 
 impl ManagedCertArgs {
-    /// The settings, when --cert-secret is given.
-    pub fn settings(&self) -> Result<Option<Settings>, String> {
-        let Some((namespace, secret)) = self.cert_secret.clone() else {
-            return Ok(None);
-        };
-        if self.cert_validity >= self.ca_validity {
+    /// Refuses settings that cannot work (before anything starts).
+    pub fn check(&self) -> Result<(), String> {
+        if self.cert_secret.is_some() && self.cert_validity >= self.ca_validity {
             return Err("--cert-validity must be shorter than --ca-validity".into());
         }
+        Ok(())
+    }
+
+    /// The settings, when --cert-secret is given; `client_namespace` when it names none.
+    pub fn settings(&self, client_namespace: &str) -> Option<Settings> {
+        let (namespace, secret) = self.cert_secret.clone()?;
+        let namespace = namespace.unwrap_or_else(|| client_namespace.to_string());
         let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-        Ok(Some(Settings {
+        Some(Settings {
             policy: Policy {
                 label: namespace.clone(),
                 dns_names: pki::service_dns_names(&self.service, &namespace),
@@ -76,17 +81,88 @@ impl ManagedCertArgs {
             secret,
             webhooks: self.webhook_configuration.clone(),
             resync: self.cert_resync,
-        }))
+        })
     }
 }
 
-/// `NAMESPACE/NAME`, both DNS-1123 labels.
-fn namespaced_name(s: &str) -> Result<(String, String), String> {
+/// `[NAMESPACE/]NAME`, DNS-1123 labels.
+fn namespaced_name(s: &str) -> Result<(Option<String>, String), String> {
     let bad = || {
-        "expected NAMESPACE/NAME of a Secret (DNS-1123 labels), e.g. rancher-remap/rancher-remap-certs".to_string()
+        "expected [NAMESPACE/]NAME of a Secret (DNS-1123 labels), e.g. rancher-remap/rancher-remap-certs".to_string()
     };
-    let (ns, name) = s.split_once('/').ok_or_else(bad)?;
-    crate::mapping::check_label(ns).map_err(|_| bad())?;
-    crate::mapping::check_label(name).map_err(|_| bad())?;
-    Ok((ns.to_string(), name.to_string()))
+    let (ns, name) = match s.split_once('/') {
+        Some((ns, name)) => (Some(ns), name),
+        None => (None, s),
+    };
+    for label in ns.iter().chain([&name]) {
+        crate::mapping::check_label(label).map_err(|_| bad())?;
+    }
+    Ok((ns.map(str::to_string), name.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    /// `serve`'s flags alone.
+    #[derive(Debug, Parser)]
+    struct Serve {
+        #[command(flatten)]
+        certs: super::ManagedCertArgs,
+        #[arg(long)]
+        tls_cert: Option<String>,
+        #[arg(long)]
+        tls_key: Option<String>,
+    }
+
+    fn parse(args: &[&str]) -> Result<Serve, clap::Error> {
+        Serve::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_secret_is_in_the_namespace_given_or_the_clients_own() {
+        let s = parse(&["--cert-secret", "other/certs", "--service", "hook"]).unwrap();
+        let settings = s.certs.settings("pod-ns").unwrap();
+        assert_eq!(
+            (settings.namespace.as_str(), settings.secret.as_str()),
+            ("other", "certs")
+        );
+        assert_eq!(
+            settings.policy.dns_names,
+            ["hook.other.svc", "hook.other.svc.cluster.local"]
+        );
+        let s = parse(&["--cert-secret", "certs"]).unwrap();
+        let settings = s.certs.settings("pod-ns").unwrap();
+        assert_eq!(
+            (settings.namespace.as_str(), settings.secret.as_str()),
+            ("pod-ns", "certs")
+        );
+        assert_eq!(settings.policy.serving_validity, 365 * 86_400);
+        assert_eq!(settings.policy.ca_validity, 3_650 * 86_400);
+        assert!(parse(&[]).unwrap().certs.settings("pod-ns").is_none());
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for args in [
+            &["--cert-secret", "a/b/c"][..],
+            &["--cert-secret", "Certs"],
+            &["--cert-secret", "x", "--tls-cert", "f"],
+            &["--cert-secret", "x", "--webhook-configuration", "mutate/x"],
+            &["--cert-secret", "x", "--cert-validity", "10"],
+            &["--cert-secret", "x", "--cert-validity", "0s"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+        let longer = parse(&[
+            "--cert-secret",
+            "x",
+            "--cert-validity",
+            "20d",
+            "--ca-validity",
+            "10d",
+        ])
+        .unwrap();
+        assert!(longer.certs.check().is_err());
+    }
 }

@@ -442,3 +442,138 @@ async fn a_server_that_may_not_create_its_secret_exits_saying_why() {
         "{err}"
     );
 }
+
+/// deploy/OVERLAY with deploy/components/server-made-certs in place of cert-manager, as the
+/// operators' guide says to switch, in namespace `ns`.
+fn kustomize_server_made(overlay: &str, ns: &str) -> Vec<Value> {
+    let tree = tempfile::tempdir().unwrap();
+    crate::deploy::copy_tree(&repo("deploy"), &tree.path().join("deploy"));
+    let k = tree
+        .path()
+        .join(format!("deploy/{overlay}/kustomization.yaml"));
+    let text = std::fs::read_to_string(&k).unwrap();
+    assert!(text.contains("  - ../components/cert-manager\n"));
+    let text = text
+        .replace(
+            "  - ../components/cert-manager\n",
+            "  - ../components/server-made-certs\n",
+        )
+        .replace(
+            "\nnamespace: rancher-remap\n",
+            &format!("\nnamespace: {ns}\n"),
+        );
+    std::fs::write(&k, text).unwrap();
+    crate::deploy::kustomize(&tree.path().join(format!("deploy/{overlay}")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kustomize_component_keeps_certificates_as_the_chart_does() {
+    for overlay in ["destination", "source"] {
+        let docs = kustomize_server_made(overlay, NS);
+        let text = serde_json::to_string(&docs).unwrap();
+        assert!(
+            !text.contains("cert-manager.io"),
+            "{overlay}: cert-manager left over"
+        );
+        assert!(
+            !text.contains("caBundle"),
+            "{overlay}: the server fills the caBundle"
+        );
+        let d = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+        let pod = &d["spec"]["template"]["spec"];
+        assert_eq!(pod["automountServiceAccountToken"], true);
+        assert!(pod
+            .get("volumes")
+            .is_none_or(|v| v.as_array().unwrap().is_empty()));
+        let env: Vec<(String, String)> = pod["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| {
+                Some((
+                    e["name"].as_str()?.to_string(),
+                    e["value"].as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("RANCHER_REMAP_CERT_SECRET"), Some(SECRET));
+        assert_eq!(get("RANCHER_REMAP_TLS_CERT"), None);
+        // The server keeps exactly the install's webhook configurations.
+        let mut rendered: Vec<String> = docs
+            .iter()
+            .filter_map(|d| match d["kind"].as_str()? {
+                "MutatingWebhookConfiguration" => {
+                    Some(format!("mutating/{}", d["metadata"]["name"].as_str()?))
+                }
+                "ValidatingWebhookConfiguration" => {
+                    Some(format!("validating/{}", d["metadata"]["name"].as_str()?))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut told: Vec<String> = get("RANCHER_REMAP_WEBHOOK_CONFIGURATIONS")
+            .unwrap()
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        rendered.sort();
+        told.sort();
+        assert_eq!(told, rendered, "{overlay}");
+
+        // The real server, with this environment, under this RBAC, in its namespace (a Secret
+        // named alone is in the client's namespace: in a pod, the pod's).
+        let fake = FakeApi::start().await;
+        fake.put_rbac(&docs);
+        fake.put_all(
+            docs.iter()
+                .filter(|d| {
+                    d["kind"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with("WebhookConfiguration")
+                })
+                .cloned(),
+        );
+        fake.add_token(SERVER_TOKEN, SERVER_SA, &[]);
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = fake.kubeconfig_with_token(dir.path(), SERVER_TOKEN);
+        let config = std::fs::read_to_string(&kubeconfig).unwrap();
+        std::fs::write(
+            &kubeconfig,
+            config.replace(
+                "    cluster: fake\n",
+                &format!("    cluster: fake\n    namespace: {NS}\n"),
+            ),
+        )
+        .unwrap();
+        let mut cmd = serve_command_without_certificates(env!("CARGO_BIN_EXE_rancher-remap"));
+        cmd.envs(
+            env.iter()
+                .filter(|(k, _)| k != "RANCHER_REMAP_MAPPINGS_CONFIGMAP")
+                .cloned(),
+        )
+        .env("RANCHER_REMAP_VALIDATE_ONLY", "true")
+        .env("KUBECONFIG", &kubeconfig);
+        let s = ServeProcess::spawn_command(cmd).await;
+        let bundle = unb64(&secret(&fake).expect("the Secret")["data"]["ca-bundle.crt"]);
+        handshake(s.webhook, &bundle).await.unwrap();
+        eventually(
+            "every caBundle published",
+            Duration::from_secs(15),
+            async || {
+                told.iter().all(|r| {
+                    let (kind, name) = r.split_once('/').unwrap();
+                    let kind = if kind == "mutating" {
+                        "MutatingWebhookConfiguration"
+                    } else {
+                        "ValidatingWebhookConfiguration"
+                    };
+                    ca_bundle_of(&fake, kind, name) == bundle
+                })
+            },
+        )
+        .await;
+        assert_eq!(fake.denials(), Vec::<String>::new(), "{overlay}");
+    }
+}
