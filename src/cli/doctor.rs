@@ -17,7 +17,7 @@ use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, ListParams, PostParams};
 
 use super::whoami::CALL_TIMEOUT;
-use crate::clusterpair::ClusterPair;
+use crate::clusterpair::{ClusterPair, KubeConfig};
 use crate::doctor::{self, Facts, IdentityAccess, Report, ServingCert, WebhookFacts};
 use crate::mapping::objects::{mappings_from_configmap, Mappings, DEFAULT_CONFIGMAP_NAME};
 use crate::source::mappings_file::mappings_from_file_text;
@@ -150,6 +150,14 @@ impl Call<'_> {
 }
 
 async fn doctor(args: Args) -> Result<Report> {
+    // A --clusterpair file that cannot be used is "could not check" (exit 2), before any call.
+    let pair = match &args.clusterpair {
+        Some(path) => Some((
+            format!("--clusterpair {}", path.display()),
+            read_pair(path).with_context(|| format!("reading --clusterpair {}", path.display()))?,
+        )),
+        None => None,
+    };
     let connected = args.cluster.connect_within(CALL_TIMEOUT).await?;
     let (client, server) = (connected.client, connected.server.as_str());
     let ns = args.namespace.as_str();
@@ -169,7 +177,7 @@ async fn doctor(args: Args) -> Result<Report> {
     };
     let (namespace_clusters, system_cluster) = namespace_clusters(&client, server).await?;
     let projects_here = projects_here(&client, server).await?;
-    let (users, identity_notes) = identities(&args, &mappings, &env).await;
+    let (users, identity_notes) = identities(&args, &mappings, &env, pair.as_ref()).await;
     let destinations = mappings
         .as_ref()
         .map(|m| doctor::projects(m, true))
@@ -321,6 +329,7 @@ async fn identities(
     args: &Args,
     mappings: &Result<Mappings, String>,
     env: &BTreeMap<String, String>,
+    pair: Option<&(String, KubeConfig)>,
 ) -> (Vec<Named>, Vec<String>) {
     let mut named: Vec<Named> = Vec::new();
     let mut add = |user: &str, from: &str, groups: Option<Vec<String>>| {
@@ -345,10 +354,10 @@ async fn identities(
         add(u.trim(), "the install", None);
     }
     let mut notes = Vec::new();
-    if let Some(path) = &args.clusterpair {
-        let from = format!("--clusterpair {}", path.display());
-        match pair_identity(path).await {
-            Ok(who) => add(&who.user, &from, Some(who.groups)),
+    // The pair's API server refusing or unreachable: a note (the other checks still stand).
+    if let Some((from, config)) = pair {
+        match super::whoami::ask(config).await {
+            Ok(who) => add(&who.user, from, Some(who.groups)),
             Err(e) => notes.push(format!("{from}: identity not learned: {e:#}")),
         }
     }
@@ -377,20 +386,18 @@ fn implied_groups(user: &str) -> Vec<String> {
     groups
 }
 
-/// The user a ClusterPair file's pair authenticates as (see [`super::whoami`]). Messages
-/// name the file and the server, never a credential.
-async fn pair_identity(path: &std::path::Path) -> Result<super::whoami::Whoami> {
-    let text = std::fs::read_to_string(path).context("reading it")?;
+/// The kubeconfig of a ClusterPair file, to learn whom it authenticates as (see
+/// [`super::whoami`]). Messages never quote the file: it holds credentials.
+fn read_pair(path: &std::path::Path) -> Result<KubeConfig> {
+    let text = std::fs::read_to_string(path)?;
     let doc = crate::manifest::parse_documents(&text)
         .ok()
         .and_then(|d| d.into_iter().find(crate::clusterpair::is_clusterpair))
         .ok_or_else(|| anyhow!("no ClusterPair in it"))?;
     let pair = ClusterPair::from_value(&doc)?;
-    let config = pair
-        .spec
+    pair.spec
         .config
-        .ok_or_else(|| anyhow!("it has no spec.config"))?;
-    super::whoami::ask(&config).await
+        .ok_or_else(|| anyhow!("it has no spec.config"))
 }
 
 /// What `user` may not do of what Rancher's webhook asks for a migrated Namespace: create

@@ -424,6 +424,32 @@ async fn before_install_a_mappings_file_is_checked_and_the_webhook_only_warned()
     .await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("no-such-file"), "{}", stderr(&out));
+
+    // So is a --clusterpair that cannot be read, or holds no usable ClusterPair; the file is
+    // named, never quoted (it holds credentials).
+    let broken = dir.path().join("broken-pair.yaml");
+    std::fs::write(
+        &broken,
+        format!("apiVersion: v1\nkind: Secret\ntoken: {MARKER}\n"),
+    )
+    .unwrap();
+    for pair in [&missing, &broken] {
+        let (out, _) = doctor(
+            &fake.kubeconfig(dir.path()),
+            &["--clusterpair", pair.to_str().unwrap()],
+        )
+        .await;
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("--clusterpair {}", pair.display())),
+            "{err}"
+        );
+        assert!(
+            !err.contains(MARKER) && !stdout(&out).contains(MARKER),
+            "{err}"
+        );
+    }
 }
 
 /// The `helm test` Pod's identity and its token in the fake.
