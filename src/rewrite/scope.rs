@@ -100,9 +100,10 @@ pub fn namespace_claim_of(
     namespace_claim(walked.settle(), table, this)
 }
 
-/// Whether an object of kind `kind` is a Namespace (the only kind a claim is read for).
-pub fn is_namespace(kind: &str) -> bool {
-    kind == "Namespace"
+/// Whether a request's kind (`request.kind.group`, `.kind`) is the core Namespace, the only kind
+/// a claim is read for (a custom resource named Namespace in another group is not).
+pub fn is_namespace(group: &str, kind: &str) -> bool {
+    group.is_empty() && kind == "Namespace"
 }
 
 /// The request facts the rule reads.

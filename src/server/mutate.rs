@@ -34,6 +34,8 @@ pub const MAX_PROJECT_ID_VALUES: usize = 1000;
 #[derive(Debug)]
 pub struct MutateRequest<'a, 't> {
     pub uid: Cow<'a, str>,
+    /// `request.kind.group` (empty: the core group).
+    pub group: Cow<'a, str>,
     /// `request.kind.kind`.
     pub kind: Cow<'a, str>,
     pub name: Cow<'a, str>,
@@ -176,10 +178,12 @@ struct RequestVisitor<'t> {
     table: &'t Table,
 }
 
-/// `request.kind` and `request.userInfo`: only one field of each is read. `null` reads as absent.
+/// `request.kind` (group and kind) and `request.userInfo` (username). `null` reads as absent.
 #[derive(Default, Deserialize)]
 #[serde(default, bound(deserialize = "'de: 'a"))]
 struct KindField<'a> {
+    #[serde(deserialize_with = "optional_str")]
+    group: Option<Cow<'a, str>>,
     #[serde(deserialize_with = "optional_str")]
     kind: Option<Cow<'a, str>>,
 }
@@ -201,7 +205,7 @@ impl<'de, 't> Visitor<'de> for RequestVisitor<'t> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut uid = None;
         let mut operation = None;
-        let mut kind = None;
+        let mut kind = KindField::default();
         let (mut name, mut namespace, mut username) = (None, None, None);
         let mut dry_run = None;
         let mut object = None;
@@ -228,7 +232,6 @@ impl<'de, 't> Visitor<'de> for RequestVisitor<'t> {
                     kind = map
                         .next_value::<Option<KindField<'de>>>()?
                         .unwrap_or_default()
-                        .kind
                 }
                 "name" => name = map.next_value_seed(Optional(CowStr))?,
                 "namespace" => namespace = map.next_value_seed(Optional(CowStr))?,
@@ -250,7 +253,8 @@ impl<'de, 't> Visitor<'de> for RequestVisitor<'t> {
         Ok(MutateRequest {
             uid: uid.ok_or_else(|| A::Error::missing_field("uid"))?,
             operation: operation.ok_or_else(|| A::Error::missing_field("operation"))?,
-            kind: kind.unwrap_or_default(),
+            group: kind.group.unwrap_or_default(),
+            kind: kind.kind.unwrap_or_default(),
             name: name.unwrap_or_default(),
             namespace: namespace.unwrap_or_default(),
             username: username.unwrap_or_default(),
@@ -326,7 +330,7 @@ pub fn answer(
         return a;
     };
     // Only a Namespace's findings are read before the decision (one comparison otherwise).
-    let claim = if is_namespace(&req.kind) {
+    let claim = if is_namespace(&req.group, &req.kind) {
         let this = settings.cluster_id.as_deref();
         namespace_claim(walked.settle(), &mappings.table, this)
     } else {

@@ -809,7 +809,18 @@ fn cases() -> Vec<Case> {
     };
     let annotated = |key: &str, value: &str| json!({"annotations": {key: value}});
     let key = "field.cattle.io/projectId";
-    vec![
+    // A custom resource named Namespace in another group: not the core Namespace.
+    let mut custom = mk(
+        "a custom Namespace (example.com) from a source cluster, by u-stork",
+        "Namespace",
+        "u-stork",
+        project.clone(),
+    );
+    custom.request["kind"]["group"] = json!("example.com");
+    custom.request["resource"]["group"] = json!("example.com");
+    custom.request["object"]["apiVersion"] = json!("example.com/v1");
+    let mut cases = vec![custom];
+    cases.extend(vec![
         mk(
             "namespace from a source cluster by a person",
             "Namespace",
@@ -936,7 +947,8 @@ fn cases() -> Vec<Case> {
             "system:serviceaccount:kube-system:other",
             json!({}),
         ),
-    ]
+    ]);
+    cases
 }
 
 /// Whether a webhook should be called for `request`, by what it is for: `users` and
@@ -954,7 +966,9 @@ fn should_send(hook: &str, request: &Value, users: &[&str], cluster: &str) -> bo
     match hook {
         "rewrite.rancher-remap.io" => {
             annotations[MIGRATED_ANNOTATION] == "true"
-                || (request["kind"]["kind"] == "Namespace" && (users.contains(&user) || foreign))
+                || (request["kind"]["kind"] == "Namespace"
+                    && request["kind"]["group"] == ""
+                    && (users.contains(&user) || foreign))
         }
         "clusterpairs.rancher-remap.io" => {
             !(user.starts_with("system:serviceaccount:") && user.ends_with(":stork-account"))

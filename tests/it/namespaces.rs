@@ -122,6 +122,14 @@ async fn namespaces_from_the_source_cluster_land_in_the_destination_project_whoe
     .await;
     assert_eq!(updated, want, "UPDATE");
 
+    // A custom resource named Namespace in another group is not a Namespace: its annotation
+    // makes it no migration (Stork's migrated annotation would).
+    let mut custom = namespace_review("CREATE", "u-alice", &foreign, "p-ab12c");
+    custom["request"]["kind"]["group"] = json!("example.com");
+    custom["request"]["resource"]["group"] = json!("example.com");
+    custom["request"]["object"]["apiVersion"] = json!("example.com/v1");
+    assert_eq!(stored(&s, &custom).await, None, "a custom Namespace");
+
     // This cluster's own Namespaces are never touched, whoever writes them and whatever else
     // they carry.
     for (annotation, label) in [
