@@ -543,12 +543,8 @@ async fn serving_cert(
         (Some(name), _) => (ns.to_string(), name),
         (None, Some(at)) => match at.split_once('/') {
             Some((n, name)) => (n.to_string(), name.to_string()),
-            None => {
-                return Ok(ServingCert::Missing(format!(
-                    "RANCHER_REMAP_CERT_SECRET is not NAMESPACE/NAME: {}",
-                    crate::text::shown_name(at)
-                )))
-            }
+            // A name alone is in the server's own namespace: the install's.
+            None => (ns.to_string(), at.clone()),
         },
         (None, None) => {
             return Ok(ServingCert::Missing(

@@ -250,6 +250,9 @@ async fn serve(
     let managed = client
         .as_ref()
         .and_then(|c| args.managed_certs.settings(c.default_namespace()));
+    if managed.as_ref().is_some_and(|m| m.webhooks.is_empty()) {
+        tracing::warn!("--cert-secret without --webhook-configuration: no caBundle is kept; the API servers trust this server only if something else puts its CA (the Secret's ca-bundle.crt) there");
+    }
     let credentials = match (managed, client) {
         (Some(settings), Some(client)) => managed_certs::start(client, settings, metrics).await?,
         _ => CertFiles {

@@ -38,8 +38,8 @@ pub struct ManagedCertArgs {
     #[arg(long, env = "RANCHER_REMAP_CERT_VALIDITY", value_name = "DURATION", default_value = "365d", value_parser = super::parse_duration)]
     pub cert_validity: Duration,
 
-    /// With --cert-secret: how long a CA is valid. A new one is added to the caBundle two
-    /// serving lifetimes before it ends.
+    /// With --cert-secret: how long a CA is valid (more than three times --cert-validity). A
+    /// new one is added to the caBundle two serving lifetimes before it ends.
     #[arg(long, env = "RANCHER_REMAP_CA_VALIDITY", value_name = "DURATION", default_value = "3650d", value_parser = super::parse_duration)]
     pub ca_validity: Duration,
 
@@ -58,8 +58,10 @@ pub struct ManagedCertArgs {
 impl ManagedCertArgs {
     /// Refuses settings that cannot work (before anything starts).
     pub fn check(&self) -> Result<(), String> {
-        if self.cert_secret.is_some() && self.cert_validity >= self.ca_validity {
-            return Err("--cert-validity must be shorter than --ca-validity".into());
+        // The CA is rolled over two serving lifetimes before it ends; a shorter CA would roll
+        // over as soon as it is made.
+        if self.cert_secret.is_some() && self.ca_validity <= self.cert_validity * 3 {
+            return Err("--ca-validity must be more than three times --cert-validity".into());
         }
         Ok(())
     }

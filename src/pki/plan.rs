@@ -5,9 +5,10 @@
 //! The serving pair is renewed when a third of its validity is left. The CA is rolled over long
 //! before it expires, in steps that never leave a handshake untrusted:
 //! 1. a new CA is made; the Secret's bundle (what every webhook configuration's caBundle must
-//!    hold) becomes old + new, and the serving pair, signed by the old CA, stays;
-//! 2. once every webhook configuration holds that bundle and the grace has passed (the API
-//!    servers' informers have seen it), the serving pair is re-issued by the new CA;
+//!    hold) becomes old + new, and the serving pair is renewed by the old CA (a whole lifetime
+//!    to wait for step 2);
+//! 2. once every webhook configuration has held that bundle for the grace (so every API
+//!    server's informer has seen it), the serving pair is re-issued by the new CA;
 //! 3. when the old CA expires, it leaves the bundle.
 
 use time::OffsetDateTime;
@@ -23,8 +24,6 @@ pub struct Stored {
     pub serving: PemPair,
     /// PEM of the CAs clients must trust: the CA, and during a rollover the previous one first.
     pub bundle: String,
-    /// When step 1 of a rollover happened (Unix seconds); `None` outside a rollover.
-    pub rollover_started: Option<i64>,
 }
 
 /// Lifetimes and names of the certificates the server makes.
@@ -38,7 +37,7 @@ pub struct Policy {
     pub serving_validity: i64,
     /// Seconds a CA is valid.
     pub ca_validity: i64,
-    /// Seconds between step 1 and step 2 of a rollover.
+    /// Seconds every webhook configuration must have held a new bundle before step 2.
     pub rollover_grace: i64,
 }
 
@@ -116,9 +115,20 @@ fn check(s: &Stored) -> Option<Checked> {
     })
 }
 
-/// The step for `stored` at `now`. `published`: every webhook configuration's caBundle holds
-/// the stored bundle (what makes rollover step 2 safe).
-pub fn plan(stored: Option<&Stored>, policy: &Policy, now: i64, published: bool) -> Step {
+/// Whether `stored` can be served and kept (not to be replaced whole).
+pub fn usable(stored: &Stored, now: i64) -> bool {
+    check(stored).is_some_and(|c| now < c.ca.not_after)
+}
+
+/// The step for `stored` at `now`. `published_since`: since when (Unix seconds) every webhook
+/// configuration's caBundle has held the stored bundle, as far as the caller has seen (what
+/// makes rollover step 2 safe); `None` when one does not.
+pub fn plan(
+    stored: Option<&Stored>,
+    policy: &Policy,
+    now: i64,
+    published_since: Option<i64>,
+) -> Step {
     let Some(s) = stored else {
         return Step::Replace(Why::Missing);
     };
@@ -136,13 +146,16 @@ pub fn plan(stored: Option<&Stored>, policy: &Policy, now: i64, published: bool)
     }
     if let Some(previous) = &c.previous {
         if c.serving.issued_by(previous) {
-            let ready = s.rollover_started.unwrap_or(0) + policy.rollover_grace;
-            return if published && now >= ready {
-                Step::RenewServing(Why::RolloverFinished)
-            } else {
-                Step::Keep {
+            return match published_since.map(|t| t + policy.rollover_grace) {
+                Some(ready) if now >= ready => Step::RenewServing(Why::RolloverFinished),
+                Some(ready) => Step::Keep {
                     until: ready.min(c.serving.not_after),
-                }
+                },
+                // Not published: nothing falls due before the serving pair expires; a change
+                // of the Secret or the next resync tries again.
+                None => Step::Keep {
+                    until: c.serving.not_after,
+                },
             };
         }
         if now >= previous.not_after {
@@ -182,7 +195,6 @@ pub fn apply(
             bundle: ca.cert.clone(),
             ca,
             serving,
-            rollover_started: None,
         })
     };
     let Some(s) = stored else {
@@ -193,16 +205,17 @@ pub fn apply(
         Step::Replace(_) => fresh(),
         Step::RenewServing(_) => Ok(Stored {
             serving: serve_from(&s.ca, policy, now)?,
-            rollover_started: None,
             ..s.clone()
         }),
         Step::StartRollover => {
+            // A fresh pair from the old CA first: the longest wait for the new bundle to be
+            // published (a whole serving lifetime) before the pair in force could expire.
+            let serving = serve_from(&s.ca, policy, now)?;
             let ca = new_ca(&policy.label, at(now), at(now + policy.ca_validity))?;
             Ok(Stored {
                 bundle: format!("{}{}", s.ca.cert, ca.cert),
                 ca,
-                serving: s.serving.clone(),
-                rollover_started: Some(now),
+                serving,
             })
         }
         Step::DropPreviousCa => Ok(Stored {

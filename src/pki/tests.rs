@@ -14,7 +14,7 @@ fn policy() -> Policy {
 const T0: i64 = 1_800_000_000;
 
 fn made(p: &Policy, now: i64) -> Stored {
-    let step = plan(None, p, now, false);
+    let step = plan(None, p, now, None);
     assert_eq!(step, Step::Replace(Why::Missing));
     apply(step, None, p, now).unwrap()
 }
@@ -42,9 +42,12 @@ fn a_new_secret_holds_a_ca_and_a_pair_it_signed_for_the_service_names() {
     assert!(!ca.matches_key(&s.serving.key));
     // Nothing to do until a third of the serving life is left.
     let renew_at = serving.not_after - p.serving_validity / 3;
-    assert_eq!(plan(Some(&s), &p, T0, true), Step::Keep { until: renew_at });
     assert_eq!(
-        plan(Some(&s), &p, renew_at, true),
+        plan(Some(&s), &p, T0, Some(T0)),
+        Step::Keep { until: renew_at }
+    );
+    assert_eq!(
+        plan(Some(&s), &p, renew_at, Some(T0)),
         Step::RenewServing(Why::Expiring)
     );
 }
@@ -83,10 +86,13 @@ fn unusable_material_is_replaced_whole() {
         },
     ];
     for b in &broken {
-        assert_eq!(plan(Some(b), &p, T0, true), Step::Replace(Why::Unusable));
+        assert_eq!(
+            plan(Some(b), &p, T0, Some(T0)),
+            Step::Replace(Why::Unusable)
+        );
     }
     assert_eq!(
-        plan(Some(&s), &p, T0 + p.ca_validity, true),
+        plan(Some(&s), &p, T0 + p.ca_validity, Some(T0)),
         Step::Replace(Why::CaExpired)
     );
     let renamed = Policy {
@@ -94,7 +100,7 @@ fn unusable_material_is_replaced_whole() {
         ..policy()
     };
     assert_eq!(
-        plan(Some(&s), &renamed, T0, true),
+        plan(Some(&s), &renamed, T0, Some(T0)),
         Step::RenewServing(Why::NamesChanged)
     );
 }
@@ -109,7 +115,7 @@ fn a_rollover_waits_for_the_bundle_to_be_published_and_the_grace_to_pass() {
     let mut s = s;
     let mut now = T0;
     loop {
-        match plan(Some(&s), &p, now, true) {
+        match plan(Some(&s), &p, now, Some(T0)) {
             Step::Keep { until } => now = until,
             Step::RenewServing(Why::Expiring) => {
                 s = apply(Step::RenewServing(Why::Expiring), Some(&s), &p, now).unwrap()
@@ -125,20 +131,28 @@ fn a_rollover_waits_for_the_bundle_to_be_published_and_the_grace_to_pass() {
     assert_eq!(bundle[0].subject, old_ca.subject);
     assert_eq!(bundle[1].subject, info(&rolled.ca.cert).subject);
     assert_ne!(bundle[0].subject, bundle[1].subject);
-    assert_eq!(rolled.serving, s.serving, "step 1 keeps the serving pair");
-    // Not published: wait, however late.
-    let ready = now + p.rollover_grace;
+    let renewed = info(&rolled.serving.cert);
+    assert_ne!(rolled.serving, s.serving);
+    assert!(
+        renewed.issued_by(&old_ca),
+        "step 1 renews the pair from the old CA"
+    );
+    assert_eq!(renewed.not_after, now + p.serving_validity);
+    // Not published: wait, however late (until the serving pair itself would expire).
+    let serving_end = renewed.not_after;
     assert_eq!(
-        plan(Some(&rolled), &p, ready + 10, false),
+        plan(Some(&rolled), &p, serving_end - 1, None),
+        Step::Keep { until: serving_end }
+    );
+    // Published late: the grace counts from the publication, not from step 1.
+    let published = now + 5 * p.rollover_grace;
+    let ready = published + p.rollover_grace;
+    assert_eq!(
+        plan(Some(&rolled), &p, published + 1, Some(published)),
         Step::Keep { until: ready }
     );
-    // Published but within the grace: wait.
     assert_eq!(
-        plan(Some(&rolled), &p, now + 1, true),
-        Step::Keep { until: ready }
-    );
-    assert_eq!(
-        plan(Some(&rolled), &p, ready, true),
+        plan(Some(&rolled), &p, ready, Some(published)),
         Step::RenewServing(Why::RolloverFinished)
     );
     let finished = apply(
@@ -150,11 +164,10 @@ fn a_rollover_waits_for_the_bundle_to_be_published_and_the_grace_to_pass() {
     .unwrap();
     assert!(info(&finished.serving.cert).issued_by(&info(&finished.ca.cert)));
     assert_eq!(finished.bundle, rolled.bundle);
-    assert_eq!(finished.rollover_started, None);
     // The old CA leaves the bundle when it expires, not before.
     let (mut s, mut now) = (finished, ready);
     loop {
-        match plan(Some(&s), &p, now, true) {
+        match plan(Some(&s), &p, now, Some(published)) {
             Step::Keep { until } => now = until,
             Step::RenewServing(Why::Expiring) => {
                 s = apply(Step::RenewServing(Why::Expiring), Some(&s), &p, now).unwrap()
@@ -169,32 +182,41 @@ fn a_rollover_waits_for_the_bundle_to_be_published_and_the_grace_to_pass() {
     assert_eq!(dropped.bundle, dropped.ca.cert);
 }
 
-/// Runs the plan for ten CA lifetimes with clients that trust only what was published, late:
-/// every handshake must verify at every step.
+/// Runs the plan for ten CA lifetimes. The server publishes each new bundle at once; API
+/// servers learn it up to 90 s later (under the 100 s grace). Every handshake must verify, at
+/// every step.
 #[test]
 fn clients_that_learn_the_bundle_late_never_meet_an_untrusted_certificate() {
+    const LAG: i64 = 90;
     let p = policy();
     let mut now = T0;
     let mut s = made(&p, now);
-    let mut trusted = s.bundle.clone();
+    // (since, bundle) as the webhook configurations held them, oldest first.
+    let mut published = vec![(now - LAG, s.bundle.clone())];
     let mut rollovers = 0;
     while now < T0 + 10 * p.ca_validity {
-        // Clients learn the bundle only every 7th minute of simulated time.
-        let published = trusted == s.bundle;
-        match plan(Some(&s), &p, now, published) {
+        let since = published.last().map(|(t, _)| *t);
+        match plan(Some(&s), &p, now, since) {
             Step::Keep { until } => now = until.max(now + 1).min(now + 60),
             step => {
                 if step == Step::StartRollover {
                     rollovers += 1;
                 }
                 s = apply(step, Some(&s), &p, now).unwrap();
+                if published.last().is_some_and(|(_, b)| *b != s.bundle) {
+                    published.push((now, s.bundle.clone()));
+                }
             }
         }
-        if now % 420 < 60 {
-            trusted = s.bundle.clone();
-        }
+        // What the API servers trust: the bundle published at least LAG ago.
+        let trusted = &published
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= now - LAG)
+            .unwrap()
+            .1;
         let serving = info(&s.serving.cert);
-        let roots = CertInfo::parse_bundle(&trusted).unwrap();
+        let roots = CertInfo::parse_bundle(trusted).unwrap();
         assert!(
             roots
                 .iter()

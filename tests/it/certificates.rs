@@ -131,6 +131,17 @@ async fn handshake(addr: std::net::SocketAddr, bundle: &str) -> Result<Vec<u8>, 
     Ok(leaf)
 }
 
+fn pem_of(der: &[u8]) -> String {
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        b64_bytes(der)
+    )
+}
+
+fn b64_bytes(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
 fn pem_der(pem: &str) -> Vec<u8> {
     CertificateDer::from_pem_slice(pem.as_bytes())
         .unwrap()
@@ -273,10 +284,18 @@ fn put_secret(ca: &PemPair, serving: &PemPair) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ca_rollover_changes_the_ca_bundle_without_a_failed_handshake() {
     let fake = FakeApi::start().await;
-    let docs = install(&fake, |_| {});
-    // A CA that ends in 12 s, trusted by every webhook configuration (published earlier).
+    // At first the server may not patch its webhook configurations (the new CA cannot be
+    // published), for longer than the grace.
+    let docs = install(&fake, |d| {
+        if d["kind"] == "ClusterRole" && d["metadata"]["name"] == "rancher-remap-ca-bundle" {
+            for r in d["rules"].as_array_mut().unwrap() {
+                r["verbs"] = json!(["get"]);
+            }
+        }
+    });
+    // A CA that ends in 16 s, trusted by every webhook configuration (published earlier).
     let now = time::OffsetDateTime::now_utc();
-    let end = now + time::Duration::seconds(12);
+    let end = now + time::Duration::seconds(16);
     let old_ca = pki::new_ca(NS, now, end).unwrap();
     let serving = pki::issue_serving(
         &old_ca,
@@ -306,13 +325,35 @@ async fn a_ca_rollover_changes_the_ca_bundle_without_a_failed_handshake() {
             ("RANCHER_REMAP_CERT_VALIDITY", "60s"),
             ("RANCHER_REMAP_CA_VALIDITY", "1h"),
             ("RANCHER_REMAP_CA_ROLLOVER_GRACE", "2s"),
+            ("RANCHER_REMAP_CERT_RESYNC", "1s"),
         ],
     )
     .await;
     // Handshakes as an API server makes them: with the caBundle its informer has, which lags
     // the stored one (here by a second, under the 2 s grace), until the old CA has left it.
     const LAG: Duration = Duration::from_secs(1);
+    let old = pki::CertInfo::parse(&old_ca.cert, "CA").unwrap();
     let (mut handshakes, mut widest) = (0, 0);
+    // While the new CA cannot be published, the pair in force stays the old CA's.
+    let blocked_until = tokio::time::Instant::now() + Duration::from_secs(4);
+    while tokio::time::Instant::now() < blocked_until {
+        let leaf = handshake(s.webhook, &old_ca.cert)
+            .await
+            .unwrap_or_else(|e| panic!("handshake {handshakes} failed while unpublished: {e}"));
+        let leaf = pki::CertInfo::parse(&pem_of(&leaf), "leaf").unwrap();
+        assert!(
+            leaf.issued_by(&old),
+            "a pair of the new CA before it was published"
+        );
+        handshakes += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        metric(&s.metrics().await, "rancher_remap_ca_bundle_stale"),
+        Some(3.0)
+    );
+    // The permission given: the new CA is published, and the grace counts from there.
+    fake.put_rbac(&chart_docs(&repo("charts/rancher-remap")));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     let new_ca = loop {
         assert!(
@@ -344,7 +385,6 @@ async fn a_ca_rollover_changes_the_ca_bundle_without_a_failed_handshake() {
     let leaf = handshake(s.webhook, &new_ca).await.unwrap();
     assert_eq!(leaf, pem_der(&unb64(&stored["data"]["tls.crt"])));
     assert!(handshakes > 20, "{handshakes} handshakes");
-    assert_eq!(fake.denials(), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,6 +463,17 @@ async fn a_reset_ca_bundle_is_put_back_and_a_deleted_secret_keeps_its_ca() {
     )
     .await;
     assert_eq!(mutating_bundle(&fake), bundle);
+    // Mangled by hand: written back from the material in force too.
+    let mut mangled = secret(&fake).unwrap();
+    mangled["data"]["ca.key"] = json!(b64("not a key"));
+    fake.put(mangled);
+    eventually(
+        "the Secret written back",
+        Duration::from_secs(15),
+        async || secret(&fake).is_some_and(|s| s["data"] == before["data"]),
+    )
+    .await;
+    assert_eq!(mutating_bundle(&fake), bundle);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -444,8 +495,9 @@ async fn a_server_that_may_not_create_its_secret_exits_saying_why() {
 }
 
 /// deploy/OVERLAY with deploy/components/server-made-certs in place of cert-manager, as the
-/// operators' guide says to switch, in namespace `ns`.
-fn kustomize_server_made(overlay: &str, ns: &str) -> Vec<Value> {
+/// operators' guide says to switch, in namespace `ns` (the destination with cluster ID
+/// c-m-dst01).
+pub fn kustomize_server_made(overlay: &str, ns: &str) -> Vec<Value> {
     let tree = tempfile::tempdir().unwrap();
     crate::deploy::copy_tree(&repo("deploy"), &tree.path().join("deploy"));
     let k = tree
@@ -463,6 +515,10 @@ fn kustomize_server_made(overlay: &str, ns: &str) -> Vec<Value> {
             &format!("\nnamespace: {ns}\n"),
         );
     std::fs::write(&k, text).unwrap();
+    let id = tree.path().join("deploy/destination/cluster-id.yaml");
+    let text = std::fs::read_to_string(&id).unwrap();
+    assert!(text.contains("clusterId: \"\""));
+    std::fs::write(&id, text.replace("clusterId: \"\"", "clusterId: c-m-dst01")).unwrap();
     crate::deploy::kustomize(&tree.path().join(format!("deploy/{overlay}")))
 }
 
@@ -576,4 +632,48 @@ async fn the_kustomize_component_keeps_certificates_as_the_chart_does() {
         .await;
         assert_eq!(fake.denials(), Vec::<String>::new(), "{overlay}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_never_overwrites_a_pair_another_replica_wrote_first() {
+    let fake = FakeApi::start().await;
+    install(&fake, |_| {});
+    let short = [
+        ("RANCHER_REMAP_CERT_VALIDITY", "6s"),
+        ("RANCHER_REMAP_CA_VALIDITY", "1h"),
+    ];
+    let (s, _dir) = replica(&fake, &short).await;
+    let stored = secret(&fake).unwrap();
+    let bundle = unb64(&stored["data"]["ca-bundle.crt"]);
+    // Another replica's pair from the same CA, valid a minute, written just before this
+    // replica's renewal (when two seconds are left) reaches the API server.
+    let ca = PemPair {
+        cert: unb64(&stored["data"]["ca.crt"]),
+        key: unb64(&stored["data"]["ca.key"]),
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let names = pki::service_dns_names("rancher-remap", NS);
+    let theirs = pki::issue_serving(&ca, &names, now, now + time::Duration::minutes(1)).unwrap();
+    let (cert, key) = (b64(&theirs.cert), b64(&theirs.key));
+    fake.before_patch(&stored, move |secret| {
+        secret["data"]["tls.crt"] = json!(cert);
+        secret["data"]["tls.key"] = json!(key);
+    });
+    // The renewal meets a changed resourceVersion: 409. The replica reads the other write and
+    // serves it; nothing is overwritten.
+    eventually(
+        "the other replica's pair served",
+        Duration::from_secs(20),
+        async || handshake(s.webhook, &bundle).await.ok() == Some(pem_der(&theirs.cert)),
+    )
+    .await;
+    assert_eq!(
+        unb64(&secret(&fake).unwrap()["data"]["tls.crt"]),
+        theirs.cert
+    );
+    let conflicts = metric(
+        &s.metrics().await,
+        "rancher_remap_certificate_secret_writes_total{result=\"conflict\"}",
+    );
+    assert_eq!(conflicts, Some(1.0));
 }

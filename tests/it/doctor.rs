@@ -452,6 +452,24 @@ async fn before_install_a_mappings_file_is_checked_and_the_webhook_only_warned()
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kustomize_install_with_server_made_certificates_is_checked_whole() {
+    // Its Secret is named alone (in the server's namespace): doctor reads it there and
+    // verifies the serving certificate against the caBundle.
+    let docs = crate::certificates::kustomize_server_made("destination", "rancher-remap");
+    let fake = FakeApi::start().await;
+    install(&fake, &docs, TABLE);
+    let dir = tempfile::tempdir().unwrap();
+    let (out, checks) = doctor(&fake.kubeconfig(dir.path()), &[]).await;
+    assert_check(
+        &checks,
+        "webhook",
+        "ok",
+        &["caBundle verifies the serving certificate for rancher-remap.rancher-remap.svc"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{checks:#}");
+}
+
 /// The `helm test` Pod's identity and its token in the fake.
 const DOCTOR_SA: &str = "system:serviceaccount:rancher-remap:rancher-remap-doctor";
 const DOCTOR_TOKEN: &str = "doctor-sa-token";

@@ -42,6 +42,13 @@ pub struct Settings {
     pub resync: Duration,
 }
 
+/// The shortest time between two passes of the loop.
+const MIN_PASS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Conflicting writes in a row before a pass gives up until the next (another replica is
+/// writing: its version arrives through the watch).
+const CONFLICTS_PER_PASS: u32 = 5;
+
 /// Transient failures at start are retried this often before the server gives up (and the
 /// pod restarts with the reason in its log).
 const START_ATTEMPTS: u32 = 6;
@@ -61,6 +68,7 @@ pub async fn start(
         resolver: None,
         in_force: None,
         last: None,
+        published: None,
     };
     let mut backoff = Duration::from_millis(500);
     let mut attempt = 1;
@@ -113,6 +121,9 @@ struct Manager {
     /// The material last read or written: a deleted Secret is made again from it, so deleting
     /// it by mistake does not change the CA.
     last: Option<Stored>,
+    /// The bundle every webhook configuration holds, and since when (Unix seconds), as this
+    /// replica has seen it: the rollover's grace counts from there.
+    published: Option<(String, i64)>,
 }
 
 impl Manager {
@@ -126,20 +137,29 @@ impl Manager {
         let mut changes = watch_object(self.api.clone(), &self.settings.secret)
             .default_backoff()
             .boxed();
+        let mut watching = true;
         loop {
-            let due = u64::try_from(wake - plan::now()).unwrap_or(0);
-            let sleep = Duration::from_secs(due).min(self.settings.resync);
+            // At least a second between passes, however the plan or the watch wake the loop:
+            // a pass makes a few calls, and nothing here needs to be faster.
+            let due = Duration::from_secs(u64::try_from(wake - plan::now()).unwrap_or(0));
+            let sleep = due.clamp(
+                MIN_PASS_INTERVAL,
+                self.settings.resync.max(MIN_PASS_INTERVAL),
+            );
+            let started = tokio::time::Instant::now();
             tokio::select! {
-                change = changes.next() => match change {
+                change = changes.next(), if watching => match change {
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
                         tracing::warn!(secret = %self.origin(), error = %e, "watching the certificate Secret failed; retrying with backoff");
                         continue;
                     }
-                    None => return,
+                    // The watcher never ends on its own; if it did, the timer still runs passes.
+                    None => watching = false,
                 },
                 _ = tokio::time::sleep(sleep) => {}
             }
+            tokio::time::sleep_until(started + MIN_PASS_INTERVAL).await;
             wake = match self.pass().await {
                 Ok(wake) => wake,
                 Err(e) => {
@@ -154,21 +174,17 @@ impl Manager {
     /// Reads the Secret, publishes its bundle, writes what the plan asks (again on a conflict)
     /// and serves the result. Returns when the plan next falls due.
     async fn pass(&mut self) -> Result<i64, kube::Error> {
-        loop {
+        for _ in 0..CONFLICTS_PER_PASS {
             let current = self.api.get_opt(&self.settings.secret).await?;
-            let stored = current.as_ref().map(secret::stored).or(self.last.clone());
             let now = plan::now();
-            let usable = !matches!(
-                plan::plan(stored.as_ref(), &self.settings.policy, now, false),
-                Step::Replace(_)
-            );
-            let published = usable
-                && self
-                    .publish(stored.as_ref().map_or("", |s| &s.bundle))
-                    .await;
-            let step = plan::plan(stored.as_ref(), &self.settings.policy, now, published);
+            let (stored, restore) = self.material(current.as_ref(), now);
+            let since = match &stored {
+                Some(s) if plan::usable(s, now) => self.publish(&s.bundle, now).await,
+                _ => None,
+            };
+            let step = plan::plan(stored.as_ref(), &self.settings.policy, now, since);
             let in_store = match step {
-                Step::Keep { until } if current.is_some() => {
+                Step::Keep { until } if !restore => {
                     let s = stored.expect("Keep means there is material");
                     self.serve(&s);
                     self.last = Some(s);
@@ -182,14 +198,36 @@ impl Manager {
                     Written::Conflict => continue,
                 },
             };
-            self.publish(&in_store.bundle).await;
+            let since = self.publish(&in_store.bundle, now).await;
             self.serve(&in_store);
-            let step = plan::plan(Some(&in_store), &self.settings.policy, now, false);
+            let next = plan::plan(Some(&in_store), &self.settings.policy, now, since);
             self.last = Some(in_store);
-            return Ok(match step {
+            return Ok(match next {
                 Step::Keep { until } => until,
                 _ => now,
             });
+        }
+        Ok(plan::now())
+    }
+
+    /// The material to plan on, and whether it must be written back: what the Secret holds,
+    /// or, when the Secret is gone or holds nothing usable, the material this replica serves
+    /// (so a deleted or mangled Secret does not change the CA).
+    fn material(&self, current: Option<&Secret>, now: i64) -> (Option<Stored>, bool) {
+        let read = current.map(secret::stored);
+        let last = self.last.as_ref().filter(|l| plan::usable(l, now));
+        match (read, last) {
+            (Some(r), _) if plan::usable(&r, now) => (Some(r), false),
+            (read, Some(last)) => {
+                let what = if read.is_some() {
+                    "holds no usable certificates"
+                } else {
+                    "is gone"
+                };
+                tracing::warn!(secret = %self.origin(), "the certificate Secret {what}; writing back the pair in force (same CA)");
+                (Some(last.clone()), true)
+            }
+            (read, None) => (read, false),
         }
     }
 
@@ -224,8 +262,10 @@ impl Manager {
         Ok(written)
     }
 
-    /// Brings every webhook configuration's caBundle to `bundle`; true when all hold it.
-    async fn publish(&self, bundle: &str) -> bool {
+    /// Brings every webhook configuration's caBundle to `bundle`. Since when every one has held
+    /// it, as this replica has seen (`now` when this pass put it there); `None` when one does
+    /// not.
+    async fn publish(&mut self, bundle: &str, now: i64) -> Option<i64> {
         let mut stale = 0;
         for at in &self.settings.webhooks {
             match ca_bundle::sync(&self.client, at, bundle).await {
@@ -242,7 +282,17 @@ impl Manager {
             }
         }
         self.metrics.ca_bundle_stale.set(stale);
-        stale == 0
+        if stale > 0 {
+            self.published = None;
+            return None;
+        }
+        match &self.published {
+            Some((held, since)) if held == bundle => Some(*since),
+            _ => {
+                self.published = Some((bundle.to_string(), now));
+                Some(now)
+            }
+        }
     }
 
     /// Puts the stored serving pair in force if it is not already.

@@ -12,7 +12,6 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::ResourceExt;
 use serde_json::json;
 
 use crate::pki::plan::Stored;
@@ -25,8 +24,6 @@ const CA_KEY: &str = "ca.key";
 const TLS_CERT: &str = "tls.crt";
 const TLS_KEY: &str = "tls.key";
 const BUNDLE: &str = "ca-bundle.crt";
-/// When rollover step 1 happened (Unix seconds).
-const ROLLOVER_STARTED: &str = "rancher-remap.io/ca-rollover-started";
 
 /// The material in a Secret. Missing or non-UTF-8 keys read as empty, which the plan finds
 /// unusable (and replaces).
@@ -49,10 +46,6 @@ pub fn stored(secret: &Secret) -> Stored {
             key: text(TLS_KEY),
         },
         bundle: text(BUNDLE),
-        rollover_started: secret
-            .annotations()
-            .get(ROLLOVER_STARTED)
-            .and_then(|v| v.parse().ok()),
     }
 }
 
@@ -86,9 +79,6 @@ pub async fn create(api: &Api<Secret>, name: &str, s: &Stored) -> Result<Written
                 "app.kubernetes.io/managed-by".to_string(),
                 "rancher-remap".to_string(),
             )])),
-            annotations: s
-                .rollover_started
-                .map(|t| BTreeMap::from([(ROLLOVER_STARTED.to_string(), t.to_string())])),
             ..ObjectMeta::default()
         },
         type_: Some("kubernetes.io/tls".to_string()),
@@ -111,10 +101,7 @@ pub async fn update(
 ) -> Result<Written, kube::Error> {
     // A merge patch that names the resourceVersion is refused with 409 if it changed.
     let patch = json!({
-        "metadata": {
-            "resourceVersion": resource_version,
-            "annotations": { ROLLOVER_STARTED: s.rollover_started.map(|t| t.to_string()) },
-        },
+        "metadata": { "resourceVersion": resource_version },
         "data": data(s),
     });
     match api
