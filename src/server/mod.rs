@@ -149,7 +149,10 @@ impl Server {
         } = self;
         tracing::info!(%webhook_addr, %admin_addr, "serving");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let cert_watch = tokio::spawn(follow);
+        let mut cert_watch = tokio::spawn(follow);
+        // The task that keeps the certificate current never ends; if it did (a panic), the
+        // pair in force would expire unrenewed: stop, so the pod restarts and says why.
+        let mut stopped_following = false;
         let admin_task = {
             let stop = stop_rx.clone();
             let app = routes::admin(state.clone());
@@ -170,6 +173,11 @@ impl Server {
         loop {
             let (slot, tcp) = tokio::select! {
                 _ = &mut shutdown => break,
+                _ = &mut cert_watch => {
+                    tracing::error!("the task keeping the serving certificate current ended; stopping");
+                    stopped_following = true;
+                    break;
+                }
                 next = next_connection(&webhook, &slots) => match next {
                     Some(accepted) => accepted,
                     // The semaphore is never closed; if it were, stop as on shutdown.
@@ -206,6 +214,10 @@ impl Server {
             .await
             .context("admin server task")?
             .context("admin server")?;
+        anyhow::ensure!(
+            !stopped_following,
+            "the task keeping the serving certificate current ended"
+        );
         Ok(())
     }
 }
