@@ -21,7 +21,6 @@ use kube::core::discovery::Scope;
 use kube::core::{DynamicResourceScope, PartialObjectMeta};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::Value;
 
 use super::discovery::ResourceType;
@@ -78,13 +77,13 @@ pub async fn list_page(
 /// One page through `api`, its items as JSON values for the engine and the report.
 async fn page<K>(api: Api<K>, params: &ListParams, t: &ResourceType) -> Result<Page, kube::Error>
 where
-    K: Clone + DeserializeOwned + Serialize + Debug,
+    K: Clone + DeserializeOwned + Debug + IntoValue,
 {
     let list = api.list(params).await?;
     let items = list
         .items
         .into_iter()
-        .map(|item| typed_value(&item, t))
+        .map(|item| typed_value(item, t))
         .collect::<Result<_, _>>()?;
     Ok(Page {
         items,
@@ -101,10 +100,10 @@ pub async fn get(
 ) -> Result<Value, kube::Error> {
     if t.metadata_only() {
         let api: Api<PartialObjectMeta<DynamicObject>> = api(client, t, namespace);
-        typed_value(&api.get(name).await?, t)
+        typed_value(api.get(name).await?, t)
     } else {
         let api: Api<DynamicObject> = api(client, t, namespace);
-        typed_value(&api.get(name).await?, t)
+        typed_value(api.get(name).await?, t)
     }
 }
 
@@ -135,10 +134,39 @@ pub async fn patch(
 }
 
 /// An object as the JSON value the engine reads, with its type's kind and apiVersion.
-fn typed_value<K: Serialize>(obj: &K, t: &ResourceType) -> Result<Value, kube::Error> {
-    let mut value = serde_json::to_value(obj).map_err(kube::Error::SerdeError)?;
+fn typed_value<K: IntoValue>(obj: K, t: &ResourceType) -> Result<Value, kube::Error> {
+    let mut value = obj.into_value().map_err(kube::Error::SerdeError)?;
     with_type(&mut value, t);
     Ok(value)
+}
+
+/// kube's object types as the JSON values the engine and the report read.
+trait IntoValue {
+    fn into_value(self) -> Result<Value, serde_json::Error>;
+}
+
+impl IntoValue for DynamicObject {
+    /// Everything but the type and the metadata is a JSON value already: it is moved, not
+    /// serialized again (a copy of each whole object).
+    fn into_value(self) -> Result<Value, serde_json::Error> {
+        let mut map = serde_json::Map::new();
+        if let Some(types) = self.types {
+            map.insert("apiVersion".into(), Value::from(types.api_version));
+            map.insert("kind".into(), Value::from(types.kind));
+        }
+        map.insert("metadata".into(), serde_json::to_value(self.metadata)?);
+        // Flattened by kube, `data` is always a map: the object's other fields.
+        if let Value::Object(rest) = self.data {
+            map.extend(rest);
+        }
+        Ok(Value::Object(map))
+    }
+}
+
+impl IntoValue for PartialObjectMeta<DynamicObject> {
+    fn into_value(self) -> Result<Value, serde_json::Error> {
+        serde_json::to_value(self)
+    }
 }
 
 fn with_type(obj: &mut Value, t: &ResourceType) {
