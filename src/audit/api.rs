@@ -1,34 +1,55 @@
-//! The few API calls the audit makes, on plain JSON values: one page of a list, one object,
-//! one JSON patch. Errors are described by status code, reason and a bounded message, never by
-//! a response body.
+//! The few API calls the audit makes, through kube's dynamic `Api` (`Api<DynamicObject>` with
+//! the type's `ApiResource`: kube builds the paths and query strings), their answers handed on
+//! as plain JSON values: one page of a list, one object, one JSON patch. Errors are described by
+//! status code, reason and a bounded message, never by a response body.
 //!
-//! Types whose project IDs live only in metadata ([`ResourceType::metadata_only`]) are read in
-//! kube-apiserver's metadata-only form (`PartialObjectMetadataList`, `PartialObjectMetadata`):
-//! no Secret data, ConfigMap data or Service spec is sent, parsed or held, and each item is
-//! `{"apiVersion", "kind", "metadata"}`, which the rewrite reads like any object.
+//! Types whose project IDs live only in metadata ([`ResourceType::metadata_only`]) go through
+//! `Api<PartialObjectMeta<DynamicObject>>`, which asks for kube-apiserver's metadata-only form
+//! (`PartialObjectMetadataList`, `PartialObjectMetadata`) in every verb: no Secret data,
+//! ConfigMap data or Service spec is sent, parsed or held, and each item is `{"apiVersion",
+//! "kind", "metadata"}`, which the rewrite reads like any object.
+//!
+//! Objects pass through kube's types (`ObjectMeta` typed, the rest as JSON) before they become
+//! values, so within an object `metadata`'s fields come in kube's order (annotations before
+//! labels), not the API server's.
+
+use std::fmt::Debug;
 
 use json_patch::Patch;
-use kube::api::{GetParams, ListParams, PatchParams};
-use kube::core::Request;
-use kube::Client;
-use serde::Deserialize;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, PatchParams};
+use kube::core::discovery::Scope;
+use kube::core::{DynamicResourceScope, PartialObjectMeta};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::discovery::ResourceType;
 
 /// One page of a list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct Page {
-    #[serde(default)]
     pub items: Vec<Value>,
-    #[serde(default)]
-    pub metadata: PageMeta,
+    pub continue_token: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct PageMeta {
-    #[serde(default, rename = "continue")]
-    pub continue_token: Option<String>,
+/// kube's `Api` on `t` (in `namespace`, when `t` is namespaced; else cluster-wide). `K` is
+/// `DynamicObject` for whole objects, or `PartialObjectMeta<DynamicObject>`, for which kube asks
+/// for the metadata-only form in every verb (list, get and patch alike).
+fn api<K>(client: &Client, t: &ResourceType, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = ApiResource, Scope = DynamicResourceScope>,
+{
+    let scope = if t.namespaced {
+        Scope::Namespaced
+    } else {
+        Scope::Cluster
+    };
+    let api = Api::dynamic(client.clone(), &t.api_resource(), &scope);
+    match namespace {
+        // A no-op on a cluster-scoped type, as `kubectl -n` is.
+        Some(ns) => api.constrain(ns),
+        None => api,
+    }
 }
 
 /// Lists one page of `t` (in `namespace`, or everywhere), starting at `continue_token`.
@@ -44,20 +65,30 @@ pub async fn list_page(
         continue_token,
         ..ListParams::default()
     };
-    let request = Request::new(t.collection_path(namespace));
-    let req = if t.metadata_only() {
-        request.list_metadata(&params)
+    if t.metadata_only() {
+        let api: Api<PartialObjectMeta<DynamicObject>> = api(client, t, namespace);
+        page(api, &params, t).await
     } else {
-        request.list(&params)
+        let api: Api<DynamicObject> = api(client, t, namespace);
+        page(api, &params, t).await
     }
-    .map_err(kube::Error::BuildRequest)?;
-    let mut page: Page = client.request(req).await?;
-    // kube-apiserver leaves kind and apiVersion out of list items of built-in types (and names
-    // metadata-only items PartialObjectMetadata); the engine and the report need the type's.
-    for item in &mut page.items {
-        with_type(item, t);
-    }
-    Ok(page)
+}
+
+/// One page through `api`, its items as JSON values for the engine and the report.
+async fn page<K>(api: Api<K>, params: &ListParams, t: &ResourceType) -> Result<Page, kube::Error>
+where
+    K: Clone + DeserializeOwned + Debug + IntoValue,
+{
+    let list = api.list(params).await?;
+    let items = list
+        .items
+        .into_iter()
+        .map(|item| typed_value(item, t))
+        .collect::<Result<_, _>>()?;
+    Ok(Page {
+        items,
+        continue_token: list.metadata.continue_,
+    })
 }
 
 /// Reads one object again.
@@ -67,19 +98,18 @@ pub async fn get(
     namespace: Option<&str>,
     name: &str,
 ) -> Result<Value, kube::Error> {
-    let request = Request::new(t.collection_path(namespace));
-    let req = if t.metadata_only() {
-        request.get_metadata(name, &GetParams::default())
+    if t.metadata_only() {
+        let api: Api<PartialObjectMeta<DynamicObject>> = api(client, t, namespace);
+        typed_value(api.get(name).await?, t)
     } else {
-        request.get(name, &GetParams::default())
+        let api: Api<DynamicObject> = api(client, t, namespace);
+        typed_value(api.get(name).await?, t)
     }
-    .map_err(kube::Error::BuildRequest)?;
-    let mut obj: Value = client.request(req).await?;
-    with_type(&mut obj, t);
-    Ok(obj)
 }
 
-/// Sends a JSON patch (`dryRun=All` when `dry_run`).
+/// Sends a JSON patch (`dryRun=All` when `dry_run`). The answer, the patched object, is read
+/// and dropped; for a metadata-only type only its metadata is asked for (no Secret data comes
+/// back).
 pub async fn patch(
     client: &Client,
     t: &ResourceType,
@@ -92,15 +122,56 @@ pub async fn patch(
         dry_run,
         ..PatchParams::default()
     };
-    let req = Request::new(t.collection_path(namespace))
-        .patch(name, &params, &kube::api::Patch::<()>::Json(patch))
-        .map_err(kube::Error::BuildRequest)?;
-    // The answer is the patched object: read and dropped.
-    let _: serde::de::IgnoredAny = client.request(req).await?;
+    let patch = kube::api::Patch::<()>::Json(patch);
+    if t.metadata_only() {
+        let api: Api<PartialObjectMeta<DynamicObject>> = api(client, t, namespace);
+        api.patch(name, &params, &patch).await?;
+    } else {
+        let api: Api<DynamicObject> = api(client, t, namespace);
+        api.patch(name, &params, &patch).await?;
+    }
     Ok(())
 }
 
+/// An object as the JSON value the engine reads, with its type's kind and apiVersion.
+fn typed_value<K: IntoValue>(obj: K, t: &ResourceType) -> Result<Value, kube::Error> {
+    let mut value = obj.into_value().map_err(kube::Error::SerdeError)?;
+    with_type(&mut value, t);
+    Ok(value)
+}
+
+/// kube's object types as the JSON values the engine and the report read.
+trait IntoValue {
+    fn into_value(self) -> Result<Value, serde_json::Error>;
+}
+
+impl IntoValue for DynamicObject {
+    /// Everything but the type and the metadata is a JSON value already: it is moved, not
+    /// serialized again (a copy of each whole object).
+    fn into_value(self) -> Result<Value, serde_json::Error> {
+        let mut map = serde_json::Map::new();
+        if let Some(types) = self.types {
+            map.insert("apiVersion".into(), Value::from(types.api_version));
+            map.insert("kind".into(), Value::from(types.kind));
+        }
+        map.insert("metadata".into(), serde_json::to_value(self.metadata)?);
+        // Flattened by kube, `data` is always a map: the object's other fields.
+        if let Value::Object(rest) = self.data {
+            map.extend(rest);
+        }
+        Ok(Value::Object(map))
+    }
+}
+
+impl IntoValue for PartialObjectMeta<DynamicObject> {
+    fn into_value(self) -> Result<Value, serde_json::Error> {
+        serde_json::to_value(self)
+    }
+}
+
 fn with_type(obj: &mut Value, t: &ResourceType) {
+    // kube-apiserver leaves kind and apiVersion out of list items of built-in types (and names
+    // metadata-only items PartialObjectMetadata); the engine and the report need the type's.
     let Some(map) = obj.as_object_mut() else {
         return;
     };

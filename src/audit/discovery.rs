@@ -42,16 +42,14 @@ impl ResourceType {
         }
     }
 
-    /// The URL path of the collection, in `namespace` when given.
-    pub fn collection_path(&self, namespace: Option<&str>) -> String {
-        let base = if self.group.is_empty() {
-            format!("/api/{}", self.version)
-        } else {
-            format!("/apis/{}/{}", self.group, self.version)
-        };
-        match namespace.filter(|_| self.namespaced) {
-            Some(ns) => format!("{base}/namespaces/{ns}/{}", self.plural),
-            None => format!("{base}/{}", self.plural),
+    /// The type as kube's dynamic `Api` takes it (kube builds the request paths from it).
+    pub fn api_resource(&self) -> kube::api::ApiResource {
+        kube::api::ApiResource {
+            group: self.group.clone(),
+            version: self.version.clone(),
+            api_version: self.api_version(),
+            kind: self.kind.clone(),
+            plural: self.plural.clone(),
         }
     }
 
@@ -207,6 +205,8 @@ pub fn auditable(group: &str, version: &str, list: &APIResourceList) -> Vec<Reso
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::api::DynamicObject;
+    use kube::Resource;
 
     #[test]
     fn only_listable_patchable_top_level_types() {
@@ -227,11 +227,12 @@ mod tests {
         let types = auditable("", "v1", &list);
         assert_eq!(types.len(), 1);
         assert_eq!(types[0].name(), "pods");
+        let ar = types[0].api_resource();
         assert_eq!(
-            types[0].collection_path(Some("team-a")),
+            DynamicObject::url_path(&ar, Some("team-a")),
             "/api/v1/namespaces/team-a/pods"
         );
-        assert_eq!(types[0].collection_path(None), "/api/v1/pods");
+        assert_eq!(DynamicObject::url_path(&ar, None), "/api/v1/pods");
     }
 
     #[test]
@@ -281,6 +282,9 @@ mod tests {
         assert!(auditable("events.k8s.io", "v1", &list).is_empty());
         let t = &auditable("example.com", "v1", &list)[0];
         assert_eq!(t.api_version(), "example.com/v1");
-        assert_eq!(t.collection_path(None), "/apis/example.com/v1/events");
+        assert_eq!(
+            DynamicObject::url_path(&t.api_resource(), None),
+            "/apis/example.com/v1/events"
+        );
     }
 }

@@ -382,7 +382,7 @@ impl Scan<'_> {
                 }
             };
             self.audit_page(t, page.items, out).await;
-            token = page.metadata.continue_token.filter(|c| !c.is_empty());
+            token = page.continue_token.filter(|c| !c.is_empty());
             if token.is_none() {
                 return;
             }

@@ -3,6 +3,16 @@
 //! lines. When the writer falls behind, records are dropped and counted
 //! (`rancher_remap_log_lines_dropped_total`) instead of making requests wait.
 //!
+//! Why not `tracing_appender::non_blocking` (lossy, its error counter as the dropped-lines
+//! metric), which was tried (issue 22): it formats each line on the request's thread and wakes
+//! its writer thread for each line; this queue carries a small record, and the writer drains it
+//! every 2 ms while busy and writes many lines with one write(2). Measured with
+//! `LOAD_SECONDS=5 cargo bench --bench load`, each run twice, alternated: the server's CPU per
+//! `/mutate` request was 49.8–51.7 µs with this writer and 55.6–62.7 µs with tracing-appender
+//! (about +8 µs, +16 %, in every one of the six paired rows); req/s on the shared 2-core VM
+//! moved more between runs than between the two (BENCHMARKS.md, "The admission log: hand-written
+//! writer kept").
+//!
 //! What is logged (level info): every admission that rewrites, denies or warns, and every refused
 //! request body. Plain allows (nothing to rewrite, not in scope) are only counted in the metrics,
 //! and logged at debug level when that is enabled.

@@ -1,0 +1,68 @@
+//! The `/mutate` answer's encoding (issue 22): the hand-written encoder the webhook uses
+//! (`server::mutate`, one buffer, the patch's base64 written straight into it) against
+//! kube-core's `AdmissionResponse` built from the same patch, warnings and audit annotation and
+//! serialized with serde_json in an `AdmissionReview`. The answer is decided once (the 5 KB
+//! migrated Deployment review, 10 rewrites, a 1,000-entry table); only its encoding is timed.
+//!
+//! Run: `cargo bench --bench answer`. Figures in BENCHMARKS.md.
+
+mod support;
+
+use std::hint::black_box;
+
+use base64::Engine;
+use criterion::{criterion_group, criterion_main, Criterion};
+use serde_json::Value;
+
+use rancher_remap::mapping::objects::Mappings;
+use rancher_remap::rewrite::MutateSettings;
+use rancher_remap::server::mutate::{self, encoders};
+
+/// The answer's response with its patch decoded, to hold the two encodings to one answer.
+fn response(answer: &[u8]) -> Value {
+    let mut v: Value = serde_json::from_slice(answer).unwrap();
+    let response = v["response"].as_object_mut().unwrap();
+    // Base64 in a string (the webhook, as Go encodes `[]byte`), or kube-core's serde default for
+    // a `Vec<u8>`: an array of numbers, one per byte.
+    let patch: Vec<u8> = match response.remove("patch").unwrap() {
+        Value::String(text) => base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap(),
+        bytes => serde_json::from_value(bytes).unwrap(),
+    };
+    response.insert("patch".into(), serde_json::from_slice(&patch).unwrap());
+    // kube-core always writes a status, empty on an allow.
+    if response.get("status") == Some(&serde_json::json!({})) {
+        response.remove("status");
+    }
+    v
+}
+
+fn bench_answer(c: &mut Criterion) {
+    let mappings = Mappings::from_text(&support::mappings(1_000)).unwrap();
+    let body = support::review_body();
+    let settings = MutateSettings::default();
+    let mut req = mutate::decode(&body, &mappings.table).unwrap();
+    let decided = encoders::decide(&mut req, &mappings, &settings).expect("a patched answer");
+    let (ours, theirs) = (
+        encoders::hand_written(&decided),
+        encoders::kube_core(&decided),
+    );
+    assert_eq!(response(&ours), response(&theirs), "the same answer");
+    eprintln!(
+        "answer: {} bytes hand-written, {} bytes through kube-core",
+        ours.len(),
+        theirs.len()
+    );
+    let mut group = c.benchmark_group("answer");
+    group.bench_function("hand_written", |b| {
+        b.iter(|| encoders::hand_written(black_box(&decided)))
+    });
+    group.bench_function("kube_core", |b| {
+        b.iter(|| encoders::kube_core(black_box(&decided)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_answer);
+criterion_main!(benches);
