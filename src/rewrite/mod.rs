@@ -1,7 +1,10 @@
-//! The rewrite engine: where project IDs live in an object (`places`, read by `walk`), what
-//! happens to each (`engine`), and the JSON patch and messages that say so (`outcome`). Pure: no
+//! The rewrite engine: where project IDs live in an object (`places`, read by `walk`), which
+//! objects are rewritten (`scope`), what happens to each project ID (`decide`, the one
+//! decision), the engine on a decoded object (`engine`), and the JSON patch and messages that
+//! say so (`outcome`). Pure: no
 //! I/O, no clock, no globals.
 
+mod decide;
 mod engine;
 mod keys;
 mod outcome;
@@ -9,7 +12,8 @@ mod places;
 mod scope;
 mod walk;
 
-pub use engine::{rewrite, rewrite_json, unmapped_action, Options, UnmappedPolicy};
+pub use decide::{unmapped_action, verdict, Options, UnmappedPolicy, Verdict};
+pub use engine::{rewrite, rewrite_json};
 pub use keys::{
     has_migrated_annotation, is_project_id_key, MIGRATED_ANNOTATION, NAMESPACE_PROJECT_KEYS,
 };

@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 
-use super::engine::UnmappedPolicy;
+use super::decide::UnmappedPolicy;
 use super::keys::NAMESPACE_PROJECT_KEYS;
 use super::outcome::Location;
 use super::walk::Found;

@@ -18,11 +18,11 @@ use serde::Deserialize;
 use super::outcome::RequestOutcome;
 use super::review::{bounded_warnings, check_type, ReviewError};
 use crate::mapping::objects::Mappings;
-use crate::mapping::{LookupRef, Table};
+use crate::mapping::Table;
 use crate::rewrite::{
-    admit, is_namespace, namespace_claim, object_ref, push_display_pointer, unmapped_action,
-    unmapped_denial, unmapped_warning, walk_bounded, CowStr, Found, Location, Mode, MutateSettings,
-    NamespaceClaim, Options, UnmappedAction, Walked, Writer,
+    admit, is_namespace, namespace_claim, object_ref, push_display_pointer, unmapped_denial,
+    unmapped_warning, verdict, walk_bounded, CowStr, Found, Location, Mode, MutateSettings,
+    NamespaceClaim, Options, UnmappedAction, Verdict, Walked, Writer,
 };
 
 /// Most project-ID values one object may hold (in labels, annotations and selectors together);
@@ -422,15 +422,14 @@ fn judge(
     let findings = walked.settled();
     let (mut warnings, mut denials, mut patch_ops) = (Vec::new(), Vec::new(), 0usize);
     for f in findings {
-        match &f.lookup {
-            LookupRef::Keep => {}
-            LookupRef::Rewrite(_) => {
+        match verdict(f, options) {
+            Verdict::Keep => {}
+            Verdict::Replace(_) => {
                 a.rewrites[f.location.index()] += 1;
                 patch_ops += 1;
             }
-            LookupRef::Unmapped => {
+            Verdict::Unmapped(action) => {
                 a.unmapped[f.location.index()] += 1;
-                let action = unmapped_action(f.location, options);
                 let pointer = walked.pointer(f);
                 let object = object();
                 warnings.push(unmapped_warning(
@@ -565,10 +564,10 @@ fn patch_json(walked: &Walked<'_, '_>, findings: &[Found<'_, '_>], options: &Opt
     patch.push(b'[');
     let mut first = true;
     for f in findings {
-        let replacement = match (&f.lookup, unmapped_action(f.location, options)) {
-            (LookupRef::Rewrite(to), _) => Some(to),
-            (LookupRef::Unmapped, UnmappedAction::Removed) => None,
-            _ => continue,
+        let replacement = match verdict(f, options) {
+            Verdict::Replace(to) => Some(to),
+            Verdict::Unmapped(UnmappedAction::Removed) => None,
+            Verdict::Keep | Verdict::Unmapped(_) => continue,
         };
         if !first {
             patch.push(b',');
@@ -609,7 +608,7 @@ fn audit_text(walked: &Walked<'_, '_>, findings: &[Found<'_, '_>], options: &Opt
         first = false;
     };
     for f in findings {
-        if let LookupRef::Rewrite(to) = &f.lookup {
+        if let Verdict::Replace(to) = verdict(f, options) {
             sep(&mut text);
             push_display_pointer(walked.pointer(f), &mut text);
             text.push(' ');
@@ -619,9 +618,7 @@ fn audit_text(walked: &Walked<'_, '_>, findings: &[Found<'_, '_>], options: &Opt
         }
     }
     for f in findings {
-        if f.lookup == LookupRef::Unmapped
-            && unmapped_action(f.location, options) == UnmappedAction::Removed
-        {
+        if verdict(f, options) == Verdict::Unmapped(UnmappedAction::Removed) {
             sep(&mut text);
             push_display_pointer(walked.pointer(f), &mut text);
             text.push(' ');
@@ -726,17 +723,15 @@ pub mod encoders {
         let mut ops = Vec::new();
         for f in walked.settled() {
             let path = jsonptr::PointerBuf::parse(walked.pointer(f)).unwrap_or_default();
-            match (&f.lookup, unmapped_action(f.location, &d.options)) {
-                (LookupRef::Rewrite(to), _) => {
-                    ops.push(PatchOperation::Replace(ReplaceOperation {
-                        path,
-                        value: serde_json::Value::from(&**to),
-                    }))
-                }
-                (LookupRef::Unmapped, UnmappedAction::Removed) => {
+            match verdict(f, &d.options) {
+                Verdict::Replace(to) => ops.push(PatchOperation::Replace(ReplaceOperation {
+                    path,
+                    value: serde_json::Value::from(to),
+                })),
+                Verdict::Unmapped(UnmappedAction::Removed) => {
                     ops.push(PatchOperation::Remove(RemoveOperation { path }))
                 }
-                _ => {}
+                Verdict::Keep | Verdict::Unmapped(_) => {}
             }
         }
         json_patch::Patch(ops)

@@ -43,7 +43,13 @@ fn install(fake: &FakeApi, edit: impl Fn(&mut Value)) -> Vec<Value> {
     for d in &mut docs {
         edit(d);
     }
-    fake.put_rbac(&docs);
+    install_docs(fake, &docs);
+    docs
+}
+
+/// `docs`' RBAC and webhook configurations in the fake, and the server's token.
+fn install_docs(fake: &FakeApi, docs: &[Value]) {
+    fake.put_rbac(docs);
     fake.put_all(
         docs.iter()
             .filter(|d| {
@@ -55,7 +61,6 @@ fn install(fake: &FakeApi, edit: impl Fn(&mut Value)) -> Vec<Value> {
             .cloned(),
     );
     fake.add_token(SERVER_TOKEN, SERVER_SA, &[]);
-    docs
 }
 
 /// A replica: the real binary with the chart's environment, `over` replacing some of it, as the
@@ -580,18 +585,7 @@ async fn the_kustomize_component_keeps_certificates_as_the_chart_does() {
         // The real server, with this environment, under this RBAC, in its namespace (a Secret
         // named alone is in the client's namespace: in a pod, the pod's).
         let fake = FakeApi::start().await;
-        fake.put_rbac(&docs);
-        fake.put_all(
-            docs.iter()
-                .filter(|d| {
-                    d["kind"]
-                        .as_str()
-                        .unwrap()
-                        .ends_with("WebhookConfiguration")
-                })
-                .cloned(),
-        );
-        fake.add_token(SERVER_TOKEN, SERVER_SA, &[]);
+        install_docs(&fake, &docs);
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = fake.kubeconfig_with_token(dir.path(), SERVER_TOKEN);
         let config = std::fs::read_to_string(&kubeconfig).unwrap();
