@@ -2,10 +2,12 @@
 //! clusters, and validates the ClusterPairs that carry the mapping.
 //!
 //! The core is pure and knows nothing of the edges: [`mapping`] (IDs, syntax, the lookup table),
-//! [`rewrite`] (where project IDs live and the engine), [`clusterpair`], [`validate`] and [`pki`]
-//! (certificates and when they are renewed). The
-//! edges do the I/O: [`server`] (the webhook), [`source`] (where tables come from), [`live`] (the
-//! table in force between them), [`audit`] (existing objects) and [`cli`].
+//! [`rewrite`] (where project IDs live, which objects are rewritten, the one decision, the
+//! engine), [`clusterpair`], [`validate`], [`doctor`] (its checks, on facts read elsewhere) and
+//! [`pki`] (certificates, and when they are renewed). The edges do the I/O: [`server`] (the
+//! webhook), [`source`] (where tables come from), [`live`] (the table in force between them),
+//! [`managed_certs`] (the certificates the server keeps, and its webhook configurations'
+//! caBundle), [`audit`] (existing objects) and [`cli`].
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -13,6 +15,7 @@ pub mod cli;
 pub mod clusterpair;
 pub mod doctor;
 pub mod live;
+pub mod managed_certs;
 pub mod manifest;
 pub mod mapping;
 pub mod pki;

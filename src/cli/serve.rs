@@ -11,9 +11,9 @@ use anyhow::{Context, Result};
 
 use super::{ModeArg, ScopeArg};
 use crate::live::LiveMappings;
+use crate::managed_certs;
 use crate::rewrite::MutateSettings;
 use crate::server::admission_log::AdmissionLog;
-use crate::server::managed_certs;
 use crate::server::metrics::Metrics;
 use crate::server::routes::AppState;
 use crate::server::tls::CertFiles;

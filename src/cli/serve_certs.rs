@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use crate::managed_certs::ca_bundle::WebhookConfigRef;
+use crate::managed_certs::Settings;
 use crate::pki::{self, plan::Policy};
-use crate::server::managed_certs::ca_bundle::WebhookConfigRef;
-use crate::server::managed_certs::Settings;
 
 /// Certificates the server manages itself: a CA and serving pair in one Secret of its
 /// namespace, created by the first replica, renewed before they expire, and the caBundle of its

@@ -3,7 +3,6 @@
 pub mod admission;
 pub mod admission_log;
 mod deadlines;
-pub mod managed_certs;
 pub mod metrics;
 pub mod mutate;
 pub mod outcome;

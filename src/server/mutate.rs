@@ -657,13 +657,10 @@ pub fn allowed(uid: &str) -> Vec<u8> {
     out
 }
 
-/// The two encoders of a decided answer, for `benches/answer.rs`, which measures the
-/// hand-written one ([`write_answer`]) against kube-core's `AdmissionResponse`.
+/// A decided answer, its hand-written encoding ([`write_answer`]) and its parts, for
+/// `benches/answer.rs`, which measures that encoder against kube-core's `AdmissionResponse`.
 #[doc(hidden)]
 pub mod encoders {
-    use kube::core::admission::AdmissionResponse;
-    use kube::core::Status;
-
     use super::*;
 
     /// Decides `req`'s answer (`None`: a plain allow), to encode it repeatedly.
@@ -682,38 +679,29 @@ pub mod encoders {
         a.body
     }
 
-    /// The same answer built as kube-core's `AdmissionResponse` from the same patch, warnings
-    /// and audit annotation, serialized with serde_json in an `AdmissionReview`.
-    pub fn kube_core(d: &Decided<'_, '_, '_>) -> Vec<u8> {
+    /// What a decided answer says, for another encoder to write it.
+    pub struct Parts<'d> {
+        pub uid: &'d str,
+        pub warnings: &'d [String],
+        pub denials: &'d [String],
+        /// The audit annotation, when a patch is due.
+        pub audit: Option<&'d str>,
+        /// `--mode warn`: the patch is not sent.
+        pub warn_only: bool,
+        pub patch: json_patch::Patch,
+    }
+
+    /// The parts of `d`.
+    pub fn parts<'d>(d: &'d Decided<'_, '_, '_>) -> Parts<'d> {
         let j = &d.judged;
-        // kube-core builds a response from its own request type only; the webhook decodes its
-        // own, so it starts from `invalid` and sets every field.
-        let mut r = AdmissionResponse::invalid("");
-        r.uid = d.uid.to_string();
-        r.allowed = true;
-        r.result = Status::default();
-        if !j.warnings.is_empty() {
-            r.warnings = Some(j.warnings.clone());
+        Parts {
+            uid: d.uid,
+            warnings: &j.warnings,
+            denials: &j.denials,
+            audit: j.audit.as_deref().filter(|_| j.patch_ops > 0),
+            warn_only: j.warn_only,
+            patch: patch_ops(d),
         }
-        if !j.denials.is_empty() {
-            r.allowed = false;
-            r.result = Status {
-                code: 403,
-                message: j.denials.join("; "),
-                reason: "Forbidden".into(),
-                ..Status::default()
-            };
-        } else if let Some(audit) = j.audit.as_ref().filter(|_| j.patch_ops > 0) {
-            r.audit_annotations
-                .insert("project-ids".into(), audit.clone());
-            if !j.warn_only {
-                r = match r.with_patch(patch_ops(d)) {
-                    Ok(r) => r,
-                    Err(_) => return Vec::new(),
-                };
-            }
-        }
-        serde_json::to_vec(&r.into_review()).unwrap_or_default()
     }
 
     /// The patch of [`patch_json`], as json-patch operations.

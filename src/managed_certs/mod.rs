@@ -24,10 +24,10 @@ use kube::{Client, ResourceExt};
 
 use self::ca_bundle::WebhookConfigRef;
 use self::secret::Written;
-use super::metrics::{Metrics, ResultLabels};
-use super::tls::{certified_key, not_after, Credentials, Resolver};
 use crate::pki::plan::{self, Policy, Step, Stored};
 use crate::pki::PemPair;
+use crate::server::metrics::{Metrics, ResultLabels};
+use crate::server::tls::{certified_key, not_after, Credentials, Resolver};
 
 /// What `serve --cert-secret` was told.
 #[derive(Clone, Debug)]
