@@ -1892,6 +1892,20 @@ fn chart_notes_name_this_cluster_and_how_namespaces_are_recognised() {
     let source = chart_notes(&["--set", "role=source"]);
     assert!(!source.contains("Rancher ID"), "{source}");
     assert!(!source.contains("doctor"), "{source}");
+    // Server-made certificates (the default): where they are, and that the Secret outlives
+    // `helm uninstall`; with cert-manager, neither.
+    for notes in [&plain, &source] {
+        assert!(
+            notes.contains("in the Secret\nrancher-remap/rancher-remap-certs")
+                && notes.contains("kubectl -n rancher-remap delete secret rancher-remap-certs"),
+            "{notes}"
+        );
+    }
+    let cert_manager = chart_notes(&["--set", "role=source", "--set", "certManager.enabled=true"]);
+    assert!(
+        !cert_manager.contains("rancher-remap-certs"),
+        "{cert_manager}"
+    );
     // Every install says how to uninstall without leaving writes waiting on a dead webhook.
     for notes in [&plain, &set, &source] {
         assert!(
