@@ -44,8 +44,8 @@ pub struct ManagedCertArgs {
     pub ca_validity: Duration,
 
     /// With --cert-secret: during a CA rollover, how long every webhook configuration must have
-    /// held the new CA before the serving certificate it signs is used (time for every API
-    /// server to see the new caBundle).
+    /// held the new CA, unchanged, before the serving certificate it signs is used (time for
+    /// every API server to see the new caBundle). Under a third of --cert-validity.
     #[arg(long, env = "RANCHER_REMAP_CA_ROLLOVER_GRACE", value_name = "DURATION", default_value = "10m", value_parser = super::parse_duration)]
     pub ca_rollover_grace: Duration,
 
@@ -62,6 +62,10 @@ impl ManagedCertArgs {
         // over as soon as it is made.
         if self.cert_secret.is_some() && self.ca_validity <= self.cert_validity * 3 {
             return Err("--ca-validity must be more than three times --cert-validity".into());
+        }
+        // The grace must end well before the pair renewed at the rollover's start falls due.
+        if self.cert_secret.is_some() && self.ca_rollover_grace * 3 >= self.cert_validity {
+            return Err("--ca-rollover-grace must be under a third of --cert-validity".into());
         }
         Ok(())
     }

@@ -77,25 +77,41 @@ impl WebhookConfigRef {
 /// the bundle, which is public anyway).
 pub type SyncError = String;
 
-/// Brings one configuration's caBundle to `bundle_pem`. `Ok(true)` when it was patched,
-/// `Ok(false)` when it already held it.
+/// A configuration brought up to date.
+pub struct Synced {
+    /// Whether this call patched it (it held another caBundle, or none).
+    pub patched: bool,
+    /// Its resourceVersion afterwards: any change since the last look (a reset and a restore
+    /// by someone else included) restarts the rollover's grace.
+    pub version: String,
+}
+
+/// Brings one configuration's caBundle to `bundle_pem`.
 pub async fn sync(
     client: &Client,
     at: &WebhookConfigRef,
     bundle_pem: &str,
-) -> Result<bool, SyncError> {
+) -> Result<Synced, SyncError> {
+    use kube::ResourceExt;
     let api = at.api(client);
     let config = api.get(&at.name).await.map_err(|e| reason(&e))?;
     let ops = patch_ops(&config.data, bundle_pem);
     if ops.is_empty() {
-        return Ok(false);
+        return Ok(Synced {
+            patched: false,
+            version: config.resource_version().unwrap_or_default(),
+        });
     }
     let patch: json_patch::Patch =
         serde_json::from_value(Value::Array(ops)).map_err(|e| e.to_string())?;
-    api.patch(&at.name, &PatchParams::default(), &Patch::Json::<()>(patch))
+    let patched = api
+        .patch(&at.name, &PatchParams::default(), &Patch::Json::<()>(patch))
         .await
         .map_err(|e| reason(&e))?;
-    Ok(true)
+    Ok(Synced {
+        patched: true,
+        version: patched.resource_version().unwrap_or_default(),
+    })
 }
 
 /// The JSON patch operations that set every stale caBundle (none when all are current).

@@ -121,9 +121,17 @@ struct Manager {
     /// The material last read or written: a deleted Secret is made again from it, so deleting
     /// it by mistake does not change the CA.
     last: Option<Stored>,
-    /// The bundle every webhook configuration holds, and since when (Unix seconds), as this
-    /// replica has seen it: the rollover's grace counts from there.
-    published: Option<(String, i64)>,
+    /// What every webhook configuration held, unchanged, at the last pass, and since when: the
+    /// rollover's grace counts from there.
+    published: Option<Published>,
+}
+
+/// Every webhook configuration holding `bundle`, at these resourceVersions, since `since` (Unix
+/// seconds).
+struct Published {
+    bundle: String,
+    versions: Vec<String>,
+    since: i64,
 }
 
 impl Manager {
@@ -263,16 +271,20 @@ impl Manager {
     }
 
     /// Brings every webhook configuration's caBundle to `bundle`. Since when every one has held
-    /// it, as this replica has seen (`now` when this pass put it there); `None` when one does
-    /// not.
+    /// it, unchanged, as this replica has seen (`now` when this pass patched one, or found one
+    /// changed since the last pass: a reset and a restore restart the grace); `None` when one
+    /// does not hold it.
     async fn publish(&mut self, bundle: &str, now: i64) -> Option<i64> {
+        let mut versions = Vec::with_capacity(self.settings.webhooks.len());
         let mut stale = 0;
         for at in &self.settings.webhooks {
             match ca_bundle::sync(&self.client, at, bundle).await {
-                Ok(false) => {}
-                Ok(true) => {
-                    self.count_patch("ok");
-                    tracing::info!(configuration = %at, "caBundle updated");
+                Ok(synced) => {
+                    if synced.patched {
+                        self.count_patch("ok");
+                        tracing::info!(configuration = %at, "caBundle updated");
+                    }
+                    versions.push(synced.version);
                 }
                 Err(reason) => {
                     stale += 1;
@@ -287,9 +299,13 @@ impl Manager {
             return None;
         }
         match &self.published {
-            Some((held, since)) if held == bundle => Some(*since),
+            Some(p) if p.bundle == bundle && p.versions == versions => Some(p.since),
             _ => {
-                self.published = Some((bundle.to_string(), now));
+                self.published = Some(Published {
+                    bundle: bundle.to_string(),
+                    versions,
+                    since: now,
+                });
                 Some(now)
             }
         }
@@ -349,7 +365,7 @@ impl Manager {
 /// A step for the log.
 fn describe(step: Step) -> String {
     match step {
-        Step::Keep { .. } => "the pair in force again (the Secret was deleted)".into(),
+        Step::Keep { .. } => "the pair in force again (the Secret was deleted or unusable)".into(),
         Step::Replace(why) => format!("new CA and serving pair ({})", why.as_str()),
         Step::RenewServing(why) => format!("new serving pair ({})", why.as_str()),
         Step::StartRollover => "new CA added to the bundle (rollover started)".into(),

@@ -151,11 +151,17 @@ pub fn plan(
                 Some(ready) => Step::Keep {
                     until: ready.min(c.serving.not_after),
                 },
-                // Not published: nothing falls due before the serving pair expires; a change
-                // of the Secret or the next resync tries again.
-                None => Step::Keep {
-                    until: c.serving.not_after,
-                },
+                // Not published: a change of the Secret or the next resync tries again. Only a
+                // pair about to expire is renewed regardless, by the new CA (the old one's key
+                // is gone): better a pair some API servers may not trust yet than none valid.
+                None => {
+                    let last_call = c.serving.not_after - policy.serving_validity / 10;
+                    if now >= last_call {
+                        Step::RenewServing(Why::Expiring)
+                    } else {
+                        Step::Keep { until: last_call }
+                    }
+                }
             };
         }
         if now >= previous.not_after {

@@ -138,11 +138,16 @@ fn a_rollover_waits_for_the_bundle_to_be_published_and_the_grace_to_pass() {
         "step 1 renews the pair from the old CA"
     );
     assert_eq!(renewed.not_after, now + p.serving_validity);
-    // Not published: wait, however late (until the serving pair itself would expire).
-    let serving_end = renewed.not_after;
+    // Not published: wait, however late, until the pair is about to expire (a tenth of its
+    // life left); then it is renewed regardless, by the new CA.
+    let last_call = renewed.not_after - p.serving_validity / 10;
     assert_eq!(
-        plan(Some(&rolled), &p, serving_end - 1, None),
-        Step::Keep { until: serving_end }
+        plan(Some(&rolled), &p, last_call - 1, None),
+        Step::Keep { until: last_call }
+    );
+    assert_eq!(
+        plan(Some(&rolled), &p, last_call, None),
+        Step::RenewServing(Why::Expiring)
     );
     // Published late: the grace counts from the publication, not from step 1.
     let published = now + 5 * p.rollover_grace;

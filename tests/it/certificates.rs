@@ -3,6 +3,7 @@
 //! API server, and clients that trust only what the webhook configurations' caBundle says, read
 //! from the fake at every handshake, as kube-apiserver does.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -227,6 +228,7 @@ async fn serving_pairs_are_renewed_before_they_expire_and_every_replica_follows(
     let short = [
         ("RANCHER_REMAP_CERT_VALIDITY", "6s"),
         ("RANCHER_REMAP_CA_VALIDITY", "1h"),
+        ("RANCHER_REMAP_CA_ROLLOVER_GRACE", "1s"),
     ];
     let (a, _da) = replica(&fake, &short).await;
     let (b, _db) = replica(&fake, &short).await;
@@ -298,9 +300,9 @@ async fn a_ca_rollover_changes_the_ca_bundle_without_a_failed_handshake() {
             }
         }
     });
-    // A CA that ends in 16 s, trusted by every webhook configuration (published earlier).
+    // A CA that ends in 20 s, trusted by every webhook configuration (published earlier).
     let now = time::OffsetDateTime::now_utc();
-    let end = now + time::Duration::seconds(16);
+    let end = now + time::Duration::seconds(20);
     let old_ca = pki::new_ca(NS, now, end).unwrap();
     let serving = pki::issue_serving(
         &old_ca,
@@ -321,21 +323,18 @@ async fn a_ca_rollover_changes_the_ca_bundle_without_a_failed_handshake() {
         }
         fake.put(d);
     }
-    // What API servers trust from now on, in order (see LAG below).
-    let mut history: std::collections::VecDeque<(tokio::time::Instant, String)> =
-        [(tokio::time::Instant::now(), old_ca.cert.clone())].into();
     let (s, _dir) = replica(
         &fake,
         &[
             ("RANCHER_REMAP_CERT_VALIDITY", "60s"),
             ("RANCHER_REMAP_CA_VALIDITY", "1h"),
-            ("RANCHER_REMAP_CA_ROLLOVER_GRACE", "2s"),
+            ("RANCHER_REMAP_CA_ROLLOVER_GRACE", "3s"),
             ("RANCHER_REMAP_CERT_RESYNC", "1s"),
         ],
     )
     .await;
     // Handshakes as an API server makes them: with the caBundle its informer has, which lags
-    // the stored one (here by a second, under the 2 s grace), until the old CA has left it.
+    // the stored one (here by a second, under the 3 s grace), until the old CA has left it.
     const LAG: Duration = Duration::from_secs(1);
     let old = pki::CertInfo::parse(&old_ca.cert, "CA").unwrap();
     let (mut handshakes, mut widest) = (0, 0);
@@ -359,6 +358,46 @@ async fn a_ca_rollover_changes_the_ca_bundle_without_a_failed_handshake() {
     );
     // The permission given: the new CA is published, and the grace counts from there.
     fake.put_rbac(&chart_docs(&repo("charts/rancher-remap")));
+    let denied_while_blocked = fake.denials().len();
+    // What API servers have seen, sampled every 10 ms (a task of its own, so that slow
+    // handshakes do not thin it out). 2.2 s into the 3 s grace (between two of the server's
+    // checks, a second apart), a stale writer (another replica that read the Secret before
+    // step 1) puts the old bundle back in the mutating webhook: the server puts its own back at
+    // its next check, and the grace starts again from there. Were it not, the new CA's pair
+    // would be served while API servers still hold the old bundle.
+    type Seen = std::collections::VecDeque<(tokio::time::Instant, String)>;
+    let seen = Arc::new(std::sync::Mutex::new(Seen::from([(
+        tokio::time::Instant::now(),
+        old_ca.cert.clone(),
+    )])));
+    let reset = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = tokio::spawn({
+        let (fake, seen, reset, old) = (
+            fake.clone(),
+            seen.clone(),
+            reset.clone(),
+            old_ca.cert.clone(),
+        );
+        async move {
+            let mut published_at = None;
+            loop {
+                let stored = mutating_bundle(&fake);
+                if CertificateDer::pem_slice_iter(stored.as_bytes()).count() == 2 {
+                    let at = *published_at.get_or_insert_with(tokio::time::Instant::now);
+                    if !reset.load(Ordering::SeqCst) && at.elapsed() >= Duration::from_millis(2200)
+                    {
+                        reset_mutating_bundle(&fake, &old);
+                        reset.store(true, Ordering::SeqCst);
+                        continue;
+                    }
+                }
+                seen.lock()
+                    .unwrap()
+                    .push_back((tokio::time::Instant::now(), stored));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     let new_ca = loop {
         assert!(
@@ -366,12 +405,13 @@ async fn a_ca_rollover_changes_the_ca_bundle_without_a_failed_handshake() {
             "the rollover did not finish: {}",
             s.log.lock().unwrap()
         );
-        let stored = mutating_bundle(&fake);
-        history.push_back((tokio::time::Instant::now(), stored.clone()));
-        while history.len() > 1 && history[1].0.elapsed() >= LAG {
-            history.pop_front();
-        }
-        let known = history[0].1.clone();
+        let known = {
+            let mut h = seen.lock().unwrap();
+            while h.len() > 1 && h[1].0.elapsed() >= LAG {
+                h.pop_front();
+            }
+            h[0].1.clone()
+        };
         let certs: Vec<_> = CertificateDer::pem_slice_iter(known.as_bytes()).collect();
         widest = widest.max(certs.len());
         handshake(s.webhook, &known)
@@ -381,8 +421,9 @@ async fn a_ca_rollover_changes_the_ca_bundle_without_a_failed_handshake() {
         if certs.len() == 1 && known != old_ca.cert {
             break known;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    sampler.abort();
     assert_eq!(widest, 2, "both CAs were trusted during the rollover");
     let stored = secret(&fake).unwrap();
     assert_eq!(unb64(&stored["data"]["ca.crt"]), new_ca);
@@ -390,6 +431,26 @@ async fn a_ca_rollover_changes_the_ca_bundle_without_a_failed_handshake() {
     let leaf = handshake(s.webhook, &new_ca).await.unwrap();
     assert_eq!(leaf, pem_der(&unb64(&stored["data"]["tls.crt"])));
     assert!(handshakes > 20, "{handshakes} handshakes");
+    assert!(
+        reset.load(Ordering::SeqCst),
+        "the stale write happened during the grace"
+    );
+    assert_eq!(
+        fake.denials().len(),
+        denied_while_blocked,
+        "{:?}",
+        fake.denials()
+    );
+}
+
+/// Puts `bundle_pem` in the mutating webhook's caBundle, as a stale writer would.
+fn reset_mutating_bundle(fake: &FakeApi, bundle_pem: &str) {
+    let mut hook = fake
+        .get(&json!({"apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration", "metadata": {"name": "rancher-remap"}}))
+        .unwrap();
+    hook["webhooks"][0]["clientConfig"]["caBundle"] = json!(b64(bundle_pem));
+    fake.put(hook);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -635,6 +696,7 @@ async fn a_renewal_never_overwrites_a_pair_another_replica_wrote_first() {
     let short = [
         ("RANCHER_REMAP_CERT_VALIDITY", "6s"),
         ("RANCHER_REMAP_CA_VALIDITY", "1h"),
+        ("RANCHER_REMAP_CA_ROLLOVER_GRACE", "1s"),
     ];
     let (s, _dir) = replica(&fake, &short).await;
     let stored = secret(&fake).unwrap();
