@@ -1,4 +1,4 @@
-//! Any body POSTed to /mutate: decoding never panics; an answer is an AdmissionReview for the
+//! Any body POSTed to /mutate: decoding never panics; an accepted body is UTF-8 JSON; an answer is an AdmissionReview for the
 //! request's uid; when there is a patch, it applies to the object it was made for, the object
 //! rewritten is what the engine over the decoded object says (the walk on bytes and the walk on
 //! the tree agree), and a second pass over it is a no-op (docs/behaviour.md).
@@ -39,7 +39,16 @@ fuzz_target!(|body: &[u8]| {
     let Some(a) = answer(body) else {
         return;
     };
-    let review: Value = serde_json::from_slice(body).expect("an accepted body is JSON");
+    assert!(std::str::from_utf8(body).is_ok(), "an accepted body is UTF-8");
+    let Ok(review) = serde_json::from_slice::<Value>(body) else {
+        // Grammatical JSON that serde's tree refuses (a lone surrogate escape in a field the
+        // webhook skips, which the grammar allows): no tree to compare the answer with.
+        assert!(
+            serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok(),
+            "an accepted body is JSON"
+        );
+        return;
+    };
     assert_eq!(a["response"]["uid"], review["request"]["uid"]);
     let Some(patch) = a["response"]["patch"].as_str() else {
         return;

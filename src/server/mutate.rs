@@ -52,7 +52,7 @@ pub fn decode<'a, 't>(
     body: &'a [u8],
     table: &'t Table,
 ) -> Result<MutateRequest<'a, 't>, ReviewError> {
-    let mut d = serde_json::Deserializer::from_slice(body);
+    let mut d = serde_json::Deserializer::from_str(super::review::text(body)?);
     let review = ReviewSeed { table }
         .deserialize(&mut d)
         .and_then(|r| d.end().map(|()| r))

@@ -117,9 +117,32 @@ impl ReviewError {
     }
 }
 
+/// A body as text. JSON is UTF-8 (RFC 8259): checked once over the whole body, because serde
+/// skips the fields a decoder does not read (`managedFields`, ...) without checking their
+/// strings, and a body carrying bytes that are not text there is not JSON. (The string reader
+/// then need not check again.)
+pub fn text(body: &[u8]) -> Result<&str, ReviewError> {
+    std::str::from_utf8(body).map_err(|e| {
+        let before = &body[..e.valid_up_to()];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = before.len()
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1)
+            + 1;
+        ReviewError::Decode {
+            category: "not UTF-8",
+            line,
+            column,
+        }
+    })
+}
+
 /// Decodes and checks a review body, decoding `request.object` as `O`.
 pub fn decode<O: DeserializeOwned>(body: &[u8]) -> Result<Request<O>, ReviewError> {
-    let review: Review<O> = serde_json::from_slice(body).map_err(|e| ReviewError::from_json(&e))?;
+    let review: Review<O> =
+        serde_json::from_str(text(body)?).map_err(|e| ReviewError::from_json(&e))?;
     check_type(Some(&review.api_version), Some(&review.kind))?;
     review.request.ok_or(ReviewError::NoRequest)
 }
