@@ -138,20 +138,12 @@ pub async fn start_validate_only(settings: MutateSettings) -> TestServer {
     start_fed(Feed::ValidateOnly, settings, |t| t).await
 }
 
-async fn start_fed(
-    feed: Feed,
+/// A server's state as `serve` makes it, with the table in force it reads.
+pub fn app_state(
     settings: MutateSettings,
-    adjust: impl FnOnce(Timing) -> Timing,
-) -> TestServer {
-    // The process-wide default (for plain clients such as reqwest::get), as main installs it.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let ca = write_certs(dir.path());
-    let timing = adjust(Timing {
-        cert_poll: Duration::from_millis(100),
-        drain: Duration::from_secs(10),
-        ..Timing::default()
-    });
+    validate_only: bool,
+    timing: &Timing,
+) -> (Arc<AppState>, Arc<rancher_remap::live::LiveMappings>) {
     let metrics = Arc::new(Metrics::default());
     let (log, _writer) = rancher_remap::server::admission_log::AdmissionLog::start(
         metrics.log_lines_dropped.clone(),
@@ -167,10 +159,28 @@ async fn start_fed(
         metrics,
         log,
         max_body_bytes: 64 * 1024,
-        validate_only: matches!(feed, Feed::ValidateOnly),
+        validate_only,
         // One knob in tests, as in `serve --request-timeout`.
         request_timeout: timing.header_read,
     });
+    (state, live)
+}
+
+async fn start_fed(
+    feed: Feed,
+    settings: MutateSettings,
+    adjust: impl FnOnce(Timing) -> Timing,
+) -> TestServer {
+    // The process-wide default (for plain clients such as reqwest::get), as main installs it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write_certs(dir.path());
+    let timing = adjust(Timing {
+        cert_poll: Duration::from_millis(100),
+        drain: Duration::from_secs(10),
+        ..Timing::default()
+    });
+    let (state, live) = app_state(settings, matches!(feed, Feed::ValidateOnly), &timing);
     match feed {
         Feed::Source(source) => {
             rancher_remap::source::start(source, live, Duration::from_millis(100), None)

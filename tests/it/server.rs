@@ -543,3 +543,55 @@ async fn a_client_that_trickles_its_headers_is_cut_off_while_others_are_served()
         "{text}"
     );
 }
+
+/// The task that keeps the serving certificate current never ends; if it did, the pair in force
+/// would expire unrenewed, so the server stops with an error (and the pod restarts, saying why).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_stops_when_the_task_keeping_its_certificate_ends() {
+    use rancher_remap::server::tls::CertFiles;
+    use rancher_remap::server::{Server, Timing};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    write_certs(dir.path());
+    let timing = Timing::default();
+    let (state, _live) = app_state(MutateSettings::default(), true, &timing);
+    let files = CertFiles {
+        cert: dir.path().join("tls.crt"),
+        key: dir.path().join("tls.key"),
+    };
+    let mut credentials = files
+        .credentials(state.metrics.clone(), timing.cert_poll)
+        .unwrap();
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
+    credentials.follow = Box::pin(async move {
+        let _ = ended_rx.await;
+    });
+    let server = Server::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+        credentials,
+        state,
+        timing,
+    )
+    .await
+    .unwrap();
+    let addr = server.webhook_addr;
+    let serving = tokio::spawn(server.serve(std::future::pending()));
+    // Serving while the task runs...
+    eventually("accepting", Duration::from_secs(5), async || {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+    assert!(!serving.is_finished());
+    // ...and stopping, with the reason, once it ends.
+    ended_tx.send(()).unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(40), serving)
+        .await
+        .expect("the server stopped")
+        .unwrap();
+    let err = result.expect_err("an error, not a clean stop");
+    assert!(
+        format!("{err:#}").contains("the task keeping the serving certificate current ended"),
+        "{err:#}"
+    );
+}
