@@ -192,7 +192,8 @@ async fn doctor(args: Args) -> Result<Report> {
     let webhook = if before_install {
         None
     } else {
-        Some(webhook_facts(&client, server, ns, deployment.as_ref()).await?)
+        let kept = env.get("RANCHER_REMAP_CERT_SECRET").map(String::as_str);
+        Some(webhook_facts(&client, server, ns, deployment.as_ref(), kept).await?)
     };
     Ok(doctor::run(&Facts {
         mappings,
@@ -455,13 +456,14 @@ async fn denials(
     Ok(denied)
 }
 
-/// The installed webhook's wiring: its configuration, the serving certificate the Deployment
-/// mounts, and its ready replicas.
+/// The installed webhook's wiring: its configuration, its serving certificate (mounted, or kept
+/// by the server in the Secret `kept`, its `RANCHER_REMAP_CERT_SECRET`), and its ready replicas.
 async fn webhook_facts(
     client: &kube::Client,
     server: &str,
     ns: &str,
     deployment: Option<&Deployment>,
+    kept: Option<&str>,
 ) -> Result<WebhookFacts> {
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let list = api.list(&ListParams::default()).await.map_err(|e| {
@@ -485,7 +487,7 @@ async fn webhook_facts(
         .as_ref()
         .and_then(|(_, h)| h.client_config.service.as_ref())
         .map_or("rancher-remap".to_string(), |s| s.name.clone());
-    let serving_cert = serving_cert(client, server, ns, deployment).await?;
+    let serving_cert = serving_cert(client, server, ns, deployment, kept).await?;
     let mut facts = WebhookFacts {
         configuration: found.as_ref().map(|(n, _)| n.clone()),
         match_conditions: String::new(),
@@ -521,30 +523,28 @@ async fn webhook_facts(
     Ok(facts)
 }
 
-/// `tls.crt` of the Secret the Deployment mounts, or of the server's own Secret
-/// (`RANCHER_REMAP_CERT_SECRET`); never a key, never printed.
+/// `tls.crt` of the Secret the Deployment mounts, or of the server's own Secret `kept`
+/// (`[NS/]NAME`); never a key, never printed.
 async fn serving_cert(
     client: &kube::Client,
     server: &str,
     ns: &str,
     deployment: Option<&Deployment>,
+    kept: Option<&str>,
 ) -> Result<ServingCert> {
-    let pod = deployment.and_then(|d| d.spec.as_ref()?.template.spec.as_ref());
-    let mounted = pod.and_then(|p| p.volumes.as_ref()).and_then(|vs| {
-        vs.iter()
-            .find_map(|v| v.secret.as_ref()?.secret_name.clone())
-    });
-    let server_kept = pod
-        .and_then(|p| p.containers.iter().find(|c| c.name == "rancher-remap"))
-        .and_then(|c| c.env.as_ref())
-        .and_then(|env| env.iter().find(|e| e.name == "RANCHER_REMAP_CERT_SECRET"))
-        .and_then(|e| e.value.clone());
-    let (secret_ns, name) = match (mounted, &server_kept) {
+    let mounted = deployment
+        .and_then(|d| d.spec.as_ref()?.template.spec.as_ref()?.volumes.as_ref())
+        .and_then(|vs| {
+            vs.iter()
+                .find_map(|v| v.secret.as_ref()?.secret_name.clone())
+        });
+    let server_kept = kept.filter(|k| !k.is_empty());
+    let (secret_ns, name) = match (mounted, server_kept) {
         (Some(name), _) => (ns.to_string(), name),
         (None, Some(at)) => match at.split_once('/') {
             Some((n, name)) => (n.to_string(), name.to_string()),
             // A name alone is in the server's own namespace: the install's.
-            None => (ns.to_string(), at.clone()),
+            None => (ns.to_string(), at.to_string()),
         },
         (None, None) => {
             return Ok(ServingCert::Missing(
