@@ -19,6 +19,27 @@ fn made(p: &Policy, now: i64) -> Stored {
     apply(step, None, p, now).unwrap()
 }
 
+/// Follows the plan from `now` (waiting as it says, renewing the serving pair as it asks) until
+/// it asks for `wanted`; any other step fails the test. The material and the time then.
+fn until_step(
+    mut s: Stored,
+    p: &Policy,
+    mut now: i64,
+    published_since: Option<i64>,
+    wanted: Step,
+) -> (Stored, i64) {
+    loop {
+        match plan(Some(&s), p, now, published_since) {
+            step if step == wanted => return (s, now),
+            Step::Keep { until } => now = until,
+            Step::RenewServing(Why::Expiring) => {
+                s = apply(Step::RenewServing(Why::Expiring), Some(&s), p, now).unwrap()
+            }
+            other => panic!("unexpected {other:?} at {now}"),
+        }
+    }
+}
+
 fn info(pem: &str) -> CertInfo {
     CertInfo::parse(pem, "certificate").unwrap()
 }
@@ -112,18 +133,7 @@ fn a_rollover_waits_for_the_bundle_to_be_published_and_the_grace_to_pass() {
     let old_ca = info(&s.ca.cert);
     let roll_at = old_ca.not_after - 2 * p.serving_validity;
     // Renewed in between, the serving pair stays signed by the old CA.
-    let mut s = s;
-    let mut now = T0;
-    loop {
-        match plan(Some(&s), &p, now, Some(T0)) {
-            Step::Keep { until } => now = until,
-            Step::RenewServing(Why::Expiring) => {
-                s = apply(Step::RenewServing(Why::Expiring), Some(&s), &p, now).unwrap()
-            }
-            Step::StartRollover => break,
-            other => panic!("unexpected {other:?} at {now}"),
-        }
-    }
+    let (s, now) = until_step(s, &p, T0, Some(T0), Step::StartRollover);
     assert_eq!(now, roll_at);
     let rolled = apply(Step::StartRollover, Some(&s), &p, now).unwrap();
     let bundle = CertInfo::parse_bundle(&rolled.bundle).unwrap();
@@ -170,19 +180,8 @@ fn a_rollover_waits_for_the_bundle_to_be_published_and_the_grace_to_pass() {
     assert!(info(&finished.serving.cert).issued_by(&info(&finished.ca.cert)));
     assert_eq!(finished.bundle, rolled.bundle);
     // The old CA leaves the bundle when it expires, not before.
-    let (mut s, mut now) = (finished, ready);
-    loop {
-        match plan(Some(&s), &p, now, Some(published)) {
-            Step::Keep { until } => now = until,
-            Step::RenewServing(Why::Expiring) => {
-                s = apply(Step::RenewServing(Why::Expiring), Some(&s), &p, now).unwrap()
-            }
-            Step::DropPreviousCa => break,
-            other => panic!("unexpected {other:?} at {now}"),
-        }
-    }
+    let (finished, now) = until_step(finished, &p, ready, Some(published), Step::DropPreviousCa);
     assert_eq!(now, old_ca.not_after);
-    let finished = s;
     let dropped = apply(Step::DropPreviousCa, Some(&finished), &p, old_ca.not_after).unwrap();
     assert_eq!(dropped.bundle, dropped.ca.cert);
 }

@@ -24,6 +24,13 @@ const NS: &str = "rancher-remap";
 const SECRET: &str = "rancher-remap-certs";
 const HOST: &str = "rancher-remap.rancher-remap.svc";
 
+/// Six-second serving certificates (renewed when two seconds are left) from an hour-long CA.
+const SHORT_LIVED: [(&str, &str); 3] = [
+    ("RANCHER_REMAP_CERT_VALIDITY", "6s"),
+    ("RANCHER_REMAP_CA_VALIDITY", "1h"),
+    ("RANCHER_REMAP_CA_ROLLOVER_GRACE", "1s"),
+];
+
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
@@ -224,14 +231,8 @@ async fn two_replicas_started_at_once_share_one_pair_and_publish_its_ca() {
 async fn serving_pairs_are_renewed_before_they_expire_and_every_replica_follows() {
     let fake = FakeApi::start().await;
     install(&fake, |_| {});
-    // Six-second certificates: renewed when two seconds are left.
-    let short = [
-        ("RANCHER_REMAP_CERT_VALIDITY", "6s"),
-        ("RANCHER_REMAP_CA_VALIDITY", "1h"),
-        ("RANCHER_REMAP_CA_ROLLOVER_GRACE", "1s"),
-    ];
-    let (a, _da) = replica(&fake, &short).await;
-    let (b, _db) = replica(&fake, &short).await;
+    let (a, _da) = replica(&fake, &SHORT_LIVED).await;
+    let (b, _db) = replica(&fake, &SHORT_LIVED).await;
     let bundle = mutating_bundle_when_published(&fake).await;
     let mut seen = std::collections::HashSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -693,12 +694,7 @@ async fn the_kustomize_component_keeps_certificates_as_the_chart_does() {
 async fn a_renewal_never_overwrites_a_pair_another_replica_wrote_first() {
     let fake = FakeApi::start().await;
     install(&fake, |_| {});
-    let short = [
-        ("RANCHER_REMAP_CERT_VALIDITY", "6s"),
-        ("RANCHER_REMAP_CA_VALIDITY", "1h"),
-        ("RANCHER_REMAP_CA_ROLLOVER_GRACE", "1s"),
-    ];
-    let (s, _dir) = replica(&fake, &short).await;
+    let (s, _dir) = replica(&fake, &SHORT_LIVED).await;
     let stored = secret(&fake).unwrap();
     let bundle = unb64(&stored["data"]["ca-bundle.crt"]);
     // Another replica's pair from the same CA, valid a minute, written just before this

@@ -40,7 +40,22 @@ pub async fn post(
     url: &str,
     body: &serde_json::Value,
 ) -> (u16, serde_json::Value) {
-    let r = c.post(url).json(body).send().await.unwrap();
+    post_bytes(c, url, serde_json::to_vec(body).unwrap()).await
+}
+
+/// POSTs `body`, as it is, labelled JSON; the status and the JSON answer.
+pub async fn post_bytes(
+    c: &reqwest::Client,
+    url: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, serde_json::Value) {
+    let r = c
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap())
 }

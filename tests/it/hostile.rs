@@ -207,15 +207,7 @@ async fn bytes_that_are_not_text_are_refused_even_where_nothing_is_read() {
     body.extend_from_slice(&[0xB9, 0xFF]);
     body.extend_from_slice(br#"":{}}}]},"spec":{}}}}"#);
     for path in ["/mutate", "/validate"] {
-        let r = client
-            .post(server.url(path))
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let v: Value = r.json().await.unwrap();
+        let (status, v) = post_bytes(&client, &server.url(path), body.clone()).await;
         assert_eq!(status, 400, "{path}: {v}");
         let error = v["error"].as_str().unwrap();
         assert!(
@@ -225,14 +217,8 @@ async fn bytes_that_are_not_text_are_refused_even_where_nothing_is_read() {
     }
     // The same body, made text, is answered.
     let text = String::from_utf8_lossy(&body).into_owned();
-    let r = client
-        .post(server.url("/mutate"))
-        .header("content-type", "application/json")
-        .body(text)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    let (status, v) = post_bytes(&client, &server.url("/mutate"), text).await;
+    assert_eq!(status, 200, "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,15 +263,7 @@ async fn deeply_nested_json_is_answered_and_the_server_lives() {
     ];
     for (body, mutate_may_allow) in &bodies {
         for path in ["/mutate", "/validate"] {
-            let r = client
-                .post(server.url(path))
-                .header("content-type", "application/json")
-                .body(body.clone())
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            let v: Value = r.json().await.unwrap();
+            let (status, v) = post_bytes(&client, &server.url(path), body.clone()).await;
             if *mutate_may_allow && path == "/mutate" && status == 200 {
                 assert_eq!(v["response"]["allowed"], true);
                 assert!(v["response"].get("patch").is_none());
