@@ -4,6 +4,7 @@ mod answers;
 mod audit;
 mod certificates;
 mod cli;
+mod cluster;
 mod common;
 mod configmap;
 mod deploy;

@@ -1,0 +1,236 @@
+//! An install as a user makes it — `helm install` of the chart, or `kubectl apply` of the
+//! kustomize render — and the server run as its Deployment runs it: the rendered container's
+//! environment and its ServiceAccount's own token (so the shipped RBAC is what the apiserver
+//! enforces). No kubelet runs here: the test starts the replicas, on the loopback addresses
+//! [`super::HOMES`] gives the namespace.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use super::plane::{run_ok, ControlPlane, ADMIN, HOMES, SERVICE};
+use crate::common::ServeProcess;
+
+/// The table every install follows (deploy/examples' mappings): cluster c-7gh2k's projects
+/// p-ab12c and p-cd56e become c-m-4kq8z9rt's p-xy99z and p-gh34k.
+pub const TABLE: &str = "c-7gh2k:p-ab12c=c-m-4kq8z9rt:p-xy99z,c-7gh2k:p-cd56e=c-m-4kq8z9rt:p-gh34k,p-ab12c=p-xy99z,p-cd56e=p-gh34k";
+/// The destination cluster's ID (the table's destination).
+pub const CLUSTER_ID: &str = "c-m-4kq8z9rt";
+
+/// One install in its namespace, removed (with whatever it left cluster-wide) when dropped.
+pub struct Install {
+    pub plane: &'static ControlPlane,
+    pub ns: String,
+    /// The rendered server container's environment, fieldRefs resolved as the kubelet would.
+    pub env: Vec<(String, String)>,
+    /// The port every replica listens on (at its own address).
+    pub port: u16,
+    pub addrs: &'static [&'static str],
+    /// The ServiceAccount's token, in a kubeconfig the replicas use.
+    kubeconfig: tempfile::TempDir,
+    uninstall: Command,
+}
+
+impl Install {
+    /// `helm install rancher-remap charts/rancher-remap -n NS` with `sets` (`key=value`), the
+    /// namespace made first as the README says.
+    pub fn helm(plane: &'static ControlPlane, ns: &str, sets: &[&str]) -> Install {
+        remove_leftovers(plane);
+        run_ok(plane.kubectl(ADMIN).args(["create", "namespace", ns]));
+        let mut helm = plane.helm();
+        helm.args(["install", "rancher-remap"])
+            .arg(crate::common::repo("charts/rancher-remap"))
+            .args(["-n", ns])
+            .args([
+                "--set",
+                "image.repository=registry.example.com/rancher-remap",
+            ]);
+        for set in sets {
+            helm.args(["--set", set]);
+        }
+        run_ok(&mut helm);
+        let mut uninstall = plane.helm();
+        uninstall.args(["uninstall", "rancher-remap", "-n", ns, "--wait=false"]);
+        Install::finish(plane, ns, uninstall)
+    }
+
+    /// `kubectl apply -f RENDER` (a kustomize render whose namespace is `ns`).
+    pub fn kubectl_apply(plane: &'static ControlPlane, ns: &str, render: &Path) -> Install {
+        remove_leftovers(plane);
+        run_ok(plane.kubectl(ADMIN).args(["create", "namespace", ns]));
+        run_ok(plane.kubectl(ADMIN).arg("apply").arg("-f").arg(render));
+        let mut uninstall = plane.kubectl(ADMIN);
+        uninstall
+            .args(["delete", "--ignore-not-found", "--wait=false", "-f"])
+            .arg(render);
+        Install::finish(plane, ns, uninstall)
+    }
+
+    fn finish(plane: &'static ControlPlane, ns: &str, uninstall: Command) -> Install {
+        let addrs = HOMES
+            .iter()
+            .find(|(home, _)| *home == ns)
+            .unwrap_or_else(|| panic!("{ns} is not one of the cluster suite's HOMES"))
+            .1;
+        let deployment: Value = serde_json::from_str(&run_ok(plane.kubectl(ADMIN).args([
+            "get",
+            "deployment",
+            SERVICE,
+            "-n",
+            ns,
+            "-o",
+            "json",
+        ])))
+        .unwrap();
+        let pod = &deployment["spec"]["template"]["spec"];
+        let env = rendered_env(&pod["containers"][0]["env"], ns);
+        let account = pod["serviceAccountName"].as_str().unwrap().to_string();
+        let token = run_ok(plane.kubectl(ADMIN).args([
+            "create",
+            "token",
+            &account,
+            "-n",
+            ns,
+            "--duration=2h",
+        ]));
+        let kubeconfig = tempfile::tempdir().unwrap();
+        plane.write_kubeconfig(&kubeconfig.path().join("kubeconfig"), token.trim());
+        let install = Install {
+            plane,
+            ns: ns.to_string(),
+            env,
+            port: free_port_on(addrs),
+            addrs,
+            kubeconfig,
+            uninstall,
+        };
+        install.route_webhooks();
+        install
+    }
+
+    /// The value of a rendered environment variable.
+    pub fn env_var(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Points every webhook of this install at its replicas by URL: the Service's own DNS name
+    /// (which the server's certificate is for), resolved by the apiserver to [`Self::addrs`].
+    /// The caBundle, and everything else, stays as the install and the server made it.
+    fn route_webhooks(&self) {
+        let refs = self
+            .env_var("RANCHER_REMAP_WEBHOOK_CONFIGURATIONS")
+            .expect("an install whose server keeps its webhook configurations' caBundle");
+        for r in refs.split(',') {
+            let (kind, name) = r.split_once('/').unwrap();
+            let resource = format!("{kind}webhookconfigurations");
+            let config: Value = serde_json::from_str(&run_ok(
+                self.plane
+                    .kubectl(ADMIN)
+                    .args(["get", &resource, name, "-o", "json"]),
+            ))
+            .unwrap();
+            let mut ops = Vec::new();
+            for (i, hook) in config["webhooks"].as_array().unwrap().iter().enumerate() {
+                let path = hook["clientConfig"]["service"]["path"].as_str().unwrap();
+                ops.push(
+                    json!({"op": "remove", "path": format!("/webhooks/{i}/clientConfig/service")}),
+                );
+                ops.push(
+                    json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/url"),
+                    "value": format!("https://{SERVICE}.{}.svc:{}{path}", self.ns, self.port)}),
+                );
+            }
+            run_ok(self.plane.kubectl(ADMIN).args([
+                "patch",
+                &resource,
+                name,
+                "--type=json",
+                "-p",
+                &Value::Array(ops).to_string(),
+            ]));
+        }
+    }
+
+    /// The `serve` command of replica `i` as its pod would run it: the rendered environment
+    /// only, the ServiceAccount's token, listening at the replica's address.
+    pub fn replica_command(&self, i: usize, extra_env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rancher-remap"));
+        cmd.arg("serve")
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("POD_NAME", format!("{SERVICE}-{i}"))
+            .env(
+                "RANCHER_REMAP_LISTEN",
+                format!("{}:{}", self.addrs[i], self.port),
+            )
+            .env("RANCHER_REMAP_ADMIN_LISTEN", "127.0.0.1:0")
+            .env("KUBECONFIG", self.kubeconfig.path().join("kubeconfig"));
+        cmd.envs(extra_env.iter().copied());
+        cmd
+    }
+
+    /// Starts replica `i` and waits until it serves.
+    pub async fn start_replica(&self, i: usize, extra_env: &[(&str, &str)]) -> ServeProcess {
+        ServeProcess::spawn_command(self.replica_command(i, extra_env)).await
+    }
+}
+
+impl Drop for Install {
+    fn drop(&mut self) {
+        let _ = self.uninstall.output();
+        remove_leftovers(self.plane);
+    }
+}
+
+/// Cluster-wide objects an earlier install left (a test that failed half-way): every install
+/// sees every namespace, so none may outlive its test.
+fn remove_leftovers(plane: &ControlPlane) {
+    run_ok(plane.kubectl(ADMIN).args([
+        "delete",
+        "mutatingwebhookconfigurations,validatingwebhookconfigurations,clusterroles,clusterrolebindings",
+        "-l",
+        "app.kubernetes.io/name=rancher-remap",
+        "--ignore-not-found",
+        "--wait=false",
+    ]));
+}
+
+/// The container's env as the kubelet gives it: values, and the two fieldRefs the chart uses.
+fn rendered_env(env: &Value, ns: &str) -> Vec<(String, String)> {
+    env.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let name = e["name"].as_str().unwrap().to_string();
+            let value = match (
+                &e["value"],
+                e["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+            ) {
+                (Value::String(v), _) => v.clone(),
+                (_, Some("metadata.namespace")) => ns.to_string(),
+                (_, Some("metadata.name")) => format!("{SERVICE}-0"),
+                (Value::Null, None) => String::new(),
+                other => panic!("an env var the suite cannot resolve: {name} {other:?}"),
+            };
+            (name, value)
+        })
+        .collect()
+}
+
+/// A port free on every one of `addrs`.
+fn free_port_on(addrs: &[&str]) -> u16 {
+    'next: loop {
+        let first = std::net::TcpListener::bind((addrs[0], 0)).unwrap();
+        let port = first.local_addr().unwrap().port();
+        for addr in &addrs[1..] {
+            if std::net::TcpListener::bind((*addr, port)).is_err() {
+                continue 'next;
+            }
+        }
+        return port;
+    }
+}
