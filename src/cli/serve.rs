@@ -121,6 +121,20 @@ pub struct Args {
     )]
     pub request_timeout: u64,
 
+    /// Seconds, after SIGTERM, that the server stays unready but keeps accepting and answering
+    /// (each answer with `Connection: close`, so API servers close their keep-alive connections
+    /// themselves) before its listener closes; a connection idle that long is then closed. Covers
+    /// Endpoints reaching every API server; the Deployment's grace period must exceed it by the
+    /// drain (25 s). 0 stops at once.
+    #[arg(
+        long,
+        env = "RANCHER_REMAP_SHUTDOWN_DELAY",
+        value_name = "SECONDS",
+        default_value_t = crate::server::DEFAULT_SHUTDOWN_DELAY.as_secs(),
+        value_parser = clap::value_parser!(u64).range(0..=300)
+    )]
+    pub shutdown_delay: u64,
+
     /// Log format.
     #[arg(long, env = "RANCHER_REMAP_LOG_FORMAT", value_enum, default_value_t)]
     pub log_format: LogFormat,
@@ -270,6 +284,7 @@ async fn serve(
         Timing {
             max_connections: args.max_connections.max(1),
             header_read: Duration::from_secs(args.request_timeout),
+            shutdown_delay: Duration::from_secs(args.shutdown_delay),
             ..timing
         },
     )

@@ -42,9 +42,18 @@ pub struct Timing {
     pub max_connections: usize,
     /// How often the serving certificate files are re-read.
     pub cert_poll: Duration,
-    /// How long in-flight requests may take after SIGTERM.
+    /// After SIGTERM, how long the server stays unready but keeps accepting and answering
+    /// (every HTTP/1.1 answer with `Connection: close`), so that Endpoints drop it and every
+    /// API server moves on before its listener closes; also how long a keep-alive connection
+    /// must have been idle before the server closes it (see [`Connection::serve`]).
+    pub shutdown_delay: Duration,
+    /// Then, how long in-flight requests and connections may take to finish.
     pub drain: Duration,
 }
+
+/// Default of [`Timing::shutdown_delay`] (and `serve --shutdown-delay`): Endpoints reach every
+/// API server within a few seconds; BENCHMARKS.md has the rollout measured with it.
+pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(10);
 
 impl Default for Timing {
     fn default() -> Self {
@@ -54,6 +63,7 @@ impl Default for Timing {
             idle: Duration::from_secs(120),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             cert_poll: Duration::from_secs(2),
+            shutdown_delay: DEFAULT_SHUTDOWN_DELAY,
             drain: Duration::from_secs(25),
         }
     }
@@ -133,8 +143,15 @@ impl Server {
         })
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
-    /// (up to the drain time) and returns.
+    /// Serves until `shutdown` completes; then, for the shutdown delay, fails readiness and
+    /// answers every HTTP/1.1 request with `Connection: close` while still accepting; then stops
+    /// accepting, lets in-flight requests finish and closes idle connections (up to the drain
+    /// time), and returns.
+    ///
+    /// Why: kube-apiserver calls webhooks over HTTP/1.1 keep-alive connections and does not
+    /// retry a POST written onto a connection the server closed; under `failurePolicy: Fail`
+    /// that migrated write is refused. A connection the *client* closes after an answer that
+    /// said `Connection: close` never races a request.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let Server {
             webhook_addr,
@@ -147,6 +164,9 @@ impl Server {
             timing,
         } = self;
         tracing::info!(%webhook_addr, %admin_addr, "serving");
+        // `stopping`: SIGTERM arrived (not ready, Connection: close). `stop`: the listener is
+        // closed (idle connections close, in-flight requests finish).
+        let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut cert_watch = tokio::spawn(follow);
         // The task that keeps the certificate current never ends; if it did (a panic), the
@@ -154,7 +174,7 @@ impl Server {
         let mut stopped_following = false;
         let admin_task = {
             let stop = stop_rx.clone();
-            let app = routes::admin(state.clone());
+            let app = routes::admin(state.clone(), stopping_rx.clone());
             tokio::spawn(async move {
                 axum::serve(admin, app)
                     .with_graceful_shutdown(stopped(stop))
@@ -169,9 +189,16 @@ impl Server {
         let slots = Arc::new(tokio::sync::Semaphore::new(timing.max_connections));
 
         tokio::pin!(shutdown);
+        let mut listener_closes_at = None;
         loop {
             let (slot, tcp) = tokio::select! {
-                _ = &mut shutdown => break,
+                _ = &mut shutdown, if listener_closes_at.is_none() => {
+                    tracing::info!(delay = ?timing.shutdown_delay, "shutting down: not ready; answering with Connection: close until the delay ends");
+                    let _ = stopping_tx.send(true);
+                    listener_closes_at = Some(tokio::time::Instant::now() + timing.shutdown_delay);
+                    continue;
+                }
+                _ = tokio::time::sleep_until(listener_closes_at.unwrap_or_else(tokio::time::Instant::now)), if listener_closes_at.is_some() => break,
                 _ = &mut cert_watch => {
                     tracing::error!("the task keeping the serving certificate current ended; stopping");
                     stopped_following = true;
@@ -188,6 +215,7 @@ impl Server {
                 acceptor: acceptor.clone(),
                 router: router.clone(),
                 builder: builder.clone(),
+                stopping: stopping_rx.clone(),
                 stop: stop_rx.clone(),
                 timing: timing.clone(),
             };
@@ -200,6 +228,7 @@ impl Server {
 
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
         drop(webhook);
+        let _ = stopping_tx.send(true);
         let _ = stop_tx.send(true);
         connections.close();
         if tokio::time::timeout(timing.drain, connections.wait())
@@ -266,13 +295,71 @@ struct Connection {
     acceptor: tokio_rustls::TlsAcceptor,
     router: axum::Router,
     builder: Arc<hyper_util::server::conn::auto::Builder<TokioExecutor>>,
+    stopping: tokio::sync::watch::Receiver<bool>,
     stop: tokio::sync::watch::Receiver<bool>,
     timing: Timing,
 }
 
+/// When a connection last carried a request, and whether one is in flight: after the shutdown
+/// delay, only a connection idle that long is closed by the server.
+struct Activity {
+    opened: std::time::Instant,
+    /// Milliseconds after `opened` that the last request began or was answered.
+    last_used_ms: std::sync::atomic::AtomicU64,
+    in_flight: std::sync::atomic::AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            opened: std::time::Instant::now(),
+            last_used_ms: Default::default(),
+            in_flight: Default::default(),
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.opened.elapsed().as_millis() as u64;
+        self.last_used_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn begin(&self) {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.touch();
+    }
+
+    fn end(&self) {
+        self.touch();
+        self.in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How much longer the connection must stay idle to have been idle for `quiet`; `None`
+    /// while a request is in flight (its answer closes the connection).
+    fn until_quiet(&self, quiet: Duration) -> Option<Duration> {
+        if self.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let last =
+            Duration::from_millis(self.last_used_ms.load(std::sync::atomic::Ordering::Relaxed));
+        Some(quiet.saturating_sub(self.opened.elapsed().saturating_sub(last)))
+    }
+}
+
 impl Connection {
     /// The TLS handshake within its deadline, then requests until the client leaves or the
-    /// server stops (an in-flight request finishes first).
+    /// server stops.
+    ///
+    /// On SIGTERM (`stopping`), an HTTP/1.1 connection answers every request with `Connection:
+    /// close`, so the client closes it after the answer; HTTP/2 gets GOAWAY at once (the client
+    /// retries streams the server did not take). Once the listener is closed (`stop`), an HTTP/1.1
+    /// connection with a request in flight closes after its answer; an idle one is closed only
+    /// when it has carried nothing for a whole shutdown delay: all that time its client has
+    /// been told (readiness, Endpoints, `Connection: close` on every answer) to go elsewhere,
+    /// and it has sent nothing here, so it no longer holds the connection for a request. One
+    /// the client opened or used just before is left to the client to use once more or close.
     async fn serve(self, tcp: tokio::net::TcpStream) {
         let timing = &self.timing;
         let Ok(Ok(tls)) = tokio::time::timeout(timing.handshake, self.acceptor.accept(tcp)).await
@@ -288,24 +375,60 @@ impl Connection {
             http1,
             head_start.clone(),
         );
+        let activity = Arc::new(Activity::new());
+        let (began, answered) = (activity.clone(), activity.clone());
+        let stopping = self.stopping.clone();
         // Each request carries when its head began, for the request deadline.
-        let service = TowerToHyperService::new(self.router.map_request(
-            move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                let start = head_start.get().unwrap_or_else(tokio::time::Instant::now);
-                req.extensions_mut().insert(routes::RequestStart(start));
-                req
-            },
-        ));
+        let service = TowerToHyperService::new(
+            self.router
+                .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    began.begin();
+                    let start = head_start.get().unwrap_or_else(tokio::time::Instant::now);
+                    req.extensions_mut().insert(routes::RequestStart(start));
+                    req
+                })
+                .map_response(move |mut res: axum::response::Response| {
+                    if http1 && *stopping.borrow() {
+                        res.headers_mut().insert(
+                            axum::http::header::CONNECTION,
+                            axum::http::HeaderValue::from_static("close"),
+                        );
+                    }
+                    answered.end();
+                    res
+                }),
+        );
         let conn = self
             .builder
             .serve_connection_with_upgrades(TokioIo::new(io), service);
         tokio::pin!(conn);
         tokio::select! {
-            _ = conn.as_mut() => {}
-            _ = stopped(self.stop) => {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
+            _ = conn.as_mut() => return,
+            _ = stopped(self.stopping) => {}
+        }
+        if !http1 {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+            return;
+        }
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = stopped(self.stop) => {}
+        }
+        loop {
+            match activity.until_quiet(timing.shutdown_delay) {
+                // In flight: the answer says Connection: close, and the connection ends after it.
+                None => break,
+                Some(wait) if wait.is_zero() => {
+                    conn.as_mut().graceful_shutdown();
+                    break;
+                }
+                Some(wait) => tokio::select! {
+                    _ = conn.as_mut() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                },
             }
         }
+        let _ = conn.await;
     }
 }

@@ -64,17 +64,27 @@ fn panic_guard(router: Router) -> Router {
     }))
 }
 
-/// The admin routes (plain HTTP, separate port).
-pub fn admin(state: Arc<AppState>) -> Router {
+/// The admin routes (plain HTTP, separate port). `stopping` turns true on SIGTERM: from then
+/// on the server is not ready, so that Endpoints drop it while it still answers.
+pub fn admin(state: Arc<AppState>, stopping: tokio::sync::watch::Receiver<bool>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .route(
+            "/readyz",
+            get(move |s: State<Arc<AppState>>| readyz(s, *stopping.borrow())),
+        )
         .route("/metrics", get(metrics))
         .with_state(state)
 }
 
-async fn readyz(State(s): State<Arc<AppState>>) -> Response {
-    if s.validate_only {
+async fn readyz(State(s): State<Arc<AppState>>, stopping: bool) -> Response {
+    if stopping {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down: still answering until the shutdown delay ends",
+        )
+            .into_response()
+    } else if s.validate_only {
         (StatusCode::OK, "ready (validate-only)").into_response()
     } else if s.mappings.is_loaded() {
         (StatusCode::OK, "ready").into_response()

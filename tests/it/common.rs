@@ -193,6 +193,7 @@ async fn start_fed(
     let timing = adjust(Timing {
         cert_poll: Duration::from_millis(100),
         drain: Duration::from_secs(10),
+        shutdown_delay: Duration::ZERO,
         ..Timing::default()
     });
     let (state, live) = app_state(settings, matches!(feed, Feed::ValidateOnly), &timing);

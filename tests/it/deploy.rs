@@ -377,8 +377,48 @@ enum SecretFrom {
 }
 
 /// Items 3 and 4: the workload and its privileges.
+/// SPEC §17: a rollout never leaves the webhook short (a new replica is ready before an old one
+/// stops), and the grace period covers the shutdown delay and the drain, with no preStop hook
+/// delaying SIGTERM (the server announces its shutdown only once it has the signal).
+fn check_rollout(d: &Deployment) {
+    let spec = d.spec.as_ref().unwrap();
+    let rolling = spec
+        .strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref())
+        .expect("a RollingUpdate strategy");
+    assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(0)));
+    assert_eq!(rolling.max_surge, Some(IntOrString::Int(1)));
+    let c = container(d);
+    assert!(
+        c.lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
+            .is_none(),
+        "a preStop hook holds SIGTERM back while connections stay open unannounced"
+    );
+    let delay: i64 = env(c, "RANCHER_REMAP_SHUTDOWN_DELAY")
+        .expect("RANCHER_REMAP_SHUTDOWN_DELAY")
+        .parse()
+        .unwrap();
+    assert!(delay >= 5, "a shutdown delay of {delay} s");
+    let grace = spec
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .termination_grace_period_seconds
+        .unwrap();
+    // The drain (25 s) after the delay, and time to spare.
+    assert!(
+        grace >= delay + 25 + 5,
+        "grace {grace} s for delay {delay} s"
+    );
+}
+
 fn check_workload(install: &Install, from: SecretFrom) {
     let d = install.deployment();
+    check_rollout(&d);
     let spec = d.spec.as_ref().unwrap();
     assert_eq!(spec.replicas, Some(2));
     let pod = spec.template.spec.as_ref().unwrap();

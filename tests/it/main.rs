@@ -22,3 +22,4 @@ mod rbac;
 mod review;
 mod secrets;
 mod server;
+mod shutdown;

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// `BIN serve` on loopback port 0 (webhook and admin) with `dir/tls.crt` and `dir/tls.key`,
-/// logging JSON; the caller adds the mapping source and the rest.
+/// logging JSON, stopping at once on SIGTERM; the caller adds the mapping source and the rest.
 pub fn serve_command(bin: &str, dir: &Path) -> Command {
     let mut cmd = serve_command_without_certificates(bin);
     cmd.arg("--tls-cert")
@@ -19,6 +19,8 @@ pub fn serve_command(bin: &str, dir: &Path) -> Command {
 #[allow(dead_code)] // The benches use only serve_command.
 pub fn serve_command_without_certificates(bin: &str) -> Command {
     let mut cmd = Command::new(bin);
+    // Stops at once on SIGTERM; a test of the shutdown delay gives --shutdown-delay.
+    cmd.env("RANCHER_REMAP_SHUTDOWN_DELAY", "0");
     cmd.args([
         "serve",
         "--listen",
