@@ -7,4 +7,5 @@ mod install;
 mod objects;
 mod plane;
 
-mod rewrites;
+mod replicas;
+pub mod rewrites;
