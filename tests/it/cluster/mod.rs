@@ -7,5 +7,6 @@ mod install;
 mod objects;
 mod plane;
 
+mod mappings;
 mod replicas;
 pub mod rewrites;
