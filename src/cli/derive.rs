@@ -237,7 +237,7 @@ fn say_how_to_install(
 
 /// The commands that install the destination side in `namespace` of `cluster`, with the
 /// placeholders they hold named (the chart's schema requires `image.repository`).
-pub fn install_commands(namespace: &str, cluster: &str) -> String {
+fn install_commands(namespace: &str, cluster: &str) -> String {
     format!(
         "  install on that cluster with (fill in <image-repository>: the registry and repository \
 you pushed the rancher-remap image to, which the chart requires as image.repository; \
