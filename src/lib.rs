@@ -4,7 +4,8 @@
 //! The core is pure and knows nothing of the edges: [`mapping`] (IDs, syntax, the lookup table),
 //! [`rewrite`] (where project IDs live, which objects are rewritten, the one decision, the
 //! engine), [`clusterpair`], [`validate`], [`doctor`] (its checks, on facts read elsewhere) and
-//! [`pki`] (certificates, and when they are renewed). The edges do the I/O: [`server`] (the
+//! [`pki`] (certificates, and when they are renewed) and [`rancher`] (Rancher's clusters and
+//! projects, and pairing projects by name). The edges do the I/O: [`server`] (the
 //! webhook), [`source`] (where tables come from), [`live`] (the table in force between them),
 //! [`managed_certs`] (the certificates the server keeps, and its webhook configurations'
 //! caBundle), [`audit`] (existing objects) and [`cli`].
@@ -19,6 +20,7 @@ pub mod managed_certs;
 pub mod manifest;
 pub mod mapping;
 pub mod pki;
+pub mod rancher;
 pub mod rewrite;
 pub mod server;
 pub mod source;

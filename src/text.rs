@@ -42,9 +42,61 @@ pub fn shown_name(name: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The known name closest to `given` when it is close enough to be a misspelling of it: an
+/// edit distance (ignoring case) of at most a third of the known name's length, and at least 1
+/// allowed. `None` when nothing is that close: a suggestion far from what was written misleads.
+pub fn nearest<'k>(given: &str, known: &[&'k str]) -> Option<&'k str> {
+    let given = given.to_lowercase();
+    known
+        .iter()
+        .map(|k| (edit_distance(&given, &k.to_lowercase()), *k))
+        .filter(|(d, k)| *d <= (k.chars().count() / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn misspellings_get_the_nearest_known_name_and_strangers_none() {
+        let known = ["config", "options", "platformOptions"];
+        assert_eq!(nearest("platformOption", &known), Some("platformOptions"));
+        assert_eq!(nearest("PlatformOptions", &known), Some("platformOptions"));
+        assert_eq!(nearest("platfromOptions", &known), Some("platformOptions"));
+        assert_eq!(nearest("option", &known), Some("options"));
+        assert_eq!(nearest("confg", &known), Some("config"));
+        assert_eq!(nearest("status", &known), None);
+        assert_eq!(nearest("rancher", &known), None);
+        assert_eq!(nearest("rancer", &["rancher"]), Some("rancher"));
+        assert_eq!(
+            nearest("projectMapings", &["projectMappings"]),
+            Some("projectMappings")
+        );
+        assert_eq!(nearest("mappings", &["projectMappings"]), None);
+        assert_eq!(nearest("", &["rancher"]), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
 
     #[test]
     fn names_are_shown_only_when_they_look_like_names() {

@@ -90,6 +90,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
             continue;
         }
         if args.reverse {
+            if !reversible(&mut err, &who, parsed.clone())? {
+                failed = true;
+                continue;
+            }
             parsed.entries.iter_mut().for_each(|e| e.reverse());
         }
         match Table::build(parsed) {
@@ -117,24 +121,81 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if failed {
         return Ok(ExitCode::FAILURE);
     }
-    // Keys are checked together, as the server will check them.
-    let table = match Table::build(parse_configmap_data(&data)) {
-        Ok(table) => table,
+    let cm = ConfigMapOut {
+        name: &args.name,
+        namespace: &args.namespace,
+        output: args.output,
+    };
+    cm.print(&mut err, &data, users)
+}
+
+/// Whether `parsed` (a pair's table as written) can be reversed: no two sources map to one
+/// destination, which the reversed table would hold as one source mapped to two. Says why not
+/// on `err`, naming the entries.
+fn reversible(err: &mut impl Write, who: &str, parsed: crate::mapping::Parsed) -> Result<bool> {
+    // A table that does not build is reported once, reversed, by the caller.
+    let Ok(table) = Table::build(parsed) else {
+        return Ok(true);
+    };
+    let mut ok = true;
+    for w in table.many_to_one() {
+        writeln!(err, "error: {who}: {}: --reverse: {w}", w.field_path())?;
+        ok = false;
+    }
+    Ok(ok)
+}
+
+/// Where and how the mapping ConfigMap is printed: `derive`'s, and `map-projects`' too.
+pub(super) struct ConfigMapOut<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub output: OutputFormat,
+}
+
+impl ConfigMapOut<'_> {
+    /// Checks the data keys together, as the server will, prints the table's warnings and how
+    /// to install on `err`, then the ConfigMap on stdout. Exit 1, printing nothing on stdout,
+    /// when the keys together do not make a table.
+    pub fn print(
+        &self,
+        err: &mut impl Write,
+        data: &BTreeMap<String, String>,
+        mut users: Vec<String>,
+    ) -> Result<ExitCode> {
+        let Some(table) = checked_table(err, data)? else {
+            return Ok(ExitCode::FAILURE);
+        };
+        users.sort();
+        users.dedup();
+        say_how_to_install(err, &table, &users, self.namespace)?;
+        let cm = build_configmap(self.name, self.namespace, data, &users);
+        std::io::stdout()
+            .lock()
+            .write_all(input::render(vec![cm], self.output)?.as_bytes())?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The table the data keys make together, as the server will check them, its warnings said on
+/// `err`; `None` (the errors said) when they do not make one.
+pub(super) fn checked_table(
+    err: &mut impl Write,
+    data: &BTreeMap<String, String>,
+) -> Result<Option<Table>> {
+    match Table::build(parse_configmap_data(data)) {
+        Ok(table) => {
+            for w in table.warnings() {
+                writeln!(err, "warning: {}: {w}", w.field_path())?;
+            }
+            Ok(Some(table))
+        }
         Err(errors) => {
             for e in errors.0 {
                 writeln!(err, "error: {e}")?;
             }
-            return Ok(ExitCode::FAILURE);
+            Ok(None)
         }
-    };
-    users.sort();
-    users.dedup();
-    say_how_to_install(&mut err, &table, &users, &args.namespace)?;
-    let cm = build_configmap(&args.name, &args.namespace, &data, &users);
-    std::io::stdout()
-        .lock()
-        .write_all(input::render(vec![cm], args.output)?.as_bytes())?;
-    Ok(ExitCode::SUCCESS)
+    }
 }
 
 /// Who `cp` authenticates as: asked of its API server with `runtime` (--whoami), else read
@@ -161,7 +222,7 @@ fn say_how_to_install(
     match table.destination_clusters()[..] {
         [cluster] => {
             writeln!(err, "destination cluster: {cluster}")?;
-            writeln!(err, "  install on that cluster with: helm install rancher-remap <chart> -n {namespace} --set clusterId={cluster}")?;
+            write!(err, "{}", install_commands(namespace, cluster))?;
             writeln!(err, "  (kustomize: clusterId: \"{cluster}\" in deploy/destination/cluster-id.yaml)")?;
         }
         [] => writeln!(err, "note: no C:P entry names the destination cluster; give both forms as Stork recommends (p-a=p-b,c-src:p-a=c-dst:p-b), or find this cluster's ID in Rancher (Cluster Management, or the cluster part of any project Namespace's field.cattle.io/projectId annotation)")?,
@@ -172,6 +233,22 @@ fn say_how_to_install(
     } else {
         writeln!(err, "migration users: {}", users.join(", "))
     }
+}
+
+/// The commands that install the destination side in `namespace` of `cluster`, with the
+/// placeholders they hold named (the chart's schema requires `image.repository`).
+fn install_commands(namespace: &str, cluster: &str) -> String {
+    format!(
+        "  install on that cluster with (fill in <image-repository>: the registry and repository \
+you pushed the rancher-remap image to, which the chart requires as image.repository; \
+<chart>: charts/rancher-remap in a checkout, or the packaged chart; \
+<configmap.yaml>: this ConfigMap, saved):
+    kubectl create namespace {namespace}
+    kubectl label namespace {namespace} pod-security.kubernetes.io/enforce=restricted
+    kubectl apply -f <configmap.yaml>
+    helm install rancher-remap <chart> -n {namespace} --set role=destination --set image.repository=<image-repository> --set clusterId={cluster}
+"
+    )
 }
 
 /// Builds the mapping ConfigMap (docs/behaviour.md).

@@ -7,6 +7,7 @@ pub mod cluster;
 mod derive;
 mod doctor;
 mod input;
+mod map_projects;
 mod rewrite;
 pub mod serve;
 mod serve_certs;
@@ -37,6 +38,7 @@ enum Command {
     Certs(certs::Args),
     Audit(audit::Args),
     Doctor(doctor::Args),
+    MapProjects(map_projects::Args),
 }
 
 /// Output formats for commands that print Kubernetes objects.
@@ -103,6 +105,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::MapProjects(args) => map_projects::run(args),
     };
     match result {
         Ok(code) => code,

@@ -8,6 +8,6 @@ mod secret;
 pub use identity::{certificate_cn, current_identity, jwt_subject, Identity};
 pub use model::{
     is_clusterpair, AuthInfo, Cluster, ClusterPair, ClusterPairSpec, Context, KubeConfig, Meta,
-    ModelError, KIND,
+    ModelError, KIND, STORK_FIELDS,
 };
 pub use secret::Secret;

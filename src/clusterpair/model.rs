@@ -31,6 +31,15 @@ pub struct ClusterPair {
     pub spec: ClusterPairSpec,
 }
 
+/// The fields Stork's `ClusterPairSpec` has (pkg/apis/stork/v1alpha1/clusterpair.go), by level:
+/// `spec`, `spec.platformOptions`, `spec.platformOptions.rancher`. Stork's CRD has no schema, so
+/// any other key is stored and silently ignored.
+pub const STORK_FIELDS: [(&str, &[&str]); 3] = [
+    ("spec", &["config", "options", "platformOptions"]),
+    ("spec.platformOptions", &["rancher"]),
+    ("spec.platformOptions.rancher", &["projectMappings"]),
+];
+
 /// `spec`.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, rename_all = "camelCase")]

@@ -154,11 +154,29 @@ pub fn run(facts: &Facts) -> Report {
 
 fn check_mappings(facts: &Facts) -> Check {
     match &facts.mappings {
-        Ok(m) => Check::new(
+        Ok(m) if m.table.warnings().is_empty() => Check::new(
             "mappings",
             Status::Ok,
             format!("{}: {} entries", facts.mappings_origin, m.table.len()),
         ),
+        Ok(m) => {
+            let warnings: Vec<String> = m
+                .table
+                .warnings()
+                .iter()
+                .map(|w| format!("{}: {w}", w.field_path()))
+                .collect();
+            Check::new(
+                "mappings",
+                Status::Warn,
+                format!(
+                    "{}: {} entries; {}",
+                    facts.mappings_origin,
+                    m.table.len(),
+                    warnings.join("; ")
+                ),
+            )
+        }
         Err(e) => Check::new(
             "mappings",
             Status::Fail,

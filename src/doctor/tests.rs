@@ -34,6 +34,22 @@ fn a_table_that_fits_passes_every_table_check() {
 }
 
 #[test]
+fn a_many_to_one_table_is_a_warning_naming_both_entries() {
+    let mut f = facts("p-a=p-b,p-c=p-b");
+    f.projects_here = BTreeSet::from(["p-b".to_string()]);
+    let r = run(&f);
+    let c = check(&r, "mappings");
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(
+        c.message.starts_with("--project-mappings: 2 entries; project-mappings[p-c]: entries \"p-a=p-b\" and \"p-c=p-b\" both map to project p-b")
+            && c.message.contains("derive --reverse"),
+        "{c:?}"
+    );
+    // A warning, not a failure.
+    assert_eq!(r.exit_status(), 0);
+}
+
+#[test]
 fn a_missing_project_is_named_and_a_reversed_table_called_reversed() {
     let r = run(&facts("p-a=p-c"));
     let c = check(&r, "destination-projects");

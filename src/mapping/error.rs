@@ -307,13 +307,24 @@ pub enum MappingWarning {
     /// An `x=x` entry: it has no effect.
     #[error("entry {entry} maps an ID to itself and has no effect")]
     Identity { entry: EntryRef },
+    /// Two source projects map to one destination project: `storkctl create clusterpair`
+    /// writes the reverse pair by inverting the map, which keeps only one of them, and
+    /// `derive --reverse` refuses the table.
+    #[error("entries {other} and {entry} both map to project {project}: the reverse pair `storkctl create clusterpair` writes keeps only one of them (failback would lose the other), and `rancher-remap derive --reverse` refuses this table")]
+    ManyToOne {
+        entry: EntryRef,
+        other: EntryRef,
+        project: String,
+    },
 }
 
 impl MappingWarning {
     /// The field path of the entry concerned.
     pub fn field_path(&self) -> String {
         match self {
-            MappingWarning::Identity { entry } => entry.field_path(),
+            MappingWarning::Identity { entry } | MappingWarning::ManyToOne { entry, .. } => {
+                entry.field_path()
+            }
         }
     }
 }

@@ -74,6 +74,8 @@ impl Table {
         };
         // Index into `parsed` of each distinct entry, in the order of `t.exact`.
         let mut origin: Vec<usize> = Vec::with_capacity(n);
+        // Destination project → the source projects mapped to it so far (one, unless many-to-one).
+        let mut mapped_to: Map<&str, Vec<(&str, usize)>> = Map::default();
 
         for (i, e) in parsed.iter().enumerate() {
             let (src_v, dst_v) = (e.src(), e.dst());
@@ -96,6 +98,17 @@ impl Table {
             }
             t.exact.insert(src.into(), dst.into());
             origin.push(i);
+            let sources = mapped_to.entry(dst_v.project).or_default();
+            if !sources.iter().any(|(p, _)| *p == src_v.project) {
+                if let Some(&(_, first)) = sources.first() {
+                    t.warnings.push(MappingWarning::ManyToOne {
+                        entry: e.at.clone(),
+                        other: parsed[first].at.clone(),
+                        project: dst_v.project.to_string(),
+                    });
+                }
+                sources.push((src_v.project, i));
+            }
             if let Some(prev) = claim(&mut t.projects, src_v.project, dst_v.project, i) {
                 errors.push(MappingError::ProjectConflict {
                     entry: e.at.clone(),
@@ -272,7 +285,15 @@ impl Table {
         self.exact.iter().map(|(s, d)| (&**s, &**d))
     }
 
-    /// Findings that did not reject the table (`x=x` entries).
+    /// The destination projects two or more source projects map to (each named in a
+    /// [`MappingWarning::ManyToOne`]): a table that cannot be reversed.
+    pub fn many_to_one(&self) -> impl Iterator<Item = &MappingWarning> {
+        self.warnings
+            .iter()
+            .filter(|w| matches!(w, MappingWarning::ManyToOne { .. }))
+    }
+
+    /// Findings that did not reject the table (`x=x` entries, many-to-one).
     pub fn warnings(&self) -> &[MappingWarning] {
         &self.warnings
     }

@@ -77,15 +77,52 @@ fn chains_are_refused() {
 #[test]
 fn identity_is_a_warning_not_a_chain() {
     let t = table("p-a=p-a,p-b=p-a");
-    assert_eq!(t.warnings().len(), 1);
-    assert!(t.warnings()[0].to_string().contains("\"p-a=p-a\""));
+    assert!(
+        matches!(&t.warnings()[0], MappingWarning::Identity { entry } if &*entry.text == "p-a=p-a")
+    );
+    // p-b and p-a both land on p-a: the reverse pair could not hold both.
+    assert_eq!(t.many_to_one().count(), 1);
+    assert_eq!(t.warnings().len(), 2);
 }
 
 #[test]
-fn many_to_one_is_allowed() {
+fn many_to_one_is_allowed_with_a_warning_naming_both_entries() {
     let t = table("p-a=p-z,p-b=p-z");
     assert_eq!(t.lookup("p-a"), Lookup::Rewrite("p-z".into()));
     assert_eq!(t.lookup("p-b"), Lookup::Rewrite("p-z".into()));
+    let w: Vec<String> = t.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("entries \"p-a=p-z\" and \"p-b=p-z\" both map to project p-z"),
+        "{w:?}"
+    );
+    assert_eq!(t.warnings()[0].field_path(), "project-mappings[p-b]");
+}
+
+#[test]
+fn many_to_one_is_counted_by_project_once_whatever_the_forms() {
+    // Both forms for each project: one warning, for the second source project.
+    let t = table("p-a=p-z,c-1:p-a=c-2:p-z,p-b=p-z,c-1:p-b=c-2:p-z");
+    assert_eq!(t.many_to_one().count(), 1, "{:?}", t.warnings());
+    // A project-form and a cluster-form entry landing on one project, from two projects.
+    assert_eq!(table("p-a=p-z,c-1:p-b=c-2:p-z").many_to_one().count(), 1);
+    // Three sources onto one: two warnings, each naming the first.
+    let t = table("p-a=p-z,p-b=p-z,p-c=p-z");
+    let w: Vec<String> = t.many_to_one().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 2);
+    assert!(
+        w.iter().all(|w| w.starts_with("entries \"p-a=p-z\"")),
+        "{w:?}"
+    );
+    // One-to-one tables, in both forms, and exact duplicates: none.
+    assert!(table("p-a=p-y,c-1:p-a=c-2:p-y,p-b=p-z,p-a=p-y")
+        .warnings()
+        .is_empty());
+    // Two source clusters onto one, distinct projects (two pairs' tables merged on one
+    // destination): each pair's reverse holds its own.
+    assert!(table("c-1:p-a=c-3:p-x,c-2:p-b=c-3:p-y")
+        .warnings()
+        .is_empty());
 }
 
 #[test]

@@ -5,7 +5,7 @@ mod kubeconfig;
 
 use serde_json::Value;
 
-use crate::clusterpair::{is_clusterpair, ClusterPair};
+use crate::clusterpair::{is_clusterpair, ClusterPair, STORK_FIELDS};
 use crate::mapping::objects::{configmap_data, is_mapping_configmap, parse_configmap_data};
 use crate::mapping::{parse_text, MappingErrors, Origin, Parsed, Table};
 
@@ -101,6 +101,7 @@ pub fn check_clusterpair(obj: &Value, now: i64) -> Report {
             return report;
         }
     };
+    unknown_fields(obj, &mut report);
     // Stork users without Rancher have no mappings: nothing to check then. (A mapping table
     // with no entries is refused where tables are made, not here.)
     let parsed = cp.parse_mappings();
@@ -120,6 +121,42 @@ pub fn check_clusterpair(obj: &Value, now: i64) -> Report {
         }
     }
     report
+}
+
+/// A key Stork's ClusterPair does not have, in `spec`, `spec.platformOptions` or
+/// `spec.platformOptions.rancher`: an error, since Stork would store it and ignore it (a
+/// misspelt `projectMappings` migrates every object with its source project IDs). The nearest
+/// known key is suggested when it is close. `spec.options` is free-form (checked above).
+fn unknown_fields(obj: &Value, report: &mut Report) {
+    for (path, known) in STORK_FIELDS {
+        let Some(fields) = path
+            .split('.')
+            .try_fold(obj, |v, key| v.get(key))
+            .and_then(Value::as_object)
+        else {
+            continue;
+        };
+        for key in fields.keys().filter(|k| !known.contains(&k.as_str())) {
+            let near = crate::text::nearest(key, known);
+            // A key is the input's text: shown only when it reads as a field name.
+            let shown = if near.is_some() || is_field_name(key) {
+                key.as_str()
+            } else {
+                "(a key not shown)"
+            };
+            let message = match near {
+                Some(k) => format!("unknown field (Stork's ClusterPair would store it and ignore it): did you mean `{k}`?"),
+                None => format!("unknown field (Stork's ClusterPair would store it and ignore it): {path} has only {}", known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")),
+            };
+            report.error(format!("{path}.{shown}"), message);
+        }
+    }
+}
+
+/// Letters only (a camelCase field name), or a name [`crate::text::shown_name`] shows.
+fn is_field_name(key: &str) -> bool {
+    (!key.is_empty() && key.len() <= 32 && key.bytes().all(|b| b.is_ascii_alphabetic()))
+        || crate::text::shown_name(key) == key
 }
 
 /// docs/behaviour.md: every data key merged; conflicts across keys name both keys; checked

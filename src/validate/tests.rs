@@ -410,3 +410,100 @@ fn names_and_option_keys_that_hold_credentials_are_never_quoted() {
         assert!(all.contains("(a name not shown)"), "{all}");
     }
 }
+
+/// `good` with `key: value` added at `path` (dot-separated under the object).
+fn with_key(path: &str, key: &str) -> Value {
+    let mut obj = cp(good_cluster(), token_user());
+    let mut at = &mut obj;
+    for p in path.split('.') {
+        at = &mut at[p];
+    }
+    at[key] = json!({"p-a": "p-b"});
+    obj
+}
+
+#[rstest::rstest]
+#[case::spec(
+    "spec",
+    "platformOption",
+    "spec.platformOption",
+    Some("platformOptions")
+)]
+#[case::spec_case(
+    "spec",
+    "PlatformOptions",
+    "spec.PlatformOptions",
+    Some("platformOptions")
+)]
+#[case::spec_config("spec", "confg", "spec.confg", Some("config"))]
+#[case::platform(
+    "spec.platformOptions",
+    "rancer",
+    "spec.platformOptions.rancer",
+    Some("rancher")
+)]
+#[case::rancher(
+    "spec.platformOptions.rancher",
+    "projectMapings",
+    "spec.platformOptions.rancher.projectMapings",
+    Some("projectMappings")
+)]
+#[case::rancher_lower(
+    "spec.platformOptions.rancher",
+    "projectmappings",
+    "spec.platformOptions.rancher.projectmappings",
+    Some("projectMappings")
+)]
+#[case::far("spec", "projectMappings", "spec.projectMappings", None)]
+#[case::far_platform("spec.platformOptions", "aws", "spec.platformOptions.aws", None)]
+fn keys_stork_does_not_have_are_refused_with_the_nearest_known_one(
+    #[case] at: &str,
+    #[case] key: &str,
+    #[case] path: &str,
+    #[case] suggestion: Option<&str>,
+) {
+    let r = check(&with_key(at, key), NOW, None);
+    assert_eq!(r.errors.len(), 1, "{r:?}");
+    let e = &r.errors[0];
+    assert_eq!(e.path, path);
+    assert!(e.message.starts_with("unknown field"), "{e}");
+    match suggestion {
+        Some(s) => assert!(e.message.ends_with(&format!("did you mean `{s}`?")), "{e}"),
+        None => {
+            assert!(!e.message.contains("did you mean"), "{e}");
+            assert!(e.message.contains(&format!("{at} has only `")), "{e}");
+        }
+    }
+}
+
+#[test]
+fn the_known_fields_and_free_form_options_pass() {
+    let mut obj = cp(good_cluster(), token_user());
+    obj["spec"]["options"] = json!({"projectmappings": "x", "mode": "DisasterRecovery"});
+    let r = check(&obj, NOW, None);
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!(r.warnings.len(), 1, "{r:?}");
+    assert_eq!(r.warnings[0].path, "spec.options[projectmappings]");
+}
+
+#[test]
+fn a_misspelt_mapping_is_refused_even_though_no_mappings_remain() {
+    // The pair has no projectMappings at all then: without the key check nothing would be
+    // refused, and Stork would migrate with no mapping.
+    let mut obj = cp(good_cluster(), token_user());
+    obj["spec"]["platformOptions"]["rancher"] = json!({"projectMapping": {"p-a": "p-b"}});
+    let e = errors(&obj);
+    assert_eq!(
+        e,
+        ["spec.platformOptions.rancher.projectMapping: unknown field (Stork's ClusterPair would store it and ignore it): did you mean `projectMappings`?"]
+    );
+}
+
+#[test]
+fn unknown_keys_that_do_not_read_as_field_names_are_not_quoted() {
+    const MARK: &str = "SeCrEt0MaRk9";
+    let r = check(&with_key("spec", &format!("{MARK}0123456789")), NOW, None);
+    let all = format!("{r:?}");
+    assert!(!all.contains(MARK), "{all}");
+    assert_eq!(r.errors[0].path, "spec.(a key not shown)");
+}

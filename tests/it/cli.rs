@@ -570,3 +570,77 @@ fn version_names_the_commit_and_its_date() {
         )
     );
 }
+
+#[test]
+fn map_projects_takes_the_flags_of_its_contract() {
+    let help = stdout(&run(&["map-projects", "--help"], ""));
+    for flag in [
+        "--source",
+        "--destination",
+        "--namespace",
+        "--map",
+        "--create-missing",
+        "--kubeconfig",
+        "--context",
+        "--destination-kubeconfig",
+        "--destination-context",
+        "--output",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    // --map wants OLD=NEW: a usage error, before any call.
+    let out = run(
+        &[
+            "map-projects",
+            "--source",
+            "a",
+            "--destination",
+            "b",
+            "--map",
+            "a",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("SOURCE NAME=DESTINATION NAME"));
+}
+
+#[test]
+fn map_projects_names_an_unreachable_management_cluster_never_its_credential() {
+    // A port nothing listens on: the connection is refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    const TOKEN: &str = "kubeconfig-token-SeCrEt0123456789";
+    std::fs::write(
+        &kubeconfig,
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: rancher\n  cluster: {{server: \"https://127.0.0.1:{port}\"}}\nusers:\n- name: admin\n  user: {{token: {TOKEN}}}\ncontexts:\n- name: local\n  context: {{cluster: rancher, user: admin}}\ncurrent-context: local\n"),
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "map-projects",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--source",
+            "prod-west",
+            "--destination",
+            "dr-east",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!(
+            "cannot reach Rancher's management cluster at https://127.0.0.1:{port} (list clusters.management.cattle.io)"
+        )),
+        "{said}"
+    );
+    assert!(!said.contains(TOKEN), "{said}");
+}

@@ -1,0 +1,571 @@
+//! `rancher-remap map-projects`: reads Rancher's clusters and projects off its management
+//! cluster (the edge), pairs the projects with [`crate::rancher::pair`], and prints the mapping
+//! ConfigMap through `derive`'s own writer.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Result};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
+use serde_json::{json, Value};
+
+use super::cluster::{ApiCallError, ClusterArgs, Connected};
+use super::derive::ConfigMapOut;
+use crate::mapping::objects::{entries_text, DEFAULT_CONFIGMAP_NAME};
+use crate::rancher::{self, pair, resolve_cluster, Cluster, How, Match, Pairing, Project, Rename};
+
+/// Map a source cluster's Rancher projects to a destination cluster's by display name, and
+/// print the mapping ConfigMap (as `derive` prints one) and storkctl's --project-mappings.
+///
+/// Reads Rancher's management cluster (the `local` cluster Rancher runs on; --kubeconfig and
+/// --context as kubectl picks them): clusters.management.cattle.io, and
+/// projects.management.cattle.io in the namespace named after each cluster's ID. Projects
+/// pair by display name, exactly first, then ignoring case; --map pairs renamed ones. stdout:
+/// the ConfigMap (data key `<source>.<destination>` cluster IDs, both `p-…` and `c-…:p-…`
+/// forms, no migration-users annotation); stderr: the matched, unmatched and ambiguous
+/// projects and the --project-mappings argument. Exit status 1, printing no ConfigMap, when a
+/// source project has no destination project (unless --create-missing) or a name is held by
+/// several projects on one side. RBAC: get and list on clusters and projects
+/// (management.cattle.io), and create on projects for --create-missing.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The source cluster (migrated from): its Rancher ID (c-7gh2k) or display name.
+    #[arg(long, value_name = "CLUSTER")]
+    pub source: String,
+
+    /// The destination cluster (migrated to): its Rancher ID or display name.
+    #[arg(long, value_name = "CLUSTER")]
+    pub destination: String,
+
+    /// Namespace of the ConfigMap: the namespace rancher-remap runs in on the destination.
+    #[arg(short, long, default_value = "rancher-remap")]
+    pub namespace: String,
+
+    /// A project renamed on the destination: "SOURCE NAME=DESTINATION NAME", display names
+    /// (repeatable).
+    #[arg(long = "map", value_name = "OLD=NEW")]
+    pub maps: Vec<Rename>,
+
+    /// Create each source project missing on the destination there (a Project with
+    /// generateName p-, the same display name and spec.clusterName), shown on stderr first.
+    #[arg(long)]
+    pub create_missing: bool,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// The kubeconfig of the Rancher that manages the destination, when another Rancher does.
+    /// Default: --kubeconfig.
+    #[arg(long, value_name = "FILE")]
+    pub destination_kubeconfig: Option<PathBuf>,
+
+    /// The context of that Rancher's management cluster. Default: --context, unless
+    /// --destination-kubeconfig is given (then its current context).
+    #[arg(long, value_name = "NAME")]
+    pub destination_context: Option<String>,
+
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: Format,
+}
+
+/// What `map-projects` prints on stdout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The mapping ConfigMap, as `derive` prints it.
+    #[default]
+    Yaml,
+    /// One JSON object: {"mappings": {src: dst}, "projectMappings", "matched", "unmatched",
+    /// "ambiguous"}.
+    Json,
+}
+
+impl Args {
+    /// The management cluster that holds the destination: the source's unless another is
+    /// named.
+    fn destination_side(&self) -> Option<ClusterArgs> {
+        match (&self.destination_kubeconfig, &self.destination_context) {
+            (None, None) => None,
+            (Some(file), context) => Some(ClusterArgs {
+                kubeconfig: Some(file.clone()),
+                context: context.clone(),
+            }),
+            (None, Some(context)) => Some(ClusterArgs {
+                kubeconfig: self.cluster.kubeconfig.clone(),
+                context: Some(context.clone()),
+            }),
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(map_projects(args))
+}
+
+/// Rancher's management cluster, and what it holds.
+struct Management {
+    at: Connected,
+    clusters: Vec<Cluster>,
+}
+
+impl Management {
+    async fn read(args: &ClusterArgs) -> Result<Management> {
+        let at = args.connect_within(super::whoami::CALL_TIMEOUT).await?;
+        let clusters = list(&at, &resource("Cluster", "clusters"), None)
+            .await?
+            .iter()
+            .map(|o| Cluster {
+                id: o.metadata.name.clone().unwrap_or_default(),
+                display_name: display_name(o),
+            })
+            .collect();
+        Ok(Management { at, clusters })
+    }
+
+    /// The cluster `given` names (`flag` for messages).
+    fn cluster(&self, flag: &str, given: &str) -> Result<Cluster> {
+        resolve_cluster(given, &self.clusters)
+            .cloned()
+            .map_err(|e| anyhow!("{flag}: {e} (Rancher at {})", self.at.server))
+    }
+
+    async fn projects(&self, cluster: &Cluster) -> Result<Vec<Project>> {
+        let projects: Vec<Project> = list(
+            &self.at,
+            &resource("Project", "projects"),
+            Some(&cluster.id),
+        )
+        .await?
+        .iter()
+        .map(|o| Project::new(o.metadata.name.clone().unwrap_or_default(), display_name(o)))
+        .collect();
+        Ok(projects)
+    }
+}
+
+async fn map_projects(args: Args) -> Result<ExitCode> {
+    let mut err = std::io::stderr().lock();
+    let source_side = Management::read(&args.cluster).await?;
+    let destination_side = match args.destination_side() {
+        Some(other) => Some(Management::read(&other).await?),
+        None => None,
+    };
+    let dst_side = destination_side.as_ref().unwrap_or(&source_side);
+    let src = source_side.cluster("--source", &args.source)?;
+    let dst = dst_side.cluster("--destination", &args.destination)?;
+    if src.id == dst.id {
+        bail!(
+            "--source and --destination are both cluster {}: a migration goes from one cluster to another",
+            src.id
+        );
+    }
+    let sources = source_side.projects(&src).await?;
+    if sources.is_empty() {
+        bail!(
+            "cluster {} has no projects (none in namespace {} at {})",
+            src.id,
+            src.id,
+            source_side.at.server
+        );
+    }
+    let destinations = dst_side.projects(&dst).await?;
+    let mut pairing = match pair(&sources, &destinations, &args.maps) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in errors {
+                writeln!(err, "error: {e}")?;
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if args.create_missing && pairing.ambiguous.is_empty() && !pairing.unmatched.is_empty() {
+        create_missing(&mut err, dst_side, &dst, &mut pairing).await?;
+    }
+    write!(err, "{}", report(&src, &dst, &pairing))?;
+    if !pairing.is_complete() {
+        if args.output == Format::Json {
+            print_json(&pairing, &[])?;
+        }
+        writeln!(err, "error: {}", refusal(&pairing, args.create_missing))?;
+        return Ok(ExitCode::FAILURE);
+    }
+    let entries = rancher::entries(&pairing.matched, &src.id, &dst.id);
+    writeln!(
+        err,
+        "storkctl generate clusterpair ... --project-mappings {}",
+        project_mappings(&entries)
+    )?;
+    let data = BTreeMap::from([(
+        format!("{}.{}", src.id, dst.id),
+        entries_text(entries.iter().map(|(s, d)| (s, d))),
+    )]);
+    match args.output {
+        Format::Yaml => {
+            writeln!(err, "note: no rancher-remap.io/migration-users annotation: no ClusterPair names the identity Stork writes with (optional; `rancher-remap derive` records it from the ClusterPair)")?;
+            let out = ConfigMapOut {
+                name: DEFAULT_CONFIGMAP_NAME,
+                namespace: &args.namespace,
+                output: super::OutputFormat::Yaml,
+            };
+            out.print(&mut err, &data, Vec::new())
+        }
+        Format::Json => {
+            if super::derive::checked_table(&mut err, &data)?.is_none() {
+                return Ok(ExitCode::FAILURE);
+            }
+            print_json(&pairing, &entries)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Creates a Project on `dst` for each unmatched source project, shown first, and pairs them.
+async fn create_missing(
+    err: &mut impl Write,
+    at: &Management,
+    dst: &Cluster,
+    pairing: &mut Pairing,
+) -> Result<()> {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        at.at.client.clone(),
+        &dst.id,
+        &resource("Project", "projects"),
+    );
+    let wanted: Vec<(Project, Value)> = pairing
+        .unmatched
+        .iter()
+        .map(|p| (p.clone(), rancher::new_project(&dst.id, &p.display_name)))
+        .collect();
+    writeln!(
+        err,
+        "--create-missing: creating {} project(s) on cluster {} (Rancher at {}):",
+        wanted.len(),
+        dst.id,
+        at.at.server
+    )?;
+    let shown: Vec<Value> = wanted.iter().map(|(_, v)| v.clone()).collect();
+    write!(
+        err,
+        "{}",
+        super::input::render(shown, super::OutputFormat::Yaml)?
+    )?;
+    for (source, object) in wanted {
+        let object: DynamicObject = serde_json::from_value(object)?;
+        let created = api
+            .create(&PostParams::default(), &object)
+            .await
+            .map_err(|e| {
+                api_error(
+                    &format!(
+                        "create projects.management.cattle.io in namespace {}",
+                        dst.id
+                    ),
+                    &at.at.server,
+                    &e,
+                )
+            })?;
+        let id = created.metadata.name.clone().unwrap_or_default();
+        writeln!(
+            err,
+            "created project {id} {:?} on cluster {}",
+            source.display_name, dst.id
+        )?;
+        pairing.unmatched.retain(|p| p.id != source.id);
+        pairing.matched.push(Match {
+            destination: Project::new(id, source.display_name.clone()),
+            source,
+            how: How::Created,
+        });
+    }
+    Ok(())
+}
+
+/// The matched, unmatched and ambiguous projects, for a person (stderr).
+fn report(src: &Cluster, dst: &Cluster, pairing: &Pairing) -> String {
+    let mut out = format!(
+        "projects of cluster {} ({:?}) → cluster {} ({:?}):\n",
+        src.id, src.display_name, dst.id, dst.display_name
+    );
+    for m in &pairing.matched {
+        out.push_str(&format!(
+            "  matched    {} → {} ({})\n",
+            m.source,
+            m.destination,
+            m.how.as_str()
+        ));
+    }
+    for p in &pairing.unmatched {
+        out.push_str(&format!(
+            "  unmatched  {p}: no project of cluster {} has this name\n",
+            dst.id
+        ));
+    }
+    for a in &pairing.ambiguous {
+        let list = |ps: &[Project]| -> String {
+            if ps.is_empty() {
+                "none".to_string()
+            } else {
+                ps.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        out.push_str(&format!(
+            "  ambiguous  {:?}{}: on cluster {}: {}; on cluster {}: {}\n",
+            a.name,
+            if a.ignoring_case {
+                " (ignoring case)"
+            } else {
+                ""
+            },
+            src.id,
+            list(&a.sources),
+            dst.id,
+            list(&a.destinations)
+        ));
+    }
+    out
+}
+
+/// Why no table is printed.
+fn refusal(pairing: &Pairing, create_missing: bool) -> String {
+    let mut why = Vec::new();
+    if !pairing.ambiguous.is_empty() {
+        why.push(format!(
+            "{} name(s) held by several projects on one side: rename the projects in Rancher so that each name is held once, or pair them with --map \"SOURCE NAME=DESTINATION NAME\"",
+            pairing.ambiguous.len()
+        ));
+    }
+    if !pairing.unmatched.is_empty() {
+        let ids: Vec<&str> = pairing.unmatched.iter().map(|p| p.id.as_str()).collect();
+        why.push(format!(
+            "{} source project(s) without a destination project ({}): create them on the destination{}, or pair renamed ones with --map \"SOURCE NAME=DESTINATION NAME\"",
+            ids.len(),
+            ids.join(", "),
+            if create_missing { "" } else { " (--create-missing)" }
+        ));
+    }
+    format!("no ConfigMap printed: {}", why.join("; "))
+}
+
+/// storkctl's --project-mappings argument.
+fn project_mappings(entries: &[(String, String)]) -> String {
+    entries
+        .iter()
+        .map(|(s, d)| format!("{s}={d}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `-o json`: the table (empty when refused) and the pairing.
+fn json_report(pairing: &Pairing, entries: &[(String, String)]) -> Value {
+    let project = |p: &Project| json!({"id": p.id, "displayName": p.display_name});
+    let mappings: serde_json::Map<String, Value> = entries
+        .iter()
+        .map(|(s, d)| (s.clone(), Value::String(d.clone())))
+        .collect();
+    json!({
+        "mappings": mappings,
+        "projectMappings": project_mappings(entries),
+        "matched": pairing.matched.iter().map(|m| json!({
+            "source": project(&m.source),
+            "destination": project(&m.destination),
+            "by": m.how.as_str(),
+        })).collect::<Vec<_>>(),
+        "unmatched": pairing.unmatched.iter().map(project).collect::<Vec<_>>(),
+        "ambiguous": pairing.ambiguous.iter().map(|a| json!({
+            "name": a.name,
+            "ignoringCase": a.ignoring_case,
+            "sources": a.sources.iter().map(project).collect::<Vec<_>>(),
+            "destinations": a.destinations.iter().map(project).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_json(pairing: &Pairing, entries: &[(String, String)]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &json_report(pairing, entries))?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// A management.cattle.io/v3 type.
+fn resource(kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: "management.cattle.io".into(),
+        version: "v3".into(),
+        api_version: rancher::MANAGEMENT_API_VERSION.into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+fn display_name(o: &DynamicObject) -> String {
+    o.data["spec"]["displayName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Lists `ar` (in `namespace`), every item.
+async fn list(
+    at: &Connected,
+    ar: &ApiResource,
+    namespace: Option<&str>,
+) -> Result<Vec<DynamicObject>> {
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(at.client.clone(), ns, ar),
+        None => Api::all_with(at.client.clone(), ar),
+    };
+    let what = match namespace {
+        Some(ns) => format!("list {}.{} in namespace {ns}", ar.plural, ar.group),
+        None => format!("list {}.{}", ar.plural, ar.group),
+    };
+    match api.list(&ListParams::default()).await {
+        Ok(list) => Ok(list.items),
+        Err(e) => Err(api_error(&what, &at.server, &e)),
+    }
+}
+
+/// An API call that failed, as a sentence: what was asked, of which server, and why (the API
+/// server's status and message; never a credential).
+fn api_error(what: &str, server: &str, e: &kube::Error) -> anyhow::Error {
+    let hint = match e {
+        kube::Error::Api(s) if s.code == 403 => "; map-projects needs RBAC permission to do this (docs/operators-guide.md, map-projects)",
+        kube::Error::Api(s) if s.code == 404 => "; this API server has no Rancher management types: point --kubeconfig/--context at Rancher's management cluster (the `local` cluster Rancher runs on), not at a downstream cluster",
+        kube::Error::Api(_) => "",
+        _ => return anyhow!("cannot reach Rancher's management cluster at {server} ({what}): {}", crate::audit::describe_error(e)),
+    };
+    anyhow!(
+        "{}{hint}",
+        ApiCallError::new(format!("{what} at {server}"), e)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(id: &str, name: &str) -> Cluster {
+        Cluster {
+            id: id.into(),
+            display_name: name.into(),
+        }
+    }
+
+    fn pairing() -> Pairing {
+        let src = [
+            Project::new("p-s1", "Default"),
+            Project::new("p-s2", "Old shop"),
+            Project::new("p-s3", "gone"),
+            Project::new("p-s4", "Web"),
+            Project::new("p-s5", "WEB"),
+        ];
+        let dst = [
+            Project::new("p-d1", "Default"),
+            Project::new("p-d2", "New shop"),
+            Project::new("p-d3", "web"),
+        ];
+        pair(&src, &dst, &["Old shop=New shop".parse().unwrap()]).unwrap()
+    }
+
+    #[test]
+    fn the_report_names_every_project_by_id_and_name() {
+        let r = report(&cluster("c-1", "prod"), &cluster("c-2", "dr"), &pairing());
+        assert_eq!(
+            r,
+            "projects of cluster c-1 (\"prod\") → cluster c-2 (\"dr\"):\n\
+             \x20 matched    p-s1 \"Default\" → p-d1 \"Default\" (exact)\n\
+             \x20 matched    p-s2 \"Old shop\" → p-d2 \"New shop\" (--map)\n\
+             \x20 unmatched  p-s3 \"gone\": no project of cluster c-2 has this name\n\
+             \x20 ambiguous  \"web\" (ignoring case): on cluster c-1: p-s4 \"Web\", p-s5 \"WEB\"; on cluster c-2: p-d3 \"web\"\n"
+        );
+        let why = refusal(&pairing(), false);
+        assert!(
+            why.contains("1 source project(s) without a destination project (p-s3)")
+                && why.contains("--create-missing"),
+            "{why}"
+        );
+        assert!(why.contains("1 name(s) held by several projects"), "{why}");
+    }
+
+    #[test]
+    fn json_has_the_table_and_every_list() {
+        let p = pair(
+            &[Project::new("p-a", "shop")],
+            &[Project::new("p-x", "Shop")],
+            &[],
+        )
+        .unwrap();
+        let entries = rancher::entries(&p.matched, "c-1", "c-2");
+        assert_eq!(
+            json_report(&p, &entries),
+            json!({
+                "mappings": {"p-a": "p-x", "c-1:p-a": "c-2:p-x"},
+                "projectMappings": "p-a=p-x,c-1:p-a=c-2:p-x",
+                "matched": [{"source": {"id": "p-a", "displayName": "shop"},
+                             "destination": {"id": "p-x", "displayName": "Shop"},
+                             "by": "ignoring case"}],
+                "unmatched": [],
+                "ambiguous": [],
+            })
+        );
+        // Refused: the lists, and no table.
+        let refused = json_report(&pairing(), &[]);
+        assert_eq!(refused["mappings"], json!({}));
+        assert_eq!(refused["projectMappings"], "");
+        assert_eq!(
+            refused["unmatched"],
+            json!([{"id": "p-s3", "displayName": "gone"}])
+        );
+        assert_eq!(
+            refused["ambiguous"][0]["sources"].as_array().unwrap().len(),
+            2
+        );
+    }
+
+    #[test]
+    fn the_destination_side_is_the_source_side_unless_another_is_named() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let parse = |extra: &[&str]| {
+            let mut argv = vec![
+                "x",
+                "--source",
+                "a",
+                "--destination",
+                "b",
+                "--kubeconfig",
+                "k",
+                "--context",
+                "c",
+            ];
+            argv.extend_from_slice(extra);
+            Cli::parse_from(argv).args.destination_side()
+        };
+        assert!(parse(&[]).is_none());
+        let d = parse(&["--destination-context", "dc"]).unwrap();
+        assert_eq!(
+            (
+                d.kubeconfig.unwrap().to_str().unwrap(),
+                d.context.as_deref()
+            ),
+            ("k", Some("dc"))
+        );
+        let d = parse(&["--destination-kubeconfig", "dk"]).unwrap();
+        assert_eq!(
+            (d.kubeconfig.unwrap().to_str().unwrap(), d.context),
+            ("dk", None)
+        );
+    }
+}

@@ -1,0 +1,127 @@
+//! Rancher's own view of clusters and projects, as its management cluster (the `local` cluster
+//! Rancher runs on) holds them, and the pairing of one cluster's projects with another's by
+//! display name (`map-projects`). Plain data in, plain data out: reading and creating the
+//! objects is `cli::map_projects`'.
+
+mod pairing;
+
+use serde_json::{json, Value};
+
+pub use pairing::{pair, Ambiguous, How, Match, Pairing, Rename, RenameError};
+
+/// The API group and version of Rancher's management objects.
+pub const MANAGEMENT_API_VERSION: &str = "management.cattle.io/v3";
+
+/// A Rancher cluster (`clusters.management.cattle.io`, cluster-scoped): its ID (the object's
+/// name, e.g. `c-m-4kq8z9rt` or `local`) and the name people know it by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    pub id: String,
+    pub display_name: String,
+}
+
+/// A Rancher project (`projects.management.cattle.io`, in the namespace named after its
+/// cluster's ID): its ID (the object's name, e.g. `p-ab12c`) and display name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Project {
+    pub id: String,
+    pub display_name: String,
+}
+
+impl Project {
+    pub fn new(id: impl Into<String>, display_name: impl Into<String>) -> Project {
+        Project {
+            id: id.into(),
+            display_name: display_name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Project {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?}", self.id, self.display_name)
+    }
+}
+
+/// Why a cluster named on the command line is not one cluster of the management cluster.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    /// No cluster has this ID or display name.
+    #[error(
+        "no cluster has the ID or display name {given:?}; the clusters are: {}",
+        list(known)
+    )]
+    NotFound { given: String, known: Vec<String> },
+    /// Several clusters have this display name.
+    #[error("the display name {given:?} is held by several clusters ({}): name the cluster by its ID", ids.join(", "))]
+    Ambiguous { given: String, ids: Vec<String> },
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// The cluster `given` names: its ID, else its display name (exactly, then ignoring case).
+pub fn resolve_cluster<'c>(
+    given: &str,
+    clusters: &'c [Cluster],
+) -> Result<&'c Cluster, ClusterError> {
+    if let Some(c) = clusters.iter().find(|c| c.id == given) {
+        return Ok(c);
+    }
+    let by = |same: &dyn Fn(&str) -> bool| -> Vec<&'c Cluster> {
+        clusters.iter().filter(|c| same(&c.display_name)).collect()
+    };
+    let mut found = by(&|n| n == given);
+    if found.is_empty() {
+        found = by(&|n| n.to_lowercase() == given.to_lowercase());
+    }
+    match found[..] {
+        [one] => Ok(one),
+        [] => Err(ClusterError::NotFound {
+            given: given.to_string(),
+            known: clusters
+                .iter()
+                .map(|c| format!("{} ({:?})", c.id, c.display_name))
+                .collect(),
+        }),
+        ref several => Err(ClusterError::Ambiguous {
+            given: given.to_string(),
+            ids: several.iter().map(|c| c.id.clone()).collect(),
+        }),
+    }
+}
+
+/// The Project `--create-missing` creates on `cluster` for a source project named
+/// `display_name`: Rancher picks the ID (`generateName: p-`), in the namespace named after the
+/// cluster, as Rancher's own projects are.
+pub fn new_project(cluster: &str, display_name: &str) -> Value {
+    json!({
+        "apiVersion": MANAGEMENT_API_VERSION,
+        "kind": "Project",
+        "metadata": {"generateName": "p-", "namespace": cluster},
+        "spec": {"displayName": display_name, "clusterName": cluster},
+    })
+}
+
+/// The mapping entries of `matched` between `source` and `destination` clusters, in both forms
+/// Stork recommends, a project at a time: `p-a=p-x`, `c-1:p-a=c-2:p-x`.
+pub fn entries(matched: &[Match], source: &str, destination: &str) -> Vec<(String, String)> {
+    matched
+        .iter()
+        .flat_map(|m| {
+            let (s, d) = (&m.source.id, &m.destination.id);
+            [
+                (s.clone(), d.clone()),
+                (format!("{source}:{s}"), format!("{destination}:{d}")),
+            ]
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

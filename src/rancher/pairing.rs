@@ -1,0 +1,250 @@
+//! Pairing a source cluster's projects with a destination cluster's by display name: `--map`
+//! pairs first, then the same name exactly, then the same name ignoring case. A project ID is
+//! unique only within its cluster; the display name is what people recognise and what a DR
+//! cluster's projects are given. The default and system projects are paired like any other.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::Project;
+
+/// `--map "OLD=NEW"`: the source project named `source` pairs with the destination project
+/// named `destination` (a project renamed on the way).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rename {
+    pub source: String,
+    pub destination: String,
+}
+
+impl std::str::FromStr for Rename {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Rename, String> {
+        match s.split_once('=') {
+            Some((a, b)) if !a.trim().is_empty() && !b.trim().is_empty() => Ok(Rename {
+                source: a.trim().to_string(),
+                destination: b.trim().to_string(),
+            }),
+            _ => Err("expected \"SOURCE NAME=DESTINATION NAME\" (display names)".to_string()),
+        }
+    }
+}
+
+/// How a pair was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum How {
+    /// The same display name.
+    Exact,
+    /// The same display name ignoring case.
+    IgnoringCase,
+    /// A `--map` entry.
+    Map,
+    /// Created on the destination for the source project (`--create-missing`).
+    Created,
+}
+
+impl How {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            How::Exact => "exact",
+            How::IgnoringCase => "ignoring case",
+            How::Map => "--map",
+            How::Created => "created",
+        }
+    }
+}
+
+/// A source project and the destination project it maps to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Match {
+    pub source: Project,
+    pub destination: Project,
+    pub how: How,
+}
+
+/// A name that does not say which project is meant: held by several projects on one side
+/// (by several names differing only in case, when the pairing had to ignore case). Every
+/// project involved, on both sides, is named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ambiguous {
+    /// The display name (lower-cased when `ignoring_case`).
+    pub name: String,
+    pub ignoring_case: bool,
+    /// The source projects holding the name.
+    pub sources: Vec<Project>,
+    /// The destination projects holding it.
+    pub destinations: Vec<Project>,
+}
+
+/// The pairing of every source project: matched, without a destination, or ambiguous.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pairing {
+    /// In the order of the source projects' display names.
+    pub matched: Vec<Match>,
+    /// Source projects no destination project holds the name of.
+    pub unmatched: Vec<Project>,
+    pub ambiguous: Vec<Ambiguous>,
+}
+
+impl Pairing {
+    /// Whether every source project has exactly one destination project.
+    pub fn is_complete(&self) -> bool {
+        self.unmatched.is_empty() && self.ambiguous.is_empty()
+    }
+}
+
+/// A `--map` entry that names no project.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RenameError {
+    /// No source project has the name.
+    #[error("--map {from:?}={to:?}: no source project is named {from:?}")]
+    NoSource { from: String, to: String },
+    /// No destination project has the name.
+    #[error("--map {from:?}={to:?}: no destination project is named {to:?}")]
+    NoDestination { from: String, to: String },
+    /// The source name is given twice.
+    #[error("--map {from:?} is given more than once")]
+    Twice { from: String },
+}
+
+/// The projects holding `name`: exactly, else ignoring case (and whether case was ignored).
+fn holding<'p>(name: &str, projects: &'p [Project]) -> (Vec<&'p Project>, bool) {
+    let exact: Vec<&Project> = projects.iter().filter(|p| p.display_name == name).collect();
+    if !exact.is_empty() {
+        return (exact, false);
+    }
+    (holding_ignoring_case(name, projects), true)
+}
+
+fn holding_ignoring_case<'p>(name: &str, projects: &'p [Project]) -> Vec<&'p Project> {
+    let name = name.to_lowercase();
+    projects
+        .iter()
+        .filter(|p| p.display_name.to_lowercase() == name)
+        .collect()
+}
+
+/// Pairs every source project with a destination project (see the module's doc). `--map`
+/// entries that name no project are errors; everything else is in the [`Pairing`].
+pub fn pair(
+    sources: &[Project],
+    destinations: &[Project],
+    renames: &[Rename],
+) -> Result<Pairing, Vec<RenameError>> {
+    let mut sources = sources.to_vec();
+    sources.sort_by(|a, b| (&a.display_name, &a.id).cmp(&(&b.display_name, &b.id)));
+    let mut pairing = Pairing::default();
+    // Ambiguous names, once each: (ignoring case, name) → the projects involved.
+    let mut ambiguous: BTreeMap<(bool, String), (BTreeSet<Project>, BTreeSet<Project>)> =
+        BTreeMap::new();
+    let mut note = |ignoring_case: bool, name: &str, s: &[&Project], d: &[&Project]| {
+        let (ss, ds) = ambiguous
+            .entry((ignoring_case, name.to_string()))
+            .or_default();
+        ss.extend(s.iter().map(|p| (*p).clone()));
+        ds.extend(d.iter().map(|p| (*p).clone()));
+    };
+
+    // --map first: the source projects it names are paired by it alone.
+    let mut errors = Vec::new();
+    let mut by_map: BTreeSet<&str> = BTreeSet::new();
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    for r in renames {
+        if !seen.insert(&r.source) {
+            errors.push(RenameError::Twice {
+                from: r.source.clone(),
+            });
+            continue;
+        }
+        let (s, s_case) = holding(&r.source, &sources);
+        let (d, d_case) = holding(&r.destination, destinations);
+        let (from, to) = (r.source.clone(), r.destination.clone());
+        match (&s[..], &d[..]) {
+            ([], _) => errors.push(RenameError::NoSource { from, to }),
+            (_, []) => errors.push(RenameError::NoDestination { from, to }),
+            ([one], [other]) => pairing.matched.push(Match {
+                source: (*one).clone(),
+                destination: (*other).clone(),
+                how: How::Map,
+            }),
+            _ => {
+                let ignoring_case = s_case || d_case;
+                let name = if ignoring_case {
+                    r.source.to_lowercase()
+                } else {
+                    r.source.clone()
+                };
+                note(ignoring_case, &name, &s, &d);
+            }
+        }
+        by_map.extend(s.iter().map(|p| p.id.as_str()));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let rest: Vec<Project> = sources
+        .iter()
+        .filter(|p| !by_map.contains(p.id.as_str()))
+        .cloned()
+        .collect();
+    for p in &rest {
+        let name = p.display_name.as_str();
+        let same: Vec<&Project> = rest.iter().filter(|q| q.display_name == name).collect();
+        let exact: Vec<&Project> = destinations
+            .iter()
+            .filter(|q| q.display_name == name)
+            .collect();
+        match (&same[..], &exact[..]) {
+            ([_], [d]) => {
+                pairing.matched.push(Match {
+                    source: p.clone(),
+                    destination: (*d).clone(),
+                    how: How::Exact,
+                });
+                continue;
+            }
+            // The name is held twice on the source side: whichever destination holds it.
+            ([_, _, ..], _) => {
+                let held = if exact.is_empty() {
+                    holding_ignoring_case(name, destinations)
+                } else {
+                    exact
+                };
+                note(false, name, &same, &held);
+                continue;
+            }
+            // Held twice on the destination side.
+            (_, [_, _, ..]) => {
+                note(false, name, &same, &exact);
+                continue;
+            }
+            _ => {}
+        }
+        // No destination holds the name exactly: ignoring case, names that differ only in
+        // case are one name, on both sides.
+        let same = holding_ignoring_case(name, &rest);
+        let near = holding_ignoring_case(name, destinations);
+        match (&same[..], &near[..]) {
+            (_, []) => pairing.unmatched.push(p.clone()),
+            ([_], [d]) => pairing.matched.push(Match {
+                source: p.clone(),
+                destination: (*d).clone(),
+                how: How::IgnoringCase,
+            }),
+            _ => note(true, &name.to_lowercase(), &same, &near),
+        }
+    }
+    pairing.matched.sort_by(|a, b| {
+        (&a.source.display_name, &a.source.id).cmp(&(&b.source.display_name, &b.source.id))
+    });
+    pairing.ambiguous = ambiguous
+        .into_iter()
+        .map(|((ignoring_case, name), (s, d))| Ambiguous {
+            name,
+            ignoring_case,
+            sources: s.into_iter().collect(),
+            destinations: d.into_iter().collect(),
+        })
+        .collect();
+    Ok(pairing)
+}
