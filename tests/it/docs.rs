@@ -38,9 +38,15 @@ fn outside_references(text: &str) -> Vec<&str> {
 
 #[test]
 fn nothing_an_operator_reads_points_outside_the_repository() {
+    // The one exception: the Makefile unpacks the envtest assets kept beside the repository
+    // when KUBEBUILDER_ASSETS is not given (a clone elsewhere sets that variable instead).
+    let envtest = format!("ENVTEST_SHARED := {SIBLING_FOLDER}/envtest");
     for f in shipped_texts() {
         let text = std::fs::read_to_string(&f).unwrap();
-        let found = outside_references(&text);
+        let mut found = outside_references(&text);
+        if f.ends_with("Makefile") {
+            found.retain(|l| *l != envtest);
+        }
         assert!(found.is_empty(), "{}: {found:?}", f.display());
     }
     let mut helps = vec![stdout(&bin().arg("--help").output().unwrap())];

@@ -10,3 +10,4 @@ mod plane;
 mod mappings;
 mod replicas;
 pub mod rewrites;
+mod projects;

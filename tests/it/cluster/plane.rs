@@ -32,6 +32,7 @@ pub const HOMES: &[(&str, &[&str])] = &[
     ("rr-doctor", &["127.0.15.1"]),
     ("rr-audit", &["127.0.16.1"]),
     ("rr-rollover", &["127.0.17.1"]),
+    ("rr-projects", &["127.0.18.1"]),
 ];
 
 /// The Service every install names (the chart's fullname for release `rancher-remap`, and the
