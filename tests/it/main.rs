@@ -3,6 +3,7 @@
 mod answers;
 mod audit;
 mod certificates;
+mod chart;
 mod cli;
 mod common;
 mod configmap;
