@@ -15,6 +15,7 @@ mod fake_api;
 mod fake_api_protocol;
 mod hostile;
 mod leaks;
+mod messages;
 mod monitoring;
 mod namespaces;
 mod properties;
