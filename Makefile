@@ -94,7 +94,9 @@ static:
 	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --locked --profile dist --target $(HOST)
 
 ## dist: a release in dist/: static binaries (amd64; arm64 where the toolchain allows), the
-## packaged chart (helm package, OCI-ready) and SHA256SUMS (see scripts/dist).
+## packaged chart (helm package, OCI-ready), the image as an OCI image layout archive built from
+## the static binary (no container engine, no base image), COMMIT and SHA256SUMS (see
+## scripts/dist; tests/it/dist.rs checks the image through the same function).
 dist: tools
 	HELM=$(TOOLS)/helm scripts/dist
 

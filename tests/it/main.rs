@@ -8,6 +8,7 @@ mod cli;
 mod common;
 mod configmap;
 mod deploy;
+mod dist;
 mod docs;
 mod doctor;
 mod edges;
