@@ -47,6 +47,17 @@ fn blob(layout: &Path, descriptor: &Value) -> std::path::PathBuf {
     path
 }
 
+/// Unpacks the tar archive `archive` into the new folder `into`.
+fn untar(archive: &Path, into: &Path) -> std::path::PathBuf {
+    std::fs::create_dir(into).unwrap();
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(archive)
+        .arg("-C")
+        .arg(into));
+    into.to_path_buf()
+}
+
 fn json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -62,20 +73,17 @@ fn the_image_layout_is_valid_and_its_entrypoint_runs_the_binary() {
         .arg(env!("CARGO_BIN_EXE_rancher-remap")));
     let version = env!("CARGO_PKG_VERSION");
     let commit = "0123456789abcdef0123456789abcdef01234567";
+    let make_image = |out: &Path| {
+        run(Command::new(repo("scripts/dist"))
+            .arg("oci-image")
+            .arg(out)
+            .args([version, commit])
+            .arg(format!("amd64={}", bin.display())));
+    };
     let archive = dir.path().join("image-oci.tar");
-    run(Command::new(repo("scripts/dist"))
-        .arg("oci-image")
-        .arg(&archive)
-        .args([version, commit])
-        .arg(format!("amd64={}", bin.display())));
+    make_image(&archive);
 
-    let layout = dir.path().join("layout");
-    std::fs::create_dir(&layout).unwrap();
-    run(Command::new("tar")
-        .arg("-xf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(&layout));
+    let layout = untar(&archive, &dir.path().join("layout"));
     assert_eq!(
         json(&layout.join("oci-layout")),
         serde_json::json!({"imageLayoutVersion": "1.0.0"})
@@ -148,13 +156,7 @@ fn the_image_layout_is_valid_and_its_entrypoint_runs_the_binary() {
     );
 
     // The layer unpacks to a filesystem whose entrypoint runs the binary.
-    let rootfs = dir.path().join("rootfs");
-    std::fs::create_dir(&rootfs).unwrap();
-    run(Command::new("tar")
-        .arg("-xf")
-        .arg(&tar)
-        .arg("-C")
-        .arg(&rootfs));
+    let rootfs = untar(&tar, &dir.path().join("rootfs"));
     let exe = rootfs.join(entrypoint[0].as_str().unwrap().trim_start_matches('/'));
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
@@ -169,11 +171,7 @@ fn the_image_layout_is_valid_and_its_entrypoint_runs_the_binary() {
 
     // The same inputs give the same bytes.
     let again = dir.path().join("again.tar");
-    run(Command::new(repo("scripts/dist"))
-        .arg("oci-image")
-        .arg(&again)
-        .args([version, commit])
-        .arg(format!("amd64={}", bin.display())));
+    make_image(&again);
     assert_eq!(
         std::fs::read(&archive).unwrap(),
         std::fs::read(&again).unwrap()
