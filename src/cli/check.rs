@@ -66,6 +66,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     for file in &args.files {
         let name = file.display().to_string();
         let text = input::read(file)?;
+        if text.trim().is_empty() {
+            let file = input::names(std::slice::from_ref(file));
+            anyhow::bail!("{file} is empty: expected a ClusterPair, a mapping ConfigMap or src=dst mapping text");
+        }
         if !looks_like_manifest(&text) {
             let report = check_mapping_text(&text, cluster_id);
             checked.push(Checked {

@@ -73,7 +73,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         })
         .transpose()?;
 
-    for obj in input::read_objects(&args.files)? {
+    for obj in input::read_some_objects(&args.files, "ClusterPair")? {
         let cp = match ClusterPair::from_value(&obj) {
             Ok(cp) => cp,
             Err(e) => {

@@ -41,6 +41,32 @@ pub fn read_objects(paths: &[PathBuf]) -> Result<Vec<Value>> {
     Ok(out)
 }
 
+/// [`read_objects`], refusing input that holds none: an empty file or pipe (a command
+/// upstream that failed) is an error naming what was expected (`expected`: "objects",
+/// "ClusterPair"), never a quiet success.
+pub fn read_some_objects(paths: &[PathBuf], expected: &str) -> Result<Vec<Value>> {
+    let objects = read_objects(paths)?;
+    if objects.is_empty() {
+        bail!(
+            "no {expected} in input: {} held no Kubernetes object (YAML or JSON)",
+            names(paths)
+        );
+    }
+    Ok(objects)
+}
+
+/// The files named, for messages (`-` is stdin).
+pub fn names(paths: &[PathBuf]) -> String {
+    let names: Vec<String> = paths
+        .iter()
+        .map(|p| match p.as_path() == Path::new("-") {
+            true => "stdin".to_string(),
+            false => p.display().to_string(),
+        })
+        .collect();
+    names.join(", ")
+}
+
 /// Renders objects in the chosen format.
 pub fn render(objects: Vec<Value>, format: super::OutputFormat) -> Result<String> {
     Ok(match format {

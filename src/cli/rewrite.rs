@@ -66,7 +66,7 @@ impl MappingArgs {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let mappings = args.mappings.load()?;
-    let objects = input::read_objects(&args.files)?;
+    let objects = input::read_some_objects(&args.files, "objects")?;
     let options = Options {
         unmapped: args.unmapped.into(),
         migrated: true,

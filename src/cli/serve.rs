@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::{ModeArg, ScopeArg};
 use crate::live::LiveMappings;
@@ -176,8 +176,10 @@ pub enum LogFormat {
 pub fn init_logging(format: LogFormat) {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // Colour only for a person at a terminal: never escape codes in a file or a pipe.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(crate::server::admission_log::Output);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -209,8 +211,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     drop(runtime);
     // Short: the writer drains every 2 ms; the Deployment's grace period leaves room for this.
     writer.wait(Duration::from_secs(2));
-    served?;
-    Ok(ExitCode::SUCCESS)
+    match served {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // In the log format chosen, like every other line of this process.
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "serve failed");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 async fn serve(
@@ -274,7 +282,13 @@ async fn serve(
             key: args.tls_key,
         }
         .credentials(metrics, timing.cert_poll)
-        .context("loading the serving certificate and key")?,
+        .map_err(|e| {
+            let fix = match e.is_missing_file() {
+                true => "; make a pair with `rancher-remap certs --out DIR` and give --tls-cert DIR/tls.crt --tls-key DIR/tls.key, or let the server keep its own with --cert-secret",
+                false => "",
+            };
+            anyhow::anyhow!("loading the serving certificate and key: {e}{fix}")
+        })?,
     };
     let server = Server::bind(
         args.listen,

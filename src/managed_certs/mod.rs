@@ -326,7 +326,7 @@ impl Manager {
             Err(e) => {
                 self.metrics
                     .certificate_reloads
-                    .get_or_create(&ResultLabels { result: "rejected" })
+                    .get(&ResultLabels { result: "rejected" })
                     .inc();
                 tracing::error!(secret = %self.origin(), error = %e, "the Secret's serving pair cannot be served; keeping the one in force");
                 return;
@@ -338,7 +338,7 @@ impl Manager {
                 r.set(ck);
                 self.metrics
                     .certificate_reloads
-                    .get_or_create(&ResultLabels { result: "ok" })
+                    .get(&ResultLabels { result: "ok" })
                     .inc();
                 tracing::info!(secret = %self.origin(), "serving certificate renewed");
             }
@@ -350,14 +350,14 @@ impl Manager {
     fn count_write(&self, result: &'static str) {
         self.metrics
             .certificate_secret_writes
-            .get_or_create(&ResultLabels { result })
+            .get(&ResultLabels { result })
             .inc();
     }
 
     fn count_patch(&self, result: &'static str) {
         self.metrics
             .ca_bundle_patches
-            .get_or_create(&ResultLabels { result })
+            .get(&ResultLabels { result })
             .inc();
     }
 }

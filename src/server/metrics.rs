@@ -1,12 +1,13 @@
 //! Prometheus metrics, all prefixed `rancher_remap_`. Labels are small fixed sets: never a
-//! name, a value or anything from a ClusterPair.
+//! name, a value or anything from a ClusterPair. Every series is made at start, in a fixed
+//! order ([`FixedFamily`]): a scrape lists them in the same order every time, and only the
+//! series that can happen (`/validate` never patches) are there.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
@@ -33,6 +34,64 @@ pub struct LocationLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
+}
+
+/// A metric family whose series are all made at start, exported in the order given.
+/// (prometheus-client's `Family` keeps its series in a hash map: a scrape lists them in a
+/// different order in every process, and `get_or_create` makes any series asked for.)
+/// Clones share the series.
+#[derive(Debug)]
+pub struct FixedFamily<L, M> {
+    series: Arc<Vec<(L, M)>>,
+}
+
+impl<L, M> Clone for FixedFamily<L, M> {
+    fn clone(&self) -> Self {
+        FixedFamily {
+            series: self.series.clone(),
+        }
+    }
+}
+
+impl<L: PartialEq, M: Default> FixedFamily<L, M> {
+    /// One series (starting at zero) per label set, in this order.
+    pub fn new(labels: impl IntoIterator<Item = L>) -> Self {
+        FixedFamily {
+            series: Arc::new(labels.into_iter().map(|l| (l, M::default())).collect()),
+        }
+    }
+
+    /// The series of `labels`, one of those made at start.
+    ///
+    /// # Panics
+    /// On labels not made at start: a programming error, caught by the tests of every caller.
+    pub fn get(&self, labels: &L) -> &M {
+        self.series
+            .iter()
+            .find_map(|(l, m)| (l == labels).then_some(m))
+            .expect("a series made at start")
+    }
+}
+
+impl<L, M: TypedMetric> TypedMetric for FixedFamily<L, M> {
+    const TYPE: MetricType = M::TYPE;
+}
+
+impl<
+        L: EncodeLabelSet + std::fmt::Debug + Send + Sync,
+        M: EncodeMetric + TypedMetric + std::fmt::Debug,
+    > EncodeMetric for FixedFamily<L, M>
+{
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (labels, metric) in self.series.iter() {
+            metric.encode(encoder.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        M::TYPE
+    }
 }
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
@@ -102,21 +161,27 @@ pub struct EndpointMetrics {
 }
 
 impl EndpointMetrics {
-    /// The handles of one endpoint, resolved once (each outcome's series starts at zero).
+    /// The handles of one endpoint, resolved once. Outcomes not in `possible` get a counter
+    /// that is not exported (`/validate` never patches, waits for a table or is not served).
     fn resolve(
-        requests: &Family<RequestLabels, Counter>,
-        duration: &Family<EndpointLabels, LatencyHistogram, fn() -> LatencyHistogram>,
+        requests: &mut Vec<(RequestLabels, Counter)>,
+        duration: &mut Vec<(EndpointLabels, LatencyHistogram)>,
         endpoint: &'static str,
+        possible: &[RequestOutcome],
     ) -> EndpointMetrics {
-        EndpointMetrics {
-            requests: RequestOutcome::ALL.map(|outcome| {
-                let outcome = outcome.as_str();
-                requests
-                    .get_or_create(&RequestLabels { endpoint, outcome })
-                    .clone()
-            }),
-            duration: duration.get_or_create(&EndpointLabels { endpoint }).clone(),
+        let metrics = EndpointMetrics {
+            requests: Default::default(),
+            duration: LatencyHistogram::default(),
+        };
+        for &outcome in possible {
+            let labels = RequestLabels {
+                endpoint,
+                outcome: outcome.as_str(),
+            };
+            requests.push((labels, metrics.requests[outcome.index()].clone()));
         }
+        duration.push((EndpointLabels { endpoint }, metrics.duration.clone()));
+        metrics
     }
 
     /// Counts one request with its outcome.
@@ -129,8 +194,8 @@ impl EndpointMetrics {
 /// Every metric the server exports.
 pub struct Metrics {
     pub registry: Registry,
-    pub requests: Family<RequestLabels, Counter>,
-    pub duration: Family<EndpointLabels, LatencyHistogram, fn() -> LatencyHistogram>,
+    pub requests: FixedFamily<RequestLabels, Counter>,
+    pub duration: FixedFamily<EndpointLabels, LatencyHistogram>,
     /// `/mutate` and `/validate`, resolved once.
     pub mutate: EndpointMetrics,
     pub validate: EndpointMetrics,
@@ -139,19 +204,19 @@ pub struct Metrics {
     pub unmapped_at: [Counter; Location::ALL.len()],
     /// Admission log lines not written because the log writer fell behind.
     pub log_lines_dropped: Counter,
-    pub rewrites: Family<LocationLabels, Counter>,
-    pub unmapped: Family<LocationLabels, Counter>,
+    pub rewrites: FixedFamily<LocationLabels, Counter>,
+    pub unmapped: FixedFamily<LocationLabels, Counter>,
     pub table_entries: Gauge,
-    pub table_reloads: Family<ResultLabels, Counter>,
-    pub certificate_reloads: Family<ResultLabels, Counter>,
+    pub table_reloads: FixedFamily<ResultLabels, Counter>,
+    pub certificate_reloads: FixedFamily<ResultLabels, Counter>,
     /// Webhook connections held (from accept to close): how near `--max-connections` it runs.
     pub connections: Gauge,
     /// notAfter (Unix seconds) of the serving certificate in force; set on every (re)load.
     pub certificate_expiry: Gauge,
     /// `--cert-secret`: writes of the certificate Secret by result (ok, conflict, failed).
-    pub certificate_secret_writes: Family<ResultLabels, Counter>,
+    pub certificate_secret_writes: FixedFamily<ResultLabels, Counter>,
     /// `--cert-secret`: caBundle patches by result (ok, failed).
-    pub ca_bundle_patches: Family<ResultLabels, Counter>,
+    pub ca_bundle_patches: FixedFamily<ResultLabels, Counter>,
     /// `--cert-secret`: webhook configurations whose caBundle could not be brought up to date
     /// on the last pass (0 without `--cert-secret`).
     pub ca_bundle_stale: Gauge,
@@ -160,21 +225,36 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut r = Registry::with_prefix("rancher_remap");
+        let (mut requests, mut duration) = (Vec::new(), Vec::new());
+        use RequestOutcome as O;
+        let mutate = EndpointMetrics::resolve(&mut requests, &mut duration, "mutate", &O::ALL);
+        let validate = EndpointMetrics::resolve(
+            &mut requests,
+            &mut duration,
+            "validate",
+            &[O::Allowed, O::Denied, O::BadRequest],
+        );
         let requests = registered(
             &mut r,
             "requests",
             "Admission requests by endpoint and outcome",
-            Family::<RequestLabels, Counter>::default(),
+            FixedFamily {
+                series: Arc::new(requests),
+            },
         );
-        let duration: Family<EndpointLabels, LatencyHistogram, fn() -> LatencyHistogram> =
-            registered(
-                &mut r,
-                "request_duration_seconds",
-                "Time to answer an admission request",
-                Family::new_with_constructor(LatencyHistogram::default),
-            );
+        let duration = registered(
+            &mut r,
+            "request_duration_seconds",
+            "Time to answer an admission request",
+            FixedFamily {
+                series: Arc::new(duration),
+            },
+        );
         let per_location_family = |r: &mut Registry, name, help| {
-            registered(r, name, help, Family::<LocationLabels, Counter>::default())
+            let family = FixedFamily::new(Location::ALL.map(|l| LocationLabels {
+                location: l.as_str(),
+            }));
+            registered(r, name, help, family)
         };
         let rewrites =
             per_location_family(&mut r, "rewrites", "Project IDs rewritten, by location");
@@ -217,8 +297,8 @@ impl Default for Metrics {
             certificate_secret_writes,
             ca_bundle_patches,
             ca_bundle_stale,
-            mutate: EndpointMetrics::resolve(&requests, &duration, "mutate"),
-            validate: EndpointMetrics::resolve(&requests, &duration, "validate"),
+            mutate,
+            validate,
             rewrites_at: per_location(&rewrites),
             unmapped_at: per_location(&unmapped),
             table_entries: registered(
@@ -256,11 +336,11 @@ impl Default for Metrics {
     }
 }
 
-/// A family's counter for each location, resolved once (each series starts at zero).
-fn per_location(family: &Family<LocationLabels, Counter>) -> [Counter; Location::ALL.len()] {
+/// A family's counter for each location, resolved once.
+fn per_location(family: &FixedFamily<LocationLabels, Counter>) -> [Counter; Location::ALL.len()] {
     Location::ALL.map(|l| {
         family
-            .get_or_create(&LocationLabels {
+            .get(&LocationLabels {
                 location: l.as_str(),
             })
             .clone()
@@ -274,12 +354,9 @@ fn by_result(
     name: &str,
     help: &str,
     results: &[&'static str],
-) -> Family<ResultLabels, Counter> {
-    let family = registered(r, name, help, Family::<ResultLabels, Counter>::default());
-    for &result in results {
-        let _ = family.get_or_create(&ResultLabels { result });
-    }
-    family
+) -> FixedFamily<ResultLabels, Counter> {
+    let family = FixedFamily::new(results.iter().map(|&result| ResultLabels { result }));
+    registered(r, name, help, family)
 }
 
 /// Registers `metric` under `name` and returns it (the registry keeps a clone that shares
@@ -307,7 +384,7 @@ impl Metrics {
     /// into force: the `LoadEvents` implementation below.)
     pub fn table_loaded(&self, ok: bool) {
         self.table_reloads
-            .get_or_create(&ResultLabels {
+            .get(&ResultLabels {
                 result: if ok { "ok" } else { "rejected" },
             })
             .inc();
@@ -316,7 +393,7 @@ impl Metrics {
     /// Counts a source that has no table any more (the mapping ConfigMap deleted or not found).
     pub fn table_missing(&self) {
         self.table_reloads
-            .get_or_create(&ResultLabels { result: "missing" })
+            .get(&ResultLabels { result: "missing" })
             .inc();
     }
 }
@@ -334,5 +411,65 @@ impl crate::live::LoadEvents for Metrics {
 
     fn missing(&self) {
         self.table_missing();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sample lines of a scrape (no comments), in order.
+    fn samples(m: &Metrics) -> Vec<String> {
+        m.encode()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn every_scrape_lists_the_same_series_in_the_same_order() {
+        // Each hash map has its own random seed: several instances would disagree.
+        let first = samples(&Metrics::default());
+        for _ in 0..8 {
+            assert_eq!(samples(&Metrics::default()), first);
+        }
+        let requests: Vec<_> = first
+            .iter()
+            .filter(|l| l.starts_with("rancher_remap_requests_total{endpoint=\"mutate\""))
+            .cloned()
+            .collect();
+        let outcomes: Vec<_> = RequestOutcome::ALL
+            .iter()
+            .map(|o| {
+                format!(
+                    "rancher_remap_requests_total{{endpoint=\"mutate\",outcome=\"{}\"}} 0",
+                    o.as_str()
+                )
+            })
+            .collect();
+        assert_eq!(requests, outcomes);
+    }
+
+    #[test]
+    fn only_series_that_can_happen_are_exported() {
+        let m = Metrics::default();
+        let text = m.encode();
+        for impossible in ["patched", "would_patch", "unavailable", "not_served"] {
+            let series = format!("endpoint=\"validate\",outcome=\"{impossible}\"");
+            assert!(!text.contains(&series), "{series}\n{text}");
+        }
+        for possible in ["allowed", "denied", "bad_request"] {
+            let series = format!("endpoint=\"validate\",outcome=\"{possible}\"");
+            assert!(text.contains(&series), "{series}");
+        }
+        // The handles count into the exported series.
+        m.validate
+            .count(RequestOutcome::Denied, std::time::Duration::ZERO);
+        m.table_missing();
+        let text = m.encode();
+        assert!(text
+            .contains("rancher_remap_requests_total{endpoint=\"validate\",outcome=\"denied\"} 1"));
+        assert!(text.contains("rancher_remap_mapping_table_reloads_total{result=\"missing\"} 1"));
     }
 }

@@ -99,6 +99,9 @@ pub enum ReviewError {
     /// No `request`.
     #[error("AdmissionReview has no request")]
     NoRequest,
+    /// Nothing (or only whitespace) was sent.
+    #[error("request body is empty: POST an admission.k8s.io/v1 AdmissionReview as JSON (Content-Type: application/json), as kube-apiserver does")]
+    Empty,
 }
 
 impl ReviewError {
@@ -122,6 +125,9 @@ impl ReviewError {
 /// strings, and a body carrying bytes that are not text there is not JSON. (The string reader
 /// then need not check again.)
 pub fn text(body: &[u8]) -> Result<&str, ReviewError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ReviewError::Empty);
+    }
     std::str::from_utf8(body).map_err(|e| {
         let before = &body[..e.valid_up_to()];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -290,5 +296,8 @@ mod tests {
             decode::<Value>(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#),
             Err(ReviewError::NoRequest)
         ));
+        for empty in [&b""[..], b" \r\n"] {
+            assert!(matches!(decode::<Value>(empty), Err(ReviewError::Empty)));
+        }
     }
 }

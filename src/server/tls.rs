@@ -24,11 +24,10 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// Why a certificate/key pair cannot be served. Never includes key material.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    /// (The I/O error is in the message, not a `source`: a report of the chain would say it
+    /// twice.)
+    #[error("reading {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("{0}: no PEM CERTIFICATE block")]
     NoCertificate(String),
     #[error("{0}: no usable PEM private key (PKCS#8, PKCS#1 RSA, SEC1 EC)")]
@@ -37,6 +36,13 @@ pub enum TlsError {
     UnsupportedKey(String),
     #[error("the certificate and the private key do not belong together")]
     Mismatch,
+}
+
+impl TlsError {
+    /// A file of the pair is not there (a first run, a wrong path).
+    pub fn is_missing_file(&self) -> bool {
+        matches!(self, Self::Read { error, .. } if error.kind() == std::io::ErrorKind::NotFound)
+    }
 }
 
 /// The bytes of the certificate and key files, as read.
@@ -53,9 +59,9 @@ impl CertFiles {
     /// Reads both files' bytes.
     pub fn read(&self) -> Result<PemPair, TlsError> {
         let read = |p: &Path| {
-            std::fs::read(p).map_err(|source| TlsError::Read {
+            std::fs::read(p).map_err(|error| TlsError::Read {
                 path: p.display().to_string(),
-                source,
+                error,
             })
         };
         Ok((read(&self.cert)?, read(&self.key)?))
@@ -198,14 +204,14 @@ pub async fn watch(
                 resolver.set(ck);
                 metrics
                     .certificate_reloads
-                    .get_or_create(&ResultLabels { result: "ok" })
+                    .get(&ResultLabels { result: "ok" })
                     .inc();
                 tracing::info!(cert = %files.cert.display(), "serving certificate reloaded");
             }
             Err(e) => {
                 metrics
                     .certificate_reloads
-                    .get_or_create(&ResultLabels { result: "rejected" })
+                    .get(&ResultLabels { result: "rejected" })
                     .inc();
                 tracing::error!(error = %e, "new serving certificate rejected; keeping the previous one");
             }

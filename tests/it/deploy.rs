@@ -1946,13 +1946,25 @@ fn chart_notes_name_this_cluster_and_how_namespaces_are_recognised() {
         !cert_manager.contains("rancher-remap-certs"),
         "{cert_manager}"
     );
-    // Every install says how to uninstall without leaving writes waiting on a dead webhook.
+    // Every install says that `helm uninstall` alone leaves no webhook configuration (as
+    // measured), and what stays behind: the mapping ConfigMap applied by hand, not one inline.
     for notes in [&plain, &set, &source] {
         assert!(
-            notes.contains("remove the webhook configurations FIRST"),
+            notes.contains("nothing needs deleting by hand first")
+                && !notes.contains("remove the webhook configurations FIRST"),
             "{notes}"
         );
     }
+    assert!(
+        plain.contains("kubectl -n rancher-remap delete configmap rancher-remap-mappings"),
+        "{plain}"
+    );
+    assert!(!source.contains("delete configmap"), "{source}");
+    assert!(
+        cert_manager
+            .contains("kubectl -n rancher-remap delete secret rancher-remap-tls rancher-remap-ca"),
+        "{cert_manager}"
+    );
 }
 
 /// The settings an operator changes reach the server and the webhook configurations.

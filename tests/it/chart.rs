@@ -1,0 +1,260 @@
+//! The chart as a user meets it before installing: `helm show readme` and `helm show chart`, the
+//! `ci/*-values.yaml` that lint it in each role and certificate mode, and values it refuses with
+//! a sentence saying what to set (never a JSON-schema path or a regular expression).
+
+use std::collections::BTreeSet;
+
+use base64::Engine;
+use serde_json::Value;
+
+use crate::common::{repo, stderr, stdout, tool};
+use crate::deploy::{helm_template, Certs};
+
+const CHART: &str = "charts/rancher-remap";
+
+/// `helm ARGS… CHART` with the pinned helm.
+fn helm(args: &[&str]) -> std::process::Output {
+    tool("helm").args(args).output().unwrap()
+}
+
+/// The chart's ci/*-values.yaml files, sorted.
+fn ci_values() -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(repo(CHART).join("ci"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with("-values.yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The certificate mode a values document asks for, as the chart reads it.
+fn cert_mode(values: &Value) -> Certs {
+    let cert_manager = values["certManager"]["enabled"] == true;
+    let issuer = values["certManager"]["issuerRef"]["name"].is_string();
+    let secret = values["tls"]["existingSecret"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty());
+    match (cert_manager, issuer, secret) {
+        (true, true, _) => Certs::CertManagerIssuer,
+        (true, false, _) => Certs::CertManager,
+        (false, _, true) => Certs::ExistingSecret,
+        (false, _, false) => Certs::ServerMade,
+    }
+}
+
+#[test]
+fn ci_values_lint_each_role_in_each_certificate_mode_and_the_bare_chart_says_what_is_missing() {
+    let chart = repo(CHART);
+    let chart = chart.to_str().unwrap();
+    let mut covered = BTreeSet::new();
+    for file in ci_values() {
+        let out = helm(&["lint", "--strict", chart, "-f", file.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            file.display(),
+            stdout(&out),
+            stderr(&out)
+        );
+        let text = std::fs::read_to_string(&file).unwrap();
+        let values = &rancher_remap::manifest::parse_documents(&text).unwrap()[0];
+        let role = values["role"]
+            .as_str()
+            .expect("each ci file names its role");
+        covered.insert(format!("{role} {:?}", cert_mode(values)));
+    }
+    let mut wanted = BTreeSet::new();
+    for role in ["destination", "source"] {
+        for certs in [
+            Certs::ServerMade,
+            Certs::CertManager,
+            Certs::CertManagerIssuer,
+            Certs::ExistingSecret,
+        ] {
+            wanted.insert(format!("{role} {certs:?}"));
+        }
+    }
+    assert_eq!(covered, wanted);
+
+    // Without values the chart still fails (lint and install), saying what to set and why.
+    let lint = helm(&["lint", "--strict", chart]);
+    assert!(!lint.status.success());
+    let said = format!("{}{}", stdout(&lint), stderr(&lint));
+    assert!(
+        said.contains("image.repository is required: set it to where you pushed"),
+        "{said}"
+    );
+    let install = helm(&["template", "rancher-remap", chart]);
+    assert!(!install.status.success());
+    let said = stderr(&install);
+    assert!(
+        said.contains("image.repository is required") && !said.contains("minLength"),
+        "{said}"
+    );
+    let no_cluster = helm(&[
+        "template",
+        "rancher-remap",
+        chart,
+        "--set",
+        "image.repository=registry.example.com/rancher-remap",
+    ]);
+    let said = stderr(&no_cluster);
+    assert!(
+        said.contains(
+            "clusterId is required with role=destination: set it to this cluster's Rancher ID"
+        ),
+        "{said}"
+    );
+}
+
+#[test]
+fn wrong_values_are_refused_with_the_fix() {
+    let pem_ca = {
+        let g = rancher_remap::cli::certs::generate("corp", "corp", 30).unwrap();
+        g.ca_cert
+    };
+    let not_a_cert = base64::engine::general_purpose::STANDARD.encode("CA");
+    let dir = tempfile::tempdir().unwrap();
+    let pem_file = dir.path().join("ca.crt");
+    std::fs::write(&pem_file, &pem_ca).unwrap();
+    let pem_file = pem_file.to_str().unwrap();
+    let s = |v: &str| vec!["--set".to_string(), v.to_string()];
+    let cases: Vec<(Certs, Vec<String>, &str)> = vec![
+        (
+            Certs::ServerMade,
+            s("image.repository=registry.example.com/rancher-remap:0.1.0"),
+            "carries a tag: set the repository alone and the tag as image.tag, e.g. --set image.repository=registry.example.com/rancher-remap --set image.tag=0.1.0",
+        ),
+        (
+            Certs::ServerMade,
+            s("image.repository=registry.example.com:5000/rancher-remap@sha256:0123"),
+            "carries a digest: set the repository alone",
+        ),
+        (
+            Certs::ExistingSecret,
+            s("certManager.enabled=true"),
+            "certManager.enabled=true and tls.existingSecret=corp-webhook-tls are two ways to get the serving certificate: choose one",
+        ),
+        (
+            Certs::ServerMade,
+            s("tls.existingSecret=s"),
+            "tls.caBundle is required with tls.existingSecret=s",
+        ),
+        (
+            Certs::ServerMade,
+            [s("tls.existingSecret=s"), vec!["--set-file".into(), format!("tls.caBundle={pem_file}")]].concat(),
+            "tls.caBundle holds PEM text: it takes the CA certificate's PEM base64-encoded, as a caBundle field does; base64-encode it",
+        ),
+        (
+            Certs::ServerMade,
+            s(&format!("tls.existingSecret=s,tls.caBundle={not_a_cert}")),
+            "tls.caBundle is not the base64 of a PEM certificate",
+        ),
+        (
+            Certs::ServerMade,
+            s("mappings.inline.a=p-a: p-b"),
+            "mappings.inline.a: entry \"p-a: p-b\" has no '=': did you mean \"p-a=p-b\"?",
+        ),
+        (
+            Certs::ServerMade,
+            s("mappings.inline.a=c-1:p-a: c-2:p-b"),
+            "did you mean \"c-1:p-a=c-2:p-b\"?",
+        ),
+        (
+            Certs::ServerMade,
+            s("mappings.inline.a=p-a=p-b\\,"),
+            "mappings.inline.a has an empty entry (a trailing or doubled comma)",
+        ),
+        (
+            Certs::ServerMade,
+            s("mappings.inline.a=P-A=p-b"),
+            "entry \"P-A=p-b\" is not src=dst with project IDs",
+        ),
+        (
+            Certs::ServerMade,
+            s("mappings.inline.a=p-a=c-2:p-b"),
+            "maps a value of one form to the other",
+        ),
+        (
+            Certs::ServerMade,
+            vec!["--set-string".into(), "mappings.inline.a= ".into()],
+            "mappings.inline.a has no entries",
+        ),
+        (
+            Certs::ServerMade,
+            s("clusterId=c-m:p-x"),
+            "clusterId \"c-m:p-x\" is not a Rancher cluster ID",
+        ),
+    ];
+    for (certs, sets, says) in cases {
+        let args: Vec<&str> = sets.iter().map(String::as_str).collect();
+        let err = helm_template("destination", certs, &args)
+            .err()
+            .unwrap_or_else(|| panic!("{sets:?} was accepted"));
+        assert!(err.contains(says), "{sets:?}: {err}");
+        // A sentence, not the schema's jargon or a regular expression.
+        for jargon in ["minLength", "does not match pattern", "[a-z0-9]"] {
+            assert!(!err.contains(jargon), "{sets:?}: {err}");
+        }
+    }
+    // What the README's examples set is accepted.
+    helm_template(
+        "destination",
+        Certs::ServerMade,
+        &[
+            "--set-string",
+            "mappings.inline.stork\\.pair-a=p-a=p-b\n\nc-1:p-a = c-2:p-b\n",
+            "--set",
+            "image.tag=0.1.0",
+            "--set",
+            "image.repository=registry.example.com:5000/team/rancher-remap",
+        ],
+    )
+    .unwrap();
+}
+
+#[test]
+fn helm_show_explains_the_chart_and_its_kubernetes_floor_matches_the_changelog() {
+    let chart = repo(CHART);
+    let chart = chart.to_str().unwrap();
+    let readme = stdout(&helm(&["show", "readme", chart]));
+    for says in [
+        "role: destination",
+        "helm install rancher-remap rancher-remap-",
+        "helm push dist/rancher-remap-",
+        "### Certificates",
+        "### Values refused, and the fix",
+        "## Uninstall",
+        "kubectl -n rancher-remap delete secret rancher-remap-certs",
+        "Kubernetes 1.32 or later",
+    ] {
+        assert!(readme.contains(says), "helm show readme: no {says:?}");
+    }
+    let meta = &rancher_remap::manifest::parse_documents(&stdout(&helm(&["show", "chart", chart])))
+        .unwrap()[0];
+    assert_eq!(meta["kubeVersion"], ">=1.32.0-0");
+    let icon = meta["icon"].as_str().expect("an icon");
+    // Shipped in the chart: no network to show it.
+    let svg = icon
+        .strip_prefix("data:image/svg+xml;base64,")
+        .expect("a data URL");
+    let svg = base64::engine::general_purpose::STANDARD
+        .decode(svg)
+        .unwrap();
+    assert!(String::from_utf8(svg).unwrap().starts_with("<svg"));
+    assert!(meta["keywords"].as_array().unwrap().len() >= 4);
+    // The CHANGELOG claims the same floor, and nothing older.
+    let changelog = std::fs::read_to_string(repo("CHANGELOG.md")).unwrap();
+    let row = changelog
+        .lines()
+        .find(|l| l.starts_with("| Kubernetes |"))
+        .unwrap();
+    assert!(
+        row.contains("1.32 or later") && row.contains(">=1.32.0-0"),
+        "{row}"
+    );
+    for older in ["1.28", "1.29", "1.30 or later"] {
+        assert!(!row.contains(older), "{row}");
+    }
+}
