@@ -231,7 +231,7 @@ async fn serve(
         !args.migration_user.iter().all(|u| u.trim().is_empty()) || args.scope == ScopeArg::All;
     let cluster_id = super::known(&args.cluster_id).map(str::to_string);
     if source.is_some() && cluster_id.is_none() {
-        tracing::warn!("no --cluster-id (RANCHER_REMAP_CLUSTER_ID, chart value clusterId): tables are not checked against this cluster, and Namespaces are recognised only by a source cluster in their annotation or a migration user");
+        tracing::error!("{}", crate::server::routes::NO_CLUSTER_ID);
     }
     let live = Arc::new(LiveMappings::new(
         metrics.clone(),

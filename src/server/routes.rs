@@ -77,6 +77,11 @@ pub fn admin(state: Arc<AppState>, stopping: tokio::sync::watch::Receiver<bool>)
         .with_state(state)
 }
 
+/// Why a destination server without this cluster's ID is never ready: Namespaces Stork creates
+/// would silently keep the source's projects (nothing would recognise them by their annotation),
+/// and no table could be checked against this cluster.
+pub const NO_CLUSTER_ID: &str = "not ready: no cluster ID. Set this cluster's Rancher ID (rancher-remap derive prints it): serve --cluster-id or RANCHER_REMAP_CLUSTER_ID; Helm: --set clusterId=ID; kustomize: clusterId in deploy/destination/cluster-id.yaml";
+
 async fn readyz(State(s): State<Arc<AppState>>, stopping: bool) -> Response {
     if stopping {
         (
@@ -86,6 +91,8 @@ async fn readyz(State(s): State<Arc<AppState>>, stopping: bool) -> Response {
             .into_response()
     } else if s.validate_only {
         (StatusCode::OK, "ready (validate-only)").into_response()
+    } else if s.settings.cluster_id.is_none() {
+        (StatusCode::SERVICE_UNAVAILABLE, NO_CLUSTER_ID).into_response()
     } else if s.mappings.is_loaded() {
         (StatusCode::OK, "ready").into_response()
     } else {

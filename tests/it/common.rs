@@ -5,6 +5,18 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
+/// The destination cluster the tests' tables map to (deploy/examples' table).
+pub const CLUSTER: &str = "c-m-4kq8z9rt";
+
+/// A destination server's settings: this cluster's ID known (without it a destination server
+/// is never ready), the rest as defaulted.
+pub fn destination() -> rancher_remap::rewrite::MutateSettings {
+    rancher_remap::rewrite::MutateSettings {
+        cluster_id: Some(CLUSTER.to_string()),
+        ..Default::default()
+    }
+}
+
 /// The built `rancher-remap` binary.
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rancher-remap"))

@@ -89,7 +89,7 @@ fn events_with(fake: &FakeApi, reason: &str) -> Vec<Value> {
 async fn changes_are_followed_live_through_dropped_watches_and_410() {
     let fake = FakeApi::start().await;
     fake.put(configmap(&mappings_to("p-xy99z")));
-    let s = start_watching(fake.client(), at(), MutateSettings::default()).await;
+    let s = start_watching(fake.client(), at(), crate::common::destination()).await;
 
     // First table: ready, and the ConfigMap's migration-users annotation is in force (the
     // Namespace carries no migrated annotation; it is in scope because Stork wrote it).
@@ -176,7 +176,7 @@ async fn api_errors_at_start_are_retried_with_backoff() {
     let fake = FakeApi::start().await;
     fake.put(configmap(&mappings_to("p-xy99z")));
     fake.fail_lists(2);
-    let s = start_watching(fake.client(), at(), MutateSettings::default()).await;
+    let s = start_watching(fake.client(), at(), crate::common::destination()).await;
     assert!(!ready(&s).await, "ready before any table");
     eventually(
         "ready after the API recovers",
@@ -192,7 +192,7 @@ async fn api_errors_at_start_are_retried_with_backoff() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_configmap_leaves_the_server_not_ready_until_it_appears() {
     let fake = FakeApi::start().await;
-    let s = start_watching(fake.client(), at(), MutateSettings::default()).await;
+    let s = start_watching(fake.client(), at(), crate::common::destination()).await;
     eventually(
         "a MappingsMissing Event",
         Duration::from_secs(10),
@@ -225,7 +225,7 @@ async fn a_missing_configmap_leaves_the_server_not_ready_until_it_appears() {
 async fn a_delete_and_re_create_between_two_watches_is_seen_as_both() {
     let fake = FakeApi::start().await;
     fake.put(configmap(&mappings_to("p-xy99z")));
-    let s = start_watching(fake.client(), at(), MutateSettings::default()).await;
+    let s = start_watching(fake.client(), at(), crate::common::destination()).await;
     in_force(&s, "p-xy99z", "first table").await;
 
     // The watch connection drops; while the watcher is between two watches the ConfigMap is

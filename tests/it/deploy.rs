@@ -1216,6 +1216,34 @@ fn cluster_id_and_migration_users_set_in_one_file_each_reach_the_server_and_the_
     check_match_conditions(&install, &[], THIS_CLUSTER);
 }
 
+/// The kustomize install configured from an overlay of the user's own, as
+/// docs/operators-guide.md shows: a patch on the cluster-ID ConfigMap, then the shipped
+/// transformer run again after it. The ID reaches the server and the webhook's filter.
+#[test]
+fn an_overlay_of_your_own_sets_the_cluster_id() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&repo("deploy"), &dir.path().join("deploy"));
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(
+        mine.join("kustomization.yaml"),
+        format!(
+            "resources:\n  - ../deploy/destination\npatches:\n  - target: {{kind: ConfigMap, name: rancher-remap-cluster-id}}\n    patch: |-\n      - op: replace\n        path: /data/clusterId\n        value: {THIS_CLUSTER}\ntransformers:\n  - ../deploy/transformers/cluster-id\n"
+        ),
+    )
+    .unwrap();
+    let install = Install {
+        docs: kustomize(&mine),
+    };
+    check_types(&install);
+    check_webhooks(&install);
+    check_match_conditions(&install, &[], THIS_CLUSTER);
+    assert_eq!(
+        env(container(&install.deployment()), "RANCHER_REMAP_CLUSTER_ID"),
+        Some(THIS_CLUSTER)
+    );
+}
+
 /// The mutating webhook's matchConditions are written once (the chart's
 /// files/mutate-match-conditions.yaml); the kustomize install carries a copy that must not
 /// drift, and both installs render the same conditions for the same settings.

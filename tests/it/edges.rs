@@ -111,6 +111,8 @@ async fn an_empty_mappings_file_is_never_put_in_force() {
             file.to_str().unwrap(),
             "--migration-user",
             STORK,
+            "--cluster-id",
+            "c-m-4kq8z9rt",
         ],
         &[],
     )
@@ -572,7 +574,12 @@ async fn warn_mode_answers_without_a_patch_and_says_what_it_would_rewrite() {
 async fn validate_only_from_the_environment_reads_true_false_1_and_0() {
     for off in ["false", "0"] {
         let mut s = ServeProcess::start(
-            &["--project-mappings", MAPPINGS],
+            &[
+                "--project-mappings",
+                MAPPINGS,
+                "--cluster-id",
+                "c-m-4kq8z9rt",
+            ],
             &[("RANCHER_REMAP_VALIDATE_ONLY", off)],
         )
         .await;
@@ -588,4 +595,25 @@ async fn validate_only_from_the_environment_reads_true_false_1_and_0() {
         assert!(log.contains("validate-only"), "{on}: {log}");
         assert!(s.terminate().success());
     }
+}
+
+/// A destination server without this cluster's ID runs but is never ready, and says how to set
+/// it where an operator looks: `/readyz` and its log.
+#[tokio::test]
+async fn a_destination_without_a_cluster_id_is_never_ready_and_says_how_to_set_it() {
+    let s = ServeProcess::start(&["--project-mappings", MAPPINGS], &[]).await;
+    let answer = reqwest::get(format!("http://{}/readyz", s.admin))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 503);
+    let text = answer.text().await.unwrap();
+    for how in ["--cluster-id", "RANCHER_REMAP_CLUSTER_ID", "clusterId"] {
+        assert!(text.contains(how), "/readyz does not name {how}: {text}");
+        assert!(
+            s.log.lock().unwrap().contains(how),
+            "the log does not name {how}"
+        );
+    }
+    // The table is loaded: the cluster ID alone keeps it unready.
+    assert!(s.log.lock().unwrap().contains("mapping table loaded"));
 }

@@ -16,7 +16,7 @@ use crate::common::*;
 const MAPPINGS: &str = "p-ab12c=p-xy99z,c-7gh2k:p-ab12c=c-m-4kq8z9rt:p-xy99z";
 
 fn settings() -> MutateSettings {
-    MutateSettings::default()
+    crate::common::destination()
 }
 
 fn review(name: &str) -> Value {

@@ -185,6 +185,8 @@ async fn sigterm_fails_readiness_at_once_and_keeps_answering() {
         &[
             "--project-mappings",
             "p-ab12c=p-xy99z",
+            "--cluster-id",
+            "c-m-4kq8z9rt",
             "--shutdown-delay",
             "30",
         ],

@@ -8,6 +8,6 @@ mod objects;
 mod plane;
 
 mod mappings;
+mod projects;
 mod replicas;
 pub mod rewrites;
-mod projects;

@@ -67,7 +67,12 @@ async fn map_projects_pairs_rancher_projects_by_name_and_the_table_it_prints_rew
         &admin,
         &[
             crd("Cluster", "clusters", "Cluster", &["displayName"]),
-            crd("Project", "projects", "Namespaced", &["displayName", "clusterName"]),
+            crd(
+                "Project",
+                "projects",
+                "Namespaced",
+                &["displayName", "clusterName"],
+            ),
         ],
     )
     .await;
@@ -78,7 +83,8 @@ async fn map_projects_pairs_rancher_projects_by_name_and_the_table_it_prints_rew
         "crd/projects.management.cattle.io",
         "--timeout=30s",
     ]));
-    let namespace = |n: &str| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}});
+    let namespace =
+        |n: &str| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}});
     create_all(
         &admin,
         &[
@@ -101,8 +107,16 @@ async fn map_projects_pairs_rancher_projects_by_name_and_the_table_it_prints_rew
     .await;
 
     // A source project with no destination: exit 1, no ConfigMap, the project named.
-    let out = map_projects(plane, &["--source", "prod-west", "--destination", CLUSTER_ID]);
-    assert_eq!(out.status.code(), Some(1), "{}", crate::common::stderr(&out));
+    let out = map_projects(
+        plane,
+        &["--source", "prod-west", "--destination", CLUSTER_ID],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        crate::common::stderr(&out)
+    );
     assert!(out.stdout.is_empty(), "{}", crate::common::stdout(&out));
     assert!(crate::common::stderr(&out).contains("p-old01"));
 
@@ -133,7 +147,13 @@ async fn map_projects_pairs_rancher_projects_by_name_and_the_table_it_prints_rew
     assert!(out.status.success(), "{}", crate::common::stderr(&out));
     let printed = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(printed.path(), &out.stdout).unwrap();
-    super::plane::run_ok(plane.kubectl(ADMIN).arg("apply").arg("-f").arg(printed.path()));
+    super::plane::run_ok(
+        plane
+            .kubectl(ADMIN)
+            .arg("apply")
+            .arg("-f")
+            .arg(printed.path()),
+    );
     let app = "rr-projects-app";
     create_all(&admin, &[namespace(app)]).await;
     let _server = install.start_replica(0, &[]).await;
