@@ -65,7 +65,7 @@ fmt:
 lint:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-## envtest: the real control plane the cluster suite (tests/it/cluster) starts — kube-apiserver,
+## envtest: the real control plane the cluster suite (tests/it/cluster_suite) starts — kube-apiserver,
 ## etcd and kube-controller-manager in KUBEBUILDER_ASSETS, envtest's convention (`setup-envtest
 ## use 1.36 -p path` prints such a directory). Unset, the compressed assets kept beside the
 ## repository are unpacked into build/envtest (v1.36) and build/envtest-1.32; without either the
@@ -89,15 +89,15 @@ endif
 ## the matrix's first column only).
 cluster-1.32: tools envtest
 ifdef KUBEBUILDER_ASSETS_1_32
-	KUBEBUILDER_ASSETS=$(KUBEBUILDER_ASSETS_1_32) $(CARGO) test --locked --test it cluster::
+	KUBEBUILDER_ASSETS=$(KUBEBUILDER_ASSETS_1_32) $(CARGO) test --locked --test it cluster_suite::
 endif
 
 ## unit: every test, the cluster suite (against KUBEBUILDER_ASSETS) in a run of its own so that
 ## its control plane does not load the timing-sensitive tests; the deploy tests run the pinned tools through RANCHER_REMAP_TOOLS (exported
 ## above; PATH stays as it is, so that cargo's build-script fingerprints do not change).
 unit: tools envtest
-	$(CARGO) test --locked -- --skip cluster::
-	$(CARGO) test --locked --test it cluster::
+	$(CARGO) test --locked -- --skip cluster_suite::
+	$(CARGO) test --locked --test it cluster_suite::
 
 ## preview: the offline rewrite of the example migrated objects with the example mappings.
 preview: build

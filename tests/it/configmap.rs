@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{json, Value};
 
-use rancher_remap::rewrite::MutateSettings;
 use rancher_remap::source::ConfigMapRef;
 
 use crate::common::*;

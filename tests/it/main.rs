@@ -5,7 +5,7 @@ mod audit;
 mod certificates;
 mod chart;
 mod cli;
-mod cluster;
+mod cluster_suite;
 mod common;
 mod configmap;
 mod deploy;

@@ -28,11 +28,22 @@ struct Tally {
 /// when the server said `Connection: close` or closed one between requests. Stops when a new
 /// connection is refused after SIGTERM (the listener closed: routing elsewhere is the
 /// Service's job), or at `until`.
-async fn client(
+/// Where a client connects and what it sends.
+#[derive(Clone)]
+struct Target {
     addr: std::net::SocketAddr,
     host: String,
     tls: Arc<rustls::ClientConfig>,
     body: Bytes,
+}
+
+async fn client(
+    Target {
+        addr,
+        host,
+        tls,
+        body,
+    }: Target,
     pause: Duration,
     terminated: Arc<AtomicBool>,
     tally: Arc<Tally>,
@@ -126,17 +137,19 @@ async fn sigterm_loses_no_request_written_on_a_keep_alive_connection() {
     let mut tls = client_config(&server.ca);
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tls = Arc::new(tls);
-    let body = Bytes::from(data("create-deployment-migrated.json"));
+    let target = Target {
+        addr: server.webhook,
+        host: server.host.clone(),
+        tls,
+        body: Bytes::from(data("create-deployment-migrated.json")),
+    };
     let terminated = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
     let until = tokio::time::Instant::now() + Duration::from_secs(30);
     let clients: Vec<_> = (0..8u64)
         .map(|i| {
             tokio::spawn(client(
-                server.webhook,
-                server.host.clone(),
-                tls.clone(),
-                body.clone(),
+                target.clone(),
                 Duration::from_millis(i * 3),
                 terminated.clone(),
                 tally.clone(),

@@ -27,7 +27,7 @@ async fn rewritten(client: &kube::Client, ns: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mapping_configmap_is_followed_checked_and_reported() {
-    let (plane, _turn) = plane();
+    let (plane, _turn) = plane().await;
     let ns = "rr-mappings";
     let install = Install::helm(plane, ns, &[&format!("clusterId={CLUSTER_ID}")]);
     let admin = plane.client(ADMIN).await;
@@ -131,7 +131,7 @@ fn clusterpair(ns: &str, edit: impl FnOnce(&mut Value)) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_source_install_refuses_a_clusterpair_that_cannot_work() {
-    let (plane, _turn) = plane();
+    let (plane, _turn) = plane().await;
     let admin = plane.client(ADMIN).await;
     objects::create(&admin, &stork_crd(), false).await.unwrap();
     super::plane::run_ok(plane.kubectl(ADMIN).args([

@@ -63,14 +63,14 @@ static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
 static CHILDREN: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 static STATE_DIR: OnceLock<PathBuf> = OnceLock::new();
 
-/// The cluster tests install webhooks that see every namespace: one test at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+/// The cluster tests install webhooks that see every namespace: one test at a time (each test
+/// has a runtime of its own; tokio's Mutex serves any of them, and a failed test's guard is
+/// simply dropped).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The control plane, started on first use; and this test's turn (held until it ends).
-pub fn plane() -> (&'static ControlPlane, std::sync::MutexGuard<'static, ()>) {
-    let turn = SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+pub async fn plane() -> (&'static ControlPlane, tokio::sync::MutexGuard<'static, ()>) {
+    let turn = SERIAL.lock().await;
     let plane = PLANE.get_or_init(|| {
         // The processes are spawned by a thread that lives as long as the test binary: the
         // parent-death signal fires when the spawning *thread* ends.

@@ -113,7 +113,7 @@ async fn stop(mut replica: ServeProcess) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_write_is_refused_when_a_replica_stops_or_rolls() {
-    let (plane, _turn) = plane();
+    let (plane, _turn) = plane().await;
     let ns = "rr-replicas";
     let install = Install::helm(plane, ns, &[&format!("clusterId={CLUSTER_ID}")]);
     let admin = plane.client(ADMIN).await;

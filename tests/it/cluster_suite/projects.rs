@@ -61,7 +61,7 @@ async fn create_all(client: &kube::Client, objects: &[Value]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn map_projects_pairs_rancher_projects_by_name_and_the_table_it_prints_rewrites() {
-    let (plane, _turn) = plane();
+    let (plane, _turn) = plane().await;
     let admin = plane.client(ADMIN).await;
     create_all(
         &admin,

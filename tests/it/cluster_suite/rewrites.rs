@@ -84,7 +84,7 @@ fn assert_rewritten(sent: &Value, stored: &Value, expected: &Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_rewrites_every_kind_on_create_update_and_dry_run() {
-    let (plane, _turn) = plane();
+    let (plane, _turn) = plane().await;
     let ns = "rr-rewrites";
     let install = Install::helm(
         plane,
@@ -232,7 +232,15 @@ async fn namespaces_by_content_and_by_migration_user(admin: &kube::Client, stork
         }
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": meta})
     };
-    let cases: [(&str, Option<&str>, &kube::Client, Option<&str>, &str); 4] = [
+    // (name, its annotation, who writes it, the annotation and label stored)
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        &'a kube::Client,
+        Option<&'a str>,
+        &'a str,
+    );
+    let cases: [Case; 4] = [
         (
             "rr-moved",
             Some("c-7gh2k:p-ab12c"),
