@@ -44,10 +44,10 @@ pub struct Timing {
     pub cert_poll: Duration,
     /// After SIGTERM, how long the server stays unready but keeps accepting and answering
     /// (every HTTP/1.1 answer with `Connection: close`), so that Endpoints drop it and every
-    /// API server moves on before its listener closes; also how long a keep-alive connection
-    /// must have been idle before the server closes it (see [`Connection::serve`]).
+    /// API server moves on before its listener closes (see [`Connection::serve`]).
     pub shutdown_delay: Duration,
-    /// Then, how long in-flight requests and connections may take to finish.
+    /// Then, how long in-flight requests may take to finish and clients to close the
+    /// connections they still hold; what is still open then is cut as the process exits.
     pub drain: Duration,
 }
 
@@ -145,8 +145,8 @@ impl Server {
 
     /// Serves until `shutdown` completes; then, for the shutdown delay, fails readiness and
     /// answers every HTTP/1.1 request with `Connection: close` while still accepting; then stops
-    /// accepting, lets in-flight requests finish and closes idle connections (up to the drain
-    /// time), and returns.
+    /// accepting and waits (up to the drain time) for in-flight requests to finish and clients
+    /// to close the connections they hold, and returns.
     ///
     /// Why: kube-apiserver calls webhooks over HTTP/1.1 keep-alive connections and does not
     /// retry a POST written onto a connection the server closed; under `failurePolicy: Fail`
@@ -165,7 +165,7 @@ impl Server {
         } = self;
         tracing::info!(%webhook_addr, %admin_addr, "serving");
         // `stopping`: SIGTERM arrived (not ready, Connection: close). `stop`: the listener is
-        // closed (idle connections close, in-flight requests finish).
+        // closed (the admin server stops).
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut cert_watch = tokio::spawn(follow);
@@ -216,7 +216,6 @@ impl Server {
                 router: router.clone(),
                 builder: builder.clone(),
                 stopping: stopping_rx.clone(),
-                stop: stop_rx.clone(),
                 timing: timing.clone(),
             };
             let open = OpenConnection::new(&open_gauge);
@@ -226,7 +225,7 @@ impl Server {
             });
         }
 
-        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+        tracing::info!("shutting down: no new connections; waiting for in-flight requests and for clients to close their connections");
         drop(webhook);
         let _ = stopping_tx.send(true);
         let _ = stop_tx.send(true);
@@ -235,7 +234,7 @@ impl Server {
             .await
             .is_err()
         {
-            tracing::warn!(drain = ?timing.drain, "in-flight requests did not finish in time");
+            tracing::warn!(drain = ?timing.drain, "connections still open when the drain ended; closing them");
         }
         cert_watch.abort();
         admin_task
@@ -296,56 +295,7 @@ struct Connection {
     router: axum::Router,
     builder: Arc<hyper_util::server::conn::auto::Builder<TokioExecutor>>,
     stopping: tokio::sync::watch::Receiver<bool>,
-    stop: tokio::sync::watch::Receiver<bool>,
     timing: Timing,
-}
-
-/// When a connection last carried a request, and whether one is in flight: after the shutdown
-/// delay, only a connection idle that long is closed by the server.
-struct Activity {
-    opened: std::time::Instant,
-    /// Milliseconds after `opened` that the last request began or was answered.
-    last_used_ms: std::sync::atomic::AtomicU64,
-    in_flight: std::sync::atomic::AtomicUsize,
-}
-
-impl Activity {
-    fn new() -> Activity {
-        Activity {
-            opened: std::time::Instant::now(),
-            last_used_ms: Default::default(),
-            in_flight: Default::default(),
-        }
-    }
-
-    fn touch(&self) {
-        let now = self.opened.elapsed().as_millis() as u64;
-        self.last_used_ms
-            .store(now, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn begin(&self) {
-        self.in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.touch();
-    }
-
-    fn end(&self) {
-        self.touch();
-        self.in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// How much longer the connection must stay idle to have been idle for `quiet`; `None`
-    /// while a request is in flight (its answer closes the connection).
-    fn until_quiet(&self, quiet: Duration) -> Option<Duration> {
-        if self.in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 {
-            return None;
-        }
-        let last =
-            Duration::from_millis(self.last_used_ms.load(std::sync::atomic::Ordering::Relaxed));
-        Some(quiet.saturating_sub(self.opened.elapsed().saturating_sub(last)))
-    }
 }
 
 impl Connection {
@@ -354,12 +304,12 @@ impl Connection {
     ///
     /// On SIGTERM (`stopping`), an HTTP/1.1 connection answers every request with `Connection:
     /// close`, so the client closes it after the answer; HTTP/2 gets GOAWAY at once (the client
-    /// retries streams the server did not take). Once the listener is closed (`stop`), an HTTP/1.1
-    /// connection with a request in flight closes after its answer; an idle one is closed only
-    /// when it has carried nothing for a whole shutdown delay: all that time its client has
-    /// been told (readiness, Endpoints, `Connection: close` on every answer) to go elsewhere,
-    /// and it has sent nothing here, so it no longer holds the connection for a request. One
-    /// the client opened or used just before is left to the client to use once more or close.
+    /// retries streams the server did not take). The server never closes an idle HTTP/1.1
+    /// connection itself while stopping: there is no way to tell its client, which may be
+    /// writing a request onto it at that moment. It is left to its client, to use once more (and
+    /// be told to close) or to close when idle for its own timeout (kube-apiserver: 90 s, under
+    /// this server's 120 s); only the end of the drain, when the process exits, cuts one still
+    /// open.
     async fn serve(self, tcp: tokio::net::TcpStream) {
         let timing = &self.timing;
         let Ok(Ok(tls)) = tokio::time::timeout(timing.handshake, self.acceptor.accept(tcp)).await
@@ -375,14 +325,11 @@ impl Connection {
             http1,
             head_start.clone(),
         );
-        let activity = Arc::new(Activity::new());
-        let (began, answered) = (activity.clone(), activity.clone());
         let stopping = self.stopping.clone();
         // Each request carries when its head began, for the request deadline.
         let service = TowerToHyperService::new(
             self.router
                 .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                    began.begin();
                     let start = head_start.get().unwrap_or_else(tokio::time::Instant::now);
                     req.extensions_mut().insert(routes::RequestStart(start));
                     req
@@ -394,7 +341,6 @@ impl Connection {
                             axum::http::HeaderValue::from_static("close"),
                         );
                     }
-                    answered.end();
                     res
                 }),
         );
@@ -408,26 +354,6 @@ impl Connection {
         }
         if !http1 {
             conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-            return;
-        }
-        tokio::select! {
-            _ = conn.as_mut() => return,
-            _ = stopped(self.stop) => {}
-        }
-        loop {
-            match activity.until_quiet(timing.shutdown_delay) {
-                // In flight: the answer says Connection: close, and the connection ends after it.
-                None => break,
-                Some(wait) if wait.is_zero() => {
-                    conn.as_mut().graceful_shutdown();
-                    break;
-                }
-                Some(wait) => tokio::select! {
-                    _ = conn.as_mut() => return,
-                    _ = tokio::time::sleep(wait) => {}
-                },
-            }
         }
         let _ = conn.await;
     }

@@ -102,6 +102,7 @@ async fn under_writes(
 
 /// SIGTERM, as the kubelet stops a pod; waits for the exit, which must be clean.
 async fn stop(mut replica: ServeProcess) {
+    let began = std::time::Instant::now();
     let status = tokio::task::spawn_blocking(move || {
         let status = replica.terminate();
         (status, replica.log.lock().unwrap().clone())
@@ -109,6 +110,15 @@ async fn stop(mut replica: ServeProcess) {
     .await
     .unwrap();
     assert!(status.0.success(), "{}: {}", status.0, status.1);
+    eprintln!(
+        "cluster suite: a replica stopped in {:.1?}{}",
+        began.elapsed(),
+        if status.1.contains("still open when the drain ended") {
+            " (the drain ended with connections open)"
+        } else {
+            ""
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
