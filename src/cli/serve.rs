@@ -123,9 +123,10 @@ pub struct Args {
 
     /// Seconds, after SIGTERM, that the server stays unready but keeps accepting and answering
     /// (each answer with `Connection: close`, so API servers close their keep-alive connections
-    /// themselves) before its listener closes; a connection idle that long is then closed. Covers
-    /// Endpoints reaching every API server; the Deployment's grace period must exceed it by the
-    /// drain (25 s). 0 stops at once.
+    /// themselves) before its listener closes; then it waits up to 25 s for clients to close
+    /// their connections (it never closes an idle one). Covers Endpoints reaching every API
+    /// server; the Deployment's grace period must exceed it by the drain. 0: the listener closes
+    /// at once.
     #[arg(
         long,
         env = "RANCHER_REMAP_SHUTDOWN_DELAY",

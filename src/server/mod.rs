@@ -188,6 +188,22 @@ impl Server {
         let connections = TaskTracker::new();
         let slots = Arc::new(tokio::sync::Semaphore::new(timing.max_connections));
 
+        let spawn_connection = |slot, tcp: tokio::net::TcpStream| {
+            let _ = tcp.set_nodelay(true);
+            let conn = Connection {
+                acceptor: acceptor.clone(),
+                router: router.clone(),
+                builder: builder.clone(),
+                stopping: stopping_rx.clone(),
+                timing: timing.clone(),
+            };
+            let open = OpenConnection::new(&open_gauge);
+            connections.spawn(async move {
+                let (_slot, _open) = (slot, open);
+                conn.serve(tcp).await;
+            });
+        };
+
         tokio::pin!(shutdown);
         let mut listener_closes_at = None;
         loop {
@@ -210,23 +226,26 @@ impl Server {
                     None => break,
                 },
             };
-            let _ = tcp.set_nodelay(true);
-            let conn = Connection {
-                acceptor: acceptor.clone(),
-                router: router.clone(),
-                builder: builder.clone(),
-                stopping: stopping_rx.clone(),
-                timing: timing.clone(),
-            };
-            let open = OpenConnection::new(&open_gauge);
-            connections.spawn(async move {
-                let (_slot, _open) = (slot, open);
-                conn.serve(tcp).await;
-            });
+            spawn_connection(slot, tcp);
         }
 
+        // Connections the kernel completed but nobody accepted yet would be reset when the
+        // listener closes, under a client that already counts them as open (Go's dialer does not
+        // try the next address then): take them first.
+        if let Ok(listener) = webhook.into_std() {
+            while let Ok((tcp, _)) = listener.accept() {
+                let (Ok(slot), Ok(())) = (
+                    slots.clone().acquire_owned().await,
+                    tcp.set_nonblocking(true),
+                ) else {
+                    break;
+                };
+                if let Ok(tcp) = tokio::net::TcpStream::from_std(tcp) {
+                    spawn_connection(slot, tcp);
+                }
+            }
+        }
         tracing::info!("shutting down: no new connections; waiting for in-flight requests and for clients to close their connections");
-        drop(webhook);
         let _ = stopping_tx.send(true);
         let _ = stop_tx.send(true);
         connections.close();

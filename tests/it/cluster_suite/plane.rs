@@ -10,6 +10,7 @@
 //! and an exit hook that also removes their directory).
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -90,7 +91,42 @@ pub async fn plane() -> (&'static ControlPlane, tokio::sync::MutexGuard<'static,
     }
 }
 
+/// What the apiserver's private /etc/hosts says each install's Service name resolves to: its
+/// Endpoints, as far as the apiserver can tell.
+static ENDPOINTS: Mutex<Vec<(&'static str, Vec<&'static str>)>> = Mutex::new(Vec::new());
+
+fn write_hosts(path: &Path, endpoints: &[(&str, Vec<&str>)]) -> std::io::Result<()> {
+    let mut hosts = String::from("127.0.0.1 localhost\n");
+    for (ns, _) in HOMES {
+        let addrs = endpoints
+            .iter()
+            .find(|(n, _)| n == ns)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_else(|| HOMES.iter().find(|(n, _)| n == ns).unwrap().1.to_vec());
+        for addr in addrs {
+            hosts.push_str(&format!("{addr} {SERVICE}.{ns}.svc\n"));
+        }
+    }
+    // In place: the apiserver sees this file through a bind mount of its inode.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .create(true)
+        .open(path)?
+        .write_all(hosts.as_bytes())
+}
+
 impl ControlPlane {
+    /// Changes what the Service of the install in `ns` resolves to, as an Endpoints update
+    /// does: the apiserver (Go's resolver, which re-reads /etc/hosts at most every 5 s) dials
+    /// only `addrs`, in that order, from then on.
+    pub fn set_endpoints(&self, ns: &'static str, addrs: &[&'static str]) {
+        let mut endpoints = ENDPOINTS.lock().unwrap();
+        endpoints.retain(|(n, _)| *n != ns);
+        endpoints.push((ns, addrs.to_vec()));
+        write_hosts(&self.dir.join("hosts"), &endpoints).unwrap();
+    }
+
     /// A kubeconfig for `who` (one of the token identities).
     pub fn kubeconfig(&self, who: &str) -> PathBuf {
         self.dir.join(format!("{who}.kubeconfig"))
@@ -309,13 +345,7 @@ fn start() -> Result<ControlPlane, String> {
     std::fs::write(dir.join("tokens.csv"), csv).map_err(|e| e.to_string())?;
 
     // The names the apiserver alone resolves (see HOMES).
-    let mut hosts = String::from("127.0.0.1 localhost\n");
-    for (ns, addrs) in HOMES {
-        for addr in *addrs {
-            hosts.push_str(&format!("{addr} {SERVICE}.{ns}.svc\n"));
-        }
-    }
-    std::fs::write(dir.join("hosts"), hosts).map_err(|e| e.to_string())?;
+    write_hosts(&dir.join("hosts"), &ENDPOINTS.lock().unwrap()).map_err(|e| e.to_string())?;
 
     let (etcd_port, peer_port, api_port) = (free_port(), free_port(), free_port());
     let mut etcd = Command::new(assets.join("etcd"));

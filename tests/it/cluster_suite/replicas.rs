@@ -14,8 +14,10 @@ use super::plane::{plane, ADMIN, STORK};
 use super::rewrites::{mappings_configmap, until_the_webhook_answers};
 use crate::common::ServeProcess;
 
-/// Short for the test; the install's default is 10 s.
-const DELAY: (&str, &str) = ("RANCHER_REMAP_SHUTDOWN_DELAY", "2");
+/// The test's Endpoints are the apiserver's /etc/hosts, which Go's resolver re-reads at most
+/// every 5 s: the delay must outlast that, as in a cluster it must outlast the Endpoints change
+/// reaching every API server (the install's default is 10 s).
+const DELAY: (&str, &str) = ("RANCHER_REMAP_SHUTDOWN_DELAY", "7");
 
 /// What the writers saw.
 #[derive(Default)]
@@ -143,10 +145,16 @@ async fn no_write_is_refused_when_a_replica_stops_or_rolls() {
     let r0 = install.start_replica(0, &[DELAY]).await;
     until_the_webhook_answers(&stork, app).await;
     let r1 = install.start_replica(1, &[DELAY]).await;
+    let [a0, a1, a2] = install.addrs[..] else {
+        panic!("three addresses for {ns}")
+    };
+    plane.set_endpoints(ns, &[a0, a1]);
 
-    // One of two stopped with SIGTERM mid-writes.
+    // One of two stopped with SIGTERM mid-writes: as the kubelet does, while its endpoint is
+    // taken out.
     let mut r0 = Some(r0);
     let writes = under_writes(&stork, app, "sigterm", 800, async |_: &Writes| {
+        plane.set_endpoints(ns, &[a1]);
         stop(r0.take().unwrap()).await;
     })
     .await;
@@ -162,13 +170,18 @@ async fn no_write_is_refused_when_a_replica_stops_or_rolls() {
     // A rolling restart of two replicas: each replaced in turn, the new one serving before the
     // old one stops (maxSurge 1, maxUnavailable 0).
     let old = vec![install.start_replica(0, &[DELAY]).await, r1];
+    plane.set_endpoints(ns, &[a0, a1]);
     let mut old = Some(old);
     let mut new: Vec<ServeProcess> = Vec::new();
     let writes = under_writes(&stork, app, "rolling", 1600, async |_: &Writes| {
         let [first, second]: [ServeProcess; 2] = old.take().unwrap().try_into().ok().unwrap();
         new.push(install.start_replica(2, &[DELAY]).await);
+        plane.set_endpoints(ns, &[a0, a1, a2]);
+        plane.set_endpoints(ns, &[a1, a2]);
         stop(first).await;
         new.push(install.start_replica(0, &[DELAY]).await);
+        plane.set_endpoints(ns, &[a1, a2, a0]);
+        plane.set_endpoints(ns, &[a2, a0]);
         stop(second).await;
     })
     .await;
@@ -182,8 +195,9 @@ async fn no_write_is_refused_when_a_replica_stops_or_rolls() {
     assert_eq!(writes.wrong.load(Ordering::SeqCst), 0);
 
     // One of two killed: writes on its connections may be refused, none is stored wrong.
-    // The replica at the first address: the one the apiserver dials first, so it carries the writes.
-    let mut victim = Some(new.remove(1));
+    // The replica at the first address: the one the apiserver dials first, so it carries the
+    // writes.
+    let mut victim = Some(new.remove(0));
     let writes = under_writes(&stork, app, "sigkill", 800, async |_: &Writes| {
         let mut v = victim.take().unwrap();
         v.child.kill().unwrap();
