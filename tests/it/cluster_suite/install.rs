@@ -27,21 +27,26 @@ pub struct Install {
     /// The port every replica listens on (at its own address).
     pub port: u16,
     pub addrs: &'static [&'static str],
-    /// The ServiceAccount's token, in a kubeconfig the replicas use.
-    kubeconfig: tempfile::TempDir,
+    /// The ServiceAccount's token in a kubeconfig the replicas use, and the post-renderer.
+    state: tempfile::TempDir,
     uninstall: Command,
 }
 
 impl Install {
     /// `helm install rancher-remap charts/rancher-remap -n NS` with `sets` (`key=value`), the
-    /// namespace made first as the README says.
+    /// namespace made first as the README says. A post-renderer points every webhook at its
+    /// replicas by URL (see [`Self::post_renderer`]), so that `helm upgrade` keeps doing so.
     pub fn helm(plane: &'static ControlPlane, ns: &str, sets: &[&str]) -> Install {
         remove_leftovers(plane);
         run_ok(plane.kubectl(ADMIN).args(["create", "namespace", ns]));
+        let (addrs, port) = home(ns);
+        let state = tempfile::tempdir().unwrap();
+        let renderer = post_renderer(state.path(), port);
         let mut helm = plane.helm();
         helm.args(["install", "rancher-remap"])
             .arg(crate::common::repo("charts/rancher-remap"))
-            .args(["-n", ns])
+            .args(["-n", ns, "--post-renderer"])
+            .arg(&renderer)
             .args([
                 "--set",
                 "image.repository=registry.example.com/rancher-remap",
@@ -52,27 +57,52 @@ impl Install {
         run_ok(&mut helm);
         let mut uninstall = plane.helm();
         uninstall.args(["uninstall", "rancher-remap", "-n", ns, "--wait=false"]);
-        Install::finish(plane, ns, uninstall)
+        Install::finish(plane, ns, addrs, port, state, uninstall)
     }
 
-    /// `kubectl apply -f RENDER` (a kustomize render whose namespace is `ns`).
+    /// `helm upgrade rancher-remap … --reuse-values` with `sets`, through the same post-renderer.
+    pub fn helm_upgrade(&self, sets: &[&str]) {
+        let mut helm = self.plane.helm();
+        helm.args(["upgrade", "rancher-remap"])
+            .arg(crate::common::repo("charts/rancher-remap"))
+            .args(["-n", &self.ns, "--reuse-values", "--post-renderer"])
+            .arg(self.state.path().join("post-render"));
+        for set in sets {
+            helm.args(["--set", set]);
+        }
+        run_ok(&mut helm);
+    }
+
+    /// `kubectl apply -f RENDER` (a kustomize render that makes the namespace `ns`), every
+    /// webhook then pointed at its replicas by URL.
     pub fn kubectl_apply(plane: &'static ControlPlane, ns: &str, render: &Path) -> Install {
         remove_leftovers(plane);
-        run_ok(plane.kubectl(ADMIN).args(["create", "namespace", ns]));
         run_ok(plane.kubectl(ADMIN).arg("apply").arg("-f").arg(render));
         let mut uninstall = plane.kubectl(ADMIN);
         uninstall
             .args(["delete", "--ignore-not-found", "--wait=false", "-f"])
             .arg(render);
-        Install::finish(plane, ns, uninstall)
+        let (addrs, port) = home(ns);
+        let install = Install::finish(
+            plane,
+            ns,
+            addrs,
+            port,
+            tempfile::tempdir().unwrap(),
+            uninstall,
+        );
+        install.route_webhooks();
+        install
     }
 
-    fn finish(plane: &'static ControlPlane, ns: &str, uninstall: Command) -> Install {
-        let addrs = HOMES
-            .iter()
-            .find(|(home, _)| *home == ns)
-            .unwrap_or_else(|| panic!("{ns} is not one of the cluster suite's HOMES"))
-            .1;
+    fn finish(
+        plane: &'static ControlPlane,
+        ns: &str,
+        addrs: &'static [&'static str],
+        port: u16,
+        state: tempfile::TempDir,
+        uninstall: Command,
+    ) -> Install {
         let deployment: Value = serde_json::from_str(&run_ok(plane.kubectl(ADMIN).args([
             "get",
             "deployment",
@@ -94,19 +124,16 @@ impl Install {
             ns,
             "--duration=2h",
         ]));
-        let kubeconfig = tempfile::tempdir().unwrap();
-        plane.write_kubeconfig(&kubeconfig.path().join("kubeconfig"), token.trim());
-        let install = Install {
+        plane.write_kubeconfig(&state.path().join("kubeconfig"), token.trim(), ns);
+        Install {
             plane,
             ns: ns.to_string(),
             env,
-            port: free_port_on(addrs),
+            port,
             addrs,
-            kubeconfig,
+            state,
             uninstall,
-        };
-        install.route_webhooks();
-        install
+        }
     }
 
     /// The value of a rendered environment variable.
@@ -168,7 +195,7 @@ impl Install {
                 format!("{}:{}", self.addrs[i], self.port),
             )
             .env("RANCHER_REMAP_ADMIN_LISTEN", "127.0.0.1:0")
-            .env("KUBECONFIG", self.kubeconfig.path().join("kubeconfig"));
+            .env("KUBECONFIG", self.state.path().join("kubeconfig"));
         cmd.envs(extra_env.iter().copied());
         cmd
     }
@@ -219,6 +246,42 @@ fn rendered_env(env: &Value, ns: &str) -> Vec<(String, String)> {
             (name, value)
         })
         .collect()
+}
+
+/// The addresses of `ns`'s replicas ([`HOMES`]) and a port free on all of them.
+fn home(ns: &str) -> (&'static [&'static str], u16) {
+    let addrs = HOMES
+        .iter()
+        .find(|(home, _)| *home == ns)
+        .unwrap_or_else(|| panic!("{ns} is not one of the cluster suite's HOMES"))
+        .1;
+    (addrs, free_port_on(addrs))
+}
+
+/// A Helm post-renderer (`dir/post-render`) that turns each webhook's `clientConfig.service`
+/// into the URL of the same Service name and path at `port`, which the apiserver resolves to
+/// the replicas. (Helm's three-way merge would otherwise put `service` back beside a `url`
+/// patched in by hand at the next upgrade.) The chart renders name, namespace, path and port
+/// in that order.
+fn post_renderer(dir: &Path, port: u16) -> std::path::PathBuf {
+    let path = dir.join("post-render");
+    let script = format!(
+        r#"#!/bin/sh
+exec awk -v port={port} '
+function val(l) {{ sub(/^[^:]*: */, "", l); gsub(/"/, "", l); return l }}
+/^ *service:$/ && prev ~ /clientConfig:$/ {{
+  indent = substr($0, 1, index($0, "s") - 1)
+  getline n; getline ns; getline p; getline po
+  print indent "url: https://" val(n) "." val(ns) ".svc:" port val(p)
+  prev = $0; next
+}}
+{{ print; prev = $0 }}'
+"#
+    );
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
 }
 
 /// A port free on every one of `addrs`.

@@ -32,7 +32,7 @@ pub const HOMES: &[(&str, &[&str])] = &[
     ("rr-kustomize", &["127.0.14.1"]),
     ("rr-doctor", &["127.0.15.1"]),
     ("rr-audit", &["127.0.16.1"]),
-    ("rr-rollover", &["127.0.17.1"]),
+    ("rr-rollover", &["127.0.17.1", "127.0.17.2"]),
     ("rr-projects", &["127.0.18.1"]),
 ];
 
@@ -132,11 +132,12 @@ impl ControlPlane {
         self.dir.join(format!("{who}.kubeconfig"))
     }
 
-    /// Writes a kubeconfig for `token` (a ServiceAccount's) at `path`.
-    pub fn write_kubeconfig(&self, path: &Path, token: &str) {
+    /// Writes a kubeconfig for `token` at `path`, its default namespace `namespace` (for a
+    /// ServiceAccount's, its own: what an in-cluster client defaults to).
+    pub fn write_kubeconfig(&self, path: &Path, token: &str, namespace: &str) {
         let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca);
         let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: suite\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: user\n  user:\n    token: {token}\ncontexts:\n- name: suite\n  context:\n    cluster: suite\n    user: user\n    namespace: default\ncurrent-context: suite\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: suite\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: user\n  user:\n    token: {token}\ncontexts:\n- name: suite\n  context:\n    cluster: suite\n    user: user\n    namespace: {namespace}\ncurrent-context: suite\n",
             self.url
         );
         std::fs::write(path, text).unwrap();
@@ -399,7 +400,7 @@ fn start() -> Result<ControlPlane, String> {
         tokens,
     };
     for who in [ADMIN, STORK, SOMEONE] {
-        plane.write_kubeconfig(&plane.kubeconfig(who), &plane.tokens[who]);
+        plane.write_kubeconfig(&plane.kubeconfig(who), &plane.tokens[who], "default");
     }
     let ready = || {
         Command::new(crate::common::tools_dir().join("kubectl"))
