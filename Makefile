@@ -106,7 +106,7 @@ preview: build
 ## certs: development certificates in certs/ (kept when present).
 certs/tls.crt: | build
 	$(BIN) certs --out certs --service rancher-remap --namespace rancher-remap \
-	  $$([ -f certs/ca.crt ] && [ -f certs/ca.key ] && echo --reuse-ca) > /dev/null
+	  $$([ -f certs/ca.crt ] && [ -f certs/ca.key ] && echo --reuse-ca) > certs/ca-bundle.b64
 
 certs: certs/tls.crt
 

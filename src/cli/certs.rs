@@ -161,7 +161,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     write(&args.out, "tls.crt", &g.tls_cert, false)?;
     write(&args.out, "tls.key", &g.tls_key, true)?;
     eprintln!(
-        "wrote {}/{{ca.crt,ca.key,tls.crt,tls.key}} for {}.{}.svc; caBundle:",
+        "wrote {}/{{ca.crt,ca.key,tls.crt,tls.key}} for {}.{}.svc; the caBundle (base64 of ca.crt) is on stdout",
         args.out.display(),
         args.service,
         args.namespace

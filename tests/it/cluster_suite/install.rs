@@ -37,6 +37,21 @@ impl Install {
     /// namespace made first as the README says. A post-renderer points every webhook at its
     /// replicas by URL (see [`Self::post_renderer`]), so that `helm upgrade` keeps doing so.
     pub fn helm(plane: &'static ControlPlane, ns: &str, sets: &[&str]) -> Install {
+        Install::helm_chart(
+            plane,
+            ns,
+            &crate::common::repo("charts/rancher-remap"),
+            sets,
+        )
+    }
+
+    /// [`Install::helm`] of `chart`: the chart's folder, or a package `helm package` made.
+    pub fn helm_chart(
+        plane: &'static ControlPlane,
+        ns: &str,
+        chart: &Path,
+        sets: &[&str],
+    ) -> Install {
         remove_leftovers(plane);
         run_ok(plane.kubectl(ADMIN).args(["create", "namespace", ns]));
         let (addrs, port) = home(ns);
@@ -44,7 +59,7 @@ impl Install {
         let renderer = post_renderer(state.path(), port);
         let mut helm = plane.helm();
         helm.args(["install", "rancher-remap"])
-            .arg(crate::common::repo("charts/rancher-remap"))
+            .arg(chart)
             .args(["-n", ns, "--post-renderer"])
             .arg(&renderer)
             .args([

@@ -1,4 +1,4 @@
-//! What the apiserver stores through a `helm install` of the chart with its defaults
+//! What the apiserver stores through a `helm install` of the packaged chart with its defaults
 //! (certificates the server keeps): every kind rewritten on create, update and server-side dry
 //! run; unmarked objects untouched; Namespaces by content and by migration user.
 
@@ -86,9 +86,26 @@ fn assert_rewritten(sent: &Value, stored: &Value, expected: &Value) {
 async fn the_chart_rewrites_every_kind_on_create_update_and_dry_run() {
     let (plane, _turn) = plane().await;
     let ns = "rr-rewrites";
-    let install = Install::helm(
+    // The chart as `make dist` ships it: packaged.
+    let package = tempfile::tempdir().unwrap();
+    super::plane::run_ok(
+        plane
+            .helm()
+            .arg("package")
+            .arg(crate::common::repo("charts/rancher-remap"))
+            .arg("-d")
+            .arg(package.path()),
+    );
+    let tgz = std::fs::read_dir(package.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let install = Install::helm_chart(
         plane,
         ns,
+        &tgz,
         &[
             &format!("clusterId={CLUSTER_ID}"),
             &format!("migrationUsers={{{STORK}}}"),
