@@ -1,6 +1,8 @@
 //! Records which commit the binary was built from, for `--version`: the short commit hash and
 //! its date (the commit's, not the clock's, so that the same commit builds the same binary).
-//! Outside a git checkout (a source tarball) both read `unknown`.
+//! Outside a git checkout (a source tarball, a container build whose context leaves `.git` out)
+//! they come from RANCHER_REMAP_GIT_COMMIT and RANCHER_REMAP_GIT_DATE when set (the Dockerfile's
+//! build arguments), else read `unknown`.
 
 use std::path::Path;
 use std::process::Command;
@@ -12,8 +14,16 @@ fn git(args: &[&str]) -> Option<String> {
 }
 
 fn main() {
-    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let date = git(&["log", "-1", "--format=%cs"]).unwrap_or_else(|| "unknown".into());
+    let given = |var: &str| {
+        println!("cargo:rerun-if-env-changed={var}");
+        std::env::var(var).ok().filter(|v| !v.trim().is_empty())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"])
+        .or_else(|| given("RANCHER_REMAP_GIT_COMMIT"))
+        .unwrap_or_else(|| "unknown".into());
+    let date = git(&["log", "-1", "--format=%cs"])
+        .or_else(|| given("RANCHER_REMAP_GIT_DATE"))
+        .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=RANCHER_REMAP_COMMIT={commit}");
     println!("cargo:rustc-env=RANCHER_REMAP_BUILD_DATE={date}");
     // A new commit, or a checkout of another, changes HEAD or the ref it names. In a linked
