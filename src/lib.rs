@@ -20,6 +20,7 @@ pub mod managed_certs;
 pub mod manifest;
 pub mod mapping;
 pub mod pki;
+pub mod policy;
 pub mod rancher;
 pub mod rewrite;
 pub mod server;

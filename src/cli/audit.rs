@@ -153,7 +153,7 @@ async fn audit(args: Args) -> Result<u8> {
 }
 
 async fn audit_at(args: Args, client: kube::Client) -> Result<u8> {
-    let mappings = load_mappings(&args.source, &client).await?;
+    let mappings = load_mappings(&args.source, Some(&client)).await?;
     if let Some(this) = super::known(&args.cluster_id) {
         // A reversed table applied by --fix would move every migrated object back.
         mappings.table.check_cluster(this)?;
@@ -224,7 +224,12 @@ async fn audit_at(args: Args, client: kube::Client) -> Result<u8> {
     Ok(report.exit_status())
 }
 
-async fn load_mappings(source: &super::SourceArgs, client: &kube::Client) -> Result<Mappings> {
+/// The table of `--project-mappings`, `--mappings-file` or `--mappings-configmap` (read through
+/// `client`, which only that one needs).
+pub(super) async fn load_mappings(
+    source: &super::SourceArgs,
+    client: Option<&kube::Client>,
+) -> Result<Mappings> {
     Ok(
         match (
             &source.project_mappings,
@@ -239,6 +244,7 @@ async fn load_mappings(source: &super::SourceArgs, client: &kube::Client) -> Res
                     .with_context(|| format!("mappings file {}", path.display()))?
             }
             (_, _, Some(at)) => {
+                let client = client.context("--mappings-configmap needs a cluster")?;
                 let api: Api<ConfigMap> = Api::namespaced(client.clone(), &at.namespace);
                 let cm = api
                     .get(&at.name)

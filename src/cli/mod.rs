@@ -6,6 +6,7 @@ mod check;
 pub mod cluster;
 mod derive;
 mod doctor;
+mod export_policy;
 mod input;
 mod map_projects;
 mod rewrite;
@@ -39,6 +40,7 @@ enum Command {
     Audit(audit::Args),
     Doctor(doctor::Args),
     MapProjects(map_projects::Args),
+    ExportPolicy(export_policy::Args),
 }
 
 /// Output formats for commands that print Kubernetes objects.
@@ -106,6 +108,7 @@ pub fn main() -> ExitCode {
         Command::Audit(args) => audit::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::MapProjects(args) => map_projects::run(args),
+        Command::ExportPolicy(args) => export_policy::run(args),
     };
     match result {
         Ok(code) => code,

@@ -49,6 +49,18 @@ pub struct Table {
     warnings: Vec<MappingWarning>,
 }
 
+/// The parts of a [`Table`] every lookup reads (see [`Table::parts`]), each sorted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableParts<'t> {
+    /// Source project → destination project, from both forms of entry.
+    pub projects: Vec<(&'t str, &'t str)>,
+    /// Source cluster → destination cluster, from cluster-form entries.
+    pub clusters: Vec<(&'t str, &'t str)>,
+    /// Values already mapped: a destination project, or `C':P'` of these and the next.
+    pub destination_projects: Vec<&'t str>,
+    pub destination_clusters: Vec<&'t str>,
+}
+
 /// A destination, and which parsed entry first claimed it (to name it when another disagrees).
 #[derive(Clone, Debug)]
 struct Claim {
@@ -268,6 +280,26 @@ impl Table {
         let mut clusters: Vec<&str> = self.dst_clusters.iter().map(|c| &**c).collect();
         clusters.sort_unstable();
         clusters
+    }
+
+    /// What every lookup reads, sorted (for a lookup made elsewhere from the same parts, as the
+    /// exported admission policy's CEL does): an exact entry is always the composition of its
+    /// project's and its cluster's mapping (a disagreement between them is refused), so these
+    /// four say all that [`Table::lookup_ref`] says.
+    pub fn parts(&self) -> TableParts<'_> {
+        fn pairs(m: &Map<Box<str>, Claim>) -> Vec<(&str, &str)> {
+            let mut v: Vec<(&str, &str)> = m.iter().map(|(k, c)| (&**k, &*c.dst)).collect();
+            v.sort_unstable();
+            v
+        }
+        let mut dst_projects: Vec<&str> = self.dst_projects.iter().map(|p| &**p).collect();
+        dst_projects.sort_unstable();
+        TableParts {
+            projects: pairs(&self.projects),
+            clusters: pairs(&self.clusters),
+            destination_projects: dst_projects,
+            destination_clusters: self.destination_clusters(),
+        }
     }
 
     /// Number of distinct entries.

@@ -8,7 +8,7 @@ mod decide;
 mod engine;
 mod keys;
 mod outcome;
-mod places;
+pub(crate) mod places;
 mod scope;
 mod walk;
 

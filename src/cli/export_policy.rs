@@ -1,0 +1,92 @@
+//! `rancher-remap export-policy`: the rewrite as MutatingAdmissionPolicies the API server runs
+//! itself (Kubernetes 1.36), with the checked table as their parameters. The objects are made
+//! in [`crate::policy`]; this reads flags and the table, and prints.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::cluster::ClusterArgs;
+use crate::policy::{self, Settings};
+
+/// Print the rewrite as MutatingAdmissionPolicies for the Kubernetes 1.36 API server.
+///
+/// Prints one YAML stream: the parameter ConfigMap (the checked table, this cluster's ID and the
+/// migration users), two admissionregistration.k8s.io/v1 MutatingAdmissionPolicies (every
+/// resource's labels and annotations; the built-in workloads' pod templates, affinity and
+/// NetworkPolicy namespace selectors) and their bindings. Apply it with `kubectl apply -f`;
+/// after a table change export again and apply: the ConfigMap is updated in place. The table
+/// is checked as `check --cluster-id` checks it; a bad one prints nothing and exits 1.
+/// `--unmapped deny` is refused: a mutation cannot refuse a write (run the webhook for that).
+/// What the policies do not cover, and the cost limits: docs/admission-policy.md.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub source: super::SourceArgs,
+
+    /// With --mappings-configmap: the cluster to read it from.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// This cluster's Rancher ID (as `derive` prints it): its own Namespaces are never
+    /// rewritten, and a table reversed or made for another cluster is refused.
+    #[arg(long, env = "RANCHER_REMAP_CLUSTER_ID", value_name = "ID", value_parser = super::parse_cluster_id, required = true)]
+    pub cluster_id: String,
+
+    /// A user whose writes count as migrations (repeatable; the table's own are added).
+    #[arg(long, value_name = "NAME")]
+    pub migration_user: Vec<String>,
+
+    /// What to do with a project ID that has no mapping: drop removes the label or annotation
+    /// (selectors are never shortened), keep leaves it. deny is refused: a mutation cannot
+    /// refuse a write.
+    #[arg(long, value_enum, default_value_t)]
+    pub unmapped: super::Unmapped,
+
+    /// The namespace of the parameter ConfigMap (left out of the policies, as the webhook's own
+    /// namespace is).
+    #[arg(short, long, default_value = "rancher-remap", value_name = "NS")]
+    pub namespace: String,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let s = &args.source;
+    if s.project_mappings.is_none() && s.mappings_file.is_none() && s.mappings_configmap.is_none() {
+        eprintln!("error: give one of --project-mappings, --mappings-file or --mappings-configmap");
+        return Ok(ExitCode::from(2));
+    }
+    let Some(cluster_id) = super::known(&Some(args.cluster_id.clone())).map(str::to_string) else {
+        anyhow::bail!("--cluster-id is empty: the policy must know this cluster's Rancher ID");
+    };
+    let settings = Settings {
+        namespace: args.namespace.clone(),
+        cluster_id,
+        migration_users: args.migration_user.clone(),
+        unmapped: args.unmapped.into(),
+    };
+    // Refused before any table is read or any cluster asked.
+    if settings.unmapped == crate::rewrite::UnmappedPolicy::Deny {
+        return Err(policy::PolicyError::Deny.into());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mappings = runtime.block_on(async {
+        let client = match &s.mappings_configmap {
+            Some(_) => Some(args.cluster.connect().await?.client),
+            None => None,
+        };
+        super::audit::load_mappings(s, client.as_ref()).await
+    })?;
+    mappings.table.check_cluster(&settings.cluster_id)?;
+    for w in mappings.table.warnings() {
+        eprintln!("warning: {w}");
+    }
+    let objects = policy::export(&mappings, &settings)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(policy::HEADER.as_bytes())?;
+    out.write_all(crate::manifest::to_yaml_stream(&objects)?.as_bytes())?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,311 @@
+//! The rewrite as CEL the API server runs: one JSONPatch expression per group of places,
+//! generated from [`crate::rewrite::places`] (SPEC's "where values are rewritten", written once:
+//! the engine walks the same table), and the lookup of one value in the parameter ConfigMap
+//! (the [`TableParts`](crate::mapping::TableParts) as keys, see [`super::params`]).
+//!
+//! What the generated CEL does, place by place, as the engine does it:
+//! - a labels or annotations map: every key whose prefix is `cattle.io` or ends in `.cattle.io`
+//!   and whose name is `projectid` in any case; its value looked up; `replace` when the lookup
+//!   gives another value, `remove` when it gives none and unmapped values are dropped (never in
+//!   a selector);
+//! - a selector expression: when its key is a project-ID key and its operator `In` or `NotIn`,
+//!   each value looked up and replaced (an unmapped one stays);
+//! - an array: `transformList` over its elements, the element's patches `flatten`ed;
+//! - a field read only for one kind (a Pod's `spec.affinity`, a NetworkPolicy's rules): guarded
+//!   by `object.kind`.
+//!
+//! Optional fields are read with CEL's optional chaining (`object.?spec.?template`), so an
+//! object without a place yields no patch rather than an error. Patch values are strings only:
+//! a typed object built in a patch value (`Object.spec...{}`) fails inside the v1.36 API server.
+
+use std::collections::BTreeMap;
+
+use crate::rewrite::places::{Place, OBJECT};
+use crate::rewrite::Location;
+
+/// Parameter keys (ConfigMap keys cannot hold `:`, so projects and clusters are apart).
+pub const SOURCE_PROJECT: &str = "p.";
+pub const SOURCE_CLUSTER: &str = "c.";
+pub const DESTINATION_PROJECT: &str = "dp.";
+pub const DESTINATION_CLUSTER: &str = "dc.";
+/// This cluster's Rancher ID.
+pub const CLUSTER_ID_KEY: &str = "clusterId";
+/// The migration users, comma-separated.
+pub const MIGRATION_USERS_KEY: &str = "migrationUsers";
+
+/// The JSONPatch expressions, one per group of places (the numbers of `rewrite::places`), in
+/// group order. `drop_unmapped`: an unmapped label or annotation is removed (selectors never).
+pub fn mutations(drop_unmapped: bool) -> BTreeMap<u32, String> {
+    let items = generate(
+        &OBJECT,
+        &Acc::Plain("object".into()),
+        &Path::default(),
+        0,
+        drop_unmapped,
+    );
+    let mut out: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for item in items {
+        // Every place lies under a field that starts a group (places' tests keep it so).
+        out.entry(item.group.unwrap_or(0))
+            .or_default()
+            .push(item.expr);
+    }
+    out.into_iter()
+        .map(|(g, exprs)| (g, exprs.join(" +\n")))
+        .collect()
+}
+
+/// The value at a place: a plain CEL value, or an optional one (a field that may be absent).
+#[derive(Clone, Debug)]
+enum Acc {
+    Plain(String),
+    Opt(String),
+}
+
+impl Acc {
+    fn field(&self, name: &str) -> Acc {
+        let base = match self {
+            Acc::Plain(e) | Acc::Opt(e) => e,
+        };
+        Acc::Opt(format!("{base}.?{name}"))
+    }
+
+    /// The value, or `default` when absent.
+    fn or(&self, default: &str) -> String {
+        match self {
+            Acc::Plain(e) => e.clone(),
+            Acc::Opt(e) => format!("{e}.orValue({default})"),
+        }
+    }
+}
+
+/// A JSON pointer as CEL string concatenation: constant steps and expressions.
+#[derive(Clone, Debug, Default)]
+struct Path(Vec<Step>);
+
+#[derive(Clone, Debug)]
+enum Step {
+    Const(String),
+    Expr(String),
+}
+
+impl Path {
+    fn with(&self, step: Step) -> Path {
+        let mut p = self.clone();
+        p.0.push(step);
+        p
+    }
+
+    fn render(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        let mut text = String::new();
+        for step in &self.0 {
+            match step {
+                Step::Const(s) => {
+                    text.push('/');
+                    text.push_str(s);
+                }
+                Step::Expr(e) => {
+                    text.push('/');
+                    parts.push(quote(&text));
+                    text.clear();
+                    parts.push(e.clone());
+                }
+            }
+        }
+        if !text.is_empty() || parts.is_empty() {
+            parts.push(quote(&text));
+        }
+        parts.join(" + ")
+    }
+}
+
+/// A CEL string literal (the texts quoted here are field names, keys and IDs: no quotes or
+/// backslashes, but escape them anyway).
+pub(crate) fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// A list-valued expression of patches, and the group of places it belongs to.
+struct Item {
+    group: Option<u32>,
+    expr: String,
+}
+
+fn generate(p: &Place, acc: &Acc, path: &Path, depth: usize, drop_unmapped: bool) -> Vec<Item> {
+    match p {
+        Place::Fields(fields) => {
+            let mut out = Vec::new();
+            for f in *fields {
+                let mut items = generate(
+                    &f.place,
+                    &acc.field(f.name),
+                    &path.with(Step::Const(f.name.into())),
+                    depth,
+                    drop_unmapped,
+                );
+                for item in &mut items {
+                    if item.group.is_none() {
+                        item.group = f.group;
+                    }
+                    if let Some(kind) = f.when_kind {
+                        item.expr = format!(
+                            "(object.?kind.orValue('') == {} ? {} : [])",
+                            quote(kind),
+                            item.expr
+                        );
+                    }
+                }
+                out.extend(items);
+            }
+            out
+        }
+        Place::Each(element) => {
+            let (i, e) = (format!("i{depth}"), format!("e{depth}"));
+            let inner = generate(
+                element,
+                &Acc::Plain(e.clone()),
+                &path.with(Step::Expr(format!("string({i})"))),
+                depth + 1,
+                drop_unmapped,
+            );
+            let mut by_group: BTreeMap<Option<u32>, Vec<String>> = BTreeMap::new();
+            for item in inner {
+                by_group.entry(item.group).or_default().push(item.expr);
+            }
+            by_group
+                .into_iter()
+                .map(|(group, exprs)| Item {
+                    group,
+                    expr: format!(
+                        "{}.transformList({i}, {e}, {}).flatten()",
+                        acc.or("[]"),
+                        exprs.join(" + ")
+                    ),
+                })
+                .collect()
+        }
+        Place::Labels(location) | Place::ObjectAnnotations(location) => vec![Item {
+            group: None,
+            expr: labels(acc, path, depth, *location, drop_unmapped),
+        }],
+        Place::Expression(location) => vec![Item {
+            group: None,
+            expr: expression(acc, path, depth, *location),
+        }],
+        Place::Capture(_) => Vec::new(),
+    }
+}
+
+/// The patches of a labels or annotations map (or a selector's `matchLabels`).
+fn labels(acc: &Acc, path: &Path, depth: usize, location: Location, drop: bool) -> String {
+    let (k, v, r) = (format!("k{depth}"), format!("v{depth}"), format!("r{depth}"));
+    let at = path
+        .with(Step::Expr(format!("jsonpatch.escapeKey({k})")))
+        .render();
+    let replace = format!("JSONPatch{{op: 'replace', path: {at}, value: {r}}}");
+    let (keep, op) = if drop && !location.is_selector() {
+        (
+            format!("{r} != {v}"),
+            format!("{r} == '' ? JSONPatch{{op: 'remove', path: {at}}} : {replace}"),
+        )
+    } else {
+        (format!("{r} != {v} && {r} != ''"), replace)
+    };
+    format!(
+        "{map}.transformList({k}, {v}, {is_key} ? [{lookup}].filter({r}, {keep}).map({r}, {op}) : []).flatten()",
+        map = acc.or("{}"),
+        is_key = is_project_id_key(&k, depth),
+        lookup = lookup(&v, depth),
+    )
+}
+
+/// The patches of one selector expression: each value of an `In` or `NotIn` expression on a
+/// project-ID key, looked up; an unmapped value stays (a selector is never shortened).
+fn expression(acc: &Acc, path: &Path, depth: usize, _location: Location) -> String {
+    let (x, j, v, r) = (
+        format!("x{depth}"),
+        format!("j{depth}"),
+        format!("v{depth}"),
+        format!("r{depth}"),
+    );
+    let at = path
+        .with(Step::Const("values".into()))
+        .with(Step::Expr(format!("string({j})")))
+        .render();
+    let body = format!(
+        "{is_key} && {x}.?operator.orValue('') in ['In', 'NotIn'] ? {x}.?values.orValue([]).transformList({j}, {v}, [{lookup}].filter({r}, {r} != {v} && {r} != '').map({r}, JSONPatch{{op: 'replace', path: {at}, value: {r}}})).flatten() : []",
+        is_key = is_project_id_key(&format!("{x}.?key.orValue('')"), depth),
+        lookup = lookup(&v, depth),
+    );
+    match acc {
+        Acc::Plain(e) => format!("[{e}].map({x}, {body})[0]"),
+        Acc::Opt(_) => format!("[{}].map({x}, {body})[0]", acc.or("{}")),
+    }
+}
+
+/// Whether the key `k` (an expression) is a project-ID key: its prefix (before the first `/`)
+/// `cattle.io` or ending in `.cattle.io`, its name `projectid` in any case
+/// ([`crate::rewrite::is_project_id_key`]).
+pub(crate) fn is_project_id_key(k: &str, depth: usize) -> String {
+    let s = format!("s{depth}");
+    format!(
+        "[{k}.split('/', 2)].exists({s}, size({s}) == 2 && ({s}[0] == 'cattle.io' || {s}[0].endsWith('.cattle.io')) && {s}[1].lowerAscii() == 'projectid')"
+    )
+}
+
+/// The lookup of the value `v` (a string expression, evaluated more than once: a variable), as
+/// [`crate::mapping::Table::lookup_ref`] does it: the value itself when it is already a
+/// destination value, its mapping, or `''` when it is unmapped.
+pub(crate) fn lookup(v: &str, depth: usize) -> String {
+    let s = format!("c{depth}");
+    let has = |prefix: &str, e: &str| format!("('{prefix}' + {e}) in params.data");
+    let get = |prefix: &str, e: &str| format!("params.data['{prefix}' + {e}]");
+    let (cluster, project) = (format!("{s}[0]"), format!("{s}[1]"));
+    let cluster_form = format!(
+        "[{v}.split(':', 2)].map({s}, {dc} && {dp} ? {v} : {c} && {p} ? {gc} + ':' + {gp} : '')[0]",
+        dc = has(DESTINATION_CLUSTER, &cluster),
+        dp = has(DESTINATION_PROJECT, &project),
+        c = has(SOURCE_CLUSTER, &cluster),
+        p = has(SOURCE_PROJECT, &project),
+        gc = get(SOURCE_CLUSTER, &cluster),
+        gp = get(SOURCE_PROJECT, &project),
+    );
+    let project_form = format!(
+        "{dp} ? {v} : {p} ? {gp} : ''",
+        dp = has(DESTINATION_PROJECT, v),
+        p = has(SOURCE_PROJECT, v),
+        gp = get(SOURCE_PROJECT, v),
+    );
+    format!("({v}.contains(':') ? {cluster_form} : {project_form})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_mutation_per_group_of_places() {
+        let m = mutations(true);
+        assert_eq!(m.keys().copied().collect::<Vec<_>>(), (0..=9).collect::<Vec<_>>());
+        assert!(m[&0].contains("object.?metadata.?labels"));
+        assert!(m[&0].contains("object.?metadata.?annotations"));
+        assert!(m[&4].contains("object.?spec.?jobTemplate.?spec.?template.?metadata.?labels"));
+        assert!(m[&5].starts_with("(object.?kind.orValue('') == 'Pod' ?"));
+        assert!(m[&9].contains("'/spec/egress/' + string(i0) + '/to/' + string(i1)"));
+        // Only selectors' values are never removed.
+        assert!(m[&0].contains("op: 'remove'"));
+        assert!(!m[&9].contains("op: 'remove'"));
+        assert!(!mutations(false).values().any(|e| e.contains("op: 'remove'")));
+    }
+
+    #[test]
+    fn paths_and_quotes() {
+        let p = Path::default()
+            .with(Step::Const("spec".into()))
+            .with(Step::Expr("string(i0)".into()))
+            .with(Step::Const("x".into()));
+        assert_eq!(p.render(), "'/spec/' + string(i0) + '/x'");
+        assert_eq!(quote("a'b"), "'a\\'b'");
+    }
+}
