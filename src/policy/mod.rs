@@ -195,8 +195,10 @@ fn match_conditions() -> Value {
     let own = format!(
         "!({namespace} && {claimed}.exists(c, c == params.data[?'{CLUSTER_ID_KEY}'].orValue('')))"
     );
+    // A migration user's write counts for Namespaces, as the shipped webhook's matchConditions
+    // send it (SPEC §13): Stork marks every other object it migrates.
     let migrated = format!(
-        "{mark} == 'true' || ({namespace} && {claimed}.exists(c, ('{src}' + c) in params.data && params.data['{src}' + c] != c)) || params.data[?'{MIGRATION_USERS_KEY}'].orValue('').split(',').exists(u, u != '' && u == request.userInfo.username)",
+        "{mark} == 'true' || ({namespace} && ({claimed}.exists(c, ('{src}' + c) in params.data && params.data['{src}' + c] != c) || params.data[?'{MIGRATION_USERS_KEY}'].orValue('').split(',').exists(u, u != '' && u == request.userInfo.username)))",
         mark = annotation(MIGRATED_ANNOTATION),
         src = cel::SOURCE_CLUSTER,
     );

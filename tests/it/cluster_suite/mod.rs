@@ -9,6 +9,7 @@ mod plane;
 
 mod certificates;
 mod mappings;
+mod policy;
 mod projects;
 mod replicas;
 pub mod rewrites;

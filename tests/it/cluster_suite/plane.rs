@@ -34,6 +34,7 @@ pub const HOMES: &[(&str, &[&str])] = &[
     ("rr-audit", &["127.0.16.1"]),
     ("rr-rollover", &["127.0.17.1", "127.0.17.2"]),
     ("rr-projects", &["127.0.18.1"]),
+    ("rr-policy", &["127.0.19.1"]),
 ];
 
 /// The Service every install names (the chart's fullname for release `rancher-remap`, and the

@@ -1,0 +1,366 @@
+//! `export-policy` through the real apiserver: the MutatingAdmissionPolicies it prints, applied
+//! with kubectl, store what the webhook stores. The same writes (every kind, marked and not, by
+//! the migration user and by the admin, CREATE and UPDATE, and the Namespaces of SPEC §7) go
+//! first through the policies alone, then through the chart's webhook alone; each is compared
+//! with the engine's offline answer, and the two stored objects with each other, at every place
+//! a project ID was sent.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::install::{Install, CLUSTER_ID, TABLE};
+use super::objects::{self, every_kind, places_of, MIGRATED, PID, SOURCE_IDS};
+use super::plane::{plane, run_ok, ControlPlane, ADMIN, STORK};
+use super::rewrites::{mappings_configmap, offline_rewrite, until_the_webhook_answers};
+use crate::common::eventually;
+
+/// Where the policies' parameter ConfigMap lives.
+const PARAMS_NS: &str = "rr-policy-params";
+/// Where the webhook is installed in the second phase (one of the suite's HOMES).
+const HOOK_NS: &str = "rr-policy";
+/// A second spelling of the key (any project-ID key counts) and values no entry maps.
+const OTHER_KEY: &str = "management.cattle.io/projectid";
+const UNMAPPED: &[&str] = &["p-zz999", "c-7gh2k:p-zz999"];
+
+/// Every value the writes below carry at a place.
+fn ids() -> Vec<&'static str> {
+    let mut ids = SOURCE_IDS.to_vec();
+    ids.extend(UNMAPPED);
+    // A destination value (stays), and this cluster's own Namespace's annotation.
+    ids.extend(["p-gh34k", "c-m-4kq8z9rt:p-ab12c"]);
+    ids
+}
+
+/// `objects::every_kind`, with more in the metadata of each object and of its pod template: a
+/// project-ID key in another spelling, an unmapped label and annotation (dropped), a
+/// destination value (kept).
+fn objects(ns: &str, marked: bool, prefix: &str) -> Vec<Value> {
+    every_kind(ns, marked)
+        .into_iter()
+        .map(|mut o| {
+            let name = format!("{prefix}{}", o["metadata"]["name"].as_str().unwrap());
+            o["metadata"]["name"] = json!(name);
+            for meta in ["/metadata", "/spec/template/metadata", "/template/metadata"] {
+                if let Some(m) = o.pointer_mut(meta) {
+                    m["labels"]["field.cattle.io/projectID"] = json!("p-zz999");
+                    m["labels"]["cattle.io/projectId"] = json!("p-gh34k");
+                    m["annotations"][OTHER_KEY] = json!("c-7gh2k:p-zz999");
+                    m["annotations"]["Field.Cattle.IO/PROJECTID"] = json!("c-7gh2k:p-cd56e");
+                }
+            }
+            o
+        })
+        .collect()
+}
+
+/// The Namespaces of SPEC §7, named with `prefix`: (object, writer is Stork, rewritten).
+fn namespaces(prefix: &str) -> Vec<(Value, bool, bool)> {
+    let namespace = |name: &str, annotation: Option<&str>| {
+        let mut meta = json!({"name": format!("{prefix}{name}"), "labels": {PID: "p-ab12c"}});
+        if let Some(a) = annotation {
+            meta["annotations"] = json!({PID: a});
+        }
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": meta})
+    };
+    vec![
+        // Claims a source cluster's project: rewritten, whoever writes it.
+        (namespace("moved", Some("c-7gh2k:p-ab12c")), false, true),
+        // This cluster's own: never, not even by the migration user.
+        (
+            namespace("own", Some(&format!("{CLUSTER_ID}:p-ab12c"))),
+            true,
+            false,
+        ),
+        // The label alone: only when the migration user writes it.
+        (namespace("label-by-stork", None), true, true),
+        (namespace("label-by-admin", None), false, false),
+    ]
+}
+
+/// One write and what the apiserver stored.
+struct Written {
+    what: String,
+    sent: Value,
+    stored: Value,
+    /// Whether the webhook's scope admits it (else it must be stored as sent).
+    rewritten: bool,
+}
+
+/// The writes of both phases, in `app` (made here) and Namespaces named with `prefix`.
+async fn write_everything(plane: &ControlPlane, app: &str, prefix: &str) -> Vec<Written> {
+    let admin = plane.client(ADMIN).await;
+    let stork = plane.client(STORK).await;
+    let mut out = Vec::new();
+    let mut record = |what: String, sent: &Value, stored: Value, rewritten: bool| {
+        out.push(Written {
+            what,
+            sent: sent.clone(),
+            stored,
+            rewritten,
+        })
+    };
+
+    // CREATE: marked by Stork, marked by the admin; unmarked, by Stork (a migration user
+    // counts for Namespaces only, as the shipped webhook's matchConditions send them: Stork
+    // marks every other object it migrates) and by the admin: left alone.
+    let cases: [(&str, bool, &kube::Client, bool); 4] = [
+        ("stork-marked-", true, &stork, true),
+        ("admin-marked-", true, &admin, true),
+        ("stork-plain-", false, &stork, false),
+        ("admin-plain-", false, &admin, false),
+    ];
+    for (name, marked, who, rewritten) in cases {
+        for sent in objects(app, marked, name) {
+            let stored = objects::create(who, &sent, false)
+                .await
+                .unwrap_or_else(|e| panic!("{name}{}: {e}", sent["kind"]));
+            record(format!("CREATE {name}{}", sent["kind"]), &sent, stored, rewritten);
+        }
+    }
+
+    // UPDATE of unmarked objects the admin created: by the admin with the mark; by Stork and by
+    // the admin as they are (left alone). A Pod's spec and a Job's template are
+    // immutable: the apiserver refuses an UPDATE that rewrites them, as it would the same
+    // change made by hand (Stork re-creates instead).
+    let updates: [(&str, &kube::Client, bool, bool); 3] = [
+        ("admin-marks-", &admin, true, true),
+        ("stork-updates-", &stork, false, false),
+        ("admin-updates-", &admin, false, false),
+    ];
+    for (name, who, mark, rewritten) in updates {
+        for sent in objects(app, false, name)
+            .iter()
+            .filter(|o| o["kind"] != "Pod" && o["kind"] != "Job")
+        {
+            objects::create(&admin, sent, false).await.unwrap();
+            // A controller may write the status in between (a 409): read again and retry.
+            let mut attempts = 0;
+            let (now, stored) = loop {
+                let mut now = objects::get(&admin, sent).await;
+                if mark {
+                    now["metadata"]["annotations"][MIGRATED] = json!("true");
+                }
+                match objects::replace(who, &now).await {
+                    Err(kube::Error::Api(e)) if e.code == 409 && attempts < 10 => attempts += 1,
+                    answer => {
+                        let stored = answer
+                            .unwrap_or_else(|e| panic!("UPDATE {name}{}: {e}", sent["kind"]));
+                        break (now, stored);
+                    }
+                }
+            };
+            record(format!("UPDATE {name}{}", sent["kind"]), &now, stored, rewritten);
+        }
+    }
+
+    for (ns, by_stork, rewritten) in namespaces(prefix) {
+        let who = if by_stork { &stork } else { &admin };
+        let stored = objects::create(who, &ns, false).await.unwrap();
+        record(
+            format!("CREATE Namespace {}", ns["metadata"]["name"]),
+            &ns,
+            stored,
+            rewritten,
+        );
+    }
+    out
+}
+
+/// Each write stored as the engine rewrites it (or as sent, when out of scope), at every place
+/// a project ID was sent.
+fn assert_as_the_engine_says(written: &[Written]) {
+    let ids = ids();
+    let marked: Vec<Value> = written.iter().map(|w| w.sent.clone()).collect();
+    let engine = offline_rewrite(&marked);
+    let mut compared = 0;
+    for (w, rewritten) in written.iter().zip(&engine) {
+        let want = if w.rewritten { rewritten } else { &w.sent };
+        let places = places_of(&w.sent, &ids);
+        assert!(!places.is_empty(), "{}: no place to check", w.what);
+        for at in places {
+            assert_eq!(
+                w.stored.pointer(&at),
+                want.pointer(&at),
+                "{}{at}: stored {:#}",
+                w.what,
+                w.stored["metadata"]
+            );
+            compared += 1;
+        }
+        if w.rewritten {
+            assert_ne!(
+                w.sent, *rewritten,
+                "{}: the engine changes nothing here",
+                w.what
+            );
+        }
+    }
+    eprintln!("{} writes, {compared} places as the engine says", written.len());
+}
+
+/// Removes the exported policies and bindings (cluster-wide: they see every namespace), even
+/// when the test fails half-way.
+struct Policies<'p>(&'p ControlPlane);
+
+impl Policies<'_> {
+    fn delete(&self) -> std::process::Output {
+        self.0
+            .kubectl(ADMIN)
+            .args([
+                "delete",
+                "mutatingadmissionpolicies,mutatingadmissionpolicybindings",
+                "-l",
+                "app.kubernetes.io/name=rancher-remap",
+                "--ignore-not-found",
+            ])
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Policies<'_> {
+    fn drop(&mut self) {
+        let _ = self.delete();
+    }
+}
+
+/// `export-policy` for `table` (and `extra` flags), applied with kubectl.
+fn export_and_apply(plane: &ControlPlane, table: &str, extra: &[&str]) {
+    let mut args = vec![
+        "export-policy",
+        "--project-mappings",
+        table,
+        "--cluster-id",
+        CLUSTER_ID,
+        "--migration-user",
+        STORK,
+        "-n",
+        PARAMS_NS,
+    ];
+    args.extend(extra);
+    let out = crate::common::run(&args, "");
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &out.stdout).unwrap();
+    run_ok(plane.kubectl(ADMIN).arg("apply").arg("-f").arg(file.path()));
+}
+
+fn create_namespace(plane: &ControlPlane, ns: &str) {
+    run_ok(plane.kubectl(ADMIN).args(["create", "namespace", ns]));
+}
+
+/// Pods need the Namespace's default ServiceAccount (kube-controller-manager makes it).
+async fn until_default_service_account(client: &kube::Client, ns: &str) {
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "default", "namespace": ns}});
+    eventually(
+        "the default ServiceAccount",
+        Duration::from_secs(30),
+        async || {
+            objects::api(client, &sa)
+                .get_opt("default")
+                .await
+                .is_ok_and(|sa| sa.is_some())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_exported_policy_stores_what_the_webhook_stores() {
+    let (plane, _turn) = plane();
+    let minor: u32 = plane.minor().trim_start_matches("1.").parse().unwrap();
+    if minor < 36 {
+        eprintln!(
+            "skipped on {}: MutatingAdmissionPolicy admissionregistration.k8s.io/v1 is not served \
+             before 1.36 (1.32 has only v1alpha1, off by default, and its CEL has no flatten())",
+            plane.version
+        );
+        return;
+    }
+    let admin = plane.client(ADMIN).await;
+    let stork = plane.client(STORK).await;
+
+    // Phase 1: the policies alone.
+    create_namespace(plane, PARAMS_NS);
+    let policies = Policies(plane);
+    export_and_apply(plane, TABLE, &[]);
+    let app = "rr-policy-app";
+    create_namespace(plane, app);
+    until_the_webhook_answers(&stork, app).await;
+    until_default_service_account(&admin, app).await;
+    let by_policy = write_everything(plane, app, "rr-policy-ns-").await;
+    assert_as_the_engine_says(&by_policy);
+
+    // A table change is a parameter change, applied in place: p-ab12c now maps elsewhere.
+    let changed = TABLE.replace("p-xy99z", "p-new11");
+    export_and_apply(plane, &changed, &[]);
+    let probe = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "probe", "namespace": app,
+                     "labels": {PID: "p-ab12c", "field.cattle.io/projectID": "p-zz999"},
+                     "annotations": {MIGRATED: "true"}}});
+    eventually("the changed table", Duration::from_secs(30), async || {
+        objects::create(&stork, &probe, true).await.is_ok_and(|s| {
+            s["metadata"]["labels"] == json!({PID: "p-new11"})
+        })
+    })
+    .await;
+    // --unmapped keep: the unmapped label stays (a policy change, seen by the apiserver soon).
+    export_and_apply(plane, &changed, &["--unmapped", "keep"]);
+    eventually("--unmapped keep", Duration::from_secs(30), async || {
+        objects::create(&stork, &probe, true).await.is_ok_and(|s| {
+            s["metadata"]["labels"] == json!({PID: "p-new11", "field.cattle.io/projectID": "p-zz999"})
+        })
+    })
+    .await;
+    let gone = policies.delete();
+    assert!(gone.status.success(), "{}", String::from_utf8_lossy(&gone.stderr));
+    eventually("the policies gone", Duration::from_secs(30), async || {
+        objects::create(&stork, &probe, true)
+            .await
+            .is_ok_and(|s| s["metadata"]["labels"][PID] == "p-ab12c")
+    })
+    .await;
+    drop(policies);
+
+    // Phase 2: the chart's webhook alone, the same writes.
+    let install = Install::helm(
+        plane,
+        HOOK_NS,
+        &[
+            &format!("clusterId={CLUSTER_ID}"),
+            &format!("migrationUsers={{{STORK}}}"),
+        ],
+    );
+    objects::create(&admin, &mappings_configmap(HOOK_NS, TABLE), false)
+        .await
+        .unwrap();
+    let hook_app = "rr-policy-hook-app";
+    create_namespace(plane, hook_app);
+    let _server = install.start_replica(0, &[]).await;
+    until_the_webhook_answers(&stork, hook_app).await;
+    until_default_service_account(&admin, hook_app).await;
+    let by_webhook = write_everything(plane, hook_app, "rr-policy-hook-ns-").await;
+    assert_as_the_engine_says(&by_webhook);
+
+    // The two stored objects, field by field at every place.
+    assert_eq!(by_policy.len(), by_webhook.len());
+    let ids = ids();
+    let mut compared = 0;
+    for (p, w) in by_policy.iter().zip(&by_webhook) {
+        assert_eq!(p.what.replace("rr-policy-ns-", ""), w.what.replace("rr-policy-hook-ns-", ""));
+        for at in places_of(&p.sent, &ids) {
+            assert_eq!(
+                p.stored.pointer(&at),
+                w.stored.pointer(&at),
+                "{}{at}: policy {:#} webhook {:#}",
+                p.what,
+                p.stored["metadata"],
+                w.stored["metadata"]
+            );
+            compared += 1;
+        }
+    }
+    eprintln!("policy and webhook agree at {compared} places");
+}
