@@ -204,9 +204,10 @@ fn labels(acc: &Acc, path: &Path, depth: usize, location: Location, drop: bool) 
         .with(Step::Expr(format!("jsonpatch.escapeKey({k})")))
         .render();
     let replace = format!("JSONPatch{{op: 'replace', path: {at}, value: {r}}}");
+    // `''` is the lookup's "unmapped" (an empty value, too, is unmapped: dropped like any).
     let (keep, op) = if drop && !location.is_selector() {
         (
-            format!("{r} != {v}"),
+            format!("{r} == '' || {r} != {v}"),
             format!("{r} == '' ? JSONPatch{{op: 'remove', path: {at}}} : {replace}"),
         )
     } else {

@@ -22,6 +22,8 @@ const HOOK_NS: &str = "rr-policy";
 /// A second spelling of the key (any project-ID key counts) and values no entry maps.
 const OTHER_KEY: &str = "management.cattle.io/projectid";
 const UNMAPPED: &[&str] = &["p-zz999", "c-7gh2k:p-zz999"];
+/// How many of the engine's generated objects each phase writes.
+const GENERATED: usize = 120;
 
 /// Every value the writes below carry at a place.
 fn ids() -> Vec<&'static str> {
@@ -167,6 +169,185 @@ async fn write_everything(plane: &ControlPlane, app: &str, prefix: &str) -> Vec<
     out
 }
 
+/// The engine's generated objects (`properties::object`, its proptest strategy, drawn
+/// deterministically), with the suite's IDs for the properties' own, in `ns`; Namespaces named
+/// with `prefix`. A Deployment's selector is made to match its template, so that more of them
+/// are valid.
+fn generated(ns: &str, prefix: &str, n: usize) -> Vec<Value> {
+    use proptest::strategy::{Strategy, ValueTree};
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = crate::properties::object(true);
+    (0..n)
+        .map(|i| {
+            let mut text = strategy.new_tree(&mut runner).unwrap().current().to_string();
+            for (from, to) in [
+                // What the apiserver would refuse whatever the rewrite: a key with `~`, a
+                // value with a space.
+                ("a~b.cattle.io", "a-b.cattle.io"),
+                ("Not Valid", "not-valid"),
+                ("c-s:", "c-7gh2k:"),
+                ("c-d:", "c-m-4kq8z9rt:"),
+                ("p-src1", "p-ab12c"),
+                ("p-src2", "p-cd56e"),
+                ("p-dst1", "p-xy99z"),
+                ("p-dst2", "p-gh34k"),
+            ] {
+                text = text.replace(from, to);
+            }
+            let mut o: Value = serde_json::from_str(&text).unwrap();
+            // A field the schema does not have is not stored (the properties' `other`).
+            o.as_object_mut().unwrap().remove("other");
+            let namespace = o["kind"] == "Namespace";
+            let meta = &mut o["metadata"];
+            if namespace {
+                meta.as_object_mut().unwrap().remove("namespace");
+                meta["name"] = json!(format!("{prefix}gen-{i}"));
+            } else {
+                meta["namespace"] = json!(ns);
+                meta["name"] = json!(format!("gen-{i}"));
+            }
+            valid_labels(&mut o);
+            if o["kind"] == "ConfigMap" {
+                o["data"] = json!({"k": "v"});
+            }
+            if o["kind"] == "CronJob" {
+                o["spec"]["schedule"] = json!("0 0 * * *");
+                o["spec"]["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"] =
+                    json!("Never");
+            }
+            if o["kind"] == "Deployment" {
+                o["spec"]["selector"] = json!({"matchLabels": {"gen": "yes"}});
+                o["spec"]["template"]["metadata"]["labels"]["gen"] = json!("yes");
+            }
+            o
+        })
+        .collect()
+}
+
+/// Label values cannot hold `:` (Rancher puts the project form in labels): the project part
+/// of each, in labels, `matchLabels` and expression values; no values for `Exists`, one for
+/// an `In` without any.
+fn valid_labels(v: &mut Value) {
+    let project = |v: &mut Value| {
+        if let Some(s) = v.as_str() {
+            let p = s.rsplit(':').next().unwrap_or_default().to_string();
+            *v = json!(p);
+        }
+    };
+    match v {
+        Value::Object(map) => {
+            for (k, item) in map.iter_mut() {
+                match k.as_str() {
+                    "labels" | "matchLabels" => {
+                        item.as_object_mut().into_iter().flatten().for_each(|(_, v)| project(v))
+                    }
+                    "matchExpressions" => {
+                        for e in item.as_array_mut().into_iter().flatten() {
+                            match e["operator"].as_str() {
+                                Some("Exists" | "DoesNotExist") => {
+                                    e.as_object_mut().unwrap().remove("values");
+                                }
+                                _ if e["values"] == json!([]) => e["values"] = json!(["p-ab12c"]),
+                                _ => {}
+                            }
+                            let values = e.get_mut("values").and_then(Value::as_array_mut);
+                            values.into_iter().flatten().for_each(project);
+                        }
+                    }
+                    _ => valid_labels(item),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(valid_labels),
+        _ => {}
+    }
+}
+
+/// The values the generated objects carry at places.
+const GENERATED_IDS: &[&str] = &[
+    "p-ab12c",
+    "p-cd56e",
+    "c-7gh2k:p-ab12c",
+    "c-7gh2k:p-cd56e",
+    "p-xy99z",
+    "c-m-4kq8z9rt:p-gh34k",
+    "p-same",
+    "p-unknown",
+    "c-x:p-ab12c",
+    "p-gh34k",
+    "",
+    "not-valid",
+];
+
+/// What the engine makes the admin's write of `obj` (the webhook's scope rule and rewrite, as
+/// the library has them): the object itself when out of scope.
+fn engine_answer(obj: &Value) -> Value {
+    use rancher_remap::mapping::objects::Mappings;
+    use rancher_remap::rewrite::{
+        admit, has_migrated_annotation, namespace_claim_of, rewrite, MutateSettings,
+        NamespaceClaim, Options, Writer,
+    };
+    let mappings = Mappings::from_text(TABLE).unwrap();
+    let settings = MutateSettings {
+        migration_users: [STORK.to_string()].into(),
+        cluster_id: Some(CLUSTER_ID.into()),
+        ..MutateSettings::default()
+    };
+    let claim = match obj["kind"].as_str() {
+        Some("Namespace") => namespace_claim_of(obj, &mappings.table, Some(CLUSTER_ID)),
+        _ => NamespaceClaim::Unknown,
+    };
+    let writer = Writer {
+        username: ADMIN,
+        migrated_annotation: has_migrated_annotation(obj),
+        claim,
+    };
+    let Some(migrated) = admit(&writer, &mappings, &settings) else {
+        return obj.clone();
+    };
+    let options = Options {
+        migrated,
+        ..Options::default()
+    };
+    let mut out = obj.clone();
+    json_patch::patch(&mut out, &rewrite(obj, &mappings.table, &options).patch).unwrap();
+    out
+}
+
+/// The admin's server-side dry-run CREATE of each generated object: what the apiserver
+/// answered (an error's text when it refused, as the engine's answer may be invalid).
+async fn write_generated(plane: &ControlPlane, objects: &[Value]) -> Vec<Result<Value, String>> {
+    let admin = plane.client(ADMIN).await;
+    let mut out = Vec::new();
+    for o in objects {
+        out.push(
+            objects::create(&admin, o, true)
+                .await
+                .map_err(|e| e.to_string()),
+        );
+    }
+    out
+}
+
+/// Each accepted generated write stored as the engine answers it; the number accepted.
+fn assert_generated_as_the_engine_says(sent: &[Value], answers: &[Result<Value, String>]) -> usize {
+    let mut accepted = 0;
+    for (o, answer) in sent.iter().zip(answers) {
+        let Ok(stored) = answer else { continue };
+        accepted += 1;
+        let want = engine_answer(o);
+        for at in places_of(o, GENERATED_IDS) {
+            assert_eq!(
+                stored.pointer(&at),
+                want.pointer(&at),
+                "generated {}{at}: sent {o:#}",
+                o["kind"]
+            );
+        }
+    }
+    accepted
+}
+
 /// Each write stored as the engine rewrites it (or as sent, when out of scope), at every place
 /// a project ID was sent.
 fn assert_as_the_engine_says(written: &[Written]) {
@@ -292,6 +473,11 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
     until_default_service_account(&admin, app).await;
     let by_policy = write_everything(plane, app, "rr-policy-ns-").await;
     assert_as_the_engine_says(&by_policy);
+    let generated_by_policy = generated(app, "rr-policy-ns-", GENERATED);
+    let policy_answers = write_generated(plane, &generated_by_policy).await;
+    let accepted = assert_generated_as_the_engine_says(&generated_by_policy, &policy_answers);
+    eprintln!("{accepted} of {GENERATED} generated objects accepted, as the engine says");
+    assert!(accepted >= GENERATED * 9 / 10, "too few generated objects accepted");
 
     // A table change is a parameter change, applied in place: p-ab12c now maps elsewhere.
     let changed = TABLE.replace("p-xy99z", "p-new11");
@@ -343,6 +529,9 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
     until_default_service_account(&admin, hook_app).await;
     let by_webhook = write_everything(plane, hook_app, "rr-policy-hook-ns-").await;
     assert_as_the_engine_says(&by_webhook);
+    let generated_by_webhook = generated(hook_app, "rr-policy-hook-ns-", GENERATED);
+    let webhook_answers = write_generated(plane, &generated_by_webhook).await;
+    assert_generated_as_the_engine_says(&generated_by_webhook, &webhook_answers);
 
     // The two stored objects, field by field at every place.
     assert_eq!(by_policy.len(), by_webhook.len());
@@ -360,6 +549,24 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
                 w.stored["metadata"]
             );
             compared += 1;
+        }
+    }
+    for ((o, p), w) in generated_by_policy
+        .iter()
+        .zip(&policy_answers)
+        .zip(&webhook_answers)
+    {
+        match (p, w) {
+            (Ok(p), Ok(w)) => {
+                for at in places_of(o, GENERATED_IDS) {
+                    assert_eq!(p.pointer(&at), w.pointer(&at), "generated {}{at}", o["kind"]);
+                    compared += 1;
+                }
+            }
+            (Err(_), Err(_)) => {}
+            (p, w) => panic!(
+                "generated {o:#}: the policy answered {p:?}, the webhook {w:?}",
+            ),
         }
     }
     eprintln!("policy and webhook agree at {compared} places");
