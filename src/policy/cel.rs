@@ -1,6 +1,6 @@
 //! The rewrite as CEL the API server runs: one JSONPatch expression per group of places,
-//! generated from [`crate::rewrite::places`] (SPEC's "where values are rewritten", written once:
-//! the engine walks the same table), and the lookup of one value in the parameter ConfigMap
+//! generated from [`crate::rewrite::places`] (docs/behaviour.md, "Where values are rewritten",
+//! written once: the engine walks the same table), and the lookup of one value in the parameter ConfigMap
 //! (the [`TableParts`](crate::mapping::TableParts) as keys, see [`super::params`]).
 //!
 //! What the generated CEL does, place by place, as the engine does it:

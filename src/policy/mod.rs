@@ -7,7 +7,7 @@
 //! - `rancher-remap-workloads`: the built-in kinds with pod templates, pod specs and
 //!   NetworkPolicy rules ([`WORKLOADS`]), every other place of the engine.
 //!
-//! Both rewrite only what the webhook's scope admits (SPEC §7 under `--scope migrated`): an
+//! Both rewrite only what the webhook's scope admits (docs/behaviour.md, "Which requests are rewritten", under `--scope migrated`): an
 //! object with Stork's migrated annotation, a Namespace whose project-ID annotation names a
 //! source cluster of the table, a write by a migration user; never a Namespace annotated with
 //! this cluster's ID. Every admitted object counts as migrated, so `drop` removes its unmapped
@@ -173,7 +173,7 @@ pub fn params(mappings: &Mappings, settings: &Settings, users: &[String]) -> Val
            "data": data})
 }
 
-/// The scope (SPEC §7, `--scope migrated`) as matchConditions: CEL over the request, the
+/// The scope (`--scope migrated`) as matchConditions: CEL over the request, the
 /// object and the parameters.
 fn match_conditions() -> Value {
     let annotation = |key: &str| {
@@ -196,7 +196,7 @@ fn match_conditions() -> Value {
         "!({namespace} && {claimed}.exists(c, c == params.data[?'{CLUSTER_ID_KEY}'].orValue('')))"
     );
     // A migration user's write counts for Namespaces, as the shipped webhook's matchConditions
-    // send it (SPEC §13): Stork marks every other object it migrates.
+    // send it (docs/behaviour.md, "Which writes reach the webhook"): Stork marks every other object it migrates.
     let migrated = format!(
         "{mark} == 'true' || ({namespace} && ({claimed}.exists(c, ('{src}' + c) in params.data && params.data['{src}' + c] != c) || params.data[?'{MIGRATION_USERS_KEY}'].orValue('').split(',').exists(u, u != '' && u == request.userInfo.username)))",
         mark = annotation(MIGRATED_ANNOTATION),

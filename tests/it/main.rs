@@ -13,6 +13,7 @@ mod dist;
 mod docs;
 mod doctor;
 mod edges;
+mod export_policy;
 mod fake_api;
 mod fake_api_protocol;
 mod hostile;

@@ -1,0 +1,270 @@
+//! `export-policy` offline: the YAML stream it prints (kinds, fields, the parameters), what it
+//! refuses (`--unmapped deny`, bad tables with `check`'s messages), and what it says it does
+//! not cover. Through the real apiserver: `cluster::policy`.
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+const CONFIGMAP: &str = "deploy/examples/mappings-configmap.yaml";
+
+fn export(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["export-policy"];
+    all.extend_from_slice(args);
+    run(&all, "")
+}
+
+fn exported(args: &[&str]) -> (String, Vec<Value>) {
+    let out = export(args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let objects = rancher_remap::manifest::parse_objects(&text).unwrap();
+    (text, objects)
+}
+
+#[test]
+fn one_stream_of_parameters_policies_and_bindings() {
+    let file = repo(CONFIGMAP);
+    let (text, objects) = exported(&[
+        "--mappings-file",
+        file.to_str().unwrap(),
+        "--cluster-id",
+        "c-m-4kq8z9rt",
+        "--migration-user",
+        "stork",
+        "-n",
+        "remap",
+    ]);
+    let kinds: Vec<(&str, &str)> = objects
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("ConfigMap", "rancher-remap-policy-params"),
+            ("MutatingAdmissionPolicy", "rancher-remap-metadata"),
+            ("MutatingAdmissionPolicy", "rancher-remap-workloads"),
+            ("MutatingAdmissionPolicyBinding", "rancher-remap-metadata"),
+            ("MutatingAdmissionPolicyBinding", "rancher-remap-workloads"),
+        ]
+    );
+
+    // The parameters: the table's projects and clusters apart (ConfigMap keys cannot hold
+    // `:`), the values already mapped, this cluster, the migration users of the flag and of
+    // the ConfigMap's annotation.
+    let params = &objects[0];
+    assert_eq!(params["metadata"]["namespace"], "remap");
+    assert_eq!(
+        params["data"],
+        json!({
+            "p.p-ab12c": "p-xy99z", "p.p-cd56e": "p-gh34k",
+            "c.c-7gh2k": "c-m-4kq8z9rt",
+            "dp.p-gh34k": "", "dp.p-xy99z": "",
+            "dc.c-m-4kq8z9rt": "",
+            "clusterId": "c-m-4kq8z9rt",
+            "migrationUsers": "stork,system:serviceaccount:kube-system:stork-migrator",
+        })
+    );
+    for key in params["data"].as_object().unwrap().keys() {
+        assert!(
+            key.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)),
+            "{key}: not a ConfigMap key"
+        );
+    }
+
+    for policy in &objects[1..3] {
+        assert_eq!(policy["apiVersion"], "admissionregistration.k8s.io/v1");
+        let spec = &policy["spec"];
+        assert_eq!(
+            spec["paramKind"],
+            json!({"apiVersion": "v1", "kind": "ConfigMap"})
+        );
+        assert_eq!(spec["failurePolicy"], "Fail");
+        assert_eq!(spec["reinvocationPolicy"], "IfNeeded");
+        assert_eq!(
+            spec["matchConstraints"]["namespaceSelector"]["matchExpressions"][0]["values"],
+            json!(["kube-system", "remap"])
+        );
+        let rules = spec["matchConstraints"]["resourceRules"].as_array().unwrap();
+        for r in rules {
+            assert_eq!(r["operations"], json!(["CREATE", "UPDATE"]));
+        }
+        let conditions: Vec<&str> = spec["matchConditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            conditions,
+            ["parameters", "not-this-clusters-namespace", "migrated"]
+        );
+        for m in spec["mutations"].as_array().unwrap() {
+            assert_eq!(m["patchType"], "JSONPatch");
+            let expr = m["jsonPatch"]["expression"].as_str().unwrap();
+            assert!(expr.contains("JSONPatch{op: 'replace'"), "{expr}");
+            // Patch values are strings: no typed object is built (it fails in the apiserver).
+            assert!(!expr.contains("Object."), "{expr}");
+        }
+    }
+    let metadata = &objects[1]["spec"];
+    assert_eq!(
+        metadata["matchConstraints"]["resourceRules"][0]["resources"],
+        json!(["*"])
+    );
+    assert_eq!(metadata["mutations"].as_array().unwrap().len(), 1);
+    let workloads = &objects[2]["spec"];
+    let resources: Vec<&str> = workloads["matchConstraints"]["resourceRules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["resources"].as_array().unwrap())
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        resources,
+        [
+            "pods",
+            "podtemplates",
+            "replicationcontrollers",
+            "deployments",
+            "statefulsets",
+            "daemonsets",
+            "replicasets",
+            "jobs",
+            "cronjobs",
+            "networkpolicies"
+        ]
+    );
+    // Template metadata (4 places), pod specs (4), NetworkPolicy rules (1).
+    assert_eq!(workloads["mutations"].as_array().unwrap().len(), 9);
+    let all = workloads["mutations"].to_string();
+    for place in [
+        "object.?spec.?template.?metadata.?labels",
+        "object.?template.?metadata.?annotations",
+        "object.?spec.?jobTemplate.?metadata.?labels",
+        "object.?spec.?jobTemplate.?spec.?template.?spec.?affinity.?podAntiAffinity.?preferredDuringSchedulingIgnoredDuringExecution",
+        "object.?spec.?ingress",
+        "object.?spec.?egress",
+    ] {
+        assert!(all.contains(place), "{place}");
+    }
+
+    for binding in &objects[3..] {
+        assert_eq!(
+            binding["spec"]["paramRef"],
+            json!({"name": "rancher-remap-policy-params", "namespace": "remap",
+                   "parameterNotFoundAction": "Allow"})
+        );
+        assert_eq!(binding["spec"]["policyName"], binding["metadata"]["name"]);
+    }
+
+    // What it does not cover, said in the output.
+    for said in [
+        "Not covered",
+        "custom resources",
+        "--unmapped deny",
+        "warnings",
+        "--mode warn",
+        "cost limit",
+        "run the webhook",
+    ] {
+        assert!(text.contains(said), "{said}");
+    }
+    assert!(!text.contains(concat!("..", "/shared")));
+    // The same bytes every time: applying it again changes nothing.
+    let (again, _) = exported(&[
+        "--mappings-file",
+        file.to_str().unwrap(),
+        "--cluster-id",
+        "c-m-4kq8z9rt",
+        "--migration-user",
+        "stork",
+        "-n",
+        "remap",
+    ]);
+    assert_eq!(text, again);
+}
+
+#[test]
+fn keep_never_removes() {
+    let (_, drop) = exported(&["--project-mappings", "p-a=p-b", "--cluster-id", "c-1"]);
+    let (_, keep) = exported(&[
+        "--project-mappings",
+        "p-a=p-b",
+        "--cluster-id",
+        "c-1",
+        "--unmapped",
+        "keep",
+    ]);
+    let removes = |objects: &[Value]| objects[1..3].iter().any(|p| p.to_string().contains("op: 'remove'"));
+    assert!(removes(&drop));
+    assert!(!removes(&keep));
+}
+
+#[test]
+fn deny_is_refused_before_anything_is_read() {
+    let out = export(&[
+        "--mappings-file",
+        "/nonexistent",
+        "--cluster-id",
+        "c-1",
+        "--unmapped",
+        "deny",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).is_empty());
+    let err = stderr(&out);
+    assert!(
+        err.contains("--unmapped deny cannot be exported") && err.contains("webhook"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_cluster_id_is_required() {
+    let out = export(&["--project-mappings", "p-a=p-b"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--cluster-id"), "{}", stderr(&out));
+}
+
+/// A bad table prints nothing, with the message `check` gives for it.
+#[test]
+fn bad_tables_are_refused_as_check_refuses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    for (table, cluster) in [
+        ("p-a=p-b,p-b=p-c", "c-1"),
+        ("p-a: p-b", "c-1"),
+        ("c-1:p-a=c-2:p-b", "c-1"),
+        ("c-1:p-a=c-2:p-b", "c-3"),
+        ("p-a=p-b,p-a=p-c", "c-1"),
+        ("", "c-1"),
+    ] {
+        let file = dir.path().join("table.txt");
+        std::fs::write(&file, table).unwrap();
+        let file = file.to_str().unwrap();
+        let checked = run(&["check", "--cluster-id", cluster, "-f", file], "");
+        assert_eq!(checked.status.code(), Some(1), "{table}");
+        let out = export(&["--mappings-file", file, "--cluster-id", cluster]);
+        assert_eq!(out.status.code(), Some(1), "{table}");
+        assert!(stdout(&out).is_empty(), "{table}");
+        // check prints `FILE: WHAT: error: PATH: message`; the message is the same.
+        let check_says = stdout(&checked);
+        let message = check_says
+            .lines()
+            .find_map(|l| l.split(": error: ").nth(1))
+            // The path is `project-mappings[ENTRY]` (the entry may hold `: `) or `data`.
+            .and_then(|m| m.split_once("]: ").or_else(|| m.split_once(": ")))
+            .map(|(_, m)| m)
+            .unwrap_or_else(|| panic!("{table}: {check_says}"));
+        let err = stderr(&out);
+        assert!(err.contains(message), "{table}: {err} lacks {message}");
+    }
+}
