@@ -571,3 +571,130 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
     }
     eprintln!("policy and webhook agree at {compared} places");
 }
+
+/// A migrated Deployment whose pod template has `n` required podAffinity terms and `n`
+/// preferred podAntiAffinity terms, each selecting Namespaces by project with `matchLabels` and
+/// a two-value `In` expression (6·n project IDs).
+fn affinity_terms(n: usize) -> Value {
+    let term = json!({"labelSelector": {"matchLabels": {"app": "db"}},
+        "topologyKey": "kubernetes.io/hostname",
+        "namespaceSelector": {"matchLabels": {PID: "p-ab12c"},
+            "matchExpressions": [{"key": PID, "operator": "In", "values": ["p-ab12c", "p-cd56e"]}]}});
+    let spec = json!({"containers": [{"name": "app", "image": "registry.example.com/app:1"}],
+        "affinity": {
+            "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": vec![term.clone(); n]},
+            "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution":
+                vec![json!({"weight": 1, "podAffinityTerm": term}); n]}}});
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "large", "namespace": COST_NS, "annotations": {MIGRATED: "true"}},
+        "spec": {"selector": {"matchLabels": {"app": "large"}},
+                 "template": {"metadata": {"labels": {"app": "large"}}, "spec": spec}}})
+}
+
+/// A migrated NetworkPolicy with `rules` ingress and as many egress rules, each with `peers`
+/// peers selecting Namespaces by project (`matchLabels` and a one-value `In`: 4·rules·peers IDs).
+fn network_policy(rules: usize, peers: usize) -> Value {
+    let peer = json!({"namespaceSelector": {"matchLabels": {PID: "p-ab12c"},
+        "matchExpressions": [{"key": PID, "operator": "In", "values": ["p-cd56e"]}]}});
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "large", "namespace": COST_NS, "annotations": {MIGRATED: "true"}},
+        "spec": {"podSelector": {},
+                 "ingress": vec![json!({"from": vec![peer.clone(); peers]}); rules],
+                 "egress": vec![json!({"to": vec![peer; peers]}); rules]}})
+}
+
+/// A migrated ConfigMap with `n` project-ID labels (`kN.cattle.io/projectId`).
+fn labels(n: usize) -> Value {
+    let labels: serde_json::Map<String, Value> = (0..n)
+        .map(|i| (format!("k{i}.cattle.io/projectId"), json!("p-ab12c")))
+        .collect();
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "large", "namespace": COST_NS, "labels": labels,
+                     "annotations": {MIGRATED: "true"}}})
+}
+
+/// Where the cost test writes.
+const COST_NS: &str = "rr-policy-cost";
+
+/// The shapes of docs/admission-policy.md's cost table: a name, the object of size `n`, and
+/// the size the docs say is admitted.
+type Shape = (&'static str, fn(usize) -> Value, usize);
+const SHAPES: &[Shape] = &[
+    ("affinity terms (n required + n preferred)", affinity_terms, 700),
+    ("NetworkPolicy peers (n in one ingress + n in one egress rule)", |n| network_policy(1, n), 1_000),
+    ("NetworkPolicy rules (n ingress + n egress, one peer each)", |n| network_policy(n, 1), 1_000),
+    ("project-ID labels", labels, 6_000),
+];
+
+/// The apiserver's answer to Stork's server-side dry-run CREATE of `obj` (a refusal's message
+/// without the expression it quotes, which is long).
+async fn dry_run(stork: &kube::Client, obj: &Value) -> Result<Value, String> {
+    objects::create(stork, obj, true).await.map_err(|e| {
+        let e = e.to_string();
+        match (e.find("expression '"), e.rfind("' resulted in")) {
+            (Some(start), Some(end)) if start < end => format!("{}…{}", &e[..start + 12], &e[end..]),
+            _ => e,
+        }
+    })
+}
+
+/// The CEL cost limit: objects of the sizes the docs give are admitted and rewritten whole;
+/// twice as large is refused with the cost named (failurePolicy Fail), never stored with its
+/// source IDs. `RANCHER_REMAP_POLICY_COST_SEARCH=1` also bisects for the largest size admitted
+/// of each shape and prints it (the figures in docs/admission-policy.md and BENCHMARKS.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_rewrites_large_objects_within_the_cel_cost_limit() {
+    let (plane, _turn) = plane();
+    let minor: u32 = plane.minor().trim_start_matches("1.").parse().unwrap();
+    if minor < 36 {
+        eprintln!(
+            "skipped on {}: MutatingAdmissionPolicy admissionregistration.k8s.io/v1 is not served \
+             before 1.36",
+            plane.version
+        );
+        return;
+    }
+    let stork = plane.client(STORK).await;
+    create_namespace(plane, PARAMS_NS);
+    let _policies = Policies(plane);
+    export_and_apply(plane, TABLE, &[]);
+    create_namespace(plane, COST_NS);
+    until_the_webhook_answers(&stork, COST_NS).await;
+    let search = std::env::var_os("RANCHER_REMAP_POLICY_COST_SEARCH").is_some();
+    for (shape, make, documented) in SHAPES {
+        let sent = make(*documented);
+        let stored = dry_run(&stork, &sent)
+            .await
+            .unwrap_or_else(|e| panic!("{shape}, n = {documented}: {e}"));
+        let sources = places_of(&sent, &["p-ab12c", "p-cd56e"]);
+        assert!(sources.len() >= *documented, "{shape}");
+        for at in &sources {
+            let now = stored.pointer(at).and_then(Value::as_str);
+            assert!(
+                matches!(now, Some("p-xy99z" | "p-gh34k")),
+                "{shape}, n = {documented}: {at} is {now:?}"
+            );
+        }
+        let over = dry_run(&stork, &make(documented * 2)).await;
+        assert!(
+            over.as_ref().is_err_and(|e| e.contains("cost limit exceeded")),
+            "{shape}, n = {}: {over:?}",
+            documented * 2
+        );
+        if search {
+            let (mut ok, mut refused) = (*documented, documented * 2);
+            while refused - ok > 1 {
+                let mid = (ok + refused) / 2;
+                match dry_run(&stork, &make(mid)).await {
+                    Ok(_) => ok = mid,
+                    Err(_) => refused = mid,
+                }
+            }
+            let bytes = make(ok).to_string().len();
+            eprintln!(
+                "{shape}: largest admitted n = {ok} ({} project IDs, {bytes} bytes of JSON)",
+                places_of(&make(ok), &["p-ab12c", "p-cd56e"]).len()
+            );
+        }
+    }
+}
