@@ -199,7 +199,11 @@ fn generate(p: &Place, acc: &Acc, path: &Path, depth: usize, drop_unmapped: bool
 
 /// The patches of a labels or annotations map (or a selector's `matchLabels`).
 fn labels(acc: &Acc, path: &Path, depth: usize, location: Location, drop: bool) -> String {
-    let (k, v, r) = (format!("k{depth}"), format!("v{depth}"), format!("r{depth}"));
+    let (k, v, r) = (
+        format!("k{depth}"),
+        format!("v{depth}"),
+        format!("r{depth}"),
+    );
     let at = path
         .with(Step::Expr(format!("jsonpatch.escapeKey({k})")))
         .render();
@@ -288,7 +292,10 @@ mod tests {
     #[test]
     fn one_mutation_per_group_of_places() {
         let m = mutations(true);
-        assert_eq!(m.keys().copied().collect::<Vec<_>>(), (0..=9).collect::<Vec<_>>());
+        assert_eq!(
+            m.keys().copied().collect::<Vec<_>>(),
+            (0..=9).collect::<Vec<_>>()
+        );
         assert!(m[&0].contains("object.?metadata.?labels"));
         assert!(m[&0].contains("object.?metadata.?annotations"));
         assert!(m[&4].contains("object.?spec.?jobTemplate.?spec.?template.?metadata.?labels"));
@@ -297,7 +304,9 @@ mod tests {
         // Only selectors' values are never removed.
         assert!(m[&0].contains("op: 'remove'"));
         assert!(!m[&9].contains("op: 'remove'"));
-        assert!(!mutations(false).values().any(|e| e.contains("op: 'remove'")));
+        assert!(!mutations(false)
+            .values()
+            .any(|e| e.contains("op: 'remove'")));
     }
 
     #[test]

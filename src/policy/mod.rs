@@ -68,7 +68,9 @@ pub enum PolicyError {
     )]
     Deny,
     /// A migration user name the comma-separated parameter cannot hold.
-    #[error("migration user {0:?} holds a comma, which the policy's parameter uses to separate names")]
+    #[error(
+        "migration user {0:?} holds a comma, which the policy's parameter uses to separate names"
+    )]
     UserWithComma(String),
 }
 
@@ -176,12 +178,8 @@ pub fn params(mappings: &Mappings, settings: &Settings, users: &[String]) -> Val
 /// The scope (`--scope migrated`) as matchConditions: CEL over the request, the
 /// object and the parameters.
 fn match_conditions() -> Value {
-    let annotation = |key: &str| {
-        format!(
-            "object.?metadata.?annotations[?{}].orValue('')",
-            quote(key)
-        )
-    };
+    let annotation =
+        |key: &str| format!("object.?metadata.?annotations[?{}].orValue('')", quote(key));
     let namespace = "request.kind.group == '' && request.kind.kind == 'Namespace'";
     let keys = NAMESPACE_PROJECT_KEYS
         .iter()

@@ -51,7 +51,14 @@ fn nothing_an_operator_reads_points_outside_the_repository() {
     }
     let mut helps = vec![stdout(&bin().arg("--help").output().unwrap())];
     for cmd in [
-        "serve", "rewrite", "derive", "check", "certs", "audit", "doctor", "export-policy",
+        "serve",
+        "rewrite",
+        "derive",
+        "check",
+        "certs",
+        "audit",
+        "doctor",
+        "export-policy",
     ] {
         helps.push(stdout(&bin().args([cmd, "--help"]).output().unwrap()));
     }

@@ -92,7 +92,9 @@ fn one_stream_of_parameters_policies_and_bindings() {
             spec["matchConstraints"]["namespaceSelector"]["matchExpressions"][0]["values"],
             json!(["kube-system", "remap"])
         );
-        let rules = spec["matchConstraints"]["resourceRules"].as_array().unwrap();
+        let rules = spec["matchConstraints"]["resourceRules"]
+            .as_array()
+            .unwrap();
         for r in rules {
             assert_eq!(r["operations"], json!(["CREATE", "UPDATE"]));
         }
@@ -204,7 +206,11 @@ fn keep_never_removes() {
         "--unmapped",
         "keep",
     ]);
-    let removes = |objects: &[Value]| objects[1..3].iter().any(|p| p.to_string().contains("op: 'remove'"));
+    let removes = |objects: &[Value]| {
+        objects[1..3]
+            .iter()
+            .any(|p| p.to_string().contains("op: 'remove'"))
+    };
     assert!(removes(&drop));
     assert!(!removes(&keep));
 }

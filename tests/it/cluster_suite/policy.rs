@@ -117,7 +117,12 @@ async fn write_everything(plane: &ControlPlane, app: &str, prefix: &str) -> Vec<
             let stored = objects::create(who, &sent, false)
                 .await
                 .unwrap_or_else(|e| panic!("{name}{}: {e}", sent["kind"]));
-            record(format!("CREATE {name}{}", sent["kind"]), &sent, stored, rewritten);
+            record(
+                format!("CREATE {name}{}", sent["kind"]),
+                &sent,
+                stored,
+                rewritten,
+            );
         }
     }
 
@@ -146,13 +151,18 @@ async fn write_everything(plane: &ControlPlane, app: &str, prefix: &str) -> Vec<
                 match objects::replace(who, &now).await {
                     Err(kube::Error::Api(e)) if e.code == 409 && attempts < 10 => attempts += 1,
                     answer => {
-                        let stored = answer
-                            .unwrap_or_else(|e| panic!("UPDATE {name}{}: {e}", sent["kind"]));
+                        let stored =
+                            answer.unwrap_or_else(|e| panic!("UPDATE {name}{}: {e}", sent["kind"]));
                         break (now, stored);
                     }
                 }
             };
-            record(format!("UPDATE {name}{}", sent["kind"]), &now, stored, rewritten);
+            record(
+                format!("UPDATE {name}{}", sent["kind"]),
+                &now,
+                stored,
+                rewritten,
+            );
         }
     }
 
@@ -179,7 +189,11 @@ fn generated(ns: &str, prefix: &str, n: usize) -> Vec<Value> {
     let strategy = crate::properties::object(true);
     (0..n)
         .map(|i| {
-            let mut text = strategy.new_tree(&mut runner).unwrap().current().to_string();
+            let mut text = strategy
+                .new_tree(&mut runner)
+                .unwrap()
+                .current()
+                .to_string();
             for (from, to) in [
                 // What the apiserver would refuse whatever the rewrite: a key with `~`, a
                 // value with a space.
@@ -238,9 +252,11 @@ fn valid_labels(v: &mut Value) {
         Value::Object(map) => {
             for (k, item) in map.iter_mut() {
                 match k.as_str() {
-                    "labels" | "matchLabels" => {
-                        item.as_object_mut().into_iter().flatten().for_each(|(_, v)| project(v))
-                    }
+                    "labels" | "matchLabels" => item
+                        .as_object_mut()
+                        .into_iter()
+                        .flatten()
+                        .for_each(|(_, v)| project(v)),
                     "matchExpressions" => {
                         for e in item.as_array_mut().into_iter().flatten() {
                             match e["operator"].as_str() {
@@ -377,7 +393,10 @@ fn assert_as_the_engine_says(written: &[Written]) {
             );
         }
     }
-    eprintln!("{} writes, {compared} places as the engine says", written.len());
+    eprintln!(
+        "{} writes, {compared} places as the engine says",
+        written.len()
+    );
 }
 
 /// Removes the exported policies and bindings (cluster-wide: they see every namespace), even
@@ -477,7 +496,10 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
     let policy_answers = write_generated(plane, &generated_by_policy).await;
     let accepted = assert_generated_as_the_engine_says(&generated_by_policy, &policy_answers);
     eprintln!("{accepted} of {GENERATED} generated objects accepted, as the engine says");
-    assert!(accepted >= GENERATED * 9 / 10, "too few generated objects accepted");
+    assert!(
+        accepted >= GENERATED * 9 / 10,
+        "too few generated objects accepted"
+    );
 
     // A table change is a parameter change, applied in place: p-ab12c now maps elsewhere.
     let changed = TABLE.replace("p-xy99z", "p-new11");
@@ -487,21 +509,26 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
                      "labels": {PID: "p-ab12c", "field.cattle.io/projectID": "p-zz999"},
                      "annotations": {MIGRATED: "true"}}});
     eventually("the changed table", Duration::from_secs(30), async || {
-        objects::create(&stork, &probe, true).await.is_ok_and(|s| {
-            s["metadata"]["labels"] == json!({PID: "p-new11"})
-        })
+        objects::create(&stork, &probe, true)
+            .await
+            .is_ok_and(|s| s["metadata"]["labels"] == json!({PID: "p-new11"}))
     })
     .await;
     // --unmapped keep: the unmapped label stays (a policy change, seen by the apiserver soon).
     export_and_apply(plane, &changed, &["--unmapped", "keep"]);
     eventually("--unmapped keep", Duration::from_secs(30), async || {
         objects::create(&stork, &probe, true).await.is_ok_and(|s| {
-            s["metadata"]["labels"] == json!({PID: "p-new11", "field.cattle.io/projectID": "p-zz999"})
+            s["metadata"]["labels"]
+                == json!({PID: "p-new11", "field.cattle.io/projectID": "p-zz999"})
         })
     })
     .await;
     let gone = policies.delete();
-    assert!(gone.status.success(), "{}", String::from_utf8_lossy(&gone.stderr));
+    assert!(
+        gone.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gone.stderr)
+    );
     eventually("the policies gone", Duration::from_secs(30), async || {
         objects::create(&stork, &probe, true)
             .await
@@ -538,7 +565,10 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
     let ids = ids();
     let mut compared = 0;
     for (p, w) in by_policy.iter().zip(&by_webhook) {
-        assert_eq!(p.what.replace("rr-policy-ns-", ""), w.what.replace("rr-policy-hook-ns-", ""));
+        assert_eq!(
+            p.what.replace("rr-policy-ns-", ""),
+            w.what.replace("rr-policy-hook-ns-", "")
+        );
         for at in places_of(&p.sent, &ids) {
             assert_eq!(
                 p.stored.pointer(&at),
@@ -559,14 +589,17 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
         match (p, w) {
             (Ok(p), Ok(w)) => {
                 for at in places_of(o, GENERATED_IDS) {
-                    assert_eq!(p.pointer(&at), w.pointer(&at), "generated {}{at}", o["kind"]);
+                    assert_eq!(
+                        p.pointer(&at),
+                        w.pointer(&at),
+                        "generated {}{at}",
+                        o["kind"]
+                    );
                     compared += 1;
                 }
             }
             (Err(_), Err(_)) => {}
-            (p, w) => panic!(
-                "generated {o:#}: the policy answered {p:?}, the webhook {w:?}",
-            ),
+            (p, w) => panic!("generated {o:#}: the policy answered {p:?}, the webhook {w:?}",),
         }
     }
     eprintln!("policy and webhook agree at {compared} places");
@@ -620,9 +653,21 @@ const COST_NS: &str = "rr-policy-cost";
 /// the size the docs say is admitted.
 type Shape = (&'static str, fn(usize) -> Value, usize);
 const SHAPES: &[Shape] = &[
-    ("affinity terms (n required + n preferred)", affinity_terms, 700),
-    ("NetworkPolicy peers (n in one ingress + n in one egress rule)", |n| network_policy(1, n), 1_000),
-    ("NetworkPolicy rules (n ingress + n egress, one peer each)", |n| network_policy(n, 1), 1_000),
+    (
+        "affinity terms (n required + n preferred)",
+        affinity_terms,
+        700,
+    ),
+    (
+        "NetworkPolicy peers (n in one ingress + n in one egress rule)",
+        |n| network_policy(1, n),
+        1_000,
+    ),
+    (
+        "NetworkPolicy rules (n ingress + n egress, one peer each)",
+        |n| network_policy(n, 1),
+        1_000,
+    ),
     ("project-ID labels", labels, 6_000),
 ];
 
@@ -632,7 +677,9 @@ async fn dry_run(stork: &kube::Client, obj: &Value) -> Result<Value, String> {
     objects::create(stork, obj, true).await.map_err(|e| {
         let e = e.to_string();
         match (e.find("expression '"), e.rfind("' resulted in")) {
-            (Some(start), Some(end)) if start < end => format!("{}…{}", &e[..start + 12], &e[end..]),
+            (Some(start), Some(end)) if start < end => {
+                format!("{}…{}", &e[..start + 12], &e[end..])
+            }
             _ => e,
         }
     })
@@ -677,7 +724,8 @@ async fn the_policy_rewrites_large_objects_within_the_cel_cost_limit() {
         }
         let over = dry_run(&stork, &make(documented * 2)).await;
         assert!(
-            over.as_ref().is_err_and(|e| e.contains("cost limit exceeded")),
+            over.as_ref()
+                .is_err_and(|e| e.contains("cost limit exceeded")),
             "{shape}, n = {}: {over:?}",
             documented * 2
         );
