@@ -79,8 +79,10 @@ pub const HEADER: &str = "\
 # rancher-remap export-policy: the rewrite of Rancher project IDs as MutatingAdmissionPolicies
 # that the Kubernetes 1.36 API server runs itself (admissionregistration.k8s.io/v1), with the
 # checked mapping table as their parameter ConfigMap. Apply it whole; after a table change,
-# export again and apply the ConfigMap in place (kubectl apply): never delete and re-create it
-# (the bindings deny every write they match while their parameters are missing).
+# export again and apply it (kubectl apply updates the ConfigMap in place). Never delete and
+# re-create the ConfigMap or the bindings: once no binding uses ConfigMap parameters, the 1.36
+# API server stops following parameter ConfigMaps until it restarts (kubernetes/kubernetes#130887),
+# and bindings made afterwards find no parameters (writes pass unrewritten) or a stale table.
 #
 # Covered, as the webhook does it (docs/admission-policy.md): Stork's migrated objects,
 # Namespaces claiming a source cluster's project, writes by migration users; every project-ID

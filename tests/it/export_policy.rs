@@ -1,6 +1,6 @@
 //! `export-policy` offline: the YAML stream it prints (kinds, fields, the parameters), what it
 //! refuses (`--unmapped deny`, bad tables with `check`'s messages), and what it says it does
-//! not cover. Through the real apiserver: `cluster::policy`.
+//! not cover. Through the real apiserver: `cluster_suite::policy`.
 
 use serde_json::{json, Value};
 
