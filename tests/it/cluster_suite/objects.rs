@@ -57,6 +57,23 @@ pub async fn get(client: &kube::Client, obj: &Value) -> Value {
     serde_json::to_value(api(client, obj).get(name).await.unwrap()).unwrap()
 }
 
+/// Waits for the default ServiceAccount of `ns` (kube-controller-manager makes it): Pods need it.
+pub async fn until_default_service_account(client: &kube::Client, ns: &str) {
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "default", "namespace": ns}});
+    crate::common::eventually(
+        "the default ServiceAccount",
+        std::time::Duration::from_secs(30),
+        async || {
+            api(client, &sa)
+                .get_opt("default")
+                .await
+                .is_ok_and(|sa| sa.is_some())
+        },
+    )
+    .await;
+}
+
 /// Labels and annotations in both of Rancher's forms; the migrated mark when `marked`.
 fn meta(name: &str, ns: &str, marked: bool) -> Value {
     let mut annotations = json!({PID: "c-7gh2k:p-cd56e"});

@@ -345,21 +345,37 @@ async fn write_generated(plane: &ControlPlane, objects: &[Value]) -> Vec<Result<
     out
 }
 
+/// `got` holds what `want` holds at every place of `sent` that carried one of `ids`; the number
+/// of places compared.
+fn assert_same_at_places(
+    what: &str,
+    sent: &Value,
+    ids: &[&str],
+    got: &Value,
+    want: &Value,
+) -> usize {
+    let places = places_of(sent, ids);
+    assert!(!places.is_empty(), "{what}: no place to check");
+    for at in &places {
+        assert_eq!(
+            got.pointer(at),
+            want.pointer(at),
+            "{what}{at}: got {:#}, want {:#}",
+            got["metadata"],
+            want["metadata"]
+        );
+    }
+    places.len()
+}
+
 /// Each accepted generated write stored as the engine answers it; the number accepted.
 fn assert_generated_as_the_engine_says(sent: &[Value], answers: &[Result<Value, String>]) -> usize {
     let mut accepted = 0;
     for (o, answer) in sent.iter().zip(answers) {
         let Ok(stored) = answer else { continue };
         accepted += 1;
-        let want = engine_answer(o);
-        for at in places_of(o, GENERATED_IDS) {
-            assert_eq!(
-                stored.pointer(&at),
-                want.pointer(&at),
-                "generated {}{at}: sent {o:#}",
-                o["kind"]
-            );
-        }
+        let what = format!("generated {o}: ");
+        assert_same_at_places(&what, o, GENERATED_IDS, stored, &engine_answer(o));
     }
     accepted
 }
@@ -373,18 +389,7 @@ fn assert_as_the_engine_says(written: &[Written]) {
     let mut compared = 0;
     for (w, rewritten) in written.iter().zip(&engine) {
         let want = if w.rewritten { rewritten } else { &w.sent };
-        let places = places_of(&w.sent, &ids);
-        assert!(!places.is_empty(), "{}: no place to check", w.what);
-        for at in places {
-            assert_eq!(
-                w.stored.pointer(&at),
-                want.pointer(&at),
-                "{}{at}: stored {:#}",
-                w.what,
-                w.stored["metadata"]
-            );
-            compared += 1;
-        }
+        compared += assert_same_at_places(&w.what, &w.sent, &ids, &w.stored, want);
         if w.rewritten {
             assert_ne!(
                 w.sent, *rewritten,
@@ -451,21 +456,24 @@ fn create_namespace(plane: &ControlPlane, ns: &str) {
     run_ok(plane.kubectl(ADMIN).args(["create", "namespace", ns]));
 }
 
-/// Pods need the Namespace's default ServiceAccount (kube-controller-manager makes it).
-async fn until_default_service_account(client: &kube::Client, ns: &str) {
-    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": "default", "namespace": ns}});
-    eventually(
-        "the default ServiceAccount",
-        Duration::from_secs(30),
-        async || {
-            objects::api(client, &sa)
-                .get_opt("default")
-                .await
-                .is_ok_and(|sa| sa.is_some())
-        },
-    )
-    .await;
+/// Every write of a phase, in `app` (made here, once the rewrite answers there), Namespaces
+/// named with `prefix`: the suite's objects and the engine's generated ones, each checked
+/// against the engine.
+async fn every_write(
+    plane: &ControlPlane,
+    app: &str,
+    prefix: &str,
+) -> (Vec<Written>, Vec<Value>, Vec<Result<Value, String>>) {
+    create_namespace(plane, app);
+    until_the_webhook_answers(&plane.client(STORK).await, app).await;
+    objects::until_default_service_account(&plane.client(ADMIN).await, app).await;
+    let written = write_everything(plane, app, prefix).await;
+    assert_as_the_engine_says(&written);
+    let generated = generated(app, prefix, GENERATED);
+    let answers = write_generated(plane, &generated).await;
+    let accepted = assert_generated_as_the_engine_says(&generated, &answers);
+    eprintln!("{accepted} of {GENERATED} generated objects accepted, as the engine says");
+    (written, generated, answers)
 }
 
 /// The one test that installs the policies (see [`large_objects_within_the_cel_cost_limit`]):
@@ -491,15 +499,9 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
     let policies = Policies(plane);
     export_and_apply(plane, PARAMS_NS, TABLE, &[]);
     let app = "rr-policy-app";
-    create_namespace(plane, app);
-    until_the_webhook_answers(&stork, app).await;
-    until_default_service_account(&admin, app).await;
-    let by_policy = write_everything(plane, app, "rr-policy-ns-").await;
-    assert_as_the_engine_says(&by_policy);
-    let generated_by_policy = generated(app, "rr-policy-ns-", GENERATED);
-    let policy_answers = write_generated(plane, &generated_by_policy).await;
-    let accepted = assert_generated_as_the_engine_says(&generated_by_policy, &policy_answers);
-    eprintln!("{accepted} of {GENERATED} generated objects accepted, as the engine says");
+    let (by_policy, generated_by_policy, policy_answers) =
+        every_write(plane, app, "rr-policy-ns-").await;
+    let accepted = policy_answers.iter().filter(|a| a.is_ok()).count();
     assert!(
         accepted >= GENERATED * 9 / 10,
         "too few generated objects accepted"
@@ -554,16 +556,9 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
     objects::create(&admin, &mappings_configmap(HOOK_NS, TABLE), false)
         .await
         .unwrap();
-    let hook_app = "rr-policy-hook-app";
-    create_namespace(plane, hook_app);
     let _server = install.start_replica(0, &[]).await;
-    until_the_webhook_answers(&stork, hook_app).await;
-    until_default_service_account(&admin, hook_app).await;
-    let by_webhook = write_everything(plane, hook_app, "rr-policy-hook-ns-").await;
-    assert_as_the_engine_says(&by_webhook);
-    let generated_by_webhook = generated(hook_app, "rr-policy-hook-ns-", GENERATED);
-    let webhook_answers = write_generated(plane, &generated_by_webhook).await;
-    assert_generated_as_the_engine_says(&generated_by_webhook, &webhook_answers);
+    let (by_webhook, _, webhook_answers) =
+        every_write(plane, "rr-policy-hook-app", "rr-policy-hook-ns-").await;
 
     // The two stored objects, field by field at every place.
     assert_eq!(by_policy.len(), by_webhook.len());
@@ -574,17 +569,8 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
             p.what.replace("rr-policy-ns-", ""),
             w.what.replace("rr-policy-hook-ns-", "")
         );
-        for at in places_of(&p.sent, &ids) {
-            assert_eq!(
-                p.stored.pointer(&at),
-                w.stored.pointer(&at),
-                "{}{at}: policy {:#} webhook {:#}",
-                p.what,
-                p.stored["metadata"],
-                w.stored["metadata"]
-            );
-            compared += 1;
-        }
+        let what = format!("{} (policy, webhook)", p.what);
+        compared += assert_same_at_places(&what, &p.sent, &ids, &p.stored, &w.stored);
     }
     for ((o, p), w) in generated_by_policy
         .iter()
@@ -593,15 +579,8 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
     {
         match (p, w) {
             (Ok(p), Ok(w)) => {
-                for at in places_of(o, GENERATED_IDS) {
-                    assert_eq!(
-                        p.pointer(&at),
-                        w.pointer(&at),
-                        "generated {}{at}",
-                        o["kind"]
-                    );
-                    compared += 1;
-                }
+                let what = format!("generated {o} (policy, webhook): ");
+                compared += assert_same_at_places(&what, o, GENERATED_IDS, p, w);
             }
             (Err(_), Err(_)) => {}
             (p, w) => panic!("generated {o:#}: the policy answered {p:?}, the webhook {w:?}",),

@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 use super::install::{Install, CLUSTER_ID, TABLE};
 use super::objects::{self, every_kind, places_of, MIGRATED, PID, SOURCE_IDS};
 use super::plane::{plane, ADMIN, STORK};
-use crate::common::eventually;
 
 /// The mapping ConfigMap `derive` would make for TABLE, in `ns`.
 pub fn mappings_configmap(ns: &str, table: &str) -> Value {
@@ -161,20 +160,7 @@ async fn the_chart_rewrites_every_kind_on_create_update_and_dry_run() {
         }
     }
 
-    // Pods need the Namespace's default ServiceAccount (kube-controller-manager makes it).
-    let default_sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": {"name": "default", "namespace": app}});
-    eventually(
-        "the default ServiceAccount",
-        Duration::from_secs(30),
-        async || {
-            objects::api(&admin, &default_sa)
-                .get_opt("default")
-                .await
-                .is_ok_and(|sa| sa.is_some())
-        },
-    )
-    .await;
+    objects::until_default_service_account(&admin, app).await;
 
     // CREATE by the migration identity, marked: stored as the engine rewrites it.
     let marked = every_kind(app, true);
