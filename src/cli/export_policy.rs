@@ -34,7 +34,8 @@ pub struct Args {
     #[arg(long, env = "RANCHER_REMAP_CLUSTER_ID", value_name = "ID", value_parser = super::parse_cluster_id, required = true)]
     pub cluster_id: String,
 
-    /// A user whose writes count as migrations (repeatable; the table's own are added).
+    /// A user whose Namespace writes count as migrations, as the shipped webhook's
+    /// matchConditions count them (repeatable; the table's own are added).
     #[arg(long, value_name = "NAME")]
     pub migration_user: Vec<String>,
 
@@ -56,12 +57,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         eprintln!("error: give one of --project-mappings, --mappings-file or --mappings-configmap");
         return Ok(ExitCode::from(2));
     }
-    let Some(cluster_id) = super::known(&Some(args.cluster_id.clone())).map(str::to_string) else {
+    if args.cluster_id.is_empty() {
         anyhow::bail!("--cluster-id is empty: the policy must know this cluster's Rancher ID");
-    };
+    }
     let settings = Settings {
         namespace: args.namespace.clone(),
-        cluster_id,
+        cluster_id: args.cluster_id.clone(),
         migration_users: args.migration_user.clone(),
         unmapped: args.unmapped.into(),
     };

@@ -237,6 +237,11 @@ fn policy(name: &str, rules: &Value, mutations: &[(u32, String)], settings: &Set
     })
 }
 
+/// A policy's binding. `parameterNotFoundAction: Allow`: the API server looks the parameters up
+/// before the matchConditions, so `Deny` would refuse every write the policy matches (the whole
+/// cluster for the metadata policy) while the ConfigMap is missing, where the webhook's
+/// `failurePolicy: Fail` refuses migrations only. Without it, writes pass unrewritten, as if no
+/// policy were there (docs/admission-policy.md).
 fn binding(policy: &str, settings: &Settings) -> Value {
     json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
