@@ -309,6 +309,84 @@ mod tests {
             .any(|e| e.contains("op: 'remove'")));
     }
 
+    /// The generated lookup and key test, evaluated by cel-rust with the parameters
+    /// `export-policy` writes, say what the engine says (the API server's own evaluation is
+    /// checked in the cluster suite).
+    mod evaluated {
+        use std::sync::Arc;
+
+        use proptest::prelude::*;
+        use serde_json::{json, Value};
+
+        use crate::mapping::objects::Mappings;
+        use crate::mapping::LookupRef;
+        use crate::rewrite::{is_project_id_key, UnmappedPolicy};
+
+        const TABLE: &str =
+            "p-src1=p-dst1,p-src2=p-dst2,c-s:p-src1=c-d:p-dst1,c-s:p-x=c-d:p-y,p-same=p-same";
+
+        fn env() -> Arc<cel::Env> {
+            let mut env = cel::Env::stdlib();
+            env.add_extension(cel::extensions::strings).unwrap();
+            Arc::new(env)
+        }
+
+        fn eval(env: &Arc<cel::Env>, expr: &str, vars: &[(&str, Value)]) -> Value {
+            let program = env.compile(expr).unwrap();
+            let mut ctx = cel::Context::with_env(env.clone());
+            for (name, v) in vars {
+                ctx.add_variable_from_value(*name, cel::to_value(v).unwrap());
+            }
+            match program.execute(&ctx).unwrap() {
+                cel::Value::String(s) => json!(s.as_str()),
+                cel::Value::Bool(b) => json!(b),
+                other => panic!("{expr}: {other:?}"),
+            }
+        }
+
+        fn params(m: &Mappings) -> Value {
+            let settings = crate::policy::Settings {
+                namespace: "ns".into(),
+                cluster_id: "c-d".into(),
+                migration_users: Vec::new(),
+                unmapped: UnmappedPolicy::Drop,
+            };
+            crate::policy::params(m, &settings, &[])
+        }
+
+        proptest! {
+            #[test]
+            fn the_lookup_is_the_tables(
+                cluster in prop::sample::select(vec!["", "c-s", "c-d", "c-x", "p-src1", ":"]),
+                project in prop::sample::select(vec![
+                    "p-src1", "p-src2", "p-dst1", "p-dst2", "p-x", "p-y", "p-same", "p-none", "",
+                    "c-s", "p-src1:p-src2", "P-SRC1",
+                ]),
+            ) {
+                let m = Mappings::from_text(TABLE).unwrap();
+                let v = if cluster.is_empty() { project.to_string() } else { format!("{cluster}:{project}") };
+                let want = match m.table.lookup_ref(&v) {
+                    LookupRef::Keep => v.clone(),
+                    LookupRef::Rewrite(to) => to.into_owned(),
+                    LookupRef::Unmapped => String::new(),
+                };
+                let got = eval(&env(), &super::super::lookup("v0", 0), &[("v0", json!(v)), ("params", params(&m))]);
+                prop_assert_eq!(got, json!(want), "{}", v);
+            }
+
+            #[test]
+            fn the_key_test_is_the_engines(
+                prefix in prop::sample::select(vec!["", "cattle.io", "field.cattle.io", "fieldcattle.io", "a.cattle.io.evil", "x/field.cattle.io"]),
+                slash in prop::bool::ANY,
+                name in prop::sample::select(vec!["projectId", "projectID", "PROJECTID", "projectid", "projectName", "", "x/projectId"]),
+            ) {
+                let key = format!("{prefix}{}{name}", if slash { "/" } else { "" });
+                let got = eval(&env(), &super::super::is_project_id_key("k0", 0), &[("k0", json!(key))]);
+                prop_assert_eq!(got, json!(is_project_id_key(&key)), "{}", key);
+            }
+        }
+    }
+
     #[test]
     fn paths_and_quotes() {
         let p = Path::default()
