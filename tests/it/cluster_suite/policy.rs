@@ -556,6 +556,47 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
     objects::create(&admin, &mappings_configmap(HOOK_NS, TABLE), false)
         .await
         .unwrap();
+    // export-policy reads the same table through the apiserver: the same parameters.
+    let kubeconfig = plane.kubeconfig(ADMIN);
+    let from_cluster = crate::common::run(
+        &[
+            "export-policy",
+            "--mappings-configmap",
+            &format!("{HOOK_NS}/rancher-remap-mappings"),
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--cluster-id",
+            CLUSTER_ID,
+            "--migration-user",
+            STORK,
+            "-n",
+            PARAMS_NS,
+        ],
+        "",
+    );
+    assert!(
+        from_cluster.status.success(),
+        "{}",
+        crate::common::stderr(&from_cluster)
+    );
+    let from_flag = crate::common::run(
+        &[
+            "export-policy",
+            "--project-mappings",
+            TABLE,
+            "--cluster-id",
+            CLUSTER_ID,
+            "--migration-user",
+            STORK,
+            "-n",
+            PARAMS_NS,
+        ],
+        "",
+    );
+    assert_eq!(
+        crate::common::stdout(&from_cluster),
+        crate::common::stdout(&from_flag)
+    );
     let _server = install.start_replica(0, &[]).await;
     let (by_webhook, _, webhook_answers) =
         every_write(plane, "rr-policy-hook-app", "rr-policy-hook-ns-").await;
