@@ -430,13 +430,11 @@ impl Drop for Policies<'_> {
     }
 }
 
-/// `export-policy` for `table` (and `extra` flags), its parameters in `params_ns`, applied with
-/// kubectl.
-fn export_and_apply(plane: &ControlPlane, params_ns: &str, table: &str, extra: &[&str]) {
+/// `export-policy` with `source` (the flags that give the table, and any others), this
+/// cluster, Stork as migration user, the parameters in `params_ns`: the YAML stream.
+fn export(params_ns: &str, source: &[&str]) -> Vec<u8> {
     let mut args = vec![
         "export-policy",
-        "--project-mappings",
-        table,
         "--cluster-id",
         CLUSTER_ID,
         "--migration-user",
@@ -444,11 +442,19 @@ fn export_and_apply(plane: &ControlPlane, params_ns: &str, table: &str, extra: &
         "-n",
         params_ns,
     ];
-    args.extend(extra);
+    args.extend(source);
     let out = crate::common::run(&args, "");
     assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    out.stdout
+}
+
+/// `export-policy` for `table` (and `extra` flags), its parameters in `params_ns`, applied with
+/// kubectl.
+fn export_and_apply(plane: &ControlPlane, params_ns: &str, table: &str, extra: &[&str]) {
+    let mut source = vec!["--project-mappings", table];
+    source.extend(extra);
     let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), &out.stdout).unwrap();
+    std::fs::write(file.path(), export(params_ns, &source)).unwrap();
     run_ok(plane.kubectl(ADMIN).arg("apply").arg("-f").arg(file.path()));
 }
 
@@ -558,44 +564,19 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
         .unwrap();
     // export-policy reads the same table through the apiserver: the same parameters.
     let kubeconfig = plane.kubeconfig(ADMIN);
-    let from_cluster = crate::common::run(
+    let configmap = format!("{HOOK_NS}/rancher-remap-mappings");
+    let from_cluster = export(
+        PARAMS_NS,
         &[
-            "export-policy",
             "--mappings-configmap",
-            &format!("{HOOK_NS}/rancher-remap-mappings"),
+            &configmap,
             "--kubeconfig",
             kubeconfig.to_str().unwrap(),
-            "--cluster-id",
-            CLUSTER_ID,
-            "--migration-user",
-            STORK,
-            "-n",
-            PARAMS_NS,
         ],
-        "",
-    );
-    assert!(
-        from_cluster.status.success(),
-        "{}",
-        crate::common::stderr(&from_cluster)
-    );
-    let from_flag = crate::common::run(
-        &[
-            "export-policy",
-            "--project-mappings",
-            TABLE,
-            "--cluster-id",
-            CLUSTER_ID,
-            "--migration-user",
-            STORK,
-            "-n",
-            PARAMS_NS,
-        ],
-        "",
     );
     assert_eq!(
-        crate::common::stdout(&from_cluster),
-        crate::common::stdout(&from_flag)
+        from_cluster,
+        export(PARAMS_NS, &["--project-mappings", TABLE])
     );
     let _server = install.start_replica(0, &[]).await;
     let (by_webhook, _, webhook_answers) =
