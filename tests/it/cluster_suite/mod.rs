@@ -7,6 +7,7 @@ mod install;
 mod objects;
 mod plane;
 
+mod doctor;
 mod mappings;
 mod projects;
 mod replicas;

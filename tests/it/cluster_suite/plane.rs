@@ -142,6 +142,11 @@ impl ControlPlane {
         std::fs::write(path, text).unwrap();
     }
 
+    /// The bearer token of `who` (one of the token identities): opaque, as a static token is.
+    pub fn token(&self, who: &str) -> &str {
+        &self.tokens[who]
+    }
+
     /// A client acting as `who`.
     pub async fn client(&self, who: &str) -> kube::Client {
         client_from(&self.kubeconfig(who)).await
