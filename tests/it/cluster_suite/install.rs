@@ -95,7 +95,18 @@ impl Install {
             "--duration=2h",
         ]));
         let kubeconfig = tempfile::tempdir().unwrap();
-        plane.write_kubeconfig(&kubeconfig.path().join("kubeconfig"), token.trim());
+        // The pod's namespace is its client's default, as in-cluster configuration makes it.
+        let path = kubeconfig.path().join("kubeconfig");
+        plane.write_kubeconfig(&path, token.trim());
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            text.replace(
+                "    namespace: default\n",
+                &format!("    namespace: {ns}\n"),
+            ),
+        )
+        .unwrap();
         let install = Install {
             plane,
             ns: ns.to_string(),

@@ -7,8 +7,10 @@ mod install;
 mod objects;
 mod plane;
 
+mod audit;
 mod doctor;
 mod mappings;
 mod projects;
 mod replicas;
 pub mod rewrites;
+mod server_rbac;

@@ -34,6 +34,8 @@ pub const HOMES: &[(&str, &[&str])] = &[
     ("rr-audit", &["127.0.16.1"]),
     ("rr-rollover", &["127.0.17.1"]),
     ("rr-projects", &["127.0.18.1"]),
+    ("rr-rbac", &["127.0.19.1"]),
+    ("rr-kustomize-source", &["127.0.20.1"]),
 ];
 
 /// The Service every install names (the chart's fullname for release `rancher-remap`, and the
