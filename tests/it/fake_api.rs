@@ -145,14 +145,6 @@ fn builtin_types() -> Vec<ResourceType> {
             "ClusterRole",
             false,
         ),
-        t(
-            "authorization.k8s.io",
-            "v1",
-            "selfsubjectaccessreviews",
-            "SelfSubjectAccessReview",
-            false,
-        )
-        .verbs(&["create"]),
         t("", "v1", "serviceaccounts", "ServiceAccount", true),
         t("rbac.authorization.k8s.io", "v1", "roles", "Role", true),
         t(
