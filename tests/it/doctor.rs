@@ -133,7 +133,7 @@ pub async fn doctor(kubeconfig: &Path, args: &[&str]) -> (Output, Value) {
     (out, by_name)
 }
 
-fn assert_check(checks: &Value, name: &str, status: &str, says: &[&str]) {
+pub fn assert_check(checks: &Value, name: &str, status: &str, says: &[&str]) {
     let c = &checks[name];
     assert_eq!(c["status"], status, "{name}: {checks:#}");
     let message = c["message"].as_str().unwrap_or_default();

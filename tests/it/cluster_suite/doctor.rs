@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::install::Install;
 use super::plane::{plane, run_ok, ControlPlane, ADMIN, SOMEONE};
 use crate::common::{bin, eventually, stderr, stdout};
-use crate::doctor::{doctor, THIS};
+use crate::doctor::{assert_check, doctor, THIS};
 
 /// The doctor tests' table: the source's p-a is this cluster's p-b.
 const TABLE: &str = "p-a=p-b\nc-src01:p-a=c-m-dst01:p-b\n";
@@ -68,15 +68,6 @@ fn user(name: &str) -> Value {
 fn namespace(name: &str, annotations: Value, labels: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace",
            "metadata": {"name": name, "annotations": annotations, "labels": labels}})
-}
-
-fn assert_check(checks: &Value, name: &str, status: &str, says: &[&str]) {
-    let c = &checks[name];
-    assert_eq!(c["status"], status, "{name}: {checks:#}");
-    let message = c["message"].as_str().unwrap_or_default();
-    for s in says {
-        assert!(message.contains(s), "{name} should say {s:?}: {message}");
-    }
 }
 
 /// Marks the Deployment's pods Ready, as the kubelet would once their readiness probe passes

@@ -166,14 +166,7 @@ async fn a_chart_role_without_one_rule_breaks_what_the_rule_is_for() {
     .await;
     let server = install.start_replica(0, &[]).await;
     until_the_webhook_answers(&plane.client(STORK).await, ns_app(plane, ns).await).await;
-    // A bad table that lands anyway (no label, so no webhook looks at it).
-    objects::api(&admin, &mappings_configmap(ns, TABLE))
-        .delete("rancher-remap-mappings", &DeleteParams::default())
-        .await
-        .unwrap();
-    let mut chain = mappings_configmap(ns, "p-ab12c=p-xy99z,p-xy99z=p-q1234");
-    chain["metadata"]["labels"] = json!({});
-    objects::create(&admin, &chain, false).await.unwrap();
+    land_a_bad_table(&admin, ns).await;
     log_says(
         &server,
         "the Event refused",
@@ -187,6 +180,18 @@ async fn a_chart_role_without_one_rule_breaks_what_the_rule_is_for() {
     .await;
     drop(server);
     drop(install);
+}
+
+/// Replaces the mapping ConfigMap in `ns` by a bad table that lands anyway (no label, so no
+/// webhook looks at it): the server must reject it and say so in an Event.
+async fn land_a_bad_table(admin: &kube::Client, ns: &str) {
+    objects::api(admin, &mappings_configmap(ns, TABLE))
+        .delete("rancher-remap-mappings", &DeleteParams::default())
+        .await
+        .unwrap();
+    let mut chain = mappings_configmap(ns, "p-ab12c=p-xy99z,p-xy99z=p-q1234");
+    chain["metadata"]["labels"] = json!({});
+    objects::create(admin, &chain, false).await.unwrap();
 }
 
 /// A namespace of `ns`'s own for migrated writes (the install's own is skipped).
@@ -276,13 +281,7 @@ async fn the_kustomize_destination_roles_are_enough_for_everything_the_server_do
     .await;
 
     // Its ConfigMap followed, and a bad table reported in an Event.
-    objects::api(&admin, &mappings_configmap(ns, TABLE))
-        .delete("rancher-remap-mappings", &DeleteParams::default())
-        .await
-        .unwrap();
-    let mut chain = mappings_configmap(ns, "p-ab12c=p-xy99z,p-xy99z=p-q1234");
-    chain["metadata"]["labels"] = json!({});
-    objects::create(&admin, &chain, false).await.unwrap();
+    land_a_bad_table(&admin, ns).await;
     let events: Api<Event> = Api::namespaced(admin.clone(), ns);
     eventually(
         "a MappingsRejected Event",
