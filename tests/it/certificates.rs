@@ -13,9 +13,10 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};
 
 use crate::common::*;
-use crate::deploy::chart_server_env;
+use std::path::Path;
+
+use crate::deploy::{chart_server_env, helm_template_at, Certs};
 use crate::fake_api::FakeApi;
-use crate::rbac::{chart_docs, SERVER_SA, SERVER_TOKEN};
 use rancher_remap::pki::{self, PemPair};
 
 use crate::common::serve_command_without_certificates;
@@ -44,20 +45,16 @@ fn unb64(v: &Value) -> String {
     .unwrap()
 }
 
-/// The chart's destination install in the fake: its RBAC (edited by `edit`) and its webhook
-/// configurations, as the chart renders them (no caBundle).
-fn install(fake: &FakeApi, edit: impl Fn(&mut Value)) -> Vec<Value> {
-    let mut docs = chart_docs(&repo("charts/rancher-remap"));
-    for d in &mut docs {
-        edit(d);
-    }
+/// The chart's destination install in the fake: its webhook configurations, as the chart
+/// renders them (no caBundle). (Its RBAC is the real apiserver's to judge: `cluster_suite`.)
+fn install(fake: &FakeApi) -> Vec<Value> {
+    let docs = chart_docs(&repo("charts/rancher-remap"));
     install_docs(fake, &docs);
     docs
 }
 
-/// `docs`' RBAC and webhook configurations in the fake, and the server's token.
+/// `docs`' webhook configurations in the fake.
 fn install_docs(fake: &FakeApi, docs: &[Value]) {
-    fake.put_rbac(docs);
     fake.put_all(
         docs.iter()
             .filter(|d| {
@@ -68,7 +65,73 @@ fn install_docs(fake: &FakeApi, docs: &[Value]) {
             })
             .cloned(),
     );
-    fake.add_token(SERVER_TOKEN, SERVER_SA, &[]);
+}
+
+const WEBHOOK_CONFIGURATIONS: [&str; 2] = [
+    "mutatingwebhookconfigurations",
+    "validatingwebhookconfigurations",
+];
+
+/// The server may not patch its webhook configurations (as without the chart's rule for it):
+/// 403 until permitted.
+fn forbid_ca_bundle_patches(fake: &FakeApi) {
+    for plural in WEBHOOK_CONFIGURATIONS {
+        fake.forbid("patch", plural);
+    }
+}
+
+/// The chart at `chart` rendered in the destination role (its RBAC and everything else).
+pub fn chart_docs(chart: &Path) -> Vec<Value> {
+    helm_template_at(chart, "destination", Certs::ServerMade, &[]).unwrap()
+}
+
+/// The chart's settings for certificates the server keeps.
+const MANAGED_CERT_ENV: [&str; 5] = [
+    "RANCHER_REMAP_CERT_SECRET",
+    "RANCHER_REMAP_SERVICE",
+    "RANCHER_REMAP_WEBHOOK_CONFIGURATIONS",
+    "RANCHER_REMAP_CERT_VALIDITY",
+    "RANCHER_REMAP_CA_VALIDITY",
+];
+
+/// The real server with `env` against `fake`. With `own_certificates` (the chart's default), it
+/// keeps its certificates in the fake's Secret and the caBundle of `install`'s webhook
+/// configurations, which are put in the fake; without, it reads certificate files.
+pub async fn serve_with(
+    fake: &FakeApi,
+    env: Vec<(String, String)>,
+    install: &[Value],
+    own_certificates: bool,
+) -> (ServeProcess, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = fake.kubeconfig(dir.path());
+    let mut all: Vec<(&str, &str)> = env
+        .iter()
+        .filter(|(k, _)| own_certificates || !MANAGED_CERT_ENV.contains(&k.as_str()))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    all.push(("KUBECONFIG", kubeconfig.to_str().unwrap()));
+    if !own_certificates {
+        return (ServeProcess::start(&[], &all).await, dir);
+    }
+    let secret = env
+        .iter()
+        .find(|(k, _)| k == "RANCHER_REMAP_CERT_SECRET")
+        .map(|(_, v)| v.split_once('/').unwrap())
+        .expect("the chart's default: certificates the server keeps");
+    fake.put_all(
+        install
+            .iter()
+            .filter(|d| {
+                d["kind"]
+                    .as_str()
+                    .is_some_and(|k| k.ends_with("WebhookConfiguration"))
+            })
+            .cloned(),
+    );
+    let host = "rancher-remap.rancher-remap.svc";
+    let s = ServeProcess::start_with_cert_secret(&[], &all, fake, secret, host).await;
+    (s, dir)
 }
 
 /// A replica: the real binary with the chart's environment, `over` replacing some of it, as the
@@ -86,8 +149,7 @@ fn replica_command(
         env.push((k.to_string(), v.to_string()));
     }
     let mut cmd = serve_command_without_certificates(env!("CARGO_BIN_EXE_rancher-remap"));
-    cmd.envs(env)
-        .env("KUBECONFIG", fake.kubeconfig_with_token(dir, SERVER_TOKEN));
+    cmd.envs(env).env("KUBECONFIG", fake.kubeconfig(dir));
     cmd
 }
 
@@ -164,7 +226,7 @@ fn pem_der(pem: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_started_at_once_share_one_pair_and_publish_its_ca() {
     let fake = FakeApi::start().await;
-    install(&fake, |_| {});
+    install(&fake);
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a, b) = tokio::join!(
         ServeProcess::spawn_command(replica_command(&fake, dir_a.path(), &[])),
@@ -210,11 +272,6 @@ async fn two_replicas_started_at_once_share_one_pair_and_publish_its_ca() {
             Some(0.0)
         );
     }
-    assert_eq!(
-        fake.denials(),
-        Vec::<String>::new(),
-        "the chart's RBAC is enough"
-    );
     // No key in any log line.
     let key = unb64(&stored["data"]["ca.key"]);
     let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
@@ -230,7 +287,7 @@ async fn two_replicas_started_at_once_share_one_pair_and_publish_its_ca() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serving_pairs_are_renewed_before_they_expire_and_every_replica_follows() {
     let fake = FakeApi::start().await;
-    install(&fake, |_| {});
+    install(&fake);
     let (a, _da) = replica(&fake, &SHORT_LIVED).await;
     let (b, _db) = replica(&fake, &SHORT_LIVED).await;
     let bundle = mutating_bundle_when_published(&fake).await;
@@ -294,13 +351,8 @@ async fn a_ca_rollover_changes_the_ca_bundle_without_a_failed_handshake() {
     let fake = FakeApi::start().await;
     // At first the server may not patch its webhook configurations (the new CA cannot be
     // published), for longer than the grace.
-    let docs = install(&fake, |d| {
-        if d["kind"] == "ClusterRole" && d["metadata"]["name"] == "rancher-remap-ca-bundle" {
-            for r in d["rules"].as_array_mut().unwrap() {
-                r["verbs"] = json!(["get"]);
-            }
-        }
-    });
+    let docs = install(&fake);
+    forbid_ca_bundle_patches(&fake);
     // A CA that ends in 20 s, trusted by every webhook configuration (published earlier).
     let now = time::OffsetDateTime::now_utc();
     let end = now + time::Duration::seconds(20);
@@ -358,8 +410,9 @@ async fn a_ca_rollover_changes_the_ca_bundle_without_a_failed_handshake() {
         Some(3.0)
     );
     // The permission given: the new CA is published, and the grace counts from there.
-    fake.put_rbac(&chart_docs(&repo("charts/rancher-remap")));
-    let denied_while_blocked = fake.denials().len();
+    for plural in WEBHOOK_CONFIGURATIONS {
+        fake.permit("patch", plural);
+    }
     // What API servers have seen, sampled every 10 ms (a task of its own, so that slow
     // handshakes do not thin it out). 2.2 s into the 3 s grace (between two of the server's
     // checks, a second apart), a stale writer (another replica that read the Secret before
@@ -436,12 +489,6 @@ async fn a_ca_rollover_changes_the_ca_bundle_without_a_failed_handshake() {
         reset.load(Ordering::SeqCst),
         "the stale write happened during the grace"
     );
-    assert_eq!(
-        fake.denials().len(),
-        denied_while_blocked,
-        "{:?}",
-        fake.denials()
-    );
 }
 
 /// Puts `bundle_pem` in the mutating webhook's caBundle, as a stale writer would.
@@ -457,13 +504,8 @@ fn reset_mutating_bundle(fake: &FakeApi, bundle_pem: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_cannot_patch_keeps_serving_and_reports_it() {
     let fake = FakeApi::start().await;
-    install(&fake, |d| {
-        if d["kind"] == "ClusterRole" && d["metadata"]["name"] == "rancher-remap-ca-bundle" {
-            for r in d["rules"].as_array_mut().unwrap() {
-                r["verbs"] = json!(["get"]);
-            }
-        }
-    });
+    install(&fake);
+    forbid_ca_bundle_patches(&fake);
     let (s, _dir) = replica(&fake, &[]).await;
     // It serves its pair...
     let bundle = unb64(&secret(&fake).unwrap()["data"]["ca-bundle.crt"]);
@@ -501,7 +543,7 @@ async fn a_replica_that_cannot_patch_keeps_serving_and_reports_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_ca_bundle_is_put_back_and_a_deleted_secret_keeps_its_ca() {
     let fake = FakeApi::start().await;
-    install(&fake, |_| {});
+    install(&fake);
     let (_s, _dir) = replica(&fake, &[("RANCHER_REMAP_CERT_RESYNC", "1s")]).await;
     let bundle = mutating_bundle_when_published(&fake).await;
     // An upgrade (or a person) empties a caBundle: the next pass puts it back.
@@ -541,24 +583,6 @@ async fn a_reset_ca_bundle_is_put_back_and_a_deleted_secret_keeps_its_ca() {
     )
     .await;
     assert_eq!(mutating_bundle(&fake), bundle);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_that_may_not_create_its_secret_exits_saying_why() {
-    let fake = FakeApi::start().await;
-    install(&fake, |d| {
-        if d["kind"] == "Role" && d["metadata"]["name"] == "rancher-remap-certs" {
-            d["rules"].as_array_mut().unwrap().pop();
-        }
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let out = replica_command(&fake, dir.path(), &[]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = stderr(&out);
-    assert!(
-        err.contains("Secret rancher-remap/rancher-remap-certs") && err.contains("forbidden"),
-        "{err}"
-    );
 }
 
 /// deploy/OVERLAY with deploy/components/server-made-certs in place of cert-manager, as the
@@ -649,7 +673,7 @@ async fn the_kustomize_component_keeps_certificates_as_the_chart_does() {
         let fake = FakeApi::start().await;
         install_docs(&fake, &docs);
         let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = fake.kubeconfig_with_token(dir.path(), SERVER_TOKEN);
+        let kubeconfig = fake.kubeconfig(dir.path());
         let config = std::fs::read_to_string(&kubeconfig).unwrap();
         std::fs::write(
             &kubeconfig,
@@ -686,14 +710,13 @@ async fn the_kustomize_component_keeps_certificates_as_the_chart_does() {
             },
         )
         .await;
-        assert_eq!(fake.denials(), Vec::<String>::new(), "{overlay}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewal_never_overwrites_a_pair_another_replica_wrote_first() {
     let fake = FakeApi::start().await;
-    install(&fake, |_| {});
+    install(&fake);
     let (s, _dir) = replica(&fake, &SHORT_LIVED).await;
     let stored = secret(&fake).unwrap();
     let bundle = unb64(&stored["data"]["ca-bundle.crt"]);

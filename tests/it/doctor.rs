@@ -1,6 +1,8 @@
 //! `rancher-remap doctor`, from the outside: the real binary against the fake API server
 //! holding what the chart installs (rendered with the pinned helm), Rancher's per-project
-//! ClusterRoles and Namespaces, and RBAC the fake evaluates.
+//! ClusterRoles and Namespaces. What needs the apiserver's own judgement (the `helm test`
+//! account's RBAC, SubjectAccessReviews, SelfSubjectReview, a forbidden read) is in
+//! `cluster_suite::doctor`.
 
 use std::path::Path;
 use std::process::Output;
@@ -113,16 +115,6 @@ fn project_role(p: &str) -> Value {
                    "resourceNames": [p], "verbs": ["*"]}]})
 }
 
-/// Binds ClusterRole `role` to user `user`.
-fn bind(fake: &FakeApi, role: &str, user: &str) {
-    fake.put(
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": format!("{role}-{user}")},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-        "subjects": [{"kind": "User", "name": user}]}),
-    );
-}
-
 /// `doctor -o json --kubeconfig K args…` off the runtime's threads: its output, and the
 /// checks by name.
 pub async fn doctor(kubeconfig: &Path, args: &[&str]) -> (Output, Value) {
@@ -141,7 +133,7 @@ pub async fn doctor(kubeconfig: &Path, args: &[&str]) -> (Output, Value) {
     (out, by_name)
 }
 
-fn assert_check(checks: &Value, name: &str, status: &str, says: &[&str]) {
+pub fn assert_check(checks: &Value, name: &str, status: &str, says: &[&str]) {
     let c = &checks[name];
     assert_eq!(c["status"], status, "{name}: {checks:#}");
     let message = c["message"].as_str().unwrap_or_default();
@@ -213,92 +205,6 @@ async fn a_reversed_table_is_reported_as_reversed() {
         &["source projects exist here"],
     );
     assert_check(&checks, "webhook", "warn", &["not installed"]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_identity_without_manage_namespaces_is_named_with_verb_and_project() {
-    let fake = FakeApi::start().await;
-    install(&fake, &chart(&[]), TABLE);
-    fake.put(
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": "namespace-creator"},
-        "rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["create"]}]}),
-    );
-    bind(&fake, "namespace-creator", "u-stork");
-    bind(&fake, "namespace-creator", "u-member");
-    bind(&fake, "p-b-namespaces-edit", "u-member");
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = fake.kubeconfig(dir.path());
-    let (out, checks) = doctor(&kubeconfig, &["--migration-user", "u-stork"]).await;
-    assert_eq!(out.status.code(), Some(1));
-    assert_check(
-        &checks,
-        "migration-identity",
-        "fail",
-        &["user u-stork (--migration-user) may not manage-namespaces project p-b"],
-    );
-    assert!(!checks["migration-identity"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("may not create"));
-    let (out, checks) = doctor(&kubeconfig, &["--migration-user", "u-member"]).await;
-    assert_eq!(out.status.code(), Some(0), "{checks:#}");
-    assert_check(&checks, "migration-identity", "ok", &["u-member"]);
-    // A ServiceAccount allowed through its namespace's group, as the API server would see it.
-    let sa = "system:serviceaccount:kube-system:stork-migrator";
-    for role in ["namespace-creator", "p-b-namespaces-edit"] {
-        fake.put(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": format!("{role}-kube-system")},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-            "subjects": [{"kind": "Group", "name": "system:serviceaccounts:kube-system"}]}));
-    }
-    let (out, checks) = doctor(&kubeconfig, &["--migration-user", sa]).await;
-    assert_eq!(out.status.code(), Some(0), "{checks:#}");
-}
-
-/// A ClusterPair whose kubeconfig points at `server` with an opaque `token`.
-fn clusterpair(server: &str, token: &str) -> String {
-    format!("apiVersion: stork.libopenstorage.org/v1alpha1\nkind: ClusterPair\nmetadata:\n  name: remote\n  namespace: kube-system\nspec:\n  config:\n    clusters:\n      dst:\n        server: {server}\n    contexts:\n      c:\n        cluster: dst\n        user: stork\n    current-context: c\n    users:\n      stork:\n        token: {token}\n  platformOptions:\n    rancher:\n      projectMappings:\n        p-a: p-b\n")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clusterpairs_identity_is_learned_by_selfsubjectreview_and_its_token_never_shown() {
-    let fake = FakeApi::start().await;
-    install(&fake, &chart(&[]), TABLE);
-    fake.add_token(MARKER, "u-pair-stork", &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = fake.kubeconfig(dir.path());
-    let pair = dir.path().join("pair.yaml");
-    std::fs::write(&pair, clusterpair(&fake.url(), MARKER)).unwrap();
-    let (out, checks) = doctor(&kubeconfig, &["--clusterpair", pair.to_str().unwrap()]).await;
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert_check(
-        &checks,
-        "migration-identity",
-        "fail",
-        &[
-            "user u-pair-stork (--clusterpair",
-            "may not create namespaces",
-            "may not manage-namespaces project p-b",
-        ],
-    );
-    let text = format!("{}{}", stdout(&out), stderr(&out));
-    assert!(!text.contains(MARKER), "{text}");
-    // A token the server refuses: said so, still without the token.
-    std::fs::write(
-        &pair,
-        clusterpair(&fake.url(), &format!("{MARKER}-unknown")),
-    )
-    .unwrap();
-    let (out, checks) = doctor(&kubeconfig, &["--clusterpair", pair.to_str().unwrap()]).await;
-    assert_check(
-        &checks,
-        "migration-identity",
-        "warn",
-        &["identity not learned", "401"],
-    );
-    let text = format!("{}{}", stdout(&out), stderr(&out));
-    assert!(!text.contains(MARKER), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -468,141 +374,6 @@ async fn the_kustomize_install_with_server_made_certificates_is_checked_whole() 
         &["caBundle verifies the serving certificate for rancher-remap.rancher-remap.svc"],
     );
     assert_eq!(out.status.code(), Some(0), "{checks:#}");
-}
-
-/// The `helm test` Pod's identity and its token in the fake.
-const DOCTOR_SA: &str = "system:serviceaccount:rancher-remap:rancher-remap-doctor";
-const DOCTOR_TOKEN: &str = "doctor-sa-token";
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_helm_test_rbac_is_enough_for_doctor_and_each_rule_is_needed() {
-    let fake = FakeApi::start().await;
-    let hooks = crate::deploy::helm_test_hooks(&["--set", "clusterId=c-m-dst01"]);
-    install(&fake, &chart(&[]), TABLE);
-    // A migration user, so doctor asks SubjectAccessReviews too; it may do what it must.
-    let mut cm = mapping_configmap(TABLE);
-    cm["metadata"]["annotations"] = json!({"rancher-remap.io/migration-users": "u-stork"});
-    fake.put(cm);
-    fake.put(
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": "namespace-creator"},
-        "rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["create"]}]}),
-    );
-    bind(&fake, "namespace-creator", "u-stork");
-    bind(&fake, "p-b-namespaces-edit", "u-stork");
-    fake.put_rbac(&hooks);
-    fake.add_token(DOCTOR_TOKEN, DOCTOR_SA, &[]);
-    let pod = hooks.iter().find(|d| d["kind"] == "Pod").unwrap();
-    let args: Vec<String> = pod["spec"]["containers"][0]["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(args[0], "doctor");
-    let args: Vec<&str> = args[1..].iter().map(String::as_str).collect();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = fake.kubeconfig_with_token(dir.path(), DOCTOR_TOKEN);
-    let (out, checks) = doctor(&kubeconfig, &args).await;
-    assert_eq!(out.status.code(), Some(0), "{checks:#} {}", stderr(&out));
-    assert_check(&checks, "migration-identity", "ok", &["u-stork"]);
-    // The server's own Secret holds its CA key: this account may not read it, by design, and
-    // doctor checks the caBundle alone.
-    assert_check(
-        &checks,
-        "webhook",
-        "ok",
-        &[
-            "caBundle holds a valid CA",
-            "Secret rancher-remap/rancher-remap-certs",
-        ],
-    );
-    assert_eq!(
-        fake.denials(),
-        [format!("secrets \"rancher-remap-certs\" is forbidden: User \"{DOCTOR_SA}\" cannot get resource \"secrets\" in API group \"\" in the namespace \"rancher-remap\"")]
-    );
-
-    // No more than needed: without any one rule, doctor cannot check, and says what it needs.
-    for role in hooks
-        .iter()
-        .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
-    {
-        let rules = role["rules"].as_array().unwrap();
-        for (i, rule) in rules.iter().enumerate() {
-            let mut less = role.clone();
-            less["rules"].as_array_mut().unwrap().remove(i);
-            fake.put(less);
-            let (out, _) = doctor(&kubeconfig, &args).await;
-            let err = stderr(&out);
-            assert_eq!(out.status.code(), Some(2), "without {rule}: {err}");
-            let resource = rule["resources"][0].as_str().unwrap();
-            assert!(
-                err.contains("forbidden") && err.contains(resource),
-                "without {rule}: {err}"
-            );
-            fake.put(role.clone());
-        }
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_forbidden_read_exits_2_naming_the_call_and_the_permission() {
-    let fake = FakeApi::start().await;
-    install(&fake, &chart(&[]), TABLE);
-    fake.add_token(DOCTOR_TOKEN, "u-nobody", &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let (out, _) = doctor(&fake.kubeconfig_with_token(dir.path(), DOCTOR_TOKEN), &[]).await;
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
-    assert!(
-        err.contains(
-            "get deployments.apps rancher-remap in namespace rancher-remap at http://127.0.0.1:"
-        ) && err.contains(
-            "forbidden; doctor needs RBAC permission to get deployments.apps rancher-remap"
-        ),
-        "{err}"
-    );
-    assert!(!err.contains(DOCTOR_TOKEN), "{err}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn derive_whoami_records_the_identity_the_api_server_names_and_only_then_asks() {
-    let fake = FakeApi::start().await;
-    fake.add_token(MARKER, "u-pair-stork", &[]);
-    let dir = tempfile::tempdir().unwrap();
-    let pair = dir.path().join("pair.yaml");
-    std::fs::write(&pair, clusterpair(&fake.url(), MARKER)).unwrap();
-    let derive = |whoami: bool| {
-        let mut cmd = bin();
-        cmd.args(["derive", "-o", "json", "-f"]).arg(&pair);
-        if whoami {
-            cmd.arg("--whoami");
-        }
-        tokio::task::spawn_blocking(move || cmd.output().unwrap())
-    };
-    // Without --whoami: an opaque token cannot be read, and nothing is asked.
-    let out = derive(false).await.unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("cannot tell the migration identity"),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(
-        fake.requests(),
-        0,
-        "derive without --whoami made a network call"
-    );
-    let out = derive(true).await.unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let cm: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(
-        cm["metadata"]["annotations"]["rancher-remap.io/migration-users"],
-        "u-pair-stork"
-    );
-    assert!(fake.requests() > 0);
-    let text = format!("{}{}", stdout(&out), stderr(&out));
-    assert!(!text.contains(MARKER), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,15 +24,13 @@
 //!   `test` operation is 422, a changed `metadata.resourceVersion` is 409, `dryRun=All` stores
 //!   nothing.
 //!
-//! - Bearer tokens registered with [`FakeApi::add_token`] authenticate as their user; every
-//!   request with one is authorised by the stored RBAC objects (`fake_rbac.rs`) and refused with
-//!   kube-apiserver's 403 Status; an unknown token is 401. A request without a token acts as an
-//!   administrator, as the tests that do not care about RBAC expect. SubjectAccessReviews are
-//!   answered from the same evaluation, SelfSubjectReviews with the token's user.
-//!
-//! Tests can also drop every open watch, hold new ones, make watchers fall behind, fail the next
-//! lists with 500, expire continue tokens, forbid lists of a type, make a group version's
-//! discovery fail, and change an object just before it is patched (a concurrent writer).
+//! It has no authentication and no authorization: every request acts as an administrator. What
+//! RBAC allows, SubjectAccessReviews and SelfSubjectReviews are the real apiserver's to judge
+//! (`cluster_suite`). The fake is for what a real apiserver cannot be made to do on demand:
+//! tests can drop every open watch, hold new ones, make watchers fall behind, fail the next
+//! lists with 500, expire continue tokens, refuse a verb on a type with 403, make a group
+//! version's discovery fail, and change an object just before it is patched (a concurrent
+//! writer).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -48,11 +46,6 @@ use base64::Engine;
 use futures::SinkExt;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
-
-// A child module, so the benches that include this file get it too.
-#[path = "fake_rbac.rs"]
-pub mod fake_rbac;
-use fake_rbac::{Attributes, ResourceAttributes, UserInfo};
 
 /// One resource type the fake serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,14 +145,6 @@ fn builtin_types() -> Vec<ResourceType> {
             "ClusterRole",
             false,
         ),
-        t(
-            "authorization.k8s.io",
-            "v1",
-            "selfsubjectaccessreviews",
-            "SelfSubjectAccessReview",
-            false,
-        )
-        .verbs(&["create"]),
         t("", "v1", "serviceaccounts", "ServiceAccount", true),
         t("rbac.authorization.k8s.io", "v1", "roles", "Role", true),
         t(
@@ -190,22 +175,6 @@ fn builtin_types() -> Vec<ResourceType> {
             "ValidatingWebhookConfiguration",
             false,
         ),
-        t(
-            "authorization.k8s.io",
-            "v1",
-            "subjectaccessreviews",
-            "SubjectAccessReview",
-            false,
-        )
-        .verbs(&["create"]),
-        t(
-            "authentication.k8s.io",
-            "v1",
-            "selfsubjectreviews",
-            "SelfSubjectReview",
-            false,
-        )
-        .verbs(&["create"]),
     ]
 }
 
@@ -275,7 +244,8 @@ struct Inner {
     expire_tokens_at: Option<usize>,
     continued_lists: usize,
     expired_tokens: usize,
-    forbidden_lists: HashSet<String>,
+    /// (verb, plural) refused with 403, as without RBAC.
+    forbidden: HashSet<(String, String)>,
     /// Group versions (`group/version`) whose discovery answers 503, as an aggregated API that
     /// is down.
     unavailable: HashSet<String>,
@@ -283,12 +253,6 @@ struct Inner {
     lists: usize,
     watches: usize,
     patches: Vec<PatchRecord>,
-    /// Bearer token → who it authenticates; requests without a token act as an administrator.
-    tokens: HashMap<String, UserInfo>,
-    /// The message of every request RBAC refused (403), in order.
-    denials: Vec<String>,
-    /// Every request answered, discovery included.
-    requests: usize,
     /// Every request, in order of arrival.
     request_log: Vec<RequestRecord>,
 }
@@ -325,15 +289,12 @@ impl FakeApi {
                 expire_tokens_at: None,
                 continued_lists: 0,
                 expired_tokens: 0,
-                forbidden_lists: HashSet::new(),
+                forbidden: HashSet::new(),
                 unavailable: HashSet::new(),
                 before_patch: HashMap::new(),
                 lists: 0,
                 watches: 0,
                 patches: Vec::new(),
-                tokens: HashMap::new(),
-                denials: Vec::new(),
-                requests: 0,
                 request_log: Vec::new(),
             })),
             tx,
@@ -483,13 +444,22 @@ impl FakeApi {
             .insert(group_version.to_string());
     }
 
-    /// Lists of this type (plural name) get 403 Forbidden, as without RBAC.
-    pub fn forbid_lists(&self, plural: &str) {
+    /// Requests to `verb` (`list`, `patch`) objects of this type (plural name) get 403
+    /// Forbidden, as without RBAC, until [`permit`](Self::permit).
+    pub fn forbid(&self, verb: &str, plural: &str) {
         self.inner
             .lock()
             .unwrap()
-            .forbidden_lists
-            .insert(plural.to_string());
+            .forbidden
+            .insert((verb.to_string(), plural.to_string()));
+    }
+
+    pub fn permit(&self, verb: &str, plural: &str) {
+        self.inner
+            .lock()
+            .unwrap()
+            .forbidden
+            .remove(&(verb.to_string(), plural.to_string()));
     }
 
     /// Just before the next PATCH of the object named like `like`, another writer changes it
@@ -527,56 +497,10 @@ impl FakeApi {
 }
 
 impl FakeApi {
-    /// Requests with `Authorization: Bearer TOKEN` come from `user` (in `groups`, plus what
-    /// the authenticator adds: `system:authenticated`, and a ServiceAccount's groups) and are
-    /// authorised by the stored RBAC objects.
-    pub fn add_token(&self, token: &str, user: &str, groups: &[&str]) {
-        self.inner
-            .lock()
-            .unwrap()
-            .tokens
-            .insert(token.to_string(), UserInfo::new(user, groups));
-    }
-
-    /// A kubeconfig file in `dir` that sends `token`.
-    pub fn kubeconfig_with_token(&self, dir: &std::path::Path, token: &str) -> std::path::PathBuf {
-        let path = write_kubeconfig(dir, &self.url());
-        let text = std::fs::read_to_string(&path)
-            .unwrap()
-            .replace("user: {}", &format!("user:\n    token: {token}"));
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    /// How many requests the fake has answered.
-    pub fn requests(&self) -> usize {
-        self.inner.lock().unwrap().requests
-    }
-
     /// Every request so far (method, path, query, `Accept`), in order of arrival.
     pub fn request_log(&self) -> Vec<RequestRecord> {
         self.inner.lock().unwrap().request_log.clone()
     }
-
-    /// The message of every request refused by RBAC so far.
-    pub fn denials(&self) -> Vec<String> {
-        self.inner.lock().unwrap().denials.clone()
-    }
-
-    /// Stores the RBAC objects (Roles, ClusterRoles and their bindings) among `docs`.
-    pub fn put_rbac(&self, docs: &[Value]) {
-        for d in docs.iter().filter(|d| is_rbac(d)) {
-            self.put(d.clone());
-        }
-    }
-}
-
-fn is_rbac(obj: &Value) -> bool {
-    obj["apiVersion"] == "rbac.authorization.k8s.io/v1"
-        && matches!(
-            obj["kind"].as_str(),
-            Some("Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding")
-        )
 }
 
 /// Writes `dir/kubeconfig` for an API server at `url`, with no credentials (the fake asks for
@@ -720,18 +644,9 @@ async fn handle(
 ) -> Response {
     let segs: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
     let metadata_only = log_request(&fake, &method, &uri, &headers).metadata_only();
-    let user = match authenticate(&fake, &headers) {
-        Ok(user) => user,
-        Err(Unauthorized) => return fail(401, "Unauthorized", "Unauthorized"),
-    };
     if method == Method::GET {
         if let Some(r) = discovery(&fake, &segs) {
-            let attrs = Attributes {
-                verb: "get".into(),
-                resource: None,
-                path: uri.path().to_string(),
-            };
-            return authorize(&fake, user.as_ref(), &attrs).unwrap_or(r);
+            return r;
         }
     }
     let Some(target) = resolve(&fake, &segs) else {
@@ -742,12 +657,8 @@ async fn handle(
         );
     };
     let watching = q.get("watch").is_some_and(|w| w == "true" || w == "1");
-    let attrs = attributes(&method, &target, watching, &q);
-    if let Some(refused) = authorize(&fake, user.as_ref(), &attrs) {
+    if let Some(refused) = refused(&fake, &method, &target) {
         return refused;
-    }
-    if let Some(answer) = review(&fake, user.as_ref(), &method, &target, &body) {
-        return answer;
     }
     match (method, &target.name) {
         (Method::GET, None) if watching => watch(&fake, &target, &q).await,
@@ -795,9 +706,7 @@ fn log_request(fake: &FakeApi, method: &Method, uri: &Uri, headers: &HeaderMap) 
             .unwrap_or_default()
             .to_string(),
     };
-    let mut g = fake.inner.lock().unwrap();
-    g.requests += 1;
-    g.request_log.push(record.clone());
+    fake.inner.lock().unwrap().request_log.push(record.clone());
     record
 }
 
@@ -826,93 +735,31 @@ fn resolve(fake: &FakeApi, segs: &[&str]) -> Option<Target> {
     })
 }
 
-/// What a resource request asks, as RBAC judges it: a list or watch narrowed to one name by
-/// its fieldSelector is a request on that name.
-fn attributes(
-    method: &Method,
-    target: &Target,
-    watching: bool,
-    q: &HashMap<String, String>,
-) -> Attributes {
-    Attributes {
-        verb: fake_rbac::verb(method, target.name.is_some(), watching).into(),
-        resource: Some(ResourceAttributes {
-            group: target.t.group.clone(),
-            resource: target.t.plural.clone(),
-            namespace: target.namespace.clone(),
-            name: target
-                .name
-                .clone()
-                .unwrap_or_else(|| fake_rbac::selected_name(q.get("fieldSelector"))),
-        }),
-        path: String::new(),
-    }
-}
-
-/// Who sent the request: `None` (an administrator) without a bearer token, the registered
-/// user for a known token, 401 for any other.
-fn authenticate(fake: &FakeApi, headers: &HeaderMap) -> Result<Option<UserInfo>, Unauthorized> {
-    let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
-        return Ok(None);
+/// The 403 for a verb [`FakeApi::forbid`] refuses on this type; `None` when it may go on.
+fn refused(fake: &FakeApi, method: &Method, target: &Target) -> Option<Response> {
+    let verb = match (method.clone(), target.name.is_some()) {
+        (Method::GET, false) => "list",
+        (Method::PATCH, _) => "patch",
+        _ => return None,
     };
-    let token = auth.strip_prefix("Bearer ").unwrap_or_default().trim();
-    match fake.inner.lock().unwrap().tokens.get(token) {
-        Some(user) => Ok(Some(user.clone())),
-        None => Err(Unauthorized),
-    }
-}
-
-/// A bearer token the fake does not know.
-struct Unauthorized;
-
-/// The 403 for a request RBAC refuses; `None` when it may go on.
-fn authorize(fake: &FakeApi, user: Option<&UserInfo>, attrs: &Attributes) -> Option<Response> {
-    let user = user?;
-    let mut g = fake.inner.lock().unwrap();
-    let rbac: Vec<Value> = g.objects.values().filter(|o| is_rbac(o)).cloned().collect();
-    if fake_rbac::allowed(&rbac, user, attrs) {
+    let g = fake.inner.lock().unwrap();
+    if !g
+        .forbidden
+        .contains(&(verb.to_string(), target.t.plural.clone()))
+    {
         return None;
     }
-    let status = fake_rbac::forbidden(user, attrs);
-    g.denials
-        .push(status["message"].as_str().unwrap_or_default().to_string());
-    Some((StatusCode::FORBIDDEN, Json(status)).into_response())
-}
-
-/// SubjectAccessReview and SelfSubjectReview: answered, never stored.
-fn review(
-    fake: &FakeApi,
-    user: Option<&UserInfo>,
-    method: &Method,
-    target: &Target,
-    body: &Bytes,
-) -> Option<Response> {
-    if *method != Method::POST {
-        return None;
-    }
-    let admin = UserInfo {
-        name: "kubernetes-admin".into(),
-        groups: vec!["system:masters".into(), "system:authenticated".into()],
-    };
-    match target.t.key().as_str() {
-        "selfsubjectreviews.authentication.k8s.io" => Some(
-            (
-                StatusCode::CREATED,
-                Json(fake_rbac::self_subject_review(user.unwrap_or(&admin))),
-            )
-                .into_response(),
-        ),
-        "subjectaccessreviews.authorization.k8s.io" => {
-            let Ok(asked) = serde_json::from_slice::<Value>(body) else {
-                return Some(fail(400, "BadRequest", "the body is not a JSON object"));
-            };
-            let g = fake.inner.lock().unwrap();
-            let rbac: Vec<Value> = g.objects.values().filter(|o| is_rbac(o)).cloned().collect();
-            let answer = fake_rbac::subject_access_review(&rbac, &asked);
-            Some((StatusCode::CREATED, Json(answer)).into_response())
-        }
-        _ => None,
-    }
+    let name = target
+        .name
+        .as_deref()
+        .map(|n| format!(" \"{n}\""))
+        .unwrap_or_default();
+    let plural = &target.t.plural;
+    Some(fail(
+        403,
+        "Forbidden",
+        &format!("{plural}{name} is forbidden: cannot {verb} resource \"{plural}\""),
+    ))
 }
 
 fn not_found(t: &ResourceType, name: &str) -> Response {
@@ -1112,16 +959,6 @@ fn list(
     if g.fail_lists > 0 {
         g.fail_lists -= 1;
         return fail(500, "InternalError", "etcd is having a bad day");
-    }
-    if g.forbidden_lists.contains(&target.t.plural) {
-        return fail(
-            403,
-            "Forbidden",
-            &format!(
-                "{} is forbidden: cannot list resource \"{}\"",
-                target.t.plural, target.t.plural
-            ),
-        );
     }
     let key = target.t.key();
     let start = match &after {

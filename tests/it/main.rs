@@ -24,7 +24,6 @@ mod mistakes;
 mod monitoring;
 mod namespaces;
 mod properties;
-mod rbac;
 mod review;
 mod secrets;
 mod server;

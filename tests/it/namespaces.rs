@@ -8,10 +8,10 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{json, Value};
 
+use crate::certificates::{chart_docs, serve_with};
 use crate::common::*;
 use crate::deploy::chart_server_env;
 use crate::fake_api::FakeApi;
-use crate::rbac::{chart_docs, serve_with, SERVER_SA, SERVER_TOKEN};
 
 /// This (the destination) cluster's Rancher ID, and the source's.
 const THIS: &str = "c-m-4kq8z9rt";
@@ -31,8 +31,8 @@ fn configmap(text: &str) -> Value {
     })
 }
 
-/// The real binary with the chart's environment for `clusterId=THIS` (no migration user) and
-/// its RBAC, following the fake API server's mapping ConfigMap.
+/// The real binary with the chart's environment for `clusterId=THIS` (no migration user),
+/// following the fake API server's mapping ConfigMap.
 async fn serve_as_the_chart_installs_it(fake: &FakeApi) -> (ServeProcess, tempfile::TempDir) {
     let env = chart_server_env(&["--set", &format!("clusterId={THIS}")]);
     let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
@@ -42,10 +42,9 @@ async fn serve_as_the_chart_installs_it(fake: &FakeApi) -> (ServeProcess, tempfi
         get("RANCHER_REMAP_MAPPINGS_CONFIGMAP"),
         Some("rancher-remap/rancher-remap-mappings")
     );
-    // Under the chart's RBAC, as its ServiceAccount, with the certificates it keeps itself.
+    // With the certificates it keeps itself (its RBAC is the real apiserver's to judge:
+    // cluster_suite::rewrites).
     let docs = chart_docs(&repo("charts/rancher-remap"));
-    fake.put_rbac(&docs);
-    fake.add_token(SERVER_TOKEN, SERVER_SA, &[]);
     serve_with(fake, env, &docs, true).await
 }
 

@@ -159,20 +159,62 @@ impl Install {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The install's webhook configurations: (resource, name).
+    fn webhook_configurations(&self) -> Vec<(String, String)> {
+        self.env_var("RANCHER_REMAP_WEBHOOK_CONFIGURATIONS")
+            .expect("an install whose server keeps its webhook configurations' caBundle")
+            .split(',')
+            .map(|r| {
+                let (kind, name) = r.split_once('/').unwrap();
+                (format!("{kind}webhookconfigurations"), name.to_string())
+            })
+            .collect()
+    }
+
+    /// Puts back the Service reference every webhook had as installed (see
+    /// [`Self::route_webhooks`]), for a check of the install as a user has it: from then on the
+    /// apiserver cannot reach the webhooks (no Endpoints here), so writes they see are refused.
+    pub fn restore_service_references(&self) {
+        for (resource, name) in self.webhook_configurations() {
+            let config: Value = serde_json::from_str(&run_ok(
+                self.plane
+                    .kubectl(ADMIN)
+                    .args(["get", &resource, &name, "-o", "json"]),
+            ))
+            .unwrap();
+            let mut ops = Vec::new();
+            for (i, hook) in config["webhooks"].as_array().unwrap().iter().enumerate() {
+                let url = hook["clientConfig"]["url"].as_str().unwrap();
+                let path = &url[url.find(".svc:").unwrap()..];
+                let path = &path[path.find('/').unwrap()..];
+                ops.push(
+                    json!({"op": "remove", "path": format!("/webhooks/{i}/clientConfig/url")}),
+                );
+                ops.push(
+                    json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/service"),
+                    "value": {"name": SERVICE, "namespace": self.ns, "path": path, "port": 443}}),
+                );
+            }
+            run_ok(self.plane.kubectl(ADMIN).args([
+                "patch",
+                &resource,
+                &name,
+                "--type=json",
+                "-p",
+                &Value::Array(ops).to_string(),
+            ]));
+        }
+    }
+
     /// Points every webhook of this install at its replicas by URL: the Service's own DNS name
     /// (which the server's certificate is for), resolved by the apiserver to [`Self::addrs`].
     /// The caBundle, and everything else, stays as the install and the server made it.
     fn route_webhooks(&self) {
-        let refs = self
-            .env_var("RANCHER_REMAP_WEBHOOK_CONFIGURATIONS")
-            .expect("an install whose server keeps its webhook configurations' caBundle");
-        for r in refs.split(',') {
-            let (kind, name) = r.split_once('/').unwrap();
-            let resource = format!("{kind}webhookconfigurations");
+        for (resource, name) in self.webhook_configurations() {
             let config: Value = serde_json::from_str(&run_ok(
                 self.plane
                     .kubectl(ADMIN)
-                    .args(["get", &resource, name, "-o", "json"]),
+                    .args(["get", &resource, &name, "-o", "json"]),
             ))
             .unwrap();
             let mut ops = Vec::new();
@@ -189,7 +231,7 @@ impl Install {
             run_ok(self.plane.kubectl(ADMIN).args([
                 "patch",
                 &resource,
-                name,
+                &name,
                 "--type=json",
                 "-p",
                 &Value::Array(ops).to_string(),

@@ -7,9 +7,12 @@ mod install;
 mod objects;
 mod plane;
 
+mod audit;
+mod doctor;
 mod certificates;
 mod mappings;
 mod policy;
 mod projects;
 mod replicas;
 pub mod rewrites;
+mod server_rbac;

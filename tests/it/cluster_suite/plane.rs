@@ -35,6 +35,8 @@ pub const HOMES: &[(&str, &[&str])] = &[
     ("rr-rollover", &["127.0.17.1", "127.0.17.2"]),
     ("rr-projects", &["127.0.18.1"]),
     ("rr-policy", &["127.0.19.1"]),
+    ("rr-rbac", &["127.0.21.1"]),
+    ("rr-kustomize-source", &["127.0.20.1"]),
 ];
 
 /// The Service every install names (the chart's fullname for release `rancher-remap`, and the
@@ -142,6 +144,11 @@ impl ControlPlane {
             self.url
         );
         std::fs::write(path, text).unwrap();
+    }
+
+    /// The bearer token of `who` (one of the token identities): opaque, as a static token is.
+    pub fn token(&self, who: &str) -> &str {
+        &self.tokens[who]
     }
 
     /// A client acting as `who`.
