@@ -195,9 +195,13 @@ async fn audit_and_fix_under_deploy_audits_aggregated_roles() {
 
     let dir = tempfile::tempdir().unwrap();
     let audit_kc = dir.path().join("audit");
-    plane.write_kubeconfig(&audit_kc, &token(plane, AUDIT_NS, "rancher-remap-audit"));
+    plane.write_kubeconfig(
+        &audit_kc,
+        &token(plane, AUDIT_NS, "rancher-remap-audit"),
+        AUDIT_NS,
+    );
     let fix_kc = dir.path().join("fix");
-    plane.write_kubeconfig(&fix_kc, &token(plane, AUDIT_NS, FIXER));
+    plane.write_kubeconfig(&fix_kc, &token(plane, AUDIT_NS, FIXER), "default");
 
     // By default Secrets are neither read nor needed.
     let out = audit(&audit_kc, &[]).await;

@@ -168,7 +168,7 @@ async fn renewals_and_a_ca_rollover_under_writes_refuse_none_and_helm_upgrade_ke
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kustomize_install_with_the_cluster_id_from_an_overlay_rewrites() {
     let (plane, _turn) = plane().await;
-    let ns = "rr-kustomize";
+    let ns = "rr-kustomize-overlay";
     // deploy/ as shipped, the namespace changed where its kustomization says to, the server
     // keeping its certificates; the cluster ID set from an overlay of the user's own.
     let tree = tempfile::tempdir().unwrap();
@@ -210,7 +210,7 @@ async fn the_kustomize_install_with_the_cluster_id_from_an_overlay_rewrites() {
     objects::create(&admin, &mappings_configmap(ns, TABLE), false)
         .await
         .unwrap();
-    let app = "rr-kustomize-app";
+    let app = "rr-kustomize-overlay-app";
     objects::create(
         &admin,
         &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": app}}),
@@ -223,7 +223,7 @@ async fn the_kustomize_install_with_the_cluster_id_from_an_overlay_rewrites() {
     // The ID reached the webhook's Namespace condition: a Namespace claiming the source's
     // project is sent and rewritten, whoever writes it.
     let moved = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": "rr-kustomize-moved", "labels": {PID: "p-ab12c"},
+        "name": "rr-kustomize-overlay-moved", "labels": {PID: "p-ab12c"},
         "annotations": {PID: "c-7gh2k:p-ab12c"}}});
     let stored = objects::create(&admin, &moved, false).await.unwrap();
     assert_eq!(

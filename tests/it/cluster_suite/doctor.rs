@@ -11,10 +11,13 @@ use serde_json::{json, Value};
 use super::install::Install;
 use super::plane::{plane, run_ok, ControlPlane, ADMIN, SOMEONE};
 use crate::common::{bin, eventually, stderr, stdout};
-use crate::doctor::{assert_check, doctor, THIS};
+use crate::doctor::{assert_check, doctor};
+/// This cluster: the suite's one destination ID (other tests annotate Namespaces with it, and
+/// doctor reads this cluster's ID off them).
+const THIS: &str = super::install::CLUSTER_ID;
 
 /// The doctor tests' table: the source's p-a is this cluster's p-b.
-const TABLE: &str = "p-a=p-b\nc-src01:p-a=c-m-dst01:p-b\n";
+const TABLE: &str = "p-a=p-b\nc-src01:p-a=c-m-4kq8z9rt:p-b\n";
 const PID: &str = "field.cattle.io/projectId";
 
 /// `kubectl apply` of `docs`, as the admin.
@@ -135,7 +138,7 @@ async fn pods_ready(install: &Install) {
 /// A kubeconfig at `dir/NAME` for `token`.
 fn kubeconfig_for(plane: &ControlPlane, dir: &Path, name: &str, token: &str) -> std::path::PathBuf {
     let path = dir.join(name);
-    plane.write_kubeconfig(&path, token);
+    plane.write_kubeconfig(&path, token, "default");
     path
 }
 

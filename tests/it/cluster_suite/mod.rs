@@ -8,8 +8,8 @@ mod objects;
 mod plane;
 
 mod audit;
-mod doctor;
 mod certificates;
+mod doctor;
 mod mappings;
 mod policy;
 mod projects;
