@@ -67,30 +67,35 @@ lint:
 
 ## envtest: the real control plane the cluster suite (tests/it/cluster_suite) starts — kube-apiserver,
 ## etcd and kube-controller-manager in KUBEBUILDER_ASSETS, envtest's convention (`setup-envtest
-## use 1.36 -p path` prints such a directory). Unset, the compressed assets kept beside the
-## repository are unpacked into build/envtest (v1.36) and build/envtest-1.32; without either the
-## suite fails, naming the variable.
+## use 1.36 -p path` prints such a directory), and KUBEBUILDER_ASSETS_1_32 for the second
+## release. Each one unset, the compressed assets kept beside the repository are unpacked into
+## build/envtest (v1.36) or build/envtest-1.32; without them `make test` fails, naming the
+## variable. The suite needs root (a private mount namespace gives the apiserver its own
+## /etc/hosts and resolv.conf).
 ENVTEST_SHARED := ../shared/envtest
 ifeq ($(origin KUBEBUILDER_ASSETS),undefined)
 KUBEBUILDER_ASSETS := $(CURDIR)/build/envtest
-KUBEBUILDER_ASSETS_1_32 ?= $(CURDIR)/build/envtest-1.32
-ENVTEST_UNPACK := 1
+UNPACK_1_36 := 1
+endif
+ifeq ($(origin KUBEBUILDER_ASSETS_1_32),undefined)
+KUBEBUILDER_ASSETS_1_32 := $(CURDIR)/build/envtest-1.32
+UNPACK_1_32 := 1
 endif
 export KUBEBUILDER_ASSETS
 envtest:
-ifdef ENVTEST_UNPACK
-	@[ -d $(ENVTEST_SHARED) ] || { echo "KUBEBUILDER_ASSETS is not set: point it at a directory holding kube-apiserver, etcd and kube-controller-manager (setup-envtest use 1.36 -p path)" >&2; exit 1; }
+ifdef UNPACK_1_36
+	@[ -d $(ENVTEST_SHARED) ] || { echo "KUBEBUILDER_ASSETS is not set: point it at a directory holding kube-apiserver, etcd and kube-controller-manager 1.36 (setup-envtest use 1.36 -p path)" >&2; exit 1; }
 	scripts/unpack-envtest $(ENVTEST_SHARED) $(KUBEBUILDER_ASSETS)
+endif
+ifdef UNPACK_1_32
+	@[ -d $(ENVTEST_SHARED)-1.32 ] || { echo "KUBEBUILDER_ASSETS_1_32 is not set: point it at kube-apiserver, etcd and kube-controller-manager 1.32 (setup-envtest use 1.32 -p path)" >&2; exit 1; }
 	scripts/unpack-envtest $(ENVTEST_SHARED)-1.32 $(KUBEBUILDER_ASSETS_1_32)
 endif
 
-## cluster-1.32: the cluster suite again against v1.32, from KUBEBUILDER_ASSETS_1_32 (set with
-## the unpacked assets above; one who sets KUBEBUILDER_ASSETS names the 1.32 set too, or runs
-## the matrix's first column only).
+## cluster-1.32: the cluster suite again against v1.32, from KUBEBUILDER_ASSETS_1_32 (the
+## unpacked assets above unless given).
 cluster-1.32: tools envtest
-ifdef KUBEBUILDER_ASSETS_1_32
 	KUBEBUILDER_ASSETS=$(KUBEBUILDER_ASSETS_1_32) $(CARGO) test --locked --test it cluster_suite::
-endif
 
 ## unit: every test, the cluster suite (against KUBEBUILDER_ASSETS) in a run of its own so that
 ## its control plane does not load the timing-sensitive tests; the deploy tests run the pinned tools through RANCHER_REMAP_TOOLS (exported

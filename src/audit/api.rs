@@ -220,6 +220,9 @@ pub fn describe_error(e: &kube::Error) -> String {
             let message = crate::text::truncate(s.message.clone(), MESSAGE_MAX);
             format!("{} {}: {message}", s.code, s.reason)
         }
+        // The credential plugin's or provider's own error can quote its command line, its
+        // environment and its output, where kubeconfigs keep secrets: never shown.
+        kube::Error::Auth(_) => "the kubeconfig's credentials could not be obtained (its exec plugin or auth provider failed; run it by hand to see why)".to_string(),
         // The whole cause, once each (kube's and hyper's messages repeat their sources'):
         // "client error (Connect): tcp connect error: Connection refused (os error 111)".
         other => {

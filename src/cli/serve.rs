@@ -85,8 +85,9 @@ pub struct Args {
 
     /// This cluster's Rancher ID (e.g. c-m-4kq8z9rt, or local), as `derive` prints it. A Namespace
     /// annotated with it is never rewritten, and a table whose sources name it (reversed) or
-    /// whose destinations name another cluster is refused, at start and on every reload. Empty:
-    /// unknown (nothing is checked against it).
+    /// whose destinations name another cluster is refused, at start and on every reload.
+    /// Required with a mapping source: without it the server runs but is never ready, and says
+    /// how to set it.
     #[arg(long, env = "RANCHER_REMAP_CLUSTER_ID", value_name = "ID", value_parser = super::parse_cluster_id)]
     pub cluster_id: Option<String>,
 
@@ -123,10 +124,9 @@ pub struct Args {
 
     /// Seconds, after SIGTERM, that the server stays unready but keeps accepting and answering
     /// (each answer with `Connection: close`, so API servers close their keep-alive connections
-    /// themselves) before its listener closes; then it waits up to 25 s for clients to close
-    /// their connections (it never closes an idle one). Covers Endpoints reaching every API
-    /// server; the Deployment's grace period must exceed it by the drain. 0: the listener closes
-    /// at once.
+    /// themselves) before its listener closes; then it waits up to --drain-timeout for clients
+    /// to close their connections (it never closes an idle one). Covers Endpoints reaching every
+    /// API server. 0: the listener closes at once.
     #[arg(
         long,
         env = "RANCHER_REMAP_SHUTDOWN_DELAY",
@@ -135,6 +135,20 @@ pub struct Args {
         value_parser = clap::value_parser!(u64).range(0..=300)
     )]
     pub shutdown_delay: u64,
+
+    /// Seconds, once the listener is closed, to wait for requests in flight to finish and for
+    /// clients to close the connections they still hold; what is open then is cut as the process
+    /// exits. Longer than kube-apiserver's 90 s idle timeout, so that no connection an API
+    /// server may still write onto is cut; the Deployment's grace period must exceed the delay
+    /// plus this.
+    #[arg(
+        long,
+        env = "RANCHER_REMAP_DRAIN_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = crate::server::DEFAULT_DRAIN.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..=600)
+    )]
+    pub drain_timeout: u64,
 
     /// Log format.
     #[arg(long, env = "RANCHER_REMAP_LOG_FORMAT", value_enum, default_value_t)]
@@ -300,6 +314,7 @@ async fn serve(
             max_connections: args.max_connections.max(1),
             header_read: Duration::from_secs(args.request_timeout),
             shutdown_delay: Duration::from_secs(args.shutdown_delay),
+            drain: Duration::from_secs(args.drain_timeout),
             ..timing
         },
     )

@@ -51,6 +51,11 @@ pub struct Timing {
     pub drain: Duration,
 }
 
+/// Default of [`Timing::drain`] (and `serve --drain-timeout`): longer than kube-apiserver's
+/// 90 s idle timeout for webhook connections, so that the exit never cuts a connection an API
+/// server still holds (and may be writing a request onto).
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(95);
+
 /// Default of [`Timing::shutdown_delay`] (and `serve --shutdown-delay`): Endpoints reach every
 /// API server within a few seconds; BENCHMARKS.md has the rollout measured with it.
 pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(10);
@@ -64,7 +69,7 @@ impl Default for Timing {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             cert_poll: Duration::from_secs(2),
             shutdown_delay: DEFAULT_SHUTDOWN_DELAY,
-            drain: Duration::from_secs(25),
+            drain: DEFAULT_DRAIN,
         }
     }
 }
@@ -172,7 +177,7 @@ impl Server {
         // The task that keeps the certificate current never ends; if it did (a panic), the
         // pair in force would expire unrenewed: stop, so the pod restarts and says why.
         let mut stopped_following = false;
-        let admin_task = {
+        let mut admin_task = {
             let stop = stop_rx.clone();
             let app = routes::admin(state.clone(), stopping_rx.clone());
             tokio::spawn(async move {
@@ -232,16 +237,24 @@ impl Server {
         // Connections the kernel completed but nobody accepted yet would be reset when the
         // listener closes, under a client that already counts them as open (Go's dialer does not
         // try the next address then): take them first.
+        // (Beyond --max-connections if need be: the backlog bounds them, and waiting for a slot
+        // here could wait on idle connections for as long as their clients keep them.)
         if let Ok(listener) = webhook.into_std() {
-            while let Ok((tcp, _)) = listener.accept() {
-                let (Ok(slot), Ok(())) = (
-                    slots.clone().acquire_owned().await,
-                    tcp.set_nonblocking(true),
-                ) else {
-                    break;
+            let extra = Arc::new(tokio::sync::Semaphore::new(LISTEN_BACKLOG as usize));
+            for _ in 0..LISTEN_BACKLOG {
+                let tcp = match listener.accept() {
+                    Ok((tcp, _)) => tcp,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => continue,
                 };
-                if let Ok(tcp) = tokio::net::TcpStream::from_std(tcp) {
-                    spawn_connection(slot, tcp);
+                let slot = slots
+                    .clone()
+                    .try_acquire_owned()
+                    .or_else(|_| extra.clone().try_acquire_owned());
+                if let (Ok(slot), Ok(())) = (slot, tcp.set_nonblocking(true)) {
+                    if let Ok(tcp) = tokio::net::TcpStream::from_std(tcp) {
+                        spawn_connection(slot, tcp);
+                    }
                 }
             }
         }
@@ -256,10 +269,11 @@ impl Server {
             tracing::warn!(drain = ?timing.drain, "connections still open when the drain ended; closing them");
         }
         cert_watch.abort();
-        admin_task
-            .await
-            .context("admin server task")?
-            .context("admin server")?;
+        // A client holding a half-sent request on the admin port must not keep the process up.
+        match tokio::time::timeout(Duration::from_secs(5), &mut admin_task).await {
+            Ok(done) => done.context("admin server task")?.context("admin server")?,
+            Err(_) => admin_task.abort(),
+        }
         anyhow::ensure!(
             !stopped_following,
             "the task keeping the serving certificate current ended"

@@ -80,7 +80,7 @@ pub fn admin(state: Arc<AppState>, stopping: tokio::sync::watch::Receiver<bool>)
 /// Why a destination server without this cluster's ID is never ready: Namespaces Stork creates
 /// would silently keep the source's projects (nothing would recognise them by their annotation),
 /// and no table could be checked against this cluster.
-pub const NO_CLUSTER_ID: &str = "not ready: no cluster ID. Set this cluster's Rancher ID (rancher-remap derive prints it): serve --cluster-id or RANCHER_REMAP_CLUSTER_ID; Helm: --set clusterId=ID; kustomize: clusterId in deploy/destination/cluster-id.yaml";
+pub const NO_CLUSTER_ID: &str = "not ready: no cluster ID. Set this cluster's Rancher ID (rancher-remap derive prints it): serve --cluster-id or RANCHER_REMAP_CLUSTER_ID; Helm: --set clusterId=ID; kustomize: clusterId in deploy/destination/cluster-id.yaml, or an overlay's patch of it with deploy/transformers/cluster-id";
 
 async fn readyz(State(s): State<Arc<AppState>>, stopping: bool) -> Response {
     if stopping {

@@ -21,6 +21,8 @@ pub fn serve_command_without_certificates(bin: &str) -> Command {
     let mut cmd = Command::new(bin);
     // Stops at once on SIGTERM; a test of the shutdown delay gives --shutdown-delay.
     cmd.env("RANCHER_REMAP_SHUTDOWN_DELAY", "0");
+    // A test's own clients may hold idle connections when it stops the server.
+    cmd.env("RANCHER_REMAP_DRAIN_TIMEOUT", "25");
     cmd.args([
         "serve",
         "--listen",

@@ -10,7 +10,6 @@
 //! and an exit hook that also removes their directory).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -111,14 +110,23 @@ fn write_hosts(path: &Path, endpoints: &[(&str, Vec<&str>)]) -> std::io::Result<
             hosts.push_str(&format!("{addr} {SERVICE}.{ns}.svc\n"));
         }
     }
-    // In place: the apiserver sees this file through a bind mount of its inode.
+    // In place (the apiserver sees this file through a bind mount of its inode), in one write
+    // of a fixed size and never truncated, so that its resolver never reads it empty or cut
+    // short (and asks DNS, which here is loopback too: see `start`). Blank lines pad it.
+    assert!(hosts.len() < HOSTS_SIZE, "the hosts file outgrew its size");
+    let mut bytes = hosts.into_bytes();
+    bytes.resize(HOSTS_SIZE, b'\n');
+    use std::os::unix::fs::FileExt;
     std::fs::OpenOptions::new()
         .write(true)
-        .truncate(true)
         .create(true)
+        .truncate(false)
         .open(path)?
-        .write_all(hosts.as_bytes())
+        .write_all_at(&bytes, 0)
 }
+
+/// The hosts file's fixed size.
+const HOSTS_SIZE: usize = 4096;
 
 impl ControlPlane {
     /// Changes what the Service of the install in `ns` resolves to, as an Endpoints update
@@ -288,6 +296,11 @@ fn wait_for(
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
+            // Reaped: its id may be reused, so the exit hook must not kill it.
+            CHILDREN
+                .lock()
+                .unwrap()
+                .retain(|&pid| pid != child.id() as i32);
             return Err(format!("{name} exited ({status}):\n{}", tail(dir, name)));
         }
         if ready() {
@@ -373,10 +386,20 @@ fn start() -> Result<ControlPlane, String> {
     let mut etcd = spawn(&dir, "etcd", etcd)?;
 
     let path = |f: &str| dir.join(f).display().to_string();
+    // The apiserver's own /etc/hosts (HOMES), and a resolv.conf whose only nameserver is on
+    // loopback: a name the hosts file does not hold fails here instead of leaving the machine.
+    std::fs::write(
+        dir.join("resolv.conf"),
+        "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+    )
+    .map_err(|e| e.to_string())?;
     let mut api = Command::new("unshare");
     api.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
-        .arg(r#"mount --bind "$0" /etc/hosts && exec "$@""#)
+        .arg(
+            r#"mount --bind "$0" /etc/hosts && { [ ! -e /etc/resolv.conf ] || mount --bind "$1" /etc/resolv.conf; } && shift && exec "$@""#,
+        )
         .arg(dir.join("hosts"))
+        .arg(dir.join("resolv.conf"))
         .arg(assets.join("kube-apiserver"))
         .args([
             "--bind-address=127.0.0.1".to_string(),
