@@ -239,3 +239,18 @@ pub fn describe_error(e: &kube::Error) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod describe_error_tests {
+    /// A credential plugin's failure can carry its command line, environment and output, where
+    /// kubeconfigs keep secrets: the description says what failed and quotes none of it.
+    #[test]
+    fn an_auth_error_quotes_nothing_of_the_plugin() {
+        let e = kube::Error::Auth(kube::client::AuthError::AuthExec(
+            "cmd: \"aws\" AWS_SECRET_ACCESS_KEY=\"sEcReT-marker\" out: token sEcReT-marker".into(),
+        ));
+        let text = super::describe_error(&e);
+        assert!(!text.contains("sEcReT-marker"), "{text}");
+        assert!(text.contains("credentials could not be obtained"), "{text}");
+    }
+}
