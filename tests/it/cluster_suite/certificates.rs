@@ -12,7 +12,7 @@ use base64::Engine;
 use rancher_remap::pki::CertInfo;
 use serde_json::{json, Value};
 
-use super::install::{Install, CLUSTER_ID, TABLE};
+use super::install::{Destination, Install, CLUSTER_ID, TABLE};
 use super::objects::{self, MIGRATED, PID};
 use super::plane::{plane, run_ok, ControlPlane, ADMIN, STORK};
 use super::rewrites::{mappings_configmap, until_the_webhook_answers};
@@ -64,20 +64,14 @@ fn ca_bundles(plane: &ControlPlane, install: &Install) -> Vec<Value> {
 async fn renewals_and_a_ca_rollover_under_writes_refuse_none_and_helm_upgrade_keeps_the_bundles() {
     let (plane, _turn) = plane().await;
     let ns = "rr-rollover";
-    let install = Install::helm(plane, ns, &[&format!("clusterId={CLUSTER_ID}")]);
-    let admin = plane.client(ADMIN).await;
-    let stork = plane.client(STORK).await;
-    objects::create(&admin, &mappings_configmap(ns, TABLE), false)
-        .await
-        .unwrap();
-    let app = "rr-rollover-app";
-    objects::create(
-        &admin,
-        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": app}}),
-        false,
-    )
-    .await
-    .unwrap();
+    let Destination {
+        install,
+        admin,
+        stork,
+        app,
+    } = Destination::helm(plane, ns, &[]).await;
+    // 'static: the writers below are tasks of their own.
+    let app: &'static str = Box::leak(app.into_boxed_str());
     // Serving pairs of 12 s (renewed with a third left: every ~8 s), a CA of 45 s (rolled over
     // 24 s before it ends), a 3 s grace once the new CA is published.
     let short = [

@@ -354,3 +354,55 @@ fn free_port_on(addrs: &[&str]) -> u16 {
         return port;
     }
 }
+
+/// What most cluster tests start from: the chart installed in `ns` with this cluster's ID (and
+/// `sets`), the mapping ConfigMap for [`TABLE`], a namespace `NS-app` for migrated writes (the
+/// webhooks skip the install's own), and clients as the admin and as Stork.
+pub struct Destination {
+    pub install: Install,
+    pub admin: kube::Client,
+    pub stork: kube::Client,
+    pub app: String,
+}
+
+impl Destination {
+    pub async fn helm(plane: &'static ControlPlane, ns: &str, sets: &[&str]) -> Destination {
+        let cluster = format!("clusterId={CLUSTER_ID}");
+        let mut all = vec![cluster.as_str()];
+        all.extend_from_slice(sets);
+        Destination::of(Install::helm(plane, ns, &all)).await
+    }
+
+    /// The same around an install already made.
+    pub async fn of(install: Install) -> Destination {
+        let plane = install.plane;
+        let admin = plane.client(super::plane::ADMIN).await;
+        let stork = plane.client(super::plane::STORK).await;
+        super::objects::create(
+            &admin,
+            &super::rewrites::mappings_configmap(&install.ns, TABLE),
+            false,
+        )
+        .await
+        .unwrap();
+        let app = format!("{}-app", install.ns);
+        create_namespace(&admin, &app).await;
+        Destination {
+            install,
+            admin,
+            stork,
+            app,
+        }
+    }
+}
+
+/// Creates the Namespace `name`.
+pub async fn create_namespace(client: &kube::Client, name: &str) {
+    super::objects::create(
+        client,
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+        false,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("Namespace {name}: {e}"));
+}

@@ -8,9 +8,9 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::{json, Value};
 
-use super::install::{Install, CLUSTER_ID, TABLE};
+use super::install::{Destination, Install, CLUSTER_ID, TABLE};
 use super::objects::{self, MIGRATED, PID};
-use super::plane::{plane, ADMIN, STORK};
+use super::plane::{plane, ADMIN};
 use super::rewrites::{mappings_configmap, until_the_webhook_answers};
 use crate::common::eventually;
 
@@ -29,19 +29,14 @@ async fn rewritten(client: &kube::Client, ns: &str) -> Option<String> {
 async fn the_mapping_configmap_is_followed_checked_and_reported() {
     let (plane, _turn) = plane().await;
     let ns = "rr-mappings";
-    let install = Install::helm(plane, ns, &[&format!("clusterId={CLUSTER_ID}")]);
-    let admin = plane.client(ADMIN).await;
-    let stork = plane.client(STORK).await;
+    let Destination {
+        install,
+        admin,
+        stork,
+        app,
+    } = Destination::helm(plane, ns, &[]).await;
+    let app = app.as_str();
     let table = mappings_configmap(ns, TABLE);
-    objects::create(&admin, &table, false).await.unwrap();
-    let app = "rr-mappings-app";
-    objects::create(
-        &admin,
-        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": app}}),
-        false,
-    )
-    .await
-    .unwrap();
     let server = install.start_replica(0, &[]).await;
     until_the_webhook_answers(&stork, app).await;
 

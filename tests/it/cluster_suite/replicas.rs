@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::install::{Install, CLUSTER_ID, TABLE};
+use super::install::Destination;
 use super::objects::{self, MIGRATED, PID};
-use super::plane::{plane, ADMIN, STORK};
-use super::rewrites::{mappings_configmap, until_the_webhook_answers};
+use super::plane::plane;
+use super::rewrites::until_the_webhook_answers;
 use crate::common::ServeProcess;
 
 /// The test's Endpoints are the apiserver's /etc/hosts, which Go's resolver re-reads at most
@@ -127,20 +127,13 @@ async fn stop(mut replica: ServeProcess) {
 async fn no_write_is_refused_when_a_replica_stops_or_rolls() {
     let (plane, _turn) = plane().await;
     let ns = "rr-replicas";
-    let install = Install::helm(plane, ns, &[&format!("clusterId={CLUSTER_ID}")]);
-    let admin = plane.client(ADMIN).await;
-    let stork = plane.client(STORK).await;
-    objects::create(&admin, &mappings_configmap(ns, TABLE), false)
-        .await
-        .unwrap();
-    let app = "rr-replicas-app";
-    objects::create(
-        &admin,
-        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": app}}),
-        false,
-    )
-    .await
-    .unwrap();
+    let Destination {
+        install,
+        admin: _,
+        stork,
+        app,
+    } = Destination::helm(plane, ns, &[]).await;
+    let app = app.as_str();
     // The first replica makes the certificate Secret; the second follows it.
     let r0 = install.start_replica(0, &[DELAY]).await;
     until_the_webhook_answers(&stork, app).await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::install::{Install, CLUSTER_ID, TABLE};
+use super::install::{Destination, Install, CLUSTER_ID, TABLE};
 use super::objects::{self, every_kind, places_of, MIGRATED, PID, SOURCE_IDS};
 use super::plane::{plane, ADMIN, STORK};
 
@@ -101,7 +101,12 @@ async fn the_chart_rewrites_every_kind_on_create_update_and_dry_run() {
         .unwrap()
         .unwrap()
         .path();
-    let install = Install::helm_chart(
+    let Destination {
+        install,
+        admin,
+        stork,
+        app,
+    } = Destination::of(Install::helm_chart(
         plane,
         ns,
         &tgz,
@@ -109,20 +114,9 @@ async fn the_chart_rewrites_every_kind_on_create_update_and_dry_run() {
             &format!("clusterId={CLUSTER_ID}"),
             &format!("migrationUsers={{{STORK}}}"),
         ],
-    );
-    let admin = plane.client(ADMIN).await;
-    let stork = plane.client(STORK).await;
-    objects::create(&admin, &mappings_configmap(ns, TABLE), false)
-        .await
-        .unwrap();
-    let app = "rr-rewrites-app";
-    objects::create(
-        &admin,
-        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": app}}),
-        false,
-    )
-    .await
-    .unwrap();
+    ))
+    .await;
+    let app = app.as_str();
     let _server = install.start_replica(0, &[]).await;
     until_the_webhook_answers(&stork, app).await;
 
