@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::install::{Destination, Install, CLUSTER_ID, TABLE};
 use super::objects::{self, MIGRATED, PID};
-use super::plane::{plane, run_ok, ControlPlane, ADMIN, STORK};
+use super::plane::{plane, run_ok, ADMIN, STORK};
 use super::rewrites::{mappings_configmap, until_the_webhook_answers};
 
 fn decoded(v: &Value) -> String {
@@ -34,30 +34,6 @@ async fn certs(admin: &kube::Client, ns: &str) -> Value {
                 "metadata": {"name": "rancher-remap-certs", "namespace": ns}}),
     )
     .await
-}
-
-/// Every caBundle of the install's webhook configurations.
-fn ca_bundles(plane: &ControlPlane, install: &Install) -> Vec<Value> {
-    let mut bundles = Vec::new();
-    for r in install
-        .env_var("RANCHER_REMAP_WEBHOOK_CONFIGURATIONS")
-        .unwrap()
-        .split(',')
-    {
-        let (kind, name) = r.split_once('/').unwrap();
-        let config: Value = serde_json::from_str(&run_ok(plane.kubectl(ADMIN).args([
-            "get",
-            &format!("{kind}webhookconfigurations"),
-            name,
-            "-o",
-            "json",
-        ])))
-        .unwrap();
-        for hook in config["webhooks"].as_array().unwrap() {
-            bundles.push(hook["clientConfig"]["caBundle"].clone());
-        }
-    }
-    bundles
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +108,8 @@ async fn renewals_and_a_ca_rollover_under_writes_refuse_none_and_helm_upgrade_ke
         now["data"]["ca.crt"] != first["data"]["ca.crt"]
             && widest == 2
             && serving.issued_by(&ca)
-            && ca_bundles(plane, &install)
+            && install
+                .ca_bundles()
                 .iter()
                 .all(|b| *b == now["data"]["ca-bundle.crt"])
     })
@@ -153,9 +130,9 @@ async fn renewals_and_a_ca_rollover_under_writes_refuse_none_and_helm_upgrade_ke
     assert!(refused.is_empty(), "{refused:?}");
 
     // helm upgrade, the new CA published: every caBundle stays the server's, writes pass.
-    let before = ca_bundles(plane, &install);
+    let before = install.ca_bundles();
     install.helm_upgrade(&["logFormat=text"]);
-    assert_eq!(ca_bundles(plane, &install), before);
+    assert_eq!(install.ca_bundles(), before);
     until_the_webhook_answers(&stork, app).await;
 }
 

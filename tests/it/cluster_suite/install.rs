@@ -171,28 +171,50 @@ impl Install {
             .collect()
     }
 
-    /// Puts back the Service reference every webhook had as installed (see
-    /// [`Self::route_webhooks`]), for a check of the install as a user has it: from then on the
-    /// apiserver cannot reach the webhooks (no Endpoints here), so writes they see are refused.
-    pub fn restore_service_references(&self) {
-        for (resource, name) in self.webhook_configurations() {
-            let config: Value = serde_json::from_str(&run_ok(
-                self.plane
-                    .kubectl(ADMIN)
-                    .args(["get", &resource, &name, "-o", "json"]),
-            ))
-            .unwrap();
+    /// Each of this install's webhook configurations as stored now: its resource, name and
+    /// object.
+    fn webhook_configuration_objects(&self) -> Vec<(String, String, Value)> {
+        self.webhook_configurations()
+            .into_iter()
+            .map(|(resource, name)| {
+                let config = serde_json::from_str(&run_ok(
+                    self.plane
+                        .kubectl(ADMIN)
+                        .args(["get", &resource, &name, "-o", "json"]),
+                ))
+                .unwrap();
+                (resource, name, config)
+            })
+            .collect()
+    }
+
+    /// Every webhook's caBundle, base64 as stored (null where there is none).
+    pub fn ca_bundles(&self) -> Vec<Value> {
+        self.webhook_configuration_objects()
+            .into_iter()
+            .flat_map(|(_, _, config)| {
+                config["webhooks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|hook| hook["clientConfig"]["caBundle"].clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Replaces each webhook's `clientConfig.FROM` by `clientConfig.TO`, whose value `to` makes
+    /// from the webhook; the caBundle, and everything else, stays.
+    fn swap_client_config(&self, from: &str, to: &str, value: impl Fn(&Value) -> Value) {
+        for (resource, name, config) in self.webhook_configuration_objects() {
             let mut ops = Vec::new();
             for (i, hook) in config["webhooks"].as_array().unwrap().iter().enumerate() {
-                let url = hook["clientConfig"]["url"].as_str().unwrap();
-                let path = &url[url.find(".svc:").unwrap()..];
-                let path = &path[path.find('/').unwrap()..];
                 ops.push(
-                    json!({"op": "remove", "path": format!("/webhooks/{i}/clientConfig/url")}),
+                    json!({"op": "remove", "path": format!("/webhooks/{i}/clientConfig/{from}")}),
                 );
                 ops.push(
-                    json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/service"),
-                    "value": {"name": SERVICE, "namespace": self.ns, "path": path, "port": 443}}),
+                    json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/{to}"),
+                                "value": value(hook)}),
                 );
             }
             run_ok(self.plane.kubectl(ADMIN).args([
@@ -206,37 +228,28 @@ impl Install {
         }
     }
 
+    /// Puts back the Service reference every webhook had as installed (see
+    /// [`Self::route_webhooks`]), for a check of the install as a user has it: from then on the
+    /// apiserver cannot reach the webhooks (no Endpoints here), so writes they see are refused.
+    pub fn restore_service_references(&self) {
+        self.swap_client_config("url", "service", |hook| {
+            let url = hook["clientConfig"]["url"].as_str().unwrap();
+            let path = &url[url.find(".svc:").unwrap()..];
+            let path = &path[path.find('/').unwrap()..];
+            json!({"name": SERVICE, "namespace": self.ns, "path": path, "port": 443})
+        });
+    }
+
     /// Points every webhook of this install at its replicas by URL: the Service's own DNS name
     /// (which the server's certificate is for), resolved by the apiserver to [`Self::addrs`].
-    /// The caBundle, and everything else, stays as the install and the server made it.
     fn route_webhooks(&self) {
-        for (resource, name) in self.webhook_configurations() {
-            let config: Value = serde_json::from_str(&run_ok(
-                self.plane
-                    .kubectl(ADMIN)
-                    .args(["get", &resource, &name, "-o", "json"]),
+        self.swap_client_config("service", "url", |hook| {
+            let path = hook["clientConfig"]["service"]["path"].as_str().unwrap();
+            json!(format!(
+                "https://{SERVICE}.{}.svc:{}{path}",
+                self.ns, self.port
             ))
-            .unwrap();
-            let mut ops = Vec::new();
-            for (i, hook) in config["webhooks"].as_array().unwrap().iter().enumerate() {
-                let path = hook["clientConfig"]["service"]["path"].as_str().unwrap();
-                ops.push(
-                    json!({"op": "remove", "path": format!("/webhooks/{i}/clientConfig/service")}),
-                );
-                ops.push(
-                    json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/url"),
-                    "value": format!("https://{SERVICE}.{}.svc:{}{path}", self.ns, self.port)}),
-                );
-            }
-            run_ok(self.plane.kubectl(ADMIN).args([
-                "patch",
-                &resource,
-                &name,
-                "--type=json",
-                "-p",
-                &Value::Array(ops).to_string(),
-            ]));
-        }
+        });
     }
 
     /// The `serve` command of replica `i` as its pod would run it: the rendered environment
