@@ -193,7 +193,9 @@ impl Server {
         let connections = TaskTracker::new();
         let slots = Arc::new(tokio::sync::Semaphore::new(timing.max_connections));
 
-        let spawn_connection = |slot, tcp: tokio::net::TcpStream| {
+        // `slot`: its place among --max-connections (none for the last sweep of the backlog).
+        let spawn_connection = |slot: Option<tokio::sync::OwnedSemaphorePermit>,
+                                tcp: tokio::net::TcpStream| {
             let _ = tcp.set_nodelay(true);
             let conn = Connection {
                 acceptor: acceptor.clone(),
@@ -231,7 +233,7 @@ impl Server {
                     None => break,
                 },
             };
-            spawn_connection(slot, tcp);
+            spawn_connection(Some(slot), tcp);
         }
 
         // Connections the kernel completed but nobody accepted yet would be reset when the
@@ -240,18 +242,14 @@ impl Server {
         // (Beyond --max-connections if need be: the backlog bounds them, and waiting for a slot
         // here could wait on idle connections for as long as their clients keep them.)
         if let Ok(listener) = webhook.into_std() {
-            let extra = Arc::new(tokio::sync::Semaphore::new(LISTEN_BACKLOG as usize));
             for _ in 0..LISTEN_BACKLOG {
                 let tcp = match listener.accept() {
                     Ok((tcp, _)) => tcp,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(_) => continue,
                 };
-                let slot = slots
-                    .clone()
-                    .try_acquire_owned()
-                    .or_else(|_| extra.clone().try_acquire_owned());
-                if let (Ok(slot), Ok(())) = (slot, tcp.set_nonblocking(true)) {
+                let slot = slots.clone().try_acquire_owned().ok();
+                if tcp.set_nonblocking(true).is_ok() {
                     if let Ok(tcp) = tokio::net::TcpStream::from_std(tcp) {
                         spawn_connection(slot, tcp);
                     }
