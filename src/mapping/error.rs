@@ -157,6 +157,27 @@ impl fmt::Display for Side {
     }
 }
 
+/// Which part of two entries' sources is the same while their destinations differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The whole ID: one source, two destinations.
+    Whole,
+    /// The project part (`p-a` and `c-1:p-a` both map project `p-a`).
+    Project,
+    /// The cluster part of `C:P` entries.
+    Cluster,
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Part::Whole => "",
+            Part::Project => "project ",
+            Part::Cluster => "cluster ",
+        })
+    }
+}
+
 /// A broken mapping. Any one of these rejects the whole table.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MappingError {
@@ -190,34 +211,13 @@ pub enum MappingError {
     /// Source and destination have different forms (`P` vs `C:P`).
     #[error("entry {entry}: source and destination must both be P or both be C:P")]
     FormMismatch { entry: EntryRef },
-    /// One source mapped to two different destinations.
-    #[error("entry {entry} maps {src} to {dst}, but entry {other} maps it to {other_dst}")]
-    ConflictingDestination {
+    /// One source (a whole ID, or its project or cluster part) mapped to two destinations.
+    #[error("entry {entry} maps {part}{src} to {dst}, but entry {other} maps it to {other_dst}")]
+    Conflict {
+        part: Part,
         entry: EntryRef,
         other: EntryRef,
         src: String,
-        dst: String,
-        other_dst: String,
-    },
-    /// Two entries with the same source project but different destination projects.
-    #[error(
-        "entry {entry} maps project {project} to {dst}, but entry {other} maps it to {other_dst}"
-    )]
-    ProjectConflict {
-        entry: EntryRef,
-        other: EntryRef,
-        project: String,
-        dst: String,
-        other_dst: String,
-    },
-    /// One source cluster mapped to two destination clusters.
-    #[error(
-        "entry {entry} maps cluster {cluster} to {dst}, but entry {other} maps it to {other_dst}"
-    )]
-    ClusterConflict {
-        entry: EntryRef,
-        other: EntryRef,
-        cluster: String,
         dst: String,
         other_dst: String,
     },
@@ -273,9 +273,7 @@ impl MappingError {
             | MappingError::EmptySide { entry, .. }
             | MappingError::InvalidId { entry, .. }
             | MappingError::FormMismatch { entry }
-            | MappingError::ConflictingDestination { entry, .. }
-            | MappingError::ProjectConflict { entry, .. }
-            | MappingError::ClusterConflict { entry, .. }
+            | MappingError::Conflict { entry, .. }
             | MappingError::SelfMapping { entry, .. }
             | MappingError::Chain { entry, .. } => entry.field_path(),
         }

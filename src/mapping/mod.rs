@@ -7,7 +7,9 @@ pub mod objects;
 mod parse;
 mod table;
 
-pub use error::{is_quotable, EntryRef, MappingError, MappingErrors, MappingWarning, Origin, Side};
+pub use error::{
+    is_quotable, EntryRef, MappingError, MappingErrors, MappingWarning, Origin, Part, Side,
+};
 pub use id::{check_label, IdError, ProjectValue};
 pub use parse::{parse_map, parse_text, Entry, Parsed};
 pub use table::{Lookup, LookupRef, Table, TableParts};

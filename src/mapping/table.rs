@@ -11,7 +11,7 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type Set<K> = HashSet<K, foldhash::fast::RandomState>;
 type OrderedMap<K, V> = indexmap::IndexMap<K, V, foldhash::fast::RandomState>;
 
-use super::error::{MappingError, MappingErrors, MappingWarning};
+use super::error::{MappingError, MappingErrors, MappingWarning, Part};
 use super::parse::{Entry, Parsed};
 
 /// What the table says about one value (docs/behaviour.md).
@@ -94,7 +94,8 @@ impl Table {
             let (src, dst) = (src_v.to_string(), dst_v.to_string());
             if let Some((k, _, other_dst)) = t.exact.get_full(src.as_str()) {
                 if **other_dst != *dst {
-                    errors.push(MappingError::ConflictingDestination {
+                    errors.push(MappingError::Conflict {
+                        part: Part::Whole,
                         entry: e.at.clone(),
                         other: parsed[origin[k]].at.clone(),
                         other_dst: other_dst.to_string(),
@@ -106,7 +107,9 @@ impl Table {
                 continue;
             }
             if src == dst {
-                warnings_push(&mut t.warnings, e);
+                t.warnings.push(MappingWarning::Identity {
+                    entry: e.at.clone(),
+                });
             }
             t.exact.insert(src.into(), dst.into());
             origin.push(i);
@@ -121,32 +124,7 @@ impl Table {
                 }
                 sources.push((src_v.project, i));
             }
-            if let Some(prev) = claim(&mut t.projects, src_v.project, dst_v.project, i) {
-                errors.push(MappingError::ProjectConflict {
-                    entry: e.at.clone(),
-                    other: parsed[prev.by].at.clone(),
-                    project: src_v.project.to_string(),
-                    dst: dst_v.project.to_string(),
-                    other_dst: prev.dst.into(),
-                });
-            }
-            if let (Some(sc), Some(dc)) = (src_v.cluster, dst_v.cluster) {
-                if sc == dc && src_v != dst_v {
-                    errors.push(MappingError::SelfMapping {
-                        entry: e.at.clone(),
-                        cluster: sc.to_string(),
-                    });
-                }
-                if let Some(prev) = claim(&mut t.clusters, sc, dc, i) {
-                    errors.push(MappingError::ClusterConflict {
-                        entry: e.at.clone(),
-                        other: parsed[prev.by].at.clone(),
-                        cluster: sc.to_string(),
-                        dst: dc.to_string(),
-                        other_dst: prev.dst.into(),
-                    });
-                }
-            }
+            t.claim_parts(&parsed, i, &mut errors);
         }
 
         t.chains(&parsed, &origin, &mut errors);
@@ -155,6 +133,35 @@ impl Table {
         }
         t.index_destinations(&parsed, &origin);
         Ok(t)
+    }
+
+    /// The checks across entries of one distinct entry's parts: its project, and its cluster,
+    /// map to one destination each, and a cluster never onto itself.
+    fn claim_parts(&mut self, parsed: &[Entry], i: usize, errors: &mut Vec<MappingError>) {
+        let e = &parsed[i];
+        let (src, dst) = (e.src(), e.dst());
+        let conflict = |part, prev: Claim, from: &str, to: &str| MappingError::Conflict {
+            part,
+            entry: e.at.clone(),
+            other: parsed[prev.by].at.clone(),
+            src: from.to_string(),
+            dst: to.to_string(),
+            other_dst: prev.dst.into(),
+        };
+        if let Some(prev) = claim(&mut self.projects, src.project, dst.project, i) {
+            errors.push(conflict(Part::Project, prev, src.project, dst.project));
+        }
+        if let (Some(sc), Some(dc)) = (src.cluster, dst.cluster) {
+            if sc == dc && src != dst {
+                errors.push(MappingError::SelfMapping {
+                    entry: e.at.clone(),
+                    cluster: sc.to_string(),
+                });
+            }
+            if let Some(prev) = claim(&mut self.clusters, sc, dc, i) {
+                errors.push(conflict(Part::Cluster, prev, sc, dc));
+            }
+        }
     }
 
     /// A chain: a destination project that is also the source of a non-identity mapping. (A
@@ -329,12 +336,6 @@ impl Table {
     pub fn warnings(&self) -> &[MappingWarning] {
         &self.warnings
     }
-}
-
-fn warnings_push(warnings: &mut Vec<MappingWarning>, e: &Entry) {
-    warnings.push(MappingWarning::Identity {
-        entry: e.at.clone(),
-    });
 }
 
 /// Claims `key → dst` for entry `by`; returns the earlier claim when it disagrees.

@@ -16,7 +16,7 @@ fn errors(text: &str) -> Vec<MappingError> {
 fn one_source_two_destinations() {
     let e = errors("p-a=p-b,p-a=p-c");
     assert!(
-        matches!(&e[..], [MappingError::ConflictingDestination { entry, other, .. }] if &*entry.text == "p-a=p-c" && &*other.text == "p-a=p-b"),
+        matches!(&e[..], [MappingError::Conflict { part: Part::Whole, entry, other, .. }] if &*entry.text == "p-a=p-c" && &*other.text == "p-a=p-b"),
         "{e:?}"
     );
     let msg = e[0].to_string();
@@ -36,13 +36,18 @@ fn exact_duplicates_are_accepted() {
 fn project_parts_conflict_across_forms() {
     let e = errors("p-a=p-b,c-1:p-a=c-2:p-c");
     assert!(
-        matches!(&e[..], [MappingError::ProjectConflict { project, .. }] if project == "p-a"),
+        matches!(&e[..], [MappingError::Conflict { part: Part::Project, src, .. }] if src == "p-a"),
         "{e:?}"
     );
     let e = errors("c-1:p-a=c-2:p-b,c-3:p-a=c-4:p-c");
     assert!(
-        e.iter()
-            .any(|e| matches!(e, MappingError::ProjectConflict { .. })),
+        e.iter().any(|e| matches!(
+            e,
+            MappingError::Conflict {
+                part: Part::Project,
+                ..
+            }
+        )),
         "{e:?}"
     );
 }
@@ -51,7 +56,7 @@ fn project_parts_conflict_across_forms() {
 fn source_cluster_to_two_clusters() {
     let e = errors("c-1:p-a=c-2:p-b,c-1:p-c=c-3:p-d");
     assert!(
-        matches!(&e[..], [MappingError::ClusterConflict { cluster, .. }] if cluster == "c-1"),
+        matches!(&e[..], [MappingError::Conflict { part: Part::Cluster, src, .. }] if src == "c-1"),
         "{e:?}"
     );
 }
