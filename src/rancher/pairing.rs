@@ -132,62 +132,84 @@ pub fn pair(
 ) -> Result<Pairing, Vec<RenameError>> {
     let mut sources = sources.to_vec();
     sources.sort_by(|a, b| (&a.display_name, &a.id).cmp(&(&b.display_name, &b.id)));
-    let mut pairing = Pairing::default();
-    // Ambiguous names, once each: (ignoring case, name) → the projects involved.
-    let mut ambiguous: BTreeMap<(bool, String), (BTreeSet<Project>, BTreeSet<Project>)> =
-        BTreeMap::new();
-    let mut note = |ignoring_case: bool, name: &str, s: &[&Project], d: &[&Project]| {
-        let (ss, ds) = ambiguous
+    let mut pairing = PairingSoFar::default();
+    // --map first: the source projects it names are paired by it alone.
+    let by_map = pairing.by_map(renames, &sources, destinations)?;
+    let rest: Vec<Project> = sources
+        .into_iter()
+        .filter(|p| !by_map.contains(p.id.as_str()))
+        .collect();
+    for p in &rest {
+        pairing.by_name(p, &rest, destinations);
+    }
+    Ok(pairing.finish())
+}
+
+/// A pairing being made: pairs, unmatched source projects, and the ambiguous names, once each
+/// ((ignoring case, name) → the projects involved on each side).
+#[derive(Default)]
+struct PairingSoFar {
+    matched: Vec<Match>,
+    unmatched: Vec<Project>,
+    ambiguous: BTreeMap<(bool, String), (BTreeSet<Project>, BTreeSet<Project>)>,
+}
+
+impl PairingSoFar {
+    fn matched(&mut self, source: &Project, destination: &Project, how: How) {
+        self.matched.push(Match {
+            source: source.clone(),
+            destination: destination.clone(),
+            how,
+        });
+    }
+
+    fn ambiguous(&mut self, ignoring_case: bool, name: &str, s: &[&Project], d: &[&Project]) {
+        let (ss, ds) = self
+            .ambiguous
             .entry((ignoring_case, name.to_string()))
             .or_default();
         ss.extend(s.iter().map(|p| (*p).clone()));
         ds.extend(d.iter().map(|p| (*p).clone()));
-    };
+    }
 
-    // --map first: the source projects it names are paired by it alone.
-    let mut errors = Vec::new();
-    let mut by_map: BTreeSet<&str> = BTreeSet::new();
-    let mut seen: BTreeSet<&str> = BTreeSet::new();
-    for r in renames {
-        if !seen.insert(&r.source) {
-            errors.push(RenameError::Twice {
-                from: r.source.clone(),
-            });
-            continue;
-        }
-        let (s, s_case) = holding(&r.source, &sources);
-        let (d, d_case) = holding(&r.destination, destinations);
-        let (from, to) = (r.source.clone(), r.destination.clone());
-        match (&s[..], &d[..]) {
-            ([], _) => errors.push(RenameError::NoSource { from, to }),
-            (_, []) => errors.push(RenameError::NoDestination { from, to }),
-            ([one], [other]) => pairing.matched.push(Match {
-                source: (*one).clone(),
-                destination: (*other).clone(),
-                how: How::Map,
-            }),
-            _ => {
-                let ignoring_case = s_case || d_case;
-                let name = if ignoring_case {
-                    r.source.to_lowercase()
-                } else {
-                    r.source.clone()
-                };
-                note(ignoring_case, &name, &s, &d);
+    /// Pairs what `--map` names; returns the IDs of the source projects it names.
+    fn by_map(
+        &mut self,
+        renames: &[Rename],
+        sources: &[Project],
+        destinations: &[Project],
+    ) -> Result<BTreeSet<String>, Vec<RenameError>> {
+        let mut errors = Vec::new();
+        let mut by_map = BTreeSet::new();
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        for r in renames {
+            if !seen.insert(&r.source) {
+                errors.push(RenameError::Twice {
+                    from: r.source.clone(),
+                });
+                continue;
             }
+            let (s, s_case) = holding(&r.source, sources);
+            let (d, d_case) = holding(&r.destination, destinations);
+            let (from, to) = (r.source.clone(), r.destination.clone());
+            match (&s[..], &d[..]) {
+                ([], _) => errors.push(RenameError::NoSource { from, to }),
+                (_, []) => errors.push(RenameError::NoDestination { from, to }),
+                ([one], [other]) => self.matched(one, other, How::Map),
+                _ if s_case || d_case => self.ambiguous(true, &r.source.to_lowercase(), &s, &d),
+                _ => self.ambiguous(false, &r.source, &s, &d),
+            }
+            by_map.extend(s.iter().map(|p| p.id.clone()));
         }
-        by_map.extend(s.iter().map(|p| p.id.as_str()));
-    }
-    if !errors.is_empty() {
-        return Err(errors);
+        if errors.is_empty() {
+            Ok(by_map)
+        } else {
+            Err(errors)
+        }
     }
 
-    let rest: Vec<Project> = sources
-        .iter()
-        .filter(|p| !by_map.contains(p.id.as_str()))
-        .cloned()
-        .collect();
-    for p in &rest {
+    /// Pairs `p`, one of `rest` (the source projects `--map` does not name), by its name.
+    fn by_name(&mut self, p: &Project, rest: &[Project], destinations: &[Project]) {
         let name = p.display_name.as_str();
         let same: Vec<&Project> = rest.iter().filter(|q| q.display_name == name).collect();
         let exact: Vec<&Project> = destinations
@@ -195,56 +217,45 @@ pub fn pair(
             .filter(|q| q.display_name == name)
             .collect();
         match (&same[..], &exact[..]) {
-            ([_], [d]) => {
-                pairing.matched.push(Match {
-                    source: p.clone(),
-                    destination: (*d).clone(),
-                    how: How::Exact,
-                });
-                continue;
-            }
+            ([_], [d]) => return self.matched(p, d, How::Exact),
             // The name is held twice on the source side: whichever destination holds it.
-            ([_, _, ..], _) => {
-                let held = if exact.is_empty() {
-                    holding_ignoring_case(name, destinations)
-                } else {
-                    exact
-                };
-                note(false, name, &same, &held);
-                continue;
+            ([_, _, ..], []) => {
+                let held = holding_ignoring_case(name, destinations);
+                return self.ambiguous(false, name, &same, &held);
             }
-            // Held twice on the destination side.
-            (_, [_, _, ..]) => {
-                note(false, name, &same, &exact);
-                continue;
-            }
+            // Held twice on either side.
+            ([_, _, ..], _) | (_, [_, _, ..]) => return self.ambiguous(false, name, &same, &exact),
             _ => {}
         }
         // No destination holds the name exactly: ignoring case, names that differ only in
         // case are one name, on both sides.
-        let same = holding_ignoring_case(name, &rest);
+        let same = holding_ignoring_case(name, rest);
         let near = holding_ignoring_case(name, destinations);
         match (&same[..], &near[..]) {
-            (_, []) => pairing.unmatched.push(p.clone()),
-            ([_], [d]) => pairing.matched.push(Match {
-                source: p.clone(),
-                destination: (*d).clone(),
-                how: How::IgnoringCase,
-            }),
-            _ => note(true, &name.to_lowercase(), &same, &near),
+            (_, []) => self.unmatched.push(p.clone()),
+            ([_], [d]) => self.matched(p, d, How::IgnoringCase),
+            _ => self.ambiguous(true, &name.to_lowercase(), &same, &near),
         }
     }
-    pairing.matched.sort_by(|a, b| {
-        (&a.source.display_name, &a.source.id).cmp(&(&b.source.display_name, &b.source.id))
-    });
-    pairing.ambiguous = ambiguous
-        .into_iter()
-        .map(|((ignoring_case, name), (s, d))| Ambiguous {
-            name,
-            ignoring_case,
-            sources: s.into_iter().collect(),
-            destinations: d.into_iter().collect(),
-        })
-        .collect();
-    Ok(pairing)
+
+    fn finish(mut self) -> Pairing {
+        self.matched.sort_by(|a, b| {
+            (&a.source.display_name, &a.source.id).cmp(&(&b.source.display_name, &b.source.id))
+        });
+        let ambiguous = self
+            .ambiguous
+            .into_iter()
+            .map(|((ignoring_case, name), (s, d))| Ambiguous {
+                name,
+                ignoring_case,
+                sources: s.into_iter().collect(),
+                destinations: d.into_iter().collect(),
+            })
+            .collect();
+        Pairing {
+            matched: self.matched,
+            unmatched: self.unmatched,
+            ambiguous,
+        }
+    }
 }
