@@ -16,7 +16,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, Namespace, Secret, Service, ServiceAccount,
+    ConfigMap, Container, Namespace, PodSpec, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -201,87 +201,62 @@ fn covers(rules: &[RuleWithOperations], group: &str, resource: &str, op: &str) -
         .any(|r| has(&r.api_groups, group) && has(&r.resources, resource) && has(&r.operations, op))
 }
 
-/// Item 2 of the deploy issue, for every webhook; returns the hooks' paths by name.
-fn check_webhooks(install: &Install) -> BTreeMap<String, String> {
-    let mutating: Vec<MutatingWebhookConfiguration> = install
-        .all("MutatingWebhookConfiguration")
-        .into_iter()
-        .map(typed)
-        .collect();
-    let validating: Vec<ValidatingWebhookConfiguration> = install
-        .all("ValidatingWebhookConfiguration")
-        .into_iter()
-        .map(typed)
-        .collect();
-    let service: Service = install.one("Service");
-    let webhook_port = service
-        .spec
-        .as_ref()
-        .unwrap()
-        .ports
-        .iter()
-        .flatten()
-        .find(|p| p.name.as_deref() == Some("webhook"))
-        .expect("a webhook port on the Service");
-    assert_eq!(
-        webhook_port.target_port,
-        Some(IntOrString::String("webhook".into()))
+/// What every webhook of an install must be; returns its Service path.
+fn check_hook(h: &ValidatingWebhook, webhook_port: i32) -> String {
+    assert_eq!(h.side_effects, "None", "{}", h.name);
+    assert_eq!(h.admission_review_versions, ["v1"], "{}", h.name);
+    assert!(
+        h.timeout_seconds.is_some_and(|t| (1..=10).contains(&t)),
+        "{}",
+        h.name
     );
-
-    let mut paths = BTreeMap::new();
-    for h in all_hooks(install) {
-        assert_eq!(h.side_effects, "None", "{}", h.name);
-        assert_eq!(h.admission_review_versions, ["v1"], "{}", h.name);
-        assert!(
-            h.timeout_seconds.is_some_and(|t| (1..=10).contains(&t)),
+    let policy = h.failure_policy.clone().expect("an explicit failurePolicy");
+    let svc = h
+        .client_config
+        .service
+        .as_ref()
+        .expect("a service clientConfig");
+    assert_eq!(svc.name, "rancher-remap");
+    assert_eq!(svc.namespace, NAMESPACE);
+    assert_eq!(svc.port, Some(webhook_port), "{}", h.name);
+    assert!(
+        h.client_config.url.is_none(),
+        "{}: kube-apiserver calls the Service",
+        h.name
+    );
+    let excluded = excluded_namespaces(h.namespace_selector.as_ref());
+    assert!(excluded.contains("kube-system"), "{}", h.name);
+    if !excluded.contains(NAMESPACE) {
+        // The one exception: the mapping ConfigMap lives in our namespace. Under Fail that
+        // would deadlock the bootstrap, so it must be Ignore, and narrowed to the label.
+        assert_eq!(policy, "Ignore", "{}: sees its own namespace", h.name);
+        let labels = h
+            .object_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.as_ref());
+        assert_eq!(
+            labels
+                .and_then(|l| l.get(MAPPINGS_LABEL))
+                .map(String::as_str),
+            Some("true"),
             "{}",
             h.name
         );
-        let policy = h.failure_policy.clone().expect("an explicit failurePolicy");
-        let svc = h
-            .client_config
-            .service
-            .as_ref()
-            .expect("a service clientConfig");
-        assert_eq!(svc.name, "rancher-remap");
-        assert_eq!(svc.namespace, NAMESPACE);
-        assert_eq!(svc.port, Some(webhook_port.port), "{}", h.name);
-        assert!(
-            h.client_config.url.is_none(),
-            "{}: kube-apiserver calls the Service",
-            h.name
-        );
-        let excluded = excluded_namespaces(h.namespace_selector.as_ref());
-        assert!(excluded.contains("kube-system"), "{}", h.name);
-        if !excluded.contains(NAMESPACE) {
-            // The one exception: the mapping ConfigMap lives in our namespace. Under Fail that
-            // would deadlock the bootstrap, so it must be Ignore, and narrowed to the label.
-            assert_eq!(policy, "Ignore", "{}: sees its own namespace", h.name);
-            let labels = h
-                .object_selector
-                .as_ref()
-                .and_then(|s| s.match_labels.as_ref());
-            assert_eq!(
-                labels
-                    .and_then(|l| l.get(MAPPINGS_LABEL))
-                    .map(String::as_str),
-                Some("true"),
-                "{}",
-                h.name
-            );
-        }
-        // Only writes that carry an object to rewrite or check.
-        let rules = h.rules.as_deref().unwrap_or_default();
-        assert!(!rules.is_empty(), "{}", h.name);
-        for r in rules {
-            for op in r.operations.iter().flatten() {
-                assert!(op == "CREATE" || op == "UPDATE", "{}: {op}", h.name);
-            }
-        }
-        paths.insert(h.name.clone(), svc.path.clone().unwrap_or_default());
     }
+    // Only writes that carry an object to rewrite or check.
+    let rules = h.rules.as_deref().unwrap_or_default();
+    assert!(!rules.is_empty(), "{}", h.name);
+    for r in rules {
+        for op in r.operations.iter().flatten() {
+            assert!(op == "CREATE" || op == "UPDATE", "{}: {op}", h.name);
+        }
+    }
+    svc.path.clone().unwrap_or_default()
+}
 
-    for c in &mutating {
+/// The mutating webhooks: `/mutate`, every kind the engine rewrites, and the request filter.
+fn check_mutating_hooks(install: &Install, mutating: &[MutatingWebhookConfiguration]) {
+    for c in mutating {
         for w in c.webhooks.iter().flatten() {
             assert_eq!(
                 w.client_config.service.as_ref().unwrap().path.as_deref(),
@@ -325,6 +300,41 @@ fn check_webhooks(install: &Install) -> BTreeMap<String, String> {
             }
         }
     }
+}
+
+/// Item 2 of the deploy issue, for every webhook; returns the hooks' paths by name.
+fn check_webhooks(install: &Install) -> BTreeMap<String, String> {
+    let mutating: Vec<MutatingWebhookConfiguration> = install
+        .all("MutatingWebhookConfiguration")
+        .into_iter()
+        .map(typed)
+        .collect();
+    let validating: Vec<ValidatingWebhookConfiguration> = install
+        .all("ValidatingWebhookConfiguration")
+        .into_iter()
+        .map(typed)
+        .collect();
+    let service: Service = install.one("Service");
+    let webhook_port = service
+        .spec
+        .as_ref()
+        .unwrap()
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("webhook"))
+        .expect("a webhook port on the Service");
+    assert_eq!(
+        webhook_port.target_port,
+        Some(IntOrString::String("webhook".into()))
+    );
+
+    let mut paths = BTreeMap::new();
+    for h in all_hooks(install) {
+        let path = check_hook(&h, webhook_port.port);
+        paths.insert(h.name.clone(), path);
+    }
+    check_mutating_hooks(install, &mutating);
     for c in &validating {
         for w in c.webhooks.iter().flatten() {
             assert_eq!(
@@ -436,14 +446,33 @@ fn check_workload(install: &Install, from: SecretFrom) {
         .labels
         .clone()
         .unwrap();
+    assert!(spec
+        .selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| pod_labels.get(k) == Some(v)));
+    check_selection(install, pod, &pod_labels);
+    let c = container(&d);
+    check_ports_and_probes(c);
+    check_pod_security(install, pod, c);
+    check_settings_are_flags(c);
+    if from == SecretFrom::Server {
+        check_server_made_rbac(install);
+        return;
+    }
+    check_secret_source(install, pod, from);
+    check_least_privilege(install);
+}
+
+/// The PodDisruptionBudget, the spread and the Service select the Deployment's pods.
+fn check_selection(install: &Install, pod: &PodSpec, pod_labels: &BTreeMap<String, String>) {
     let selects = |sel: &LabelSelector| {
         sel.match_labels
             .iter()
             .flatten()
             .all(|(k, v)| pod_labels.get(k) == Some(v))
     };
-    assert!(selects(&spec.selector));
-
     let pdb: PodDisruptionBudget = install.one("PodDisruptionBudget");
     let pdb = pdb.spec.unwrap();
     assert_eq!(pdb.min_available, Some(IntOrString::Int(1)));
@@ -466,8 +495,10 @@ fn check_workload(install: &Install, from: SecretFrom) {
         .unwrap()
         .iter()
         .all(|(k, v)| pod_labels.get(k) == Some(v)));
+}
 
-    let c = container(&d);
+/// The ports the server listens on are the ones the Service and the probes use.
+fn check_ports_and_probes(c: &Container) {
     let port = |name: &str| {
         c.ports
             .iter()
@@ -476,7 +507,6 @@ fn check_workload(install: &Install, from: SecretFrom) {
             .unwrap_or_else(|| panic!("container port {name}"))
             .container_port
     };
-    // The ports the server listens on are the ones the Service and the probes use.
     let listen_port = |var: &str| {
         env(c, var)
             .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
@@ -499,7 +529,10 @@ fn check_workload(install: &Install, from: SecretFrom) {
         let map = map.as_ref().unwrap();
         assert!(map.contains_key("cpu") && map.contains_key("memory"));
     }
+}
 
+/// Resources and the restricted pod security standard.
+fn check_pod_security(install: &Install, pod: &PodSpec, c: &Container) {
     let psc = pod.security_context.as_ref().unwrap();
     assert_eq!(psc.run_as_non_root, Some(true));
     assert_eq!(
@@ -522,7 +555,9 @@ fn check_workload(install: &Install, from: SecretFrom) {
             "restricted"
         );
     }
+}
 
+fn check_settings_are_flags(c: &Container) {
     // Every setting the Deployment passes is one the binary reads.
     let help = stdout(&bin().args(["serve", "--help"]).output().unwrap());
     for e in c.env.iter().flatten() {
@@ -534,12 +569,10 @@ fn check_workload(install: &Install, from: SecretFrom) {
             );
         }
     }
+}
 
-    if from == SecretFrom::Server {
-        check_server_made_rbac(install);
-        return;
-    }
-    // The serving Secret is the one mounted.
+/// The serving Secret is the one mounted, made by whom `from` says.
+fn check_secret_source(install: &Install, pod: &PodSpec, from: SecretFrom) {
     let mounted = pod
         .volumes
         .iter()
@@ -564,8 +597,10 @@ fn check_workload(install: &Install, from: SecretFrom) {
         expected,
         "{mounted} should come from {from:?}"
     );
+}
 
-    // Least privilege: no cluster-wide grants, no Secrets, no wildcards.
+/// Least privilege: no cluster-wide grants, no Secrets, no wildcards.
+fn check_least_privilege(install: &Install) {
     assert!(install.all("ClusterRole").is_empty() && install.all("ClusterRoleBinding").is_empty());
     for r in install.all("Role") {
         let role: Role = typed(r);
@@ -849,14 +884,8 @@ fn cases() -> Vec<Case> {
         "annotations": {"field.cattle.io/projectId": "c-src:p-src1"}});
     let migrated = json!({"annotations": {MIGRATED_ANNOTATION: "true",
         "field.cattle.io/projectId": "c-src:p-src1"}});
-    let mk = |what, kind, user, metadata: Value| Case {
-        what,
-        request: admission_request(kind, user, object(kind, "x", metadata)),
-    };
-    let annotated = |key: &str, value: &str| json!({"annotations": {key: value}});
-    let key = "field.cattle.io/projectId";
     // A custom resource named Namespace in another group: not the core Namespace.
-    let mut custom = mk(
+    let mut custom = case(
         "a custom Namespace (example.com) from a source cluster, by u-stork",
         "Namespace",
         "u-stork",
@@ -867,135 +896,169 @@ fn cases() -> Vec<Case> {
     custom.request["object"]["apiVersion"] = json!("example.com/v1");
     let mut cases = vec![custom];
     cases.extend(vec![
-        mk(
+        case(
             "namespace from a source cluster by a person",
             "Namespace",
             "u-alice",
-            annotated(key, "c-src:p-src1"),
+            annotated(KEY, "c-src:p-src1"),
         ),
-        mk(
+        case(
             "namespace from a source cluster, Stork's spelling",
             "Namespace",
             "u-alice",
             annotated("field.cattle.io/projectID", "c-src:p-src1"),
         ),
-        mk(
+        case(
             "namespace of this cluster by a person",
             "Namespace",
             "u-alice",
-            annotated(key, &format!("{THIS_CLUSTER}:p-dst1")),
+            annotated(KEY, &format!("{THIS_CLUSTER}:p-dst1")),
         ),
-        mk(
+        case(
             "namespace of this cluster by Stork",
             "Namespace",
             STORK_SA,
-            annotated(key, &format!("{THIS_CLUSTER}:p-dst1")),
+            annotated(KEY, &format!("{THIS_CLUSTER}:p-dst1")),
         ),
-        mk(
+        case(
             "namespace with a project-form annotation",
             "Namespace",
             "u-alice",
-            annotated(key, "p-src1"),
+            annotated(KEY, "p-src1"),
         ),
-        mk(
+        case(
             "namespace with the label alone, by a person",
             "Namespace",
             "u-alice",
-            json!({"labels": {key: "p-src1"}, "annotations": {"other": "x"}}),
+            json!({"labels": {KEY: "p-src1"}, "annotations": {"other": "x"}}),
         ),
-        mk(
+    ]);
+    cases.extend(more_cases(&project, &migrated));
+    cases.extend(configuration_cases());
+    cases
+}
+
+/// The rest of [`cases`]: objects of other kinds, and Namespaces by other writers.
+fn more_cases(project: &Value, migrated: &Value) -> Vec<Case> {
+    vec![
+        case(
             "deployment annotated from a source cluster",
             "Deployment",
             "u-alice",
-            annotated(key, "c-src:p-src1"),
+            annotated(KEY, "c-src:p-src1"),
         ),
-        mk("namespace by Stork", "Namespace", STORK_SA, project.clone()),
-        mk(
+        case("namespace by Stork", "Namespace", STORK_SA, project.clone()),
+        case(
             "namespace by u-stork",
             "Namespace",
             "u-stork",
             project.clone(),
         ),
-        mk(
+        case(
             "namespace by a person",
             "Namespace",
             "u-alice",
             project.clone(),
         ),
-        mk(
+        case(
             "namespace by Rancher",
             "Namespace",
             "system:serviceaccount:cattle-system:rancher",
             project.clone(),
         ),
-        mk("bare namespace by Stork", "Namespace", STORK_SA, json!({})),
-        mk(
+        case("bare namespace by Stork", "Namespace", STORK_SA, json!({})),
+        case(
             "bare namespace by a person",
             "Namespace",
             "u-alice",
             json!({}),
         ),
-        mk(
+        case(
             "namespace with labels only",
             "Namespace",
             "u-alice",
             json!({"labels": {"a": "b"}}),
         ),
-        mk(
+        case(
             "migrated namespace by a person",
             "Namespace",
             "u-alice",
             migrated.clone(),
         ),
-        mk(
+        case(
             "migrated deployment by a person",
             "Deployment",
             "u-alice",
             migrated.clone(),
         ),
-        mk(
+        case(
             "migrated deployment by Stork",
             "Deployment",
             STORK_SA,
             migrated.clone(),
         ),
-        mk(
+        case(
             "deployment marked not migrated",
             "Deployment",
             STORK_SA,
             json!({"annotations": {MIGRATED_ANNOTATION: "false"}}),
         ),
-        mk("plain deployment", "Deployment", "u-alice", project.clone()),
-        mk("plain deployment by Stork", "Deployment", STORK_SA, project),
-        mk("bare deployment", "Deployment", "u-alice", json!({})),
-        mk(
+        case("plain deployment", "Deployment", "u-alice", project.clone()),
+        case(
+            "plain deployment by Stork",
+            "Deployment",
+            STORK_SA,
+            project.clone(),
+        ),
+        case("bare deployment", "Deployment", "u-alice", json!({})),
+    ]
+}
+
+/// The mapping ConfigMap and ClusterPairs, by people and by Stork.
+fn configuration_cases() -> Vec<Case> {
+    vec![
+        case(
             "mapping configmap",
             "ConfigMap",
             "u-alice",
             json!({"labels": {MAPPINGS_LABEL: "true"}}),
         ),
-        mk(
+        case(
             "clusterpair by a person",
             "ClusterPair",
             "u-alice",
             json!({}),
         ),
-        mk("clusterpair by Stork", "ClusterPair", STORK_SA, json!({})),
-        mk(
+        case("clusterpair by Stork", "ClusterPair", STORK_SA, json!({})),
+        case(
             "clusterpair by another stork-account",
             "ClusterPair",
             "system:serviceaccount:portworx:stork-account",
             json!({}),
         ),
-        mk(
+        case(
             "clusterpair by a service account",
             "ClusterPair",
             "system:serviceaccount:kube-system:other",
             json!({}),
         ),
-    ]);
-    cases
+    ]
 }
+
+/// A request of `kind` by `user`, its object's metadata `metadata`.
+fn case(what: &'static str, kind: &str, user: &str, metadata: Value) -> Case {
+    Case {
+        what,
+        request: admission_request(kind, user, object(kind, "x", metadata)),
+    }
+}
+
+/// Metadata of one annotation.
+fn annotated(key: &str, value: &str) -> Value {
+    json!({"annotations": {key: value}})
+}
+
+const KEY: &str = "field.cattle.io/projectId";
 
 /// Whether a webhook should be called for `request`, by what it is for: `users` and
 /// `cluster` are what the install was configured with ("": no cluster ID).
@@ -2004,38 +2067,23 @@ fn chart_notes_name_this_cluster_and_how_namespaces_are_recognised() {
 /// The settings an operator changes reach the server and the webhook configurations.
 #[test]
 fn chart_settings_reach_the_server_and_the_webhooks() {
+    let settings = [
+        "scope=all",
+        "unmapped=deny",
+        "mode=warn",
+        "webhook.failurePolicy=Ignore",
+        "webhook.timeoutSeconds=3",
+        "webhook.excludedNamespaces={cattle-system,longhorn-system}",
+        "replicas=3",
+        "image.repository=registry.example.com/rancher-remap",
+        "image.pullSecrets={regcred}",
+        "priorityClassName=system-cluster-critical",
+        "metrics.prometheusRule.enabled=true",
+        "metrics.prometheusRule.runbookBaseUrl=https://git.example.com/rancher-remap/blob/main/",
+    ];
+    let args: Vec<&str> = settings.iter().flat_map(|s| ["--set", s]).collect();
     let install = Install {
-        docs: helm_template(
-            "destination",
-            Certs::ServerMade,
-            &[
-                "--set",
-                "scope=all",
-                "--set",
-                "unmapped=deny",
-                "--set",
-                "mode=warn",
-                "--set",
-                "webhook.failurePolicy=Ignore",
-                "--set",
-                "webhook.timeoutSeconds=3",
-                "--set",
-                "webhook.excludedNamespaces={cattle-system,longhorn-system}",
-                "--set",
-                "replicas=3",
-                "--set",
-                "image.repository=registry.example.com/rancher-remap",
-                "--set",
-                "image.pullSecrets={regcred}",
-                "--set",
-                "priorityClassName=system-cluster-critical",
-                "--set",
-                "metrics.prometheusRule.enabled=true",
-                "--set",
-                "metrics.prometheusRule.runbookBaseUrl=https://git.example.com/rancher-remap/blob/main/",
-            ],
-        )
-        .unwrap(),
+        docs: helm_template("destination", Certs::ServerMade, &args).unwrap(),
     };
     check_types(&install);
     check_webhooks(&install);
@@ -2247,36 +2295,7 @@ fn the_kustomize_namespace_is_set_in_one_line_and_reaches_every_field() {
             .join("deploy")
             .join(overlay)
             .join("kustomization.yaml");
-        let text = std::fs::read_to_string(&file).unwrap();
-        assert_eq!(
-            text.matches("\nnamespace: rancher-remap\n").count(),
-            1,
-            "{text}"
-        );
-        std::fs::write(
-            &file,
-            text.replace(
-                "\nnamespace: rancher-remap\n",
-                &format!("\nnamespace: {NS}\n"),
-            ),
-        )
-        .unwrap();
-
-        let out = dir.path().join("self-signed").join(overlay);
-        let rendered = Command::new("bash")
-            .arg(dir.path().join("scripts/render-self-signed"))
-            .arg(overlay)
-            .arg(env!("CARGO_BIN_EXE_rancher-remap"))
-            .env("PATH", path_with_tools())
-            .env("OUT_DIR", &out)
-            .output()
-            .unwrap();
-        assert!(
-            rendered.status.success(),
-            "{}",
-            String::from_utf8_lossy(&rendered.stderr)
-        );
-        let self_signed = std::fs::read_to_string(out.join("install.yaml")).unwrap();
+        let self_signed = set_namespace_and_render(dir.path(), overlay, &file, NS);
         for (how, install) in [
             (
                 "cert-manager",
@@ -2291,71 +2310,111 @@ fn the_kustomize_namespace_is_set_in_one_line_and_reaches_every_field() {
                 },
             ),
         ] {
-            let what = format!("{overlay} ({how})");
-            check_types_in(&install, NS);
-            let text = serde_json::to_string(&install.docs).unwrap();
-            for old in [
-                "\"rancher-remap/",
-                ".rancher-remap.svc",
-                "\"namespace\":\"rancher-remap\"",
-            ] {
-                assert!(!text.contains(old), "{what}: {old} left behind");
-            }
-            let _: Namespace = install.one("Namespace");
-            assert_eq!(
-                install.all("Namespace")[0]["metadata"]["name"],
-                NS,
+            check_renamed_namespace(&install, overlay, how, NS);
+        }
+    }
+}
+
+/// Sets the namespace line of `overlay`'s kustomization.yaml (`file`, in a copy of the repo at
+/// `root`) to `ns` and renders the self-signed install of it.
+fn set_namespace_and_render(root: &Path, overlay: &str, file: &Path, ns: &str) -> String {
+    let text = std::fs::read_to_string(file).unwrap();
+    assert_eq!(
+        text.matches("\nnamespace: rancher-remap\n").count(),
+        1,
+        "{text}"
+    );
+    std::fs::write(
+        file,
+        text.replace(
+            "\nnamespace: rancher-remap\n",
+            &format!("\nnamespace: {ns}\n"),
+        ),
+    )
+    .unwrap();
+
+    let out = root.join("self-signed").join(overlay);
+    let rendered = Command::new("bash")
+        .arg(root.join("scripts/render-self-signed"))
+        .arg(overlay)
+        .arg(env!("CARGO_BIN_EXE_rancher-remap"))
+        .env("PATH", path_with_tools())
+        .env("OUT_DIR", &out)
+        .output()
+        .unwrap();
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    std::fs::read_to_string(out.join("install.yaml")).unwrap()
+}
+
+/// Every field of an `overlay` install (made `how`) that names the namespace names `ns`.
+fn check_renamed_namespace(install: &Install, overlay: &str, how: &str, ns: &str) {
+    let what = format!("{overlay} ({how})");
+    check_types_in(install, ns);
+    let text = serde_json::to_string(&install.docs).unwrap();
+    for old in [
+        "\"rancher-remap/",
+        ".rancher-remap.svc",
+        "\"namespace\":\"rancher-remap\"",
+    ] {
+        assert!(!text.contains(old), "{what}: {old} left behind");
+    }
+    let _: Namespace = install.one("Namespace");
+    assert_eq!(
+        install.all("Namespace")[0]["metadata"]["name"],
+        ns,
+        "{what}"
+    );
+    for h in all_hooks(install) {
+        let service = h.client_config.service.as_ref().unwrap();
+        assert_eq!(service.namespace, ns, "{what}");
+        if h.name != "mappings.rancher-remap.io" {
+            let excluded = excluded_namespaces(h.namespace_selector.as_ref());
+            assert!(
+                excluded.contains(ns) && !excluded.contains("rancher-remap"),
+                "{what}: {excluded:?}"
+            );
+        }
+    }
+    let serving = format!("rancher-remap.{ns}.svc");
+    match how {
+        "cert-manager" => {
+            let cert = install
+                .all("Certificate")
+                .into_iter()
+                .find(|c| c["metadata"]["name"] == "rancher-remap-tls")
+                .unwrap();
+            assert_eq!(cert["spec"]["dnsNames"][0], serving.as_str(), "{what}");
+            assert!(
+                text.contains(&format!(
+                    "\"cert-manager.io/inject-ca-from\":\"{ns}/rancher-remap-tls\""
+                )),
                 "{what}"
             );
-            for h in all_hooks(&install) {
-                let service = h.client_config.service.as_ref().unwrap();
-                assert_eq!(service.namespace, NS, "{what}");
-                if h.name != "mappings.rancher-remap.io" {
-                    let excluded = excluded_namespaces(h.namespace_selector.as_ref());
-                    assert!(
-                        excluded.contains(NS) && !excluded.contains("rancher-remap"),
-                        "{what}: {excluded:?}"
-                    );
-                }
-            }
-            let serving = format!("rancher-remap.{NS}.svc");
-            match how {
-                "cert-manager" => {
-                    let cert = install
-                        .all("Certificate")
-                        .into_iter()
-                        .find(|c| c["metadata"]["name"] == "rancher-remap-tls")
-                        .unwrap();
-                    assert_eq!(cert["spec"]["dnsNames"][0], serving.as_str(), "{what}");
-                    assert!(
-                        text.contains(&format!(
-                            "\"cert-manager.io/inject-ca-from\":\"{NS}/rancher-remap-tls\""
-                        )),
-                        "{what}"
-                    );
-                }
-                _ => {
-                    let secret = install
-                        .all("Secret")
-                        .into_iter()
-                        .find(|s| s["metadata"]["name"] == "rancher-remap-tls")
-                        .unwrap();
-                    assert_eq!(secret["metadata"]["namespace"], NS, "{what}");
-                    let data = self::secret(secret).data.unwrap();
-                    for bundle in ca_bundles(&install) {
-                        verifies(&bundle, &data["tls.crt"].0, &serving)
-                            .expect("the serving certificate verifies for the new namespace");
-                    }
-                }
-            }
-            if overlay == "destination" {
-                let d = install.deployment();
-                assert_eq!(
-                    env(container(&d), "RANCHER_REMAP_MAPPINGS_CONFIGMAP"),
-                    Some(format!("{NS}/{DEFAULT_CONFIGMAP_NAME}").as_str()),
-                    "{what}"
-                );
+        }
+        _ => {
+            let secret = install
+                .all("Secret")
+                .into_iter()
+                .find(|s| s["metadata"]["name"] == "rancher-remap-tls")
+                .unwrap();
+            assert_eq!(secret["metadata"]["namespace"], ns, "{what}");
+            let data = self::secret(secret).data.unwrap();
+            for bundle in ca_bundles(install) {
+                verifies(&bundle, &data["tls.crt"].0, &serving)
+                    .expect("the serving certificate verifies for the new namespace");
             }
         }
+    }
+    if overlay == "destination" {
+        let d = install.deployment();
+        assert_eq!(
+            env(container(&d), "RANCHER_REMAP_MAPPINGS_CONFIGMAP"),
+            Some(format!("{ns}/{DEFAULT_CONFIGMAP_NAME}").as_str()),
+            "{what}"
+        );
     }
 }
