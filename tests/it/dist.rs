@@ -62,6 +62,55 @@ fn json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
+/// The layout's index: one image manifest, for linux/amd64, named by the version.
+fn the_index_manifest(layout: &Path, version: &str) -> Value {
+    let index = json(&layout.join("index.json"));
+    assert_eq!(index["schemaVersion"], 2);
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 1, "{index}");
+    let m = manifests[0].clone();
+    assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(m["platform"]["os"], "linux");
+    assert_eq!(m["platform"]["architecture"], "amd64");
+    assert_eq!(
+        m["annotations"]["org.opencontainers.image.ref.name"],
+        version
+    );
+    m
+}
+
+/// The config: what the Dockerfile's image says, and the commit. Returns the entrypoint.
+fn check_config(config: &Value, manifest: &Value, version: &str, commit: &str) -> Value {
+    assert_eq!(config["os"], "linux");
+    assert_eq!(config["architecture"], "amd64");
+    let c = &config["config"];
+    assert_eq!(c["User"], "65532:65532");
+    assert_eq!(c["Cmd"], serde_json::json!(["serve"]));
+    let dockerfile = std::fs::read_to_string(repo("Dockerfile")).unwrap();
+    let entrypoint: Value = serde_json::from_str(
+        dockerfile
+            .lines()
+            .find_map(|l| l.strip_prefix("ENTRYPOINT "))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(c["Entrypoint"], entrypoint);
+    assert_eq!(
+        c["Labels"]["org.opencontainers.image.revision"], commit,
+        "{config}"
+    );
+    assert_eq!(c["Labels"]["org.opencontainers.image.version"], version);
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.revision"],
+        commit
+    );
+    entrypoint
+}
+
 #[test]
 fn the_image_layout_is_valid_and_its_entrypoint_runs_the_binary() {
     let dir = tempfile::tempdir().unwrap();
@@ -88,23 +137,7 @@ fn the_image_layout_is_valid_and_its_entrypoint_runs_the_binary() {
         json(&layout.join("oci-layout")),
         serde_json::json!({"imageLayoutVersion": "1.0.0"})
     );
-    let index = json(&layout.join("index.json"));
-    assert_eq!(index["schemaVersion"], 2);
-    assert_eq!(
-        index["mediaType"],
-        "application/vnd.oci.image.index.v1+json"
-    );
-    let manifests = index["manifests"].as_array().unwrap();
-    assert_eq!(manifests.len(), 1, "{index}");
-    let m = &manifests[0];
-    assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
-    assert_eq!(m["platform"]["os"], "linux");
-    assert_eq!(m["platform"]["architecture"], "amd64");
-    assert_eq!(
-        m["annotations"]["org.opencontainers.image.ref.name"],
-        version
-    );
-
+    let m = &the_index_manifest(&layout, version);
     let manifest = json(&blob(&layout, m));
     assert_eq!(manifest["schemaVersion"], 2);
     assert_eq!(
@@ -120,30 +153,7 @@ fn the_image_layout_is_valid_and_its_entrypoint_runs_the_binary() {
     );
     let layer = blob(&layout, &layers[0]);
 
-    // The config: what the Dockerfile's image says, and the commit.
-    assert_eq!(config["os"], "linux");
-    assert_eq!(config["architecture"], "amd64");
-    let c = &config["config"];
-    assert_eq!(c["User"], "65532:65532");
-    assert_eq!(c["Cmd"], serde_json::json!(["serve"]));
-    let dockerfile = std::fs::read_to_string(repo("Dockerfile")).unwrap();
-    let entrypoint: Value = serde_json::from_str(
-        dockerfile
-            .lines()
-            .find_map(|l| l.strip_prefix("ENTRYPOINT "))
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(c["Entrypoint"], entrypoint);
-    assert_eq!(
-        c["Labels"]["org.opencontainers.image.revision"], commit,
-        "{config}"
-    );
-    assert_eq!(c["Labels"]["org.opencontainers.image.version"], version);
-    assert_eq!(
-        manifest["annotations"]["org.opencontainers.image.revision"],
-        commit
-    );
+    let entrypoint = check_config(&config, &manifest, version, commit);
 
     // The diff ID is the digest of the uncompressed layer.
     let tar = dir.path().join("layer.tar");

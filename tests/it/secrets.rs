@@ -46,41 +46,40 @@ fn review(uid: &str, obj: Value) -> Value {
         "userInfo": {"username": "admin"}, "object": obj, "oldObject": null, "dryRun": false}})
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_credential_in_responses_logs_or_metrics() {
-    let (cert, key) = pair();
-    let (_, other_key) = pair();
-
-    // Every secret string, and the lines of every PEM body (a partial leak counts).
+/// Every secret string, and the lines of every PEM body (a partial leak counts).
+fn secret_strings(key: &str, other_key: &str) -> Vec<String> {
     let mut secrets = vec![
         TOKEN.to_string(),
         PASSWORD.to_string(),
         NOT_PEM.to_string(),
-        b64(&key),
-        b64(&other_key),
+        b64(key),
+        b64(other_key),
         b64(NOT_PEM),
     ];
-    for pem in [&key, &other_key] {
+    for pem in [key, other_key] {
         secrets.extend(
             pem.lines()
                 .filter(|l| !l.starts_with("-----") && l.len() >= 16)
                 .map(str::to_string),
         );
     }
+    secrets
+}
 
-    let objects = [
+fn clusterpairs_holding_secrets(cert: &str, key: &str, other_key: &str) -> [Value; 6] {
+    [
         clusterpair(json!({"token": TOKEN}), json!({"p-a": "p-b"})),
         clusterpair(
             json!({"username": "u", "password": PASSWORD}),
             json!({"p-a": "p-b"}),
         ),
         clusterpair(
-            json!({"client-certificate-data": b64(&cert), "client-key-data": b64(&key)}),
+            json!({"client-certificate-data": b64(cert), "client-key-data": b64(key)}),
             json!({"p-a": "p-b"}),
         ),
         // Mismatched key, non-PEM data, a bad mapping, a token beside a certificate.
         clusterpair(
-            json!({"client-certificate-data": b64(&cert), "client-key-data": b64(&other_key), "token": TOKEN}),
+            json!({"client-certificate-data": b64(cert), "client-key-data": b64(other_key), "token": TOKEN}),
             json!({"p-a": "p-b", "p-c": "p-b", "bad id": "p-x"}),
         ),
         clusterpair(
@@ -88,7 +87,37 @@ async fn no_credential_in_responses_logs_or_metrics() {
             json!({"p-a": ""}),
         ),
         clusterpair(json!({"token": TOKEN}), json!(["p-a=p-b"])),
-    ];
+    ]
+}
+
+/// Malformed reviews whose values are secrets: the answers (appended to `answers`) must not
+/// quote them.
+async fn post_malformed_reviews(client: &reqwest::Client, url: &str, answers: &mut String) {
+    for (body, status) in [
+        (
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 1, "kind": TOKEN}}),
+            400,
+        ),
+        (json!({"apiVersion": TOKEN, "kind": PASSWORD}), 400),
+        // Well-formed, but an unknown operation on a non-ClusterPair: allowed as is.
+        (
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "u", "kind": {"kind": "ClusterPair"}, "operation": TOKEN, "object": {"spec": [TOKEN]}}}),
+            200,
+        ),
+    ] {
+        let r = client.post(url).json(&body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status);
+        answers.push_str(&r.text().await.unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credential_in_responses_logs_or_metrics() {
+    let (cert, key) = pair();
+    let (_, other_key) = pair();
+
+    let secrets = secret_strings(&key, &other_key);
+    let objects = clusterpairs_holding_secrets(&cert, &key, &other_key);
 
     let mut server =
         ServeProcess::start(&["--project-mappings", "p-a=p-b"], &[("RUST_LOG", "debug")]).await;
@@ -112,28 +141,7 @@ async fn no_credential_in_responses_logs_or_metrics() {
             answers.push_str(&text);
         }
     }
-    // Malformed reviews whose values are secrets: the answers must not quote them.
-    for (body, status) in [
-        (
-            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 1, "kind": TOKEN}}),
-            400,
-        ),
-        (json!({"apiVersion": TOKEN, "kind": PASSWORD}), 400),
-        // Well-formed, but an unknown operation on a non-ClusterPair: allowed as is.
-        (
-            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "u", "kind": {"kind": "ClusterPair"}, "operation": TOKEN, "object": {"spec": [TOKEN]}}}),
-            200,
-        ),
-    ] {
-        let r = client
-            .post(url("/validate"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), status);
-        answers.push_str(&r.text().await.unwrap());
-    }
+    post_malformed_reviews(&client, &url("/validate"), &mut answers).await;
     let metrics = reqwest::get(format!("http://{admin}/metrics"))
         .await
         .unwrap()

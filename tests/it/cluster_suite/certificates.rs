@@ -36,6 +36,45 @@ async fn certs(admin: &kube::Client, ns: &str) -> Value {
     .await
 }
 
+/// Sets its flag when dropped: the writers stop before the install goes, even when a test fails.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Two writers of migrated ConfigMaps in `app`, ten writes a second each, until `stop`; each
+/// returns how many it wrote and the errors of those refused.
+fn migrated_writers(
+    stork: &kube::Client,
+    app: &'static str,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<(usize, Vec<String>)>> {
+    (0..2)
+        .map(|w| {
+            let (stork, stop) = (stork.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut n, mut refused) = (0, Vec::new());
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": format!("w{w}-{n}"), "namespace": app,
+                                     "labels": {PID: "p-ab12c"},
+                                     "annotations": {MIGRATED: "true"}}});
+                    match objects::create(&stork, &cm, false).await {
+                        Ok(s) => assert_eq!(s["metadata"]["labels"][PID], "p-xy99z"),
+                        Err(e) => refused.push(e.to_string()),
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                (n, refused)
+            })
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewals_and_a_ca_rollover_under_writes_refuse_none_and_helm_upgrade_keeps_the_bundles() {
     let (plane, _turn) = plane().await;
@@ -65,34 +104,8 @@ async fn renewals_and_a_ca_rollover_under_writes_refuse_none_and_helm_upgrade_ke
     // Migrated writes all along, two at a time (stopped before the install goes, even when
     // the test fails).
     let stop = Arc::new(AtomicBool::new(false));
-    struct StopOnDrop(Arc<AtomicBool>);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
     let _stop_writers = StopOnDrop(stop.clone());
-    let writers: Vec<_> = (0..2)
-        .map(|w| {
-            let (stork, stop) = (stork.clone(), stop.clone());
-            tokio::spawn(async move {
-                let (mut n, mut refused) = (0, Vec::new());
-                while !stop.load(Ordering::SeqCst) {
-                    n += 1;
-                    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": {"name": format!("w{w}-{n}"), "namespace": app,
-                                     "labels": {PID: "p-ab12c"},
-                                     "annotations": {MIGRATED: "true"}}});
-                    match objects::create(&stork, &cm, false).await {
-                        Ok(s) => assert_eq!(s["metadata"]["labels"][PID], "p-xy99z"),
-                        Err(e) => refused.push(e.to_string()),
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                (n, refused)
-            })
-        })
-        .collect();
+    let writers = migrated_writers(&stork, app, &stop);
 
     // Until a new CA has joined the bundle and, once published, issued the pair in force.
     let (mut serving_pairs, mut widest) = (vec![first["data"]["tls.crt"].clone()], 1);

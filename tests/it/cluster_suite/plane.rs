@@ -328,9 +328,79 @@ fn start() -> Result<ControlPlane, String> {
     let version = run_ok(Command::new(assets.join("kube-apiserver")).arg("--version"))
         .trim()
         .to_string();
+    let ca = write_pki(&dir)?;
+    let tokens = write_tokens(&dir)?;
+    // The names the apiserver alone resolves (see HOMES).
+    write_hosts(&dir.join("hosts"), &ENDPOINTS.lock().unwrap()).map_err(|e| e.to_string())?;
 
-    // Certificates: one CA for the apiserver's serving pair and client certificates (none are
-    // used: every identity has a token), and the ServiceAccount signing key.
+    let (etcd_port, peer_port, api_port) = (free_port(), free_port(), free_port());
+    let client_url = format!("http://127.0.0.1:{etcd_port}");
+    let mut etcd = spawn(
+        &dir,
+        "etcd",
+        etcd_command(&assets, &dir, &client_url, peer_port),
+    )?;
+    let api = apiserver_command(&assets, &dir, &client_url, api_port)?;
+    let mut apiserver = spawn(&dir, "kube-apiserver", api)?;
+
+    let url = format!("https://127.0.0.1:{api_port}");
+    let plane = ControlPlane {
+        dir: dir.clone(),
+        url: url.clone(),
+        ca,
+        version,
+        tokens,
+    };
+    for who in [ADMIN, STORK, SOMEONE] {
+        plane.write_kubeconfig(&plane.kubeconfig(who), &plane.tokens[who], "default");
+    }
+    let ready = || {
+        Command::new(crate::common::tools_dir().join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(plane.kubeconfig(ADMIN))
+            .args(["get", "--raw", "/readyz"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    wait_for(&dir, "etcd", &mut etcd, Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", etcd_port)).is_ok()
+    })?;
+    wait_for(
+        &dir,
+        "kube-apiserver",
+        &mut apiserver,
+        Duration::from_secs(90),
+        ready,
+    )?;
+    // Fills aggregated ClusterRoles, deletes Namespaces, makes each Namespace's default
+    // ServiceAccount. Controllers that would reach for a cloud, node CIDRs or aggregated
+    // metrics through a ClusterIP are off.
+    let kcm = controller_manager_command(&assets, &dir, &plane.kubeconfig(ADMIN));
+    let kcm = spawn(&dir, "kube-controller-manager", kcm)?;
+    std::mem::forget(kcm); // Reaped by stop_all, with the others.
+    std::mem::forget(etcd);
+    std::mem::forget(apiserver);
+
+    // Stork writes with cluster-admin on the destination.
+    run_ok(
+        plane
+            .kubectl(ADMIN)
+            .args(["create", "clusterrolebinding", "stork-is-admin"])
+            .args(["--clusterrole=cluster-admin", "--user", STORK]),
+    );
+    eprintln!(
+        "cluster suite: {} ready in {:.1?} at {} ({})",
+        plane.version,
+        started.elapsed(),
+        plane.url,
+        dir.display()
+    );
+    Ok(plane)
+}
+
+/// Certificates: one CA for the apiserver's serving pair and client certificates (none are
+/// used: every identity has a token), and the ServiceAccount signing key. Returns the CA.
+fn write_pki(dir: &Path) -> Result<String, String> {
     let now = time::OffsetDateTime::now_utc();
     let ca = rancher_remap::pki::new_ca("cluster suite", now, now + time::Duration::days(2))
         .map_err(|e| e.to_string())?;
@@ -353,7 +423,11 @@ fn start() -> Result<ControlPlane, String> {
         std::fs::write(dir.join(name), text).map_err(|e| e.to_string())?;
     }
 
-    // Identities by token.
+    Ok(ca.cert)
+}
+
+/// Identities by token: the apiserver's token file, and each identity's token.
+fn write_tokens(dir: &Path) -> Result<BTreeMap<&'static str, String>, String> {
     let mut tokens = BTreeMap::new();
     let mut csv = String::new();
     for (who, groups) in [
@@ -366,25 +440,30 @@ fn start() -> Result<ControlPlane, String> {
         tokens.insert(who, token);
     }
     std::fs::write(dir.join("tokens.csv"), csv).map_err(|e| e.to_string())?;
+    Ok(tokens)
+}
 
-    // The names the apiserver alone resolves (see HOMES).
-    write_hosts(&dir.join("hosts"), &ENDPOINTS.lock().unwrap()).map_err(|e| e.to_string())?;
-
-    let (etcd_port, peer_port, api_port) = (free_port(), free_port(), free_port());
+fn etcd_command(assets: &Path, dir: &Path, client_url: &str, peer_port: u16) -> Command {
     let mut etcd = Command::new(assets.join("etcd"));
-    let client_url = format!("http://127.0.0.1:{etcd_port}");
     let peer_url = format!("http://127.0.0.1:{peer_port}");
     etcd.arg("--data-dir")
         .arg(dir.join("etcd"))
         .args(["--name", "suite"])
-        .args(["--listen-client-urls", &client_url])
-        .args(["--advertise-client-urls", &client_url])
+        .args(["--listen-client-urls", client_url])
+        .args(["--advertise-client-urls", client_url])
         .args(["--listen-peer-urls", &peer_url])
         .args(["--initial-advertise-peer-urls", &peer_url])
         .arg(format!("--initial-cluster=suite={peer_url}"))
         .args(["--unsafe-no-fsync=true", "--log-level=warn"]);
-    let mut etcd = spawn(&dir, "etcd", etcd)?;
+    etcd
+}
 
+fn apiserver_command(
+    assets: &Path,
+    dir: &Path,
+    client_url: &str,
+    api_port: u16,
+) -> Result<Command, String> {
     let path = |f: &str| dir.join(f).display().to_string();
     // The apiserver's own /etc/hosts (HOMES), and a resolv.conf whose only nameserver is on
     // loopback: a name the hosts file does not hold fails here instead of leaving the machine.
@@ -421,43 +500,13 @@ fn start() -> Result<ControlPlane, String> {
             "--profiling=false".to_string(),
             "--enable-aggregator-routing=true".to_string(),
         ]);
-    let mut apiserver = spawn(&dir, "kube-apiserver", api)?;
+    Ok(api)
+}
 
-    let url = format!("https://127.0.0.1:{api_port}");
-    let plane = ControlPlane {
-        dir: dir.clone(),
-        url: url.clone(),
-        ca: ca.cert.clone(),
-        version,
-        tokens,
-    };
-    for who in [ADMIN, STORK, SOMEONE] {
-        plane.write_kubeconfig(&plane.kubeconfig(who), &plane.tokens[who], "default");
-    }
-    let ready = || {
-        Command::new(crate::common::tools_dir().join("kubectl"))
-            .arg("--kubeconfig")
-            .arg(plane.kubeconfig(ADMIN))
-            .args(["get", "--raw", "/readyz"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    wait_for(&dir, "etcd", &mut etcd, Duration::from_secs(30), || {
-        std::net::TcpStream::connect(("127.0.0.1", etcd_port)).is_ok()
-    })?;
-    wait_for(
-        &dir,
-        "kube-apiserver",
-        &mut apiserver,
-        Duration::from_secs(90),
-        ready,
-    )?;
-
-    // Fills aggregated ClusterRoles, deletes Namespaces, makes each Namespace's default
-    // ServiceAccount. Controllers that would reach for a cloud, node CIDRs or aggregated
-    // metrics through a ClusterIP are off.
+fn controller_manager_command(assets: &Path, dir: &Path, admin: &Path) -> Command {
+    let path = |f: &str| dir.join(f).display().to_string();
     let mut kcm = Command::new(assets.join("kube-controller-manager"));
-    let admin = plane.kubeconfig(ADMIN).display().to_string();
+    let admin = admin.display().to_string();
     kcm.args([
         format!("--kubeconfig={admin}"),
         format!("--authentication-kubeconfig={admin}"),
@@ -476,26 +525,7 @@ fn start() -> Result<ControlPlane, String> {
         format!("--client-ca-file={}", path("ca.crt")),
         "--authentication-skip-lookup=true".to_string(),
     ]);
-    let kcm = spawn(&dir, "kube-controller-manager", kcm)?;
-    std::mem::forget(kcm); // Reaped by stop_all, with the others.
-    std::mem::forget(etcd);
-    std::mem::forget(apiserver);
-
-    // Stork writes with cluster-admin on the destination.
-    run_ok(
-        plane
-            .kubectl(ADMIN)
-            .args(["create", "clusterrolebinding", "stork-is-admin"])
-            .args(["--clusterrole=cluster-admin", "--user", STORK]),
-    );
-    eprintln!(
-        "cluster suite: {} ready in {:.1?} at {} ({})",
-        plane.version,
-        started.elapsed(),
-        plane.url,
-        dir.display()
-    );
-    Ok(plane)
+    kcm
 }
 
 fn random_token() -> String {

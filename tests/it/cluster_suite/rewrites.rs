@@ -86,21 +86,7 @@ async fn the_chart_rewrites_every_kind_on_create_update_and_dry_run() {
     let (plane, _turn) = plane().await;
     let ns = "rr-rewrites";
     // The chart as `make dist` ships it: packaged.
-    let package = tempfile::tempdir().unwrap();
-    super::plane::run_ok(
-        plane
-            .helm()
-            .arg("package")
-            .arg(crate::common::repo("charts/rancher-remap"))
-            .arg("-d")
-            .arg(package.path()),
-    );
-    let tgz = std::fs::read_dir(package.path())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let (_package, tgz) = packaged_chart(plane);
     let Destination {
         install,
         admin,
@@ -120,10 +106,53 @@ async fn the_chart_rewrites_every_kind_on_create_update_and_dry_run() {
     let _server = install.start_replica(0, &[]).await;
     until_the_webhook_answers(&stork, app).await;
 
-    // The server made its certificate Secret under the chart's RBAC, and put its CA in every
-    // webhook configuration the install has.
+    server_made_secret_is_every_ca_bundle(&admin, &install, ns).await;
+
+    objects::until_default_service_account(&admin, app).await;
+
+    // CREATE by the migration identity, marked: stored as the engine rewrites it.
+    let marked = every_kind(app, true);
+    let expected = offline_rewrite(&marked);
+    for (sent, want) in marked.iter().zip(&expected) {
+        let stored = objects::create(&stork, sent, false)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", sent["kind"]));
+        assert_rewritten(sent, &stored, want);
+        assert_rewritten(sent, &objects::get(&admin, sent).await, want);
+    }
+
+    dry_run_answers_rewritten_and_stores_nothing(&admin, &stork).await;
+
+    unmarked_stored_as_sent_then_marked_update_rewritten(&admin, &stork, app).await;
+
+    namespaces_by_content_and_by_migration_user(&admin, &stork).await;
+}
+
+/// The chart packaged as `make dist` ships it (the directory, and the .tgz in it).
+fn packaged_chart(plane: &super::plane::ControlPlane) -> (tempfile::TempDir, std::path::PathBuf) {
+    let package = tempfile::tempdir().unwrap();
+    super::plane::run_ok(
+        plane
+            .helm()
+            .arg("package")
+            .arg(crate::common::repo("charts/rancher-remap"))
+            .arg("-d")
+            .arg(package.path()),
+    );
+    let tgz = std::fs::read_dir(package.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    (package, tgz)
+}
+
+/// The server made its certificate Secret under the chart's RBAC, and put its CA in every
+/// webhook configuration the install has.
+async fn server_made_secret_is_every_ca_bundle(admin: &kube::Client, install: &Install, ns: &str) {
     let secret = objects::get(
-        &admin,
+        admin,
         &json!({"apiVersion": "v1", "kind": "Secret",
                 "metadata": {"name": "rancher-remap-certs", "namespace": ns}}),
     )
@@ -139,41 +168,36 @@ async fn the_chart_rewrites_every_kind_on_create_update_and_dry_run() {
             "webhook {i}: caBundle"
         );
     }
+}
 
-    objects::until_default_service_account(&admin, app).await;
-
-    // CREATE by the migration identity, marked: stored as the engine rewrites it.
-    let marked = every_kind(app, true);
-    let expected = offline_rewrite(&marked);
-    for (sent, want) in marked.iter().zip(&expected) {
-        let stored = objects::create(&stork, sent, false)
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", sent["kind"]));
-        assert_rewritten(sent, &stored, want);
-        assert_rewritten(sent, &objects::get(&admin, sent).await, want);
-    }
-
-    // Server-side dry run: answered rewritten, nothing stored.
+/// Server-side dry run: answered rewritten, nothing stored.
+async fn dry_run_answers_rewritten_and_stores_nothing(admin: &kube::Client, stork: &kube::Client) {
     let dry = every_kind("rr-rewrites-dry", true);
     objects::create(
-        &admin,
+        admin,
         &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rr-rewrites-dry"}}),
         false,
     )
     .await
     .unwrap();
     for (sent, want) in dry.iter().zip(&offline_rewrite(&dry)).take(3) {
-        let answered = objects::create(&stork, sent, true).await.unwrap();
+        let answered = objects::create(stork, sent, true).await.unwrap();
         assert_rewritten(sent, &answered, want);
         let name = sent["metadata"]["name"].as_str().unwrap();
-        assert!(objects::api(&admin, sent)
+        assert!(objects::api(admin, sent)
             .get_opt(name)
             .await
             .unwrap()
             .is_none());
     }
+}
 
-    // Unmarked: stored as sent. Then UPDATE with the mark: rewritten.
+/// Unmarked: stored as sent. Then UPDATE with the mark: rewritten.
+async fn unmarked_stored_as_sent_then_marked_update_rewritten(
+    admin: &kube::Client,
+    stork: &kube::Client,
+    app: &str,
+) {
     let unmarked: Vec<Value> = every_kind(app, false)
         .into_iter()
         .map(|mut o| {
@@ -183,7 +207,7 @@ async fn the_chart_rewrites_every_kind_on_create_update_and_dry_run() {
         })
         .collect();
     for sent in &unmarked {
-        let stored = objects::create(&admin, sent, false).await.unwrap();
+        let stored = objects::create(admin, sent, false).await.unwrap();
         for at in places_of(sent, SOURCE_IDS) {
             assert_eq!(stored.pointer(&at), sent.pointer(&at), "{at} changed");
         }
@@ -194,14 +218,12 @@ async fn the_chart_rewrites_every_kind_on_create_update_and_dry_run() {
         .iter()
         .filter(|o| o["kind"] != "Pod" && o["kind"] != "Job")
     {
-        let mut now = objects::get(&admin, sent).await;
+        let mut now = objects::get(admin, sent).await;
         now["metadata"]["annotations"][MIGRATED] = json!("true");
         let want = offline_rewrite(std::slice::from_ref(&now)).remove(0);
-        let stored = objects::replace(&stork, &now).await.unwrap();
+        let stored = objects::replace(stork, &now).await.unwrap();
         assert_rewritten(sent, &stored, &want);
     }
-
-    namespaces_by_content_and_by_migration_user(&admin, &stork).await;
 }
 
 /// SPEC §7: a Namespace claiming a source cluster's project is rewritten whoever writes it; one

@@ -84,68 +84,29 @@ async fn a_chart_role_without_one_rule_breaks_what_the_rule_is_for() {
         .await
         .unwrap();
 
-    // Without create on Secrets, the server cannot make its certificate: it exits saying so.
-    let mut less = certs.clone();
-    let gone = less["rules"].as_array_mut().unwrap().pop().unwrap();
-    assert_eq!(gone["verbs"], json!(["create"]));
-    with_role(&install, &less, "create", "secrets", false).await;
-    let out = install.replica_command(0, &[]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains(&format!("Secret {ns}/rancher-remap-certs")) && err.contains("forbidden"),
-        "{err}"
-    );
-    with_role(&install, &certs, "create", "secrets", true).await;
+    the_server_cannot_make_its_certificate(&install, &certs, ns).await;
 
     // Without watch on its ConfigMap: the list was allowed, so the first table is in force;
     // every later change is missed, and the server says why.
     let mut less = reader.clone();
     less["rules"][0]["verbs"] = json!(["get", "list"]);
-    with_role(
-        &install,
-        &less,
-        "watch",
-        "configmap/rancher-remap-mappings",
-        false,
-    )
-    .await;
-    let server = install.start_replica(0, &[]).await;
-    log_says(
-        &server,
-        "the watch failure logged",
-        &[
-            "watching the mapping ConfigMap failed",
-            "403",
-            &sa,
-            "cannot watch resource",
-        ],
-    )
-    .await;
-    drop(server);
+    let says = [
+        "watching the mapping ConfigMap failed",
+        "403",
+        &sa,
+        "cannot watch resource",
+    ];
+    drop(replica_without(&install, &less, "watch", &says).await);
 
     // A Role naming another ConfigMap: no table, never ready.
     let mut less = reader.clone();
     less["rules"][0]["resourceNames"] = json!(["rancher-remap-mapping"]);
-    with_role(
-        &install,
-        &less,
-        "list",
-        "configmap/rancher-remap-mappings",
-        false,
-    )
-    .await;
-    let server = install.start_replica(0, &[]).await;
-    log_says(
-        &server,
-        "the list refused",
-        &[
-            "rancher-remap-mappings",
-            "is forbidden",
-            "cannot list resource",
-        ],
-    )
-    .await;
+    let says = [
+        "rancher-remap-mappings",
+        "is forbidden",
+        "cannot list resource",
+    ];
+    let server = replica_without(&install, &less, "list", &says).await;
     let ready = reqwest::get(format!("http://{}/readyz", server.admin))
         .await
         .unwrap();
@@ -180,6 +141,37 @@ async fn a_chart_role_without_one_rule_breaks_what_the_rule_is_for() {
     .await;
     drop(server);
     drop(install);
+}
+
+/// Without create on Secrets, the server cannot make its certificate: it exits saying so.
+async fn the_server_cannot_make_its_certificate(install: &Install, certs: &Value, ns: &str) {
+    let mut less = certs.clone();
+    let gone = less["rules"].as_array_mut().unwrap().pop().unwrap();
+    assert_eq!(gone["verbs"], json!(["create"]));
+    with_role(install, &less, "create", "secrets", false).await;
+    let out = install.replica_command(0, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("Secret {ns}/rancher-remap-certs")) && err.contains("forbidden"),
+        "{err}"
+    );
+    with_role(install, certs, "create", "secrets", true).await;
+}
+
+/// A replica started under `role`, which refuses `verb` on the mapping ConfigMap, once its log
+/// says all of `says`.
+async fn replica_without(
+    install: &Install,
+    role: &Value,
+    verb: &str,
+    says: &[&str],
+) -> ServeProcess {
+    let what = "configmap/rancher-remap-mappings";
+    with_role(install, role, verb, what, false).await;
+    let server = install.start_replica(0, &[]).await;
+    log_says(&server, &format!("{verb} {what} refused, logged"), says).await;
+    server
 }
 
 /// Replaces the mapping ConfigMap in `ns` by a bad table that lands anyway (no label, so no
