@@ -626,6 +626,7 @@ fn line(v: &Value) -> Bytes {
 }
 
 /// What a request's path names.
+#[derive(Clone)]
 struct Target {
     t: ResourceType,
     /// From the path (`/namespaces/NS/...`); empty for all namespaces or cluster-scoped types.
@@ -937,24 +938,8 @@ fn list(
     };
     let mut g = fake.inner.lock().unwrap();
     g.lists += 1;
-    if let Some((ns, name, epoch)) = &after {
-        g.continued_lists += 1;
-        if g.expire_tokens_at == Some(g.continued_lists) {
-            g.token_epoch += 1;
-        }
-        if *epoch < g.token_epoch {
-            g.expired_tokens += 1;
-            // As kube-apiserver after etcd compacted the list's revision: 410, with a token
-            // that continues where the old one stopped (an inconsistent but complete list).
-            let token = continue_token(ns, name, g.token_epoch);
-            let mut s = status(
-                410,
-                "Expired",
-                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results.",
-            );
-            s["metadata"] = json!({"continue": token});
-            return (StatusCode::GONE, Json(s)).into_response();
-        }
+    if let Some(gone) = after.as_ref().and_then(|a| g.continue_expired(a)) {
+        return gone;
     }
     if g.fail_lists > 0 {
         g.fail_lists -= 1;
@@ -994,6 +979,30 @@ fn list(
     list_answer(&target.t, metadata, items, metadata_only)
 }
 
+impl Inner {
+    /// A continued list's token, counted; 410 Gone when it has expired.
+    fn continue_expired(&mut self, (ns, name, epoch): &(String, String, u64)) -> Option<Response> {
+        self.continued_lists += 1;
+        if self.expire_tokens_at == Some(self.continued_lists) {
+            self.token_epoch += 1;
+        }
+        if *epoch >= self.token_epoch {
+            return None;
+        }
+        self.expired_tokens += 1;
+        // As kube-apiserver after etcd compacted the list's revision: 410, with a token
+        // that continues where the old one stopped (an inconsistent but complete list).
+        let token = continue_token(ns, name, self.token_epoch);
+        let mut s = status(
+            410,
+            "Expired",
+            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results.",
+        );
+        s["metadata"] = json!({"continue": token});
+        Some((StatusCode::GONE, Json(s)).into_response())
+    }
+}
+
 /// A list of `t`, or kube-apiserver's PartialObjectMetadataList when `metadata_only`.
 fn list_answer(
     t: &ResourceType,
@@ -1017,62 +1026,31 @@ async fn watch(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> 
         Ok(s) => s,
         Err(e) => return fail(400, "BadRequest", &e),
     };
-    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true");
-    let timeout = q
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .map(Duration::from_secs);
     let from: Option<u64> = q
         .get("resourceVersion")
         .filter(|v| !v.is_empty() && v.as_str() != "0")
         .and_then(|v| v.parse().ok());
-    let expired = || {
-        line(
-            &json!({"type": "ERROR", "object": status(410, "Expired", "too old resource version")}),
-        )
-    };
 
     let mut g = fake.inner.lock().unwrap();
     g.watches += 1;
     // Subscribed under the lock: nothing falls between the replay and the stream.
-    let mut rx = fake.tx.subscribe();
-    let mut first = Vec::new();
-    let mut done = false;
-    match from {
-        Some(from) if from < g.compacted_below => {
-            first.push(expired());
-            done = true;
-        }
-        Some(from) => {
-            for c in g.history.iter().filter(|c| c.rv > from) {
-                if selected(target, &selector, &c.key, &c.object) {
-                    first.push(line(&json!({"type": c.kind, "object": c.object})));
-                }
-            }
-        }
-        None => {
-            // No resourceVersion: the current state as ADDED events, then changes.
-            for ((k, _, _), obj) in g.objects.iter() {
-                if selected(target, &selector, k, obj) {
-                    first.push(line(&json!({"type": "ADDED", "object": obj})));
-                }
-            }
-        }
-    }
-    let mut seen = g.rv;
+    let rx = fake.tx.subscribe();
+    let (first, done) = replay(&g, target, &selector, from);
+    let follow = Follow {
+        bookmarks: q.get("allowWatchBookmarks").is_some_and(|b| b == "true"),
+        timeout: q
+            .get("timeoutSeconds")
+            .and_then(|t| t.parse::<u64>().ok())
+            .map(Duration::from_secs),
+        seen: g.rv,
+        key: target.t.key(),
+        target: target.clone(),
+        selector,
+    };
     drop(g);
 
     let (mut out, body) =
         futures::channel::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(16);
-    let t = target.t.clone();
-    let bookmark = move |rv: u64| {
-        line(
-            &json!({"type": "BOOKMARK", "object": {"kind": t.kind, "apiVersion": t.api_version(),
-            "metadata": {"resourceVersion": rv.to_string()}}}),
-        )
-    };
-    let key = target.t.key();
-    let target_ns = target.namespace.clone();
     let paused = fake.paused.subscribe();
     tokio::spawn(async move {
         for b in first {
@@ -1080,10 +1058,79 @@ async fn watch(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> 
                 return;
             }
         }
-        if done {
-            return;
+        if !done {
+            follow.changes(out, rx, paused).await;
         }
-        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from_stream(body))
+        .unwrap()
+}
+
+fn expired() -> Bytes {
+    line(&json!({"type": "ERROR", "object": status(410, "Expired", "too old resource version")}))
+}
+
+/// The events a watch from `from` starts with, and whether it ends there (a compacted
+/// resourceVersion: 410).
+fn replay(
+    g: &Inner,
+    target: &Target,
+    selector: &FieldSelector,
+    from: Option<u64>,
+) -> (Vec<Bytes>, bool) {
+    let mut first = Vec::new();
+    match from {
+        Some(from) if from < g.compacted_below => return (vec![expired()], true),
+        Some(from) => {
+            for c in g.history.iter().filter(|c| c.rv > from) {
+                if selected(target, selector, &c.key, &c.object) {
+                    first.push(line(&json!({"type": c.kind, "object": c.object})));
+                }
+            }
+        }
+        None => {
+            // No resourceVersion: the current state as ADDED events, then changes.
+            for ((k, _, _), obj) in g.objects.iter() {
+                if selected(target, selector, k, obj) {
+                    first.push(line(&json!({"type": "ADDED", "object": obj})));
+                }
+            }
+        }
+    }
+    (first, false)
+}
+
+/// A watch after its replay: what it sends, and from which resourceVersion.
+struct Follow {
+    bookmarks: bool,
+    timeout: Option<Duration>,
+    seen: u64,
+    key: String,
+    target: Target,
+    selector: FieldSelector,
+}
+
+type WatchOut = futures::channel::mpsc::Sender<Result<Bytes, std::convert::Infallible>>;
+
+impl Follow {
+    fn bookmark(&self) -> Bytes {
+        let t = &self.target.t;
+        line(
+            &json!({"type": "BOOKMARK", "object": {"kind": t.kind, "apiVersion": t.api_version(),
+            "metadata": {"resourceVersion": self.seen.to_string()}}}),
+        )
+    }
+
+    /// Sends the changes until the timeout, a drop or an expiry.
+    async fn changes(
+        mut self,
+        mut out: WatchOut,
+        mut rx: broadcast::Receiver<Msg>,
+        mut paused: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let deadline = self.timeout.map(|t| tokio::time::Instant::now() + t);
         let ended = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -1091,7 +1138,6 @@ async fn watch(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> 
             }
         };
         tokio::pin!(ended);
-        let mut paused = paused;
         loop {
             let next = async {
                 // A paused watch reads nothing: changes pile up in the channel.
@@ -1100,32 +1146,21 @@ async fn watch(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> 
             };
             let msg = tokio::select! {
                 _ = &mut ended => {
-                    if bookmarks {
-                        let _ = out.send(Ok(bookmark(seen))).await;
+                    if self.bookmarks {
+                        let _ = out.send(Ok(self.bookmark())).await;
                     }
                     return;
                 }
                 msg = next => msg,
             };
             let b = match msg {
-                Ok(Msg::Change(c)) => {
-                    if c.rv <= seen {
-                        continue;
-                    }
-                    seen = c.rv;
-                    let in_ns = target_ns.is_empty()
-                        || c.object
-                            .pointer("/metadata/namespace")
-                            .and_then(Value::as_str)
-                            == Some(&target_ns);
-                    if c.key != key || !in_ns || !selector.matches(&c.object) {
-                        continue;
-                    }
-                    line(&json!({"type": c.kind, "object": c.object}))
-                }
-                Ok(Msg::Bookmark(rv)) if bookmarks => {
-                    seen = seen.max(rv);
-                    bookmark(seen)
+                Ok(Msg::Change(c)) => match self.event(&c) {
+                    Some(b) => b,
+                    None => continue,
+                },
+                Ok(Msg::Bookmark(rv)) if self.bookmarks => {
+                    self.seen = self.seen.max(rv);
+                    self.bookmark()
                 }
                 Ok(Msg::Bookmark(_)) => continue,
                 Ok(Msg::Expire) | Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -1139,11 +1174,25 @@ async fn watch(fake: &FakeApi, target: &Target, q: &HashMap<String, String>) -> 
                 return;
             }
         }
-    });
-    Response::builder()
-        .header("content-type", "application/json")
-        .body(Body::from_stream(body))
-        .unwrap()
+    }
+
+    /// The event for a change this watch sees (not seen before, its kind, namespace, fields).
+    fn event(&mut self, c: &Change) -> Option<Bytes> {
+        if c.rv <= self.seen {
+            return None;
+        }
+        self.seen = c.rv;
+        let ns = &self.target.namespace;
+        let in_ns = ns.is_empty()
+            || c.object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                == Some(ns);
+        if c.key != self.key || !in_ns || !self.selector.matches(&c.object) {
+            return None;
+        }
+        Some(line(&json!({"type": c.kind, "object": c.object})))
+    }
 }
 
 fn create(fake: &FakeApi, target: &Target, body: &Bytes) -> Response {
@@ -1254,6 +1303,31 @@ fn event_problems(ev: &Value, namespace: &str) -> Vec<(&'static str, &'static st
     out
 }
 
+/// Applies a JSON or merge patch, as the content type says; an error as (status, reason,
+/// message).
+fn apply_patch(
+    content_type: &str,
+    body: &Value,
+    patched: &mut Value,
+) -> Result<(), (u16, &'static str, String)> {
+    match content_type.split(';').next().unwrap_or_default().trim() {
+        "application/json-patch+json" => serde_json::from_value::<json_patch::Patch>(body.clone())
+            .map_err(|e| (400, "BadRequest", e.to_string()))
+            .and_then(|p| {
+                json_patch::patch(patched, &p).map_err(|e| (422, "Invalid", e.to_string()))
+            }),
+        "application/merge-patch+json" => {
+            json_patch::merge(patched, body);
+            Ok(())
+        }
+        other => Err((
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format: {other}"),
+        )),
+    }
+}
+
 fn patch(
     fake: &FakeApi,
     target: &Target,
@@ -1297,22 +1371,7 @@ fn patch(
         return not_found(&target.t, &name);
     };
     let mut patched = current.clone();
-    let applied = match content_type.split(';').next().unwrap_or_default().trim() {
-        "application/json-patch+json" => serde_json::from_value::<json_patch::Patch>(body.clone())
-            .map_err(|e| (400, "BadRequest", e.to_string()))
-            .and_then(|p| {
-                json_patch::patch(&mut patched, &p).map_err(|e| (422, "Invalid", e.to_string()))
-            }),
-        "application/merge-patch+json" => {
-            json_patch::merge(&mut patched, &body);
-            Ok(())
-        }
-        other => Err((
-            415,
-            "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format: {other}"),
-        )),
-    };
+    let applied = apply_patch(&content_type, &body, &mut patched);
     if let Err((code, reason, message)) = applied {
         record(&mut g, code);
         return fail(code, reason, &message);
