@@ -9,14 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::Api;
 
-use super::cluster::{ApiCallError, ClusterArgs, Connected};
+use super::cluster::{ClusterArgs, Connected};
 use super::{ReportFormat, ScopeArg};
 use crate::audit::{self, Finding, FixStatus, Namespaces, Progress, Report};
-use crate::mapping::objects::{mappings_from_configmap, Mappings};
-use crate::source::mappings_file::mappings_from_file_text;
+use crate::kube_error::KubeError;
+use crate::source::Source;
 
 /// Audit the objects already in the cluster: report each one the webhook would rewrite.
 ///
@@ -119,17 +117,19 @@ pub enum DryRun {
 const POD_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let s = &args.source;
-    if s.project_mappings.is_none() && s.mappings_file.is_none() && s.mappings_configmap.is_none() {
-        // A usage error, as clap reports one, before any cluster is asked anything.
-        eprintln!("error: give one of --project-mappings, --mappings-file or --mappings-configmap");
-        return Ok(ExitCode::from(2));
-    }
+    let source = match args.source.required() {
+        Ok(source) => source,
+        Err(usage) => {
+            // A usage error, as clap reports one, before any cluster is asked anything.
+            eprintln!("error: {usage}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     // Errors exit 2 here (1 means "something would change").
-    Ok(match runtime.block_on(audit(args)) {
+    Ok(match runtime.block_on(audit(args, source)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -138,22 +138,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
     })
 }
 
-async fn audit(args: Args) -> Result<u8> {
+async fn audit(args: Args, source: Source) -> Result<u8> {
     let Connected { client, server } = args.cluster.connect().await?;
-    audit_at(args, client).await.map_err(|e| {
-        let from_the_api = e
-            .chain()
-            .any(|c| c.is::<ApiCallError>() || c.is::<audit::AuditError>());
+    audit_at(args, source, client).await.map_err(|e| {
         // Once, at the top: the URL, never the credential.
-        match from_the_api {
+        match e.chain().any(|c| c.is::<KubeError>()) {
             true => e.context(format!("API server {server}")),
             false => e,
         }
     })
 }
 
-async fn audit_at(args: Args, client: kube::Client) -> Result<u8> {
-    let mappings = load_mappings(&args.source, Some(&client)).await?;
+async fn audit_at(args: Args, source: Source, client: kube::Client) -> Result<u8> {
+    let mappings = source.read(Some(&client)).await?;
     if let Some(this) = super::known(&args.cluster_id) {
         // A reversed table applied by --fix would move every migrated object back.
         mappings.table.check_cluster(this)?;
@@ -210,7 +207,7 @@ async fn audit_at(args: Args, client: kube::Client) -> Result<u8> {
         t.abort();
         eprint!("\r\x1b[K");
     }
-    let report = report?;
+    let report = report.context("discovering the API server's resource types")?;
     let mut out = std::io::stdout().lock();
     match args.output {
         ReportFormat::Json => {
@@ -224,43 +221,7 @@ async fn audit_at(args: Args, client: kube::Client) -> Result<u8> {
     Ok(report.exit_status())
 }
 
-/// The table of `--project-mappings`, `--mappings-file` or `--mappings-configmap` (read through
-/// `client`, which only that one needs).
-pub(super) async fn load_mappings(
-    source: &super::SourceArgs,
-    client: Option<&kube::Client>,
-) -> Result<Mappings> {
-    Ok(
-        match (
-            &source.project_mappings,
-            &source.mappings_file,
-            &source.mappings_configmap,
-        ) {
-            (Some(text), _, _) => Mappings::from_text(text).context("--project-mappings")?,
-            (_, Some(path), _) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                mappings_from_file_text(&text)
-                    .with_context(|| format!("mappings file {}", path.display()))?
-            }
-            (_, _, Some(at)) => {
-                let client = client.context("--mappings-configmap needs a cluster")?;
-                let api: Api<ConfigMap> = Api::namespaced(client.clone(), &at.namespace);
-                let cm = api
-                    .get(&at.name)
-                    .await
-                    .map_err(|e| ApiCallError::new(format!("reading {at}"), &e))?;
-                let value = serde_json::to_value(&cm)?;
-                mappings_from_configmap(&value).with_context(|| at.to_string())?
-            }
-            _ => anyhow::bail!(
-                "give one of --project-mappings, --mappings-file or --mappings-configmap"
-            ),
-        },
-    )
-}
-
-/// An API error without the response body.
+/// A line on a terminal, redrawn four times a second, while the audit runs.
 async fn show_progress(p: Arc<Progress>) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {

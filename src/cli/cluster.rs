@@ -105,24 +105,6 @@ fn read_kubeconfig(path: &std::path::Path) -> Result<Kubeconfig> {
     })
 }
 
-/// A call to the API server that failed: what was asked, and the whole cause once (see
-/// [`crate::audit::describe_error`]). The command names the server once, at the top.
-#[derive(Debug, thiserror::Error)]
-#[error("{what}: {cause}")]
-pub struct ApiCallError {
-    what: String,
-    cause: String,
-}
-
-impl ApiCallError {
-    pub fn new(what: impl Into<String>, e: &kube::Error) -> Self {
-        ApiCallError {
-            what: what.into(),
-            cause: crate::audit::describe_error(e),
-        }
-    }
-}
-
 /// `scheme://host:port/path`, leaving out any `user:password@` the URL carries.
 pub fn display_url(uri: &hyper::Uri) -> String {
     let scheme = uri.scheme_str().unwrap_or("https");

@@ -85,6 +85,29 @@ pub struct SourceArgs {
     pub mappings_configmap: Option<crate::source::ConfigMapRef>,
 }
 
+impl SourceArgs {
+    /// The mapping source given, if any.
+    pub fn given(&self) -> Option<crate::source::Source> {
+        use crate::source::Source;
+        match (
+            &self.project_mappings,
+            &self.mappings_file,
+            &self.mappings_configmap,
+        ) {
+            (Some(text), _, _) => Some(Source::Static(text.clone())),
+            (_, Some(path), _) => Some(Source::File(path.clone())),
+            (_, _, Some(at)) => Some(Source::ConfigMap(at.clone())),
+            _ => None,
+        }
+    }
+
+    /// The mapping source given, or the usage error of a command that needs one.
+    pub fn required(&self) -> Result<crate::source::Source, &'static str> {
+        self.given()
+            .ok_or("give one of --project-mappings, --mappings-file or --mappings-configmap")
+    }
+}
+
 /// How a command that reports findings prints them (`audit`, `check`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportFormat {

@@ -9,6 +9,7 @@ use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use kube::api::{Api, PostParams};
 
 use crate::clusterpair::KubeConfig;
+use crate::kube_error::KubeError;
 
 /// How long one API call may take: an unreachable server ends the run, it does not hang it.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,16 +28,14 @@ pub async fn ask(config: &KubeConfig) -> Result<Whoami> {
     let answer = api
         .create(&PostParams::default(), &SelfSubjectReview::default())
         .await
-        .map_err(|e| match e {
-            kube::Error::Api(s) if s.code == 401 => anyhow!(
+        .map_err(|e| match KubeError::from(e) {
+            KubeError::Unauthorized(_) => anyhow!(
                 "the API server at {server} refused the pair's credentials (401 Unauthorized)"
             ),
-            kube::Error::Api(s) => anyhow!(
-                "create selfsubjectreviews.authentication.k8s.io at {server}: {} {}",
-                s.code,
-                s.reason
-            ),
-            other => anyhow!("cannot reach the API server at {server}: {other}"),
+            e if e.answered() => {
+                anyhow!("create selfsubjectreviews.authentication.k8s.io at {server}: {e}")
+            }
+            e => anyhow!("cannot reach the API server at {server}: {e}"),
         })?;
     let info = answer.status.and_then(|s| s.user_info).unwrap_or_default();
     match info.username.filter(|u| !u.is_empty()) {
