@@ -119,11 +119,7 @@ const POD_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/
 pub fn run(args: Args) -> Result<ExitCode> {
     let source = match args.source.required() {
         Ok(source) => source,
-        Err(usage) => {
-            // A usage error, as clap reports one, before any cluster is asked anything.
-            eprintln!("error: {usage}");
-            return Ok(ExitCode::from(2));
-        }
+        Err(usage) => return Ok(usage),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

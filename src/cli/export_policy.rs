@@ -55,10 +55,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<ExitCode> {
     let source = match args.source.required() {
         Ok(source) => source,
-        Err(usage) => {
-            eprintln!("error: {usage}");
-            return Ok(ExitCode::from(2));
-        }
+        Err(usage) => return Ok(usage),
     };
     if args.cluster_id.is_empty() {
         anyhow::bail!("--cluster-id is empty: the policy must know this cluster's Rancher ID");

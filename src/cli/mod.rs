@@ -101,10 +101,15 @@ impl SourceArgs {
         }
     }
 
-    /// The mapping source given, or the usage error of a command that needs one.
-    pub fn required(&self) -> Result<crate::source::Source, &'static str> {
-        self.given()
-            .ok_or("give one of --project-mappings, --mappings-file or --mappings-configmap")
+    /// The mapping source given, for a command that needs one: without it, a usage error said
+    /// as clap says one (on stderr, exit status 2) before any cluster is asked anything.
+    pub fn required(&self) -> Result<crate::source::Source, ExitCode> {
+        self.given().ok_or_else(|| {
+            eprintln!(
+                "error: give one of --project-mappings, --mappings-file or --mappings-configmap"
+            );
+            ExitCode::from(2)
+        })
     }
 }
 

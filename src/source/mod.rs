@@ -38,18 +38,18 @@ impl Source {
     /// The table the source holds now, read once (`audit`, `doctor`, `export-policy`; `serve`
     /// follows it instead, with [`start`]). `client` reads a ConfigMap, which only that needs.
     pub async fn read(&self, client: Option<&kube::Client>) -> Result<Mappings, ReadError> {
-        let invalid = |origin: String| move |why| ReadError::Invalid { origin, why };
-        match self {
-            Source::Static(text) => Mappings::from_text(text)
-                .map_err(MappingsFileError::from)
-                .map_err(invalid("--project-mappings".into())),
+        let (origin, read) = match self {
+            Source::Static(text) => {
+                let read = Mappings::from_text(text).map_err(MappingsFileError::from);
+                ("--project-mappings".to_string(), read)
+            }
             Source::File(path) => {
                 let text = std::fs::read_to_string(path).map_err(|why| ReadError::File {
                     path: path.clone(),
                     why,
                 })?;
-                mappings_from_file_text(&text)
-                    .map_err(invalid(format!("mappings file {}", path.display())))
+                let origin = format!("mappings file {}", path.display());
+                (origin, mappings_from_file_text(&text))
             }
             Source::ConfigMap(at) => {
                 let client = client.ok_or(ReadError::NoClient)?;
@@ -58,11 +58,13 @@ impl Source {
                     at: at.clone(),
                     why: e.into(),
                 })?;
-                mappings_of(&cm)
-                    .map_err(MappingsFileError::from)
-                    .map_err(invalid(at.to_string()))
+                (
+                    at.to_string(),
+                    mappings_of(&cm).map_err(MappingsFileError::from),
+                )
             }
-        }
+        };
+        read.map_err(|why| ReadError::Invalid { origin, why })
     }
 }
 
