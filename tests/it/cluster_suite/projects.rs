@@ -59,12 +59,15 @@ async fn create_all(client: &kube::Client, objects: &[Value]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn map_projects_pairs_rancher_projects_by_name_and_the_table_it_prints_rewrites() {
-    let (plane, _turn) = plane().await;
-    let admin = plane.client(ADMIN).await;
+fn namespace(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+}
+
+/// Rancher's management types, and two clusters with their projects: Shop and Payments (its
+/// case differs on the destination), Default and System, a renamed one and none for it.
+async fn rancher_clusters_and_projects(plane: &ControlPlane, admin: &kube::Client) {
     create_all(
-        &admin,
+        admin,
         &[
             crd("Cluster", "clusters", "Cluster", &["displayName"]),
             crd(
@@ -83,10 +86,8 @@ async fn map_projects_pairs_rancher_projects_by_name_and_the_table_it_prints_rew
         "crd/projects.management.cattle.io",
         "--timeout=30s",
     ]));
-    let namespace =
-        |n: &str| json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}});
     create_all(
-        &admin,
+        admin,
         &[
             cluster(SOURCE, "prod-west"),
             cluster(CLUSTER_ID, "dr-east"),
@@ -105,6 +106,51 @@ async fn map_projects_pairs_rancher_projects_by_name_and_the_table_it_prints_rew
         ],
     )
     .await;
+}
+
+/// The ConfigMap it prints, applied where the webhook runs, is the table it rewrites with.
+async fn the_printed_configmap_is_the_table_the_webhook_rewrites_with(
+    plane: &'static ControlPlane,
+    admin: &kube::Client,
+    rename: &[&str],
+) {
+    let ns = "rr-projects";
+    let install = Install::helm(plane, ns, &[&format!("clusterId={CLUSTER_ID}")]);
+    let mut args = vec!["--source", SOURCE, "--destination", CLUSTER_ID, "-n", ns];
+    args.extend(rename);
+    let out = map_projects(plane, &args);
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    let printed = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(printed.path(), &out.stdout).unwrap();
+    super::plane::run_ok(
+        plane
+            .kubectl(ADMIN)
+            .arg("apply")
+            .arg("-f")
+            .arg(printed.path()),
+    );
+    let app = "rr-projects-app";
+    create_all(admin, &[namespace(app)]).await;
+    let _server = install.start_replica(0, &[]).await;
+    let stork = plane.client(STORK).await;
+    until_the_webhook_answers(&stork, app).await;
+    let moved = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "legacy", "namespace": app, "labels": {PID: "p-old01"},
+                     "annotations": {MIGRATED: "true", PID: "c-7gh2k:p-old01"}}});
+    let stored = objects::create(&stork, &moved, false).await.unwrap();
+    assert_eq!(stored["metadata"]["labels"][PID], "p-new01");
+    assert_eq!(
+        stored["metadata"]["annotations"][PID],
+        "c-m-4kq8z9rt:p-new01"
+    );
+    drop(install);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_projects_pairs_rancher_projects_by_name_and_the_table_it_prints_rewrites() {
+    let (plane, _turn) = plane().await;
+    let admin = plane.client(ADMIN).await;
+    rancher_clusters_and_projects(plane, &admin).await;
 
     // A source project with no destination: exit 1, no ConfigMap, the project named.
     let out = map_projects(
@@ -138,37 +184,7 @@ async fn map_projects_pairs_rancher_projects_by_name_and_the_table_it_prints_rew
         .unwrap()
         .contains("p-old01=p-new01"));
 
-    // The ConfigMap it prints, applied where the webhook runs, is the table it rewrites with.
-    let ns = "rr-projects";
-    let install = Install::helm(plane, ns, &[&format!("clusterId={CLUSTER_ID}")]);
-    let mut args = vec!["--source", SOURCE, "--destination", CLUSTER_ID, "-n", ns];
-    args.extend(rename);
-    let out = map_projects(plane, &args);
-    assert!(out.status.success(), "{}", crate::common::stderr(&out));
-    let printed = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(printed.path(), &out.stdout).unwrap();
-    super::plane::run_ok(
-        plane
-            .kubectl(ADMIN)
-            .arg("apply")
-            .arg("-f")
-            .arg(printed.path()),
-    );
-    let app = "rr-projects-app";
-    create_all(&admin, &[namespace(app)]).await;
-    let _server = install.start_replica(0, &[]).await;
-    let stork = plane.client(STORK).await;
-    until_the_webhook_answers(&stork, app).await;
-    let moved = json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "legacy", "namespace": app, "labels": {PID: "p-old01"},
-                     "annotations": {MIGRATED: "true", PID: "c-7gh2k:p-old01"}}});
-    let stored = objects::create(&stork, &moved, false).await.unwrap();
-    assert_eq!(stored["metadata"]["labels"][PID], "p-new01");
-    assert_eq!(
-        stored["metadata"]["annotations"][PID],
-        "c-m-4kq8z9rt:p-new01"
-    );
-    drop(install);
+    the_printed_configmap_is_the_table_the_webhook_rewrites_with(plane, &admin, &rename).await;
 
     // --create-missing makes the missing project on the destination; the next run maps it.
     create_all(&admin, &[project(SOURCE, "p-arc01", "Archive")]).await;
