@@ -53,9 +53,9 @@ pub enum KubeError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code} {reason}: {message}")]
 pub struct Answer {
-    pub code: u16,
-    pub reason: String,
-    pub message: String,
+    code: u16,
+    reason: String,
+    message: String,
 }
 
 impl KubeError {
