@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 
 use super::cluster::{ClusterArgs, Connected};
 use super::{ReportFormat, ScopeArg};
-use crate::audit::{self, Finding, FixStatus, Namespaces, Progress, Report};
+use crate::audit::{self, Finding, FixResult, FixStatus, Namespaces, Progress, Report};
 use crate::kube_error::KubeError;
 use crate::source::Source;
 
@@ -232,70 +232,58 @@ async fn show_progress(p: Arc<Progress>) {
     }
 }
 
-/// One row per value: KIND NAMESPACE NAME PLACE CHANGE (RESULT with --fix).
+/// One row per value: KIND NAMESPACE NAME PLACE CHANGE (RESULT with --fix), each column but
+/// the last padded to its widest cell and two spaces.
 fn table(findings: &[Finding], fix: bool) -> String {
-    let mut rows: Vec<Vec<String>> = vec![["KIND", "NAMESPACE", "NAME", "PLACE", "CHANGE"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()];
-    if fix {
-        rows[0].push("RESULT".into());
-    }
+    let columns = if fix { 6 } else { 5 };
+    let header = ["KIND", "NAMESPACE", "NAME", "PLACE", "CHANGE", "RESULT"];
+    let mut rows = vec![header.map(String::from)[..columns].to_vec()];
     for f in findings {
-        let result = f.fix.as_ref().map(|x| {
-            let mut s = x.result.as_str().to_string();
-            if x.dry_run && x.result == FixStatus::Patched {
-                s.push_str(" (dry run)");
-            }
-            if let Some(e) = &x.error {
-                s.push_str(": ");
-                s.push_str(e);
-            }
-            s
-        });
-        let values = f
+        let result = f.fix.as_ref().map(fix_result);
+        let changes = f
             .changes
             .iter()
-            .map(|c| (c.path.clone(), format!("{} -> {}", c.from, c.to)))
-            .chain(f.unmapped.iter().map(|u| {
-                (
-                    u.path.clone(),
-                    format!("{} -> ({}: no mapping)", u.value, u.action),
-                )
-            }));
-        for (path, change) in values {
-            let mut row = vec![
-                f.kind.clone(),
-                f.namespace.clone().unwrap_or_else(|| "-".into()),
-                f.name.clone(),
-                path,
-                change,
-            ];
-            if let Some(r) = &result {
-                row.push(r.clone());
-            }
+            .map(|c| (&c.path, format!("{} -> {}", c.from, c.to)));
+        let unmapped = f.unmapped.iter().map(|u| {
+            let change = format!("{} -> ({}: no mapping)", u.value, u.action);
+            (&u.path, change)
+        });
+        for (path, change) in changes.chain(unmapped) {
+            let ns = f.namespace.clone().unwrap_or_else(|| "-".into());
+            let mut row = vec![f.kind.clone(), ns, f.name.clone(), path.clone(), change];
+            row.extend(result.clone());
             rows.push(row);
         }
     }
     if rows.len() == 1 {
         return String::new();
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+    let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max();
+    let widths: Vec<usize> = (0..columns - 1)
+        .map(|i| width(i).unwrap_or(0) + 2)
         .collect();
     let mut out = String::new();
-    for row in rows {
-        let last = row.len() - 1;
-        for (i, cell) in row.iter().enumerate() {
-            out.push_str(cell);
-            if i < last {
-                let pad = widths[i] - cell.chars().count() + 2;
-                out.extend(std::iter::repeat_n(' ', pad));
-            }
+    for row in &rows {
+        for (cell, w) in row.iter().zip(&widths) {
+            out.push_str(&format!("{cell:<w$}"));
         }
+        out.push_str(&row[columns - 1]);
         out.push('\n');
     }
     out
+}
+
+/// What `--fix` did with one finding, for its RESULT cell.
+fn fix_result(x: &FixResult) -> String {
+    let mut s = x.result.as_str().to_string();
+    if x.dry_run && x.result == FixStatus::Patched {
+        s.push_str(" (dry run)");
+    }
+    if let Some(e) = &x.error {
+        s.push_str(": ");
+        s.push_str(e);
+    }
+    s
 }
 
 /// What was done, on stderr (stdout holds only the findings).
