@@ -45,7 +45,7 @@ fn bench_build(c: &mut Criterion) {
         b.iter(|| Table::build(parse_text(black_box(&text), &Origin::Text)).unwrap())
     });
     // A mapping ConfigMap of about 1 MiB (40,000 entries in both forms over four keys), as the
-    // watcher hands it over: typed, then converted, parsed, checked and built.
+    // watcher hands it over: typed, then parsed, checked and built.
     let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "m", "namespace": "rancher-remap"},
@@ -58,10 +58,7 @@ fn bench_build(c: &mut Criterion) {
     let bytes: usize = cm.data.as_ref().unwrap().values().map(String::len).sum();
     eprintln!("mapping ConfigMap data: {bytes} bytes");
     group.bench_function("configmap_40000", |b| {
-        b.iter(|| {
-            let v = serde_json::to_value(black_box(&cm)).unwrap();
-            rancher_remap::mapping::objects::mappings_from_configmap(&v).unwrap()
-        })
+        b.iter(|| rancher_remap::source::mappings_of(black_box(&cm)).unwrap())
     });
     group.finish();
 }

@@ -15,6 +15,7 @@ pub mod audit;
 pub mod cli;
 pub mod clusterpair;
 pub mod doctor;
+pub mod kube_error;
 pub mod live;
 pub mod managed_certs;
 pub mod manifest;

@@ -1,11 +1,11 @@
 //! The few API calls the audit makes, through kube's dynamic `Api` (`Api<DynamicObject>` with
 //! the type's `ApiResource`: kube builds the paths and query strings), their answers handed on
-//! as plain JSON values: one page of a list, one object, one JSON patch. Errors are described by
-//! status code, reason and a bounded message, never by a response body.
+//! as plain JSON values: one page of a list, one object, one JSON patch. Errors are
+//! [`KubeError`]s.
 //!
 //! Types whose project IDs live only in metadata ([`ResourceType::metadata_only`]) go through
-//! `Api<PartialObjectMeta<DynamicObject>>`, which asks for kube-apiserver's metadata-only form
-//! (`PartialObjectMetadataList`, `PartialObjectMetadata`) in every verb: no Secret data,
+//! kube's `list_metadata`, `get_metadata` and `patch_metadata`, which ask for kube-apiserver's
+//! metadata-only form (`PartialObjectMetadataList`, `PartialObjectMetadata`): no Secret data,
 //! ConfigMap data or Service spec is sent, parsed or held, and each item is `{"apiVersion",
 //! "kind", "metadata"}`, which the rewrite reads like any object.
 //!
@@ -13,17 +13,15 @@
 //! values, so within an object `metadata`'s fields come in kube's order (annotations before
 //! labels), not the API server's.
 
-use std::fmt::Debug;
-
 use json_patch::Patch;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams, ObjectList, PatchParams};
 use kube::core::discovery::Scope;
-use kube::core::{DynamicResourceScope, PartialObjectMeta};
-use kube::{Client, Resource};
-use serde::de::DeserializeOwned;
+use kube::Client;
+use serde::Serialize;
 use serde_json::Value;
 
 use super::discovery::ResourceType;
+use crate::kube_error::KubeError;
 
 /// One page of a list.
 #[derive(Debug)]
@@ -32,13 +30,8 @@ pub struct Page {
     pub continue_token: Option<String>,
 }
 
-/// kube's `Api` on `t` (in `namespace`, when `t` is namespaced; else cluster-wide). `K` is
-/// `DynamicObject` for whole objects, or `PartialObjectMeta<DynamicObject>`, for which kube asks
-/// for the metadata-only form in every verb (list, get and patch alike).
-fn api<K>(client: &Client, t: &ResourceType, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<DynamicType = ApiResource, Scope = DynamicResourceScope>,
-{
+/// kube's `Api` on `t` (in `namespace`, when `t` is namespaced; else cluster-wide).
+fn api(client: &Client, t: &ResourceType, namespace: Option<&str>) -> Api<DynamicObject> {
     let scope = if t.namespaced {
         Scope::Namespaced
     } else {
@@ -59,34 +52,25 @@ pub async fn list_page(
     namespace: Option<&str>,
     limit: u32,
     continue_token: Option<String>,
-) -> Result<Page, kube::Error> {
+) -> Result<Page, KubeError> {
     let params = ListParams {
         limit: Some(limit),
         continue_token,
         ..ListParams::default()
     };
+    let api = api(client, t, namespace);
     if t.metadata_only() {
-        let api: Api<PartialObjectMeta<DynamicObject>> = api(client, t, namespace);
-        page(api, &params, t).await
+        page(api.list_metadata(&params).await?, t)
     } else {
-        let api: Api<DynamicObject> = api(client, t, namespace);
-        page(api, &params, t).await
+        page(api.list(&params).await?, t)
     }
 }
 
-/// One page through `api`, its items as JSON values for the engine and the report.
-async fn page<K>(api: Api<K>, params: &ListParams, t: &ResourceType) -> Result<Page, kube::Error>
-where
-    K: Clone + DeserializeOwned + Debug + IntoValue,
-{
-    let list = api.list(params).await?;
-    let items = list
-        .items
-        .into_iter()
-        .map(|item| typed_value(item, t))
-        .collect::<Result<_, _>>()?;
+/// One page, its items as JSON values for the engine and the report.
+fn page<K: Clone + Serialize>(list: ObjectList<K>, t: &ResourceType) -> Result<Page, KubeError> {
+    let items = list.items.into_iter().map(|item| typed_value(item, t));
     Ok(Page {
-        items,
+        items: items.collect::<Result<_, _>>()?,
         continue_token: list.metadata.continue_,
     })
 }
@@ -97,12 +81,11 @@ pub async fn get(
     t: &ResourceType,
     namespace: Option<&str>,
     name: &str,
-) -> Result<Value, kube::Error> {
+) -> Result<Value, KubeError> {
+    let api = api(client, t, namespace);
     if t.metadata_only() {
-        let api: Api<PartialObjectMeta<DynamicObject>> = api(client, t, namespace);
-        typed_value(api.get(name).await?, t)
+        typed_value(api.get_metadata(name).await?, t)
     } else {
-        let api: Api<DynamicObject> = api(client, t, namespace);
         typed_value(api.get(name).await?, t)
     }
 }
@@ -117,56 +100,27 @@ pub async fn patch(
     name: &str,
     patch: Patch,
     dry_run: bool,
-) -> Result<(), kube::Error> {
+) -> Result<(), KubeError> {
     let params = PatchParams {
         dry_run,
         ..PatchParams::default()
     };
     let patch = kube::api::Patch::<()>::Json(patch);
+    let api = api(client, t, namespace);
     if t.metadata_only() {
-        let api: Api<PartialObjectMeta<DynamicObject>> = api(client, t, namespace);
-        api.patch(name, &params, &patch).await?;
+        api.patch_metadata(name, &params, &patch).await?;
     } else {
-        let api: Api<DynamicObject> = api(client, t, namespace);
         api.patch(name, &params, &patch).await?;
     }
     Ok(())
 }
 
-/// An object as the JSON value the engine reads, with its type's kind and apiVersion.
-fn typed_value<K: IntoValue>(obj: K, t: &ResourceType) -> Result<Value, kube::Error> {
-    let mut value = obj.into_value().map_err(kube::Error::SerdeError)?;
+/// An object as the JSON value the engine reads, with its type's kind and apiVersion. (kube's
+/// object serialized once more: the audit waits on the API server, not on this copy.)
+fn typed_value<K: Serialize>(obj: K, t: &ResourceType) -> Result<Value, KubeError> {
+    let mut value = serde_json::to_value(obj).map_err(kube::Error::SerdeError)?;
     with_type(&mut value, t);
     Ok(value)
-}
-
-/// kube's object types as the JSON values the engine and the report read.
-trait IntoValue {
-    fn into_value(self) -> Result<Value, serde_json::Error>;
-}
-
-impl IntoValue for DynamicObject {
-    /// Everything but the type and the metadata is a JSON value already: it is moved, not
-    /// serialized again (a copy of each whole object).
-    fn into_value(self) -> Result<Value, serde_json::Error> {
-        let mut map = serde_json::Map::new();
-        if let Some(types) = self.types {
-            map.insert("apiVersion".into(), Value::from(types.api_version));
-            map.insert("kind".into(), Value::from(types.kind));
-        }
-        map.insert("metadata".into(), serde_json::to_value(self.metadata)?);
-        // Flattened by kube, `data` is always a map: the object's other fields.
-        if let Value::Object(rest) = self.data {
-            map.extend(rest);
-        }
-        Ok(Value::Object(map))
-    }
-}
-
-impl IntoValue for PartialObjectMeta<DynamicObject> {
-    fn into_value(self) -> Result<Value, serde_json::Error> {
-        serde_json::to_value(self)
-    }
 }
 
 fn with_type(obj: &mut Value, t: &ResourceType) {
@@ -184,73 +138,5 @@ fn with_type(obj: &mut Value, t: &ResourceType) {
             .or_insert_with(|| Value::from(t.kind.clone()));
         map.entry("apiVersion")
             .or_insert_with(|| Value::from(t.api_version()));
-    }
-}
-
-/// The API status code of an error, if the server answered.
-pub fn status_code(e: &kube::Error) -> Option<u16> {
-    match e {
-        kube::Error::Api(s) => Some(s.code),
-        _ => None,
-    }
-}
-
-/// After a 410 for a continue token too old (etcd compacted the list's revision), the token
-/// kube-apiserver offers to go on with the rest of the list (no longer one consistent snapshot).
-pub fn continue_after_expiry(e: &kube::Error) -> Option<String> {
-    match e {
-        kube::Error::Api(s) if s.code == 410 => s
-            .metadata
-            .as_ref()?
-            .continue_
-            .clone()
-            .filter(|c| !c.is_empty()),
-        _ => None,
-    }
-}
-
-/// Longest message quoted from the API server.
-const MESSAGE_MAX: usize = 300;
-
-/// A short description: `422 Invalid: message` for API answers (the message cut short), the
-/// error's own text otherwise.
-pub fn describe_error(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => {
-            let message = crate::text::truncate(s.message.clone(), MESSAGE_MAX);
-            format!("{} {}: {message}", s.code, s.reason)
-        }
-        // The credential plugin's or provider's own error can quote its command line, its
-        // environment and its output, where kubeconfigs keep secrets: never shown.
-        kube::Error::Auth(_) => "the kubeconfig's credentials could not be obtained (its exec plugin or auth provider failed; run it by hand to see why)".to_string(),
-        // The whole cause, once each (kube's and hyper's messages repeat their sources'):
-        // "client error (Connect): tcp connect error: Connection refused (os error 111)".
-        other => {
-            let mut parts: Vec<String> = vec![other.to_string()];
-            let mut cause = std::error::Error::source(other);
-            while let Some(c) = cause {
-                let text = c.to_string();
-                if !parts.iter().any(|p| p.contains(&text)) {
-                    parts.push(text);
-                }
-                cause = c.source();
-            }
-            parts.join(": ")
-        }
-    }
-}
-
-#[cfg(test)]
-mod describe_error_tests {
-    /// A credential plugin's failure can carry its command line, environment and output, where
-    /// kubeconfigs keep secrets: the description says what failed and quotes none of it.
-    #[test]
-    fn an_auth_error_quotes_nothing_of_the_plugin() {
-        let e = kube::Error::Auth(kube::client::AuthError::AuthExec(
-            "cmd: \"aws\" AWS_SECRET_ACCESS_KEY=\"sEcReT-marker\" out: token sEcReT-marker".into(),
-        ));
-        let text = super::describe_error(&e);
-        assert!(!text.contains("sEcReT-marker"), "{text}");
-        assert!(text.contains("credentials could not be obtained"), "{text}");
     }
 }

@@ -9,7 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
 use kube::Client;
 
-use super::api::describe_error;
+use crate::kube_error::KubeError;
 
 /// One resource type the audit lists and may patch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,7 +123,7 @@ pub struct Discovered {
 }
 
 /// Discovers the auditable types, querying up to `concurrency` group versions at once.
-pub async fn discover(client: &Client, concurrency: usize) -> Result<Discovered, kube::Error> {
+pub async fn discover(client: &Client, concurrency: usize) -> Result<Discovered, KubeError> {
     let core = client.list_core_api_versions().await?;
     let groups = client.list_api_groups().await?;
     let mut versions: Vec<(String, String)> = core
@@ -155,8 +155,8 @@ pub async fn discover(client: &Client, concurrency: usize) -> Result<Discovered,
             let result = tokio::time::timeout(GROUP_TIMEOUT, query)
                 .await
                 .map_err(|_| format!("no answer within {} s", GROUP_TIMEOUT.as_secs()))
-                .and_then(|r| r.map_err(|e| describe_error(&e)));
-            Ok::<_, kube::Error>((group, version, result))
+                .and_then(|r| r.map_err(|e| KubeError::from(e).to_string()));
+            Ok::<_, KubeError>((group, version, result))
         })
         .buffer_unordered(concurrency.max(1))
         .try_collect()

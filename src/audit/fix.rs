@@ -9,6 +9,7 @@ use jsonptr::PointerBuf;
 use serde_json::Value;
 
 use super::{api, finding, ns_name, Finding, Fix, FixResult, FixStatus, ResourceType, Scan};
+use crate::kube_error::KubeError;
 use crate::rewrite::Outcome;
 
 impl Scan<'_> {
@@ -41,24 +42,16 @@ impl Scan<'_> {
             let sent = self
                 .send(t, (ns.as_deref(), &name), rv, &outcome, fix.dry_run)
                 .await;
-            let e = match sent {
+            match sent {
                 Ok(()) => break (FixStatus::Patched, None),
-                Err(e) => e,
-            };
-            match api::status_code(&e) {
-                Some(404) => break (FixStatus::Gone, None),
+                Err(KubeError::NotFound(_)) => break (FixStatus::Gone, None),
                 // Changed since read: read again and judge again.
-                Some(409 | 422) if attempts < fix.attempts.max(1) => {}
-                Some(409 | 422) => {
-                    break (
-                        FixStatus::Failed,
-                        Some(format!(
-                            "still changing after {attempts} attempt(s): {}",
-                            api::describe_error(&e)
-                        )),
-                    )
+                Err(KubeError::Conflict(_)) if attempts < fix.attempts.max(1) => {}
+                Err(e @ KubeError::Conflict(_)) => {
+                    let why = format!("still changing after {attempts} attempt(s): {e}");
+                    break (FixStatus::Failed, Some(why));
                 }
-                _ => break (FixStatus::Failed, Some(api::describe_error(&e))),
+                Err(e) => break (FixStatus::Failed, Some(e.to_string())),
             }
             let fresh = {
                 let _permit = self.permits.acquire().await;
@@ -66,8 +59,8 @@ impl Scan<'_> {
             };
             match fresh {
                 Ok(fresh) => obj = fresh,
-                Err(e) if api::status_code(&e) == Some(404) => break (FixStatus::Gone, None),
-                Err(e) => break (FixStatus::Failed, Some(api::describe_error(&e))),
+                Err(KubeError::NotFound(_)) => break (FixStatus::Gone, None),
+                Err(e) => break (FixStatus::Failed, Some(e.to_string())),
             }
             match self.judge(t, &obj) {
                 Some(next) => {
@@ -95,7 +88,7 @@ impl Scan<'_> {
         resource_version: Value,
         outcome: &Outcome,
         dry_run: bool,
-    ) -> Result<(), kube::Error> {
+    ) -> Result<(), KubeError> {
         let mut ops = Vec::with_capacity(outcome.patch.len() + 1);
         ops.push(PatchOperation::Test(TestOperation {
             path: PointerBuf::from_tokens(["metadata", "resourceVersion"]),

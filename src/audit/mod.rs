@@ -23,9 +23,9 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-pub use api::describe_error;
 pub use discovery::{discover, Discovered, ResourceType};
 
+use crate::kube_error::KubeError;
 use crate::mapping::Table;
 use crate::rewrite::{
     has_migrated_annotation, namespace_claim_of, rewrite, NamespaceClaim, Options, Outcome,
@@ -203,27 +203,16 @@ impl Report {
     }
 }
 
-/// Why the audit could not run at all.
-#[derive(Debug, thiserror::Error)]
-pub enum AuditError {
-    /// The API server's discovery (`/api`, `/apis`) did not answer.
-    /// (The cause is in the message, whole and once: not also a `source`, which would print it
-    /// twice more.)
-    #[error("discovering the API server's resource types: {}", api::describe_error(.0))]
-    Discovery(kube::Error),
-}
-
-/// Audits every auditable type (and fixes, with [`Settings::fix`]).
+/// Audits every auditable type (and fixes, with [`Settings::fix`]). An error is discovery's
+/// (`/api`, `/apis`): without it, nothing could be audited.
 pub async fn run(
     client: &Client,
     table: &Table,
     settings: &Settings,
     progress: &Progress,
-) -> Result<Report, AuditError> {
+) -> Result<Report, KubeError> {
     let concurrency = settings.concurrency.max(1);
-    let discovered = discover(client, concurrency)
-        .await
-        .map_err(AuditError::Discovery)?;
+    let discovered = discover(client, concurrency).await?;
     let scan = Scan {
         client,
         table,
@@ -295,6 +284,19 @@ struct TypeResult {
     errors: Vec<String>,
 }
 
+impl TypeResult {
+    /// A list or get of `at` that failed: skipped, said but not an error, when the caller may
+    /// not read it or it is gone since discovery (not this caller's objects to audit).
+    fn failed(&mut self, doing: &str, at: String, e: KubeError) {
+        match e {
+            KubeError::Forbidden(_) | KubeError::NotFound(_) | KubeError::NotAllowed(_) => {
+                self.skipped.push(format!("{at}: {e}"))
+            }
+            _ => self.errors.push(format!("{doing} {at}: {e}")),
+        }
+    }
+}
+
 struct Scan<'a> {
     client: &'a Client,
     table: &'a Table,
@@ -319,15 +321,7 @@ impl Scan<'_> {
                     };
                     match got {
                         Ok(obj) => self.audit_page(t, vec![obj], &mut out).await,
-                        Err(e) => {
-                            let why = api::describe_error(&e);
-                            match api::status_code(&e) {
-                                Some(403..=405) => {
-                                    out.skipped.push(format!("namespace {name}: {why}"))
-                                }
-                                _ => out.errors.push(format!("reading namespace {name}: {why}")),
-                            }
-                        }
+                        Err(e) => out.failed("reading", format!("namespace {name}"), e),
                     }
                 }
             }
@@ -360,10 +354,10 @@ impl Scan<'_> {
             };
             let page = match page {
                 Ok(page) => page,
-                Err(e) if expired < MAX_EXPIRED && api::continue_after_expiry(&e).is_some() => {
+                Err(KubeError::Expired { continue_token, .. }) if expired < MAX_EXPIRED => {
                     // A long list outlived its snapshot: go on from where it stopped.
                     expired += 1;
-                    token = api::continue_after_expiry(&e);
+                    token = Some(continue_token);
                     continue;
                 }
                 Err(e) => {
@@ -371,14 +365,7 @@ impl Scan<'_> {
                         Some(ns) => format!("{} in {ns}", t.name()),
                         None => t.name(),
                     };
-                    let why = api::describe_error(&e);
-                    match api::status_code(&e) {
-                        // Not allowed to list, or gone since discovery: not this caller's
-                        // objects to audit; said, not an error.
-                        Some(403..=405) => out.skipped.push(format!("{at}: {why}")),
-                        _ => out.errors.push(format!("listing {at}: {why}")),
-                    }
-                    return;
+                    return out.failed("listing", at, e);
                 }
             };
             self.audit_page(t, page.items, out).await;

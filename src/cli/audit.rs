@@ -9,14 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::Api;
 
-use super::cluster::{ApiCallError, ClusterArgs, Connected};
+use super::cluster::{ClusterArgs, Connected};
 use super::{ReportFormat, ScopeArg};
-use crate::audit::{self, Finding, FixStatus, Namespaces, Progress, Report};
-use crate::mapping::objects::{mappings_from_configmap, Mappings};
-use crate::source::mappings_file::mappings_from_file_text;
+use crate::audit::{self, Finding, FixResult, FixStatus, Namespaces, Progress, Report};
+use crate::kube_error::KubeError;
+use crate::source::Source;
 
 /// Audit the objects already in the cluster: report each one the webhook would rewrite.
 ///
@@ -119,17 +117,15 @@ pub enum DryRun {
 const POD_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let s = &args.source;
-    if s.project_mappings.is_none() && s.mappings_file.is_none() && s.mappings_configmap.is_none() {
-        // A usage error, as clap reports one, before any cluster is asked anything.
-        eprintln!("error: give one of --project-mappings, --mappings-file or --mappings-configmap");
-        return Ok(ExitCode::from(2));
-    }
+    let source = match args.source.required() {
+        Ok(source) => source,
+        Err(usage) => return Ok(usage),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     // Errors exit 2 here (1 means "something would change").
-    Ok(match runtime.block_on(audit(args)) {
+    Ok(match runtime.block_on(audit(args, source)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -138,22 +134,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
     })
 }
 
-async fn audit(args: Args) -> Result<u8> {
+async fn audit(args: Args, source: Source) -> Result<u8> {
     let Connected { client, server } = args.cluster.connect().await?;
-    audit_at(args, client).await.map_err(|e| {
-        let from_the_api = e
-            .chain()
-            .any(|c| c.is::<ApiCallError>() || c.is::<audit::AuditError>());
+    audit_at(args, source, client).await.map_err(|e| {
         // Once, at the top: the URL, never the credential.
-        match from_the_api {
+        match e.chain().any(|c| c.is::<KubeError>()) {
             true => e.context(format!("API server {server}")),
             false => e,
         }
     })
 }
 
-async fn audit_at(args: Args, client: kube::Client) -> Result<u8> {
-    let mappings = load_mappings(&args.source, Some(&client)).await?;
+async fn audit_at(args: Args, source: Source, client: kube::Client) -> Result<u8> {
+    let mappings = source.read(Some(&client)).await?;
     if let Some(this) = super::known(&args.cluster_id) {
         // A reversed table applied by --fix would move every migrated object back.
         mappings.table.check_cluster(this)?;
@@ -210,7 +203,7 @@ async fn audit_at(args: Args, client: kube::Client) -> Result<u8> {
         t.abort();
         eprint!("\r\x1b[K");
     }
-    let report = report?;
+    let report = report.context("discovering the API server's resource types")?;
     let mut out = std::io::stdout().lock();
     match args.output {
         ReportFormat::Json => {
@@ -224,43 +217,7 @@ async fn audit_at(args: Args, client: kube::Client) -> Result<u8> {
     Ok(report.exit_status())
 }
 
-/// The table of `--project-mappings`, `--mappings-file` or `--mappings-configmap` (read through
-/// `client`, which only that one needs).
-pub(super) async fn load_mappings(
-    source: &super::SourceArgs,
-    client: Option<&kube::Client>,
-) -> Result<Mappings> {
-    Ok(
-        match (
-            &source.project_mappings,
-            &source.mappings_file,
-            &source.mappings_configmap,
-        ) {
-            (Some(text), _, _) => Mappings::from_text(text).context("--project-mappings")?,
-            (_, Some(path), _) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                mappings_from_file_text(&text)
-                    .with_context(|| format!("mappings file {}", path.display()))?
-            }
-            (_, _, Some(at)) => {
-                let client = client.context("--mappings-configmap needs a cluster")?;
-                let api: Api<ConfigMap> = Api::namespaced(client.clone(), &at.namespace);
-                let cm = api
-                    .get(&at.name)
-                    .await
-                    .map_err(|e| ApiCallError::new(format!("reading {at}"), &e))?;
-                let value = serde_json::to_value(&cm)?;
-                mappings_from_configmap(&value).with_context(|| at.to_string())?
-            }
-            _ => anyhow::bail!(
-                "give one of --project-mappings, --mappings-file or --mappings-configmap"
-            ),
-        },
-    )
-}
-
-/// An API error without the response body.
+/// A line on a terminal, redrawn four times a second, while the audit runs.
 async fn show_progress(p: Arc<Progress>) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
@@ -275,70 +232,58 @@ async fn show_progress(p: Arc<Progress>) {
     }
 }
 
-/// One row per value: KIND NAMESPACE NAME PLACE CHANGE (RESULT with --fix).
+/// One row per value: KIND NAMESPACE NAME PLACE CHANGE (RESULT with --fix), each column but
+/// the last padded to its widest cell and two spaces.
 fn table(findings: &[Finding], fix: bool) -> String {
-    let mut rows: Vec<Vec<String>> = vec![["KIND", "NAMESPACE", "NAME", "PLACE", "CHANGE"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()];
-    if fix {
-        rows[0].push("RESULT".into());
-    }
+    let columns = if fix { 6 } else { 5 };
+    let header = ["KIND", "NAMESPACE", "NAME", "PLACE", "CHANGE", "RESULT"];
+    let mut rows = vec![header.map(String::from)[..columns].to_vec()];
     for f in findings {
-        let result = f.fix.as_ref().map(|x| {
-            let mut s = x.result.as_str().to_string();
-            if x.dry_run && x.result == FixStatus::Patched {
-                s.push_str(" (dry run)");
-            }
-            if let Some(e) = &x.error {
-                s.push_str(": ");
-                s.push_str(e);
-            }
-            s
-        });
-        let values = f
+        let result = f.fix.as_ref().map(fix_result);
+        let changes = f
             .changes
             .iter()
-            .map(|c| (c.path.clone(), format!("{} -> {}", c.from, c.to)))
-            .chain(f.unmapped.iter().map(|u| {
-                (
-                    u.path.clone(),
-                    format!("{} -> ({}: no mapping)", u.value, u.action),
-                )
-            }));
-        for (path, change) in values {
-            let mut row = vec![
-                f.kind.clone(),
-                f.namespace.clone().unwrap_or_else(|| "-".into()),
-                f.name.clone(),
-                path,
-                change,
-            ];
-            if let Some(r) = &result {
-                row.push(r.clone());
-            }
+            .map(|c| (&c.path, format!("{} -> {}", c.from, c.to)));
+        let unmapped = f.unmapped.iter().map(|u| {
+            let change = format!("{} -> ({}: no mapping)", u.value, u.action);
+            (&u.path, change)
+        });
+        for (path, change) in changes.chain(unmapped) {
+            let ns = f.namespace.clone().unwrap_or_else(|| "-".into());
+            let mut row = vec![f.kind.clone(), ns, f.name.clone(), path.clone(), change];
+            row.extend(result.clone());
             rows.push(row);
         }
     }
     if rows.len() == 1 {
         return String::new();
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+    let width = |i: usize| rows.iter().map(|r| r[i].chars().count()).max();
+    let widths: Vec<usize> = (0..columns - 1)
+        .map(|i| width(i).unwrap_or(0) + 2)
         .collect();
     let mut out = String::new();
-    for row in rows {
-        let last = row.len() - 1;
-        for (i, cell) in row.iter().enumerate() {
-            out.push_str(cell);
-            if i < last {
-                let pad = widths[i] - cell.chars().count() + 2;
-                out.extend(std::iter::repeat_n(' ', pad));
-            }
+    for row in &rows {
+        for (cell, w) in row.iter().zip(&widths) {
+            out.push_str(&format!("{cell:<w$}"));
         }
+        out.push_str(&row[columns - 1]);
         out.push('\n');
     }
     out
+}
+
+/// What `--fix` did with one finding, for its RESULT cell.
+fn fix_result(x: &FixResult) -> String {
+    let mut s = x.result.as_str().to_string();
+    if x.dry_run && x.result == FixStatus::Patched {
+        s.push_str(" (dry run)");
+    }
+    if let Some(e) = &x.error {
+        s.push_str(": ");
+        s.push_str(e);
+    }
+    s
 }
 
 /// What was done, on stderr (stdout holds only the findings).

@@ -30,22 +30,15 @@ pub struct Connected {
     pub server: String,
 }
 
-impl ClusterArgs {
-    /// Builds the client (no request is made yet).
-    pub async fn connect(&self) -> Result<Connected> {
-        Self::client(self.config().await?)
-    }
-
-    /// As [`connect`](Self::connect), each call given `timeout` to connect and to read: a
-    /// command that must end (doctor) does not wait on an unreachable server.
-    pub async fn connect_within(&self, timeout: std::time::Duration) -> Result<Connected> {
-        let mut config = self.config().await?;
-        config.connect_timeout = Some(timeout);
-        config.read_timeout = Some(timeout);
-        Self::client(config)
-    }
-
-    fn client(config: Config) -> Result<Connected> {
+impl Connected {
+    /// Builds the client for `config` (no request is made yet), each call given `timeout` to
+    /// connect and to read when there is one: a command that must end (doctor) does not wait on
+    /// an unreachable server.
+    pub fn new(mut config: Config, timeout: Option<std::time::Duration>) -> Result<Connected> {
+        if timeout.is_some() {
+            config.connect_timeout = timeout;
+            config.read_timeout = timeout;
+        }
         let server = display_url(&config.cluster_url);
         // kube's own message is not kept: its proxy errors quote the proxy URL whole, password
         // included.
@@ -60,6 +53,18 @@ impl ClusterArgs {
             anyhow!("building a client for the API server at {server}: {why}")
         })?;
         Ok(Connected { client, server })
+    }
+}
+
+impl ClusterArgs {
+    /// Builds the client (no request is made yet).
+    pub async fn connect(&self) -> Result<Connected> {
+        Connected::new(self.config().await?, None)
+    }
+
+    /// As [`connect`](Self::connect), each call given `timeout` (see [`Connected::new`]).
+    pub async fn connect_within(&self, timeout: std::time::Duration) -> Result<Connected> {
+        Connected::new(self.config().await?, Some(timeout))
     }
 
     /// The client's configuration, as kubectl picks the cluster.
@@ -105,26 +110,8 @@ fn read_kubeconfig(path: &std::path::Path) -> Result<Kubeconfig> {
     })
 }
 
-/// A call to the API server that failed: what was asked, and the whole cause once (see
-/// [`crate::audit::describe_error`]). The command names the server once, at the top.
-#[derive(Debug, thiserror::Error)]
-#[error("{what}: {cause}")]
-pub struct ApiCallError {
-    what: String,
-    cause: String,
-}
-
-impl ApiCallError {
-    pub fn new(what: impl Into<String>, e: &kube::Error) -> Self {
-        ApiCallError {
-            what: what.into(),
-            cause: crate::audit::describe_error(e),
-        }
-    }
-}
-
 /// `scheme://host:port/path`, leaving out any `user:password@` the URL carries.
-pub fn display_url(uri: &hyper::Uri) -> String {
+fn display_url(uri: &hyper::Uri) -> String {
     let scheme = uri.scheme_str().unwrap_or("https");
     let host = uri.host().unwrap_or("?");
     let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();

@@ -6,21 +6,22 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::{Api, ListParams, PostParams};
 
 use super::whoami::CALL_TIMEOUT;
 use crate::clusterpair::{ClusterPair, KubeConfig};
 use crate::doctor::{self, Facts, IdentityAccess, Report, ServingCert, WebhookFacts};
-use crate::mapping::objects::{mappings_from_configmap, Mappings, DEFAULT_CONFIGMAP_NAME};
-use crate::source::mappings_file::mappings_from_file_text;
+use crate::kube_error::KubeError;
+use crate::mapping::objects::{Mappings, DEFAULT_CONFIGMAP_NAME};
+use crate::source::{ConfigMapRef, ReadError, Source};
 
 /// Ask the destination cluster whether a migration will land: the table, this cluster's ID,
 /// the destination projects, the table's direction, the migration identities' permissions and
@@ -111,53 +112,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::from(status))
 }
 
-/// One API call that doctor needs, for the message when it cannot make it.
-struct Call<'a> {
-    server: &'a str,
-    /// `get deployments.apps rancher-remap in namespace rancher-remap`: what was asked, and what RBAC must allow.
-    what: String,
-}
-
-impl Call<'_> {
-    fn new(server: &str, what: impl Into<String>) -> Call<'_> {
-        Call {
-            server,
-            what: what.into(),
+/// A call doctor could not make, as the sentence it prints: `what` was asked of `server`
+/// (`get deployments.apps rancher-remap in namespace rancher-remap`, which is also what RBAC
+/// must allow).
+fn failed(server: &str, what: &str, e: impl Into<KubeError>) -> anyhow::Error {
+    match e.into() {
+        KubeError::Forbidden(_) => {
+            anyhow!("{what} at {server}: forbidden; doctor needs RBAC permission to {what}")
         }
-    }
-
-    fn failed(&self, e: &kube::Error) -> anyhow::Error {
-        match e {
-            kube::Error::Api(s) if s.code == 403 => anyhow!(
-                "{} at {}: forbidden; doctor needs RBAC permission to {}",
-                self.what,
-                self.server,
-                self.what
-            ),
-            kube::Error::Api(_) => anyhow!(
-                "{} at {}: {}",
-                self.what,
-                self.server,
-                crate::audit::describe_error(e)
-            ),
-            other => anyhow!(
-                "cannot reach the API server at {} ({}): {}",
-                self.server,
-                self.what,
-                crate::audit::describe_error(other)
-            ),
-        }
-    }
-
-    /// The object, `None` when it does not exist.
-    async fn get<K>(&self, api: &Api<K>, name: &str) -> Result<Option<K>>
-    where
-        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    {
-        match api.get_opt(name).await {
-            Ok(o) => Ok(o),
-            Err(e) => Err(self.failed(&e)),
-        }
+        e if e.answered() => anyhow!("{what} at {server}: {e}"),
+        e => anyhow!("cannot reach the API server at {server} ({what}): {e}"),
     }
 }
 
@@ -175,9 +139,10 @@ async fn doctor(args: Args) -> Result<Report> {
     let ns = args.namespace.as_str();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let what = format!("get deployments.apps {} in namespace {ns}", args.name);
-    let deployment = Call::new(server, what)
-        .get(&deployments, &args.name)
-        .await?;
+    let deployment = deployments
+        .get_opt(&args.name)
+        .await
+        .map_err(|e| failed(server, &what, e))?;
     let env = deployment_env(deployment.as_ref());
     let (mappings, origin) = read_mappings(&args, &client, server, &env).await?;
     let cluster_id = match super::known(&args.cluster_id) {
@@ -245,31 +210,43 @@ async fn read_mappings(
     server: &str,
     env: &BTreeMap<String, String>,
 ) -> Result<(Result<Mappings, String>, String)> {
-    if let Some(text) = &args.project_mappings {
-        let m = Mappings::from_text(text).map_err(|e| e.to_string());
-        return Ok((m, "--project-mappings".into()));
-    }
-    if let Some(path) = &args.mappings_file {
-        let origin = format!("--mappings-file {}", path.display());
-        // A file that cannot be read is "could not check" (exit 2); one that reads but holds no
-        // good table is the `mappings` check failing (exit 1).
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading --mappings-file {}", path.display()))?;
-        let m = mappings_from_file_text(&text).map_err(|e| e.to_string());
-        return Ok((m, origin));
-    }
-    let default = format!("{}/{DEFAULT_CONFIGMAP_NAME}", args.namespace);
-    let at = env
-        .get("RANCHER_REMAP_MAPPINGS_CONFIGMAP")
-        .filter(|v| !v.is_empty())
-        .unwrap_or(&default);
-    let (ns, name) = at.split_once('/').unwrap_or((&args.namespace, at));
-    let origin = format!("ConfigMap {ns}/{name}");
-    let call = Call::new(server, format!("get configmaps {name} in namespace {ns}"));
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let m = match call.get(&api, name).await? {
-        None => Err("not found".to_string()),
-        Some(cm) => mappings_from_configmap(&serde_json::to_value(&cm)?).map_err(|e| e.to_string()),
+    let (source, origin) = match (&args.project_mappings, &args.mappings_file) {
+        (Some(text), _) => (Source::Static(text.clone()), "--project-mappings".into()),
+        (_, Some(path)) => {
+            let origin = format!("--mappings-file {}", path.display());
+            (Source::File(path.clone()), origin)
+        }
+        _ => {
+            let default = format!("{}/{DEFAULT_CONFIGMAP_NAME}", args.namespace);
+            let at = env
+                .get("RANCHER_REMAP_MAPPINGS_CONFIGMAP")
+                .filter(|v| !v.is_empty())
+                .unwrap_or(&default);
+            let (ns, name) = at.split_once('/').unwrap_or((&args.namespace, at));
+            let at = ConfigMapRef {
+                namespace: ns.into(),
+                name: name.into(),
+            };
+            (Source::ConfigMap(at), format!("ConfigMap {ns}/{name}"))
+        }
+    };
+    // A source that cannot be read is "could not check" (exit 2); one that reads but holds no
+    // good table is the `mappings` check failing (exit 1).
+    let m = match source.read(Some(client)).await {
+        Ok(m) => Ok(m),
+        Err(ReadError::Invalid { why, .. }) => Err(why.to_string()),
+        Err(ReadError::Api {
+            why: KubeError::NotFound(_),
+            ..
+        }) => Err("not found".to_string()),
+        Err(ReadError::File { path, why }) => {
+            bail!("reading --mappings-file {}: {why}", path.display())
+        }
+        Err(ReadError::Api { at, why }) => {
+            let what = format!("get configmaps {} in namespace {}", at.name, at.namespace);
+            return Err(failed(server, &what, why));
+        }
+        Err(e) => return Err(e.into()),
     };
     Ok((m, origin))
 }
@@ -280,7 +257,7 @@ async fn namespace_clusters(
     server: &str,
 ) -> Result<(BTreeMap<String, usize>, Option<String>)> {
     let api: Api<Namespace> = Api::all(client.clone());
-    let all = metadata_of_all(&api, &Call::new(server, "list namespaces")).await?;
+    let all = metadata_of_all(&api, server, "list namespaces").await?;
     let (mut clusters, mut system) = (BTreeMap::new(), None);
     for n in all {
         let is_system = n.name.as_deref() == Some("kube-system");
@@ -304,8 +281,8 @@ async fn namespace_clusters(
 /// Projects whose `-namespaces-edit` ClusterRole Rancher made here.
 async fn projects_here(client: &kube::Client, server: &str) -> Result<BTreeSet<String>> {
     let api: Api<ClusterRole> = Api::all(client.clone());
-    let call = Call::new(server, "list clusterroles.rbac.authorization.k8s.io");
-    Ok(metadata_of_all(&api, &call)
+    let what = "list clusterroles.rbac.authorization.k8s.io";
+    Ok(metadata_of_all(&api, server, what)
         .await?
         .into_iter()
         .filter_map(|m| m.name?.strip_suffix("-namespaces-edit").map(str::to_string))
@@ -317,7 +294,8 @@ async fn projects_here(client: &kube::Client, server: &str) -> Result<BTreeSet<S
 /// `helm test` Pod has 128 MiB).
 async fn metadata_of_all<K>(
     api: &Api<K>,
-    call: &Call<'_>,
+    server: &str,
+    what: &str,
 ) -> Result<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -328,7 +306,7 @@ where
         let page = api
             .list_metadata(&params)
             .await
-            .map_err(|e| call.failed(&e))?;
+            .map_err(|e| failed(server, what, e))?;
         out.extend(page.items.into_iter().map(|m| m.metadata));
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => params = params.continue_token(&token),
@@ -459,7 +437,11 @@ async fn denials(
             .create(&PostParams::default(), &review)
             .await
             .map_err(|e| {
-                Call::new(server, "create subjectaccessreviews.authorization.k8s.io").failed(&e)
+                failed(
+                    server,
+                    "create subjectaccessreviews.authorization.k8s.io",
+                    e,
+                )
             })?;
         if !answer.status.is_some_and(|s| s.allowed) {
             denied.push((verb, what));
@@ -478,13 +460,11 @@ async fn webhook_facts(
     kept: Option<&str>,
 ) -> Result<WebhookFacts> {
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    let list = api.list(&ListParams::default()).await.map_err(|e| {
-        Call::new(
-            server,
-            "list mutatingwebhookconfigurations.admissionregistration.k8s.io",
-        )
-        .failed(&e)
-    })?;
+    let what = "list mutatingwebhookconfigurations.admissionregistration.k8s.io";
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| failed(server, what, e))?;
     let found = list.items.iter().find_map(|c| {
         let hook = c.webhooks.as_ref()?.iter().find(|w| {
             w.name == "rewrite.rancher-remap.io"
@@ -566,16 +546,16 @@ async fn serving_cert(
     };
     let api: Api<Secret> = Api::namespaced(client.clone(), &secret_ns);
     let what = format!("get secrets {name} in namespace {secret_ns}");
-    let secret = match api.get_opt(&name).await {
+    let secret = match api.get_opt(&name).await.map_err(KubeError::from) {
         Ok(s) => s,
         // The server's own Secret holds its CA key: an identity that may not read it (the helm
         // test's) checks the caBundle alone.
-        Err(kube::Error::Api(s)) if s.code == 403 && server_kept.is_some() => {
+        Err(KubeError::Forbidden(_)) if server_kept.is_some() => {
             return Ok(ServingCert::ServerKept {
                 secret: format!("{secret_ns}/{name}"),
             })
         }
-        Err(e) => return Err(Call::new(server, what).failed(&e)),
+        Err(e) => return Err(failed(server, &what, e)),
     };
     Ok(match secret.and_then(|s| s.data?.remove("tls.crt")) {
         Some(crt) => ServingCert::Pem(crt.0),

@@ -9,6 +9,7 @@ use anyhow::Result;
 
 use super::cluster::ClusterArgs;
 use crate::policy::{self, Settings};
+use crate::source::Source;
 
 /// Print the rewrite as MutatingAdmissionPolicies for the Kubernetes 1.36 API server.
 ///
@@ -52,11 +53,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let s = &args.source;
-    if s.project_mappings.is_none() && s.mappings_file.is_none() && s.mappings_configmap.is_none() {
-        eprintln!("error: give one of --project-mappings, --mappings-file or --mappings-configmap");
-        return Ok(ExitCode::from(2));
-    }
+    let source = match args.source.required() {
+        Ok(source) => source,
+        Err(usage) => return Ok(usage),
+    };
     if args.cluster_id.is_empty() {
         anyhow::bail!("--cluster-id is empty: the policy must know this cluster's Rancher ID");
     }
@@ -74,11 +74,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     let mappings = runtime.block_on(async {
-        let client = match &s.mappings_configmap {
-            Some(_) => Some(args.cluster.connect().await?.client),
-            None => None,
+        let client = match &source {
+            Source::ConfigMap(_) => Some(args.cluster.connect().await?.client),
+            _ => None,
         };
-        super::audit::load_mappings(s, client.as_ref()).await
+        anyhow::Ok(source.read(client.as_ref()).await?)
     })?;
     mappings.table.check_cluster(&settings.cluster_id)?;
     for w in mappings.table.warnings() {

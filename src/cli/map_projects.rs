@@ -11,8 +11,9 @@ use anyhow::{anyhow, bail, Result};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
 use serde_json::{json, Value};
 
-use super::cluster::{ApiCallError, ClusterArgs, Connected};
+use super::cluster::{ClusterArgs, Connected};
 use super::derive::ConfigMapOut;
+use crate::kube_error::KubeError;
 use crate::mapping::objects::{entries_text, DEFAULT_CONFIGMAP_NAME};
 use crate::rancher::{self, pair, resolve_cluster, Cluster, How, Match, Pairing, Project, Rename};
 
@@ -266,7 +267,7 @@ async fn create_missing(
                         dst.id
                     ),
                     &at.at.server,
-                    &e,
+                    e,
                 )
             })?;
         let id = created.metadata.name.clone().unwrap_or_default();
@@ -429,23 +430,21 @@ async fn list(
     };
     match api.list(&ListParams::default()).await {
         Ok(list) => Ok(list.items),
-        Err(e) => Err(api_error(&what, &at.server, &e)),
+        Err(e) => Err(api_error(&what, &at.server, e)),
     }
 }
 
 /// An API call that failed, as a sentence: what was asked, of which server, and why (the API
 /// server's status and message; never a credential).
-fn api_error(what: &str, server: &str, e: &kube::Error) -> anyhow::Error {
+fn api_error(what: &str, server: &str, e: kube::Error) -> anyhow::Error {
+    let e = KubeError::from(e);
     let hint = match e {
-        kube::Error::Api(s) if s.code == 403 => "; map-projects needs RBAC permission to do this (docs/operators-guide.md, map-projects)",
-        kube::Error::Api(s) if s.code == 404 => "; this API server has no Rancher management types: point --kubeconfig/--context at Rancher's management cluster (the `local` cluster Rancher runs on), not at a downstream cluster",
-        kube::Error::Api(_) => "",
-        _ => return anyhow!("cannot reach Rancher's management cluster at {server} ({what}): {}", crate::audit::describe_error(e)),
+        KubeError::Forbidden(_) => "; map-projects needs RBAC permission to do this (docs/operators-guide.md, map-projects)",
+        KubeError::NotFound(_) => "; this API server has no Rancher management types: point --kubeconfig/--context at Rancher's management cluster (the `local` cluster Rancher runs on), not at a downstream cluster",
+        _ if e.answered() => "",
+        _ => return anyhow!("cannot reach Rancher's management cluster at {server} ({what}): {e}"),
     };
-    anyhow!(
-        "{}{hint}",
-        ApiCallError::new(format!("{what} at {server}"), e)
-    )
+    anyhow!("{what} at {server}: {e}{hint}")
 }
 
 #[cfg(test)]

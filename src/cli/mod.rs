@@ -85,6 +85,34 @@ pub struct SourceArgs {
     pub mappings_configmap: Option<crate::source::ConfigMapRef>,
 }
 
+impl SourceArgs {
+    /// The mapping source given, if any.
+    pub fn given(&self) -> Option<crate::source::Source> {
+        use crate::source::Source;
+        match (
+            &self.project_mappings,
+            &self.mappings_file,
+            &self.mappings_configmap,
+        ) {
+            (Some(text), _, _) => Some(Source::Static(text.clone())),
+            (_, Some(path), _) => Some(Source::File(path.clone())),
+            (_, _, Some(at)) => Some(Source::ConfigMap(at.clone())),
+            _ => None,
+        }
+    }
+
+    /// The mapping source given, for a command that needs one: without it, a usage error said
+    /// as clap says one (on stderr, exit status 2) before any cluster is asked anything.
+    pub fn required(&self) -> Result<crate::source::Source, ExitCode> {
+        self.given().ok_or_else(|| {
+            eprintln!(
+                "error: give one of --project-mappings, --mappings-file or --mappings-configmap"
+            );
+            ExitCode::from(2)
+        })
+    }
+}
+
 /// How a command that reports findings prints them (`audit`, `check`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportFormat {

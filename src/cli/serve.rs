@@ -155,28 +155,6 @@ pub struct Args {
     pub log_format: LogFormat,
 }
 
-impl super::SourceArgs {
-    /// The mapping source, `None` with `--validate-only`; an error (a usage error) when there
-    /// is none, or one beside `--validate-only`.
-    pub fn source(&self, validate_only: bool) -> Result<Option<Source>, &'static str> {
-        let given = match (
-            &self.project_mappings,
-            &self.mappings_file,
-            &self.mappings_configmap,
-        ) {
-            (Some(text), _, _) => Some(Source::Static(text.clone())),
-            (_, Some(path), _) => Some(Source::File(path.clone())),
-            (_, _, Some(at)) => Some(Source::ConfigMap(at.clone())),
-            _ => None,
-        };
-        match (given, validate_only) {
-            (Some(_), true) => Err("--validate-only cannot be used with a mapping source (--project-mappings, --mappings-file, --mappings-configmap)"),
-            (None, false) => Err("give one of --project-mappings, --mappings-file, --mappings-configmap or --validate-only"),
-            (given, _) => Ok(given),
-        }
-    }
-}
-
 /// Log line format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -203,7 +181,12 @@ pub fn init_logging(format: LogFormat) {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let source = match args.source.source(args.validate_only) {
+    let usage = match (args.source.given(), args.validate_only) {
+        (Some(_), true) => Err("--validate-only cannot be used with a mapping source (--project-mappings, --mappings-file, --mappings-configmap)"),
+        (None, false) => Err("give one of --project-mappings, --mappings-file, --mappings-configmap or --validate-only"),
+        (given, _) => Ok(given),
+    };
+    let source = match usage {
         Ok(source) => source,
         Err(usage) => {
             // As clap reports a usage error: on stderr, exit status 2.

@@ -8,7 +8,9 @@ use anyhow::{anyhow, Result};
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use kube::api::{Api, PostParams};
 
+use super::cluster::Connected;
 use crate::clusterpair::KubeConfig;
+use crate::kube_error::KubeError;
 
 /// How long one API call may take: an unreachable server ends the run, it does not hang it.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,21 +24,19 @@ pub struct Whoami {
 
 /// The user (and groups) the API server sees for `config`'s current context.
 pub async fn ask(config: &KubeConfig) -> Result<Whoami> {
-    let (client, server) = pair_client(config).await?;
+    let Connected { client, server } = pair_client(config).await?;
     let api: Api<SelfSubjectReview> = Api::all(client);
     let answer = api
         .create(&PostParams::default(), &SelfSubjectReview::default())
         .await
-        .map_err(|e| match e {
-            kube::Error::Api(s) if s.code == 401 => anyhow!(
+        .map_err(|e| match KubeError::from(e) {
+            KubeError::Unauthorized(_) => anyhow!(
                 "the API server at {server} refused the pair's credentials (401 Unauthorized)"
             ),
-            kube::Error::Api(s) => anyhow!(
-                "create selfsubjectreviews.authentication.k8s.io at {server}: {} {}",
-                s.code,
-                s.reason
-            ),
-            other => anyhow!("cannot reach the API server at {server}: {other}"),
+            e if e.answered() => {
+                anyhow!("create selfsubjectreviews.authentication.k8s.io at {server}: {e}")
+            }
+            e => anyhow!("cannot reach the API server at {server}: {e}"),
         })?;
     let info = answer.status.and_then(|s| s.user_info).unwrap_or_default();
     match info.username.filter(|u| !u.is_empty()) {
@@ -50,7 +50,7 @@ pub async fn ask(config: &KubeConfig) -> Result<Whoami> {
 
 /// A client for the pair's current context, built in memory: the credential goes from the
 /// file to the client and nowhere else.
-async fn pair_client(config: &KubeConfig) -> Result<(kube::Client, String)> {
+async fn pair_client(config: &KubeConfig) -> Result<Connected> {
     let ctx = config
         .contexts
         .get(&config.current_context)
@@ -87,12 +87,8 @@ async fn pair_client(config: &KubeConfig) -> Result<(kube::Client, String)> {
     // A serde error could quote the value it choked on: say only that it did not read.
     let file: kube::config::Kubeconfig = serde_json::from_value(kubeconfig)
         .map_err(|_| anyhow!("its spec.config does not read as a kubeconfig"))?;
-    let mut config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+    let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
         .await
         .map_err(|_| anyhow!("its spec.config does not make a client (server URL, CA or key)"))?;
-    config.connect_timeout = Some(CALL_TIMEOUT);
-    config.read_timeout = Some(CALL_TIMEOUT);
-    // A server URL may carry user:password@: never shown.
-    let url = super::cluster::display_url(&config.cluster_url);
-    Ok((kube::Client::try_from(config)?, url))
+    Connected::new(config, Some(CALL_TIMEOUT))
 }

@@ -89,14 +89,18 @@ pub fn parse_migration_users(value: &str) -> Vec<String> {
         .collect()
 }
 
-/// Reads a mapping ConfigMap into a table plus its migration users; every key is merged and
-/// a conflict across keys rejects the whole table.
-pub fn mappings_from_configmap(cm: &Value) -> Result<Mappings, MappingErrors> {
-    let table = Table::build(parse_configmap_data(&configmap_data(cm)))?;
-    let migration_users = migration_users(cm);
+/// Reads a mapping ConfigMap (its `data`, and the value of its [`MIGRATION_USERS_ANNOTATION`])
+/// into a table plus its migration users; every key is merged and a conflict across keys
+/// rejects the whole table.
+pub fn mappings_from_configmap(
+    data: &BTreeMap<String, String>,
+    migration_users: Option<&str>,
+) -> Result<Mappings, MappingErrors> {
     Ok(Mappings {
-        table,
-        migration_users,
+        table: Table::build(parse_configmap_data(data))?,
+        migration_users: migration_users
+            .map(parse_migration_users)
+            .unwrap_or_default(),
     })
 }
 

@@ -211,12 +211,12 @@ fn second_lookup_is_a_no_op() {
 
 #[test]
 fn configmap_with_users() {
-    let cm = serde_json::json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "m", "annotations": {objects::MIGRATION_USERS_ANNOTATION: " a , b,"}},
-        "data": {"ns.pair": "p-a=p-b\nc-1:p-a=c-2:p-b\n"}
-    });
-    let m = objects::mappings_from_configmap(&cm).unwrap();
+    let data = [(
+        "ns.pair".to_string(),
+        "p-a=p-b\nc-1:p-a=c-2:p-b\n".to_string(),
+    )]
+    .into();
+    let m = objects::mappings_from_configmap(&data, Some(" a , b,")).unwrap();
     assert_eq!(m.migration_users, ["a", "b"]);
     assert_eq!(m.table.len(), 2);
 }

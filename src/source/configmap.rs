@@ -11,6 +11,7 @@
 //! this webhook exists to prevent. It is logged, counted (`result="missing"`) and reported as a
 //! Warning Event; a server that never had a table stays not ready.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,8 @@ use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource, ResourceExt};
 
 use crate::live::LiveMappings;
-use crate::mapping::objects::mappings_from_configmap;
+use crate::mapping::objects::{mappings_from_configmap, Mappings, MIGRATION_USERS_ANNOTATION};
+use crate::mapping::MappingErrors;
 
 /// `NS/NAME` of the mapping ConfigMap.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,31 +93,20 @@ async fn load(live: &LiveMappings, reporter: &Reporter, origin: &str, cm: Config
     let origin = format!("{origin} (resourceVersion {version})");
     // Building a large table takes tens of milliseconds: off the request threads.
     let meta = cm.meta().clone();
-    let result = tokio::task::spawn_blocking(move || {
-        serde_json::to_value(&cm)
-            .map_err(ConfigMapError::Shape)
-            .and_then(|v| mappings_from_configmap(&v).map_err(ConfigMapError::Invalid))
-    })
-    .await
-    .unwrap_or(Err(ConfigMapError::Internal));
+    let result = tokio::task::spawn_blocking(move || mappings_of(&cm).map_err(|e| e.to_string()))
+        .await
+        .unwrap_or_else(|_| Err("internal error while building the table".into()));
     // `put` also refuses a table that does not fit this cluster: the Event follows its verdict.
     if let Err(note) = live.put(&origin, result) {
         reporter.warn("MappingsRejected", note, Some(&meta));
     }
 }
 
-/// Why a version of the ConfigMap was not put in force.
-#[derive(Debug, thiserror::Error)]
-enum ConfigMapError {
-    /// Not a ConfigMap the API server would send (never quoted: it is the object's text).
-    #[error("the ConfigMap could not be read")]
-    Shape(#[source] serde_json::Error),
-    /// Its mappings are broken.
-    #[error(transparent)]
-    Invalid(crate::mapping::MappingErrors),
-    /// Building the table panicked.
-    #[error("internal error while building the table")]
-    Internal,
+/// The table a mapping ConfigMap holds: its `data` is the map the table is built from.
+pub fn mappings_of(cm: &ConfigMap) -> Result<Mappings, MappingErrors> {
+    let users = cm.annotations().get(MIGRATION_USERS_ANNOTATION);
+    let data = cm.data.as_ref();
+    mappings_from_configmap(data.unwrap_or(&BTreeMap::new()), users.map(String::as_str))
 }
 
 fn missing(live: &LiveMappings, reporter: &Reporter, origin: &str) {
@@ -208,5 +199,19 @@ mod tests {
         for bad in ["", "name-only", "/x", "x/", "a/b/c", "NS/name", "ns/na me"] {
             assert!(bad.parse::<ConfigMapRef>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn configmap_with_users() {
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "m", "annotations": {MIGRATION_USERS_ANNOTATION: " a , b,"}},
+            "data": {"ns.pair": "p-a=p-b\nc-1:p-a=c-2:p-b\n"}
+        }))
+        .unwrap();
+        let m = mappings_of(&cm).unwrap();
+        assert_eq!(m.migration_users, ["a", "b"]);
+        assert_eq!(m.table.len(), 2);
+        let empty = mappings_of(&ConfigMap::default()).unwrap_err().to_string();
+        assert!(empty.contains("no mapping entries"), "{empty}");
     }
 }

@@ -18,11 +18,6 @@ pub enum LoadError {
     Invalid(#[from] MappingsFileError),
 }
 
-/// Loads the static mapping.
-pub fn load_static(text: &str) -> Result<Mappings, LoadError> {
-    Ok(Mappings::from_text(text).map_err(MappingsFileError::from)?)
-}
-
 /// Follows a mappings file: whenever its content changes (an edit, or kubelet's atomic `..data`
 /// symlink swap of a mounted ConfigMap — reading through the path follows the new link), the new
 /// content is parsed and handed to `on_load`, good or bad. The first read happens at once.

@@ -12,11 +12,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
 
-pub use configmap::ConfigMapRef;
-pub use file::{follow_file, load_static, LoadError};
+pub use configmap::{mappings_of, ConfigMapRef};
+pub use file::{follow_file, LoadError};
 
+use crate::kube_error::KubeError;
 use crate::live::LiveMappings;
+use crate::mapping::objects::Mappings;
+use mappings_file::{mappings_from_file_text, MappingsFileError};
 
 /// A mapping source given on the command line.
 #[derive(Clone, Debug)]
@@ -27,6 +32,70 @@ pub enum Source {
     File(PathBuf),
     /// `--mappings-configmap NS/NAME`: the mapping ConfigMap, watched through the API server.
     ConfigMap(ConfigMapRef),
+}
+
+impl Source {
+    /// The table the source holds now, read once (`audit`, `doctor`, `export-policy`; `serve`
+    /// follows it instead, with [`start`]). `client` reads a ConfigMap, which only that needs.
+    pub async fn read(&self, client: Option<&kube::Client>) -> Result<Mappings, ReadError> {
+        let (origin, read) = match self {
+            Source::Static(text) => {
+                let read = Mappings::from_text(text).map_err(MappingsFileError::from);
+                ("--project-mappings".to_string(), read)
+            }
+            Source::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|why| ReadError::File {
+                    path: path.clone(),
+                    why,
+                })?;
+                let origin = format!("mappings file {}", path.display());
+                (origin, mappings_from_file_text(&text))
+            }
+            Source::ConfigMap(at) => {
+                let client = client.ok_or(ReadError::NoClient)?;
+                let api: Api<ConfigMap> = Api::namespaced(client.clone(), &at.namespace);
+                let cm = api.get(&at.name).await.map_err(|e| ReadError::Api {
+                    at: at.clone(),
+                    why: e.into(),
+                })?;
+                (
+                    at.to_string(),
+                    mappings_of(&cm).map_err(MappingsFileError::from),
+                )
+            }
+        };
+        read.map_err(|why| ReadError::Invalid { origin, why })
+    }
+}
+
+/// Why a source read once gave no table. The text says where; the cause is the `source` (as
+/// `anyhow` prints a chain: `mappings file x.yaml: no mapping entries`).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// It was read, and holds no good table.
+    #[error("{origin}")]
+    Invalid {
+        origin: String,
+        #[source]
+        why: MappingsFileError,
+    },
+    /// The mappings file could not be read.
+    #[error("reading {}", .path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        why: std::io::Error,
+    },
+    /// The ConfigMap could not be read through the API server.
+    #[error("reading {at}")]
+    Api {
+        at: ConfigMapRef,
+        #[source]
+        why: KubeError,
+    },
+    /// A ConfigMap source was given no client (a caller's mistake, not the user's).
+    #[error("--mappings-configmap needs a cluster")]
+    NoClient,
 }
 
 /// Starts a source. A static table is loaded now (a bad one stops the start); a file or a
@@ -41,8 +110,8 @@ pub async fn start(
     client: Option<kube::Client>,
 ) -> Result<()> {
     match source {
-        Source::Static(text) => {
-            let m = load_static(&text).context("--project-mappings")?;
+        Source::Static(_) => {
+            let m = source.read(None).await?;
             live.put::<LoadError>("--project-mappings", Ok(m))
                 .map_err(|why| anyhow::anyhow!("--project-mappings: {why}"))?;
         }

@@ -89,8 +89,50 @@ fn mutate_calls(metrics: &str) -> f64 {
 async fn audit_and_fix_under_deploy_audits_aggregated_roles() {
     let (plane, _turn) = plane().await;
     let admin = plane.client(ADMIN).await;
-    // deploy/audit's RBAC (its Job aside: no kubelet runs it), and who fixes: a ServiceAccount
-    // bound to the fix role, as deploy/audit says to bind for fixing.
+    let fixer = install_audit_rbac(plane).await;
+    roles_grant_what_they_say(plane, &fixer);
+
+    // Migrated objects the webhook would rewrite (written before any webhook is installed).
+    let marked = |labels: Value| json!({"namespace": TEAM, "labels": labels, "annotations": {MIGRATED: "true"}});
+    // (A ConfigMap: a Deployment's controllers would make a ReplicaSet of it, another finding.)
+    let mut web = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": marked(json!({PID: "p-ab12c", "app": "web"})), "data": {"k": "v"}});
+    web["metadata"]["name"] = json!("web");
+    let mut creds = json!({"apiVersion": "v1", "kind": "Secret", "metadata": marked(json!({PID: "p-ab12c"})),
+        "data": {"password": "c2VjcmV0"}});
+    creds["metadata"]["name"] = json!("creds");
+    apply(
+        plane,
+        &[
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": TEAM}}),
+            web.clone(),
+            creds.clone(),
+        ],
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let audit_kc = dir.path().join("audit");
+    plane.write_kubeconfig(
+        &audit_kc,
+        &token(plane, AUDIT_NS, "rancher-remap-audit"),
+        AUDIT_NS,
+    );
+    let fix_kc = dir.path().join("fix");
+    plane.write_kubeconfig(&fix_kc, &token(plane, AUDIT_NS, FIXER), "default");
+
+    report_only_role_reads_no_secrets_and_fixes_nothing(&audit_kc).await;
+    assert_eq!(
+        objects::get(&admin, &web).await["metadata"]["labels"][PID],
+        "p-ab12c"
+    );
+    opt_in_files_add_secrets_and_custom_groups(plane, &fixer, &audit_kc).await;
+    fix_passes_through_the_webhook(plane, &fix_kc, &[&web, &creds]).await;
+}
+
+/// deploy/audit's RBAC (its Job aside: no kubelet runs it) and a custom type, with who fixes: a
+/// ServiceAccount bound to the fix role, as deploy/audit says to bind for fixing. Returns the
+/// fixer's user name once kube-controller-manager has filled the aggregated roles.
+async fn install_audit_rbac(plane: &ControlPlane) -> String {
     // A custom type (kubectl judges it only once the apiserver serves it).
     apply(
         plane,
@@ -138,10 +180,13 @@ async fn audit_and_fix_under_deploy_audits_aggregated_roles() {
         },
     )
     .await;
+    fixer
+}
 
-    // What each role grants: the built-in types, no Secrets, no custom groups, patch only in
-    // the fix role.
-    for (who, patch) in [(AUDIT_SA, false), (fixer.as_str(), true)] {
+/// What each role grants: the built-in types, no Secrets, no custom groups, patch only in the
+/// fix role.
+fn roles_grant_what_they_say(plane: &ControlPlane, fixer: &str) {
+    for (who, patch) in [(AUDIT_SA, false), (fixer, true)] {
         for resource in [
             "configmaps",
             "namespaces",
@@ -174,37 +219,12 @@ async fn audit_and_fix_under_deploy_audits_aggregated_roles() {
                 && !may(plane, who, "update", "configmaps")
         );
     }
+}
 
-    // Migrated objects the webhook would rewrite (written before any webhook is installed).
-    let marked = |labels: Value| json!({"namespace": TEAM, "labels": labels, "annotations": {MIGRATED: "true"}});
-    // (A ConfigMap: a Deployment's controllers would make a ReplicaSet of it, another finding.)
-    let mut web = json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": marked(json!({PID: "p-ab12c", "app": "web"})), "data": {"k": "v"}});
-    web["metadata"]["name"] = json!("web");
-    let mut creds = json!({"apiVersion": "v1", "kind": "Secret", "metadata": marked(json!({PID: "p-ab12c"})),
-        "data": {"password": "c2VjcmV0"}});
-    creds["metadata"]["name"] = json!("creds");
-    apply(
-        plane,
-        &[
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": TEAM}}),
-            web.clone(),
-            creds.clone(),
-        ],
-    );
-
-    let dir = tempfile::tempdir().unwrap();
-    let audit_kc = dir.path().join("audit");
-    plane.write_kubeconfig(
-        &audit_kc,
-        &token(plane, AUDIT_NS, "rancher-remap-audit"),
-        AUDIT_NS,
-    );
-    let fix_kc = dir.path().join("fix");
-    plane.write_kubeconfig(&fix_kc, &token(plane, AUDIT_NS, FIXER), "default");
-
-    // By default Secrets are neither read nor needed.
-    let out = audit(&audit_kc, &[]).await;
+/// Under the report-only role: Secrets neither read nor needed by default, refused when asked
+/// for (and said), and `--fix` refused by RBAC with exit 2.
+async fn report_only_role_reads_no_secrets_and_fixes_nothing(audit_kc: &std::path::Path) {
+    let out = audit(audit_kc, &[]).await;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(found(&out), ["ConfigMap/web"]);
     assert!(
@@ -213,7 +233,7 @@ async fn audit_and_fix_under_deploy_audits_aggregated_roles() {
         stderr(&out)
     );
     // Asked for, not granted: the apiserver refuses, and the audit says what it skipped.
-    let out = audit(&audit_kc, &["--include-secrets"]).await;
+    let out = audit(audit_kc, &["--include-secrets"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(found(&out), ["ConfigMap/web"]);
     assert!(
@@ -221,8 +241,9 @@ async fn audit_and_fix_under_deploy_audits_aggregated_roles() {
         "{}",
         stderr(&out)
     );
-    // --fix under the report-only role: refused by RBAC, exit 2, nothing changed.
-    let out = audit(&audit_kc, &["--fix"]).await;
+    // --fix under the report-only role: refused by RBAC, exit 2 (nothing changed: the caller
+    // checks).
+    let out = audit(audit_kc, &["--fix"]).await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let said = format!("{}{}", stdout(&out), stderr(&out));
     assert!(
@@ -230,12 +251,15 @@ async fn audit_and_fix_under_deploy_audits_aggregated_roles() {
             || said.contains(&format!("User \"{AUDIT_SA}\" cannot patch")),
         "{said}"
     );
-    assert_eq!(
-        objects::get(&admin, &web).await["metadata"]["labels"][PID],
-        "p-ab12c"
-    );
+}
 
-    // The opt-in files add what they say, to the roles their labels name.
+/// The opt-in files add what they say, to the roles their labels name; then Secrets are
+/// audited (never printed).
+async fn opt_in_files_add_secrets_and_custom_groups(
+    plane: &ControlPlane,
+    fixer: &str,
+    audit_kc: &std::path::Path,
+) {
     let mut opt_in = audit_rbac_file("secrets.yaml");
     opt_in.extend(audit_rbac_file("custom-groups.example.yaml"));
     apply(plane, &opt_in);
@@ -245,11 +269,11 @@ async fn audit_and_fix_under_deploy_audits_aggregated_roles() {
         async || {
             may(plane, AUDIT_SA, "list", "secrets")
                 && may(plane, AUDIT_SA, "list", "widgets.example.com")
-                && may(plane, &fixer, "patch", "secrets")
+                && may(plane, fixer, "patch", "secrets")
         },
     )
     .await;
-    for (who, patch) in [(AUDIT_SA, false), (fixer.as_str(), true)] {
+    for (who, patch) in [(AUDIT_SA, false), (fixer, true)] {
         assert_eq!(may(plane, who, "patch", "secrets"), patch, "{who}");
         assert_eq!(
             may(plane, who, "patch", "widgets.example.com"),
@@ -257,13 +281,21 @@ async fn audit_and_fix_under_deploy_audits_aggregated_roles() {
             "{who}"
         );
     }
-    let out = audit(&audit_kc, &["--include-secrets"]).await;
+    let out = audit(audit_kc, &["--include-secrets"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(found(&out), ["ConfigMap/web", "Secret/creds"]);
     assert!(!stderr(&out).contains("skipped"), "{}", stderr(&out));
     assert!(!stdout(&out).contains("c2VjcmV0"), "no Secret data");
+}
 
-    // --fix under the fix role, with the webhook installed: each patch passes through it.
+/// `--fix` under the fix role, with the webhook installed: each patch passes through it, the
+/// `found` objects are rewritten, and a second audit is clean.
+async fn fix_passes_through_the_webhook(
+    plane: &'static ControlPlane,
+    fix_kc: &std::path::Path,
+    found: &[&Value],
+) {
+    let admin = plane.client(ADMIN).await;
     let ns = "rr-audit";
     let install = Install::helm(plane, ns, &[&format!("clusterId={CLUSTER_ID}")]);
     objects::create(&admin, &mappings_configmap(ns, TABLE), false)
@@ -277,22 +309,20 @@ async fn audit_and_fix_under_deploy_audits_aggregated_roles() {
     let server = install.start_replica(0, &[]).await;
     until_the_webhook_answers(&plane.client(STORK).await, app).await;
     let before = mutate_calls(&server.metrics().await);
-    let out = audit(&fix_kc, &["--fix", "--include-secrets"]).await;
+    let out = audit(fix_kc, &["--fix", "--include-secrets"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(
-        objects::get(&admin, &web).await["metadata"]["labels"][PID],
-        "p-xy99z"
-    );
-    assert_eq!(
-        objects::get(&admin, &creds).await["metadata"]["labels"][PID],
-        "p-xy99z"
-    );
+    for obj in found {
+        assert_eq!(
+            objects::get(&admin, obj).await["metadata"]["labels"][PID],
+            "p-xy99z"
+        );
+    }
     let after = mutate_calls(&server.metrics().await);
     assert!(
         after >= before + 2.0,
         "the webhook saw {before} then {after}"
     );
-    let out = audit(&fix_kc, &["--include-secrets"]).await;
+    let out = audit(fix_kc, &["--include-secrets"]).await;
     assert_eq!(
         out.status.code(),
         Some(0),

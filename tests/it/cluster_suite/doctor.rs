@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::install::Install;
 use super::plane::{plane, run_ok, ControlPlane, ADMIN, SOMEONE};
-use crate::common::{bin, eventually, stderr, stdout};
+use crate::common::{bin, eventually, stderr, stdout, ServeProcess};
 use crate::doctor::{assert_check, doctor};
 /// This cluster: the suite's one destination ID (other tests annotate Namespaces with it, and
 /// doctor reads this cluster's ID off them).
@@ -146,8 +146,52 @@ fn kubeconfig_for(plane: &ControlPlane, dir: &Path, name: &str, token: &str) -> 
 async fn the_helm_test_account_is_enough_for_doctor_and_each_of_its_rules_is_needed() {
     let (plane, _turn) = plane().await;
     let ns = "rr-doctor";
-    // Rancher's project p-b here (its ClusterRole, and a Namespace of this cluster in it), and a
-    // migration user who may do what it must.
+    let (install, server) = install_with_a_ready_replica(plane, ns).await;
+    let (rbac, account, args) = helm_test_hooks(plane, ns);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = kubeconfig_for(plane, dir.path(), "doctor", &token(plane, ns, &account));
+
+    let (out, checks) = doctor(&kubeconfig, &args).await;
+    assert_eq!(out.status.code(), Some(0), "{checks:#} {}", stderr(&out));
+    assert_check(&checks, "migration-identity", "ok", &["u-stork"]);
+    // The server's own Secret holds its CA key: this account may not read it, by design, and
+    // doctor checks the caBundle alone.
+    assert_check(
+        &checks,
+        "webhook",
+        "ok",
+        &[
+            "caBundle holds a valid CA",
+            &format!("Secret {ns}/rancher-remap-certs"),
+        ],
+    );
+    let may_read_secret = plane
+        .kubectl(ADMIN)
+        .args([
+            "auth",
+            "can-i",
+            "get",
+            "secret/rancher-remap-certs",
+            "-n",
+            ns,
+        ])
+        .arg(format!("--as=system:serviceaccount:{ns}:{account}"))
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&may_read_secret).trim(), "no");
+    each_rule_is_needed(plane, &rbac, &kubeconfig, &args).await;
+    drop(server);
+    drop(install);
+}
+
+/// The chart installed in `ns` with the table (and a migration user who may do what it must:
+/// Rancher's project p-b here, its ClusterRole, and a Namespace of this cluster in it), its
+/// replica ready, its caBundle published and its pods counted ready.
+async fn install_with_a_ready_replica(
+    plane: &'static ControlPlane,
+    ns: &str,
+) -> (Install, ServeProcess) {
     apply(
         plane,
         &[
@@ -200,9 +244,13 @@ async fn the_helm_test_account_is_enough_for_doctor_and_each_of_its_rules_is_nee
     .await;
     pods_ready(&install).await;
     install.restore_service_references();
+    (install, server)
+}
 
-    // `helm install` leaves the test hooks out: they are the release's, as `helm test` makes
-    // them (its RBAC; the Pod is what this test runs).
+/// `helm install` leaves the test hooks out: they are the release's, as `helm test` makes them.
+/// Applies their RBAC, and returns it with the Pod's ServiceAccount and doctor's arguments (the
+/// Pod is what the test runs).
+fn helm_test_hooks(plane: &ControlPlane, ns: &str) -> (Vec<Value>, String, Vec<String>) {
     let hooks = rancher_remap::manifest::parse_documents(&run_ok(plane.helm().args([
         "get",
         "hooks",
@@ -227,40 +275,17 @@ async fn the_helm_test_account_is_enough_for_doctor_and_each_of_its_rules_is_nee
         .map(|a| a.as_str().unwrap().to_string())
         .collect();
     assert_eq!(args[0], "doctor");
-    let args: Vec<&str> = args[1..].iter().map(String::as_str).collect();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = kubeconfig_for(plane, dir.path(), "doctor", &token(plane, ns, account));
+    (rbac, account.to_string(), args[1..].to_vec())
+}
 
-    let (out, checks) = doctor(&kubeconfig, &args).await;
-    assert_eq!(out.status.code(), Some(0), "{checks:#} {}", stderr(&out));
-    assert_check(&checks, "migration-identity", "ok", &["u-stork"]);
-    // The server's own Secret holds its CA key: this account may not read it, by design, and
-    // doctor checks the caBundle alone.
-    assert_check(
-        &checks,
-        "webhook",
-        "ok",
-        &[
-            "caBundle holds a valid CA",
-            &format!("Secret {ns}/rancher-remap-certs"),
-        ],
-    );
-    let may_read_secret = plane
-        .kubectl(ADMIN)
-        .args([
-            "auth",
-            "can-i",
-            "get",
-            "secret/rancher-remap-certs",
-            "-n",
-            ns,
-        ])
-        .arg(format!("--as=system:serviceaccount:{ns}:{account}"))
-        .output()
-        .unwrap();
-    assert_eq!(stdout(&may_read_secret).trim(), "no");
-
-    // No more than needed: without any one rule, doctor cannot check, and says what it needs.
+/// No more than needed: without any one rule of `rbac`, doctor cannot check, and says what it
+/// needs.
+async fn each_rule_is_needed(
+    plane: &ControlPlane,
+    rbac: &[Value],
+    kubeconfig: &Path,
+    args: &[&str],
+) {
     for role in rbac
         .iter()
         .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
@@ -276,7 +301,7 @@ async fn the_helm_test_account_is_enough_for_doctor_and_each_of_its_rules_is_nee
                 &format!("doctor without {rule}"),
                 Duration::from_secs(15),
                 async || {
-                    let (out, _) = doctor(&kubeconfig, &args).await;
+                    let (out, _) = doctor(kubeconfig, args).await;
                     err = stderr(&out);
                     out.status.code() == Some(2)
                         && err.contains("forbidden")
@@ -287,7 +312,6 @@ async fn the_helm_test_account_is_enough_for_doctor_and_each_of_its_rules_is_nee
             apply(plane, std::slice::from_ref(role));
         }
     }
-    drop(install);
 }
 
 /// A ClusterPair whose kubeconfig points at `server` (trusting `ca`) with `token`.
@@ -320,30 +344,11 @@ async fn migration_identities_are_judged_by_the_apiservers_reviews() {
         ],
     );
     let dir = tempfile::tempdir().unwrap();
-    let mappings = dir.path().join("mappings.txt");
-    std::fs::write(&mappings, TABLE).unwrap();
-    let before_install = [
-        "--mappings-file",
-        mappings.to_str().unwrap(),
-        "--cluster-id",
-        THIS,
-        "-n",
-        "rr-doctor-not-installed",
-    ];
-    let as_admin = |extra: &[&str]| {
-        let args: Vec<String> = before_install
-            .iter()
-            .chain(extra)
-            .map(|a| a.to_string())
-            .collect();
-        let kubeconfig = plane.kubeconfig(ADMIN);
-        async move {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            doctor(&kubeconfig, &args).await
-        }
-    };
+    let before_install = BeforeInstall::new(plane, dir.path());
 
-    let (out, checks) = as_admin(&["--migration-user", "u-creator"]).await;
+    let (out, checks) = before_install
+        .doctor(&["--migration-user", "u-creator"])
+        .await;
     assert_eq!(out.status.code(), Some(1), "{checks:#}");
     assert_check(
         &checks,
@@ -355,21 +360,75 @@ async fn migration_identities_are_judged_by_the_apiservers_reviews() {
         .as_str()
         .unwrap()
         .contains("may not create"));
-    let (out, checks) = as_admin(&["--migration-user", "u-member"]).await;
+    let (out, checks) = before_install
+        .doctor(&["--migration-user", "u-member"])
+        .await;
     assert_eq!(out.status.code(), Some(0), "{checks:#}");
     assert_check(&checks, "migration-identity", "ok", &["u-member"]);
 
-    // A ServiceAccount allowed through its namespace's group, as the apiserver sees it.
+    a_service_account_is_allowed_through_its_namespaces_group(&before_install, migrators).await;
+    a_clusterpairs_identity_is_the_one_the_apiserver_names(&before_install, dir.path()).await;
+
+    // Somebody with no role: the first read is refused, named with the permission it needs,
+    // never with the credential.
+    let (out, _) = doctor(&plane.kubeconfig(SOMEONE), &["-n", "rr-doctor-x"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "get deployments.apps rancher-remap in namespace rr-doctor-x at {}",
+            plane.url
+        )) && err.contains(
+            "forbidden; doctor needs RBAC permission to get deployments.apps rancher-remap"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains(plane.token(SOMEONE)), "{err}");
+}
+
+/// Doctor as the admin before install: the table from a mappings file, this cluster's ID given,
+/// no install in the namespace.
+struct BeforeInstall {
+    plane: &'static ControlPlane,
+    mappings: std::path::PathBuf,
+}
+
+impl BeforeInstall {
+    fn new(plane: &'static ControlPlane, dir: &Path) -> BeforeInstall {
+        let mappings = dir.join("mappings.txt");
+        std::fs::write(&mappings, TABLE).unwrap();
+        BeforeInstall { plane, mappings }
+    }
+
+    async fn doctor(&self, extra: &[&str]) -> (std::process::Output, Value) {
+        let mut args = vec![
+            "--mappings-file",
+            self.mappings.to_str().unwrap(),
+            "--cluster-id",
+            THIS,
+            "-n",
+            "rr-doctor-not-installed",
+        ];
+        args.extend(extra);
+        doctor(&self.plane.kubeconfig(ADMIN), &args).await
+    }
+}
+
+/// A ServiceAccount allowed through its namespace's group, as the apiserver sees it.
+async fn a_service_account_is_allowed_through_its_namespaces_group(
+    before_install: &BeforeInstall,
+    migrators: &str,
+) {
     let group = format!("system:serviceaccounts:{migrators}");
     let sa = format!("system:serviceaccount:{migrators}:stork-migrator");
-    let (out, checks) = as_admin(&["--migration-user", &sa]).await;
+    let (out, checks) = before_install.doctor(&["--migration-user", &sa]).await;
     assert_eq!(
         out.status.code(),
         Some(1),
         "before its bindings: {checks:#}"
     );
     apply(
-        plane,
+        before_install.plane,
         &[
             bind(
                 CREATOR,
@@ -390,20 +449,29 @@ async fn migration_identities_are_judged_by_the_apiservers_reviews() {
         "the group's bindings",
         Duration::from_secs(15),
         async || {
-            let (out, c) = as_admin(&["--migration-user", &sa]).await;
+            let (out, c) = before_install.doctor(&["--migration-user", &sa]).await;
             checks = c;
             out.status.code() == Some(0)
         },
     )
     .await;
     assert_check(&checks, "migration-identity", "ok", &[&sa]);
+}
 
-    // A ClusterPair's identity: whoever its (opaque) token is, as the apiserver says
-    // (SelfSubjectReview); somebody with no role at all.
+/// A ClusterPair's identity: whoever its (opaque) token is, as the apiserver says
+/// (SelfSubjectReview); somebody with no role at all. A token the apiserver refuses is said so.
+/// Neither token is ever shown.
+async fn a_clusterpairs_identity_is_the_one_the_apiserver_names(
+    before_install: &BeforeInstall,
+    dir: &Path,
+) {
+    let plane = before_install.plane;
     let secret = plane.token(SOMEONE).to_string();
-    let pair = dir.path().join("pair.yaml");
+    let pair = dir.join("pair.yaml");
     std::fs::write(&pair, clusterpair(&plane.url, &plane.ca, &secret)).unwrap();
-    let (out, checks) = as_admin(&["--clusterpair", pair.to_str().unwrap()]).await;
+    let (out, checks) = before_install
+        .doctor(&["--clusterpair", pair.to_str().unwrap()])
+        .await;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_check(
         &checks,
@@ -420,7 +488,9 @@ async fn migration_identities_are_judged_by_the_apiservers_reviews() {
     // A token the apiserver refuses: said so, still without the token.
     let unknown = format!("{secret}x");
     std::fs::write(&pair, clusterpair(&plane.url, &plane.ca, &unknown)).unwrap();
-    let (out, checks) = as_admin(&["--clusterpair", pair.to_str().unwrap()]).await;
+    let (out, checks) = before_install
+        .doctor(&["--clusterpair", pair.to_str().unwrap()])
+        .await;
     assert_check(
         &checks,
         "migration-identity",
@@ -429,22 +499,6 @@ async fn migration_identities_are_judged_by_the_apiservers_reviews() {
     );
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert!(!text.contains(&secret), "{text}");
-
-    // Somebody with no role: the first read is refused, named with the permission it needs,
-    // never with the credential.
-    let (out, _) = doctor(&plane.kubeconfig(SOMEONE), &["-n", "rr-doctor-x"]).await;
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains(&format!(
-            "get deployments.apps rancher-remap in namespace rr-doctor-x at {}",
-            plane.url
-        )) && err.contains(
-            "forbidden; doctor needs RBAC permission to get deployments.apps rancher-remap"
-        ),
-        "{err}"
-    );
-    assert!(!err.contains(plane.token(SOMEONE)), "{err}");
 }
 
 /// `derive --whoami` records the identity the apiserver names for a ClusterPair's token, and

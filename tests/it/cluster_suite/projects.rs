@@ -41,10 +41,6 @@ fn project(cluster: &str, id: &str, name: &str) -> Value {
            "spec": {"displayName": name, "clusterName": cluster}})
 }
 
-fn namespace(name: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-}
-
 /// `rancher-remap map-projects ARGS` against the management cluster, as the admin.
 fn map_projects(plane: &ControlPlane, args: &[&str]) -> Output {
     let mut cmd = crate::common::bin();
@@ -63,49 +59,13 @@ async fn create_all(client: &kube::Client, objects: &[Value]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn map_projects_pairs_rancher_projects_by_name_and_the_table_it_prints_rewrites() {
-    let (plane, _turn) = plane().await;
-    let admin = plane.client(ADMIN).await;
-    make_rancher_objects(plane, &admin).await;
-    // A source project with no destination: exit 1, no ConfigMap, the project named.
-    let out = map_projects(
-        plane,
-        &["--source", "prod-west", "--destination", CLUSTER_ID],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        crate::common::stderr(&out)
-    );
-    assert!(out.stdout.is_empty(), "{}", crate::common::stdout(&out));
-    assert!(crate::common::stderr(&out).contains("p-old01"));
-
-    // Renamed with --map; the rest by name, exactly or ignoring case; Default and System too.
-    let rename = ["--map", "Legacy Name=New Name"];
-    let mut args = vec!["--source", SOURCE, "--destination", "dr-east", "-o", "json"];
-    args.extend(rename.iter().copied());
-    let out = map_projects(plane, &args);
-    assert!(out.status.success(), "{}", crate::common::stderr(&out));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let want = json!({"p-ab12c": "p-xy99z", "p-cd56e": "p-gh34k", "p-dflt1": "p-dflt2",
-                      "p-sys01": "p-sys02", "p-old01": "p-new01",
-                      "c-7gh2k:p-ab12c": "c-m-4kq8z9rt:p-xy99z"});
-    for (src, dst) in want.as_object().unwrap() {
-        assert_eq!(report["mappings"][src], *dst, "{src}: {report:#}");
-    }
-    assert!(report["projectMappings"]
-        .as_str()
-        .unwrap()
-        .contains("p-old01=p-new01"));
-
-    the_printed_configmap_rewrites(plane, &admin, &rename).await;
-    create_missing_then_ambiguous(plane, &admin, &rename).await;
+fn namespace(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 }
 
-/// Rancher's CRDs, two clusters and their projects: matching names, a case difference, a rename.
-async fn make_rancher_objects(plane: &ControlPlane, admin: &kube::Client) {
+/// Rancher's management types, and two clusters with their projects: Shop and Payments (its
+/// case differs on the destination), Default and System, a renamed one and none for it.
+async fn rancher_clusters_and_projects(plane: &ControlPlane, admin: &kube::Client) {
     create_all(
         admin,
         &[
@@ -148,9 +108,8 @@ async fn make_rancher_objects(plane: &ControlPlane, admin: &kube::Client) {
     .await;
 }
 
-/// The ConfigMap map-projects prints, applied where the webhook runs, is the table it
-/// rewrites with.
-async fn the_printed_configmap_rewrites(
+/// The ConfigMap it prints, applied where the webhook runs, is the table it rewrites with.
+async fn the_printed_configmap_is_the_table_the_webhook_rewrites_with(
     plane: &'static ControlPlane,
     admin: &kube::Client,
     rename: &[&str],
@@ -158,7 +117,7 @@ async fn the_printed_configmap_rewrites(
     let ns = "rr-projects";
     let install = Install::helm(plane, ns, &[&format!("clusterId={CLUSTER_ID}")]);
     let mut args = vec!["--source", SOURCE, "--destination", CLUSTER_ID, "-n", ns];
-    args.extend(rename.iter().copied());
+    args.extend(rename);
     let out = map_projects(plane, &args);
     assert!(out.status.success(), "{}", crate::common::stderr(&out));
     let printed = tempfile::NamedTempFile::new().unwrap();
@@ -187,17 +146,50 @@ async fn the_printed_configmap_rewrites(
     drop(install);
 }
 
-/// --create-missing makes the missing project on the destination; the next run maps it. Then
-/// two destination projects whose names differ only in case, where the case step is needed:
-/// ambiguous, exit 1, both named.
-async fn create_missing_then_ambiguous(
-    plane: &ControlPlane,
-    admin: &kube::Client,
-    rename: &[&str],
-) {
-    create_all(admin, &[project(SOURCE, "p-arc01", "Archive")]).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_projects_pairs_rancher_projects_by_name_and_the_table_it_prints_rewrites() {
+    let (plane, _turn) = plane().await;
+    let admin = plane.client(ADMIN).await;
+    rancher_clusters_and_projects(plane, &admin).await;
+
+    // A source project with no destination: exit 1, no ConfigMap, the project named.
+    let out = map_projects(
+        plane,
+        &["--source", "prod-west", "--destination", CLUSTER_ID],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        crate::common::stderr(&out)
+    );
+    assert!(out.stdout.is_empty(), "{}", crate::common::stdout(&out));
+    assert!(crate::common::stderr(&out).contains("p-old01"));
+
+    // Renamed with --map; the rest by name, exactly or ignoring case; Default and System too.
+    let rename = ["--map", "Legacy Name=New Name"];
+    let mut args = vec!["--source", SOURCE, "--destination", "dr-east", "-o", "json"];
+    args.extend(rename);
+    let out = map_projects(plane, &args);
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = json!({"p-ab12c": "p-xy99z", "p-cd56e": "p-gh34k", "p-dflt1": "p-dflt2",
+                      "p-sys01": "p-sys02", "p-old01": "p-new01",
+                      "c-7gh2k:p-ab12c": "c-m-4kq8z9rt:p-xy99z"});
+    for (src, dst) in want.as_object().unwrap() {
+        assert_eq!(report["mappings"][src], *dst, "{src}: {report:#}");
+    }
+    assert!(report["projectMappings"]
+        .as_str()
+        .unwrap()
+        .contains("p-old01=p-new01"));
+
+    the_printed_configmap_is_the_table_the_webhook_rewrites_with(plane, &admin, &rename).await;
+
+    // --create-missing makes the missing project on the destination; the next run maps it.
+    create_all(&admin, &[project(SOURCE, "p-arc01", "Archive")]).await;
     let mut args = vec!["--source", SOURCE, "--destination", CLUSTER_ID];
-    args.extend(rename.iter().copied());
+    args.extend(rename);
     assert_eq!(map_projects(plane, &args).status.code(), Some(1));
     let mut create = args.clone();
     create.push("--create-missing");
@@ -227,7 +219,9 @@ async fn create_missing_then_ambiguous(
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["mappings"]["p-arc01"], archive_id);
 
-    create_all(admin, &[project(CLUSTER_ID, "p-gh35k", "PAYMENTS")]).await;
+    // Two destination projects whose names differ only in case, where the case step is needed:
+    // ambiguous, exit 1, both named.
+    create_all(&admin, &[project(CLUSTER_ID, "p-gh35k", "PAYMENTS")]).await;
     let out = map_projects(plane, &args);
     assert_eq!(out.status.code(), Some(1));
     let err = crate::common::stderr(&out);
