@@ -1,7 +1,7 @@
 //! The rewrite as CEL the API server runs: one JSONPatch expression per group of places,
 //! generated from [`crate::rewrite::places`] (docs/behaviour.md, "Where values are rewritten",
-//! written once: the engine walks the same table), and the lookup of one value in the parameter ConfigMap
-//! (the [`TableParts`](crate::mapping::TableParts) as keys, see [`super::params`]).
+//! written once: the engine walks the same table), and the lookup of one value in the policy's
+//! `table` variable (the [`TableParts`](crate::mapping::TableParts) as keys, see [`super::table`]).
 //!
 //! What the generated CEL does, place by place, as the engine does it:
 //! - a labels or annotations map: every key whose prefix is `cattle.io` or ends in `.cattle.io`
@@ -23,15 +23,13 @@ use std::collections::BTreeMap;
 use crate::rewrite::places::{Place, OBJECT};
 use crate::rewrite::Location;
 
-/// Parameter keys (ConfigMap keys cannot hold `:`, so projects and clusters are apart).
+/// The table's keys: projects and clusters apart, as the engine composes a `C:P` lookup.
 pub const SOURCE_PROJECT: &str = "p.";
 pub const SOURCE_CLUSTER: &str = "c.";
 pub const DESTINATION_PROJECT: &str = "dp.";
 pub const DESTINATION_CLUSTER: &str = "dc.";
-/// This cluster's Rancher ID.
-pub const CLUSTER_ID_KEY: &str = "clusterId";
-/// The migration users, comma-separated.
-pub const MIGRATION_USERS_KEY: &str = "migrationUsers";
+/// The table, as the policies' CEL reads it: a list of maps (see [`super::variables`]).
+const TABLE: &str = "variables.table";
 
 /// The JSONPatch expressions, one per group of places (the numbers of `rewrite::places`), in
 /// group order. `drop_unmapped`: an unmapped label or annotation is removed (selectors never).
@@ -264,8 +262,10 @@ pub(crate) fn is_project_id_key(k: &str, depth: usize) -> String {
 /// destination value, its mapping, or `''` when it is unmapped.
 pub(crate) fn lookup(v: &str, depth: usize) -> String {
     let s = format!("c{depth}");
-    let has = |prefix: &str, e: &str| format!("('{prefix}' + {e}) in params.data");
-    let get = |prefix: &str, e: &str| format!("params.data['{prefix}' + {e}]");
+    let has = |prefix: &str, e: &str| format!("{TABLE}.exists(tb, ('{prefix}' + {e}) in tb)");
+    let get = |prefix: &str, e: &str| {
+        format!("{TABLE}.filter(tb, ('{prefix}' + {e}) in tb)[0]['{prefix}' + {e}]")
+    };
     let (cluster, project) = (format!("{s}[0]"), format!("{s}[1]"));
     let cluster_form = format!(
         "[{v}.split(':', 2)].map({s}, {dc} && {dp} ? {v} : {c} && {p} ? {gc} + ':' + {gp} : '')[0]",
@@ -309,7 +309,7 @@ mod tests {
             .any(|e| e.contains("op: 'remove'")));
     }
 
-    /// The generated lookup and key test, evaluated by cel-rust with the parameters
+    /// The generated lookup and key test, evaluated by cel-rust with the table literal
     /// `export-policy` writes, say what the engine says (the API server's own evaluation is
     /// checked in the cluster suite).
     mod evaluated {
@@ -320,7 +320,7 @@ mod tests {
 
         use crate::mapping::objects::Mappings;
         use crate::mapping::LookupRef;
-        use crate::rewrite::{is_project_id_key, UnmappedPolicy};
+        use crate::rewrite::is_project_id_key;
 
         const TABLE: &str =
             "p-src1=p-dst1,p-src2=p-dst2,c-s:p-src1=c-d:p-dst1,c-s:p-x=c-d:p-y,p-same=p-same";
@@ -344,14 +344,17 @@ mod tests {
             }
         }
 
-        fn params(m: &Mappings) -> Value {
-            let settings = crate::policy::Settings {
-                namespace: "ns".into(),
-                cluster_id: "c-d".into(),
-                migration_users: Vec::new(),
-                unmapped: UnmappedPolicy::Drop,
-            };
-            crate::policy::params(m, &settings, &[])
+        /// The lookup over the table as the policies hold it: the list of their map
+        /// literals, in place of the `table` variable.
+        fn lookup_over(m: &Mappings) -> String {
+            let variables = crate::policy::variables(m);
+            let maps: Vec<&str> = variables.as_array().unwrap()
+                .iter()
+                .filter(|v| v["name"] != "table")
+                .map(|v| v["expression"].as_str().unwrap())
+                .collect();
+            let list = format!("[{}]", maps.join(", "));
+            super::super::lookup("v0", 0).replace(super::super::TABLE, &list)
         }
 
         proptest! {
@@ -370,7 +373,7 @@ mod tests {
                     LookupRef::Rewrite(to) => to.into_owned(),
                     LookupRef::Unmapped => String::new(),
                 };
-                let got = eval(&env(), &super::super::lookup("v0", 0), &[("v0", json!(v)), ("params", params(&m))]);
+                let got = eval(&env(), &lookup_over(&m), &[("v0", json!(v))]);
                 prop_assert_eq!(got, json!(want), "{}", v);
             }
 
@@ -384,6 +387,47 @@ mod tests {
                 let got = eval(&env(), &super::super::is_project_id_key("k0", 0), &[("k0", json!(key))]);
                 prop_assert_eq!(got, json!(is_project_id_key(&key)), "{}", key);
             }
+        }
+    }
+
+    /// A table past one expression's limit is cut into several literals, and the lookup
+    /// finds values in any of them.
+    #[test]
+    fn a_large_table_is_looked_up_across_its_literals() {
+        use serde_json::json;
+        let text: Vec<String> = (0..2_300)
+            .map(|i| format!("c-s:p-s{i:05}=c-d:p-d{i:05}"))
+            .collect();
+        let m = crate::mapping::objects::Mappings::from_text(&text.join(",")).unwrap();
+        let variables = super::super::variables(&m);
+        let chunks = variables.as_array().unwrap();
+        assert_eq!(chunks.len(), 3, "two literals and the list");
+        for c in &chunks[..2] {
+            assert!(c["expression"].as_str().unwrap().len() < super::super::EXPRESSION_LIMIT);
+        }
+        assert_eq!(
+            chunks[2],
+            json!({"name": "table", "expression": "[variables.table0, variables.table1]"})
+        );
+        let maps: Vec<&str> = chunks[..2]
+            .iter()
+            .map(|c| c["expression"].as_str().unwrap())
+            .collect();
+        let mut env = ::cel::Env::stdlib();
+        env.add_extension(::cel::extensions::strings).unwrap();
+        let env = std::sync::Arc::new(env);
+        let expr = lookup("v0", 0).replace(TABLE, &format!("[{}]", maps.join(", ")));
+        let program = env.compile(&expr).unwrap();
+        for (v, want) in [
+            ("p-s00000", "p-d00000"),
+            ("c-s:p-s02299", "c-d:p-d02299"),
+            ("p-d01500", "p-d01500"),
+            ("p-x", ""),
+        ] {
+            let mut ctx = ::cel::Context::with_env(env.clone());
+            ctx.add_variable_from_value("v0", v);
+            let got = program.execute(&ctx).unwrap();
+            assert_eq!(got, ::cel::Value::String(std::sync::Arc::new(want.into())), "{v}");
         }
     }
 
