@@ -348,7 +348,9 @@ mod tests {
         /// literals, in place of the `table` variable.
         fn lookup_over(m: &Mappings) -> String {
             let variables = crate::policy::variables(m);
-            let maps: Vec<&str> = variables.as_array().unwrap()
+            let maps: Vec<&str> = variables
+                .as_array()
+                .unwrap()
                 .iter()
                 .filter(|v| v["name"] != "table")
                 .map(|v| v["expression"].as_str().unwrap())
@@ -427,7 +429,11 @@ mod tests {
             let mut ctx = ::cel::Context::with_env(env.clone());
             ctx.add_variable_from_value("v0", v);
             let got = program.execute(&ctx).unwrap();
-            assert_eq!(got, ::cel::Value::String(std::sync::Arc::new(want.into())), "{v}");
+            assert_eq!(
+                got,
+                ::cel::Value::String(std::sync::Arc::new(want.into())),
+                "{v}"
+            );
         }
     }
 

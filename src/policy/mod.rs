@@ -172,7 +172,11 @@ pub fn variables(mappings: &Mappings) -> Value {
         (cel::SOURCE_CLUSTER, &parts.clusters),
     ] {
         for (src, dst) in pairs {
-            entries.push(format!("{}: {}", quote(&format!("{prefix}{src}")), quote(dst)));
+            entries.push(format!(
+                "{}: {}",
+                quote(&format!("{prefix}{src}")),
+                quote(dst)
+            ));
         }
     }
     for (prefix, ids) in [

@@ -25,6 +25,9 @@ in a way a JSON-schema message would not explain is refused here, at render, by
 {{- if and $v.clusterId (not (regexMatch $label $v.clusterId)) }}
 {{- include "rancher-remap.refuse" (printf "clusterId %q is not a Rancher cluster ID: give the ID alone (a DNS-1123 label such as c-m-4kq8z9rt or local), without a project part or upper-case letters" $v.clusterId) }}
 {{- end }}
+{{- if and (ne $v.rewrite "webhook") (ne $v.role "destination") }}
+{{- include "rancher-remap.refuse" (printf "rewrite=%s needs role=destination: the policies rewrite migrated objects, which only the destination does" $v.rewrite) }}
+{{- end }}
 {{- /* certificates */}}
 {{- if and $v.certManager.enabled $v.tls.existingSecret }}
 {{- include "rancher-remap.refuse" (printf "certManager.enabled=true and tls.existingSecret=%s are two ways to get the serving certificate: choose one (unset tls.existingSecret to let cert-manager issue it, or set certManager.enabled=false to use your Secret)" $v.tls.existingSecret) }}
@@ -78,9 +81,6 @@ says the table was checked, and hand-made or edited objects are refused.
 {{- define "rancher-remap.policyObjects" -}}
 {{- $v := .Values }}
 {{- $how := printf "rancher-remap export-policy --mappings-file mappings.yaml --cluster-id %s -n %s > policy.yaml, then --set-file policy=policy.yaml" ($v.clusterId | default "ID") .Release.Namespace }}
-{{- if ne $v.role "destination" }}
-{{- include "rancher-remap.refuse" (printf "rewrite=%s needs role=destination: the policies rewrite migrated objects, which only the destination does" $v.rewrite) }}
-{{- end }}
 {{- if not (trim $v.policy) }}
 {{- include "rancher-remap.refuse" (printf "rewrite=%s needs policy: the YAML export-policy prints. Make it with %s" $v.rewrite $how) }}
 {{- end }}
