@@ -15,7 +15,7 @@ use super::plane::{plane, run_ok, ControlPlane, ADMIN, STORK};
 use super::rewrites::{mappings_configmap, offline_rewrite, until_the_webhook_answers};
 use crate::common::eventually;
 
-/// Where the policies' parameter ConfigMap lives.
+/// The namespace the exported policies leave out (an install's).
 const PARAMS_NS: &str = "rr-policy-params";
 /// Where the webhook is installed in the second phase (one of the suite's HOMES).
 const HOOK_NS: &str = "rr-policy";
@@ -431,7 +431,7 @@ impl Drop for Policies<'_> {
 }
 
 /// `export-policy` with `source` (the flags that give the table, and any others), this
-/// cluster, Stork as migration user, the parameters in `params_ns`: the YAML stream.
+/// cluster, Stork as migration user, leaving out `params_ns`: the YAML stream.
 fn export(params_ns: &str, source: &[&str]) -> Vec<u8> {
     let mut args = vec![
         "export-policy",
@@ -448,7 +448,7 @@ fn export(params_ns: &str, source: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-/// `export-policy` for `table` (and `extra` flags), its parameters in `params_ns`, applied with
+/// `export-policy` for `table` (and `extra` flags), leaving out `params_ns`, applied with
 /// kubectl.
 fn export_and_apply(plane: &ControlPlane, params_ns: &str, table: &str, extra: &[&str]) {
     let mut source = vec!["--project-mappings", table];
@@ -482,9 +482,8 @@ async fn every_write(
     (written, generated, answers)
 }
 
-/// The one test that installs the policies (see [`large_objects_within_the_cel_cost_limit`]):
-/// what they store, the CEL cost limit, a table change in place, `--unmapped keep`; then the
-/// same writes through the webhook.
+/// What the policies store, the CEL cost limit, a table change in place, `--unmapped keep`;
+/// then the same writes through the webhook.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_exported_policy_stores_what_the_webhook_stores() {
     let (plane, _turn) = plane().await;
@@ -514,7 +513,7 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
     );
     large_objects_within_the_cel_cost_limit(plane).await;
 
-    // A table change is a parameter change, applied in place: p-ab12c now maps elsewhere.
+    // A table change is a policy change, applied in place: p-ab12c now maps elsewhere.
     let changed = TABLE.replace("p-xy99z", "p-new11");
     export_and_apply(plane, PARAMS_NS, &changed, &[]);
     let probe = json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -562,7 +561,7 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
     objects::create(&admin, &mappings_configmap(HOOK_NS, TABLE), false)
         .await
         .unwrap();
-    // export-policy reads the same table through the apiserver: the same parameters.
+    // export-policy reads the same table through the apiserver: the same policies.
     let kubeconfig = plane.kubeconfig(ADMIN);
     let configmap = format!("{HOOK_NS}/rancher-remap-mappings");
     let from_cluster = export(
@@ -695,8 +694,6 @@ async fn dry_run(stork: &kube::Client, obj: &Value) -> Result<Value, String> {
 /// twice as large is refused with the cost named (failurePolicy Fail), never stored with its
 /// source IDs. `RANCHER_REMAP_POLICY_COST_SEARCH=1` also bisects for the largest size admitted
 /// of each shape and prints it (the figures in docs/admission-policy.md and BENCHMARKS.md).
-/// (Part of the one test that installs the policies: on kube-apiserver 1.36.2, policies deleted
-/// and made again no longer see a parameter ConfigMap made or changed after the deletion.)
 async fn large_objects_within_the_cel_cost_limit(plane: &ControlPlane) {
     let stork = plane.client(STORK).await;
     create_namespace(plane, COST_NS);
@@ -738,4 +735,152 @@ async fn large_objects_within_the_cel_cost_limit(plane: &ControlPlane) {
             );
         }
     }
+}
+
+/// The chart with `rewrite=policy`: export-policy's output given with `--set-file`, no server
+/// (no Deployment, no webhook): a migrated write is stored as the webhook stores it, doctor
+/// reports the policies as the rewrite path, and an uninstall and install again keeps
+/// rewriting (no parameters for kube-apiserver 1.36 to stop following, kubernetes#130887).
+/// Then `rewrite=both` beside a webhook replica: the same write, the same object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_installs_the_policies_alone_or_beside_the_webhook() {
+    let (plane, _turn) = plane().await;
+    let minor: u32 = plane.minor().trim_start_matches("1.").parse().unwrap();
+    if minor < 36 {
+        eprintln!(
+            "skipped on {}: no MutatingAdmissionPolicy v1",
+            plane.version
+        );
+        return;
+    }
+    let stork = plane.client(STORK).await;
+    let policy = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        policy.path(),
+        export(HOOK_NS, &["--project-mappings", TABLE]),
+    )
+    .unwrap();
+    let app = "rr-policy-chart-app";
+    create_namespace(plane, app);
+    objects::until_default_service_account(&plane.client(ADMIN).await, app).await;
+    let probe = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "probe", "namespace": app,
+                     "labels": {PID: "p-ab12c", "field.cattle.io/projectID": "p-zz999"},
+                     "annotations": {MIGRATED: "true", PID: "c-7gh2k:p-cd56e"}}});
+    let want = offline_rewrite(std::slice::from_ref(&probe)).remove(0);
+    assert_ne!(want["metadata"], probe["metadata"]);
+    let rewritten = async |what: &str| {
+        eventually(what, Duration::from_secs(30), async || {
+            objects::create(&stork, &probe, true).await.is_ok_and(|s| {
+                s["metadata"]["labels"] == want["metadata"]["labels"]
+                    && s["metadata"]["annotations"] == want["metadata"]["annotations"]
+            })
+        })
+        .await;
+    };
+    let helm = |verb: &str| {
+        let mut c = plane.helm();
+        c.args([verb, "rancher-remap"]).args(["-n", HOOK_NS]);
+        c
+    };
+    let install_policy_mode = || {
+        run_ok(
+            helm("install")
+                .arg(crate::common::repo("charts/rancher-remap"))
+                .args([
+                    "--set",
+                    "image.repository=registry.example.com/rancher-remap",
+                ])
+                .args([
+                    "--set",
+                    &format!("clusterId={CLUSTER_ID}"),
+                    "--set",
+                    "rewrite=policy",
+                ])
+                .arg("--set-file")
+                .arg(format!("policy={}", policy.path().display())),
+        )
+    };
+    create_namespace(plane, HOOK_NS);
+    let policies = Policies(plane);
+    install_policy_mode();
+    let kinds = run_ok(plane.kubectl(ADMIN).args([
+        "get",
+        "deployments,services,mutatingwebhookconfigurations,mutatingadmissionpolicies,mutatingadmissionpolicybindings",
+        "-n",
+        HOOK_NS,
+        "-o",
+        "name",
+    ]));
+    let mut kinds: Vec<&str> = kinds.lines().collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        [
+            "mutatingadmissionpolicy.admissionregistration.k8s.io/rancher-remap-metadata",
+            "mutatingadmissionpolicy.admissionregistration.k8s.io/rancher-remap-workloads",
+            "mutatingadmissionpolicybinding.admissionregistration.k8s.io/rancher-remap-metadata",
+            "mutatingadmissionpolicybinding.admissionregistration.k8s.io/rancher-remap-workloads",
+        ],
+        "no server, no webhook"
+    );
+    rewritten("the chart's policies").await;
+
+    // doctor: the policies are the rewrite path; the table is theirs.
+    let kubeconfig = plane.kubeconfig(ADMIN);
+    let (out, checks) =
+        crate::doctor::doctor(&kubeconfig, &["-n", HOOK_NS, "--cluster-id", CLUSTER_ID]).await;
+    assert_eq!(out.status.code(), Some(0), "{checks:#}");
+    crate::doctor::assert_check(
+        &checks,
+        "policy",
+        "ok",
+        &["rancher-remap-metadata", "6 keys"],
+    );
+    assert!(checks.get("webhook").is_none(), "{checks:#}");
+    crate::doctor::assert_check(&checks, "mappings", "warn", &["--mappings-file"]);
+
+    // Uninstalled and installed again: still rewritten.
+    run_ok(&mut helm("uninstall"));
+    eventually("the policies gone", Duration::from_secs(30), async || {
+        objects::create(&stork, &probe, true)
+            .await
+            .is_ok_and(|s| s["metadata"]["labels"][PID] == "p-ab12c")
+    })
+    .await;
+    install_policy_mode();
+    rewritten("the policies installed again").await;
+    run_ok(&mut helm("uninstall"));
+    drop(policies);
+
+    // Both: the webhook's install, then the policies beside it.
+    run_ok(
+        plane
+            .kubectl(ADMIN)
+            .args(["delete", "namespace", HOOK_NS, "--wait=true"]),
+    );
+    let install = Install::helm(
+        plane,
+        HOOK_NS,
+        &[
+            &format!("clusterId={CLUSTER_ID}"),
+            &format!("migrationUsers={{{STORK}}}"),
+        ],
+    );
+    let policies = Policies(plane);
+    objects::create(
+        &plane.client(ADMIN).await,
+        &mappings_configmap(HOOK_NS, TABLE),
+        false,
+    )
+    .await
+    .unwrap();
+    let _server = install.start_replica(0, &[]).await;
+    until_the_webhook_answers(&stork, app).await;
+    install.helm_upgrade_files(&[("policy", policy.path())], &["rewrite=both"]);
+    rewritten("the webhook and the policies").await;
+    let (_, checks) = crate::doctor::doctor(&kubeconfig, &["-n", HOOK_NS]).await;
+    crate::doctor::assert_check(&checks, "policy", "ok", &["equal to ConfigMap"]);
+    assert!(checks.get("webhook").is_some(), "{checks:#}");
+    drop(policies);
 }
