@@ -737,6 +737,90 @@ async fn large_objects_within_the_cel_cost_limit(plane: &ControlPlane) {
     }
 }
 
+/// A migrated write the chart's policies (and webhook) must rewrite, and the engine's answer.
+struct Probe {
+    stork: kube::Client,
+    sent: Value,
+    want: Value,
+}
+
+impl Probe {
+    async fn new(plane: &ControlPlane, app: &str) -> Probe {
+        create_namespace(plane, app);
+        objects::until_default_service_account(&plane.client(ADMIN).await, app).await;
+        let sent = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "probe", "namespace": app,
+                         "labels": {PID: "p-ab12c", "field.cattle.io/projectID": "p-zz999"},
+                         "annotations": {MIGRATED: "true", PID: "c-7gh2k:p-cd56e"}}});
+        let want = offline_rewrite(std::slice::from_ref(&sent)).remove(0);
+        assert_ne!(want["metadata"], sent["metadata"]);
+        let stork = plane.client(STORK).await;
+        Probe { stork, sent, want }
+    }
+
+    /// Until Stork's dry-run write is stored as the engine (the webhook) answers it.
+    async fn rewritten(&self, what: &str) {
+        let meta = &self.want["metadata"];
+        eventually(what, Duration::from_secs(30), async || {
+            objects::create(&self.stork, &self.sent, true)
+                .await
+                .is_ok_and(|s| {
+                    s["metadata"]["labels"] == meta["labels"]
+                        && s["metadata"]["annotations"] == meta["annotations"]
+                })
+        })
+        .await;
+    }
+
+    /// Until it is stored as sent (nothing rewrites it).
+    async fn left_alone(&self, what: &str) {
+        eventually(what, Duration::from_secs(30), async || {
+            objects::create(&self.stork, &self.sent, true)
+                .await
+                .is_ok_and(|s| s["metadata"]["labels"][PID] == "p-ab12c")
+        })
+        .await;
+    }
+}
+
+/// `helm install` of the chart in `ns` with `rewrite=policy` and the policies in `file`; then,
+/// that only the policies were installed.
+fn install_policy_mode(plane: &ControlPlane, ns: &str, file: &std::path::Path) {
+    run_ok(
+        plane
+            .helm()
+            .args(["install", "rancher-remap", "-n", ns])
+            .arg(crate::common::repo("charts/rancher-remap"))
+            .args([
+                "--set",
+                "image.repository=registry.example.com/rancher-remap",
+            ])
+            .args(["--set", &format!("clusterId={CLUSTER_ID}")])
+            .args(["--set", "rewrite=policy", "--set-file"])
+            .arg(format!("policy={}", file.display())),
+    );
+    let kinds = run_ok(plane.kubectl(ADMIN).args([
+        "get",
+        "deployments,services,mutatingwebhookconfigurations,mutatingadmissionpolicies,mutatingadmissionpolicybindings",
+        "-n",
+        ns,
+        "-o",
+        "name",
+    ]));
+    let mut kinds: Vec<&str> = kinds.lines().collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        [
+            "mutatingadmissionpolicy.admissionregistration.k8s.io/rancher-remap-metadata",
+            "mutatingadmissionpolicy.admissionregistration.k8s.io/rancher-remap-workloads",
+            "mutatingadmissionpolicybinding.admissionregistration.k8s.io/rancher-remap-metadata",
+            "mutatingadmissionpolicybinding.admissionregistration.k8s.io/rancher-remap-workloads",
+        ],
+        "no server, no webhook"
+    );
+}
+
 /// The chart with `rewrite=policy`: export-policy's output given with `--set-file`, no server
 /// (no Deployment, no webhook): a migrated write is stored as the webhook stores it, doctor
 /// reports the policies as the rewrite path, and an uninstall and install again keeps
@@ -753,83 +837,22 @@ async fn the_chart_installs_the_policies_alone_or_beside_the_webhook() {
         );
         return;
     }
-    let stork = plane.client(STORK).await;
     let policy = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         policy.path(),
         export(HOOK_NS, &["--project-mappings", TABLE]),
     )
     .unwrap();
-    let app = "rr-policy-chart-app";
-    create_namespace(plane, app);
-    objects::until_default_service_account(&plane.client(ADMIN).await, app).await;
-    let probe = json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "probe", "namespace": app,
-                     "labels": {PID: "p-ab12c", "field.cattle.io/projectID": "p-zz999"},
-                     "annotations": {MIGRATED: "true", PID: "c-7gh2k:p-cd56e"}}});
-    let want = offline_rewrite(std::slice::from_ref(&probe)).remove(0);
-    assert_ne!(want["metadata"], probe["metadata"]);
-    let rewritten = async |what: &str| {
-        eventually(what, Duration::from_secs(30), async || {
-            objects::create(&stork, &probe, true).await.is_ok_and(|s| {
-                s["metadata"]["labels"] == want["metadata"]["labels"]
-                    && s["metadata"]["annotations"] == want["metadata"]["annotations"]
-            })
-        })
-        .await;
-    };
-    let helm = |verb: &str| {
-        let mut c = plane.helm();
-        c.args([verb, "rancher-remap"]).args(["-n", HOOK_NS]);
-        c
-    };
-    let install_policy_mode = || {
-        run_ok(
-            helm("install")
-                .arg(crate::common::repo("charts/rancher-remap"))
-                .args([
-                    "--set",
-                    "image.repository=registry.example.com/rancher-remap",
-                ])
-                .args([
-                    "--set",
-                    &format!("clusterId={CLUSTER_ID}"),
-                    "--set",
-                    "rewrite=policy",
-                ])
-                .arg("--set-file")
-                .arg(format!("policy={}", policy.path().display())),
-        )
-    };
+    let probe = Probe::new(plane, "rr-policy-chart-app").await;
     create_namespace(plane, HOOK_NS);
     let policies = Policies(plane);
-    install_policy_mode();
-    let kinds = run_ok(plane.kubectl(ADMIN).args([
-        "get",
-        "deployments,services,mutatingwebhookconfigurations,mutatingadmissionpolicies,mutatingadmissionpolicybindings",
-        "-n",
-        HOOK_NS,
-        "-o",
-        "name",
-    ]));
-    let mut kinds: Vec<&str> = kinds.lines().collect();
-    kinds.sort_unstable();
-    assert_eq!(
-        kinds,
-        [
-            "mutatingadmissionpolicy.admissionregistration.k8s.io/rancher-remap-metadata",
-            "mutatingadmissionpolicy.admissionregistration.k8s.io/rancher-remap-workloads",
-            "mutatingadmissionpolicybinding.admissionregistration.k8s.io/rancher-remap-metadata",
-            "mutatingadmissionpolicybinding.admissionregistration.k8s.io/rancher-remap-workloads",
-        ],
-        "no server, no webhook"
-    );
-    rewritten("the chart's policies").await;
+    install_policy_mode(plane, HOOK_NS, policy.path());
+    probe.rewritten("the chart's policies").await;
 
     // doctor: the policies are the rewrite path; the table is theirs.
     let kubeconfig = plane.kubeconfig(ADMIN);
-    let (out, checks) =
-        crate::doctor::doctor(&kubeconfig, &["-n", HOOK_NS, "--cluster-id", CLUSTER_ID]).await;
+    let args = ["-n", HOOK_NS, "--cluster-id", CLUSTER_ID];
+    let (out, checks) = crate::doctor::doctor(&kubeconfig, &args).await;
     assert_eq!(out.status.code(), Some(0), "{checks:#}");
     crate::doctor::assert_check(
         &checks,
@@ -840,17 +863,19 @@ async fn the_chart_installs_the_policies_alone_or_beside_the_webhook() {
     assert!(checks.get("webhook").is_none(), "{checks:#}");
     crate::doctor::assert_check(&checks, "mappings", "warn", &["--mappings-file"]);
 
-    // Uninstalled and installed again: still rewritten.
-    run_ok(&mut helm("uninstall"));
-    eventually("the policies gone", Duration::from_secs(30), async || {
-        objects::create(&stork, &probe, true)
-            .await
-            .is_ok_and(|s| s["metadata"]["labels"][PID] == "p-ab12c")
-    })
-    .await;
-    install_policy_mode();
-    rewritten("the policies installed again").await;
-    run_ok(&mut helm("uninstall"));
+    // Uninstalled and installed again: rewritten again at once.
+    let uninstall = || {
+        run_ok(
+            plane
+                .helm()
+                .args(["uninstall", "rancher-remap", "-n", HOOK_NS]),
+        )
+    };
+    uninstall();
+    probe.left_alone("the policies gone").await;
+    install_policy_mode(plane, HOOK_NS, policy.path());
+    probe.rewritten("the policies installed again").await;
+    uninstall();
     drop(policies);
 
     // Both: the webhook's install, then the policies beside it.
@@ -868,17 +893,14 @@ async fn the_chart_installs_the_policies_alone_or_beside_the_webhook() {
         ],
     );
     let policies = Policies(plane);
-    objects::create(
-        &plane.client(ADMIN).await,
-        &mappings_configmap(HOOK_NS, TABLE),
-        false,
-    )
-    .await
-    .unwrap();
+    let configmap = mappings_configmap(HOOK_NS, TABLE);
+    objects::create(&plane.client(ADMIN).await, &configmap, false)
+        .await
+        .unwrap();
     let _server = install.start_replica(0, &[]).await;
-    until_the_webhook_answers(&stork, app).await;
+    until_the_webhook_answers(&probe.stork, "rr-policy-chart-app").await;
     install.helm_upgrade_files(&[("policy", policy.path())], &["rewrite=both"]);
-    rewritten("the webhook and the policies").await;
+    probe.rewritten("the webhook and the policies").await;
     let (_, checks) = crate::doctor::doctor(&kubeconfig, &["-n", HOOK_NS]).await;
     crate::doctor::assert_check(&checks, "policy", "ok", &["equal to ConfigMap"]);
     assert!(checks.get("webhook").is_some(), "{checks:#}");
