@@ -906,3 +906,90 @@ async fn the_chart_installs_the_policies_alone_or_beside_the_webhook() {
     assert!(checks.get("webhook").is_some(), "{checks:#}");
     drop(policies);
 }
+
+/// The table size the policies hold (docs/admission-policy.md, BENCHMARKS.md): with
+/// `RANCHER_REMAP_POLICY_TABLE_SIZES=10,1000,10000,30000`, for each size a table of that many
+/// `c-src0001:p-sNNNNN=c-dst0001:p-dNNNNN` entries is exported and applied (`kubectl apply
+/// --server-side`), and a migrated write is timed 400 times, each beside the same write in the
+/// namespace the policies leave out (the same load): the policies' cost. Prints; asserts that
+/// each admitted table rewrites its last entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_sizes_the_policies_hold() {
+    let Ok(sizes) = std::env::var("RANCHER_REMAP_POLICY_TABLE_SIZES") else {
+        return;
+    };
+    let (plane, _turn) = plane().await;
+    let admin = plane.client(ADMIN).await;
+    let (app, left_out) = ("rr-policy-size", "rr-policy-size-left-out");
+    for ns in [app, left_out] {
+        create_namespace(plane, ns);
+        objects::until_default_service_account(&admin, ns).await;
+    }
+    let policies = Policies(plane);
+    for n in sizes.split(',').map(|s| s.trim().parse::<usize>().unwrap()) {
+        let table: Vec<String> = (0..n)
+            .map(|i| format!("c-src0001:p-s{i:05}=c-dst0001:p-d{i:05}"))
+            .collect();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), table.join("\n")).unwrap();
+        let path = file.path().to_str().unwrap();
+        let args = [
+            "export-policy",
+            "--mappings-file",
+            path,
+            "--cluster-id",
+            "c-dst0001",
+            "-n",
+            left_out,
+        ];
+        let yaml = crate::common::run(&args, "").stdout;
+        std::fs::write(file.path(), &yaml).unwrap();
+        let started = std::time::Instant::now();
+        let applied = plane
+            .kubectl(ADMIN)
+            .args(["apply", "--server-side", "--force-conflicts", "-f"])
+            .arg(file.path())
+            .output()
+            .unwrap();
+        let took = started.elapsed().as_secs_f64();
+        if !applied.status.success() {
+            let err = String::from_utf8_lossy(&applied.stderr);
+            eprintln!(
+                "{n} entries ({} bytes): refused in {took:.1} s: {}",
+                yaml.len(),
+                err.lines().last().unwrap_or_default()
+            );
+            continue;
+        }
+        let write = |ns: &str| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"generateName": "w-", "namespace": ns,
+                         "labels": {PID: format!("p-s{:05}", n - 1)},
+                         "annotations": {MIGRATED: "true"}}})
+        };
+        let want = json!(format!("p-d{:05}", n - 1));
+        eventually("the table", Duration::from_secs(60), async || {
+            objects::create(&admin, &write(app), true)
+                .await
+                .is_ok_and(|s| s["metadata"]["labels"][PID] == want)
+        })
+        .await;
+        let (mut rewritten, mut alone) = (Vec::new(), Vec::new());
+        for _ in 0..400 {
+            for (ns, times) in [(app, &mut rewritten), (left_out, &mut alone)] {
+                let t = std::time::Instant::now();
+                objects::create(&admin, &write(ns), true).await.unwrap();
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        let q = |v: &mut Vec<f64>, q: f64| {
+            v.sort_by(f64::total_cmp);
+            v[(v.len() as f64 * q) as usize - 1]
+        };
+        eprintln!(
+            "{n} entries ({} bytes): applied in {took:.1} s; a rewritten write p50 {:.2} ms p99 {:.2} ms, the same left out p50 {:.2} ms p99 {:.2} ms",
+            yaml.len(), q(&mut rewritten, 0.5), q(&mut rewritten, 0.99), q(&mut alone, 0.5), q(&mut alone, 0.99)
+        );
+    }
+    drop(policies);
+}
