@@ -50,15 +50,16 @@ pub fn check_policy(
             _ => {}
         }
         let variables = &policy["spec"]["variables"];
-        let has_table = variables
-            .as_array()
-            .is_some_and(|v| v.iter().any(|v| v["name"] == policy::TABLE_VARIABLE));
+        let has_table = variables.as_array().is_some_and(|v| {
+            v.iter()
+                .any(|v| v["name"] == format!("{}0", policy::TABLE_VARIABLE))
+        });
         if !has_table || policy["spec"].get("paramKind").is_some() {
             fails.push(format!("MutatingAdmissionPolicy {name} holds no table of its own (an export of an older rancher-remap, with a parameter ConfigMap?): export it again and apply it"));
         }
         keys = variables.to_string().matches("': '").count();
         if let Some((m, origin)) = table {
-            if *variables != policy::variables(m) {
+            if *variables != policy::table(m).variables {
                 warns.push(format!("MutatingAdmissionPolicy {name} does not hold the table of {origin}: export it from that table and apply it (the webhook follows its ConfigMap live, the policies only their own copy)"));
             }
         }

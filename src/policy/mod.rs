@@ -34,7 +34,7 @@ pub const WORKLOADS_POLICY: &str = "rancher-remap-workloads";
 pub const EXPORTED_BY: &str = "rancher-remap.io/export-policy";
 /// The annotation on every exported object: the cluster ID it was exported for.
 pub const CLUSTER_ID_ANNOTATION: &str = "rancher-remap.io/cluster-id";
-/// The policies' variable holding the table (see [`variables`]).
+/// The policies' variables holding the table: `table0`, `table1`, … (see [`table`]).
 pub const TABLE_VARIABLE: &str = "table";
 
 /// The built-in resources whose objects hold places beyond their own metadata (pod templates,
@@ -123,7 +123,12 @@ pub fn export(mappings: &Mappings, settings: &Settings) -> Result<Vec<Value>, Po
         sources: &sources,
         users: &users,
     };
-    let mutations = cel::mutations(drop_unmapped);
+    let table = table(mappings);
+    let gen = cel::Gen {
+        drop_unmapped,
+        bounds: &table.bounds,
+    };
+    let mutations = cel::mutations(&gen);
     let (metadata, workloads): (Vec<_>, Vec<_>) = mutations
         .into_iter()
         .partition(|(group, _)| *group == crate::rewrite::places::OBJECT_METADATA_GROUP);
@@ -138,7 +143,6 @@ pub fn export(mappings: &Mappings, settings: &Settings) -> Result<Vec<Value>, Po
                    "operations": ["CREATE", "UPDATE"], "scope": "Namespaced"})
         })
         .collect();
-    let variables = variables(mappings);
     let policies = [
         (METADATA_POLICY, all, metadata),
         (WORKLOADS_POLICY, Value::Array(kinds), workloads),
@@ -146,7 +150,7 @@ pub fn export(mappings: &Mappings, settings: &Settings) -> Result<Vec<Value>, Po
     let mut out = Vec::new();
     for (name, rules, exprs) in &policies {
         let mut p = policy(name, rules, exprs, settings, &scope);
-        p["spec"]["variables"] = variables.clone();
+        p["spec"]["variables"] = table.variables.clone();
         out.push(p);
     }
     for (name, _, _) in &policies {
@@ -160,46 +164,52 @@ pub fn export(mappings: &Mappings, settings: &Settings) -> Result<Vec<Value>, Po
 /// table of 2,500 entries in one literal). The table is cut into literals below it.
 const EXPRESSION_LIMIT: usize = 100_000;
 
-/// The table as the policies' variables: CEL map literals of its parts (see [`cel`]), one
-/// entry a line, sorted (the same table gives the same text: doctor compares it), each under
-/// [`EXPRESSION_LIMIT`] (`table0`, `table1`, …), and `table`, the list of them that the CEL
-/// looks values up in.
-pub fn variables(mappings: &Mappings) -> Value {
+/// The table as the policies hold it.
+pub struct Table {
+    /// CEL map literals of its parts (see [`cel`]), `table0`, `table1`, …, one entry a line,
+    /// sorted by key (the same table gives the same text: doctor compares it), each under
+    /// [`EXPRESSION_LIMIT`]: the policies' `variables`.
+    pub variables: Value,
+    /// The first key of each literal but the first ([`cel::Gen::bounds`]).
+    pub bounds: Vec<String>,
+}
+
+/// The table of `mappings` as the policies hold it.
+pub fn table(mappings: &Mappings) -> Table {
     let parts = mappings.table.parts();
-    let mut entries = Vec::new();
+    let mut entries: Vec<(String, &str)> = Vec::new();
     for (prefix, pairs) in [
         (cel::SOURCE_PROJECT, &parts.projects),
         (cel::SOURCE_CLUSTER, &parts.clusters),
     ] {
-        for (src, dst) in pairs {
-            entries.push(format!(
-                "{}: {}",
-                quote(&format!("{prefix}{src}")),
-                quote(dst)
-            ));
-        }
+        entries.extend(
+            pairs
+                .iter()
+                .map(|(src, dst)| (format!("{prefix}{src}"), *dst)),
+        );
     }
     for (prefix, ids) in [
         (cel::DESTINATION_PROJECT, &parts.destination_projects),
         (cel::DESTINATION_CLUSTER, &parts.destination_clusters),
     ] {
-        for id in ids {
-            entries.push(format!("{}: ''", quote(&format!("{prefix}{id}"))));
-        }
+        entries.extend(ids.iter().map(|id| (format!("{prefix}{id}"), "")));
     }
     entries.sort();
     let mut chunks: Vec<Vec<String>> = vec![Vec::new()];
+    let mut bounds = Vec::new();
     let mut size = 4; // "{\n" and "\n}"
-    for e in entries {
-        // Each entry is ASCII (checked Rancher IDs): bytes are code points.
-        if size + e.len() + 2 > EXPRESSION_LIMIT {
+    for (key, value) in entries {
+        let line = format!("{}: {}", quote(&key), quote(value));
+        // Each line is ASCII (checked Rancher IDs): bytes are code points.
+        if size + line.len() + 2 > EXPRESSION_LIMIT {
             chunks.push(Vec::new());
+            bounds.push(key);
             size = 4;
         }
-        size += e.len() + 2;
-        chunks.last_mut().expect("one chunk").push(e);
+        size += line.len() + 2;
+        chunks.last_mut().expect("one chunk").push(line);
     }
-    let mut out: Vec<Value> = chunks
+    let variables = chunks
         .iter()
         .enumerate()
         .map(|(i, c)| {
@@ -207,11 +217,7 @@ pub fn variables(mappings: &Mappings) -> Value {
                    "expression": format!("{{\n{}\n}}", c.join(",\n"))})
         })
         .collect();
-    let all: Vec<String> = (0..chunks.len())
-        .map(|i| format!("variables.{TABLE_VARIABLE}{i}"))
-        .collect();
-    out.push(json!({"name": TABLE_VARIABLE, "expression": format!("[{}]", all.join(", "))}));
-    Value::Array(out)
+    Table { variables, bounds }
 }
 
 /// The labels and annotations of every exported object.
