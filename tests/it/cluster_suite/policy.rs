@@ -19,6 +19,8 @@ use crate::common::eventually;
 const PARAMS_NS: &str = "rr-policy-params";
 /// Where the webhook is installed in the second phase (one of the suite's HOMES).
 const HOOK_NS: &str = "rr-policy";
+/// Where the chart installs the policies (and the webhook beside them; one of the HOMES).
+const CHART_NS: &str = "rr-policy-chart";
 /// A second spelling of the key (any project-ID key counts) and values no entry maps.
 const OTHER_KEY: &str = "management.cattle.io/projectid";
 const UNMAPPED: &[&str] = &["p-zz999", "c-7gh2k:p-zz999"];
@@ -840,18 +842,18 @@ async fn the_chart_installs_the_policies_alone_or_beside_the_webhook() {
     let policy = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         policy.path(),
-        export(HOOK_NS, &["--project-mappings", TABLE]),
+        export(CHART_NS, &["--project-mappings", TABLE]),
     )
     .unwrap();
     let probe = Probe::new(plane, "rr-policy-chart-app").await;
-    create_namespace(plane, HOOK_NS);
+    create_namespace(plane, CHART_NS);
     let policies = Policies(plane);
-    install_policy_mode(plane, HOOK_NS, policy.path());
+    install_policy_mode(plane, CHART_NS, policy.path());
     probe.rewritten("the chart's policies").await;
 
     // doctor: the policies are the rewrite path; the table is theirs.
     let kubeconfig = plane.kubeconfig(ADMIN);
-    let args = ["-n", HOOK_NS, "--cluster-id", CLUSTER_ID];
+    let args = ["-n", CHART_NS, "--cluster-id", CLUSTER_ID];
     let (out, checks) = crate::doctor::doctor(&kubeconfig, &args).await;
     assert_eq!(out.status.code(), Some(0), "{checks:#}");
     crate::doctor::assert_check(
@@ -868,12 +870,12 @@ async fn the_chart_installs_the_policies_alone_or_beside_the_webhook() {
         run_ok(
             plane
                 .helm()
-                .args(["uninstall", "rancher-remap", "-n", HOOK_NS]),
+                .args(["uninstall", "rancher-remap", "-n", CHART_NS]),
         )
     };
     uninstall();
     probe.left_alone("the policies gone").await;
-    install_policy_mode(plane, HOOK_NS, policy.path());
+    install_policy_mode(plane, CHART_NS, policy.path());
     probe.rewritten("the policies installed again").await;
     uninstall();
     drop(policies);
@@ -882,18 +884,18 @@ async fn the_chart_installs_the_policies_alone_or_beside_the_webhook() {
     run_ok(
         plane
             .kubectl(ADMIN)
-            .args(["delete", "namespace", HOOK_NS, "--wait=true"]),
+            .args(["delete", "namespace", CHART_NS, "--wait=true"]),
     );
     let install = Install::helm(
         plane,
-        HOOK_NS,
+        CHART_NS,
         &[
             &format!("clusterId={CLUSTER_ID}"),
             &format!("migrationUsers={{{STORK}}}"),
         ],
     );
     let policies = Policies(plane);
-    let configmap = mappings_configmap(HOOK_NS, TABLE);
+    let configmap = mappings_configmap(CHART_NS, TABLE);
     objects::create(&plane.client(ADMIN).await, &configmap, false)
         .await
         .unwrap();
@@ -901,7 +903,7 @@ async fn the_chart_installs_the_policies_alone_or_beside_the_webhook() {
     until_the_webhook_answers(&probe.stork, "rr-policy-chart-app").await;
     install.helm_upgrade_files(&[("policy", policy.path())], &["rewrite=both"]);
     probe.rewritten("the webhook and the policies").await;
-    let (_, checks) = crate::doctor::doctor(&kubeconfig, &["-n", HOOK_NS]).await;
+    let (_, checks) = crate::doctor::doctor(&kubeconfig, &["-n", CHART_NS]).await;
     crate::doctor::assert_check(&checks, "policy", "ok", &["equal to ConfigMap"]);
     assert!(checks.get("webhook").is_some(), "{checks:#}");
     drop(policies);
