@@ -4,9 +4,9 @@
 //! each policy's `variables` (docs/admission-policy.md): no parameter object, so none to lose.
 //! kube-apiserver 1.36 stops following a `paramKind` for good once no binding uses it for a
 //! moment (kubernetes/kubernetes#130887), which a `helm uninstall` and install made routine.
-//! Measured on 1.36.2: a table of 30,000 entries is admitted this way (40,000 pass etcd's
-//! request limit), and a write costs 1 ms more with 10 or 1,000 entries, 2.9 ms with 30,000
-//! (BENCHMARKS.md, "MutatingAdmissionPolicy table size").
+//! Measured on 1.36.2: a table of 25,000 entries is admitted this way (30,000 pass etcd's
+//! request limit), and a write costs 0.8 ms more with 10 or 1,000 entries, 1.1-1.4 ms with
+//! 10,000-25,000 (BENCHMARKS.md, "MutatingAdmissionPolicy table size").
 //!
 //! - `rancher-remap-metadata`: every resource, the object's own labels and annotations;
 //! - `rancher-remap-workloads`: the built-in kinds with pod templates, pod specs and
