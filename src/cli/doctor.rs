@@ -172,6 +172,7 @@ async fn doctor(args: Args) -> Result<Report> {
         let kept = env.get("RANCHER_REMAP_CERT_SECRET").map(String::as_str);
         Some(webhook_facts(&client, server, ns, deployment.as_ref(), kept).await?)
     };
+    let policy = policy_facts(&client, server).await?;
     Ok(doctor::run(&Facts {
         mappings,
         mappings_origin: origin,
@@ -182,6 +183,8 @@ async fn doctor(args: Args) -> Result<Report> {
         identities,
         identity_notes,
         webhook,
+        policy,
+        table_given: args.mappings_file.is_some() || args.project_mappings.is_some(),
     }))
 }
 
@@ -562,4 +565,43 @@ async fn serving_cert(
         None if server_kept.is_some() => ServingCert::Missing(format!("Secret {secret_ns}/{name} holds no serving certificate yet: the server makes it on its first start (kubectl logs deployment/rancher-remap)")),
         None => ServingCert::Missing(format!("Secret {secret_ns}/{name} has no tls.crt")),
     })
+}
+
+/// export-policy's MutatingAdmissionPolicies and bindings here (by the label it gives them);
+/// `None` when there are none, or when the API server does not serve
+/// `admissionregistration.k8s.io/v1` MutatingAdmissionPolicies (before Kubernetes 1.36).
+async fn policy_facts(client: &kube::Client, server: &str) -> Result<Option<doctor::PolicyFacts>> {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let mut found = doctor::PolicyFacts::default();
+    for (kind, plural) in [
+        ("MutatingAdmissionPolicy", "mutatingadmissionpolicies"),
+        (
+            "MutatingAdmissionPolicyBinding",
+            "mutatingadmissionpolicybindings",
+        ),
+    ] {
+        let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
+        let api: Api<DynamicObject> = Api::all_with(
+            client.clone(),
+            &ApiResource::from_gvk_with_plural(&gvk, plural),
+        );
+        let params = ListParams::default().labels("app.kubernetes.io/component=admission-policy");
+        let items = match api.list(&params).await {
+            Ok(list) => list.items,
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
+            Err(e) => {
+                let what = format!("list {plural}.admissionregistration.k8s.io");
+                return Err(Call::new(server, what).failed(&e));
+            }
+        };
+        let items = items
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>()?;
+        match kind {
+            "MutatingAdmissionPolicy" => found.policies = items,
+            _ => found.bindings = items,
+        }
+    }
+    Ok((!found.policies.is_empty() || !found.bindings.is_empty()).then_some(found))
 }

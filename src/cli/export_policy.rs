@@ -1,6 +1,6 @@
 //! `rancher-remap export-policy`: the rewrite as MutatingAdmissionPolicies the API server runs
-//! itself (Kubernetes 1.36), with the checked table as their parameters. The objects are made
-//! in [`crate::policy`]; this reads flags and the table, and prints.
+//! itself (Kubernetes 1.36), with the checked table in them. The objects are made in
+//! [`crate::policy`]; this reads flags and the table, and prints.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -13,12 +13,13 @@ use crate::source::Source;
 
 /// Print the rewrite as MutatingAdmissionPolicies for the Kubernetes 1.36 API server.
 ///
-/// Prints one YAML stream: the parameter ConfigMap (the checked table, this cluster's ID and the
-/// migration users), two admissionregistration.k8s.io/v1 MutatingAdmissionPolicies (every
-/// resource's labels and annotations; the built-in workloads' pod templates, affinity and
-/// NetworkPolicy namespace selectors) and their bindings. Apply it with `kubectl apply -f`;
-/// after a table change export again and apply: the ConfigMap is updated in place. The table
-/// is checked as `check --cluster-id` checks it; a bad one prints nothing and exits 1.
+/// Prints one YAML stream: two admissionregistration.k8s.io/v1 MutatingAdmissionPolicies
+/// (every resource's labels and annotations; the built-in workloads' pod templates, affinity
+/// and NetworkPolicy namespace selectors), each holding the checked table, this cluster's ID
+/// and the migration users, and their bindings. Apply it with `kubectl apply --server-side -f`,
+/// or give it to the chart (`--set rewrite=policy --set-file policy=FILE`); after a table
+/// change export again and apply: the policies are updated in place. The table is checked as
+/// `check --cluster-id` checks it; a bad one prints nothing and exits 1.
 /// `--unmapped deny` is refused: a mutation cannot refuse a write (run the webhook for that).
 /// What the policies do not cover, and the cost limits: docs/admission-policy.md.
 #[derive(Debug, clap::Args)]
@@ -46,8 +47,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t)]
     pub unmapped: super::Unmapped,
 
-    /// The namespace of the parameter ConfigMap (left out of the policies, as the webhook's own
-    /// namespace is).
+    /// The install's namespace (the chart's release namespace), left out of the policies as the
+    /// webhook's own namespace is.
     #[arg(short, long, default_value = "rancher-remap", value_name = "NS")]
     pub namespace: String,
 }

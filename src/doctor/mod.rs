@@ -1,6 +1,7 @@
 //! `doctor`'s judgement: plain functions from what was read off the destination cluster
 //! ([`Facts`]) to named checks, each with what to do. The reading is `cli::doctor`'s.
 
+mod policy;
 mod webhook;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,6 +11,7 @@ use serde::Serialize;
 use crate::mapping::objects::Mappings;
 use crate::mapping::ProjectValue;
 
+pub use policy::{check_policy, PolicyFacts};
 pub use webhook::{
     check_webhook, serving_cert_verifies, ServingCert, WebhookFacts, SHIPPED_TIMEOUT_SECONDS,
 };
@@ -114,6 +116,11 @@ pub struct Facts {
     pub identity_notes: Vec<String>,
     /// `None` before install: no Deployment and the table from a file or flag.
     pub webhook: Option<WebhookFacts>,
+    /// export-policy's policies, when any is here; `None` when none is (or the API server does
+    /// not serve them: before Kubernetes 1.36).
+    pub policy: Option<PolicyFacts>,
+    /// Whether the table was given (a file or flag) rather than read from the install.
+    pub table_given: bool,
 }
 
 /// Every check on `facts`, in order.
@@ -141,14 +148,40 @@ pub fn run(facts: &Facts) -> Report {
             }
         }
     }
-    checks.push(match &facts.webhook {
-        Some(w) => check_webhook(w, effective_cluster_id(facts).as_deref()),
-        None => Check::new(
-            "webhook",
-            Status::Warn,
-            "not installed here yet: install the chart, then run `rancher-remap doctor` again",
-        ),
-    });
+    // The webhook is checked unless the rewrite runs as the policies alone: then a missing
+    // webhook is how it was installed, not a fault.
+    let webhook_here = facts
+        .webhook
+        .as_ref()
+        .is_some_and(|w| w.configuration.is_some() || w.ready_replicas.is_some());
+    if facts.policy.is_none() || webhook_here {
+        checks.push(match &facts.webhook {
+            Some(w) => check_webhook(w, effective_cluster_id(facts).as_deref()),
+            None => Check::new(
+                "webhook",
+                Status::Warn,
+                "not installed here yet: install the chart, then run `rancher-remap doctor` again",
+            ),
+        });
+    }
+    if let Some(p) = &facts.policy {
+        let table = facts.mappings.as_ref().ok();
+        let table = table.map(|m| (m, facts.mappings_origin.as_str()));
+        checks.push(check_policy(
+            p,
+            effective_cluster_id(facts).as_deref(),
+            table,
+        ));
+        // The policies hold their own table: without the install's mapping ConfigMap there is
+        // nothing else to check, which is not a fault.
+        if !webhook_here && !facts.table_given && facts.mappings.is_err() {
+            checks[0] = Check::new(
+                "mappings",
+                Status::Warn,
+                format!("{}: {}; the rewrite runs as the policies, which hold the table export-policy checked: give --mappings-file (the table you exported) to check it against this cluster", facts.mappings_origin, facts.mappings.as_ref().err().map_or("", String::as_str)),
+            );
+        }
+    }
     Report { checks }
 }
 

@@ -11,6 +11,8 @@ fn facts(table: &str) -> Facts {
         identities: Vec::new(),
         identity_notes: Vec::new(),
         webhook: None,
+        policy: None,
+        table_given: true,
     }
 }
 
@@ -187,4 +189,117 @@ fn kube_system_names_this_cluster_even_when_migrated_namespaces_outnumber_its_ow
     f.namespace_clusters.clear();
     f.system_cluster = None;
     assert_eq!(check(&run(&f), "cluster-id").status, Status::Warn);
+}
+
+/// export-policy's objects for `table` and cluster `c-dst`, as doctor reads them.
+fn exported(table: &str) -> PolicyFacts {
+    let settings = crate::policy::Settings {
+        namespace: "rancher-remap".into(),
+        cluster_id: "c-dst".into(),
+        migration_users: Vec::new(),
+        unmapped: crate::rewrite::UnmappedPolicy::Drop,
+    };
+    let m = Mappings::from_text(table).unwrap();
+    let objects = crate::policy::export(&m, &settings).unwrap();
+    let (policies, bindings) = objects
+        .into_iter()
+        .partition(|o| o["kind"] == "MutatingAdmissionPolicy");
+    PolicyFacts { policies, bindings }
+}
+
+#[test]
+fn the_policies_are_checked_bound_with_this_clusters_id_and_the_table() {
+    const TABLE: &str = "p-a=p-b,c-src:p-a=c-dst:p-b";
+    let m = Mappings::from_text(TABLE).unwrap();
+    let origin = Some((&m, "--project-mappings"));
+    let c = check_policy(&exported(TABLE), Some("c-dst"), origin);
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    assert!(
+        c.message
+            .contains("a table of 4 keys equal to --project-mappings's"),
+        "{c:?}"
+    );
+
+    let c = check_policy(&exported(TABLE), Some("c-elsewhere"), origin);
+    assert_eq!(c.status, Status::Fail);
+    assert!(
+        c.message.contains("does not carry cluster ID c-elsewhere"),
+        "{c:?}"
+    );
+
+    // Another table than the one given: a warning (the policies keep their own copy).
+    let c = check_policy(&exported("p-a=p-c"), Some("c-dst"), origin);
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(
+        c.message
+            .contains("does not hold the table of --project-mappings"),
+        "{c:?}"
+    );
+
+    let mut unbound = exported(TABLE);
+    unbound.bindings.remove(1);
+    unbound.bindings[0]["spec"]["paramRef"] = serde_json::json!({"name": "params"});
+    let c = check_policy(&unbound, Some("c-dst"), None);
+    assert_eq!(c.status, Status::Fail);
+    assert!(
+        c.message
+            .contains("no MutatingAdmissionPolicyBinding rancher-remap-workloads"),
+        "{c:?}"
+    );
+    assert!(
+        c.message
+            .contains("does not bind policy rancher-remap-metadata alone"),
+        "{c:?}"
+    );
+
+    let mut old = exported(TABLE);
+    old.policies.remove(1);
+    old.policies[0]["spec"]["variables"] = serde_json::json!([]);
+    let c = check_policy(&old, Some("c-dst"), None);
+    assert!(
+        c.message
+            .contains("MutatingAdmissionPolicy rancher-remap-workloads is missing"),
+        "{c:?}"
+    );
+    assert!(c.message.contains("holds no table of its own"), "{c:?}");
+}
+
+#[test]
+fn the_policies_alone_are_the_rewrite_path_and_with_the_webhook_both_are_checked() {
+    let mut f = facts("p-a=p-b,c-src:p-a=c-dst:p-b");
+    f.policy = Some(exported("p-a=p-b,c-src:p-a=c-dst:p-b"));
+    // No webhook configuration and no Deployment here: the policies alone.
+    f.webhook = Some(WebhookFacts {
+        configuration: None,
+        match_conditions: String::new(),
+        ca_bundle: None,
+        failure_policy: None,
+        timeout_seconds: None,
+        service_dns: "rancher-remap.rancher-remap.svc".into(),
+        serving_cert: ServingCert::Missing("none".into()),
+        ready_replicas: None,
+        now: 0,
+    });
+    let r = run(&f);
+    assert!(r.checks.iter().all(|c| c.name != "webhook"), "{r:?}");
+    assert_eq!(check(&r, "policy").status, Status::Ok, "{r:?}");
+    assert_eq!(r.exit_status(), 0);
+
+    // No mapping ConfigMap beside the policies: nothing to compare, not a fault.
+    f.mappings = Err("not found".into());
+    f.mappings_origin = "ConfigMap rancher-remap/rancher-remap-mappings".into();
+    f.table_given = false;
+    let r = run(&f);
+    let c = check(&r, "mappings");
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(c.message.contains("give --mappings-file"), "{c:?}");
+    assert_eq!(r.exit_status(), 0);
+
+    // Both: the webhook is checked too (here: no ready replica).
+    f.webhook.as_mut().unwrap().ready_replicas = Some(0);
+    let r = run(&f);
+    assert_eq!(check(&r, "webhook").status, Status::Fail);
+    assert_eq!(check(&r, "policy").status, Status::Ok);
+    // A table that cannot be read beside a webhook still fails.
+    assert_eq!(check(&r, "mappings").status, Status::Fail);
 }

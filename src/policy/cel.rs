@@ -1,7 +1,7 @@
 //! The rewrite as CEL the API server runs: one JSONPatch expression per group of places,
 //! generated from [`crate::rewrite::places`] (docs/behaviour.md, "Where values are rewritten",
-//! written once: the engine walks the same table), and the lookup of one value in the parameter ConfigMap
-//! (the [`TableParts`](crate::mapping::TableParts) as keys, see [`super::params`]).
+//! written once: the engine walks the same table), and the lookup of one value in the policy's
+//! `table` variable (the [`TableParts`](crate::mapping::TableParts) as keys, see [`super::table`]).
 //!
 //! What the generated CEL does, place by place, as the engine does it:
 //! - a labels or annotations map: every key whose prefix is `cattle.io` or ends in `.cattle.io`
@@ -23,25 +23,47 @@ use std::collections::BTreeMap;
 use crate::rewrite::places::{Place, OBJECT};
 use crate::rewrite::Location;
 
-/// Parameter keys (ConfigMap keys cannot hold `:`, so projects and clusters are apart).
+/// The table's keys: projects and clusters apart, as the engine composes a `C:P` lookup.
 pub const SOURCE_PROJECT: &str = "p.";
 pub const SOURCE_CLUSTER: &str = "c.";
 pub const DESTINATION_PROJECT: &str = "dp.";
 pub const DESTINATION_CLUSTER: &str = "dc.";
-/// This cluster's Rancher ID.
-pub const CLUSTER_ID_KEY: &str = "clusterId";
-/// The migration users, comma-separated.
-pub const MIGRATION_USERS_KEY: &str = "migrationUsers";
+/// How the CEL is made: what unmapped values become, and where the table's literals part.
+#[derive(Clone, Copy, Debug)]
+pub struct Gen<'a> {
+    /// An unmapped label or annotation is removed (selectors never).
+    pub drop_unmapped: bool,
+    /// The first key of each of the table's literals but the first (sorted, see
+    /// [`super::variables`]): a key is in the last literal whose first key is not above it.
+    pub bounds: &'a [String],
+}
+
+impl Gen<'_> {
+    /// The literal (`variables.tableN`) that holds `key` (an expression) if any does. One
+    /// literal (every table up to about 2,200 entries) is named directly: a lookup costs as
+    /// little as one `in`, which is what the cost limits below were measured with.
+    fn table_for(&self, key: &str) -> String {
+        let mut out = format!("variables.{}{}", super::TABLE_VARIABLE, self.bounds.len());
+        for (i, bound) in self.bounds.iter().enumerate().rev() {
+            out = format!(
+                "({key} < {} ? variables.{}{i} : {out})",
+                quote(bound),
+                super::TABLE_VARIABLE
+            );
+        }
+        out
+    }
+}
 
 /// The JSONPatch expressions, one per group of places (the numbers of `rewrite::places`), in
-/// group order. `drop_unmapped`: an unmapped label or annotation is removed (selectors never).
-pub fn mutations(drop_unmapped: bool) -> BTreeMap<u32, String> {
+/// group order.
+pub fn mutations(gen: &Gen) -> BTreeMap<u32, String> {
     let items = generate(
         &OBJECT,
         &Acc::Plain("object".into()),
         &Path::default(),
         0,
-        drop_unmapped,
+        gen,
     );
     let mut out: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for item in items {
@@ -132,7 +154,7 @@ struct Item {
     expr: String,
 }
 
-fn generate(p: &Place, acc: &Acc, path: &Path, depth: usize, drop_unmapped: bool) -> Vec<Item> {
+fn generate(p: &Place, acc: &Acc, path: &Path, depth: usize, gen: &Gen) -> Vec<Item> {
     match p {
         Place::Fields(fields) => {
             let mut out = Vec::new();
@@ -142,7 +164,7 @@ fn generate(p: &Place, acc: &Acc, path: &Path, depth: usize, drop_unmapped: bool
                     &acc.field(f.name),
                     &path.with(Step::Const(f.name.into())),
                     depth,
-                    drop_unmapped,
+                    gen,
                 );
                 for item in &mut items {
                     if item.group.is_none() {
@@ -167,7 +189,7 @@ fn generate(p: &Place, acc: &Acc, path: &Path, depth: usize, drop_unmapped: bool
                 &Acc::Plain(e.clone()),
                 &path.with(Step::Expr(format!("string({i})"))),
                 depth + 1,
-                drop_unmapped,
+                gen,
             );
             let mut by_group: BTreeMap<Option<u32>, Vec<String>> = BTreeMap::new();
             for item in inner {
@@ -187,18 +209,18 @@ fn generate(p: &Place, acc: &Acc, path: &Path, depth: usize, drop_unmapped: bool
         }
         Place::Labels(location) | Place::ObjectAnnotations(location) => vec![Item {
             group: None,
-            expr: labels(acc, path, depth, *location, drop_unmapped),
+            expr: labels(acc, path, depth, *location, gen),
         }],
-        Place::Expression(location) => vec![Item {
+        Place::Expression(_) => vec![Item {
             group: None,
-            expr: expression(acc, path, depth, *location),
+            expr: expression(acc, path, depth, gen),
         }],
         Place::Capture(_) => Vec::new(),
     }
 }
 
 /// The patches of a labels or annotations map (or a selector's `matchLabels`).
-fn labels(acc: &Acc, path: &Path, depth: usize, location: Location, drop: bool) -> String {
+fn labels(acc: &Acc, path: &Path, depth: usize, location: Location, gen: &Gen) -> String {
     let (k, v, r) = (
         format!("k{depth}"),
         format!("v{depth}"),
@@ -209,7 +231,7 @@ fn labels(acc: &Acc, path: &Path, depth: usize, location: Location, drop: bool) 
         .render();
     let replace = format!("JSONPatch{{op: 'replace', path: {at}, value: {r}}}");
     // `''` is the lookup's "unmapped" (an empty value, too, is unmapped: dropped like any).
-    let (keep, op) = if drop && !location.is_selector() {
+    let (keep, op) = if gen.drop_unmapped && !location.is_selector() {
         (
             format!("{r} == '' || {r} != {v}"),
             format!("{r} == '' ? JSONPatch{{op: 'remove', path: {at}}} : {replace}"),
@@ -221,13 +243,13 @@ fn labels(acc: &Acc, path: &Path, depth: usize, location: Location, drop: bool) 
         "{map}.transformList({k}, {v}, {is_key} ? [{lookup}].filter({r}, {keep}).map({r}, {op}) : []).flatten()",
         map = acc.or("{}"),
         is_key = is_project_id_key(&k, depth),
-        lookup = lookup(&v, depth),
+        lookup = lookup(&v, depth, gen),
     )
 }
 
 /// The patches of one selector expression: each value of an `In` or `NotIn` expression on a
 /// project-ID key, looked up; an unmapped value stays (a selector is never shortened).
-fn expression(acc: &Acc, path: &Path, depth: usize, _location: Location) -> String {
+fn expression(acc: &Acc, path: &Path, depth: usize, gen: &Gen) -> String {
     let (x, j, v, r) = (
         format!("x{depth}"),
         format!("j{depth}"),
@@ -241,7 +263,7 @@ fn expression(acc: &Acc, path: &Path, depth: usize, _location: Location) -> Stri
     let body = format!(
         "{is_key} && {x}.?operator.orValue('') in ['In', 'NotIn'] ? {x}.?values.orValue([]).transformList({j}, {v}, [{lookup}].filter({r}, {r} != {v} && {r} != '').map({r}, JSONPatch{{op: 'replace', path: {at}, value: {r}}})).flatten() : []",
         is_key = is_project_id_key(&format!("{x}.?key.orValue('')"), depth),
-        lookup = lookup(&v, depth),
+        lookup = lookup(&v, depth, gen),
     );
     match acc {
         Acc::Plain(e) => format!("[{e}].map({x}, {body})[0]"),
@@ -262,10 +284,17 @@ pub(crate) fn is_project_id_key(k: &str, depth: usize) -> String {
 /// The lookup of the value `v` (a string expression, evaluated more than once: a variable), as
 /// [`crate::mapping::Table::lookup_ref`] does it: the value itself when it is already a
 /// destination value, its mapping, or `''` when it is unmapped.
-pub(crate) fn lookup(v: &str, depth: usize) -> String {
+pub(crate) fn lookup(v: &str, depth: usize, gen: &Gen) -> String {
     let s = format!("c{depth}");
-    let has = |prefix: &str, e: &str| format!("('{prefix}' + {e}) in params.data");
-    let get = |prefix: &str, e: &str| format!("params.data['{prefix}' + {e}]");
+    let key = |prefix: &str, e: &str| format!("('{prefix}' + {e})");
+    let has = |prefix: &str, e: &str| {
+        let k = key(prefix, e);
+        format!("{k} in {}", gen.table_for(&k))
+    };
+    let get = |prefix: &str, e: &str| {
+        let k = key(prefix, e);
+        format!("{}[{k}]", gen.table_for(&k))
+    };
     let (cluster, project) = (format!("{s}[0]"), format!("{s}[1]"));
     let cluster_form = format!(
         "[{v}.split(':', 2)].map({s}, {dc} && {dp} ? {v} : {c} && {p} ? {gc} + ':' + {gp} : '')[0]",
@@ -291,7 +320,11 @@ mod tests {
 
     #[test]
     fn one_mutation_per_group_of_places() {
-        let m = mutations(true);
+        let gen = |drop_unmapped| Gen {
+            drop_unmapped,
+            bounds: &[],
+        };
+        let m = mutations(&gen(true));
         assert_eq!(
             m.keys().copied().collect::<Vec<_>>(),
             (0..=9).collect::<Vec<_>>()
@@ -304,12 +337,12 @@ mod tests {
         // Only selectors' values are never removed.
         assert!(m[&0].contains("op: 'remove'"));
         assert!(!m[&9].contains("op: 'remove'"));
-        assert!(!mutations(false)
+        assert!(!mutations(&gen(false))
             .values()
             .any(|e| e.contains("op: 'remove'")));
     }
 
-    /// The generated lookup and key test, evaluated by cel-rust with the parameters
+    /// The generated lookup and key test, evaluated by cel-rust with the table literal
     /// `export-policy` writes, say what the engine says (the API server's own evaluation is
     /// checked in the cluster suite).
     mod evaluated {
@@ -320,7 +353,7 @@ mod tests {
 
         use crate::mapping::objects::Mappings;
         use crate::mapping::LookupRef;
-        use crate::rewrite::{is_project_id_key, UnmappedPolicy};
+        use crate::rewrite::is_project_id_key;
 
         const TABLE: &str =
             "p-src1=p-dst1,p-src2=p-dst2,c-s:p-src1=c-d:p-dst1,c-s:p-x=c-d:p-y,p-same=p-same";
@@ -344,14 +377,20 @@ mod tests {
             }
         }
 
-        fn params(m: &Mappings) -> Value {
-            let settings = crate::policy::Settings {
-                namespace: "ns".into(),
-                cluster_id: "c-d".into(),
-                migration_users: Vec::new(),
-                unmapped: UnmappedPolicy::Drop,
+        /// The lookup over the table as the policies hold it: their literals in place of the
+        /// variables.
+        fn lookup_over(m: &Mappings) -> String {
+            let table = crate::policy::table(m);
+            let gen = super::super::Gen {
+                drop_unmapped: true,
+                bounds: &table.bounds,
             };
-            crate::policy::params(m, &settings, &[])
+            let mut expr = super::super::lookup("v0", 0, &gen);
+            for v in table.variables.as_array().unwrap() {
+                let name = format!("variables.{}", v["name"].as_str().unwrap());
+                expr = expr.replace(&name, &format!("({})", v["expression"].as_str().unwrap()));
+            }
+            expr
         }
 
         proptest! {
@@ -370,7 +409,7 @@ mod tests {
                     LookupRef::Rewrite(to) => to.into_owned(),
                     LookupRef::Unmapped => String::new(),
                 };
-                let got = eval(&env(), &super::super::lookup("v0", 0), &[("v0", json!(v)), ("params", params(&m))]);
+                let got = eval(&env(), &lookup_over(&m), &[("v0", json!(v))]);
                 prop_assert_eq!(got, json!(want), "{}", v);
             }
 
@@ -384,6 +423,53 @@ mod tests {
                 let got = eval(&env(), &super::super::is_project_id_key("k0", 0), &[("k0", json!(key))]);
                 prop_assert_eq!(got, json!(is_project_id_key(&key)), "{}", key);
             }
+        }
+    }
+
+    /// A table past one expression's limit is cut into several literals, and the lookup
+    /// finds values in any of them.
+    #[test]
+    fn a_large_table_is_looked_up_across_its_literals() {
+        use serde_json::json;
+        let text: Vec<String> = (0..2_300)
+            .map(|i| format!("c-s:p-s{i:05}=c-d:p-d{i:05}"))
+            .collect();
+        let m = crate::mapping::objects::Mappings::from_text(&text.join(",")).unwrap();
+        let table = super::super::table(&m);
+        let literals = table.variables.as_array().unwrap();
+        assert_eq!(literals.len(), 2);
+        assert_eq!(literals[1]["name"], json!("table1"));
+        for l in literals {
+            assert!(l["expression"].as_str().unwrap().len() < super::super::EXPRESSION_LIMIT);
+        }
+        assert_eq!(table.bounds, ["p.p-s02164"]);
+        let gen = Gen {
+            drop_unmapped: true,
+            bounds: &table.bounds,
+        };
+        let mut expr = lookup("v0", 0, &gen);
+        for l in literals {
+            let name = format!("variables.{}", l["name"].as_str().unwrap());
+            expr = expr.replace(&name, &format!("({})", l["expression"].as_str().unwrap()));
+        }
+        let mut env = ::cel::Env::stdlib();
+        env.add_extension(::cel::extensions::strings).unwrap();
+        let env = std::sync::Arc::new(env);
+        let program = env.compile(&expr).unwrap();
+        for (v, want) in [
+            ("p-s00000", "p-d00000"),
+            ("c-s:p-s02299", "c-d:p-d02299"),
+            ("p-d01500", "p-d01500"),
+            ("p-x", ""),
+        ] {
+            let mut ctx = ::cel::Context::with_env(env.clone());
+            ctx.add_variable_from_value("v0", v);
+            let got = program.execute(&ctx).unwrap();
+            assert_eq!(
+                got,
+                ::cel::Value::String(std::sync::Arc::new(want.into())),
+                "{v}"
+            );
         }
     }
 

@@ -1,7 +1,12 @@
-//! The rewrite without a webhook: `export-policy`'s objects, pure. A checked table becomes a
-//! parameter ConfigMap; the places of [`crate::rewrite`] become the CEL of two
-//! `admissionregistration.k8s.io/v1` MutatingAdmissionPolicies (Kubernetes 1.36), bound to
-//! those parameters (docs/admission-policy.md).
+//! The rewrite without a webhook: `export-policy`'s objects, pure. The places of
+//! [`crate::rewrite`] become the CEL of two `admissionregistration.k8s.io/v1`
+//! MutatingAdmissionPolicies (Kubernetes 1.36), and a checked table becomes a map literal in
+//! each policy's `variables` (docs/admission-policy.md): no parameter object, so none to lose.
+//! kube-apiserver 1.36 stops following a `paramKind` for good once no binding uses it for a
+//! moment (kubernetes/kubernetes#130887), which a `helm uninstall` and install made routine.
+//! Measured on 1.36.2: a table of 25,000 entries is admitted this way (30,000 pass etcd's
+//! request limit), and a write costs 0.8 ms more with 10 or 1,000 entries, 1.1-1.4 ms with
+//! 10,000-25,000 (BENCHMARKS.md, "MutatingAdmissionPolicy table size").
 //!
 //! - `rancher-remap-metadata`: every resource, the object's own labels and annotations;
 //! - `rancher-remap-workloads`: the built-in kinds with pod templates, pod specs and
@@ -15,21 +20,23 @@
 
 pub mod cel;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::mapping::objects::Mappings;
 use crate::rewrite::{UnmappedPolicy, MIGRATED_ANNOTATION, NAMESPACE_PROJECT_KEYS};
-use cel::{quote, CLUSTER_ID_KEY, MIGRATION_USERS_KEY};
+use cel::quote;
 
-/// The parameter ConfigMap's name.
-pub const PARAMS_NAME: &str = "rancher-remap-policy-params";
-/// The label that marks the parameter ConfigMap (not a mapping ConfigMap: its keys are not
-/// mapping text).
-pub const PARAMS_LABEL: &str = "rancher-remap.io/policy-params";
 /// The policy over every resource's own labels and annotations.
 pub const METADATA_POLICY: &str = "rancher-remap-metadata";
 /// The policy over pod templates, pod specs and NetworkPolicies.
 pub const WORKLOADS_POLICY: &str = "rancher-remap-workloads";
+/// The annotation on every exported object: the version of rancher-remap that exported it
+/// (the chart refuses objects without it; doctor compares it with its own).
+pub const EXPORTED_BY: &str = "rancher-remap.io/export-policy";
+/// The annotation on every exported object: the cluster ID it was exported for.
+pub const CLUSTER_ID_ANNOTATION: &str = "rancher-remap.io/cluster-id";
+/// The policies' variables holding the table: `table0`, `table1`, … (see [`table`]).
+pub const TABLE_VARIABLE: &str = "table";
 
 /// The built-in resources whose objects hold places beyond their own metadata (pod templates,
 /// pod specs, NetworkPolicy rules), by API group. The engine reads these places in any object
@@ -48,8 +55,8 @@ pub const WORKLOADS: &[(&str, &[&str])] = &[
 /// What `export-policy` is asked for.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Where the parameter ConfigMap lives (excluded from the policies, as the webhook's own
-    /// namespace is excluded from the webhook).
+    /// The install's namespace, left out of the policies as the webhook's own namespace is
+    /// left out of the webhook.
     pub namespace: String,
     /// This cluster's Rancher ID.
     pub cluster_id: String,
@@ -67,22 +74,15 @@ pub enum PolicyError {
          refuse one (use drop or keep, or the webhook for deny)"
     )]
     Deny,
-    /// A migration user name the comma-separated parameter cannot hold.
-    #[error(
-        "migration user {0:?} holds a comma, which the policy's parameter uses to separate names"
-    )]
-    UserWithComma(String),
 }
 
 /// The text put before the objects: what the policies cover and what only the webhook does.
 pub const HEADER: &str = "\
 # rancher-remap export-policy: the rewrite of Rancher project IDs as MutatingAdmissionPolicies
 # that the Kubernetes 1.36 API server runs itself (admissionregistration.k8s.io/v1), with the
-# checked mapping table as their parameter ConfigMap. Apply it whole; after a table change,
-# export again and apply it (kubectl apply updates the ConfigMap in place). Never delete and
-# re-create the ConfigMap or the bindings: once no binding uses ConfigMap parameters, the 1.36
-# API server stops following parameter ConfigMaps until it restarts (kubernetes/kubernetes#130887),
-# and bindings made afterwards find no parameters (writes pass unrewritten) or a stale table.
+# checked mapping table in each policy (its `table` variable): no parameters. Apply it whole
+# (or give it to the Helm chart: --set-file policy=THIS_FILE). After a table change, export
+# again and apply: the policies are updated in place.
 #
 # Covered, as the webhook does it (docs/admission-policy.md): Stork's migrated objects,
 # Namespaces claiming a source cluster's project, writes by migration users; every project-ID
@@ -98,7 +98,7 @@ pub const HEADER: &str = "\
 # Not served before Kubernetes 1.36 (v1 is GA in 1.36; 1.32's v1alpha1 has no flatten()).
 ";
 
-/// The objects `export-policy` prints: the parameter ConfigMap, the policies, their bindings.
+/// The objects `export-policy` prints: the policies, their bindings.
 pub fn export(mappings: &Mappings, settings: &Settings) -> Result<Vec<Value>, PolicyError> {
     let drop_unmapped = match settings.unmapped {
         UnmappedPolicy::Deny => return Err(PolicyError::Deny),
@@ -110,10 +110,26 @@ pub fn export(mappings: &Mappings, settings: &Settings) -> Result<Vec<Value>, Po
     users.retain(|u| !u.trim().is_empty());
     users.sort();
     users.dedup();
-    if let Some(u) = users.iter().find(|u| u.contains(',')) {
-        return Err(PolicyError::UserWithComma(u.clone()));
-    }
-    let mutations = cel::mutations(drop_unmapped);
+    let parts = mappings.table.parts();
+    // The source clusters a Namespace's annotation may claim (a cluster mapped onto itself is
+    // this one's, never a migration's).
+    let sources: Vec<&str> = parts
+        .clusters
+        .iter()
+        .filter(|(s, d)| s != d)
+        .map(|(s, _)| *s)
+        .collect();
+    let scope = Scope {
+        cluster_id: &settings.cluster_id,
+        sources: &sources,
+        users: &users,
+    };
+    let table = table(mappings);
+    let gen = cel::Gen {
+        drop_unmapped,
+        bounds: &table.bounds,
+    };
+    let mutations = cel::mutations(&gen);
     let (metadata, workloads): (Vec<_>, Vec<_>) = mutations
         .into_iter()
         .partition(|(group, _)| *group == crate::rewrite::places::OBJECT_METADATA_GROUP);
@@ -128,13 +144,15 @@ pub fn export(mappings: &Mappings, settings: &Settings) -> Result<Vec<Value>, Po
                    "operations": ["CREATE", "UPDATE"], "scope": "Namespaced"})
         })
         .collect();
-    let mut out = vec![params(mappings, settings, &users)];
     let policies = [
         (METADATA_POLICY, all, metadata),
         (WORKLOADS_POLICY, Value::Array(kinds), workloads),
     ];
+    let mut out = Vec::new();
     for (name, rules, exprs) in &policies {
-        out.push(policy(name, rules, exprs, settings));
+        let mut p = policy(name, rules, exprs, settings, &scope);
+        p["spec"]["variables"] = table.variables.clone();
+        out.push(p);
     }
     for (name, _, _) in &policies {
         out.push(binding(name, settings));
@@ -142,44 +160,91 @@ pub fn export(mappings: &Mappings, settings: &Settings) -> Result<Vec<Value>, Po
     Ok(out)
 }
 
-fn labels() -> Value {
-    json!({"app.kubernetes.io/name": "rancher-remap",
-           "app.kubernetes.io/component": "admission-policy"})
+/// The most code points kube-apiserver 1.36 compiles in one CEL expression (cel-go's default
+/// parser limit: "expression code point size exceeds limit: size: 112550, limit 100000" for a
+/// table of 2,500 entries in one literal). The table is cut into literals below it.
+const EXPRESSION_LIMIT: usize = 100_000;
+
+/// The table as the policies hold it.
+pub struct Table {
+    /// CEL map literals of its parts (see [`cel`]), `table0`, `table1`, …, one entry a line,
+    /// sorted by key (the same table gives the same text: doctor compares it), each under
+    /// [`EXPRESSION_LIMIT`]: the policies' `variables`.
+    pub variables: Value,
+    /// The first key of each literal but the first ([`cel::Gen::bounds`]).
+    pub bounds: Vec<String>,
 }
 
-/// The parameter ConfigMap: the table's parts as keys the CEL looks up (see [`cel`]), this
-/// cluster's ID and the migration users.
-pub fn params(mappings: &Mappings, settings: &Settings, users: &[String]) -> Value {
+/// The table of `mappings` as the policies hold it.
+pub fn table(mappings: &Mappings) -> Table {
     let parts = mappings.table.parts();
-    let mut data = Map::new();
+    let mut entries: Vec<(String, &str)> = Vec::new();
     for (prefix, pairs) in [
         (cel::SOURCE_PROJECT, &parts.projects),
         (cel::SOURCE_CLUSTER, &parts.clusters),
     ] {
-        for (src, dst) in pairs {
-            data.insert(format!("{prefix}{src}"), json!(dst));
-        }
+        entries.extend(
+            pairs
+                .iter()
+                .map(|(src, dst)| (format!("{prefix}{src}"), *dst)),
+        );
     }
     for (prefix, ids) in [
         (cel::DESTINATION_PROJECT, &parts.destination_projects),
         (cel::DESTINATION_CLUSTER, &parts.destination_clusters),
     ] {
-        for id in ids {
-            data.insert(format!("{prefix}{id}"), json!(""));
-        }
+        entries.extend(ids.iter().map(|id| (format!("{prefix}{id}"), "")));
     }
-    data.insert(CLUSTER_ID_KEY.into(), json!(settings.cluster_id));
-    data.insert(MIGRATION_USERS_KEY.into(), json!(users.join(",")));
-    let mut labels = labels();
-    labels[PARAMS_LABEL] = json!("true");
-    json!({"apiVersion": "v1", "kind": "ConfigMap",
-           "metadata": {"name": PARAMS_NAME, "namespace": settings.namespace, "labels": labels},
-           "data": data})
+    entries.sort();
+    let mut chunks: Vec<Vec<String>> = vec![Vec::new()];
+    let mut bounds = Vec::new();
+    let mut size = 4; // "{\n" and "\n}"
+    for (key, value) in entries {
+        let line = format!("{}: {}", quote(&key), quote(value));
+        // Each line is ASCII (checked Rancher IDs): bytes are code points.
+        if size + line.len() + 2 > EXPRESSION_LIMIT {
+            chunks.push(Vec::new());
+            bounds.push(key);
+            size = 4;
+        }
+        size += line.len() + 2;
+        chunks.last_mut().expect("one chunk").push(line);
+    }
+    let variables = chunks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            json!({"name": format!("{TABLE_VARIABLE}{i}"),
+                   "expression": format!("{{\n{}\n}}", c.join(",\n"))})
+        })
+        .collect();
+    Table { variables, bounds }
 }
 
-/// The scope (`--scope migrated`) as matchConditions: CEL over the request, the
-/// object and the parameters.
-fn match_conditions() -> Value {
+/// The labels and annotations of every exported object.
+fn metadata(name: &str, settings: &Settings) -> Value {
+    json!({"name": name,
+           "labels": {"app.kubernetes.io/name": "rancher-remap",
+                      "app.kubernetes.io/component": "admission-policy"},
+           "annotations": {EXPORTED_BY: env!("CARGO_PKG_VERSION"),
+                           CLUSTER_ID_ANNOTATION: settings.cluster_id}})
+}
+
+/// A CEL literal of a string list (JSON's text is CEL's for strings).
+fn list_literal(items: &[impl AsRef<str>]) -> String {
+    Value::from(items.iter().map(AsRef::as_ref).collect::<Vec<_>>()).to_string()
+}
+
+/// What the scope needs of the table. matchConditions cannot read the policy's variables
+/// (they run first), so these are literals in them.
+struct Scope<'a> {
+    cluster_id: &'a str,
+    sources: &'a [&'a str],
+    users: &'a [String],
+}
+
+/// The scope (`--scope migrated`) as matchConditions: CEL over the request and the object.
+fn match_conditions(scope: &Scope) -> Value {
     let annotation =
         |key: &str| format!("object.?metadata.?annotations[?{}].orValue('')", quote(key));
     let namespace = "request.kind.group == '' && request.kind.kind == 'Namespace'";
@@ -193,25 +258,30 @@ fn match_conditions() -> Value {
         "[{keys}].map(k, object.?metadata.?annotations[?k].orValue('')).filter(a, a.contains(':')).map(a, a.split(':', 2)[0])"
     );
     let own = format!(
-        "!({namespace} && {claimed}.exists(c, c == params.data[?'{CLUSTER_ID_KEY}'].orValue('')))"
+        "!({namespace} && {claimed}.exists(c, c == {}))",
+        quote(scope.cluster_id)
     );
     // A migration user's write counts for Namespaces, as the shipped webhook's matchConditions
     // send it (docs/behaviour.md, "Which writes reach the webhook"): Stork marks every other object it migrates.
     let migrated = format!(
-        "{mark} == 'true' || ({namespace} && ({claimed}.exists(c, ('{src}' + c) in params.data && params.data['{src}' + c] != c) || params.data[?'{MIGRATION_USERS_KEY}'].orValue('').split(',').exists(u, u != '' && u == request.userInfo.username)))",
+        "{mark} == 'true' || ({namespace} && ({claimed}.exists(c, c in {sources}) || request.userInfo.username in {users}))",
         mark = annotation(MIGRATED_ANNOTATION),
-        src = cel::SOURCE_CLUSTER,
+        sources = list_literal(scope.sources),
+        users = list_literal(scope.users),
     );
     json!([
-        // False skips the policy even when another condition fails: parameters without data
-        // (not export-policy's) rewrite nothing rather than refuse every write.
-        {"name": "parameters", "expression": "has(params.data)"},
         {"name": "not-this-clusters-namespace", "expression": own},
         {"name": "migrated", "expression": migrated},
     ])
 }
 
-fn policy(name: &str, rules: &Value, mutations: &[(u32, String)], settings: &Settings) -> Value {
+fn policy(
+    name: &str,
+    rules: &Value,
+    mutations: &[(u32, String)],
+    settings: &Settings,
+    scope: &Scope,
+) -> Value {
     let excluded = json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name",
         "operator": "NotIn", "values": ["kube-system", settings.namespace]}]});
     let mutations: Vec<Value> = mutations
@@ -221,15 +291,14 @@ fn policy(name: &str, rules: &Value, mutations: &[(u32, String)], settings: &Set
     json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingAdmissionPolicy",
-        "metadata": {"name": name, "labels": labels()},
+        "metadata": metadata(name, settings),
         "spec": {
-            "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
             "matchConstraints": {
                 "resourceRules": rules,
                 "namespaceSelector": excluded,
                 "matchPolicy": "Equivalent",
             },
-            "matchConditions": match_conditions(),
+            "matchConditions": match_conditions(scope),
             "failurePolicy": "Fail",
             "reinvocationPolicy": "IfNeeded",
             "mutations": mutations,
@@ -237,20 +306,12 @@ fn policy(name: &str, rules: &Value, mutations: &[(u32, String)], settings: &Set
     })
 }
 
-/// A policy's binding. `parameterNotFoundAction: Allow`: the API server looks the parameters up
-/// before the matchConditions, so `Deny` would refuse every write the policy matches (the whole
-/// cluster for the metadata policy) while the ConfigMap is missing, where the webhook's
-/// `failurePolicy: Fail` refuses migrations only. Without it, writes pass unrewritten, as if no
-/// policy were there (docs/admission-policy.md).
+/// A policy's binding: no parameters (the table is the policy's own variable).
 fn binding(policy: &str, settings: &Settings) -> Value {
     json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingAdmissionPolicyBinding",
-        "metadata": {"name": policy, "labels": labels()},
-        "spec": {
-            "policyName": policy,
-            "paramRef": {"name": PARAMS_NAME, "namespace": settings.namespace,
-                         "parameterNotFoundAction": "Allow"},
-        }
+        "metadata": metadata(policy, settings),
+        "spec": {"policyName": policy},
     })
 }

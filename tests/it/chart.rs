@@ -258,3 +258,99 @@ fn helm_show_explains_the_chart_and_its_kubernetes_floor_matches_the_changelog()
         assert!(!row.contains(older), "{row}");
     }
 }
+
+/// export-policy's output for cluster `cluster`, leaving out namespace `ns`, in a file.
+fn exported_policy(dir: &std::path::Path, cluster: &str, ns: &str) -> String {
+    let out = crate::common::run(
+        &[
+            "export-policy",
+            "--project-mappings",
+            &format!("p-a=p-b,c-src:p-a={cluster}:p-b"),
+            "--cluster-id",
+            cluster,
+            "-n",
+            ns,
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = dir.join(format!("{cluster}-{ns}.yaml"));
+    std::fs::write(&file, &out.stdout).unwrap();
+    file.to_str().unwrap().to_string()
+}
+
+/// `rewrite=policy` installs export-policy's objects as it printed them, and nothing of the
+/// server; `both`, them and the server; anything but its output for this cluster and namespace
+/// is refused with what to run.
+#[test]
+fn the_policies_are_installed_alone_or_beside_the_webhook_and_only_export_policys() {
+    // The clusterId `helm_template` sets.
+    let this = "c-m-dst01";
+    let dir = tempfile::tempdir().unwrap();
+    let good = exported_policy(dir.path(), this, "rancher-remap");
+    let file = |f: &str| format!("policy={f}");
+    let kinds = |docs: &[Value]| -> BTreeSet<String> {
+        docs.iter()
+            .map(|d| d["kind"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let alone = helm_template(
+        "destination",
+        Certs::ServerMade,
+        &["--set", "rewrite=policy", "--set-file", &file(&good)],
+    )
+    .unwrap();
+    let printed =
+        rancher_remap::manifest::parse_objects(&std::fs::read_to_string(&good).unwrap()).unwrap();
+    assert_eq!(
+        alone, printed,
+        "as export-policy printed them, and nothing else"
+    );
+    let both = helm_template(
+        "destination",
+        Certs::ServerMade,
+        &["--set", "rewrite=both", "--set-file", &file(&good)],
+    )
+    .unwrap();
+    let webhook = helm_template("destination", Certs::ServerMade, &[]).unwrap();
+    let mut want = kinds(&webhook);
+    assert!(!want.contains("MutatingAdmissionPolicy"));
+    want.extend(kinds(&printed));
+    assert_eq!(kinds(&both), want);
+    assert!(printed.iter().all(|p| both.contains(p)));
+
+    let other_cluster = exported_policy(dir.path(), "c-elsewhere", "rancher-remap");
+    let other_ns = exported_policy(dir.path(), this, "elsewhere");
+    let hand_made = dir.path().join("hand-made.yaml");
+    std::fs::write(
+        &hand_made,
+        std::fs::read_to_string(&good)
+            .unwrap()
+            .replace("rancher-remap.io/export-policy", "x"),
+    )
+    .unwrap();
+    let half = dir.path().join("half.yaml");
+    let text = std::fs::read_to_string(&good).unwrap();
+    std::fs::write(&half, &text[..text.rfind("---").unwrap()]).unwrap();
+    let old = dir.path().join("old.yaml");
+    std::fs::write(&old, format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: rancher-remap-policy-params\n---\n{text}")).unwrap();
+    for (sets, says) in [
+        (vec!["--set", "rewrite=policy"], "rewrite=policy needs policy: the YAML export-policy prints. Make it with rancher-remap export-policy --mappings-file mappings.yaml --cluster-id"),
+        (vec!["--set", "rewrite=policy", "--set-file", &file(&other_cluster)], "policy was exported for cluster \"c-elsewhere\""),
+        (vec!["--set", "rewrite=both", "--set-file", &file(&other_ns)], "export it with -n rancher-remap"),
+        (vec!["--set", "rewrite=policy", "--set-file", &file(hand_made.to_str().unwrap())], "which is not one of the objects rancher-remap export-policy prints"),
+        (vec!["--set", "rewrite=policy", "--set-file", &file(half.to_str().unwrap())], "not all four objects rancher-remap export-policy prints"),
+        (vec!["--set", "rewrite=policy", "--set-file", &file(old.to_str().unwrap())], "policy holds ConfigMap/rancher-remap-policy-params"),
+        (vec!["--set", "rewrite=policy", "--set-file", &file(&good), "--set", "mappings.inline.a=p-a=p-b"], "mappings.inline is the webhook's table"),
+    ] {
+        let err = helm_template("destination", Certs::ServerMade, &sets)
+            .err()
+            .unwrap_or_else(|| panic!("{sets:?} was accepted"));
+        assert!(err.contains(says), "{sets:?}: {err}");
+    }
+    let err = helm_template("source", Certs::ServerMade, &["--set", "rewrite=policy"]).unwrap_err();
+    assert!(
+        err.contains("rewrite=policy needs role=destination"),
+        "{err}"
+    );
+}

@@ -1,4 +1,4 @@
-//! `export-policy` offline: the YAML stream it prints (kinds, fields, the parameters), what it
+//! `export-policy` offline: the YAML stream it prints (kinds, fields, the table), what it
 //! refuses (`--unmapped deny`, bad tables with `check`'s messages), and what it says it does
 //! not cover. Through the real apiserver: `cluster_suite::policy`.
 
@@ -23,7 +23,7 @@ fn exported(args: &[&str]) -> (String, Vec<Value>) {
 }
 
 #[test]
-fn one_stream_of_parameters_policies_and_bindings() {
+fn one_stream_of_policies_holding_the_table_and_bindings() {
     let file = repo(CONFIGMAP);
     let args = [
         "--mappings-file",
@@ -48,7 +48,6 @@ fn one_stream_of_parameters_policies_and_bindings() {
     assert_eq!(
         kinds,
         [
-            ("ConfigMap", "rancher-remap-policy-params"),
             ("MutatingAdmissionPolicy", "rancher-remap-metadata"),
             ("MutatingAdmissionPolicy", "rancher-remap-workloads"),
             ("MutatingAdmissionPolicyBinding", "rancher-remap-metadata"),
@@ -56,37 +55,39 @@ fn one_stream_of_parameters_policies_and_bindings() {
         ]
     );
 
-    // The parameters: the table's projects and clusters apart (ConfigMap keys cannot hold
-    // `:`), the values already mapped, this cluster, the migration users of the flag and of
-    // the ConfigMap's annotation.
-    let params = &objects[0];
-    assert_eq!(params["metadata"]["namespace"], "remap");
-    assert_eq!(
-        params["data"],
-        json!({
-            "p.p-ab12c": "p-xy99z", "p.p-cd56e": "p-gh34k",
-            "c.c-7gh2k": "c-m-4kq8z9rt",
-            "dp.p-gh34k": "", "dp.p-xy99z": "",
-            "dc.c-m-4kq8z9rt": "",
-            "clusterId": "c-m-4kq8z9rt",
-            "migrationUsers": "stork,system:serviceaccount:kube-system:stork-migrator",
-        })
-    );
-    for key in params["data"].as_object().unwrap().keys() {
-        assert!(
-            key.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)),
-            "{key}: not a ConfigMap key"
+    // The table, in each policy's variables (one literal, `table0`, for a table this small): the projects and clusters apart (a `C:P`
+    // value is looked up by halves, as the engine does), the values already mapped. This
+    // cluster and the migration users of the flag and of the ConfigMap's annotation are in
+    // the matchConditions (which cannot read variables).
+    let table = "{\n'c.c-7gh2k': 'c-m-4kq8z9rt',\n'dc.c-m-4kq8z9rt': '',\n'dp.p-gh34k': '',\n\
+                 'dp.p-xy99z': '',\n'p.p-ab12c': 'p-xy99z',\n'p.p-cd56e': 'p-gh34k'\n}";
+    for o in &objects {
+        assert_eq!(
+            o["metadata"]["annotations"],
+            json!({"rancher-remap.io/export-policy": env!("CARGO_PKG_VERSION"),
+                   "rancher-remap.io/cluster-id": "c-m-4kq8z9rt"})
         );
     }
+    for policy in &objects[0..2] {
+        assert_eq!(
+            policy["spec"]["variables"],
+            json!([{"name": "table0", "expression": table}])
+        );
+        let conditions = policy["spec"]["matchConditions"].to_string();
+        for literal in [
+            "c == 'c-m-4kq8z9rt'",
+            r#"c in [\"c-7gh2k\"]"#,
+            r#"request.userInfo.username in [\"stork\",\"system:serviceaccount:kube-system:stork-migrator\"]"#,
+        ] {
+            assert!(conditions.contains(literal), "{literal}: {conditions}");
+        }
+    }
+    assert!(!text.contains("params"), "no parameters");
 
-    for policy in &objects[1..3] {
+    for policy in &objects[0..2] {
         assert_eq!(policy["apiVersion"], "admissionregistration.k8s.io/v1");
         let spec = &policy["spec"];
-        assert_eq!(
-            spec["paramKind"],
-            json!({"apiVersion": "v1", "kind": "ConfigMap"})
-        );
+        assert_eq!(spec.get("paramKind"), None);
         assert_eq!(spec["failurePolicy"], "Fail");
         assert_eq!(spec["reinvocationPolicy"], "IfNeeded");
         assert_eq!(
@@ -105,10 +106,7 @@ fn one_stream_of_parameters_policies_and_bindings() {
             .iter()
             .map(|c| c["name"].as_str().unwrap())
             .collect();
-        assert_eq!(
-            conditions,
-            ["parameters", "not-this-clusters-namespace", "migrated"]
-        );
+        assert_eq!(conditions, ["not-this-clusters-namespace", "migrated"]);
         for m in spec["mutations"].as_array().unwrap() {
             assert_eq!(m["patchType"], "JSONPatch");
             let expr = m["jsonPatch"]["expression"].as_str().unwrap();
@@ -117,13 +115,13 @@ fn one_stream_of_parameters_policies_and_bindings() {
             assert!(!expr.contains("Object."), "{expr}");
         }
     }
-    let metadata = &objects[1]["spec"];
+    let metadata = &objects[0]["spec"];
     assert_eq!(
         metadata["matchConstraints"]["resourceRules"][0]["resources"],
         json!(["*"])
     );
     assert_eq!(metadata["mutations"].as_array().unwrap().len(), 1);
-    let workloads = &objects[2]["spec"];
+    let workloads = &objects[1]["spec"];
     let resources: Vec<&str> = workloads["matchConstraints"]["resourceRules"]
         .as_array()
         .unwrap()
@@ -160,13 +158,12 @@ fn one_stream_of_parameters_policies_and_bindings() {
         assert!(all.contains(place), "{place}");
     }
 
-    for binding in &objects[3..] {
+    for binding in &objects[2..] {
+        // No paramRef: the table is the policy's own.
         assert_eq!(
-            binding["spec"]["paramRef"],
-            json!({"name": "rancher-remap-policy-params", "namespace": "remap",
-                   "parameterNotFoundAction": "Allow"})
+            binding["spec"],
+            json!({"policyName": binding["metadata"]["name"]})
         );
-        assert_eq!(binding["spec"]["policyName"], binding["metadata"]["name"]);
     }
 
     // What it does not cover, said in the output.
@@ -199,7 +196,7 @@ fn keep_never_removes() {
         "keep",
     ]);
     let removes = |objects: &[Value]| {
-        objects[1..3]
+        objects[0..2]
             .iter()
             .any(|p| p.to_string().contains("op: 'remove'"))
     };

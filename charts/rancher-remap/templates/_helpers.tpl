@@ -33,6 +33,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if eq .Values.role "destination" }}true{{ end }}
 {{- end }}
 
+{{/* Whether this release runs the server: always, except a destination whose rewrite is the
+policies alone (values rewrite). */}}
+{{- define "rancher-remap.server" -}}
+{{- if not (and (include "rancher-remap.destination" .) (eq .Values.rewrite "policy")) }}true{{ end }}
+{{- end }}
+
+{{/* Whether this release installs export-policy's policies (values rewrite, policy). */}}
+{{- define "rancher-remap.policies" -}}
+{{- if and (include "rancher-remap.destination" .) (ne .Values.rewrite "webhook") }}true{{ end }}
+{{- end }}
+
 {{/* Whether the server makes and renews its own certificates (neither cert-manager nor an
 existing Secret). */}}
 {{- define "rancher-remap.serverManagedCerts" -}}

@@ -25,6 +25,9 @@ in a way a JSON-schema message would not explain is refused here, at render, by
 {{- if and $v.clusterId (not (regexMatch $label $v.clusterId)) }}
 {{- include "rancher-remap.refuse" (printf "clusterId %q is not a Rancher cluster ID: give the ID alone (a DNS-1123 label such as c-m-4kq8z9rt or local), without a project part or upper-case letters" $v.clusterId) }}
 {{- end }}
+{{- if and (ne $v.rewrite "webhook") (ne $v.role "destination") }}
+{{- include "rancher-remap.refuse" (printf "rewrite=%s needs role=destination: the policies rewrite migrated objects, which only the destination does" $v.rewrite) }}
+{{- end }}
 {{- /* certificates */}}
 {{- if and $v.certManager.enabled $v.tls.existingSecret }}
 {{- include "rancher-remap.refuse" (printf "certManager.enabled=true and tls.existingSecret=%s are two ways to get the serving certificate: choose one (unset tls.existingSecret to let cert-manager issue it, or set certManager.enabled=false to use your Secret)" $v.tls.existingSecret) }}
@@ -65,6 +68,60 @@ in a way a JSON-schema message would not explain is refused here, at render, by
 {{- end }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/*
+The objects of values policy (export-policy's output, a YAML stream), as a JSON list, once each
+is checked: exactly the two MutatingAdmissionPolicies and two bindings export-policy prints,
+each annotated by it, exported for this clusterId and for the release namespace (which the
+policies leave out, as the webhook leaves out its own). Helm cannot run export-policy, which
+checked the table (the checks of `rancher-remap check --cluster-id`): its annotation is what
+says the table was checked, and hand-made or edited objects are refused.
+*/}}
+{{- define "rancher-remap.policyObjects" -}}
+{{- $v := .Values }}
+{{- $how := printf "rancher-remap export-policy --mappings-file mappings.yaml --cluster-id %s -n %s > policy.yaml, then --set-file policy=policy.yaml" ($v.clusterId | default "ID") .Release.Namespace }}
+{{- if not (trim $v.policy) }}
+{{- include "rancher-remap.refuse" (printf "rewrite=%s needs policy: the YAML export-policy prints. Make it with %s" $v.rewrite $how) }}
+{{- end }}
+{{- if and $v.mappings.inline (eq $v.rewrite "policy") }}
+{{- include "rancher-remap.refuse" "mappings.inline is the webhook's table, and with rewrite=policy nothing reads it: the policies hold their own table (export-policy's output, values policy). Unset mappings.inline" }}
+{{- end }}
+{{- $want := list "MutatingAdmissionPolicy/rancher-remap-metadata" "MutatingAdmissionPolicy/rancher-remap-workloads" "MutatingAdmissionPolicyBinding/rancher-remap-metadata" "MutatingAdmissionPolicyBinding/rancher-remap-workloads" }}
+{{- $objects := list }}
+{{- $got := list }}
+{{- range $doc := regexSplit "(?m)^---[ \t]*$" $v.policy -1 }}
+{{- $o := fromYaml $doc }}
+{{- if hasKey $o "Error" }}
+{{- include "rancher-remap.refuse" (printf "policy is not YAML (%s): give export-policy's output unchanged, e.g. %s" $o.Error $how) }}
+{{- end }}
+{{- if $o }}
+{{- $id := printf "%s/%s" ($o.kind | default "?") (dig "metadata" "name" "?" $o) }}
+{{- $annotations := dig "metadata" "annotations" dict $o }}
+{{- if or (ne ($o.apiVersion | default "") "admissionregistration.k8s.io/v1") (not (has $id $want)) (has $id $got) (not (hasKey $annotations "rancher-remap.io/export-policy")) }}
+{{- include "rancher-remap.refuse" (printf "policy holds %s (%s), which is not one of the objects rancher-remap export-policy prints, or is one twice: give its output unchanged, e.g. %s" $id ($o.apiVersion | default "no apiVersion") $how) }}
+{{- end }}
+{{- $for := index $annotations "rancher-remap.io/cluster-id" | default "" }}
+{{- if ne $for $v.clusterId }}
+{{- include "rancher-remap.refuse" (printf "policy was exported for cluster %q, and clusterId is %q: export it for this cluster, %s" $for $v.clusterId $how) }}
+{{- end }}
+{{- if eq $o.kind "MutatingAdmissionPolicy" }}
+{{- $left := list }}
+{{- range (dig "spec" "matchConstraints" "namespaceSelector" "matchExpressions" list $o) }}
+{{- $left = concat $left (.values | default list) }}
+{{- end }}
+{{- if not (has $.Release.Namespace $left) }}
+{{- include "rancher-remap.refuse" (printf "policy was exported for another namespace (it leaves out %s, not the release namespace %s): export it with -n %s, %s" (join ", " $left) $.Release.Namespace $.Release.Namespace $how) }}
+{{- end }}
+{{- end }}
+{{- $got = append $got $id }}
+{{- $objects = append $objects $o }}
+{{- end }}
+{{- end }}
+{{- if ne (len $got) (len $want) }}
+{{- include "rancher-remap.refuse" (printf "policy holds %s, not all four objects rancher-remap export-policy prints (%s): give its whole output, e.g. %s" (join ", " $got | default "nothing") (join ", " $want) $how) }}
+{{- end }}
+{{- toJson $objects }}
 {{- end }}
 
 {{/* Refuses the values with the message. Under `helm lint`, `fail` only logs (Helm's lint mode,

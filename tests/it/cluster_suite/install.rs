@@ -77,6 +77,11 @@ impl Install {
 
     /// `helm upgrade rancher-remap … --reuse-values` with `sets`, through the same post-renderer.
     pub fn helm_upgrade(&self, sets: &[&str]) {
+        self.helm_upgrade_files(&[], sets);
+    }
+
+    /// [`Self::helm_upgrade`], with values from files too (`--set-file KEY=PATH`).
+    pub fn helm_upgrade_files(&self, files: &[(&str, &Path)], sets: &[&str]) {
         let mut helm = self.plane.helm();
         helm.args(["upgrade", "rancher-remap"])
             .arg(crate::common::repo("charts/rancher-remap"))
@@ -84,6 +89,10 @@ impl Install {
             .arg(self.state.path().join("post-render"));
         for set in sets {
             helm.args(["--set", set]);
+        }
+        for (key, path) in files {
+            helm.arg("--set-file")
+                .arg(format!("{key}={}", path.display()));
         }
         run_ok(&mut helm);
     }

@@ -37,6 +37,7 @@ pub const HOMES: &[(&str, &[&str])] = &[
     ("rr-rbac", &["127.0.21.1"]),
     ("rr-kustomize-source", &["127.0.20.1"]),
     ("rr-kustomize-overlay", &["127.0.22.1"]),
+    ("rr-policy-chart", &["127.0.23.1"]),
 ];
 
 /// The Service every install names (the chart's fullname for release `rancher-remap`, and the

@@ -15,10 +15,12 @@ use super::plane::{plane, run_ok, ControlPlane, ADMIN, STORK};
 use super::rewrites::{mappings_configmap, offline_rewrite, until_the_webhook_answers};
 use crate::common::eventually;
 
-/// Where the policies' parameter ConfigMap lives.
+/// The namespace the exported policies leave out (an install's).
 const PARAMS_NS: &str = "rr-policy-params";
 /// Where the webhook is installed in the second phase (one of the suite's HOMES).
 const HOOK_NS: &str = "rr-policy";
+/// Where the chart installs the policies (and the webhook beside them; one of the HOMES).
+const CHART_NS: &str = "rr-policy-chart";
 /// A second spelling of the key (any project-ID key counts) and values no entry maps.
 const OTHER_KEY: &str = "management.cattle.io/projectid";
 const UNMAPPED: &[&str] = &["p-zz999", "c-7gh2k:p-zz999"];
@@ -431,7 +433,7 @@ impl Drop for Policies<'_> {
 }
 
 /// `export-policy` with `source` (the flags that give the table, and any others), this
-/// cluster, Stork as migration user, the parameters in `params_ns`: the YAML stream.
+/// cluster, Stork as migration user, leaving out `params_ns`: the YAML stream.
 fn export(params_ns: &str, source: &[&str]) -> Vec<u8> {
     let mut args = vec![
         "export-policy",
@@ -448,7 +450,7 @@ fn export(params_ns: &str, source: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-/// `export-policy` for `table` (and `extra` flags), its parameters in `params_ns`, applied with
+/// `export-policy` for `table` (and `extra` flags), leaving out `params_ns`, applied with
 /// kubectl.
 fn export_and_apply(plane: &ControlPlane, params_ns: &str, table: &str, extra: &[&str]) {
     let mut source = vec!["--project-mappings", table];
@@ -482,9 +484,8 @@ async fn every_write(
     (written, generated, answers)
 }
 
-/// The one test that installs the policies (see [`large_objects_within_the_cel_cost_limit`]):
-/// what they store, the CEL cost limit, a table change in place, `--unmapped keep`; then the
-/// same writes through the webhook.
+/// What the policies store, the CEL cost limit, a table change in place, `--unmapped keep`;
+/// then the same writes through the webhook.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_exported_policy_stores_what_the_webhook_stores() {
     let (plane, _turn) = plane().await;
@@ -514,7 +515,7 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
     );
     large_objects_within_the_cel_cost_limit(plane).await;
 
-    // A table change is a parameter change, applied in place: p-ab12c now maps elsewhere.
+    // A table change is a policy change, applied in place: p-ab12c now maps elsewhere.
     let changed = TABLE.replace("p-xy99z", "p-new11");
     export_and_apply(plane, PARAMS_NS, &changed, &[]);
     let probe = json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -562,7 +563,7 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
     objects::create(&admin, &mappings_configmap(HOOK_NS, TABLE), false)
         .await
         .unwrap();
-    // export-policy reads the same table through the apiserver: the same parameters.
+    // export-policy reads the same table through the apiserver: the same policies.
     let kubeconfig = plane.kubeconfig(ADMIN);
     let configmap = format!("{HOOK_NS}/rancher-remap-mappings");
     let from_cluster = export(
@@ -695,8 +696,6 @@ async fn dry_run(stork: &kube::Client, obj: &Value) -> Result<Value, String> {
 /// twice as large is refused with the cost named (failurePolicy Fail), never stored with its
 /// source IDs. `RANCHER_REMAP_POLICY_COST_SEARCH=1` also bisects for the largest size admitted
 /// of each shape and prints it (the figures in docs/admission-policy.md and BENCHMARKS.md).
-/// (Part of the one test that installs the policies: on kube-apiserver 1.36.2, policies deleted
-/// and made again no longer see a parameter ConfigMap made or changed after the deletion.)
 async fn large_objects_within_the_cel_cost_limit(plane: &ControlPlane) {
     let stork = plane.client(STORK).await;
     create_namespace(plane, COST_NS);
@@ -738,4 +737,261 @@ async fn large_objects_within_the_cel_cost_limit(plane: &ControlPlane) {
             );
         }
     }
+}
+
+/// A migrated write the chart's policies (and webhook) must rewrite, and the engine's answer.
+struct Probe {
+    stork: kube::Client,
+    sent: Value,
+    want: Value,
+}
+
+impl Probe {
+    async fn new(plane: &ControlPlane, app: &str) -> Probe {
+        create_namespace(plane, app);
+        objects::until_default_service_account(&plane.client(ADMIN).await, app).await;
+        let sent = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "probe", "namespace": app,
+                         "labels": {PID: "p-ab12c", "field.cattle.io/projectID": "p-zz999"},
+                         "annotations": {MIGRATED: "true", PID: "c-7gh2k:p-cd56e"}}});
+        let want = offline_rewrite(std::slice::from_ref(&sent)).remove(0);
+        assert_ne!(want["metadata"], sent["metadata"]);
+        let stork = plane.client(STORK).await;
+        Probe { stork, sent, want }
+    }
+
+    /// Until Stork's dry-run write is stored as the engine (the webhook) answers it.
+    async fn rewritten(&self, what: &str) {
+        let meta = &self.want["metadata"];
+        eventually(what, Duration::from_secs(30), async || {
+            objects::create(&self.stork, &self.sent, true)
+                .await
+                .is_ok_and(|s| {
+                    s["metadata"]["labels"] == meta["labels"]
+                        && s["metadata"]["annotations"] == meta["annotations"]
+                })
+        })
+        .await;
+    }
+
+    /// Until it is stored as sent (nothing rewrites it).
+    async fn left_alone(&self, what: &str) {
+        eventually(what, Duration::from_secs(30), async || {
+            objects::create(&self.stork, &self.sent, true)
+                .await
+                .is_ok_and(|s| s["metadata"]["labels"][PID] == "p-ab12c")
+        })
+        .await;
+    }
+}
+
+/// `helm install` of the chart in `ns` with `rewrite=policy` and the policies in `file`; then,
+/// that only the policies were installed.
+fn install_policy_mode(plane: &ControlPlane, ns: &str, file: &std::path::Path) {
+    run_ok(
+        plane
+            .helm()
+            .args(["install", "rancher-remap", "-n", ns])
+            .arg(crate::common::repo("charts/rancher-remap"))
+            .args([
+                "--set",
+                "image.repository=registry.example.com/rancher-remap",
+            ])
+            .args(["--set", &format!("clusterId={CLUSTER_ID}")])
+            .args(["--set", "rewrite=policy", "--set-file"])
+            .arg(format!("policy={}", file.display())),
+    );
+    let kinds = run_ok(plane.kubectl(ADMIN).args([
+        "get",
+        "deployments,services,mutatingwebhookconfigurations,mutatingadmissionpolicies,mutatingadmissionpolicybindings",
+        "-n",
+        ns,
+        "-o",
+        "name",
+    ]));
+    let mut kinds: Vec<&str> = kinds.lines().collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        [
+            "mutatingadmissionpolicy.admissionregistration.k8s.io/rancher-remap-metadata",
+            "mutatingadmissionpolicy.admissionregistration.k8s.io/rancher-remap-workloads",
+            "mutatingadmissionpolicybinding.admissionregistration.k8s.io/rancher-remap-metadata",
+            "mutatingadmissionpolicybinding.admissionregistration.k8s.io/rancher-remap-workloads",
+        ],
+        "no server, no webhook"
+    );
+}
+
+/// The chart with `rewrite=policy`: export-policy's output given with `--set-file`, no server
+/// (no Deployment, no webhook): a migrated write is stored as the webhook stores it, doctor
+/// reports the policies as the rewrite path, and an uninstall and install again keeps
+/// rewriting (no parameters for kube-apiserver 1.36 to stop following, kubernetes#130887).
+/// Then `rewrite=both` beside a webhook replica: the same write, the same object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_installs_the_policies_alone_or_beside_the_webhook() {
+    let (plane, _turn) = plane().await;
+    let minor: u32 = plane.minor().trim_start_matches("1.").parse().unwrap();
+    if minor < 36 {
+        eprintln!(
+            "skipped on {}: no MutatingAdmissionPolicy v1",
+            plane.version
+        );
+        return;
+    }
+    let policy = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        policy.path(),
+        export(CHART_NS, &["--project-mappings", TABLE]),
+    )
+    .unwrap();
+    let probe = Probe::new(plane, "rr-policy-chart-app").await;
+    create_namespace(plane, CHART_NS);
+    let policies = Policies(plane);
+    install_policy_mode(plane, CHART_NS, policy.path());
+    probe.rewritten("the chart's policies").await;
+
+    // doctor: the policies are the rewrite path; the table is theirs.
+    let kubeconfig = plane.kubeconfig(ADMIN);
+    let args = ["-n", CHART_NS, "--cluster-id", CLUSTER_ID];
+    let (out, checks) = crate::doctor::doctor(&kubeconfig, &args).await;
+    assert_eq!(out.status.code(), Some(0), "{checks:#}");
+    crate::doctor::assert_check(
+        &checks,
+        "policy",
+        "ok",
+        &["rancher-remap-metadata", "6 keys"],
+    );
+    assert!(checks.get("webhook").is_none(), "{checks:#}");
+    crate::doctor::assert_check(&checks, "mappings", "warn", &["--mappings-file"]);
+
+    // Uninstalled and installed again: rewritten again at once.
+    let uninstall = || {
+        run_ok(
+            plane
+                .helm()
+                .args(["uninstall", "rancher-remap", "-n", CHART_NS]),
+        )
+    };
+    uninstall();
+    probe.left_alone("the policies gone").await;
+    install_policy_mode(plane, CHART_NS, policy.path());
+    probe.rewritten("the policies installed again").await;
+    uninstall();
+    drop(policies);
+
+    // Both: the webhook's install, then the policies beside it.
+    run_ok(
+        plane
+            .kubectl(ADMIN)
+            .args(["delete", "namespace", CHART_NS, "--wait=true"]),
+    );
+    let install = Install::helm(
+        plane,
+        CHART_NS,
+        &[
+            &format!("clusterId={CLUSTER_ID}"),
+            &format!("migrationUsers={{{STORK}}}"),
+        ],
+    );
+    let policies = Policies(plane);
+    let configmap = mappings_configmap(CHART_NS, TABLE);
+    objects::create(&plane.client(ADMIN).await, &configmap, false)
+        .await
+        .unwrap();
+    let _server = install.start_replica(0, &[]).await;
+    until_the_webhook_answers(&probe.stork, "rr-policy-chart-app").await;
+    install.helm_upgrade_files(&[("policy", policy.path())], &["rewrite=both"]);
+    probe.rewritten("the webhook and the policies").await;
+    let (_, checks) = crate::doctor::doctor(&kubeconfig, &["-n", CHART_NS]).await;
+    crate::doctor::assert_check(&checks, "policy", "ok", &["equal to ConfigMap"]);
+    assert!(checks.get("webhook").is_some(), "{checks:#}");
+    drop(policies);
+}
+
+/// The table size the policies hold (docs/admission-policy.md, BENCHMARKS.md): with
+/// `RANCHER_REMAP_POLICY_TABLE_SIZES=10,1000,10000,30000`, for each size a table of that many
+/// `c-src0001:p-sNNNNN=c-dst0001:p-dNNNNN` entries is exported and applied (`kubectl apply
+/// --server-side`), and a migrated write is timed 400 times, each beside the same write in the
+/// namespace the policies leave out (the same load): the policies' cost. Prints; asserts that
+/// each admitted table rewrites its last entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_sizes_the_policies_hold() {
+    let Ok(sizes) = std::env::var("RANCHER_REMAP_POLICY_TABLE_SIZES") else {
+        return;
+    };
+    let (plane, _turn) = plane().await;
+    let admin = plane.client(ADMIN).await;
+    let (app, left_out) = ("rr-policy-size", "rr-policy-size-left-out");
+    for ns in [app, left_out] {
+        create_namespace(plane, ns);
+        objects::until_default_service_account(&admin, ns).await;
+    }
+    let policies = Policies(plane);
+    for n in sizes.split(',').map(|s| s.trim().parse::<usize>().unwrap()) {
+        let table: Vec<String> = (0..n)
+            .map(|i| format!("c-src0001:p-s{i:05}=c-dst0001:p-d{i:05}"))
+            .collect();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), table.join("\n")).unwrap();
+        let path = file.path().to_str().unwrap();
+        let args = [
+            "export-policy",
+            "--mappings-file",
+            path,
+            "--cluster-id",
+            "c-dst0001",
+            "-n",
+            left_out,
+        ];
+        let yaml = crate::common::run(&args, "").stdout;
+        std::fs::write(file.path(), &yaml).unwrap();
+        let started = std::time::Instant::now();
+        let applied = plane
+            .kubectl(ADMIN)
+            .args(["apply", "--server-side", "--force-conflicts", "-f"])
+            .arg(file.path())
+            .output()
+            .unwrap();
+        let took = started.elapsed().as_secs_f64();
+        if !applied.status.success() {
+            let err = String::from_utf8_lossy(&applied.stderr);
+            eprintln!(
+                "{n} entries ({} bytes): refused in {took:.1} s: {}",
+                yaml.len(),
+                err.lines().last().unwrap_or_default()
+            );
+            continue;
+        }
+        let write = |ns: &str| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"generateName": "w-", "namespace": ns,
+                         "labels": {PID: format!("p-s{:05}", n - 1)},
+                         "annotations": {MIGRATED: "true"}}})
+        };
+        let want = json!(format!("p-d{:05}", n - 1));
+        eventually("the table", Duration::from_secs(60), async || {
+            objects::create(&admin, &write(app), true)
+                .await
+                .is_ok_and(|s| s["metadata"]["labels"][PID] == want)
+        })
+        .await;
+        let (mut rewritten, mut alone) = (Vec::new(), Vec::new());
+        for _ in 0..400 {
+            for (ns, times) in [(app, &mut rewritten), (left_out, &mut alone)] {
+                let t = std::time::Instant::now();
+                objects::create(&admin, &write(ns), true).await.unwrap();
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        let q = |v: &mut Vec<f64>, q: f64| {
+            v.sort_by(f64::total_cmp);
+            v[(v.len() as f64 * q) as usize - 1]
+        };
+        eprintln!(
+            "{n} entries ({} bytes): applied in {took:.1} s; a rewritten write p50 {:.2} ms p99 {:.2} ms, the same left out p50 {:.2} ms p99 {:.2} ms",
+            yaml.len(), q(&mut rewritten, 0.5), q(&mut rewritten, 0.99), q(&mut alone, 0.5), q(&mut alone, 0.99)
+        );
+    }
+    drop(policies);
 }
