@@ -586,12 +586,13 @@ async fn policy_facts(client: &kube::Client, server: &str) -> Result<Option<doct
             &ApiResource::from_gvk_with_plural(&gvk, plural),
         );
         let params = ListParams::default().labels("app.kubernetes.io/component=admission-policy");
-        let items = match api.list(&params).await {
+        let items = match api.list(&params).await.map_err(KubeError::from) {
             Ok(list) => list.items,
-            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
+            // Not served before 1.36: the webhook is the rewrite path.
+            Err(KubeError::NotFound(_)) => return Ok(None),
             Err(e) => {
                 let what = format!("list {plural}.admissionregistration.k8s.io");
-                return Err(Call::new(server, what).failed(&e));
+                return Err(failed(server, &what, e));
             }
         };
         let items = items
