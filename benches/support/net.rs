@@ -81,8 +81,19 @@ pub fn open_fds(pid: u32) -> usize {
 /// caller ends it) and its webhook address, read from the "serving" line.
 #[allow(clippy::zombie_processes)] // returned: the caller ends and reaps it
 pub fn spawn_serve(dir: &Path, args: &[&OsStr], log_path: &Path) -> (Child, SocketAddr) {
+    spawn_serve_bin(env!("CARGO_BIN_EXE_rancher-remap"), dir, args, log_path)
+}
+
+/// As [`spawn_serve`], with another build of `rancher-remap` (a baseline to compare with).
+#[allow(dead_code)]
+pub fn spawn_serve_bin(
+    bin: &str,
+    dir: &Path,
+    args: &[&OsStr],
+    log_path: &Path,
+) -> (Child, SocketAddr) {
     let log = std::fs::File::create(log_path).unwrap();
-    let mut child = serve_command(env!("CARGO_BIN_EXE_rancher-remap"), dir)
+    let mut child = serve_command(bin, dir)
         .args(args)
         .env(
             "RUST_LOG",
