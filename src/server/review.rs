@@ -474,7 +474,8 @@ mod tests {
             }
         ));
         assert!(!e.to_string().contains("s3cr3t"));
-        let cases: [(&[u8], fn(&ReviewError) -> bool); 4] = [
+        type Expected = fn(&ReviewError) -> bool;
+        let cases: [(&[u8], Expected); 4] = [
             (b"not json", |e| {
                 matches!(
                     e,
