@@ -1,5 +1,6 @@
-//! The `/mutate` answer's encoding (issue 22): the hand-written encoder the webhook uses
-//! (`server::mutate`, one buffer, the patch's base64 written straight into it) against
+//! The `/mutate` answer's encoding (issue 22): the hand-written writer the webhook uses
+//! (`server::review::Response::to_review`, one buffer, the patch's base64 written straight into
+//! it) against
 //! kube-core's `AdmissionResponse` built from the same patch, warnings and audit annotation and
 //! serialized with serde_json in an `AdmissionReview`. The answer is decided once (the 5 KB
 //! migrated Deployment review, 10 rewrites, a 1,000-entry table); only its encoding is timed.
@@ -15,8 +16,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::Value;
 
 use rancher_remap::mapping::objects::Mappings;
-use rancher_remap::rewrite::MutateSettings;
-use rancher_remap::server::mutate::{self, encoders};
+use rancher_remap::rewrite::{decide, Action, Decision, MutateSettings, RequestFacts};
+use rancher_remap::server::mutate;
+use rancher_remap::server::review::{bounded_warnings, Response};
 
 /// The answer's response with its patch decoded, to hold the two encodings to one answer.
 fn response(answer: &[u8]) -> Value {
@@ -38,34 +40,54 @@ fn response(answer: &[u8]) -> Value {
     v
 }
 
+/// A decided answer: what both encoders write.
+struct Decided<'d> {
+    uid: String,
+    decision: Decision<'d, 'd>,
+    warnings: Vec<String>,
+}
+
+/// The webhook's answer, written by hand.
+fn hand_written(d: &Decided<'_>) -> Vec<u8> {
+    let decision = &d.decision;
+    Response {
+        uid: &d.uid,
+        denial: decision.denial.as_deref(),
+        patch: (decision.action == Action::Patch).then_some(&decision.patch[..]),
+        warnings: &d.warnings,
+        audit: decision.audit.as_deref(),
+    }
+    .to_review()
+}
+
 /// The same answer built as kube-core's `AdmissionResponse` from the same patch, warnings and
 /// audit annotation, serialized with serde_json in an `AdmissionReview`.
-fn kube_core(d: &mutate::Decided<'_, '_, '_>) -> Vec<u8> {
+fn kube_core(d: &Decided<'_>) -> Vec<u8> {
     use kube::core::admission::AdmissionResponse;
     use kube::core::Status;
-    let p = encoders::parts(d);
+    let decision = &d.decision;
     // kube-core builds a response from its own request type only; the webhook decodes its own,
     // so it starts from `invalid` and sets every field.
     let mut r = AdmissionResponse::invalid("");
-    r.uid = p.uid.to_string();
+    r.uid = d.uid.clone();
     r.allowed = true;
     r.result = Status::default();
-    if !p.warnings.is_empty() {
-        r.warnings = Some(p.warnings.to_vec());
+    if !d.warnings.is_empty() {
+        r.warnings = Some(d.warnings.clone());
     }
-    if !p.denials.is_empty() {
+    if let Some(message) = &decision.denial {
         r.allowed = false;
         r.result = Status {
             code: 403,
-            message: p.denials.join("; "),
+            message: message.clone(),
             reason: "Forbidden".into(),
             ..Status::default()
         };
-    } else if let Some(audit) = p.audit {
+    } else if let Some(audit) = &decision.audit {
         r.audit_annotations
             .insert("project-ids".into(), audit.to_string());
-        if !p.warn_only {
-            r = match r.with_patch(p.patch) {
+        if decision.action == Action::Patch {
+            r = match r.with_patch(decision.patch_ops()) {
                 Ok(r) => r,
                 Err(_) => return Vec::new(),
             };
@@ -79,8 +101,22 @@ fn bench_answer(c: &mut Criterion) {
     let body = support::review_body();
     let settings = MutateSettings::default();
     let mut req = mutate::decode(&body, &mappings.table).unwrap();
-    let decided = encoders::decide(&mut req, &mappings, &settings).expect("a patched answer");
-    let (ours, theirs) = (encoders::hand_written(&decided), kube_core(&decided));
+    let facts = RequestFacts {
+        kind: &req.kind,
+        namespace: &req.namespace,
+        name: &req.name,
+        username: &req.username,
+        ..RequestFacts::default()
+    };
+    let walked = req.object.take().unwrap();
+    let decision = decide(&facts, walked, &mappings, &settings);
+    assert_eq!(decision.action, Action::Patch, "a patched answer");
+    let decided = Decided {
+        uid: req.uid.to_string(),
+        warnings: bounded_warnings(decision.warnings.clone()),
+        decision,
+    };
+    let (ours, theirs) = (hand_written(&decided), kube_core(&decided));
     assert_eq!(response(&ours), response(&theirs), "the same answer");
     eprintln!(
         "answer: {} bytes hand-written, {} bytes through kube-core",
@@ -89,7 +125,7 @@ fn bench_answer(c: &mut Criterion) {
     );
     let mut group = c.benchmark_group("answer");
     group.bench_function("hand_written", |b| {
-        b.iter(|| encoders::hand_written(black_box(&decided)))
+        b.iter(|| hand_written(black_box(&decided)))
     });
     group.bench_function("kube_core", |b| b.iter(|| kube_core(black_box(&decided))));
     group.finish();

@@ -7,7 +7,9 @@
 //! (`VmHWM`). Every response is checked (status 200; the real server must answer with a patch).
 //!
 //! Run: `cargo bench --bench load` (or `make load-bench`). Figures in BENCHMARKS.md.
-//! Knobs (environment): LOAD_CONNECTIONS (default 16), LOAD_SECONDS (default 5).
+//! Knobs (environment): LOAD_CONNECTIONS (default 16), LOAD_SECONDS (default 5),
+//! LOAD_BASELINE_BIN (another `rancher-remap` build, e.g. of an earlier commit: measured beside
+//! this one on the same review and table sizes, each row right after this build's).
 //! Bounded: every phase has a fixed duration; the server processes are ended by their id.
 
 #[path = "support/net.rs"]
@@ -111,17 +113,23 @@ fn main() {
         "floor + the webhook's answer bytes",
         Target::baseline(dir.path(), Baseline::FloorSameAnswer),
     ));
+    let baseline_bin = std::env::var("LOAD_BASELINE_BIN").ok();
     for entries in [1_000usize, 100_000] {
-        let target = Target::rancher_remap(dir.path(), entries);
+        let target = Target::rancher_remap(dir.path(), entries, None);
         let label = format!("rancher-remap, {entries} entries");
         rows.push(run_target(&label, target));
+        if let Some(bin) = &baseline_bin {
+            let target = Target::rancher_remap(dir.path(), entries, Some(bin));
+            let label = format!("baseline {bin}, {entries} entries");
+            rows.push(run_target(&label, target));
+        }
     }
 
     // The same 100,000-entry table replaced every 500 ms while the load runs (atomic renames,
     // as kubelet updates a mounted ConfigMap; the server polls the file every second and builds
     // each new table on a blocking thread): reloads must not move p99.
     let entries = 100_000;
-    let target = Target::rancher_remap(dir.path(), entries);
+    let target = Target::rancher_remap(dir.path(), entries, None);
     let path = dir.path().join(format!("mappings-{entries}.txt"));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reloader = {
@@ -221,11 +229,13 @@ impl Target {
 
     /// `rancher-remap serve` with an `entries`-entry mappings file, logging (JSON, level info, one
     /// line per admission as in production) to a file; the address comes from the "serving" line.
-    fn rancher_remap(dir: &Path, entries: usize) -> Target {
+    /// `bin`: another build to run (this one's by default).
+    fn rancher_remap(dir: &Path, entries: usize, bin: Option<&str>) -> Target {
         let mappings = dir.join(format!("mappings-{entries}.txt"));
         std::fs::write(&mappings, support::mappings(entries)).unwrap();
         let log_path = dir.join(format!("serve-{entries}.log"));
-        let (child, addr) = net::spawn_serve(
+        let (child, addr) = net::spawn_serve_bin(
+            bin.unwrap_or(env!("CARGO_BIN_EXE_rancher-remap")),
             dir,
             &[OsStr::new("--mappings-file"), mappings.as_os_str()],
             &log_path,

@@ -8,27 +8,27 @@ mod support;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
-use rancher_remap::mapping::{parse_text, table_from_text, Origin, Table};
-use rancher_remap::rewrite::{rewrite, Options, UnmappedPolicy};
+use rancher_remap::mapping::objects::Mappings;
+use rancher_remap::mapping::{parse_text, Origin, Table};
+use rancher_remap::rewrite::{decide_object, MutateSettings};
 use support::{deployment, mappings, namespace};
 
 fn bench_rewrite(c: &mut Criterion) {
-    let opts = Options {
-        unmapped: UnmappedPolicy::Drop,
-        migrated: true,
-    };
+    // As the `rewrite` command decides: every object counts as migrated.
+    let settings = MutateSettings::default();
     let dep = deployment();
     let ns = namespace();
     eprintln!("deployment JSON size: {} bytes", dep.to_string().len());
     let mut group = c.benchmark_group("rewrite");
     for n in [10usize, 1_000, 100_000] {
-        let table: Table = table_from_text(&mappings(n)).unwrap();
-        assert_eq!(rewrite(&dep, &table, &opts).rewrites.len(), 10);
-        group.bench_with_input(BenchmarkId::new("deployment", n), &table, |b, t| {
-            b.iter(|| rewrite(black_box(&dep), t, &opts))
+        let m = Mappings::from_text(&mappings(n)).unwrap();
+        let decided = decide_object(&dep, false, true, &m, &settings);
+        assert_eq!(decided.rewrites().count(), 10);
+        group.bench_with_input(BenchmarkId::new("deployment", n), &m, |b, m| {
+            b.iter(|| decide_object(black_box(&dep), false, true, m, &settings).patch)
         });
-        group.bench_with_input(BenchmarkId::new("namespace", n), &table, |b, t| {
-            b.iter(|| rewrite(black_box(&ns), t, &opts))
+        group.bench_with_input(BenchmarkId::new("namespace", n), &m, |b, m| {
+            b.iter(|| decide_object(black_box(&ns), false, true, m, &settings).patch)
         });
     }
     group.finish();

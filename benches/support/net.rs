@@ -79,10 +79,20 @@ pub fn open_fds(pid: u32) -> usize {
 /// `rancher-remap serve` on loopback port 0 with `dir/tls.crt` and `dir/tls.key` and `args`,
 /// logging JSON (level from LOAD_RUST_LOG, default info) to `log_path`; returns the process (the
 /// caller ends it) and its webhook address, read from the "serving" line.
-#[allow(clippy::zombie_processes)] // returned: the caller ends and reaps it
 pub fn spawn_serve(dir: &Path, args: &[&OsStr], log_path: &Path) -> (Child, SocketAddr) {
+    spawn_serve_bin(env!("CARGO_BIN_EXE_rancher-remap"), dir, args, log_path)
+}
+
+/// As [`spawn_serve`], with another build of `rancher-remap` (a baseline to compare with).
+#[allow(clippy::zombie_processes)] // returned: the caller ends and reaps it
+pub fn spawn_serve_bin(
+    bin: &str,
+    dir: &Path,
+    args: &[&OsStr],
+    log_path: &Path,
+) -> (Child, SocketAddr) {
     let log = std::fs::File::create(log_path).unwrap();
-    let mut child = serve_command(env!("CARGO_BIN_EXE_rancher-remap"), dir)
+    let mut child = serve_command(bin, dir)
         .args(args)
         .env(
             "RUST_LOG",

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rancher_remap::mapping::{table_from_text, Lookup};
+use rancher_remap::mapping::{table_from_text, LookupRef};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -15,11 +15,11 @@ fuzz_target!(|data: &[u8]| {
     };
     for (src, dst) in table.entries() {
         let expected = if src == dst {
-            Lookup::Keep
+            LookupRef::Keep
         } else {
-            Lookup::Rewrite(dst.to_string())
+            LookupRef::Rewrite(dst.into())
         };
-        assert_eq!(table.lookup(src), expected, "{src}={dst}");
-        assert_eq!(table.lookup(dst), Lookup::Keep, "destination {dst}");
+        assert_eq!(table.lookup_ref(src), expected, "{src}={dst}");
+        assert_eq!(table.lookup_ref(dst), LookupRef::Keep, "destination {dst}");
     }
 });

@@ -1,12 +1,12 @@
 //! Any body POSTed to /mutate: decoding never panics; an accepted body is UTF-8 JSON; an answer is an AdmissionReview for the
 //! request's uid; when there is a patch, it applies to the object it was made for, the object
-//! rewritten is what the engine over the decoded object says (the walk on bytes and the walk on
+//! rewritten is what the decision over the decoded object says (the walk on bytes and the walk on
 //! the tree agree), and a second pass over it is a no-op (docs/behaviour.md).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use rancher_remap::mapping::objects::Mappings;
-use rancher_remap::rewrite::{rewrite, MutateSettings, Options, Scope, UnmappedPolicy};
+use rancher_remap::rewrite::{decide_object, MutateSettings, Scope, UnmappedPolicy};
 use rancher_remap::server::mutate as webhook;
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -58,8 +58,8 @@ fuzz_target!(|body: &[u8]| {
     let ops: Vec<u8> = base64_decode(patch);
     let ops: json_patch::Patch = serde_json::from_slice(&ops).unwrap();
     json_patch::patch(&mut object, &ops).expect("the patch applies to the object it was made for");
-    let options = Options { unmapped: UnmappedPolicy::Keep, migrated: false };
-    let engine = rewrite(&original, &mappings().table, &options);
+    // The one decision on the decoded object: the walk on bytes and the walk on the tree agree.
+    let engine = decide_object(&original, false, false, mappings(), &settings());
     assert_eq!(engine.apply(&original).ok(), Some(object.clone()), "the engine rewrites the same");
     let mut again = review.clone();
     again["request"]["object"] = object;

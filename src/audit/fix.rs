@@ -8,9 +8,10 @@ use json_patch::{Patch, PatchOperation, TestOperation};
 use jsonptr::PointerBuf;
 use serde_json::Value;
 
-use super::{api, finding, ns_name, Finding, Fix, FixResult, FixStatus, ResourceType, Scan};
+use super::{
+    api, finding, ns_name, Finding, Fix, FixResult, FixStatus, Outcome, ResourceType, Scan,
+};
 use crate::kube_error::KubeError;
-use crate::rewrite::Outcome;
 
 impl Scan<'_> {
     /// Patches one finding's object; returns the finding as it stands after (its changes are

@@ -26,10 +26,10 @@ use tokio::sync::Semaphore;
 pub use discovery::{discover, Discovered, ResourceType};
 
 use crate::kube_error::KubeError;
-use crate::mapping::Table;
+use crate::mapping::objects::Mappings;
 use crate::rewrite::{
-    has_migrated_annotation, namespace_claim_of, rewrite, NamespaceClaim, Options, Outcome,
-    UnmappedAction, UnmappedPolicy,
+    decide_object, has_migrated_annotation, Action, MutateSettings, Scope, UnmappedAction,
+    UnmappedPolicy,
 };
 
 /// Which namespaces are audited.
@@ -207,7 +207,7 @@ impl Report {
 /// (`/api`, `/apis`): without it, nothing could be audited.
 pub async fn run(
     client: &Client,
-    table: &Table,
+    mappings: &Mappings,
     settings: &Settings,
     progress: &Progress,
 ) -> Result<Report, KubeError> {
@@ -215,7 +215,17 @@ pub async fn run(
     let discovered = discover(client, concurrency).await?;
     let scan = Scan {
         client,
-        table,
+        mappings,
+        rule: MutateSettings {
+            unmapped: settings.unmapped,
+            scope: if settings.all {
+                Scope::All
+            } else {
+                Scope::Migrated
+            },
+            cluster_id: settings.cluster_id.clone(),
+            ..MutateSettings::default()
+        },
         settings,
         progress,
         permits: Semaphore::new(concurrency),
@@ -299,7 +309,9 @@ impl TypeResult {
 
 struct Scan<'a> {
     client: &'a Client,
-    table: &'a Table,
+    mappings: &'a Mappings,
+    /// The webhook's settings the audit judges by (no migration user writes a listed object).
+    rule: MutateSettings,
     settings: &'a Settings,
     progress: &'a Progress,
     /// One per request in flight.
@@ -432,35 +444,65 @@ impl Scan<'_> {
         Some((finding, obj, outcome))
     }
 
-    /// The engine's outcome for an object the webhook would rewrite, or `None` when it would
-    /// leave it alone (out of scope, or nothing to change).
+    /// What the webhook would do to an object, or `None` when it would leave it alone (out of
+    /// scope, or nothing to change). A Namespace counts as migrated, beyond the webhook's rule,
+    /// when it holds a migrated object.
     fn judge(&self, t: &ResourceType, obj: &Value) -> Option<Outcome> {
-        // A Namespace is known by the cluster its Rancher annotation names, as by the webhook.
-        let claim = if t.is_namespace() {
-            namespace_claim_of(obj, self.table, self.settings.cluster_id.as_deref())
-        } else {
-            NamespaceClaim::Unknown
-        };
-        if claim == NamespaceClaim::Own {
+        let holds_migrated = t.is_namespace()
+            && self
+                .migrated_namespaces
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(ns_name(obj).1);
+        let d = decide_object(
+            obj,
+            t.is_namespace(),
+            holds_migrated,
+            self.mappings,
+            &self.rule,
+        );
+        if !matches!(d.action, Action::Patch | Action::Deny) {
             return None;
         }
-        let migrated = has_migrated_annotation(obj)
-            || claim == NamespaceClaim::Foreign
-            || (t.is_namespace()
-                && self
-                    .migrated_namespaces
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .contains(ns_name(obj).1));
-        if !self.settings.all && !migrated {
-            return None;
-        }
-        let options = Options {
-            unmapped: self.settings.unmapped,
-            migrated,
-        };
-        let outcome = rewrite(obj, self.table, &options);
-        (!outcome.patch.is_empty() || outcome.is_denied()).then_some(outcome)
+        let changes = d.rewrites().map(|r| Change {
+            place: r.location.as_str(),
+            path: r.path(),
+            from: r.from.to_string(),
+            to: r.to.to_string(),
+        });
+        let unmapped = d.unmapped().map(|u| UnmappedValue {
+            place: u.location.as_str(),
+            path: u.path(),
+            key: u.key.to_string(),
+            value: u.value.to_string(),
+            action: match u.action {
+                UnmappedAction::Removed => "removed",
+                UnmappedAction::Kept => "kept",
+                UnmappedAction::Denied => "refused",
+            },
+        });
+        Some(Outcome {
+            changes: changes.collect(),
+            unmapped: unmapped.collect(),
+            denied: d.action == Action::Deny,
+            patch: d.patch_ops().0,
+        })
+    }
+}
+
+/// What the webhook would do to one listed object, owned: `--fix` keeps it across requests.
+pub(crate) struct Outcome {
+    changes: Vec<Change>,
+    unmapped: Vec<UnmappedValue>,
+    denied: bool,
+    /// The webhook's patch.
+    pub patch: Vec<json_patch::PatchOperation>,
+}
+
+impl Outcome {
+    /// Whether `--unmapped deny` refuses the object.
+    pub fn is_denied(&self) -> bool {
+        self.denied
     }
 }
 
@@ -476,31 +518,8 @@ fn finding(t: &ResourceType, obj: &Value, outcome: &Outcome) -> Finding {
         api_version: t.api_version(),
         namespace: (!ns.is_empty()).then(|| ns.to_string()),
         name: name.to_string(),
-        changes: outcome
-            .rewrites
-            .iter()
-            .map(|r| Change {
-                place: r.location.as_str(),
-                path: r.path(),
-                from: r.from.clone(),
-                to: r.to.clone(),
-            })
-            .collect(),
-        unmapped: outcome
-            .unmapped
-            .iter()
-            .map(|u| UnmappedValue {
-                place: u.location.as_str(),
-                path: u.path(),
-                key: u.key.clone(),
-                value: u.value.clone(),
-                action: match u.action {
-                    UnmappedAction::Removed => "removed",
-                    UnmappedAction::Kept => "kept",
-                    UnmappedAction::Denied => "refused",
-                },
-            })
-            .collect(),
+        changes: outcome.changes.clone(),
+        unmapped: outcome.unmapped.clone(),
         fix: None,
     }
 }

@@ -198,7 +198,7 @@ async fn audit_at(args: Args, source: Source, client: kube::Client) -> Result<u8
     let ticker = std::io::stderr()
         .is_terminal()
         .then(|| tokio::spawn(show_progress(progress.clone())));
-    let report = audit::run(&client, &mappings.table, &settings, &progress).await;
+    let report = audit::run(&client, &mappings, &settings, &progress).await;
     if let Some(t) = ticker {
         t.abort();
         eprint!("\r\x1b[K");

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 
 use super::{input, OutputFormat};
 use crate::mapping::objects::Mappings;
-use crate::rewrite::{describe, rewrite, Options, UnmappedAction};
+use crate::rewrite::{decide_object, describe, Action, MutateSettings, UnmappedAction};
 use crate::source::mappings_file::mappings_from_file_text;
 
 /// Preview the rewrite of manifests (every object counts as migrated).
@@ -67,37 +67,37 @@ impl MappingArgs {
 pub fn run(args: Args) -> Result<ExitCode> {
     let mappings = args.mappings.load()?;
     let objects = input::read_some_objects(&args.files, "objects")?;
-    let options = Options {
+    let settings = MutateSettings {
         unmapped: args.unmapped.into(),
-        migrated: true,
+        ..MutateSettings::default()
     };
 
     let mut output = Vec::with_capacity(objects.len());
     let mut denials = Vec::new();
     let (mut rewrites, mut changed, mut unmapped, mut removed) = (0, 0, 0, 0);
     let mut err = std::io::stderr().lock();
-    for obj in objects {
-        let outcome = rewrite(&obj, &mappings.table, &options);
-        let name = describe(&obj);
-        for r in &outcome.rewrites {
+    for obj in &objects {
+        // Every object counts as migrated (docs/behaviour.md): an input to the one rule (with
+        // no cluster ID, no Namespace is this cluster's own, so its claim changes nothing).
+        let decision = decide_object(obj, false, true, &mappings, &settings);
+        let name = describe(obj);
+        for r in decision.rewrites() {
             writeln!(err, "{name}: {}: {} -> {}", r.path(), r.from, r.to)?;
+            rewrites += 1;
         }
-        for w in outcome.warnings(&name) {
+        for w in &decision.warnings {
             writeln!(err, "warning: {w}")?;
         }
-        rewrites += outcome.rewrites.len();
-        unmapped += outcome.unmapped.len();
-        removed += outcome
-            .unmapped
-            .iter()
-            .filter(|u| u.action == UnmappedAction::Removed)
-            .count();
-        changed += usize::from(!outcome.patch.is_empty());
-        if let Some(reason) = outcome.denial(&name) {
+        for u in decision.unmapped() {
+            unmapped += 1;
+            removed += usize::from(u.action == UnmappedAction::Removed);
+        }
+        changed += usize::from(decision.action == Action::Patch);
+        if let Some(reason) = decision.denial {
             denials.push(reason);
             continue;
         }
-        output.push(outcome.apply(&obj).context("applying the patch")?);
+        output.push(decision.apply(obj).context("applying the patch")?);
     }
     if !denials.is_empty() {
         for d in &denials {

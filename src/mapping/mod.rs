@@ -12,7 +12,7 @@ pub use error::{
 };
 pub use id::{check_label, IdError, ProjectValue};
 pub use parse::{parse_map, parse_text, Entry, Parsed};
-pub use table::{Lookup, LookupRef, Table, TableParts};
+pub use table::{LookupRef, Table, TableParts};
 
 /// Parses and checks a `--project-mappings` string (or plain mappings text).
 pub fn table_from_text(text: &str) -> Result<Table, MappingErrors> {

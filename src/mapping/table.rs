@@ -14,22 +14,14 @@ type OrderedMap<K, V> = indexmap::IndexMap<K, V, foldhash::fast::RandomState>;
 use super::error::{MappingError, MappingErrors, MappingWarning, Part};
 use super::parse::{Entry, Parsed};
 
-/// What the table says about one value (docs/behaviour.md).
+/// What the table says about one value (docs/behaviour.md), borrowing from the table.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Lookup {
+pub enum LookupRef<'t> {
     /// Already a destination value (§4.0): leave it.
     Keep,
     /// Rewrite to this value.
-    Rewrite(String),
-    /// No rule applies (§4.4).
-    Unmapped,
-}
-
-/// [`Lookup`], borrowing from the table.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LookupRef<'t> {
-    Keep,
     Rewrite(Cow<'t, str>),
+    /// No rule applies (§4.4).
     Unmapped,
 }
 
@@ -192,15 +184,6 @@ impl Table {
             if let Some(c) = dst.cluster.filter(|c| !self.dst_clusters.contains(*c)) {
                 self.dst_clusters.insert(c.into());
             }
-        }
-    }
-
-    /// Looks a value up (see [`Table::lookup_ref`]).
-    pub fn lookup(&self, v: &str) -> Lookup {
-        match self.lookup_ref(v) {
-            LookupRef::Keep => Lookup::Keep,
-            LookupRef::Rewrite(to) => Lookup::Rewrite(to.into_owned()),
-            LookupRef::Unmapped => Lookup::Unmapped,
         }
     }
 

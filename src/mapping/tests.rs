@@ -93,8 +93,8 @@ fn identity_is_a_warning_not_a_chain() {
 #[test]
 fn many_to_one_is_allowed_with_a_warning_naming_both_entries() {
     let t = table("p-a=p-z,p-b=p-z");
-    assert_eq!(t.lookup("p-a"), Lookup::Rewrite("p-z".into()));
-    assert_eq!(t.lookup("p-b"), Lookup::Rewrite("p-z".into()));
+    assert_eq!(t.lookup_ref("p-a"), LookupRef::Rewrite("p-z".into()));
+    assert_eq!(t.lookup_ref("p-b"), LookupRef::Rewrite("p-z".into()));
     let w: Vec<String> = t.warnings().iter().map(ToString::to_string).collect();
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(
@@ -159,50 +159,59 @@ fn conflict_across_configmap_keys_names_both_keys() {
 #[test]
 fn destination_values_stay() {
     let t = table("p-a=p-b,c-1:p-a=c-2:p-b");
-    assert_eq!(t.lookup("p-b"), Lookup::Keep);
-    assert_eq!(t.lookup("c-2:p-b"), Lookup::Keep);
+    assert_eq!(t.lookup_ref("p-b"), LookupRef::Keep);
+    assert_eq!(t.lookup_ref("c-2:p-b"), LookupRef::Keep);
 }
 
 #[test]
 fn exact_entry_wins() {
     let t = table("p-a=p-b,c-1:p-a=c-2:p-b,c-9:p-q=c-8:p-r");
-    assert_eq!(t.lookup("p-a"), Lookup::Rewrite("p-b".into()));
-    assert_eq!(t.lookup("c-1:p-a"), Lookup::Rewrite("c-2:p-b".into()));
+    assert_eq!(t.lookup_ref("p-a"), LookupRef::Rewrite("p-b".into()));
+    assert_eq!(
+        t.lookup_ref("c-1:p-a"),
+        LookupRef::Rewrite("c-2:p-b".into())
+    );
 }
 
 #[test]
 fn cluster_form_composed_from_parts() {
     // p-a → p-b by a project-form entry; c-1 → c-2 learned from another cluster-form entry.
     let t = table("p-a=p-b,c-1:p-x=c-2:p-y");
-    assert_eq!(t.lookup("c-1:p-a"), Lookup::Rewrite("c-2:p-b".into()));
+    assert_eq!(
+        t.lookup_ref("c-1:p-a"),
+        LookupRef::Rewrite("c-2:p-b".into())
+    );
     // Project known only as the project part of a cluster-form entry.
     let t = table("c-1:p-a=c-2:p-b,c-1:p-x=c-2:p-y");
-    assert_eq!(t.lookup("c-1:p-x"), Lookup::Rewrite("c-2:p-y".into()));
+    assert_eq!(
+        t.lookup_ref("c-1:p-x"),
+        LookupRef::Rewrite("c-2:p-y".into())
+    );
     // Cluster unknown: unmapped.
-    assert_eq!(table("p-a=p-b").lookup("c-1:p-a"), Lookup::Unmapped);
+    assert_eq!(table("p-a=p-b").lookup_ref("c-1:p-a"), LookupRef::Unmapped);
 }
 
 #[test]
 fn project_form_from_cluster_entry() {
     let t = table("c-1:p-a=c-2:p-b");
-    assert_eq!(t.lookup("p-a"), Lookup::Rewrite("p-b".into()));
+    assert_eq!(t.lookup_ref("p-a"), LookupRef::Rewrite("p-b".into()));
 }
 
 #[test]
 fn unmapped_values() {
     let t = table("p-a=p-b,c-1:p-a=c-2:p-b");
-    assert_eq!(t.lookup("p-zz"), Lookup::Unmapped);
-    assert_eq!(t.lookup("c-1:p-zz"), Lookup::Unmapped);
-    assert_eq!(t.lookup(""), Lookup::Unmapped);
-    assert_eq!(t.lookup("a:b:c"), Lookup::Unmapped);
+    assert_eq!(t.lookup_ref("p-zz"), LookupRef::Unmapped);
+    assert_eq!(t.lookup_ref("c-1:p-zz"), LookupRef::Unmapped);
+    assert_eq!(t.lookup_ref(""), LookupRef::Unmapped);
+    assert_eq!(t.lookup_ref("a:b:c"), LookupRef::Unmapped);
 }
 
 #[test]
 fn second_lookup_is_a_no_op() {
     let t = table("p-a=p-b,c-1:p-a=c-2:p-b,p-c=p-d,c-1:p-x=c-2:p-y");
     for v in ["p-a", "c-1:p-a", "p-c", "c-1:p-c", "p-x", "c-1:p-x"] {
-        if let Lookup::Rewrite(once) = t.lookup(v) {
-            assert_eq!(t.lookup(&once), Lookup::Keep, "{v} → {once}");
+        if let LookupRef::Rewrite(once) = t.lookup_ref(v) {
+            assert_eq!(t.lookup_ref(&once), LookupRef::Keep, "{v} → {once}");
         } else {
             panic!("{v} should map");
         }

@@ -29,16 +29,15 @@ pub(crate) enum Place {
     ObjectAnnotations(Location),
     /// One `matchExpressions` entry of a selector (`key`, `operator`, `values`).
     Expression(Location),
-    /// A string the webhook reports (kind, name, namespace, generateName).
-    Capture(Captured),
+    /// A string of the object's own that the decision reads.
+    Capture(ObjectText),
 }
 
-/// The strings read at [`Place::Capture`].
+/// The strings read at [`Place::Capture`]: the kind (which places count), and the
+/// `generateName` (messages name an object not yet named by it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Captured {
+pub(crate) enum ObjectText {
     Kind,
-    Name,
-    Namespace,
     GenerateName,
 }
 
@@ -192,14 +191,12 @@ const fn widest(p: &Place) -> usize {
 }
 
 const OBJECT_PLACE: Place = Place::Fields(&[
-    field("kind", Place::Capture(Captured::Kind)),
+    field("kind", Place::Capture(ObjectText::Kind)),
     group(
         "metadata",
         OBJECT_METADATA_GROUP,
         Place::Fields(&[
-            field("name", Place::Capture(Captured::Name)),
-            field("namespace", Place::Capture(Captured::Namespace)),
-            field("generateName", Place::Capture(Captured::GenerateName)),
+            field("generateName", Place::Capture(ObjectText::GenerateName)),
             ranked("labels", 0, Place::Labels(Location::Label)),
             ranked(
                 "annotations",

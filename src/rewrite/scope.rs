@@ -1,5 +1,5 @@
 //! Which admission requests are rewritten (docs/behaviour.md, "Which requests are rewritten"):
-//! one pure rule, used by the webhook on request bytes and by every path over a decoded object.
+//! the one rule, read by [`super::decide`].
 //!
 //! A request is rewritten when its object counts as migrated, or always under `--scope all`.
 //! An object counts as migrated when it carries Stork's migrated annotation, when its writer is
@@ -12,10 +12,10 @@
 
 use std::collections::HashSet;
 
-use super::decide::UnmappedPolicy;
+use super::decide::{RequestFacts, UnmappedPolicy};
 use super::keys::NAMESPACE_PROJECT_KEYS;
 use super::outcome::Location;
-use super::walk::Found;
+use super::walk::{Found, Walked};
 use crate::mapping::objects::Mappings;
 use crate::mapping::Table;
 
@@ -89,43 +89,39 @@ pub fn namespace_claim(
     claim
 }
 
-/// The claim of a decoded Namespace object (the paths over a tree: `rewrite`, `audit`).
-pub fn namespace_claim_of(
-    obj: &serde_json::Value,
-    table: &Table,
-    this: Option<&str>,
-) -> NamespaceClaim {
-    // Walking a decoded tree cannot fail.
-    let mut walked = super::walk::walk(obj, table).unwrap_or_default();
-    namespace_claim(walked.settle(), table, this)
-}
-
 /// Whether a request's kind (`request.kind.group`, `.kind`) is the core Namespace, the only kind
 /// a claim is read for (a custom resource named Namespace in another group is not).
 pub fn is_namespace(group: &str, kind: &str) -> bool {
     group.is_empty() && kind == "Namespace"
 }
 
-/// The request facts the rule reads.
-#[derive(Clone, Copy, Debug)]
-pub struct Writer<'r> {
-    /// `request.userInfo.username`.
-    pub username: &'r str,
-    /// Whether the object carries Stork's migrated annotation.
-    pub migrated_annotation: bool,
-    /// For a Namespace, what its annotations claim ([`NamespaceClaim::Unknown`] otherwise).
-    pub claim: NamespaceClaim,
-}
-
 /// Whether to rewrite the object, and if so whether it counts as migrated (which decides
 /// whether `--unmapped drop` removes keys). `None`: leave the request alone.
-pub fn admit(writer: &Writer<'_>, mappings: &Mappings, settings: &MutateSettings) -> Option<bool> {
-    if writer.claim == NamespaceClaim::Own {
+pub(super) fn admit(
+    facts: &RequestFacts<'_>,
+    walked: &Walked<'_, '_>,
+    mappings: &Mappings,
+    settings: &MutateSettings,
+) -> Option<bool> {
+    if walked.findings().is_empty() {
+        // Nothing in the object holds a project ID: nothing to decide.
         return None;
     }
-    let user = writer.username;
-    let migrated = writer.migrated_annotation
-        || writer.claim == NamespaceClaim::Foreign
+    let claim = match facts.is_namespace {
+        true => namespace_claim(
+            walked.findings(),
+            &mappings.table,
+            settings.cluster_id.as_deref(),
+        ),
+        false => NamespaceClaim::Unknown,
+    };
+    if claim == NamespaceClaim::Own {
+        return None;
+    }
+    let user = facts.username;
+    let migrated = facts.migrated
+        || walked.migrated_annotation
+        || claim == NamespaceClaim::Foreign
         || settings.migration_users.contains(user)
         || mappings.migration_users.iter().any(|u| u == user);
     (migrated || settings.scope == Scope::All).then_some(migrated)
@@ -150,8 +146,8 @@ mod tests {
     ) -> NamespaceClaim {
         let ns = json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": "shop", "annotations": annotations}});
-        let mut walked = walk(&ns, &m.table).unwrap();
-        namespace_claim(walked.settle(), &m.table, this)
+        let walked = walk(&ns, &m.table).unwrap();
+        namespace_claim(walked.findings(), &m.table, this)
     }
 
     #[test]
@@ -222,24 +218,42 @@ mod tests {
             cluster_id: Some("c-dst".into()),
             ..MutateSettings::default()
         };
-        let w = |username, migrated_annotation, claim| Writer {
-            username,
-            migrated_annotation,
-            claim,
-        };
-        use NamespaceClaim::*;
-        assert_eq!(admit(&w("anyone", false, Foreign), &m, &s), Some(true));
-        assert_eq!(admit(&w("anyone", true, Unknown), &m, &s), Some(true));
-        assert_eq!(admit(&w("u-flag", false, Unknown), &m, &s), Some(true));
-        assert_eq!(admit(&w("u-table", false, Unknown), &m, &s), Some(true));
-        assert_eq!(admit(&w("anyone", false, Unknown), &m, &s), None);
-        // This cluster's own Namespace: never, by anyone, in any scope.
-        assert_eq!(admit(&w("u-flag", true, Own), &m, &s), None);
         let all = MutateSettings {
             scope: Scope::All,
             ..s.clone()
         };
-        assert_eq!(admit(&w("u-flag", true, Own), &m, &all), None);
-        assert_eq!(admit(&w("anyone", false, Unknown), &m, &all), Some(false));
+        let key = "field.cattle.io/projectId";
+        let (foreign, own) = (json!({key: "c-src:p-a"}), json!({key: "c-dst:p-b"}));
+        let marked = json!({key: "p-x", "stork.libopenstorage.org/migrated": "true"});
+        let plain = json!({key: "p-x"});
+        // (writer, annotations, known migrated, settings, expected)
+        let cases = [
+            ("anyone", &foreign, false, &s, Some(true)),
+            ("anyone", &marked, false, &s, Some(true)),
+            ("u-flag", &plain, false, &s, Some(true)),
+            ("u-table", &plain, false, &s, Some(true)),
+            ("anyone", &plain, true, &s, Some(true)),
+            ("anyone", &plain, false, &s, None),
+            // This cluster's own Namespace: never, by anyone, in any scope.
+            ("u-flag", &own, true, &s, None),
+            ("u-flag", &own, true, &all, None),
+            ("anyone", &plain, false, &all, Some(false)),
+        ];
+        for (username, annotations, migrated, settings, expected) in cases {
+            let ns = json!({"kind": "Namespace", "metadata": {"annotations": annotations}});
+            let walked = walk(&ns, &m.table).unwrap();
+            let facts = RequestFacts {
+                is_namespace: true,
+                username,
+                migrated,
+                ..RequestFacts::default()
+            };
+            let got = admit(&facts, &walked, &m, settings);
+            assert_eq!(got, expected, "{username} {annotations} {migrated}");
+        }
+        // Nothing holding a project ID: nothing to decide, in any scope.
+        let config_map = json!({"kind": "ConfigMap"});
+        let none = walk(&config_map, &m.table).unwrap();
+        assert_eq!(admit(&RequestFacts::default(), &none, &m, &all), None);
     }
 }

@@ -2,11 +2,11 @@
 //! looks it up. It reads through serde, so the same walk runs on request bytes (the webhook: every
 //! string it keeps is borrowed from the body, everything off the places is skipped by the parser,
 //! nothing is built when no project-ID key is there) and on a decoded `serde_json::Value` (the
-//! CLI, the tests).
+//! `rewrite` and `audit` commands, the tests).
 //!
 //! What the bytes may hold that a decoded tree does not, and how the walk agrees with the tree:
 //! - the kind after the fields that depend on it: findings carry their condition, settled at the
-//!   end;
+//!   when the walk ends;
 //! - a duplicate key: the last value wins, at the place of the first (as a decoded
 //!   `serde_json::Map` keeps it): earlier findings under it are dropped or overwritten;
 //! - `key` and `operator` of a selector expression after its `values`: the values are found
@@ -17,9 +17,10 @@ use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use super::decide::Verdict;
 use super::keys::{is_project_id_key, MIGRATED_ANNOTATION};
 use super::outcome::Location;
-use super::places::{Captured, Field, Place, OBJECT, OBJECT_METADATA_GROUP, WIDEST};
+use super::places::{Field, ObjectText, Place, OBJECT, OBJECT_METADATA_GROUP, WIDEST};
 use crate::mapping::{LookupRef, Table};
 
 /// How deep the report order goes (group, then ranks, indexes and entry positions).
@@ -44,6 +45,18 @@ pub struct Found<'a, 't> {
     /// Dropped: shadowed by a later duplicate key, or in an expression that does not qualify,
     /// or a placeholder for a project-ID key whose value is not a string.
     dead: bool,
+    /// What it comes to, once decided ([`super::decide`]).
+    pub verdict: Verdict,
+}
+
+impl Found<'_, '_> {
+    /// The value the table maps this one to (empty when it maps it to nothing).
+    pub fn replacement(&self) -> &str {
+        match &self.lookup {
+            LookupRef::Rewrite(to) => to,
+            LookupRef::Keep | LookupRef::Unmapped => "",
+        }
+    }
 }
 
 /// What one walk found.
@@ -53,28 +66,33 @@ pub struct Walked<'a, 't> {
     /// Every finding's pointer text, one after the other.
     pointers: String,
     pub kind: Option<Cow<'a, str>>,
-    pub name: Option<Cow<'a, str>>,
-    pub namespace: Option<Cow<'a, str>>,
     pub generate_name: Option<Cow<'a, str>>,
     /// Whether the object carries Stork's migrated annotation (`"true"`).
     pub migrated_annotation: bool,
 }
 
 impl<'a, 't> Walked<'a, 't> {
-    /// The findings that count, in report order.
-    pub fn settle(&mut self) -> &[Found<'a, 't>] {
+    /// Keeps the findings that count, in report order, once the whole object is read (its kind
+    /// may come last).
+    fn keep_counted(&mut self) {
         let kind = self.kind.as_deref();
         self.found
             .retain(|f| !f.dead && f.when_kind.is_none_or(|k| Some(k) == kind));
         // Orders are distinct (every finding differs in some rank, index or position), so an
         // unstable sort gives the one order, and does not allocate.
         self.found.sort_unstable_by_key(|f| f.order);
+    }
+
+    /// The findings that count, in report order.
+    pub fn findings(&self) -> &[Found<'a, 't>] {
         &self.found
     }
 
-    /// The findings, as [`Walked::settle`] left them.
-    pub fn settled(&self) -> &[Found<'a, 't>] {
-        &self.found
+    /// Sets each finding's verdict.
+    pub(super) fn set_verdicts(&mut self, verdict: impl Fn(&Found<'_, '_>) -> Verdict) {
+        for f in &mut self.found {
+            f.verdict = verdict(f);
+        }
     }
 
     /// The pointer of a finding.
@@ -99,7 +117,7 @@ pub fn walk_bounded<'de, 't, D: Deserializer<'de>>(
     table: &'t Table,
     limit: usize,
 ) -> Result<Walked<'de, 't>, D::Error> {
-    let mut ctx = Ctx {
+    let mut state = WalkState {
         limit,
         table,
         out: Walked::default(),
@@ -111,12 +129,13 @@ pub fn walk_bounded<'de, 't, D: Deserializer<'de>>(
         depth: None,
         when_kind: None,
     };
-    At {
-        ctx: &mut ctx,
+    PlaceSeed {
+        state: &mut state,
         place: &OBJECT,
     }
     .deserialize(d)?;
-    Ok(ctx.out)
+    state.out.keep_counted();
+    Ok(state.out)
 }
 
 /// How deep a place can be (the deepest, a CronJob's preferred anti-affinity term's expression
@@ -147,7 +166,7 @@ impl Path {
 }
 
 /// The walk's state.
-struct Ctx<'a, 't> {
+struct WalkState<'a, 't> {
     /// At most this many findings (see [`walk_bounded`]).
     limit: usize,
     table: &'t Table,
@@ -160,7 +179,7 @@ struct Ctx<'a, 't> {
     when_kind: Option<&'static str>,
 }
 
-impl<'a> Ctx<'a, '_> {
+impl<'a> WalkState<'a, '_> {
     fn push_order(&mut self, n: u32) {
         if let Some(d) = self.depth.as_mut() {
             if *d < ORDER_DEPTH {
@@ -231,6 +250,7 @@ impl<'a> Ctx<'a, '_> {
             lookup,
             when_kind: self.when_kind,
             dead,
+            verdict: Verdict::Keep,
         });
         Ok(())
     }
@@ -283,27 +303,23 @@ macro_rules! skip_scalars {
 }
 
 /// A place to read, with the walk's state.
-struct At<'c, 'a, 't> {
-    ctx: &'c mut Ctx<'a, 't>,
+struct PlaceSeed<'c, 'a, 't> {
+    state: &'c mut WalkState<'a, 't>,
     place: &'static Place,
 }
 
-impl<'de, 't> DeserializeSeed<'de> for At<'_, 'de, 't> {
+impl<'de, 't> DeserializeSeed<'de> for PlaceSeed<'_, 'de, 't> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         match self.place {
             Place::Capture(what) => {
-                let what = *what;
                 let s = d.deserialize_any(MaybeStr)?;
-                let out = &mut self.ctx.out;
-                let slot = match what {
-                    Captured::Kind => &mut out.kind,
-                    Captured::Name => &mut out.name,
-                    Captured::Namespace => &mut out.namespace,
-                    Captured::GenerateName => &mut out.generate_name,
-                };
-                *slot = s;
+                let out = &mut self.state.out;
+                match what {
+                    ObjectText::Kind => out.kind = s,
+                    ObjectText::GenerateName => out.generate_name = s,
+                }
                 Ok(())
             }
             _ => d.deserialize_any(self),
@@ -311,7 +327,7 @@ impl<'de, 't> DeserializeSeed<'de> for At<'_, 'de, 't> {
     }
 }
 
-impl<'de> Visitor<'de> for At<'_, 'de, '_> {
+impl<'de> Visitor<'de> for PlaceSeed<'_, 'de, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -325,20 +341,20 @@ impl<'de> Visitor<'de> for At<'_, 'de, '_> {
             while seq.next_element::<IgnoredAny>()?.is_some() {}
             return Ok(());
         };
-        let ctx = self.ctx;
+        let state = self.state;
         let mut i = 0usize;
         loop {
-            let (path_len, depth) = (ctx.path.len, ctx.depth);
-            ctx.push_index(i);
-            ctx.push_order(i as u32);
+            let (path_len, depth) = (state.path.len, state.depth);
+            state.push_index(i);
+            state.push_order(i as u32);
             let more = seq
-                .next_element_seed(At {
-                    ctx: &mut *ctx,
+                .next_element_seed(PlaceSeed {
+                    state: &mut *state,
                     place: element,
                 })?
                 .is_some();
-            ctx.path.len = path_len;
-            ctx.depth = depth;
+            state.path.len = path_len;
+            state.depth = depth;
             if !more {
                 return Ok(());
             }
@@ -348,10 +364,10 @@ impl<'de> Visitor<'de> for At<'_, 'de, '_> {
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         match self.place {
-            Place::Fields(fields) => visit_fields(self.ctx, fields, map),
-            Place::Labels(location) => visit_labels(self.ctx, *location, false, map),
-            Place::ObjectAnnotations(location) => visit_labels(self.ctx, *location, true, map),
-            Place::Expression(location) => visit_expression(self.ctx, *location, map),
+            Place::Fields(fields) => visit_fields(self.state, fields, map),
+            Place::Labels(location) => visit_labels(self.state, *location, false, map),
+            Place::ObjectAnnotations(location) => visit_labels(self.state, *location, true, map),
+            Place::Expression(location) => visit_expression(self.state, *location, map),
             Place::Each(_) | Place::Capture(_) => skip_map(map),
         }
     }
@@ -365,7 +381,7 @@ fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
 /// An object place: each known field walked, the rest skipped. A field seen again replaces what
 /// was found under it before.
 fn visit_fields<'de, A: MapAccess<'de>>(
-    ctx: &mut Ctx<'de, '_>,
+    state: &mut WalkState<'de, '_>,
     fields: &'static [Field],
     mut map: A,
 ) -> Result<(), A::Error> {
@@ -378,59 +394,58 @@ fn visit_fields<'de, A: MapAccess<'de>>(
             continue;
         };
         if let Some(earlier) = seen[index].take() {
-            ctx.drop_range(earlier);
+            state.drop_range(earlier);
         }
-        let first = ctx.out.found.len();
-        let saved_path = ctx.path.len;
-        let saved = (ctx.depth, ctx.order, ctx.when_kind);
+        let first = state.out.found.len();
+        let saved_path = state.path.len;
+        let saved = (state.depth, state.order, state.when_kind);
         if let Some(g) = field.group {
-            ctx.order = [0; ORDER_DEPTH];
-            ctx.order[0] = g;
-            ctx.depth = Some(1);
+            state.order = [0; ORDER_DEPTH];
+            state.order[0] = g;
+            state.depth = Some(1);
         }
         if field.when_kind.is_some() {
-            ctx.when_kind = field.when_kind;
+            state.when_kind = field.when_kind;
         }
         if matches!(field.place, Place::ObjectAnnotations(_)) {
             // Seen (again): whatever its value, only this one says whether the object is
             // migrated (a decoded tree keeps the last value, map or not).
-            ctx.out.migrated_annotation = false;
+            state.out.migrated_annotation = false;
         }
         if field.group == Some(OBJECT_METADATA_GROUP) {
             // The object's metadata (seen again: the last one counts): what it says starts over.
-            let out = &mut ctx.out;
-            (out.name, out.namespace, out.generate_name) = (None, None, None);
-            out.migrated_annotation = false;
+            state.out.generate_name = None;
+            state.out.migrated_annotation = false;
         }
-        ctx.push_order(field.rank);
-        ctx.push_path(field.name);
-        map.next_value_seed(At {
-            ctx: &mut *ctx,
+        state.push_order(field.rank);
+        state.push_path(field.name);
+        map.next_value_seed(PlaceSeed {
+            state: &mut *state,
             place: &field.place,
         })?;
-        ctx.path.len = saved_path;
-        (ctx.depth, ctx.order, ctx.when_kind) = saved;
-        seen[index] = Some(first..ctx.out.found.len());
+        state.path.len = saved_path;
+        (state.depth, state.order, state.when_kind) = saved;
+        seen[index] = Some(first..state.out.found.len());
     }
     Ok(())
 }
 
 /// A labels or annotations map. `object_annotations`: also reads Stork's migrated annotation.
 fn visit_labels<'de, A: MapAccess<'de>>(
-    ctx: &mut Ctx<'de, '_>,
+    state: &mut WalkState<'de, '_>,
     location: Location,
     object_annotations: bool,
     mut map: A,
 ) -> Result<(), A::Error> {
-    let start = ctx.out.found.len();
+    let start = state.out.found.len();
     if object_annotations {
-        ctx.out.migrated_annotation = false;
+        state.out.migrated_annotation = false;
     }
     let mut position = 0u32;
     while let Some(key) = map.next_key_seed(CowStr)? {
         if object_annotations && key == MIGRATED_ANNOTATION {
             let v = map.next_value_seed(MaybeStrSeed)?;
-            ctx.out.migrated_annotation = v.as_deref() == Some("true");
+            state.out.migrated_annotation = v.as_deref() == Some("true");
             position += 1;
             continue;
         }
@@ -441,23 +456,23 @@ fn visit_labels<'de, A: MapAccess<'de>>(
         }
         let value = map.next_value_seed(MaybeStrSeed)?;
         // A duplicate key: the last value, at the first one's place.
-        let earlier = ctx.out.found[start..].iter().position(|f| f.key == key);
+        let earlier = state.out.found[start..].iter().position(|f| f.key == key);
         match earlier {
             Some(i) => {
                 let at = start + i;
                 let (lookup, dead, value) = match value {
-                    Some(v) => (ctx.table.lookup_ref(&v), false, v),
+                    Some(v) => (state.table.lookup_ref(&v), false, v),
                     None => (LookupRef::Keep, true, Cow::Borrowed("")),
                 };
-                let f = &mut ctx.out.found[at];
+                let f = &mut state.out.found[at];
                 (f.lookup, f.dead, f.value) = (lookup, dead, value);
             }
             None => {
-                let (path_len, depth) = (ctx.path.len, ctx.depth);
-                ctx.push_order(position);
-                ctx.found::<A::Error>(location, key, true, value)?;
-                ctx.path.len = path_len;
-                ctx.depth = depth;
+                let (path_len, depth) = (state.path.len, state.depth);
+                state.push_order(position);
+                state.found::<A::Error>(location, key, true, value)?;
+                state.path.len = path_len;
+                state.depth = depth;
             }
         }
         position += 1;
@@ -468,11 +483,11 @@ fn visit_labels<'de, A: MapAccess<'de>>(
 /// One selector expression: its values count when `key` is a project-ID key and `operator` is
 /// `In` or `NotIn`, whichever order the fields come in.
 fn visit_expression<'de, A: MapAccess<'de>>(
-    ctx: &mut Ctx<'de, '_>,
+    state: &mut WalkState<'de, '_>,
     location: Location,
     mut map: A,
 ) -> Result<(), A::Error> {
-    let start = ctx.out.found.len();
+    let start = state.out.found.len();
     let (mut key, mut operator) = (None::<Cow<'de, str>>, None::<Cow<'de, str>>);
     let mut earlier_values = None::<std::ops::Range<usize>>;
     while let Some(field) = map.next_key_seed(CowStr)? {
@@ -481,19 +496,19 @@ fn visit_expression<'de, A: MapAccess<'de>>(
             "operator" => operator = map.next_value_seed(MaybeStrSeed)?,
             "values" => {
                 if let Some(earlier) = earlier_values.take() {
-                    ctx.drop_range(earlier);
+                    state.drop_range(earlier);
                 }
-                let first = ctx.out.found.len();
-                let (path_len, depth) = (ctx.path.len, ctx.depth);
-                ctx.push_order(0);
-                ctx.push_path("values");
+                let first = state.out.found.len();
+                let (path_len, depth) = (state.path.len, state.depth);
+                state.push_order(0);
+                state.push_path("values");
                 map.next_value_seed(Values {
-                    ctx: &mut *ctx,
+                    state: &mut *state,
                     location,
                 })?;
-                ctx.path.len = path_len;
-                ctx.depth = depth;
-                earlier_values = Some(first..ctx.out.found.len());
+                state.path.len = path_len;
+                state.depth = depth;
+                earlier_values = Some(first..state.out.found.len());
             }
             _ => {
                 map.next_value::<IgnoredAny>()?;
@@ -504,19 +519,19 @@ fn visit_expression<'de, A: MapAccess<'de>>(
     let qualifies = is_project_id_key(&key)
         && matches!(operator.as_deref().unwrap_or_default(), "In" | "NotIn");
     if qualifies {
-        for f in &mut ctx.out.found[start..] {
+        for f in &mut state.out.found[start..] {
             f.key = key.clone();
         }
     } else {
-        let end = ctx.out.found.len();
-        ctx.drop_range(start..end);
+        let end = state.out.found.len();
+        state.drop_range(start..end);
     }
     Ok(())
 }
 
 /// The `values` of a selector expression (the key is filled in by the expression).
 struct Values<'c, 'a, 't> {
-    ctx: &'c mut Ctx<'a, 't>,
+    state: &'c mut WalkState<'a, 't>,
     location: Location,
 }
 
@@ -542,16 +557,16 @@ impl<'de> Visitor<'de> for Values<'_, 'de, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let ctx = self.ctx;
+        let state = self.state;
         let mut i = 0usize;
         while let Some(value) = seq.next_element_seed(MaybeStrSeed)? {
             if let Some(v) = value {
-                let (path_len, depth) = (ctx.path.len, ctx.depth);
-                ctx.push_order(i as u32);
-                ctx.push_index(i);
-                ctx.found::<A::Error>(self.location, Cow::Borrowed(""), false, Some(v))?;
-                ctx.path.len = path_len;
-                ctx.depth = depth;
+                let (path_len, depth) = (state.path.len, state.depth);
+                state.push_order(i as u32);
+                state.push_index(i);
+                state.found::<A::Error>(self.location, Cow::Borrowed(""), false, Some(v))?;
+                state.path.len = path_len;
+                state.depth = depth;
             }
             i += 1;
         }

@@ -1,25 +1,11 @@
-//! `/validate`'s decision on a decoded request: a response plus what to log and count.
-//! (`/mutate` decides on the request bytes, in `server::mutate`: the webhook's one decision.)
+//! `/validate`'s decision on a decoded request: ClusterPairs and mapping ConfigMaps checked,
+//! answered by the one writer ([`Response::to_review`]).
+
+use serde_json::Value;
 
 use super::outcome::RequestOutcome;
-use super::review::{bounded_warnings, Request, Response};
+use super::review::{bounded_warnings, Answer, Request, Response};
 use crate::validate;
-
-/// A response and what it was made from.
-#[derive(Debug)]
-pub struct Decision {
-    pub response: Response,
-    pub verdict: RequestOutcome,
-}
-
-impl Decision {
-    fn allow(uid: &str) -> Self {
-        Decision {
-            response: Response::allow(uid),
-            verdict: RequestOutcome::Allowed,
-        }
-    }
-}
 
 /// The operation for logs: one of the four kube-apiserver sends, else `other` (a client that
 /// is not kube-apiserver may put anything there, and logs must not carry what it sent).
@@ -33,35 +19,50 @@ pub fn operation_name(operation: &str) -> &'static str {
     }
 }
 
-fn is_write(operation: &str) -> bool {
-    matches!(operation, "CREATE" | "UPDATE")
+/// `Kind namespace/name` for messages and logs.
+/// (The request's own name and namespace: on CREATE the object may not carry its namespace.)
+pub fn describe(req: &Request<'_, Value>) -> String {
+    let generate_name = req
+        .object
+        .as_ref()
+        .and_then(|o| o.pointer("/metadata/generateName"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    crate::rewrite::object_ref(&req.kind, &req.namespace, &req.name, generate_name)
 }
 
 /// `/validate` (docs/behaviour.md): ClusterPairs and mapping ConfigMaps on CREATE and UPDATE.
 /// `cluster_id`: this cluster's Rancher ID, which a mapping ConfigMap's table must fit.
-pub fn validate(req: &Request, now: i64, cluster_id: Option<&str>) -> Decision {
-    let Some(obj) = req
+pub fn validate(req: &Request<'_, Value>, now: i64, cluster_id: Option<&str>) -> Answer {
+    let is_write = matches!(&*req.operation, "CREATE" | "UPDATE");
+    let checked = req
         .object
         .as_ref()
-        .filter(|o| is_write(&req.operation) && validate::is_validated(o))
-    else {
-        return Decision::allow(&req.uid);
+        .filter(|o| is_write && validate::is_validated(o))
+        .map(|obj| validate::check(obj, now, cluster_id));
+    let (warnings, denial) = match &checked {
+        Some(report) => {
+            let object = describe(req);
+            let warnings = report.warnings.iter().map(|w| format!("{object}: {w}"));
+            let denial = report.is_denied().then(|| report.denial(&object));
+            (bounded_warnings(warnings), denial)
+        }
+        None => (Vec::new(), None),
     };
-    let report = validate::check(obj, now, cluster_id);
-    let object = req.describe();
-    let warnings = bounded_warnings(report.warnings.iter().map(|w| format!("{object}: {w}")));
-    if report.is_denied() {
-        let mut response = Response::deny(&req.uid, report.denial(&object));
-        response.warnings = warnings;
-        return Decision {
-            response,
-            verdict: RequestOutcome::Denied,
-        };
-    }
-    let mut response = Response::allow(&req.uid);
-    response.warnings = warnings;
-    Decision {
-        response,
-        verdict: RequestOutcome::Allowed,
+    let response = Response {
+        uid: &req.uid,
+        denial: denial.as_deref(),
+        warnings: &warnings,
+        ..Response::default()
+    };
+    Answer {
+        body: response.to_review(),
+        verdict: match denial {
+            Some(_) => RequestOutcome::Denied,
+            None => RequestOutcome::Allowed,
+        },
+        rewrites: Default::default(),
+        unmapped: Default::default(),
+        warned: !warnings.is_empty(),
     }
 }

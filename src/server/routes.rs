@@ -1,6 +1,7 @@
 //! HTTP routes: the webhook (`/mutate`, `/validate`) and the admin endpoints. Handlers only
 //! read the body, decode, call the pure decision, and count and log what happened.
 
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -318,32 +319,43 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
         Err(e) => return refused(&s, "mutate", m, start, Refusal::BadReview(e)),
     };
     let answer = mutate::answer(&mut review, &mappings, &s.settings);
-    let verdict = answer.verdict;
-    m.count(verdict, start.elapsed());
-    let (mut rewrites, mut unmapped) = (0, 0);
     for (i, n) in answer.rewrites.iter().enumerate().filter(|(_, n)| **n > 0) {
         s.metrics.rewrites_at[i].inc_by(u64::from(*n));
-        rewrites += n;
     }
     for (i, n) in answer.unmapped.iter().enumerate().filter(|(_, n)| **n > 0) {
         s.metrics.unmapped_at[i].inc_by(u64::from(*n));
-        unmapped += n;
     }
+    answered(&s, "mutate", m, &review, answer, start)
+}
+
+/// Counts and logs an answer decided, and sends it.
+fn answered<O>(
+    s: &AppState,
+    endpoint: &'static str,
+    m: &EndpointMetrics,
+    req: &review::Request<'_, O>,
+    answer: review::Answer,
+    start: Instant,
+) -> Response {
+    let verdict = answer.verdict;
+    m.count(verdict, start.elapsed());
     if verdict.is_notable(answer.warned) || s.log.wants_allows() {
         let mut line = Admission::new(
-            "mutate",
+            endpoint,
             verdict,
-            admission::operation_name(&review.operation),
-            review.dry_run,
+            admission::operation_name(&req.operation),
+            req.dry_run,
             [
-                &review.uid,
-                &review.kind,
-                &review.namespace,
-                &review.name,
-                &review.username,
+                &req.uid,
+                &req.kind,
+                &req.namespace,
+                &req.name,
+                &req.username,
             ],
         );
-        (line.rewrites, line.unmapped, line.warnings) = (rewrites, unmapped, answer.warned);
+        line.rewrites = answer.rewrites.iter().sum();
+        line.unmapped = answer.unmapped.iter().sum();
+        line.warnings = answer.warned;
         line.duration_us = start.elapsed().as_micros() as u64;
         s.log.send(Record::Admission(line));
     }
@@ -398,36 +410,15 @@ async fn validate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -
         Ok(b) => b,
         Err(resp) => return refused(&s, "validate", m, start, Refusal::Body(resp)),
     };
-    let req = match review::decode::<Value>(&bytes) {
+    let req = match review::decode(&bytes, PhantomData::<Value>) {
         Ok(r) => r,
         Err(e) => return refused(&s, "validate", m, start, Refusal::BadReview(e)),
     };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let decision = admission::validate(&req, now, s.settings.cluster_id.as_deref());
-    let verdict = decision.verdict;
-    m.count(verdict, start.elapsed());
-    let warned = !decision.response.warnings.is_empty();
-    if verdict.is_notable(warned) || s.log.wants_allows() {
-        let mut line = Admission::new(
-            "validate",
-            verdict,
-            admission::operation_name(&req.operation),
-            req.dry_run.unwrap_or(false),
-            [
-                &req.uid,
-                &req.kind.kind,
-                &req.namespace,
-                &req.name,
-                &req.user_info.username,
-            ],
-        );
-        line.warnings = warned;
-        line.duration_us = start.elapsed().as_micros() as u64;
-        s.log.send(Record::Admission(line));
-    }
-    Json(decision.response.into_review()).into_response()
+    let answer = admission::validate(&req, now, s.settings.cluster_id.as_deref());
+    answered(&s, "validate", m, &req, answer, start)
 }
 
 #[cfg(test)]

@@ -106,7 +106,7 @@ pub fn mappings_from_file_text(text: &str) -> Result<Mappings, MappingsFileError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::Lookup;
+    use crate::mapping::LookupRef;
 
     #[test]
     fn a_kubeconfig_without_its_header_is_a_document_not_mapping_text() {
@@ -130,7 +130,7 @@ mod tests {
         assert!(yamlish.contains("did you mean \"p-a=p-b\""), "{yamlish}");
         let cp = "apiVersion: stork.libopenstorage.org/v1alpha1\nkind: ClusterPair\nmetadata: {name: remote, namespace: mig}\nspec:\n  platformOptions:\n    rancher:\n      projectMappings: {p-a: p-b}\n";
         let m = mappings_from_file_text(cp).unwrap();
-        assert_eq!(m.table.lookup("p-a"), Lookup::Rewrite("p-b".into()));
+        assert_eq!(m.table.lookup_ref("p-a"), LookupRef::Rewrite("p-b".into()));
         let other = mappings_from_file_text("apiVersion: v1\nkind: Secret\n").unwrap_err();
         assert!(
             other

@@ -322,7 +322,9 @@ fn fixtures_are_answered_as_the_reference_says_and_bad_bodies_are_refused_alike(
         br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","uid":"v","operation":"CREATE"}}"#,
     ] {
         let fast = mutate::decode(bad, &mappings.table).map(|_| ()).unwrap_err();
-        let tree = review::decode::<Value>(bad).map(|_| ()).unwrap_err();
+        let tree = review::decode(bad, std::marker::PhantomData::<Value>)
+            .map(|_| ())
+            .unwrap_err();
         assert_eq!(
             std::mem::discriminant(&fast),
             std::mem::discriminant(&tree),

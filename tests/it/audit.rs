@@ -7,8 +7,8 @@ use std::process::Output;
 
 use serde_json::{json, Value};
 
-use rancher_remap::mapping::table_from_text;
-use rancher_remap::rewrite::{has_migrated_annotation, rewrite, Options};
+use rancher_remap::mapping::objects::Mappings;
+use rancher_remap::rewrite::{has_migrated_annotation, Options};
 
 use crate::common::*;
 use crate::fake_api::{write_kubeconfig, FakeApi, ResourceType};
@@ -245,7 +245,7 @@ async fn audit_reports_exactly_what_the_webhook_would_rewrite() {
     );
 
     // Each finding says what the engine says about the stored object, value by value.
-    let table = table_from_text(MAPPINGS).unwrap();
+    let table = Mappings::from_text(MAPPINGS).unwrap();
     for f in &found {
         let obj = stored(&c.fake, f);
         let migrated = f["kind"] == "Namespace" || has_migrated_annotation(&obj);
@@ -258,14 +258,13 @@ async fn audit_reports_exactly_what_the_webhook_would_rewrite() {
             },
         );
         let changes: Vec<Value> = outcome
-            .rewrites
-            .iter()
+            .rewrites()
             .map(|r| json!({"place": r.location.as_str(), "path": r.path(), "from": r.from, "to": r.to}))
             .collect();
         assert_eq!(f["changes"], json!(changes), "{f}");
         assert_eq!(
             f["unmapped"].as_array().unwrap().len(),
-            outcome.unmapped.len(),
+            outcome.unmapped().count(),
             "{f}"
         );
     }
@@ -409,7 +408,7 @@ async fn audit_table_scope_all_and_chosen_namespaces() {
 async fn fix_patches_behind_a_resource_version_test_and_a_second_audit_is_clean() {
     let c = cluster().await;
     let before = c.fake.objects();
-    let table = table_from_text(MAPPINGS).unwrap();
+    let table = Mappings::from_text(MAPPINGS).unwrap();
 
     let out = c.audit(&["--fix", "-o", "json"]).await;
     assert_eq!(

@@ -17,6 +17,21 @@ pub fn destination() -> rancher_remap::rewrite::MutateSettings {
     }
 }
 
+/// The webhook's decision on an object in scope, as `options` say: what the tests hold the
+/// webhook's answers, the `rewrite` command and the audit to.
+pub fn rewrite<'a, 't>(
+    obj: &'a serde_json::Value,
+    mappings: &'t rancher_remap::mapping::objects::Mappings,
+    options: &rancher_remap::rewrite::Options,
+) -> rancher_remap::rewrite::Decision<'a, 't> {
+    let settings = rancher_remap::rewrite::MutateSettings {
+        unmapped: options.unmapped,
+        scope: rancher_remap::rewrite::Scope::All,
+        ..Default::default()
+    };
+    rancher_remap::rewrite::decide_object(obj, false, options.migrated, mappings, &settings)
+}
+
 /// The built `rancher-remap` binary.
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rancher-remap"))

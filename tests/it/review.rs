@@ -8,12 +8,17 @@ use kube::core::DynamicObject;
 use serde_json::Value;
 
 use rancher_remap::mapping::objects::Mappings;
-use rancher_remap::rewrite::{has_migrated_annotation, rewrite, Options};
+use rancher_remap::rewrite::{has_migrated_annotation, Options};
 use rancher_remap::rewrite::{MutateSettings, Scope};
 use rancher_remap::server::mutate;
-use rancher_remap::server::review::decode;
+use rancher_remap::server::review::{self, ReviewError};
 
-use crate::common::{data, repo};
+use crate::common::{data, repo, rewrite};
+
+/// The review decoder with `request.object` read as a tree (as `/validate` reads it).
+fn decode(body: &[u8]) -> Result<review::Request<'_, Value>, ReviewError> {
+    review::decode(body, std::marker::PhantomData::<Value>)
+}
 
 /// Every review fixture: tests/data and the example the README calls with curl.
 fn fixtures() -> Vec<(String, String)> {
@@ -69,11 +74,11 @@ fn request_fields_match_kube_core() {
         assert_eq!(fast.dry_run, theirs.dry_run, "{name}");
         assert_eq!(fast.object.is_some(), theirs.object.is_some(), "{name}");
         {
-            let ours = decode::<Value>(body.as_bytes()).unwrap();
+            let ours = decode(body.as_bytes()).unwrap();
             assert_eq!(ours.uid, theirs.uid, "{name}");
-            assert_eq!(ours.kind.group, theirs.kind.group, "{name}");
-            assert_eq!(ours.kind.version, theirs.kind.version, "{name}");
-            assert_eq!(ours.kind.kind, theirs.kind.kind, "{name}");
+            assert_eq!(ours.group, theirs.kind.group, "{name}");
+            assert_eq!(ours.version, theirs.kind.version, "{name}");
+            assert_eq!(ours.kind, theirs.kind.kind, "{name}");
             assert_eq!(ours.name, theirs.name, "{name}");
             assert_eq!(
                 ours.namespace,
@@ -81,16 +86,16 @@ fn request_fields_match_kube_core() {
                 "{name}"
             );
             assert_eq!(
-                Value::String(ours.operation.clone()),
+                Value::String(ours.operation.to_string()),
                 serde_json::to_value(&theirs.operation).unwrap(),
                 "{name}"
             );
             assert_eq!(
-                Some(ours.user_info.username.clone()),
+                Some(ours.username.to_string()),
                 theirs.user_info.username,
                 "{name}"
             );
-            assert_eq!(ours.dry_run.unwrap_or(false), theirs.dry_run, "{name}");
+            assert_eq!(ours.dry_run, theirs.dry_run, "{name}");
             assert_eq!(ours.object.is_some(), theirs.object.is_some(), "{name}");
         }
     }
@@ -106,7 +111,7 @@ fn mutate_answers_as_kube_core_types_would() {
     let mut patched = 0;
     for (name, body) in fixtures() {
         let theirs = kube_request(&body);
-        let ours = decode::<Value>(body.as_bytes()).unwrap();
+        let ours = decode(body.as_bytes()).unwrap();
         let mut fast = mutate::decode(body.as_bytes(), &mappings.table).unwrap();
         let answer: Value =
             serde_json::from_slice(&mutate::answer(&mut fast, &mappings, &settings).body).unwrap();
@@ -116,12 +121,12 @@ fn mutate_answers_as_kube_core_types_would() {
         let full = theirs
             .object
             .as_ref()
-            .filter(|_| matches!(ours.operation.as_str(), "CREATE" | "UPDATE"))
+            .filter(|_| matches!(&*ours.operation, "CREATE" | "UPDATE"))
             .map(|o| serde_json::to_value(o).unwrap());
         if let Some(obj) = full {
             let outcome = rewrite(
                 &obj,
-                &mappings.table,
+                &mappings,
                 &Options {
                     unmapped: settings.unmapped,
                     migrated: has_migrated_annotation(&obj)
@@ -134,9 +139,7 @@ fn mutate_answers_as_kube_core_types_would() {
             );
             if !outcome.patch.is_empty() {
                 patched += 1;
-                expected = expected
-                    .with_patch(json_patch::Patch(outcome.patch))
-                    .unwrap();
+                expected = expected.with_patch(outcome.patch_ops()).unwrap();
             }
         }
         let expected = serde_json::to_value(expected.into_review()).unwrap();

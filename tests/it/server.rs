@@ -6,9 +6,9 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use rancher_remap::mapping::table_from_text;
-use rancher_remap::rewrite::{rewrite, Options, UnmappedPolicy};
+use rancher_remap::mapping::objects::Mappings;
 use rancher_remap::rewrite::{MutateSettings, Scope};
+use rancher_remap::rewrite::{Options, UnmappedPolicy};
 use rancher_remap::source::Source;
 
 use crate::common::*;
@@ -46,7 +46,7 @@ async fn mutate_over_http1_and_http2_matches_the_engine() {
     let mut s = start(Source::Static(MAPPINGS.into()), settings()).await;
     let req = review("create-deployment-migrated.json");
     let obj = req["request"]["object"].clone();
-    let table = table_from_text(MAPPINGS).unwrap();
+    let table = Mappings::from_text(MAPPINGS).unwrap();
     let expected = rewrite(
         &obj,
         &table,

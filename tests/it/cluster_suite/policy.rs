@@ -301,35 +301,21 @@ const GENERATED_IDS: &[&str] = &[
 /// the library has them): the object itself when out of scope.
 fn engine_answer(obj: &Value) -> Value {
     use rancher_remap::mapping::objects::Mappings;
-    use rancher_remap::rewrite::{
-        admit, has_migrated_annotation, namespace_claim_of, rewrite, MutateSettings,
-        NamespaceClaim, Options, Writer,
-    };
+    use rancher_remap::rewrite::{decide, walk, MutateSettings, RequestFacts};
     let mappings = Mappings::from_text(TABLE).unwrap();
     let settings = MutateSettings {
         migration_users: [STORK.to_string()].into(),
         cluster_id: Some(CLUSTER_ID.into()),
         ..MutateSettings::default()
     };
-    let claim = match obj["kind"].as_str() {
-        Some("Namespace") => namespace_claim_of(obj, &mappings.table, Some(CLUSTER_ID)),
-        _ => NamespaceClaim::Unknown,
-    };
-    let writer = Writer {
+    let facts = RequestFacts {
+        is_namespace: obj["kind"] == "Namespace",
         username: ADMIN,
-        migrated_annotation: has_migrated_annotation(obj),
-        claim,
+        ..RequestFacts::default()
     };
-    let Some(migrated) = admit(&writer, &mappings, &settings) else {
-        return obj.clone();
-    };
-    let options = Options {
-        migrated,
-        ..Options::default()
-    };
-    let mut out = obj.clone();
-    json_patch::patch(&mut out, &rewrite(obj, &mappings.table, &options).patch).unwrap();
-    out
+    let walked = walk(obj, &mappings.table).unwrap();
+    let decision = decide(&facts, walked, &mappings, &settings);
+    decision.apply(obj).unwrap()
 }
 
 /// The admin's server-side dry-run CREATE of each generated object: what the apiserver
