@@ -10,14 +10,14 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::{ModeArg, ScopeArg};
-use crate::live::LiveMappings;
-use crate::managed_certs;
+use crate::live::{LiveMappings, TableMetrics};
+use crate::managed_certs::{self, KeeperMetrics};
 use crate::rewrite::MutateSettings;
 use crate::server::admission_log::AdmissionLog;
 use crate::server::metrics::Metrics;
 use crate::server::routes::AppState;
-use crate::server::tls::CertFiles;
 use crate::server::{Server, Timing};
+use crate::serving_cert::{CertFiles, CertMetrics};
 use crate::source::{self, Source};
 
 /// Run the admission webhook server (HTTPS /mutate and /validate; plain /healthz, /readyz,
@@ -195,11 +195,35 @@ pub fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(crate::server::admission_log::Output);
+        .with_writer(crate::log_sink::Stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// Each subsystem's metrics, registered in one registry, which the server's hold (it serves
+/// `/metrics`).
+pub struct AllMetrics {
+    pub server: Arc<Metrics>,
+    pub table: TableMetrics,
+    pub certificate: CertMetrics,
+    pub keeper: KeeperMetrics,
+}
+
+impl AllMetrics {
+    pub fn register() -> AllMetrics {
+        let mut registry = crate::metrics::registry();
+        let table = TableMetrics::register(&mut registry);
+        let certificate = CertMetrics::register(&mut registry);
+        let keeper = KeeperMetrics::register(&mut registry);
+        AllMetrics {
+            server: Arc::new(Metrics::new(registry)),
+            table,
+            certificate,
+            keeper,
+        }
+    }
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -216,8 +240,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     init_logging(args.log_format);
-    let metrics = Arc::new(Metrics::default());
-    let (log, writer) = AdmissionLog::start(metrics.log_lines_dropped.clone());
+    let metrics = AllMetrics::register();
+    let (log, writer) = AdmissionLog::start(metrics.server.log_lines_dropped.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -239,7 +263,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 async fn serve(
     args: Args,
     source: Option<Source>,
-    metrics: Arc<Metrics>,
+    metrics: AllMetrics,
     log: AdmissionLog,
 ) -> Result<()> {
     let users_given =
@@ -249,7 +273,7 @@ async fn serve(
         tracing::error!("{}", crate::server::routes::NO_CLUSTER_ID);
     }
     let live = Arc::new(LiveMappings::new(
-        metrics.clone(),
+        metrics.table,
         users_given,
         cluster_id.clone(),
     ));
@@ -267,7 +291,7 @@ async fn serve(
             mode: args.mode.into(),
             cluster_id,
         },
-        metrics: metrics.clone(),
+        metrics: metrics.server,
         max_body_bytes: args.max_body_bytes,
         validate_only: source.is_none(),
         request_timeout: Duration::from_secs(args.request_timeout),
@@ -291,12 +315,14 @@ async fn serve(
         tracing::warn!("--cert-secret without --webhook-configuration: no caBundle is kept; the API servers trust this server only if something else puts its CA (the Secret's ca-bundle.crt) there");
     }
     let credentials = match (managed, client) {
-        (Some(settings), Some(client)) => managed_certs::start(client, settings, metrics).await?,
+        (Some(settings), Some(client)) => {
+            managed_certs::start(client, settings, metrics.certificate, metrics.keeper).await?
+        }
         _ => CertFiles {
             cert: args.tls_cert,
             key: args.tls_key,
         }
-        .credentials(metrics, timing.cert_poll)
+        .credentials(metrics.certificate, timing.cert_poll)
         .map_err(|e| {
             let fix = match e.is_missing_file() {
                 true => "; make a pair with `rancher-remap certs --out DIR` and give --tls-cert DIR/tls.crt --tls-key DIR/tls.key, or let the server keep its own with --cert-secret",

@@ -8,7 +8,6 @@ pub mod mutate;
 pub mod outcome;
 pub mod review;
 pub mod routes;
-pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use self::routes::AppState;
-use self::tls::Credentials;
+use crate::serving_cert::{Credentials, Resolver};
 
 /// Timeouts, intervals and the connection limit, with production defaults; tests shorten them.
 #[derive(Clone, Debug)]
@@ -107,6 +106,17 @@ impl Drop for OpenConnection {
     }
 }
 
+/// TLS 1.2 and 1.3, ALPN h2 and http/1.1, no client authentication (kube-apiserver
+/// authenticates the webhook, not the other way round).
+fn server_config(resolver: Arc<Resolver>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    let mut config = rustls::ServerConfig::builder_with_provider(crate::crypto::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Default of [`Timing::max_connections`] (and `serve --max-connections`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
@@ -131,7 +141,7 @@ impl Server {
         state: Arc<AppState>,
         timing: Timing,
     ) -> Result<Server> {
-        let acceptor = TlsAcceptor::from(tls::server_config(credentials.resolver)?);
+        let acceptor = TlsAcceptor::from(server_config(credentials.resolver)?);
         let webhook = listen_with_backlog(listen).with_context(|| format!("binding {listen}"))?;
         let admin = TcpListener::bind(admin_listen)
             .await

@@ -43,14 +43,14 @@ pub async fn start(
     match source {
         Source::Static(text) => {
             let m = load_static(&text).context("--project-mappings")?;
-            live.put::<LoadError>("--project-mappings", Ok(m))
+            live.offer::<LoadError>("--project-mappings", Ok(m))
                 .map_err(|why| anyhow::anyhow!("--project-mappings: {why}"))?;
         }
         Source::File(path) => {
             let origin = path.display().to_string();
             tokio::spawn(follow_file(path, poll, move |result| {
-                // Refusals are logged and counted by `put`.
-                let _ = live.put(&origin, result);
+                // Refusals are logged and counted by `offer`.
+                let _ = live.offer(&origin, result);
             }));
         }
         Source::ConfigMap(at) => {
