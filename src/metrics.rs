@@ -51,8 +51,15 @@ impl<L, M> Clone for FixedFamily<L, M> {
 impl<L: PartialEq, M: Default> FixedFamily<L, M> {
     /// One series (starting at zero) per label set, in this order.
     pub fn new(labels: impl IntoIterator<Item = L>) -> Self {
+        Self::new_with(labels, M::default)
+    }
+}
+
+impl<L: PartialEq, M> FixedFamily<L, M> {
+    /// One series, made by `make`, per label set, in this order.
+    pub fn new_with(labels: impl IntoIterator<Item = L>, mut make: impl FnMut() -> M) -> Self {
         FixedFamily {
-            series: Arc::new(labels.into_iter().map(|l| (l, M::default())).collect()),
+            series: Arc::new(labels.into_iter().map(|l| (l, make())).collect()),
         }
     }
 

@@ -2,13 +2,10 @@
 //! and unmapped, connections held and admission log lines dropped. They are registered in the
 //! process's one registry ([`crate::metrics`]), which the server holds: `/metrics` serves it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
-use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::outcome::RequestOutcome;
@@ -36,65 +33,11 @@ const LATENCY_BUCKETS: [f64; 10] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
 ];
 
-/// A latency histogram that takes no lock: one atomic add to a bucket and one to the sum (in
-/// nanoseconds). prometheus-client's own histogram takes a write lock per observation, which
-/// every request's worker would contend for.
-/// Clones share the cells (a handle resolved once from the family is the registered series).
-#[derive(Clone, Debug, Default)]
-pub struct LatencyHistogram(Arc<Cells>);
-
-#[derive(Debug, Default)]
-struct Cells {
-    /// Observations per bucket (not cumulative); the last is `+Inf`.
-    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
-    sum_nanos: AtomicU64,
-}
-
-impl LatencyHistogram {
-    /// Records one duration.
-    pub fn observe(&self, d: std::time::Duration) {
-        let c = &*self.0;
-        let seconds = d.as_secs_f64();
-        let i = LATENCY_BUCKETS
-            .iter()
-            .position(|&upper| seconds <= upper)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        c.buckets[i].fetch_add(1, Ordering::Relaxed);
-        c.sum_nanos.fetch_add(
-            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-    }
-}
-
-impl TypedMetric for LatencyHistogram {
-    const TYPE: MetricType = MetricType::Histogram;
-}
-
-impl EncodeMetric for LatencyHistogram {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        let c = &*self.0;
-        let mut buckets = [(0.0, 0u64); LATENCY_BUCKETS.len() + 1];
-        for (i, slot) in buckets.iter_mut().enumerate() {
-            let upper = LATENCY_BUCKETS.get(i).copied().unwrap_or(f64::MAX);
-            *slot = (upper, c.buckets[i].load(Ordering::Relaxed));
-        }
-        let sum = c.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        // The count from the buckets read, so that `+Inf` never falls short of it mid-update.
-        let count = buckets.iter().map(|(_, n)| n).sum();
-        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
-    }
-
-    fn metric_type(&self) -> MetricType {
-        Self::TYPE
-    }
-}
-
 /// One endpoint's handles, resolved once: counting a request hashes no labels and takes no lock.
 pub struct EndpointMetrics {
     /// By [`RequestOutcome::index`].
     pub requests: [Counter; RequestOutcome::ALL.len()],
-    pub duration: LatencyHistogram,
+    pub duration: Histogram,
 }
 
 impl EndpointMetrics {
@@ -103,7 +46,7 @@ impl EndpointMetrics {
     /// is not served).
     fn resolve(
         requests: &FixedFamily<RequestLabels, Counter>,
-        duration: &FixedFamily<EndpointLabels, LatencyHistogram>,
+        duration: &FixedFamily<EndpointLabels, Histogram>,
         endpoint: &'static str,
     ) -> EndpointMetrics {
         EndpointMetrics {
@@ -121,7 +64,7 @@ impl EndpointMetrics {
     /// Counts one request with its outcome.
     pub fn count(&self, outcome: RequestOutcome, elapsed: std::time::Duration) {
         self.requests[outcome.index()].inc();
-        self.duration.observe(elapsed);
+        self.duration.observe(elapsed.as_secs_f64());
     }
 }
 
@@ -172,7 +115,10 @@ impl Metrics {
             "Admission requests by endpoint and outcome",
             requests,
         );
-        let duration = FixedFamily::new(ENDPOINTS.map(|(endpoint, _)| EndpointLabels { endpoint }));
+        let duration = FixedFamily::new_with(
+            ENDPOINTS.map(|(endpoint, _)| EndpointLabels { endpoint }),
+            || Histogram::new(LATENCY_BUCKETS),
+        );
         let duration = registered(
             r,
             "request_duration_seconds",
