@@ -7,8 +7,11 @@
 //! [`pki`] (certificates, and when they are renewed) and [`rancher`] (Rancher's clusters and
 //! projects, and pairing projects by name). The edges do the I/O: [`server`] (the
 //! webhook), [`source`] (where tables come from), [`live`] (the table in force between them),
-//! [`managed_certs`] (the certificates the server keeps, and its webhook configurations'
-//! caBundle), [`audit`] (existing objects) and [`cli`].
+//! [`serving_cert`] (the serving pair in force, from files), [`managed_certs`] (the certificates
+//! the server keeps, and its webhook configurations' caBundle), [`audit`] (existing objects) and
+//! [`cli`]. What every part may use: [`crypto`] (the one TLS crypto provider), [`metrics`] (the
+//! one registry each edge registers its own metrics in), [`log_sink`] (where log lines go) and
+//! [`content_poll`] (following a file by its content).
 #![forbid(unsafe_code)]
 
 pub mod audit;

@@ -104,7 +104,7 @@ pub async fn start(
     certificate: CertMetrics,
     metrics: KeeperMetrics,
 ) -> anyhow::Result<Credentials> {
-    let mut manager = Manager {
+    let mut keeper = Keeper {
         api: Api::namespaced(client.clone(), &settings.namespace),
         client,
         settings,
@@ -118,10 +118,10 @@ pub async fn start(
     let mut backoff = Duration::from_millis(500);
     let mut attempt = 1;
     let wake = loop {
-        match manager.pass().await {
+        match keeper.pass().await {
             Ok(wake) => break wake,
             Err(e) if attempt < START_ATTEMPTS && transient(&e) => {
-                tracing::warn!(secret = %manager.origin(), error = %e, "reading the certificate Secret failed; retrying");
+                tracing::warn!(secret = %keeper.origin(), error = %e, "reading the certificate Secret failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
                 attempt += 1;
@@ -130,19 +130,19 @@ pub async fn start(
                 return Err(e).with_context(|| {
                     format!(
                         "managing the serving certificate in Secret {}",
-                        manager.origin()
+                        keeper.origin()
                     )
                 })
             }
         }
     };
-    let resolver = manager
+    let resolver = keeper
         .resolver
         .clone()
         .context("no serving pair after the first pass")?;
     Ok(Credentials {
         resolver,
-        follow: Box::pin(manager.follow(wake)),
+        follow: Box::pin(keeper.follow(wake)),
     })
 }
 
@@ -154,7 +154,8 @@ fn transient(e: &kube::Error) -> bool {
     }
 }
 
-struct Manager {
+/// One replica's certificate keeper: what it serves, and what it last read and published.
+struct Keeper {
     api: Api<Secret>,
     client: Client,
     settings: Settings,
@@ -180,7 +181,7 @@ struct Published {
     since: i64,
 }
 
-impl Manager {
+impl Keeper {
     fn origin(&self) -> String {
         format!("{}/{}", self.settings.namespace, self.settings.secret)
     }
