@@ -133,8 +133,11 @@ impl Faults {
     }
 }
 
-/// Samples of the server's RSS (KiB) and open descriptors, once a second until `end`.
-fn sample(pid: u32, end: Instant) -> (Arc<Mutex<Vec<(u64, usize)>>>, std::thread::JoinHandle<()>) {
+/// The server's RSS (KiB) and open descriptors, once a second.
+type Samples = Arc<Mutex<Vec<(u64, usize)>>>;
+
+/// Samples the server until `end`.
+fn sample(pid: u32, end: Instant) -> (Samples, std::thread::JoinHandle<()>) {
     let samples = Arc::new(Mutex::new(Vec::new()));
     let sampler = {
         let samples = samples.clone();
