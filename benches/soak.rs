@@ -81,6 +81,270 @@ struct Counts {
     errors: Mutex<Vec<String>>,
 }
 
+/// The faults, each on its own thread until `stop`: a new serving pair every `cert_every`, a
+/// new mappings file (alternating `tables`) every second. Counts what each has done.
+struct Faults {
+    stop: Arc<AtomicBool>,
+    rotations: Arc<AtomicU64>,
+    replacements: Arc<AtomicU64>,
+}
+
+impl Faults {
+    fn start(
+        ca: Ca,
+        tls_dir: PathBuf,
+        cert_every: Duration,
+        mappings: PathBuf,
+        tables: [String; 2],
+    ) -> (Faults, Vec<std::thread::JoinHandle<()>>) {
+        let faults = Faults {
+            stop: Arc::new(AtomicBool::new(false)),
+            rotations: Arc::new(AtomicU64::new(0)),
+            replacements: Arc::new(AtomicU64::new(0)),
+        };
+        let rotator = faults.every(cert_every, &faults.rotations, move |n| {
+            publish(&tls_dir, n, ca.issue())
+        });
+        let replacer = faults.every(Duration::from_secs(1), &faults.replacements, move |n| {
+            let tmp = mappings.with_extension("tmp");
+            std::fs::write(&tmp, &tables[(n % 2) as usize]).unwrap();
+            std::fs::rename(&tmp, &mappings).unwrap();
+        });
+        (faults, vec![rotator, replacer])
+    }
+
+    /// Runs `fault(n)` every `period` until stopped, counting in `done`.
+    fn every(
+        &self,
+        period: Duration,
+        done: &Arc<AtomicU64>,
+        fault: impl Fn(u64) + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
+        let (stop, done) = (self.stop.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(period);
+                n += 1;
+                fault(n);
+                done.store(n, Ordering::Relaxed);
+            }
+        })
+    }
+}
+
+/// The server's RSS (KiB) and open descriptors, once a second.
+type Samples = Arc<Mutex<Vec<(u64, usize)>>>;
+
+/// Samples the server until `end`.
+fn sample(pid: u32, end: Instant) -> (Samples, std::thread::JoinHandle<()>) {
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let sampler = {
+        let samples = samples.clone();
+        std::thread::spawn(move || {
+            while Instant::now() + Duration::from_secs(1) < end {
+                std::thread::sleep(Duration::from_secs(1));
+                samples
+                    .lock()
+                    .unwrap()
+                    .push((status_kib(pid, "VmRSS"), open_fds(pid)));
+            }
+        })
+    };
+    (samples, sampler)
+}
+
+/// `connections` clients posting the review on keep-alive connections until `end`.
+fn load(
+    connections: usize,
+    addr: std::net::SocketAddr,
+    client: Arc<rustls::ClientConfig>,
+    counts: &Arc<Counts>,
+    end: Instant,
+) {
+    let body = Bytes::from(support::review_body());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..connections)
+            .map(|_| {
+                let (client, body, counts) = (client.clone(), body.clone(), counts.clone());
+                tokio::spawn(post_until(addr, client, body, counts, end))
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
+/// One client: posts `body` until `end`, reopening its connection when it closes.
+async fn post_until(
+    addr: std::net::SocketAddr,
+    client: Arc<rustls::ClientConfig>,
+    body: Bytes,
+    counts: Arc<Counts>,
+    end: Instant,
+) {
+    let mut conn: Option<Conn> = None;
+    while Instant::now() < end {
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match Conn::open(addr, &client).await {
+                Ok(c) => conn.insert(c),
+                Err(e) => {
+                    fail(&counts, format!("connect: {e}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        match c.post(&body).await {
+            Ok((200, answer)) if contains(&answer, b"\"patchType\":\"JSONPatch\"") => {
+                counts.ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok((status, answer)) => fail(
+                &counts,
+                format!("{status}: {}", String::from_utf8_lossy(&answer)),
+            ),
+            Err(e) => {
+                // A closed keep-alive connection is reopened; the request counts
+                // as failed (kube-apiserver would have seen it fail).
+                fail(&counts, format!("request: {e}"));
+                conn = None;
+            }
+        }
+    }
+}
+
+/// What the soak saw.
+struct Report {
+    elapsed: f64,
+    ok: u64,
+    failed: u64,
+    rotations: u64,
+    replacements: u64,
+    cert_reloads: u64,
+    cert_rejected: usize,
+    table_loads: u64,
+    /// Max RSS (KiB) in the first and the last quarter after warm-up.
+    rss: (u64, u64),
+    /// Open fds after warm-up: first, last, max.
+    fds: (usize, usize, usize),
+}
+
+impl Report {
+    fn new(
+        elapsed: f64,
+        counts: &Counts,
+        faults: &Faults,
+        log: &str,
+        samples: &[(u64, usize)],
+    ) -> Report {
+        let warm = (samples.len() / 5).max(5).min(samples.len());
+        let steady = &samples[warm..];
+        let quarter = (steady.len() / 4).max(1);
+        let rss_max = |s: &mut dyn Iterator<Item = &(u64, usize)>| {
+            s.take(quarter).map(|s| s.0).max().unwrap_or(0)
+        };
+        Report {
+            elapsed,
+            ok: counts.ok.load(Ordering::Relaxed),
+            failed: counts.failed.load(Ordering::Relaxed),
+            rotations: faults.rotations.load(Ordering::Relaxed),
+            replacements: faults.replacements.load(Ordering::Relaxed),
+            cert_reloads: log.matches("serving certificate reloaded").count() as u64,
+            cert_rejected: log.matches("new serving certificate rejected").count(),
+            table_loads: log.matches("mapping table loaded").count() as u64,
+            rss: (
+                rss_max(&mut steady.iter()),
+                rss_max(&mut steady.iter().rev()),
+            ),
+            fds: (
+                steady.first().map_or(0, |s| s.1),
+                steady.last().map_or(0, |s| s.1),
+                steady.iter().map(|s| s.1).max().unwrap_or(0),
+            ),
+        }
+    }
+
+    fn print(&self) {
+        let Report {
+            ok,
+            failed,
+            cert_reloads,
+            cert_rejected,
+            table_loads,
+            ..
+        } = self;
+        let ((rss_early, rss_late), (fds_early, fds_late, fds_max)) = (self.rss, self.fds);
+        println!("| measure | value |");
+        println!("|---|---|");
+        println!(
+            "| requests answered with a patch | {ok} ({:.0}/s) |",
+            *ok as f64 / self.elapsed
+        );
+        println!("| failed requests | {failed} |");
+        println!(
+            "| certificate rotations / reloads seen / rejected | {} / {cert_reloads} / {cert_rejected} |",
+            self.rotations
+        );
+        println!(
+            "| mapping replacements / tables loaded | {} / {table_loads} |",
+            self.replacements
+        );
+        println!(
+            "| RSS after warm-up, first quarter max → last quarter max | {:.1} → {:.1} MiB |",
+            rss_early as f64 / 1024.0,
+            rss_late as f64 / 1024.0
+        );
+        println!(
+            "| open fds after warm-up: first → last (max) | {fds_early} → {fds_late} ({fds_max}) |"
+        );
+    }
+
+    fn problems(&self, counts: &Counts) -> Vec<String> {
+        let Report {
+            failed,
+            rotations,
+            cert_reloads,
+            cert_rejected,
+            table_loads,
+            ..
+        } = *self;
+        let ((rss_early, rss_late), (fds_early, fds_late, _)) = (self.rss, self.fds);
+        let mut problems = Vec::new();
+        if failed > 0 {
+            let errors = counts.errors.lock().unwrap();
+            problems.push(format!(
+                "{failed} failed requests, e.g. {:?}",
+                &errors[..errors.len().min(3)]
+            ));
+        }
+        if cert_reloads + 2 < rotations || cert_rejected > 0 {
+            problems.push(format!(
+                "{rotations} rotations but {cert_reloads} reloads, {cert_rejected} rejected"
+            ));
+        }
+        if table_loads < self.replacements / 2 {
+            problems.push(format!("only {table_loads} tables loaded"));
+        }
+        if rss_late as f64 > rss_early as f64 * 1.10 {
+            problems.push(format!(
+                "RSS grew {rss_early} → {rss_late} KiB after warm-up"
+            ));
+        }
+        // Connections are all open by then; a reload must not leave a file open.
+        if fds_late > fds_early + 4 {
+            problems.push(format!("open fds grew {fds_early} → {fds_late}"));
+        }
+        problems
+    }
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         eprintln!("soak: run with `cargo bench --bench soak` (or `make soak`)");
@@ -109,106 +373,17 @@ fn main() {
         &[OsStr::new("--mappings-file"), mappings.as_os_str()],
         &log_path,
     );
-    let pid = child.id();
     let client = client_config(&ca.pem);
-    let body = Bytes::from(support::review_body());
     let counts = Arc::new(Counts::default());
-    let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let end = start + Duration::from_secs(seconds);
 
-    // Faults: certificate rotation and mapping replacement, on their own threads.
-    let rotations = Arc::new(AtomicU64::new(0));
-    let rotator = {
-        let (stop, rotations, tls_dir) = (stop.clone(), rotations.clone(), tls_dir.clone());
-        std::thread::spawn(move || {
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(cert_every);
-                n += 1;
-                publish(&tls_dir, n, ca.issue());
-                rotations.store(n, Ordering::Relaxed);
-            }
-        })
-    };
-    let replacements = Arc::new(AtomicU64::new(0));
-    let replacer = {
-        let (stop, replacements, mappings) = (stop.clone(), replacements.clone(), mappings.clone());
-        std::thread::spawn(move || {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_secs(1));
-                n += 1;
-                let tmp = mappings.with_extension("tmp");
-                std::fs::write(&tmp, &tables[(n % 2) as usize]).unwrap();
-                std::fs::rename(&tmp, &mappings).unwrap();
-                replacements.store(n, Ordering::Relaxed);
-            }
-        })
-    };
-
-    // Samples of the server's RSS and open descriptors, once a second while the load runs.
-    let samples = Arc::new(Mutex::new(Vec::<(u64, usize)>::new()));
-    let sampler = {
-        let samples = samples.clone();
-        std::thread::spawn(move || {
-            while Instant::now() + Duration::from_secs(1) < end {
-                std::thread::sleep(Duration::from_secs(1));
-                samples
-                    .lock()
-                    .unwrap()
-                    .push((status_kib(pid, "VmRSS"), open_fds(pid)));
-            }
-        })
-    };
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let mut tasks = Vec::new();
-        for _ in 0..connections {
-            let (client, body, counts) = (client.clone(), body.clone(), counts.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut conn: Option<Conn> = None;
-                while Instant::now() < end {
-                    let c = match conn.as_mut() {
-                        Some(c) => c,
-                        None => match Conn::open(addr, &client).await {
-                            Ok(c) => conn.insert(c),
-                            Err(e) => {
-                                fail(&counts, format!("connect: {e}"));
-                                tokio::time::sleep(Duration::from_millis(100)).await;
-                                continue;
-                            }
-                        },
-                    };
-                    match c.post(&body).await {
-                        Ok((200, answer)) if contains(&answer, b"\"patchType\":\"JSONPatch\"") => {
-                            counts.ok.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok((status, answer)) => fail(
-                            &counts,
-                            format!("{status}: {}", String::from_utf8_lossy(&answer)),
-                        ),
-                        Err(e) => {
-                            // A closed keep-alive connection is reopened; the request counts
-                            // as failed (kube-apiserver would have seen it fail).
-                            fail(&counts, format!("request: {e}"));
-                            conn = None;
-                        }
-                    }
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-    });
-    stop.store(true, Ordering::Relaxed);
-    for t in [rotator, replacer, sampler] {
+    let (faults, mut threads) = Faults::start(ca, tls_dir, cert_every, mappings, tables);
+    let (samples, sampler) = sample(child.id(), end);
+    threads.push(sampler);
+    load(connections, addr, client, &counts, end);
+    faults.stop.store(true, Ordering::Relaxed);
+    for t in threads {
         t.join().unwrap();
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -216,84 +391,14 @@ fn main() {
     let _ = child.wait();
 
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let cert_reloads = log.matches("serving certificate reloaded").count() as u64;
-    let cert_rejected = log.matches("new serving certificate rejected").count();
-    let table_loads = log.matches("mapping table loaded").count() as u64;
-    let (ok, failed) = (
-        counts.ok.load(Ordering::Relaxed),
-        counts.failed.load(Ordering::Relaxed),
-    );
-    let samples = samples.lock().unwrap().clone();
-    let warm = (samples.len() / 5).max(5).min(samples.len());
-    let steady = &samples[warm..];
-    let quarter = (steady.len() / 4).max(1);
-    let rss_early = steady.iter().take(quarter).map(|s| s.0).max().unwrap_or(0);
-    let rss_late = steady
-        .iter()
-        .rev()
-        .take(quarter)
-        .map(|s| s.0)
-        .max()
-        .unwrap_or(0);
-    let fds_early = steady.first().map_or(0, |s| s.1);
-    let fds_late = steady.last().map_or(0, |s| s.1);
-    let fds_max = steady.iter().map(|s| s.1).max().unwrap_or(0);
-
+    let report = Report::new(elapsed, &counts, &faults, &log, &samples.lock().unwrap());
     println!();
     println!(
         "soak: {seconds} s, {connections} connections, certificate every {} s, mappings every 1 s",
         cert_every.as_secs()
     );
-    println!("| measure | value |");
-    println!("|---|---|");
-    println!(
-        "| requests answered with a patch | {ok} ({:.0}/s) |",
-        ok as f64 / elapsed
-    );
-    println!("| failed requests | {failed} |");
-    println!(
-        "| certificate rotations / reloads seen / rejected | {} / {cert_reloads} / {cert_rejected} |",
-        rotations.load(Ordering::Relaxed)
-    );
-    println!(
-        "| mapping replacements / tables loaded | {} / {table_loads} |",
-        replacements.load(Ordering::Relaxed)
-    );
-    println!(
-        "| RSS after warm-up, first quarter max → last quarter max | {:.1} → {:.1} MiB |",
-        rss_early as f64 / 1024.0,
-        rss_late as f64 / 1024.0
-    );
-    println!(
-        "| open fds after warm-up: first → last (max) | {fds_early} → {fds_late} ({fds_max}) |"
-    );
-
-    let mut problems = Vec::new();
-    if failed > 0 {
-        let errors = counts.errors.lock().unwrap();
-        problems.push(format!(
-            "{failed} failed requests, e.g. {:?}",
-            &errors[..errors.len().min(3)]
-        ));
-    }
-    let rotated = rotations.load(Ordering::Relaxed);
-    if cert_reloads + 2 < rotated || cert_rejected > 0 {
-        problems.push(format!(
-            "{rotated} rotations but {cert_reloads} reloads, {cert_rejected} rejected"
-        ));
-    }
-    if table_loads < replacements.load(Ordering::Relaxed) / 2 {
-        problems.push(format!("only {table_loads} tables loaded"));
-    }
-    if rss_late as f64 > rss_early as f64 * 1.10 {
-        problems.push(format!(
-            "RSS grew {rss_early} → {rss_late} KiB after warm-up"
-        ));
-    }
-    // Connections are all open by then; a reload must not leave a file open.
-    if fds_late > fds_early + 4 {
-        problems.push(format!("open fds grew {fds_early} → {fds_late}"));
-    }
+    report.print();
+    let problems = report.problems(&counts);
     if problems.is_empty() {
         println!("soak: pass");
     } else {

@@ -1,30 +1,51 @@
-//! The mapping table in force. Sources put tables in; the server reads them. A new table is
+//! The mapping table in force. Sources offer tables; the server reads them. A new table is
 //! swapped in whole and atomically, so a request never waits for a reload and never sees half a
-//! table; a bad one leaves the one in force. What happens is reported through [`LoadEvents`]
-//! (the server's metrics implement it), so this module names neither the sources nor the server.
+//! table; a bad one leaves the one in force. What happens is counted in the table's own
+//! metrics ([`TableMetrics`]), so this module names neither the sources nor the server.
 
 use std::fmt::Display;
-
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 use crate::mapping::objects::Mappings;
+use crate::metrics::{by_result, registered, FixedFamily, ResultLabels};
 
-/// What a table source reports, for whoever counts it.
-pub trait LoadEvents: Send + Sync {
-    /// A table went into force.
-    fn loaded(&self, mappings: &Mappings);
-    /// A table was refused (the one in force, if any, stays).
-    fn rejected(&self);
-    /// The source has no table any more (the mapping ConfigMap deleted or not found).
-    fn missing(&self);
+/// The table's metrics (`rancher_remap_mapping_table_*`).
+#[derive(Clone, Debug)]
+pub struct TableMetrics {
+    reloads: FixedFamily<ResultLabels, Counter>,
+    entries: Gauge,
+}
+
+impl TableMetrics {
+    /// Registers the table's series in `registry`.
+    pub fn register(registry: &mut Registry) -> TableMetrics {
+        let r = registry.sub_registry_with_prefix("mapping_table");
+        TableMetrics {
+            reloads: by_result(
+                r,
+                "reloads",
+                "Mapping table loads by result (ok, rejected)",
+                &["ok", "rejected", "missing"],
+            ),
+            entries: registered(
+                r,
+                "entries",
+                "Entries in the mapping table in force",
+                Gauge::default(),
+            ),
+        }
+    }
 }
 
 /// The table in force (`None` until the first good one: not ready).
 pub struct LiveMappings {
     current: ArcSwapOption<Mappings>,
-    events: Arc<dyn LoadEvents>,
+    metrics: TableMetrics,
     /// Whether migration users come from elsewhere (`--migration-user`), so a table without any
     /// is not worth a warning.
     users_given: bool,
@@ -33,16 +54,16 @@ pub struct LiveMappings {
 }
 
 impl LiveMappings {
-    /// `users_given`: migration users are known without the table (see [`LiveMappings::put`]);
+    /// `users_given`: migration users are known without the table (see [`LiveMappings::offer`]);
     /// `cluster_id`: the cluster every table must fit (see [`crate::mapping::Table::check_cluster`]).
     pub fn new(
-        events: Arc<dyn LoadEvents>,
+        metrics: TableMetrics,
         users_given: bool,
         cluster_id: Option<String>,
     ) -> LiveMappings {
         LiveMappings {
             current: ArcSwapOption::empty(),
-            events,
+            metrics,
             users_given,
             cluster_id,
         }
@@ -61,7 +82,11 @@ impl LiveMappings {
     /// Puts a good table in force, or keeps the one in force and says why not (`origin` names
     /// the source in the log). A table that does not fit this cluster is refused here, for
     /// every source alike. Returns why a table was refused (the log line's text).
-    pub fn put<E: Display>(&self, origin: &str, result: Result<Mappings, E>) -> Result<(), String> {
+    pub fn offer<E: Display>(
+        &self,
+        origin: &str,
+        result: Result<Mappings, E>,
+    ) -> Result<(), String> {
         let result = result.map_err(|e| e.to_string()).and_then(|m| {
             match self.cluster_id.as_deref().map(|c| m.table.check_cluster(c)) {
                 Some(Err(e)) => Err(e.to_string()),
@@ -79,14 +104,15 @@ impl LiveMappings {
                     // API server's filter), only the writer's name tells.
                     tracing::warn!(source = %origin, "neither --cluster-id nor a migration user is known: the Namespaces Stork creates keep their source project IDs");
                 }
-                self.events.loaded(&m);
+                self.metrics.entries.set(m.table.len() as i64);
+                self.metrics.reloads.count("ok");
                 self.current.store(Some(Arc::new(m)));
                 Ok(())
             }
             Err(e) => {
-                self.events.rejected();
-                let why = format!("mapping table rejected; {}: {e}", self.kept());
-                tracing::error!(source = %origin, error = %e, "mapping table rejected; {}", self.kept());
+                self.metrics.reloads.count("rejected");
+                let why = format!("mapping table rejected; {}: {e}", self.fallback_note());
+                tracing::error!(source = %origin, error = %e, "mapping table rejected; {}", self.fallback_note());
                 Err(why)
             }
         }
@@ -94,11 +120,11 @@ impl LiveMappings {
 
     /// The source lost its table; the one in force stays.
     pub fn missing(&self) {
-        self.events.missing();
+        self.metrics.reloads.count("missing");
     }
 
-    /// What the server does without a new table, for messages.
-    pub fn kept(&self) -> &'static str {
+    /// What the server does without a new table, as a phrase for messages.
+    pub fn fallback_note(&self) -> &'static str {
         if self.is_loaded() {
             "keeping the last good table"
         } else {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // One crypto provider for every rustls user in the process (server, kube client).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    rancher_remap::crypto::provider();
     // A panic's message may quote input (a ClusterPair's credentials, say): log where it
     // happened, never what it says. Handlers turn panics into 500s; see server::routes.
     std::panic::set_hook(Box::new(|info| {

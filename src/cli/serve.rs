@@ -10,20 +10,48 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::{ModeArg, ScopeArg};
-use crate::live::LiveMappings;
-use crate::managed_certs;
+use crate::live::{LiveMappings, TableMetrics};
+use crate::managed_certs::{self, KeeperMetrics};
 use crate::rewrite::MutateSettings;
 use crate::server::admission_log::AdmissionLog;
 use crate::server::metrics::Metrics;
 use crate::server::routes::AppState;
-use crate::server::tls::CertFiles;
 use crate::server::{Server, Timing};
+use crate::serving_cert::{CertFiles, CertMetrics, Credentials};
 use crate::source::{self, Source};
 
 /// Run the admission webhook server (HTTPS /mutate and /validate; plain /healthz, /readyz,
 /// /metrics on the admin port). Every flag can also be set from its environment variable.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    #[command(flatten)]
+    pub serving: ServingArgs,
+
+    #[command(flatten)]
+    pub managed_certs: super::serve_certs::ManagedCertArgs,
+
+    #[command(flatten)]
+    pub source: super::SourceArgs,
+
+    /// With --mappings-configmap or --cert-secret: the cluster to watch it in (in a pod, its
+    /// ServiceAccount).
+    #[command(flatten)]
+    pub cluster: super::cluster::ClusterArgs,
+
+    #[command(flatten)]
+    pub rewrite: RewriteArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    /// Log format.
+    #[arg(long, env = "RANCHER_REMAP_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+}
+
+/// Where the server listens, and the serving pair's files.
+#[derive(Debug, clap::Args)]
+pub struct ServingArgs {
     /// Address of the HTTPS webhook listener.
     #[arg(long, env = "RANCHER_REMAP_LISTEN", default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
@@ -43,18 +71,11 @@ pub struct Args {
         default_value = "0.0.0.0:9090"
     )]
     pub admin_listen: SocketAddr,
+}
 
-    #[command(flatten)]
-    pub managed_certs: super::serve_certs::ManagedCertArgs,
-
-    #[command(flatten)]
-    pub source: super::SourceArgs,
-
-    /// With --mappings-configmap or --cert-secret: the cluster to watch it in (in a pod, its
-    /// ServiceAccount).
-    #[command(flatten)]
-    pub cluster: super::cluster::ClusterArgs,
-
+/// What the server rewrites, and for which cluster.
+#[derive(Debug, clap::Args)]
+pub struct RewriteArgs {
     /// No mappings: serve only /validate (the source cluster, where ClusterPairs are created).
     /// Ready at once; /mutate answers 404. The environment variable takes true/false, 1/0,
     /// yes/no or on/off.
@@ -100,7 +121,33 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub migration_user: Vec<String>,
+}
 
+impl RewriteArgs {
+    /// The migration users given, trimmed, blanks dropped.
+    fn migration_users(&self) -> HashSet<String> {
+        self.migration_user
+            .iter()
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty())
+            .collect()
+    }
+
+    /// The rewrite settings.
+    fn settings(&self) -> MutateSettings {
+        MutateSettings {
+            unmapped: self.unmapped.into(),
+            scope: self.scope.into(),
+            migration_users: self.migration_users(),
+            mode: self.mode.into(),
+            cluster_id: super::known(&self.cluster_id).map(str::to_string),
+        }
+    }
+}
+
+/// Connections, requests and shutdown.
+#[derive(Debug, clap::Args)]
+pub struct LimitArgs {
     /// Webhook connections served at once; more clients wait until one closes (bounds memory:
     /// about 11 KiB per idle TLS connection).
     #[arg(long, env = "RANCHER_REMAP_MAX_CONNECTIONS", default_value_t = crate::server::DEFAULT_MAX_CONNECTIONS)]
@@ -149,10 +196,19 @@ pub struct Args {
         value_parser = clap::value_parser!(u64).range(1..=600)
     )]
     pub drain_timeout: u64,
+}
 
-    /// Log format.
-    #[arg(long, env = "RANCHER_REMAP_LOG_FORMAT", value_enum, default_value_t)]
-    pub log_format: LogFormat,
+impl LimitArgs {
+    /// The server's timing, production defaults for the rest.
+    fn timing(&self) -> Timing {
+        Timing {
+            max_connections: self.max_connections.max(1),
+            header_read: Duration::from_secs(self.request_timeout),
+            shutdown_delay: Duration::from_secs(self.shutdown_delay),
+            drain: Duration::from_secs(self.drain_timeout),
+            ..Timing::default()
+        }
+    }
 }
 
 /// Log line format.
@@ -173,15 +229,39 @@ pub fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(crate::server::admission_log::Output);
+        .with_writer(crate::log_sink::Stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }
 
+/// Each subsystem's metrics, registered in one registry, which the server's hold (it serves
+/// `/metrics`).
+pub struct AllMetrics {
+    pub server: Arc<Metrics>,
+    pub table: TableMetrics,
+    pub certificate: CertMetrics,
+    pub keeper: KeeperMetrics,
+}
+
+impl AllMetrics {
+    pub fn register() -> AllMetrics {
+        let mut registry = crate::metrics::registry();
+        let table = TableMetrics::register(&mut registry);
+        let certificate = CertMetrics::register(&mut registry);
+        let keeper = KeeperMetrics::register(&mut registry);
+        AllMetrics {
+            server: Arc::new(Metrics::new(registry)),
+            table,
+            certificate,
+            keeper,
+        }
+    }
+}
+
 pub fn run(args: Args) -> Result<ExitCode> {
-    let usage = match (args.source.given(), args.validate_only) {
+    let usage = match (args.source.given(), args.rewrite.validate_only) {
         (Some(_), true) => Err("--validate-only cannot be used with a mapping source (--project-mappings, --mappings-file, --mappings-configmap)"),
         (None, false) => Err("give one of --project-mappings, --mappings-file, --mappings-configmap or --validate-only"),
         (given, _) => Ok(given),
@@ -199,8 +279,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     init_logging(args.log_format);
-    let metrics = Arc::new(Metrics::default());
-    let (log, writer) = AdmissionLog::start(metrics.log_lines_dropped.clone());
+    let metrics = AllMetrics::register();
+    let (log, writer) = AdmissionLog::start(metrics.server.log_lines_dropped.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -222,38 +302,26 @@ pub fn run(args: Args) -> Result<ExitCode> {
 async fn serve(
     args: Args,
     source: Option<Source>,
-    metrics: Arc<Metrics>,
+    metrics: AllMetrics,
     log: AdmissionLog,
 ) -> Result<()> {
-    let users_given =
-        !args.migration_user.iter().all(|u| u.trim().is_empty()) || args.scope == ScopeArg::All;
-    let cluster_id = super::known(&args.cluster_id).map(str::to_string);
-    if source.is_some() && cluster_id.is_none() {
+    let settings = args.rewrite.settings();
+    let users_given = !settings.migration_users.is_empty() || args.rewrite.scope == ScopeArg::All;
+    if source.is_some() && settings.cluster_id.is_none() {
         tracing::error!("{}", crate::server::routes::NO_CLUSTER_ID);
     }
     let live = Arc::new(LiveMappings::new(
-        metrics.clone(),
+        metrics.table,
         users_given,
-        cluster_id.clone(),
+        settings.cluster_id.clone(),
     ));
     let state = Arc::new(AppState {
         mappings: live.clone(),
-        settings: MutateSettings {
-            unmapped: args.unmapped.into(),
-            scope: args.scope.into(),
-            migration_users: args
-                .migration_user
-                .iter()
-                .map(|u| u.trim().to_string())
-                .filter(|u| !u.is_empty())
-                .collect::<HashSet<_>>(),
-            mode: args.mode.into(),
-            cluster_id,
-        },
-        metrics: metrics.clone(),
-        max_body_bytes: args.max_body_bytes,
+        settings,
+        metrics: metrics.server,
+        max_body_bytes: args.limits.max_body_bytes,
         validate_only: source.is_none(),
-        request_timeout: Duration::from_secs(args.request_timeout),
+        request_timeout: Duration::from_secs(args.limits.request_timeout),
         log,
     });
     let needs_cluster =
@@ -266,43 +334,43 @@ async fn serve(
         Some(source) => source::start(source, live, Duration::from_secs(1), client.clone()).await?,
         None => tracing::info!("validate-only: serving /validate, no mapping table"),
     }
-    let timing = Timing::default();
+    let timing = args.limits.timing();
+    let credentials =
+        credentials(&args, client, metrics.certificate, metrics.keeper, &timing).await?;
+    let (listen, admin_listen) = (args.serving.listen, args.serving.admin_listen);
+    let server = Server::bind(listen, admin_listen, credentials, state, timing).await?;
+    server.serve(shutdown_signal()).await
+}
+
+/// The serving pair: kept in its Secret with `--cert-secret` (and a client), read from the
+/// files otherwise.
+async fn credentials(
+    args: &Args,
+    client: Option<kube::Client>,
+    certificate: CertMetrics,
+    keeper: KeeperMetrics,
+    timing: &Timing,
+) -> Result<Credentials> {
     let managed = client
         .as_ref()
         .and_then(|c| args.managed_certs.settings(c.default_namespace()));
     if managed.as_ref().is_some_and(|m| m.webhooks.is_empty()) {
         tracing::warn!("--cert-secret without --webhook-configuration: no caBundle is kept; the API servers trust this server only if something else puts its CA (the Secret's ca-bundle.crt) there");
     }
-    let credentials = match (managed, client) {
-        (Some(settings), Some(client)) => managed_certs::start(client, settings, metrics).await?,
-        _ => CertFiles {
-            cert: args.tls_cert,
-            key: args.tls_key,
-        }
-        .credentials(metrics, timing.cert_poll)
-        .map_err(|e| {
-            let fix = match e.is_missing_file() {
-                true => "; make a pair with `rancher-remap certs --out DIR` and give --tls-cert DIR/tls.crt --tls-key DIR/tls.key, or let the server keep its own with --cert-secret",
-                false => "",
-            };
-            anyhow::anyhow!("loading the serving certificate and key: {e}{fix}")
-        })?,
+    if let (Some(settings), Some(client)) = (managed, client) {
+        return managed_certs::start(client, settings, certificate, keeper).await;
+    }
+    let files = CertFiles {
+        cert: args.serving.tls_cert.clone(),
+        key: args.serving.tls_key.clone(),
     };
-    let server = Server::bind(
-        args.listen,
-        args.admin_listen,
-        credentials,
-        state,
-        Timing {
-            max_connections: args.max_connections.max(1),
-            header_read: Duration::from_secs(args.request_timeout),
-            shutdown_delay: Duration::from_secs(args.shutdown_delay),
-            drain: Duration::from_secs(args.drain_timeout),
-            ..timing
-        },
-    )
-    .await?;
-    server.serve(shutdown_signal()).await
+    files.credentials(certificate, timing.cert_poll).map_err(|e| {
+        let fix = match e.is_missing_file() {
+            true => "; make a pair with `rancher-remap certs --out DIR` and give --tls-cert DIR/tls.crt --tls-key DIR/tls.key, or let the server keep its own with --cert-secret",
+            false => "",
+        };
+        anyhow::anyhow!("loading the serving certificate and key: {e}{fix}")
+    })
 }
 
 /// SIGTERM (kubelet) or SIGINT (a terminal).

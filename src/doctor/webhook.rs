@@ -57,7 +57,7 @@ pub fn serving_cert_verifies(ca: &[u8], cert: &[u8], dns: &str, now: i64) -> Res
     }
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
         Arc::new(roots),
-        crate::server::tls::provider(),
+        crate::crypto::provider(),
     )
     .build()
     .map_err(|e| format!("the caBundle: {e}"))?;

@@ -43,33 +43,31 @@ impl std::str::FromStr for WebhookConfigRef {
 
 impl std::fmt::Display for WebhookConfigRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = if self.mutating {
-            "mutatingwebhookconfiguration"
-        } else {
-            "validatingwebhookconfiguration"
-        };
-        write!(f, "{kind} {}", self.name)
+        let (_, plural) = self.kind();
+        write!(f, "{} {}", plural.trim_end_matches('s'), self.name)
     }
 }
 
 impl WebhookConfigRef {
-    fn api(&self, client: &Client) -> Api<DynamicObject> {
-        let (kind, plural) = if self.mutating {
-            (
+    /// Its kind, and the kind's resource (plural) name.
+    fn kind(&self) -> (&'static str, &'static str) {
+        match self.mutating {
+            true => (
                 "MutatingWebhookConfiguration",
                 "mutatingwebhookconfigurations",
-            )
-        } else {
-            (
+            ),
+            false => (
                 "ValidatingWebhookConfiguration",
                 "validatingwebhookconfigurations",
-            )
-        };
+            ),
+        }
+    }
+
+    fn api(&self, client: &Client) -> Api<DynamicObject> {
+        let (kind, plural) = self.kind();
         let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
-        Api::all_with(
-            client.clone(),
-            &ApiResource::from_gvk_with_plural(&gvk, plural),
-        )
+        let resource = ApiResource::from_gvk_with_plural(&gvk, plural);
+        Api::all_with(client.clone(), &resource)
     }
 }
 

@@ -21,13 +21,16 @@ use kube::api::Api;
 use kube::runtime::watcher::watch_object;
 use kube::runtime::WatchStreamExt;
 use kube::{Client, ResourceExt};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 use self::ca_bundle::WebhookConfigRef;
 use self::secret::Written;
+use crate::metrics::{by_result, registered, FixedFamily, ResultLabels};
 use crate::pki::plan::{self, Policy, Step, Stored};
 use crate::pki::PemPair;
-use crate::server::metrics::{Metrics, ResultLabels};
-use crate::server::tls::{certified_key, not_after, Credentials, Resolver};
+use crate::serving_cert::{certified_key, CertMetrics, Credentials, Resolver};
 
 /// What `serve --cert-secret` was told.
 #[derive(Clone, Debug)]
@@ -40,6 +43,46 @@ pub struct Settings {
     pub webhooks: Vec<WebhookConfigRef>,
     /// How often the Secret and the caBundles are checked when nothing else wakes the loop.
     pub resync: Duration,
+}
+
+/// The keeper's metrics (`rancher_remap_certificate_secret_writes`, `rancher_remap_ca_bundle_*`),
+/// exported (at zero) without `--cert-secret` too.
+#[derive(Clone, Debug)]
+pub struct KeeperMetrics {
+    /// Writes of the certificate Secret by result (ok, conflict, failed).
+    secret_writes: FixedFamily<ResultLabels, Counter>,
+    /// caBundle patches by result (ok, failed).
+    ca_bundle_patches: FixedFamily<ResultLabels, Counter>,
+    /// Webhook configurations whose caBundle could not be brought up to date on the last pass.
+    ca_bundle_stale: Gauge,
+}
+
+impl KeeperMetrics {
+    /// Registers the keeper's series in `registry`.
+    pub fn register(registry: &mut Registry) -> KeeperMetrics {
+        let secret_writes = by_result(
+            registry.sub_registry_with_prefix("certificate"),
+            "secret_writes",
+            "Writes of the certificate Secret (--cert-secret) by result (ok, conflict, failed)",
+            &["ok", "conflict", "failed"],
+        );
+        let r = registry.sub_registry_with_prefix("ca_bundle");
+        KeeperMetrics {
+            secret_writes,
+            ca_bundle_patches: by_result(
+                r,
+                "patches",
+                "caBundle patches of the webhook configurations (--cert-secret) by result (ok, failed)",
+                &["ok", "failed"],
+            ),
+            ca_bundle_stale: registered(
+                r,
+                "stale",
+                "Webhook configurations whose caBundle could not be brought up to date on the last pass (--cert-secret)",
+                Gauge::default(),
+            ),
+        }
+    }
 }
 
 /// The shortest time between two passes of the loop.
@@ -58,12 +101,14 @@ const START_ATTEMPTS: u32 = 6;
 pub async fn start(
     client: Client,
     settings: Settings,
-    metrics: Arc<Metrics>,
+    certificate: CertMetrics,
+    metrics: KeeperMetrics,
 ) -> anyhow::Result<Credentials> {
-    let mut manager = Manager {
+    let mut keeper = Keeper {
         api: Api::namespaced(client.clone(), &settings.namespace),
         client,
         settings,
+        certificate,
         metrics,
         resolver: None,
         in_force: None,
@@ -73,10 +118,10 @@ pub async fn start(
     let mut backoff = Duration::from_millis(500);
     let mut attempt = 1;
     let wake = loop {
-        match manager.pass().await {
+        match keeper.pass().await {
             Ok(wake) => break wake,
             Err(e) if attempt < START_ATTEMPTS && transient(&e) => {
-                tracing::warn!(secret = %manager.origin(), error = %e, "reading the certificate Secret failed; retrying");
+                tracing::warn!(secret = %keeper.origin(), error = %e, "reading the certificate Secret failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
                 attempt += 1;
@@ -85,19 +130,19 @@ pub async fn start(
                 return Err(e).with_context(|| {
                     format!(
                         "managing the serving certificate in Secret {}",
-                        manager.origin()
+                        keeper.origin()
                     )
                 })
             }
         }
     };
-    let resolver = manager
+    let resolver = keeper
         .resolver
         .clone()
         .context("no serving pair after the first pass")?;
     Ok(Credentials {
         resolver,
-        follow: Box::pin(manager.follow(wake)),
+        follow: Box::pin(keeper.follow(wake)),
     })
 }
 
@@ -109,11 +154,13 @@ fn transient(e: &kube::Error) -> bool {
     }
 }
 
-struct Manager {
+/// One replica's certificate keeper: what it serves, and what it last read and published.
+struct Keeper {
     api: Api<Secret>,
     client: Client,
     settings: Settings,
-    metrics: Arc<Metrics>,
+    certificate: CertMetrics,
+    metrics: KeeperMetrics,
     /// Set by the first pass that has a pair.
     resolver: Option<Arc<Resolver>>,
     /// The serving pair the resolver holds.
@@ -134,7 +181,7 @@ struct Published {
     since: i64,
 }
 
-impl Manager {
+impl Keeper {
     fn origin(&self) -> String {
         format!("{}/{}", self.settings.namespace, self.settings.secret)
     }
@@ -171,7 +218,7 @@ impl Manager {
             wake = match self.pass().await {
                 Ok(wake) => wake,
                 Err(e) => {
-                    self.count_write("failed");
+                    self.metrics.secret_writes.count("failed");
                     tracing::error!(secret = %self.origin(), error = %e, "managing the serving certificate failed; serving the pair in force, trying again");
                     plan::now() + self.settings.resync.as_secs() as i64
                 }
@@ -259,11 +306,11 @@ impl Manager {
         }?;
         match &written {
             Written::Done(_) => {
-                self.count_write("ok");
+                self.metrics.secret_writes.count("ok");
                 tracing::info!(secret = %self.origin(), step = describe(step), "certificate Secret written");
             }
             Written::Conflict => {
-                self.count_write("conflict");
+                self.metrics.secret_writes.count("conflict");
                 tracing::info!(secret = %self.origin(), "another replica changed the certificate Secret first; reading it again");
             }
         }
@@ -281,14 +328,14 @@ impl Manager {
             match ca_bundle::sync(&self.client, at, bundle).await {
                 Ok(synced) => {
                     if synced.patched {
-                        self.count_patch("ok");
+                        self.metrics.ca_bundle_patches.count("ok");
                         tracing::info!(configuration = %at, "caBundle updated");
                     }
                     versions.push(synced.version);
                 }
                 Err(reason) => {
                     stale += 1;
-                    self.count_patch("failed");
+                    self.metrics.ca_bundle_patches.count("failed");
                     tracing::error!(configuration = %at, error = %reason, "cannot bring the caBundle up to date; API servers may not trust this server's certificate after its next renewal");
                 }
             }
@@ -324,41 +371,19 @@ impl Manager {
         ) {
             Ok(ck) => ck,
             Err(e) => {
-                self.metrics
-                    .certificate_reloads
-                    .get(&ResultLabels { result: "rejected" })
-                    .inc();
+                self.certificate.refused();
                 tracing::error!(secret = %self.origin(), error = %e, "the Secret's serving pair cannot be served; keeping the one in force");
                 return;
             }
         };
-        self.metrics.certificate_expiry.set(not_after(&ck));
         match &self.resolver {
             Some(r) => {
-                r.set(ck);
-                self.metrics
-                    .certificate_reloads
-                    .get(&ResultLabels { result: "ok" })
-                    .inc();
+                r.swap(ck);
                 tracing::info!(secret = %self.origin(), "serving certificate renewed");
             }
-            None => self.resolver = Some(Arc::new(Resolver::new(ck))),
+            None => self.resolver = Some(Arc::new(Resolver::new(ck, self.certificate.clone()))),
         }
         self.in_force = Some(s.serving.clone());
-    }
-
-    fn count_write(&self, result: &'static str) {
-        self.metrics
-            .certificate_secret_writes
-            .get(&ResultLabels { result })
-            .inc();
-    }
-
-    fn count_patch(&self, result: &'static str) {
-        self.metrics
-            .ca_bundle_patches
-            .get(&ResultLabels { result })
-            .inc();
     }
 }
 

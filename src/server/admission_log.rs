@@ -17,11 +17,12 @@
 //! request body. Plain allows (nothing to rewrite, not in scope) are only counted in the metrics,
 //! and logged at debug level when that is enabled.
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 
 use prometheus_client::metrics::counter::Counter;
 
 use super::outcome::RequestOutcome;
+use crate::log_sink;
 
 /// Records waiting for the writer at most.
 const QUEUE: usize = 4096;
@@ -128,11 +129,8 @@ impl AdmissionLog {
 
     /// Hands a record to the writer, or counts it dropped when the queue is full.
     pub fn send(&self, record: Record) {
-        match self.tx.try_send(record) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.dropped.inc();
-            }
+        if self.tx.try_send(record).is_err() {
+            self.dropped.inc();
         }
     }
 
@@ -155,146 +153,76 @@ impl Writer {
     }
 }
 
-thread_local! {
-    /// On the writer thread: the lines formatted since the last flush.
-    static BATCH: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
-}
-
-/// The process's log output (stderr), for the log subscriber. On the admission log's writer
-/// thread, lines are gathered and written together each time the queue is drained (one write(2)
-/// for many lines); on any other thread each line is written at once.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Output;
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Output {
-    type Writer = Output;
-
-    fn make_writer(&'a self) -> Output {
-        Output
-    }
-}
-
-impl std::io::Write for Output {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let batched = BATCH.with(|b| match b.borrow_mut().as_mut() {
-            Some(batch) => {
-                batch.extend_from_slice(buf);
-                true
-            }
-            None => false,
-        });
-        if batched {
-            Ok(buf.len())
-        } else {
-            std::io::stderr().write(buf)
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Writes the gathered lines.
-fn flush_batch() {
-    use std::io::Write;
-    BATCH.with(|b| {
-        if let Some(batch) = b.borrow_mut().as_mut() {
-            if !batch.is_empty() {
-                let _ = std::io::stderr().lock().write_all(batch);
-                batch.clear();
-            }
-        }
-    });
-}
-
 /// How long the writer waits between drains while records keep coming. Waiting (instead of
 /// blocking on the queue) spares the handlers a thread wake-up per record; when a wait brings
 /// nothing, the writer blocks until the next record.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// Writes records as they come: blocks for the first of a burst, then drains the queue every
+/// [`DRAIN_EVERY`] until a wait brings nothing.
 fn write_all(rx: Receiver<Record>) {
-    use std::sync::mpsc::TryRecvError;
-    BATCH.with(|b| *b.borrow_mut() = Some(Vec::with_capacity(64 * 1024)));
-    let mut busy = false;
-    loop {
-        let record = if busy {
-            match rx.try_recv() {
-                Ok(r) => r,
+    log_sink::gather_on_this_thread(BATCH_MAX);
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(record) = next {
+            write_record(record);
+            if log_sink::gathered_len() >= BATCH_MAX {
+                log_sink::flush();
+            }
+            next = match rx.try_recv() {
+                Ok(record) => Some(record),
                 Err(TryRecvError::Empty) => {
-                    flush_batch();
+                    log_sink::flush();
                     std::thread::sleep(DRAIN_EVERY);
-                    match rx.try_recv() {
-                        Ok(r) => r,
-                        Err(TryRecvError::Empty) => {
-                            busy = false;
-                            continue;
-                        }
-                        Err(TryRecvError::Disconnected) => break,
-                    }
+                    rx.try_recv().ok()
                 }
-                Err(TryRecvError::Disconnected) => break,
-            }
-        } else {
-            match rx.recv() {
-                Ok(r) => {
-                    busy = true;
-                    r
-                }
-                Err(_) => break,
-            }
-        };
-        write_record(record);
-        if BATCH.with(|b| b.borrow().as_ref().is_some_and(|b| b.len() >= BATCH_MAX)) {
-            flush_batch();
+                Err(TryRecvError::Disconnected) => None,
+            };
         }
     }
-    flush_batch();
+    log_sink::flush();
 }
 
 fn write_record(record: Record) {
-    {
-        match record {
-            Record::Admission(a) => {
-                let notable = a.verdict.is_notable(a.warnings);
-                macro_rules! line {
-                    ($level:ident) => {
-                        tracing::$level!(
-                            target: "rancher_remap::admission",
-                            endpoint = a.endpoint,
-                            uid = a.string(0),
-                            kind = a.string(1),
-                            namespace = a.string(2),
-                            name = a.string(3),
-                            operation = a.operation,
-                            user = a.string(4),
-                            dry_run = a.dry_run,
-                            verdict = a.verdict.as_str(),
-                            rewrites = a.rewrites,
-                            unmapped = a.unmapped,
-                            warnings = a.warnings,
-                            duration_us = a.duration_us,
-                            "admission"
-                        )
-                    };
-                }
-                if notable {
-                    line!(info);
-                } else {
-                    line!(debug);
-                }
+    match record {
+        Record::Admission(a) => {
+            macro_rules! line {
+                ($level:ident) => {
+                    tracing::$level!(
+                        target: "rancher_remap::admission",
+                        endpoint = a.endpoint,
+                        uid = a.string(0),
+                        kind = a.string(1),
+                        namespace = a.string(2),
+                        name = a.string(3),
+                        operation = a.operation,
+                        user = a.string(4),
+                        dry_run = a.dry_run,
+                        verdict = a.verdict.as_str(),
+                        rewrites = a.rewrites,
+                        unmapped = a.unmapped,
+                        warnings = a.warnings,
+                        duration_us = a.duration_us,
+                        "admission"
+                    )
+                };
             }
-            Record::Refused {
-                endpoint,
-                status,
-                error,
-            } => tracing::warn!(
-                target: "rancher_remap::admission",
-                endpoint,
-                status,
-                error = %error,
-                "request refused"
-            ),
+            if a.verdict.is_notable(a.warnings) {
+                line!(info);
+            } else {
+                line!(debug);
+            }
         }
+        Record::Refused {
+            endpoint,
+            status,
+            error,
+        } => tracing::warn!(
+            target: "rancher_remap::admission",
+            endpoint,
+            status,
+            error = %error,
+            "request refused"
+        ),
     }
 }

@@ -65,7 +65,7 @@ pub struct Deadlines<IO> {
     phase: Phase,
     /// Whether a request has been read on this connection (picks the waiting deadline).
     served: bool,
-    deadline: Option<Instant>,
+    deadline: Instant,
     timer: Pin<Box<Sleep>>,
     head_start: HeadStart,
 }
@@ -80,7 +80,7 @@ impl<IO> Deadlines<IO> {
             http1,
             phase: Phase::Waiting,
             served: false,
-            deadline: Some(deadline),
+            deadline,
             timer: Box::pin(tokio::time::sleep_until(deadline)),
             head_start,
         }
@@ -93,7 +93,7 @@ impl<IO> Deadlines<IO> {
         }
         if !self.http1 {
             self.served = true;
-            self.deadline = Some(Instant::now() + self.idle);
+            self.deadline = Instant::now() + self.idle;
             return;
         }
         if self.phase == Phase::Waiting {
@@ -101,7 +101,7 @@ impl<IO> Deadlines<IO> {
             self.phase = Phase::Head { tail: 0 };
             let now = Instant::now();
             self.head_start.set(now);
-            self.deadline = Some(now + self.head);
+            self.deadline = now + self.head;
         }
         if let Phase::Head { tail } = self.phase {
             match end_of_head(tail, bytes) {
@@ -110,7 +110,7 @@ impl<IO> Deadlines<IO> {
                     // The handler answers a late body (408); this only ends a connection that
                     // would otherwise wait for ever (bytes after an early answer read as a
                     // head that never gets one).
-                    self.deadline = Some(Instant::now() + self.idle);
+                    self.deadline = Instant::now() + self.idle;
                 }
                 Err(tail) => self.phase = Phase::Head { tail },
             }
@@ -125,7 +125,7 @@ impl<IO> Deadlines<IO> {
         }
         self.phase = Phase::Waiting;
         let wait = if self.served { self.idle } else { self.head };
-        self.deadline = Some(Instant::now() + wait);
+        self.deadline = Instant::now() + wait;
     }
 }
 
@@ -167,11 +167,8 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Deadlines<IO> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                let Some(deadline) = this.deadline else {
-                    return Poll::Pending;
-                };
-                if this.timer.deadline() != deadline {
-                    this.timer.as_mut().reset(deadline);
+                if this.timer.deadline() != this.deadline {
+                    this.timer.as_mut().reset(this.deadline);
                 }
                 ready!(this.timer.as_mut().poll(cx));
                 Poll::Ready(Err(timed_out()))
@@ -257,7 +254,7 @@ mod tests {
             .unwrap();
         assert!(server.read(&mut buf).await.unwrap() > 0);
         assert_eq!(server.phase, Phase::Body);
-        assert_eq!(server.deadline, Some(Instant::now() + idle));
+        assert_eq!(server.deadline, Instant::now() + idle);
         // The answer: now idle, for up to `idle` (not `head`).
         server.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
         let reading = tokio::spawn(async move {
@@ -302,11 +299,6 @@ mod tests {
         assert!(conn.read(&mut buf).await.is_err());
         assert_eq!(started.elapsed(), idle);
     }
-}
-
-#[cfg(test)]
-mod body_tests {
-    use super::*;
 
     /// Bytes that arrive after an early answer are read as a new head; if they hold a blank
     /// line, the connection is "in a body" that no handler reads: it must still end.

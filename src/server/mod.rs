@@ -8,9 +8,8 @@ pub mod mutate;
 pub mod outcome;
 pub mod review;
 pub mod routes;
-pub mod tls;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use self::routes::AppState;
-use self::tls::Credentials;
+use crate::serving_cert::{Credentials, Resolver};
 
 /// Timeouts, intervals and the connection limit, with production defaults; tests shorten them.
 #[derive(Clone, Debug)]
@@ -107,6 +106,17 @@ impl Drop for OpenConnection {
     }
 }
 
+/// TLS 1.2 and 1.3, ALPN h2 and http/1.1, no client authentication (kube-apiserver
+/// authenticates the webhook, not the other way round).
+fn server_config(resolver: Arc<Resolver>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    let mut config = rustls::ServerConfig::builder_with_provider(crate::crypto::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Default of [`Timing::max_connections`] (and `serve --max-connections`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
@@ -131,7 +141,7 @@ impl Server {
         state: Arc<AppState>,
         timing: Timing,
     ) -> Result<Server> {
-        let acceptor = TlsAcceptor::from(tls::server_config(credentials.resolver)?);
+        let acceptor = TlsAcceptor::from(server_config(credentials.resolver)?);
         let webhook = listen_with_backlog(listen).with_context(|| format!("binding {listen}"))?;
         let admin = TcpListener::bind(admin_listen)
             .await
@@ -158,17 +168,16 @@ impl Server {
     /// that migrated write is refused. A connection the *client* closes after an answer that
     /// said `Connection: close` never races a request.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        tracing::info!(webhook_addr = %self.webhook_addr, admin_addr = %self.admin_addr, "serving");
         let Server {
-            webhook_addr,
-            admin_addr,
             webhook,
             admin,
             acceptor,
             follow,
             state,
             timing,
+            ..
         } = self;
-        tracing::info!(%webhook_addr, %admin_addr, "serving");
         // `stopping`: SIGTERM arrived (not ready, Connection: close). `stop`: the listener is
         // closed (the admin server stops).
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
@@ -177,39 +186,24 @@ impl Server {
         // The task that keeps the certificate current never ends; if it did (a panic), the
         // pair in force would expire unrenewed: stop, so the pod restarts and says why.
         let mut stopped_following = false;
-        let mut admin_task = {
-            let stop = stop_rx.clone();
-            let app = routes::admin(state.clone(), stopping_rx.clone());
-            tokio::spawn(async move {
-                axum::serve(admin, app)
-                    .with_graceful_shutdown(stopped(stop))
-                    .await
-            })
-        };
+        let app = routes::admin(state.clone(), stopping_rx.clone());
+        let admin_task = tokio::spawn(
+            axum::serve(admin, app)
+                .with_graceful_shutdown(stopped(stop_rx))
+                .into_future(),
+        );
 
-        let open_gauge = state.metrics.connections.clone();
-        let router = routes::webhook(state);
-        let builder = Arc::new(connection_builder());
+        let template = Connection {
+            acceptor,
+            open: state.metrics.connections.clone(),
+            router: routes::webhook(state),
+            builder: Arc::new(connection_builder()),
+            stopping: stopping_rx,
+            timing: timing.clone(),
+        };
         let connections = TaskTracker::new();
         let slots = Arc::new(tokio::sync::Semaphore::new(timing.max_connections));
-
-        // `slot`: its place among --max-connections (none for the last sweep of the backlog).
-        let spawn_connection = |slot: Option<tokio::sync::OwnedSemaphorePermit>,
-                                tcp: tokio::net::TcpStream| {
-            let _ = tcp.set_nodelay(true);
-            let conn = Connection {
-                acceptor: acceptor.clone(),
-                router: router.clone(),
-                builder: builder.clone(),
-                stopping: stopping_rx.clone(),
-                timing: timing.clone(),
-            };
-            let open = OpenConnection::new(&open_gauge);
-            connections.spawn(async move {
-                let (_slot, _open) = (slot, open);
-                conn.serve(tcp).await;
-            });
-        };
+        let spawn_connection = |slot, tcp| template.spawn(&connections, slot, tcp);
 
         tokio::pin!(shutdown);
         let mut listener_closes_at = None;
@@ -236,47 +230,69 @@ impl Server {
             spawn_connection(Some(slot), tcp);
         }
 
-        // Connections the kernel completed but nobody accepted yet would be reset when the
-        // listener closes, under a client that already counts them as open (Go's dialer does not
-        // try the next address then): take them first.
-        // (Beyond --max-connections if need be: the backlog bounds them, and waiting for a slot
-        // here could wait on idle connections for as long as their clients keep them.)
-        if let Ok(listener) = webhook.into_std() {
-            for _ in 0..LISTEN_BACKLOG {
-                let tcp = match listener.accept() {
-                    Ok((tcp, _)) => tcp,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(_) => continue,
-                };
-                let slot = slots.clone().try_acquire_owned().ok();
-                if tcp.set_nonblocking(true).is_ok() {
-                    if let Ok(tcp) = tokio::net::TcpStream::from_std(tcp) {
-                        spawn_connection(slot, tcp);
-                    }
-                }
-            }
-        }
+        take_backlog(webhook, &slots, spawn_connection);
         tracing::info!("shutting down: no new connections; waiting for in-flight requests and for clients to close their connections");
         let _ = stopping_tx.send(true);
         let _ = stop_tx.send(true);
-        connections.close();
-        if tokio::time::timeout(timing.drain, connections.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(drain = ?timing.drain, "connections still open when the drain ended; closing them");
-        }
+        drain(connections, timing.drain).await;
         cert_watch.abort();
-        // A client holding a half-sent request on the admin port must not keep the process up.
-        match tokio::time::timeout(Duration::from_secs(5), &mut admin_task).await {
-            Ok(done) => done.context("admin server task")?.context("admin server")?,
-            Err(_) => admin_task.abort(),
-        }
+        stop_admin(admin_task).await?;
         anyhow::ensure!(
             !stopped_following,
             "the task keeping the serving certificate current ended"
         );
         Ok(())
+    }
+}
+
+/// Takes the connections the kernel completed but nobody accepted yet: they would be reset when
+/// the listener closes, under a client that already counts them as open (Go's dialer does not
+/// try the next address then). Beyond --max-connections if need be (`None` for a slot): the
+/// backlog bounds them, and waiting for a slot here could wait on idle connections for as long
+/// as their clients keep them.
+fn take_backlog(
+    webhook: TcpListener,
+    slots: &Arc<tokio::sync::Semaphore>,
+    spawn: impl Fn(Option<tokio::sync::OwnedSemaphorePermit>, tokio::net::TcpStream),
+) {
+    let Ok(listener) = webhook.into_std() else {
+        return;
+    };
+    for _ in 0..LISTEN_BACKLOG {
+        let tcp = match listener.accept() {
+            Ok((tcp, _)) => tcp,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(_) => continue,
+        };
+        let slot = slots.clone().try_acquire_owned().ok();
+        if tcp.set_nonblocking(true).is_ok() {
+            if let Ok(tcp) = tokio::net::TcpStream::from_std(tcp) {
+                spawn(slot, tcp);
+            }
+        }
+    }
+}
+
+/// Waits for the admin server to stop; a client holding a half-sent request on the admin port
+/// must not keep the process up.
+async fn stop_admin(mut task: tokio::task::JoinHandle<std::io::Result<()>>) -> Result<()> {
+    match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
+        Ok(done) => done.context("admin server task")?.context("admin server"),
+        Err(_) => {
+            task.abort();
+            Ok(())
+        }
+    }
+}
+
+/// Waits (up to `timeout`) for every connection to close.
+async fn drain(connections: TaskTracker, timeout: Duration) {
+    connections.close();
+    if tokio::time::timeout(timeout, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(drain = ?timeout, "connections still open when the drain ended; closing them");
     }
 }
 
@@ -321,15 +337,34 @@ fn connection_builder() -> hyper_util::server::conn::auto::Builder<TokioExecutor
 }
 
 /// What one accepted connection is served with.
+#[derive(Clone)]
 struct Connection {
     acceptor: tokio_rustls::TlsAcceptor,
     router: axum::Router,
     builder: Arc<hyper_util::server::conn::auto::Builder<TokioExecutor>>,
     stopping: tokio::sync::watch::Receiver<bool>,
     timing: Timing,
+    /// The `connections` gauge.
+    open: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Connection {
+    /// Serves `tcp` on a task of `tracker`, holding its `slot` among --max-connections (none for
+    /// the last sweep of the backlog) and counted in the gauge while it lives.
+    fn spawn(
+        &self,
+        tracker: &TaskTracker,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+        tcp: tokio::net::TcpStream,
+    ) {
+        let _ = tcp.set_nodelay(true);
+        let (conn, open) = (self.clone(), OpenConnection::new(&self.open));
+        tracker.spawn(async move {
+            let (_slot, _open) = (slot, open);
+            conn.serve(tcp).await;
+        });
+    }
+
     /// The TLS handshake within its deadline, then requests until the client leaves or the
     /// server stops.
     ///

@@ -82,7 +82,7 @@ pub async fn follow(client: Client, at: ConfigMapRef, live: Arc<LiveMappings>) {
             Ok(None) => missing(&live, &reporter, &origin),
             Err(e) => {
                 // The watcher retries with backoff; say why, without the response body.
-                tracing::warn!(source = %origin, error = %e, "watching the mapping ConfigMap failed; retrying with backoff; {}", live.kept());
+                tracing::warn!(source = %origin, error = %e, "watching the mapping ConfigMap failed; retrying with backoff; {}", live.fallback_note());
             }
         }
     }
@@ -96,8 +96,8 @@ async fn load(live: &LiveMappings, reporter: &Reporter, origin: &str, cm: Config
     let result = tokio::task::spawn_blocking(move || mappings_of(&cm).map_err(|e| e.to_string()))
         .await
         .unwrap_or_else(|_| Err("internal error while building the table".into()));
-    // `put` also refuses a table that does not fit this cluster: the Event follows its verdict.
-    if let Err(note) = live.put(&origin, result) {
+    // `offer` also refuses a table that does not fit this cluster: the Event follows its verdict.
+    if let Err(note) = live.offer(&origin, result) {
         reporter.warn("MappingsRejected", note, Some(&meta));
     }
 }
@@ -111,7 +111,7 @@ pub fn mappings_of(cm: &ConfigMap) -> Result<Mappings, MappingErrors> {
 
 fn missing(live: &LiveMappings, reporter: &Reporter, origin: &str) {
     live.missing();
-    let kept = live.kept();
+    let kept = live.fallback_note();
     tracing::error!(source = %origin, "the mapping ConfigMap is missing (not found, or deleted); {kept}");
     reporter.warn(
         "MappingsMissing",

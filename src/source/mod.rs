@@ -112,14 +112,14 @@ pub async fn start(
     match source {
         Source::Static(_) => {
             let m = source.read(None).await?;
-            live.put::<LoadError>("--project-mappings", Ok(m))
+            live.offer::<LoadError>("--project-mappings", Ok(m))
                 .map_err(|why| anyhow::anyhow!("--project-mappings: {why}"))?;
         }
         Source::File(path) => {
             let origin = path.display().to_string();
             tokio::spawn(follow_file(path, poll, move |result| {
-                // Refusals are logged and counted by `put`.
-                let _ = live.put(&origin, result);
+                // Refusals are logged and counted by `offer`.
+                let _ = live.offer(&origin, result);
             }));
         }
         Source::ConfigMap(at) => {

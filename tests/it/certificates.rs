@@ -3,7 +3,7 @@
 //! API server, and clients that trust only what the webhook configurations' caBundle says, read
 //! from the fake at every handshake, as kube-apiserver does.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -188,12 +188,11 @@ async fn handshake(addr: std::net::SocketAddr, bundle: &str) -> Result<Vec<u8>, 
             .add(c.map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?;
     }
-    let config =
-        rustls::ClientConfig::builder_with_provider(rancher_remap::server::tls::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(rancher_remap::crypto::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
@@ -346,6 +345,90 @@ fn put_secret(ca: &PemPair, serving: &PemPair) -> Value {
                  "tls.crt": b64(&serving.cert), "tls.key": b64(&serving.key)}})
 }
 
+/// A CA that ends in `seconds`, with its serving pair, in the certificate Secret, and trusted
+/// by every webhook configuration of `docs` (published earlier).
+fn publish_expiring_ca(fake: &FakeApi, docs: Vec<Value>, seconds: i64) -> PemPair {
+    let now = time::OffsetDateTime::now_utc();
+    let end = now + time::Duration::seconds(seconds);
+    let ca = pki::new_ca(NS, now, end).unwrap();
+    let names = pki::service_dns_names("rancher-remap", NS);
+    let serving = pki::issue_serving(&ca, &names, now, end).unwrap();
+    fake.put(put_secret(&ca, &serving));
+    let configurations = docs.into_iter().filter(|d| {
+        d["kind"]
+            .as_str()
+            .unwrap()
+            .ends_with("WebhookConfiguration")
+    });
+    for mut d in configurations {
+        for w in d["webhooks"].as_array_mut().unwrap() {
+            w["clientConfig"]["caBundle"] = json!(b64(&ca.cert));
+        }
+        fake.put(d);
+    }
+    ca
+}
+
+/// The mutating webhook's caBundle as stored, with when it was seen.
+type Seen = Arc<std::sync::Mutex<std::collections::VecDeque<(tokio::time::Instant, String)>>>;
+
+/// What API servers have seen, sampled every 10 ms (a task of its own, so that slow
+/// handshakes do not thin it out). 2.2 s into the 3 s grace (between two of the server's
+/// checks, a second apart), a stale writer (another replica that read the Secret before
+/// step 1) puts the old bundle back in the mutating webhook (and says so in the flag): the
+/// server puts its own back at its next check, and the grace starts again from there. Were it
+/// not, the new CA's pair would be served while API servers still hold the old bundle.
+fn sample_mutating_bundle(
+    fake: &FakeApi,
+    old: &str,
+) -> (Seen, Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+    let seen = Seen::default();
+    seen.lock()
+        .unwrap()
+        .push_back((tokio::time::Instant::now(), old.to_string()));
+    let reset = Arc::new(AtomicBool::new(false));
+    let (fake, samples, reset_done, old) =
+        (fake.clone(), seen.clone(), reset.clone(), old.to_string());
+    let sampler = tokio::spawn(async move {
+        let mut published_at = None;
+        loop {
+            let stored = mutating_bundle(&fake);
+            if CertificateDer::pem_slice_iter(stored.as_bytes()).count() == 2 {
+                let at = *published_at.get_or_insert_with(tokio::time::Instant::now);
+                if !reset_done.load(Ordering::SeqCst) && at.elapsed() >= Duration::from_millis(2200)
+                {
+                    reset_mutating_bundle(&fake, &old);
+                    reset_done.store(true, Ordering::SeqCst);
+                    continue;
+                }
+            }
+            samples
+                .lock()
+                .unwrap()
+                .push_back((tokio::time::Instant::now(), stored));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    (seen, reset, sampler)
+}
+
+/// The bundle an API server whose informer lags `lag` behind holds now.
+fn lagging(seen: &Seen, lag: Duration) -> String {
+    let mut h = seen.lock().unwrap();
+    while h.len() > 1 && h[1].0.elapsed() >= lag {
+        h.pop_front();
+    }
+    h[0].1.clone()
+}
+
+/// A CA rollover that finishes within seconds.
+const QUICK_ROLLOVER: [(&str, &str); 4] = [
+    ("RANCHER_REMAP_CERT_VALIDITY", "60s"),
+    ("RANCHER_REMAP_CA_VALIDITY", "1h"),
+    ("RANCHER_REMAP_CA_ROLLOVER_GRACE", "3s"),
+    ("RANCHER_REMAP_CERT_RESYNC", "1s"),
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ca_rollover_changes_the_ca_bundle_without_a_failed_handshake() {
     let fake = FakeApi::start().await;
@@ -353,39 +436,8 @@ async fn a_ca_rollover_changes_the_ca_bundle_without_a_failed_handshake() {
     // published), for longer than the grace.
     let docs = install(&fake);
     forbid_ca_bundle_patches(&fake);
-    // A CA that ends in 20 s, trusted by every webhook configuration (published earlier).
-    let now = time::OffsetDateTime::now_utc();
-    let end = now + time::Duration::seconds(20);
-    let old_ca = pki::new_ca(NS, now, end).unwrap();
-    let serving = pki::issue_serving(
-        &old_ca,
-        &pki::service_dns_names("rancher-remap", NS),
-        now,
-        end,
-    )
-    .unwrap();
-    fake.put(put_secret(&old_ca, &serving));
-    for mut d in docs.into_iter().filter(|d| {
-        d["kind"]
-            .as_str()
-            .unwrap()
-            .ends_with("WebhookConfiguration")
-    }) {
-        for w in d["webhooks"].as_array_mut().unwrap() {
-            w["clientConfig"]["caBundle"] = json!(b64(&old_ca.cert));
-        }
-        fake.put(d);
-    }
-    let (s, _dir) = replica(
-        &fake,
-        &[
-            ("RANCHER_REMAP_CERT_VALIDITY", "60s"),
-            ("RANCHER_REMAP_CA_VALIDITY", "1h"),
-            ("RANCHER_REMAP_CA_ROLLOVER_GRACE", "3s"),
-            ("RANCHER_REMAP_CERT_RESYNC", "1s"),
-        ],
-    )
-    .await;
+    let old_ca = publish_expiring_ca(&fake, docs, 20);
+    let (s, _dir) = replica(&fake, &QUICK_ROLLOVER).await;
     // Handshakes as an API server makes them: with the caBundle its informer has, which lags
     // the stored one (here by a second, under the 3 s grace), until the old CA has left it.
     const LAG: Duration = Duration::from_secs(1);
@@ -419,39 +471,7 @@ async fn a_ca_rollover_changes_the_ca_bundle_without_a_failed_handshake() {
     // step 1) puts the old bundle back in the mutating webhook: the server puts its own back at
     // its next check, and the grace starts again from there. Were it not, the new CA's pair
     // would be served while API servers still hold the old bundle.
-    type Seen = std::collections::VecDeque<(tokio::time::Instant, String)>;
-    let seen = Arc::new(std::sync::Mutex::new(Seen::from([(
-        tokio::time::Instant::now(),
-        old_ca.cert.clone(),
-    )])));
-    let reset = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = tokio::spawn({
-        let (fake, seen, reset, old) = (
-            fake.clone(),
-            seen.clone(),
-            reset.clone(),
-            old_ca.cert.clone(),
-        );
-        async move {
-            let mut published_at = None;
-            loop {
-                let stored = mutating_bundle(&fake);
-                if CertificateDer::pem_slice_iter(stored.as_bytes()).count() == 2 {
-                    let at = *published_at.get_or_insert_with(tokio::time::Instant::now);
-                    if !reset.load(Ordering::SeqCst) && at.elapsed() >= Duration::from_millis(2200)
-                    {
-                        reset_mutating_bundle(&fake, &old);
-                        reset.store(true, Ordering::SeqCst);
-                        continue;
-                    }
-                }
-                seen.lock()
-                    .unwrap()
-                    .push_back((tokio::time::Instant::now(), stored));
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    });
+    let (seen, reset, sampler) = sample_mutating_bundle(&fake, &old_ca.cert);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     let new_ca = loop {
         assert!(
@@ -459,13 +479,7 @@ async fn a_ca_rollover_changes_the_ca_bundle_without_a_failed_handshake() {
             "the rollover did not finish: {}",
             s.log.lock().unwrap()
         );
-        let known = {
-            let mut h = seen.lock().unwrap();
-            while h.len() > 1 && h[1].0.elapsed() >= LAG {
-                h.pop_front();
-            }
-            h[0].1.clone()
-        };
+        let known = lagging(&seen, LAG);
         let certs: Vec<_> = CertificateDer::pem_slice_iter(known.as_bytes()).collect();
         widest = widest.max(certs.len());
         handshake(s.webhook, &known)
@@ -613,6 +627,58 @@ pub fn kustomize_server_made(overlay: &str, ns: &str) -> Vec<Value> {
     crate::deploy::kustomize(&tree.path().join(format!("deploy/{overlay}")))
 }
 
+/// The server container's environment (values given inline) in a pod that mounts nothing and
+/// has its ServiceAccount token.
+fn server_env(docs: &[Value]) -> Vec<(String, String)> {
+    let d = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], true);
+    assert!(pod
+        .get("volumes")
+        .is_none_or(|v| v.as_array().unwrap().is_empty()));
+    pod["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_string(),
+                e["value"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The webhook configurations rendered, as `--webhook-configuration` names them.
+fn webhook_configurations(docs: &[Value]) -> Vec<String> {
+    docs.iter()
+        .filter_map(|d| match d["kind"].as_str()? {
+            "MutatingWebhookConfiguration" => {
+                Some(format!("mutating/{}", d["metadata"]["name"].as_str()?))
+            }
+            "ValidatingWebhookConfiguration" => {
+                Some(format!("validating/{}", d["metadata"]["name"].as_str()?))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A kubeconfig for `fake` whose context's namespace is `ns` (a pod's).
+fn kubeconfig_in(fake: &FakeApi, dir: &Path, ns: &str) -> std::path::PathBuf {
+    let kubeconfig = fake.kubeconfig(dir);
+    let config = std::fs::read_to_string(&kubeconfig).unwrap();
+    std::fs::write(
+        &kubeconfig,
+        config.replace(
+            "    cluster: fake\n",
+            &format!("    cluster: fake\n    namespace: {ns}\n"),
+        ),
+    )
+    .unwrap();
+    kubeconfig
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kustomize_component_keeps_certificates_as_the_chart_does() {
     for overlay in ["destination", "source"] {
@@ -626,39 +692,12 @@ async fn the_kustomize_component_keeps_certificates_as_the_chart_does() {
             !text.contains("caBundle"),
             "{overlay}: the server fills the caBundle"
         );
-        let d = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
-        let pod = &d["spec"]["template"]["spec"];
-        assert_eq!(pod["automountServiceAccountToken"], true);
-        assert!(pod
-            .get("volumes")
-            .is_none_or(|v| v.as_array().unwrap().is_empty()));
-        let env: Vec<(String, String)> = pod["containers"][0]["env"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|e| {
-                Some((
-                    e["name"].as_str()?.to_string(),
-                    e["value"].as_str()?.to_string(),
-                ))
-            })
-            .collect();
+        let env = server_env(&docs);
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("RANCHER_REMAP_CERT_SECRET"), Some(SECRET));
         assert_eq!(get("RANCHER_REMAP_TLS_CERT"), None);
         // The server keeps exactly the install's webhook configurations.
-        let mut rendered: Vec<String> = docs
-            .iter()
-            .filter_map(|d| match d["kind"].as_str()? {
-                "MutatingWebhookConfiguration" => {
-                    Some(format!("mutating/{}", d["metadata"]["name"].as_str()?))
-                }
-                "ValidatingWebhookConfiguration" => {
-                    Some(format!("validating/{}", d["metadata"]["name"].as_str()?))
-                }
-                _ => None,
-            })
-            .collect();
+        let mut rendered = webhook_configurations(&docs);
         let mut told: Vec<String> = get("RANCHER_REMAP_WEBHOOK_CONFIGURATIONS")
             .unwrap()
             .split(',')
@@ -673,16 +712,7 @@ async fn the_kustomize_component_keeps_certificates_as_the_chart_does() {
         let fake = FakeApi::start().await;
         install_docs(&fake, &docs);
         let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = fake.kubeconfig(dir.path());
-        let config = std::fs::read_to_string(&kubeconfig).unwrap();
-        std::fs::write(
-            &kubeconfig,
-            config.replace(
-                "    cluster: fake\n",
-                &format!("    cluster: fake\n    namespace: {NS}\n"),
-            ),
-        )
-        .unwrap();
+        let kubeconfig = kubeconfig_in(&fake, dir.path(), NS);
         let mut cmd = serve_command_without_certificates(env!("CARGO_BIN_EXE_rancher-remap"));
         cmd.envs(
             env.iter()

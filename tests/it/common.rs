@@ -117,11 +117,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rancher_remap::cli::serve::AllMetrics;
 use rancher_remap::rewrite::MutateSettings;
-use rancher_remap::server::metrics::Metrics;
 use rancher_remap::server::routes::AppState;
-use rancher_remap::server::tls::CertFiles;
 use rancher_remap::server::{Server, Timing};
+use rancher_remap::serving_cert::{CertFiles, CertMetrics};
 use rancher_remap::source::Source;
 use rustls::pki_types::pem::PemObject;
 
@@ -180,32 +180,37 @@ pub async fn start_validate_only(settings: MutateSettings) -> TestServer {
     start_fed(Feed::ValidateOnly, settings, |t| t).await
 }
 
-/// A server's state as `serve` makes it, with the table in force it reads.
+/// A server's state as `serve` makes it, with the table in force it reads and the serving
+/// certificate's metrics.
 pub fn app_state(
     settings: MutateSettings,
     validate_only: bool,
     timing: &Timing,
-) -> (Arc<AppState>, Arc<rancher_remap::live::LiveMappings>) {
-    let metrics = Arc::new(Metrics::default());
+) -> (
+    Arc<AppState>,
+    Arc<rancher_remap::live::LiveMappings>,
+    CertMetrics,
+) {
+    let metrics = AllMetrics::register();
     let (log, _writer) = rancher_remap::server::admission_log::AdmissionLog::start(
-        metrics.log_lines_dropped.clone(),
+        metrics.server.log_lines_dropped.clone(),
     );
     let live = Arc::new(rancher_remap::live::LiveMappings::new(
-        metrics.clone(),
+        metrics.table,
         !settings.migration_users.is_empty(),
         settings.cluster_id.clone(),
     ));
     let state = Arc::new(AppState {
         mappings: live.clone(),
         settings,
-        metrics,
+        metrics: metrics.server,
         log,
         max_body_bytes: 64 * 1024,
         validate_only,
         // One knob in tests, as in `serve --request-timeout`.
         request_timeout: timing.header_read,
     });
-    (state, live)
+    (state, live, metrics.certificate)
 }
 
 async fn start_fed(
@@ -223,7 +228,8 @@ async fn start_fed(
         shutdown_delay: Duration::ZERO,
         ..Timing::default()
     });
-    let (state, live) = app_state(settings, matches!(feed, Feed::ValidateOnly), &timing);
+    let (state, live, certificate) =
+        app_state(settings, matches!(feed, Feed::ValidateOnly), &timing);
     match feed {
         Feed::Source(source) => {
             rancher_remap::source::start(source, live, Duration::from_millis(100), None)
@@ -239,9 +245,7 @@ async fn start_fed(
         cert: dir.path().join("tls.crt"),
         key: dir.path().join("tls.key"),
     };
-    let credentials = files
-        .credentials(state.metrics.clone(), timing.cert_poll)
-        .unwrap();
+    let credentials = files.credentials(certificate, timing.cert_poll).unwrap();
     let server = Server::bind(
         "127.0.0.1:0".parse().unwrap(),
         "127.0.0.1:0".parse().unwrap(),
@@ -299,7 +303,7 @@ pub fn client_config(ca: &str) -> rustls::ClientConfig {
     for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
-    rustls::ClientConfig::builder_with_provider(rancher_remap::server::tls::provider())
+    rustls::ClientConfig::builder_with_provider(rancher_remap::crypto::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
@@ -317,7 +321,7 @@ pub fn verifies(ca: &[u8], cert: &[u8], name: &str) -> Result<(), rustls::Error>
     }
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
         Arc::new(roots),
-        rancher_remap::server::tls::provider(),
+        rancher_remap::crypto::provider(),
     )
     .build()
     .unwrap();

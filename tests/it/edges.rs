@@ -90,6 +90,16 @@ fn serve_refuses_to_start_on_an_empty_table() {
     }
 }
 
+/// Waits until the server at `admin` has refused `n` tables.
+async fn rejections_reach(admin: std::net::SocketAddr, n: f64, what: &str) {
+    let series = "rancher_remap_mapping_table_reloads_total{result=\"rejected\"}";
+    eventually(what, Duration::from_secs(10), async || {
+        let text = get(format!("http://{admin}/metrics")).await.1;
+        metric(&text, series).unwrap_or(0.0) >= n
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_mappings_file_is_never_put_in_force() {
     // kubelet's layout for a mounted ConfigMap, swapped atomically.
@@ -118,26 +128,9 @@ async fn an_empty_mappings_file_is_never_put_in_force() {
     )
     .await;
     let admin = server.admin;
-    let rejected = |m: &str| {
-        metric(
-            m,
-            "rancher_remap_mapping_table_reloads_total{result=\"rejected\"}",
-        )
-        .unwrap_or(0.0)
-    };
-    eventually(
-        "the unreadable file counted",
-        Duration::from_secs(10),
-        async || rejected(&get(format!("http://{admin}/metrics")).await.1) >= 1.0,
-    )
-    .await;
+    rejections_reach(admin, 1.0, "the unreadable file counted").await;
     version("..v1", "\n");
-    eventually(
-        "the empty file refused",
-        Duration::from_secs(10),
-        async || rejected(&get(format!("http://{admin}/metrics")).await.1) >= 2.0,
-    )
-    .await;
+    rejections_reach(admin, 2.0, "the empty file refused").await;
     assert_eq!(get(format!("http://{admin}/readyz")).await.0, 503);
 
     version("..v2", MAPPINGS);
@@ -154,12 +147,7 @@ async fn an_empty_mappings_file_is_never_put_in_force() {
 
     // A good file replaced by an empty one: refused, the good table stays.
     version("..v3", "");
-    eventually(
-        "the empty file refused",
-        Duration::from_secs(10),
-        async || rejected(&get(format!("http://{admin}/metrics")).await.1) >= 3.0,
-    )
-    .await;
+    rejections_reach(admin, 3.0, "the empty file refused").await;
     let metrics = get(format!("http://{admin}/metrics")).await.1;
     assert_eq!(
         metric(&metrics, "rancher_remap_mapping_table_entries"),

@@ -548,20 +548,18 @@ async fn a_client_that_trickles_its_headers_is_cut_off_while_others_are_served()
 /// would expire unrenewed, so the server stops with an error (and the pod restarts, saying why).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_stops_when_the_task_keeping_its_certificate_ends() {
-    use rancher_remap::server::tls::CertFiles;
     use rancher_remap::server::{Server, Timing};
+    use rancher_remap::serving_cert::CertFiles;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     write_certs(dir.path());
     let timing = Timing::default();
-    let (state, _live) = app_state(MutateSettings::default(), true, &timing);
+    let (state, _live, certificate) = app_state(MutateSettings::default(), true, &timing);
     let files = CertFiles {
         cert: dir.path().join("tls.crt"),
         key: dir.path().join("tls.key"),
     };
-    let mut credentials = files
-        .credentials(state.metrics.clone(), timing.cert_poll)
-        .unwrap();
+    let mut credentials = files.credentials(certificate, timing.cert_poll).unwrap();
     let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<()>();
     credentials.follow = Box::pin(async move {
         let _ = ended_rx.await;

@@ -23,11 +23,6 @@ struct Tally {
     errors: std::sync::Mutex<Vec<String>>,
 }
 
-/// One keep-alive client: a connection at a time, requests one after another with `pause`
-/// between them (clients whose connections sit idle in a pool for a while), a new connection
-/// when the server said `Connection: close` or closed one between requests. Stops when a new
-/// connection is refused after SIGTERM (the listener closed: routing elsewhere is the
-/// Service's job), or at `until`.
 /// Where a client connects and what it sends.
 #[derive(Clone)]
 struct Target {
@@ -37,6 +32,52 @@ struct Target {
     body: Bytes,
 }
 
+/// Counts the answer to one request, or its loss; whether the connection may take another.
+async fn tally_answer(
+    tally: &Tally,
+    sent: Result<
+        hyper::Response<hyper::body::Incoming>,
+        hyper::client::conn::TrySendError<hyper::Request<Full<Bytes>>>,
+    >,
+) -> bool {
+    match sent {
+        Ok(response) => {
+            let close = response
+                .headers()
+                .get("connection")
+                .is_some_and(|v| v == "close");
+            let status = response.status();
+            let whole = response.into_body().collect().await;
+            if status != 200 || whole.is_err() {
+                tally.lost.fetch_add(1, Ordering::SeqCst);
+                tally
+                    .errors
+                    .lock()
+                    .unwrap()
+                    .push(format!("status {status}, body {:?}", whole.err()));
+                return false;
+            }
+            tally.answered.fetch_add(1, Ordering::SeqCst);
+            if close {
+                tally.told_to_close.fetch_add(1, Ordering::SeqCst);
+            }
+            !close
+        }
+        Err(mut e) => {
+            if e.take_message().is_none() {
+                tally.lost.fetch_add(1, Ordering::SeqCst);
+                tally.errors.lock().unwrap().push(e.error().to_string());
+            }
+            false
+        }
+    }
+}
+
+/// One keep-alive client: a connection at a time, requests one after another with `pause`
+/// between them (clients whose connections sit idle in a pool for a while), a new connection
+/// when the server said `Connection: close` or closed one between requests. Stops when a new
+/// connection is refused after SIGTERM (the listener closed: routing elsewhere is the
+/// Service's job), or at `until`.
 async fn client(
     Target {
         addr,
@@ -83,36 +124,8 @@ async fn client(
                 .unwrap();
             // A request handed back unsent was never written (Go's transport retries those on
             // a new connection): only one that was written and not answered is lost.
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    let close = response
-                        .headers()
-                        .get("connection")
-                        .is_some_and(|v| v == "close");
-                    let status = response.status();
-                    let whole = response.into_body().collect().await;
-                    if status != 200 || whole.is_err() {
-                        tally.lost.fetch_add(1, Ordering::SeqCst);
-                        tally
-                            .errors
-                            .lock()
-                            .unwrap()
-                            .push(format!("status {status}, body {:?}", whole.err()));
-                        break;
-                    }
-                    tally.answered.fetch_add(1, Ordering::SeqCst);
-                    if close {
-                        tally.told_to_close.fetch_add(1, Ordering::SeqCst);
-                        break;
-                    }
-                }
-                Err(mut e) => {
-                    if e.take_message().is_none() {
-                        tally.lost.fetch_add(1, Ordering::SeqCst);
-                        tally.errors.lock().unwrap().push(e.error().to_string());
-                    }
-                    break;
-                }
+            if !tally_answer(&tally, sender.try_send_request(request).await).await {
+                break;
             }
             tokio::time::sleep(pause).await;
         }

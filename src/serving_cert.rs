@@ -1,24 +1,56 @@
-//! Serving credentials: loaded and checked before binding, re-read when the files change
-//! (including kubelet's atomic `..data` symlink swap for mounted Secrets). Each handshake takes
-//! the pair in force, so rotation drops no connection; a bad new pair keeps the old one.
+//! The serving certificate and key: loaded and checked before binding, then kept current, from
+//! files re-read when they change (including kubelet's atomic `..data` symlink swap for mounted
+//! Secrets) or by the certificate keeper ([`crate::managed_certs`]). Each handshake takes the
+//! pair in force, so rotation drops no connection; a bad new pair keeps the old one.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use rustls::crypto::CryptoProvider;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::ServerConfig;
 
-use super::metrics::{Metrics, ResultLabels};
+use crate::content_poll::ContentPoll;
+use crate::metrics::{by_result, registered, FixedFamily, ResultLabels};
 
-/// The one crypto provider of this binary.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// The serving certificate's metrics (`rancher_remap_certificate_*`), whoever keeps it.
+#[derive(Clone, Debug)]
+pub struct CertMetrics {
+    reloads: FixedFamily<ResultLabels, Counter>,
+    /// notAfter (Unix seconds) of the serving certificate in force; set on every (re)load.
+    expiry: Gauge,
+}
+
+impl CertMetrics {
+    /// Registers the serving certificate's series in `registry`.
+    pub fn register(registry: &mut Registry) -> CertMetrics {
+        let r = registry.sub_registry_with_prefix("certificate");
+        CertMetrics {
+            reloads: by_result(
+                r,
+                "reloads",
+                "Serving certificate reloads by result (ok, rejected)",
+                &["ok", "rejected"],
+            ),
+            expiry: registered(
+                r,
+                "expiry_timestamp_seconds",
+                "notAfter of the serving certificate in force, in Unix seconds",
+                Gauge::default(),
+            ),
+        }
+    }
+
+    /// Counts a new pair that cannot be served (the one in force stays).
+    pub fn refused(&self) {
+        self.reloads.count("rejected");
+    }
 }
 
 /// Why a certificate/key pair cannot be served. Never includes key material.
@@ -46,7 +78,7 @@ impl TlsError {
 }
 
 /// The bytes of the certificate and key files, as read.
-pub type PemPair = (Vec<u8>, Vec<u8>);
+type FileBytes = (Vec<u8>, Vec<u8>);
 
 /// The files of the serving pair.
 #[derive(Clone, Debug)]
@@ -57,7 +89,7 @@ pub struct CertFiles {
 
 impl CertFiles {
     /// Reads both files' bytes.
-    pub fn read(&self) -> Result<PemPair, TlsError> {
+    pub fn read(&self) -> Result<FileBytes, TlsError> {
         let read = |p: &Path| {
             std::fs::read(p).map_err(|error| TlsError::Read {
                 path: p.display().to_string(),
@@ -67,18 +99,10 @@ impl CertFiles {
         Ok((read(&self.cert)?, read(&self.key)?))
     }
 
-    /// Loads and checks the pair.
-    /// (Returns the bytes it was made from too: the watcher compares against them, since
-    /// re-reading later could miss a swap made in between.)
-    pub fn load(&self) -> Result<(CertifiedKey, PemPair), TlsError> {
-        let bytes = self.read()?;
-        let ck = certified_key(
-            &bytes.0,
-            &bytes.1,
-            &self.cert.display().to_string(),
-            &self.key.display().to_string(),
-        )?;
-        Ok((ck, bytes))
+    /// Checks the pair read from these files.
+    fn certified_key(&self, (cert, key): &FileBytes) -> Result<CertifiedKey, TlsError> {
+        let name = |p: &Path| p.display().to_string();
+        certified_key(cert, key, &name(&self.cert), &name(&self.key))
     }
 }
 
@@ -91,17 +115,18 @@ pub struct Credentials {
 
 impl CertFiles {
     /// Loads the pair and returns it with the watch that re-reads the files every `interval`.
+    /// (The watch compares against the bytes loaded here: re-reading later could miss a swap
+    /// made in between.)
     pub fn credentials(
         self,
-        metrics: Arc<Metrics>,
+        metrics: CertMetrics,
         interval: Duration,
     ) -> Result<Credentials, TlsError> {
-        let (ck, loaded) = self.load()?;
-        metrics.certificate_expiry.set(not_after(&ck));
-        let resolver = Arc::new(Resolver::new(ck));
+        let loaded = self.read()?;
+        let resolver = Arc::new(Resolver::new(self.certified_key(&loaded)?, metrics));
         Ok(Credentials {
             resolver: resolver.clone(),
-            follow: Box::pin(watch(self, loaded, resolver, metrics, interval)),
+            follow: Box::pin(watch(self, loaded, resolver, interval)),
         })
     }
 }
@@ -121,7 +146,7 @@ pub fn certified_key(
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|_| TlsError::NoKey(key_name.to_string()))?;
-    let signing = provider()
+    let signing = crate::crypto::provider()
         .key_provider
         .load_private_key(key)
         .map_err(|_| TlsError::UnsupportedKey(key_name.to_string()))?;
@@ -133,7 +158,7 @@ pub fn certified_key(
 /// notAfter of the leaf certificate, in Unix seconds (0 if it cannot be read: the pair was
 /// already accepted by rustls, so that does not happen in practice, and 0 makes any expiry
 /// alert fire rather than stay silent).
-pub fn not_after(ck: &CertifiedKey) -> i64 {
+fn not_after(ck: &CertifiedKey) -> i64 {
     ck.end_entity_cert()
         .ok()
         .and_then(|der| x509_parser::parse_x509_certificate(der).ok())
@@ -142,80 +167,52 @@ pub fn not_after(ck: &CertifiedKey) -> i64 {
 
 /// Hands every handshake the pair in force.
 #[derive(Debug)]
-pub struct Resolver(ArcSwap<CertifiedKey>);
+pub struct Resolver {
+    in_force: ArcSwap<CertifiedKey>,
+    metrics: CertMetrics,
+}
 
 impl Resolver {
-    pub fn new(ck: CertifiedKey) -> Self {
-        Resolver(ArcSwap::from_pointee(ck))
+    pub fn new(ck: CertifiedKey, metrics: CertMetrics) -> Self {
+        metrics.expiry.set(not_after(&ck));
+        Resolver {
+            in_force: ArcSwap::from_pointee(ck),
+            metrics,
+        }
     }
 
-    pub fn set(&self, ck: CertifiedKey) {
-        self.0.store(Arc::new(ck));
+    /// Serves `ck` from the next handshake on, and counts the reload.
+    pub fn swap(&self, ck: CertifiedKey) {
+        self.metrics.expiry.set(not_after(&ck));
+        self.in_force.store(Arc::new(ck));
+        self.metrics.reloads.count("ok");
     }
 }
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.load_full())
+        Some(self.in_force.load_full())
     }
 }
 
-/// TLS 1.2 and 1.3, ALPN h2 and http/1.1, no client authentication (kube-apiserver
-/// authenticates the webhook, not the other way round).
-pub fn server_config(resolver: Arc<Resolver>) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
 /// Re-reads the files every `interval`; when their bytes change, loads the new pair and swaps it
-/// in, or keeps the old one and says so. Polling the content (not inotify) follows symlink swaps
-/// and bind mounts alike, and costs two small reads per interval.
-pub async fn watch(
-    files: CertFiles,
-    loaded: PemPair,
-    resolver: Arc<Resolver>,
-    metrics: Arc<Metrics>,
-    interval: Duration,
-) {
-    let mut last = Some(loaded);
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// in, or keeps the old one and says so.
+async fn watch(files: CertFiles, loaded: FileBytes, resolver: Arc<Resolver>, interval: Duration) {
+    let mut poll = ContentPoll::new(interval, Some(loaded));
     loop {
-        tick.tick().await;
-        let Ok(current) = files.read() else {
-            // Mid-swap a file may be briefly missing: try again next tick.
+        // Mid-swap a file may be briefly missing: try again next tick.
+        let Ok(current) = poll.changed(|| std::future::ready(files.read())).await else {
             continue;
         };
-        if last.as_ref() == Some(&current) {
-            continue;
-        }
-        match certified_key(
-            &current.0,
-            &current.1,
-            &files.cert.display().to_string(),
-            &files.key.display().to_string(),
-        ) {
+        match files.certified_key(current) {
             Ok(ck) => {
-                metrics.certificate_expiry.set(not_after(&ck));
-                resolver.set(ck);
-                metrics
-                    .certificate_reloads
-                    .get(&ResultLabels { result: "ok" })
-                    .inc();
+                resolver.swap(ck);
                 tracing::info!(cert = %files.cert.display(), "serving certificate reloaded");
             }
             Err(e) => {
-                metrics
-                    .certificate_reloads
-                    .get(&ResultLabels { result: "rejected" })
-                    .inc();
+                resolver.metrics.refused();
                 tracing::error!(error = %e, "new serving certificate rejected; keeping the previous one");
             }
         }
-        last = Some(current);
     }
 }

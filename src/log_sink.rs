@@ -1,0 +1,64 @@
+//! Where the process's log lines go: stderr. A thread that writes many lines in a burst (the
+//! admission log's writer) gathers them and writes them together, one write(2) for many lines;
+//! on every other thread each line is written at once.
+
+use std::cell::RefCell;
+use std::io::Write;
+
+thread_local! {
+    /// On a gathering thread: the lines written since the last [`flush`].
+    static GATHERED: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+}
+
+/// The log subscriber's writer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stderr;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Stderr {
+    type Writer = Stderr;
+
+    fn make_writer(&'a self) -> Stderr {
+        Stderr
+    }
+}
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let gathered = GATHERED.with(|g| match g.borrow_mut().as_mut() {
+            Some(lines) => {
+                lines.extend_from_slice(buf);
+                true
+            }
+            None => false,
+        });
+        if gathered {
+            Ok(buf.len())
+        } else {
+            std::io::stderr().write(buf)
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// From now on, this thread's lines are gathered until [`flush`]ed.
+pub fn gather_on_this_thread(capacity: usize) {
+    GATHERED.with(|g| *g.borrow_mut() = Some(Vec::with_capacity(capacity)));
+}
+
+/// Bytes this thread has gathered and not yet written.
+pub fn gathered_len() -> usize {
+    GATHERED.with(|g| g.borrow().as_ref().map_or(0, Vec::len))
+}
+
+/// Writes the lines this thread has gathered.
+pub fn flush() {
+    GATHERED.with(|g| {
+        if let Some(lines) = g.borrow_mut().as_mut().filter(|l| !l.is_empty()) {
+            let _ = std::io::stderr().lock().write_all(lines);
+            lines.clear();
+        }
+    });
+}

@@ -1,0 +1,132 @@
+//! Prometheus metrics: one registry, every name prefixed `rancher_remap_`, in which each
+//! subsystem registers its own series (the server, the live mapping table, the serving
+//! certificate, the certificate keeper), as linkerd2's policy controller hands each part a
+//! sub-registry. Labels are small fixed sets: never a name, a value or anything from a
+//! ClusterPair. Every series is made at start, in a fixed order ([`FixedFamily`]): a scrape lists
+//! them in the same order every time, and only the series that can happen (`/validate` never
+//! patches) are there.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Metric, Registry};
+
+/// The registry every subsystem registers in.
+pub fn registry() -> Registry {
+    Registry::with_prefix("rancher_remap")
+}
+
+/// The Prometheus text exposition of `registry`.
+pub fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+/// A metric family whose series are all made at start, exported in the order given.
+/// (prometheus-client's `Family` keeps its series in a hash map: a scrape lists them in a
+/// different order in every process, and `get_or_create` makes any series asked for.)
+/// Clones share the series.
+#[derive(Debug)]
+pub struct FixedFamily<L, M> {
+    series: Arc<Vec<(L, M)>>,
+}
+
+impl<L, M> Clone for FixedFamily<L, M> {
+    fn clone(&self) -> Self {
+        FixedFamily {
+            series: self.series.clone(),
+        }
+    }
+}
+
+impl<L: PartialEq, M: Default> FixedFamily<L, M> {
+    /// One series (starting at zero) per label set, in this order.
+    pub fn new(labels: impl IntoIterator<Item = L>) -> Self {
+        Self::new_with(labels, M::default)
+    }
+}
+
+impl<L: PartialEq, M> FixedFamily<L, M> {
+    /// One series, made by `make`, per label set, in this order.
+    pub fn new_with(labels: impl IntoIterator<Item = L>, mut make: impl FnMut() -> M) -> Self {
+        FixedFamily {
+            series: Arc::new(labels.into_iter().map(|l| (l, make())).collect()),
+        }
+    }
+
+    /// The series of `labels`, if it was made at start.
+    pub fn find(&self, labels: &L) -> Option<&M> {
+        self.series
+            .iter()
+            .find_map(|(l, m)| (l == labels).then_some(m))
+    }
+
+    /// The series of `labels`, one of those made at start.
+    ///
+    /// # Panics
+    /// On labels not made at start: a programming error, caught by the tests of every caller.
+    pub fn get(&self, labels: &L) -> &M {
+        self.find(labels).expect("a series made at start")
+    }
+}
+
+impl<L, M: TypedMetric> TypedMetric for FixedFamily<L, M> {
+    const TYPE: MetricType = M::TYPE;
+}
+
+impl<
+        L: EncodeLabelSet + std::fmt::Debug + Send + Sync,
+        M: EncodeMetric + TypedMetric + std::fmt::Debug,
+    > EncodeMetric for FixedFamily<L, M>
+{
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (labels, metric) in self.series.iter() {
+            metric.encode(encoder.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        M::TYPE
+    }
+}
+
+impl FixedFamily<ResultLabels, Counter> {
+    /// Counts one `result` (one of those made at start).
+    pub fn count(&self, result: &'static str) {
+        self.get(&ResultLabels { result }).inc();
+    }
+}
+
+/// A counter family by result, registered, each of `results` starting at zero (so that rates
+/// and alerts work from the first scrape).
+pub fn by_result(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    results: &[&'static str],
+) -> FixedFamily<ResultLabels, Counter> {
+    let family = FixedFamily::new(results.iter().map(|&result| ResultLabels { result }));
+    registered(registry, name, help, family)
+}
+
+/// Registers `metric` under `name` and returns it (the registry keeps a clone that shares
+/// its cells).
+pub fn registered<M: Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
