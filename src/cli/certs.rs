@@ -65,22 +65,12 @@ pub struct Generated {
 pub fn generate(service: &str, namespace: &str, days: u32) -> Result<Generated> {
     let now = time::OffsetDateTime::now_utc();
     let ca = pki::new_ca(namespace, now, now + days_of(days.saturating_mul(10)))?;
-    issue(&ca.cert, &ca.key, service, namespace, days)
+    issue(ca, service, namespace, days)
 }
 
 /// A new serving certificate and key from an existing CA (PEM certificate and key).
-pub fn issue(
-    ca_cert: &str,
-    ca_key: &str,
-    service: &str,
-    namespace: &str,
-    days: u32,
-) -> Result<Generated> {
+pub fn issue(ca: pki::PemPair, service: &str, namespace: &str, days: u32) -> Result<Generated> {
     let now = time::OffsetDateTime::now_utc();
-    let ca = pki::PemPair {
-        cert: ca_cert.to_string(),
-        key: ca_key.to_string(),
-    };
     let mut names = pki::service_dns_names(service, namespace);
     names.extend(["localhost".to_string(), "127.0.0.1".to_string()]);
     let serving = pki::issue_serving(&ca, &names, now, now + days_of(days)).map_err(|e| match e {
@@ -138,13 +128,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 )
             })
         };
-        issue(
-            &read("ca.crt")?,
-            &read("ca.key")?,
-            &args.service,
-            &args.namespace,
-            args.days,
-        )?
+        let ca = pki::PemPair {
+            cert: read("ca.crt")?,
+            key: read("ca.key")?,
+        };
+        issue(ca, &args.service, &args.namespace, args.days)?
     } else {
         let ca = args.out.join("ca.crt");
         anyhow::ensure!(

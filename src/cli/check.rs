@@ -1,16 +1,14 @@
 //! `rancher-remap check`: the `/validate` checks offline.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use serde_json::{json, Value};
 
 use super::{input, ReportFormat};
 use crate::rewrite::describe;
 use crate::source::mappings_file::looks_like_manifest;
-use crate::validate::{check, check_mapping_text, is_validated, Finding, Report};
+use crate::validate::{check, check_mapping_text, is_validated, Report};
 
 /// Check ClusterPairs, mapping ConfigMaps and mapping text as the validating webhook and the
 /// server would (the rules: docs/behaviour.md).
@@ -41,27 +39,19 @@ pub struct Args {
     pub output: ReportFormat,
 }
 
-/// What was checked in one file, and what was found.
+/// What was checked in one file, and what was found (`-o json`'s shape).
+#[derive(serde::Serialize)]
 struct Checked {
     file: String,
     object: String,
+    #[serde(flatten)]
     report: Report,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let cluster_id = super::known(&args.cluster_id);
-    if args
-        .files
-        .iter()
-        .filter(|f| f.as_path() == Path::new("-"))
-        .count()
-        > 1
-    {
-        anyhow::bail!("stdin (-) can be read only once");
-    }
+    input::stdin_once(&args.files)?;
     let mut checked = Vec::new();
     for file in &args.files {
         let name = file.display().to_string();
@@ -100,7 +90,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let out = match args.output {
         ReportFormat::Table => table(&checked),
-        ReportFormat::Json => json(&checked)?,
+        ReportFormat::Json => {
+            serde_json::to_string_pretty(&serde_json::json!({ "checked": checked }))? + "\n"
+        }
     };
     print!("{out}");
     let errors: usize = checked.iter().map(|c| c.report.errors.len()).sum();
@@ -118,43 +110,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
 fn table(checked: &[Checked]) -> String {
     let mut out = String::new();
-    for Checked {
-        file,
-        object,
-        report,
-    } in checked
-    {
-        for f in &report.errors {
-            out.push_str(&format!("{file}: {object}: error: {f}\n"));
-        }
-        for f in &report.warnings {
-            out.push_str(&format!("{file}: {object}: warning: {f}\n"));
-        }
-        if report.errors.is_empty() && report.warnings.is_empty() {
-            out.push_str(&format!("{file}: {object}: ok\n"));
+    for c in checked {
+        let (errors, warnings) = (&c.report.errors, &c.report.warnings);
+        let said = errors.iter().map(|f| format!("error: {f}"));
+        let said = said.chain(warnings.iter().map(|f| format!("warning: {f}")));
+        let ok = (errors.is_empty() && warnings.is_empty()).then(|| "ok".to_string());
+        for s in said.chain(ok) {
+            out.push_str(&format!("{}: {}: {s}\n", c.file, c.object));
         }
     }
     out
-}
-
-fn json(checked: &[Checked]) -> Result<String> {
-    let findings = |list: &[Finding]| -> Vec<Value> {
-        list.iter()
-            .map(|f| json!({"path": f.path, "message": f.message}))
-            .collect()
-    };
-    let items: Vec<Value> = checked
-        .iter()
-        .map(|c| {
-            json!({
-                "file": c.file,
-                "object": c.object,
-                "errors": findings(&c.report.errors),
-                "warnings": findings(&c.report.warnings),
-            })
-        })
-        .collect();
-    let mut s = serde_json::to_string_pretty(&json!({ "checked": items }))?;
-    s.push('\n');
-    Ok(s)
 }

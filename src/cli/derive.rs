@@ -121,12 +121,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if failed {
         return Ok(ExitCode::FAILURE);
     }
-    let cm = ConfigMapOut {
-        name: &args.name,
-        namespace: &args.namespace,
-        output: args.output,
-    };
-    cm.print(&mut err, &data, users)
+    let at = (args.namespace.as_str(), args.name.as_str());
+    print_configmap(&mut err, at, args.output, &data, users)
 }
 
 /// Whether `parsed` (a pair's table as written) can be reversed: no two sources map to one
@@ -145,35 +141,28 @@ fn reversible(err: &mut impl Write, who: &str, parsed: crate::mapping::Parsed) -
     Ok(ok)
 }
 
-/// Where and how the mapping ConfigMap is printed: `derive`'s, and `map-projects`' too.
-pub(super) struct ConfigMapOut<'a> {
-    pub name: &'a str,
-    pub namespace: &'a str,
-    pub output: OutputFormat,
-}
-
-impl ConfigMapOut<'_> {
-    /// Checks the data keys together, as the server will, prints the table's warnings and how
-    /// to install on `err`, then the ConfigMap on stdout. Exit 1, printing nothing on stdout,
-    /// when the keys together do not make a table.
-    pub fn print(
-        &self,
-        err: &mut impl Write,
-        data: &BTreeMap<String, String>,
-        mut users: Vec<String>,
-    ) -> Result<ExitCode> {
-        let Some(table) = checked_table(err, data)? else {
-            return Ok(ExitCode::FAILURE);
-        };
-        users.sort();
-        users.dedup();
-        say_how_to_install(err, &table, &users, self.namespace)?;
-        let cm = build_configmap(self.name, self.namespace, data, &users);
-        std::io::stdout()
-            .lock()
-            .write_all(input::render(vec![cm], self.output)?.as_bytes())?;
-        Ok(ExitCode::SUCCESS)
-    }
+/// Prints the mapping ConfigMap `namespace/name` (`derive`'s, and `map-projects`' too): checks
+/// the data keys together, as the server will, prints the table's warnings and how to install
+/// on `err`, then the ConfigMap on stdout. Exit 1, printing nothing on stdout, when the keys
+/// together do not make a table.
+pub(super) fn print_configmap(
+    err: &mut impl Write,
+    (namespace, name): (&str, &str),
+    output: OutputFormat,
+    data: &BTreeMap<String, String>,
+    mut users: Vec<String>,
+) -> Result<ExitCode> {
+    let Some(table) = checked_table(err, data)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    users.sort();
+    users.dedup();
+    say_how_to_install(err, &table, &users, namespace)?;
+    let cm = build_configmap(name, namespace, data, &users);
+    std::io::stdout()
+        .lock()
+        .write_all(input::render(vec![cm], output)?.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The table the data keys make together, as the server will check them, its warnings said on

@@ -403,26 +403,25 @@ async fn denials(
     groups: &[String],
     projects: &BTreeSet<String>,
 ) -> Result<Vec<(String, String)>> {
-    let mut asks = vec![(
-        ResourceAttributes {
-            verb: Some("create".into()),
-            resource: Some("namespaces".into()),
+    let namespaces = ResourceAttributes {
+        verb: Some("create".into()),
+        resource: Some("namespaces".into()),
+        ..Default::default()
+    };
+    let each_project = projects.iter().map(|p| {
+        let attrs = ResourceAttributes {
+            verb: Some("manage-namespaces".into()),
+            group: Some("management.cattle.io".into()),
+            resource: Some("projects".into()),
+            name: Some(p.clone()),
             ..Default::default()
-        },
-        "namespaces".to_string(),
-    )];
-    for p in projects {
-        asks.push((
-            ResourceAttributes {
-                verb: Some("manage-namespaces".into()),
-                group: Some("management.cattle.io".into()),
-                resource: Some("projects".into()),
-                name: Some(p.clone()),
-                ..Default::default()
-            },
+        };
+        (
+            attrs,
             format!("project {p} (projects.management.cattle.io)"),
-        ));
-    }
+        )
+    });
+    let asks = std::iter::once((namespaces, "namespaces".to_string())).chain(each_project);
     let api: Api<SubjectAccessReview> = Api::all(client.clone());
     let mut denied = Vec::new();
     for (attrs, what) in asks {
@@ -436,16 +435,9 @@ async fn denials(
             },
             ..Default::default()
         };
-        let answer = api
-            .create(&PostParams::default(), &review)
-            .await
-            .map_err(|e| {
-                failed(
-                    server,
-                    "create subjectaccessreviews.authorization.k8s.io",
-                    e,
-                )
-            })?;
+        let ask = "create subjectaccessreviews.authorization.k8s.io";
+        let answer = (api.create(&PostParams::default(), &review).await)
+            .map_err(|e| failed(server, ask, e))?;
         if !answer.status.is_some_and(|s| s.allowed) {
             denied.push((verb, what));
         }
@@ -476,21 +468,26 @@ async fn webhook_facts(
                     .as_ref()
                     .is_some_and(|s| s.namespace == ns)
         })?;
-        Some((c.metadata.name.clone().unwrap_or_default(), hook.clone()))
+        Some((c.metadata.name.clone().unwrap_or_default(), hook))
     });
-    let service = found
-        .as_ref()
-        .and_then(|(_, h)| h.client_config.service.as_ref())
-        .map_or("rancher-remap".to_string(), |s| s.name.clone());
-    let serving_cert = serving_cert(client, server, ns, deployment, kept).await?;
-    let mut facts = WebhookFacts {
-        configuration: found.as_ref().map(|(n, _)| n.clone()),
-        match_conditions: String::new(),
-        ca_bundle: None,
-        failure_policy: None,
-        timeout_seconds: None,
+    let (configuration, hook) = found.unzip();
+    let service = hook
+        .and_then(|h| h.client_config.service.as_ref())
+        .map_or("rancher-remap", |s| s.name.as_str());
+    let conditions = hook.and_then(|h| h.match_conditions.as_ref());
+    Ok(WebhookFacts {
+        configuration,
+        match_conditions: (conditions.into_iter().flatten())
+            .map(|m| m.expression.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        ca_bundle: (hook.and_then(|h| h.client_config.ca_bundle.as_ref()))
+            .map(|b| b.0.clone())
+            .filter(|b| !b.is_empty()),
+        failure_policy: hook.and_then(|h| h.failure_policy.clone()),
+        timeout_seconds: hook.and_then(|h| h.timeout_seconds),
         service_dns: format!("{service}.{ns}.svc"),
-        serving_cert,
+        serving_cert: serving_cert(client, server, ns, deployment, kept).await?,
         ready_replicas: deployment.map(|d| {
             d.status
                 .as_ref()
@@ -498,24 +495,7 @@ async fn webhook_facts(
                 .unwrap_or(0)
         }),
         now: time::OffsetDateTime::now_utc().unix_timestamp(),
-    };
-    if let Some((_, hook)) = found {
-        facts.match_conditions = hook
-            .match_conditions
-            .iter()
-            .flatten()
-            .map(|m| m.expression.as_str())
-            .collect::<Vec<_>>()
-            .join("\n");
-        facts.ca_bundle = hook
-            .client_config
-            .ca_bundle
-            .map(|b| b.0)
-            .filter(|b| !b.is_empty());
-        facts.failure_policy = hook.failure_policy;
-        facts.timeout_seconds = hook.timeout_seconds;
-    }
-    Ok(facts)
+    })
 }
 
 /// `tls.crt` of the Secret the Deployment mounts, or of the server's own Secret `kept`

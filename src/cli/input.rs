@@ -21,31 +21,27 @@ pub fn read(path: &Path) -> Result<String> {
     }
 }
 
-/// Reads every object of every file, in order (lists expanded). Stdin may be named once.
-pub fn read_objects(paths: &[PathBuf]) -> Result<Vec<Value>> {
-    if paths
-        .iter()
-        .filter(|p| p.as_path() == Path::new("-"))
-        .count()
-        > 1
-    {
+/// Refuses stdin (`-`) named more than once.
+pub fn stdin_once(paths: &[PathBuf]) -> Result<()> {
+    if paths.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
         bail!("stdin (-) can be read only once");
     }
-    let mut out = Vec::new();
-    for path in paths {
-        let text = read(path)?;
-        let objects = manifest::parse_objects(&text)
-            .with_context(|| format!("parsing {}", path.display()))?;
-        out.extend(objects);
-    }
-    Ok(out)
+    Ok(())
 }
 
-/// [`read_objects`], refusing input that holds none: an empty file or pipe (a command
-/// upstream that failed) is an error naming what was expected (`expected`: "objects",
-/// "ClusterPair"), never a quiet success.
+/// Every object of every file, in order (lists expanded; stdin named once at most), refusing
+/// input that holds none: an empty file or pipe (a command upstream that failed) is an error
+/// naming what was expected (`expected`: "objects", "ClusterPair"), never a quiet success.
 pub fn read_some_objects(paths: &[PathBuf], expected: &str) -> Result<Vec<Value>> {
-    let objects = read_objects(paths)?;
+    stdin_once(paths)?;
+    let mut objects = Vec::new();
+    for path in paths {
+        let text = read(path)?;
+        objects.extend(
+            manifest::parse_objects(&text)
+                .with_context(|| format!("parsing {}", path.display()))?,
+        );
+    }
     if objects.is_empty() {
         bail!(
             "no {expected} in input: {} held no Kubernetes object (YAML or JSON)",
@@ -59,7 +55,7 @@ pub fn read_some_objects(paths: &[PathBuf], expected: &str) -> Result<Vec<Value>
 pub fn names(paths: &[PathBuf]) -> String {
     let names: Vec<String> = paths
         .iter()
-        .map(|p| match p.as_path() == Path::new("-") {
+        .map(|p| match p.as_os_str() == "-" {
             true => "stdin".to_string(),
             false => p.display().to_string(),
         })

@@ -9,10 +9,10 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Result};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::cluster::{ClusterArgs, Connected};
-use super::derive::ConfigMapOut;
+use super::derive::{checked_table, print_configmap};
 use crate::kube_error::KubeError;
 use crate::mapping::objects::{entries_text, DEFAULT_CONFIGMAP_NAME};
 use crate::rancher::{self, pair, resolve_cluster, Cluster, How, Match, Pairing, Project, Rename};
@@ -117,13 +117,10 @@ struct Management {
 impl Management {
     async fn read(args: &ClusterArgs) -> Result<Management> {
         let at = args.connect_within(super::whoami::CALL_TIMEOUT).await?;
-        let clusters = list(&at, &resource("Cluster", "clusters"), None)
+        let clusters = list(&at, "Cluster", "clusters", None)
             .await?
-            .iter()
-            .map(|o| Cluster {
-                id: o.metadata.name.clone().unwrap_or_default(),
-                display_name: display_name(o),
-            })
+            .into_iter()
+            .map(|(id, display_name)| Cluster { id, display_name })
             .collect();
         Ok(Management { at, clusters })
     }
@@ -136,16 +133,11 @@ impl Management {
     }
 
     async fn projects(&self, cluster: &Cluster) -> Result<Vec<Project>> {
-        let projects: Vec<Project> = list(
-            &self.at,
-            &resource("Project", "projects"),
-            Some(&cluster.id),
-        )
-        .await?
-        .iter()
-        .map(|o| Project::new(o.metadata.name.clone().unwrap_or_default(), display_name(o)))
-        .collect();
-        Ok(projects)
+        let found = list(&self.at, "Project", "projects", Some(&cluster.id)).await?;
+        Ok(found
+            .into_iter()
+            .map(|(id, name)| Project::new(id, name))
+            .collect())
     }
 }
 
@@ -208,15 +200,11 @@ async fn map_projects(args: Args) -> Result<ExitCode> {
     match args.output {
         Format::Yaml => {
             writeln!(err, "note: no rancher-remap.io/migration-users annotation: no ClusterPair names the identity Stork writes with (optional; `rancher-remap derive` records it from the ClusterPair)")?;
-            let out = ConfigMapOut {
-                name: DEFAULT_CONFIGMAP_NAME,
-                namespace: &args.namespace,
-                output: super::OutputFormat::Yaml,
-            };
-            out.print(&mut err, &data, Vec::new())
+            let at = (args.namespace.as_str(), DEFAULT_CONFIGMAP_NAME);
+            print_configmap(&mut err, at, super::OutputFormat::Yaml, &data, Vec::new())
         }
         Format::Json => {
-            if super::derive::checked_table(&mut err, &data)?.is_none() {
+            if checked_table(&mut err, &data)?.is_none() {
                 return Ok(ExitCode::FAILURE);
             }
             print_json(&pairing, &entries)?;
@@ -365,28 +353,24 @@ fn project_mappings(entries: &[(String, String)]) -> String {
 }
 
 /// `-o json`: the table (empty when refused) and the pairing.
-fn json_report(pairing: &Pairing, entries: &[(String, String)]) -> Value {
-    let project = |p: &Project| json!({"id": p.id, "displayName": p.display_name});
-    let mappings: serde_json::Map<String, Value> = entries
-        .iter()
-        .map(|(s, d)| (s.clone(), Value::String(d.clone())))
-        .collect();
-    json!({
-        "mappings": mappings,
-        "projectMappings": project_mappings(entries),
-        "matched": pairing.matched.iter().map(|m| json!({
-            "source": project(&m.source),
-            "destination": project(&m.destination),
-            "by": m.how.as_str(),
-        })).collect::<Vec<_>>(),
-        "unmatched": pairing.unmatched.iter().map(project).collect::<Vec<_>>(),
-        "ambiguous": pairing.ambiguous.iter().map(|a| json!({
-            "name": a.name,
-            "ignoringCase": a.ignoring_case,
-            "sources": a.sources.iter().map(project).collect::<Vec<_>>(),
-            "destinations": a.destinations.iter().map(project).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonReport<'a> {
+    mappings: serde_json::Map<String, Value>,
+    project_mappings: String,
+    #[serde(flatten)]
+    pairing: &'a Pairing,
+}
+
+fn json_report<'a>(pairing: &'a Pairing, entries: &[(String, String)]) -> JsonReport<'a> {
+    JsonReport {
+        mappings: entries
+            .iter()
+            .map(|(s, d)| (s.clone(), Value::from(d.as_str())))
+            .collect(),
+        project_mappings: project_mappings(entries),
+        pairing,
+    }
 }
 
 fn print_json(pairing: &Pairing, entries: &[(String, String)]) -> Result<()> {
@@ -407,31 +391,35 @@ fn resource(kind: &str, plural: &str) -> ApiResource {
     }
 }
 
-fn display_name(o: &DynamicObject) -> String {
-    o.data["spec"]["displayName"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Lists `ar` (in `namespace`), every item.
+/// Every `plural` of management.cattle.io (in `namespace`): its name (the ID) and
+/// `spec.displayName`.
 async fn list(
     at: &Connected,
-    ar: &ApiResource,
+    kind: &str,
+    plural: &str,
     namespace: Option<&str>,
-) -> Result<Vec<DynamicObject>> {
-    let api: Api<DynamicObject> = match namespace {
-        Some(ns) => Api::namespaced_with(at.client.clone(), ns, ar),
-        None => Api::all_with(at.client.clone(), ar),
+) -> Result<Vec<(String, String)>> {
+    let ar = resource(kind, plural);
+    let (api, within) = match namespace {
+        Some(ns) => (
+            Api::<DynamicObject>::namespaced_with(at.client.clone(), ns, &ar),
+            format!(" in namespace {ns}"),
+        ),
+        None => (Api::all_with(at.client.clone(), &ar), String::new()),
     };
-    let what = match namespace {
-        Some(ns) => format!("list {}.{} in namespace {ns}", ar.plural, ar.group),
-        None => format!("list {}.{}", ar.plural, ar.group),
-    };
-    match api.list(&ListParams::default()).await {
-        Ok(list) => Ok(list.items),
-        Err(e) => Err(api_error(&what, &at.server, e)),
-    }
+    let what = format!("list {plural}.{}{within}", ar.group);
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| api_error(&what, &at.server, e))?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|o| {
+            let name = o.data["spec"]["displayName"].as_str().unwrap_or_default();
+            (o.metadata.name.unwrap_or_default(), name.to_string())
+        })
+        .collect())
 }
 
 /// An API call that failed, as a sentence: what was asked, of which server, and why (the API
@@ -450,6 +438,7 @@ fn api_error(what: &str, server: &str, e: kube::Error) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn cluster(id: &str, name: &str) -> Cluster {
         Cluster {
@@ -504,7 +493,7 @@ mod tests {
         .unwrap();
         let entries = rancher::entries(&p.matched, "c-1", "c-2");
         assert_eq!(
-            json_report(&p, &entries),
+            serde_json::to_value(json_report(&p, &entries)).unwrap(),
             json!({
                 "mappings": {"p-a": "p-x", "c-1:p-a": "c-2:p-x"},
                 "projectMappings": "p-a=p-x,c-1:p-a=c-2:p-x",
@@ -516,7 +505,7 @@ mod tests {
             })
         );
         // Refused: the lists, and no table.
-        let refused = json_report(&pairing(), &[]);
+        let refused = serde_json::to_value(json_report(&pairing(), &[])).unwrap();
         assert_eq!(refused["mappings"], json!({}));
         assert_eq!(refused["projectMappings"], "");
         assert_eq!(

@@ -51,6 +51,18 @@ impl Check {
             message: message.into(),
         }
     }
+
+    /// A check of several findings: failing when any of `fails` is found, else warning when
+    /// any of `warns` is, else ok saying `ok`; the findings said worst first.
+    fn judged(name: &'static str, mut fails: Vec<String>, warns: Vec<String>, ok: String) -> Check {
+        let status = match (fails.is_empty(), warns.is_empty()) {
+            (false, _) => Status::Fail,
+            (true, false) => Status::Warn,
+            (true, true) => return Check::new(name, Status::Ok, ok),
+        };
+        fails.extend(warns);
+        Check::new(name, status, fails.join("; "))
+    }
 }
 
 /// Every check, in a stable order.
@@ -186,39 +198,27 @@ pub fn run(facts: &Facts) -> Report {
 }
 
 fn check_mappings(facts: &Facts) -> Check {
-    match &facts.mappings {
-        Ok(m) if m.table.warnings().is_empty() => Check::new(
-            "mappings",
-            Status::Ok,
-            format!("{}: {} entries", facts.mappings_origin, m.table.len()),
-        ),
-        Ok(m) => {
-            let warnings: Vec<String> = m
-                .table
-                .warnings()
-                .iter()
-                .map(|w| format!("{}: {w}", w.field_path()))
-                .collect();
-            Check::new(
-                "mappings",
-                Status::Warn,
-                format!(
-                    "{}: {} entries; {}",
-                    facts.mappings_origin,
-                    m.table.len(),
-                    warnings.join("; ")
-                ),
-            )
+    let origin = &facts.mappings_origin;
+    let m = match &facts.mappings {
+        Ok(m) => m,
+        Err(e) => {
+            let message = format!(
+                "{origin}: {e}. Make it with `rancher-remap derive` (or give --mappings-file)"
+            );
+            return Check::new("mappings", Status::Fail, message);
         }
-        Err(e) => Check::new(
-            "mappings",
-            Status::Fail,
-            format!(
-                "{}: {e}. Make it with `rancher-remap derive` (or give --mappings-file)",
-                facts.mappings_origin
-            ),
-        ),
+    };
+    let mut message = format!("{origin}: {} entries", m.table.len());
+    let warnings = m.table.warnings();
+    for w in warnings {
+        message.push_str(&format!("; {}: {w}", w.field_path()));
     }
+    let status = if warnings.is_empty() {
+        Status::Ok
+    } else {
+        Status::Warn
+    };
+    Check::new("mappings", status, message)
 }
 
 /// This cluster's ID as Rancher wrote it: the cluster part of `kube-system`'s annotation, else

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{Check, Status};
+use super::Check;
 use crate::mapping::objects::Mappings;
 use crate::policy::{self, EXPORTED_BY, METADATA_POLICY, WORKLOADS_POLICY};
 
@@ -72,18 +72,6 @@ pub fn check_policy(
             ));
         }
     }
-    let status = if !fails.is_empty() {
-        Status::Fail
-    } else if !warns.is_empty() {
-        Status::Warn
-    } else {
-        Status::Ok
-    };
-    let message = if fails.is_empty() && warns.is_empty() {
-        format!("the rewrite runs as MutatingAdmissionPolicies {METADATA_POLICY} and {WORKLOADS_POLICY} (admissionregistration.k8s.io/v1), bound, with this cluster's ID and a table of {keys} keys{}", table.map(|(_, o)| format!(" equal to {o}'s")).unwrap_or_default())
-    } else {
-        fails.extend(warns);
-        fails.join("; ")
-    };
-    Check::new("policy", status, message)
+    let ok = format!("the rewrite runs as MutatingAdmissionPolicies {METADATA_POLICY} and {WORKLOADS_POLICY} (admissionregistration.k8s.io/v1), bound, with this cluster's ID and a table of {keys} keys{}", table.map(|(_, o)| format!(" equal to {o}'s")).unwrap_or_default());
+    Check::judged("policy", fails, warns, ok)
 }

@@ -6,7 +6,7 @@ use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
-use super::{Check, Status};
+use super::Check;
 
 /// The chart's default `webhook.timeoutSeconds`.
 pub const SHIPPED_TIMEOUT_SECONDS: i32 = 5;
@@ -129,24 +129,11 @@ pub fn check_webhook(w: &WebhookFacts, cluster_id: Option<&str>) -> Check {
         Some(n) if n < 1 => fails.push("the Deployment has no ready replica: the API server cannot reach the webhook (kubectl describe deployment, and the pods' logs)".into()),
         Some(_) => {}
     }
-    let status = if !fails.is_empty() {
-        Status::Fail
-    } else if !warns.is_empty() {
-        Status::Warn
-    } else {
-        Status::Ok
+    let ok = match &w.serving_cert {
+        ServingCert::ServerKept { secret } => format!("configured with this cluster's ID, caBundle holds a valid CA (the server keeps its certificate in Secret {secret}, not readable by this identity), replicas ready"),
+        _ => format!("configured with this cluster's ID, caBundle verifies the serving certificate for {}, replicas ready", w.service_dns),
     };
-    let mut all = fails;
-    all.extend(warns);
-    let message = if all.is_empty() {
-        match &w.serving_cert {
-            ServingCert::ServerKept { secret } => format!("configured with this cluster's ID, caBundle holds a valid CA (the server keeps its certificate in Secret {secret}, not readable by this identity), replicas ready"),
-            _ => format!("configured with this cluster's ID, caBundle verifies the serving certificate for {}, replicas ready", w.service_dns),
-        }
-    } else {
-        all.join("; ")
-    };
-    Check::new("webhook", status, message)
+    Check::judged("webhook", fails, warns, ok)
 }
 
 fn check_certificate(w: &WebhookFacts, fails: &mut Vec<String>, warns: &mut Vec<String>) {

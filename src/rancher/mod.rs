@@ -22,7 +22,8 @@ pub struct Cluster {
 
 /// A Rancher project (`projects.management.cattle.io`, in the namespace named after its
 /// cluster's ID): its ID (the object's name, e.g. `p-ab12c`) and display name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Project {
     pub id: String,
     pub display_name: String,

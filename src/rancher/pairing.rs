@@ -53,18 +53,26 @@ impl How {
     }
 }
 
+impl serde::Serialize for How {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// A source project and the destination project it maps to.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Match {
     pub source: Project,
     pub destination: Project,
+    #[serde(rename = "by")]
     pub how: How,
 }
 
 /// A name that does not say which project is meant: held by several projects on one side
 /// (by several names differing only in case, when the pairing had to ignore case). Every
 /// project involved, on both sides, is named.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Ambiguous {
     /// The display name (lower-cased when `ignoring_case`).
     pub name: String,
@@ -76,7 +84,7 @@ pub struct Ambiguous {
 }
 
 /// The pairing of every source project: matched, without a destination, or ambiguous.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Pairing {
     /// In the order of the source projects' display names.
     pub matched: Vec<Match>,

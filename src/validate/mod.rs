@@ -10,7 +10,7 @@ use crate::mapping::objects::{configmap_data, is_mapping_configmap, parse_config
 use crate::mapping::{parse_text, MappingErrors, Origin, Parsed, Table};
 
 /// One finding, with the field path it is about. Messages never hold a credential.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
     pub path: String,
     pub message: String,
@@ -23,7 +23,7 @@ impl std::fmt::Display for Finding {
 }
 
 /// Errors refuse the object; warnings are shown and allowed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Report {
     pub errors: Vec<Finding>,
     pub warnings: Vec<Finding>,
