@@ -263,20 +263,15 @@ async fn namespace_clusters(
     let all = metadata_of_all(&api, server, "list namespaces").await?;
     let (mut clusters, mut system) = (BTreeMap::new(), None);
     for n in all {
-        let is_system = n.name.as_deref() == Some("kube-system");
         let annotations = n.annotations.unwrap_or_default();
-        let cluster = crate::rewrite::NAMESPACE_PROJECT_KEYS.iter().find_map(|k| {
-            annotations
-                .get(*k)?
-                .split_once(':')
-                .map(|(c, _)| c.to_string())
-        });
-        if let Some(c) = cluster {
-            if is_system {
-                system = Some(c.clone());
-            }
-            *clusters.entry(c).or_insert(0) += 1;
+        let cluster = crate::rewrite::NAMESPACE_PROJECT_KEYS
+            .iter()
+            .find_map(|k| Some(annotations.get(*k)?.split_once(':')?.0.to_string()));
+        let Some(c) = cluster else { continue };
+        if n.name.as_deref() == Some("kube-system") {
+            system = Some(c.clone());
         }
+        *clusters.entry(c).or_insert(0) += 1;
     }
     Ok((clusters, system))
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Result};
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
 use serde_json::Value;
 
 use super::cluster::{ClusterArgs, Connected};
@@ -220,53 +220,34 @@ async fn create_missing(
     dst: &Cluster,
     pairing: &mut Pairing,
 ) -> Result<()> {
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        at.at.client.clone(),
-        &dst.id,
-        &resource("Project", "projects"),
-    );
-    let wanted: Vec<(Project, Value)> = pairing
-        .unmatched
-        .iter()
-        .map(|p| (p.clone(), rancher::new_project(&dst.id, &p.display_name)))
+    let ar = resource("Project", "projects");
+    let api: Api<DynamicObject> = Api::namespaced_with(at.at.client.clone(), &dst.id, &ar);
+    let unmatched = std::mem::take(&mut pairing.unmatched);
+    let objects: Vec<Value> = (unmatched.iter())
+        .map(|p| rancher::new_project(&dst.id, &p.display_name))
         .collect();
     writeln!(
         err,
         "--create-missing: creating {} project(s) on cluster {} (Rancher at {}):",
-        wanted.len(),
+        objects.len(),
         dst.id,
         at.at.server
     )?;
-    let shown: Vec<Value> = wanted.iter().map(|(_, v)| v.clone()).collect();
-    write!(
-        err,
-        "{}",
-        super::input::render(shown, super::OutputFormat::Yaml)?
-    )?;
-    for (source, object) in wanted {
-        let object: DynamicObject = serde_json::from_value(object)?;
-        let created = api
-            .create(&PostParams::default(), &object)
+    let shown = super::input::render(objects.clone(), super::OutputFormat::Yaml)?;
+    write!(err, "{shown}")?;
+    let what = format!(
+        "create projects.management.cattle.io in namespace {}",
+        dst.id
+    );
+    for (source, object) in unmatched.into_iter().zip(objects) {
+        let created = (api.create(&PostParams::default(), &serde_json::from_value(object)?))
             .await
-            .map_err(|e| {
-                api_error(
-                    &format!(
-                        "create projects.management.cattle.io in namespace {}",
-                        dst.id
-                    ),
-                    &at.at.server,
-                    e,
-                )
-            })?;
-        let id = created.metadata.name.clone().unwrap_or_default();
-        writeln!(
-            err,
-            "created project {id} {:?} on cluster {}",
-            source.display_name, dst.id
-        )?;
-        pairing.unmatched.retain(|p| p.id != source.id);
+            .map_err(|e| api_error(&what, &at.at.server, e))?;
+        let id = created.metadata.name.unwrap_or_default();
+        let name = &source.display_name;
+        writeln!(err, "created project {id} {name:?} on cluster {}", dst.id)?;
         pairing.matched.push(Match {
-            destination: Project::new(id, source.display_name.clone()),
+            destination: Project::new(id, name.clone()),
             source,
             how: How::Created,
         });
@@ -276,47 +257,38 @@ async fn create_missing(
 
 /// The matched, unmatched and ambiguous projects, for a person (stderr).
 fn report(src: &Cluster, dst: &Cluster, pairing: &Pairing) -> String {
+    let (s, d) = (&src.id, &dst.id);
     let mut out = format!(
-        "projects of cluster {} ({:?}) → cluster {} ({:?}):\n",
-        src.id, src.display_name, dst.id, dst.display_name
+        "projects of cluster {s} ({:?}) → cluster {d} ({:?}):\n",
+        src.display_name, dst.display_name
     );
     for m in &pairing.matched {
-        out.push_str(&format!(
-            "  matched    {} → {} ({})\n",
-            m.source,
-            m.destination,
-            m.how.as_str()
-        ));
+        let (from, to, how) = (&m.source, &m.destination, m.how.as_str());
+        out.push_str(&format!("  matched    {from} → {to} ({how})\n"));
     }
     for p in &pairing.unmatched {
         out.push_str(&format!(
-            "  unmatched  {p}: no project of cluster {} has this name\n",
-            dst.id
+            "  unmatched  {p}: no project of cluster {d} has this name\n"
         ));
     }
+    let list = |ps: &[Project]| match ps {
+        [] => "none".to_string(),
+        ps => ps
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
     for a in &pairing.ambiguous {
-        let list = |ps: &[Project]| -> String {
-            if ps.is_empty() {
-                "none".to_string()
-            } else {
-                ps.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            }
+        let case = if a.ignoring_case {
+            " (ignoring case)"
+        } else {
+            ""
         };
+        let (on_s, on_d) = (list(&a.sources), list(&a.destinations));
+        let name = &a.name;
         out.push_str(&format!(
-            "  ambiguous  {:?}{}: on cluster {}: {}; on cluster {}: {}\n",
-            a.name,
-            if a.ignoring_case {
-                " (ignoring case)"
-            } else {
-                ""
-            },
-            src.id,
-            list(&a.sources),
-            dst.id,
-            list(&a.destinations)
+            "  ambiguous  {name:?}{case}: on cluster {s}: {on_s}; on cluster {d}: {on_d}\n"
         ));
     }
     out
@@ -382,13 +354,8 @@ fn print_json(pairing: &Pairing, entries: &[(String, String)]) -> Result<()> {
 
 /// A management.cattle.io/v3 type.
 fn resource(kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: "management.cattle.io".into(),
-        version: "v3".into(),
-        api_version: rancher::MANAGEMENT_API_VERSION.into(),
-        kind: kind.into(),
-        plural: plural.into(),
-    }
+    let gvk = GroupVersionKind::gvk("management.cattle.io", "v3", kind);
+    ApiResource::from_gvk_with_plural(&gvk, plural)
 }
 
 /// Every `plural` of management.cattle.io (in `namespace`): its name (the ID) and

@@ -89,16 +89,10 @@ impl SourceArgs {
     /// The mapping source given, if any.
     pub fn given(&self) -> Option<crate::source::Source> {
         use crate::source::Source;
-        match (
-            &self.project_mappings,
-            &self.mappings_file,
-            &self.mappings_configmap,
-        ) {
-            (Some(text), _, _) => Some(Source::Static(text.clone())),
-            (_, Some(path), _) => Some(Source::File(path.clone())),
-            (_, _, Some(at)) => Some(Source::ConfigMap(at.clone())),
-            _ => None,
-        }
+        let file = || self.mappings_file.clone().map(Source::File);
+        let configmap = || self.mappings_configmap.clone().map(Source::ConfigMap);
+        let text = self.project_mappings.clone().map(Source::Static);
+        text.or_else(file).or_else(configmap)
     }
 
     /// The mapping source given, for a command that needs one: without it, a usage error said

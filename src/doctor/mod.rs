@@ -146,18 +146,14 @@ pub fn run(facts: &Facts) -> Report {
             checks.push(check_identities(facts, m));
         }
         Err(_) => {
-            for name in [
+            let unchecked = [
                 "cluster-id",
                 "destination-projects",
                 "direction",
                 "migration-identity",
-            ] {
-                checks.push(Check::new(
-                    name,
-                    Status::Warn,
-                    "not checked: no table (see mappings)",
-                ));
-            }
+            ];
+            let why = "not checked: no table (see mappings)";
+            checks.extend(unchecked.map(|name| Check::new(name, Status::Warn, why)));
         }
     }
     // The webhook is checked unless the rewrite runs as the policies alone: then a missing
