@@ -77,11 +77,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .build()?;
     let output = args.output;
     // Could not check: exit 2 (1 means a check failed).
-    let (report, status) = match runtime.block_on(doctor(args)) {
-        Ok(report) => {
-            let status = report.exit_status();
-            (report, status)
-        }
+    let (status, report) = match runtime.block_on(doctor(args)) {
+        Ok(report) => (report.exit_status(), report),
         Err(e) => {
             let message = format!("could not check: {e:#}; without a cluster, `rancher-remap check --cluster-id ID -f mappings.yaml` checks a table offline");
             eprintln!("doctor: {message}");
@@ -90,10 +87,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
             // The JSON promised, for scripts: one entry saying why nothing was checked.
             let check = doctor::Check::new("could-not-check", doctor::Status::Fail, message);
-            let report = Report {
-                checks: vec![check],
-            };
-            (report, 2)
+            let checks = vec![check];
+            (2, Report { checks })
         }
     };
     let mut out = std::io::stdout().lock();
@@ -511,11 +506,11 @@ async fn serving_cert(
     let server_kept = kept.filter(|k| !k.is_empty());
     let (secret_ns, name) = match (mounted, server_kept) {
         (Some(name), _) => (ns.to_string(), name),
-        (None, Some(at)) => match at.split_once('/') {
-            Some((n, name)) => (n.to_string(), name.to_string()),
+        (None, Some(at)) => {
             // A name alone is in the server's own namespace: the install's.
-            None => (ns.to_string(), at.to_string()),
-        },
+            let (n, name) = at.split_once('/').unwrap_or((ns, at));
+            (n.to_string(), name.to_string())
+        }
         (None, None) => {
             return Ok(ServingCert::Missing(
                 "the Deployment mounts no Secret and keeps none".into(),

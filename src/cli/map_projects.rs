@@ -87,17 +87,13 @@ impl Args {
     /// The management cluster that holds the destination: the source's unless another is
     /// named.
     fn destination_side(&self) -> Option<ClusterArgs> {
-        match (&self.destination_kubeconfig, &self.destination_context) {
-            (None, None) => None,
-            (Some(file), context) => Some(ClusterArgs {
-                kubeconfig: Some(file.clone()),
-                context: context.clone(),
-            }),
-            (None, Some(context)) => Some(ClusterArgs {
-                kubeconfig: self.cluster.kubeconfig.clone(),
-                context: Some(context.clone()),
-            }),
-        }
+        let (kubeconfig, context) = (&self.destination_kubeconfig, &self.destination_context);
+        (kubeconfig.is_some() || context.is_some()).then(|| ClusterArgs {
+            kubeconfig: kubeconfig
+                .clone()
+                .or_else(|| self.cluster.kubeconfig.clone()),
+            context: context.clone(),
+        })
     }
 }
 

@@ -75,21 +75,21 @@ pub fn serving_cert_verifies(ca: &[u8], cert: &[u8], dns: &str, now: i64) -> Res
 
 /// Whether the caBundle holds at least one CA valid at `now`.
 fn ca_bundle_usable(ca: &[u8], now: i64) -> Result<(), String> {
-    let valid = CertificateDer::pem_slice_iter(ca)
-        .filter_map(Result::ok)
-        .filter_map(|der| {
-            let (_, c) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let valid_ca = |der: CertificateDer| {
+        x509_parser::parse_x509_certificate(&der).is_ok_and(|(_, c)| {
             let v = c.validity();
-            (c.is_ca() && v.not_before.timestamp() <= now && now < v.not_after.timestamp())
-                .then_some(())
+            c.is_ca() && v.not_before.timestamp() <= now && now < v.not_after.timestamp()
         })
-        .count();
-    if valid == 0 {
-        return Err(
-            "the caBundle holds no CA valid now: the API server cannot trust the server".into(),
-        );
+    };
+    match CertificateDer::pem_slice_iter(ca)
+        .filter_map(Result::ok)
+        .any(valid_ca)
+    {
+        true => Ok(()),
+        false => {
+            Err("the caBundle holds no CA valid now: the API server cannot trust the server".into())
+        }
     }
-    Ok(())
 }
 
 /// The findings of the webhook check, worst first decides its status.
