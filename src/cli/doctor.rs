@@ -333,8 +333,8 @@ async fn identities(
             add(u, "the mapping ConfigMap", None);
         }
     }
-    let installed = env.get("RANCHER_REMAP_MIGRATION_USER").cloned();
-    for u in installed.unwrap_or_default().split(',') {
+    let installed = env.get("RANCHER_REMAP_MIGRATION_USER");
+    for u in installed.map_or("", String::as_str).split(',') {
         add(u.trim(), "the install", None);
     }
     let mut notes = Vec::new();
@@ -542,14 +542,15 @@ async fn serving_cert(
 /// `admissionregistration.k8s.io/v1` MutatingAdmissionPolicies (before Kubernetes 1.36).
 async fn policy_facts(client: &kube::Client, server: &str) -> Result<Option<doctor::PolicyFacts>> {
     use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-    let mut found = doctor::PolicyFacts::default();
-    for (kind, plural) in [
+    let kinds = [
         ("MutatingAdmissionPolicy", "mutatingadmissionpolicies"),
         (
             "MutatingAdmissionPolicyBinding",
             "mutatingadmissionpolicybindings",
         ),
-    ] {
+    ];
+    let mut found = [Vec::new(), Vec::new()];
+    for ((kind, plural), out) in kinds.into_iter().zip(&mut found) {
         let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
         let api: Api<DynamicObject> = Api::all_with(
             client.clone(),
@@ -565,14 +566,12 @@ async fn policy_facts(client: &kube::Client, server: &str) -> Result<Option<doct
                 return Err(failed(server, &what, e));
             }
         };
-        let items = items
+        *out = items
             .iter()
             .map(serde_json::to_value)
-            .collect::<Result<Vec<_>, _>>()?;
-        match kind {
-            "MutatingAdmissionPolicy" => found.policies = items,
-            _ => found.bindings = items,
-        }
+            .collect::<Result<_, _>>()?;
     }
-    Ok((!found.policies.is_empty() || !found.bindings.is_empty()).then_some(found))
+    let [policies, bindings] = found;
+    let any = !policies.is_empty() || !bindings.is_empty();
+    Ok(any.then_some(doctor::PolicyFacts { policies, bindings }))
 }

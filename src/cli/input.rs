@@ -1,6 +1,5 @@
 //! Reading the files named on the command line (`-` is stdin).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -11,11 +10,7 @@ use crate::manifest;
 /// Reads a file, or stdin for `-`.
 pub fn read(path: &Path) -> Result<String> {
     if path == Path::new("-") {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("reading stdin")?;
-        Ok(s)
+        std::io::read_to_string(std::io::stdin()).context("reading stdin")
     } else {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
     }

@@ -280,9 +280,9 @@ fn check_cluster_id(facts: &Facts, m: &Mappings) -> Check {
 
 fn check_destination_projects(facts: &Facts, m: &Mappings) -> Check {
     let wanted = projects(m, true);
-    let missing: Vec<&String> = wanted
-        .iter()
+    let missing: Vec<String> = (wanted.iter())
         .filter(|p| !facts.projects_here.contains(*p))
+        .map(|p| format!("{p} (no ClusterRole {})", edit_role(p)))
         .collect();
     if missing.is_empty() {
         return Check::new(
@@ -291,14 +291,10 @@ fn check_destination_projects(facts: &Facts, m: &Mappings) -> Check {
             format!("all {} destination project(s) exist here", wanted.len()),
         );
     }
-    let each: Vec<String> = missing
-        .iter()
-        .map(|p| format!("{p} (no ClusterRole {})", edit_role(p)))
-        .collect();
     Check::new(
         "destination-projects",
         Status::Fail,
-        format!("destination project(s) missing on this cluster: {}. Create each in Rancher on this cluster, or fix the table", each.join(", ")),
+        format!("destination project(s) missing on this cluster: {}. Create each in Rancher on this cluster, or fix the table", missing.join(", ")),
     )
 }
 
