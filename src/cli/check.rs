@@ -90,9 +90,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let out = match args.output {
         ReportFormat::Table => table(&checked),
-        ReportFormat::Json => {
-            serde_json::to_string_pretty(&serde_json::json!({ "checked": checked }))? + "\n"
-        }
+        ReportFormat::Json => input::pretty_json(&serde_json::json!({ "checked": checked }))?,
     };
     print!("{out}");
     let errors: usize = checked.iter().map(|c| c.report.errors.len()).sum();
@@ -101,11 +99,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "{} checked: {errors} errors, {warnings} warnings",
         checked.len()
     );
-    Ok(if errors > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    // 1 when any error was found, else 0.
+    Ok(ExitCode::from(u8::from(errors > 0)))
 }
 
 fn table(checked: &[Checked]) -> String {

@@ -94,8 +94,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match output {
         super::ReportFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &report)?;
-            writeln!(out)?;
+            out.write_all(super::input::pretty_json(&report)?.as_bytes())?;
         }
         super::ReportFormat::Table => {
             for c in &report.checks {
@@ -155,9 +154,9 @@ async fn doctor(args: Args) -> Result<Report> {
         .map(|m| doctor::projects(m, true))
         .unwrap_or_default();
     let mut identities = Vec::new();
-    for Named { user, from, groups } in users {
-        let denied = denials(&client, server, &user, &groups, &destinations).await?;
-        identities.push(IdentityAccess { user, from, denied });
+    for (mut who, groups) in users {
+        who.denied = denials(&client, server, &who.user, &groups, &destinations).await?;
+        identities.push(who);
     }
     let before_install =
         deployment.is_none() && (args.mappings_file.is_some() || args.project_mappings.is_some());
@@ -308,21 +307,21 @@ where
     }
 }
 
-/// Every migration identity named (first naming wins), and what could not be learned.
+/// Every migration identity named (first naming wins) with the groups its requests carry, and
+/// what could not be learned.
 async fn identities(
     args: &Args,
     mappings: &Result<Mappings, String>,
     env: &BTreeMap<String, String>,
     pair: Option<&(String, KubeConfig)>,
-) -> (Vec<Named>, Vec<String>) {
-    let mut named: Vec<Named> = Vec::new();
+) -> (Vec<(IdentityAccess, Vec<String>)>, Vec<String>) {
+    let mut named: Vec<(IdentityAccess, Vec<String>)> = Vec::new();
     let mut add = |user: &str, from: &str, groups: Option<Vec<String>>| {
-        if !user.is_empty() && !named.iter().any(|n| n.user == user) {
-            named.push(Named {
-                user: user.to_string(),
-                from: from.to_string(),
-                groups: groups.unwrap_or_else(|| implied_groups(user)),
-            });
+        if !user.is_empty() && !named.iter().any(|(n, _)| n.user == user) {
+            let (user, from) = (user.to_string(), from.to_string());
+            let groups = groups.unwrap_or_else(|| implied_groups(&user));
+            let denied = Vec::new();
+            named.push((IdentityAccess { user, from, denied }, groups));
         }
     };
     for u in &args.migration_users {
@@ -348,13 +347,6 @@ async fn identities(
     (named, notes)
 }
 
-/// A migration identity, where it was named, and the groups its requests carry.
-struct Named {
-    user: String,
-    from: String,
-    groups: Vec<String>,
-}
-
 /// The groups the API server's authenticators give a user known by name only: every
 /// authenticated user's, and a ServiceAccount's own two. (Other groups are unknown: a
 /// permission granted only through one shows as a denial.)
@@ -378,10 +370,8 @@ fn read_pair(path: &std::path::Path) -> Result<KubeConfig> {
         .ok()
         .and_then(|d| d.into_iter().find(crate::clusterpair::is_clusterpair))
         .ok_or_else(|| anyhow!("no ClusterPair in it"))?;
-    let pair = ClusterPair::from_value(&doc)?;
-    pair.spec
-        .config
-        .ok_or_else(|| anyhow!("it has no spec.config"))
+    let config = ClusterPair::from_value(&doc)?.spec.config;
+    config.ok_or_else(|| anyhow!("it has no spec.config"))
 }
 
 /// What `user` may not do of what Rancher's webhook asks for a migrated Namespace: create
@@ -426,7 +416,9 @@ async fn denials(
             ..Default::default()
         };
         let ask = "create subjectaccessreviews.authorization.k8s.io";
-        let answer = (api.create(&PostParams::default(), &review).await)
+        let answer = api
+            .create(&PostParams::default(), &review)
+            .await
             .map_err(|e| failed(server, ask, e))?;
         if !answer.status.is_some_and(|s| s.allowed) {
             denied.push((verb, what));
@@ -467,11 +459,14 @@ async fn webhook_facts(
     let conditions = hook.and_then(|h| h.match_conditions.as_ref());
     Ok(WebhookFacts {
         configuration,
-        match_conditions: (conditions.into_iter().flatten())
+        match_conditions: conditions
+            .into_iter()
+            .flatten()
             .map(|m| m.expression.as_str())
             .collect::<Vec<_>>()
             .join("\n"),
-        ca_bundle: (hook.and_then(|h| h.client_config.ca_bundle.as_ref()))
+        ca_bundle: hook
+            .and_then(|h| h.client_config.ca_bundle.as_ref())
             .map(|b| b.0.clone())
             .filter(|b| !b.is_empty()),
         failure_policy: hook.and_then(|h| h.failure_policy.clone()),

@@ -68,9 +68,12 @@ pub fn render(objects: Vec<Value>, format: super::OutputFormat) -> Result<String
             } else {
                 manifest::list(objects)
             };
-            let mut s = serde_json::to_string_pretty(&v)?;
-            s.push('\n');
-            s
+            pretty_json(&v)?
         }
     })
+}
+
+/// `value` as indented JSON, ending with a newline: how every command prints JSON.
+pub fn pretty_json(value: &impl serde::Serialize) -> Result<String> {
+    Ok(serde_json::to_string_pretty(value)? + "\n")
 }

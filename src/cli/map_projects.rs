@@ -219,7 +219,8 @@ async fn create_missing(
     let ar = resource("Project", "projects");
     let api: Api<DynamicObject> = Api::namespaced_with(at.at.client.clone(), &dst.id, &ar);
     let unmatched = std::mem::take(&mut pairing.unmatched);
-    let objects: Vec<Value> = (unmatched.iter())
+    let objects: Vec<Value> = unmatched
+        .iter()
         .map(|p| rancher::new_project(&dst.id, &p.display_name))
         .collect();
     writeln!(
@@ -236,7 +237,8 @@ async fn create_missing(
         dst.id
     );
     for (source, object) in unmatched.into_iter().zip(objects) {
-        let created = (api.create(&PostParams::default(), &serde_json::from_value(object)?))
+        let created = api
+            .create(&PostParams::default(), &serde_json::from_value(object)?)
             .await
             .map_err(|e| api_error(&what, &at.at.server, e))?;
         let id = created.metadata.name.unwrap_or_default();
@@ -342,10 +344,8 @@ fn json_report<'a>(pairing: &'a Pairing, entries: &[(String, String)]) -> JsonRe
 }
 
 fn print_json(pairing: &Pairing, entries: &[(String, String)]) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, &json_report(pairing, entries))?;
-    writeln!(out)?;
-    Ok(())
+    let json = super::input::pretty_json(&json_report(pairing, entries))?;
+    Ok(std::io::stdout().lock().write_all(json.as_bytes())?)
 }
 
 /// A management.cattle.io/v3 type.
@@ -490,17 +490,9 @@ mod tests {
             args: Args,
         }
         let parse = |extra: &[&str]| {
-            let mut argv = vec![
-                "x",
-                "--source",
-                "a",
-                "--destination",
-                "b",
-                "--kubeconfig",
-                "k",
-                "--context",
-                "c",
-            ];
+            let mut argv: Vec<&str> = "x --source a --destination b --kubeconfig k --context c"
+                .split(' ')
+                .collect();
             argv.extend_from_slice(extra);
             Cli::parse_from(argv).args.destination_side()
         };

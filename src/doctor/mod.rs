@@ -280,7 +280,8 @@ fn check_cluster_id(facts: &Facts, m: &Mappings) -> Check {
 
 fn check_destination_projects(facts: &Facts, m: &Mappings) -> Check {
     let wanted = projects(m, true);
-    let missing: Vec<String> = (wanted.iter())
+    let missing: Vec<String> = wanted
+        .iter()
         .filter(|p| !facts.projects_here.contains(*p))
         .map(|p| format!("{p} (no ClusterRole {})", edit_role(p)))
         .collect();
