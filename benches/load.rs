@@ -52,20 +52,7 @@ const FIXED_REVIEW: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"Admiss
 
 fn main() {
     if std::env::var_os(NOOP_ENV).is_some() {
-        let dir = PathBuf::from(std::env::var(NOOP_ENV).unwrap());
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(noop_server(
-                &dir,
-                match std::env::var(FLOOR_ENV).as_deref() {
-                    Ok("same") => Baseline::FloorSameAnswer,
-                    Ok(_) => Baseline::Floor,
-                    Err(_) => Baseline::Noop,
-                },
-            ));
-        return;
+        return run_baseline_server();
     }
     // `cargo test --benches` runs bench targets with no `--bench` flag: stay quick then.
     if !std::env::args().any(|a| a == "--bench") {
@@ -125,12 +112,33 @@ fn main() {
         }
     }
 
-    // The same 100,000-entry table replaced every 500 ms while the load runs (atomic renames,
-    // as kubelet updates a mounted ConfigMap; the server polls the file every second and builds
-    // each new table on a blocking thread): reloads must not move p99.
+    rows.push(reloads_under_load(dir.path(), &run_target));
+
+    print_rows(&rows);
+}
+
+/// The child process that serves a baseline (`NOOP_ENV` set: no-op, or a floor with FLOOR_ENV).
+fn run_baseline_server() {
+    let dir = PathBuf::from(std::env::var(NOOP_ENV).unwrap());
+    let baseline = match std::env::var(FLOOR_ENV).as_deref() {
+        Ok("same") => Baseline::FloorSameAnswer,
+        Ok(_) => Baseline::Floor,
+        Err(_) => Baseline::Noop,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(noop_server(&dir, baseline));
+}
+
+/// The same 100,000-entry table replaced every 500 ms while the load runs (atomic renames,
+/// as kubelet updates a mounted ConfigMap; the server polls the file every second and builds
+/// each new table on a blocking thread): reloads must not move p99.
+fn reloads_under_load(dir: &Path, run_target: &dyn Fn(&str, Target) -> Row) -> Row {
     let entries = 100_000;
-    let target = Target::rancher_remap(dir.path(), entries, None);
-    let path = dir.path().join(format!("mappings-{entries}.txt"));
+    let target = Target::rancher_remap(dir, entries, None);
+    let path = dir.join(format!("mappings-{entries}.txt"));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reloader = {
         let stop = stop.clone();
@@ -151,14 +159,17 @@ fn main() {
     };
     // Replaced every 500 ms, followed by a 1 s poll: a new table about every second.
     let label = format!("rancher-remap, {entries} entries, rebuilt about every second");
-    rows.push(run_target(&label, target));
+    let row = run_target(&label, target);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     reloader.join().unwrap();
+    row
+}
 
+fn print_rows(rows: &[Row]) {
     println!();
     println!("| target | req/s (max) | p50 | p99 | server CPU/req | req/s (paced) | p50 | p99 | peak RSS |");
     println!("|---|---|---|---|---|---|---|---|---|");
-    for r in &rows {
+    for r in rows {
         println!(
             "| {} | {:.0} | {} | {} | {:.1} µs | {:.0} | {} | {} | {:.1} MiB |",
             r.label,

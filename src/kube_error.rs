@@ -59,6 +59,16 @@ pub struct Answer {
 }
 
 impl KubeError {
+    /// Whether trying again may succeed: 429, 5xx, or no answer (a refusal, such as a 403 or a
+    /// missing namespace, will not).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            KubeError::Other(a) => a.code == 429 || a.code >= 500,
+            KubeError::Request(_) | KubeError::Credentials => true,
+            _ => false,
+        }
+    }
+
     /// Whether the API server answered (and so was reached, with credentials it read).
     pub fn answered(&self) -> bool {
         !matches!(self, KubeError::Credentials | KubeError::Request(_))

@@ -10,6 +10,8 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchP
 use kube::Client;
 use serde_json::{json, Value};
 
+use crate::kube_error::KubeError;
+
 /// A webhook configuration this server keeps: `mutating/NAME` or `validating/NAME`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebhookConfigRef {
@@ -92,7 +94,10 @@ pub async fn sync(
 ) -> Result<Synced, SyncError> {
     use kube::ResourceExt;
     let api = at.api(client);
-    let config = api.get(&at.name).await.map_err(|e| reason(&e))?;
+    let config = api
+        .get(&at.name)
+        .await
+        .map_err(|e| KubeError::from(e).to_string())?;
     let ops = patch_ops(&config.data, bundle_pem);
     if ops.is_empty() {
         return Ok(Synced {
@@ -105,7 +110,7 @@ pub async fn sync(
     let patched = api
         .patch(&at.name, &PatchParams::default(), &Patch::Json::<()>(patch))
         .await
-        .map_err(|e| reason(&e))?;
+        .map_err(|e| KubeError::from(e).to_string())?;
     Ok(Synced {
         patched: true,
         version: patched.resource_version().unwrap_or_default(),
@@ -127,12 +132,4 @@ pub fn patch_ops(config: &Value, bundle_pem: &str) -> Vec<Value> {
         ops.push(json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": encoded}));
     }
     ops
-}
-
-/// The API's reason for a failed call, for the log: its Status message, or the client error.
-fn reason(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
-        other => other.to_string(),
-    }
 }

@@ -27,6 +27,7 @@ use prometheus_client::registry::Registry;
 
 use self::ca_bundle::WebhookConfigRef;
 use self::secret::Written;
+use crate::kube_error::KubeError;
 use crate::metrics::{by_result, registered, FixedFamily, ResultLabels};
 use crate::pki::plan::{self, Policy, Step, Stored};
 use crate::pki::PemPair;
@@ -120,7 +121,7 @@ pub async fn start(
     let wake = loop {
         match keeper.pass().await {
             Ok(wake) => break wake,
-            Err(e) if attempt < START_ATTEMPTS && transient(&e) => {
+            Err(e) if attempt < START_ATTEMPTS && e.is_transient() => {
                 tracing::warn!(secret = %keeper.origin(), error = %e, "reading the certificate Secret failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
@@ -144,14 +145,6 @@ pub async fn start(
         resolver,
         follow: Box::pin(keeper.follow(wake)),
     })
-}
-
-/// 429, 5xx and connection failures pass; a refusal (403, a missing namespace) does not.
-fn transient(e: &kube::Error) -> bool {
-    match e {
-        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
-        _ => true,
-    }
 }
 
 /// One replica's certificate keeper: what it serves, and what it last read and published.
@@ -228,7 +221,7 @@ impl Keeper {
 
     /// Reads the Secret, publishes its bundle, writes what the plan asks (again on a conflict)
     /// and serves the result. Returns when the plan next falls due.
-    async fn pass(&mut self) -> Result<i64, kube::Error> {
+    async fn pass(&mut self) -> Result<i64, KubeError> {
         for _ in 0..CONFLICTS_PER_PASS {
             let current = self.api.get_opt(&self.settings.secret).await?;
             let now = plan::now();

@@ -75,12 +75,7 @@ fn write(v: &Value, style: &Style, n: &mut usize, depth: usize, out: &mut String
                     .get(*n % 64.max(style.decoys.len().max(1)))
                     .copied();
                 if let Some(d) = decoy.filter(|d| d % 4 == 0 && depth >= 2 && k != "kind") {
-                    if !first {
-                        out.push(',');
-                    }
-                    first = false;
-                    write_str(k, style, out);
-                    out.push(':');
+                    write_key(k, style, &mut first, out);
                     let decoy_value = match d % 16 {
                         0 => json!("p-src1"),
                         4 => {
@@ -91,12 +86,7 @@ fn write(v: &Value, style: &Style, n: &mut usize, depth: usize, out: &mut String
                     };
                     write(&decoy_value, style, n, depth + 1, out);
                 }
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                write_str(k, style, out);
-                out.push(':');
+                write_key(k, style, &mut first, out);
                 let deeper = if depth == 1 && k != "object" {
                     1
                 } else {
@@ -105,12 +95,7 @@ fn write(v: &Value, style: &Style, n: &mut usize, depth: usize, out: &mut String
                 write(v, style, n, deeper, out);
             }
             for (k, v) in &late {
-                if !first {
-                    out.push(',');
-                }
-                first = false;
-                write_str(k, style, out);
-                out.push(':');
+                write_key(k, style, &mut first, out);
                 write(v, style, n, depth + 1, out);
             }
             out.push('}');
@@ -130,6 +115,15 @@ fn write(v: &Value, style: &Style, n: &mut usize, depth: usize, out: &mut String
         Value::Number(x) if x.as_i64() == Some(1) => out.push_str("1.0e0"),
         other => out.push_str(&other.to_string()),
     }
+}
+
+/// `"key":`, after a comma unless it is the object's `first` key.
+fn write_key(k: &str, style: &Style, first: &mut bool, out: &mut String) {
+    if !std::mem::replace(first, false) {
+        out.push(',');
+    }
+    write_str(k, style, out);
+    out.push(':');
 }
 
 fn write_str(s: &str, style: &Style, out: &mut String) {

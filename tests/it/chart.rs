@@ -108,19 +108,10 @@ fn ci_values_lint_each_role_in_each_certificate_mode_and_the_bare_chart_says_wha
     );
 }
 
-#[test]
-fn wrong_values_are_refused_with_the_fix() {
-    let pem_ca = {
-        let g = rancher_remap::cli::certs::generate("corp", "corp", 30).unwrap();
-        g.ca_cert
-    };
-    let not_a_cert = base64::engine::general_purpose::STANDARD.encode("CA");
-    let dir = tempfile::tempdir().unwrap();
-    let pem_file = dir.path().join("ca.crt");
-    std::fs::write(&pem_file, &pem_ca).unwrap();
-    let pem_file = pem_file.to_str().unwrap();
+/// Values the chart refuses, and what it says (the fix).
+fn wrong_values(pem_file: &str, not_a_cert: &str) -> Vec<(Certs, Vec<String>, &'static str)> {
     let s = |v: &str| vec!["--set".to_string(), v.to_string()];
-    let cases: Vec<(Certs, Vec<String>, &str)> = vec![
+    vec![
         (
             Certs::ServerMade,
             s("image.repository=registry.example.com/rancher-remap:0.1.0"),
@@ -186,8 +177,21 @@ fn wrong_values_are_refused_with_the_fix() {
             s("clusterId=c-m:p-x"),
             "clusterId \"c-m:p-x\" is not a Rancher cluster ID",
         ),
-    ];
-    for (certs, sets, says) in cases {
+    ]
+}
+
+#[test]
+fn wrong_values_are_refused_with_the_fix() {
+    let pem_ca = {
+        let g = rancher_remap::cli::certs::generate("corp", "corp", 30).unwrap();
+        g.ca_cert
+    };
+    let not_a_cert = base64::engine::general_purpose::STANDARD.encode("CA");
+    let dir = tempfile::tempdir().unwrap();
+    let pem_file = dir.path().join("ca.crt");
+    std::fs::write(&pem_file, &pem_ca).unwrap();
+    let pem_file = pem_file.to_str().unwrap();
+    for (certs, sets, says) in wrong_values(pem_file, &not_a_cert) {
         let args: Vec<&str> = sets.iter().map(String::as_str).collect();
         let err = helm_template("destination", certs, &args)
             .err()

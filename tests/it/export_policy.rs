@@ -55,13 +55,54 @@ fn one_stream_of_policies_holding_the_table_and_bindings() {
         ]
     );
 
-    // The table, in each policy's variables (one literal, `table0`, for a table this small): the projects and clusters apart (a `C:P`
-    // value is looked up by halves, as the engine does), the values already mapped. This
-    // cluster and the migration users of the flag and of the ConfigMap's annotation are in
-    // the matchConditions (which cannot read variables).
+    check_the_table_and_who(&objects);
+    assert!(!text.contains("params"), "no parameters");
+
+    for policy in &objects[0..2] {
+        check_policy_shape(policy);
+    }
+    let metadata = &objects[0]["spec"];
+    assert_eq!(
+        metadata["matchConstraints"]["resourceRules"][0]["resources"],
+        json!(["*"])
+    );
+    assert_eq!(metadata["mutations"].as_array().unwrap().len(), 1);
+    check_workloads_policy(&objects[1]["spec"]);
+
+    for binding in &objects[2..] {
+        // No paramRef: the table is the policy's own.
+        assert_eq!(
+            binding["spec"],
+            json!({"policyName": binding["metadata"]["name"]})
+        );
+    }
+
+    // What it does not cover, said in the output.
+    for said in [
+        "Not covered",
+        "custom resources",
+        "--unmapped deny",
+        "warnings",
+        "--mode warn",
+        "cost limit",
+        "run the webhook",
+    ] {
+        assert!(text.contains(said), "{said}");
+    }
+    assert!(!text.contains(concat!("..", "/shared")));
+    // The same bytes every time: applying it again changes nothing.
+    let (again, _) = exported(&args);
+    assert_eq!(text, again);
+}
+
+/// The table, in each policy's variables (one literal, `table0`, for a table this small): the
+/// projects and clusters apart (a `C:P` value is looked up by halves, as the engine does), the
+/// values already mapped. This cluster and the migration users of the flag and of the
+/// ConfigMap's annotation are in the matchConditions (which cannot read variables).
+fn check_the_table_and_who(objects: &[Value]) {
     let table = "{\n'c.c-7gh2k': 'c-m-4kq8z9rt',\n'dc.c-m-4kq8z9rt': '',\n'dp.p-gh34k': '',\n\
                  'dp.p-xy99z': '',\n'p.p-ab12c': 'p-xy99z',\n'p.p-cd56e': 'p-gh34k'\n}";
-    for o in &objects {
+    for o in objects {
         assert_eq!(
             o["metadata"]["annotations"],
             json!({"rancher-remap.io/export-policy": env!("CARGO_PKG_VERSION"),
@@ -82,46 +123,44 @@ fn one_stream_of_policies_holding_the_table_and_bindings() {
             assert!(conditions.contains(literal), "{literal}: {conditions}");
         }
     }
-    assert!(!text.contains("params"), "no parameters");
+}
 
-    for policy in &objects[0..2] {
-        assert_eq!(policy["apiVersion"], "admissionregistration.k8s.io/v1");
-        let spec = &policy["spec"];
-        assert_eq!(spec.get("paramKind"), None);
-        assert_eq!(spec["failurePolicy"], "Fail");
-        assert_eq!(spec["reinvocationPolicy"], "IfNeeded");
-        assert_eq!(
-            spec["matchConstraints"]["namespaceSelector"]["matchExpressions"][0]["values"],
-            json!(["kube-system", "remap"])
-        );
-        let rules = spec["matchConstraints"]["resourceRules"]
-            .as_array()
-            .unwrap();
-        for r in rules {
-            assert_eq!(r["operations"], json!(["CREATE", "UPDATE"]));
-        }
-        let conditions: Vec<&str> = spec["matchConditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(conditions, ["not-this-clusters-namespace", "migrated"]);
-        for m in spec["mutations"].as_array().unwrap() {
-            assert_eq!(m["patchType"], "JSONPatch");
-            let expr = m["jsonPatch"]["expression"].as_str().unwrap();
-            assert!(expr.contains("JSONPatch{op: 'replace'"), "{expr}");
-            // Patch values are strings: no typed object is built (it fails in the apiserver).
-            assert!(!expr.contains("Object."), "{expr}");
-        }
-    }
-    let metadata = &objects[0]["spec"];
+/// What both policies are: v1, no parameters, Fail, the namespaces left out, CREATE and UPDATE,
+/// the two conditions, JSON patches of strings.
+fn check_policy_shape(policy: &Value) {
+    assert_eq!(policy["apiVersion"], "admissionregistration.k8s.io/v1");
+    let spec = &policy["spec"];
+    assert_eq!(spec.get("paramKind"), None);
+    assert_eq!(spec["failurePolicy"], "Fail");
+    assert_eq!(spec["reinvocationPolicy"], "IfNeeded");
     assert_eq!(
-        metadata["matchConstraints"]["resourceRules"][0]["resources"],
-        json!(["*"])
+        spec["matchConstraints"]["namespaceSelector"]["matchExpressions"][0]["values"],
+        json!(["kube-system", "remap"])
     );
-    assert_eq!(metadata["mutations"].as_array().unwrap().len(), 1);
-    let workloads = &objects[1]["spec"];
+    let rules = spec["matchConstraints"]["resourceRules"]
+        .as_array()
+        .unwrap();
+    for r in rules {
+        assert_eq!(r["operations"], json!(["CREATE", "UPDATE"]));
+    }
+    let conditions: Vec<&str> = spec["matchConditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(conditions, ["not-this-clusters-namespace", "migrated"]);
+    for m in spec["mutations"].as_array().unwrap() {
+        assert_eq!(m["patchType"], "JSONPatch");
+        let expr = m["jsonPatch"]["expression"].as_str().unwrap();
+        assert!(expr.contains("JSONPatch{op: 'replace'"), "{expr}");
+        // Patch values are strings: no typed object is built (it fails in the apiserver).
+        assert!(!expr.contains("Object."), "{expr}");
+    }
+}
+
+/// The workloads policy: every kind with a pod template or namespace selector, each place.
+fn check_workloads_policy(workloads: &Value) {
     let resources: Vec<&str> = workloads["matchConstraints"]["resourceRules"]
         .as_array()
         .unwrap()
@@ -157,31 +196,6 @@ fn one_stream_of_policies_holding_the_table_and_bindings() {
     ] {
         assert!(all.contains(place), "{place}");
     }
-
-    for binding in &objects[2..] {
-        // No paramRef: the table is the policy's own.
-        assert_eq!(
-            binding["spec"],
-            json!({"policyName": binding["metadata"]["name"]})
-        );
-    }
-
-    // What it does not cover, said in the output.
-    for said in [
-        "Not covered",
-        "custom resources",
-        "--unmapped deny",
-        "warnings",
-        "--mode warn",
-        "cost limit",
-        "run the webhook",
-    ] {
-        assert!(text.contains(said), "{said}");
-    }
-    assert!(!text.contains(concat!("..", "/shared")));
-    // The same bytes every time: applying it again changes nothing.
-    let (again, _) = exported(&args);
-    assert_eq!(text, again);
 }
 
 #[test]

@@ -501,41 +501,7 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
     );
     large_objects_within_the_cel_cost_limit(plane).await;
 
-    // A table change is a policy change, applied in place: p-ab12c now maps elsewhere.
-    let changed = TABLE.replace("p-xy99z", "p-new11");
-    export_and_apply(plane, PARAMS_NS, &changed, &[]);
-    let probe = json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "probe", "namespace": app,
-                     "labels": {PID: "p-ab12c", "field.cattle.io/projectID": "p-zz999"},
-                     "annotations": {MIGRATED: "true"}}});
-    eventually("the changed table", Duration::from_secs(30), async || {
-        objects::create(&stork, &probe, true)
-            .await
-            .is_ok_and(|s| s["metadata"]["labels"] == json!({PID: "p-new11"}))
-    })
-    .await;
-    // --unmapped keep: the unmapped label stays (a policy change, seen by the apiserver soon).
-    export_and_apply(plane, PARAMS_NS, &changed, &["--unmapped", "keep"]);
-    eventually("--unmapped keep", Duration::from_secs(30), async || {
-        objects::create(&stork, &probe, true).await.is_ok_and(|s| {
-            s["metadata"]["labels"]
-                == json!({PID: "p-new11", "field.cattle.io/projectID": "p-zz999"})
-        })
-    })
-    .await;
-    let gone = policies.delete();
-    assert!(
-        gone.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gone.stderr)
-    );
-    eventually("the policies gone", Duration::from_secs(30), async || {
-        objects::create(&stork, &probe, true)
-            .await
-            .is_ok_and(|s| s["metadata"]["labels"][PID] == "p-ab12c")
-    })
-    .await;
-    drop(policies);
+    a_table_change_is_a_policy_change(plane, &stork, app, policies).await;
 
     // Phase 2: the chart's webhook alone, the same writes.
     let install = Install::helm(
@@ -569,11 +535,69 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
     let (by_webhook, _, webhook_answers) =
         every_write(plane, "rr-policy-hook-app", "rr-policy-hook-ns-").await;
 
-    // The two stored objects, field by field at every place.
+    let compared = assert_policy_and_webhook_agree(
+        (&by_policy, &generated_by_policy, &policy_answers),
+        (&by_webhook, &webhook_answers),
+    );
+    eprintln!("policy and webhook agree at {compared} places");
+}
+
+/// A table change is a policy change, applied in place: p-ab12c now maps elsewhere; then
+/// `--unmapped keep`; then the policies deleted, and writes pass unrewritten.
+async fn a_table_change_is_a_policy_change(
+    plane: &ControlPlane,
+    stork: &kube::Client,
+    app: &str,
+    policies: Policies<'_>,
+) {
+    let changed = TABLE.replace("p-xy99z", "p-new11");
+    export_and_apply(plane, PARAMS_NS, &changed, &[]);
+    let probe = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "probe", "namespace": app,
+                     "labels": {PID: "p-ab12c", "field.cattle.io/projectID": "p-zz999"},
+                     "annotations": {MIGRATED: "true"}}});
+    eventually("the changed table", Duration::from_secs(30), async || {
+        objects::create(stork, &probe, true)
+            .await
+            .is_ok_and(|s| s["metadata"]["labels"] == json!({PID: "p-new11"}))
+    })
+    .await;
+    // --unmapped keep: the unmapped label stays (a policy change, seen by the apiserver soon).
+    export_and_apply(plane, PARAMS_NS, &changed, &["--unmapped", "keep"]);
+    eventually("--unmapped keep", Duration::from_secs(30), async || {
+        objects::create(stork, &probe, true).await.is_ok_and(|s| {
+            s["metadata"]["labels"]
+                == json!({PID: "p-new11", "field.cattle.io/projectID": "p-zz999"})
+        })
+    })
+    .await;
+    let gone = policies.delete();
+    assert!(
+        gone.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gone.stderr)
+    );
+    eventually("the policies gone", Duration::from_secs(30), async || {
+        objects::create(stork, &probe, true)
+            .await
+            .is_ok_and(|s| s["metadata"]["labels"][PID] == "p-ab12c")
+    })
+    .await;
+    drop(policies);
+}
+
+type Answers = Vec<Result<Value, String>>;
+
+/// The objects stored by the policies and by the webhook, field by field at every place;
+/// returns how many places were compared.
+fn assert_policy_and_webhook_agree(
+    (by_policy, generated_by_policy, policy_answers): (&[Written], &[Value], &Answers),
+    (by_webhook, webhook_answers): (&[Written], &Answers),
+) -> usize {
     assert_eq!(by_policy.len(), by_webhook.len());
     let ids = ids();
     let mut compared = 0;
-    for (p, w) in by_policy.iter().zip(&by_webhook) {
+    for (p, w) in by_policy.iter().zip(by_webhook) {
         assert_eq!(
             p.what.replace("rr-policy-ns-", ""),
             w.what.replace("rr-policy-hook-ns-", "")
@@ -583,8 +607,8 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
     }
     for ((o, p), w) in generated_by_policy
         .iter()
-        .zip(&policy_answers)
-        .zip(&webhook_answers)
+        .zip(policy_answers)
+        .zip(webhook_answers)
     {
         match (p, w) {
             (Ok(p), Ok(w)) => {
@@ -595,7 +619,7 @@ async fn the_exported_policy_stores_what_the_webhook_stores() {
             (p, w) => panic!("generated {o:#}: the policy answered {p:?}, the webhook {w:?}",),
         }
     }
-    eprintln!("policy and webhook agree at {compared} places");
+    compared
 }
 
 /// A migrated Deployment whose pod template has `n` required podAffinity terms and `n`
