@@ -1,4 +1,4 @@
-//! `/mutate` answers from the request bytes (`server::mutate`, the webhook's one decision):
+//! `/mutate` answers from the request bytes (`server::mutate` over `rewrite::decide`, the one decision):
 //! - applied, they are the reference rewrite of properties.rs, which shares no code with the
 //!   walk, the places, the table or the scope rule;
 //! - a review in odd but valid JSON (escapes in keys and values, duplicate keys where the last
