@@ -80,6 +80,15 @@ impl From<kube::Error> for KubeError {
         match e {
             kube::Error::Api(status) => classify(*status),
             kube::Error::Auth(_) => KubeError::Credentials,
+            // A credential plugin that fails during a call comes back wrapped (as
+            // `Error::Service`), its output in the message: found by type, never shown.
+            other if from_credentials(&other) => KubeError::Credentials,
+            // serde's message can quote a string of the body: its position only.
+            kube::Error::SerdeError(e) => KubeError::Request(format!(
+                "the API server's answer is not the JSON expected (line {}, column {})",
+                e.line(),
+                e.column()
+            )),
             other => {
                 let mut parts: Vec<String> = vec![other.to_string()];
                 let mut cause = std::error::Error::source(&other);
@@ -94,6 +103,18 @@ impl From<kube::Error> for KubeError {
             }
         }
     }
+}
+
+/// Whether `e`, or anything it wraps, is kube's error about obtaining credentials.
+fn from_credentials(e: &kube::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<kube::client::AuthError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 fn classify(status: Status) -> KubeError {
@@ -134,6 +155,26 @@ mod tests {
         let text = KubeError::from(e).to_string();
         assert!(!text.contains("sEcReT-marker"), "{text}");
         assert!(text.contains("credentials could not be obtained"), "{text}");
+    }
+
+    /// The same failure during a call, as kube's client wraps it.
+    #[test]
+    fn a_wrapped_auth_error_quotes_nothing_of_the_plugin() {
+        let e = kube::Error::Service(Box::new(kube::client::AuthError::AuthExec(
+            "auth exec command 'aws' failed: out: token sEcReT-marker".into(),
+        )));
+        let e = KubeError::from(e);
+        assert!(matches!(e, KubeError::Credentials), "{e:?}");
+        assert!(!e.to_string().contains("sEcReT-marker"), "{e}");
+    }
+
+    /// A body that is not the JSON expected: where, never what.
+    #[test]
+    fn an_unreadable_answer_quotes_nothing_of_the_body() {
+        let bad = serde_json::from_str::<u32>("\"sEcReT-marker\"").unwrap_err();
+        let text = KubeError::from(kube::Error::SerdeError(bad)).to_string();
+        assert!(!text.contains("sEcReT-marker"), "{text}");
+        assert!(text.contains("line 1"), "{text}");
     }
 
     #[test]

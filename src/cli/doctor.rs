@@ -166,7 +166,12 @@ async fn doctor(args: Args) -> Result<Report> {
         let kept = env.get("RANCHER_REMAP_CERT_SECRET").map(String::as_str);
         Some(webhook_facts(&client, server, ns, deployment.as_ref(), kept).await?)
     };
-    let policy = policy_facts(&client, server).await?;
+    let (policy, policy_unread) = match policy_facts(&client).await {
+        Ok(policy) => (policy, None),
+        // Without list on the policies the webhook is still checked; the policies are not.
+        Err(KubeError::Forbidden(answer)) => (None, Some(format!("not checked: listing MutatingAdmissionPolicies at {server} is forbidden ({answer}); doctor needs list on mutatingadmissionpolicies and mutatingadmissionpolicybindings (admissionregistration.k8s.io)"))),
+        Err(e) => return Err(failed(server, "list mutatingadmissionpolicies.admissionregistration.k8s.io", e)),
+    };
     Ok(doctor::run(&Facts {
         mappings,
         mappings_origin: origin,
@@ -178,6 +183,7 @@ async fn doctor(args: Args) -> Result<Report> {
         identity_notes,
         webhook,
         policy,
+        policy_unread,
         table_given: args.mappings_file.is_some() || args.project_mappings.is_some(),
     }))
 }
@@ -535,7 +541,7 @@ async fn serving_cert(
 /// export-policy's MutatingAdmissionPolicies and bindings here (by the label it gives them);
 /// `None` when there are none, or when the API server does not serve
 /// `admissionregistration.k8s.io/v1` MutatingAdmissionPolicies (before Kubernetes 1.36).
-async fn policy_facts(client: &kube::Client, server: &str) -> Result<Option<doctor::PolicyFacts>> {
+async fn policy_facts(client: &kube::Client) -> Result<Option<doctor::PolicyFacts>, KubeError> {
     use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
     let kinds = [
         ("MutatingAdmissionPolicy", "mutatingadmissionpolicies"),
@@ -556,15 +562,13 @@ async fn policy_facts(client: &kube::Client, server: &str) -> Result<Option<doct
             Ok(list) => list.items,
             // Not served before 1.36: the webhook is the rewrite path.
             Err(KubeError::NotFound(_)) => return Ok(None),
-            Err(e) => {
-                let what = format!("list {plural}.admissionregistration.k8s.io");
-                return Err(failed(server, &what, e));
-            }
+            Err(e) => return Err(e),
         };
         *out = items
             .iter()
             .map(serde_json::to_value)
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, _>>()
+            .map_err(|e| KubeError::Request(e.to_string()))?;
     }
     let [policies, bindings] = found;
     let any = !policies.is_empty() || !bindings.is_empty();

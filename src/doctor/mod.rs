@@ -131,6 +131,8 @@ pub struct Facts {
     /// export-policy's policies, when any is here; `None` when none is (or the API server does
     /// not serve them: before Kubernetes 1.36).
     pub policy: Option<PolicyFacts>,
+    /// Why the policies could not be listed (RBAC): they are not checked, the rest is.
+    pub policy_unread: Option<String>,
     /// Whether the table was given (a file or flag) rather than read from the install.
     pub table_given: bool,
 }
@@ -171,6 +173,9 @@ pub fn run(facts: &Facts) -> Report {
                 "not installed here yet: install the chart, then run `rancher-remap doctor` again",
             ),
         });
+    }
+    if let Some(why) = &facts.policy_unread {
+        checks.push(Check::new("policy", Status::Warn, why.clone()));
     }
     if let Some(p) = &facts.policy {
         let table = facts.mappings.as_ref().ok();

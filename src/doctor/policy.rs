@@ -38,8 +38,12 @@ pub fn check_policy(
         };
         match named(&p.bindings, name).map(|b| &b["spec"]) {
             None => fails.push(format!("no MutatingAdmissionPolicyBinding {name}: the policy runs only once bound; apply export-policy's whole output")),
-            Some(b) if b["policyName"] != name || b.get("paramRef").is_some() => fails.push(format!("MutatingAdmissionPolicyBinding {name} does not bind policy {name} alone (policyName {}, paramRef {}): apply export-policy's output", b["policyName"], b.get("paramRef").is_some())),
+            // export-policy's bindings hold only policyName: no parameters, nothing narrowed.
+            Some(b) if *b != serde_json::json!({"policyName": name}) => fails.push(format!("MutatingAdmissionPolicyBinding {name} does not bind policy {name} alone, everywhere it matches (policyName {}, paramRef {}, matchResources {}): apply export-policy's output", b["policyName"], b.get("paramRef").is_some(), b.get("matchResources").is_some())),
             Some(_) => {}
+        }
+        if policy["spec"]["failurePolicy"] != "Fail" {
+            fails.push(format!("MutatingAdmissionPolicy {name} does not fail closed (failurePolicy {}): a write it cannot rewrite would be stored with the source's IDs; apply export-policy's output", policy["spec"]["failurePolicy"]));
         }
         let conditions = policy["spec"]["matchConditions"].to_string();
         match cluster_id {

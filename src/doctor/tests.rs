@@ -12,6 +12,7 @@ fn facts(table: &str) -> Facts {
         identity_notes: Vec::new(),
         webhook: None,
         policy: None,
+        policy_unread: None,
         table_given: true,
     }
 }
@@ -249,6 +250,20 @@ fn the_policies_are_checked_bound_with_this_clusters_id_and_the_table() {
     assert!(
         c.message
             .contains("does not bind policy rancher-remap-metadata alone"),
+        "{c:?}"
+    );
+
+    // Narrowed to nothing, or failing open: not export-policy's.
+    let mut edited = exported(TABLE);
+    edited.bindings[0]["spec"]["matchResources"] =
+        serde_json::json!({"objectSelector": {"matchLabels": {"nothing": "matches"}}});
+    edited.policies[1]["spec"]["failurePolicy"] = serde_json::json!("Ignore");
+    let c = check_policy(&edited, Some("c-dst"), None);
+    assert_eq!(c.status, Status::Fail);
+    assert!(c.message.contains("matchResources true"), "{c:?}");
+    assert!(
+        c.message
+            .contains("MutatingAdmissionPolicy rancher-remap-workloads does not fail closed"),
         "{c:?}"
     );
 

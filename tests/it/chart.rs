@@ -283,6 +283,59 @@ fn exported_policy(dir: &std::path::Path, cluster: &str, ns: &str) -> String {
     file.to_str().unwrap().to_string()
 }
 
+/// Objects that are not export-policy's output for this cluster and namespace, unchanged, are
+/// refused, saying what to run (`good` is that output, for cluster `this`).
+fn refuses_what_export_policy_did_not_print(dir: &std::path::Path, this: &str, good: &str) {
+    let file = |f: &str| format!("policy={f}");
+    let other_cluster = exported_policy(dir, "c-elsewhere", "rancher-remap");
+    let other_ns = exported_policy(dir, this, "elsewhere");
+    let hand_made = dir.join("hand-made.yaml");
+    std::fs::write(
+        &hand_made,
+        std::fs::read_to_string(good)
+            .unwrap()
+            .replace("rancher-remap.io/export-policy", "x"),
+    )
+    .unwrap();
+    let half = dir.join("half.yaml");
+    let text = std::fs::read_to_string(good).unwrap();
+    std::fs::write(&half, &text[..text.rfind("---").unwrap()]).unwrap();
+    // Edited exports: a binding narrowed to nothing, a policy that fails open, one that selects
+    // the namespaces it should leave out.
+    let edited = |name: &str, from: &str, to: &str| {
+        let path = dir.join(name);
+        assert!(text.contains(from), "{from}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let narrowed = edited(
+        "narrowed.yaml",
+        "  policyName: rancher-remap-metadata\n",
+        "  policyName: rancher-remap-metadata\n  matchResources:\n    objectSelector:\n      matchLabels: {nothing: matches}\n",
+    );
+    let fails_open = edited("open.yaml", "failurePolicy: Fail", "failurePolicy: Ignore");
+    let selects = edited("selects.yaml", "operator: NotIn", "operator: In");
+    let old = dir.join("old.yaml");
+    std::fs::write(&old, format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: rancher-remap-policy-params\n---\n{text}")).unwrap();
+    for (sets, says) in [
+        (vec!["--set", "rewrite=policy"], "rewrite=policy needs policy: the YAML export-policy prints. Make it with rancher-remap export-policy --mappings-file mappings.yaml --cluster-id"),
+        (vec!["--set", "rewrite=policy", "--set-file", &file(&other_cluster)], "policy was exported for cluster \"c-elsewhere\""),
+        (vec!["--set", "rewrite=both", "--set-file", &file(&other_ns)], "export it with -n rancher-remap"),
+        (vec!["--set", "rewrite=policy", "--set-file", &file(hand_made.to_str().unwrap())], "which is not one of the objects rancher-remap export-policy prints"),
+        (vec!["--set", "rewrite=policy", "--set-file", &file(half.to_str().unwrap())], "not all four objects rancher-remap export-policy prints"),
+        (vec!["--set", "rewrite=policy", "--set-file", &file(old.to_str().unwrap())], "policy holds ConfigMap/rancher-remap-policy-params"),
+        (vec!["--set", "rewrite=policy", "--set-file", &file(good), "--set", "mappings.inline.a=p-a=p-b"], "mappings.inline is the webhook's table"),
+        (vec!["--set", "rewrite=policy", "--set-file", &file(&narrowed)], "binds with more than policyName"),
+        (vec!["--set", "rewrite=policy", "--set-file", &file(&fails_open)], "has failurePolicy \"Ignore\", not export-policy's Fail"),
+        (vec!["--set", "rewrite=policy", "--set-file", &file(&selects)], "selects namespaces with In"),
+    ] {
+        let err = helm_template("destination", Certs::ServerMade, &sets)
+            .err()
+            .unwrap_or_else(|| panic!("{sets:?} was accepted"));
+        assert!(err.contains(says), "{sets:?}: {err}");
+    }
+}
+
 /// `rewrite=policy` installs export-policy's objects as it printed them, and nothing of the
 /// server; `both`, them and the server; anything but its output for this cluster and namespace
 /// is refused with what to run.
@@ -323,35 +376,7 @@ fn the_policies_are_installed_alone_or_beside_the_webhook_and_only_export_policy
     assert_eq!(kinds(&both), want);
     assert!(printed.iter().all(|p| both.contains(p)));
 
-    let other_cluster = exported_policy(dir.path(), "c-elsewhere", "rancher-remap");
-    let other_ns = exported_policy(dir.path(), this, "elsewhere");
-    let hand_made = dir.path().join("hand-made.yaml");
-    std::fs::write(
-        &hand_made,
-        std::fs::read_to_string(&good)
-            .unwrap()
-            .replace("rancher-remap.io/export-policy", "x"),
-    )
-    .unwrap();
-    let half = dir.path().join("half.yaml");
-    let text = std::fs::read_to_string(&good).unwrap();
-    std::fs::write(&half, &text[..text.rfind("---").unwrap()]).unwrap();
-    let old = dir.path().join("old.yaml");
-    std::fs::write(&old, format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: rancher-remap-policy-params\n---\n{text}")).unwrap();
-    for (sets, says) in [
-        (vec!["--set", "rewrite=policy"], "rewrite=policy needs policy: the YAML export-policy prints. Make it with rancher-remap export-policy --mappings-file mappings.yaml --cluster-id"),
-        (vec!["--set", "rewrite=policy", "--set-file", &file(&other_cluster)], "policy was exported for cluster \"c-elsewhere\""),
-        (vec!["--set", "rewrite=both", "--set-file", &file(&other_ns)], "export it with -n rancher-remap"),
-        (vec!["--set", "rewrite=policy", "--set-file", &file(hand_made.to_str().unwrap())], "which is not one of the objects rancher-remap export-policy prints"),
-        (vec!["--set", "rewrite=policy", "--set-file", &file(half.to_str().unwrap())], "not all four objects rancher-remap export-policy prints"),
-        (vec!["--set", "rewrite=policy", "--set-file", &file(old.to_str().unwrap())], "policy holds ConfigMap/rancher-remap-policy-params"),
-        (vec!["--set", "rewrite=policy", "--set-file", &file(&good), "--set", "mappings.inline.a=p-a=p-b"], "mappings.inline is the webhook's table"),
-    ] {
-        let err = helm_template("destination", Certs::ServerMade, &sets)
-            .err()
-            .unwrap_or_else(|| panic!("{sets:?} was accepted"));
-        assert!(err.contains(says), "{sets:?}: {err}");
-    }
+    refuses_what_export_policy_did_not_print(dir.path(), this, &good);
     let err = helm_template("source", Certs::ServerMade, &["--set", "rewrite=policy"]).unwrap_err();
     assert!(
         err.contains("rewrite=policy needs role=destination"),

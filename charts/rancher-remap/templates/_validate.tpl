@@ -75,8 +75,11 @@ The objects of values policy (export-policy's output, a YAML stream), as a JSON 
 is checked: exactly the two MutatingAdmissionPolicies and two bindings export-policy prints,
 each annotated by it, exported for this clusterId and for the release namespace (which the
 policies leave out, as the webhook leaves out its own). Helm cannot run export-policy, which
-checked the table (the checks of `rancher-remap check --cluster-id`): its annotation is what
-says the table was checked, and hand-made or edited objects are refused.
+checked the table (the checks of `rancher-remap check --cluster-id`): its annotation says so.
+What is checked here is which objects these are and whom they were exported for (and that
+the bindings bind only their own policy, the policies fail closed and leave namespaces out), not
+what their CEL does: a MutatingAdmissionPolicy can change any object it matches, so this value
+is as powerful as cluster-admin. Give it only what export-policy printed.
 */}}
 {{- define "rancher-remap.policyObjects" -}}
 {{- $v := .Values }}
@@ -113,6 +116,16 @@ says the table was checked, and hand-made or edited objects are refused.
 {{- if not (has $.Release.Namespace $left) }}
 {{- include "rancher-remap.refuse" (printf "policy was exported for another namespace (it leaves out %s, not the release namespace %s): export it with -n %s, %s" (join ", " $left) $.Release.Namespace $.Release.Namespace $how) }}
 {{- end }}
+{{- range (dig "spec" "matchConstraints" "namespaceSelector" "matchExpressions" list $o) }}
+{{- if ne (.operator | default "") "NotIn" }}
+{{- include "rancher-remap.refuse" (printf "policy %s selects namespaces with %s, where export-policy leaves namespaces out (NotIn): give its output unchanged, e.g. %s" $id (.operator | default "no operator") $how) }}
+{{- end }}
+{{- end }}
+{{- if ne (dig "spec" "failurePolicy" "" $o) "Fail" }}
+{{- include "rancher-remap.refuse" (printf "policy %s has failurePolicy %q, not export-policy's Fail: give its output unchanged, e.g. %s" $id (dig "spec" "failurePolicy" "" $o) $how) }}
+{{- end }}
+{{- else if ne (toJson (dig "spec" dict $o)) (toJson (dict "policyName" (dig "metadata" "name" "" $o))) }}
+{{- include "rancher-remap.refuse" (printf "policy %s binds with more than policyName (export-policy's bindings bind their own policy everywhere it matches, nothing else): give its output unchanged, e.g. %s" $id $how) }}
 {{- end }}
 {{- $got = append $got $id }}
 {{- $objects = append $objects $o }}
