@@ -450,6 +450,33 @@ fn create_namespace(plane: &ControlPlane, ns: &str) {
     run_ok(plane.kubectl(ADMIN).args(["create", "namespace", ns]));
 }
 
+/// Until a migrated PodTemplate's affinity is rewritten in `ns` (dry run). The policies are two,
+/// and the API server starts applying each on its own: a ConfigMap's labels rewritten
+/// (`until_the_webhook_answers`) says only that the metadata policy is in force.
+async fn until_pod_templates_are_rewritten(client: &kube::Client, ns: &str) {
+    let term = json!({"topologyKey": "kubernetes.io/hostname",
+                      "namespaceSelector": {"matchLabels": {PID: "p-ab12c"}}});
+    let probe = json!({"apiVersion": "v1", "kind": "PodTemplate",
+        "metadata": {"name": "probe", "namespace": ns, "annotations": {MIGRATED: "true"}},
+        "template": {"spec": {"containers": [{"name": "app", "image": "app"}],
+                              "affinity": {"podAffinity": {
+                                  "requiredDuringSchedulingIgnoredDuringExecution": [term]}}}}});
+    let at = format!(
+        "/template/spec/affinity/podAffinity/requiredDuringSchedulingIgnoredDuringExecution/0/namespaceSelector/matchLabels/{}",
+        PID.replace('/', "~1")
+    );
+    eventually(
+        "pod templates rewritten",
+        Duration::from_secs(60),
+        async || {
+            objects::create(client, &probe, true)
+                .await
+                .is_ok_and(|stored| stored.pointer(&at) == Some(&json!("p-xy99z")))
+        },
+    )
+    .await;
+}
+
 /// Every write of a phase, in `app` (made here, once the rewrite answers there), Namespaces
 /// named with `prefix`: the suite's objects and the engine's generated ones, each checked
 /// against the engine.
@@ -459,7 +486,9 @@ async fn every_write(
     prefix: &str,
 ) -> (Vec<Written>, Vec<Value>, Vec<Result<Value, String>>) {
     create_namespace(plane, app);
-    until_the_webhook_answers(&plane.client(STORK).await, app).await;
+    let stork = plane.client(STORK).await;
+    until_the_webhook_answers(&stork, app).await;
+    until_pod_templates_are_rewritten(&stork, app).await;
     objects::until_default_service_account(&plane.client(ADMIN).await, app).await;
     let written = write_everything(plane, app, prefix).await;
     assert_as_the_engine_says(&written);
