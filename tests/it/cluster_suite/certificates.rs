@@ -13,7 +13,7 @@ use rancher_remap::pki::CertInfo;
 use serde_json::{json, Value};
 
 use super::install::{Destination, Install, CLUSTER_ID, TABLE};
-use super::objects::{self, MIGRATED, PID};
+use super::objects::{self, PID};
 use super::plane::{plane, run_ok, ADMIN, STORK};
 use super::rewrites::{mappings_configmap, until_the_webhook_answers};
 
@@ -45,36 +45,6 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// Two writers of migrated ConfigMaps in `app`, ten writes a second each, until `stop`; each
-/// returns how many it wrote and the errors of those refused.
-fn migrated_writers(
-    stork: &kube::Client,
-    app: &'static str,
-    stop: &Arc<AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<(usize, Vec<String>)>> {
-    (0..2)
-        .map(|w| {
-            let (stork, stop) = (stork.clone(), stop.clone());
-            tokio::spawn(async move {
-                let (mut n, mut refused) = (0, Vec::new());
-                while !stop.load(Ordering::SeqCst) {
-                    n += 1;
-                    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
-                        "metadata": {"name": format!("w{w}-{n}"), "namespace": app,
-                                     "labels": {PID: "p-ab12c"},
-                                     "annotations": {MIGRATED: "true"}}});
-                    match objects::create(&stork, &cm, false).await {
-                        Ok(s) => assert_eq!(s["metadata"]["labels"][PID], "p-xy99z"),
-                        Err(e) => refused.push(e.to_string()),
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                (n, refused)
-            })
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renewals_and_a_ca_rollover_under_writes_refuse_none_and_helm_upgrade_keeps_the_bundles() {
     let (plane, _turn) = plane().await;
@@ -85,8 +55,7 @@ async fn renewals_and_a_ca_rollover_under_writes_refuse_none_and_helm_upgrade_ke
         stork,
         app,
     } = Destination::helm(plane, ns, &[]).await;
-    // 'static: the writers below are tasks of their own.
-    let app: &'static str = Box::leak(app.into_boxed_str());
+    let app = app.as_str();
     // Serving pairs of 12 s (renewed with a third left: every ~8 s), a CA of 45 s (rolled over
     // 24 s before it ends), a 3 s grace once the new CA is published.
     let short = [
@@ -105,7 +74,8 @@ async fn renewals_and_a_ca_rollover_under_writes_refuse_none_and_helm_upgrade_ke
     // the test fails).
     let stop = Arc::new(AtomicBool::new(false));
     let _stop_writers = StopOnDrop(stop.clone());
-    let writers = migrated_writers(&stork, app, &stop);
+    let pace = (2, Duration::from_millis(100));
+    let (writes, writers) = super::replicas::writers(&stork, app, "w", pace, &stop);
 
     // Until a new CA has joined the bundle and, once published, issued the pair in force.
     let (mut serving_pairs, mut widest) = (vec![first["data"]["tls.crt"].clone()], 1);
@@ -128,18 +98,18 @@ async fn renewals_and_a_ca_rollover_under_writes_refuse_none_and_helm_upgrade_ke
     })
     .await;
     stop.store(true, Ordering::SeqCst);
-    let (mut writes, mut refused) = (0, Vec::new());
     for w in writers {
-        let (n, r) = w.await.unwrap();
-        writes += n;
-        refused.extend(r);
+        w.await.unwrap();
     }
+    let refused = writes.errors.lock().unwrap().clone();
     eprintln!(
-        "cluster suite: {} serving pairs and a CA rollover under {writes} writes, {} refused",
+        "cluster suite: {} serving pairs and a CA rollover under {} writes, {} refused",
         serving_pairs.len(),
+        writes.total(),
         refused.len()
     );
     assert!(serving_pairs.len() >= 3, "renewed {serving_pairs:?} times");
+    assert_eq!(writes.wrong.load(Ordering::SeqCst), 0, "stored unrewritten");
     assert!(refused.is_empty(), "{refused:?}");
 
     // helm upgrade, the new CA published: every caBundle stays the server's, writes pass.

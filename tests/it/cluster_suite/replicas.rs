@@ -21,29 +21,31 @@ const DELAY: (&str, &str) = ("RANCHER_REMAP_SHUTDOWN_DELAY", "7");
 
 /// What the writers saw.
 #[derive(Default)]
-struct Writes {
-    stored: AtomicUsize,
-    refused: AtomicUsize,
+pub struct Writes {
+    pub stored: AtomicUsize,
+    pub refused: AtomicUsize,
     /// Stored with the source's project ID: never acceptable.
-    wrong: AtomicUsize,
-    errors: Mutex<Vec<String>>,
+    pub wrong: AtomicUsize,
+    pub errors: Mutex<Vec<String>>,
 }
 
 impl Writes {
-    fn total(&self) -> usize {
+    pub fn total(&self) -> usize {
         self.stored.load(Ordering::SeqCst) + self.refused.load(Ordering::SeqCst)
     }
 }
 
-/// Eight clients creating migrated ConfigMaps in `ns` until `stop`.
-fn writers(
+/// `count` clients creating migrated ConfigMaps in `ns` until `stop`, each waiting `pace`
+/// between writes (none: as fast as answered).
+pub fn writers(
     client: &kube::Client,
     ns: &str,
     tag: &str,
+    (count, pace): (usize, Duration),
     stop: &Arc<AtomicBool>,
 ) -> (Arc<Writes>, Vec<tokio::task::JoinHandle<()>>) {
     let writes = Arc::new(Writes::default());
-    let tasks = (0..8)
+    let tasks = (0..count)
         .map(|w| {
             let (client, writes, stop) = (client.clone(), writes.clone(), stop.clone());
             let (ns, tag) = (ns.to_string(), tag.to_string());
@@ -68,6 +70,9 @@ fn writers(
                             writes.errors.lock().unwrap().push(e.to_string());
                         }
                     }
+                    if !pace.is_zero() {
+                        tokio::time::sleep(pace).await;
+                    }
                 }
             })
         })
@@ -85,7 +90,7 @@ async fn under_writes(
     during: impl AsyncFnOnce(&Writes),
 ) -> Arc<Writes> {
     let stop = Arc::new(AtomicBool::new(false));
-    let (writes, tasks) = writers(client, ns, tag, &stop);
+    let (writes, tasks) = writers(client, ns, tag, (8, Duration::ZERO), &stop);
     crate::common::eventually("the first writes", Duration::from_secs(30), async || {
         writes.total() >= 100
     })
