@@ -7,17 +7,16 @@ use std::fmt::Display;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::mapping::objects::Mappings;
-use crate::metrics::{by_result, registered, FixedFamily, ResultLabels};
+use crate::metrics::{by_result, registered, ByResult};
 
 /// The table's metrics (`rancher_remap_mapping_table_*`).
 #[derive(Clone, Debug)]
 pub struct TableMetrics {
-    reloads: FixedFamily<ResultLabels, Counter>,
+    reloads: ByResult,
     entries: Gauge,
 }
 

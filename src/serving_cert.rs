@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use rustls::pki_types::pem::PemObject;
@@ -17,12 +16,12 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use crate::content_poll::ContentPoll;
-use crate::metrics::{by_result, registered, FixedFamily, ResultLabels};
+use crate::metrics::{by_result, registered, ByResult};
 
 /// The serving certificate's metrics (`rancher_remap_certificate_*`), whoever keeps it.
 #[derive(Clone, Debug)]
 pub struct CertMetrics {
-    reloads: FixedFamily<ResultLabels, Counter>,
+    reloads: ByResult,
     /// notAfter (Unix seconds) of the serving certificate in force; set on every (re)load.
     expiry: Gauge,
 }

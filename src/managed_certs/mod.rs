@@ -21,14 +21,13 @@ use kube::api::Api;
 use kube::runtime::watcher::watch_object;
 use kube::runtime::WatchStreamExt;
 use kube::{Client, ResourceExt};
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use self::ca_bundle::WebhookConfigRef;
 use self::secret::Written;
 use crate::kube_error::KubeError;
-use crate::metrics::{by_result, registered, FixedFamily, ResultLabels};
+use crate::metrics::{by_result, registered, ByResult};
 use crate::pki::plan::{self, Policy, Step, Stored};
 use crate::pki::PemPair;
 use crate::serving_cert::{certified_key, CertMetrics, Credentials, Resolver};
@@ -51,9 +50,9 @@ pub struct Settings {
 #[derive(Clone, Debug)]
 pub struct KeeperMetrics {
     /// Writes of the certificate Secret by result (ok, conflict, failed).
-    secret_writes: FixedFamily<ResultLabels, Counter>,
+    secret_writes: ByResult,
     /// caBundle patches by result (ok, failed).
-    ca_bundle_patches: FixedFamily<ResultLabels, Counter>,
+    ca_bundle_patches: ByResult,
     /// Webhook configurations whose caBundle could not be brought up to date on the last pass.
     ca_bundle_stale: Gauge,
 }

@@ -125,7 +125,7 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// Most of an unread request body drained after an early answer (see [`answer_early`]); a
+/// Most of an unread request body drained after an early answer (see [`Unread::answer`]); a
 /// longer one is cut off instead.
 const EARLY_ANSWER_DRAIN_BYTES: u64 = 32 << 20;
 /// Bodies drained at once at most; past that, early answers cut the body off.
@@ -137,60 +137,88 @@ const MAX_DRAINS: usize = 256;
 /// unread bytes, and on HTTP/2 a stream reset while the client uploads is reported as a stream
 /// error by some clients (curl), whatever its code.
 ///
-/// So with `drain`, the rest of the body is read and thrown away in the background, up to
-/// [`EARLY_ANSWER_DRAIN_BYTES`] and the request deadline, and the exchange ends as a normal one.
-/// Without it (a body declared longer than that, or already late), the body is cut off: on
+/// So, when `drain` allows it, the rest of the body is read and thrown away in the background,
+/// up to [`EARLY_ANSWER_DRAIN_BYTES`] and the request deadline, and the exchange ends as a normal
+/// one. Otherwise (a body declared longer than that, or already late), the body is cut off: on
 /// HTTP/2 only once the answer has been sent, so the reset is NO_ERROR ("stop sending", RFC 9113
 /// §8.1) rather than CANCEL, which loses the answer in every client.
-fn answer_early(
-    resp: Response,
-    request_body: Body,
+struct Unread {
+    body: Body,
     version: axum::http::Version,
+    /// When the whole request must have arrived: the timeout after its head began.
     deadline: tokio::time::Instant,
-    drain: bool,
-) -> Response {
-    // Drains at once are bounded: a client that declares bodies and never sends them (many
-    // HTTP/2 streams cost it little) would otherwise leave a task each until its deadline.
-    static DRAINS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_DRAINS);
-    let permit = if drain {
-        DRAINS.try_acquire().ok()
-    } else {
-        None
-    };
-    if let Some(permit) = permit {
-        tokio::spawn(async move {
-            let _permit = permit;
-            let mut body = request_body;
-            let mut seen = 0u64;
-            let _ = tokio::time::timeout_at(deadline, async {
-                while let Some(Ok(frame)) = body.frame().await {
-                    seen += frame.data_ref().map_or(0, |d| d.len() as u64);
-                    if seen > EARLY_ANSWER_DRAIN_BYTES {
-                        break;
+    /// The body length the request declares (`Content-Length`), if any.
+    declared: Option<u64>,
+}
+
+impl Unread {
+    fn new(req: axum::extract::Request, timeout: Duration) -> Unread {
+        let start = req.extensions().get::<RequestStart>();
+        let deadline = start.map_or_else(tokio::time::Instant::now, |s| s.0) + timeout;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        Unread {
+            version: req.version(),
+            body: req.into_body(),
+            deadline,
+            declared,
+        }
+    }
+
+    /// Sends `resp` ahead of the body, draining the body if `drain` and its declared length allow.
+    fn answer(self, resp: Response, drain: bool) -> Response {
+        // Drains at once are bounded: a client that declares bodies and never sends them (many
+        // HTTP/2 streams cost it little) would otherwise leave a task each until its deadline.
+        static DRAINS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_DRAINS);
+        let drain = drain && self.declared.is_none_or(|n| n <= EARLY_ANSWER_DRAIN_BYTES);
+        let permit = if drain {
+            DRAINS.try_acquire().ok()
+        } else {
+            None
+        };
+        let Unread {
+            mut body,
+            version,
+            deadline,
+            ..
+        } = self;
+        if let Some(permit) = permit {
+            tokio::spawn(async move {
+                let _permit = permit;
+                let mut seen = 0u64;
+                let _ = tokio::time::timeout_at(deadline, async {
+                    while let Some(Ok(frame)) = body.frame().await {
+                        seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                        if seen > EARLY_ANSWER_DRAIN_BYTES {
+                            break;
+                        }
                     }
-                }
+                })
+                .await;
+            });
+            resp
+        } else if version == axum::http::Version::HTTP_2 {
+            resp.map(|answer| {
+                Body::new(AnswerHoldingRequest {
+                    answer,
+                    _request_body: body,
+                })
             })
-            .await;
-        });
-        resp
-    } else if version == axum::http::Version::HTTP_2 {
-        resp.map(|inner| {
-            Body::new(Holding {
-                inner,
-                _request_body: request_body,
-            })
-        })
-    } else {
-        resp
+        } else {
+            resp
+        }
     }
 }
 
-struct Holding {
-    inner: Body,
+/// An answer's body that keeps the request's body open until the answer has been sent.
+struct AnswerHoldingRequest {
+    answer: Body,
     _request_body: Body,
 }
 
-impl http_body::Body for Holding {
+impl http_body::Body for AnswerHoldingRequest {
     type Data = bytes::Bytes;
     type Error = axum::Error;
 
@@ -198,15 +226,15 @@ impl http_body::Body for Holding {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+        Pin::new(&mut self.get_mut().answer).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.answer.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+        self.answer.size_hint()
     }
 }
 
@@ -223,17 +251,13 @@ async fn read_body(
             format!("request body is over the {limit}-byte limit"),
         )
     };
-    let deadline = request_deadline(&req, timeout);
-    let version = req.version();
-    let declared = declared_length(&req);
-    let mut body = req.into_body();
-    let drain = declared.is_none_or(|n| n <= EARLY_ANSWER_DRAIN_BYTES);
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(answer_early(too_large(), body, version, deadline, drain));
+    let mut unread = Unread::new(req, timeout);
+    if unread.declared.is_some_and(|n| n > limit as u64) {
+        return Err(unread.answer(too_large(), true));
     }
     let read = tokio::time::timeout_at(
-        deadline,
-        http_body_util::Limited::new(&mut body, limit).collect(),
+        unread.deadline,
+        http_body_util::Limited::new(&mut unread.body, limit).collect(),
     )
     .await;
     match read {
@@ -242,14 +266,14 @@ async fn read_body(
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(answer_early(too_large(), body, version, deadline, drain))
+            Err(unread.answer(too_large(), true))
         }
         Ok(Err(_)) => Err(error(
             StatusCode::BAD_REQUEST,
             "could not read the request body",
         )),
         // Late: not drained (the deadline has passed).
-        Err(_) => Err(answer_early(
+        Err(_) => Err(unread.answer(
             error(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
@@ -257,27 +281,9 @@ async fn read_body(
                     timeout.as_secs_f64()
                 ),
             ),
-            body,
-            version,
-            deadline,
             false,
         )),
     }
-}
-
-/// The body length the request declares (`Content-Length`), if any.
-fn declared_length(req: &axum::extract::Request) -> Option<u64> {
-    req.headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse().ok())
-}
-
-/// When the whole request must have arrived: `timeout` after its head began.
-fn request_deadline(req: &axum::extract::Request, timeout: Duration) -> tokio::time::Instant {
-    req.extensions()
-        .get::<RequestStart>()
-        .map_or_else(tokio::time::Instant::now, |s| s.0)
-        + timeout
 }
 
 async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
@@ -287,25 +293,17 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
         s.metrics
             .mutate
             .count(RequestOutcome::NotServed, Duration::ZERO);
-        let deadline = request_deadline(&req, s.request_timeout);
-        let version = req.version();
-        let drain = declared_length(&req).is_none_or(|n| n <= EARLY_ANSWER_DRAIN_BYTES);
-        return answer_early(
-            error(
-                StatusCode::NOT_FOUND,
-                "this server runs with --validate-only: /mutate is not served",
-            ),
-            req.into_body(),
-            version,
-            deadline,
-            drain,
+        let not_served = error(
+            StatusCode::NOT_FOUND,
+            "this server runs with --validate-only: /mutate is not served",
         );
+        return Unread::new(req, s.request_timeout).answer(not_served, true);
     }
     let start = Instant::now();
     let m = &s.metrics.mutate;
     let bytes = match read_body(req, s.max_body_bytes, s.request_timeout).await {
         Ok(b) => b,
-        Err(resp) => return refused(&s, "mutate", m, start, Refusal::Body(resp)),
+        Err(resp) => return refused(&s, m, start, Refusal::Body(resp)),
     };
     let Some(mappings) = s.mappings.load_full() else {
         m.count(RequestOutcome::Unavailable, start.elapsed());
@@ -316,7 +314,7 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
     };
     let mut review = match mutate::decode(&bytes, &mappings.table) {
         Ok(r) => r,
-        Err(e) => return refused(&s, "mutate", m, start, Refusal::BadReview(e)),
+        Err(e) => return refused(&s, m, start, Refusal::BadReview(e)),
     };
     let answer = mutate::answer(&mut review, &mappings, &s.settings);
     for (i, n) in answer.rewrites.iter().enumerate().filter(|(_, n)| **n > 0) {
@@ -325,50 +323,25 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
     for (i, n) in answer.unmapped.iter().enumerate().filter(|(_, n)| **n > 0) {
         s.metrics.unmapped_at[i].inc_by(u64::from(*n));
     }
-    answered(&s, "mutate", m, &review, answer, start)
+    answered(&s, m, &review, answer, start)
 }
 
 /// Counts and logs an answer decided, and sends it.
 fn answered<O>(
     s: &AppState,
-    endpoint: &'static str,
     m: &EndpointMetrics,
     req: &review::Request<'_, O>,
     answer: review::Answer,
     start: Instant,
 ) -> Response {
-    let verdict = answer.verdict;
-    m.count(verdict, start.elapsed());
-    if verdict.is_notable(answer.warned) || s.log.wants_allows() {
-        let mut line = Admission::new(
-            endpoint,
-            verdict,
-            admission::operation_name(&req.operation),
-            req.dry_run,
-            [
-                &req.uid,
-                &req.kind,
-                &req.namespace,
-                &req.name,
-                &req.username,
-            ],
-        );
-        line.rewrites = answer.rewrites.iter().sum();
-        line.unmapped = answer.unmapped.iter().sum();
-        line.warnings = answer.warned;
-        line.duration_us = start.elapsed().as_micros() as u64;
+    let elapsed = start.elapsed();
+    m.count(answer.verdict, elapsed);
+    if answer.verdict.is_notable(answer.warned) || s.log.wants_allows() {
+        let line = Admission::new(m.endpoint, req, &answer, elapsed);
         s.log.send(Record::Admission(line));
     }
-    json_answer(answer.body)
-}
-
-/// An answer already written as JSON.
-fn json_answer(body: Vec<u8>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from(body),
-    )
-        .into_response()
+    let json = [(header::CONTENT_TYPE, "application/json")];
+    (json, Body::from(answer.body)).into_response()
 }
 
 /// Why a request was refused before it was decided.
@@ -380,13 +353,7 @@ enum Refusal {
 }
 
 /// Counts, logs and answers a request refused before it was decided.
-fn refused(
-    s: &AppState,
-    endpoint: &'static str,
-    m: &EndpointMetrics,
-    start: Instant,
-    refusal: Refusal,
-) -> Response {
+fn refused(s: &AppState, m: &EndpointMetrics, start: Instant, refusal: Refusal) -> Response {
     m.count(RequestOutcome::BadRequest, start.elapsed());
     let (resp, error) = match refusal {
         Refusal::Body(resp) => (resp, "request body refused".to_string()),
@@ -396,7 +363,7 @@ fn refused(
         }
     };
     s.log.send(Record::Refused {
-        endpoint,
+        endpoint: m.endpoint,
         status: resp.status().as_u16(),
         error,
     });
@@ -408,17 +375,17 @@ async fn validate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -
     let m = &s.metrics.validate;
     let bytes = match read_body(req, s.max_body_bytes, s.request_timeout).await {
         Ok(b) => b,
-        Err(resp) => return refused(&s, "validate", m, start, Refusal::Body(resp)),
+        Err(resp) => return refused(&s, m, start, Refusal::Body(resp)),
     };
     let req = match review::decode(&bytes, PhantomData::<Value>) {
         Ok(r) => r,
-        Err(e) => return refused(&s, "validate", m, start, Refusal::BadReview(e)),
+        Err(e) => return refused(&s, m, start, Refusal::BadReview(e)),
     };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let answer = admission::validate(&req, now, s.settings.cluster_id.as_deref());
-    answered(&s, "validate", m, &req, answer, start)
+    answered(&s, m, &req, answer, start)
 }
 
 #[cfg(test)]
