@@ -87,7 +87,6 @@ pub struct CertFiles {
 }
 
 impl CertFiles {
-    /// Reads both files' bytes.
     pub fn read(&self) -> Result<FileBytes, TlsError> {
         let read = |p: &Path| {
             std::fs::read(p).map_err(|error| TlsError::Read {
@@ -103,16 +102,7 @@ impl CertFiles {
         let name = |p: &Path| p.display().to_string();
         certified_key(cert, key, &name(&self.cert), &name(&self.key))
     }
-}
 
-/// The serving pair in force, and the task that keeps it current (re-reading files, or
-/// following the certificate Secret) for as long as the server runs.
-pub struct Credentials {
-    pub resolver: Arc<Resolver>,
-    pub follow: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-}
-
-impl CertFiles {
     /// Loads the pair and returns it with the watch that re-reads the files every `interval`.
     /// (The watch compares against the bytes loaded here: re-reading later could miss a swap
     /// made in between.)
@@ -128,6 +118,13 @@ impl CertFiles {
             follow: Box::pin(watch(self, loaded, resolver, interval)),
         })
     }
+}
+
+/// The serving pair in force, and the task that keeps it current (re-reading files, or
+/// following the certificate Secret) for as long as the server runs.
+pub struct Credentials {
+    pub resolver: Arc<Resolver>,
+    pub follow: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 }
 
 /// Parses and checks a PEM certificate chain and key.

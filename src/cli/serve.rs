@@ -1,6 +1,5 @@
 //! `rancher-remap serve`: the admission webhook server.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -124,21 +123,13 @@ pub struct RewriteArgs {
 }
 
 impl RewriteArgs {
-    /// The migration users given, trimmed, blanks dropped.
-    fn migration_users(&self) -> HashSet<String> {
-        self.migration_user
-            .iter()
-            .map(|u| u.trim().to_string())
-            .filter(|u| !u.is_empty())
-            .collect()
-    }
-
-    /// The rewrite settings.
+    /// The rewrite settings (the migration users trimmed, blanks dropped).
     fn settings(&self) -> MutateSettings {
+        let users = self.migration_user.iter().map(|u| u.trim().to_string());
         MutateSettings {
             unmapped: self.unmapped.into(),
             scope: self.scope.into(),
-            migration_users: self.migration_users(),
+            migration_users: users.filter(|u| !u.is_empty()).collect(),
             mode: self.mode.into(),
             cluster_id: super::known(&self.cluster_id).map(str::to_string),
         }
@@ -262,9 +253,9 @@ impl AllMetrics {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let usage = match (args.source.given(), args.rewrite.validate_only) {
-        (Some(_), true) => Err("--validate-only cannot be used with a mapping source (--project-mappings, --mappings-file, --mappings-configmap)"),
-        (None, false) => Err("give one of --project-mappings, --mappings-file, --mappings-configmap or --validate-only"),
-        (given, _) => Ok(given),
+        (Some(_), true) => Err("--validate-only cannot be used with a mapping source (--project-mappings, --mappings-file, --mappings-configmap)".into()),
+        (None, false) => Err("give one of --project-mappings, --mappings-file, --mappings-configmap or --validate-only".into()),
+        (given, _) => args.managed_certs.check().map(|()| given),
     };
     let source = match usage {
         Ok(source) => source,
@@ -274,10 +265,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    if let Err(usage) = args.managed_certs.check() {
-        eprintln!("error: {usage}");
-        return Ok(ExitCode::from(2));
-    }
     init_logging(args.log_format);
     let metrics = AllMetrics::register();
     let (log, writer) = AdmissionLog::start(metrics.server.log_lines_dropped.clone());

@@ -73,10 +73,6 @@ impl WebhookConfigRef {
     }
 }
 
-/// Why a configuration could not be brought up to date (the API's own reason; it never holds
-/// the bundle, which is public anyway).
-pub type SyncError = String;
-
 /// A configuration brought up to date.
 pub struct Synced {
     /// Whether this call patched it (it held another caBundle, or none).
@@ -86,34 +82,32 @@ pub struct Synced {
     pub version: String,
 }
 
-/// Brings one configuration's caBundle to `bundle_pem`.
+/// Brings one configuration's caBundle to `bundle_pem`. The error is why it could not be (the
+/// API's own reason; it never holds the bundle, which is public anyway).
 pub async fn sync(
     client: &Client,
     at: &WebhookConfigRef,
     bundle_pem: &str,
-) -> Result<Synced, SyncError> {
+) -> Result<Synced, String> {
     use kube::ResourceExt;
     let api = at.api(client);
-    let config = api
-        .get(&at.name)
-        .await
-        .map_err(|e| KubeError::from(e).to_string())?;
+    let described = |e| KubeError::from(e).to_string();
+    let config = api.get(&at.name).await.map_err(described)?;
     let ops = patch_ops(&config.data, bundle_pem);
-    if ops.is_empty() {
-        return Ok(Synced {
-            patched: false,
-            version: config.resource_version().unwrap_or_default(),
-        });
-    }
-    let patch: json_patch::Patch =
-        serde_json::from_value(Value::Array(ops)).map_err(|e| e.to_string())?;
-    let patched = api
-        .patch(&at.name, &PatchParams::default(), &Patch::Json::<()>(patch))
-        .await
-        .map_err(|e| KubeError::from(e).to_string())?;
+    let patched = !ops.is_empty();
+    let config = if patched {
+        let patch: json_patch::Patch =
+            serde_json::from_value(Value::Array(ops)).map_err(|e| e.to_string())?;
+        let patch = Patch::Json::<()>(patch);
+        api.patch(&at.name, &PatchParams::default(), &patch)
+            .await
+            .map_err(described)?
+    } else {
+        config
+    };
     Ok(Synced {
-        patched: true,
-        version: patched.resource_version().unwrap_or_default(),
+        patched,
+        version: config.resource_version().unwrap_or_default(),
     })
 }
 

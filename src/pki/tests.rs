@@ -78,33 +78,17 @@ fn unusable_material_is_replaced_whole() {
     let p = policy();
     let s = made(&p, T0);
     let other = made(&p, T0);
+    let with = |change: &dyn Fn(&mut Stored)| {
+        let mut b = s.clone();
+        change(&mut b);
+        b
+    };
     let broken = [
-        Stored {
-            serving: PemPair {
-                key: other.serving.key.clone(),
-                ..s.serving.clone()
-            },
-            ..s.clone()
-        },
-        Stored {
-            ca: PemPair {
-                key: other.ca.key.clone(),
-                ..s.ca.clone()
-            },
-            ..s.clone()
-        },
-        Stored {
-            bundle: other.bundle.clone(),
-            ..s.clone()
-        },
-        Stored {
-            bundle: "not PEM".into(),
-            ..s.clone()
-        },
-        Stored {
-            ca: s.serving.clone(),
-            ..s.clone()
-        },
+        with(&|b| b.serving.key = other.serving.key.clone()),
+        with(&|b| b.ca.key = other.ca.key.clone()),
+        with(&|b| b.bundle = other.bundle.clone()),
+        with(&|b| b.bundle = "not PEM".into()),
+        with(&|b| b.ca = s.serving.clone()),
     ];
     for b in &broken {
         assert_eq!(
