@@ -65,10 +65,6 @@ impl<L: PartialEq, M> FixedFamily<L, M> {
     }
 }
 
-impl<L, M: TypedMetric> TypedMetric for FixedFamily<L, M> {
-    const TYPE: MetricType = M::TYPE;
-}
-
 impl<
         L: EncodeLabelSet + std::fmt::Debug + Send + Sync,
         M: EncodeMetric + TypedMetric + std::fmt::Debug,

@@ -263,18 +263,12 @@ pub fn text(body: &[u8]) -> Result<&str, ReviewError> {
         return Err(ReviewError::Empty);
     }
     std::str::from_utf8(body).map_err(|e| {
-        let before = &body[..e.valid_up_to()];
-        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let column = before.len()
-            - before
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |i| i + 1)
-            + 1;
+        let mut lines = body[..e.valid_up_to()].split(|&b| b == b'\n');
+        let last = lines.next_back().map_or(0, <[u8]>::len);
         ReviewError::Decode {
             category: "not UTF-8",
-            line,
-            column,
+            line: lines.count() + 1,
+            column: last + 1,
         }
     })
 }

@@ -72,9 +72,18 @@ pub fn admin(state: Arc<AppState>, stopping: tokio::sync::watch::Receiver<bool>)
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
-            get(move |s: State<Arc<AppState>>| readyz(s, *stopping.borrow())),
+            get(move |State(s): State<Arc<AppState>>| {
+                let stopping = *stopping.borrow();
+                async move { readyz(&s, stopping) }
+            }),
         )
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(|State(s): State<Arc<AppState>>| async move {
+                let openmetrics = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+                ([(header::CONTENT_TYPE, openmetrics)], s.metrics.encode())
+            }),
+        )
         .with_state(state)
 }
 
@@ -83,37 +92,24 @@ pub fn admin(state: Arc<AppState>, stopping: tokio::sync::watch::Receiver<bool>)
 /// and no table could be checked against this cluster.
 pub const NO_CLUSTER_ID: &str = "not ready: no cluster ID. Set this cluster's Rancher ID (rancher-remap derive prints it): serve --cluster-id or RANCHER_REMAP_CLUSTER_ID; Helm: --set clusterId=ID; kustomize: clusterId in deploy/destination/cluster-id.yaml, or an overlay's patch of it with deploy/transformers/cluster-id";
 
-async fn readyz(State(s): State<Arc<AppState>>, stopping: bool) -> Response {
+fn readyz(s: &AppState, stopping: bool) -> (StatusCode, &'static str) {
     if stopping {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting down: still answering until the shutdown delay ends",
         )
-            .into_response()
     } else if s.validate_only {
-        (StatusCode::OK, "ready (validate-only)").into_response()
+        (StatusCode::OK, "ready (validate-only)")
     } else if s.settings.cluster_id.is_none() {
-        (StatusCode::SERVICE_UNAVAILABLE, NO_CLUSTER_ID).into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, NO_CLUSTER_ID)
     } else if s.mappings.is_loaded() {
-        (StatusCode::OK, "ready").into_response()
+        (StatusCode::OK, "ready")
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "no mapping table loaded yet",
         )
-            .into_response()
     }
-}
-
-async fn metrics(State(s): State<Arc<AppState>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.encode(),
-    )
-        .into_response()
 }
 
 /// A JSON error body (docs/behaviour.md: bad input gets a 4xx with a JSON body).
