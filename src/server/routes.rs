@@ -92,6 +92,9 @@ pub fn admin(state: Arc<AppState>, stopping: tokio::sync::watch::Receiver<bool>)
 /// and no table could be checked against this cluster.
 pub const NO_CLUSTER_ID: &str = "not ready: no cluster ID. Set this cluster's Rancher ID (rancher-remap derive prints it): serve --cluster-id or RANCHER_REMAP_CLUSTER_ID; Helm: --set clusterId=ID; kustomize: clusterId in deploy/destination/cluster-id.yaml, or an overlay's patch of it with deploy/transformers/cluster-id";
 
+/// Why a server that expects a mapping table is not ready yet, and `/mutate` answers 503.
+const NO_TABLE: &str = "no mapping table loaded yet";
+
 fn readyz(s: &AppState, stopping: bool) -> (StatusCode, &'static str) {
     if stopping {
         (
@@ -105,10 +108,7 @@ fn readyz(s: &AppState, stopping: bool) -> (StatusCode, &'static str) {
     } else if s.mappings.is_loaded() {
         (StatusCode::OK, "ready")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no mapping table loaded yet",
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, NO_TABLE)
     }
 }
 
@@ -295,31 +295,66 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
         );
         return Unread::new(req, s.request_timeout).answer(not_served, true);
     }
-    let start = Instant::now();
     let m = &s.metrics.mutate;
-    let bytes = match read_body(req, s.max_body_bytes, s.request_timeout).await {
-        Ok(b) => b,
-        Err(resp) => return refused(&s, m, start, Refusal::Body(resp)),
+    answer_review(&s, m, req, |bytes, start| {
+        let Some(mappings) = s.mappings.load_full() else {
+            m.count(RequestOutcome::Unavailable, start.elapsed());
+            return Ok(error(StatusCode::SERVICE_UNAVAILABLE, NO_TABLE));
+        };
+        let mut review = mutate::decode(bytes, &mappings.table)?;
+        let answer = mutate::answer(&mut review, &mappings, &s.settings);
+        for (i, n) in answer.rewrites.iter().enumerate().filter(|(_, n)| **n > 0) {
+            s.metrics.rewrites_at[i].inc_by(u64::from(*n));
+        }
+        for (i, n) in answer.unmapped.iter().enumerate().filter(|(_, n)| **n > 0) {
+            s.metrics.unmapped_at[i].inc_by(u64::from(*n));
+        }
+        Ok(answered(&s, m, &review, answer, start))
+    })
+    .await
+}
+
+async fn validate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+    let m = &s.metrics.validate;
+    answer_review(&s, m, req, |bytes, start| {
+        let req = review::decode(bytes, PhantomData::<Value>)?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let answer = admission::validate(&req, now, s.settings.cluster_id.as_deref());
+        Ok(answered(&s, m, &req, answer, start))
+    })
+    .await
+}
+
+/// Reads a review's body and answers it with `decide`. A request refused before it was decided
+/// is counted, logged and answered here: for its body (too large, too late, unreadable: the
+/// answer is made already), or as not a review this webhook answers (`decide`'s error: 400,
+/// with a position, never the body).
+async fn answer_review(
+    s: &AppState,
+    m: &EndpointMetrics,
+    req: axum::extract::Request,
+    decide: impl FnOnce(&[u8], Instant) -> Result<Response, review::ReviewError>,
+) -> Response {
+    let start = Instant::now();
+    let (resp, error) = match read_body(req, s.max_body_bytes, s.request_timeout).await {
+        Ok(bytes) => match decide(&bytes, start) {
+            Ok(resp) => return resp,
+            Err(e) => {
+                let message = e.to_string();
+                (error(StatusCode::BAD_REQUEST, message.clone()), message)
+            }
+        },
+        Err(resp) => (resp, "request body refused".to_string()),
     };
-    let Some(mappings) = s.mappings.load_full() else {
-        m.count(RequestOutcome::Unavailable, start.elapsed());
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no mapping table loaded yet",
-        );
-    };
-    let mut review = match mutate::decode(&bytes, &mappings.table) {
-        Ok(r) => r,
-        Err(e) => return refused(&s, m, start, Refusal::BadReview(e)),
-    };
-    let answer = mutate::answer(&mut review, &mappings, &s.settings);
-    for (i, n) in answer.rewrites.iter().enumerate().filter(|(_, n)| **n > 0) {
-        s.metrics.rewrites_at[i].inc_by(u64::from(*n));
-    }
-    for (i, n) in answer.unmapped.iter().enumerate().filter(|(_, n)| **n > 0) {
-        s.metrics.unmapped_at[i].inc_by(u64::from(*n));
-    }
-    answered(&s, m, &review, answer, start)
+    m.count(RequestOutcome::BadRequest, start.elapsed());
+    s.log.send(Record::Refused {
+        endpoint: m.endpoint,
+        status: resp.status().as_u16(),
+        error,
+    });
+    resp
 }
 
 /// Counts and logs an answer decided, and sends it.
@@ -338,50 +373,6 @@ fn answered<O>(
     }
     let json = [(header::CONTENT_TYPE, "application/json")];
     (json, Body::from(answer.body)).into_response()
-}
-
-/// Why a request was refused before it was decided.
-enum Refusal {
-    /// Its body (too large, too late, unreadable): the answer is made already.
-    Body(Response),
-    /// Not a review this webhook answers (400; the error gives a position, never the body).
-    BadReview(review::ReviewError),
-}
-
-/// Counts, logs and answers a request refused before it was decided.
-fn refused(s: &AppState, m: &EndpointMetrics, start: Instant, refusal: Refusal) -> Response {
-    m.count(RequestOutcome::BadRequest, start.elapsed());
-    let (resp, error) = match refusal {
-        Refusal::Body(resp) => (resp, "request body refused".to_string()),
-        Refusal::BadReview(e) => {
-            let message = e.to_string();
-            (error(StatusCode::BAD_REQUEST, message.clone()), message)
-        }
-    };
-    s.log.send(Record::Refused {
-        endpoint: m.endpoint,
-        status: resp.status().as_u16(),
-        error,
-    });
-    resp
-}
-
-async fn validate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
-    let start = Instant::now();
-    let m = &s.metrics.validate;
-    let bytes = match read_body(req, s.max_body_bytes, s.request_timeout).await {
-        Ok(b) => b,
-        Err(resp) => return refused(&s, m, start, Refusal::Body(resp)),
-    };
-    let req = match review::decode(&bytes, PhantomData::<Value>) {
-        Ok(r) => r,
-        Err(e) => return refused(&s, m, start, Refusal::BadReview(e)),
-    };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let answer = admission::validate(&req, now, s.settings.cluster_id.as_deref());
-    answered(&s, m, &req, answer, start)
 }
 
 #[cfg(test)]
