@@ -267,7 +267,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     init_logging(args.log_format);
     let metrics = AllMetrics::register();
-    let (log, writer) = AdmissionLog::start(metrics.server.log_lines_dropped.clone());
+    let (log, written) = AdmissionLog::start(metrics.server.log_lines_dropped.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -275,7 +275,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // Every task (and with them every handle on the log) gone, the last lines are written.
     drop(runtime);
     // Short: the writer drains every 2 ms; the Deployment's grace period leaves room for this.
-    writer.wait(Duration::from_secs(2));
+    let _ = written.recv_timeout(Duration::from_secs(2));
     match served {
         Ok(()) => Ok(ExitCode::SUCCESS),
         // In the log format chosen, like every other line of this process.

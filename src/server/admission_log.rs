@@ -118,9 +118,9 @@ pub struct AdmissionLog {
 }
 
 impl AdmissionLog {
-    /// Starts the writer thread; it ends when every handle is dropped. The [`Writer`] waits for
-    /// it to have written everything (at shutdown).
-    pub fn start(dropped: Counter) -> (AdmissionLog, Writer) {
+    /// Starts the writer thread; it ends when every handle is dropped, and then sends `()` on
+    /// the receiver returned (to wait for at shutdown, until every record is written).
+    pub fn start(dropped: Counter) -> (AdmissionLog, Receiver<()>) {
         let (tx, rx) = sync_channel(QUEUE);
         let (done_tx, done) = sync_channel(1);
         // A thread of its own, not a tokio worker: formatting and write(2) never take a worker
@@ -134,7 +134,7 @@ impl AdmissionLog {
         if let Err(e) = spawned {
             tracing::error!(error = %e, "could not start the admission log writer; admissions are not logged");
         }
-        (AdmissionLog { tx, dropped }, Writer { done })
+        (AdmissionLog { tx, dropped }, done)
     }
 
     /// Hands a record to the writer, or counts it dropped when the queue is full.
@@ -147,19 +147,6 @@ impl AdmissionLog {
     /// Whether plain allows are logged (debug level enabled), so handlers skip packing them.
     pub fn wants_allows(&self) -> bool {
         tracing::enabled!(target: "rancher_remap::admission", tracing::Level::DEBUG)
-    }
-}
-
-/// The writer thread, to wait for at shutdown.
-#[derive(Debug)]
-pub struct Writer {
-    done: Receiver<()>,
-}
-
-impl Writer {
-    /// Waits (at most `timeout`) until every handle is gone and every record is written.
-    pub fn wait(self, timeout: Duration) {
-        let _ = self.done.recv_timeout(timeout);
     }
 }
 
