@@ -21,7 +21,6 @@ pub struct TableMetrics {
 }
 
 impl TableMetrics {
-    /// Registers the table's series in `registry`.
     pub fn register(registry: &mut Registry) -> TableMetrics {
         let r = registry.sub_registry_with_prefix("mapping_table");
         TableMetrics {
@@ -68,12 +67,10 @@ impl LiveMappings {
         }
     }
 
-    /// The table in force, if any.
     pub fn load_full(&self) -> Option<Arc<Mappings>> {
         self.current.load_full()
     }
 
-    /// Whether a table is in force.
     pub fn is_loaded(&self) -> bool {
         self.current.load().is_some()
     }

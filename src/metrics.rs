@@ -18,7 +18,6 @@ pub fn registry() -> Registry {
     Registry::with_prefix("rancher_remap")
 }
 
-/// The Prometheus text exposition of `registry`.
 pub fn encode(registry: &Registry) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.

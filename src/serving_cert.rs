@@ -27,7 +27,6 @@ pub struct CertMetrics {
 }
 
 impl CertMetrics {
-    /// Registers the serving certificate's series in `registry`.
     pub fn register(registry: &mut Registry) -> CertMetrics {
         let r = registry.sub_registry_with_prefix("certificate");
         CertMetrics {
@@ -79,7 +78,6 @@ impl TlsError {
 /// The bytes of the certificate and key files, as read.
 type FileBytes = (Vec<u8>, Vec<u8>);
 
-/// The files of the serving pair.
 #[derive(Clone, Debug)]
 pub struct CertFiles {
     pub cert: PathBuf,

@@ -58,7 +58,6 @@ pub struct KeeperMetrics {
 }
 
 impl KeeperMetrics {
-    /// Registers the keeper's series in `registry`.
     pub fn register(registry: &mut Registry) -> KeeperMetrics {
         let secret_writes = by_result(
             registry.sub_registry_with_prefix("certificate"),

@@ -44,7 +44,6 @@ impl EndpointMetrics {
         }
     }
 
-    /// Counts one request with its outcome.
     pub fn count(&self, outcome: RequestOutcome, elapsed: std::time::Duration) {
         self.requests[outcome.index()].inc();
         self.duration.observe(elapsed.as_secs_f64());

@@ -230,7 +230,6 @@ pub enum ReviewError {
     /// only the one common mistake, a v1beta1 review, is named.
     #[error("expected apiVersion {API_VERSION:?} kind \"AdmissionReview\"; got {got}")]
     WrongType { got: &'static str },
-    /// No `request`.
     #[error("AdmissionReview has no request")]
     NoRequest,
     /// Nothing (or only whitespace) was sent.
@@ -298,7 +297,6 @@ pub struct Answer {
     /// Values rewritten and unmapped, by [`Location::index`].
     pub rewrites: [u32; Location::ALL.len()],
     pub unmapped: [u32; Location::ALL.len()],
-    /// Whether the answer carries warnings.
     pub warned: bool,
 }
 

@@ -169,18 +169,9 @@ impl Unread {
         // HTTP/2 streams cost it little) would otherwise leave a task each until its deadline.
         static DRAINS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_DRAINS);
         let drain = drain && self.declared.is_none_or(|n| n <= EARLY_ANSWER_DRAIN_BYTES);
-        let permit = if drain {
-            DRAINS.try_acquire().ok()
-        } else {
-            None
-        };
-        let Unread {
-            mut body,
-            version,
-            deadline,
-            ..
-        } = self;
+        let permit = drain.then(|| DRAINS.try_acquire().ok()).flatten();
         if let Some(permit) = permit {
+            let (mut body, deadline) = (self.body, self.deadline);
             tokio::spawn(async move {
                 let _permit = permit;
                 let mut seen = 0u64;
@@ -195,11 +186,11 @@ impl Unread {
                 .await;
             });
             resp
-        } else if version == axum::http::Version::HTTP_2 {
+        } else if self.version == axum::http::Version::HTTP_2 {
             resp.map(|answer| {
                 Body::new(AnswerHoldingRequest {
                     answer,
-                    _request_body: body,
+                    _request_body: self.body,
                 })
             })
         } else {
