@@ -18,13 +18,6 @@ pub fn registry() -> Registry {
     Registry::with_prefix("rancher_remap")
 }
 
-pub fn encode(registry: &Registry) -> String {
-    let mut out = String::new();
-    // Writing to a String cannot fail.
-    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
-    out
-}
-
 /// A label set: names and values, all fixed at start.
 pub type Labels<const N: usize> = [(&'static str, &'static str); N];
 

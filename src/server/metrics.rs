@@ -124,7 +124,10 @@ impl Metrics {
 
     /// The Prometheus text exposition of every subsystem's metrics.
     pub fn encode(&self) -> String {
-        crate::metrics::encode(&self.registry)
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
     }
 }
 
