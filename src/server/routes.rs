@@ -2,9 +2,7 @@
 //! read the body, decode, call the pure decision, and count and log what happened.
 
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -187,41 +185,18 @@ impl Unread {
             });
             resp
         } else if self.version == axum::http::Version::HTTP_2 {
+            // The answer's body holds the request's (in a closure that never changes an error)
+            // until it is sent and dropped.
+            let request_body = self.body;
             resp.map(|answer| {
-                Body::new(AnswerHoldingRequest {
-                    answer,
-                    _request_body: self.body,
-                })
+                Body::new(answer.map_err(move |e| {
+                    let _held = &request_body;
+                    e
+                }))
             })
         } else {
             resp
         }
-    }
-}
-
-/// An answer's body that keeps the request's body open until the answer has been sent.
-struct AnswerHoldingRequest {
-    answer: Body,
-    _request_body: Body,
-}
-
-impl http_body::Body for AnswerHoldingRequest {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().answer).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.answer.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.answer.size_hint()
     }
 }
 
