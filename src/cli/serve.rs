@@ -362,9 +362,6 @@ async fn credentials(
 
 /// SIGTERM (kubelet) or SIGINT (a terminal).
 async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
     #[cfg(unix)]
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -377,7 +374,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! {
-        _ = ctrl_c => {},
+        _ = tokio::signal::ctrl_c() => {},
         _ = term => {},
     }
     tracing::info!("signal received");
