@@ -332,21 +332,15 @@ impl Keeper {
             }
         }
         self.metrics.ca_bundle_stale.set(stale);
-        if stale > 0 {
-            self.published = None;
-            return None;
-        }
-        match &self.published {
-            Some(p) if p.bundle == bundle && p.versions == versions => Some(p.since),
-            _ => {
-                self.published = Some(Published {
-                    bundle: bundle.to_string(),
-                    versions,
-                    since: now,
-                });
-                Some(now)
-            }
-        }
+        let last = self.published.take();
+        let unchanged = last.filter(|p| p.bundle == bundle && p.versions == versions);
+        let since = unchanged.map_or(now, |p| p.since);
+        self.published = (stale == 0).then(|| Published {
+            bundle: bundle.to_string(),
+            versions,
+            since,
+        });
+        self.published.as_ref().map(|p| p.since)
     }
 
     /// Puts the stored serving pair in force if it is not already.
