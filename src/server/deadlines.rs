@@ -148,10 +148,6 @@ fn end_of_head(mut tail: usize, bytes: &[u8]) -> Result<(), usize> {
     Err(tail)
 }
 
-fn timed_out() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "read deadline passed")
-}
-
 impl<IO: AsyncRead + Unpin> AsyncRead for Deadlines<IO> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -160,20 +156,20 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Deadlines<IO> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        match Pin::new(&mut this.io).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
+        if let Poll::Ready(read) = Pin::new(&mut this.io).poll_read(cx, buf) {
+            if read.is_ok() {
                 this.saw(&buf.filled()[before..]);
-                Poll::Ready(Ok(()))
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                if this.timer.deadline() != this.deadline {
-                    this.timer.as_mut().reset(this.deadline);
-                }
-                ready!(this.timer.as_mut().poll(cx));
-                Poll::Ready(Err(timed_out()))
-            }
+            return Poll::Ready(read);
         }
+        if this.timer.deadline() != this.deadline {
+            this.timer.as_mut().reset(this.deadline);
+        }
+        ready!(this.timer.as_mut().poll(cx));
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "read deadline passed",
+        )))
     }
 }
 
