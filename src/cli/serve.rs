@@ -302,13 +302,14 @@ async fn serve(
         users_given,
         settings.cluster_id.clone(),
     ));
+    let timing = args.limits.timing();
     let state = Arc::new(AppState {
         mappings: live.clone(),
         settings,
         metrics: metrics.server,
         max_body_bytes: args.limits.max_body_bytes,
         validate_only: source.is_none(),
-        request_timeout: Duration::from_secs(args.limits.request_timeout),
+        request_timeout: timing.header_read,
         log,
     });
     let needs_cluster =
@@ -321,7 +322,6 @@ async fn serve(
         Some(source) => source::start(source, live, Duration::from_secs(1), client.clone()).await?,
         None => tracing::info!("validate-only: serving /validate, no mapping table"),
     }
-    let timing = args.limits.timing();
     let credentials =
         credentials(&args, client, metrics.certificate, metrics.keeper, &timing).await?;
     let (listen, admin_listen) = (args.serving.listen, args.serving.admin_listen);

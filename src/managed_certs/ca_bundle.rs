@@ -45,31 +45,21 @@ impl std::str::FromStr for WebhookConfigRef {
 
 impl std::fmt::Display for WebhookConfigRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (_, plural) = self.kind();
-        write!(f, "{} {}", plural.trim_end_matches('s'), self.name)
+        write!(f, "{} {}", self.kind().to_ascii_lowercase(), self.name)
     }
 }
 
 impl WebhookConfigRef {
-    /// Its kind, and the kind's resource (plural) name.
-    fn kind(&self) -> (&'static str, &'static str) {
+    fn kind(&self) -> &'static str {
         match self.mutating {
-            true => (
-                "MutatingWebhookConfiguration",
-                "mutatingwebhookconfigurations",
-            ),
-            false => (
-                "ValidatingWebhookConfiguration",
-                "validatingwebhookconfigurations",
-            ),
+            true => "MutatingWebhookConfiguration",
+            false => "ValidatingWebhookConfiguration",
         }
     }
 
     fn api(&self, client: &Client) -> Api<DynamicObject> {
-        let (kind, plural) = self.kind();
-        let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
-        let resource = ApiResource::from_gvk_with_plural(&gvk, plural);
-        Api::all_with(client.clone(), &resource)
+        let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", self.kind());
+        Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk))
     }
 }
 
