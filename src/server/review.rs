@@ -199,11 +199,7 @@ impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for RequestSeed<S> {
             kind: kind.kind.unwrap_or_default(),
             name: name.flatten().unwrap_or_default(),
             namespace: namespace.flatten().unwrap_or_default(),
-            username: user
-                .flatten()
-                .unwrap_or_default()
-                .username
-                .unwrap_or_default(),
+            username: user.flatten().and_then(|u| u.username).unwrap_or_default(),
             dry_run: dry_run.flatten().unwrap_or(false),
             object,
         })
