@@ -73,6 +73,16 @@ impl KubeError {
     pub fn answered(&self) -> bool {
         !matches!(self, KubeError::Credentials | KubeError::Request(_))
     }
+
+    /// This failure of the call `what` (`get deployments.apps x in namespace y`, which is also
+    /// what RBAC must allow) to the API server at `server`, as a sentence: its answer, or that
+    /// `whom` could not be reached.
+    pub fn of_call(&self, what: &str, server: &str, whom: &str) -> String {
+        match self.answered() {
+            true => format!("{what} at {server}: {self}"),
+            false => format!("cannot reach {whom} at {server} ({what}): {self}"),
+        }
+    }
 }
 
 impl From<kube::Error> for KubeError {

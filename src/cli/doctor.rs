@@ -14,8 +14,10 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, PostParams};
 
+use super::cluster::Connected;
 use super::whoami::CALL_TIMEOUT;
 use crate::clusterpair::{ClusterPair, KubeConfig};
 use crate::doctor::{self, Facts, IdentityAccess, Report, ServingCert, WebhookFacts};
@@ -72,9 +74,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Runtime::new()?;
     let output = args.output;
     // Could not check: exit 2 (1 means a check failed).
     let (status, report) = match runtime.block_on(doctor(args)) {
@@ -87,8 +87,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
             // The JSON promised, for scripts: one entry saying why nothing was checked.
             let check = doctor::Check::new("could-not-check", doctor::Status::Fail, message);
-            let checks = vec![check];
-            (2, Report { checks })
+            (
+                2,
+                Report {
+                    checks: vec![check],
+                },
+            )
         }
     };
     let mut out = std::io::stdout().lock();
@@ -109,13 +113,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
 /// A call doctor could not make, as the sentence it prints: `what` was asked of `server`
 /// (`get deployments.apps rancher-remap in namespace rancher-remap`, which is also what RBAC
 /// must allow).
-fn failed(server: &str, what: &str, e: impl Into<KubeError>) -> anyhow::Error {
+fn failed(at: &Connected, what: &str, e: impl Into<KubeError>) -> anyhow::Error {
+    let server = &at.server;
     match e.into() {
         KubeError::Forbidden(_) => {
             anyhow!("{what} at {server}: forbidden; doctor needs RBAC permission to {what}")
         }
-        e if e.answered() => anyhow!("{what} at {server}: {e}"),
-        e => anyhow!("cannot reach the API server at {server} ({what}): {e}"),
+        e => anyhow!(e.of_call(what, server, "the API server")),
     }
 }
 
@@ -128,17 +132,15 @@ async fn doctor(args: Args) -> Result<Report> {
         )),
         None => None,
     };
-    let connected = args.cluster.connect_within(CALL_TIMEOUT).await?;
-    let (client, server) = (connected.client, connected.server.as_str());
+    let at = args.cluster.connect_within(CALL_TIMEOUT).await?;
     let ns = args.namespace.as_str();
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let what = format!("get deployments.apps {} in namespace {ns}", args.name);
-    let deployment = deployments
+    let deployment = Api::<Deployment>::namespaced(at.client.clone(), ns)
         .get_opt(&args.name)
         .await
-        .map_err(|e| failed(server, &what, e))?;
+        .map_err(|e| failed(&at, &what, e))?;
     let env = deployment_env(deployment.as_ref());
-    let (mappings, origin) = read_mappings(&args, &client, server, &env).await?;
+    let (mappings, origin) = read_mappings(&args, &at, &env).await?;
     let cluster_id = match super::known(&args.cluster_id) {
         Some(c) => Some((c.to_string(), "--cluster-id".to_string())),
         None => env
@@ -146,8 +148,8 @@ async fn doctor(args: Args) -> Result<Report> {
             .filter(|c| !c.is_empty())
             .map(|c| (c.clone(), format!("the Deployment {ns}/{}", args.name))),
     };
-    let (namespace_clusters, system_cluster) = namespace_clusters(&client, server).await?;
-    let projects_here = projects_here(&client, server).await?;
+    let (namespace_clusters, system_cluster) = namespace_clusters(&at).await?;
+    let projects_here = projects_here(&at).await?;
     let (users, identity_notes) = identities(&args, &mappings, &env, pair.as_ref()).await;
     let destinations = mappings
         .as_ref()
@@ -155,22 +157,21 @@ async fn doctor(args: Args) -> Result<Report> {
         .unwrap_or_default();
     let mut identities = Vec::new();
     for (mut who, groups) in users {
-        who.denied = denials(&client, server, &who.user, &groups, &destinations).await?;
+        who.denied = denials(&at, &who.user, &groups, &destinations).await?;
         identities.push(who);
     }
-    let before_install =
-        deployment.is_none() && (args.mappings_file.is_some() || args.project_mappings.is_some());
-    let webhook = if before_install {
-        None
+    let table_given = args.mappings_file.is_some() || args.project_mappings.is_some();
+    let webhook = if deployment.is_none() && table_given {
+        None // before install
     } else {
         let kept = env.get("RANCHER_REMAP_CERT_SECRET").map(String::as_str);
-        Some(webhook_facts(&client, server, ns, deployment.as_ref(), kept).await?)
+        Some(webhook_facts(&at, ns, deployment.as_ref(), kept).await?)
     };
-    let (policy, policy_unread) = match policy_facts(&client).await {
+    let (policy, policy_unread) = match policy_facts(&at.client).await {
         Ok(policy) => (policy, None),
         // Without list on the policies the webhook is still checked; the policies are not.
-        Err(KubeError::Forbidden(answer)) => (None, Some(format!("not checked: listing MutatingAdmissionPolicies at {server} is forbidden ({answer}); doctor needs list on mutatingadmissionpolicies and mutatingadmissionpolicybindings (admissionregistration.k8s.io)"))),
-        Err(e) => return Err(failed(server, "list mutatingadmissionpolicies.admissionregistration.k8s.io", e)),
+        Err(KubeError::Forbidden(answer)) => (None, Some(format!("not checked: listing MutatingAdmissionPolicies at {} is forbidden ({answer}); doctor needs list on mutatingadmissionpolicies and mutatingadmissionpolicybindings (admissionregistration.k8s.io)", at.server))),
+        Err(e) => return Err(failed(&at, "list mutatingadmissionpolicies.admissionregistration.k8s.io", e)),
     };
     Ok(doctor::run(&Facts {
         mappings,
@@ -184,7 +185,7 @@ async fn doctor(args: Args) -> Result<Report> {
         webhook,
         policy,
         policy_unread,
-        table_given: args.mappings_file.is_some() || args.project_mappings.is_some(),
+        table_given,
     }))
 }
 
@@ -209,8 +210,7 @@ fn deployment_env(d: Option<&Deployment>) -> BTreeMap<String, String> {
 /// The table (or why there is none) and where it came from.
 async fn read_mappings(
     args: &Args,
-    client: &kube::Client,
-    server: &str,
+    at: &Connected,
     env: &BTreeMap<String, String>,
 ) -> Result<(Result<Mappings, String>, String)> {
     let (source, origin) = match (&args.project_mappings, &args.mappings_file) {
@@ -235,7 +235,7 @@ async fn read_mappings(
     };
     // A source that cannot be read is "could not check" (exit 2); one that reads but holds no
     // good table is the `mappings` check failing (exit 1).
-    let m = match source.read(Some(client)).await {
+    let m = match source.read(Some(&at.client)).await {
         Ok(m) => Ok(m),
         Err(ReadError::Invalid { why, .. }) => Err(why.to_string()),
         Err(ReadError::Api {
@@ -245,9 +245,9 @@ async fn read_mappings(
         Err(ReadError::File { path, why }) => {
             bail!("reading --mappings-file {}: {why}", path.display())
         }
-        Err(ReadError::Api { at, why }) => {
-            let what = format!("get configmaps {} in namespace {}", at.name, at.namespace);
-            return Err(failed(server, &what, why));
+        Err(ReadError::Api { at: cm, why }) => {
+            let what = format!("get configmaps {} in namespace {}", cm.name, cm.namespace);
+            return Err(failed(at, &what, why));
         }
         Err(e) => return Err(e.into()),
     };
@@ -255,12 +255,8 @@ async fn read_mappings(
 }
 
 /// The cluster part of each Rancher-annotated Namespace (counted), and `kube-system`'s.
-async fn namespace_clusters(
-    client: &kube::Client,
-    server: &str,
-) -> Result<(BTreeMap<String, usize>, Option<String>)> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let all = metadata_of_all(&api, server, "list namespaces").await?;
+async fn namespace_clusters(at: &Connected) -> Result<(BTreeMap<String, usize>, Option<String>)> {
+    let all = metadata_of_all::<Namespace>(at, "list namespaces").await?;
     let (mut clusters, mut system) = (BTreeMap::new(), None);
     for n in all {
         let annotations = n.annotations.unwrap_or_default();
@@ -277,10 +273,9 @@ async fn namespace_clusters(
 }
 
 /// Projects whose `-namespaces-edit` ClusterRole Rancher made here.
-async fn projects_here(client: &kube::Client, server: &str) -> Result<BTreeSet<String>> {
-    let api: Api<ClusterRole> = Api::all(client.clone());
+async fn projects_here(at: &Connected) -> Result<BTreeSet<String>> {
     let what = "list clusterroles.rbac.authorization.k8s.io";
-    Ok(metadata_of_all(&api, server, what)
+    Ok(metadata_of_all::<ClusterRole>(at, what)
         .await?
         .into_iter()
         .filter_map(|m| m.name?.strip_suffix("-namespaces-edit").map(str::to_string))
@@ -290,21 +285,18 @@ async fn projects_here(client: &kube::Client, server: &str) -> Result<BTreeSet<S
 /// The metadata of every object of a kind, 500 a page: a Rancher cluster's thousands of
 /// ClusterRoles and Namespaces are read as names and annotations only, a page at a time (the
 /// `helm test` Pod has 128 MiB).
-async fn metadata_of_all<K>(
-    api: &Api<K>,
-    server: &str,
-    what: &str,
-) -> Result<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>>
+async fn metadata_of_all<K>(at: &Connected, what: &str) -> Result<Vec<ObjectMeta>>
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
+    let api = Api::<K>::all(at.client.clone());
     let mut out = Vec::new();
     let mut params = ListParams::default().limit(500);
     loop {
         let page = api
             .list_metadata(&params)
             .await
-            .map_err(|e| failed(server, what, e))?;
+            .map_err(|e| failed(at, what, e))?;
         out.extend(page.items.into_iter().map(|m| m.metadata));
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => params = params.continue_token(&token),
@@ -383,51 +375,45 @@ fn read_pair(path: &std::path::Path) -> Result<KubeConfig> {
 /// What `user` may not do of what Rancher's webhook asks for a migrated Namespace: create
 /// Namespaces, and manage-namespaces on each destination project.
 async fn denials(
-    client: &kube::Client,
-    server: &str,
+    at: &Connected,
     user: &str,
     groups: &[String],
     projects: &BTreeSet<String>,
 ) -> Result<Vec<(String, String)>> {
-    let namespaces = ResourceAttributes {
-        verb: Some("create".into()),
-        resource: Some("namespaces".into()),
-        ..Default::default()
-    };
+    let namespaces = ("create", None, "namespaces".to_string());
     let each_project = projects.iter().map(|p| {
-        let attrs = ResourceAttributes {
-            verb: Some("manage-namespaces".into()),
-            group: Some("management.cattle.io".into()),
-            resource: Some("projects".into()),
-            name: Some(p.clone()),
+        let what = format!("project {p} (projects.management.cattle.io)");
+        ("manage-namespaces", Some(p), what)
+    });
+    let api: Api<SubjectAccessReview> = Api::all(at.client.clone());
+    let mut denied = Vec::new();
+    for (verb, project, what) in std::iter::once(namespaces).chain(each_project) {
+        let resource_attributes = ResourceAttributes {
+            verb: Some(verb.into()),
+            group: project.map(|_| "management.cattle.io".into()),
+            resource: Some(project.map_or("namespaces", |_| "projects").into()),
+            name: project.cloned(),
             ..Default::default()
         };
-        (
-            attrs,
-            format!("project {p} (projects.management.cattle.io)"),
-        )
-    });
-    let asks = std::iter::once((namespaces, "namespaces".to_string())).chain(each_project);
-    let api: Api<SubjectAccessReview> = Api::all(client.clone());
-    let mut denied = Vec::new();
-    for (attrs, what) in asks {
-        let verb = attrs.verb.clone().unwrap_or_default();
-        let review = SubjectAccessReview {
-            spec: SubjectAccessReviewSpec {
-                user: Some(user.to_string()),
-                groups: Some(groups.to_vec()),
-                resource_attributes: Some(attrs),
-                ..Default::default()
-            },
+        let spec = SubjectAccessReviewSpec {
+            user: Some(user.to_string()),
+            groups: Some(groups.to_vec()),
+            resource_attributes: Some(resource_attributes),
             ..Default::default()
         };
         let ask = "create subjectaccessreviews.authorization.k8s.io";
         let answer = api
-            .create(&PostParams::default(), &review)
+            .create(
+                &PostParams::default(),
+                &SubjectAccessReview {
+                    spec,
+                    ..Default::default()
+                },
+            )
             .await
-            .map_err(|e| failed(server, ask, e))?;
+            .map_err(|e| failed(at, ask, e))?;
         if !answer.status.is_some_and(|s| s.allowed) {
-            denied.push((verb, what));
+            denied.push((verb.to_string(), what));
         }
     }
     Ok(denied)
@@ -436,18 +422,16 @@ async fn denials(
 /// The installed webhook's wiring: its configuration, its serving certificate (mounted, or kept
 /// by the server in the Secret `kept`, its `RANCHER_REMAP_CERT_SECRET`), and its ready replicas.
 async fn webhook_facts(
-    client: &kube::Client,
-    server: &str,
+    at: &Connected,
     ns: &str,
     deployment: Option<&Deployment>,
     kept: Option<&str>,
 ) -> Result<WebhookFacts> {
-    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let what = "list mutatingwebhookconfigurations.admissionregistration.k8s.io";
-    let list = api
+    let list = Api::<MutatingWebhookConfiguration>::all(at.client.clone())
         .list(&ListParams::default())
         .await
-        .map_err(|e| failed(server, what, e))?;
+        .map_err(|e| failed(at, what, e))?;
     let found = list.items.iter().find_map(|c| {
         let hook = c.webhooks.as_ref()?.iter().find(|w| {
             w.name == "rewrite.rancher-remap.io"
@@ -478,12 +462,10 @@ async fn webhook_facts(
         failure_policy: hook.and_then(|h| h.failure_policy.clone()),
         timeout_seconds: hook.and_then(|h| h.timeout_seconds),
         service_dns: format!("{service}.{ns}.svc"),
-        serving_cert: serving_cert(client, server, ns, deployment, kept).await?,
+        serving_cert: serving_cert(at, ns, deployment, kept).await?,
         ready_replicas: deployment.map(|d| {
-            d.status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .unwrap_or(0)
+            let status = d.status.as_ref();
+            status.and_then(|s| s.ready_replicas).unwrap_or(0)
         }),
         now: time::OffsetDateTime::now_utc().unix_timestamp(),
     })
@@ -492,8 +474,7 @@ async fn webhook_facts(
 /// `tls.crt` of the Secret the Deployment mounts, or of the server's own Secret `kept`
 /// (`[NS/]NAME`); never a key, never printed.
 async fn serving_cert(
-    client: &kube::Client,
-    server: &str,
+    at: &Connected,
     ns: &str,
     deployment: Option<&Deployment>,
     kept: Option<&str>,
@@ -518,7 +499,7 @@ async fn serving_cert(
             ))
         }
     };
-    let api: Api<Secret> = Api::namespaced(client.clone(), &secret_ns);
+    let api: Api<Secret> = Api::namespaced(at.client.clone(), &secret_ns);
     let what = format!("get secrets {name} in namespace {secret_ns}");
     let secret = match api.get_opt(&name).await.map_err(KubeError::from) {
         Ok(s) => s,
@@ -529,7 +510,7 @@ async fn serving_cert(
                 secret: format!("{secret_ns}/{name}"),
             })
         }
-        Err(e) => return Err(failed(server, &what, e)),
+        Err(e) => return Err(failed(at, &what, e)),
     };
     Ok(match secret.and_then(|s| s.data?.remove("tls.crt")) {
         Some(crt) => ServingCert::Pem(crt.0),

@@ -392,10 +392,10 @@ fn api_error(what: &str, server: &str, e: kube::Error) -> anyhow::Error {
     let hint = match e {
         KubeError::Forbidden(_) => "; map-projects needs RBAC permission to do this (docs/operators-guide.md, map-projects)",
         KubeError::NotFound(_) => "; this API server has no Rancher management types: point --kubeconfig/--context at Rancher's management cluster (the `local` cluster Rancher runs on), not at a downstream cluster",
-        _ if e.answered() => "",
-        _ => return anyhow!("cannot reach Rancher's management cluster at {server} ({what}): {e}"),
+        _ => "",
     };
-    anyhow!("{what} at {server}: {e}{hint}")
+    let whom = "Rancher's management cluster";
+    anyhow!("{}{hint}", e.of_call(what, server, whom))
 }
 
 #[cfg(test)]

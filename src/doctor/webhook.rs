@@ -49,7 +49,7 @@ pub enum ServingCert {
 /// Whether the PEM certificate `cert` chains to the PEM CAs in `ca` and is valid for `dns` at
 /// `now`, as kube-apiserver checks a webhook's certificate against its caBundle. The
 /// certificate's notAfter (Unix seconds) when it does.
-pub fn serving_cert_verifies(ca: &[u8], cert: &[u8], dns: &str, now: i64) -> Result<i64, String> {
+fn serving_cert_verifies(ca: &[u8], cert: &[u8], dns: &str, now: i64) -> Result<i64, String> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca) {
         let c = c.map_err(|_| "the caBundle is not PEM certificates".to_string())?;
@@ -81,15 +81,11 @@ fn ca_bundle_usable(ca: &[u8], now: i64) -> Result<(), String> {
             c.is_ca() && v.not_before.timestamp() <= now && now < v.not_after.timestamp()
         })
     };
-    match CertificateDer::pem_slice_iter(ca)
+    let any = CertificateDer::pem_slice_iter(ca)
         .filter_map(Result::ok)
-        .any(valid_ca)
-    {
-        true => Ok(()),
-        false => {
-            Err("the caBundle holds no CA valid now: the API server cannot trust the server".into())
-        }
-    }
+        .any(valid_ca);
+    any.then_some(())
+        .ok_or("the caBundle holds no CA valid now: the API server cannot trust the server".into())
 }
 
 /// The findings of the webhook check, worst first decides its status.
