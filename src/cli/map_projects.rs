@@ -15,7 +15,9 @@ use super::cluster::{ClusterArgs, Connected};
 use super::derive::{checked_table, print_configmap};
 use crate::kube_error::KubeError;
 use crate::mapping::objects::{entries_text, DEFAULT_CONFIGMAP_NAME};
-use crate::rancher::{self, pair, resolve_cluster, Cluster, How, Match, Pairing, Project, Rename};
+use crate::rancher::{
+    self, pair, resolve_cluster, Cluster, How, Match, Named, Pairing, Project, Rename,
+};
 
 /// Map a source cluster's Rancher projects to a destination cluster's by display name, and
 /// print the mapping ConfigMap (as `derive` prints one) and storkctl's --project-mappings.
@@ -113,11 +115,7 @@ struct Management {
 impl Management {
     async fn read(args: &ClusterArgs) -> Result<Management> {
         let at = args.connect_within(super::whoami::CALL_TIMEOUT).await?;
-        let clusters = list(&at, "Cluster", "clusters", None)
-            .await?
-            .into_iter()
-            .map(|(id, display_name)| Cluster { id, display_name })
-            .collect();
+        let clusters = list(&at, "Cluster", "clusters", None).await?;
         Ok(Management { at, clusters })
     }
 
@@ -129,11 +127,7 @@ impl Management {
     }
 
     async fn projects(&self, cluster: &Cluster) -> Result<Vec<Project>> {
-        let found = list(&self.at, "Project", "projects", Some(&cluster.id)).await?;
-        Ok(found
-            .into_iter()
-            .map(|(id, name)| Project::new(id, name))
-            .collect())
+        list(&self.at, "Project", "projects", Some(&cluster.id)).await
     }
 }
 
@@ -269,21 +263,13 @@ fn report(src: &Cluster, dst: &Cluster, pairing: &Pairing) -> String {
             "  unmatched  {p}: no project of cluster {d} has this name\n"
         ));
     }
-    let list = |ps: &[Project]| match ps {
-        [] => "none".to_string(),
-        ps => ps
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
-    };
     for a in &pairing.ambiguous {
         let case = if a.ignoring_case {
             " (ignoring case)"
         } else {
             ""
         };
-        let (on_s, on_d) = (list(&a.sources), list(&a.destinations));
+        let (on_s, on_d) = (rancher::list(&a.sources), rancher::list(&a.destinations));
         let name = &a.name;
         out.push_str(&format!(
             "  ambiguous  {name:?}{case}: on cluster {s}: {on_s}; on cluster {d}: {on_d}\n"
@@ -361,7 +347,7 @@ async fn list(
     kind: &str,
     plural: &str,
     namespace: Option<&str>,
-) -> Result<Vec<(String, String)>> {
+) -> Result<Vec<Named>> {
     let ar = resource(kind, plural);
     let (api, within) = match namespace {
         Some(ns) => (
@@ -380,7 +366,7 @@ async fn list(
         .into_iter()
         .map(|o| {
             let name = o.data["spec"]["displayName"].as_str().unwrap_or_default();
-            (o.metadata.name.unwrap_or_default(), name.to_string())
+            Named::new(o.metadata.name.unwrap_or_default(), name)
         })
         .collect())
 }
@@ -403,13 +389,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn cluster(id: &str, name: &str) -> Cluster {
-        Cluster {
-            id: id.into(),
-            display_name: name.into(),
-        }
-    }
-
     fn pairing() -> Pairing {
         let src = [
             Project::new("p-s1", "Default"),
@@ -428,7 +407,11 @@ mod tests {
 
     #[test]
     fn the_report_names_every_project_by_id_and_name() {
-        let r = report(&cluster("c-1", "prod"), &cluster("c-2", "dr"), &pairing());
+        let r = report(
+            &Named::new("c-1", "prod"),
+            &Named::new("c-2", "dr"),
+            &pairing(),
+        );
         assert_eq!(
             r,
             "projects of cluster c-1 (\"prod\") → cluster c-2 (\"dr\"):\n\

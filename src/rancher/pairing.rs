@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::Project;
+use super::{holding, holding_ignoring_case, Project};
 
 /// `--map "OLD=NEW"`: the source project named `source` pairs with the destination project
 /// named `destination` (a project renamed on the way).
@@ -114,23 +114,6 @@ pub enum RenameError {
     Twice { from: String },
 }
 
-/// The projects holding `name`: exactly, else ignoring case (and whether case was ignored).
-fn holding<'p>(name: &str, projects: &'p [Project]) -> (Vec<&'p Project>, bool) {
-    let exact: Vec<&Project> = projects.iter().filter(|p| p.display_name == name).collect();
-    if !exact.is_empty() {
-        return (exact, false);
-    }
-    (holding_ignoring_case(name, projects), true)
-}
-
-fn holding_ignoring_case<'p>(name: &str, projects: &'p [Project]) -> Vec<&'p Project> {
-    let name = name.to_lowercase();
-    projects
-        .iter()
-        .filter(|p| p.display_name.to_lowercase() == name)
-        .collect()
-}
-
 /// Pairs every source project with a destination project (see the module's doc). `--map`
 /// entries that name no project are errors; everything else is in the [`Pairing`].
 pub fn pair(
@@ -209,11 +192,7 @@ impl PairingSoFar {
             }
             by_map.extend(s.iter().map(|p| p.id.clone()));
         }
-        if errors.is_empty() {
-            Ok(by_map)
-        } else {
-            Err(errors)
-        }
+        errors.is_empty().then_some(by_map).ok_or(errors)
     }
 
     /// Pairs `p`, one of `rest` (the source projects `--map` does not name), by its name.

@@ -178,10 +178,7 @@ fn clusters() -> Vec<Cluster> {
         ("c-2", "Twin"),
         ("c-3", "twin"),
     ]
-    .map(|(id, name)| Cluster {
-        id: id.into(),
-        display_name: name.into(),
-    })
+    .map(|(id, name)| Cluster::new(id, name))
     .into()
 }
 
