@@ -432,36 +432,23 @@ async fn webhook_facts(
         .list(&ListParams::default())
         .await
         .map_err(|e| failed(at, what, e))?;
-    let found = list.items.iter().find_map(|c| {
-        let hook = c.webhooks.as_ref()?.iter().find(|w| {
+    let found = list.items.into_iter().find_map(|c| {
+        let hook = c.webhooks?.into_iter().find(|w| {
             w.name == "rewrite.rancher-remap.io"
                 && w.client_config
                     .service
                     .as_ref()
                     .is_some_and(|s| s.namespace == ns)
         })?;
-        Some((c.metadata.name.clone().unwrap_or_default(), hook))
+        Some((c.metadata.name.unwrap_or_default(), hook))
     });
-    let (configuration, hook) = found.unzip();
-    let service = hook
-        .and_then(|h| h.client_config.service.as_ref())
+    let service = found
+        .as_ref()
+        .and_then(|(_, h)| h.client_config.service.as_ref())
         .map_or("rancher-remap", |s| s.name.as_str());
-    let conditions = hook.and_then(|h| h.match_conditions.as_ref());
     Ok(WebhookFacts {
-        configuration,
-        match_conditions: conditions
-            .into_iter()
-            .flatten()
-            .map(|m| m.expression.as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        ca_bundle: hook
-            .and_then(|h| h.client_config.ca_bundle.as_ref())
-            .map(|b| b.0.clone())
-            .filter(|b| !b.is_empty()),
-        failure_policy: hook.and_then(|h| h.failure_policy.clone()),
-        timeout_seconds: hook.and_then(|h| h.timeout_seconds),
         service_dns: format!("{service}.{ns}.svc"),
+        configuration: found,
         serving_cert: serving_cert(at, ns, deployment, kept).await?,
         ready_replicas: deployment.map(|d| {
             let status = d.status.as_ref();

@@ -1,3 +1,5 @@
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhook;
+
 use super::*;
 
 fn facts(table: &str) -> Facts {
@@ -92,14 +94,29 @@ fn denials_name_user_verb_and_project() {
 fn no_webhook() -> WebhookFacts {
     WebhookFacts {
         configuration: None,
-        match_conditions: String::new(),
-        ca_bundle: None,
-        failure_policy: None,
-        timeout_seconds: None,
         service_dns: "rancher-remap.rancher-remap.svc".into(),
         serving_cert: ServingCert::Missing("none".into()),
         ready_replicas: None,
         now: 0,
+    }
+}
+
+/// The rewrite webhook as the chart ships it for cluster `c-dst`, trusting `ca`.
+fn hook(ca: &str) -> MutatingWebhook {
+    use k8s_openapi::api::admissionregistration::v1::{MatchCondition, WebhookClientConfig};
+    let conditions = MatchCondition {
+        expression: "['c-dst'].exists(c, ...)".into(),
+        ..Default::default()
+    };
+    MutatingWebhook {
+        client_config: WebhookClientConfig {
+            ca_bundle: Some(k8s_openapi::ByteString(ca.as_bytes().to_vec())),
+            ..Default::default()
+        },
+        failure_policy: Some("Fail".into()),
+        match_conditions: Some(vec![conditions]),
+        timeout_seconds: Some(SHIPPED_TIMEOUT_SECONDS),
+        ..Default::default()
     }
 }
 
@@ -109,11 +126,7 @@ fn the_serving_certificate_is_verified_for_the_service_name_and_its_expiry() {
     let other = crate::cli::certs::generate("rancher-remap", "rancher-remap", 365).unwrap();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let w = |ca: &str, now: i64| WebhookFacts {
-        configuration: Some("rancher-remap".into()),
-        match_conditions: "['c-dst'].exists(c, ...)".into(),
-        ca_bundle: Some(ca.as_bytes().to_vec()),
-        failure_policy: Some("Fail".into()),
-        timeout_seconds: Some(SHIPPED_TIMEOUT_SECONDS),
+        configuration: Some(("rancher-remap".into(), hook(ca))),
         serving_cert: ServingCert::Pem(g.tls_cert.as_bytes().to_vec()),
         ready_replicas: Some(1),
         now,
