@@ -511,32 +511,18 @@ async fn serving_cert(
 /// `admissionregistration.k8s.io/v1` MutatingAdmissionPolicies (before Kubernetes 1.36).
 async fn policy_facts(client: &kube::Client) -> Result<Option<doctor::PolicyFacts>, KubeError> {
     use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-    let kinds = [
-        ("MutatingAdmissionPolicy", "mutatingadmissionpolicies"),
-        (
-            "MutatingAdmissionPolicyBinding",
-            "mutatingadmissionpolicybindings",
-        ),
-    ];
+    let kinds = ["MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"];
     let mut found = [Vec::new(), Vec::new()];
-    for ((kind, plural), out) in kinds.into_iter().zip(&mut found) {
+    for (kind, out) in kinds.into_iter().zip(&mut found) {
         let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
-        let api: Api<DynamicObject> = Api::all_with(
-            client.clone(),
-            &ApiResource::from_gvk_with_plural(&gvk, plural),
-        );
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk));
         let params = ListParams::default().labels("app.kubernetes.io/component=admission-policy");
-        let items = match api.list(&params).await.map_err(KubeError::from) {
+        *out = match api.list(&params).await.map_err(KubeError::from) {
             Ok(list) => list.items,
             // Not served before 1.36: the webhook is the rewrite path.
             Err(KubeError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
-        *out = items
-            .iter()
-            .map(serde_json::to_value)
-            .collect::<Result<_, _>>()
-            .map_err(|e| KubeError::Request(e.to_string()))?;
     }
     let [policies, bindings] = found;
     let any = !policies.is_empty() || !bindings.is_empty();

@@ -115,7 +115,7 @@ struct Management {
 impl Management {
     async fn read(args: &ClusterArgs) -> Result<Management> {
         let at = args.connect_within(super::whoami::CALL_TIMEOUT).await?;
-        let clusters = list(&at, "Cluster", "clusters", None).await?;
+        let clusters = list(&at, "Cluster", None).await?;
         Ok(Management { at, clusters })
     }
 
@@ -127,7 +127,7 @@ impl Management {
     }
 
     async fn projects(&self, cluster: &Cluster) -> Result<Vec<Project>> {
-        list(&self.at, "Project", "projects", Some(&cluster.id)).await
+        list(&self.at, "Project", Some(&cluster.id)).await
     }
 }
 
@@ -210,7 +210,7 @@ async fn create_missing(
     dst: &Cluster,
     pairing: &mut Pairing,
 ) -> Result<()> {
-    let ar = resource("Project", "projects");
+    let ar = resource("Project");
     let api: Api<DynamicObject> = Api::namespaced_with(at.at.client.clone(), &dst.id, &ar);
     let unmatched = std::mem::take(&mut pairing.unmatched);
     let objects: Vec<Value> = unmatched
@@ -335,20 +335,14 @@ fn print_json(pairing: &Pairing, entries: &[(String, String)]) -> Result<()> {
 }
 
 /// A management.cattle.io/v3 type.
-fn resource(kind: &str, plural: &str) -> ApiResource {
-    let gvk = GroupVersionKind::gvk("management.cattle.io", "v3", kind);
-    ApiResource::from_gvk_with_plural(&gvk, plural)
+fn resource(kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("management.cattle.io", "v3", kind))
 }
 
-/// Every `plural` of management.cattle.io (in `namespace`): its name (the ID) and
+/// Every `kind` of management.cattle.io (in `namespace`): its name (the ID) and
 /// `spec.displayName`.
-async fn list(
-    at: &Connected,
-    kind: &str,
-    plural: &str,
-    namespace: Option<&str>,
-) -> Result<Vec<Named>> {
-    let ar = resource(kind, plural);
+async fn list(at: &Connected, kind: &str, namespace: Option<&str>) -> Result<Vec<Named>> {
+    let ar = resource(kind);
     let (api, within) = match namespace {
         Some(ns) => (
             Api::<DynamicObject>::namespaced_with(at.client.clone(), ns, &ar),
@@ -356,7 +350,7 @@ async fn list(
         ),
         None => (Api::all_with(at.client.clone(), &ar), String::new()),
     };
-    let what = format!("list {plural}.{}{within}", ar.group);
+    let what = format!("list {}.{}{within}", ar.plural, ar.group);
     let list = api
         .list(&ListParams::default())
         .await

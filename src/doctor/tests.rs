@@ -193,7 +193,8 @@ fn exported(table: &str) -> PolicyFacts {
     let objects = crate::policy::export(&m, &settings).unwrap();
     let (policies, bindings) = objects
         .into_iter()
-        .partition(|o| o["kind"] == "MutatingAdmissionPolicy");
+        .map(|o| serde_json::from_value::<kube::core::DynamicObject>(o).unwrap())
+        .partition(|o| o.types.as_ref().unwrap().kind == "MutatingAdmissionPolicy");
     PolicyFacts { policies, bindings }
 }
 
@@ -221,7 +222,7 @@ fn the_policies_are_checked_bound_with_this_clusters_id_and_the_table() {
 
     let mut unbound = exported(TABLE);
     unbound.bindings.remove(1);
-    unbound.bindings[0]["spec"]["paramRef"] = serde_json::json!({"name": "params"});
+    unbound.bindings[0].data["spec"]["paramRef"] = serde_json::json!({"name": "params"});
     let says = [
         "no MutatingAdmissionPolicyBinding rancher-remap-workloads",
         "does not bind policy rancher-remap-metadata alone",
@@ -234,9 +235,9 @@ fn the_policies_are_checked_bound_with_this_clusters_id_and_the_table() {
 
     // Narrowed to nothing, or failing open: not export-policy's.
     let mut edited = exported(TABLE);
-    edited.bindings[0]["spec"]["matchResources"] =
+    edited.bindings[0].data["spec"]["matchResources"] =
         serde_json::json!({"objectSelector": {"matchLabels": {"nothing": "matches"}}});
-    edited.policies[1]["spec"]["failurePolicy"] = serde_json::json!("Ignore");
+    edited.policies[1].data["spec"]["failurePolicy"] = serde_json::json!("Ignore");
     let says = [
         "matchResources true",
         "MutatingAdmissionPolicy rancher-remap-workloads does not fail closed",
@@ -249,7 +250,7 @@ fn the_policies_are_checked_bound_with_this_clusters_id_and_the_table() {
 
     let mut old = exported(TABLE);
     old.policies.remove(1);
-    old.policies[0]["spec"]["variables"] = serde_json::json!([]);
+    old.policies[0].data["spec"]["variables"] = serde_json::json!([]);
     let says = [
         "MutatingAdmissionPolicy rancher-remap-workloads is missing",
         "holds no table of its own",
