@@ -156,35 +156,29 @@ mod tests {
     use super::*;
 
     /// A credential plugin's failure can carry its command line, environment and output, where
-    /// kubeconfigs keep secrets: the description says what failed and quotes none of it.
+    /// kubeconfigs keep secrets (as it comes, and during a call as kube's client wraps it): the
+    /// description says what failed and quotes none of it. A body that is not the JSON
+    /// expected: where, never what.
     #[test]
-    fn an_auth_error_quotes_nothing_of_the_plugin() {
-        let e = kube::Error::Auth(kube::client::AuthError::AuthExec(
-            "cmd: \"aws\" AWS_SECRET_ACCESS_KEY=\"sEcReT-marker\" out: token sEcReT-marker".into(),
-        ));
-        let text = KubeError::from(e).to_string();
-        assert!(!text.contains("sEcReT-marker"), "{text}");
-        assert!(text.contains("credentials could not be obtained"), "{text}");
-    }
-
-    /// The same failure during a call, as kube's client wraps it.
-    #[test]
-    fn a_wrapped_auth_error_quotes_nothing_of_the_plugin() {
-        let e = kube::Error::Service(Box::new(kube::client::AuthError::AuthExec(
-            "auth exec command 'aws' failed: out: token sEcReT-marker".into(),
-        )));
-        let e = KubeError::from(e);
-        assert!(matches!(e, KubeError::Credentials), "{e:?}");
-        assert!(!e.to_string().contains("sEcReT-marker"), "{e}");
-    }
-
-    /// A body that is not the JSON expected: where, never what.
-    #[test]
-    fn an_unreadable_answer_quotes_nothing_of_the_body() {
+    fn no_description_quotes_a_plugin_or_a_body() {
+        let plugin = |said: &str| kube::client::AuthError::AuthExec(said.into());
         let bad = serde_json::from_str::<u32>("\"sEcReT-marker\"").unwrap_err();
-        let text = KubeError::from(kube::Error::SerdeError(bad)).to_string();
-        assert!(!text.contains("sEcReT-marker"), "{text}");
-        assert!(text.contains("line 1"), "{text}");
+        let said = "cmd: \"aws\" AWS_SECRET_ACCESS_KEY=\"sEcReT-marker\" out: token sEcReT-marker";
+        let wrapped = plugin("auth exec command 'aws' failed: out: token sEcReT-marker");
+        for (e, want, says) in [
+            (
+                kube::Error::Auth(plugin(said)),
+                "Credentials",
+                "credentials could not be obtained",
+            ),
+            (kube::Error::Service(Box::new(wrapped)), "Credentials", ""),
+            (kube::Error::SerdeError(bad), "Request", "line 1"),
+        ] {
+            let e = KubeError::from(e);
+            assert!(format!("{e:?}").starts_with(want), "{e:?}");
+            assert!(!e.to_string().contains("sEcReT-marker"), "{e}");
+            assert!(e.to_string().contains(says), "{e}");
+        }
     }
 
     #[test]

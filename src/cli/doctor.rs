@@ -95,17 +95,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
             )
         }
     };
+    let text = match output {
+        super::ReportFormat::Json => super::input::pretty_json(&report)?,
+        super::ReportFormat::Table => report
+            .checks
+            .iter()
+            .map(|c| format!("{:<5} {:<21} {}\n", c.status.as_str(), c.name, c.message))
+            .collect(),
+    };
     let mut out = std::io::stdout().lock();
-    match output {
-        super::ReportFormat::Json => {
-            out.write_all(super::input::pretty_json(&report)?.as_bytes())?;
-        }
-        super::ReportFormat::Table => {
-            for c in &report.checks {
-                writeln!(out, "{:<5} {:<21} {}", c.status.as_str(), c.name, c.message)?;
-            }
-        }
-    }
+    out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(ExitCode::from(status))
 }
@@ -395,21 +394,18 @@ async fn denials(
             name: project.cloned(),
             ..Default::default()
         };
-        let spec = SubjectAccessReviewSpec {
-            user: Some(user.to_string()),
-            groups: Some(groups.to_vec()),
-            resource_attributes: Some(resource_attributes),
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(user.to_string()),
+                groups: Some(groups.to_vec()),
+                resource_attributes: Some(resource_attributes),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let ask = "create subjectaccessreviews.authorization.k8s.io";
         let answer = api
-            .create(
-                &PostParams::default(),
-                &SubjectAccessReview {
-                    spec,
-                    ..Default::default()
-                },
-            )
+            .create(&PostParams::default(), &review)
             .await
             .map_err(|e| failed(at, ask, e))?;
         if !answer.status.is_some_and(|s| s.allowed) {

@@ -149,12 +149,8 @@ async fn map_projects(args: Args) -> Result<ExitCode> {
     }
     let sources = source_side.projects(&src).await?;
     if sources.is_empty() {
-        bail!(
-            "cluster {} has no projects (none in namespace {} at {})",
-            src.id,
-            src.id,
-            source_side.at.server
-        );
+        let (id, server) = (&src.id, &source_side.at.server);
+        bail!("cluster {id} has no projects (none in namespace {id} at {server})");
     }
     let destinations = dst_side.projects(&dst).await?;
     let mut pairing = match pair(&sources, &destinations, &args.maps) {
@@ -226,10 +222,7 @@ async fn create_missing(
     )?;
     let shown = super::input::render(objects.clone(), super::OutputFormat::Yaml)?;
     write!(err, "{shown}")?;
-    let what = format!(
-        "create projects.management.cattle.io in namespace {}",
-        dst.id
-    );
+    let what = format!("create {}.{} in namespace {}", ar.plural, ar.group, dst.id);
     for (source, object) in unmatched.into_iter().zip(objects) {
         let created = api
             .create(&PostParams::default(), &serde_json::from_value(object)?)

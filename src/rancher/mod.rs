@@ -43,14 +43,17 @@ impl std::fmt::Display for Named {
 /// The ones of `all` holding the display name `name`: exactly, else ignoring case (and whether
 /// case was ignored).
 fn holding<'n>(name: &str, all: &'n [Named]) -> (Vec<&'n Named>, bool) {
-    let exact: Vec<&Named> = all.iter().filter(|p| p.display_name == name).collect();
-    if !exact.is_empty() {
-        return (exact, false);
+    match exactly(name, all) {
+        exact if !exact.is_empty() => (exact, false),
+        _ => (ignoring_case(name, all), true),
     }
-    (holding_ignoring_case(name, all), true)
 }
 
-fn holding_ignoring_case<'n>(name: &str, all: &'n [Named]) -> Vec<&'n Named> {
+fn exactly<'n>(name: &str, all: &'n [Named]) -> Vec<&'n Named> {
+    all.iter().filter(|p| p.display_name == name).collect()
+}
+
+fn ignoring_case<'n>(name: &str, all: &'n [Named]) -> Vec<&'n Named> {
     let name = name.to_lowercase();
     let same = |p: &&Named| p.display_name.to_lowercase() == name;
     all.iter().filter(same).collect()

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{holding, holding_ignoring_case, Project};
+use super::{exactly, holding, ignoring_case, Project};
 
 /// `--map "OLD=NEW"`: the source project named `source` pairs with the destination project
 /// named `destination` (a project renamed on the way).
@@ -198,16 +198,12 @@ impl PairingSoFar {
     /// Pairs `p`, one of `rest` (the source projects `--map` does not name), by its name.
     fn by_name(&mut self, p: &Project, rest: &[Project], destinations: &[Project]) {
         let name = p.display_name.as_str();
-        let same: Vec<&Project> = rest.iter().filter(|q| q.display_name == name).collect();
-        let exact: Vec<&Project> = destinations
-            .iter()
-            .filter(|q| q.display_name == name)
-            .collect();
+        let (same, exact) = (exactly(name, rest), exactly(name, destinations));
         match (&same[..], &exact[..]) {
             ([_], [d]) => return self.matched(p, d, How::Exact),
             // The name is held twice on the source side: whichever destination holds it.
             ([_, _, ..], []) => {
-                let held = holding_ignoring_case(name, destinations);
+                let held = ignoring_case(name, destinations);
                 return self.ambiguous(false, name, &same, &held);
             }
             // Held twice on either side.
@@ -216,8 +212,8 @@ impl PairingSoFar {
         }
         // No destination holds the name exactly: ignoring case, names that differ only in
         // case are one name, on both sides.
-        let same = holding_ignoring_case(name, rest);
-        let near = holding_ignoring_case(name, destinations);
+        let same = ignoring_case(name, rest);
+        let near = ignoring_case(name, destinations);
         match (&same[..], &near[..]) {
             (_, []) => self.unmatched.push(p.clone()),
             ([_], [d]) => self.matched(p, d, How::IgnoringCase),
