@@ -467,18 +467,13 @@ mod tests {
             Cli::parse_from(argv).args.destination_side()
         };
         assert!(parse(&[]).is_none());
-        let d = parse(&["--destination-context", "dc"]).unwrap();
-        assert_eq!(
-            (
-                d.kubeconfig.unwrap().to_str().unwrap(),
-                d.context.as_deref()
-            ),
-            ("k", Some("dc"))
-        );
-        let d = parse(&["--destination-kubeconfig", "dk"]).unwrap();
-        assert_eq!(
-            (d.kubeconfig.unwrap().to_str().unwrap(), d.context),
-            ("dk", None)
-        );
+        let side = |kubeconfig: &str, context: Option<&str>| ClusterArgs {
+            kubeconfig: Some(kubeconfig.into()),
+            context: context.map(Into::into),
+        };
+        let d = parse(&["--destination-context", "dc"]);
+        assert_eq!(d, Some(side("k", Some("dc"))));
+        let d = parse(&["--destination-kubeconfig", "dk"]);
+        assert_eq!(d, Some(side("dk", None)));
     }
 }

@@ -130,8 +130,11 @@ pub struct Facts {
     pub table_given: bool,
 }
 
+/// A check of the table: how it came out, and what it found.
+type TableCheck = fn(&Facts, &Mappings) -> (Status, String);
+
 /// The checks of the table, by name: each a warning when there is no table.
-const TABLE_CHECKS: [(&str, fn(&Facts, &Mappings) -> (Status, String)); 4] = [
+const TABLE_CHECKS: [(&str, TableCheck); 4] = [
     ("cluster-id", check_cluster_id),
     ("destination-projects", check_destination_projects),
     ("direction", check_direction),
