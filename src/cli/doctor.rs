@@ -109,8 +109,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::from(status))
 }
 
-/// A call doctor could not make, as the sentence it prints: `what` was asked of `server`
-/// (`get deployments.apps rancher-remap in namespace rancher-remap`, which is also what RBAC
+/// A call doctor could not make, as the sentence it prints: `what` was asked of the API server
+/// `at` (`get deployments.apps rancher-remap in namespace rancher-remap`, which is also what RBAC
 /// must allow).
 fn failed(at: &Connected, what: &str, e: impl Into<KubeError>) -> anyhow::Error {
     let server = &at.server;
@@ -144,7 +144,6 @@ async fn doctor(args: Args) -> Result<Report> {
         Some(c) => Some((c.to_string(), "--cluster-id".to_string())),
         None => env
             .get("RANCHER_REMAP_CLUSTER_ID")
-            .filter(|c| !c.is_empty())
             .map(|c| (c.clone(), format!("the Deployment {ns}/{}", args.name))),
     };
     let (namespace_clusters, system_cluster) = namespace_clusters(&at).await?;
@@ -188,9 +187,10 @@ async fn doctor(args: Args) -> Result<Report> {
     }))
 }
 
-/// The literal environment of the install's server container.
+/// The literal environment of the install's server container; an empty value is no value.
 fn deployment_env(d: Option<&Deployment>) -> BTreeMap<String, String> {
-    d.and_then(|d| d.spec.as_ref())
+    let mut env: BTreeMap<String, String> = d
+        .and_then(|d| d.spec.as_ref())
         .and_then(|s| s.template.spec.as_ref())
         .and_then(|p| {
             // The server's container by name (a sidecar may come first), else the first.
@@ -203,7 +203,9 @@ fn deployment_env(d: Option<&Deployment>) -> BTreeMap<String, String> {
                 .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    env.retain(|_, v| !v.is_empty());
+    env
 }
 
 /// The table (or why there is none) and where it came from.
@@ -222,7 +224,6 @@ async fn read_mappings(
             let default = format!("{}/{DEFAULT_CONFIGMAP_NAME}", args.namespace);
             let at = env
                 .get("RANCHER_REMAP_MAPPINGS_CONFIGMAP")
-                .filter(|v| !v.is_empty())
                 .unwrap_or(&default);
             let (ns, name) = at.split_once('/').unwrap_or((&args.namespace, at));
             let at = ConfigMapRef {
@@ -468,8 +469,7 @@ async fn serving_cert(
             vs.iter()
                 .find_map(|v| v.secret.as_ref()?.secret_name.clone())
         });
-    let server_kept = kept.filter(|k| !k.is_empty());
-    let (secret_ns, name) = match (mounted, server_kept) {
+    let (secret_ns, name) = match (mounted, kept) {
         (Some(name), _) => (ns.to_string(), name),
         (None, Some(at)) => {
             // A name alone is in the server's own namespace: the install's.
@@ -488,7 +488,7 @@ async fn serving_cert(
         Ok(s) => s,
         // The server's own Secret holds its CA key: an identity that may not read it (the helm
         // test's) checks the caBundle alone.
-        Err(KubeError::Forbidden(_)) if server_kept.is_some() => {
+        Err(KubeError::Forbidden(_)) if kept.is_some() => {
             return Ok(ServingCert::ServerKept {
                 secret: format!("{secret_ns}/{name}"),
             })
@@ -497,7 +497,7 @@ async fn serving_cert(
     };
     Ok(match secret.and_then(|s| s.data?.remove("tls.crt")) {
         Some(crt) => ServingCert::Pem(crt.0),
-        None if server_kept.is_some() => ServingCert::Missing(format!("Secret {secret_ns}/{name} holds no serving certificate yet: the server makes it on its first start (kubectl logs deployment/rancher-remap)")),
+        None if kept.is_some() => ServingCert::Missing(format!("Secret {secret_ns}/{name} holds no serving certificate yet: the server makes it on its first start (kubectl logs deployment/rancher-remap)")),
         None => ServingCert::Missing(format!("Secret {secret_ns}/{name} has no tls.crt")),
     })
 }

@@ -104,17 +104,16 @@ fn no_webhook() -> WebhookFacts {
 /// The rewrite webhook as the chart ships it for cluster `c-dst`, trusting `ca`.
 fn hook(ca: &str) -> MutatingWebhook {
     use k8s_openapi::api::admissionregistration::v1::{MatchCondition, WebhookClientConfig};
-    let conditions = MatchCondition {
-        expression: "['c-dst'].exists(c, ...)".into(),
-        ..Default::default()
-    };
     MutatingWebhook {
         client_config: WebhookClientConfig {
             ca_bundle: Some(k8s_openapi::ByteString(ca.as_bytes().to_vec())),
             ..Default::default()
         },
         failure_policy: Some("Fail".into()),
-        match_conditions: Some(vec![conditions]),
+        match_conditions: Some(vec![MatchCondition {
+            expression: "['c-dst'].exists(c, ...)".into(),
+            ..Default::default()
+        }]),
         timeout_seconds: Some(SHIPPED_TIMEOUT_SECONDS),
         ..Default::default()
     }
