@@ -92,7 +92,9 @@ impl From<kube::Error> for KubeError {
             kube::Error::Auth(_) => KubeError::Credentials,
             // A credential plugin that fails during a call comes back wrapped (as
             // `Error::Service`), its output in the message: found by type, never shown.
-            other if from_credentials(&other) => KubeError::Credentials,
+            other if causes(&other).any(|c| c.is::<kube::client::AuthError>()) => {
+                KubeError::Credentials
+            }
             // serde's message can quote a string of the body: its position only.
             kube::Error::SerdeError(e) => KubeError::Request(format!(
                 "the API server's answer is not the JSON expected (line {}, column {})",
@@ -100,14 +102,11 @@ impl From<kube::Error> for KubeError {
                 e.column()
             )),
             other => {
-                let mut parts: Vec<String> = vec![other.to_string()];
-                let mut cause = std::error::Error::source(&other);
-                while let Some(c) = cause {
-                    let text = c.to_string();
+                let mut parts: Vec<String> = Vec::new();
+                for text in causes(&other).map(ToString::to_string) {
                     if !parts.iter().any(|p| p.contains(&text)) {
                         parts.push(text);
                     }
-                    cause = c.source();
                 }
                 KubeError::Request(parts.join(": "))
             }
@@ -115,16 +114,11 @@ impl From<kube::Error> for KubeError {
     }
 }
 
-/// Whether `e`, or anything it wraps, is kube's error about obtaining credentials.
-fn from_credentials(e: &kube::Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        if c.is::<kube::client::AuthError>() {
-            return true;
-        }
-        cause = c.source();
-    }
-    false
+/// `e` and everything it wraps, outermost first.
+fn causes(e: &kube::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |&c| {
+        c.source()
+    })
 }
 
 fn classify(status: Status) -> KubeError {

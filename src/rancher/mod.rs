@@ -62,13 +62,11 @@ fn ignoring_case<'n>(name: &str, all: &'n [Named]) -> Vec<&'n Named> {
 /// Why a cluster named on the command line is not one cluster of the management cluster.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ClusterError {
-    /// No cluster has this ID or display name.
     #[error(
         "no cluster has the ID or display name {given:?}; the clusters are: {}",
         list(known)
     )]
     NotFound { given: String, known: Vec<String> },
-    /// Several clusters have this display name.
     #[error("the display name {given:?} is held by several clusters ({}): name the cluster by its ID", ids.join(", "))]
     Ambiguous { given: String, ids: Vec<String> },
 }

@@ -103,13 +103,10 @@ impl Pairing {
 /// A `--map` entry that names no project.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RenameError {
-    /// No source project has the name.
     #[error("--map {from:?}={to:?}: no source project is named {from:?}")]
     NoSource { from: String, to: String },
-    /// No destination project has the name.
     #[error("--map {from:?}={to:?}: no destination project is named {to:?}")]
     NoDestination { from: String, to: String },
-    /// The source name is given twice.
     #[error("--map {from:?} is given more than once")]
     Twice { from: String },
 }
