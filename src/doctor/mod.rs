@@ -157,9 +157,10 @@ pub fn run(facts: &Facts) -> Report {
         .webhook
         .as_ref()
         .is_some_and(|w| w.configuration.is_some() || w.ready_replicas.is_some());
+    let cluster_id = effective_cluster_id(facts);
     if facts.policy.is_none() || webhook_here {
         checks.push(match &facts.webhook {
-            Some(w) => check_webhook(w, effective_cluster_id(facts).as_deref()),
+            Some(w) => check_webhook(w, cluster_id.as_deref()),
             None => Check::new(
                 "webhook",
                 Status::Warn,
@@ -173,11 +174,7 @@ pub fn run(facts: &Facts) -> Report {
     if let Some(p) = &facts.policy {
         let table = facts.mappings.as_ref().ok();
         let table = table.map(|m| (m, facts.mappings_origin.as_str()));
-        checks.push(check_policy(
-            p,
-            effective_cluster_id(facts).as_deref(),
-            table,
-        ));
+        checks.push(check_policy(p, cluster_id.as_deref(), table));
         // The policies hold their own table: without the install's mapping ConfigMap there is
         // nothing else to check, which is not a fault.
         if let (false, false, Err(e)) = (webhook_here, facts.table_given, &facts.mappings) {

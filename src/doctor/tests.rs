@@ -50,9 +50,7 @@ fn a_table_that_fits_passes_every_table_check() {
 
 #[test]
 fn a_many_to_one_table_is_a_warning_naming_both_entries() {
-    let mut f = facts("p-a=p-b,p-c=p-b");
-    f.projects_here = BTreeSet::from(["p-b".to_string()]);
-    let r = run(&f);
+    let r = run(&facts("p-a=p-b,p-c=p-b"));
     let c = check(&r, "mappings");
     assert_says(c, Status::Warn, &["derive --reverse"]);
     assert!(c.message.starts_with("--project-mappings: 2 entries; project-mappings[p-c]: entries \"p-a=p-b\" and \"p-c=p-b\" both map to project p-b"), "{c:?}");
