@@ -489,9 +489,7 @@ async fn serving_cert(
         // The server's own Secret holds its CA key: an identity that may not read it (the helm
         // test's) checks the caBundle alone.
         Err(KubeError::Forbidden(_)) if kept.is_some() => {
-            return Ok(ServingCert::ServerKept {
-                secret: format!("{secret_ns}/{name}"),
-            })
+            return Ok(ServingCert::ServerKept(format!("{secret_ns}/{name}")))
         }
         Err(e) => return Err(failed(at, &what, e)),
     };

@@ -37,7 +37,7 @@ pub enum ServingCert {
     Pem(Vec<u8>),
     /// The server keeps its own certificates (`--cert-secret`) in this Secret, which this
     /// identity may not read (the helm test's account, by design: the Secret holds the CA key).
-    ServerKept { secret: String },
+    ServerKept(String),
     /// Why it could not be found.
     Missing(String),
 }
@@ -127,7 +127,7 @@ pub fn check_webhook(w: &WebhookFacts, cluster_id: Option<&str>) -> Check {
         Some(_) => {}
     }
     let ok = match &w.serving_cert {
-        ServingCert::ServerKept { secret } => format!("configured with this cluster's ID, caBundle holds a valid CA (the server keeps its certificate in Secret {secret}, not readable by this identity), replicas ready"),
+        ServingCert::ServerKept(secret) => format!("configured with this cluster's ID, caBundle holds a valid CA (the server keeps its certificate in Secret {secret}, not readable by this identity), replicas ready"),
         _ => format!("configured with this cluster's ID, caBundle verifies the serving certificate for {}, replicas ready", w.service_dns),
     };
     Check::judged("webhook", fails, warns, ok)
@@ -150,7 +150,7 @@ fn check_certificate(
             fails.push(format!("the serving certificate: {e}"));
             return;
         }
-        ServingCert::ServerKept { .. } => {
+        ServingCert::ServerKept(_) => {
             // The server keeps the caBundle equal to its Secret's bundle (and says so in
             // rancher_remap_ca_bundle_stale): what is left to check here is that it is usable.
             if let Err(e) = ca_bundle_usable(ca, w.now) {
