@@ -87,12 +87,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
             // The JSON promised, for scripts: one entry saying why nothing was checked.
             let check = doctor::Check::new("could-not-check", doctor::Status::Fail, message);
-            (
-                2,
-                Report {
-                    checks: vec![check],
-                },
-            )
+            let checks = vec![check];
+            (2, Report { checks })
         }
     };
     let text = match output {
@@ -159,8 +155,9 @@ async fn doctor(args: Args) -> Result<Report> {
         identities.push(who);
     }
     let table_given = args.mappings_file.is_some() || args.project_mappings.is_some();
-    let webhook = if deployment.is_none() && table_given {
-        None // before install
+    let before_install = deployment.is_none() && table_given;
+    let webhook = if before_install {
+        None
     } else {
         let kept = env.get("RANCHER_REMAP_CERT_SECRET").map(String::as_str);
         Some(webhook_facts(&at, ns, deployment.as_ref(), kept).await?)
@@ -448,8 +445,10 @@ async fn webhook_facts(
         configuration: found,
         serving_cert: serving_cert(at, ns, deployment, kept).await?,
         ready_replicas: deployment.map(|d| {
-            let status = d.status.as_ref();
-            status.and_then(|s| s.ready_replicas).unwrap_or(0)
+            d.status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0)
         }),
         now: time::OffsetDateTime::now_utc().unix_timestamp(),
     })

@@ -394,11 +394,8 @@ mod tests {
 
     #[test]
     fn the_report_names_every_project_by_id_and_name() {
-        let r = report(
-            &Named::new("c-1", "prod"),
-            &Named::new("c-2", "dr"),
-            &pairing(),
-        );
+        let (src, dst) = (Cluster::new("c-1", "prod"), Cluster::new("c-2", "dr"));
+        let r = report(&src, &dst, &pairing());
         assert_eq!(
             r,
             "projects of cluster c-1 (\"prod\") → cluster c-2 (\"dr\"):\n\
