@@ -44,7 +44,7 @@ pub fn decode<'a, S: DeserializeSeed<'a>>(
 ) -> Result<Request<'a, S::Value>, ReviewError> {
     let mut d = serde_json::Deserializer::from_str(text(body)?);
     let (api_version, kind, request) = d
-        .deserialize_map(ReviewSeed(object))
+        .deserialize_map(ReviewVisitor(object))
         .and_then(|r| d.end().map(|()| r))
         .map_err(|e| ReviewError::from_json(&e))?;
     check_type(&api_version, &kind)?;
@@ -63,9 +63,9 @@ macro_rules! read_once {
 }
 
 /// The envelope: `apiVersion`, `kind`, `request`.
-struct ReviewSeed<S>(S);
+struct ReviewVisitor<S>(S);
 
-impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for ReviewSeed<S> {
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for ReviewVisitor<S> {
     type Value = (Cow<'de, str>, Cow<'de, str>, Option<Request<'de, S::Value>>);
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {

@@ -125,17 +125,8 @@ const EARLY_ANSWER_DRAIN_BYTES: u64 = 32 << 20;
 /// Bodies drained at once at most; past that, early answers cut the body off.
 const MAX_DRAINS: usize = 256;
 
-/// An answer given before the request body was read (404, 413, 408), sent so that it reaches the
-/// client intact. Clients commonly keep sending their body and only then read the answer; cutting
-/// the body off under them loses it: on HTTP/1.1 the kernel resets a connection closed with
-/// unread bytes, and on HTTP/2 a stream reset while the client uploads is reported as a stream
-/// error by some clients (curl), whatever its code.
-///
-/// So, when `drain` allows it, the rest of the body is read and thrown away in the background,
-/// up to [`EARLY_ANSWER_DRAIN_BYTES`] and the request deadline, and the exchange ends as a normal
-/// one. Otherwise (a body declared longer than that, or already late), the body is cut off: on
-/// HTTP/2 only once the answer has been sent, so the reset is NO_ERROR ("stop sending", RFC 9113
-/// §8.1) rather than CANCEL, which loses the answer in every client.
+/// A request body not yet read, and what an early answer (404, 413, 408) needs to send ahead of
+/// it: the HTTP version, the request deadline and the declared length (see [`Unread::answer`]).
 struct Unread {
     body: Body,
     version: axum::http::Version,
@@ -161,7 +152,18 @@ impl Unread {
         }
     }
 
-    /// Sends `resp` ahead of the body, draining the body if `drain` and its declared length allow.
+    /// Sends `resp` ahead of the body so that it reaches the client intact. Clients commonly keep
+    /// sending their body and only then read the answer; cutting the body off under them loses
+    /// it: on HTTP/1.1 the kernel resets a connection closed with unread bytes, and on HTTP/2 a
+    /// stream reset while the client uploads is reported as a stream error by some clients
+    /// (curl), whatever its code.
+    ///
+    /// So, when `drain`, the declared length and a free drain slot ([`MAX_DRAINS`]) allow it,
+    /// the rest of the body is read and thrown away in the background, up to
+    /// [`EARLY_ANSWER_DRAIN_BYTES`] and the request deadline, and the exchange ends as a normal
+    /// one. Otherwise (a body declared longer than that, already late, or no free slot), the body
+    /// is cut off: on HTTP/2 only once the answer has been sent, so the reset is NO_ERROR ("stop
+    /// sending", RFC 9113 §8.1) rather than CANCEL, which loses the answer in every client.
     fn answer(self, resp: Response, drain: bool) -> Response {
         // Drains at once are bounded: a client that declares bodies and never sends them (many
         // HTTP/2 streams cost it little) would otherwise leave a task each until its deadline.
@@ -201,7 +203,8 @@ impl Unread {
 }
 
 /// Reads the body up to the limit and by the request deadline; a declared length over the
-/// limit is refused before reading. Refusals keep the body open until they are sent.
+/// limit is refused before reading. Refusals keep the body open until they are sent (over
+/// HTTP/2, or drained; see [`Unread::answer`]).
 async fn read_body(
     req: axum::extract::Request,
     limit: usize,
