@@ -23,13 +23,6 @@ use serde_json::Value;
 use super::discovery::ResourceType;
 use crate::kube_error::KubeError;
 
-/// One page of a list.
-#[derive(Debug)]
-pub struct Page {
-    pub items: Vec<Value>,
-    pub continue_token: Option<String>,
-}
-
 /// kube's `Api` on `t` (in `namespace`, when `t` is namespaced; else cluster-wide).
 fn api(client: &Client, t: &ResourceType, namespace: Option<&str>) -> Api<DynamicObject> {
     let scope = if t.namespaced {
@@ -45,14 +38,15 @@ fn api(client: &Client, t: &ResourceType, namespace: Option<&str>) -> Api<Dynami
     }
 }
 
-/// Lists one page of `t` (in `namespace`, or everywhere), starting at `continue_token`.
+/// Lists one page of `t` (in `namespace`, or everywhere), starting at `continue_token`: its
+/// items, and the token of the next page.
 pub async fn list_page(
     client: &Client,
     t: &ResourceType,
     namespace: Option<&str>,
     limit: u32,
     continue_token: Option<String>,
-) -> Result<Page, KubeError> {
+) -> Result<(Vec<Value>, Option<String>), KubeError> {
     let params = ListParams {
         limit: Some(limit),
         continue_token,
@@ -67,12 +61,12 @@ pub async fn list_page(
 }
 
 /// One page, its items as JSON values for the engine and the report.
-fn page<K: Clone + Serialize>(list: ObjectList<K>, t: &ResourceType) -> Result<Page, KubeError> {
+fn page<K: Clone + Serialize>(
+    list: ObjectList<K>,
+    t: &ResourceType,
+) -> Result<(Vec<Value>, Option<String>), KubeError> {
     let items = list.items.into_iter().map(|item| typed_value(item, t));
-    Ok(Page {
-        items: items.collect::<Result<_, _>>()?,
-        continue_token: list.metadata.continue_,
-    })
+    Ok((items.collect::<Result<_, _>>()?, list.metadata.continue_))
 }
 
 /// Reads one object again.
@@ -119,24 +113,16 @@ pub async fn patch(
 /// object serialized once more: the audit waits on the API server, not on this copy.)
 fn typed_value<K: Serialize>(obj: K, t: &ResourceType) -> Result<Value, KubeError> {
     let mut value = serde_json::to_value(obj).map_err(kube::Error::SerdeError)?;
-    with_type(&mut value, t);
-    Ok(value)
-}
-
-fn with_type(obj: &mut Value, t: &ResourceType) {
     // kube-apiserver leaves kind and apiVersion out of list items of built-in types (and names
     // metadata-only items PartialObjectMetadata); the engine and the report need the type's.
-    let Some(map) = obj.as_object_mut() else {
-        return;
+    let Some(map) = value.as_object_mut() else {
+        return Ok(value);
     };
-    if t.metadata_only() {
+    for (key, v) in [("kind", t.kind.clone()), ("apiVersion", t.api_version())] {
         // `meta.k8s.io/v1 PartialObjectMetadata` says how it was sent, not what it is.
-        map.insert("kind".into(), Value::from(t.kind.clone()));
-        map.insert("apiVersion".into(), Value::from(t.api_version()));
-    } else {
-        map.entry("kind")
-            .or_insert_with(|| Value::from(t.kind.clone()));
-        map.entry("apiVersion")
-            .or_insert_with(|| Value::from(t.api_version()));
+        if t.metadata_only() || !map.contains_key(key) {
+            map.insert(key.into(), Value::from(v));
+        }
     }
+    Ok(value)
 }

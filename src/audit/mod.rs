@@ -28,8 +28,7 @@ pub use discovery::{discover, Discovered, ResourceType};
 use crate::kube_error::KubeError;
 use crate::mapping::objects::Mappings;
 use crate::rewrite::{
-    decide_object, has_migrated_annotation, Action, MutateSettings, Scope, UnmappedAction,
-    UnmappedPolicy,
+    decide_object, has_migrated_annotation, Action, MutateSettings, UnmappedAction,
 };
 
 /// Which namespaces are audited.
@@ -63,11 +62,10 @@ pub struct Fix {
 /// What to audit and how.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub unmapped: UnmappedPolicy,
-    /// `--scope all`: every object counts, not only migrated ones.
-    pub all: bool,
-    /// This cluster's Rancher ID: a Namespace annotated with it is never changed.
-    pub cluster_id: Option<String>,
+    /// The webhook's settings the audit judges by (no migration user writes a listed object):
+    /// `--unmapped`, `--scope` and `--cluster-id` (a Namespace annotated with this cluster's ID
+    /// is never changed).
+    pub rule: MutateSettings,
     pub namespaces: Namespaces,
     /// Objects per list request.
     pub page_size: u32,
@@ -104,6 +102,16 @@ pub struct Finding {
     /// What `--fix` did; absent without it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<FixResult>,
+    /// The webhook's patch, which `--fix` sends.
+    #[serde(skip)]
+    patch: Vec<json_patch::PatchOperation>,
+}
+
+impl Finding {
+    /// Whether `--unmapped deny` refuses the object (the webhook denies exactly then).
+    fn is_refused(&self) -> bool {
+        self.unmapped.iter().any(|u| u.action == "refused")
+    }
 }
 
 /// One value replaced.
@@ -216,16 +224,6 @@ pub async fn run(
     let scan = Scan {
         client,
         mappings,
-        rule: MutateSettings {
-            unmapped: settings.unmapped,
-            scope: if settings.all {
-                Scope::All
-            } else {
-                Scope::Migrated
-            },
-            cluster_id: settings.cluster_id.clone(),
-            ..MutateSettings::default()
-        },
         settings,
         progress,
         permits: Semaphore::new(concurrency),
@@ -239,7 +237,7 @@ pub async fn run(
     progress
         .types_total
         .store(namespaces.len() + others.len(), Ordering::Relaxed);
-    let mut results: Vec<TypeResult> = futures::stream::iter(&others)
+    let mut results: Vec<Report> = futures::stream::iter(&others)
         .map(|t| scan.scan_type(t))
         .buffer_unordered(concurrency)
         .collect()
@@ -286,15 +284,7 @@ fn select(
 /// Expired continue tokens tolerated per list before it counts as failed.
 const MAX_EXPIRED: usize = 10;
 
-#[derive(Default)]
-struct TypeResult {
-    objects: usize,
-    findings: Vec<Finding>,
-    skipped: Vec<String>,
-    errors: Vec<String>,
-}
-
-impl TypeResult {
+impl Report {
     /// A list or get of `at` that failed: skipped, said but not an error, when the caller may
     /// not read it or it is gone since discovery (not this caller's objects to audit).
     fn failed(&mut self, doing: &str, at: String, e: KubeError) {
@@ -310,8 +300,6 @@ impl TypeResult {
 struct Scan<'a> {
     client: &'a Client,
     mappings: &'a Mappings,
-    /// The webhook's settings the audit judges by (no migration user writes a listed object).
-    rule: MutateSettings,
     settings: &'a Settings,
     progress: &'a Progress,
     /// One per request in flight.
@@ -321,8 +309,9 @@ struct Scan<'a> {
 }
 
 impl Scan<'_> {
-    async fn scan_type(&self, t: &ResourceType) -> TypeResult {
-        let mut out = TypeResult::default();
+    /// One type's objects, findings, and what was skipped or failed.
+    async fn scan_type(&self, t: &ResourceType) -> Report {
+        let mut out = Report::default();
         match &self.settings.namespaces {
             // The chosen Namespaces one by one: `get` on them is enough, no cluster-wide list.
             Namespaces::Only(set) if t.is_namespace() => {
@@ -349,22 +338,16 @@ impl Scan<'_> {
     }
 
     /// Every page of one list of `t` (in `ns`, or everywhere).
-    async fn scan_list(&self, t: &ResourceType, ns: Option<&str>, out: &mut TypeResult) {
+    async fn scan_list(&self, t: &ResourceType, ns: Option<&str>, out: &mut Report) {
         let mut token: Option<String> = None;
         let mut expired = 0;
         loop {
             let page = {
                 let _permit = self.permits.acquire().await;
-                api::list_page(
-                    self.client,
-                    t,
-                    ns,
-                    self.settings.page_size.max(1),
-                    token.take(),
-                )
-                .await
+                let limit = self.settings.page_size.max(1);
+                api::list_page(self.client, t, ns, limit, token.take()).await
             };
-            let page = match page {
+            let (items, next) = match page {
                 Ok(page) => page,
                 Err(KubeError::Expired { continue_token, .. }) if expired < MAX_EXPIRED => {
                     // A long list outlived its snapshot: go on from where it stopped.
@@ -380,8 +363,8 @@ impl Scan<'_> {
                     return out.failed("listing", at, e);
                 }
             };
-            self.audit_page(t, page.items, out).await;
-            token = page.continue_token.filter(|c| !c.is_empty());
+            self.audit_page(t, items, out).await;
+            token = next.filter(|c| !c.is_empty());
             if token.is_none() {
                 return;
             }
@@ -389,21 +372,19 @@ impl Scan<'_> {
     }
 
     /// Audits the objects of one page (and fixes them, with `--fix`) before the next is read.
-    async fn audit_page(&self, t: &ResourceType, items: Vec<Value>, out: &mut TypeResult) {
-        let mut found = Vec::new();
-        for obj in items {
-            if let Some(hit) = self.audit_object(t, obj, out) {
-                found.push(hit);
-            }
-        }
+    async fn audit_page(&self, t: &ResourceType, items: Vec<Value>, out: &mut Report) {
+        let found: Vec<_> = items
+            .into_iter()
+            .filter_map(|obj| Some((self.audit_object(t, &obj, out)?, obj)))
+            .collect();
         self.progress
             .findings
             .fetch_add(found.len(), Ordering::Relaxed);
         match self.settings.fix {
-            None => out.findings.extend(found.into_iter().map(|(f, _, _)| f)),
+            None => out.findings.extend(found.into_iter().map(|(f, _)| f)),
             Some(fix) => {
                 let fixed: Vec<Finding> = futures::stream::iter(found)
-                    .map(|(finding, obj, outcome)| self.fix(t, fix, finding, obj, outcome))
+                    .map(|(finding, obj)| self.fix(t, fix, finding, obj))
                     .buffer_unordered(self.settings.concurrency.max(1))
                     .collect()
                     .await;
@@ -413,13 +394,8 @@ impl Scan<'_> {
     }
 
     /// Counts one listed object and returns a finding when the webhook would change it.
-    fn audit_object(
-        &self,
-        t: &ResourceType,
-        obj: Value,
-        out: &mut TypeResult,
-    ) -> Option<(Finding, Value, Outcome)> {
-        let (ns, name) = ns_name(&obj);
+    fn audit_object(&self, t: &ResourceType, obj: &Value, out: &mut Report) -> Option<Finding> {
+        let (ns, name) = ns_name(obj);
         let selected = if t.is_namespace() {
             self.settings.namespaces.includes(name)
         } else {
@@ -430,7 +406,7 @@ impl Scan<'_> {
         }
         out.objects += 1;
         self.progress.objects.fetch_add(1, Ordering::Relaxed);
-        if t.namespaced && has_migrated_annotation(&obj) {
+        if t.namespaced && has_migrated_annotation(obj) {
             let mut set = self
                 .migrated_namespaces
                 .lock()
@@ -439,28 +415,22 @@ impl Scan<'_> {
                 set.insert(ns.to_string());
             }
         }
-        let outcome = self.judge(t, &obj)?;
-        let finding = finding(t, &obj, &outcome);
-        Some((finding, obj, outcome))
+        self.judge(t, obj)
     }
 
     /// What the webhook would do to an object, or `None` when it would leave it alone (out of
     /// scope, or nothing to change). A Namespace counts as migrated, beyond the webhook's rule,
     /// when it holds a migrated object.
-    fn judge(&self, t: &ResourceType, obj: &Value) -> Option<Outcome> {
+    fn judge(&self, t: &ResourceType, obj: &Value) -> Option<Finding> {
+        let (ns, name) = ns_name(obj);
         let holds_migrated = t.is_namespace()
             && self
                 .migrated_namespaces
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .contains(ns_name(obj).1);
-        let d = decide_object(
-            obj,
-            t.is_namespace(),
-            holds_migrated,
-            self.mappings,
-            &self.rule,
-        );
+                .contains(name);
+        let rule = &self.settings.rule;
+        let d = decide_object(obj, t.is_namespace(), holds_migrated, self.mappings, rule);
         if !matches!(d.action, Action::Patch | Action::Deny) {
             return None;
         }
@@ -481,47 +451,22 @@ impl Scan<'_> {
                 UnmappedAction::Denied => "refused",
             },
         });
-        Some(Outcome {
+        Some(Finding {
+            kind: t.kind.clone(),
+            api_version: t.api_version(),
+            namespace: (!ns.is_empty()).then(|| ns.to_string()),
+            name: name.to_string(),
             changes: changes.collect(),
             unmapped: unmapped.collect(),
-            denied: d.action == Action::Deny,
+            fix: None,
             patch: d.patch_ops().0,
         })
-    }
-}
-
-/// What the webhook would do to one listed object, owned: `--fix` keeps it across requests.
-pub(crate) struct Outcome {
-    changes: Vec<Change>,
-    unmapped: Vec<UnmappedValue>,
-    denied: bool,
-    /// The webhook's patch.
-    pub patch: Vec<json_patch::PatchOperation>,
-}
-
-impl Outcome {
-    /// Whether `--unmapped deny` refuses the object.
-    pub fn is_denied(&self) -> bool {
-        self.denied
     }
 }
 
 fn ns_name(obj: &Value) -> (&str, &str) {
     let s = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or_default();
     (s("/metadata/namespace"), s("/metadata/name"))
-}
-
-fn finding(t: &ResourceType, obj: &Value, outcome: &Outcome) -> Finding {
-    let (ns, name) = ns_name(obj);
-    Finding {
-        kind: t.kind.clone(),
-        api_version: t.api_version(),
-        namespace: (!ns.is_empty()).then(|| ns.to_string()),
-        name: name.to_string(),
-        changes: outcome.changes.clone(),
-        unmapped: outcome.unmapped.clone(),
-        fix: None,
-    }
 }
 
 #[cfg(test)]
@@ -536,6 +481,7 @@ mod tests {
             name: "web".into(),
             changes: Vec::new(),
             unmapped: Vec::new(),
+            patch: Vec::new(),
             fix: fix.map(|result| FixResult {
                 result,
                 attempts: 1,

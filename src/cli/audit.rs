@@ -14,6 +14,7 @@ use super::cluster::{ClusterArgs, Connected};
 use super::{ReportFormat, ScopeArg};
 use crate::audit::{self, Finding, FixResult, FixStatus, Namespaces, Progress, Report};
 use crate::kube_error::KubeError;
+use crate::rewrite::MutateSettings;
 use crate::source::Source;
 
 /// Audit the objects already in the cluster: report each one the webhook would rewrite.
@@ -182,9 +183,12 @@ async fn audit_at(args: Args, source: Source, client: kube::Client) -> Result<u8
         )
     };
     let settings = audit::Settings {
-        unmapped: args.unmapped.into(),
-        all: args.scope == ScopeArg::All,
-        cluster_id: super::known(&args.cluster_id).map(str::to_string),
+        rule: MutateSettings {
+            unmapped: args.unmapped.into(),
+            scope: args.scope.into(),
+            cluster_id: super::known(&args.cluster_id).map(str::to_string),
+            ..MutateSettings::default()
+        },
         namespaces,
         page_size: args.page_size,
         concurrency: args.concurrency.into(),
