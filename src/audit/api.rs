@@ -30,7 +30,7 @@ fn api(client: &Client, t: &ResourceType, namespace: Option<&str>) -> Api<Dynami
     } else {
         Scope::Cluster
     };
-    let api = Api::dynamic(client.clone(), &t.api_resource(), &scope);
+    let api = Api::dynamic(client.clone(), &t.resource, &scope);
     match namespace {
         // A no-op on a cluster-scoped type, as `kubectl -n` is.
         Some(ns) => api.constrain(ns),
@@ -118,10 +118,13 @@ fn typed_value<K: Serialize>(obj: K, t: &ResourceType) -> Result<Value, KubeErro
     let Some(map) = value.as_object_mut() else {
         return Ok(value);
     };
-    for (key, v) in [("kind", t.kind.clone()), ("apiVersion", t.api_version())] {
+    for (key, v) in [
+        ("kind", &t.resource.kind),
+        ("apiVersion", &t.resource.api_version),
+    ] {
         // `meta.k8s.io/v1 PartialObjectMetadata` says how it was sent, not what it is.
         if t.metadata_only() || !map.contains_key(key) {
-            map.insert(key.into(), Value::from(v));
+            map.insert(key.into(), Value::from(v.as_str()));
         }
     }
     Ok(value)

@@ -452,8 +452,8 @@ impl Scan<'_> {
             },
         });
         Some(Finding {
-            kind: t.kind.clone(),
-            api_version: t.api_version(),
+            kind: t.resource.kind.clone(),
+            api_version: t.resource.api_version.clone(),
             namespace: (!ns.is_empty()).then(|| ns.to_string()),
             name: name.to_string(),
             changes: changes.collect(),
