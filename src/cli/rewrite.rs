@@ -9,7 +9,6 @@ use anyhow::{Context, Result};
 use super::{input, OutputFormat};
 use crate::mapping::objects::Mappings;
 use crate::rewrite::{decide_object, describe, Action, MutateSettings, UnmappedAction};
-use crate::source::mappings_file::mappings_from_file_text;
 
 /// Preview the rewrite of manifests (every object counts as migrated).
 ///
@@ -53,8 +52,7 @@ impl MappingArgs {
     pub fn load(&self) -> Result<Mappings> {
         let mappings = match (&self.project_mappings, &self.mappings_file) {
             (Some(text), _) => Mappings::from_text(text)?,
-            (None, Some(path)) => mappings_from_file_text(&input::read(path)?)
-                .with_context(|| format!("mappings file {}", path.display()))?,
+            (None, Some(path)) => crate::source::parse_file(path, &input::read(path)?)?,
             (None, None) => anyhow::bail!("give --project-mappings or --mappings-file"),
         };
         for w in mappings.table.warnings() {

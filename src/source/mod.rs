@@ -7,7 +7,7 @@ pub mod configmap;
 mod file;
 pub mod mappings_file;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 
 pub use configmap::{mappings_of, ConfigMapRef};
-pub use file::{follow_file, LoadError};
+pub use file::follow_file;
 
 use crate::kube_error::KubeError;
 use crate::live::LiveMappings;
@@ -48,8 +48,7 @@ impl Source {
                     path: path.clone(),
                     why,
                 })?;
-                let origin = format!("mappings file {}", path.display());
-                (origin, mappings_from_file_text(&text))
+                return parse_file(path, &text);
             }
             Source::ConfigMap(at) => {
                 let client = client.ok_or(ReadError::NoClient)?;
@@ -68,6 +67,14 @@ impl Source {
     }
 }
 
+/// A mappings file's table, from its text (read by the caller: `rewrite` reads stdin for `-`).
+pub fn parse_file(path: &Path, text: &str) -> Result<Mappings, ReadError> {
+    mappings_from_file_text(text).map_err(|why| ReadError::Invalid {
+        origin: format!("mappings file {}", path.display()),
+        why,
+    })
+}
+
 /// Why a source read once gave no table. The text says where; the cause is the `source` (as
 /// `anyhow` prints a chain: `mappings file x.yaml: no mapping entries`).
 #[derive(Debug, thiserror::Error)]
@@ -79,13 +86,9 @@ pub enum ReadError {
         #[source]
         why: MappingsFileError,
     },
-    /// The mappings file could not be read.
-    #[error("reading {}", .path.display())]
-    File {
-        path: PathBuf,
-        #[source]
-        why: std::io::Error,
-    },
+    /// The mappings file could not be read (the cause said in the text: `serve` logs it).
+    #[error("reading {}: {why}", .path.display())]
+    File { path: PathBuf, why: std::io::Error },
     /// The ConfigMap could not be read through the API server.
     #[error("reading {at}")]
     Api {
@@ -112,7 +115,7 @@ pub async fn start(
     match source {
         Source::Static(_) => {
             let m = source.read(None).await?;
-            live.offer::<LoadError>("--project-mappings", Ok(m))
+            live.offer::<String>("--project-mappings", Ok(m))
                 .map_err(|why| anyhow::anyhow!("--project-mappings: {why}"))?;
         }
         Source::File(path) => {
