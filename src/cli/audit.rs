@@ -147,14 +147,9 @@ async fn audit(args: Args, source: Source) -> Result<u8> {
 }
 
 async fn audit_at(args: Args, source: Source, client: kube::Client) -> Result<u8> {
-    let mappings = source.read(Some(&client)).await?;
-    if let Some(this) = super::known(&args.cluster_id) {
-        // A reversed table applied by --fix would move every migrated object back.
-        mappings.table.check_cluster(this)?;
-    }
-    for w in mappings.table.warnings() {
-        eprintln!("warning: {w}");
-    }
+    // A reversed table applied by --fix would move every migrated object back.
+    let this = super::known(&args.cluster_id);
+    let mappings = super::input::checked_mappings(source.read(Some(&client)).await?, this)?;
     let namespaces = if args.namespace.is_empty() {
         let own = args
             .webhook_namespace

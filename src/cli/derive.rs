@@ -90,8 +90,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
             continue;
         }
         if args.reverse {
-            if !reversible(&mut err, &who, parsed.clone())? {
+            // No two sources may map to one destination, which the reversed table would hold
+            // as one source mapped to two. (A table that does not build is reported once,
+            // reversed, below.)
+            let table = Table::build(parsed.clone()).unwrap_or_default();
+            for w in table.many_to_one() {
+                writeln!(err, "error: {who}: {}: --reverse: {w}", w.field_path())?;
                 failed = true;
+            }
+            if table.many_to_one().next().is_some() {
                 continue;
             }
             parsed.entries.iter_mut().for_each(|e| e.reverse());
@@ -123,22 +130,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let at = (args.namespace.as_str(), args.name.as_str());
     print_configmap(&mut err, at, args.output, &data, users)
-}
-
-/// Whether `parsed` (a pair's table as written) can be reversed: no two sources map to one
-/// destination, which the reversed table would hold as one source mapped to two. Says why not
-/// on `err`, naming the entries.
-fn reversible(err: &mut impl Write, who: &str, parsed: crate::mapping::Parsed) -> Result<bool> {
-    // A table that does not build is reported once, reversed, by the caller.
-    let Ok(table) = Table::build(parsed) else {
-        return Ok(true);
-    };
-    let mut ok = true;
-    for w in table.many_to_one() {
-        writeln!(err, "error: {who}: {}: --reverse: {w}", w.field_path())?;
-        ok = false;
-    }
-    Ok(ok)
 }
 
 /// Prints the mapping ConfigMap `namespace/name` (`derive`'s, and `map-projects`' too): checks

@@ -55,10 +55,7 @@ impl MappingArgs {
             (None, Some(path)) => crate::source::parse_file(path, &input::read(path)?)?,
             (None, None) => anyhow::bail!("give --project-mappings or --mappings-file"),
         };
-        for w in mappings.table.warnings() {
-            eprintln!("warning: {w}");
-        }
-        Ok(mappings)
+        input::checked_mappings(mappings, None)
     }
 }
 
