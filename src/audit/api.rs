@@ -15,7 +15,6 @@
 
 use json_patch::Patch;
 use kube::api::{Api, DynamicObject, ListParams, ObjectList, PatchParams};
-use kube::core::discovery::Scope;
 use kube::Client;
 use serde::Serialize;
 use serde_json::Value;
@@ -25,16 +24,10 @@ use crate::kube_error::KubeError;
 
 /// kube's `Api` on `t` (in `namespace`, when `t` is namespaced; else cluster-wide).
 fn api(client: &Client, t: &ResourceType, namespace: Option<&str>) -> Api<DynamicObject> {
-    let scope = if t.namespaced {
-        Scope::Namespaced
-    } else {
-        Scope::Cluster
-    };
-    let api = Api::dynamic(client.clone(), &t.resource, &scope);
     match namespace {
-        // A no-op on a cluster-scoped type, as `kubectl -n` is.
-        Some(ns) => api.constrain(ns),
-        None => api,
+        // Left out for a cluster-scoped type, as `kubectl -n` leaves it.
+        Some(ns) if t.namespaced => Api::namespaced_with(client.clone(), ns, &t.resource),
+        _ => Api::all_with(client.clone(), &t.resource),
     }
 }
 
