@@ -103,16 +103,12 @@ const GROUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// group). `events.k8s.io/v1` Events are core v1 Events.
 const DUPLICATES: &[(&str, &str)] = &[("events.k8s.io", "events")];
 
-/// What discovery found, and the group versions it could not read.
-#[derive(Debug, Default)]
-pub struct Discovered {
-    pub types: Vec<ResourceType>,
-    /// `group/version: reason`, one per group version that did not answer.
-    pub errors: Vec<String>,
-}
-
-/// Discovers the auditable types, querying up to `concurrency` group versions at once.
-pub async fn discover(client: &Client, concurrency: usize) -> Result<Discovered, KubeError> {
+/// Discovers the auditable types, querying up to `concurrency` group versions at once; with
+/// them, `discovery of group/version: reason` for each group version that did not answer.
+pub async fn discover(
+    client: &Client,
+    concurrency: usize,
+) -> Result<(Vec<ResourceType>, Vec<String>), KubeError> {
     let core = client.list_core_api_versions().await?;
     let groups = client.list_api_groups().await?;
     let mut versions: Vec<GroupVersion> = core
@@ -147,21 +143,19 @@ pub async fn discover(client: &Client, concurrency: usize) -> Result<Discovered,
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
-    let mut out = Discovered::default();
+    let (mut types, mut errors) = (Vec::new(), Vec::new());
     for (gv, result) in answers {
         match result {
-            Ok(list) => out.types.extend(auditable(&gv.group, &gv.version, &list)),
-            Err(why) => out
-                .errors
-                .push(format!("discovery of {}: {why}", gv.api_version())),
+            Ok(list) => types.extend(auditable(&gv.group, &gv.version, &list)),
+            Err(why) => errors.push(format!("discovery of {}: {why}", gv.api_version())),
         }
     }
-    out.types.sort_by(|a, b| {
+    types.sort_by(|a, b| {
         let (a, b) = (&a.resource, &b.resource);
         (&a.group, &a.plural).cmp(&(&b.group, &b.plural))
     });
-    out.errors.sort();
-    Ok(out)
+    errors.sort();
+    Ok((types, errors))
 }
 
 /// The types of one group version that support both `list` and `patch` (no subresources).

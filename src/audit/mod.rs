@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-pub use discovery::{discover, Discovered, ResourceType};
+pub use discovery::{discover, ResourceType};
 
 use crate::kube_error::KubeError;
 use crate::mapping::objects::Mappings;
@@ -220,7 +220,7 @@ pub async fn run(
     progress: &Progress,
 ) -> Result<Report, KubeError> {
     let concurrency = settings.concurrency.max(1);
-    let discovered = discover(client, concurrency).await?;
+    let (types, errors) = discover(client, concurrency).await?;
     let scan = Scan {
         client,
         mappings,
@@ -230,10 +230,10 @@ pub async fn run(
         migrated_namespaces: Mutex::new(HashSet::new()),
     };
     let mut report = Report {
-        errors: discovered.errors,
+        errors,
         ..Report::default()
     };
-    let (namespaces, others) = select(discovered.types, settings, &mut report);
+    let (namespaces, others) = select(types, settings, &mut report);
     progress
         .types_total
         .store(namespaces.len() + others.len(), Ordering::Relaxed);

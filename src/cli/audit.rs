@@ -203,14 +203,12 @@ async fn audit_at(args: Args, source: Source, client: kube::Client) -> Result<u8
         eprint!("\r\x1b[K");
     }
     let report = report.context("discovering the API server's resource types")?;
+    let text = match args.output {
+        ReportFormat::Json => super::input::pretty_json(&report.findings)?,
+        ReportFormat::Table => table(&report.findings, args.fix),
+    };
     let mut out = std::io::stdout().lock();
-    match args.output {
-        ReportFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &report.findings)?;
-            writeln!(out)?;
-        }
-        ReportFormat::Table => out.write_all(table(&report.findings, args.fix).as_bytes())?,
-    }
+    out.write_all(text.as_bytes())?;
     out.flush()?;
     summary(&report, &settings);
     Ok(report.exit_status())
@@ -236,8 +234,9 @@ async fn show_progress(p: Arc<Progress>) {
 fn table(findings: &[Finding], fix: bool) -> String {
     let columns = if fix { 6 } else { 5 };
     let header = ["KIND", "NAMESPACE", "NAME", "PLACE", "CHANGE", "RESULT"];
-    let mut rows = vec![header.map(String::from)[..columns].to_vec()];
+    let mut rows = vec![header[..columns].iter().map(|h| h.to_string()).collect()];
     for f in findings {
+        let ns = f.namespace.as_deref().unwrap_or("-");
         let result = f.fix.as_ref().map(fix_result);
         let changes = f
             .changes
@@ -248,10 +247,8 @@ fn table(findings: &[Finding], fix: bool) -> String {
             (&u.path, change)
         });
         for (path, change) in changes.chain(unmapped) {
-            let ns = f.namespace.clone().unwrap_or_else(|| "-".into());
-            let mut row = vec![f.kind.clone(), ns, f.name.clone(), path.clone(), change];
-            row.extend(result.clone());
-            rows.push(row);
+            let row = [&f.kind, ns, &f.name, path, &change].map(String::from);
+            rows.push(row.into_iter().chain(result.clone()).collect::<Vec<_>>());
         }
     }
     if rows.len() == 1 {
