@@ -38,13 +38,12 @@ pub fn json_text(text: &str) -> Option<&str> {
 /// everything else is read as a YAML stream. Empty documents are skipped.
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, ManifestError> {
     if let Some(trimmed) = json_text(text) {
-        let mut out = Vec::new();
         // Positions count in `text`, not in the trimmed slice.
         let skipped = &text[..text.len() - trimmed.len()];
-        for v in serde_json::Deserializer::from_str(trimmed).into_iter::<Value>() {
-            out.push(v.map_err(|e| json_error(&e, skipped))?);
-        }
-        return Ok(out);
+        let docs = serde_json::Deserializer::from_str(trimmed).into_iter::<Value>();
+        return docs
+            .map(|v| v.map_err(|e| json_error(&e, skipped)))
+            .collect();
     }
     let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| yaml_error(&e))?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
