@@ -154,17 +154,10 @@ async fn audit_at(args: Args, source: Source, client: kube::Client) -> Result<u8
         let own = args
             .webhook_namespace
             .clone()
+            .or_else(|| args.source.mappings_configmap.clone().map(|c| c.namespace))
             .or_else(|| {
-                args.source
-                    .mappings_configmap
-                    .as_ref()
-                    .map(|c| c.namespace.clone())
-            })
-            .or_else(|| {
-                std::fs::read_to_string(POD_NAMESPACE_FILE)
-                    .ok()
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
+                let pod = std::fs::read_to_string(POD_NAMESPACE_FILE).ok()?;
+                Some(pod.trim().to_string()).filter(|s| !s.is_empty())
             })
             .unwrap_or_else(|| "rancher-remap".to_string());
         Namespaces::AllExcept(BTreeSet::from(["kube-system".to_string(), own]))

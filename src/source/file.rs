@@ -10,8 +10,8 @@ use crate::mapping::objects::Mappings;
 
 /// Follows a mappings file: whenever its content changes (an edit, or kubelet's atomic `..data`
 /// symlink swap of a mounted ConfigMap — reading through the path follows the new link), the new
-/// content is parsed and handed to `on_load`, good or bad (why not, as text). The first read happens at once; an
-/// error then is handed over too, later ones are not (see [`ContentPoll`]).
+/// content is parsed and handed to `on_load`, good or bad (why not, as text). The first read
+/// happens at once; an error then is handed over too, later ones are not (see [`ContentPoll`]).
 pub async fn follow_file(
     path: PathBuf,
     interval: Duration,
