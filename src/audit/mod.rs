@@ -493,33 +493,24 @@ mod tests {
 
     #[test]
     fn exit_status_follows_kubectl_diff() {
-        let report = |findings: Vec<Finding>, errors: Vec<String>| Report {
-            findings,
-            errors,
-            ..Report::default()
-        };
-        assert_eq!(report(vec![], vec![]).exit_status(), 0);
-        assert_eq!(report(vec![finding(None)], vec![]).exit_status(), 1);
-        assert_eq!(report(vec![], vec!["x".into()]).exit_status(), 2);
-        assert_eq!(
-            report(vec![finding(Some(FixStatus::Patched))], vec![]).exit_status(),
-            0
-        );
-        assert_eq!(
-            report(vec![finding(Some(FixStatus::Refused))], vec![]).exit_status(),
-            1
-        );
-        assert_eq!(
-            report(
-                vec![
-                    finding(Some(FixStatus::Patched)),
-                    finding(Some(FixStatus::Failed))
-                ],
-                vec![]
-            )
-            .exit_status(),
-            2
-        );
+        use FixStatus::{Failed, Patched, Refused};
+        // What --fix did with each finding (None: no --fix), errors, the exit status.
+        let cases = [
+            (vec![], 0, 0),
+            (vec![None], 0, 1),
+            (vec![], 1, 2),
+            (vec![Some(Patched)], 0, 0),
+            (vec![Some(Refused)], 0, 1),
+            (vec![Some(Patched), Some(Failed)], 0, 2),
+        ];
+        for (fixes, errors, want) in cases {
+            let report = Report {
+                findings: fixes.into_iter().map(finding).collect(),
+                errors: vec!["x".into(); errors],
+                ..Report::default()
+            };
+            assert_eq!(report.exit_status(), want, "{report:?}");
+        }
     }
 
     #[test]

@@ -264,15 +264,14 @@ fn table(findings: &[Finding], fix: bool) -> String {
 
 /// What `--fix` did with one finding, for its RESULT cell.
 fn fix_result(x: &FixResult) -> String {
-    let mut s = x.result.as_str().to_string();
-    if x.dry_run && x.result == FixStatus::Patched {
-        s.push_str(" (dry run)");
-    }
-    if let Some(e) = &x.error {
-        s.push_str(": ");
-        s.push_str(e);
-    }
-    s
+    let dry_run = x.dry_run && x.result == FixStatus::Patched;
+    let dry_run = if dry_run { " (dry run)" } else { "" };
+    let error = x
+        .error
+        .as_ref()
+        .map(|e| format!(": {e}"))
+        .unwrap_or_default();
+    format!("{}{dry_run}{error}", x.result.as_str())
 }
 
 /// What was done, on stderr (stdout holds only the findings).
