@@ -202,7 +202,20 @@ fn say_how_to_install(
     match table.destination_clusters()[..] {
         [cluster] => {
             writeln!(err, "destination cluster: {cluster}")?;
-            write!(err, "{}", install_commands(namespace, cluster))?;
+            // The commands that install the destination side, with the placeholders they hold
+            // named (the chart's schema requires `image.repository`).
+            write!(
+                err,
+                "  install on that cluster with (fill in <image-repository>: the registry and repository \
+you pushed the rancher-remap image to, which the chart requires as image.repository; \
+<chart>: charts/rancher-remap in a checkout, or the packaged chart; \
+<configmap.yaml>: this ConfigMap, saved):
+    kubectl create namespace {namespace}
+    kubectl label namespace {namespace} pod-security.kubernetes.io/enforce=restricted
+    kubectl apply -f <configmap.yaml>
+    helm install rancher-remap <chart> -n {namespace} --set role=destination --set image.repository=<image-repository> --set clusterId={cluster}
+"
+            )?;
             writeln!(err, "  (kustomize: clusterId: \"{cluster}\" in deploy/destination/cluster-id.yaml)")?;
         }
         [] => writeln!(err, "note: no C:P entry names the destination cluster; give both forms as Stork recommends (p-a=p-b,c-src:p-a=c-dst:p-b), or find this cluster's ID in Rancher (Cluster Management, or the cluster part of any project Namespace's field.cattle.io/projectId annotation)")?,
@@ -213,22 +226,6 @@ fn say_how_to_install(
     } else {
         writeln!(err, "migration users: {}", users.join(", "))
     }
-}
-
-/// The commands that install the destination side in `namespace` of `cluster`, with the
-/// placeholders they hold named (the chart's schema requires `image.repository`).
-fn install_commands(namespace: &str, cluster: &str) -> String {
-    format!(
-        "  install on that cluster with (fill in <image-repository>: the registry and repository \
-you pushed the rancher-remap image to, which the chart requires as image.repository; \
-<chart>: charts/rancher-remap in a checkout, or the packaged chart; \
-<configmap.yaml>: this ConfigMap, saved):
-    kubectl create namespace {namespace}
-    kubectl label namespace {namespace} pod-security.kubernetes.io/enforce=restricted
-    kubectl apply -f <configmap.yaml>
-    helm install rancher-remap <chart> -n {namespace} --set role=destination --set image.repository=<image-repository> --set clusterId={cluster}
-"
-    )
 }
 
 /// Builds the mapping ConfigMap (docs/behaviour.md).
