@@ -38,17 +38,16 @@ impl Source {
     /// The table the source holds now, read once (`audit`, `doctor`, `export-policy`; `serve`
     /// follows it instead, with [`start`]). `client` reads a ConfigMap, which only that needs.
     pub async fn read(&self, client: Option<&kube::Client>) -> Result<Mappings, ReadError> {
-        let (origin, read) = match self {
+        match self {
             Source::Static(text) => {
-                let read = Mappings::from_text(text).map_err(MappingsFileError::from);
-                ("--project-mappings".to_string(), read)
+                Mappings::from_text(text).map_err(|e| ReadError::invalid("--project-mappings", e))
             }
             Source::File(path) => {
                 let text = std::fs::read_to_string(path).map_err(|why| ReadError::File {
                     path: path.clone(),
                     why,
                 })?;
-                return parse_file(path, &text);
+                parse_file(path, &text)
             }
             Source::ConfigMap(at) => {
                 let client = client.ok_or(ReadError::NoClient)?;
@@ -57,22 +56,16 @@ impl Source {
                     at: at.clone(),
                     why: e.into(),
                 })?;
-                (
-                    at.to_string(),
-                    mappings_of(&cm).map_err(MappingsFileError::from),
-                )
+                mappings_of(&cm).map_err(|e| ReadError::invalid(at, e))
             }
-        };
-        read.map_err(|why| ReadError::Invalid { origin, why })
+        }
     }
 }
 
 /// A mappings file's table, from its text (read by the caller: `rewrite` reads stdin for `-`).
 pub fn parse_file(path: &Path, text: &str) -> Result<Mappings, ReadError> {
-    mappings_from_file_text(text).map_err(|why| ReadError::Invalid {
-        origin: format!("mappings file {}", path.display()),
-        why,
-    })
+    let origin = format!("mappings file {}", path.display());
+    mappings_from_file_text(text).map_err(|e| ReadError::invalid(origin, e))
 }
 
 /// Why a source read once gave no table. The text says where; the cause is the `source` (as
@@ -99,6 +92,13 @@ pub enum ReadError {
     /// A ConfigMap source was given no client (a caller's mistake, not the user's).
     #[error("--mappings-configmap needs a cluster")]
     NoClient,
+}
+
+impl ReadError {
+    fn invalid(origin: impl ToString, why: impl Into<MappingsFileError>) -> Self {
+        let (origin, why) = (origin.to_string(), why.into());
+        ReadError::Invalid { origin, why }
+    }
 }
 
 /// Starts a source. A static table is loaded now (a bad one stops the start); a file or a
