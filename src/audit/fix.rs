@@ -68,6 +68,7 @@ impl Scan<'_> {
             dry_run: fix.dry_run,
             error,
         });
+        finding.patch = Vec::new();
         finding
     }
 

@@ -102,7 +102,7 @@ pub struct Finding {
     /// What `--fix` did; absent without it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<FixResult>,
-    /// The webhook's patch, which `--fix` sends.
+    /// The webhook's patch, which `--fix` sends (and then drops).
     #[serde(skip)]
     patch: Vec<json_patch::PatchOperation>,
 }
@@ -459,7 +459,12 @@ impl Scan<'_> {
             changes: changes.collect(),
             unmapped: unmapped.collect(),
             fix: None,
-            patch: d.patch_ops().0,
+            // Only `--fix` sends it: the report does not hold it otherwise.
+            patch: self
+                .settings
+                .fix
+                .map(|_| d.patch_ops().0)
+                .unwrap_or_default(),
         })
     }
 }
