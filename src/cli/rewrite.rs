@@ -9,6 +9,8 @@ use anyhow::{Context, Result};
 use super::{input, OutputFormat};
 use crate::mapping::objects::Mappings;
 use crate::rewrite::{decide_object, describe, Action, MutateSettings, UnmappedAction};
+use crate::source::mappings_file::mappings_from_file_text;
+use crate::source::ReadError;
 
 /// Preview the rewrite of manifests (every object counts as migrated).
 ///
@@ -52,7 +54,8 @@ impl MappingArgs {
     pub fn load(&self) -> Result<Mappings> {
         let mappings = match (&self.project_mappings, &self.mappings_file) {
             (Some(text), _) => Mappings::from_text(text)?,
-            (None, Some(path)) => crate::source::parse_file(path, &input::read(path)?)?,
+            (None, Some(path)) => mappings_from_file_text(&input::read(path)?)
+                .map_err(|e| ReadError::bad_file(path, e))?,
             (None, None) => anyhow::bail!("give --project-mappings or --mappings-file"),
         };
         input::checked_mappings(mappings, None)

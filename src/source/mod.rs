@@ -47,7 +47,7 @@ impl Source {
                     path: path.clone(),
                     why,
                 })?;
-                parse_file(path, &text)
+                mappings_from_file_text(&text).map_err(|e| ReadError::bad_file(path, e))
             }
             Source::ConfigMap(at) => {
                 let client = client.ok_or(ReadError::NoClient)?;
@@ -60,12 +60,6 @@ impl Source {
             }
         }
     }
-}
-
-/// A mappings file's table, from its text (read by the caller: `rewrite` reads stdin for `-`).
-pub fn parse_file(path: &Path, text: &str) -> Result<Mappings, ReadError> {
-    let origin = format!("mappings file {}", path.display());
-    mappings_from_file_text(text).map_err(|e| ReadError::invalid(origin, e))
 }
 
 /// Why a source read once gave no table. The text says where; the cause is the `source` (as
@@ -95,6 +89,12 @@ pub enum ReadError {
 }
 
 impl ReadError {
+    /// A mappings file that holds no good table (read by the caller: `rewrite` reads stdin for
+    /// `-`).
+    pub fn bad_file(path: &Path, why: MappingsFileError) -> Self {
+        Self::invalid(format_args!("mappings file {}", path.display()), why)
+    }
+
     fn invalid(origin: impl ToString, why: impl Into<MappingsFileError>) -> Self {
         let (origin, why) = (origin.to_string(), why.into());
         ReadError::Invalid { origin, why }
