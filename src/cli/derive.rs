@@ -14,7 +14,7 @@ use crate::mapping::objects::{
     MIGRATION_USERS_ANNOTATION,
 };
 use crate::mapping::Table;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Derive the mapping ConfigMap from ClusterPair(s).
 ///
@@ -149,7 +149,20 @@ pub(super) fn print_configmap(
     users.sort();
     users.dedup();
     say_how_to_install(err, &table, &users, namespace)?;
-    let cm = build_configmap(name, namespace, data, &users);
+    // The mapping ConfigMap (docs/behaviour.md).
+    let mut cm = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": { MAPPINGS_LABEL: "true" },
+        },
+        "data": data,
+    });
+    if !users.is_empty() {
+        cm["metadata"]["annotations"] = json!({ MIGRATION_USERS_ANNOTATION: users.join(",") });
+    }
     std::io::stdout()
         .lock()
         .write_all(input::render(vec![cm], output)?.as_bytes())?;
@@ -226,28 +239,4 @@ you pushed the rancher-remap image to, which the chart requires as image.reposit
     } else {
         writeln!(err, "migration users: {}", users.join(", "))
     }
-}
-
-/// Builds the mapping ConfigMap (docs/behaviour.md).
-fn build_configmap(
-    name: &str,
-    namespace: &str,
-    data: &BTreeMap<String, String>,
-    migration_users: &[String],
-) -> Value {
-    let mut cm = json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": { MAPPINGS_LABEL: "true" },
-        },
-        "data": data,
-    });
-    if !migration_users.is_empty() {
-        cm["metadata"]["annotations"] =
-            json!({ MIGRATION_USERS_ANNOTATION: migration_users.join(",") });
-    }
-    cm
 }
