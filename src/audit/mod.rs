@@ -15,7 +15,7 @@ mod fix;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use futures::StreamExt;
 use kube::Client;
@@ -393,6 +393,13 @@ impl Scan<'_> {
         }
     }
 
+    /// The Namespaces that hold a migrated object (still readable after a panic elsewhere).
+    fn migrated_namespaces(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.migrated_namespaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Counts one listed object and returns a finding when the webhook would change it.
     fn audit_object(&self, t: &ResourceType, obj: &Value, out: &mut Report) -> Option<Finding> {
         let (ns, name) = ns_name(obj);
@@ -407,10 +414,7 @@ impl Scan<'_> {
         out.objects += 1;
         self.progress.objects.fetch_add(1, Ordering::Relaxed);
         if t.namespaced && has_migrated_annotation(obj) {
-            let mut set = self
-                .migrated_namespaces
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut set = self.migrated_namespaces();
             if !set.contains(ns) {
                 set.insert(ns.to_string());
             }
@@ -423,12 +427,7 @@ impl Scan<'_> {
     /// when it holds a migrated object.
     fn judge(&self, t: &ResourceType, obj: &Value) -> Option<Finding> {
         let (ns, name) = ns_name(obj);
-        let holds_migrated = t.is_namespace()
-            && self
-                .migrated_namespaces
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(name);
+        let holds_migrated = t.is_namespace() && self.migrated_namespaces().contains(name);
         let rule = &self.settings.rule;
         let d = decide_object(obj, t.is_namespace(), holds_migrated, self.mappings, rule);
         if !matches!(d.action, Action::Patch | Action::Deny) {
