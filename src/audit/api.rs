@@ -1,7 +1,7 @@
 //! The few API calls the audit makes, through kube's dynamic `Api` (`Api<DynamicObject>` with
 //! the type's `ApiResource`: kube builds the paths and query strings), their answers handed on
 //! as plain JSON values: one page of a list, one object, one JSON patch. Errors are
-//! [`KubeError`]s.
+//! [`KubeError`]s. Each is one of the audit's `concurrency` requests in flight.
 //!
 //! Types whose project IDs live only in metadata ([`ResourceType::metadata_only`]) go through
 //! kube's `list_metadata`, `get_metadata` and `patch_metadata`, which ask for kube-apiserver's
@@ -15,41 +15,84 @@
 
 use json_patch::Patch;
 use kube::api::{Api, DynamicObject, ListParams, ObjectList, PatchParams};
-use kube::Client;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::discovery::ResourceType;
+use super::{ResourceType, Scan};
 use crate::kube_error::KubeError;
 
-/// kube's `Api` on `t` (in `namespace`, when `t` is namespaced; else cluster-wide).
-fn api(client: &Client, t: &ResourceType, namespace: Option<&str>) -> Api<DynamicObject> {
-    match namespace {
-        // Left out for a cluster-scoped type, as `kubectl -n` leaves it.
-        Some(ns) if t.namespaced => Api::namespaced_with(client.clone(), ns, &t.resource),
-        _ => Api::all_with(client.clone(), &t.resource),
+impl Scan<'_> {
+    /// kube's `Api` on `t` (in `namespace`, when `t` is namespaced; else cluster-wide).
+    fn api(&self, t: &ResourceType, namespace: Option<&str>) -> Api<DynamicObject> {
+        let client = self.client.clone();
+        match namespace {
+            // Left out for a cluster-scoped type, as `kubectl -n` leaves it.
+            Some(ns) if t.namespaced => Api::namespaced_with(client, ns, &t.resource),
+            _ => Api::all_with(client, &t.resource),
+        }
     }
-}
 
-/// Lists one page of `t` (in `namespace`, or everywhere), starting at `continue_token`: its
-/// items, and the token of the next page.
-pub async fn list_page(
-    client: &Client,
-    t: &ResourceType,
-    namespace: Option<&str>,
-    limit: u32,
-    continue_token: Option<String>,
-) -> Result<(Vec<Value>, Option<String>), KubeError> {
-    let params = ListParams {
-        limit: Some(limit),
-        continue_token,
-        ..ListParams::default()
-    };
-    let api = api(client, t, namespace);
-    if t.metadata_only() {
-        page(api.list_metadata(&params).await?, t)
-    } else {
-        page(api.list(&params).await?, t)
+    /// Lists one page of `t` (in `namespace`, or everywhere), starting at `continue_token`: its
+    /// items, and the token of the next page.
+    pub(super) async fn list_page(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        continue_token: Option<String>,
+    ) -> Result<(Vec<Value>, Option<String>), KubeError> {
+        let params = ListParams {
+            limit: Some(self.settings.page_size.max(1)),
+            continue_token,
+            ..ListParams::default()
+        };
+        let api = self.api(t, namespace);
+        let _permit = self.permits.acquire().await;
+        if t.metadata_only() {
+            page(api.list_metadata(&params).await?, t)
+        } else {
+            page(api.list(&params).await?, t)
+        }
+    }
+
+    /// Reads one object again.
+    pub(super) async fn get(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, KubeError> {
+        let api = self.api(t, namespace);
+        let _permit = self.permits.acquire().await;
+        if t.metadata_only() {
+            typed_value(api.get_metadata(name).await?, t)
+        } else {
+            typed_value(api.get(name).await?, t)
+        }
+    }
+
+    /// Sends a JSON patch (`dryRun=All` when `dry_run`). The answer, the patched object, is read
+    /// and dropped; for a metadata-only type only its metadata is asked for (no Secret data
+    /// comes back).
+    pub(super) async fn patch(
+        &self,
+        t: &ResourceType,
+        (namespace, name): (Option<&str>, &str),
+        patch: Patch,
+        dry_run: bool,
+    ) -> Result<(), KubeError> {
+        let params = PatchParams {
+            dry_run,
+            ..PatchParams::default()
+        };
+        let patch = kube::api::Patch::<()>::Json(patch);
+        let api = self.api(t, namespace);
+        let _permit = self.permits.acquire().await;
+        if t.metadata_only() {
+            api.patch_metadata(name, &params, &patch).await?;
+        } else {
+            api.patch(name, &params, &patch).await?;
+        }
+        Ok(())
     }
 }
 
@@ -60,46 +103,6 @@ fn page<K: Clone + Serialize>(
 ) -> Result<(Vec<Value>, Option<String>), KubeError> {
     let items = list.items.into_iter().map(|item| typed_value(item, t));
     Ok((items.collect::<Result<_, _>>()?, list.metadata.continue_))
-}
-
-/// Reads one object again.
-pub async fn get(
-    client: &Client,
-    t: &ResourceType,
-    namespace: Option<&str>,
-    name: &str,
-) -> Result<Value, KubeError> {
-    let api = api(client, t, namespace);
-    if t.metadata_only() {
-        typed_value(api.get_metadata(name).await?, t)
-    } else {
-        typed_value(api.get(name).await?, t)
-    }
-}
-
-/// Sends a JSON patch (`dryRun=All` when `dry_run`). The answer, the patched object, is read
-/// and dropped; for a metadata-only type only its metadata is asked for (no Secret data comes
-/// back).
-pub async fn patch(
-    client: &Client,
-    t: &ResourceType,
-    namespace: Option<&str>,
-    name: &str,
-    patch: Patch,
-    dry_run: bool,
-) -> Result<(), KubeError> {
-    let params = PatchParams {
-        dry_run,
-        ..PatchParams::default()
-    };
-    let patch = kube::api::Patch::<()>::Json(patch);
-    let api = api(client, t, namespace);
-    if t.metadata_only() {
-        api.patch_metadata(name, &params, &patch).await?;
-    } else {
-        api.patch(name, &params, &patch).await?;
-    }
-    Ok(())
 }
 
 /// An object as the JSON value the engine reads, with its type's kind and apiVersion. (kube's

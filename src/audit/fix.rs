@@ -8,7 +8,7 @@ use json_patch::{Patch, PatchOperation, TestOperation};
 use jsonptr::PointerBuf;
 use serde_json::Value;
 
-use super::{api, Finding, Fix, FixResult, FixStatus, ResourceType, Scan};
+use super::{Finding, Fix, FixResult, FixStatus, ResourceType, Scan};
 use crate::kube_error::KubeError;
 
 impl Scan<'_> {
@@ -48,11 +48,7 @@ impl Scan<'_> {
                 }
                 Err(e) => break (FixStatus::Failed, Some(e.to_string())),
             }
-            let fresh = {
-                let _permit = self.permits.acquire().await;
-                api::get(self.client, t, ns.as_deref(), &name).await
-            };
-            match fresh {
+            match self.get(t, ns.as_deref(), &name).await {
                 Ok(fresh) => obj = fresh,
                 Err(KubeError::NotFound(_)) => break (FixStatus::Gone, None),
                 Err(e) => break (FixStatus::Failed, Some(e.to_string())),
@@ -96,7 +92,6 @@ impl Scan<'_> {
                 .filter(|op| !metadata_only || op.path().as_str().starts_with("/metadata/"))
                 .cloned(),
         );
-        let _permit = self.permits.acquire().await;
-        api::patch(self.client, t, ns, name, Patch(ops), dry_run).await
+        self.patch(t, (ns, name), Patch(ops), dry_run).await
     }
 }

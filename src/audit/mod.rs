@@ -302,7 +302,7 @@ struct Scan<'a> {
     mappings: &'a Mappings,
     settings: &'a Settings,
     progress: &'a Progress,
-    /// One per request in flight.
+    /// One per request in flight (each of `api`'s calls takes one).
     permits: Semaphore,
     /// Namespaces that hold a migrated object.
     migrated_namespaces: Mutex<HashSet<String>>,
@@ -316,11 +316,7 @@ impl Scan<'_> {
             // The chosen Namespaces one by one: `get` on them is enough, no cluster-wide list.
             Namespaces::Only(set) if t.is_namespace() => {
                 for name in set {
-                    let got = {
-                        let _permit = self.permits.acquire().await;
-                        api::get(self.client, t, None, name).await
-                    };
-                    match got {
+                    match self.get(t, None, name).await {
                         Ok(obj) => self.audit_page(t, vec![obj], &mut out).await,
                         Err(e) => out.failed("reading", format!("namespace {name}"), e),
                     }
@@ -342,12 +338,7 @@ impl Scan<'_> {
         let mut token: Option<String> = None;
         let mut expired = 0;
         loop {
-            let page = {
-                let _permit = self.permits.acquire().await;
-                let limit = self.settings.page_size.max(1);
-                api::list_page(self.client, t, ns, limit, token.take()).await
-            };
-            let (items, next) = match page {
+            let (items, next) = match self.list_page(t, ns, token.take()).await {
                 Ok(page) => page,
                 Err(KubeError::Expired { continue_token, .. }) if expired < MAX_EXPIRED => {
                     // A long list outlived its snapshot: go on from where it stopped.
