@@ -209,29 +209,27 @@ mod tests {
     #[test]
     fn metadata_only_for_built_in_types_without_pod_templates() {
         let t = |group: &str, plural: &str| ResourceType::new(group, "v1", "", plural, true);
-        for (group, plural) in [
-            ("", "configmaps"),
-            ("", "secrets"),
-            ("", "services"),
-            ("", "namespaces"),
-            ("networking.k8s.io", "ingresses"),
-            ("rbac.authorization.k8s.io", "clusterroles"),
-            ("policy", "poddisruptionbudgets"),
+        // Group, plural, and whether a metadata-only list is enough.
+        for (group, plural, metadata_only) in [
+            ("", "configmaps", true),
+            ("", "secrets", true),
+            ("", "services", true),
+            ("", "namespaces", true),
+            ("networking.k8s.io", "ingresses", true),
+            ("rbac.authorization.k8s.io", "clusterroles", true),
+            ("policy", "poddisruptionbudgets", true),
+            ("", "pods", false),
+            ("", "podtemplates", false),
+            ("", "replicationcontrollers", false),
+            ("apps", "deployments", false),
+            ("apps", "controllerrevisions", false),
+            ("batch", "cronjobs", false),
+            ("networking.k8s.io", "networkpolicies", false),
+            ("example.com", "widgets", false),
+            ("argoproj.io", "rollouts", false),
         ] {
-            assert!(t(group, plural).metadata_only(), "{group} {plural}");
-        }
-        for (group, plural) in [
-            ("", "pods"),
-            ("", "podtemplates"),
-            ("", "replicationcontrollers"),
-            ("apps", "deployments"),
-            ("apps", "controllerrevisions"),
-            ("batch", "cronjobs"),
-            ("networking.k8s.io", "networkpolicies"),
-            ("example.com", "widgets"),
-            ("argoproj.io", "rollouts"),
-        ] {
-            assert!(!t(group, plural).metadata_only(), "{group} {plural}");
+            let got = t(group, plural).metadata_only();
+            assert_eq!(got, metadata_only, "{group} {plural}");
         }
         assert!(t("", "secrets").is_secret() && !t("example.com", "secrets").is_secret());
     }

@@ -108,6 +108,11 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// What `--fix` did with it; `None` without `--fix`.
+    pub fn fix_status(&self) -> Option<FixStatus> {
+        self.fix.as_ref().map(|x| x.result)
+    }
+
     /// Whether `--unmapped deny` refuses the object (the webhook denies exactly then).
     fn is_refused(&self) -> bool {
         self.unmapped.iter().any(|u| u.action == "refused")
@@ -195,19 +200,11 @@ impl Report {
     /// Exit status: 2 on errors (or a failed fix), else 1 when something would change (or is
     /// refused and so cannot be fixed), else 0.
     pub fn exit_status(&self) -> u8 {
-        let failed = self.findings.iter().any(|f| {
-            f.fix
-                .as_ref()
-                .is_some_and(|x| x.result == FixStatus::Failed)
-        });
-        if !self.errors.is_empty() || failed {
+        let any = |s: Option<FixStatus>| self.findings.iter().any(|f| f.fix_status() == s);
+        if !self.errors.is_empty() || any(Some(FixStatus::Failed)) {
             return 2;
         }
-        let open = self.findings.iter().any(|f| match &f.fix {
-            None => true,
-            Some(x) => x.result == FixStatus::Refused,
-        });
-        u8::from(open)
+        u8::from(any(None) || any(Some(FixStatus::Refused)))
     }
 }
 

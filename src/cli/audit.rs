@@ -291,11 +291,11 @@ fn summary(report: &Report, settings: &audit::Settings) {
             report.objects, report.types
         ),
         Some(fix) => {
-            let count = |s: FixStatus| {
+            let count = |s| {
                 report
                     .findings
                     .iter()
-                    .filter(|f| f.fix.as_ref().is_some_and(|x| x.result == s))
+                    .filter(|f| f.fix_status() == Some(s))
                     .count()
             };
             writeln!(
