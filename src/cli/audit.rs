@@ -122,9 +122,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Ok(source) => source,
         Err(usage) => return Ok(usage),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Runtime::new()?;
     // Errors exit 2 here (1 means "something would change").
     Ok(match runtime.block_on(audit(args, source)) {
         Ok(code) => ExitCode::from(code),
@@ -200,9 +198,7 @@ async fn audit_at(args: Args, source: Source, client: kube::Client) -> Result<u8
         ReportFormat::Json => super::input::pretty_json(&report.findings)?,
         ReportFormat::Table => table(&report.findings, args.fix),
     };
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()?;
+    super::input::print(&text)?;
     summary(&report, &settings);
     Ok(report.exit_status())
 }

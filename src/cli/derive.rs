@@ -64,14 +64,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut users = args.migration_user.clone();
     let mut failed = false;
     // Only --whoami goes to the network.
-    let runtime = args
-        .whoami
-        .then(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-        })
-        .transpose()?;
+    let runtime = args.whoami.then(tokio::runtime::Runtime::new).transpose()?;
 
     for obj in input::read_some_objects(&args.files, "ClusterPair")? {
         let cp = match ClusterPair::from_value(&obj) {
@@ -163,9 +156,7 @@ pub(super) fn print_configmap(
     if !users.is_empty() {
         cm["metadata"]["annotations"] = json!({ MIGRATION_USERS_ANNOTATION: users.join(",") });
     }
-    std::io::stdout()
-        .lock()
-        .write_all(input::render(vec![cm], output)?.as_bytes())?;
+    input::print(&input::render(vec![cm], output)?)?;
     Ok(ExitCode::SUCCESS)
 }
 

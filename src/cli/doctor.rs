@@ -2,7 +2,6 @@
 //! [`crate::doctor`] makes of it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -99,9 +98,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .map(|c| format!("{:<5} {:<21} {}\n", c.status.as_str(), c.name, c.message))
             .collect(),
     };
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()?;
+    super::input::print(&text)?;
     Ok(ExitCode::from(status))
 }
 

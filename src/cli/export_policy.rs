@@ -2,7 +2,6 @@
 //! itself (Kubernetes 1.36), with the checked table in them. The objects are made in
 //! [`crate::policy`]; this reads flags and the table, and prints.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -71,10 +70,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if settings.unmapped == crate::rewrite::UnmappedPolicy::Deny {
         return Err(policy::PolicyError::Deny.into());
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let mappings = runtime.block_on(async {
+    let mappings = tokio::runtime::Runtime::new()?.block_on(async {
         let client = match &source {
             Source::ConfigMap(_) => Some(args.cluster.connect().await?.client),
             _ => None,
@@ -83,9 +79,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     })?;
     let mappings = super::input::checked_mappings(mappings, Some(&settings.cluster_id))?;
     let objects = policy::export(&mappings, &settings)?;
-    let mut out = std::io::stdout().lock();
-    out.write_all(policy::HEADER.as_bytes())?;
-    out.write_all(crate::manifest::to_yaml_stream(&objects)?.as_bytes())?;
-    out.flush()?;
+    let yaml = crate::manifest::to_yaml_stream(&objects)?;
+    super::input::print(&(policy::HEADER.to_string() + &yaml))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,7 @@
-//! Reading the files named on the command line (`-` is stdin).
+//! Reading the files named on the command line (`-` is stdin), and printing what a command
+//! prints.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -84,6 +86,13 @@ pub fn render(objects: Vec<Value>, format: super::OutputFormat) -> Result<String
             pretty_json(&v)?
         }
     })
+}
+
+/// Writes `text` on stdout, flushed (a closed pipe is an error, not a panic).
+pub fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    Ok(out.flush()?)
 }
 
 /// `value` as indented JSON, ending with a newline: how every command prints JSON.

@@ -100,10 +100,7 @@ impl Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(map_projects(args))
+    tokio::runtime::Runtime::new()?.block_on(map_projects(args))
 }
 
 /// Rancher's management cluster, and what it holds.
@@ -323,8 +320,7 @@ fn json_report<'a>(pairing: &'a Pairing, entries: &[(String, String)]) -> JsonRe
 }
 
 fn print_json(pairing: &Pairing, entries: &[(String, String)]) -> Result<()> {
-    let json = super::input::pretty_json(&json_report(pairing, entries))?;
-    Ok(std::io::stdout().lock().write_all(json.as_bytes())?)
+    super::input::print(&super::input::pretty_json(&json_report(pairing, entries))?)
 }
 
 /// A management.cattle.io/v3 type.

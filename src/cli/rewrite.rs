@@ -108,7 +108,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "{rewrites} value(s) rewritten in {changed} of {} object(s); {unmapped} unmapped ({removed} removed)",
         output.len()
     )?;
-    let text = input::render(output, args.output)?;
-    std::io::stdout().lock().write_all(text.as_bytes())?;
+    input::print(&input::render(output, args.output)?)?;
     Ok(ExitCode::SUCCESS)
 }
