@@ -117,13 +117,14 @@ fn failed(at: &Connected, what: &str, e: impl Into<KubeError>) -> anyhow::Error 
 
 async fn doctor(args: Args) -> Result<Report> {
     // A --clusterpair file that cannot be used is "could not check" (exit 2), before any call.
-    let pair = match &args.clusterpair {
-        Some(path) => Some((
-            format!("--clusterpair {}", path.display()),
-            read_pair(path).with_context(|| format!("reading --clusterpair {}", path.display()))?,
-        )),
-        None => None,
-    };
+    let pair = args.clusterpair.as_ref().map(|path| {
+        let from = format!("--clusterpair {}", path.display());
+        anyhow::Ok((
+            read_pair(path).with_context(|| format!("reading {from}"))?,
+            from,
+        ))
+    });
+    let pair = pair.transpose()?;
     let at = args.cluster.connect_within(CALL_TIMEOUT).await?;
     let ns = args.namespace.as_str();
     let what = format!("get deployments.apps {} in namespace {ns}", args.name);
@@ -141,16 +142,7 @@ async fn doctor(args: Args) -> Result<Report> {
     };
     let (namespace_clusters, system_cluster) = namespace_clusters(&at).await?;
     let projects_here = projects_here(&at).await?;
-    let (users, identity_notes) = identities(&args, &mappings, &env, pair.as_ref()).await;
-    let destinations = mappings
-        .as_ref()
-        .map(|m| doctor::projects(m, true))
-        .unwrap_or_default();
-    let mut identities = Vec::new();
-    for (mut who, groups) in users {
-        who.denied = denials(&at, &who.user, &groups, &destinations).await?;
-        identities.push(who);
-    }
+    let (identities, identity_notes) = identities(&args, &at, &mappings, &env, pair).await?;
     let table_given = args.mappings_file.is_some() || args.project_mappings.is_some();
     let before_install = deployment.is_none() && table_given;
     let webhook = if before_install {
@@ -159,10 +151,10 @@ async fn doctor(args: Args) -> Result<Report> {
         let kept = env.get("RANCHER_REMAP_CERT_SECRET").map(String::as_str);
         Some(webhook_facts(&at, ns, deployment.as_ref(), kept).await?)
     };
-    let (policy, policy_unread) = match policy_facts(&at.client).await {
-        Ok(policy) => (policy, None),
+    let policy = match policy_facts(&at.client).await {
+        Ok(policy) => Ok(policy),
         // Without list on the policies the webhook is still checked; the policies are not.
-        Err(KubeError::Forbidden(answer)) => (None, Some(format!("not checked: listing MutatingAdmissionPolicies at {} is forbidden ({answer}); doctor needs list on mutatingadmissionpolicies and mutatingadmissionpolicybindings (admissionregistration.k8s.io)", at.server))),
+        Err(KubeError::Forbidden(answer)) => Err(format!("not checked: listing MutatingAdmissionPolicies at {} is forbidden ({answer}); doctor needs list on mutatingadmissionpolicies and mutatingadmissionpolicybindings (admissionregistration.k8s.io)", at.server)),
         Err(e) => return Err(failed(&at, "list mutatingadmissionpolicies.admissionregistration.k8s.io", e)),
     };
     Ok(doctor::run(&Facts {
@@ -176,7 +168,6 @@ async fn doctor(args: Args) -> Result<Report> {
         identity_notes,
         webhook,
         policy,
-        policy_unread,
         table_given,
     }))
 }
@@ -299,21 +290,21 @@ where
     }
 }
 
-/// Every migration identity named (first naming wins) with the groups its requests carry, and
-/// what could not be learned.
+/// Every migration identity named (first naming wins), with what it may not do of the
+/// destination projects' needs (asked with the groups its requests carry), and what could not
+/// be learned.
 async fn identities(
     args: &Args,
+    at: &Connected,
     mappings: &Result<Mappings, String>,
     env: &BTreeMap<String, String>,
-    pair: Option<&(String, KubeConfig)>,
-) -> (Vec<(IdentityAccess, Vec<String>)>, Vec<String>) {
-    let mut named: Vec<(IdentityAccess, Vec<String>)> = Vec::new();
+    pair: Option<(KubeConfig, String)>,
+) -> Result<(Vec<IdentityAccess>, Vec<String>)> {
+    let mut named: Vec<(String, String, Vec<String>)> = Vec::new();
     let mut add = |user: &str, from: &str, groups: Option<Vec<String>>| {
-        if !user.is_empty() && !named.iter().any(|(n, _)| n.user == user) {
-            let (user, from) = (user.to_string(), from.to_string());
-            let groups = groups.unwrap_or_else(|| implied_groups(&user));
-            let denied = Vec::new();
-            named.push((IdentityAccess { user, from, denied }, groups));
+        if !user.is_empty() && !named.iter().any(|(n, ..)| n == user) {
+            let groups = groups.unwrap_or_else(|| implied_groups(user));
+            named.push((user.to_string(), from.to_string(), groups));
         }
     };
     for u in &args.migration_users {
@@ -330,13 +321,20 @@ async fn identities(
     }
     let mut notes = Vec::new();
     // The pair's API server refusing or unreachable: a note (the other checks still stand).
-    if let Some((from, config)) = pair {
-        match super::whoami::ask(config).await {
-            Ok(who) => add(&who.user, from, Some(who.groups)),
+    if let Some((config, from)) = pair {
+        match super::whoami::ask(&config).await {
+            Ok(who) => add(&who.user, &from, Some(who.groups)),
             Err(e) => notes.push(format!("{from}: identity not learned: {e:#}")),
         }
     }
-    (named, notes)
+    let projects = mappings.as_ref().map(|m| doctor::projects(m, true));
+    let projects = projects.unwrap_or_default();
+    let mut identities = Vec::new();
+    for (user, from, groups) in named {
+        let denied = denials(at, &user, &groups, &projects).await?;
+        identities.push(IdentityAccess { user, from, denied });
+    }
+    Ok((identities, notes))
 }
 
 /// The groups the API server's authenticators give a user known by name only: every

@@ -122,10 +122,9 @@ pub struct Facts {
     /// `None` before install: no Deployment and the table from a file or flag.
     pub webhook: Option<WebhookFacts>,
     /// export-policy's policies, when any is here; `None` when none is (or the API server does
-    /// not serve them: before Kubernetes 1.36).
-    pub policy: Option<PolicyFacts>,
-    /// Why the policies could not be listed (RBAC): they are not checked, the rest is.
-    pub policy_unread: Option<String>,
+    /// not serve them: before Kubernetes 1.36). An error says why they could not be listed
+    /// (RBAC): they are not checked, the rest is.
+    pub policy: Result<Option<PolicyFacts>, String>,
     /// Whether the table was given (a file or flag) rather than read from the install.
     pub table_given: bool,
 }
@@ -158,7 +157,7 @@ pub fn run(facts: &Facts) -> Report {
         .as_ref()
         .is_some_and(|w| w.configuration.is_some() || w.ready_replicas.is_some());
     let cluster_id = effective_cluster_id(facts);
-    if facts.policy.is_none() || webhook_here {
+    if !matches!(facts.policy, Ok(Some(_))) || webhook_here {
         checks.push(match &facts.webhook {
             Some(w) => check_webhook(w, cluster_id.as_deref()),
             None => Check::new(
@@ -168,10 +167,10 @@ pub fn run(facts: &Facts) -> Report {
             ),
         });
     }
-    if let Some(why) = &facts.policy_unread {
+    if let Err(why) = &facts.policy {
         checks.push(Check::new("policy", Status::Warn, why.clone()));
     }
-    if let Some(p) = &facts.policy {
+    if let Ok(Some(p)) = &facts.policy {
         let table = facts.mappings.as_ref().ok();
         let table = table.map(|m| (m, facts.mappings_origin.as_str()));
         checks.push(check_policy(p, cluster_id.as_deref(), table));

@@ -13,8 +13,7 @@ fn facts(table: &str) -> Facts {
         identities: Vec::new(),
         identity_notes: Vec::new(),
         webhook: None,
-        policy: None,
-        policy_unread: None,
+        policy: Ok(None),
         table_given: true,
     }
 }
@@ -262,7 +261,7 @@ fn the_policies_are_checked_bound_with_this_clusters_id_and_the_table() {
 #[test]
 fn the_policies_alone_are_the_rewrite_path_and_with_the_webhook_both_are_checked() {
     let mut f = facts(TABLE);
-    f.policy = Some(exported(TABLE));
+    f.policy = Ok(Some(exported(TABLE)));
     // No webhook configuration and no Deployment here: the policies alone.
     f.webhook = Some(no_webhook());
     let r = run(&f);
