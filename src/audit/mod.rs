@@ -206,6 +206,17 @@ impl Report {
         }
         u8::from(any(None) || any(Some(FixStatus::Refused)))
     }
+
+    /// A list or get of `at` that failed: skipped, said but not an error, when the caller may
+    /// not read it or it is gone since discovery (not this caller's objects to audit).
+    fn failed(&mut self, doing: &str, at: String, e: KubeError) {
+        match e {
+            KubeError::Forbidden(_) | KubeError::NotFound(_) | KubeError::NotAllowed(_) => {
+                self.skipped.push(format!("{at}: {e}"))
+            }
+            _ => self.errors.push(format!("{doing} {at}: {e}")),
+        }
+    }
 }
 
 /// Audits every auditable type (and fixes, with [`Settings::fix`]). An error is discovery's
@@ -280,19 +291,6 @@ fn select(
 
 /// Expired continue tokens tolerated per list before it counts as failed.
 const MAX_EXPIRED: usize = 10;
-
-impl Report {
-    /// A list or get of `at` that failed: skipped, said but not an error, when the caller may
-    /// not read it or it is gone since discovery (not this caller's objects to audit).
-    fn failed(&mut self, doing: &str, at: String, e: KubeError) {
-        match e {
-            KubeError::Forbidden(_) | KubeError::NotFound(_) | KubeError::NotAllowed(_) => {
-                self.skipped.push(format!("{at}: {e}"))
-            }
-            _ => self.errors.push(format!("{doing} {at}: {e}")),
-        }
-    }
-}
 
 struct Scan<'a> {
     client: &'a Client,
@@ -402,10 +400,7 @@ impl Scan<'_> {
         out.objects += 1;
         self.progress.objects.fetch_add(1, Ordering::Relaxed);
         if t.namespaced && has_migrated_annotation(obj) {
-            let mut set = self.migrated_namespaces();
-            if !set.contains(ns) {
-                set.insert(ns.to_string());
-            }
+            self.migrated_namespaces().insert(ns.to_string());
         }
         self.judge(t, obj)
     }

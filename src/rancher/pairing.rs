@@ -133,18 +133,17 @@ pub fn pair(
     Ok(pairing.finish())
 }
 
-/// A pairing being made: pairs, unmatched source projects, and the ambiguous names, once each
-/// ((ignoring case, name) → the projects involved on each side).
+/// A pairing being made: its pairs and unmatched source projects, and the ambiguous names, once
+/// each ((ignoring case, name) → the projects involved on each side).
 #[derive(Default)]
 struct PairingSoFar {
-    matched: Vec<Match>,
-    unmatched: Vec<Project>,
+    pairing: Pairing,
     ambiguous: BTreeMap<(bool, String), (BTreeSet<Project>, BTreeSet<Project>)>,
 }
 
 impl PairingSoFar {
     fn matched(&mut self, source: &Project, destination: &Project, how: How) {
-        self.matched.push(Match {
+        self.pairing.matched.push(Match {
             source: source.clone(),
             destination: destination.clone(),
             how,
@@ -212,19 +211,19 @@ impl PairingSoFar {
         let same = ignoring_case(name, rest);
         let near = ignoring_case(name, destinations);
         match (&same[..], &near[..]) {
-            (_, []) => self.unmatched.push(p.clone()),
+            (_, []) => self.pairing.unmatched.push(p.clone()),
             ([_], [d]) => self.matched(p, d, How::IgnoringCase),
             _ => self.ambiguous(true, &name.to_lowercase(), &same, &near),
         }
     }
 
-    fn finish(mut self) -> Pairing {
-        self.matched.sort_by(|a, b| {
+    fn finish(self) -> Pairing {
+        let mut pairing = self.pairing;
+        pairing.matched.sort_by(|a, b| {
             (&a.source.display_name, &a.source.id).cmp(&(&b.source.display_name, &b.source.id))
         });
-        let ambiguous = self
-            .ambiguous
-            .into_iter()
+        let ambiguous = self.ambiguous.into_iter();
+        pairing.ambiguous = ambiguous
             .map(|((ignoring_case, name), (s, d))| Ambiguous {
                 name,
                 ignoring_case,
@@ -232,10 +231,6 @@ impl PairingSoFar {
                 destinations: d.into_iter().collect(),
             })
             .collect();
-        Pairing {
-            matched: self.matched,
-            unmatched: self.unmatched,
-            ambiguous,
-        }
+        pairing
     }
 }
