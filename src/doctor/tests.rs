@@ -199,63 +199,54 @@ fn the_policies_are_checked_bound_with_this_clusters_id_and_the_table() {
     let m = Mappings::from_text(TABLE).unwrap();
     let origin = Some((&m, "--project-mappings"));
     let c = check_policy(&exported(TABLE), Some("c-dst"), origin);
-    assert_says(
-        &c,
-        Status::Ok,
-        &["a table of 4 keys equal to --project-mappings's"],
-    );
+    let says = ["a table of 4 keys equal to --project-mappings's"];
+    assert_says(&c, Status::Ok, &says);
 
     let c = check_policy(&exported(TABLE), Some("c-elsewhere"), origin);
     assert_says(&c, Status::Fail, &["does not carry cluster ID c-elsewhere"]);
 
     // Another table than the one given: a warning (the policies keep their own copy).
     let c = check_policy(&exported("p-a=p-c"), Some("c-dst"), origin);
-    assert_says(
-        &c,
-        Status::Warn,
-        &["does not hold the table of --project-mappings"],
-    );
+    let says = ["does not hold the table of --project-mappings"];
+    assert_says(&c, Status::Warn, &says);
 
-    let mut unbound = exported(TABLE);
-    unbound.bindings.remove(1);
-    unbound.bindings[0].data["spec"]["paramRef"] = serde_json::json!({"name": "params"});
+    // Export-policy's objects edited as `edit` does fail, saying each of `says`.
+    let fails = |edit: fn(&mut PolicyFacts), says: &[&str]| {
+        let mut p = exported(TABLE);
+        edit(&mut p);
+        assert_says(&check_policy(&p, Some("c-dst"), None), Status::Fail, says);
+    };
+    let unbound = |p: &mut PolicyFacts| {
+        p.bindings.remove(1);
+        p.bindings[0].data["spec"]["paramRef"] = serde_json::json!({"name": "params"});
+    };
     let says = [
         "no MutatingAdmissionPolicyBinding rancher-remap-workloads",
         "does not bind policy rancher-remap-metadata alone",
     ];
-    assert_says(
-        &check_policy(&unbound, Some("c-dst"), None),
-        Status::Fail,
-        &says,
-    );
+    fails(unbound, &says);
 
     // Narrowed to nothing, or failing open: not export-policy's.
-    let mut edited = exported(TABLE);
-    edited.bindings[0].data["spec"]["matchResources"] =
-        serde_json::json!({"objectSelector": {"matchLabels": {"nothing": "matches"}}});
-    edited.policies[1].data["spec"]["failurePolicy"] = serde_json::json!("Ignore");
+    let edited = |p: &mut PolicyFacts| {
+        p.bindings[0].data["spec"]["matchResources"] =
+            serde_json::json!({"objectSelector": {"matchLabels": {"nothing": "matches"}}});
+        p.policies[1].data["spec"]["failurePolicy"] = serde_json::json!("Ignore");
+    };
     let says = [
         "matchResources true",
         "MutatingAdmissionPolicy rancher-remap-workloads does not fail closed",
     ];
-    assert_says(
-        &check_policy(&edited, Some("c-dst"), None),
-        Status::Fail,
-        &says,
-    );
+    fails(edited, &says);
 
-    let mut old = exported(TABLE);
-    old.policies.remove(1);
-    old.policies[0].data["spec"]["variables"] = serde_json::json!([]);
+    let old = |p: &mut PolicyFacts| {
+        p.policies.remove(1);
+        p.policies[0].data["spec"]["variables"] = serde_json::json!([]);
+    };
     let says = [
         "MutatingAdmissionPolicy rancher-remap-workloads is missing",
         "holds no table of its own",
     ];
-    assert_says(
-        &check_policy(&old, Some("c-dst"), None),
-        Status::Fail,
-        &says,
-    );
+    fails(old, &says);
 }
 
 #[test]
@@ -274,11 +265,8 @@ fn the_policies_alone_are_the_rewrite_path_and_with_the_webhook_both_are_checked
     f.mappings_origin = "ConfigMap rancher-remap/rancher-remap-mappings".into();
     f.table_given = false;
     let r = run(&f);
-    assert_says(
-        check(&r, "mappings"),
-        Status::Warn,
-        &["give --mappings-file"],
-    );
+    let says = ["give --mappings-file"];
+    assert_says(check(&r, "mappings"), Status::Warn, &says);
     assert_eq!(r.exit_status(), 0);
 
     // Both: the webhook is checked too (here: no ready replica).
