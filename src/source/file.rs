@@ -1,22 +1,21 @@
 //! `--mappings-file`: a file followed for changes by polling its content.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::mappings_file::mappings_from_file_text;
 use super::ReadError;
 use crate::content_poll::ContentPoll;
-use crate::mapping::objects::Mappings;
+use crate::live::LiveMappings;
 
 /// Follows a mappings file: whenever its content changes (an edit, or kubelet's atomic `..data`
 /// symlink swap of a mounted ConfigMap — reading through the path follows the new link), the new
-/// content is parsed and handed to `on_load`, good or bad (why not, as text). The first read
-/// happens at once; an error then is handed over too, later ones are not (see [`ContentPoll`]).
-pub async fn follow_file(
-    path: PathBuf,
-    interval: Duration,
-    on_load: impl Fn(Result<Mappings, String>) + Send,
-) {
+/// content is parsed and offered to `live`, good or bad (refusals are logged and counted by
+/// `offer`). The first read happens at once; an error then is offered too, later ones are not
+/// (see [`ContentPoll`]).
+pub async fn follow_file(path: PathBuf, interval: Duration, live: Arc<LiveMappings>) {
+    let origin = path.display().to_string();
     let mut poll = ContentPoll::new(interval, None);
     let mut first = true;
     loop {
@@ -25,7 +24,7 @@ pub async fn follow_file(
             (Ok(bytes), _) => bytes.clone(),
             (Err(why), true) => {
                 let path = path.clone();
-                on_load(Err(ReadError::File { path, why }.to_string()));
+                let _ = live.offer::<ReadError>(&origin, Err(ReadError::File { path, why }));
                 continue;
             }
             (Err(source), false) => {
@@ -42,7 +41,9 @@ pub async fn follow_file(
         })
         .await;
         match built {
-            Ok(result) => on_load(result),
+            Ok(result) => {
+                let _ = live.offer(&origin, result);
+            }
             Err(_) => {
                 tracing::error!(path = %path.display(), "internal error while building the mapping table; keeping the table in force")
             }

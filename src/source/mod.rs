@@ -16,7 +16,6 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 
 pub use configmap::{mappings_of, ConfigMapRef};
-pub use file::follow_file;
 
 use crate::kube_error::KubeError;
 use crate::live::LiveMappings;
@@ -119,11 +118,7 @@ pub async fn start(
                 .map_err(|why| anyhow::anyhow!("--project-mappings: {why}"))?;
         }
         Source::File(path) => {
-            let origin = path.display().to_string();
-            tokio::spawn(follow_file(path, poll, move |result| {
-                // Refusals are logged and counted by `offer`.
-                let _ = live.offer(&origin, result);
-            }));
+            tokio::spawn(file::follow_file(path, poll, live));
         }
         Source::ConfigMap(at) => {
             let client = client.context("--mappings-configmap needs a Kubernetes client")?;
