@@ -138,11 +138,6 @@ pub fn to_yaml_stream(objects: &[Value]) -> Result<String, serde_saphyr::ser::Er
     Ok(out)
 }
 
-/// A `v1` `List` holding `items`.
-pub fn list(items: Vec<Value>) -> Value {
-    serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items})
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

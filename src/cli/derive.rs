@@ -188,7 +188,7 @@ fn identity(cp: &ClusterPair, runtime: Option<&tokio::runtime::Runtime>) -> Opti
     let config = cp.spec.config.as_ref()?;
     Some(match runtime {
         Some(rt) => match rt.block_on(super::whoami::ask(config)) {
-            Ok(who) => Identity::User(who.user),
+            Ok((user, _)) => Identity::User(user),
             Err(e) => Identity::Unknown(format!("--whoami: {e:#}")),
         },
         None => current_identity(config),

@@ -323,7 +323,7 @@ async fn identities(
     // The pair's API server refusing or unreachable: a note (the other checks still stand).
     if let Some((config, from)) = pair {
         match super::whoami::ask(&config).await {
-            Ok(who) => add(&who.user, &from, Some(who.groups)),
+            Ok((user, groups)) => add(&user, &from, Some(groups)),
             Err(e) => notes.push(format!("{from}: identity not learned: {e:#}")),
         }
     }

@@ -81,7 +81,7 @@ pub fn render(objects: Vec<Value>, format: super::OutputFormat) -> Result<String
             let v = if objects.len() == 1 {
                 objects.into_iter().next().unwrap_or_default()
             } else {
-                manifest::list(objects)
+                serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": objects})
             };
             pretty_json(&v)?
         }

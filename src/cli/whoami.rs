@@ -15,15 +15,8 @@ use crate::kube_error::KubeError;
 /// How long one API call may take: an unreachable server ends the run, it does not hang it.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Who the API server says a credential is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Whoami {
-    pub user: String,
-    pub groups: Vec<String>,
-}
-
-/// The user (and groups) the API server sees for `config`'s current context.
-pub async fn ask(config: &KubeConfig) -> Result<Whoami> {
+/// The user and groups the API server sees for `config`'s current context.
+pub async fn ask(config: &KubeConfig) -> Result<(String, Vec<String>)> {
     let Connected { client, server } = pair_client(config).await?;
     let api: Api<SelfSubjectReview> = Api::all(client);
     let answer = api
@@ -40,10 +33,7 @@ pub async fn ask(config: &KubeConfig) -> Result<Whoami> {
         })?;
     let info = answer.status.and_then(|s| s.user_info).unwrap_or_default();
     match info.username.filter(|u| !u.is_empty()) {
-        Some(user) => Ok(Whoami {
-            user,
-            groups: info.groups.unwrap_or_default(),
-        }),
+        Some(user) => Ok((user, info.groups.unwrap_or_default())),
         None => Err(anyhow!("the SelfSubjectReview at {server} named no user")),
     }
 }
