@@ -122,10 +122,6 @@ impl Management {
             .cloned()
             .map_err(|e| anyhow!("{flag}: {e} (Rancher at {})", self.at.server))
     }
-
-    async fn projects(&self, cluster: &Cluster) -> Result<Vec<Project>> {
-        list(&self.at, "Project", Some(&cluster.id)).await
-    }
 }
 
 async fn map_projects(args: Args) -> Result<ExitCode> {
@@ -144,12 +140,12 @@ async fn map_projects(args: Args) -> Result<ExitCode> {
             src.id
         );
     }
-    let sources = source_side.projects(&src).await?;
+    let sources = list(&source_side.at, "Project", Some(&src.id)).await?;
     if sources.is_empty() {
         let (id, server) = (&src.id, &source_side.at.server);
         bail!("cluster {id} has no projects (none in namespace {id} at {server})");
     }
-    let destinations = dst_side.projects(&dst).await?;
+    let destinations = list(&dst_side.at, "Project", Some(&dst.id)).await?;
     let mut pairing = match pair(&sources, &destinations, &args.maps) {
         Ok(p) => p,
         Err(errors) => {
