@@ -59,7 +59,6 @@ pub struct Fix {
     pub attempts: usize,
 }
 
-/// What to audit and how.
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// The webhook's settings the audit judges by (no migration user writes a listed object):
@@ -181,7 +180,6 @@ impl FixStatus {
     }
 }
 
-/// The audit's result.
 #[derive(Debug, Default)]
 pub struct Report {
     /// Sorted by namespace, kind, name.

@@ -73,7 +73,6 @@ pub fn names(paths: &[PathBuf]) -> String {
     names.join(", ")
 }
 
-/// Renders objects in the chosen format.
 pub fn render(objects: Vec<Value>, format: super::OutputFormat) -> Result<String> {
     Ok(match format {
         super::OutputFormat::Yaml => manifest::to_yaml_stream(&objects)?,

@@ -14,7 +14,6 @@ use crate::mapping::ProjectValue;
 pub use policy::{check_policy, PolicyFacts};
 pub use webhook::{check_webhook, ServingCert, WebhookFacts, SHIPPED_TIMEOUT_SECONDS};
 
-/// How one check came out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {

@@ -14,7 +14,6 @@ pub const SHIPPED_TIMEOUT_SECONDS: i32 = 5;
 /// A serving certificate closer than this to its end is a warning: renew it.
 const RENEW_WITHIN_SECONDS: i64 = 30 * 24 * 3600;
 
-/// What was read about the installed webhook.
 #[derive(Debug)]
 pub struct WebhookFacts {
     /// The MutatingWebhookConfiguration's name and its rewrite webhook, when one points at

@@ -29,7 +29,6 @@ impl std::str::FromStr for Rename {
     }
 }
 
-/// How a pair was made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum How {
     /// The same display name.

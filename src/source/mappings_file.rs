@@ -42,7 +42,6 @@ pub fn looks_like_manifest(text: &str) -> bool {
         })
 }
 
-/// Why a mappings file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum MappingsFileError {
     /// The mappings themselves are broken.
@@ -56,7 +55,6 @@ pub enum MappingsFileError {
     Unsupported(String),
 }
 
-/// Reads a mappings file's text.
 pub fn mappings_from_file_text(text: &str) -> Result<Mappings, MappingsFileError> {
     // A manifest is never re-read as mapping text: a broken ClusterPair would otherwise come
     // back as "entries" holding its token and keys. Anything else is plain mapping text (which
