@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{ModeArg, ScopeArg};
 use crate::live::{LiveMappings, TableMetrics};
 use crate::managed_certs::{self, KeeperMetrics};
-use crate::rewrite::MutateSettings;
+use crate::rewrite::{Mode, MutateSettings, Scope, UnmappedPolicy};
 use crate::server::admission_log::AdmissionLog;
 use crate::server::metrics::Metrics;
 use crate::server::routes::AppState;
@@ -90,19 +89,19 @@ pub struct RewriteArgs {
     /// What to do with a project ID that has no mapping: drop removes the label or annotation on
     /// migrated objects (selectors are never shortened), keep leaves it, deny refuses the request.
     #[arg(long, env = "RANCHER_REMAP_UNMAPPED", value_enum, default_value_t)]
-    pub unmapped: super::Unmapped,
+    pub unmapped: UnmappedPolicy,
 
     /// Which requests are rewritten: migrated (Stork's migrated annotation, a Namespace whose
     /// project-ID annotation names a source cluster of the table, or a migration user's write)
     /// or all.
     #[arg(long, env = "RANCHER_REMAP_SCOPE", value_enum, default_value_t)]
-    pub scope: ScopeArg,
+    pub scope: Scope,
 
     /// enforce answers with the patch; warn answers without it — a warning and the audit
     /// annotation say what would have been rewritten, counted as outcome="would_patch" — to
     /// roll out safely: install in warn, run `audit`, then switch to enforce
     #[arg(long, env = "RANCHER_REMAP_MODE", value_enum, default_value_t)]
-    pub mode: ModeArg,
+    pub mode: Mode,
 
     /// This cluster's Rancher ID (e.g. c-m-4kq8z9rt, or local), as `derive` prints it. A Namespace
     /// annotated with it is never rewritten, and a table whose sources name it (reversed) or
@@ -136,10 +135,10 @@ impl RewriteArgs {
     /// The rewrite settings.
     fn settings(&self) -> MutateSettings {
         MutateSettings {
-            unmapped: self.unmapped.into(),
-            scope: self.scope.into(),
+            unmapped: self.unmapped,
+            scope: self.scope,
             migration_users: self.migration_users(),
-            mode: self.mode.into(),
+            mode: self.mode,
             cluster_id: super::known(&self.cluster_id).map(str::to_string),
         }
     }
@@ -306,7 +305,7 @@ async fn serve(
     log: AdmissionLog,
 ) -> Result<()> {
     let settings = args.rewrite.settings();
-    let users_given = !settings.migration_users.is_empty() || args.rewrite.scope == ScopeArg::All;
+    let users_given = !settings.migration_users.is_empty() || args.rewrite.scope == Scope::All;
     if source.is_some() && settings.cluster_id.is_none() {
         tracing::error!("{}", crate::server::routes::NO_CLUSTER_ID);
     }

@@ -1,6 +1,7 @@
 //! docs/behaviour.md (checks across entries) and §4 (lookup), one case per rule.
 
 use super::*;
+use LookupRef::{Keep, Unmapped};
 
 fn table(text: &str) -> Table {
     table_from_text(text).unwrap_or_else(|e| panic!("{e}"))
@@ -156,54 +157,29 @@ fn conflict_across_configmap_keys_names_both_keys() {
 
 // §4 lookup
 
-#[test]
-fn destination_values_stay() {
-    let t = table("p-a=p-b,c-1:p-a=c-2:p-b");
-    assert_eq!(t.lookup_ref("p-b"), LookupRef::Keep);
-    assert_eq!(t.lookup_ref("c-2:p-b"), LookupRef::Keep);
+#[rstest::rstest]
+// Destination values stay.
+#[case::destination("p-a=p-b,c-1:p-a=c-2:p-b", "p-b", Keep)]
+#[case::destination_cluster_form("p-a=p-b,c-1:p-a=c-2:p-b", "c-2:p-b", Keep)]
+// An exact entry wins.
+#[case::exact("p-a=p-b,c-1:p-a=c-2:p-b,c-9:p-q=c-8:p-r", "p-a", to("p-b"))]
+#[case::exact_cluster_form("p-a=p-b,c-1:p-a=c-2:p-b,c-9:p-q=c-8:p-r", "c-1:p-a", to("c-2:p-b"))]
+// p-a → p-b by a project-form entry; c-1 → c-2 learned from another cluster-form entry.
+#[case::composed("p-a=p-b,c-1:p-x=c-2:p-y", "c-1:p-a", to("c-2:p-b"))]
+// Project known only as the project part of a cluster-form entry.
+#[case::composed_from_cluster_entries("c-1:p-a=c-2:p-b,c-1:p-x=c-2:p-y", "c-1:p-x", to("c-2:p-y"))]
+#[case::cluster_unknown("p-a=p-b", "c-1:p-a", Unmapped)]
+#[case::project_form_from_cluster_entry("c-1:p-a=c-2:p-b", "p-a", to("p-b"))]
+#[case::unmapped("p-a=p-b,c-1:p-a=c-2:p-b", "p-zz", Unmapped)]
+#[case::unmapped_cluster_form("p-a=p-b,c-1:p-a=c-2:p-b", "c-1:p-zz", Unmapped)]
+#[case::empty("p-a=p-b,c-1:p-a=c-2:p-b", "", Unmapped)]
+#[case::not_an_id("p-a=p-b,c-1:p-a=c-2:p-b", "a:b:c", Unmapped)]
+fn lookup(#[case] entries: &str, #[case] value: &str, #[case] expected: LookupRef) {
+    assert_eq!(table(entries).lookup_ref(value), expected);
 }
 
-#[test]
-fn exact_entry_wins() {
-    let t = table("p-a=p-b,c-1:p-a=c-2:p-b,c-9:p-q=c-8:p-r");
-    assert_eq!(t.lookup_ref("p-a"), LookupRef::Rewrite("p-b".into()));
-    assert_eq!(
-        t.lookup_ref("c-1:p-a"),
-        LookupRef::Rewrite("c-2:p-b".into())
-    );
-}
-
-#[test]
-fn cluster_form_composed_from_parts() {
-    // p-a → p-b by a project-form entry; c-1 → c-2 learned from another cluster-form entry.
-    let t = table("p-a=p-b,c-1:p-x=c-2:p-y");
-    assert_eq!(
-        t.lookup_ref("c-1:p-a"),
-        LookupRef::Rewrite("c-2:p-b".into())
-    );
-    // Project known only as the project part of a cluster-form entry.
-    let t = table("c-1:p-a=c-2:p-b,c-1:p-x=c-2:p-y");
-    assert_eq!(
-        t.lookup_ref("c-1:p-x"),
-        LookupRef::Rewrite("c-2:p-y".into())
-    );
-    // Cluster unknown: unmapped.
-    assert_eq!(table("p-a=p-b").lookup_ref("c-1:p-a"), LookupRef::Unmapped);
-}
-
-#[test]
-fn project_form_from_cluster_entry() {
-    let t = table("c-1:p-a=c-2:p-b");
-    assert_eq!(t.lookup_ref("p-a"), LookupRef::Rewrite("p-b".into()));
-}
-
-#[test]
-fn unmapped_values() {
-    let t = table("p-a=p-b,c-1:p-a=c-2:p-b");
-    assert_eq!(t.lookup_ref("p-zz"), LookupRef::Unmapped);
-    assert_eq!(t.lookup_ref("c-1:p-zz"), LookupRef::Unmapped);
-    assert_eq!(t.lookup_ref(""), LookupRef::Unmapped);
-    assert_eq!(t.lookup_ref("a:b:c"), LookupRef::Unmapped);
+fn to(value: &str) -> LookupRef<'_> {
+    LookupRef::Rewrite(value.into())
 }
 
 #[test]

@@ -58,13 +58,7 @@ pub(crate) struct Field {
 }
 
 const fn field(name: &'static str, place: Place) -> Field {
-    Field {
-        name,
-        place,
-        group: None,
-        rank: 0,
-        when_kind: None,
-    }
+    ranked(name, 0, place)
 }
 
 const fn ranked(name: &'static str, rank: u32, place: Place) -> Field {
@@ -78,12 +72,22 @@ const fn ranked(name: &'static str, rank: u32, place: Place) -> Field {
 }
 
 const fn group(name: &'static str, group: u32, place: Place) -> Field {
+    of_kind(name, group, 0, None, place)
+}
+
+const fn of_kind(
+    name: &'static str,
+    group: u32,
+    rank: u32,
+    when_kind: Option<&'static str>,
+    place: Place,
+) -> Field {
     Field {
         name,
         place,
         group: Some(group),
-        rank: 0,
-        when_kind: None,
+        rank,
+        when_kind,
     }
 }
 
@@ -231,27 +235,9 @@ const OBJECT_PLACE: Place = Place::Fields(&[
                     ),
                 ]),
             ),
-            Field {
-                name: "affinity",
-                place: AFFINITY,
-                group: Some(5),
-                rank: 0,
-                when_kind: Some("Pod"),
-            },
-            Field {
-                name: "ingress",
-                place: INGRESS_RULES,
-                group: Some(9),
-                rank: 0,
-                when_kind: Some("NetworkPolicy"),
-            },
-            Field {
-                name: "egress",
-                place: EGRESS_RULES,
-                group: Some(9),
-                rank: 1,
-                when_kind: Some("NetworkPolicy"),
-            },
+            of_kind("affinity", 5, 0, Some("Pod"), AFFINITY),
+            of_kind("ingress", 9, 0, Some("NetworkPolicy"), INGRESS_RULES),
+            of_kind("egress", 9, 1, Some("NetworkPolicy"), EGRESS_RULES),
         ]),
     ),
     field(

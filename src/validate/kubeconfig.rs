@@ -1,10 +1,12 @@
 //! docs/behaviour.md checks on a ClusterPair's `spec.config` (client-go's internal kubeconfig shape).
 
-use crate::text::shown_name;
+use std::collections::BTreeMap;
+
 use base64::Engine;
 
 use super::Report;
 use crate::clusterpair::{AuthInfo, Cluster, KubeConfig, Secret};
+use crate::text::shown_name;
 
 /// `spec.options` keys Stork and Portworx are known to read.
 pub const KNOWN_OPTIONS: &[&str] = &[
@@ -22,54 +24,42 @@ const DAY: i64 = 86_400;
 
 /// Checks the kubeconfig, appending to `report`.
 pub fn check(config: &KubeConfig, now: i64, report: &mut Report) {
-    let base = "spec.config";
+    let current = "spec.config.current-context";
     if config.current_context.is_empty() {
-        report.error(
-            format!("{base}.current-context"),
-            "missing: the ClusterPair needs a current context",
-        );
+        report.error(current, "missing: the ClusterPair needs a current context");
         return;
     }
-    let Some(ctx) = config.contexts.get(&config.current_context) else {
-        report.error(
-            format!("{base}.current-context"),
-            format!(
-                "names context {:?}, which is not in contexts",
-                shown_name(&config.current_context)
-            ),
-        );
+    let (contexts, name) = (&config.contexts, &config.current_context);
+    let Some((ctx_path, ctx)) = named(contexts, "context", name, current.into(), report) else {
         return;
     };
-    let ctx_path = format!("{base}.contexts[{}]", shown_name(&config.current_context));
-    match config.clusters.get(&ctx.cluster) {
-        Some(cluster) => check_cluster(
-            &format!("{base}.clusters[{}]", shown_name(&ctx.cluster)),
-            cluster,
-            now,
-            report,
-        ),
-        None => report.error(
-            format!("{ctx_path}.cluster"),
-            format!(
-                "names cluster {:?}, which is not in clusters",
-                shown_name(&ctx.cluster)
-            ),
-        ),
+    let field = format!("{ctx_path}.cluster");
+    if let Some((path, cluster)) = named(&config.clusters, "cluster", &ctx.cluster, field, report) {
+        check_cluster(&path, cluster, now, report);
     }
-    match config.users.get(&ctx.user) {
-        Some(user) => check_user(
-            &format!("{base}.users[{}]", shown_name(&ctx.user)),
-            user,
-            now,
-            report,
-        ),
-        None => report.error(
-            format!("{ctx_path}.user"),
-            format!(
-                "names user {:?}, which is not in users",
-                shown_name(&ctx.user)
-            ),
-        ),
+    let field = format!("{ctx_path}.user");
+    if let Some((path, user)) = named(&config.users, "user", &ctx.user, field, report) {
+        check_user(&path, user, now, report);
+    }
+}
+
+/// The `what` called `name`, with its path; when there is none, an error at `field` (the field
+/// that names it).
+fn named<'c, T>(
+    entries: &'c BTreeMap<String, T>,
+    what: &str,
+    name: &str,
+    field: String,
+    report: &mut Report,
+) -> Option<(String, &'c T)> {
+    let shown = shown_name(name);
+    match entries.get(name) {
+        Some(entry) => Some((format!("spec.config.{what}s[{shown}]"), entry)),
+        None => {
+            let message = format!("names {what} {shown:?}, which is not in {what}s");
+            report.error(field, message);
+            None
+        }
     }
 }
 
