@@ -215,7 +215,8 @@ fn generate(p: &Place, acc: &Acc, path: &Path, depth: usize, gen: &Gen) -> Vec<I
             group: None,
             expr: expression(acc, path, depth, gen),
         }],
-        Place::Capture(_) => Vec::new(),
+        // An expression's values are read by `expression`.
+        Place::Value(_) | Place::Capture(_) => Vec::new(),
     }
 }
 

@@ -27,8 +27,11 @@ pub(crate) enum Place {
     Labels(Location),
     /// The object's own annotations: as `Labels`, and Stork's migrated annotation is read.
     ObjectAnnotations(Location),
-    /// One `matchExpressions` entry of a selector (`key`, `operator`, `values`).
-    Expression(Location),
+    /// One `matchExpressions` entry of a selector (`key`, `operator`, and `values`, read as
+    /// the place given when the key and operator qualify).
+    Expression(&'static Place),
+    /// A string value, found at `Location` (an expression's value).
+    Value(Location),
     /// A string of the object's own that the decision reads.
     Capture(ObjectText),
 }
@@ -112,7 +115,9 @@ const POD_AFFINITY_SELECTOR: Place = Place::Fields(&[
     ranked(
         "matchExpressions",
         1,
-        Place::Each(&Place::Expression(Location::PodAffinitySelector)),
+        Place::Each(&Place::Expression(&Place::Each(&Place::Value(
+            Location::PodAffinitySelector,
+        )))),
     ),
 ]);
 const NETWORK_POLICY_SELECTOR: Place = Place::Fields(&[
@@ -124,7 +129,9 @@ const NETWORK_POLICY_SELECTOR: Place = Place::Fields(&[
     ranked(
         "matchExpressions",
         1,
-        Place::Each(&Place::Expression(Location::NetworkPolicySelector)),
+        Place::Each(&Place::Expression(&Place::Each(&Place::Value(
+            Location::NetworkPolicySelector,
+        )))),
     ),
 ]);
 
@@ -256,7 +263,8 @@ pub(crate) fn locations() -> Vec<Location> {
         match p {
             Place::Fields(fields) => fields.iter().for_each(|f| walk(&f.place, out)),
             Place::Each(p) => walk(p, out),
-            Place::Labels(l) | Place::ObjectAnnotations(l) | Place::Expression(l) => out.push(*l),
+            Place::Labels(l) | Place::ObjectAnnotations(l) | Place::Value(l) => out.push(*l),
+            Place::Expression(values) => walk(values, out),
             Place::Capture(_) => {}
         }
     }
@@ -283,7 +291,8 @@ pub(crate) fn order_depth() -> usize {
                 .unwrap_or(0),
             Place::Each(p) => depth(p, d.map(|d| d + 1)),
             Place::Labels(_) | Place::ObjectAnnotations(_) => d.map_or(0, |d| d + 1),
-            Place::Expression(_) => d.map_or(0, |d| d + 2),
+            Place::Expression(values) => depth(values, d.map(|d| d + 1)),
+            Place::Value(_) => d.unwrap_or(0),
             Place::Capture(_) => 0,
         }
     }

@@ -5,7 +5,7 @@
 //! `rewrite` and `audit` commands, the tests).
 //!
 //! What the bytes may hold that a decoded tree does not, and how the walk agrees with the tree:
-//! - the kind after the fields that depend on it: findings carry their condition, settled at the
+//! - the kind after the fields that depend on it: findings carry their condition, settled
 //!   when the walk ends;
 //! - a duplicate key: the last value wins, at the place of the first (as a decoded
 //!   `serde_json::Map` keeps it): earlier findings under it are dropped or overwritten;
@@ -327,6 +327,12 @@ impl<'de, 't> DeserializeSeed<'de> for PlaceSeed<'_, 'de, 't> {
                 }
                 Ok(())
             }
+            Place::Value(location) => match d.deserialize_any(MaybeStr)? {
+                Some(v) => self
+                    .state
+                    .found(*location, Cow::Borrowed(""), false, Some(v)),
+                None => Ok(()),
+            },
             _ => d.deserialize_any(self),
         }
     }
@@ -368,8 +374,8 @@ impl<'de> Visitor<'de> for PlaceSeed<'_, 'de, '_> {
             Place::Fields(fields) => visit_fields(self.state, fields, map),
             Place::Labels(location) => visit_labels(self.state, *location, false, map),
             Place::ObjectAnnotations(location) => visit_labels(self.state, *location, true, map),
-            Place::Expression(location) => visit_expression(self.state, *location, map),
-            Place::Each(_) | Place::Capture(_) => skip_map(map),
+            Place::Expression(values) => visit_expression(self.state, values, map),
+            Place::Each(_) | Place::Value(_) | Place::Capture(_) => skip_map(map),
         }
     }
 }
@@ -477,7 +483,7 @@ fn visit_labels<'de, A: MapAccess<'de>>(
 /// `In` or `NotIn`, whichever order the fields come in.
 fn visit_expression<'de, A: MapAccess<'de>>(
     state: &mut WalkState<'de, '_>,
-    location: Location,
+    values: &'static Place,
     mut map: A,
 ) -> Result<(), A::Error> {
     let start = state.out.found.len();
@@ -493,7 +499,10 @@ fn visit_expression<'de, A: MapAccess<'de>>(
                 }
                 let first = state.out.found.len();
                 state.within(0, Some(Step::Field("values")), |state| {
-                    map.next_value_seed(Values { state, location })
+                    map.next_value_seed(PlaceSeed {
+                        state,
+                        place: values,
+                    })
                 })?;
                 earlier_values = Some(first..state.out.found.len());
             }
@@ -514,49 +523,6 @@ fn visit_expression<'de, A: MapAccess<'de>>(
         state.drop_range(start..end);
     }
     Ok(())
-}
-
-/// The `values` of a selector expression (the key is filled in by the expression).
-struct Values<'c, 'a, 't> {
-    state: &'c mut WalkState<'a, 't>,
-    location: Location,
-}
-
-impl<'de> DeserializeSeed<'de> for Values<'_, 'de, '_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Values<'_, 'de, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    skip_scalars!(());
-    skip_scalars!((); visit_str(&str));
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        skip_map(map)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let state = self.state;
-        let mut i = 0u32;
-        while let Some(value) = seq.next_element_seed(MaybeStr)? {
-            if let Some(v) = value {
-                state.within(i, Some(Step::Index(i)), |state| {
-                    state.found::<A::Error>(self.location, Cow::Borrowed(""), false, Some(v))
-                })?;
-            }
-            i += 1;
-        }
-        Ok(())
-    }
 }
 
 /// A string, borrowed from the input when it has no escapes; anything else is a type error.
