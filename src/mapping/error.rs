@@ -286,14 +286,8 @@ pub struct MappingErrors(pub Vec<MappingError>);
 
 impl fmt::Display for MappingErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid project mappings: ")?;
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
+        let list: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        write!(f, "invalid project mappings: {}", list.join("; "))
     }
 }
 

@@ -28,7 +28,7 @@ impl Mappings {
     /// Mappings from `--project-mappings` syntax alone (no migration users come with text).
     pub fn from_text(text: &str) -> Result<Mappings, MappingErrors> {
         Ok(Mappings {
-            table: Table::build(parse_text(text, &Origin::Text))?,
+            table: super::table_from_text(text)?,
             migration_users: Vec::new(),
         })
     }

@@ -229,14 +229,8 @@ impl Table {
     /// must not name this cluster (a reversed table) and its cluster-form destinations must
     /// (not another cluster's table). Every offending cluster pair is reported.
     pub fn check_cluster(&self, this: &str) -> Result<(), MappingErrors> {
-        let mut pairs: Vec<(&str, &str)> = self
-            .clusters
-            .iter()
-            .map(|(from, to)| (&**from, &*to.dst))
-            .collect();
-        // The map's order is random; messages are not.
-        pairs.sort_unstable();
-        let errors: Vec<MappingError> = pairs
+        // Sorted: the map's order is random; messages are not.
+        let errors: Vec<MappingError> = sorted_pairs(&self.clusters)
             .into_iter()
             .filter_map(|(from, to)| {
                 if from == to {
@@ -277,16 +271,11 @@ impl Table {
     /// project's and its cluster's mapping (a disagreement between them is refused), so these
     /// four say all that [`Table::lookup_ref`] says.
     pub fn parts(&self) -> TableParts<'_> {
-        fn pairs(m: &Map<Box<str>, Claim>) -> Vec<(&str, &str)> {
-            let mut v: Vec<(&str, &str)> = m.iter().map(|(k, c)| (&**k, &*c.dst)).collect();
-            v.sort_unstable();
-            v
-        }
         let mut dst_projects: Vec<&str> = self.dst_projects.iter().map(|p| &**p).collect();
         dst_projects.sort_unstable();
         TableParts {
-            projects: pairs(&self.projects),
-            clusters: pairs(&self.clusters),
+            projects: sorted_pairs(&self.projects),
+            clusters: sorted_pairs(&self.clusters),
             destination_projects: dst_projects,
             destination_clusters: self.destination_clusters(),
         }
@@ -319,6 +308,13 @@ impl Table {
     pub fn warnings(&self) -> &[MappingWarning] {
         &self.warnings
     }
+}
+
+/// The claims as `(key, dst)`, sorted.
+fn sorted_pairs(claims: &Map<Box<str>, Claim>) -> Vec<(&str, &str)> {
+    let mut pairs: Vec<(&str, &str)> = claims.iter().map(|(k, c)| (&**k, &*c.dst)).collect();
+    pairs.sort_unstable();
+    pairs
 }
 
 /// Claims `key → dst` for entry `by`; returns the earlier claim when it disagrees.
