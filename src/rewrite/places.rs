@@ -104,36 +104,22 @@ const TEMPLATE_METADATA: Place = Place::Fields(&[
     ),
 ]);
 
-/// A selector: `matchLabels`, then `matchExpressions`. (Written out per location: constant
-/// references cannot come from a function's arguments.)
-const POD_AFFINITY_SELECTOR: Place = Place::Fields(&[
-    ranked(
-        "matchLabels",
-        0,
-        Place::Labels(Location::PodAffinitySelector),
-    ),
-    ranked(
-        "matchExpressions",
-        1,
-        Place::Each(&Place::Expression(&Place::Each(&Place::Value(
-            Location::PodAffinitySelector,
-        )))),
-    ),
-]);
-const NETWORK_POLICY_SELECTOR: Place = Place::Fields(&[
-    ranked(
-        "matchLabels",
-        0,
-        Place::Labels(Location::NetworkPolicySelector),
-    ),
-    ranked(
-        "matchExpressions",
-        1,
-        Place::Each(&Place::Expression(&Place::Each(&Place::Value(
-            Location::NetworkPolicySelector,
-        )))),
-    ),
-]);
+/// A selector whose values are found at `$location`: `matchLabels`, then `matchExpressions`.
+/// (A macro: constant references cannot come from a function's arguments.)
+macro_rules! selector {
+    ($location:expr) => {
+        Place::Fields(&[
+            ranked("matchLabels", 0, Place::Labels($location)),
+            ranked(
+                "matchExpressions",
+                1,
+                Place::Each(&Place::Expression(&Place::Each(&Place::Value($location)))),
+            ),
+        ])
+    };
+}
+const POD_AFFINITY_SELECTOR: Place = selector!(Location::PodAffinitySelector);
+const NETWORK_POLICY_SELECTOR: Place = selector!(Location::NetworkPolicySelector);
 
 /// `podAffinity` / `podAntiAffinity`: required terms, then preferred ones.
 const AFFINITY_TERMS: Place = Place::Fields(&[

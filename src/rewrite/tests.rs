@@ -240,17 +240,25 @@ fn patch_paths_escape_slash_and_tilde() {
 
 #[test]
 fn no_patch_when_nothing_changes() {
-    let obj = json!({"kind": "Namespace", "metadata": {"name": "n", "labels": {KEY: "p-dst"}, "annotations": {KEY: "c-dst:p-dst"}}});
     let nothing = said(&Decision::default());
-    assert_eq!(
-        said(&rewrite(&obj, &migrated(UnmappedPolicy::Deny))),
-        nothing
-    );
-    let plain = json!({"kind": "ConfigMap", "metadata": {"name": "n"}, "data": {KEY: "p-src"}});
-    assert_eq!(
-        said(&rewrite(&plain, &migrated(UnmappedPolicy::Drop))),
-        nothing
-    );
+    let (drop, deny) = (UnmappedPolicy::Drop, UnmappedPolicy::Deny);
+    for (obj, policy) in [
+        (
+            json!({"kind": "Namespace", "metadata": {"name": "n", "labels": {KEY: "p-dst"}, "annotations": {KEY: "c-dst:p-dst"}}}),
+            deny,
+        ),
+        (
+            json!({"kind": "ConfigMap", "metadata": {"name": "n"}, "data": {KEY: "p-src"}}),
+            drop,
+        ),
+        // Values that are not strings are ignored.
+        (
+            json!({"kind": "Namespace", "metadata": {"labels": {KEY: 5}, "annotations": {KEY: null}}}),
+            deny,
+        ),
+    ] {
+        assert_eq!(said(&rewrite(&obj, &migrated(policy))), nothing, "{obj}");
+    }
 }
 
 // §6 unmapped values under each policy
@@ -351,16 +359,6 @@ fn second_pass_is_a_no_op() {
         let again = rewrite(&once, &migrated(UnmappedPolicy::Drop));
         assert!(again.patch.is_empty(), "{}", said(&again));
     }
-}
-
-#[test]
-fn non_string_values_are_ignored() {
-    let obj =
-        json!({"kind": "Namespace", "metadata": {"labels": {KEY: 5}, "annotations": {KEY: null}}});
-    assert_eq!(
-        said(&rewrite(&obj, &migrated(UnmappedPolicy::Deny))),
-        said(&Decision::default())
-    );
 }
 
 #[test]
