@@ -15,7 +15,6 @@ use serde::{Deserialize, Deserializer};
 pub struct Secret(SecretString);
 
 impl Secret {
-    /// Wraps a credential.
     pub fn new(s: impl Into<String>) -> Self {
         Secret(SecretString::from(s.into()))
     }

@@ -109,14 +109,10 @@ impl EntryRef {
 
     /// The field path of this entry, e.g. `spec.platformOptions.rancher.projectMappings[p-a]`.
     pub fn field_path(&self) -> String {
+        let index = self.index();
         match &self.origin {
-            Origin::Text => format!("project-mappings[{}]", self.index()),
-            Origin::ClusterPair => {
-                format!(
-                    "spec.platformOptions.rancher.projectMappings[{}]",
-                    self.index()
-                )
-            }
+            Origin::Text => format!("project-mappings[{index}]"),
+            Origin::ClusterPair => format!("spec.platformOptions.rancher.projectMappings[{index}]"),
             Origin::ConfigMapKey(key) => format!("data[{key}]"),
         }
     }

@@ -34,7 +34,6 @@ impl Mappings {
     }
 }
 
-/// Whether a value is a ConfigMap.
 pub fn is_configmap(v: &Value) -> bool {
     v.get("kind").and_then(Value::as_str) == Some("ConfigMap")
 }
@@ -79,7 +78,6 @@ pub fn migration_users(cm: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Splits the migration-users annotation value.
 pub fn parse_migration_users(value: &str) -> Vec<String> {
     value
         .split(',')

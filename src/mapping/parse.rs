@@ -50,12 +50,10 @@ impl Span {
 }
 
 impl Entry {
-    /// The source value.
     pub fn src(&self) -> ProjectValue<'_> {
         self.src.value(&self.at.text)
     }
 
-    /// The destination value.
     pub fn dst(&self) -> ProjectValue<'_> {
         self.dst.value(&self.at.text)
     }

@@ -281,12 +281,10 @@ impl Table {
         }
     }
 
-    /// Number of distinct entries.
     pub fn len(&self) -> usize {
         self.exact.len()
     }
 
-    /// Whether the table has no entries.
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty()
     }

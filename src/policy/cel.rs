@@ -222,11 +222,7 @@ fn generate(p: &Place, acc: &Acc, path: &Path, depth: usize, gen: &Gen) -> Vec<I
 
 /// The patches of a labels or annotations map (or a selector's `matchLabels`).
 fn labels(acc: &Acc, path: &Path, depth: usize, location: Location, gen: &Gen) -> String {
-    let (k, v, r) = (
-        format!("k{depth}"),
-        format!("v{depth}"),
-        format!("r{depth}"),
-    );
+    let [k, v, r] = ["k", "v", "r"].map(|n| format!("{n}{depth}"));
     let at = path
         .with(Step::Expr(format!("jsonpatch.escapeKey({k})")))
         .render();
@@ -251,12 +247,7 @@ fn labels(acc: &Acc, path: &Path, depth: usize, location: Location, gen: &Gen) -
 /// The patches of one selector expression: each value of an `In` or `NotIn` expression on a
 /// project-ID key, looked up; an unmapped value stays (a selector is never shortened).
 fn expression(acc: &Acc, path: &Path, depth: usize, gen: &Gen) -> String {
-    let (x, j, v, r) = (
-        format!("x{depth}"),
-        format!("j{depth}"),
-        format!("v{depth}"),
-        format!("r{depth}"),
-    );
+    let [x, j, v, r] = ["x", "j", "v", "r"].map(|n| format!("{n}{depth}"));
     let at = path
         .with(Step::Const("values".into()))
         .with(Step::Expr(format!("string({j})")))

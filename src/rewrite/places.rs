@@ -161,7 +161,6 @@ const EGRESS_RULES: Place = Place::Each(&Place::Fields(&[field("to", PEERS)]));
 /// The group of the object's own metadata.
 pub(crate) const OBJECT_METADATA_GROUP: u32 = 0;
 
-/// The object.
 pub(crate) static OBJECT: Place = OBJECT_PLACE;
 
 /// The most fields any object place reads: the walk tracks each field's last visit in an

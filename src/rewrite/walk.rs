@@ -88,14 +88,12 @@ impl<'a, 't> Walked<'a, 't> {
         &self.found
     }
 
-    /// Sets each finding's verdict.
     pub(super) fn set_verdicts(&mut self, verdict: impl Fn(&Found<'_, '_>) -> Verdict) {
         for f in &mut self.found {
             f.verdict = verdict(f);
         }
     }
 
-    /// The pointer of a finding.
     pub fn pointer(&self, f: &Found<'_, '_>) -> &str {
         &self.pointers[f.pointer.0 as usize..f.pointer.1 as usize]
     }
@@ -165,7 +163,6 @@ impl Path {
     }
 }
 
-/// The walk's state.
 struct WalkState<'a, 't> {
     /// At most this many findings (see [`walk_bounded`]).
     limit: usize,
