@@ -67,25 +67,21 @@ pub struct RancherOptions {
 
 /// client-go's internal `Config`.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct KubeConfig {
     pub clusters: BTreeMap<String, Cluster>,
     pub contexts: BTreeMap<String, Context>,
     pub users: BTreeMap<String, AuthInfo>,
-    #[serde(rename = "current-context")]
     pub current_context: String,
 }
 
 /// client-go's internal `Cluster`.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct Cluster {
     pub server: String,
-    #[serde(rename = "certificate-authority-data")]
     pub certificate_authority_data: Option<Secret>,
-    #[serde(rename = "certificate-authority")]
     pub certificate_authority: Option<String>,
-    #[serde(rename = "insecure-skip-tls-verify")]
     pub insecure_skip_tls_verify: bool,
     #[serde(rename = "LocationOfOrigin")]
     pub location_of_origin: Option<String>,
@@ -102,15 +98,11 @@ pub struct Context {
 
 /// client-go's internal `AuthInfo`: every credential is a [`Secret`].
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct AuthInfo {
-    #[serde(rename = "client-certificate-data")]
     pub client_certificate_data: Option<Secret>,
-    #[serde(rename = "client-key-data")]
     pub client_key_data: Option<Secret>,
-    #[serde(rename = "client-certificate")]
     pub client_certificate: Option<String>,
-    #[serde(rename = "client-key")]
     pub client_key: Option<String>,
     pub token: Option<Secret>,
     #[serde(rename = "tokenFile")]
@@ -120,7 +112,7 @@ pub struct AuthInfo {
     /// Only whether it is present matters; its content may hold credentials in `env`.
     #[serde(deserialize_with = "presence")]
     pub exec: bool,
-    #[serde(rename = "auth-provider", deserialize_with = "presence")]
+    #[serde(deserialize_with = "presence")]
     pub auth_provider: bool,
 }
 
