@@ -1,10 +1,11 @@
 //! Who a ClusterPair authenticates as (docs/behaviour.md): the identity Stork writes migrated objects with
 //! on the cluster the ClusterPair points at. Read, never verified, and never the credential.
 
-use crate::text::shown_name;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 
 use super::model::{AuthInfo, KubeConfig};
+use crate::text::shown_name;
 
 /// What `derive` can tell about the migration identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,19 +69,11 @@ fn user_identity(name: &str, user: &AuthInfo) -> Identity {
 
 /// The subject common name of a base64-encoded PEM certificate (what Kubernetes uses as the user name).
 pub fn certificate_cn(b64_pem: &str) -> Option<String> {
-    let pem_bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64_pem.trim())
-        .ok()?;
+    let pem_bytes = STANDARD.decode(b64_pem.trim()).ok()?;
     let (_, pem) = x509_parser::pem::parse_x509_pem(&pem_bytes).ok()?;
     let cert = pem.parse_x509().ok()?;
-    let cn = cert
-        .subject()
-        .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()?
-        .to_string();
-    Some(cn)
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    Some(cn.to_string())
 }
 
 /// The `sub` claim of a JWT, decoded without verifying the signature.
@@ -90,9 +83,7 @@ pub fn jwt_subject(token: &str) -> Option<String> {
     if parts.next().is_some() {
         return None;
     }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     claims
         .get("sub")?
@@ -108,15 +99,15 @@ mod tests {
     use super::*;
 
     fn b64(s: &[u8]) -> String {
-        base64::engine::general_purpose::STANDARD.encode(s)
+        STANDARD.encode(s)
     }
 
     fn jwt(claims: &str) -> String {
-        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (header, claims) = (br#"{"alg":"RS256"}"#, claims.as_bytes());
         format!(
             "{}.{}.sig",
-            e.encode(br#"{"alg":"RS256"}"#),
-            e.encode(claims)
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
         )
     }
 

@@ -36,15 +36,9 @@ impl Span {
     }
 
     fn value<'t>(&self, text: &'t str) -> ProjectValue<'t> {
-        match self.colon {
-            Some(c) => ProjectValue {
-                cluster: Some(&text[self.start..c]),
-                project: &text[c + 1..self.end],
-            },
-            None => ProjectValue {
-                cluster: None,
-                project: &text[self.start..self.end],
-            },
+        ProjectValue {
+            cluster: self.colon.map(|c| &text[self.start..c]),
+            project: &text[self.colon.map_or(self.start, |c| c + 1)..self.end],
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use super::Report;
@@ -172,9 +173,7 @@ fn check_user(path: &str, u: &AuthInfo, now: i64, report: &mut Report) {
 
 fn decode_b64(s: &Secret) -> Option<Vec<u8>> {
     let compact: String = s.expose().chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(compact)
-        .ok()
+    STANDARD.decode(compact).ok()
 }
 
 /// Base64 of PEM X.509, each certificate unexpired (warning within 30 days).

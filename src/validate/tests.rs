@@ -1,5 +1,6 @@
 //! One case per docs/behaviour.md rule, with certificates made here by rcgen.
 
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Value};
 
@@ -9,7 +10,7 @@ const NOW: i64 = 1_800_000_000; // 2027-01-15
 const DAY: i64 = 86_400;
 
 fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
+    STANDARD.encode(s)
 }
 
 /// A certificate for `key` valid from NOW-1d until `until`, base64 PEM.
@@ -225,12 +226,7 @@ fn secrets_never_in_findings() {
     // characters are the PEM header's, which every certificate shares.
     let mut secrets = vec!["tok-secret-123".to_string(), "pw-secret-456".to_string()];
     for b64 in [&c, &k, &other] {
-        let pem = String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .unwrap(),
-        )
-        .unwrap();
+        let pem = String::from_utf8(STANDARD.decode(b64).unwrap()).unwrap();
         let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
         secrets.push(b64[b64.len() / 2..b64.len() / 2 + 24].to_string());
         secrets.push(body[body.len() / 2..body.len() / 2 + 24].to_string());
