@@ -142,14 +142,10 @@ fn workloads(#[case] obj: Value) {
     assert!(!text.contains("p-src") && !text.contains("c-src"), "{text}");
     // CronJob: job template metadata and the pod template inside it.
     if obj["kind"] == "CronJob" {
-        assert_eq!(
-            applied["spec"]["jobTemplate"]["metadata"]["labels"][KEY],
-            "p-dst"
-        );
-        assert_eq!(
-            applied["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"][KEY],
-            "p-dst"
-        );
+        let job_template = &applied["spec"]["jobTemplate"];
+        assert_eq!(job_template["metadata"]["labels"][KEY], "p-dst");
+        let pod_template = &job_template["spec"]["template"];
+        assert_eq!(pod_template["metadata"]["labels"][KEY], "p-dst");
     }
 }
 
@@ -190,14 +186,16 @@ fn network_policy_peers() {
     let netpol = mk_netpol();
     let (out, applied) = run(&netpol);
     assert!(locations(&out).contains(&Location::NetworkPolicySelector));
+    let (ingress, egress) = (
+        &applied["spec"]["ingress"][0],
+        &applied["spec"]["egress"][0],
+    );
     assert_eq!(
-        applied["spec"]["ingress"][0]["from"][1]["namespaceSelector"],
+        ingress["from"][1]["namespaceSelector"],
         ns_selector("p-dst")
     );
-    assert_eq!(
-        applied["spec"]["egress"][0]["to"][0]["namespaceSelector"]["matchLabels"][KEY],
-        "c-dst:p-dst"
-    );
+    let to = &egress["to"][0]["namespaceSelector"];
+    assert_eq!(to["matchLabels"][KEY], "c-dst:p-dst");
 }
 
 #[test]
@@ -292,16 +290,9 @@ fn drop_removes_labels_but_never_shortens_selectors() {
         .iter()
         .all(|w| w.starts_with("NetworkPolicy shop/np: ")));
     assert!(out.denial.is_none());
+    use UnmappedAction::{Kept, Removed};
     let actions: Vec<UnmappedAction> = out.unmapped().map(|u| u.action).collect();
-    assert_eq!(
-        actions,
-        [
-            UnmappedAction::Removed,
-            UnmappedAction::Removed,
-            UnmappedAction::Kept,
-            UnmappedAction::Kept
-        ]
-    );
+    assert_eq!(actions, [Removed, Removed, Kept, Kept]);
 }
 
 #[test]
