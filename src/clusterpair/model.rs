@@ -1,6 +1,7 @@
 //! A typed ClusterPair (`stork.libopenstorage.org/v1alpha1`), lenient about fields it does not
 //! know. `spec.config` is a kubeconfig in client-go's *internal* shape: maps keyed by name.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -160,31 +161,22 @@ impl ClusterPair {
     }
 
     /// Parses `spec.platformOptions.rancher.projectMappings` (each entry checked on its own;
-    /// the checks across entries are the table's).
-    pub fn parse_mappings(&self) -> crate::mapping::Parsed {
-        let pairs = self.project_mappings();
-        crate::mapping::parse_map(
-            pairs.iter().map(|(s, d)| (s.as_str(), d.as_str())),
-            &crate::mapping::Origin::ClusterPair,
-        )
-    }
-
-    /// The project mappings as `(src, dst)` strings; a non-string value becomes its JSON text
+    /// the checks across entries are the table's). A non-string value is read as its JSON text
     /// (and then fails the ID check with a message naming the entry).
-    pub fn project_mappings(&self) -> Vec<(String, String)> {
-        self.spec
-            .platform_options
-            .rancher
-            .project_mappings
-            .iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    Value::String(s) => s.clone(),
-                    Value::Null => String::new(),
-                    other => other.to_string(),
-                };
-                (k.clone(), v)
+    pub fn parse_mappings(&self) -> crate::mapping::Parsed {
+        let mappings = &self.spec.platform_options.rancher.project_mappings;
+        let values: Vec<Cow<str>> = mappings
+            .values()
+            .map(|v| match v {
+                Value::String(s) => Cow::Borrowed(s.as_str()),
+                Value::Null => Cow::Borrowed(""),
+                other => Cow::Owned(other.to_string()),
             })
-            .collect()
+            .collect();
+        let pairs = mappings
+            .keys()
+            .zip(&values)
+            .map(|(s, d)| (s.as_str(), &**d));
+        crate::mapping::parse_map(pairs, &crate::mapping::Origin::ClusterPair)
     }
 }
