@@ -14,7 +14,8 @@
 //! In a selector: `matchLabels` values under project-ID keys, and every value of an `In` or
 //! `NotIn` `matchExpressions` entry on a project-ID key.
 
-use super::outcome::Location;
+use super::outcome::Location::{self, *};
+use Place::*;
 
 /// What is read at one place of an object.
 #[derive(Debug)]
@@ -95,38 +96,34 @@ const fn of_kind(
 }
 
 /// Template metadata: its labels and annotations.
-const TEMPLATE_METADATA: Place = Place::Fields(&[
-    ranked("labels", 0, Place::Labels(Location::TemplateLabel)),
-    ranked(
-        "annotations",
-        1,
-        Place::Labels(Location::TemplateAnnotation),
-    ),
+const TEMPLATE_METADATA: Place = Fields(&[
+    ranked("labels", 0, Labels(TemplateLabel)),
+    ranked("annotations", 1, Labels(TemplateAnnotation)),
 ]);
 
 /// A selector whose values are found at `$location`: `matchLabels`, then `matchExpressions`.
 /// (A macro: constant references cannot come from a function's arguments.)
 macro_rules! selector {
     ($location:expr) => {
-        Place::Fields(&[
-            ranked("matchLabels", 0, Place::Labels($location)),
+        Fields(&[
+            ranked("matchLabels", 0, Labels($location)),
             ranked(
                 "matchExpressions",
                 1,
-                Place::Each(&Place::Expression(&Place::Each(&Place::Value($location)))),
+                Each(&Expression(&Each(&Value($location)))),
             ),
         ])
     };
 }
-const POD_AFFINITY_SELECTOR: Place = selector!(Location::PodAffinitySelector);
-const NETWORK_POLICY_SELECTOR: Place = selector!(Location::NetworkPolicySelector);
+const POD_AFFINITY_SELECTOR: Place = selector!(PodAffinitySelector);
+const NETWORK_POLICY_SELECTOR: Place = selector!(NetworkPolicySelector);
 
 /// `podAffinity` / `podAntiAffinity`: required terms, then preferred ones.
-const AFFINITY_TERMS: Place = Place::Fields(&[
+const AFFINITY_TERMS: Place = Fields(&[
     ranked(
         "requiredDuringSchedulingIgnoredDuringExecution",
         0,
-        Place::Each(&Place::Fields(&[field(
+        Each(&Fields(&[field(
             "namespaceSelector",
             POD_AFFINITY_SELECTOR,
         )])),
@@ -134,29 +131,29 @@ const AFFINITY_TERMS: Place = Place::Fields(&[
     ranked(
         "preferredDuringSchedulingIgnoredDuringExecution",
         1,
-        Place::Each(&Place::Fields(&[field(
+        Each(&Fields(&[field(
             "podAffinityTerm",
-            Place::Fields(&[field("namespaceSelector", POD_AFFINITY_SELECTOR)]),
+            Fields(&[field("namespaceSelector", POD_AFFINITY_SELECTOR)]),
         )])),
     ),
 ]);
 
-const AFFINITY: Place = Place::Fields(&[
+const AFFINITY: Place = Fields(&[
     ranked("podAffinity", 0, AFFINITY_TERMS),
     ranked("podAntiAffinity", 1, AFFINITY_TERMS),
 ]);
 
 /// A pod spec: only its affinity is read.
-const POD_SPEC: Place = Place::Fields(&[field("affinity", AFFINITY)]);
+const POD_SPEC: Place = Fields(&[field("affinity", AFFINITY)]);
 
 /// A NetworkPolicy peer: its namespace selector.
-const PEERS: Place = Place::Each(&Place::Fields(&[field(
+const PEERS: Place = Each(&Fields(&[field(
     "namespaceSelector",
     NETWORK_POLICY_SELECTOR,
 )]));
 /// NetworkPolicy rules: each rule's peers.
-const INGRESS_RULES: Place = Place::Each(&Place::Fields(&[field("from", PEERS)]));
-const EGRESS_RULES: Place = Place::Each(&Place::Fields(&[field("to", PEERS)]));
+const INGRESS_RULES: Place = Each(&Fields(&[field("from", PEERS)]));
+const EGRESS_RULES: Place = Each(&Fields(&[field("to", PEERS)]));
 
 /// The group of the object's own metadata.
 pub(crate) const OBJECT_METADATA_GROUP: u32 = 0;
@@ -186,40 +183,36 @@ const fn widest(p: &Place) -> usize {
     }
 }
 
-const OBJECT_PLACE: Place = Place::Fields(&[
-    field("kind", Place::Capture(ObjectText::Kind)),
+const OBJECT_PLACE: Place = Fields(&[
+    field("kind", Capture(ObjectText::Kind)),
     group(
         "metadata",
         OBJECT_METADATA_GROUP,
-        Place::Fields(&[
-            field("generateName", Place::Capture(ObjectText::GenerateName)),
-            ranked("labels", 0, Place::Labels(Location::Label)),
-            ranked(
-                "annotations",
-                1,
-                Place::ObjectAnnotations(Location::Annotation),
-            ),
+        Fields(&[
+            field("generateName", Capture(ObjectText::GenerateName)),
+            ranked("labels", 0, Labels(Label)),
+            ranked("annotations", 1, ObjectAnnotations(Annotation)),
         ]),
     ),
     field(
         "spec",
-        Place::Fields(&[
+        Fields(&[
             field(
                 "template",
-                Place::Fields(&[
+                Fields(&[
                     group("metadata", 1, TEMPLATE_METADATA),
                     group("spec", 7, POD_SPEC),
                 ]),
             ),
             field(
                 "jobTemplate",
-                Place::Fields(&[
+                Fields(&[
                     group("metadata", 3, TEMPLATE_METADATA),
                     field(
                         "spec",
-                        Place::Fields(&[field(
+                        Fields(&[field(
                             "template",
-                            Place::Fields(&[
+                            Fields(&[
                                 group("metadata", 4, TEMPLATE_METADATA),
                                 group("spec", 8, POD_SPEC),
                             ]),
@@ -234,7 +227,7 @@ const OBJECT_PLACE: Place = Place::Fields(&[
     ),
     field(
         "template",
-        Place::Fields(&[
+        Fields(&[
             group("metadata", 2, TEMPLATE_METADATA),
             group("spec", 6, POD_SPEC),
         ]),
