@@ -109,12 +109,9 @@ pub(super) fn admit(
         // Nothing in the object holds a project ID: nothing to decide.
         return None;
     }
+    let this = settings.cluster_id.as_deref();
     let claim = match facts.is_namespace {
-        true => namespace_claim(
-            walked.findings(),
-            &mappings.table,
-            settings.cluster_id.as_deref(),
-        ),
+        true => namespace_claim(walked.findings(), &mappings.table, this),
         false => NamespaceClaim::Unknown,
     };
     if claim == NamespaceClaim::Own {

@@ -194,27 +194,14 @@ fn check_certificates(path: &str, data: &Secret, now: i64, report: &mut Report) 
             return None;
         };
         found += 1;
-        let not_after = cert.validity().not_after.timestamp();
-        if not_after < now {
-            report.error(
-                path,
-                format!(
-                    "certificate #{found} expired at {}",
-                    cert.validity().not_after
-                ),
-            );
-        } else if not_after - now < 30 * DAY {
-            report.warning(
-                path,
-                format!(
-                    "certificate #{found} expires within 30 days, at {}",
-                    cert.validity().not_after
-                ),
-            );
+        let until = cert.validity().not_after;
+        if until.timestamp() < now {
+            report.error(path, format!("certificate #{found} expired at {until}"));
+        } else if until.timestamp() - now < 30 * DAY {
+            let message = format!("certificate #{found} expires within 30 days, at {until}");
+            report.warning(path, message);
         }
-        if first_der.is_none() {
-            first_der = Some(pem.contents.clone());
-        }
+        first_der.get_or_insert_with(|| pem.contents.clone());
     }
     if found == 0 {
         report.error(path, "is base64, but not of a PEM X.509 certificate");
