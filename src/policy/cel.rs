@@ -86,9 +86,7 @@ enum Acc {
 
 impl Acc {
     fn field(&self, name: &str) -> Acc {
-        let base = match self {
-            Acc::Plain(e) | Acc::Opt(e) => e,
-        };
+        let (Acc::Plain(base) | Acc::Opt(base)) = self;
         Acc::Opt(format!("{base}.?{name}"))
     }
 
