@@ -229,33 +229,24 @@ impl Table {
     /// must not name this cluster (a reversed table) and its cluster-form destinations must
     /// (not another cluster's table). Every offending cluster pair is reported.
     pub fn check_cluster(&self, this: &str) -> Result<(), MappingErrors> {
+        let mut errors = Vec::new();
         // Sorted: the map's order is random; messages are not.
-        let errors: Vec<MappingError> = sorted_pairs(&self.clusters)
-            .into_iter()
-            .filter_map(|(from, to)| {
-                if from == to {
-                    // Only an `x=x` entry gets here (other self-mappings are refused): no effect.
-                    None
-                } else if from == this {
-                    Some(MappingError::Reversed {
-                        this: this.to_string(),
-                        to: to.to_string(),
-                    })
-                } else if to != this {
-                    Some(MappingError::OtherCluster {
-                        from: from.to_string(),
-                        to: to.to_string(),
-                        this: this.to_string(),
-                    })
-                } else {
-                    None
-                }
-            })
-            .collect();
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(MappingErrors(errors))
+        for (from, to) in sorted_pairs(&self.clusters) {
+            // Only an `x=x` entry maps a cluster onto itself (other self-mappings are refused):
+            // no effect.
+            if from == to {
+                continue;
+            }
+            let (from, to, this) = (from.to_string(), to.to_string(), this.to_string());
+            if from == this {
+                errors.push(MappingError::Reversed { this, to });
+            } else if to != this {
+                errors.push(MappingError::OtherCluster { from, to, this });
+            }
+        }
+        match errors.is_empty() {
+            true => Ok(()),
+            false => Err(MappingErrors(errors)),
         }
     }
 
