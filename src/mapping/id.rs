@@ -40,10 +40,9 @@ pub fn check_label(s: &str) -> Result<(), IdError> {
     let b = s.as_bytes();
     let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
     let ok = alnum(b[0]) && alnum(b[b.len() - 1]) && b.iter().all(|&c| alnum(c) || c == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(IdError::NotALabel(s.to_string()))
+    match ok {
+        true => Ok(()),
+        false => Err(IdError::NotALabel(s.to_string())),
     }
 }
 

@@ -7,6 +7,13 @@ fn table(text: &str) -> Table {
     table_from_text(text).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A ConfigMap's data.
+fn data(keys: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    keys.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 fn errors(text: &str) -> Vec<MappingError> {
     table_from_text(text)
         .expect_err("mapping should be refused")
@@ -135,16 +142,9 @@ fn all_errors_are_reported() {
 
 #[test]
 fn conflict_across_configmap_keys_names_both_keys() {
-    let data = [
-        ("ns.a".to_string(), "p-a=p-b\n".to_string()),
-        ("ns.b".to_string(), "p-a=p-c\n".to_string()),
-    ]
-    .into_iter()
-    .collect();
-    let e = Table::build(objects::parse_configmap_data(&data))
-        .unwrap_err()
-        .0;
-    let msg = e[0].to_string();
+    let data = data(&[("ns.a", "p-a=p-b\n"), ("ns.b", "p-a=p-c\n")]);
+    let e = Table::build(objects::parse_configmap_data(&data)).unwrap_err();
+    let msg = e.0[0].to_string();
     assert!(
         msg.contains("data key ns.a") && msg.contains("data key ns.b"),
         "{msg}"
@@ -192,11 +192,7 @@ fn second_lookup_is_a_no_op() {
 
 #[test]
 fn configmap_with_users() {
-    let data = [(
-        "ns.pair".to_string(),
-        "p-a=p-b\nc-1:p-a=c-2:p-b\n".to_string(),
-    )]
-    .into();
+    let data = data(&[("ns.pair", "p-a=p-b\nc-1:p-a=c-2:p-b\n")]);
     let m = objects::mappings_from_configmap(&data, Some(" a , b,")).unwrap();
     assert_eq!(m.migration_users, ["a", "b"]);
     assert_eq!(m.table.len(), 2);

@@ -216,12 +216,10 @@ fn only_in_and_notin_expressions_and_project_keys() {
     assert_eq!(sel["matchExpressions"][0]["values"][0], "p-dst");
     assert_eq!(sel["matchExpressions"][2]["values"][0], "p-src");
     assert_eq!(sel["matchLabels"]["team"], "p-src");
-    assert_eq!(
-        out.rewrites()
-            .filter(|r| r.location == Location::NetworkPolicySelector)
-            .count(),
-        1
-    );
+    let in_selectors = out
+        .rewrites()
+        .filter(|r| r.location == Location::NetworkPolicySelector);
+    assert_eq!(in_selectors.count(), 1);
 }
 
 #[test]
