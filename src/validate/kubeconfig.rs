@@ -87,12 +87,8 @@ fn check_cluster(path: &str, c: &Cluster, now: i64, report: &mut Report) {
         }
     }
     if let Some(ca) = ca {
-        check_certificates(
-            &format!("{path}.certificate-authority-data"),
-            ca,
-            now,
-            report,
-        );
+        let ca_path = format!("{path}.certificate-authority-data");
+        check_certificates(&ca_path, ca, now, report);
     }
 }
 
@@ -213,12 +209,8 @@ fn check_client_pair(path: &str, u: &AuthInfo, now: i64, report: &mut Report) {
     let (Some(cert), Some(key)) = (&u.client_certificate_data, &u.client_key_data) else {
         return;
     };
-    let cert_der = check_certificates(
-        &format!("{path}.client-certificate-data"),
-        cert,
-        now,
-        report,
-    );
+    let cert_path = format!("{path}.client-certificate-data");
+    let cert_der = check_certificates(&cert_path, cert, now, report);
     let key_path = format!("{path}.client-key-data");
     let Some(key_bytes) = decode_b64(key) else {
         report.error(key_path, "not base64");
