@@ -73,6 +73,16 @@ impl KubeError {
     pub fn answered(&self) -> bool {
         !matches!(self, KubeError::Credentials | KubeError::Request(_))
     }
+
+    /// This failure of the call `what` (`get deployments.apps x in namespace y`, which is also
+    /// what RBAC must allow) to the API server at `server`, as a sentence: its answer, or that
+    /// `whom` could not be reached.
+    pub fn of_call(&self, what: &str, server: &str, whom: &str) -> String {
+        match self.answered() {
+            true => format!("{what} at {server}: {self}"),
+            false => format!("cannot reach {whom} at {server} ({what}): {self}"),
+        }
+    }
 }
 
 impl From<kube::Error> for KubeError {
@@ -82,7 +92,9 @@ impl From<kube::Error> for KubeError {
             kube::Error::Auth(_) => KubeError::Credentials,
             // A credential plugin that fails during a call comes back wrapped (as
             // `Error::Service`), its output in the message: found by type, never shown.
-            other if from_credentials(&other) => KubeError::Credentials,
+            other if causes(&other).any(|c| c.is::<kube::client::AuthError>()) => {
+                KubeError::Credentials
+            }
             // serde's message can quote a string of the body: its position only.
             kube::Error::SerdeError(e) => KubeError::Request(format!(
                 "the API server's answer is not the JSON expected (line {}, column {})",
@@ -90,14 +102,11 @@ impl From<kube::Error> for KubeError {
                 e.column()
             )),
             other => {
-                let mut parts: Vec<String> = vec![other.to_string()];
-                let mut cause = std::error::Error::source(&other);
-                while let Some(c) = cause {
-                    let text = c.to_string();
+                let mut parts: Vec<String> = Vec::new();
+                for text in causes(&other).map(ToString::to_string) {
                     if !parts.iter().any(|p| p.contains(&text)) {
                         parts.push(text);
                     }
-                    cause = c.source();
                 }
                 KubeError::Request(parts.join(": "))
             }
@@ -105,16 +114,11 @@ impl From<kube::Error> for KubeError {
     }
 }
 
-/// Whether `e`, or anything it wraps, is kube's error about obtaining credentials.
-fn from_credentials(e: &kube::Error) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        if c.is::<kube::client::AuthError>() {
-            return true;
-        }
-        cause = c.source();
-    }
-    false
+/// `e` and everything it wraps, outermost first.
+fn causes(e: &kube::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |&c| {
+        c.source()
+    })
 }
 
 fn classify(status: Status) -> KubeError {
@@ -146,35 +150,29 @@ mod tests {
     use super::*;
 
     /// A credential plugin's failure can carry its command line, environment and output, where
-    /// kubeconfigs keep secrets: the description says what failed and quotes none of it.
+    /// kubeconfigs keep secrets (as it comes, and during a call as kube's client wraps it): the
+    /// description says what failed and quotes none of it. A body that is not the JSON
+    /// expected: where, never what.
     #[test]
-    fn an_auth_error_quotes_nothing_of_the_plugin() {
-        let e = kube::Error::Auth(kube::client::AuthError::AuthExec(
-            "cmd: \"aws\" AWS_SECRET_ACCESS_KEY=\"sEcReT-marker\" out: token sEcReT-marker".into(),
-        ));
-        let text = KubeError::from(e).to_string();
-        assert!(!text.contains("sEcReT-marker"), "{text}");
-        assert!(text.contains("credentials could not be obtained"), "{text}");
-    }
-
-    /// The same failure during a call, as kube's client wraps it.
-    #[test]
-    fn a_wrapped_auth_error_quotes_nothing_of_the_plugin() {
-        let e = kube::Error::Service(Box::new(kube::client::AuthError::AuthExec(
-            "auth exec command 'aws' failed: out: token sEcReT-marker".into(),
-        )));
-        let e = KubeError::from(e);
-        assert!(matches!(e, KubeError::Credentials), "{e:?}");
-        assert!(!e.to_string().contains("sEcReT-marker"), "{e}");
-    }
-
-    /// A body that is not the JSON expected: where, never what.
-    #[test]
-    fn an_unreadable_answer_quotes_nothing_of_the_body() {
+    fn no_description_quotes_a_plugin_or_a_body() {
+        let plugin = |said: &str| kube::client::AuthError::AuthExec(said.into());
         let bad = serde_json::from_str::<u32>("\"sEcReT-marker\"").unwrap_err();
-        let text = KubeError::from(kube::Error::SerdeError(bad)).to_string();
-        assert!(!text.contains("sEcReT-marker"), "{text}");
-        assert!(text.contains("line 1"), "{text}");
+        let said = "cmd: \"aws\" AWS_SECRET_ACCESS_KEY=\"sEcReT-marker\" out: token sEcReT-marker";
+        let wrapped = plugin("auth exec command 'aws' failed: out: token sEcReT-marker");
+        for (e, want, says) in [
+            (
+                kube::Error::Auth(plugin(said)),
+                "Credentials",
+                "credentials could not be obtained",
+            ),
+            (kube::Error::Service(Box::new(wrapped)), "Credentials", ""),
+            (kube::Error::SerdeError(bad), "Request", "line 1"),
+        ] {
+            let e = KubeError::from(e);
+            assert!(format!("{e:?}").starts_with(want), "{e:?}");
+            assert!(!e.to_string().contains("sEcReT-marker"), "{e}");
+            assert!(e.to_string().contains(says), "{e}");
+        }
     }
 
     #[test]

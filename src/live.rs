@@ -7,22 +7,20 @@ use std::fmt::Display;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::mapping::objects::Mappings;
-use crate::metrics::{by_result, registered, FixedFamily, ResultLabels};
+use crate::metrics::{by_result, registered, ByResult};
 
 /// The table's metrics (`rancher_remap_mapping_table_*`).
 #[derive(Clone, Debug)]
 pub struct TableMetrics {
-    reloads: FixedFamily<ResultLabels, Counter>,
+    reloads: ByResult,
     entries: Gauge,
 }
 
 impl TableMetrics {
-    /// Registers the table's series in `registry`.
     pub fn register(registry: &mut Registry) -> TableMetrics {
         let r = registry.sub_registry_with_prefix("mapping_table");
         TableMetrics {
@@ -69,12 +67,10 @@ impl LiveMappings {
         }
     }
 
-    /// The table in force, if any.
     pub fn load_full(&self) -> Option<Arc<Mappings>> {
         self.current.load_full()
     }
 
-    /// Whether a table is in force.
     pub fn is_loaded(&self) -> bool {
         self.current.load().is_some()
     }

@@ -24,18 +24,13 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Stderr {
 
 impl Write for Stderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let gathered = GATHERED.with(|g| match g.borrow_mut().as_mut() {
+        GATHERED.with(|g| match g.borrow_mut().as_mut() {
             Some(lines) => {
                 lines.extend_from_slice(buf);
-                true
+                Ok(buf.len())
             }
-            None => false,
-        });
-        if gathered {
-            Ok(buf.len())
-        } else {
-            std::io::stderr().write(buf)
-        }
+            None => std::io::stderr().write(buf),
+        })
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

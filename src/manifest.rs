@@ -38,13 +38,12 @@ pub fn json_text(text: &str) -> Option<&str> {
 /// everything else is read as a YAML stream. Empty documents are skipped.
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, ManifestError> {
     if let Some(trimmed) = json_text(text) {
-        let mut out = Vec::new();
         // Positions count in `text`, not in the trimmed slice.
         let skipped = &text[..text.len() - trimmed.len()];
-        for v in serde_json::Deserializer::from_str(trimmed).into_iter::<Value>() {
-            out.push(v.map_err(|e| json_error(&e, skipped))?);
-        }
-        return Ok(out);
+        let docs = serde_json::Deserializer::from_str(trimmed).into_iter::<Value>();
+        return docs
+            .map(|v| v.map_err(|e| json_error(&e, skipped)))
+            .collect();
     }
     let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| yaml_error(&e))?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
@@ -102,29 +101,24 @@ pub fn parse_objects(text: &str) -> Result<Vec<Value>, ManifestError> {
 }
 
 fn expand(doc: Value, position: usize, out: &mut Vec<Value>) -> Result<(), ManifestError> {
-    match doc {
-        Value::Array(items) => {
-            for item in items {
-                expand(item, position, out)?;
-            }
-        }
-        Value::Object(mut map) => {
-            let is_list = map
-                .get("kind")
-                .and_then(Value::as_str)
-                .is_some_and(|k| k.ends_with("List"))
-                && map.get("items").is_some_and(Value::is_array);
-            if is_list {
-                if let Some(Value::Array(items)) = map.remove("items") {
-                    for item in items {
-                        expand(item, position, out)?;
-                    }
-                }
-            } else {
-                out.push(Value::Object(map));
-            }
+    let is_list = |map: &serde_json::Map<String, Value>| {
+        let kind = map.get("kind").and_then(Value::as_str);
+        kind.is_some_and(|k| k.ends_with("List")) && map.get("items").is_some_and(Value::is_array)
+    };
+    let items = match doc {
+        Value::Array(items) => items,
+        Value::Object(mut map) if is_list(&map) => match map.remove("items") {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        },
+        Value::Object(_) => {
+            out.push(doc);
+            return Ok(());
         }
         _ => return Err(ManifestError::NotAnObject(position)),
+    };
+    for item in items {
+        expand(item, position, out)?;
     }
     Ok(())
 }

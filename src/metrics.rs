@@ -18,46 +18,24 @@ pub fn registry() -> Registry {
     Registry::with_prefix("rancher_remap")
 }
 
-/// The Prometheus text exposition of `registry`.
-pub fn encode(registry: &Registry) -> String {
-    let mut out = String::new();
-    // Writing to a String cannot fail.
-    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
-    out
-}
+/// A label set: names and values, all fixed at start.
+pub type Labels<const N: usize> = [(&'static str, &'static str); N];
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabels {
-    pub result: &'static str,
-}
+/// A counter family by result.
+pub type ByResult = FixedFamily<Labels<1>, Counter>;
 
 /// A metric family whose series are all made at start, exported in the order given.
 /// (prometheus-client's `Family` keeps its series in a hash map: a scrape lists them in a
 /// different order in every process, and `get_or_create` makes any series asked for.)
 /// Clones share the series.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct FixedFamily<L, M> {
     series: Arc<Vec<(L, M)>>,
 }
 
-impl<L, M> Clone for FixedFamily<L, M> {
-    fn clone(&self) -> Self {
-        FixedFamily {
-            series: self.series.clone(),
-        }
-    }
-}
-
-impl<L: PartialEq, M: Default> FixedFamily<L, M> {
-    /// One series (starting at zero) per label set, in this order.
-    pub fn new(labels: impl IntoIterator<Item = L>) -> Self {
-        Self::new_with(labels, M::default)
-    }
-}
-
 impl<L: PartialEq, M> FixedFamily<L, M> {
     /// One series, made by `make`, per label set, in this order.
-    pub fn new_with(labels: impl IntoIterator<Item = L>, mut make: impl FnMut() -> M) -> Self {
+    pub fn new(labels: impl IntoIterator<Item = L>, mut make: impl FnMut() -> M) -> Self {
         FixedFamily {
             series: Arc::new(labels.into_iter().map(|l| (l, make())).collect()),
         }
@@ -79,10 +57,6 @@ impl<L: PartialEq, M> FixedFamily<L, M> {
     }
 }
 
-impl<L, M: TypedMetric> TypedMetric for FixedFamily<L, M> {
-    const TYPE: MetricType = M::TYPE;
-}
-
 impl<
         L: EncodeLabelSet + std::fmt::Debug + Send + Sync,
         M: EncodeMetric + TypedMetric + std::fmt::Debug,
@@ -100,10 +74,10 @@ impl<
     }
 }
 
-impl FixedFamily<ResultLabels, Counter> {
+impl ByResult {
     /// Counts one `result` (one of those made at start).
     pub fn count(&self, result: &'static str) {
-        self.get(&ResultLabels { result }).inc();
+        self.get(&[("result", result)]).inc();
     }
 }
 
@@ -114,9 +88,14 @@ pub fn by_result(
     name: &str,
     help: &str,
     results: &[&'static str],
-) -> FixedFamily<ResultLabels, Counter> {
-    let family = FixedFamily::new(results.iter().map(|&result| ResultLabels { result }));
-    registered(registry, name, help, family)
+) -> ByResult {
+    let labels = results.iter().map(|&result| [("result", result)]);
+    registered(
+        registry,
+        name,
+        help,
+        FixedFamily::new(labels, Counter::default),
+    )
 }
 
 /// Registers `metric` under `name` and returns it (the registry keeps a clone that shares

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use rustls::pki_types::pem::PemObject;
@@ -17,18 +16,17 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use crate::content_poll::ContentPoll;
-use crate::metrics::{by_result, registered, FixedFamily, ResultLabels};
+use crate::metrics::{by_result, registered, ByResult};
 
 /// The serving certificate's metrics (`rancher_remap_certificate_*`), whoever keeps it.
 #[derive(Clone, Debug)]
 pub struct CertMetrics {
-    reloads: FixedFamily<ResultLabels, Counter>,
+    reloads: ByResult,
     /// notAfter (Unix seconds) of the serving certificate in force; set on every (re)load.
     expiry: Gauge,
 }
 
 impl CertMetrics {
-    /// Registers the serving certificate's series in `registry`.
     pub fn register(registry: &mut Registry) -> CertMetrics {
         let r = registry.sub_registry_with_prefix("certificate");
         CertMetrics {
@@ -80,7 +78,6 @@ impl TlsError {
 /// The bytes of the certificate and key files, as read.
 type FileBytes = (Vec<u8>, Vec<u8>);
 
-/// The files of the serving pair.
 #[derive(Clone, Debug)]
 pub struct CertFiles {
     pub cert: PathBuf,
@@ -88,7 +85,6 @@ pub struct CertFiles {
 }
 
 impl CertFiles {
-    /// Reads both files' bytes.
     pub fn read(&self) -> Result<FileBytes, TlsError> {
         let read = |p: &Path| {
             std::fs::read(p).map_err(|error| TlsError::Read {
@@ -104,16 +100,7 @@ impl CertFiles {
         let name = |p: &Path| p.display().to_string();
         certified_key(cert, key, &name(&self.cert), &name(&self.key))
     }
-}
 
-/// The serving pair in force, and the task that keeps it current (re-reading files, or
-/// following the certificate Secret) for as long as the server runs.
-pub struct Credentials {
-    pub resolver: Arc<Resolver>,
-    pub follow: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-}
-
-impl CertFiles {
     /// Loads the pair and returns it with the watch that re-reads the files every `interval`.
     /// (The watch compares against the bytes loaded here: re-reading later could miss a swap
     /// made in between.)
@@ -129,6 +116,13 @@ impl CertFiles {
             follow: Box::pin(watch(self, loaded, resolver, interval)),
         })
     }
+}
+
+/// The serving pair in force, and the task that keeps it current (re-reading files, or
+/// following the certificate Secret) for as long as the server runs.
+pub struct Credentials {
+    pub resolver: Arc<Resolver>,
+    pub follow: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 }
 
 /// Parses and checks a PEM certificate chain and key.

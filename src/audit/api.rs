@@ -1,7 +1,7 @@
 //! The few API calls the audit makes, through kube's dynamic `Api` (`Api<DynamicObject>` with
 //! the type's `ApiResource`: kube builds the paths and query strings), their answers handed on
 //! as plain JSON values: one page of a list, one object, one JSON patch. Errors are
-//! [`KubeError`]s.
+//! [`KubeError`]s. Each is one of the audit's `concurrency` requests in flight.
 //!
 //! Types whose project IDs live only in metadata ([`ResourceType::metadata_only`]) go through
 //! kube's `list_metadata`, `get_metadata` and `patch_metadata`, which ask for kube-apiserver's
@@ -15,128 +15,113 @@
 
 use json_patch::Patch;
 use kube::api::{Api, DynamicObject, ListParams, ObjectList, PatchParams};
-use kube::core::discovery::Scope;
-use kube::Client;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::discovery::ResourceType;
+use super::{ResourceType, Scan};
 use crate::kube_error::KubeError;
 
-/// One page of a list.
-#[derive(Debug)]
-pub struct Page {
-    pub items: Vec<Value>,
-    pub continue_token: Option<String>,
-}
-
-/// kube's `Api` on `t` (in `namespace`, when `t` is namespaced; else cluster-wide).
-fn api(client: &Client, t: &ResourceType, namespace: Option<&str>) -> Api<DynamicObject> {
-    let scope = if t.namespaced {
-        Scope::Namespaced
-    } else {
-        Scope::Cluster
-    };
-    let api = Api::dynamic(client.clone(), &t.api_resource(), &scope);
-    match namespace {
-        // A no-op on a cluster-scoped type, as `kubectl -n` is.
-        Some(ns) => api.constrain(ns),
-        None => api,
+impl Scan<'_> {
+    /// kube's `Api` on `t` (in `namespace`, when `t` is namespaced; else cluster-wide).
+    fn api(&self, t: &ResourceType, namespace: Option<&str>) -> Api<DynamicObject> {
+        let client = self.client.clone();
+        match namespace {
+            // Left out for a cluster-scoped type, as `kubectl -n` leaves it.
+            Some(ns) if t.namespaced => Api::namespaced_with(client, ns, &t.resource),
+            _ => Api::all_with(client, &t.resource),
+        }
     }
-}
 
-/// Lists one page of `t` (in `namespace`, or everywhere), starting at `continue_token`.
-pub async fn list_page(
-    client: &Client,
-    t: &ResourceType,
-    namespace: Option<&str>,
-    limit: u32,
-    continue_token: Option<String>,
-) -> Result<Page, KubeError> {
-    let params = ListParams {
-        limit: Some(limit),
-        continue_token,
-        ..ListParams::default()
-    };
-    let api = api(client, t, namespace);
-    if t.metadata_only() {
-        page(api.list_metadata(&params).await?, t)
-    } else {
-        page(api.list(&params).await?, t)
+    /// Lists one page of `t` (in `namespace`, or everywhere), starting at `continue_token`: its
+    /// items, and the token of the next page.
+    pub(super) async fn list_page(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        continue_token: Option<String>,
+    ) -> Result<(Vec<Value>, Option<String>), KubeError> {
+        let params = ListParams {
+            limit: Some(self.settings.page_size.max(1)),
+            continue_token,
+            ..ListParams::default()
+        };
+        let api = self.api(t, namespace);
+        let _permit = self.permits.acquire().await;
+        if t.metadata_only() {
+            page(api.list_metadata(&params).await?, t)
+        } else {
+            page(api.list(&params).await?, t)
+        }
+    }
+
+    /// Reads one object again.
+    pub(super) async fn get(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, KubeError> {
+        let api = self.api(t, namespace);
+        let _permit = self.permits.acquire().await;
+        if t.metadata_only() {
+            typed_value(api.get_metadata(name).await?, t)
+        } else {
+            typed_value(api.get(name).await?, t)
+        }
+    }
+
+    /// Sends a JSON patch (`dryRun=All` when `dry_run`). The answer, the patched object, is read
+    /// and dropped; for a metadata-only type only its metadata is asked for (no Secret data
+    /// comes back).
+    pub(super) async fn patch(
+        &self,
+        t: &ResourceType,
+        (namespace, name): (Option<&str>, &str),
+        patch: Patch,
+        dry_run: bool,
+    ) -> Result<(), KubeError> {
+        let params = PatchParams {
+            dry_run,
+            ..PatchParams::default()
+        };
+        let patch = kube::api::Patch::<()>::Json(patch);
+        let api = self.api(t, namespace);
+        let _permit = self.permits.acquire().await;
+        if t.metadata_only() {
+            api.patch_metadata(name, &params, &patch).await?;
+        } else {
+            api.patch(name, &params, &patch).await?;
+        }
+        Ok(())
     }
 }
 
 /// One page, its items as JSON values for the engine and the report.
-fn page<K: Clone + Serialize>(list: ObjectList<K>, t: &ResourceType) -> Result<Page, KubeError> {
+fn page<K: Clone + Serialize>(
+    list: ObjectList<K>,
+    t: &ResourceType,
+) -> Result<(Vec<Value>, Option<String>), KubeError> {
     let items = list.items.into_iter().map(|item| typed_value(item, t));
-    Ok(Page {
-        items: items.collect::<Result<_, _>>()?,
-        continue_token: list.metadata.continue_,
-    })
-}
-
-/// Reads one object again.
-pub async fn get(
-    client: &Client,
-    t: &ResourceType,
-    namespace: Option<&str>,
-    name: &str,
-) -> Result<Value, KubeError> {
-    let api = api(client, t, namespace);
-    if t.metadata_only() {
-        typed_value(api.get_metadata(name).await?, t)
-    } else {
-        typed_value(api.get(name).await?, t)
-    }
-}
-
-/// Sends a JSON patch (`dryRun=All` when `dry_run`). The answer, the patched object, is read
-/// and dropped; for a metadata-only type only its metadata is asked for (no Secret data comes
-/// back).
-pub async fn patch(
-    client: &Client,
-    t: &ResourceType,
-    namespace: Option<&str>,
-    name: &str,
-    patch: Patch,
-    dry_run: bool,
-) -> Result<(), KubeError> {
-    let params = PatchParams {
-        dry_run,
-        ..PatchParams::default()
-    };
-    let patch = kube::api::Patch::<()>::Json(patch);
-    let api = api(client, t, namespace);
-    if t.metadata_only() {
-        api.patch_metadata(name, &params, &patch).await?;
-    } else {
-        api.patch(name, &params, &patch).await?;
-    }
-    Ok(())
+    Ok((items.collect::<Result<_, _>>()?, list.metadata.continue_))
 }
 
 /// An object as the JSON value the engine reads, with its type's kind and apiVersion. (kube's
 /// object serialized once more: the audit waits on the API server, not on this copy.)
 fn typed_value<K: Serialize>(obj: K, t: &ResourceType) -> Result<Value, KubeError> {
     let mut value = serde_json::to_value(obj).map_err(kube::Error::SerdeError)?;
-    with_type(&mut value, t);
-    Ok(value)
-}
-
-fn with_type(obj: &mut Value, t: &ResourceType) {
     // kube-apiserver leaves kind and apiVersion out of list items of built-in types (and names
     // metadata-only items PartialObjectMetadata); the engine and the report need the type's.
-    let Some(map) = obj.as_object_mut() else {
-        return;
+    let Some(map) = value.as_object_mut() else {
+        return Ok(value);
     };
-    if t.metadata_only() {
+    for (key, v) in [
+        ("kind", &t.resource.kind),
+        ("apiVersion", &t.resource.api_version),
+    ] {
         // `meta.k8s.io/v1 PartialObjectMetadata` says how it was sent, not what it is.
-        map.insert("kind".into(), Value::from(t.kind.clone()));
-        map.insert("apiVersion".into(), Value::from(t.api_version()));
-    } else {
-        map.entry("kind")
-            .or_insert_with(|| Value::from(t.kind.clone()));
-        map.entry("apiVersion")
-            .or_insert_with(|| Value::from(t.api_version()));
+        if t.metadata_only() || !map.contains_key(key) {
+            map.insert(key.into(), Value::from(v.as_str()));
+        }
     }
+    Ok(value)
 }

@@ -5,8 +5,10 @@
 
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList;
+use kube::api::ApiResource;
+use kube::core::{GroupVersion, GroupVersionKind};
 use kube::Client;
 
 use crate::kube_error::KubeError;
@@ -14,53 +16,39 @@ use crate::kube_error::KubeError;
 /// One resource type the audit lists and may patch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResourceType {
-    /// `""` for the core group.
-    pub group: String,
-    pub version: String,
-    /// The name in URLs, e.g. `deployments`.
-    pub plural: String,
-    pub kind: String,
+    /// The type as kube's dynamic `Api` takes it (kube builds the request paths from it); its
+    /// group is `""` for the core group, its plural the name in URLs (`deployments`).
+    pub resource: ApiResource,
     pub namespaced: bool,
 }
 
 impl ResourceType {
-    /// `apps/v1`, or `v1` for the core group.
-    pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.clone()
-        } else {
-            format!("{}/{}", self.group, self.version)
+    fn new(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> Self {
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        ResourceType {
+            resource: ApiResource::from_gvk_with_plural(&gvk, plural),
+            namespaced,
         }
     }
 
     /// `deployments.apps`, or `pods` for the core group, as kubectl names types.
     pub fn name(&self) -> String {
-        if self.group.is_empty() {
-            self.plural.clone()
+        let ApiResource { group, plural, .. } = &self.resource;
+        if group.is_empty() {
+            plural.clone()
         } else {
-            format!("{}.{}", self.plural, self.group)
-        }
-    }
-
-    /// The type as kube's dynamic `Api` takes it (kube builds the request paths from it).
-    pub fn api_resource(&self) -> kube::api::ApiResource {
-        kube::api::ApiResource {
-            group: self.group.clone(),
-            version: self.version.clone(),
-            api_version: self.api_version(),
-            kind: self.kind.clone(),
-            plural: self.plural.clone(),
+            format!("{plural}.{group}")
         }
     }
 
     /// Whether this is the core Namespace type.
     pub fn is_namespace(&self) -> bool {
-        self.group.is_empty() && self.plural == "namespaces"
+        self.resource.group.is_empty() && self.resource.plural == "namespaces"
     }
 
     /// Whether the core Secret type, read only with `--include-secrets`.
     pub fn is_secret(&self) -> bool {
-        self.group.is_empty() && self.plural == "secrets"
+        self.resource.group.is_empty() && self.resource.plural == "secrets"
     }
 
     /// Whether the webhook's rewrite can find project IDs of this type only in its metadata, so
@@ -69,13 +57,14 @@ impl ResourceType {
     /// affinity or a NetworkPolicy's rules. Custom and aggregated groups may hold pod templates
     /// of their own and are read whole.
     pub fn metadata_only(&self) -> bool {
-        match self.group.as_str() {
+        let ApiResource { group, plural, .. } = &self.resource;
+        match group.as_str() {
             "" => !matches!(
-                self.plural.as_str(),
+                plural.as_str(),
                 "pods" | "podtemplates" | "replicationcontrollers"
             ),
             "apps" | "batch" => false,
-            "networking.k8s.io" => self.plural != "networkpolicies",
+            "networking.k8s.io" => plural != "networkpolicies",
             group => BUILT_IN_GROUPS.contains(&group),
         }
     }
@@ -114,71 +103,59 @@ const GROUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// group). `events.k8s.io/v1` Events are core v1 Events.
 const DUPLICATES: &[(&str, &str)] = &[("events.k8s.io", "events")];
 
-/// What discovery found, and the group versions it could not read.
-#[derive(Debug, Default)]
-pub struct Discovered {
-    pub types: Vec<ResourceType>,
-    /// `group/version: reason`, one per group version that did not answer.
-    pub errors: Vec<String>,
-}
-
-/// Discovers the auditable types, querying up to `concurrency` group versions at once.
-pub async fn discover(client: &Client, concurrency: usize) -> Result<Discovered, KubeError> {
+/// Discovers the auditable types, querying up to `concurrency` group versions at once; with
+/// them, `discovery of group/version: reason` for each group version that did not answer.
+pub async fn discover(
+    client: &Client,
+    concurrency: usize,
+) -> Result<(Vec<ResourceType>, Vec<String>), KubeError> {
     let core = client.list_core_api_versions().await?;
     let groups = client.list_api_groups().await?;
-    let mut versions: Vec<(String, String)> = core
+    let mut versions: Vec<GroupVersion> = core
         .versions
         .iter()
         .filter(|v| v.as_str() == "v1")
-        .map(|v| (String::new(), v.clone()))
+        .map(|v| GroupVersion::gv("", v))
         .collect();
     for g in groups.groups {
-        let version = g
+        let preferred = g
             .preferred_version
-            .map(|v| v.version)
-            .or_else(|| g.versions.first().map(|v| v.version.clone()));
-        if let Some(version) = version {
-            versions.push((g.name, version));
+            .or_else(|| g.versions.into_iter().next());
+        if let Some(v) = preferred {
+            versions.push(GroupVersion::gv(&g.name, &v.version));
         }
     }
     let answers: Vec<_> = futures::stream::iter(versions)
-        .map(|(group, version)| async move {
+        .map(|gv| async move {
             let query = async {
-                if group.is_empty() {
-                    client.list_core_api_resources(&version).await
+                if gv.group.is_empty() {
+                    client.list_core_api_resources(&gv.version).await
                 } else {
-                    client
-                        .list_api_group_resources(&format!("{group}/{version}"))
-                        .await
+                    client.list_api_group_resources(&gv.api_version()).await
                 }
             };
             let result = tokio::time::timeout(GROUP_TIMEOUT, query)
                 .await
                 .map_err(|_| format!("no answer within {} s", GROUP_TIMEOUT.as_secs()))
                 .and_then(|r| r.map_err(|e| KubeError::from(e).to_string()));
-            Ok::<_, KubeError>((group, version, result))
+            (gv, result)
         })
         .buffer_unordered(concurrency.max(1))
-        .try_collect()
-        .await?;
-    let mut out = Discovered::default();
-    for (group, version, result) in answers {
+        .collect()
+        .await;
+    let (mut types, mut errors) = (Vec::new(), Vec::new());
+    for (gv, result) in answers {
         match result {
-            Ok(list) => out.types.extend(auditable(&group, &version, &list)),
-            Err(why) => {
-                let gv = if group.is_empty() {
-                    version
-                } else {
-                    format!("{group}/{version}")
-                };
-                out.errors.push(format!("discovery of {gv}: {why}"));
-            }
+            Ok(list) => types.extend(auditable(&gv.group, &gv.version, &list)),
+            Err(why) => errors.push(format!("discovery of {}: {why}", gv.api_version())),
         }
     }
-    out.types
-        .sort_by(|a, b| (&a.group, &a.plural).cmp(&(&b.group, &b.plural)));
-    out.errors.sort();
-    Ok(out)
+    types.sort_by(|a, b| {
+        let (a, b) = (&a.resource, &b.resource);
+        (&a.group, &a.plural).cmp(&(&b.group, &b.plural))
+    });
+    errors.sort();
+    Ok((types, errors))
 }
 
 /// The types of one group version that support both `list` and `patch` (no subresources).
@@ -192,13 +169,7 @@ pub fn auditable(group: &str, version: &str, list: &APIResourceList) -> Vec<Reso
                 .all(|v| r.verbs.iter().any(|x| x == v))
         })
         .filter(|r| !DUPLICATES.contains(&(group, r.name.as_str())))
-        .map(|r| ResourceType {
-            group: group.to_string(),
-            version: version.to_string(),
-            plural: r.name.clone(),
-            kind: r.kind.clone(),
-            namespaced: r.namespaced,
-        })
+        .map(|r| ResourceType::new(group, version, &r.kind, &r.name, r.namespaced))
         .collect()
 }
 
@@ -227,46 +198,38 @@ mod tests {
         let types = auditable("", "v1", &list);
         assert_eq!(types.len(), 1);
         assert_eq!(types[0].name(), "pods");
-        let ar = types[0].api_resource();
+        let ar = &types[0].resource;
         assert_eq!(
-            DynamicObject::url_path(&ar, Some("team-a")),
+            DynamicObject::url_path(ar, Some("team-a")),
             "/api/v1/namespaces/team-a/pods"
         );
-        assert_eq!(DynamicObject::url_path(&ar, None), "/api/v1/pods");
+        assert_eq!(DynamicObject::url_path(ar, None), "/api/v1/pods");
     }
 
     #[test]
     fn metadata_only_for_built_in_types_without_pod_templates() {
-        let t = |group: &str, plural: &str| ResourceType {
-            group: group.into(),
-            version: "v1".into(),
-            plural: plural.into(),
-            kind: String::new(),
-            namespaced: true,
-        };
-        for (group, plural) in [
-            ("", "configmaps"),
-            ("", "secrets"),
-            ("", "services"),
-            ("", "namespaces"),
-            ("networking.k8s.io", "ingresses"),
-            ("rbac.authorization.k8s.io", "clusterroles"),
-            ("policy", "poddisruptionbudgets"),
+        let t = |group: &str, plural: &str| ResourceType::new(group, "v1", "", plural, true);
+        // Group, plural, and whether a metadata-only list is enough.
+        for (group, plural, metadata_only) in [
+            ("", "configmaps", true),
+            ("", "secrets", true),
+            ("", "services", true),
+            ("", "namespaces", true),
+            ("networking.k8s.io", "ingresses", true),
+            ("rbac.authorization.k8s.io", "clusterroles", true),
+            ("policy", "poddisruptionbudgets", true),
+            ("", "pods", false),
+            ("", "podtemplates", false),
+            ("", "replicationcontrollers", false),
+            ("apps", "deployments", false),
+            ("apps", "controllerrevisions", false),
+            ("batch", "cronjobs", false),
+            ("networking.k8s.io", "networkpolicies", false),
+            ("example.com", "widgets", false),
+            ("argoproj.io", "rollouts", false),
         ] {
-            assert!(t(group, plural).metadata_only(), "{group} {plural}");
-        }
-        for (group, plural) in [
-            ("", "pods"),
-            ("", "podtemplates"),
-            ("", "replicationcontrollers"),
-            ("apps", "deployments"),
-            ("apps", "controllerrevisions"),
-            ("batch", "cronjobs"),
-            ("networking.k8s.io", "networkpolicies"),
-            ("example.com", "widgets"),
-            ("argoproj.io", "rollouts"),
-        ] {
-            assert!(!t(group, plural).metadata_only(), "{group} {plural}");
+            let got = t(group, plural).metadata_only();
+            assert_eq!(got, metadata_only, "{group} {plural}");
         }
         assert!(t("", "secrets").is_secret() && !t("example.com", "secrets").is_secret());
     }
@@ -281,9 +244,9 @@ mod tests {
         .unwrap();
         assert!(auditable("events.k8s.io", "v1", &list).is_empty());
         let t = &auditable("example.com", "v1", &list)[0];
-        assert_eq!(t.api_version(), "example.com/v1");
+        assert_eq!(t.resource.api_version, "example.com/v1");
         assert_eq!(
-            DynamicObject::url_path(&t.api_resource(), None),
+            DynamicObject::url_path(&t.resource, None),
             "/apis/example.com/v1/events"
         );
     }

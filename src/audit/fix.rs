@@ -8,9 +8,7 @@ use json_patch::{Patch, PatchOperation, TestOperation};
 use jsonptr::PointerBuf;
 use serde_json::Value;
 
-use super::{
-    api, finding, ns_name, Finding, Fix, FixResult, FixStatus, Outcome, ResourceType, Scan,
-};
+use super::{Finding, Fix, FixResult, FixStatus, ResourceType, Scan};
 use crate::kube_error::KubeError;
 
 impl Scan<'_> {
@@ -20,17 +18,13 @@ impl Scan<'_> {
         &self,
         t: &ResourceType,
         fix: Fix,
-        mut finding_now: Finding,
+        mut finding: Finding,
         mut obj: Value,
-        mut outcome: Outcome,
     ) -> Finding {
-        let (ns, name) = {
-            let (ns, name) = ns_name(&obj);
-            ((!ns.is_empty()).then(|| ns.to_string()), name.to_string())
-        };
+        let (ns, name) = (finding.namespace.clone(), finding.name.clone());
         let mut attempts = 0;
         let (result, error) = loop {
-            if outcome.is_denied() {
+            if finding.is_refused() {
                 break (FixStatus::Refused, None);
             }
             let Some(rv) = obj.pointer("/metadata/resourceVersion").cloned() else {
@@ -41,7 +35,7 @@ impl Scan<'_> {
             };
             attempts += 1;
             let sent = self
-                .send(t, (ns.as_deref(), &name), rv, &outcome, fix.dry_run)
+                .send(t, (ns.as_deref(), &name), rv, &finding.patch, fix.dry_run)
                 .await;
             match sent {
                 Ok(()) => break (FixStatus::Patched, None),
@@ -54,43 +48,37 @@ impl Scan<'_> {
                 }
                 Err(e) => break (FixStatus::Failed, Some(e.to_string())),
             }
-            let fresh = {
-                let _permit = self.permits.acquire().await;
-                api::get(self.client, t, ns.as_deref(), &name).await
-            };
-            match fresh {
+            match self.get(t, ns.as_deref(), &name).await {
                 Ok(fresh) => obj = fresh,
                 Err(KubeError::NotFound(_)) => break (FixStatus::Gone, None),
                 Err(e) => break (FixStatus::Failed, Some(e.to_string())),
             }
             match self.judge(t, &obj) {
-                Some(next) => {
-                    outcome = next;
-                    finding_now = finding(t, &obj, &outcome);
-                }
+                Some(next) => finding = next,
                 None => break (FixStatus::AlreadyClean, None),
             }
         };
-        finding_now.fix = Some(FixResult {
+        finding.fix = Some(FixResult {
             result,
             attempts,
             dry_run: fix.dry_run,
             error,
         });
-        finding_now
+        finding.patch = Vec::new();
+        finding
     }
 
-    /// The outcome's patch behind a `test` of the resourceVersion read, so that a change made
+    /// The webhook's patch behind a `test` of the resourceVersion read, so that a change made
     /// in between is refused (409/422) instead of overwritten.
     async fn send(
         &self,
         t: &ResourceType,
         (ns, name): (Option<&str>, &str),
         resource_version: Value,
-        outcome: &Outcome,
+        patch: &[PatchOperation],
         dry_run: bool,
     ) -> Result<(), KubeError> {
-        let mut ops = Vec::with_capacity(outcome.patch.len() + 1);
+        let mut ops = Vec::with_capacity(patch.len() + 1);
         ops.push(PatchOperation::Test(TestOperation {
             path: PointerBuf::from_tokens(["metadata", "resourceVersion"]),
             value: resource_version,
@@ -99,13 +87,11 @@ impl Scan<'_> {
         // /metadata all the same, so a patch never writes what the audit never read.
         let metadata_only = t.metadata_only();
         ops.extend(
-            outcome
-                .patch
+            patch
                 .iter()
                 .filter(|op| !metadata_only || op.path().as_str().starts_with("/metadata/"))
                 .cloned(),
         );
-        let _permit = self.permits.acquire().await;
-        api::patch(self.client, t, ns, name, Patch(ops), dry_run).await
+        self.patch(t, (ns, name), Patch(ops), dry_run).await
     }
 }

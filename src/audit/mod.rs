@@ -15,7 +15,7 @@ mod fix;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use futures::StreamExt;
 use kube::Client;
@@ -23,13 +23,12 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-pub use discovery::{discover, Discovered, ResourceType};
+pub use discovery::{discover, ResourceType};
 
 use crate::kube_error::KubeError;
 use crate::mapping::objects::Mappings;
 use crate::rewrite::{
-    decide_object, has_migrated_annotation, Action, MutateSettings, Scope, UnmappedAction,
-    UnmappedPolicy,
+    decide_object, has_migrated_annotation, Action, MutateSettings, UnmappedAction,
 };
 
 /// Which namespaces are audited.
@@ -63,11 +62,10 @@ pub struct Fix {
 /// What to audit and how.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub unmapped: UnmappedPolicy,
-    /// `--scope all`: every object counts, not only migrated ones.
-    pub all: bool,
-    /// This cluster's Rancher ID: a Namespace annotated with it is never changed.
-    pub cluster_id: Option<String>,
+    /// The webhook's settings the audit judges by (no migration user writes a listed object):
+    /// `--unmapped`, `--scope` and `--cluster-id` (a Namespace annotated with this cluster's ID
+    /// is never changed).
+    pub rule: MutateSettings,
     pub namespaces: Namespaces,
     /// Objects per list request.
     pub page_size: u32,
@@ -104,6 +102,21 @@ pub struct Finding {
     /// What `--fix` did; absent without it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<FixResult>,
+    /// The webhook's patch, which `--fix` sends (and then drops).
+    #[serde(skip)]
+    patch: Vec<json_patch::PatchOperation>,
+}
+
+impl Finding {
+    /// What `--fix` did with it; `None` without `--fix`.
+    pub fn fix_status(&self) -> Option<FixStatus> {
+        self.fix.as_ref().map(|x| x.result)
+    }
+
+    /// Whether `--unmapped deny` refuses the object (the webhook denies exactly then).
+    fn is_refused(&self) -> bool {
+        self.unmapped.iter().any(|u| u.action == "refused")
+    }
 }
 
 /// One value replaced.
@@ -187,19 +200,11 @@ impl Report {
     /// Exit status: 2 on errors (or a failed fix), else 1 when something would change (or is
     /// refused and so cannot be fixed), else 0.
     pub fn exit_status(&self) -> u8 {
-        let failed = self.findings.iter().any(|f| {
-            f.fix
-                .as_ref()
-                .is_some_and(|x| x.result == FixStatus::Failed)
-        });
-        if !self.errors.is_empty() || failed {
+        let any = |s: Option<FixStatus>| self.findings.iter().any(|f| f.fix_status() == s);
+        if !self.errors.is_empty() || any(Some(FixStatus::Failed)) {
             return 2;
         }
-        let open = self.findings.iter().any(|f| match &f.fix {
-            None => true,
-            Some(x) => x.result == FixStatus::Refused,
-        });
-        u8::from(open)
+        u8::from(any(None) || any(Some(FixStatus::Refused)))
     }
 }
 
@@ -212,34 +217,24 @@ pub async fn run(
     progress: &Progress,
 ) -> Result<Report, KubeError> {
     let concurrency = settings.concurrency.max(1);
-    let discovered = discover(client, concurrency).await?;
+    let (types, errors) = discover(client, concurrency).await?;
     let scan = Scan {
         client,
         mappings,
-        rule: MutateSettings {
-            unmapped: settings.unmapped,
-            scope: if settings.all {
-                Scope::All
-            } else {
-                Scope::Migrated
-            },
-            cluster_id: settings.cluster_id.clone(),
-            ..MutateSettings::default()
-        },
         settings,
         progress,
         permits: Semaphore::new(concurrency),
         migrated_namespaces: Mutex::new(HashSet::new()),
     };
     let mut report = Report {
-        errors: discovered.errors,
+        errors,
         ..Report::default()
     };
-    let (namespaces, others) = select(discovered.types, settings, &mut report);
+    let (namespaces, others) = select(types, settings, &mut report);
     progress
         .types_total
         .store(namespaces.len() + others.len(), Ordering::Relaxed);
-    let mut results: Vec<TypeResult> = futures::stream::iter(&others)
+    let mut results: Vec<Report> = futures::stream::iter(&others)
         .map(|t| scan.scan_type(t))
         .buffer_unordered(concurrency)
         .collect()
@@ -286,15 +281,7 @@ fn select(
 /// Expired continue tokens tolerated per list before it counts as failed.
 const MAX_EXPIRED: usize = 10;
 
-#[derive(Default)]
-struct TypeResult {
-    objects: usize,
-    findings: Vec<Finding>,
-    skipped: Vec<String>,
-    errors: Vec<String>,
-}
-
-impl TypeResult {
+impl Report {
     /// A list or get of `at` that failed: skipped, said but not an error, when the caller may
     /// not read it or it is gone since discovery (not this caller's objects to audit).
     fn failed(&mut self, doing: &str, at: String, e: KubeError) {
@@ -310,28 +297,23 @@ impl TypeResult {
 struct Scan<'a> {
     client: &'a Client,
     mappings: &'a Mappings,
-    /// The webhook's settings the audit judges by (no migration user writes a listed object).
-    rule: MutateSettings,
     settings: &'a Settings,
     progress: &'a Progress,
-    /// One per request in flight.
+    /// One per request in flight (each of `api`'s calls takes one).
     permits: Semaphore,
     /// Namespaces that hold a migrated object.
     migrated_namespaces: Mutex<HashSet<String>>,
 }
 
 impl Scan<'_> {
-    async fn scan_type(&self, t: &ResourceType) -> TypeResult {
-        let mut out = TypeResult::default();
+    /// One type's objects, findings, and what was skipped or failed.
+    async fn scan_type(&self, t: &ResourceType) -> Report {
+        let mut out = Report::default();
         match &self.settings.namespaces {
             // The chosen Namespaces one by one: `get` on them is enough, no cluster-wide list.
             Namespaces::Only(set) if t.is_namespace() => {
                 for name in set {
-                    let got = {
-                        let _permit = self.permits.acquire().await;
-                        api::get(self.client, t, None, name).await
-                    };
-                    match got {
+                    match self.get(t, None, name).await {
                         Ok(obj) => self.audit_page(t, vec![obj], &mut out).await,
                         Err(e) => out.failed("reading", format!("namespace {name}"), e),
                     }
@@ -349,22 +331,11 @@ impl Scan<'_> {
     }
 
     /// Every page of one list of `t` (in `ns`, or everywhere).
-    async fn scan_list(&self, t: &ResourceType, ns: Option<&str>, out: &mut TypeResult) {
+    async fn scan_list(&self, t: &ResourceType, ns: Option<&str>, out: &mut Report) {
         let mut token: Option<String> = None;
         let mut expired = 0;
         loop {
-            let page = {
-                let _permit = self.permits.acquire().await;
-                api::list_page(
-                    self.client,
-                    t,
-                    ns,
-                    self.settings.page_size.max(1),
-                    token.take(),
-                )
-                .await
-            };
-            let page = match page {
+            let (items, next) = match self.list_page(t, ns, token.take()).await {
                 Ok(page) => page,
                 Err(KubeError::Expired { continue_token, .. }) if expired < MAX_EXPIRED => {
                     // A long list outlived its snapshot: go on from where it stopped.
@@ -380,8 +351,8 @@ impl Scan<'_> {
                     return out.failed("listing", at, e);
                 }
             };
-            self.audit_page(t, page.items, out).await;
-            token = page.continue_token.filter(|c| !c.is_empty());
+            self.audit_page(t, items, out).await;
+            token = next.filter(|c| !c.is_empty());
             if token.is_none() {
                 return;
             }
@@ -389,21 +360,19 @@ impl Scan<'_> {
     }
 
     /// Audits the objects of one page (and fixes them, with `--fix`) before the next is read.
-    async fn audit_page(&self, t: &ResourceType, items: Vec<Value>, out: &mut TypeResult) {
-        let mut found = Vec::new();
-        for obj in items {
-            if let Some(hit) = self.audit_object(t, obj, out) {
-                found.push(hit);
-            }
-        }
+    async fn audit_page(&self, t: &ResourceType, items: Vec<Value>, out: &mut Report) {
+        let found: Vec<_> = items
+            .into_iter()
+            .filter_map(|obj| Some((self.audit_object(t, &obj, out)?, obj)))
+            .collect();
         self.progress
             .findings
             .fetch_add(found.len(), Ordering::Relaxed);
         match self.settings.fix {
-            None => out.findings.extend(found.into_iter().map(|(f, _, _)| f)),
+            None => out.findings.extend(found.into_iter().map(|(f, _)| f)),
             Some(fix) => {
                 let fixed: Vec<Finding> = futures::stream::iter(found)
-                    .map(|(finding, obj, outcome)| self.fix(t, fix, finding, obj, outcome))
+                    .map(|(finding, obj)| self.fix(t, fix, finding, obj))
                     .buffer_unordered(self.settings.concurrency.max(1))
                     .collect()
                     .await;
@@ -412,14 +381,16 @@ impl Scan<'_> {
         }
     }
 
+    /// The Namespaces that hold a migrated object (still readable after a panic elsewhere).
+    fn migrated_namespaces(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.migrated_namespaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Counts one listed object and returns a finding when the webhook would change it.
-    fn audit_object(
-        &self,
-        t: &ResourceType,
-        obj: Value,
-        out: &mut TypeResult,
-    ) -> Option<(Finding, Value, Outcome)> {
-        let (ns, name) = ns_name(&obj);
+    fn audit_object(&self, t: &ResourceType, obj: &Value, out: &mut Report) -> Option<Finding> {
+        let (ns, name) = ns_name(obj);
         let selected = if t.is_namespace() {
             self.settings.namespaces.includes(name)
         } else {
@@ -430,37 +401,23 @@ impl Scan<'_> {
         }
         out.objects += 1;
         self.progress.objects.fetch_add(1, Ordering::Relaxed);
-        if t.namespaced && has_migrated_annotation(&obj) {
-            let mut set = self
-                .migrated_namespaces
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+        if t.namespaced && has_migrated_annotation(obj) {
+            let mut set = self.migrated_namespaces();
             if !set.contains(ns) {
                 set.insert(ns.to_string());
             }
         }
-        let outcome = self.judge(t, &obj)?;
-        let finding = finding(t, &obj, &outcome);
-        Some((finding, obj, outcome))
+        self.judge(t, obj)
     }
 
     /// What the webhook would do to an object, or `None` when it would leave it alone (out of
     /// scope, or nothing to change). A Namespace counts as migrated, beyond the webhook's rule,
     /// when it holds a migrated object.
-    fn judge(&self, t: &ResourceType, obj: &Value) -> Option<Outcome> {
-        let holds_migrated = t.is_namespace()
-            && self
-                .migrated_namespaces
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(ns_name(obj).1);
-        let d = decide_object(
-            obj,
-            t.is_namespace(),
-            holds_migrated,
-            self.mappings,
-            &self.rule,
-        );
+    fn judge(&self, t: &ResourceType, obj: &Value) -> Option<Finding> {
+        let (ns, name) = ns_name(obj);
+        let holds_migrated = t.is_namespace() && self.migrated_namespaces().contains(name);
+        let rule = &self.settings.rule;
+        let d = decide_object(obj, t.is_namespace(), holds_migrated, self.mappings, rule);
         if !matches!(d.action, Action::Patch | Action::Deny) {
             return None;
         }
@@ -481,47 +438,27 @@ impl Scan<'_> {
                 UnmappedAction::Denied => "refused",
             },
         });
-        Some(Outcome {
+        Some(Finding {
+            kind: t.resource.kind.clone(),
+            api_version: t.resource.api_version.clone(),
+            namespace: (!ns.is_empty()).then(|| ns.to_string()),
+            name: name.to_string(),
             changes: changes.collect(),
             unmapped: unmapped.collect(),
-            denied: d.action == Action::Deny,
-            patch: d.patch_ops().0,
+            fix: None,
+            // Only `--fix` sends it: the report does not hold it otherwise.
+            patch: self
+                .settings
+                .fix
+                .map(|_| d.patch_ops().0)
+                .unwrap_or_default(),
         })
-    }
-}
-
-/// What the webhook would do to one listed object, owned: `--fix` keeps it across requests.
-pub(crate) struct Outcome {
-    changes: Vec<Change>,
-    unmapped: Vec<UnmappedValue>,
-    denied: bool,
-    /// The webhook's patch.
-    pub patch: Vec<json_patch::PatchOperation>,
-}
-
-impl Outcome {
-    /// Whether `--unmapped deny` refuses the object.
-    pub fn is_denied(&self) -> bool {
-        self.denied
     }
 }
 
 fn ns_name(obj: &Value) -> (&str, &str) {
     let s = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or_default();
     (s("/metadata/namespace"), s("/metadata/name"))
-}
-
-fn finding(t: &ResourceType, obj: &Value, outcome: &Outcome) -> Finding {
-    let (ns, name) = ns_name(obj);
-    Finding {
-        kind: t.kind.clone(),
-        api_version: t.api_version(),
-        namespace: (!ns.is_empty()).then(|| ns.to_string()),
-        name: name.to_string(),
-        changes: outcome.changes.clone(),
-        unmapped: outcome.unmapped.clone(),
-        fix: None,
-    }
 }
 
 #[cfg(test)]
@@ -536,6 +473,7 @@ mod tests {
             name: "web".into(),
             changes: Vec::new(),
             unmapped: Vec::new(),
+            patch: Vec::new(),
             fix: fix.map(|result| FixResult {
                 result,
                 attempts: 1,
@@ -547,33 +485,24 @@ mod tests {
 
     #[test]
     fn exit_status_follows_kubectl_diff() {
-        let report = |findings: Vec<Finding>, errors: Vec<String>| Report {
-            findings,
-            errors,
-            ..Report::default()
-        };
-        assert_eq!(report(vec![], vec![]).exit_status(), 0);
-        assert_eq!(report(vec![finding(None)], vec![]).exit_status(), 1);
-        assert_eq!(report(vec![], vec!["x".into()]).exit_status(), 2);
-        assert_eq!(
-            report(vec![finding(Some(FixStatus::Patched))], vec![]).exit_status(),
-            0
-        );
-        assert_eq!(
-            report(vec![finding(Some(FixStatus::Refused))], vec![]).exit_status(),
-            1
-        );
-        assert_eq!(
-            report(
-                vec![
-                    finding(Some(FixStatus::Patched)),
-                    finding(Some(FixStatus::Failed))
-                ],
-                vec![]
-            )
-            .exit_status(),
-            2
-        );
+        use FixStatus::{Failed, Patched, Refused};
+        // What --fix did with each finding (None: no --fix), errors, the exit status.
+        let cases = [
+            (vec![], 0, 0),
+            (vec![None], 0, 1),
+            (vec![], 1, 2),
+            (vec![Some(Patched)], 0, 0),
+            (vec![Some(Refused)], 0, 1),
+            (vec![Some(Patched), Some(Failed)], 0, 2),
+        ];
+        for (fixes, errors, want) in cases {
+            let report = Report {
+                findings: fixes.into_iter().map(finding).collect(),
+                errors: vec!["x".into(); errors],
+                ..Report::default()
+            };
+            assert_eq!(report.exit_status(), want, "{report:?}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::cluster::{ClusterArgs, Connected};
 use super::ReportFormat;
 use crate::audit::{self, Finding, FixResult, FixStatus, Namespaces, Progress, Report};
 use crate::kube_error::KubeError;
-use crate::rewrite::{Scope, UnmappedPolicy};
+use crate::rewrite::{MutateSettings, Scope, UnmappedPolicy};
 use crate::source::Source;
 
 /// Audit the objects already in the cluster: report each one the webhook would rewrite.
@@ -147,29 +147,17 @@ async fn audit(args: Args, source: Source) -> Result<u8> {
 }
 
 async fn audit_at(args: Args, source: Source, client: kube::Client) -> Result<u8> {
-    let mappings = source.read(Some(&client)).await?;
-    if let Some(this) = super::known(&args.cluster_id) {
-        // A reversed table applied by --fix would move every migrated object back.
-        mappings.table.check_cluster(this)?;
-    }
-    for w in mappings.table.warnings() {
-        eprintln!("warning: {w}");
-    }
+    // A reversed table applied by --fix would move every migrated object back.
+    let this = super::known(&args.cluster_id);
+    let mappings = super::input::checked_mappings(source.read(Some(&client)).await?, this)?;
     let namespaces = if args.namespace.is_empty() {
         let own = args
             .webhook_namespace
             .clone()
+            .or_else(|| args.source.mappings_configmap.clone().map(|c| c.namespace))
             .or_else(|| {
-                args.source
-                    .mappings_configmap
-                    .as_ref()
-                    .map(|c| c.namespace.clone())
-            })
-            .or_else(|| {
-                std::fs::read_to_string(POD_NAMESPACE_FILE)
-                    .ok()
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
+                let pod = std::fs::read_to_string(POD_NAMESPACE_FILE).ok()?;
+                Some(pod.trim().to_string()).filter(|s| !s.is_empty())
             })
             .unwrap_or_else(|| "rancher-remap".to_string());
         Namespaces::AllExcept(BTreeSet::from(["kube-system".to_string(), own]))
@@ -183,9 +171,12 @@ async fn audit_at(args: Args, source: Source, client: kube::Client) -> Result<u8
         )
     };
     let settings = audit::Settings {
-        unmapped: args.unmapped,
-        all: args.scope == Scope::All,
-        cluster_id: super::known(&args.cluster_id).map(str::to_string),
+        rule: MutateSettings {
+            unmapped: args.unmapped,
+            scope: args.scope,
+            cluster_id: super::known(&args.cluster_id).map(str::to_string),
+            ..MutateSettings::default()
+        },
         namespaces,
         page_size: args.page_size,
         concurrency: args.concurrency.into(),
@@ -205,14 +196,12 @@ async fn audit_at(args: Args, source: Source, client: kube::Client) -> Result<u8
         eprint!("\r\x1b[K");
     }
     let report = report.context("discovering the API server's resource types")?;
+    let text = match args.output {
+        ReportFormat::Json => super::input::pretty_json(&report.findings)?,
+        ReportFormat::Table => table(&report.findings, args.fix),
+    };
     let mut out = std::io::stdout().lock();
-    match args.output {
-        ReportFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &report.findings)?;
-            writeln!(out)?;
-        }
-        ReportFormat::Table => out.write_all(table(&report.findings, args.fix).as_bytes())?,
-    }
+    out.write_all(text.as_bytes())?;
     out.flush()?;
     summary(&report, &settings);
     Ok(report.exit_status())
@@ -238,8 +227,9 @@ async fn show_progress(p: Arc<Progress>) {
 fn table(findings: &[Finding], fix: bool) -> String {
     let columns = if fix { 6 } else { 5 };
     let header = ["KIND", "NAMESPACE", "NAME", "PLACE", "CHANGE", "RESULT"];
-    let mut rows = vec![header.map(String::from)[..columns].to_vec()];
+    let mut rows = vec![header[..columns].iter().map(|h| h.to_string()).collect()];
     for f in findings {
+        let ns = f.namespace.as_deref().unwrap_or("-");
         let result = f.fix.as_ref().map(fix_result);
         let changes = f
             .changes
@@ -250,10 +240,8 @@ fn table(findings: &[Finding], fix: bool) -> String {
             (&u.path, change)
         });
         for (path, change) in changes.chain(unmapped) {
-            let ns = f.namespace.clone().unwrap_or_else(|| "-".into());
-            let mut row = vec![f.kind.clone(), ns, f.name.clone(), path.clone(), change];
-            row.extend(result.clone());
-            rows.push(row);
+            let row = [&f.kind, ns, &f.name, path, &change].map(String::from);
+            rows.push(row.into_iter().chain(result.clone()).collect::<Vec<_>>());
         }
     }
     if rows.len() == 1 {
@@ -276,15 +264,14 @@ fn table(findings: &[Finding], fix: bool) -> String {
 
 /// What `--fix` did with one finding, for its RESULT cell.
 fn fix_result(x: &FixResult) -> String {
-    let mut s = x.result.as_str().to_string();
-    if x.dry_run && x.result == FixStatus::Patched {
-        s.push_str(" (dry run)");
-    }
-    if let Some(e) = &x.error {
-        s.push_str(": ");
-        s.push_str(e);
-    }
-    s
+    let dry_run = x.dry_run && x.result == FixStatus::Patched;
+    let dry_run = if dry_run { " (dry run)" } else { "" };
+    let error = x
+        .error
+        .as_ref()
+        .map(|e| format!(": {e}"))
+        .unwrap_or_default();
+    format!("{}{dry_run}{error}", x.result.as_str())
 }
 
 /// What was done, on stderr (stdout holds only the findings).
@@ -304,11 +291,11 @@ fn summary(report: &Report, settings: &audit::Settings) {
             report.objects, report.types
         ),
         Some(fix) => {
-            let count = |s: FixStatus| {
+            let count = |s| {
                 report
                     .findings
                     .iter()
-                    .filter(|f| f.fix.as_ref().is_some_and(|x| x.result == s))
+                    .filter(|f| f.fix_status() == Some(s))
                     .count()
             };
             writeln!(

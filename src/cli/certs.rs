@@ -144,10 +144,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    write(&args.out, "ca.crt", &g.ca_cert, false)?;
-    write(&args.out, "ca.key", &g.ca_key, true)?;
-    write(&args.out, "tls.crt", &g.tls_cert, false)?;
-    write(&args.out, "tls.key", &g.tls_key, true)?;
+    for (name, content) in [
+        ("ca.crt", &g.ca_cert),
+        ("ca.key", &g.ca_key),
+        ("tls.crt", &g.tls_cert),
+        ("tls.key", &g.tls_key),
+    ] {
+        write(&args.out, name, content, name.ends_with(".key"))?;
+    }
     eprintln!(
         "wrote {}/{{ca.crt,ca.key,tls.crt,tls.key}} for {}.{}.svc; the caBundle (base64 of ca.crt) is on stdout",
         args.out.display(),

@@ -99,7 +99,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "{} checked: {errors} errors, {warnings} warnings",
         checked.len()
     );
-    // 1 when any error was found, else 0.
     Ok(ExitCode::from(u8::from(errors > 0)))
 }
 

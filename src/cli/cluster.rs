@@ -10,7 +10,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 /// Which cluster to talk to, as kubectl picks it.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default, PartialEq, clap::Args)]
 pub struct ClusterArgs {
     /// The kubeconfig file. Default: $KUBECONFIG, then ~/.kube/config; in a pod, its
     /// ServiceAccount.

@@ -14,7 +14,7 @@ use crate::mapping::objects::{
     MIGRATION_USERS_ANNOTATION,
 };
 use crate::mapping::Table;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Derive the mapping ConfigMap from ClusterPair(s).
 ///
@@ -90,8 +90,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
             continue;
         }
         if args.reverse {
-            if !reversible(&mut err, &who, parsed.clone())? {
+            // No two sources may map to one destination, which the reversed table would hold
+            // as one source mapped to two. (A table that does not build is reported once,
+            // reversed, below.)
+            let table = Table::build(parsed.clone()).unwrap_or_default();
+            for w in table.many_to_one() {
+                writeln!(err, "error: {who}: {}: --reverse: {w}", w.field_path())?;
                 failed = true;
+            }
+            if table.many_to_one().next().is_some() {
                 continue;
             }
             parsed.entries.iter_mut().for_each(|e| e.reverse());
@@ -125,22 +132,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
     print_configmap(&mut err, at, args.output, &data, users)
 }
 
-/// Whether `parsed` (a pair's table as written) can be reversed: no two sources map to one
-/// destination, which the reversed table would hold as one source mapped to two. Says why not
-/// on `err`, naming the entries.
-fn reversible(err: &mut impl Write, who: &str, parsed: crate::mapping::Parsed) -> Result<bool> {
-    // A table that does not build is reported once, reversed, by the caller.
-    let Ok(table) = Table::build(parsed) else {
-        return Ok(true);
-    };
-    let mut ok = true;
-    for w in table.many_to_one() {
-        writeln!(err, "error: {who}: {}: --reverse: {w}", w.field_path())?;
-        ok = false;
-    }
-    Ok(ok)
-}
-
 /// Prints the mapping ConfigMap `namespace/name` (`derive`'s, and `map-projects`' too): checks
 /// the data keys together, as the server will, prints the table's warnings and how to install
 /// on `err`, then the ConfigMap on stdout. Exit 1, printing nothing on stdout, when the keys
@@ -158,7 +149,20 @@ pub(super) fn print_configmap(
     users.sort();
     users.dedup();
     say_how_to_install(err, &table, &users, namespace)?;
-    let cm = build_configmap(name, namespace, data, &users);
+    // The mapping ConfigMap (docs/behaviour.md).
+    let mut cm = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": { MAPPINGS_LABEL: "true" },
+        },
+        "data": data,
+    });
+    if !users.is_empty() {
+        cm["metadata"]["annotations"] = json!({ MIGRATION_USERS_ANNOTATION: users.join(",") });
+    }
     std::io::stdout()
         .lock()
         .write_all(input::render(vec![cm], output)?.as_bytes())?;
@@ -211,7 +215,20 @@ fn say_how_to_install(
     match table.destination_clusters()[..] {
         [cluster] => {
             writeln!(err, "destination cluster: {cluster}")?;
-            write!(err, "{}", install_commands(namespace, cluster))?;
+            // The commands that install the destination side, with the placeholders they hold
+            // named (the chart's schema requires `image.repository`).
+            write!(
+                err,
+                "  install on that cluster with (fill in <image-repository>: the registry and repository \
+you pushed the rancher-remap image to, which the chart requires as image.repository; \
+<chart>: charts/rancher-remap in a checkout, or the packaged chart; \
+<configmap.yaml>: this ConfigMap, saved):
+    kubectl create namespace {namespace}
+    kubectl label namespace {namespace} pod-security.kubernetes.io/enforce=restricted
+    kubectl apply -f <configmap.yaml>
+    helm install rancher-remap <chart> -n {namespace} --set role=destination --set image.repository=<image-repository> --set clusterId={cluster}
+"
+            )?;
             writeln!(err, "  (kustomize: clusterId: \"{cluster}\" in deploy/destination/cluster-id.yaml)")?;
         }
         [] => writeln!(err, "note: no C:P entry names the destination cluster; give both forms as Stork recommends (p-a=p-b,c-src:p-a=c-dst:p-b), or find this cluster's ID in Rancher (Cluster Management, or the cluster part of any project Namespace's field.cattle.io/projectId annotation)")?,
@@ -222,44 +239,4 @@ fn say_how_to_install(
     } else {
         writeln!(err, "migration users: {}", users.join(", "))
     }
-}
-
-/// The commands that install the destination side in `namespace` of `cluster`, with the
-/// placeholders they hold named (the chart's schema requires `image.repository`).
-fn install_commands(namespace: &str, cluster: &str) -> String {
-    format!(
-        "  install on that cluster with (fill in <image-repository>: the registry and repository \
-you pushed the rancher-remap image to, which the chart requires as image.repository; \
-<chart>: charts/rancher-remap in a checkout, or the packaged chart; \
-<configmap.yaml>: this ConfigMap, saved):
-    kubectl create namespace {namespace}
-    kubectl label namespace {namespace} pod-security.kubernetes.io/enforce=restricted
-    kubectl apply -f <configmap.yaml>
-    helm install rancher-remap <chart> -n {namespace} --set role=destination --set image.repository=<image-repository> --set clusterId={cluster}
-"
-    )
-}
-
-/// Builds the mapping ConfigMap (docs/behaviour.md).
-fn build_configmap(
-    name: &str,
-    namespace: &str,
-    data: &BTreeMap<String, String>,
-    migration_users: &[String],
-) -> Value {
-    let mut cm = json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": { MAPPINGS_LABEL: "true" },
-        },
-        "data": data,
-    });
-    if !migration_users.is_empty() {
-        cm["metadata"]["annotations"] =
-            json!({ MIGRATION_USERS_ANNOTATION: migration_users.join(",") });
-    }
-    cm
 }

@@ -14,8 +14,10 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, PostParams};
 
+use super::cluster::Connected;
 use super::whoami::CALL_TIMEOUT;
 use crate::clusterpair::{ClusterPair, KubeConfig};
 use crate::doctor::{self, Facts, IdentityAccess, Report, ServingCert, WebhookFacts};
@@ -72,9 +74,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Runtime::new()?;
     let output = args.output;
     // Could not check: exit 2 (1 means a check failed).
     let (status, report) = match runtime.block_on(doctor(args)) {
@@ -91,31 +91,30 @@ pub fn run(args: Args) -> Result<ExitCode> {
             (2, Report { checks })
         }
     };
+    let text = match output {
+        super::ReportFormat::Json => super::input::pretty_json(&report)?,
+        super::ReportFormat::Table => report
+            .checks
+            .iter()
+            .map(|c| format!("{:<5} {:<21} {}\n", c.status.as_str(), c.name, c.message))
+            .collect(),
+    };
     let mut out = std::io::stdout().lock();
-    match output {
-        super::ReportFormat::Json => {
-            out.write_all(super::input::pretty_json(&report)?.as_bytes())?;
-        }
-        super::ReportFormat::Table => {
-            for c in &report.checks {
-                writeln!(out, "{:<5} {:<21} {}", c.status.as_str(), c.name, c.message)?;
-            }
-        }
-    }
+    out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(ExitCode::from(status))
 }
 
-/// A call doctor could not make, as the sentence it prints: `what` was asked of `server`
-/// (`get deployments.apps rancher-remap in namespace rancher-remap`, which is also what RBAC
+/// A call doctor could not make, as the sentence it prints: `what` was asked of the API server
+/// `at` (`get deployments.apps rancher-remap in namespace rancher-remap`, which is also what RBAC
 /// must allow).
-fn failed(server: &str, what: &str, e: impl Into<KubeError>) -> anyhow::Error {
+fn failed(at: &Connected, what: &str, e: impl Into<KubeError>) -> anyhow::Error {
+    let server = &at.server;
     match e.into() {
         KubeError::Forbidden(_) => {
             anyhow!("{what} at {server}: forbidden; doctor needs RBAC permission to {what}")
         }
-        e if e.answered() => anyhow!("{what} at {server}: {e}"),
-        e => anyhow!("cannot reach the API server at {server} ({what}): {e}"),
+        e => anyhow!(e.of_call(what, server, "the API server")),
     }
 }
 
@@ -128,26 +127,23 @@ async fn doctor(args: Args) -> Result<Report> {
         )),
         None => None,
     };
-    let connected = args.cluster.connect_within(CALL_TIMEOUT).await?;
-    let (client, server) = (connected.client, connected.server.as_str());
+    let at = args.cluster.connect_within(CALL_TIMEOUT).await?;
     let ns = args.namespace.as_str();
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let what = format!("get deployments.apps {} in namespace {ns}", args.name);
-    let deployment = deployments
+    let deployment = Api::<Deployment>::namespaced(at.client.clone(), ns)
         .get_opt(&args.name)
         .await
-        .map_err(|e| failed(server, &what, e))?;
+        .map_err(|e| failed(&at, &what, e))?;
     let env = deployment_env(deployment.as_ref());
-    let (mappings, origin) = read_mappings(&args, &client, server, &env).await?;
+    let (mappings, origin) = read_mappings(&args, &at, &env).await?;
     let cluster_id = match super::known(&args.cluster_id) {
         Some(c) => Some((c.to_string(), "--cluster-id".to_string())),
         None => env
             .get("RANCHER_REMAP_CLUSTER_ID")
-            .filter(|c| !c.is_empty())
             .map(|c| (c.clone(), format!("the Deployment {ns}/{}", args.name))),
     };
-    let (namespace_clusters, system_cluster) = namespace_clusters(&client, server).await?;
-    let projects_here = projects_here(&client, server).await?;
+    let (namespace_clusters, system_cluster) = namespace_clusters(&at).await?;
+    let projects_here = projects_here(&at).await?;
     let (users, identity_notes) = identities(&args, &mappings, &env, pair.as_ref()).await;
     let destinations = mappings
         .as_ref()
@@ -155,22 +151,22 @@ async fn doctor(args: Args) -> Result<Report> {
         .unwrap_or_default();
     let mut identities = Vec::new();
     for (mut who, groups) in users {
-        who.denied = denials(&client, server, &who.user, &groups, &destinations).await?;
+        who.denied = denials(&at, &who.user, &groups, &destinations).await?;
         identities.push(who);
     }
-    let before_install =
-        deployment.is_none() && (args.mappings_file.is_some() || args.project_mappings.is_some());
+    let table_given = args.mappings_file.is_some() || args.project_mappings.is_some();
+    let before_install = deployment.is_none() && table_given;
     let webhook = if before_install {
         None
     } else {
         let kept = env.get("RANCHER_REMAP_CERT_SECRET").map(String::as_str);
-        Some(webhook_facts(&client, server, ns, deployment.as_ref(), kept).await?)
+        Some(webhook_facts(&at, ns, deployment.as_ref(), kept).await?)
     };
-    let (policy, policy_unread) = match policy_facts(&client).await {
+    let (policy, policy_unread) = match policy_facts(&at.client).await {
         Ok(policy) => (policy, None),
         // Without list on the policies the webhook is still checked; the policies are not.
-        Err(KubeError::Forbidden(answer)) => (None, Some(format!("not checked: listing MutatingAdmissionPolicies at {server} is forbidden ({answer}); doctor needs list on mutatingadmissionpolicies and mutatingadmissionpolicybindings (admissionregistration.k8s.io)"))),
-        Err(e) => return Err(failed(server, "list mutatingadmissionpolicies.admissionregistration.k8s.io", e)),
+        Err(KubeError::Forbidden(answer)) => (None, Some(format!("not checked: listing MutatingAdmissionPolicies at {} is forbidden ({answer}); doctor needs list on mutatingadmissionpolicies and mutatingadmissionpolicybindings (admissionregistration.k8s.io)", at.server))),
+        Err(e) => return Err(failed(&at, "list mutatingadmissionpolicies.admissionregistration.k8s.io", e)),
     };
     Ok(doctor::run(&Facts {
         mappings,
@@ -184,13 +180,14 @@ async fn doctor(args: Args) -> Result<Report> {
         webhook,
         policy,
         policy_unread,
-        table_given: args.mappings_file.is_some() || args.project_mappings.is_some(),
+        table_given,
     }))
 }
 
-/// The literal environment of the install's server container.
+/// The literal environment of the install's server container; an empty value is no value.
 fn deployment_env(d: Option<&Deployment>) -> BTreeMap<String, String> {
-    d.and_then(|d| d.spec.as_ref())
+    let mut env: BTreeMap<String, String> = d
+        .and_then(|d| d.spec.as_ref())
         .and_then(|s| s.template.spec.as_ref())
         .and_then(|p| {
             // The server's container by name (a sidecar may come first), else the first.
@@ -203,14 +200,15 @@ fn deployment_env(d: Option<&Deployment>) -> BTreeMap<String, String> {
                 .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    env.retain(|_, v| !v.is_empty());
+    env
 }
 
 /// The table (or why there is none) and where it came from.
 async fn read_mappings(
     args: &Args,
-    client: &kube::Client,
-    server: &str,
+    at: &Connected,
     env: &BTreeMap<String, String>,
 ) -> Result<(Result<Mappings, String>, String)> {
     let (source, origin) = match (&args.project_mappings, &args.mappings_file) {
@@ -223,7 +221,6 @@ async fn read_mappings(
             let default = format!("{}/{DEFAULT_CONFIGMAP_NAME}", args.namespace);
             let at = env
                 .get("RANCHER_REMAP_MAPPINGS_CONFIGMAP")
-                .filter(|v| !v.is_empty())
                 .unwrap_or(&default);
             let (ns, name) = at.split_once('/').unwrap_or((&args.namespace, at));
             let at = ConfigMapRef {
@@ -235,7 +232,7 @@ async fn read_mappings(
     };
     // A source that cannot be read is "could not check" (exit 2); one that reads but holds no
     // good table is the `mappings` check failing (exit 1).
-    let m = match source.read(Some(client)).await {
+    let m = match source.read(Some(&at.client)).await {
         Ok(m) => Ok(m),
         Err(ReadError::Invalid { why, .. }) => Err(why.to_string()),
         Err(ReadError::Api {
@@ -245,9 +242,9 @@ async fn read_mappings(
         Err(ReadError::File { path, why }) => {
             bail!("reading --mappings-file {}: {why}", path.display())
         }
-        Err(ReadError::Api { at, why }) => {
-            let what = format!("get configmaps {} in namespace {}", at.name, at.namespace);
-            return Err(failed(server, &what, why));
+        Err(ReadError::Api { at: cm, why }) => {
+            let what = format!("get configmaps {} in namespace {}", cm.name, cm.namespace);
+            return Err(failed(at, &what, why));
         }
         Err(e) => return Err(e.into()),
     };
@@ -255,12 +252,8 @@ async fn read_mappings(
 }
 
 /// The cluster part of each Rancher-annotated Namespace (counted), and `kube-system`'s.
-async fn namespace_clusters(
-    client: &kube::Client,
-    server: &str,
-) -> Result<(BTreeMap<String, usize>, Option<String>)> {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let all = metadata_of_all(&api, server, "list namespaces").await?;
+async fn namespace_clusters(at: &Connected) -> Result<(BTreeMap<String, usize>, Option<String>)> {
+    let all = metadata_of_all::<Namespace>(at, "list namespaces").await?;
     let (mut clusters, mut system) = (BTreeMap::new(), None);
     for n in all {
         let annotations = n.annotations.unwrap_or_default();
@@ -277,10 +270,9 @@ async fn namespace_clusters(
 }
 
 /// Projects whose `-namespaces-edit` ClusterRole Rancher made here.
-async fn projects_here(client: &kube::Client, server: &str) -> Result<BTreeSet<String>> {
-    let api: Api<ClusterRole> = Api::all(client.clone());
+async fn projects_here(at: &Connected) -> Result<BTreeSet<String>> {
     let what = "list clusterroles.rbac.authorization.k8s.io";
-    Ok(metadata_of_all(&api, server, what)
+    Ok(metadata_of_all::<ClusterRole>(at, what)
         .await?
         .into_iter()
         .filter_map(|m| m.name?.strip_suffix("-namespaces-edit").map(str::to_string))
@@ -290,21 +282,18 @@ async fn projects_here(client: &kube::Client, server: &str) -> Result<BTreeSet<S
 /// The metadata of every object of a kind, 500 a page: a Rancher cluster's thousands of
 /// ClusterRoles and Namespaces are read as names and annotations only, a page at a time (the
 /// `helm test` Pod has 128 MiB).
-async fn metadata_of_all<K>(
-    api: &Api<K>,
-    server: &str,
-    what: &str,
-) -> Result<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>>
+async fn metadata_of_all<K>(at: &Connected, what: &str) -> Result<Vec<ObjectMeta>>
 where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
+    let api = Api::<K>::all(at.client.clone());
     let mut out = Vec::new();
     let mut params = ListParams::default().limit(500);
     loop {
         let page = api
             .list_metadata(&params)
             .await
-            .map_err(|e| failed(server, what, e))?;
+            .map_err(|e| failed(at, what, e))?;
         out.extend(page.items.into_iter().map(|m| m.metadata));
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => params = params.continue_token(&token),
@@ -383,40 +372,31 @@ fn read_pair(path: &std::path::Path) -> Result<KubeConfig> {
 /// What `user` may not do of what Rancher's webhook asks for a migrated Namespace: create
 /// Namespaces, and manage-namespaces on each destination project.
 async fn denials(
-    client: &kube::Client,
-    server: &str,
+    at: &Connected,
     user: &str,
     groups: &[String],
     projects: &BTreeSet<String>,
 ) -> Result<Vec<(String, String)>> {
-    let namespaces = ResourceAttributes {
-        verb: Some("create".into()),
-        resource: Some("namespaces".into()),
-        ..Default::default()
-    };
+    let namespaces = ("create", None, "namespaces".to_string());
     let each_project = projects.iter().map(|p| {
-        let attrs = ResourceAttributes {
-            verb: Some("manage-namespaces".into()),
-            group: Some("management.cattle.io".into()),
-            resource: Some("projects".into()),
-            name: Some(p.clone()),
+        let what = format!("project {p} (projects.management.cattle.io)");
+        ("manage-namespaces", Some(p), what)
+    });
+    let api: Api<SubjectAccessReview> = Api::all(at.client.clone());
+    let mut denied = Vec::new();
+    for (verb, project, what) in std::iter::once(namespaces).chain(each_project) {
+        let resource_attributes = ResourceAttributes {
+            verb: Some(verb.into()),
+            group: project.map(|_| "management.cattle.io".into()),
+            resource: Some(project.map_or("namespaces", |_| "projects").into()),
+            name: project.cloned(),
             ..Default::default()
         };
-        (
-            attrs,
-            format!("project {p} (projects.management.cattle.io)"),
-        )
-    });
-    let asks = std::iter::once((namespaces, "namespaces".to_string())).chain(each_project);
-    let api: Api<SubjectAccessReview> = Api::all(client.clone());
-    let mut denied = Vec::new();
-    for (attrs, what) in asks {
-        let verb = attrs.verb.clone().unwrap_or_default();
         let review = SubjectAccessReview {
             spec: SubjectAccessReviewSpec {
                 user: Some(user.to_string()),
                 groups: Some(groups.to_vec()),
-                resource_attributes: Some(attrs),
+                resource_attributes: Some(resource_attributes),
                 ..Default::default()
             },
             ..Default::default()
@@ -425,9 +405,9 @@ async fn denials(
         let answer = api
             .create(&PostParams::default(), &review)
             .await
-            .map_err(|e| failed(server, ask, e))?;
+            .map_err(|e| failed(at, ask, e))?;
         if !answer.status.is_some_and(|s| s.allowed) {
-            denied.push((verb, what));
+            denied.push((verb.to_string(), what));
         }
     }
     Ok(denied)
@@ -436,49 +416,34 @@ async fn denials(
 /// The installed webhook's wiring: its configuration, its serving certificate (mounted, or kept
 /// by the server in the Secret `kept`, its `RANCHER_REMAP_CERT_SECRET`), and its ready replicas.
 async fn webhook_facts(
-    client: &kube::Client,
-    server: &str,
+    at: &Connected,
     ns: &str,
     deployment: Option<&Deployment>,
     kept: Option<&str>,
 ) -> Result<WebhookFacts> {
-    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let what = "list mutatingwebhookconfigurations.admissionregistration.k8s.io";
-    let list = api
+    let list = Api::<MutatingWebhookConfiguration>::all(at.client.clone())
         .list(&ListParams::default())
         .await
-        .map_err(|e| failed(server, what, e))?;
-    let found = list.items.iter().find_map(|c| {
-        let hook = c.webhooks.as_ref()?.iter().find(|w| {
+        .map_err(|e| failed(at, what, e))?;
+    let found = list.items.into_iter().find_map(|c| {
+        let hook = c.webhooks?.into_iter().find(|w| {
             w.name == "rewrite.rancher-remap.io"
                 && w.client_config
                     .service
                     .as_ref()
                     .is_some_and(|s| s.namespace == ns)
         })?;
-        Some((c.metadata.name.clone().unwrap_or_default(), hook))
+        Some((c.metadata.name.unwrap_or_default(), hook))
     });
-    let (configuration, hook) = found.unzip();
-    let service = hook
-        .and_then(|h| h.client_config.service.as_ref())
+    let service = found
+        .as_ref()
+        .and_then(|(_, h)| h.client_config.service.as_ref())
         .map_or("rancher-remap", |s| s.name.as_str());
-    let conditions = hook.and_then(|h| h.match_conditions.as_ref());
     Ok(WebhookFacts {
-        configuration,
-        match_conditions: conditions
-            .into_iter()
-            .flatten()
-            .map(|m| m.expression.as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        ca_bundle: hook
-            .and_then(|h| h.client_config.ca_bundle.as_ref())
-            .map(|b| b.0.clone())
-            .filter(|b| !b.is_empty()),
-        failure_policy: hook.and_then(|h| h.failure_policy.clone()),
-        timeout_seconds: hook.and_then(|h| h.timeout_seconds),
         service_dns: format!("{service}.{ns}.svc"),
-        serving_cert: serving_cert(client, server, ns, deployment, kept).await?,
+        configuration: found,
+        serving_cert: serving_cert(at, ns, deployment, kept).await?,
         ready_replicas: deployment.map(|d| {
             d.status
                 .as_ref()
@@ -492,8 +457,7 @@ async fn webhook_facts(
 /// `tls.crt` of the Secret the Deployment mounts, or of the server's own Secret `kept`
 /// (`[NS/]NAME`); never a key, never printed.
 async fn serving_cert(
-    client: &kube::Client,
-    server: &str,
+    at: &Connected,
     ns: &str,
     deployment: Option<&Deployment>,
     kept: Option<&str>,
@@ -504,8 +468,7 @@ async fn serving_cert(
             vs.iter()
                 .find_map(|v| v.secret.as_ref()?.secret_name.clone())
         });
-    let server_kept = kept.filter(|k| !k.is_empty());
-    let (secret_ns, name) = match (mounted, server_kept) {
+    let (secret_ns, name) = match (mounted, kept) {
         (Some(name), _) => (ns.to_string(), name),
         (None, Some(at)) => {
             // A name alone is in the server's own namespace: the install's.
@@ -518,22 +481,20 @@ async fn serving_cert(
             ))
         }
     };
-    let api: Api<Secret> = Api::namespaced(client.clone(), &secret_ns);
+    let api: Api<Secret> = Api::namespaced(at.client.clone(), &secret_ns);
     let what = format!("get secrets {name} in namespace {secret_ns}");
     let secret = match api.get_opt(&name).await.map_err(KubeError::from) {
         Ok(s) => s,
         // The server's own Secret holds its CA key: an identity that may not read it (the helm
         // test's) checks the caBundle alone.
-        Err(KubeError::Forbidden(_)) if server_kept.is_some() => {
-            return Ok(ServingCert::ServerKept {
-                secret: format!("{secret_ns}/{name}"),
-            })
+        Err(KubeError::Forbidden(_)) if kept.is_some() => {
+            return Ok(ServingCert::ServerKept(format!("{secret_ns}/{name}")))
         }
-        Err(e) => return Err(failed(server, &what, e)),
+        Err(e) => return Err(failed(at, &what, e)),
     };
     Ok(match secret.and_then(|s| s.data?.remove("tls.crt")) {
         Some(crt) => ServingCert::Pem(crt.0),
-        None if server_kept.is_some() => ServingCert::Missing(format!("Secret {secret_ns}/{name} holds no serving certificate yet: the server makes it on its first start (kubectl logs deployment/rancher-remap)")),
+        None if kept.is_some() => ServingCert::Missing(format!("Secret {secret_ns}/{name} holds no serving certificate yet: the server makes it on its first start (kubectl logs deployment/rancher-remap)")),
         None => ServingCert::Missing(format!("Secret {secret_ns}/{name} has no tls.crt")),
     })
 }
@@ -543,32 +504,18 @@ async fn serving_cert(
 /// `admissionregistration.k8s.io/v1` MutatingAdmissionPolicies (before Kubernetes 1.36).
 async fn policy_facts(client: &kube::Client) -> Result<Option<doctor::PolicyFacts>, KubeError> {
     use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-    let kinds = [
-        ("MutatingAdmissionPolicy", "mutatingadmissionpolicies"),
-        (
-            "MutatingAdmissionPolicyBinding",
-            "mutatingadmissionpolicybindings",
-        ),
-    ];
+    let kinds = ["MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"];
     let mut found = [Vec::new(), Vec::new()];
-    for ((kind, plural), out) in kinds.into_iter().zip(&mut found) {
+    for (kind, out) in kinds.into_iter().zip(&mut found) {
         let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
-        let api: Api<DynamicObject> = Api::all_with(
-            client.clone(),
-            &ApiResource::from_gvk_with_plural(&gvk, plural),
-        );
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk));
         let params = ListParams::default().labels("app.kubernetes.io/component=admission-policy");
-        let items = match api.list(&params).await.map_err(KubeError::from) {
+        *out = match api.list(&params).await.map_err(KubeError::from) {
             Ok(list) => list.items,
             // Not served before 1.36: the webhook is the rewrite path.
             Err(KubeError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
-        *out = items
-            .iter()
-            .map(serde_json::to_value)
-            .collect::<Result<_, _>>()
-            .map_err(|e| KubeError::Request(e.to_string()))?;
     }
     let [policies, bindings] = found;
     let any = !policies.is_empty() || !bindings.is_empty();

@@ -81,10 +81,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         };
         anyhow::Ok(source.read(client.as_ref()).await?)
     })?;
-    mappings.table.check_cluster(&settings.cluster_id)?;
-    for w in mappings.table.warnings() {
-        eprintln!("warning: {w}");
-    }
+    let mappings = super::input::checked_mappings(mappings, Some(&settings.cluster_id))?;
     let objects = policy::export(&mappings, &settings)?;
     let mut out = std::io::stdout().lock();
     out.write_all(policy::HEADER.as_bytes())?;

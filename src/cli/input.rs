@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::manifest;
+use crate::mapping::objects::Mappings;
 
 /// Reads a file, or stdin for `-`.
 pub fn read(path: &Path) -> Result<String> {
@@ -14,6 +15,18 @@ pub fn read(path: &Path) -> Result<String> {
     } else {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
     }
+}
+
+/// A table read for a command: refused when it does not fit this cluster (`this`, when known:
+/// reversed, or made for another cluster), its warnings said on stderr.
+pub fn checked_mappings(mappings: Mappings, this: Option<&str>) -> Result<Mappings> {
+    if let Some(this) = this {
+        mappings.table.check_cluster(this)?;
+    }
+    for w in mappings.table.warnings() {
+        eprintln!("warning: {w}");
+    }
+    Ok(mappings)
 }
 
 /// Refuses stdin (`-`) named more than once.

@@ -15,7 +15,9 @@ use super::cluster::{ClusterArgs, Connected};
 use super::derive::{checked_table, print_configmap};
 use crate::kube_error::KubeError;
 use crate::mapping::objects::{entries_text, DEFAULT_CONFIGMAP_NAME};
-use crate::rancher::{self, pair, resolve_cluster, Cluster, How, Match, Pairing, Project, Rename};
+use crate::rancher::{
+    self, pair, resolve_cluster, Cluster, How, Match, Named, Pairing, Project, Rename,
+};
 
 /// Map a source cluster's Rancher projects to a destination cluster's by display name, and
 /// print the mapping ConfigMap (as `derive` prints one) and storkctl's --project-mappings.
@@ -113,11 +115,7 @@ struct Management {
 impl Management {
     async fn read(args: &ClusterArgs) -> Result<Management> {
         let at = args.connect_within(super::whoami::CALL_TIMEOUT).await?;
-        let clusters = list(&at, "Cluster", "clusters", None)
-            .await?
-            .into_iter()
-            .map(|(id, display_name)| Cluster { id, display_name })
-            .collect();
+        let clusters = list(&at, "Cluster", None).await?;
         Ok(Management { at, clusters })
     }
 
@@ -129,11 +127,7 @@ impl Management {
     }
 
     async fn projects(&self, cluster: &Cluster) -> Result<Vec<Project>> {
-        let found = list(&self.at, "Project", "projects", Some(&cluster.id)).await?;
-        Ok(found
-            .into_iter()
-            .map(|(id, name)| Project::new(id, name))
-            .collect())
+        list(&self.at, "Project", Some(&cluster.id)).await
     }
 }
 
@@ -155,12 +149,8 @@ async fn map_projects(args: Args) -> Result<ExitCode> {
     }
     let sources = source_side.projects(&src).await?;
     if sources.is_empty() {
-        bail!(
-            "cluster {} has no projects (none in namespace {} at {})",
-            src.id,
-            src.id,
-            source_side.at.server
-        );
+        let (id, server) = (&src.id, &source_side.at.server);
+        bail!("cluster {id} has no projects (none in namespace {id} at {server})");
     }
     let destinations = dst_side.projects(&dst).await?;
     let mut pairing = match pair(&sources, &destinations, &args.maps) {
@@ -216,7 +206,7 @@ async fn create_missing(
     dst: &Cluster,
     pairing: &mut Pairing,
 ) -> Result<()> {
-    let ar = resource("Project", "projects");
+    let ar = resource("Project");
     let api: Api<DynamicObject> = Api::namespaced_with(at.at.client.clone(), &dst.id, &ar);
     let unmatched = std::mem::take(&mut pairing.unmatched);
     let objects: Vec<Value> = unmatched
@@ -232,10 +222,7 @@ async fn create_missing(
     )?;
     let shown = super::input::render(objects.clone(), super::OutputFormat::Yaml)?;
     write!(err, "{shown}")?;
-    let what = format!(
-        "create projects.management.cattle.io in namespace {}",
-        dst.id
-    );
+    let what = format!("create {}.{} in namespace {}", ar.plural, ar.group, dst.id);
     for (source, object) in unmatched.into_iter().zip(objects) {
         let created = api
             .create(&PostParams::default(), &serde_json::from_value(object)?)
@@ -269,21 +256,13 @@ fn report(src: &Cluster, dst: &Cluster, pairing: &Pairing) -> String {
             "  unmatched  {p}: no project of cluster {d} has this name\n"
         ));
     }
-    let list = |ps: &[Project]| match ps {
-        [] => "none".to_string(),
-        ps => ps
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
-    };
     for a in &pairing.ambiguous {
         let case = if a.ignoring_case {
             " (ignoring case)"
         } else {
             ""
         };
-        let (on_s, on_d) = (list(&a.sources), list(&a.destinations));
+        let (on_s, on_d) = (rancher::list(&a.sources), rancher::list(&a.destinations));
         let name = &a.name;
         out.push_str(&format!(
             "  ambiguous  {name:?}{case}: on cluster {s}: {on_s}; on cluster {d}: {on_d}\n"
@@ -349,20 +328,14 @@ fn print_json(pairing: &Pairing, entries: &[(String, String)]) -> Result<()> {
 }
 
 /// A management.cattle.io/v3 type.
-fn resource(kind: &str, plural: &str) -> ApiResource {
-    let gvk = GroupVersionKind::gvk("management.cattle.io", "v3", kind);
-    ApiResource::from_gvk_with_plural(&gvk, plural)
+fn resource(kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("management.cattle.io", "v3", kind))
 }
 
-/// Every `plural` of management.cattle.io (in `namespace`): its name (the ID) and
+/// Every `kind` of management.cattle.io (in `namespace`): its name (the ID) and
 /// `spec.displayName`.
-async fn list(
-    at: &Connected,
-    kind: &str,
-    plural: &str,
-    namespace: Option<&str>,
-) -> Result<Vec<(String, String)>> {
-    let ar = resource(kind, plural);
+async fn list(at: &Connected, kind: &str, namespace: Option<&str>) -> Result<Vec<Named>> {
+    let ar = resource(kind);
     let (api, within) = match namespace {
         Some(ns) => (
             Api::<DynamicObject>::namespaced_with(at.client.clone(), ns, &ar),
@@ -370,7 +343,7 @@ async fn list(
         ),
         None => (Api::all_with(at.client.clone(), &ar), String::new()),
     };
-    let what = format!("list {plural}.{}{within}", ar.group);
+    let what = format!("list {}.{}{within}", ar.plural, ar.group);
     let list = api
         .list(&ListParams::default())
         .await
@@ -380,7 +353,7 @@ async fn list(
         .into_iter()
         .map(|o| {
             let name = o.data["spec"]["displayName"].as_str().unwrap_or_default();
-            (o.metadata.name.unwrap_or_default(), name.to_string())
+            Named::new(o.metadata.name.unwrap_or_default(), name)
         })
         .collect())
 }
@@ -392,23 +365,16 @@ fn api_error(what: &str, server: &str, e: kube::Error) -> anyhow::Error {
     let hint = match e {
         KubeError::Forbidden(_) => "; map-projects needs RBAC permission to do this (docs/operators-guide.md, map-projects)",
         KubeError::NotFound(_) => "; this API server has no Rancher management types: point --kubeconfig/--context at Rancher's management cluster (the `local` cluster Rancher runs on), not at a downstream cluster",
-        _ if e.answered() => "",
-        _ => return anyhow!("cannot reach Rancher's management cluster at {server} ({what}): {e}"),
+        _ => "",
     };
-    anyhow!("{what} at {server}: {e}{hint}")
+    let whom = "Rancher's management cluster";
+    anyhow!("{}{hint}", e.of_call(what, server, whom))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    fn cluster(id: &str, name: &str) -> Cluster {
-        Cluster {
-            id: id.into(),
-            display_name: name.into(),
-        }
-    }
 
     fn pairing() -> Pairing {
         let src = [
@@ -428,7 +394,8 @@ mod tests {
 
     #[test]
     fn the_report_names_every_project_by_id_and_name() {
-        let r = report(&cluster("c-1", "prod"), &cluster("c-2", "dr"), &pairing());
+        let (src, dst) = (Cluster::new("c-1", "prod"), Cluster::new("c-2", "dr"));
+        let r = report(&src, &dst, &pairing());
         assert_eq!(
             r,
             "projects of cluster c-1 (\"prod\") → cluster c-2 (\"dr\"):\n\
@@ -497,18 +464,13 @@ mod tests {
             Cli::parse_from(argv).args.destination_side()
         };
         assert!(parse(&[]).is_none());
-        let d = parse(&["--destination-context", "dc"]).unwrap();
-        assert_eq!(
-            (
-                d.kubeconfig.unwrap().to_str().unwrap(),
-                d.context.as_deref()
-            ),
-            ("k", Some("dc"))
-        );
-        let d = parse(&["--destination-kubeconfig", "dk"]).unwrap();
-        assert_eq!(
-            (d.kubeconfig.unwrap().to_str().unwrap(), d.context),
-            ("dk", None)
-        );
+        let side = |kubeconfig: &str, context: Option<&str>| ClusterArgs {
+            kubeconfig: Some(kubeconfig.into()),
+            context: context.map(Into::into),
+        };
+        let d = parse(&["--destination-context", "dc"]);
+        assert_eq!(d, Some(side("k", Some("dc"))));
+        let d = parse(&["--destination-kubeconfig", "dk"]);
+        assert_eq!(d, Some(side("dk", None)));
     }
 }

@@ -10,6 +10,7 @@ use super::{input, OutputFormat};
 use crate::mapping::objects::Mappings;
 use crate::rewrite::{decide_object, describe, Action, MutateSettings, UnmappedAction};
 use crate::source::mappings_file::mappings_from_file_text;
+use crate::source::ReadError;
 
 /// Preview the rewrite of manifests (every object counts as migrated).
 ///
@@ -54,13 +55,10 @@ impl MappingArgs {
         let mappings = match (&self.project_mappings, &self.mappings_file) {
             (Some(text), _) => Mappings::from_text(text)?,
             (None, Some(path)) => mappings_from_file_text(&input::read(path)?)
-                .with_context(|| format!("mappings file {}", path.display()))?,
+                .map_err(|e| ReadError::bad_file(path, e))?,
             (None, None) => anyhow::bail!("give --project-mappings or --mappings-file"),
         };
-        for w in mappings.table.warnings() {
-            eprintln!("warning: {w}");
-        }
-        Ok(mappings)
+        input::checked_mappings(mappings, None)
     }
 }
 

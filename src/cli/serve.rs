@@ -1,6 +1,5 @@
 //! `rancher-remap serve`: the admission webhook server.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -123,21 +122,13 @@ pub struct RewriteArgs {
 }
 
 impl RewriteArgs {
-    /// The migration users given, trimmed, blanks dropped.
-    fn migration_users(&self) -> HashSet<String> {
-        self.migration_user
-            .iter()
-            .map(|u| u.trim().to_string())
-            .filter(|u| !u.is_empty())
-            .collect()
-    }
-
-    /// The rewrite settings.
+    /// The rewrite settings (the migration users trimmed, blanks dropped).
     fn settings(&self) -> MutateSettings {
+        let users = self.migration_user.iter().map(|u| u.trim().to_string());
         MutateSettings {
             unmapped: self.unmapped,
             scope: self.scope,
-            migration_users: self.migration_users(),
+            migration_users: users.filter(|u| !u.is_empty()).collect(),
             mode: self.mode,
             cluster_id: super::known(&self.cluster_id).map(str::to_string),
         }
@@ -261,9 +252,9 @@ impl AllMetrics {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let usage = match (args.source.given(), args.rewrite.validate_only) {
-        (Some(_), true) => Err("--validate-only cannot be used with a mapping source (--project-mappings, --mappings-file, --mappings-configmap)"),
-        (None, false) => Err("give one of --project-mappings, --mappings-file, --mappings-configmap or --validate-only"),
-        (given, _) => Ok(given),
+        (Some(_), true) => Err("--validate-only cannot be used with a mapping source (--project-mappings, --mappings-file, --mappings-configmap)".into()),
+        (None, false) => Err("give one of --project-mappings, --mappings-file, --mappings-configmap or --validate-only".into()),
+        (given, _) => args.managed_certs.check().map(|()| given),
     };
     let source = match usage {
         Ok(source) => source,
@@ -273,13 +264,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    if let Err(usage) = args.managed_certs.check() {
-        eprintln!("error: {usage}");
-        return Ok(ExitCode::from(2));
-    }
     init_logging(args.log_format);
     let metrics = AllMetrics::register();
-    let (log, writer) = AdmissionLog::start(metrics.server.log_lines_dropped.clone());
+    let (log, written) = AdmissionLog::start(metrics.server.log_lines_dropped.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -287,7 +274,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // Every task (and with them every handle on the log) gone, the last lines are written.
     drop(runtime);
     // Short: the writer drains every 2 ms; the Deployment's grace period leaves room for this.
-    writer.wait(Duration::from_secs(2));
+    let _ = written.recv_timeout(Duration::from_secs(2));
     match served {
         Ok(()) => Ok(ExitCode::SUCCESS),
         // In the log format chosen, like every other line of this process.
@@ -314,13 +301,14 @@ async fn serve(
         users_given,
         settings.cluster_id.clone(),
     ));
+    let timing = args.limits.timing();
     let state = Arc::new(AppState {
         mappings: live.clone(),
         settings,
         metrics: metrics.server,
         max_body_bytes: args.limits.max_body_bytes,
         validate_only: source.is_none(),
-        request_timeout: Duration::from_secs(args.limits.request_timeout),
+        request_timeout: timing.header_read,
         log,
     });
     let needs_cluster =
@@ -333,7 +321,6 @@ async fn serve(
         Some(source) => source::start(source, live, Duration::from_secs(1), client.clone()).await?,
         None => tracing::info!("validate-only: serving /validate, no mapping table"),
     }
-    let timing = args.limits.timing();
     let credentials =
         credentials(&args, client, metrics.certificate, metrics.keeper, &timing).await?;
     let (listen, admin_listen) = (args.serving.listen, args.serving.admin_listen);
@@ -374,9 +361,6 @@ async fn credentials(
 
 /// SIGTERM (kubelet) or SIGINT (a terminal).
 async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
     #[cfg(unix)]
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -389,7 +373,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! {
-        _ = ctrl_c => {},
+        _ = tokio::signal::ctrl_c() => {},
         _ = term => {},
     }
     tracing::info!("signal received");

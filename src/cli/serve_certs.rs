@@ -96,10 +96,9 @@ fn namespaced_name(s: &str) -> Result<(Option<String>, String), String> {
     let bad = || {
         "expected [NAMESPACE/]NAME of a Secret (DNS-1123 labels), e.g. rancher-remap/rancher-remap-certs".to_string()
     };
-    let (ns, name) = match s.split_once('/') {
-        Some((ns, name)) => (Some(ns), name),
-        None => (None, s),
-    };
+    let (ns, name) = s
+        .split_once('/')
+        .map_or((None, s), |(ns, name)| (Some(ns), name));
     for label in ns.iter().chain([&name]) {
         crate::mapping::check_label(label).map_err(|_| bad())?;
     }

@@ -12,9 +12,7 @@ use crate::mapping::objects::Mappings;
 use crate::mapping::ProjectValue;
 
 pub use policy::{check_policy, PolicyFacts};
-pub use webhook::{
-    check_webhook, serving_cert_verifies, ServingCert, WebhookFacts, SHIPPED_TIMEOUT_SECONDS,
-};
+pub use webhook::{check_webhook, ServingCert, WebhookFacts, SHIPPED_TIMEOUT_SECONDS};
 
 /// How one check came out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -78,11 +76,6 @@ impl Report {
     }
 }
 
-/// The ClusterRole Rancher creates on a downstream cluster for each of its projects.
-pub fn edit_role(project: &str) -> String {
-    format!("{project}-namespaces-edit")
-}
-
 /// The projects the table's entries map to (`destinations`) or from, sorted; `x=x` entries
 /// name neither.
 pub fn projects(mappings: &Mappings, destinations: bool) -> BTreeSet<String> {
@@ -137,26 +130,26 @@ pub struct Facts {
     pub table_given: bool,
 }
 
+/// A check of the table: how it came out, and what it found.
+type TableCheck = fn(&Facts, &Mappings) -> (Status, String);
+
+/// The checks of the table, by name: each a warning when there is no table.
+const TABLE_CHECKS: [(&str, TableCheck); 4] = [
+    ("cluster-id", check_cluster_id),
+    ("destination-projects", check_destination_projects),
+    ("direction", check_direction),
+    ("migration-identity", check_identities),
+];
+
 /// Every check on `facts`, in order.
 pub fn run(facts: &Facts) -> Report {
     let mut checks = vec![check_mappings(facts)];
-    match &facts.mappings {
-        Ok(m) => {
-            checks.push(check_cluster_id(facts, m));
-            checks.push(check_destination_projects(facts, m));
-            checks.push(check_direction(facts, m));
-            checks.push(check_identities(facts, m));
-        }
-        Err(_) => {
-            let unchecked = [
-                "cluster-id",
-                "destination-projects",
-                "direction",
-                "migration-identity",
-            ];
-            let why = "not checked: no table (see mappings)";
-            checks.extend(unchecked.map(|name| Check::new(name, Status::Warn, why)));
-        }
+    for (name, check) in TABLE_CHECKS {
+        let (status, message) = match &facts.mappings {
+            Ok(m) => check(facts, m),
+            Err(_) => (Status::Warn, "not checked: no table (see mappings)".into()),
+        };
+        checks.push(Check::new(name, status, message));
     }
     // The webhook is checked unless the rewrite runs as the policies alone: then a missing
     // webhook is how it was installed, not a fault.
@@ -164,9 +157,10 @@ pub fn run(facts: &Facts) -> Report {
         .webhook
         .as_ref()
         .is_some_and(|w| w.configuration.is_some() || w.ready_replicas.is_some());
+    let cluster_id = effective_cluster_id(facts);
     if facts.policy.is_none() || webhook_here {
         checks.push(match &facts.webhook {
-            Some(w) => check_webhook(w, effective_cluster_id(facts).as_deref()),
+            Some(w) => check_webhook(w, cluster_id.as_deref()),
             None => Check::new(
                 "webhook",
                 Status::Warn,
@@ -180,18 +174,14 @@ pub fn run(facts: &Facts) -> Report {
     if let Some(p) = &facts.policy {
         let table = facts.mappings.as_ref().ok();
         let table = table.map(|m| (m, facts.mappings_origin.as_str()));
-        checks.push(check_policy(
-            p,
-            effective_cluster_id(facts).as_deref(),
-            table,
-        ));
+        checks.push(check_policy(p, cluster_id.as_deref(), table));
         // The policies hold their own table: without the install's mapping ConfigMap there is
         // nothing else to check, which is not a fault.
-        if !webhook_here && !facts.table_given && facts.mappings.is_err() {
+        if let (false, false, Err(e)) = (webhook_here, facts.table_given, &facts.mappings) {
             checks[0] = Check::new(
                 "mappings",
                 Status::Warn,
-                format!("{}: {}; the rewrite runs as the policies, which hold the table export-policy checked: give --mappings-file (the table you exported) to check it against this cluster", facts.mappings_origin, facts.mappings.as_ref().err().map_or("", String::as_str)),
+                format!("{}: {e}; the rewrite runs as the policies, which hold the table export-policy checked: give --mappings-file (the table you exported) to check it against this cluster", facts.mappings_origin),
             );
         }
     }
@@ -200,24 +190,20 @@ pub fn run(facts: &Facts) -> Report {
 
 fn check_mappings(facts: &Facts) -> Check {
     let origin = &facts.mappings_origin;
-    let m = match &facts.mappings {
-        Ok(m) => m,
-        Err(e) => {
-            let message = format!(
-                "{origin}: {e}. Make it with `rancher-remap derive` (or give --mappings-file)"
-            );
-            return Check::new("mappings", Status::Fail, message);
+    let (status, message) = match &facts.mappings {
+        Err(e) => (
+            Status::Fail,
+            format!("{origin}: {e}. Make it with `rancher-remap derive` (or give --mappings-file)"),
+        ),
+        Ok(m) => {
+            let warnings = m.table.warnings();
+            let mut message = format!("{origin}: {} entries", m.table.len());
+            for w in warnings {
+                message.push_str(&format!("; {}: {w}", w.field_path()));
+            }
+            let warn = !warnings.is_empty();
+            (if warn { Status::Warn } else { Status::Ok }, message)
         }
-    };
-    let mut message = format!("{origin}: {} entries", m.table.len());
-    let warnings = m.table.warnings();
-    for w in warnings {
-        message.push_str(&format!("; {}: {w}", w.field_path()));
-    }
-    let status = if warnings.is_empty() {
-        Status::Ok
-    } else {
-        Status::Warn
     };
     Check::new("mappings", status, message)
 }
@@ -235,7 +221,7 @@ fn observed_cluster_id(facts: &Facts) -> Option<&str> {
 }
 
 /// The configured cluster ID, else the one the Namespaces show.
-pub fn effective_cluster_id(facts: &Facts) -> Option<String> {
+fn effective_cluster_id(facts: &Facts) -> Option<String> {
     facts
         .cluster_id
         .as_ref()
@@ -243,102 +229,67 @@ pub fn effective_cluster_id(facts: &Facts) -> Option<String> {
         .or_else(|| observed_cluster_id(facts).map(str::to_string))
 }
 
-fn check_cluster_id(facts: &Facts, m: &Mappings) -> Check {
+fn check_cluster_id(facts: &Facts, m: &Mappings) -> (Status, String) {
     let observed = observed_cluster_id(facts);
     let Some((this, from)) = &facts.cluster_id else {
         let hint = observed
             .map(|o| format!(" (this cluster's Namespaces say {o})"))
             .unwrap_or_default();
-        return Check::new(
-            "cluster-id",
-            Status::Warn,
-            format!("no cluster ID configured{hint}: set the chart value clusterId, or give --cluster-id"),
-        );
+        return (Status::Warn, format!("no cluster ID configured{hint}: set the chart value clusterId, or give --cluster-id"));
     };
     if let Some(o) = observed.filter(|o| o != this) {
-        return Check::new(
-            "cluster-id",
-            Status::Fail,
-            format!("{from} says {this}, but this cluster's Rancher-annotated Namespaces say {o}: set clusterId to {o}"),
-        );
+        return (Status::Fail, format!("{from} says {this}, but this cluster's Rancher-annotated Namespaces say {o}: set clusterId to {o}"));
     }
     if let Err(e) = m.table.check_cluster(this) {
-        return Check::new(
-            "cluster-id",
+        return (
             Status::Fail,
             format!("{from} says {this}; the table does not fit it: {e}"),
         );
     }
-    if observed.is_none() {
-        return Check::new(
-            "cluster-id",
-            Status::Warn,
-            format!("{this} ({from}) fits the table, but no Namespace here carries Rancher's project annotation to hold it against: check it in Rancher"),
-        );
+    match observed {
+        None => (Status::Warn, format!("{this} ({from}) fits the table, but no Namespace here carries Rancher's project annotation to hold it against: check it in Rancher")),
+        Some(_) => (Status::Ok, format!("{this} ({from}) agrees with this cluster's Namespaces and the table")),
     }
-    Check::new(
-        "cluster-id",
-        Status::Ok,
-        format!("{this} ({from}) agrees with this cluster's Namespaces and the table"),
-    )
 }
 
-fn check_destination_projects(facts: &Facts, m: &Mappings) -> Check {
+fn check_destination_projects(facts: &Facts, m: &Mappings) -> (Status, String) {
     let wanted = projects(m, true);
     let missing: Vec<String> = wanted
         .iter()
         .filter(|p| !facts.projects_here.contains(*p))
-        .map(|p| format!("{p} (no ClusterRole {})", edit_role(p)))
+        .map(|p| format!("{p} (no ClusterRole {p}-namespaces-edit)"))
         .collect();
-    if missing.is_empty() {
-        return Check::new(
-            "destination-projects",
-            Status::Ok,
-            format!("all {} destination project(s) exist here", wanted.len()),
-        );
+    match missing.is_empty() {
+        true => (Status::Ok, format!("all {} destination project(s) exist here", wanted.len())),
+        false => (Status::Fail, format!("destination project(s) missing on this cluster: {}. Create each in Rancher on this cluster, or fix the table", missing.join(", "))),
     }
-    Check::new(
-        "destination-projects",
-        Status::Fail,
-        format!("destination project(s) missing on this cluster: {}. Create each in Rancher on this cluster, or fix the table", missing.join(", ")),
-    )
 }
 
-fn check_direction(facts: &Facts, m: &Mappings) -> Check {
-    let here = |ps: &BTreeSet<String>| {
-        ps.iter()
-            .filter(|p| facts.projects_here.contains(*p))
-            .count()
-    };
+fn check_direction(facts: &Facts, m: &Mappings) -> (Status, String) {
+    let here = |ps: &BTreeSet<String>| ps.iter().any(|p| facts.projects_here.contains(p));
     let (sources, destinations) = (projects(m, false), projects(m, true));
-    let by_projects = here(&sources) > 0 && here(&destinations) == 0;
+    let by_projects = here(&sources) && !here(&destinations);
     let by_cluster = effective_cluster_id(facts).is_some_and(|c| m.table.is_source_cluster(&c));
-    if by_projects || by_cluster {
-        let why = if by_cluster {
-            "its source cluster is this one"
-        } else {
-            "its source projects exist here and its destination projects do not"
-        };
-        return Check::new(
-            "direction",
-            Status::Fail,
-            format!("the table is reversed: {why}. Derive it the right way round: `rancher-remap derive --reverse` on the destination-side ClusterPair (storkctl create clusterpair writes it reversed)"),
-        );
-    }
-    Check::new(
-        "direction",
-        Status::Ok,
-        "the table maps from another cluster onto this one",
-    )
+    let why = match (by_cluster, by_projects) {
+        (true, _) => "its source cluster is this one",
+        (false, true) => "its source projects exist here and its destination projects do not",
+        (false, false) => {
+            return (
+                Status::Ok,
+                "the table maps from another cluster onto this one".into(),
+            )
+        }
+    };
+    (Status::Fail, format!("the table is reversed: {why}. Derive it the right way round: `rancher-remap derive --reverse` on the destination-side ClusterPair (storkctl create clusterpair writes it reversed)"))
 }
 
-fn check_identities(facts: &Facts, m: &Mappings) -> Check {
+fn check_identities(facts: &Facts, m: &Mappings) -> (Status, String) {
     let mut notes = facts.identity_notes.clone();
     if facts.identities.is_empty() {
         notes.push(
             "no migration identity named: give --migration-user NAME or --clusterpair FILE".into(),
         );
-        return Check::new("migration-identity", Status::Warn, notes.join("; "));
+        return (Status::Warn, notes.join("; "));
     }
     let denials: Vec<String> = facts
         .identities
@@ -350,11 +301,7 @@ fn check_identities(facts: &Facts, m: &Mappings) -> Check {
         })
         .collect();
     if !denials.is_empty() {
-        return Check::new(
-            "migration-identity",
-            Status::Fail,
-            format!("{}. Rancher's webhook refuses its Namespaces: make the user a member of each destination project (binds ClusterRole <project>-namespaces-edit), and let it create Namespaces", denials.join("; ")),
-        );
+        return (Status::Fail, format!("{}. Rancher's webhook refuses its Namespaces: make the user a member of each destination project (binds ClusterRole <project>-namespaces-edit), and let it create Namespaces", denials.join("; ")));
     }
     let users: Vec<&str> = facts.identities.iter().map(|i| i.user.as_str()).collect();
     let status = if notes.is_empty() {
@@ -370,7 +317,7 @@ fn check_identities(facts: &Facts, m: &Mappings) -> Check {
             projects(m, true).len()
         ),
     );
-    Check::new("migration-identity", status, notes.join("; "))
+    (status, notes.join("; "))
 }
 
 #[cfg(test)]

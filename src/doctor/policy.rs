@@ -2,7 +2,7 @@
 //! runs as them (the chart's `rewrite: policy` or `both`, or applied by hand), judged from what
 //! was read.
 
-use serde_json::Value;
+use kube::core::DynamicObject;
 
 use super::Check;
 use crate::mapping::objects::Mappings;
@@ -11,12 +11,14 @@ use crate::policy::{self, EXPORTED_BY, METADATA_POLICY, WORKLOADS_POLICY};
 /// export-policy's objects found here (by their label), as the API server returned them.
 #[derive(Debug, Default)]
 pub struct PolicyFacts {
-    pub policies: Vec<Value>,
-    pub bindings: Vec<Value>,
+    pub policies: Vec<DynamicObject>,
+    pub bindings: Vec<DynamicObject>,
 }
 
-fn named<'v>(objects: &'v [Value], name: &str) -> Option<&'v Value> {
-    objects.iter().find(|o| o["metadata"]["name"] == name)
+fn named<'o>(objects: &'o [DynamicObject], name: &str) -> Option<&'o DynamicObject> {
+    objects
+        .iter()
+        .find(|o| o.metadata.name.as_deref() == Some(name))
 }
 
 /// The findings of the policy check: both policies, each bound without parameters, carrying
@@ -36,16 +38,17 @@ pub fn check_policy(
             ));
             continue;
         };
-        match named(&p.bindings, name).map(|b| &b["spec"]) {
+        let spec = &policy.data["spec"];
+        match named(&p.bindings, name).map(|b| &b.data["spec"]) {
             None => fails.push(format!("no MutatingAdmissionPolicyBinding {name}: the policy runs only once bound; apply export-policy's whole output")),
             // export-policy's bindings hold only policyName: no parameters, nothing narrowed.
             Some(b) if *b != serde_json::json!({"policyName": name}) => fails.push(format!("MutatingAdmissionPolicyBinding {name} does not bind policy {name} alone, everywhere it matches (policyName {}, paramRef {}, matchResources {}): apply export-policy's output", b["policyName"], b.get("paramRef").is_some(), b.get("matchResources").is_some())),
             Some(_) => {}
         }
-        if policy["spec"]["failurePolicy"] != "Fail" {
-            fails.push(format!("MutatingAdmissionPolicy {name} does not fail closed (failurePolicy {}): a write it cannot rewrite would be stored with the source's IDs; apply export-policy's output", policy["spec"]["failurePolicy"]));
+        if spec["failurePolicy"] != "Fail" {
+            fails.push(format!("MutatingAdmissionPolicy {name} does not fail closed (failurePolicy {}): a write it cannot rewrite would be stored with the source's IDs; apply export-policy's output", spec["failurePolicy"]));
         }
-        let conditions = policy["spec"]["matchConditions"].to_string();
+        let conditions = spec["matchConditions"].to_string();
         match cluster_id {
             Some(c) if !conditions.contains(&format!("'{c}'")) => fails.push(format!(
                 "MutatingAdmissionPolicy {name} does not carry cluster ID {c}: export it with --cluster-id {c} and apply it"
@@ -53,12 +56,12 @@ pub fn check_policy(
             None => warns.push(format!("MutatingAdmissionPolicy {name}: no cluster ID known to compare")),
             _ => {}
         }
-        let variables = &policy["spec"]["variables"];
+        let variables = &spec["variables"];
         let has_table = variables.as_array().is_some_and(|v| {
             v.iter()
                 .any(|v| v["name"] == format!("{}0", policy::TABLE_VARIABLE))
         });
-        if !has_table || policy["spec"].get("paramKind").is_some() {
+        if !has_table || spec.get("paramKind").is_some() {
             fails.push(format!("MutatingAdmissionPolicy {name} holds no table of its own (an export of an older rancher-remap, with a parameter ConfigMap?): export it again and apply it"));
         }
         keys = variables.to_string().matches("': '").count();
@@ -67,7 +70,10 @@ pub fn check_policy(
                 warns.push(format!("MutatingAdmissionPolicy {name} does not hold the table of {origin}: export it from that table and apply it (the webhook follows its ConfigMap live, the policies only their own copy)"));
             }
         }
-        let by = policy["metadata"]["annotations"][EXPORTED_BY].as_str();
+        let annotations = policy.metadata.annotations.as_ref();
+        let by = annotations
+            .and_then(|a| a.get(EXPORTED_BY))
+            .map(String::as_str);
         if by != Some(env!("CARGO_PKG_VERSION")) {
             warns.push(format!(
                 "MutatingAdmissionPolicy {name} was exported by rancher-remap {}, this is {}: export it again and apply it",

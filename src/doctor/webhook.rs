@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhook;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -16,14 +17,9 @@ const RENEW_WITHIN_SECONDS: i64 = 30 * 24 * 3600;
 /// What was read about the installed webhook.
 #[derive(Debug)]
 pub struct WebhookFacts {
-    /// The MutatingWebhookConfiguration's name, when one points at this install.
-    pub configuration: Option<String>,
-    /// Every matchCondition expression of the rewrite webhook, joined.
-    pub match_conditions: String,
-    /// Its caBundle (PEM); `None` when empty.
-    pub ca_bundle: Option<Vec<u8>>,
-    pub failure_policy: Option<String>,
-    pub timeout_seconds: Option<i32>,
+    /// The MutatingWebhookConfiguration's name and its rewrite webhook, when one points at
+    /// this install.
+    pub configuration: Option<(String, MutatingWebhook)>,
     /// The Service DNS name the API server calls (`svc.ns.svc`).
     pub service_dns: String,
     /// The serving certificate, as far as it could be read.
@@ -41,7 +37,7 @@ pub enum ServingCert {
     Pem(Vec<u8>),
     /// The server keeps its own certificates (`--cert-secret`) in this Secret, which this
     /// identity may not read (the helm test's account, by design: the Secret holds the CA key).
-    ServerKept { secret: String },
+    ServerKept(String),
     /// Why it could not be found.
     Missing(String),
 }
@@ -49,7 +45,7 @@ pub enum ServingCert {
 /// Whether the PEM certificate `cert` chains to the PEM CAs in `ca` and is valid for `dns` at
 /// `now`, as kube-apiserver checks a webhook's certificate against its caBundle. The
 /// certificate's notAfter (Unix seconds) when it does.
-pub fn serving_cert_verifies(ca: &[u8], cert: &[u8], dns: &str, now: i64) -> Result<i64, String> {
+fn serving_cert_verifies(ca: &[u8], cert: &[u8], dns: &str, now: i64) -> Result<i64, String> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca) {
         let c = c.map_err(|_| "the caBundle is not PEM certificates".to_string())?;
@@ -81,15 +77,11 @@ fn ca_bundle_usable(ca: &[u8], now: i64) -> Result<(), String> {
             c.is_ca() && v.not_before.timestamp() <= now && now < v.not_after.timestamp()
         })
     };
-    match CertificateDer::pem_slice_iter(ca)
+    let any = CertificateDer::pem_slice_iter(ca)
         .filter_map(Result::ok)
-        .any(valid_ca)
-    {
-        true => Ok(()),
-        false => {
-            Err("the caBundle holds no CA valid now: the API server cannot trust the server".into())
-        }
-    }
+        .any(valid_ca);
+    any.then_some(())
+        .ok_or("the caBundle holds no CA valid now: the API server cannot trust the server".into())
 }
 
 /// The findings of the webhook check, worst first decides its status.
@@ -101,27 +93,32 @@ pub fn check_webhook(w: &WebhookFacts, cluster_id: Option<&str>) -> Check {
             "no MutatingWebhookConfiguration points at this install: install or upgrade the chart"
                 .to_string(),
         ),
-        Some(name) => {
+        Some((name, hook)) => {
+            let conditions = hook.match_conditions.iter().flatten();
+            let conditions: Vec<&str> = conditions.map(|m| m.expression.as_str()).collect();
             match cluster_id {
-                Some(c) if !w.match_conditions.contains(&format!("'{c}'")) => fails.push(format!(
+                Some(c) if !conditions.join("\n").contains(&format!("'{c}'")) => fails.push(format!(
                     "MutatingWebhookConfiguration {name} does not carry cluster ID {c} in its matchConditions: set clusterId and upgrade"
                 )),
                 None => warns.push(format!("MutatingWebhookConfiguration {name}: no cluster ID known to compare")),
                 _ => {}
             }
-            if w.failure_policy.as_deref() != Some("Fail") {
+            let failure_policy = hook.failure_policy.as_deref();
+            if failure_policy != Some("Fail") {
                 warns.push(format!(
                     "failurePolicy is {}, shipped Fail: migrated objects may land unrewritten",
-                    w.failure_policy.as_deref().unwrap_or("unset")
+                    failure_policy.unwrap_or("unset")
                 ));
             }
-            if w.timeout_seconds != Some(SHIPPED_TIMEOUT_SECONDS) {
+            if hook.timeout_seconds != Some(SHIPPED_TIMEOUT_SECONDS) {
                 warns.push(format!(
                     "timeoutSeconds is {}, shipped {SHIPPED_TIMEOUT_SECONDS}",
-                    w.timeout_seconds.map_or("unset".into(), |t| t.to_string())
+                    hook.timeout_seconds
+                        .map_or("unset".into(), |t| t.to_string())
                 ));
             }
-            check_certificate(w, &mut fails, &mut warns);
+            let ca = hook.client_config.ca_bundle.as_ref().map(|b| &b.0[..]);
+            check_certificate(w, ca.filter(|b| !b.is_empty()), &mut fails, &mut warns);
         }
     }
     match w.ready_replicas {
@@ -130,14 +127,20 @@ pub fn check_webhook(w: &WebhookFacts, cluster_id: Option<&str>) -> Check {
         Some(_) => {}
     }
     let ok = match &w.serving_cert {
-        ServingCert::ServerKept { secret } => format!("configured with this cluster's ID, caBundle holds a valid CA (the server keeps its certificate in Secret {secret}, not readable by this identity), replicas ready"),
+        ServingCert::ServerKept(secret) => format!("configured with this cluster's ID, caBundle holds a valid CA (the server keeps its certificate in Secret {secret}, not readable by this identity), replicas ready"),
         _ => format!("configured with this cluster's ID, caBundle verifies the serving certificate for {}, replicas ready", w.service_dns),
     };
     Check::judged("webhook", fails, warns, ok)
 }
 
-fn check_certificate(w: &WebhookFacts, fails: &mut Vec<String>, warns: &mut Vec<String>) {
-    let Some(ca) = &w.ca_bundle else {
+/// The serving certificate against the caBundle `ca` (PEM; `None` when empty).
+fn check_certificate(
+    w: &WebhookFacts,
+    ca: Option<&[u8]>,
+    fails: &mut Vec<String>,
+    warns: &mut Vec<String>,
+) {
+    let Some(ca) = ca else {
         fails.push("the webhook's caBundle is empty: the API server cannot trust the server (cert-manager's CA injector, or tls.caBundle)".into());
         return;
     };
@@ -147,7 +150,7 @@ fn check_certificate(w: &WebhookFacts, fails: &mut Vec<String>, warns: &mut Vec<
             fails.push(format!("the serving certificate: {e}"));
             return;
         }
-        ServingCert::ServerKept { .. } => {
+        ServingCert::ServerKept(_) => {
             // The server keeps the caBundle equal to its Secret's bundle (and says so in
             // rancher_remap_ca_bundle_stale): what is left to check here is that it is usable.
             if let Err(e) = ca_bundle_usable(ca, w.now) {

@@ -45,37 +45,23 @@ impl std::str::FromStr for WebhookConfigRef {
 
 impl std::fmt::Display for WebhookConfigRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (_, plural) = self.kind();
-        write!(f, "{} {}", plural.trim_end_matches('s'), self.name)
+        write!(f, "{} {}", self.kind().to_ascii_lowercase(), self.name)
     }
 }
 
 impl WebhookConfigRef {
-    /// Its kind, and the kind's resource (plural) name.
-    fn kind(&self) -> (&'static str, &'static str) {
+    fn kind(&self) -> &'static str {
         match self.mutating {
-            true => (
-                "MutatingWebhookConfiguration",
-                "mutatingwebhookconfigurations",
-            ),
-            false => (
-                "ValidatingWebhookConfiguration",
-                "validatingwebhookconfigurations",
-            ),
+            true => "MutatingWebhookConfiguration",
+            false => "ValidatingWebhookConfiguration",
         }
     }
 
     fn api(&self, client: &Client) -> Api<DynamicObject> {
-        let (kind, plural) = self.kind();
-        let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
-        let resource = ApiResource::from_gvk_with_plural(&gvk, plural);
-        Api::all_with(client.clone(), &resource)
+        let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", self.kind());
+        Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk))
     }
 }
-
-/// Why a configuration could not be brought up to date (the API's own reason; it never holds
-/// the bundle, which is public anyway).
-pub type SyncError = String;
 
 /// A configuration brought up to date.
 pub struct Synced {
@@ -86,34 +72,32 @@ pub struct Synced {
     pub version: String,
 }
 
-/// Brings one configuration's caBundle to `bundle_pem`.
+/// Brings one configuration's caBundle to `bundle_pem`. The error is why it could not be (the
+/// API's own reason; it never holds the bundle, which is public anyway).
 pub async fn sync(
     client: &Client,
     at: &WebhookConfigRef,
     bundle_pem: &str,
-) -> Result<Synced, SyncError> {
+) -> Result<Synced, String> {
     use kube::ResourceExt;
     let api = at.api(client);
-    let config = api
-        .get(&at.name)
-        .await
-        .map_err(|e| KubeError::from(e).to_string())?;
+    let described = |e| KubeError::from(e).to_string();
+    let config = api.get(&at.name).await.map_err(described)?;
     let ops = patch_ops(&config.data, bundle_pem);
-    if ops.is_empty() {
-        return Ok(Synced {
-            patched: false,
-            version: config.resource_version().unwrap_or_default(),
-        });
-    }
-    let patch: json_patch::Patch =
-        serde_json::from_value(Value::Array(ops)).map_err(|e| e.to_string())?;
-    let patched = api
-        .patch(&at.name, &PatchParams::default(), &Patch::Json::<()>(patch))
-        .await
-        .map_err(|e| KubeError::from(e).to_string())?;
+    let patched = !ops.is_empty();
+    let config = if patched {
+        let patch: json_patch::Patch =
+            serde_json::from_value(Value::Array(ops)).map_err(|e| e.to_string())?;
+        let patch = Patch::Json::<()>(patch);
+        api.patch(&at.name, &PatchParams::default(), &patch)
+            .await
+            .map_err(described)?
+    } else {
+        config
+    };
     Ok(Synced {
-        patched: true,
-        version: patched.resource_version().unwrap_or_default(),
+        patched,
+        version: config.resource_version().unwrap_or_default(),
     })
 }
 

@@ -21,14 +21,13 @@ use kube::api::Api;
 use kube::runtime::watcher::watch_object;
 use kube::runtime::WatchStreamExt;
 use kube::{Client, ResourceExt};
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use self::ca_bundle::WebhookConfigRef;
 use self::secret::Written;
 use crate::kube_error::KubeError;
-use crate::metrics::{by_result, registered, FixedFamily, ResultLabels};
+use crate::metrics::{by_result, registered, ByResult};
 use crate::pki::plan::{self, Policy, Step, Stored};
 use crate::pki::PemPair;
 use crate::serving_cert::{certified_key, CertMetrics, Credentials, Resolver};
@@ -51,15 +50,14 @@ pub struct Settings {
 #[derive(Clone, Debug)]
 pub struct KeeperMetrics {
     /// Writes of the certificate Secret by result (ok, conflict, failed).
-    secret_writes: FixedFamily<ResultLabels, Counter>,
+    secret_writes: ByResult,
     /// caBundle patches by result (ok, failed).
-    ca_bundle_patches: FixedFamily<ResultLabels, Counter>,
+    ca_bundle_patches: ByResult,
     /// Webhook configurations whose caBundle could not be brought up to date on the last pass.
     ca_bundle_stale: Gauge,
 }
 
 impl KeeperMetrics {
-    /// Registers the keeper's series in `registry`.
     pub fn register(registry: &mut Registry) -> KeeperMetrics {
         let secret_writes = by_result(
             registry.sub_registry_with_prefix("certificate"),
@@ -334,21 +332,15 @@ impl Keeper {
             }
         }
         self.metrics.ca_bundle_stale.set(stale);
-        if stale > 0 {
-            self.published = None;
-            return None;
-        }
-        match &self.published {
-            Some(p) if p.bundle == bundle && p.versions == versions => Some(p.since),
-            _ => {
-                self.published = Some(Published {
-                    bundle: bundle.to_string(),
-                    versions,
-                    since: now,
-                });
-                Some(now)
-            }
-        }
+        let last = self.published.take();
+        let unchanged = last.filter(|p| p.bundle == bundle && p.versions == versions);
+        let since = unchanged.map_or(now, |p| p.since);
+        self.published = (stale == 0).then(|| Published {
+            bundle: bundle.to_string(),
+            versions,
+            since,
+        });
+        self.published.as_ref().map(|p| p.since)
     }
 
     /// Puts the stored serving pair in force if it is not already.

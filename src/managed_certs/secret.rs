@@ -85,11 +85,7 @@ pub async fn create(api: &Api<Secret>, name: &str, s: &Stored) -> Result<Written
         data: Some(data(s)),
         ..Secret::default()
     };
-    match api.create(&PostParams::default(), &secret).await {
-        Ok(made) => Ok(Written::Done(Box::new(made))),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Written::Conflict),
-        Err(e) => Err(e),
-    }
+    written(api.create(&PostParams::default(), &secret).await)
 }
 
 /// Replaces the material of the Secret read at `resource_version` with `s`.
@@ -104,10 +100,15 @@ pub async fn update(
         "metadata": { "resourceVersion": resource_version },
         "data": data(s),
     });
-    match api
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
+    written(
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await,
+    )
+}
+
+/// A conditional write's result: 409 is someone else's write first.
+fn written(result: Result<Secret, kube::Error>) -> Result<Written, kube::Error> {
+    match result {
         Ok(done) => Ok(Written::Done(Box::new(done))),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(Written::Conflict),
         Err(e) => Err(e),

@@ -164,21 +164,14 @@ impl CertInfo {
     fn from_der(der: &[u8]) -> Option<CertInfo> {
         use x509_parser::extensions::GeneralName;
         let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-        let dns_names = cert
-            .subject_alternative_name()
-            .ok()
-            .flatten()
-            .map(|san| {
-                san.value
-                    .general_names
-                    .iter()
-                    .filter_map(|n| match n {
-                        GeneralName::DNSName(d) => Some(d.to_string()),
-                        _ => None,
-                    })
-                    .collect()
+        let san = cert.subject_alternative_name().ok().flatten();
+        let names = san.iter().flat_map(|san| &san.value.general_names);
+        let dns_names = names
+            .filter_map(|n| match n {
+                GeneralName::DNSName(d) => Some(d.to_string()),
+                _ => None,
             })
-            .unwrap_or_default();
+            .collect();
         Some(CertInfo {
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),

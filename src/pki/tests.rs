@@ -13,6 +13,11 @@ fn policy() -> Policy {
 
 const T0: i64 = 1_800_000_000;
 
+/// The plan for `s` under [`policy`].
+fn step(s: &Stored, now: i64, published_since: Option<i64>) -> Step {
+    plan(Some(s), &policy(), now, published_since)
+}
+
 fn made(p: &Policy, now: i64) -> Stored {
     let step = plan(None, p, now, None);
     assert_eq!(step, Step::Replace(Why::Missing));
@@ -63,12 +68,9 @@ fn a_new_secret_holds_a_ca_and_a_pair_it_signed_for_the_service_names() {
     assert!(!ca.matches_key(&s.serving.key));
     // Nothing to do until a third of the serving life is left.
     let renew_at = serving.not_after - p.serving_validity / 3;
+    assert_eq!(step(&s, T0, Some(T0)), Step::Keep { until: renew_at });
     assert_eq!(
-        plan(Some(&s), &p, T0, Some(T0)),
-        Step::Keep { until: renew_at }
-    );
-    assert_eq!(
-        plan(Some(&s), &p, renew_at, Some(T0)),
+        step(&s, renew_at, Some(T0)),
         Step::RenewServing(Why::Expiring)
     );
 }
@@ -78,42 +80,23 @@ fn unusable_material_is_replaced_whole() {
     let p = policy();
     let s = made(&p, T0);
     let other = made(&p, T0);
+    let with = |change: &dyn Fn(&mut Stored)| {
+        let mut b = s.clone();
+        change(&mut b);
+        b
+    };
     let broken = [
-        Stored {
-            serving: PemPair {
-                key: other.serving.key.clone(),
-                ..s.serving.clone()
-            },
-            ..s.clone()
-        },
-        Stored {
-            ca: PemPair {
-                key: other.ca.key.clone(),
-                ..s.ca.clone()
-            },
-            ..s.clone()
-        },
-        Stored {
-            bundle: other.bundle.clone(),
-            ..s.clone()
-        },
-        Stored {
-            bundle: "not PEM".into(),
-            ..s.clone()
-        },
-        Stored {
-            ca: s.serving.clone(),
-            ..s.clone()
-        },
+        with(&|b| b.serving.key = other.serving.key.clone()),
+        with(&|b| b.ca.key = other.ca.key.clone()),
+        with(&|b| b.bundle = other.bundle.clone()),
+        with(&|b| b.bundle = "not PEM".into()),
+        with(&|b| b.ca = s.serving.clone()),
     ];
     for b in &broken {
-        assert_eq!(
-            plan(Some(b), &p, T0, Some(T0)),
-            Step::Replace(Why::Unusable)
-        );
+        assert_eq!(step(b, T0, Some(T0)), Step::Replace(Why::Unusable));
     }
     assert_eq!(
-        plan(Some(&s), &p, T0 + p.ca_validity, Some(T0)),
+        step(&s, T0 + p.ca_validity, Some(T0)),
         Step::Replace(Why::CaExpired)
     );
     let renamed = Policy {
@@ -152,22 +135,22 @@ fn a_rollover_waits_for_the_bundle_to_be_published_and_the_grace_to_pass() {
     // life left); then it is renewed regardless, by the new CA.
     let last_call = renewed.not_after - p.serving_validity / 10;
     assert_eq!(
-        plan(Some(&rolled), &p, last_call - 1, None),
+        step(&rolled, last_call - 1, None),
         Step::Keep { until: last_call }
     );
     assert_eq!(
-        plan(Some(&rolled), &p, last_call, None),
+        step(&rolled, last_call, None),
         Step::RenewServing(Why::Expiring)
     );
     // Published late: the grace counts from the publication, not from step 1.
     let published = now + 5 * p.rollover_grace;
     let ready = published + p.rollover_grace;
     assert_eq!(
-        plan(Some(&rolled), &p, published + 1, Some(published)),
+        step(&rolled, published + 1, Some(published)),
         Step::Keep { until: ready }
     );
     assert_eq!(
-        plan(Some(&rolled), &p, ready, Some(published)),
+        step(&rolled, ready, Some(published)),
         Step::RenewServing(Why::RolloverFinished)
     );
     let finished = apply(
@@ -200,7 +183,7 @@ fn clients_that_learn_the_bundle_late_never_meet_an_untrusted_certificate() {
     let mut rollovers = 0;
     while now < T0 + 10 * p.ca_validity {
         let since = published.last().map(|(t, _)| *t);
-        match plan(Some(&s), &p, now, since) {
+        match step(&s, now, since) {
             Step::Keep { until } => now = until.max(now + 1).min(now + 60),
             step => {
                 if step == Step::StartRollover {

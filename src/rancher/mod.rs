@@ -12,57 +12,74 @@ pub use pairing::{pair, Ambiguous, How, Match, Pairing, Rename, RenameError};
 /// The API group and version of Rancher's management objects.
 pub const MANAGEMENT_API_VERSION: &str = "management.cattle.io/v3";
 
-/// A Rancher cluster (`clusters.management.cattle.io`, cluster-scoped): its ID (the object's
-/// name, e.g. `c-m-4kq8z9rt` or `local`) and the name people know it by.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Cluster {
-    pub id: String,
-    pub display_name: String,
-}
-
-/// A Rancher project (`projects.management.cattle.io`, in the namespace named after its
-/// cluster's ID): its ID (the object's name, e.g. `p-ab12c`) and display name.
+/// A Rancher cluster (`clusters.management.cattle.io`, cluster-scoped) or project
+/// (`projects.management.cattle.io`, in the namespace named after its cluster's ID): its ID (the
+/// object's name, e.g. `c-m-4kq8z9rt`, `local` or `p-ab12c`) and the name people know it by.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Project {
+pub struct Named {
     pub id: String,
     pub display_name: String,
 }
 
-impl Project {
-    pub fn new(id: impl Into<String>, display_name: impl Into<String>) -> Project {
-        Project {
+pub type Cluster = Named;
+pub type Project = Named;
+
+impl Named {
+    pub fn new(id: impl Into<String>, display_name: impl Into<String>) -> Named {
+        Named {
             id: id.into(),
             display_name: display_name.into(),
         }
     }
 }
 
-impl std::fmt::Display for Project {
+impl std::fmt::Display for Named {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {:?}", self.id, self.display_name)
     }
 }
 
+/// The ones of `all` holding the display name `name`: exactly, else ignoring case (and whether
+/// case was ignored).
+fn holding<'n>(name: &str, all: &'n [Named]) -> (Vec<&'n Named>, bool) {
+    match exactly(name, all) {
+        exact if !exact.is_empty() => (exact, false),
+        _ => (ignoring_case(name, all), true),
+    }
+}
+
+fn exactly<'n>(name: &str, all: &'n [Named]) -> Vec<&'n Named> {
+    all.iter().filter(|p| p.display_name == name).collect()
+}
+
+fn ignoring_case<'n>(name: &str, all: &'n [Named]) -> Vec<&'n Named> {
+    let name = name.to_lowercase();
+    let same = |p: &&Named| p.display_name.to_lowercase() == name;
+    all.iter().filter(same).collect()
+}
+
 /// Why a cluster named on the command line is not one cluster of the management cluster.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ClusterError {
-    /// No cluster has this ID or display name.
     #[error(
         "no cluster has the ID or display name {given:?}; the clusters are: {}",
         list(known)
     )]
     NotFound { given: String, known: Vec<String> },
-    /// Several clusters have this display name.
     #[error("the display name {given:?} is held by several clusters ({}): name the cluster by its ID", ids.join(", "))]
     Ambiguous { given: String, ids: Vec<String> },
 }
 
-fn list(items: &[String]) -> String {
-    if items.is_empty() {
-        "none".to_string()
-    } else {
-        items.join(", ")
+/// `items` joined with commas, or `none`.
+pub fn list(items: &[impl std::fmt::Display]) -> String {
+    match items {
+        [] => "none".to_string(),
+        _ => items
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
     }
 }
 
@@ -74,14 +91,7 @@ pub fn resolve_cluster<'c>(
     if let Some(c) = clusters.iter().find(|c| c.id == given) {
         return Ok(c);
     }
-    let by = |same: &dyn Fn(&str) -> bool| -> Vec<&'c Cluster> {
-        clusters.iter().filter(|c| same(&c.display_name)).collect()
-    };
-    let mut found = by(&|n| n == given);
-    if found.is_empty() {
-        found = by(&|n| n.to_lowercase() == given.to_lowercase());
-    }
-    match found[..] {
+    match holding(given, clusters).0[..] {
         [one] => Ok(one),
         [] => Err(ClusterError::NotFound {
             given: given.to_string(),

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::Project;
+use super::{exactly, holding, ignoring_case, Project};
 
 /// `--map "OLD=NEW"`: the source project named `source` pairs with the destination project
 /// named `destination` (a project renamed on the way).
@@ -103,32 +103,12 @@ impl Pairing {
 /// A `--map` entry that names no project.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RenameError {
-    /// No source project has the name.
     #[error("--map {from:?}={to:?}: no source project is named {from:?}")]
     NoSource { from: String, to: String },
-    /// No destination project has the name.
     #[error("--map {from:?}={to:?}: no destination project is named {to:?}")]
     NoDestination { from: String, to: String },
-    /// The source name is given twice.
     #[error("--map {from:?} is given more than once")]
     Twice { from: String },
-}
-
-/// The projects holding `name`: exactly, else ignoring case (and whether case was ignored).
-fn holding<'p>(name: &str, projects: &'p [Project]) -> (Vec<&'p Project>, bool) {
-    let exact: Vec<&Project> = projects.iter().filter(|p| p.display_name == name).collect();
-    if !exact.is_empty() {
-        return (exact, false);
-    }
-    (holding_ignoring_case(name, projects), true)
-}
-
-fn holding_ignoring_case<'p>(name: &str, projects: &'p [Project]) -> Vec<&'p Project> {
-    let name = name.to_lowercase();
-    projects
-        .iter()
-        .filter(|p| p.display_name.to_lowercase() == name)
-        .collect()
 }
 
 /// Pairs every source project with a destination project (see the module's doc). `--map`
@@ -209,26 +189,18 @@ impl PairingSoFar {
             }
             by_map.extend(s.iter().map(|p| p.id.clone()));
         }
-        if errors.is_empty() {
-            Ok(by_map)
-        } else {
-            Err(errors)
-        }
+        errors.is_empty().then_some(by_map).ok_or(errors)
     }
 
     /// Pairs `p`, one of `rest` (the source projects `--map` does not name), by its name.
     fn by_name(&mut self, p: &Project, rest: &[Project], destinations: &[Project]) {
         let name = p.display_name.as_str();
-        let same: Vec<&Project> = rest.iter().filter(|q| q.display_name == name).collect();
-        let exact: Vec<&Project> = destinations
-            .iter()
-            .filter(|q| q.display_name == name)
-            .collect();
+        let (same, exact) = (exactly(name, rest), exactly(name, destinations));
         match (&same[..], &exact[..]) {
             ([_], [d]) => return self.matched(p, d, How::Exact),
             // The name is held twice on the source side: whichever destination holds it.
             ([_, _, ..], []) => {
-                let held = holding_ignoring_case(name, destinations);
+                let held = ignoring_case(name, destinations);
                 return self.ambiguous(false, name, &same, &held);
             }
             // Held twice on either side.
@@ -237,8 +209,8 @@ impl PairingSoFar {
         }
         // No destination holds the name exactly: ignoring case, names that differ only in
         // case are one name, on both sides.
-        let same = holding_ignoring_case(name, rest);
-        let near = holding_ignoring_case(name, destinations);
+        let same = ignoring_case(name, rest);
+        let near = ignoring_case(name, destinations);
         match (&same[..], &near[..]) {
             (_, []) => self.unmatched.push(p.clone()),
             ([_], [d]) => self.matched(p, d, How::IgnoringCase),

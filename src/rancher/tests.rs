@@ -30,64 +30,35 @@ fn paired(src: &[(&str, &str)], dst: &[(&str, &str)], map: &[&str]) -> Pairing {
     pair(&projects(src), &projects(dst), &renames(map)).unwrap()
 }
 
-#[test]
-fn the_same_names_pair_default_and_system_projects_included() {
-    let p = paired(
-        &[("p-s1", "Default"), ("p-s2", "System"), ("p-s3", "shop")],
-        &[("p-d3", "shop"), ("p-d1", "Default"), ("p-d2", "System")],
-        &[],
-    );
+#[rstest]
+#[case::the_same_names_default_and_system_projects_included(
+    &[("p-s1", "Default"), ("p-s2", "System"), ("p-s3", "shop")],
+    &[("p-d3", "shop"), ("p-d1", "Default"), ("p-d2", "System")], &[],
+    &[("p-s1", "p-d1", How::Exact), ("p-s2", "p-d2", How::Exact), ("p-s3", "p-d3", How::Exact)])]
+#[case::case_is_ignored_only_when_no_name_is_the_same(
+    &[("p-s1", "Shop")], &[("p-d1", "shop")], &[], &[("p-s1", "p-d1", How::IgnoringCase)])]
+#[case::an_exact_name_wins_over_one_that_differs_in_case(
+    &[("p-s1", "Shop")], &[("p-d1", "shop"), ("p-d2", "Shop")], &[],
+    &[("p-s1", "p-d2", How::Exact)])]
+#[case::names_differing_in_case_on_both_sides_pair_exactly_each_with_its_own(
+    &[("p-s1", "Shop"), ("p-s2", "shop")], &[("p-d1", "shop"), ("p-d2", "Shop")], &[],
+    &[("p-s1", "p-d2", How::Exact), ("p-s2", "p-d1", How::Exact)])]
+#[case::map_pairs_renamed_projects_and_wins_over_the_name(
+    &[("p-s1", "Old shop"), ("p-s2", "web")],
+    &[("p-d1", "New shop"), ("p-d2", "web"), ("p-d3", "web2")],
+    &["Old shop=New shop", "web = web2"],
+    &[("p-s1", "p-d1", How::Map), ("p-s2", "p-d3", How::Map)])]
+#[case::map_finds_names_as_names_are_exactly_then_ignoring_case(
+    &[("p-s1", "Old")], &[("p-d1", "New")], &["old=NEW"], &[("p-s1", "p-d1", How::Map)])]
+fn every_source_project_pairs(
+    #[case] src: &[(&str, &str)],
+    #[case] dst: &[(&str, &str)],
+    #[case] map: &[&str],
+    #[case] want: &[(&str, &str, How)],
+) {
+    let p = paired(src, dst, map);
     assert!(p.is_complete(), "{p:?}");
-    assert_eq!(
-        pairs(&p),
-        [
-            ("p-s1", "p-d1", How::Exact),
-            ("p-s2", "p-d2", How::Exact),
-            ("p-s3", "p-d3", How::Exact),
-        ]
-    );
-}
-
-#[test]
-fn case_is_ignored_only_when_no_name_is_the_same() {
-    let p = paired(&[("p-s1", "Shop")], &[("p-d1", "shop")], &[]);
-    assert_eq!(pairs(&p), [("p-s1", "p-d1", How::IgnoringCase)]);
-    // An exact name wins over one that differs in case.
-    let p = paired(
-        &[("p-s1", "Shop")],
-        &[("p-d1", "shop"), ("p-d2", "Shop")],
-        &[],
-    );
-    assert_eq!(pairs(&p), [("p-s1", "p-d2", How::Exact)]);
-    assert!(p.is_complete());
-    // Names that differ only in case on both sides pair exactly, each with its own.
-    let p = paired(
-        &[("p-s1", "Shop"), ("p-s2", "shop")],
-        &[("p-d1", "shop"), ("p-d2", "Shop")],
-        &[],
-    );
-    assert_eq!(
-        pairs(&p),
-        [("p-s1", "p-d2", How::Exact), ("p-s2", "p-d1", How::Exact)]
-    );
-    assert!(p.is_complete());
-}
-
-#[test]
-fn map_pairs_renamed_projects_and_wins_over_the_name() {
-    let p = paired(
-        &[("p-s1", "Old shop"), ("p-s2", "web")],
-        &[("p-d1", "New shop"), ("p-d2", "web"), ("p-d3", "web2")],
-        &["Old shop=New shop", "web = web2"],
-    );
-    assert!(p.is_complete(), "{p:?}");
-    assert_eq!(
-        pairs(&p),
-        [("p-s1", "p-d1", How::Map), ("p-s2", "p-d3", How::Map)]
-    );
-    // The names in --map are found as names are: exactly, then ignoring case.
-    let p = paired(&[("p-s1", "Old")], &[("p-d1", "New")], &["old=NEW"]);
-    assert_eq!(pairs(&p), [("p-s1", "p-d1", How::Map)]);
+    assert_eq!(pairs(&p), want);
 }
 
 #[test]
@@ -207,12 +178,8 @@ fn clusters() -> Vec<Cluster> {
         ("c-2", "Twin"),
         ("c-3", "twin"),
     ]
-    .iter()
-    .map(|(id, name)| Cluster {
-        id: id.to_string(),
-        display_name: name.to_string(),
-    })
-    .collect()
+    .map(|(id, name)| Cluster::new(id, name))
+    .into()
 }
 
 #[rstest]

@@ -18,10 +18,13 @@
 //! and logged at debug level when that is enabled.
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 
+use super::admission::operation_name;
 use super::outcome::RequestOutcome;
+use super::review::{Answer, Request};
 use crate::log_sink;
 
 /// Records waiting for the writer at most.
@@ -31,33 +34,40 @@ const FIELD_MAX: usize = 256;
 /// Formatted lines the writer gathers at most before it writes them, even while busy.
 const BATCH_MAX: usize = 64 * 1024;
 
-/// One admission, as the log line says it. The request's strings are packed into one buffer.
+/// One admission, as the log line says it.
 #[derive(Debug)]
 pub struct Admission {
-    pub endpoint: &'static str,
-    pub verdict: RequestOutcome,
-    pub operation: &'static str,
-    pub dry_run: bool,
-    pub rewrites: u32,
-    pub unmapped: u32,
-    pub warnings: bool,
-    pub duration_us: u64,
+    endpoint: &'static str,
+    verdict: RequestOutcome,
+    operation: &'static str,
+    dry_run: bool,
+    rewrites: u32,
+    unmapped: u32,
+    warnings: bool,
+    duration_us: u64,
     /// uid, kind, namespace, name, user, one after the other; `ends` says where each ends.
     strings: String,
     ends: [u32; 5],
 }
 
 impl Admission {
-    /// Packs the request's strings (one allocation), each cut to [`FIELD_MAX`] bytes: a
-    /// client may send anything there, and queued records must stay small.
-    pub fn new(
+    /// The line of `req` answered with `answer`. The request's strings are packed into one
+    /// buffer (one allocation), each cut to [`FIELD_MAX`] bytes: a client may send anything
+    /// there, and queued records must stay small.
+    pub fn new<O>(
         endpoint: &'static str,
-        verdict: RequestOutcome,
-        operation: &'static str,
-        dry_run: bool,
-        fields: [&str; 5],
+        req: &Request<'_, O>,
+        answer: &Answer,
+        took: Duration,
     ) -> Admission {
-        let fields = fields.map(|s| crate::text::prefix(s, FIELD_MAX));
+        let fields = [
+            &req.uid,
+            &req.kind,
+            &req.namespace,
+            &req.name,
+            &req.username,
+        ]
+        .map(|s| crate::text::prefix(s, FIELD_MAX));
         let mut strings = String::with_capacity(fields.iter().map(|s| s.len()).sum());
         let mut ends = [0u32; 5];
         for (i, s) in fields.into_iter().enumerate() {
@@ -66,13 +76,13 @@ impl Admission {
         }
         Admission {
             endpoint,
-            verdict,
-            operation,
-            dry_run,
-            rewrites: 0,
-            unmapped: 0,
-            warnings: false,
-            duration_us: 0,
+            verdict: answer.verdict,
+            operation: operation_name(&req.operation),
+            dry_run: req.dry_run,
+            rewrites: answer.rewrites.iter().sum(),
+            unmapped: answer.unmapped.iter().sum(),
+            warnings: answer.warned,
+            duration_us: took.as_micros() as u64,
             strings,
             ends,
         }
@@ -108,9 +118,9 @@ pub struct AdmissionLog {
 }
 
 impl AdmissionLog {
-    /// Starts the writer thread; it ends when every handle is dropped. The [`Writer`] waits for
-    /// it to have written everything (at shutdown).
-    pub fn start(dropped: Counter) -> (AdmissionLog, Writer) {
+    /// Starts the writer thread; it ends when every handle is dropped, and then sends `()` on
+    /// the receiver returned (to wait for at shutdown, until every record is written).
+    pub fn start(dropped: Counter) -> (AdmissionLog, Receiver<()>) {
         let (tx, rx) = sync_channel(QUEUE);
         let (done_tx, done) = sync_channel(1);
         // A thread of its own, not a tokio worker: formatting and write(2) never take a worker
@@ -124,7 +134,7 @@ impl AdmissionLog {
         if let Err(e) = spawned {
             tracing::error!(error = %e, "could not start the admission log writer; admissions are not logged");
         }
-        (AdmissionLog { tx, dropped }, Writer { done })
+        (AdmissionLog { tx, dropped }, done)
     }
 
     /// Hands a record to the writer, or counts it dropped when the queue is full.
@@ -140,23 +150,10 @@ impl AdmissionLog {
     }
 }
 
-/// The writer thread, to wait for at shutdown.
-#[derive(Debug)]
-pub struct Writer {
-    done: Receiver<()>,
-}
-
-impl Writer {
-    /// Waits (at most `timeout`) until every handle is gone and every record is written.
-    pub fn wait(self, timeout: std::time::Duration) {
-        let _ = self.done.recv_timeout(timeout);
-    }
-}
-
 /// How long the writer waits between drains while records keep coming. Waiting (instead of
 /// blocking on the queue) spares the handlers a thread wake-up per record; when a wait brings
 /// nothing, the writer blocks until the next record.
-const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
+const DRAIN_EVERY: Duration = Duration::from_millis(2);
 
 /// Writes records as they come: blocks for the first of a burst, then drains the queue every
 /// [`DRAIN_EVERY`] until a wait brings nothing.

@@ -117,15 +117,15 @@ impl<IO> Deadlines<IO> {
         }
     }
 
-    /// A response (or part of one) was written: what is read next starts a new request.
+    /// `n` bytes of a response were written: if any, what is read next starts a new request.
     /// (HTTP/2 writes say nothing about the client: its idle time counts from its last byte.)
-    fn wrote(&mut self) {
-        if !self.http1 {
-            return;
+    fn wrote(&mut self, n: usize) -> usize {
+        if n > 0 && self.http1 {
+            self.phase = Phase::Waiting;
+            let wait = if self.served { self.idle } else { self.head };
+            self.deadline = Instant::now() + wait;
         }
-        self.phase = Phase::Waiting;
-        let wait = if self.served { self.idle } else { self.head };
-        self.deadline = Instant::now() + wait;
+        n
     }
 }
 
@@ -148,10 +148,6 @@ fn end_of_head(mut tail: usize, bytes: &[u8]) -> Result<(), usize> {
     Err(tail)
 }
 
-fn timed_out() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "read deadline passed")
-}
-
 impl<IO: AsyncRead + Unpin> AsyncRead for Deadlines<IO> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -160,20 +156,20 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Deadlines<IO> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        match Pin::new(&mut this.io).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
+        if let Poll::Ready(read) = Pin::new(&mut this.io).poll_read(cx, buf) {
+            if read.is_ok() {
                 this.saw(&buf.filled()[before..]);
-                Poll::Ready(Ok(()))
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                if this.timer.deadline() != this.deadline {
-                    this.timer.as_mut().reset(this.deadline);
-                }
-                ready!(this.timer.as_mut().poll(cx));
-                Poll::Ready(Err(timed_out()))
-            }
+            return Poll::Ready(read);
         }
+        if this.timer.deadline() != this.deadline {
+            this.timer.as_mut().reset(this.deadline);
+        }
+        ready!(this.timer.as_mut().poll(cx));
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "read deadline passed",
+        )))
     }
 }
 
@@ -185,10 +181,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let n = ready!(Pin::new(&mut this.io).poll_write(cx, buf))?;
-        if n > 0 {
-            this.wrote();
-        }
-        Poll::Ready(Ok(n))
+        Poll::Ready(Ok(this.wrote(n)))
     }
 
     fn poll_write_vectored(
@@ -198,10 +191,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let n = ready!(Pin::new(&mut this.io).poll_write_vectored(cx, bufs))?;
-        if n > 0 {
-            this.wrote();
-        }
-        Poll::Ready(Ok(n))
+        Poll::Ready(Ok(this.wrote(n)))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -220,6 +210,15 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Deadlines<IO> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const HEAD: Duration = Duration::from_secs(10);
+    const IDLE: Duration = Duration::from_secs(120);
+
+    /// An HTTP/1 connection with the deadlines above.
+    fn open(io: tokio::io::DuplexStream) -> Deadlines<tokio::io::DuplexStream> {
+        Deadlines::new(io, HEAD, IDLE, true, HeadStart::default())
+    }
 
     #[test]
     fn the_head_ends_at_the_first_blank_line_across_reads() {
@@ -238,12 +237,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn deadlines_follow_the_requests() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let head = Duration::from_secs(10);
-        let idle = Duration::from_secs(120);
-        let (client, server) = tokio::io::duplex(1024);
-        let mut server = Deadlines::new(server, head, idle, true, HeadStart::default());
-        let mut client = client;
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut server = open(server);
         let mut buf = [0u8; 256];
 
         // The first request starts in time; its head is complete; during the body only the idle
@@ -254,7 +249,7 @@ mod tests {
             .unwrap();
         assert!(server.read(&mut buf).await.unwrap() > 0);
         assert_eq!(server.phase, Phase::Body);
-        assert_eq!(server.deadline, Instant::now() + idle);
+        assert_eq!(server.deadline, Instant::now() + IDLE);
         // The answer: now idle, for up to `idle` (not `head`).
         server.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
         let reading = tokio::spawn(async move {
@@ -262,7 +257,7 @@ mod tests {
             let r = server.read(&mut buf).await;
             (r.map(|_| ()), server)
         });
-        tokio::time::sleep(head * 3).await;
+        tokio::time::sleep(HEAD * 3).await;
         assert!(
             !reading.is_finished(),
             "still open after 3 × head while idle"
@@ -274,22 +269,20 @@ mod tests {
         let started = Instant::now();
         let err = server.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        assert!(started.elapsed() <= head);
+        assert!(started.elapsed() <= HEAD);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_new_connection_and_a_long_idle_one_are_cut_off() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (head, idle) = (Duration::from_secs(10), Duration::from_secs(120));
         let (_client, server) = tokio::io::duplex(64);
-        let mut silent = Deadlines::new(server, head, idle, true, HeadStart::default());
+        let mut silent = open(server);
         let started = Instant::now();
         let mut buf = [0u8; 64];
         assert!(silent.read(&mut buf).await.is_err());
-        assert_eq!(started.elapsed(), head);
+        assert_eq!(started.elapsed(), HEAD);
 
         let (mut client, server) = tokio::io::duplex(64);
-        let mut conn = Deadlines::new(server, head, idle, true, HeadStart::default());
+        let mut conn = open(server);
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         assert!(conn.read(&mut buf).await.unwrap() > 0);
         conn.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
@@ -297,17 +290,15 @@ mod tests {
             .unwrap();
         let started = Instant::now();
         assert!(conn.read(&mut buf).await.is_err());
-        assert_eq!(started.elapsed(), idle);
+        assert_eq!(started.elapsed(), IDLE);
     }
 
     /// Bytes that arrive after an early answer are read as a new head; if they hold a blank
     /// line, the connection is "in a body" that no handler reads: it must still end.
     #[tokio::test(start_paused = true)]
     async fn a_connection_never_waits_without_a_deadline() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (head, idle) = (Duration::from_secs(10), Duration::from_secs(120));
         let (mut client, server) = tokio::io::duplex(1024);
-        let mut server = Deadlines::new(server, head, idle, true, HeadStart::default());
+        let mut server = open(server);
         let mut buf = [0u8; 256];
         client
             .write_all(b"POST /mutate HTTP/1.1\r\nContent-Length: 4\r\n\r\n")
@@ -323,6 +314,6 @@ mod tests {
         let started = Instant::now();
         let err = server.read(&mut buf).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        assert!(started.elapsed() <= idle);
+        assert!(started.elapsed() <= IDLE);
     }
 }

@@ -2,31 +2,14 @@
 //! and unmapped, connections held and admission log lines dropped. They are registered in the
 //! process's one registry ([`crate::metrics`]), which the server holds: `/metrics` serves it.
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::outcome::RequestOutcome;
-use crate::metrics::{registered, FixedFamily};
+use crate::metrics::{registered, FixedFamily, Labels};
 use crate::rewrite::Location;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub endpoint: &'static str,
-    pub outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EndpointLabels {
-    pub endpoint: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LocationLabels {
-    pub location: &'static str,
-}
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 10] = [
@@ -35,6 +18,8 @@ const LATENCY_BUCKETS: [f64; 10] = [
 
 /// One endpoint's handles, resolved once: counting a request hashes no labels and takes no lock.
 pub struct EndpointMetrics {
+    /// `mutate` or `validate`, as the metrics and the log name it.
+    pub endpoint: &'static str,
     /// By [`RequestOutcome::index`].
     pub requests: [Counter; RequestOutcome::ALL.len()],
     pub duration: Histogram,
@@ -45,23 +30,20 @@ impl EndpointMetrics {
     /// counter of their own that goes nowhere (`/validate` never patches, waits for a table or
     /// is not served).
     fn resolve(
-        requests: &FixedFamily<RequestLabels, Counter>,
-        duration: &FixedFamily<EndpointLabels, Histogram>,
+        requests: &FixedFamily<Labels<2>, Counter>,
+        duration: &FixedFamily<Labels<1>, Histogram>,
         endpoint: &'static str,
     ) -> EndpointMetrics {
         EndpointMetrics {
+            endpoint,
             requests: RequestOutcome::ALL.map(|o| {
-                let labels = RequestLabels {
-                    endpoint,
-                    outcome: o.as_str(),
-                };
+                let labels = [("endpoint", endpoint), ("outcome", o.as_str())];
                 requests.find(&labels).cloned().unwrap_or_default()
             }),
-            duration: duration.get(&EndpointLabels { endpoint }).clone(),
+            duration: duration.get(&[("endpoint", endpoint)]).clone(),
         }
     }
 
-    /// Counts one request with its outcome.
     pub fn count(&self, outcome: RequestOutcome, elapsed: std::time::Duration) {
         self.requests[outcome.index()].inc();
         self.duration.observe(elapsed.as_secs_f64());
@@ -103,28 +85,18 @@ impl Metrics {
     /// theirs) and keeps it, for `/metrics`.
     pub fn new(mut registry: Registry) -> Metrics {
         let r = &mut registry;
-        let requests = FixedFamily::new(ENDPOINTS.iter().flat_map(|&(endpoint, outcomes)| {
-            outcomes.iter().map(move |o| RequestLabels {
-                endpoint,
-                outcome: o.as_str(),
-            })
-        }));
-        let requests = registered(
-            r,
-            "requests",
-            "Admission requests by endpoint and outcome",
-            requests,
-        );
-        let duration = FixedFamily::new_with(
-            ENDPOINTS.map(|(endpoint, _)| EndpointLabels { endpoint }),
-            || Histogram::new(LATENCY_BUCKETS),
-        );
-        let duration = registered(
-            r,
-            "request_duration_seconds",
-            "Time to answer an admission request",
-            duration,
-        );
+        let requests = ENDPOINTS.iter().flat_map(|&(endpoint, outcomes)| {
+            outcomes
+                .iter()
+                .map(move |o| [("endpoint", endpoint), ("outcome", o.as_str())])
+        });
+        let requests = FixedFamily::new(requests, Counter::default);
+        let help = "Admission requests by endpoint and outcome";
+        let requests = registered(r, "requests", help, requests);
+        let endpoints = ENDPOINTS.map(|(endpoint, _)| [("endpoint", endpoint)]);
+        let duration = FixedFamily::new(endpoints, || Histogram::new(LATENCY_BUCKETS));
+        let help = "Time to answer an admission request";
+        let duration = registered(r, "request_duration_seconds", help, duration);
         let rewrites_at = per_location(r, "rewrites", "Project IDs rewritten, by location");
         let unmapped_at = per_location(r, "unmapped", "Project IDs with no mapping, by location");
         let connections = registered(
@@ -152,16 +124,17 @@ impl Metrics {
 
     /// The Prometheus text exposition of every subsystem's metrics.
     pub fn encode(&self) -> String {
-        crate::metrics::encode(&self.registry)
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
     }
 }
 
 /// A counter family by location, registered, and its counter for each location, resolved once.
 fn per_location(r: &mut Registry, name: &str, help: &str) -> [Counter; Location::ALL.len()] {
-    let labels = |l: Location| LocationLabels {
-        location: l.as_str(),
-    };
-    let family: FixedFamily<_, Counter> = FixedFamily::new(Location::ALL.map(labels));
+    let labels = |l: Location| [("location", l.as_str())];
+    let family = FixedFamily::new(Location::ALL.map(labels), Counter::default);
     let family = registered(r, name, help, family);
     Location::ALL.map(|l| family.get(&labels(l)).clone())
 }

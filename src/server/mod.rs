@@ -169,40 +169,31 @@ impl Server {
     /// said `Connection: close` never races a request.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         tracing::info!(webhook_addr = %self.webhook_addr, admin_addr = %self.admin_addr, "serving");
-        let Server {
-            webhook,
-            admin,
-            acceptor,
-            follow,
-            state,
-            timing,
-            ..
-        } = self;
         // `stopping`: SIGTERM arrived (not ready, Connection: close). `stop`: the listener is
         // closed (the admin server stops).
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut cert_watch = tokio::spawn(follow);
+        let mut cert_watch = tokio::spawn(self.follow);
         // The task that keeps the certificate current never ends; if it did (a panic), the
         // pair in force would expire unrenewed: stop, so the pod restarts and says why.
         let mut stopped_following = false;
-        let app = routes::admin(state.clone(), stopping_rx.clone());
+        let app = routes::admin(self.state.clone(), stopping_rx.clone());
         let admin_task = tokio::spawn(
-            axum::serve(admin, app)
+            axum::serve(self.admin, app)
                 .with_graceful_shutdown(stopped(stop_rx))
                 .into_future(),
         );
 
         let template = Connection {
-            acceptor,
-            open: state.metrics.connections.clone(),
-            router: routes::webhook(state),
+            acceptor: self.acceptor,
+            open: self.state.metrics.connections.clone(),
+            router: routes::webhook(self.state),
             builder: Arc::new(connection_builder()),
             stopping: stopping_rx,
-            timing: timing.clone(),
+            timing: self.timing.clone(),
         };
         let connections = TaskTracker::new();
-        let slots = Arc::new(tokio::sync::Semaphore::new(timing.max_connections));
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.timing.max_connections));
         let spawn_connection = |slot, tcp| template.spawn(&connections, slot, tcp);
 
         tokio::pin!(shutdown);
@@ -210,9 +201,9 @@ impl Server {
         loop {
             let (slot, tcp) = tokio::select! {
                 _ = &mut shutdown, if listener_closes_at.is_none() => {
-                    tracing::info!(delay = ?timing.shutdown_delay, "shutting down: not ready; answering with Connection: close until the delay ends");
+                    tracing::info!(delay = ?self.timing.shutdown_delay, "shutting down: not ready; answering with Connection: close until the delay ends");
                     let _ = stopping_tx.send(true);
-                    listener_closes_at = Some(tokio::time::Instant::now() + timing.shutdown_delay);
+                    listener_closes_at = Some(tokio::time::Instant::now() + self.timing.shutdown_delay);
                     continue;
                 }
                 _ = tokio::time::sleep_until(listener_closes_at.unwrap_or_else(tokio::time::Instant::now)), if listener_closes_at.is_some() => break,
@@ -221,7 +212,7 @@ impl Server {
                     stopped_following = true;
                     break;
                 }
-                next = next_connection(&webhook, &slots) => match next {
+                next = next_connection(&self.webhook, &slots) => match next {
                     Some(accepted) => accepted,
                     // The semaphore is never closed; if it were, stop as on shutdown.
                     None => break,
@@ -230,11 +221,11 @@ impl Server {
             spawn_connection(Some(slot), tcp);
         }
 
-        take_backlog(webhook, &slots, spawn_connection);
+        take_backlog(self.webhook, &slots, spawn_connection);
         tracing::info!("shutting down: no new connections; waiting for in-flight requests and for clients to close their connections");
         let _ = stopping_tx.send(true);
         let _ = stop_tx.send(true);
-        drain(connections, timing.drain).await;
+        drain(connections, self.timing.drain).await;
         cert_watch.abort();
         stop_admin(admin_task).await?;
         anyhow::ensure!(

@@ -27,19 +27,17 @@ pub fn decode<'a, 't>(
     body: &'a [u8],
     table: &'t Table,
 ) -> Result<MutateRequest<'a, 't>, ReviewError> {
-    super::review::decode(body, WalkSeed { table })
+    super::review::decode(body, WalkSeed(table))
 }
 
-/// `request.object`, walked.
-struct WalkSeed<'t> {
-    table: &'t Table,
-}
+/// `request.object`, walked with this table.
+struct WalkSeed<'t>(&'t Table);
 
 impl<'de, 't> DeserializeSeed<'de> for WalkSeed<'t> {
     type Value = Walked<'de, 't>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        walk_bounded(d, self.table, MAX_PROJECT_ID_VALUES)
+        walk_bounded(d, self.0, MAX_PROJECT_ID_VALUES)
     }
 }
 

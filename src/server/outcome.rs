@@ -10,7 +10,6 @@ pub enum RequestOutcome {
     Patched,
     /// `--mode warn`: a patch was due and not sent.
     WouldPatch,
-    /// Refused.
     Denied,
     /// Not a review the webhook can answer (HTTP 4xx).
     BadRequest,

@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
 use base64::Engine;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
@@ -42,50 +43,30 @@ pub fn decode<'a, S: DeserializeSeed<'a>>(
     object: S,
 ) -> Result<Request<'a, S::Value>, ReviewError> {
     let mut d = serde_json::Deserializer::from_str(text(body)?);
-    let (api_version, kind, request) = ReviewSeed(object)
-        .deserialize(&mut d)
+    let (api_version, kind, request) = d
+        .deserialize_map(ReviewVisitor(object))
         .and_then(|r| d.end().map(|()| r))
         .map_err(|e| ReviewError::from_json(&e))?;
-    check_type(api_version.as_deref(), kind.as_deref())?;
+    check_type(&api_version, &kind)?;
     request.ok_or(ReviewError::NoRequest)
 }
 
 /// Reads a field into its slot; a second occurrence is refused before its value is read, as
 /// serde's derived structs refuse it.
 macro_rules! read_once {
-    ($map:ident, $slot:ident, $field:literal, seed $seed:expr) => {{
+    ($map:ident, $slot:ident, $field:literal, $seed:expr) => {{
         if $slot.is_some() {
             return Err(A::Error::duplicate_field($field));
         }
         $slot = Some($map.next_value_seed($seed)?);
     }};
-    ($map:ident, $slot:ident, $field:literal, $t:ty) => {{
-        if $slot.is_some() {
-            return Err(A::Error::duplicate_field($field));
-        }
-        $slot = Some($map.next_value::<$t>()?);
-    }};
 }
 
 /// The envelope: `apiVersion`, `kind`, `request`.
-struct ReviewSeed<S>(S);
+struct ReviewVisitor<S>(S);
 
-type Envelope<'a, O> = (
-    Option<Cow<'a, str>>,
-    Option<Cow<'a, str>>,
-    Option<Request<'a, O>>,
-);
-
-impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for ReviewSeed<S> {
-    type Value = Envelope<'de, S::Value>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for ReviewSeed<S> {
-    type Value = Envelope<'de, S::Value>;
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for ReviewVisitor<S> {
+    type Value = (Cow<'de, str>, Cow<'de, str>, Option<Request<'de, S::Value>>);
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an AdmissionReview")
@@ -94,10 +75,10 @@ impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for ReviewSeed<S> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let (mut api_version, mut kind, mut request) = (None, None, None);
         let mut seed = Some(self.0);
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            match &*key.0 {
-                "apiVersion" => read_once!(map, api_version, "apiVersion", seed CowStr),
-                "kind" => read_once!(map, kind, "kind", seed CowStr),
+        while let Some(key) = map.next_key_seed(CowStr)? {
+            match &*key {
+                "apiVersion" => read_once!(map, api_version, "apiVersion", CowStr),
+                "kind" => read_once!(map, kind, "kind", CowStr),
                 "request" => {
                     let seed = seed
                         .take()
@@ -111,7 +92,7 @@ impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for ReviewSeed<S> {
         }
         let api_version = api_version.ok_or_else(|| A::Error::missing_field("apiVersion"))?;
         let kind = kind.ok_or_else(|| A::Error::missing_field("kind"))?;
-        Ok((Some(api_version), Some(kind), request))
+        Ok((api_version, kind, request))
     }
 }
 
@@ -189,15 +170,15 @@ impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for RequestSeed<S> {
         let (mut uid, mut operation, mut kind, mut user) = (None, None, None, None);
         let (mut name, mut namespace, mut dry_run) = (None, None, None);
         let (mut seed, mut object) = (Some(self.0), None);
-        while let Some(key) = map.next_key::<Key<'de>>()? {
-            match &*key.0 {
-                "uid" => read_once!(map, uid, "uid", seed CowStr),
-                "operation" => read_once!(map, operation, "operation", seed CowStr),
-                "kind" => read_once!(map, kind, "kind", Option<GroupVersionKind>),
-                "name" => read_once!(map, name, "name", seed Optional(CowStr)),
-                "namespace" => read_once!(map, namespace, "namespace", seed Optional(CowStr)),
-                "userInfo" => read_once!(map, user, "userInfo", Option<UserInfo>),
-                "dryRun" => read_once!(map, dry_run, "dryRun", Option<bool>),
+        while let Some(key) = map.next_key_seed(CowStr)? {
+            match &*key {
+                "uid" => read_once!(map, uid, "uid", CowStr),
+                "operation" => read_once!(map, operation, "operation", CowStr),
+                "kind" => read_once!(map, kind, "kind", PhantomData::<Option<GroupVersionKind>>),
+                "name" => read_once!(map, name, "name", Optional(CowStr)),
+                "namespace" => read_once!(map, namespace, "namespace", Optional(CowStr)),
+                "userInfo" => read_once!(map, user, "userInfo", PhantomData::<Option<UserInfo>>),
+                "dryRun" => read_once!(map, dry_run, "dryRun", PhantomData::<Option<bool>>),
                 "object" => {
                     let seed = seed
                         .take()
@@ -218,23 +199,10 @@ impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for RequestSeed<S> {
             kind: kind.kind.unwrap_or_default(),
             name: name.flatten().unwrap_or_default(),
             namespace: namespace.flatten().unwrap_or_default(),
-            username: user
-                .flatten()
-                .unwrap_or_default()
-                .username
-                .unwrap_or_default(),
+            username: user.flatten().and_then(|u| u.username).unwrap_or_default(),
             dry_run: dry_run.flatten().unwrap_or(false),
             object,
         })
-    }
-}
-
-/// A map key, borrowed unless it has escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        CowStr.deserialize(d).map(Key)
     }
 }
 
@@ -258,7 +226,6 @@ pub enum ReviewError {
     /// only the one common mistake, a v1beta1 review, is named.
     #[error("expected apiVersion {API_VERSION:?} kind \"AdmissionReview\"; got {got}")]
     WrongType { got: &'static str },
-    /// No `request`.
     #[error("AdmissionReview has no request")]
     NoRequest,
     /// Nothing (or only whitespace) was sent.
@@ -291,31 +258,25 @@ pub fn text(body: &[u8]) -> Result<&str, ReviewError> {
         return Err(ReviewError::Empty);
     }
     std::str::from_utf8(body).map_err(|e| {
-        let before = &body[..e.valid_up_to()];
-        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let column = before.len()
-            - before
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |i| i + 1)
-            + 1;
+        let mut lines = body[..e.valid_up_to()].split(|&b| b == b'\n');
+        let last = lines.next_back().map_or(0, <[u8]>::len);
         ReviewError::Decode {
             category: "not UTF-8",
-            line,
-            column,
+            line: lines.count() + 1,
+            column: last + 1,
         }
     })
 }
 
 /// Refuses a review of another kind or version (what was sent is not echoed; only the one
 /// common mistake, a v1beta1 review, is named).
-pub fn check_type(api_version: Option<&str>, kind: Option<&str>) -> Result<(), ReviewError> {
-    if api_version == Some(API_VERSION) && kind == Some("AdmissionReview") {
+fn check_type(api_version: &str, kind: &str) -> Result<(), ReviewError> {
+    if api_version == API_VERSION && kind == "AdmissionReview" {
         return Ok(());
     }
-    let got = if kind != Some("AdmissionReview") {
+    let got = if kind != "AdmissionReview" {
         "another kind"
-    } else if api_version == Some("admission.k8s.io/v1beta1") {
+    } else if api_version == "admission.k8s.io/v1beta1" {
         "admission.k8s.io/v1beta1 (set admissionReviewVersions: [\"v1\"] in the webhook configuration)"
     } else {
         "another apiVersion"
@@ -332,7 +293,6 @@ pub struct Answer {
     /// Values rewritten and unmapped, by [`Location::index`].
     pub rewrites: [u32; Location::ALL.len()],
     pub unmapped: [u32; Location::ALL.len()],
-    /// Whether the answer carries warnings.
     pub warned: bool,
 }
 
@@ -426,7 +386,6 @@ pub fn bounded_warnings(warnings: impl IntoIterator<Item = String>) -> Vec<Strin
 mod tests {
     use super::*;
     use serde_json::Value;
-    use std::marker::PhantomData;
 
     fn tree(body: &[u8]) -> Result<Request<'_, Value>, ReviewError> {
         decode(body, PhantomData::<Value>)

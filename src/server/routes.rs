@@ -2,9 +2,7 @@
 //! read the body, decode, call the pure decision, and count and log what happened.
 
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -72,9 +70,18 @@ pub fn admin(state: Arc<AppState>, stopping: tokio::sync::watch::Receiver<bool>)
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
-            get(move |s: State<Arc<AppState>>| readyz(s, *stopping.borrow())),
+            get(move |State(s): State<Arc<AppState>>| {
+                let stopping = *stopping.borrow();
+                async move { readyz(&s, stopping) }
+            }),
         )
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(|State(s): State<Arc<AppState>>| async move {
+                let openmetrics = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+                ([(header::CONTENT_TYPE, openmetrics)], s.metrics.encode())
+            }),
+        )
         .with_state(state)
 }
 
@@ -83,37 +90,24 @@ pub fn admin(state: Arc<AppState>, stopping: tokio::sync::watch::Receiver<bool>)
 /// and no table could be checked against this cluster.
 pub const NO_CLUSTER_ID: &str = "not ready: no cluster ID. Set this cluster's Rancher ID (rancher-remap derive prints it): serve --cluster-id or RANCHER_REMAP_CLUSTER_ID; Helm: --set clusterId=ID; kustomize: clusterId in deploy/destination/cluster-id.yaml, or an overlay's patch of it with deploy/transformers/cluster-id";
 
-async fn readyz(State(s): State<Arc<AppState>>, stopping: bool) -> Response {
+/// Why a server that expects a mapping table is not ready yet, and `/mutate` answers 503.
+const NO_TABLE: &str = "no mapping table loaded yet";
+
+fn readyz(s: &AppState, stopping: bool) -> (StatusCode, &'static str) {
     if stopping {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting down: still answering until the shutdown delay ends",
         )
-            .into_response()
     } else if s.validate_only {
-        (StatusCode::OK, "ready (validate-only)").into_response()
+        (StatusCode::OK, "ready (validate-only)")
     } else if s.settings.cluster_id.is_none() {
-        (StatusCode::SERVICE_UNAVAILABLE, NO_CLUSTER_ID).into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, NO_CLUSTER_ID)
     } else if s.mappings.is_loaded() {
-        (StatusCode::OK, "ready").into_response()
+        (StatusCode::OK, "ready")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no mapping table loaded yet",
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, NO_TABLE)
     }
-}
-
-async fn metrics(State(s): State<Arc<AppState>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.encode(),
-    )
-        .into_response()
 }
 
 /// A JSON error body (docs/behaviour.md: bad input gets a 4xx with a JSON body).
@@ -125,93 +119,92 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-/// Most of an unread request body drained after an early answer (see [`answer_early`]); a
+/// Most of an unread request body drained after an early answer (see [`Unread::answer`]); a
 /// longer one is cut off instead.
 const EARLY_ANSWER_DRAIN_BYTES: u64 = 32 << 20;
 /// Bodies drained at once at most; past that, early answers cut the body off.
 const MAX_DRAINS: usize = 256;
 
-/// An answer given before the request body was read (404, 413, 408), sent so that it reaches the
-/// client intact. Clients commonly keep sending their body and only then read the answer; cutting
-/// the body off under them loses it: on HTTP/1.1 the kernel resets a connection closed with
-/// unread bytes, and on HTTP/2 a stream reset while the client uploads is reported as a stream
-/// error by some clients (curl), whatever its code.
-///
-/// So with `drain`, the rest of the body is read and thrown away in the background, up to
-/// [`EARLY_ANSWER_DRAIN_BYTES`] and the request deadline, and the exchange ends as a normal one.
-/// Without it (a body declared longer than that, or already late), the body is cut off: on
-/// HTTP/2 only once the answer has been sent, so the reset is NO_ERROR ("stop sending", RFC 9113
-/// §8.1) rather than CANCEL, which loses the answer in every client.
-fn answer_early(
-    resp: Response,
-    request_body: Body,
+/// A request body not yet read, and what an early answer (404, 413, 408) needs to send ahead of
+/// it: the HTTP version, the request deadline and the declared length (see [`Unread::answer`]).
+struct Unread {
+    body: Body,
     version: axum::http::Version,
+    /// When the whole request must have arrived: the timeout after its head began.
     deadline: tokio::time::Instant,
-    drain: bool,
-) -> Response {
-    // Drains at once are bounded: a client that declares bodies and never sends them (many
-    // HTTP/2 streams cost it little) would otherwise leave a task each until its deadline.
-    static DRAINS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_DRAINS);
-    let permit = if drain {
-        DRAINS.try_acquire().ok()
-    } else {
-        None
-    };
-    if let Some(permit) = permit {
-        tokio::spawn(async move {
-            let _permit = permit;
-            let mut body = request_body;
-            let mut seen = 0u64;
-            let _ = tokio::time::timeout_at(deadline, async {
-                while let Some(Ok(frame)) = body.frame().await {
-                    seen += frame.data_ref().map_or(0, |d| d.len() as u64);
-                    if seen > EARLY_ANSWER_DRAIN_BYTES {
-                        break;
+    /// The body length the request declares (`Content-Length`), if any.
+    declared: Option<u64>,
+}
+
+impl Unread {
+    fn new(req: axum::extract::Request, timeout: Duration) -> Unread {
+        let start = req.extensions().get::<RequestStart>();
+        let deadline = start.map_or_else(tokio::time::Instant::now, |s| s.0) + timeout;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        Unread {
+            version: req.version(),
+            body: req.into_body(),
+            deadline,
+            declared,
+        }
+    }
+
+    /// Sends `resp` ahead of the body so that it reaches the client intact. Clients commonly keep
+    /// sending their body and only then read the answer; cutting the body off under them loses
+    /// it: on HTTP/1.1 the kernel resets a connection closed with unread bytes, and on HTTP/2 a
+    /// stream reset while the client uploads is reported as a stream error by some clients
+    /// (curl), whatever its code.
+    ///
+    /// So, when `drain`, the declared length and a free drain slot ([`MAX_DRAINS`]) allow it,
+    /// the rest of the body is read and thrown away in the background, up to
+    /// [`EARLY_ANSWER_DRAIN_BYTES`] and the request deadline, and the exchange ends as a normal
+    /// one. Otherwise (a body declared longer than that, already late, or no free slot), the body
+    /// is cut off: on HTTP/2 only once the answer has been sent, so the reset is NO_ERROR ("stop
+    /// sending", RFC 9113 §8.1) rather than CANCEL, which loses the answer in every client.
+    fn answer(self, resp: Response, drain: bool) -> Response {
+        // Drains at once are bounded: a client that declares bodies and never sends them (many
+        // HTTP/2 streams cost it little) would otherwise leave a task each until its deadline.
+        static DRAINS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_DRAINS);
+        let drain = drain && self.declared.is_none_or(|n| n <= EARLY_ANSWER_DRAIN_BYTES);
+        let permit = drain.then(|| DRAINS.try_acquire().ok()).flatten();
+        if let Some(permit) = permit {
+            let (mut body, deadline) = (self.body, self.deadline);
+            tokio::spawn(async move {
+                let _permit = permit;
+                let mut seen = 0u64;
+                let _ = tokio::time::timeout_at(deadline, async {
+                    while let Some(Ok(frame)) = body.frame().await {
+                        seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                        if seen > EARLY_ANSWER_DRAIN_BYTES {
+                            break;
+                        }
                     }
-                }
+                })
+                .await;
+            });
+            resp
+        } else if self.version == axum::http::Version::HTTP_2 {
+            // The answer's body holds the request's (in a closure that never changes an error)
+            // until it is sent and dropped.
+            let request_body = self.body;
+            resp.map(|answer| {
+                Body::new(answer.map_err(move |e| {
+                    let _held = &request_body;
+                    e
+                }))
             })
-            .await;
-        });
-        resp
-    } else if version == axum::http::Version::HTTP_2 {
-        resp.map(|inner| {
-            Body::new(Holding {
-                inner,
-                _request_body: request_body,
-            })
-        })
-    } else {
-        resp
-    }
-}
-
-struct Holding {
-    inner: Body,
-    _request_body: Body,
-}
-
-impl http_body::Body for Holding {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+        } else {
+            resp
+        }
     }
 }
 
 /// Reads the body up to the limit and by the request deadline; a declared length over the
-/// limit is refused before reading. Refusals keep the body open until they are sent.
+/// limit is refused before reading. Refusals keep the body open until they are sent (over
+/// HTTP/2, or drained; see [`Unread::answer`]).
 async fn read_body(
     req: axum::extract::Request,
     limit: usize,
@@ -223,17 +216,13 @@ async fn read_body(
             format!("request body is over the {limit}-byte limit"),
         )
     };
-    let deadline = request_deadline(&req, timeout);
-    let version = req.version();
-    let declared = declared_length(&req);
-    let mut body = req.into_body();
-    let drain = declared.is_none_or(|n| n <= EARLY_ANSWER_DRAIN_BYTES);
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(answer_early(too_large(), body, version, deadline, drain));
+    let mut unread = Unread::new(req, timeout);
+    if unread.declared.is_some_and(|n| n > limit as u64) {
+        return Err(unread.answer(too_large(), true));
     }
     let read = tokio::time::timeout_at(
-        deadline,
-        http_body_util::Limited::new(&mut body, limit).collect(),
+        unread.deadline,
+        http_body_util::Limited::new(&mut unread.body, limit).collect(),
     )
     .await;
     match read {
@@ -242,14 +231,14 @@ async fn read_body(
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(answer_early(too_large(), body, version, deadline, drain))
+            Err(unread.answer(too_large(), true))
         }
         Ok(Err(_)) => Err(error(
             StatusCode::BAD_REQUEST,
             "could not read the request body",
         )),
         // Late: not drained (the deadline has passed).
-        Err(_) => Err(answer_early(
+        Err(_) => Err(unread.answer(
             error(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
@@ -257,27 +246,9 @@ async fn read_body(
                     timeout.as_secs_f64()
                 ),
             ),
-            body,
-            version,
-            deadline,
             false,
         )),
     }
-}
-
-/// The body length the request declares (`Content-Length`), if any.
-fn declared_length(req: &axum::extract::Request) -> Option<u64> {
-    req.headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse().ok())
-}
-
-/// When the whole request must have arrived: `timeout` after its head began.
-fn request_deadline(req: &axum::extract::Request, timeout: Duration) -> tokio::time::Instant {
-    req.extensions()
-        .get::<RequestStart>()
-        .map_or_else(tokio::time::Instant::now, |s| s.0)
-        + timeout
 }
 
 async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
@@ -287,138 +258,90 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
         s.metrics
             .mutate
             .count(RequestOutcome::NotServed, Duration::ZERO);
-        let deadline = request_deadline(&req, s.request_timeout);
-        let version = req.version();
-        let drain = declared_length(&req).is_none_or(|n| n <= EARLY_ANSWER_DRAIN_BYTES);
-        return answer_early(
-            error(
-                StatusCode::NOT_FOUND,
-                "this server runs with --validate-only: /mutate is not served",
-            ),
-            req.into_body(),
-            version,
-            deadline,
-            drain,
+        let not_served = error(
+            StatusCode::NOT_FOUND,
+            "this server runs with --validate-only: /mutate is not served",
         );
+        return Unread::new(req, s.request_timeout).answer(not_served, true);
     }
-    let start = Instant::now();
     let m = &s.metrics.mutate;
-    let bytes = match read_body(req, s.max_body_bytes, s.request_timeout).await {
-        Ok(b) => b,
-        Err(resp) => return refused(&s, "mutate", m, start, Refusal::Body(resp)),
-    };
-    let Some(mappings) = s.mappings.load_full() else {
-        m.count(RequestOutcome::Unavailable, start.elapsed());
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no mapping table loaded yet",
-        );
-    };
-    let mut review = match mutate::decode(&bytes, &mappings.table) {
-        Ok(r) => r,
-        Err(e) => return refused(&s, "mutate", m, start, Refusal::BadReview(e)),
-    };
-    let answer = mutate::answer(&mut review, &mappings, &s.settings);
-    for (i, n) in answer.rewrites.iter().enumerate().filter(|(_, n)| **n > 0) {
-        s.metrics.rewrites_at[i].inc_by(u64::from(*n));
-    }
-    for (i, n) in answer.unmapped.iter().enumerate().filter(|(_, n)| **n > 0) {
-        s.metrics.unmapped_at[i].inc_by(u64::from(*n));
-    }
-    answered(&s, "mutate", m, &review, answer, start)
-}
-
-/// Counts and logs an answer decided, and sends it.
-fn answered<O>(
-    s: &AppState,
-    endpoint: &'static str,
-    m: &EndpointMetrics,
-    req: &review::Request<'_, O>,
-    answer: review::Answer,
-    start: Instant,
-) -> Response {
-    let verdict = answer.verdict;
-    m.count(verdict, start.elapsed());
-    if verdict.is_notable(answer.warned) || s.log.wants_allows() {
-        let mut line = Admission::new(
-            endpoint,
-            verdict,
-            admission::operation_name(&req.operation),
-            req.dry_run,
-            [
-                &req.uid,
-                &req.kind,
-                &req.namespace,
-                &req.name,
-                &req.username,
-            ],
-        );
-        line.rewrites = answer.rewrites.iter().sum();
-        line.unmapped = answer.unmapped.iter().sum();
-        line.warnings = answer.warned;
-        line.duration_us = start.elapsed().as_micros() as u64;
-        s.log.send(Record::Admission(line));
-    }
-    json_answer(answer.body)
-}
-
-/// An answer already written as JSON.
-fn json_answer(body: Vec<u8>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from(body),
-    )
-        .into_response()
-}
-
-/// Why a request was refused before it was decided.
-enum Refusal {
-    /// Its body (too large, too late, unreadable): the answer is made already.
-    Body(Response),
-    /// Not a review this webhook answers (400; the error gives a position, never the body).
-    BadReview(review::ReviewError),
-}
-
-/// Counts, logs and answers a request refused before it was decided.
-fn refused(
-    s: &AppState,
-    endpoint: &'static str,
-    m: &EndpointMetrics,
-    start: Instant,
-    refusal: Refusal,
-) -> Response {
-    m.count(RequestOutcome::BadRequest, start.elapsed());
-    let (resp, error) = match refusal {
-        Refusal::Body(resp) => (resp, "request body refused".to_string()),
-        Refusal::BadReview(e) => {
-            let message = e.to_string();
-            (error(StatusCode::BAD_REQUEST, message.clone()), message)
+    answer_review(&s, m, req, |bytes, start| {
+        let Some(mappings) = s.mappings.load_full() else {
+            m.count(RequestOutcome::Unavailable, start.elapsed());
+            return Ok(error(StatusCode::SERVICE_UNAVAILABLE, NO_TABLE));
+        };
+        let mut review = mutate::decode(bytes, &mappings.table)?;
+        let answer = mutate::answer(&mut review, &mappings, &s.settings);
+        for (i, n) in answer.rewrites.iter().enumerate().filter(|(_, n)| **n > 0) {
+            s.metrics.rewrites_at[i].inc_by(u64::from(*n));
         }
+        for (i, n) in answer.unmapped.iter().enumerate().filter(|(_, n)| **n > 0) {
+            s.metrics.unmapped_at[i].inc_by(u64::from(*n));
+        }
+        Ok(answered(&s, m, &review, answer, start))
+    })
+    .await
+}
+
+async fn validate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+    let m = &s.metrics.validate;
+    answer_review(&s, m, req, |bytes, start| {
+        let req = review::decode(bytes, PhantomData::<Value>)?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let answer = admission::validate(&req, now, s.settings.cluster_id.as_deref());
+        Ok(answered(&s, m, &req, answer, start))
+    })
+    .await
+}
+
+/// Reads a review's body and answers it with `decide`. A request refused before it was decided
+/// is counted, logged and answered here: for its body (too large, too late, unreadable: the
+/// answer is made already), or as not a review this webhook answers (`decide`'s error: 400,
+/// with a position, never the body).
+async fn answer_review(
+    s: &AppState,
+    m: &EndpointMetrics,
+    req: axum::extract::Request,
+    decide: impl FnOnce(&[u8], Instant) -> Result<Response, review::ReviewError>,
+) -> Response {
+    let start = Instant::now();
+    let (resp, error) = match read_body(req, s.max_body_bytes, s.request_timeout).await {
+        Ok(bytes) => match decide(&bytes, start) {
+            Ok(resp) => return resp,
+            Err(e) => {
+                let message = e.to_string();
+                (error(StatusCode::BAD_REQUEST, message.clone()), message)
+            }
+        },
+        Err(resp) => (resp, "request body refused".to_string()),
     };
+    m.count(RequestOutcome::BadRequest, start.elapsed());
     s.log.send(Record::Refused {
-        endpoint,
+        endpoint: m.endpoint,
         status: resp.status().as_u16(),
         error,
     });
     resp
 }
 
-async fn validate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
-    let start = Instant::now();
-    let m = &s.metrics.validate;
-    let bytes = match read_body(req, s.max_body_bytes, s.request_timeout).await {
-        Ok(b) => b,
-        Err(resp) => return refused(&s, "validate", m, start, Refusal::Body(resp)),
-    };
-    let req = match review::decode(&bytes, PhantomData::<Value>) {
-        Ok(r) => r,
-        Err(e) => return refused(&s, "validate", m, start, Refusal::BadReview(e)),
-    };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let answer = admission::validate(&req, now, s.settings.cluster_id.as_deref());
-    answered(&s, "validate", m, &req, answer, start)
+/// Counts and logs an answer decided, and sends it.
+fn answered<O>(
+    s: &AppState,
+    m: &EndpointMetrics,
+    req: &review::Request<'_, O>,
+    answer: review::Answer,
+    start: Instant,
+) -> Response {
+    let elapsed = start.elapsed();
+    m.count(answer.verdict, elapsed);
+    if answer.verdict.is_notable(answer.warned) || s.log.wants_allows() {
+        let line = Admission::new(m.endpoint, req, &answer, elapsed);
+        s.log.send(Record::Admission(line));
+    }
+    let json = [(header::CONTENT_TYPE, "application/json")];
+    (json, Body::from(answer.body)).into_response()
 }
 
 #[cfg(test)]

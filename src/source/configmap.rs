@@ -111,13 +111,12 @@ pub fn mappings_of(cm: &ConfigMap) -> Result<Mappings, MappingErrors> {
 
 fn missing(live: &LiveMappings, reporter: &Reporter, origin: &str) {
     live.missing();
-    let kept = live.fallback_note();
-    tracing::error!(source = %origin, "the mapping ConfigMap is missing (not found, or deleted); {kept}");
-    reporter.warn(
-        "MappingsMissing",
-        format!("the mapping ConfigMap is missing (not found, or deleted); {kept}"),
-        None,
+    let note = format!(
+        "the mapping ConfigMap is missing (not found, or deleted); {}",
+        live.fallback_note()
     );
+    tracing::error!(source = %origin, "{note}");
+    reporter.warn("MappingsMissing", note, None);
 }
 
 /// Posts Warning Events about the ConfigMap (events.k8s.io/v1; RBAC: create only). Posting

@@ -8,7 +8,7 @@ use crate::clusterpair::ClusterPair;
 use crate::mapping::objects::{
     configmap_data, entries_text, is_configmap, migration_users, parse_configmap_data, Mappings,
 };
-use crate::mapping::{MappingError, MappingErrors, Parsed, Table};
+use crate::mapping::{MappingError, MappingErrors, Table};
 
 /// Top-level YAML keys that mark a document, never mapping text: a manifest's, and a
 /// kubeconfig's (pasted without its `apiVersion`, it still holds credentials that must not be
@@ -70,7 +70,7 @@ pub fn mappings_from_file_text(text: &str) -> Result<Mappings, MappingsFileError
     }
     let mut data = BTreeMap::new();
     let mut users = Vec::new();
-    let mut per_doc = Parsed::default();
+    let mut pair_errors = Vec::new();
     for (i, doc) in docs.iter().enumerate() {
         if is_configmap(doc) {
             users.extend(migration_users(doc));
@@ -81,10 +81,7 @@ pub fn mappings_from_file_text(text: &str) -> Result<Mappings, MappingsFileError
                 let entries = parsed.entries.iter().map(|e| (e.src(), e.dst()));
                 data.insert(cp.data_key(), entries_text(entries));
             }
-            per_doc.extend(Parsed {
-                entries: Vec::new(),
-                errors: parsed.errors,
-            });
+            pair_errors.extend(parsed.errors);
         } else {
             // The kind is not quoted: it is the document's text.
             return Err(MappingsFileError::Unsupported(format!(
@@ -94,7 +91,7 @@ pub fn mappings_from_file_text(text: &str) -> Result<Mappings, MappingsFileError
         }
     }
     let mut parsed = parse_configmap_data(&data);
-    parsed.errors.splice(0..0, per_doc.errors);
+    parsed.errors.splice(0..0, pair_errors);
     users.sort();
     users.dedup();
     Ok(Mappings {

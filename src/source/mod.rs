@@ -7,7 +7,7 @@ pub mod configmap;
 mod file;
 pub mod mappings_file;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 
 pub use configmap::{mappings_of, ConfigMapRef};
-pub use file::{follow_file, LoadError};
+pub use file::follow_file;
 
 use crate::kube_error::KubeError;
 use crate::live::LiveMappings;
@@ -38,18 +38,16 @@ impl Source {
     /// The table the source holds now, read once (`audit`, `doctor`, `export-policy`; `serve`
     /// follows it instead, with [`start`]). `client` reads a ConfigMap, which only that needs.
     pub async fn read(&self, client: Option<&kube::Client>) -> Result<Mappings, ReadError> {
-        let (origin, read) = match self {
+        match self {
             Source::Static(text) => {
-                let read = Mappings::from_text(text).map_err(MappingsFileError::from);
-                ("--project-mappings".to_string(), read)
+                Mappings::from_text(text).map_err(|e| ReadError::invalid("--project-mappings", e))
             }
             Source::File(path) => {
                 let text = std::fs::read_to_string(path).map_err(|why| ReadError::File {
                     path: path.clone(),
                     why,
                 })?;
-                let origin = format!("mappings file {}", path.display());
-                (origin, mappings_from_file_text(&text))
+                mappings_from_file_text(&text).map_err(|e| ReadError::bad_file(path, e))
             }
             Source::ConfigMap(at) => {
                 let client = client.ok_or(ReadError::NoClient)?;
@@ -58,13 +56,9 @@ impl Source {
                     at: at.clone(),
                     why: e.into(),
                 })?;
-                (
-                    at.to_string(),
-                    mappings_of(&cm).map_err(MappingsFileError::from),
-                )
+                mappings_of(&cm).map_err(|e| ReadError::invalid(at, e))
             }
-        };
-        read.map_err(|why| ReadError::Invalid { origin, why })
+        }
     }
 }
 
@@ -79,13 +73,9 @@ pub enum ReadError {
         #[source]
         why: MappingsFileError,
     },
-    /// The mappings file could not be read.
-    #[error("reading {}", .path.display())]
-    File {
-        path: PathBuf,
-        #[source]
-        why: std::io::Error,
-    },
+    /// The mappings file could not be read (the cause said in the text: `serve` logs it).
+    #[error("reading {}: {why}", .path.display())]
+    File { path: PathBuf, why: std::io::Error },
     /// The ConfigMap could not be read through the API server.
     #[error("reading {at}")]
     Api {
@@ -96,6 +86,19 @@ pub enum ReadError {
     /// A ConfigMap source was given no client (a caller's mistake, not the user's).
     #[error("--mappings-configmap needs a cluster")]
     NoClient,
+}
+
+impl ReadError {
+    /// A mappings file that holds no good table (read by the caller: `rewrite` reads stdin for
+    /// `-`).
+    pub fn bad_file(path: &Path, why: MappingsFileError) -> Self {
+        Self::invalid(format_args!("mappings file {}", path.display()), why)
+    }
+
+    fn invalid(origin: impl ToString, why: impl Into<MappingsFileError>) -> Self {
+        let (origin, why) = (origin.to_string(), why.into());
+        ReadError::Invalid { origin, why }
+    }
 }
 
 /// Starts a source. A static table is loaded now (a bad one stops the start); a file or a
@@ -112,7 +115,7 @@ pub async fn start(
     match source {
         Source::Static(_) => {
             let m = source.read(None).await?;
-            live.offer::<LoadError>("--project-mappings", Ok(m))
+            live.offer::<String>("--project-mappings", Ok(m))
                 .map_err(|why| anyhow::anyhow!("--project-mappings: {why}"))?;
         }
         Source::File(path) => {

@@ -192,7 +192,7 @@ pub fn app_state(
     CertMetrics,
 ) {
     let metrics = AllMetrics::register();
-    let (log, _writer) = rancher_remap::server::admission_log::AdmissionLog::start(
+    let (log, _written) = rancher_remap::server::admission_log::AdmissionLog::start(
         metrics.server.log_lines_dropped.clone(),
     );
     let live = Arc::new(rancher_remap::live::LiveMappings::new(

@@ -513,6 +513,62 @@ async fn an_early_http2_answer_lets_the_client_finish_its_upload() {
     }
 }
 
+/// A body declared longer than the server drains is cut off after an early answer; over HTTP/2
+/// the answer must still arrive whole, the reset must be NO_ERROR ("stop sending"), never CANCEL,
+/// and the connection must go on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_http2_answer_to_an_undrained_body_arrives_whole_then_stops_the_upload() {
+    let server = ServeProcess::start(&["--validate-only"], &[]).await;
+    let mut cfg = client_config(&server.ca);
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+    let tcp = tokio::net::TcpStream::connect(server.webhook)
+        .await
+        .unwrap();
+    let tls = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    // One byte over what the server drains (32 MiB): the body is cut off, not read.
+    let length = (32usize << 20) + 1;
+    for (path, status) in [("/mutate", 404u16), ("/validate", 413), ("/mutate", 404)] {
+        let request = axum::http::Request::post(format!("https://localhost{path}"))
+            .header("content-type", "application/json")
+            .header("content-length", length)
+            .body(())
+            .unwrap();
+        let (response, mut send) = client.send_request(request, false).unwrap();
+        send.send_data(bytes::Bytes::from_static(b"{"), false)
+            .unwrap();
+        let response = response.await.expect("the answer arrives");
+        assert_eq!(response.status().as_u16(), status);
+        let mut body = response.into_body();
+        let mut got = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.expect("the answer's body arrives whole");
+            let _ = body.flow_control().release_capacity(chunk.len());
+            got.extend_from_slice(&chunk);
+        }
+        let v: Value = serde_json::from_slice(&got).unwrap();
+        assert_eq!(v["code"], status, "{path}");
+        let reset = tokio::time::timeout(
+            Duration::from_secs(10),
+            std::future::poll_fn(|cx| send.poll_reset(cx)),
+        )
+        .await
+        .expect("the server stops the upload it will not read")
+        .expect("a reset, not a connection error");
+        assert_eq!(reset, h2::Reason::NO_ERROR, "{path}");
+        client = client
+            .ready()
+            .await
+            .expect("the connection goes on serving");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warn_mode_answers_without_a_patch_and_says_what_it_would_rewrite() {
     let server =
