@@ -302,14 +302,13 @@ async fn serve(
         users_given,
         settings.cluster_id.clone(),
     ));
-    let timing = args.limits.timing();
     let state = Arc::new(AppState {
         mappings: live.clone(),
         settings,
         metrics: metrics.server,
         max_body_bytes: args.limits.max_body_bytes,
         validate_only: source.is_none(),
-        request_timeout: timing.header_read,
+        timing: args.limits.timing(),
         log,
     });
     let needs_cluster =
@@ -322,10 +321,9 @@ async fn serve(
         Some(source) => source::start(source, live, Duration::from_secs(1), client.clone()).await?,
         None => tracing::info!("validate-only: serving /validate, no mapping table"),
     }
-    let credentials =
-        credentials(&args, client, metrics.certificate, metrics.keeper, &timing).await?;
+    let credentials = credentials(&args, client, metrics.certificate, metrics.keeper).await?;
     let (listen, admin_listen) = (args.serving.listen, args.serving.admin_listen);
-    let server = Server::bind(listen, admin_listen, credentials, state, timing).await?;
+    let server = Server::bind(listen, admin_listen, credentials, state).await?;
     server.serve(shutdown_signal()).await
 }
 
@@ -336,7 +334,6 @@ async fn credentials(
     client: Option<kube::Client>,
     certificate: CertMetrics,
     keeper: KeeperMetrics,
-    timing: &Timing,
 ) -> Result<Credentials> {
     let managed = client
         .as_ref()
@@ -351,7 +348,7 @@ async fn credentials(
         cert: args.serving.tls_cert.clone(),
         key: args.serving.tls_key.clone(),
     };
-    files.credentials(certificate, timing.cert_poll).map_err(|e| {
+    files.credentials(certificate, Timing::default().cert_poll).map_err(|e| {
         let fix = match e.is_missing_file() {
             true => "; make a pair with `rancher-remap certs --out DIR` and give --tls-cert DIR/tls.crt --tls-key DIR/tls.key, or let the server keep its own with --cert-secret",
             false => "",

@@ -332,13 +332,17 @@ impl Keeper {
             }
         }
         self.metrics.ca_bundle_stale.set(stale);
-        let last = self.published.take();
-        let unchanged = last.filter(|p| p.bundle == bundle && p.versions == versions);
-        let since = unchanged.map_or(now, |p| p.since);
-        self.published = (stale == 0).then(|| Published {
-            bundle: bundle.to_string(),
-            versions,
-            since,
+        // Kept as it is while every configuration holds the same bundle at the same versions.
+        let unchanged = self
+            .published
+            .take()
+            .filter(|p| p.bundle == bundle && p.versions == versions);
+        self.published = unchanged.or_else(|| {
+            (stale == 0).then(|| Published {
+                bundle: bundle.to_string(),
+                versions,
+                since: now,
+            })
         });
         self.published.as_ref().map(|p| p.since)
     }

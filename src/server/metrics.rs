@@ -7,7 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::outcome::RequestOutcome;
+use super::review::RequestOutcome;
 use crate::metrics::{registered, FixedFamily, Labels};
 use crate::rewrite::Location;
 
