@@ -220,7 +220,7 @@ pub fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(crate::log_sink::Stderr);
+        .with_writer(|| crate::log_sink::Stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -361,12 +361,11 @@ async fn credentials(
 async fn shutdown_signal() {
     #[cfg(unix)]
     let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut s) = signal(SignalKind::terminate()) else {
+            return std::future::pending().await;
+        };
+        s.recv().await;
     };
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();

@@ -92,13 +92,6 @@ fn listen_with_backlog(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Counts one webhook connection in the `connections` gauge while it lives.
 struct OpenConnection(prometheus_client::metrics::gauge::Gauge);
 
-impl OpenConnection {
-    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
-        gauge.inc();
-        OpenConnection(gauge.clone())
-    }
-}
-
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.dec();
@@ -346,7 +339,8 @@ impl Connection {
         tcp: tokio::net::TcpStream,
     ) {
         let _ = tcp.set_nodelay(true);
-        let (conn, open) = (self.clone(), OpenConnection::new(&self.open));
+        self.open.inc();
+        let (conn, open) = (self.clone(), OpenConnection(self.open.clone()));
         tracker.spawn(async move {
             let (_slot, _open) = (slot, open);
             conn.serve(tcp).await;

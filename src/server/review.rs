@@ -303,7 +303,7 @@ pub enum RequestOutcome {
 }
 
 impl RequestOutcome {
-    /// Every outcome, in the order of [`RequestOutcome::index`].
+    /// Every outcome, in the order of its discriminant (a per-outcome counter's index).
     pub const ALL: [RequestOutcome; 7] = [
         RequestOutcome::Allowed,
         RequestOutcome::Patched,
@@ -325,11 +325,6 @@ impl RequestOutcome {
             RequestOutcome::Unavailable => "unavailable",
             RequestOutcome::NotServed => "not_served",
         }
-    }
-
-    /// Its position in [`RequestOutcome::ALL`] (for per-outcome counters).
-    pub fn index(self) -> usize {
-        self as usize
     }
 
     /// Whether an admission is logged at info: it did anything but allow quietly (a rewrite
@@ -529,7 +524,7 @@ mod tests {
     #[test]
     fn every_outcome_sits_at_its_index() {
         for (i, o) in RequestOutcome::ALL.iter().enumerate() {
-            assert_eq!(o.index(), i, "{o:?}");
+            assert_eq!(*o as usize, i, "{o:?}");
         }
     }
 }

@@ -271,11 +271,11 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
         };
         let mut review = mutate::decode(bytes, &mappings.table)?;
         let answer = mutate::answer(&mut review, &mappings, &s.settings);
-        for (i, n) in answer.rewrites.iter().enumerate().filter(|(_, n)| **n > 0) {
-            s.metrics.rewrites_at[i].inc_by(u64::from(*n));
-        }
-        for (i, n) in answer.unmapped.iter().enumerate().filter(|(_, n)| **n > 0) {
-            s.metrics.unmapped_at[i].inc_by(u64::from(*n));
+        let at = [&s.metrics.rewrites_at, &s.metrics.unmapped_at];
+        for (counters, counts) in at.into_iter().zip([&answer.rewrites, &answer.unmapped]) {
+            for (c, n) in counters.iter().zip(counts).filter(|(_, n)| **n > 0) {
+                c.inc_by(u64::from(*n));
+            }
         }
         Ok(answered(&s, m, &review, answer, start))
     })
