@@ -335,13 +335,12 @@ async fn credentials(
     certificate: CertMetrics,
     keeper: KeeperMetrics,
 ) -> Result<Credentials> {
-    let managed = client
-        .as_ref()
-        .and_then(|c| args.managed_certs.settings(c.default_namespace()));
-    if managed.as_ref().is_some_and(|m| m.webhooks.is_empty()) {
-        tracing::warn!("--cert-secret without --webhook-configuration: no caBundle is kept; the API servers trust this server only if something else puts its CA (the Secret's ca-bundle.crt) there");
-    }
-    if let (Some(settings), Some(client)) = (managed, client) {
+    let managed =
+        client.and_then(|c| Some((args.managed_certs.settings(c.default_namespace())?, c)));
+    if let Some((settings, client)) = managed {
+        if settings.webhooks.is_empty() {
+            tracing::warn!("--cert-secret without --webhook-configuration: no caBundle is kept; the API servers trust this server only if something else puts its CA (the Secret's ca-bundle.crt) there");
+        }
         return managed_certs::start(client, settings, certificate, keeper).await;
     }
     let files = CertFiles {

@@ -378,7 +378,8 @@ impl Connection {
         let service = TowerToHyperService::new(
             self.router
                 .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                    let start = head_start.get().unwrap_or_else(tokio::time::Instant::now);
+                    let start = head_start.lock().ok().and_then(|s| *s);
+                    let start = start.unwrap_or_else(tokio::time::Instant::now);
                     req.extensions_mut().insert(routes::RequestStart(start));
                     req
                 })

@@ -46,7 +46,16 @@ pub fn decode<'a, S: DeserializeSeed<'a>>(
     let (api_version, kind, request) = d
         .deserialize_map(ReviewVisitor(object))
         .and_then(|r| d.end().map(|()| r))
-        .map_err(|e| ReviewError::from_json(&e))?;
+        .map_err(|e| ReviewError::Decode {
+            category: match e.classify() {
+                serde_json::error::Category::Io => "I/O",
+                serde_json::error::Category::Syntax => "syntax",
+                serde_json::error::Category::Data => "type",
+                serde_json::error::Category::Eof => "unexpected end of input",
+            },
+            line: e.line(),
+            column: e.column(),
+        })?;
     check_type(&api_version, &kind)?;
     request.ok_or(ReviewError::NoRequest)
 }
@@ -231,22 +240,6 @@ pub enum ReviewError {
     /// Nothing (or only whitespace) was sent.
     #[error("request body is empty: POST an admission.k8s.io/v1 AdmissionReview as JSON (Content-Type: application/json), as kube-apiserver does")]
     Empty,
-}
-
-impl ReviewError {
-    /// A decode error by position and category only.
-    pub fn from_json(e: &serde_json::Error) -> ReviewError {
-        ReviewError::Decode {
-            category: match e.classify() {
-                serde_json::error::Category::Io => "I/O",
-                serde_json::error::Category::Syntax => "syntax",
-                serde_json::error::Category::Data => "type",
-                serde_json::error::Category::Eof => "unexpected end of input",
-            },
-            line: e.line(),
-            column: e.column(),
-        }
-    }
 }
 
 /// A body as text. JSON is UTF-8 (RFC 8259): checked once over the whole body, because serde
