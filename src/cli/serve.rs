@@ -321,7 +321,8 @@ async fn serve(
         Some(source) => source::start(source, live, Duration::from_secs(1), client.clone()).await?,
         None => tracing::info!("validate-only: serving /validate, no mapping table"),
     }
-    let credentials = credentials(&args, client, metrics.certificate, metrics.keeper).await?;
+    let poll = state.timing.cert_poll;
+    let credentials = credentials(&args, client, metrics.certificate, metrics.keeper, poll).await?;
     let (listen, admin_listen) = (args.serving.listen, args.serving.admin_listen);
     let server = Server::bind(listen, admin_listen, credentials, state).await?;
     server.serve(shutdown_signal()).await
@@ -334,6 +335,7 @@ async fn credentials(
     client: Option<kube::Client>,
     certificate: CertMetrics,
     keeper: KeeperMetrics,
+    cert_poll: Duration,
 ) -> Result<Credentials> {
     let managed =
         client.and_then(|c| Some((args.managed_certs.settings(c.default_namespace())?, c)));
@@ -347,7 +349,7 @@ async fn credentials(
         cert: args.serving.tls_cert.clone(),
         key: args.serving.tls_key.clone(),
     };
-    files.credentials(certificate, Timing::default().cert_poll).map_err(|e| {
+    files.credentials(certificate, cert_poll).map_err(|e| {
         let fix = match e.is_missing_file() {
             true => "; make a pair with `rancher-remap certs --out DIR` and give --tls-cert DIR/tls.crt --tls-key DIR/tls.key, or let the server keep its own with --cert-secret",
             false => "",
