@@ -219,7 +219,7 @@ pub fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(crate::log_sink::Stderr);
+        .with_writer(|| crate::log_sink::Stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -301,14 +301,13 @@ async fn serve(
         users_given,
         settings.cluster_id.clone(),
     ));
-    let timing = args.limits.timing();
     let state = Arc::new(AppState {
         mappings: live.clone(),
         settings,
         metrics: metrics.server,
         max_body_bytes: args.limits.max_body_bytes,
         validate_only: source.is_none(),
-        request_timeout: timing.header_read,
+        timing: args.limits.timing(),
         log,
     });
     let needs_cluster =
@@ -321,10 +320,10 @@ async fn serve(
         Some(source) => source::start(source, live, Duration::from_secs(1), client.clone()).await?,
         None => tracing::info!("validate-only: serving /validate, no mapping table"),
     }
-    let credentials =
-        credentials(&args, client, metrics.certificate, metrics.keeper, &timing).await?;
+    let poll = state.timing.cert_poll;
+    let credentials = credentials(&args, client, metrics.certificate, metrics.keeper, poll).await?;
     let (listen, admin_listen) = (args.serving.listen, args.serving.admin_listen);
-    let server = Server::bind(listen, admin_listen, credentials, state, timing).await?;
+    let server = Server::bind(listen, admin_listen, credentials, state).await?;
     server.serve(shutdown_signal()).await
 }
 
@@ -335,22 +334,21 @@ async fn credentials(
     client: Option<kube::Client>,
     certificate: CertMetrics,
     keeper: KeeperMetrics,
-    timing: &Timing,
+    cert_poll: Duration,
 ) -> Result<Credentials> {
-    let managed = client
-        .as_ref()
-        .and_then(|c| args.managed_certs.settings(c.default_namespace()));
-    if managed.as_ref().is_some_and(|m| m.webhooks.is_empty()) {
-        tracing::warn!("--cert-secret without --webhook-configuration: no caBundle is kept; the API servers trust this server only if something else puts its CA (the Secret's ca-bundle.crt) there");
-    }
-    if let (Some(settings), Some(client)) = (managed, client) {
+    let managed =
+        client.and_then(|c| Some((args.managed_certs.settings(c.default_namespace())?, c)));
+    if let Some((settings, client)) = managed {
+        if settings.webhooks.is_empty() {
+            tracing::warn!("--cert-secret without --webhook-configuration: no caBundle is kept; the API servers trust this server only if something else puts its CA (the Secret's ca-bundle.crt) there");
+        }
         return managed_certs::start(client, settings, certificate, keeper).await;
     }
     let files = CertFiles {
         cert: args.serving.tls_cert.clone(),
         key: args.serving.tls_key.clone(),
     };
-    files.credentials(certificate, timing.cert_poll).map_err(|e| {
+    files.credentials(certificate, cert_poll).map_err(|e| {
         let fix = match e.is_missing_file() {
             true => "; make a pair with `rancher-remap certs --out DIR` and give --tls-cert DIR/tls.crt --tls-key DIR/tls.key, or let the server keep its own with --cert-secret",
             false => "",
@@ -363,12 +361,11 @@ async fn credentials(
 async fn shutdown_signal() {
     #[cfg(unix)]
     let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut s) = signal(SignalKind::terminate()) else {
+            return std::future::pending().await;
+        };
+        s.recv().await;
     };
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
