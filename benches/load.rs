@@ -65,9 +65,9 @@ fn main() {
 
     let dir = tempfile::tempdir().unwrap();
     let generated = rancher_remap::cli::certs::generate("rancher-remap", "bench", 1).unwrap();
-    std::fs::write(dir.path().join("tls.crt"), &generated.tls_cert).unwrap();
-    std::fs::write(dir.path().join("tls.key"), &generated.tls_key).unwrap();
-    let client = client_config(&generated.ca_cert);
+    std::fs::write(dir.path().join("tls.crt"), &generated.serving.cert).unwrap();
+    std::fs::write(dir.path().join("tls.key"), &generated.serving.key).unwrap();
+    let client = client_config(&generated.ca.cert);
     let body = Bytes::from(support::review_body());
     println!(
         "review body: {} bytes; {connections} keep-alive connections; {seconds} s per phase",

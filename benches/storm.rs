@@ -33,8 +33,8 @@ fn main() {
     // ECDSA P-256 serving certificate, as `rancher-remap certs` and the cert-manager component
     // make: the handshake signature is the server's main cost in a storm.
     let g = rancher_remap::cli::certs::generate("rancher-remap", "storm", 1).unwrap();
-    std::fs::write(dir.path().join("tls.crt"), &g.tls_cert).unwrap();
-    std::fs::write(dir.path().join("tls.key"), &g.tls_key).unwrap();
+    std::fs::write(dir.path().join("tls.crt"), &g.serving.cert).unwrap();
+    std::fs::write(dir.path().join("tls.key"), &g.serving.key).unwrap();
     let mappings = dir.path().join("mappings.txt");
     std::fs::write(&mappings, support::mappings(1000)).unwrap();
     let (mut child, addr) = net::spawn_serve(
@@ -42,7 +42,7 @@ fn main() {
         &[OsStr::new("--mappings-file"), mappings.as_os_str()],
         &dir.path().join("serve.log"),
     );
-    let client = client_config(&g.ca_cert);
+    let client = client_config(&g.ca.cert);
     let body = Bytes::from(support::review_body());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -5,7 +5,8 @@
 //! [`rewrite`] (where project IDs live, which objects are rewritten, the one decision, the
 //! engine), [`clusterpair`], [`validate`], [`doctor`] (its checks, on facts read elsewhere) and
 //! [`pki`] (certificates, and when they are renewed) and [`rancher`] (Rancher's clusters and
-//! projects, and pairing projects by name). The edges do the I/O: [`server`] (the
+//! projects, and pairing projects by name); rewrite's three settings enums derive clap's
+//! `ValueEnum`, being the values of the flags that set them. The edges do the I/O: [`server`] (the
 //! webhook), [`source`] (where tables come from), [`live`] (the table in force between them),
 //! [`serving_cert`] (the serving pair in force, from files), [`managed_certs`] (the certificates
 //! the server keeps, and its webhook configurations' caBundle), [`audit`] (existing objects) and

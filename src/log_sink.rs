@@ -11,16 +11,7 @@ thread_local! {
 }
 
 /// The log subscriber's writer.
-#[derive(Clone, Copy, Debug, Default)]
 pub struct Stderr;
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Stderr {
-    type Writer = Stderr;
-
-    fn make_writer(&'a self) -> Stderr {
-        Stderr
-    }
-}
 
 impl Write for Stderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -85,7 +85,7 @@ pub struct CertFiles {
 }
 
 impl CertFiles {
-    pub fn read(&self) -> Result<FileBytes, TlsError> {
+    fn read(&self) -> Result<FileBytes, TlsError> {
         let read = |p: &Path| {
             std::fs::read(p).map_err(|error| TlsError::Read {
                 path: p.display().to_string(),
@@ -111,9 +111,30 @@ impl CertFiles {
     ) -> Result<Credentials, TlsError> {
         let loaded = self.read()?;
         let resolver = Arc::new(Resolver::new(self.certified_key(&loaded)?, metrics));
+        let in_force = resolver.clone();
+        // When the bytes change, the new pair is swapped in, or the old one kept (and said so).
+        let follow = async move {
+            let mut poll = ContentPoll::new(interval, Some(loaded));
+            loop {
+                // Mid-swap a file may be briefly missing: try again next tick.
+                let Ok(current) = poll.changed(|| std::future::ready(self.read())).await else {
+                    continue;
+                };
+                match self.certified_key(current) {
+                    Ok(ck) => {
+                        in_force.swap(ck);
+                        tracing::info!(cert = %self.cert.display(), "serving certificate reloaded");
+                    }
+                    Err(e) => {
+                        in_force.metrics.refused();
+                        tracing::error!(error = %e, "new serving certificate rejected; keeping the previous one");
+                    }
+                }
+            }
+        };
         Ok(Credentials {
-            resolver: resolver.clone(),
-            follow: Box::pin(watch(self, loaded, resolver, interval)),
+            resolver,
+            follow: Box::pin(follow),
         })
     }
 }
@@ -186,27 +207,5 @@ impl Resolver {
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.in_force.load_full())
-    }
-}
-
-/// Re-reads the files every `interval`; when their bytes change, loads the new pair and swaps it
-/// in, or keeps the old one and says so.
-async fn watch(files: CertFiles, loaded: FileBytes, resolver: Arc<Resolver>, interval: Duration) {
-    let mut poll = ContentPoll::new(interval, Some(loaded));
-    loop {
-        // Mid-swap a file may be briefly missing: try again next tick.
-        let Ok(current) = poll.changed(|| std::future::ready(files.read())).await else {
-            continue;
-        };
-        match files.certified_key(current) {
-            Ok(ck) => {
-                resolver.swap(ck);
-                tracing::info!(cert = %files.cert.display(), "serving certificate reloaded");
-            }
-            Err(e) => {
-                resolver.metrics.refused();
-                tracing::error!(error = %e, "new serving certificate rejected; keeping the previous one");
-            }
-        }
     }
 }

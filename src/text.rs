@@ -27,7 +27,7 @@ pub fn prefix(s: &str, max: usize) -> &str {
 /// digits and `.-_@:/`, at most 63 characters — and otherwise not at all. A ClusterPair is
 /// written by hand and pasted; a token or a password put where a name goes must not travel on
 /// in an answer, a log line or an Event.
-pub fn shown_name(name: &str) -> std::borrow::Cow<'_, str> {
+pub fn shown_name(name: &str) -> &str {
     let looks_like_a_name = !name.is_empty()
         && name.len() <= 63
         && name.bytes().all(|b| {
@@ -36,9 +36,9 @@ pub fn shown_name(name: &str) -> std::borrow::Cow<'_, str> {
                 || matches!(b, b'.' | b'-' | b'_' | b'@' | b':' | b'/')
         });
     if looks_like_a_name {
-        std::borrow::Cow::Borrowed(name)
+        name
     } else {
-        std::borrow::Cow::Borrowed("(a name not shown)")
+        "(a name not shown)"
     }
 }
 

@@ -11,10 +11,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::cluster::{ClusterArgs, Connected};
-use super::{ReportFormat, ScopeArg};
+use super::ReportFormat;
 use crate::audit::{self, Finding, FixResult, FixStatus, Namespaces, Progress, Report};
 use crate::kube_error::KubeError;
-use crate::rewrite::MutateSettings;
+use crate::rewrite::{MutateSettings, Scope, UnmappedPolicy};
 use crate::source::Source;
 
 /// Audit the objects already in the cluster: report each one the webhook would rewrite.
@@ -39,12 +39,12 @@ pub struct Args {
     /// label or annotation on migrated objects (selectors are never shortened), keep leaves it,
     /// deny reports the object as refused.
     #[arg(long, env = "RANCHER_REMAP_UNMAPPED", value_enum, default_value_t)]
-    pub unmapped: super::Unmapped,
+    pub unmapped: UnmappedPolicy,
 
     /// Which objects count: migrated (Stork's migrated annotation; a Namespace whose Rancher
     /// annotation names a source cluster of the table, or that holds a migrated object) or all.
     #[arg(long, env = "RANCHER_REMAP_SCOPE", value_enum, default_value_t)]
-    pub scope: ScopeArg,
+    pub scope: Scope,
 
     /// This cluster's Rancher ID (as `derive` prints it): a Namespace annotated with it is never
     /// changed. A Namespace annotated with a source cluster of the table counts as migrated
@@ -170,8 +170,8 @@ async fn audit_at(args: Args, source: Source, client: kube::Client) -> Result<u8
     };
     let settings = audit::Settings {
         rule: MutateSettings {
-            unmapped: args.unmapped.into(),
-            scope: args.scope.into(),
+            unmapped: args.unmapped,
+            scope: args.scope,
             cluster_id: super::known(&args.cluster_id).map(str::to_string),
             ..MutateSettings::default()
         },

@@ -53,12 +53,10 @@ pub(super) fn dns_label(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
-/// The PEM files of a CA and a serving certificate signed by it.
+/// A CA and a serving pair signed by it.
 pub struct Generated {
-    pub ca_cert: String,
-    pub ca_key: String,
-    pub tls_cert: String,
-    pub tls_key: String,
+    pub ca: pki::PemPair,
+    pub serving: pki::PemPair,
 }
 
 /// Generates the CA and a serving certificate for `service.namespace.svc` (plus localhost).
@@ -79,12 +77,7 @@ pub fn issue(ca: pki::PemPair, service: &str, namespace: &str, days: u32) -> Res
         ),
         e => e.into(),
     })?;
-    Ok(Generated {
-        ca_cert: ca.cert,
-        ca_key: ca.key,
-        tls_cert: serving.cert,
-        tls_key: serving.key,
-    })
+    Ok(Generated { ca, serving })
 }
 
 fn days_of(days: u32) -> time::Duration {
@@ -145,10 +138,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     for (name, content) in [
-        ("ca.crt", &g.ca_cert),
-        ("ca.key", &g.ca_key),
-        ("tls.crt", &g.tls_cert),
-        ("tls.key", &g.tls_key),
+        ("ca.crt", &g.ca.cert),
+        ("ca.key", &g.ca.key),
+        ("tls.crt", &g.serving.cert),
+        ("tls.key", &g.serving.key),
     ] {
         write(&args.out, name, content, name.ends_with(".key"))?;
     }
@@ -160,7 +153,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     );
     println!(
         "{}",
-        base64::engine::general_purpose::STANDARD.encode(&g.ca_cert)
+        base64::engine::general_purpose::STANDARD.encode(&g.ca.cert)
     );
     Ok(ExitCode::SUCCESS)
 }

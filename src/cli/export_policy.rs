@@ -44,7 +44,7 @@ pub struct Args {
     /// (selectors are never shortened), keep leaves it. deny is refused: a mutation cannot
     /// refuse a write.
     #[arg(long, value_enum, default_value_t)]
-    pub unmapped: super::Unmapped,
+    pub unmapped: crate::rewrite::UnmappedPolicy,
 
     /// The install's namespace (the chart's release namespace), left out of the policies as the
     /// webhook's own namespace is.
@@ -64,7 +64,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         namespace: args.namespace.clone(),
         cluster_id: args.cluster_id.clone(),
         migration_users: args.migration_user.clone(),
-        unmapped: args.unmapped.into(),
+        unmapped: args.unmapped,
     };
     // Refused before any table is read or any cluster asked.
     if settings.unmapped == crate::rewrite::UnmappedPolicy::Deny {

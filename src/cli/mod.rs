@@ -141,72 +141,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `--unmapped`: what to do with a project ID that has no mapping (the engine's
-/// [`UnmappedPolicy`](crate::rewrite::UnmappedPolicy), as a flag; the core does not know clap).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Unmapped {
-    /// Remove the label or annotation on migrated objects, as Stork does; keep selectors.
-    #[default]
-    Drop,
-    /// Leave every unmapped value as it is.
-    Keep,
-    /// Refuse the object.
-    Deny,
-}
-
-impl From<Unmapped> for crate::rewrite::UnmappedPolicy {
-    fn from(u: Unmapped) -> Self {
-        match u {
-            Unmapped::Drop => Self::Drop,
-            Unmapped::Keep => Self::Keep,
-            Unmapped::Deny => Self::Deny,
-        }
-    }
-}
-
-/// [`Scope`](crate::rewrite::Scope), as a flag.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum ScopeArg {
-    /// Objects that count as migrated: Stork's migrated annotation, a Namespace whose
-    /// project-ID annotation names a source cluster of the table, or a migration user's write.
-    #[default]
-    Migrated,
-    /// Every admitted object.
-    All,
-}
-
 /// A cluster ID flag, `None` when empty (unknown).
 pub fn known(cluster_id: &Option<String>) -> Option<&str> {
     cluster_id.as_deref().filter(|c| !c.is_empty())
-}
-
-impl From<ScopeArg> for crate::rewrite::Scope {
-    fn from(s: ScopeArg) -> Self {
-        match s {
-            ScopeArg::Migrated => Self::Migrated,
-            ScopeArg::All => Self::All,
-        }
-    }
-}
-
-/// [`Mode`](crate::rewrite::Mode), as a flag.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum ModeArg {
-    /// Answer with the patch.
-    #[default]
-    Enforce,
-    /// Answer as enforce would, without the patch: a warning and the audit annotation say
-    /// what would have been rewritten.
-    Warn,
-}
-
-impl From<ModeArg> for crate::rewrite::Mode {
-    fn from(m: ModeArg) -> Self {
-        match m {
-            ModeArg::Enforce => Self::Enforce,
-            ModeArg::Warn => Self::Warn,
-        }
-    }
 }
 
 /// A Rancher cluster ID (`c-m-4kq8z9rt`, `local`): one DNS-1123 label. Empty means unknown

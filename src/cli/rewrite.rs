@@ -25,7 +25,7 @@ pub struct Args {
     /// What to do with a project ID that has no mapping: drop removes the label or annotation
     /// (selectors are never shortened), keep leaves it, deny refuses the object.
     #[arg(long, value_enum, default_value_t)]
-    pub unmapped: super::Unmapped,
+    pub unmapped: crate::rewrite::UnmappedPolicy,
 
     /// Output format.
     #[arg(short, long, value_enum, default_value_t)]
@@ -66,7 +66,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mappings = args.mappings.load()?;
     let objects = input::read_some_objects(&args.files, "objects")?;
     let settings = MutateSettings {
-        unmapped: args.unmapped.into(),
+        unmapped: args.unmapped,
         ..MutateSettings::default()
     };
 

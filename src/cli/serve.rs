@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{ModeArg, ScopeArg};
 use crate::live::{LiveMappings, TableMetrics};
 use crate::managed_certs::{self, KeeperMetrics};
-use crate::rewrite::MutateSettings;
+use crate::rewrite::{Mode, MutateSettings, Scope, UnmappedPolicy};
 use crate::server::admission_log::AdmissionLog;
 use crate::server::metrics::Metrics;
 use crate::server::routes::AppState;
@@ -89,19 +88,19 @@ pub struct RewriteArgs {
     /// What to do with a project ID that has no mapping: drop removes the label or annotation on
     /// migrated objects (selectors are never shortened), keep leaves it, deny refuses the request.
     #[arg(long, env = "RANCHER_REMAP_UNMAPPED", value_enum, default_value_t)]
-    pub unmapped: super::Unmapped,
+    pub unmapped: UnmappedPolicy,
 
     /// Which requests are rewritten: migrated (Stork's migrated annotation, a Namespace whose
     /// project-ID annotation names a source cluster of the table, or a migration user's write)
     /// or all.
     #[arg(long, env = "RANCHER_REMAP_SCOPE", value_enum, default_value_t)]
-    pub scope: ScopeArg,
+    pub scope: Scope,
 
     /// enforce answers with the patch; warn answers without it — a warning and the audit
     /// annotation say what would have been rewritten, counted as outcome="would_patch" — to
     /// roll out safely: install in warn, run `audit`, then switch to enforce
     #[arg(long, env = "RANCHER_REMAP_MODE", value_enum, default_value_t)]
-    pub mode: ModeArg,
+    pub mode: Mode,
 
     /// This cluster's Rancher ID (e.g. c-m-4kq8z9rt, or local), as `derive` prints it. A Namespace
     /// annotated with it is never rewritten, and a table whose sources name it (reversed) or
@@ -127,10 +126,10 @@ impl RewriteArgs {
     fn settings(&self) -> MutateSettings {
         let users = self.migration_user.iter().map(|u| u.trim().to_string());
         MutateSettings {
-            unmapped: self.unmapped.into(),
-            scope: self.scope.into(),
+            unmapped: self.unmapped,
+            scope: self.scope,
             migration_users: users.filter(|u| !u.is_empty()).collect(),
-            mode: self.mode.into(),
+            mode: self.mode,
             cluster_id: super::known(&self.cluster_id).map(str::to_string),
         }
     }
@@ -220,7 +219,7 @@ pub fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(crate::log_sink::Stderr);
+        .with_writer(|| crate::log_sink::Stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -293,7 +292,7 @@ async fn serve(
     log: AdmissionLog,
 ) -> Result<()> {
     let settings = args.rewrite.settings();
-    let users_given = !settings.migration_users.is_empty() || args.rewrite.scope == ScopeArg::All;
+    let users_given = !settings.migration_users.is_empty() || args.rewrite.scope == Scope::All;
     if source.is_some() && settings.cluster_id.is_none() {
         tracing::error!("{}", crate::server::routes::NO_CLUSTER_ID);
     }
@@ -302,14 +301,13 @@ async fn serve(
         users_given,
         settings.cluster_id.clone(),
     ));
-    let timing = args.limits.timing();
     let state = Arc::new(AppState {
         mappings: live.clone(),
         settings,
         metrics: metrics.server,
         max_body_bytes: args.limits.max_body_bytes,
         validate_only: source.is_none(),
-        request_timeout: timing.header_read,
+        timing: args.limits.timing(),
         log,
     });
     let needs_cluster =
@@ -322,10 +320,10 @@ async fn serve(
         Some(source) => source::start(source, live, Duration::from_secs(1), client.clone()).await?,
         None => tracing::info!("validate-only: serving /validate, no mapping table"),
     }
-    let credentials =
-        credentials(&args, client, metrics.certificate, metrics.keeper, &timing).await?;
+    let poll = state.timing.cert_poll;
+    let credentials = credentials(&args, client, metrics.certificate, metrics.keeper, poll).await?;
     let (listen, admin_listen) = (args.serving.listen, args.serving.admin_listen);
-    let server = Server::bind(listen, admin_listen, credentials, state, timing).await?;
+    let server = Server::bind(listen, admin_listen, credentials, state).await?;
     server.serve(shutdown_signal()).await
 }
 
@@ -336,22 +334,21 @@ async fn credentials(
     client: Option<kube::Client>,
     certificate: CertMetrics,
     keeper: KeeperMetrics,
-    timing: &Timing,
+    cert_poll: Duration,
 ) -> Result<Credentials> {
-    let managed = client
-        .as_ref()
-        .and_then(|c| args.managed_certs.settings(c.default_namespace()));
-    if managed.as_ref().is_some_and(|m| m.webhooks.is_empty()) {
-        tracing::warn!("--cert-secret without --webhook-configuration: no caBundle is kept; the API servers trust this server only if something else puts its CA (the Secret's ca-bundle.crt) there");
-    }
-    if let (Some(settings), Some(client)) = (managed, client) {
+    let managed =
+        client.and_then(|c| Some((args.managed_certs.settings(c.default_namespace())?, c)));
+    if let Some((settings, client)) = managed {
+        if settings.webhooks.is_empty() {
+            tracing::warn!("--cert-secret without --webhook-configuration: no caBundle is kept; the API servers trust this server only if something else puts its CA (the Secret's ca-bundle.crt) there");
+        }
         return managed_certs::start(client, settings, certificate, keeper).await;
     }
     let files = CertFiles {
         cert: args.serving.tls_cert.clone(),
         key: args.serving.tls_key.clone(),
     };
-    files.credentials(certificate, timing.cert_poll).map_err(|e| {
+    files.credentials(certificate, cert_poll).map_err(|e| {
         let fix = match e.is_missing_file() {
             true => "; make a pair with `rancher-remap certs --out DIR` and give --tls-cert DIR/tls.crt --tls-key DIR/tls.key, or let the server keep its own with --cert-secret",
             false => "",
@@ -364,12 +361,11 @@ async fn credentials(
 async fn shutdown_signal() {
     #[cfg(unix)]
     let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut s) = signal(SignalKind::terminate()) else {
+            return std::future::pending().await;
+        };
+        s.recv().await;
     };
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();

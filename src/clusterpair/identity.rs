@@ -1,10 +1,11 @@
 //! Who a ClusterPair authenticates as (docs/behaviour.md): the identity Stork writes migrated objects with
 //! on the cluster the ClusterPair points at. Read, never verified, and never the credential.
 
-use crate::text::shown_name;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 
 use super::model::{AuthInfo, KubeConfig};
+use crate::text::shown_name;
 
 /// What `derive` can tell about the migration identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,19 +69,11 @@ fn user_identity(name: &str, user: &AuthInfo) -> Identity {
 
 /// The subject common name of a base64-encoded PEM certificate (what Kubernetes uses as the user name).
 pub fn certificate_cn(b64_pem: &str) -> Option<String> {
-    let pem_bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64_pem.trim())
-        .ok()?;
+    let pem_bytes = STANDARD.decode(b64_pem.trim()).ok()?;
     let (_, pem) = x509_parser::pem::parse_x509_pem(&pem_bytes).ok()?;
     let cert = pem.parse_x509().ok()?;
-    let cn = cert
-        .subject()
-        .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()?
-        .to_string();
-    Some(cn)
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    Some(cn.to_string())
 }
 
 /// The `sub` claim of a JWT, decoded without verifying the signature.
@@ -90,9 +83,7 @@ pub fn jwt_subject(token: &str) -> Option<String> {
     if parts.next().is_some() {
         return None;
     }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     claims
         .get("sub")?
@@ -103,59 +94,42 @@ pub fn jwt_subject(token: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{json, Value};
+
     use super::*;
-    use crate::clusterpair::Secret;
 
     fn b64(s: &[u8]) -> String {
-        base64::engine::general_purpose::STANDARD.encode(s)
+        STANDARD.encode(s)
     }
 
     fn jwt(claims: &str) -> String {
-        let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let (header, claims) = (br#"{"alg":"RS256"}"#, claims.as_bytes());
         format!(
             "{}.{}.sig",
-            e.encode(br#"{"alg":"RS256"}"#),
-            e.encode(claims)
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
         )
     }
 
-    fn config_with(user: AuthInfo) -> KubeConfig {
-        let mut c = KubeConfig {
-            current_context: "ctx".into(),
-            ..Default::default()
-        };
-        c.contexts.insert(
-            "ctx".into(),
-            super::super::model::Context {
-                cluster: "k".into(),
-                user: "u".into(),
-                namespace: String::new(),
-            },
-        );
-        c.users.insert("u".into(), user);
-        c
+    /// A kubeconfig whose current context names `user`.
+    fn config_with(user: Value) -> KubeConfig {
+        let config = json!({"current-context": "ctx", "users": {"u": user},
+            "contexts": {"ctx": {"cluster": "k", "user": "u"}}});
+        serde_json::from_value(config).unwrap()
     }
 
     #[test]
     fn token_subject() {
-        let user = AuthInfo {
-            token: Some(Secret::new(jwt(
-                r#"{"sub":"system:serviceaccount:kube-system:stork"}"#,
-            ))),
-            ..Default::default()
-        };
+        let token = jwt(r#"{"sub":"system:serviceaccount:kube-system:stork"}"#);
         assert_eq!(
-            current_identity(&config_with(user)),
+            current_identity(&config_with(json!({ "token": token }))),
             Identity::User("system:serviceaccount:kube-system:stork".into())
         );
     }
 
     #[test]
     fn opaque_token_is_unknown_and_not_quoted() {
-        let user = AuthInfo {
-            token: Some(Secret::new("abcdef.0123456789abcdef")),
-            ..Default::default()
-        };
+        let user = json!({"token": "abcdef.0123456789abcdef"});
         match current_identity(&config_with(user)) {
             Identity::Unknown(why) => assert!(!why.contains("0123456789abcdef"), "{why}"),
             other => panic!("{other:?}"),
@@ -170,11 +144,8 @@ mod tests {
             .push(rcgen::DnType::CommonName, "stork-migrator");
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
-        let user = AuthInfo {
-            client_certificate_data: Some(Secret::new(b64(cert.pem().as_bytes()))),
-            client_key_data: Some(Secret::new(b64(key.serialize_pem().as_bytes()))),
-            ..Default::default()
-        };
+        let user = json!({"client-certificate-data": b64(cert.pem().as_bytes()),
+            "client-key-data": b64(key.serialize_pem().as_bytes())});
         assert_eq!(
             current_identity(&config_with(user)),
             Identity::User("stork-migrator".into())
@@ -183,14 +154,9 @@ mod tests {
 
     #[test]
     fn exec_and_missing_context() {
-        let user = AuthInfo {
-            exec: true,
-            ..Default::default()
-        };
-        assert!(
-            matches!(current_identity(&config_with(user)), Identity::Unknown(w) if w.contains("exec"))
-        );
-        let mut c = config_with(AuthInfo::default());
+        let exec = config_with(json!({"exec": {"command": "x"}}));
+        assert!(matches!(current_identity(&exec), Identity::Unknown(w) if w.contains("exec")));
+        let mut c = config_with(json!({}));
         c.current_context = "nope".into();
         assert!(matches!(current_identity(&c), Identity::Unknown(_)));
     }

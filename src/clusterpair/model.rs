@@ -1,6 +1,7 @@
 //! A typed ClusterPair (`stork.libopenstorage.org/v1alpha1`), lenient about fields it does not
 //! know. `spec.config` is a kubeconfig in client-go's *internal* shape: maps keyed by name.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -67,25 +68,21 @@ pub struct RancherOptions {
 
 /// client-go's internal `Config`.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct KubeConfig {
     pub clusters: BTreeMap<String, Cluster>,
     pub contexts: BTreeMap<String, Context>,
     pub users: BTreeMap<String, AuthInfo>,
-    #[serde(rename = "current-context")]
     pub current_context: String,
 }
 
 /// client-go's internal `Cluster`.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct Cluster {
     pub server: String,
-    #[serde(rename = "certificate-authority-data")]
     pub certificate_authority_data: Option<Secret>,
-    #[serde(rename = "certificate-authority")]
     pub certificate_authority: Option<String>,
-    #[serde(rename = "insecure-skip-tls-verify")]
     pub insecure_skip_tls_verify: bool,
     #[serde(rename = "LocationOfOrigin")]
     pub location_of_origin: Option<String>,
@@ -102,15 +99,11 @@ pub struct Context {
 
 /// client-go's internal `AuthInfo`: every credential is a [`Secret`].
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct AuthInfo {
-    #[serde(rename = "client-certificate-data")]
     pub client_certificate_data: Option<Secret>,
-    #[serde(rename = "client-key-data")]
     pub client_key_data: Option<Secret>,
-    #[serde(rename = "client-certificate")]
     pub client_certificate: Option<String>,
-    #[serde(rename = "client-key")]
     pub client_key: Option<String>,
     pub token: Option<Secret>,
     #[serde(rename = "tokenFile")]
@@ -120,7 +113,7 @@ pub struct AuthInfo {
     /// Only whether it is present matters; its content may hold credentials in `env`.
     #[serde(deserialize_with = "presence")]
     pub exec: bool,
-    #[serde(rename = "auth-provider", deserialize_with = "presence")]
+    #[serde(deserialize_with = "presence")]
     pub auth_provider: bool,
 }
 
@@ -168,31 +161,22 @@ impl ClusterPair {
     }
 
     /// Parses `spec.platformOptions.rancher.projectMappings` (each entry checked on its own;
-    /// the checks across entries are the table's).
-    pub fn parse_mappings(&self) -> crate::mapping::Parsed {
-        let pairs = self.project_mappings();
-        crate::mapping::parse_map(
-            pairs.iter().map(|(s, d)| (s.as_str(), d.as_str())),
-            &crate::mapping::Origin::ClusterPair,
-        )
-    }
-
-    /// The project mappings as `(src, dst)` strings; a non-string value becomes its JSON text
+    /// the checks across entries are the table's). A non-string value is read as its JSON text
     /// (and then fails the ID check with a message naming the entry).
-    pub fn project_mappings(&self) -> Vec<(String, String)> {
-        self.spec
-            .platform_options
-            .rancher
-            .project_mappings
-            .iter()
-            .map(|(k, v)| {
-                let v = match v {
-                    Value::String(s) => s.clone(),
-                    Value::Null => String::new(),
-                    other => other.to_string(),
-                };
-                (k.clone(), v)
+    pub fn parse_mappings(&self) -> crate::mapping::Parsed {
+        let mappings = &self.spec.platform_options.rancher.project_mappings;
+        let values: Vec<Cow<str>> = mappings
+            .values()
+            .map(|v| match v {
+                Value::String(s) => Cow::Borrowed(s.as_str()),
+                Value::Null => Cow::Borrowed(""),
+                other => Cow::Owned(other.to_string()),
             })
-            .collect()
+            .collect();
+        let pairs = mappings
+            .keys()
+            .zip(&values)
+            .map(|(s, d)| (s.as_str(), &**d));
+        crate::mapping::parse_map(pairs, &crate::mapping::Origin::ClusterPair)
     }
 }

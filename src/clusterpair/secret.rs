@@ -15,7 +15,6 @@ use serde::{Deserialize, Deserializer};
 pub struct Secret(SecretString);
 
 impl Secret {
-    /// Wraps a credential.
     pub fn new(s: impl Into<String>) -> Self {
         Secret(SecretString::from(s.into()))
     }
@@ -30,14 +29,6 @@ impl Secret {
         self.expose().trim().is_empty()
     }
 }
-
-impl PartialEq for Secret {
-    fn eq(&self, other: &Self) -> bool {
-        self.expose() == other.expose()
-    }
-}
-
-impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -123,18 +123,18 @@ fn the_serving_certificate_is_verified_for_the_service_name_and_its_expiry() {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let w = |ca: &str, now: i64| WebhookFacts {
         configuration: Some(("rancher-remap".into(), hook(ca))),
-        serving_cert: ServingCert::Pem(g.tls_cert.as_bytes().to_vec()),
+        serving_cert: ServingCert::Pem(g.serving.cert.as_bytes().to_vec()),
         ready_replicas: Some(1),
         now,
         ..no_webhook()
     };
-    let c = check_webhook(&w(&g.ca_cert, now), Some("c-dst"));
+    let c = check_webhook(&w(&g.ca.cert, now), Some("c-dst"));
     assert_says(&c, Status::Ok, &[]);
-    let c = check_webhook(&w(&other.ca_cert, now), Some("c-dst"));
+    let c = check_webhook(&w(&other.ca.cert, now), Some("c-dst"));
     assert_says(&c, Status::Fail, &["does not verify"]);
-    let c = check_webhook(&w(&g.ca_cert, now + 350 * 86_400), Some("c-dst"));
+    let c = check_webhook(&w(&g.ca.cert, now + 350 * 86_400), Some("c-dst"));
     assert_says(&c, Status::Warn, &["expires in"]);
-    let c = check_webhook(&w(&g.ca_cert, now), Some("c-elsewhere"));
+    let c = check_webhook(&w(&g.ca.cert, now), Some("c-elsewhere"));
     assert_says(&c, Status::Fail, &["does not carry cluster ID c-elsewhere"]);
 }
 

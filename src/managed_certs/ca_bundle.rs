@@ -63,22 +63,16 @@ impl WebhookConfigRef {
     }
 }
 
-/// A configuration brought up to date.
-pub struct Synced {
-    /// Whether this call patched it (it held another caBundle, or none).
-    pub patched: bool,
-    /// Its resourceVersion afterwards: any change since the last look (a reset and a restore
-    /// by someone else included) restarts the rollover's grace.
-    pub version: String,
-}
-
-/// Brings one configuration's caBundle to `bundle_pem`. The error is why it could not be (the
-/// API's own reason; it never holds the bundle, which is public anyway).
+/// Brings one configuration's caBundle to `bundle_pem`: whether this call patched it (it held
+/// another caBundle, or none), and its resourceVersion afterwards (any change since the last
+/// look, a reset and a restore by someone else included, restarts the rollover's grace). The
+/// error is why it could not be (the API's own reason; it never holds the bundle, which is
+/// public anyway).
 pub async fn sync(
     client: &Client,
     at: &WebhookConfigRef,
     bundle_pem: &str,
-) -> Result<Synced, String> {
+) -> Result<(bool, String), String> {
     use kube::ResourceExt;
     let api = at.api(client);
     let described = |e| KubeError::from(e).to_string();
@@ -95,10 +89,7 @@ pub async fn sync(
     } else {
         config
     };
-    Ok(Synced {
-        patched,
-        version: config.resource_version().unwrap_or_default(),
-    })
+    Ok((patched, config.resource_version().unwrap_or_default()))
 }
 
 /// The JSON patch operations that set every stale caBundle (none when all are current).

@@ -240,8 +240,8 @@ impl Keeper {
                     .write(step, current.as_ref(), stored.as_ref(), now)
                     .await?
                 {
-                    Written::Done(secret) => secret::stored(&secret),
-                    Written::Conflict => continue,
+                    Some(secret) => secret::stored(&secret),
+                    None => continue,
                 },
             };
             let since = self.publish(&in_store.bundle, now).await;
@@ -285,7 +285,7 @@ impl Keeper {
         current: Option<&Secret>,
         stored: Option<&Stored>,
         now: i64,
-    ) -> Result<Written, kube::Error> {
+    ) -> Written {
         let new = plan::apply(step, stored, &self.settings.policy, now)
             .map_err(|e| kube::Error::Service(e.to_string().into()))?;
         let written = match current {
@@ -296,11 +296,11 @@ impl Keeper {
             }
         }?;
         match &written {
-            Written::Done(_) => {
+            Some(_) => {
                 self.metrics.secret_writes.count("ok");
                 tracing::info!(secret = %self.origin(), step = describe(step), "certificate Secret written");
             }
-            Written::Conflict => {
+            None => {
                 self.metrics.secret_writes.count("conflict");
                 tracing::info!(secret = %self.origin(), "another replica changed the certificate Secret first; reading it again");
             }
@@ -317,12 +317,12 @@ impl Keeper {
         let mut stale = 0;
         for at in &self.settings.webhooks {
             match ca_bundle::sync(&self.client, at, bundle).await {
-                Ok(synced) => {
-                    if synced.patched {
+                Ok((patched, version)) => {
+                    if patched {
                         self.metrics.ca_bundle_patches.count("ok");
                         tracing::info!(configuration = %at, "caBundle updated");
                     }
-                    versions.push(synced.version);
+                    versions.push(version);
                 }
                 Err(reason) => {
                     stale += 1;
@@ -332,13 +332,17 @@ impl Keeper {
             }
         }
         self.metrics.ca_bundle_stale.set(stale);
-        let last = self.published.take();
-        let unchanged = last.filter(|p| p.bundle == bundle && p.versions == versions);
-        let since = unchanged.map_or(now, |p| p.since);
-        self.published = (stale == 0).then(|| Published {
-            bundle: bundle.to_string(),
-            versions,
-            since,
+        // Kept as it is while every configuration holds the same bundle at the same versions.
+        let unchanged = self
+            .published
+            .take()
+            .filter(|p| p.bundle == bundle && p.versions == versions);
+        self.published = unchanged.or_else(|| {
+            (stale == 0).then(|| Published {
+                bundle: bundle.to_string(),
+                versions,
+                since: now,
+            })
         });
         self.published.as_ref().map(|p| p.since)
     }

@@ -62,16 +62,8 @@ fn data(s: &Stored) -> BTreeMap<String, ByteString> {
     .collect()
 }
 
-/// The result of a conditional write.
-pub enum Written {
-    /// The Secret as stored.
-    Done(Box<Secret>),
-    /// Someone else wrote first: read it again.
-    Conflict,
-}
-
 /// Creates the Secret holding `s`.
-pub async fn create(api: &Api<Secret>, name: &str, s: &Stored) -> Result<Written, kube::Error> {
+pub async fn create(api: &Api<Secret>, name: &str, s: &Stored) -> Written {
     let secret = Secret {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
@@ -89,12 +81,7 @@ pub async fn create(api: &Api<Secret>, name: &str, s: &Stored) -> Result<Written
 }
 
 /// Replaces the material of the Secret read at `resource_version` with `s`.
-pub async fn update(
-    api: &Api<Secret>,
-    name: &str,
-    resource_version: &str,
-    s: &Stored,
-) -> Result<Written, kube::Error> {
+pub async fn update(api: &Api<Secret>, name: &str, resource_version: &str, s: &Stored) -> Written {
     // A merge patch that names the resourceVersion is refused with 409 if it changed.
     let patch = json!({
         "metadata": { "resourceVersion": resource_version },
@@ -106,11 +93,14 @@ pub async fn update(
     )
 }
 
-/// A conditional write's result: 409 is someone else's write first.
-fn written(result: Result<Secret, kube::Error>) -> Result<Written, kube::Error> {
+/// A conditional write's result: the Secret as stored, or `None` when someone else wrote first
+/// (409: read it again).
+pub type Written = Result<Option<Secret>, kube::Error>;
+
+fn written(result: Result<Secret, kube::Error>) -> Written {
     match result {
-        Ok(done) => Ok(Written::Done(Box::new(done))),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Written::Conflict),
+        Ok(done) => Ok(Some(done)),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -109,14 +109,10 @@ impl EntryRef {
 
     /// The field path of this entry, e.g. `spec.platformOptions.rancher.projectMappings[p-a]`.
     pub fn field_path(&self) -> String {
+        let index = self.index();
         match &self.origin {
-            Origin::Text => format!("project-mappings[{}]", self.index()),
-            Origin::ClusterPair => {
-                format!(
-                    "spec.platformOptions.rancher.projectMappings[{}]",
-                    self.index()
-                )
-            }
+            Origin::Text => format!("project-mappings[{index}]"),
+            Origin::ClusterPair => format!("spec.platformOptions.rancher.projectMappings[{index}]"),
             Origin::ConfigMapKey(key) => format!("data[{key}]"),
         }
     }
@@ -286,14 +282,8 @@ pub struct MappingErrors(pub Vec<MappingError>);
 
 impl fmt::Display for MappingErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid project mappings: ")?;
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
+        let list: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        write!(f, "invalid project mappings: {}", list.join("; "))
     }
 }
 

@@ -40,36 +40,23 @@ pub fn check_label(s: &str) -> Result<(), IdError> {
     let b = s.as_bytes();
     let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
     let ok = alnum(b[0]) && alnum(b[b.len() - 1]) && b.iter().all(|&c| alnum(c) || c == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(IdError::NotALabel(s.to_string()))
+    match ok {
+        true => Ok(()),
+        false => Err(IdError::NotALabel(s.to_string())),
     }
 }
 
 impl<'a> ProjectValue<'a> {
     /// Parses `P` or `C:P`.
     pub fn parse(s: &'a str) -> Result<Self, IdError> {
-        let mut parts = s.split(':');
-        let first = parts.next().unwrap_or_default();
-        match (parts.next(), parts.next()) {
-            (None, _) => {
-                check_label(first)?;
-                Ok(Self {
-                    cluster: None,
-                    project: first,
-                })
-            }
-            (Some(project), None) => {
-                check_label(first)?;
-                check_label(project)?;
-                Ok(Self {
-                    cluster: Some(first),
-                    project,
-                })
-            }
-            (Some(_), Some(_)) => Err(IdError::TooManyColons),
-        }
+        let (cluster, project) = match s.split_once(':') {
+            Some((_, p)) if p.contains(':') => return Err(IdError::TooManyColons),
+            Some((c, p)) => (Some(c), p),
+            None => (None, s),
+        };
+        cluster.map_or(Ok(()), check_label)?;
+        check_label(project)?;
+        Ok(Self { cluster, project })
     }
 }
 

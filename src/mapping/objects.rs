@@ -28,13 +28,12 @@ impl Mappings {
     /// Mappings from `--project-mappings` syntax alone (no migration users come with text).
     pub fn from_text(text: &str) -> Result<Mappings, MappingErrors> {
         Ok(Mappings {
-            table: Table::build(parse_text(text, &Origin::Text))?,
+            table: super::table_from_text(text)?,
             migration_users: Vec::new(),
         })
     }
 }
 
-/// Whether a value is a ConfigMap.
 pub fn is_configmap(v: &Value) -> bool {
     v.get("kind").and_then(Value::as_str) == Some("ConfigMap")
 }
@@ -79,7 +78,6 @@ pub fn migration_users(cm: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Splits the migration-users annotation value.
 pub fn parse_migration_users(value: &str) -> Vec<String> {
     value
         .split(',')

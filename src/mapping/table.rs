@@ -229,39 +229,24 @@ impl Table {
     /// must not name this cluster (a reversed table) and its cluster-form destinations must
     /// (not another cluster's table). Every offending cluster pair is reported.
     pub fn check_cluster(&self, this: &str) -> Result<(), MappingErrors> {
-        let mut pairs: Vec<(&str, &str)> = self
-            .clusters
-            .iter()
-            .map(|(from, to)| (&**from, &*to.dst))
-            .collect();
-        // The map's order is random; messages are not.
-        pairs.sort_unstable();
-        let errors: Vec<MappingError> = pairs
-            .into_iter()
-            .filter_map(|(from, to)| {
-                if from == to {
-                    // Only an `x=x` entry gets here (other self-mappings are refused): no effect.
-                    None
-                } else if from == this {
-                    Some(MappingError::Reversed {
-                        this: this.to_string(),
-                        to: to.to_string(),
-                    })
-                } else if to != this {
-                    Some(MappingError::OtherCluster {
-                        from: from.to_string(),
-                        to: to.to_string(),
-                        this: this.to_string(),
-                    })
-                } else {
-                    None
-                }
-            })
-            .collect();
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(MappingErrors(errors))
+        let mut errors = Vec::new();
+        // Sorted: the map's order is random; messages are not.
+        for (from, to) in sorted_pairs(&self.clusters) {
+            // Only an `x=x` entry maps a cluster onto itself (other self-mappings are refused):
+            // no effect.
+            if from == to {
+                continue;
+            }
+            let (from, to, this) = (from.to_string(), to.to_string(), this.to_string());
+            if from == this {
+                errors.push(MappingError::Reversed { this, to });
+            } else if to != this {
+                errors.push(MappingError::OtherCluster { from, to, this });
+            }
+        }
+        match errors.is_empty() {
+            true => Ok(()),
+            false => Err(MappingErrors(errors)),
         }
     }
 
@@ -277,27 +262,20 @@ impl Table {
     /// project's and its cluster's mapping (a disagreement between them is refused), so these
     /// four say all that [`Table::lookup_ref`] says.
     pub fn parts(&self) -> TableParts<'_> {
-        fn pairs(m: &Map<Box<str>, Claim>) -> Vec<(&str, &str)> {
-            let mut v: Vec<(&str, &str)> = m.iter().map(|(k, c)| (&**k, &*c.dst)).collect();
-            v.sort_unstable();
-            v
-        }
         let mut dst_projects: Vec<&str> = self.dst_projects.iter().map(|p| &**p).collect();
         dst_projects.sort_unstable();
         TableParts {
-            projects: pairs(&self.projects),
-            clusters: pairs(&self.clusters),
+            projects: sorted_pairs(&self.projects),
+            clusters: sorted_pairs(&self.clusters),
             destination_projects: dst_projects,
             destination_clusters: self.destination_clusters(),
         }
     }
 
-    /// Number of distinct entries.
     pub fn len(&self) -> usize {
         self.exact.len()
     }
 
-    /// Whether the table has no entries.
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty()
     }
@@ -319,6 +297,13 @@ impl Table {
     pub fn warnings(&self) -> &[MappingWarning] {
         &self.warnings
     }
+}
+
+/// The claims as `(key, dst)`, sorted.
+fn sorted_pairs(claims: &Map<Box<str>, Claim>) -> Vec<(&str, &str)> {
+    let mut pairs: Vec<(&str, &str)> = claims.iter().map(|(k, c)| (&**k, &*c.dst)).collect();
+    pairs.sort_unstable();
+    pairs
 }
 
 /// Claims `key → dst` for entry `by`; returns the earlier claim when it disagrees.

@@ -1,9 +1,17 @@
 //! docs/behaviour.md (checks across entries) and §4 (lookup), one case per rule.
 
 use super::*;
+use LookupRef::{Keep, Unmapped};
 
 fn table(text: &str) -> Table {
     table_from_text(text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A ConfigMap's data.
+fn data(keys: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    keys.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn errors(text: &str) -> Vec<MappingError> {
@@ -40,16 +48,14 @@ fn project_parts_conflict_across_forms() {
         "{e:?}"
     );
     let e = errors("c-1:p-a=c-2:p-b,c-3:p-a=c-4:p-c");
-    assert!(
-        e.iter().any(|e| matches!(
-            e,
-            MappingError::Conflict {
-                part: Part::Project,
-                ..
-            }
-        )),
-        "{e:?}"
-    );
+    let parts: Vec<Part> = e
+        .iter()
+        .filter_map(|e| match e {
+            MappingError::Conflict { part, .. } => Some(*part),
+            _ => None,
+        })
+        .collect();
+    assert!(parts.contains(&Part::Project), "{e:?}");
 }
 
 #[test]
@@ -69,14 +75,12 @@ fn chains_are_refused() {
         "{e:?}"
     );
     // Whole cluster-form values, and a cluster-form destination project used as a project source.
-    assert!(matches!(
-        &errors("c-1:p-a=c-2:p-b,c-2:p-b=c-3:p-c")[..],
-        [MappingError::Chain { .. }]
-    ));
-    assert!(matches!(
-        &errors("c-1:p-a=c-2:p-b,p-b=p-c")[..],
-        [MappingError::Chain { .. }]
-    ));
+    for text in ["c-1:p-a=c-2:p-b,c-2:p-b=c-3:p-c", "c-1:p-a=c-2:p-b,p-b=p-c"] {
+        assert!(
+            matches!(&errors(text)[..], [MappingError::Chain { .. }]),
+            "{text}"
+        );
+    }
 }
 
 #[test]
@@ -93,8 +97,8 @@ fn identity_is_a_warning_not_a_chain() {
 #[test]
 fn many_to_one_is_allowed_with_a_warning_naming_both_entries() {
     let t = table("p-a=p-z,p-b=p-z");
-    assert_eq!(t.lookup_ref("p-a"), LookupRef::Rewrite("p-z".into()));
-    assert_eq!(t.lookup_ref("p-b"), LookupRef::Rewrite("p-z".into()));
+    assert_eq!(t.lookup_ref("p-a"), to("p-z"));
+    assert_eq!(t.lookup_ref("p-b"), to("p-z"));
     let w: Vec<String> = t.warnings().iter().map(ToString::to_string).collect();
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(
@@ -120,14 +124,14 @@ fn many_to_one_is_counted_by_project_once_whatever_the_forms() {
         "{w:?}"
     );
     // One-to-one tables, in both forms, and exact duplicates: none.
-    assert!(table("p-a=p-y,c-1:p-a=c-2:p-y,p-b=p-z,p-a=p-y")
-        .warnings()
-        .is_empty());
     // Two source clusters onto one, distinct projects (two pairs' tables merged on one
     // destination): each pair's reverse holds its own.
-    assert!(table("c-1:p-a=c-3:p-x,c-2:p-b=c-3:p-y")
-        .warnings()
-        .is_empty());
+    for text in [
+        "p-a=p-y,c-1:p-a=c-2:p-y,p-b=p-z,p-a=p-y",
+        "c-1:p-a=c-3:p-x,c-2:p-b=c-3:p-y",
+    ] {
+        assert!(table(text).warnings().is_empty(), "{text}");
+    }
 }
 
 #[test]
@@ -138,16 +142,9 @@ fn all_errors_are_reported() {
 
 #[test]
 fn conflict_across_configmap_keys_names_both_keys() {
-    let data = [
-        ("ns.a".to_string(), "p-a=p-b\n".to_string()),
-        ("ns.b".to_string(), "p-a=p-c\n".to_string()),
-    ]
-    .into_iter()
-    .collect();
-    let e = Table::build(objects::parse_configmap_data(&data))
-        .unwrap_err()
-        .0;
-    let msg = e[0].to_string();
+    let data = data(&[("ns.a", "p-a=p-b\n"), ("ns.b", "p-a=p-c\n")]);
+    let e = Table::build(objects::parse_configmap_data(&data)).unwrap_err();
+    let msg = e.0[0].to_string();
     assert!(
         msg.contains("data key ns.a") && msg.contains("data key ns.b"),
         "{msg}"
@@ -156,54 +153,29 @@ fn conflict_across_configmap_keys_names_both_keys() {
 
 // §4 lookup
 
-#[test]
-fn destination_values_stay() {
-    let t = table("p-a=p-b,c-1:p-a=c-2:p-b");
-    assert_eq!(t.lookup_ref("p-b"), LookupRef::Keep);
-    assert_eq!(t.lookup_ref("c-2:p-b"), LookupRef::Keep);
+#[rstest::rstest]
+// Destination values stay.
+#[case::destination("p-a=p-b,c-1:p-a=c-2:p-b", "p-b", Keep)]
+#[case::destination_cluster_form("p-a=p-b,c-1:p-a=c-2:p-b", "c-2:p-b", Keep)]
+// An exact entry wins.
+#[case::exact("p-a=p-b,c-1:p-a=c-2:p-b,c-9:p-q=c-8:p-r", "p-a", to("p-b"))]
+#[case::exact_cluster_form("p-a=p-b,c-1:p-a=c-2:p-b,c-9:p-q=c-8:p-r", "c-1:p-a", to("c-2:p-b"))]
+// p-a → p-b by a project-form entry; c-1 → c-2 learned from another cluster-form entry.
+#[case::composed("p-a=p-b,c-1:p-x=c-2:p-y", "c-1:p-a", to("c-2:p-b"))]
+// Project known only as the project part of a cluster-form entry.
+#[case::composed_from_cluster_entries("c-1:p-a=c-2:p-b,c-1:p-x=c-2:p-y", "c-1:p-x", to("c-2:p-y"))]
+#[case::cluster_unknown("p-a=p-b", "c-1:p-a", Unmapped)]
+#[case::project_form_from_cluster_entry("c-1:p-a=c-2:p-b", "p-a", to("p-b"))]
+#[case::unmapped("p-a=p-b,c-1:p-a=c-2:p-b", "p-zz", Unmapped)]
+#[case::unmapped_cluster_form("p-a=p-b,c-1:p-a=c-2:p-b", "c-1:p-zz", Unmapped)]
+#[case::empty("p-a=p-b,c-1:p-a=c-2:p-b", "", Unmapped)]
+#[case::not_an_id("p-a=p-b,c-1:p-a=c-2:p-b", "a:b:c", Unmapped)]
+fn lookup(#[case] entries: &str, #[case] value: &str, #[case] expected: LookupRef) {
+    assert_eq!(table(entries).lookup_ref(value), expected);
 }
 
-#[test]
-fn exact_entry_wins() {
-    let t = table("p-a=p-b,c-1:p-a=c-2:p-b,c-9:p-q=c-8:p-r");
-    assert_eq!(t.lookup_ref("p-a"), LookupRef::Rewrite("p-b".into()));
-    assert_eq!(
-        t.lookup_ref("c-1:p-a"),
-        LookupRef::Rewrite("c-2:p-b".into())
-    );
-}
-
-#[test]
-fn cluster_form_composed_from_parts() {
-    // p-a → p-b by a project-form entry; c-1 → c-2 learned from another cluster-form entry.
-    let t = table("p-a=p-b,c-1:p-x=c-2:p-y");
-    assert_eq!(
-        t.lookup_ref("c-1:p-a"),
-        LookupRef::Rewrite("c-2:p-b".into())
-    );
-    // Project known only as the project part of a cluster-form entry.
-    let t = table("c-1:p-a=c-2:p-b,c-1:p-x=c-2:p-y");
-    assert_eq!(
-        t.lookup_ref("c-1:p-x"),
-        LookupRef::Rewrite("c-2:p-y".into())
-    );
-    // Cluster unknown: unmapped.
-    assert_eq!(table("p-a=p-b").lookup_ref("c-1:p-a"), LookupRef::Unmapped);
-}
-
-#[test]
-fn project_form_from_cluster_entry() {
-    let t = table("c-1:p-a=c-2:p-b");
-    assert_eq!(t.lookup_ref("p-a"), LookupRef::Rewrite("p-b".into()));
-}
-
-#[test]
-fn unmapped_values() {
-    let t = table("p-a=p-b,c-1:p-a=c-2:p-b");
-    assert_eq!(t.lookup_ref("p-zz"), LookupRef::Unmapped);
-    assert_eq!(t.lookup_ref("c-1:p-zz"), LookupRef::Unmapped);
-    assert_eq!(t.lookup_ref(""), LookupRef::Unmapped);
-    assert_eq!(t.lookup_ref("a:b:c"), LookupRef::Unmapped);
+fn to(value: &str) -> LookupRef<'_> {
+    LookupRef::Rewrite(value.into())
 }
 
 #[test]
@@ -220,11 +192,7 @@ fn second_lookup_is_a_no_op() {
 
 #[test]
 fn configmap_with_users() {
-    let data = [(
-        "ns.pair".to_string(),
-        "p-a=p-b\nc-1:p-a=c-2:p-b\n".to_string(),
-    )]
-    .into();
+    let data = data(&[("ns.pair", "p-a=p-b\nc-1:p-a=c-2:p-b\n")]);
     let m = objects::mappings_from_configmap(&data, Some(" a , b,")).unwrap();
     assert_eq!(m.migration_users, ["a", "b"]);
     assert_eq!(m.table.len(), 2);

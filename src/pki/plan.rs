@@ -41,14 +41,6 @@ pub struct Policy {
     pub rollover_grace: i64,
 }
 
-impl Policy {
-    /// How long before its end the CA is rolled over: two serving lifetimes (every serving pair
-    /// it signs can still be renewed on time), at most half its own life.
-    fn ca_renew_before(&self, ca: &CertInfo) -> i64 {
-        (2 * self.serving_validity).min((ca.not_after - ca.not_before) / 2)
-    }
-}
-
 /// Why the Secret is rewritten (said in the log line and the metric label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Why {
@@ -168,7 +160,10 @@ pub fn plan(
             return Step::DropPreviousCa;
         }
     }
-    let roll_at = c.ca.not_after - policy.ca_renew_before(&c.ca);
+    // The CA is rolled over two serving lifetimes before its end (every serving pair it signs
+    // can still be renewed on time), at most half its own life.
+    let roll_at =
+        c.ca.not_after - (2 * policy.serving_validity).min((c.ca.not_after - c.ca.not_before) / 2);
     if c.previous.is_none() && now >= roll_at {
         return Step::StartRollover;
     }

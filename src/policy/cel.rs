@@ -86,9 +86,7 @@ enum Acc {
 
 impl Acc {
     fn field(&self, name: &str) -> Acc {
-        let base = match self {
-            Acc::Plain(e) | Acc::Opt(e) => e,
-        };
+        let (Acc::Plain(base) | Acc::Opt(base)) = self;
         Acc::Opt(format!("{base}.?{name}"))
     }
 
@@ -215,17 +213,14 @@ fn generate(p: &Place, acc: &Acc, path: &Path, depth: usize, gen: &Gen) -> Vec<I
             group: None,
             expr: expression(acc, path, depth, gen),
         }],
-        Place::Capture(_) => Vec::new(),
+        // An expression's values are read by `expression`.
+        Place::Value(_) | Place::Capture(_) => Vec::new(),
     }
 }
 
 /// The patches of a labels or annotations map (or a selector's `matchLabels`).
 fn labels(acc: &Acc, path: &Path, depth: usize, location: Location, gen: &Gen) -> String {
-    let (k, v, r) = (
-        format!("k{depth}"),
-        format!("v{depth}"),
-        format!("r{depth}"),
-    );
+    let [k, v, r] = ["k", "v", "r"].map(|n| format!("{n}{depth}"));
     let at = path
         .with(Step::Expr(format!("jsonpatch.escapeKey({k})")))
         .render();
@@ -250,12 +245,7 @@ fn labels(acc: &Acc, path: &Path, depth: usize, location: Location, gen: &Gen) -
 /// The patches of one selector expression: each value of an `In` or `NotIn` expression on a
 /// project-ID key, looked up; an unmapped value stays (a selector is never shortened).
 fn expression(acc: &Acc, path: &Path, depth: usize, gen: &Gen) -> String {
-    let (x, j, v, r) = (
-        format!("x{depth}"),
-        format!("j{depth}"),
-        format!("v{depth}"),
-        format!("r{depth}"),
-    );
+    let [x, j, v, r] = ["x", "j", "v", "r"].map(|n| format!("{n}{depth}"));
     let at = path
         .with(Step::Const("values".into()))
         .with(Step::Expr(format!("string({j})")))
@@ -265,10 +255,7 @@ fn expression(acc: &Acc, path: &Path, depth: usize, gen: &Gen) -> String {
         is_key = is_project_id_key(&format!("{x}.?key.orValue('')"), depth),
         lookup = lookup(&v, depth, gen),
     );
-    match acc {
-        Acc::Plain(e) => format!("[{e}].map({x}, {body})[0]"),
-        Acc::Opt(_) => format!("[{}].map({x}, {body})[0]", acc.or("{}")),
-    }
+    format!("[{}].map({x}, {body})[0]", acc.or("{}"))
 }
 
 /// Whether the key `k` (an expression) is a project-ID key: its prefix (before the first `/`)
@@ -393,6 +380,34 @@ mod tests {
             expr
         }
 
+        /// A table past one expression's limit is cut into several literals, and the lookup
+        /// finds values in any of them.
+        #[test]
+        fn a_large_table_is_looked_up_across_its_literals() {
+            let text: Vec<String> = (0..2_300)
+                .map(|i| format!("c-s:p-s{i:05}=c-d:p-d{i:05}"))
+                .collect();
+            let m = Mappings::from_text(&text.join(",")).unwrap();
+            let table = crate::policy::table(&m);
+            let literals = table.variables.as_array().unwrap();
+            assert_eq!(literals.len(), 2);
+            assert_eq!(literals[1]["name"], json!("table1"));
+            for l in literals {
+                let size = l["expression"].as_str().unwrap().len();
+                assert!(size < crate::policy::EXPRESSION_LIMIT);
+            }
+            assert_eq!(table.bounds, ["p.p-s02164"]);
+            let (env, expr) = (env(), lookup_over(&m));
+            for (v, want) in [
+                ("p-s00000", "p-d00000"),
+                ("c-s:p-s02299", "c-d:p-d02299"),
+                ("p-d01500", "p-d01500"),
+                ("p-x", ""),
+            ] {
+                assert_eq!(eval(&env, &expr, &[("v0", json!(v))]), json!(want), "{v}");
+            }
+        }
+
         proptest! {
             #[test]
             fn the_lookup_is_the_tables(
@@ -423,53 +438,6 @@ mod tests {
                 let got = eval(&env(), &super::super::is_project_id_key("k0", 0), &[("k0", json!(key))]);
                 prop_assert_eq!(got, json!(is_project_id_key(&key)), "{}", key);
             }
-        }
-    }
-
-    /// A table past one expression's limit is cut into several literals, and the lookup
-    /// finds values in any of them.
-    #[test]
-    fn a_large_table_is_looked_up_across_its_literals() {
-        use serde_json::json;
-        let text: Vec<String> = (0..2_300)
-            .map(|i| format!("c-s:p-s{i:05}=c-d:p-d{i:05}"))
-            .collect();
-        let m = crate::mapping::objects::Mappings::from_text(&text.join(",")).unwrap();
-        let table = super::super::table(&m);
-        let literals = table.variables.as_array().unwrap();
-        assert_eq!(literals.len(), 2);
-        assert_eq!(literals[1]["name"], json!("table1"));
-        for l in literals {
-            assert!(l["expression"].as_str().unwrap().len() < super::super::EXPRESSION_LIMIT);
-        }
-        assert_eq!(table.bounds, ["p.p-s02164"]);
-        let gen = Gen {
-            drop_unmapped: true,
-            bounds: &table.bounds,
-        };
-        let mut expr = lookup("v0", 0, &gen);
-        for l in literals {
-            let name = format!("variables.{}", l["name"].as_str().unwrap());
-            expr = expr.replace(&name, &format!("({})", l["expression"].as_str().unwrap()));
-        }
-        let mut env = ::cel::Env::stdlib();
-        env.add_extension(::cel::extensions::strings).unwrap();
-        let env = std::sync::Arc::new(env);
-        let program = env.compile(&expr).unwrap();
-        for (v, want) in [
-            ("p-s00000", "p-d00000"),
-            ("c-s:p-s02299", "c-d:p-d02299"),
-            ("p-d01500", "p-d01500"),
-            ("p-x", ""),
-        ] {
-            let mut ctx = ::cel::Context::with_env(env.clone());
-            ctx.add_variable_from_value("v0", v);
-            let got = program.execute(&ctx).unwrap();
-            assert_eq!(
-                got,
-                ::cel::Value::String(std::sync::Arc::new(want.into())),
-                "{v}"
-            );
         }
     }
 

@@ -15,8 +15,9 @@ use super::walk::{walk, Found, Walked};
 use crate::mapping::objects::Mappings;
 use crate::mapping::LookupRef;
 
-/// What to do with a value the table does not map (docs/behaviour.md).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What to do with a value the table does not map (docs/behaviour.md); also `--unmapped` (the
+/// variants' docs are its help).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum UnmappedPolicy {
     /// Remove the label or annotation on migrated objects, as Stork does; keep selectors.
     #[default]

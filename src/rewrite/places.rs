@@ -14,7 +14,8 @@
 //! In a selector: `matchLabels` values under project-ID keys, and every value of an `In` or
 //! `NotIn` `matchExpressions` entry on a project-ID key.
 
-use super::outcome::Location;
+use super::outcome::Location::{self, *};
+use Place::*;
 
 /// What is read at one place of an object.
 #[derive(Debug)]
@@ -27,8 +28,11 @@ pub(crate) enum Place {
     Labels(Location),
     /// The object's own annotations: as `Labels`, and Stork's migrated annotation is read.
     ObjectAnnotations(Location),
-    /// One `matchExpressions` entry of a selector (`key`, `operator`, `values`).
-    Expression(Location),
+    /// One `matchExpressions` entry of a selector (`key`, `operator`, and `values`, read as
+    /// the place given when the key and operator qualify).
+    Expression(&'static Place),
+    /// A string value, found at `Location` (an expression's value).
+    Value(Location),
     /// A string of the object's own that the decision reads.
     Capture(ObjectText),
 }
@@ -58,13 +62,7 @@ pub(crate) struct Field {
 }
 
 const fn field(name: &'static str, place: Place) -> Field {
-    Field {
-        name,
-        place,
-        group: None,
-        rank: 0,
-        when_kind: None,
-    }
+    ranked(name, 0, place)
 }
 
 const fn ranked(name: &'static str, rank: u32, place: Place) -> Field {
@@ -78,58 +76,54 @@ const fn ranked(name: &'static str, rank: u32, place: Place) -> Field {
 }
 
 const fn group(name: &'static str, group: u32, place: Place) -> Field {
+    of_kind(name, group, 0, None, place)
+}
+
+const fn of_kind(
+    name: &'static str,
+    group: u32,
+    rank: u32,
+    when_kind: Option<&'static str>,
+    place: Place,
+) -> Field {
     Field {
         name,
         place,
         group: Some(group),
-        rank: 0,
-        when_kind: None,
+        rank,
+        when_kind,
     }
 }
 
 /// Template metadata: its labels and annotations.
-const TEMPLATE_METADATA: Place = Place::Fields(&[
-    ranked("labels", 0, Place::Labels(Location::TemplateLabel)),
-    ranked(
-        "annotations",
-        1,
-        Place::Labels(Location::TemplateAnnotation),
-    ),
+const TEMPLATE_METADATA: Place = Fields(&[
+    ranked("labels", 0, Labels(TemplateLabel)),
+    ranked("annotations", 1, Labels(TemplateAnnotation)),
 ]);
 
-/// A selector: `matchLabels`, then `matchExpressions`. (Written out per location: constant
-/// references cannot come from a function's arguments.)
-const POD_AFFINITY_SELECTOR: Place = Place::Fields(&[
-    ranked(
-        "matchLabels",
-        0,
-        Place::Labels(Location::PodAffinitySelector),
-    ),
-    ranked(
-        "matchExpressions",
-        1,
-        Place::Each(&Place::Expression(Location::PodAffinitySelector)),
-    ),
-]);
-const NETWORK_POLICY_SELECTOR: Place = Place::Fields(&[
-    ranked(
-        "matchLabels",
-        0,
-        Place::Labels(Location::NetworkPolicySelector),
-    ),
-    ranked(
-        "matchExpressions",
-        1,
-        Place::Each(&Place::Expression(Location::NetworkPolicySelector)),
-    ),
-]);
+/// A selector whose values are found at `$location`: `matchLabels`, then `matchExpressions`.
+/// (A macro: constant references cannot come from a function's arguments.)
+macro_rules! selector {
+    ($location:expr) => {
+        Fields(&[
+            ranked("matchLabels", 0, Labels($location)),
+            ranked(
+                "matchExpressions",
+                1,
+                Each(&Expression(&Each(&Value($location)))),
+            ),
+        ])
+    };
+}
+const POD_AFFINITY_SELECTOR: Place = selector!(PodAffinitySelector);
+const NETWORK_POLICY_SELECTOR: Place = selector!(NetworkPolicySelector);
 
 /// `podAffinity` / `podAntiAffinity`: required terms, then preferred ones.
-const AFFINITY_TERMS: Place = Place::Fields(&[
+const AFFINITY_TERMS: Place = Fields(&[
     ranked(
         "requiredDuringSchedulingIgnoredDuringExecution",
         0,
-        Place::Each(&Place::Fields(&[field(
+        Each(&Fields(&[field(
             "namespaceSelector",
             POD_AFFINITY_SELECTOR,
         )])),
@@ -137,34 +131,33 @@ const AFFINITY_TERMS: Place = Place::Fields(&[
     ranked(
         "preferredDuringSchedulingIgnoredDuringExecution",
         1,
-        Place::Each(&Place::Fields(&[field(
+        Each(&Fields(&[field(
             "podAffinityTerm",
-            Place::Fields(&[field("namespaceSelector", POD_AFFINITY_SELECTOR)]),
+            Fields(&[field("namespaceSelector", POD_AFFINITY_SELECTOR)]),
         )])),
     ),
 ]);
 
-const AFFINITY: Place = Place::Fields(&[
+const AFFINITY: Place = Fields(&[
     ranked("podAffinity", 0, AFFINITY_TERMS),
     ranked("podAntiAffinity", 1, AFFINITY_TERMS),
 ]);
 
 /// A pod spec: only its affinity is read.
-const POD_SPEC: Place = Place::Fields(&[field("affinity", AFFINITY)]);
+const POD_SPEC: Place = Fields(&[field("affinity", AFFINITY)]);
 
 /// A NetworkPolicy peer: its namespace selector.
-const PEERS: Place = Place::Each(&Place::Fields(&[field(
+const PEERS: Place = Each(&Fields(&[field(
     "namespaceSelector",
     NETWORK_POLICY_SELECTOR,
 )]));
 /// NetworkPolicy rules: each rule's peers.
-const INGRESS_RULES: Place = Place::Each(&Place::Fields(&[field("from", PEERS)]));
-const EGRESS_RULES: Place = Place::Each(&Place::Fields(&[field("to", PEERS)]));
+const INGRESS_RULES: Place = Each(&Fields(&[field("from", PEERS)]));
+const EGRESS_RULES: Place = Each(&Fields(&[field("to", PEERS)]));
 
 /// The group of the object's own metadata.
 pub(crate) const OBJECT_METADATA_GROUP: u32 = 0;
 
-/// The object.
 pub(crate) static OBJECT: Place = OBJECT_PLACE;
 
 /// The most fields any object place reads: the walk tracks each field's last visit in an
@@ -190,40 +183,36 @@ const fn widest(p: &Place) -> usize {
     }
 }
 
-const OBJECT_PLACE: Place = Place::Fields(&[
-    field("kind", Place::Capture(ObjectText::Kind)),
+const OBJECT_PLACE: Place = Fields(&[
+    field("kind", Capture(ObjectText::Kind)),
     group(
         "metadata",
         OBJECT_METADATA_GROUP,
-        Place::Fields(&[
-            field("generateName", Place::Capture(ObjectText::GenerateName)),
-            ranked("labels", 0, Place::Labels(Location::Label)),
-            ranked(
-                "annotations",
-                1,
-                Place::ObjectAnnotations(Location::Annotation),
-            ),
+        Fields(&[
+            field("generateName", Capture(ObjectText::GenerateName)),
+            ranked("labels", 0, Labels(Label)),
+            ranked("annotations", 1, ObjectAnnotations(Annotation)),
         ]),
     ),
     field(
         "spec",
-        Place::Fields(&[
+        Fields(&[
             field(
                 "template",
-                Place::Fields(&[
+                Fields(&[
                     group("metadata", 1, TEMPLATE_METADATA),
                     group("spec", 7, POD_SPEC),
                 ]),
             ),
             field(
                 "jobTemplate",
-                Place::Fields(&[
+                Fields(&[
                     group("metadata", 3, TEMPLATE_METADATA),
                     field(
                         "spec",
-                        Place::Fields(&[field(
+                        Fields(&[field(
                             "template",
-                            Place::Fields(&[
+                            Fields(&[
                                 group("metadata", 4, TEMPLATE_METADATA),
                                 group("spec", 8, POD_SPEC),
                             ]),
@@ -231,32 +220,14 @@ const OBJECT_PLACE: Place = Place::Fields(&[
                     ),
                 ]),
             ),
-            Field {
-                name: "affinity",
-                place: AFFINITY,
-                group: Some(5),
-                rank: 0,
-                when_kind: Some("Pod"),
-            },
-            Field {
-                name: "ingress",
-                place: INGRESS_RULES,
-                group: Some(9),
-                rank: 0,
-                when_kind: Some("NetworkPolicy"),
-            },
-            Field {
-                name: "egress",
-                place: EGRESS_RULES,
-                group: Some(9),
-                rank: 1,
-                when_kind: Some("NetworkPolicy"),
-            },
+            of_kind("affinity", 5, 0, Some("Pod"), AFFINITY),
+            of_kind("ingress", 9, 0, Some("NetworkPolicy"), INGRESS_RULES),
+            of_kind("egress", 9, 1, Some("NetworkPolicy"), EGRESS_RULES),
         ]),
     ),
     field(
         "template",
-        Place::Fields(&[
+        Fields(&[
             group("metadata", 2, TEMPLATE_METADATA),
             group("spec", 6, POD_SPEC),
         ]),
@@ -270,7 +241,8 @@ pub(crate) fn locations() -> Vec<Location> {
         match p {
             Place::Fields(fields) => fields.iter().for_each(|f| walk(&f.place, out)),
             Place::Each(p) => walk(p, out),
-            Place::Labels(l) | Place::ObjectAnnotations(l) | Place::Expression(l) => out.push(*l),
+            Place::Labels(l) | Place::ObjectAnnotations(l) | Place::Value(l) => out.push(*l),
+            Place::Expression(values) => walk(values, out),
             Place::Capture(_) => {}
         }
     }
@@ -297,7 +269,8 @@ pub(crate) fn order_depth() -> usize {
                 .unwrap_or(0),
             Place::Each(p) => depth(p, d.map(|d| d + 1)),
             Place::Labels(_) | Place::ObjectAnnotations(_) => d.map_or(0, |d| d + 1),
-            Place::Expression(_) => d.map_or(0, |d| d + 2),
+            Place::Expression(values) => depth(values, d.map(|d| d + 1)),
+            Place::Value(_) => d.unwrap_or(0),
             Place::Capture(_) => 0,
         }
     }

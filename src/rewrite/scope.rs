@@ -19,24 +19,26 @@ use super::walk::{Found, Walked};
 use crate::mapping::objects::Mappings;
 use crate::mapping::Table;
 
-/// Which requests `/mutate` rewrites.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Which requests `/mutate` rewrites; also `--scope` (the variants' docs are its help).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scope {
-    /// Objects that count as migrated (see the module documentation).
+    /// Objects that count as migrated: Stork's migrated annotation, a Namespace whose
+    /// project-ID annotation names a source cluster of the table, or a migration user's write.
     #[default]
     Migrated,
     /// Every admitted object.
     All,
 }
 
-/// Whether `/mutate` applies what it finds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Whether `/mutate` applies what it finds (`warn` is there to roll out, audit, then enforce);
+/// also `--mode` (the variants' docs are its help).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     /// Answer with the patch.
     #[default]
     Enforce,
-    /// Answer as `enforce` would, without the patch: a warning and the audit annotation say
-    /// what it would have rewritten (to roll out, audit, then enforce).
+    /// Answer as enforce would, without the patch: a warning and the audit annotation say
+    /// what would have been rewritten.
     Warn,
 }
 
@@ -107,12 +109,9 @@ pub(super) fn admit(
         // Nothing in the object holds a project ID: nothing to decide.
         return None;
     }
+    let this = settings.cluster_id.as_deref();
     let claim = match facts.is_namespace {
-        true => namespace_claim(
-            walked.findings(),
-            &mappings.table,
-            settings.cluster_id.as_deref(),
-        ),
+        true => namespace_claim(walked.findings(), &mappings.table, this),
         false => NamespaceClaim::Unknown,
     };
     if claim == NamespaceClaim::Own {
@@ -152,58 +151,40 @@ mod tests {
 
     #[test]
     fn a_namespace_is_known_by_the_cluster_its_annotation_names() {
+        use NamespaceClaim::{Foreign, Own, Unknown};
         let m = mappings("p-a=p-b,c-src:p-a=c-dst:p-b", &[]);
-        let this = Some("c-dst");
-        let key = "field.cattle.io/projectId";
-        assert_eq!(
-            claim_of(json!({key: "c-src:p-a"}), &m, this),
-            NamespaceClaim::Foreign
+        let (key, key2, t) = (
+            "field.cattle.io/projectId",
+            "field.cattle.io/projectID",
+            Some("c-dst"),
         );
-        assert_eq!(
-            claim_of(json!({"field.cattle.io/projectID": "c-src:p-zz"}), &m, this),
-            NamespaceClaim::Foreign,
-            "either spelling, any project of the source cluster"
-        );
-        assert_eq!(
-            claim_of(json!({key: "c-dst:p-b"}), &m, this),
-            NamespaceClaim::Own
-        );
-        assert_eq!(
-            claim_of(json!({key: "c-dst:p-a"}), &m, this),
-            NamespaceClaim::Own
-        );
-        assert_eq!(
-            claim_of(json!({key: "c-else:p-a"}), &m, this),
-            NamespaceClaim::Unknown
-        );
-        assert_eq!(
-            claim_of(json!({key: "p-a"}), &m, this),
-            NamespaceClaim::Unknown
-        );
-        assert_eq!(
-            claim_of(json!({"other": "c-src:p-a"}), &m, this),
-            NamespaceClaim::Unknown
-        );
-        // Without a cluster ID, a source cluster's claim still counts.
-        assert_eq!(
-            claim_of(json!({key: "c-src:p-a"}), &m, None),
-            NamespaceClaim::Foreign
-        );
-        // Only the keys the API server's matchConditions can name: the two agree.
-        for other_spelling in [
-            "field.cattle.io/projectid",
-            "management.cattle.io/projectId",
-        ] {
-            let a = json!({other_spelling: "c-src:p-a"});
-            assert_eq!(
-                claim_of(a, &m, this),
-                NamespaceClaim::Unknown,
-                "{other_spelling}"
-            );
+        let on = |k: &str, v: &str| json!({k: v});
+        // (annotations, this cluster, expected)
+        let cases = [
+            (on(key, "c-src:p-a"), t, Foreign),
+            // Either spelling, any project of the source cluster.
+            (on(key2, "c-src:p-zz"), t, Foreign),
+            (on(key, "c-dst:p-b"), t, Own),
+            (on(key, "c-dst:p-a"), t, Own),
+            (on(key, "c-else:p-a"), t, Unknown),
+            (on(key, "p-a"), t, Unknown),
+            (on("other", "c-src:p-a"), t, Unknown),
+            // Without a cluster ID, a source cluster's claim still counts.
+            (on(key, "c-src:p-a"), None, Foreign),
+            // Only the keys the API server's matchConditions can name: the two agree.
+            (on("field.cattle.io/projectid", "c-src:p-a"), t, Unknown),
+            (
+                on("management.cattle.io/projectId", "c-src:p-a"),
+                t,
+                Unknown,
+            ),
+            // This cluster wins over a source cluster named by the other key.
+            (json!({key: "c-src:p-a", key2: "c-dst:p-b"}), t, Own),
+        ];
+        for (annotations, this, expected) in cases {
+            let got = claim_of(annotations.clone(), &m, this);
+            assert_eq!(got, expected, "{annotations} {this:?}");
         }
-        // This cluster wins over a source cluster named by the other key.
-        let both = json!({key: "c-src:p-a", "field.cattle.io/projectID": "c-dst:p-b"});
-        assert_eq!(claim_of(both, &m, this), NamespaceClaim::Own);
         // An x=x entry does not make this cluster a source.
         let identity = mappings("c-dst:p-b=c-dst:p-b,c-src:p-a=c-dst:p-b", &[]);
         let own = json!({key: "c-dst:p-x"});

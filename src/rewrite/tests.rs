@@ -14,8 +14,8 @@ fn table() -> &'static Mappings {
 }
 
 /// The decision on an object in scope, as `options` says.
-fn rewrite<'a>(obj: &'a Value, m: &'static Mappings, options: &Options) -> Decision<'a, 'static> {
-    decide_object(obj, false, options.migrated, m, &settings(options))
+fn rewrite<'a>(obj: &'a Value, options: &Options) -> Decision<'a, 'static> {
+    decide_object(obj, false, options.migrated, table(), &settings(options))
 }
 
 fn settings(options: &Options) -> MutateSettings {
@@ -27,13 +27,9 @@ fn settings(options: &Options) -> MutateSettings {
 }
 
 /// As [`rewrite`], on the object's JSON text (the walk the webhook makes on request bytes).
-fn rewrite_json<'a>(
-    json: &'a str,
-    m: &'static Mappings,
-    options: &Options,
-) -> Decision<'a, 'static> {
+fn rewrite_json<'a>(json: &'a str, options: &Options) -> Decision<'a, 'static> {
     let mut d = serde_json::Deserializer::from_str(json);
-    let walked = walk(&mut d, &m.table).unwrap();
+    let walked = walk(&mut d, &table().table).unwrap();
     d.end().unwrap();
     let kind = walked.kind.as_deref().unwrap_or_default().to_string();
     let facts = RequestFacts {
@@ -41,7 +37,7 @@ fn rewrite_json<'a>(
         migrated: options.migrated,
         ..RequestFacts::default()
     };
-    decide(&facts, walked, m, &settings(options))
+    decide(&facts, walked, table(), &settings(options))
 }
 
 /// Everything a decision says, to compare two.
@@ -64,7 +60,7 @@ fn migrated(policy: UnmappedPolicy) -> Options {
 }
 
 fn run(obj: &Value) -> (Decision<'_, 'static>, Value) {
-    let out = rewrite(obj, table(), &migrated(UnmappedPolicy::Drop));
+    let out = rewrite(obj, &migrated(UnmappedPolicy::Drop));
     let applied = out.apply(obj).expect("patch applies");
     (out, applied)
 }
@@ -146,14 +142,10 @@ fn workloads(#[case] obj: Value) {
     assert!(!text.contains("p-src") && !text.contains("c-src"), "{text}");
     // CronJob: job template metadata and the pod template inside it.
     if obj["kind"] == "CronJob" {
-        assert_eq!(
-            applied["spec"]["jobTemplate"]["metadata"]["labels"][KEY],
-            "p-dst"
-        );
-        assert_eq!(
-            applied["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"][KEY],
-            "p-dst"
-        );
+        let job_template = &applied["spec"]["jobTemplate"];
+        assert_eq!(job_template["metadata"]["labels"][KEY], "p-dst");
+        let pod_template = &job_template["spec"]["template"];
+        assert_eq!(pod_template["metadata"]["labels"][KEY], "p-dst");
     }
 }
 
@@ -194,14 +186,16 @@ fn network_policy_peers() {
     let netpol = mk_netpol();
     let (out, applied) = run(&netpol);
     assert!(locations(&out).contains(&Location::NetworkPolicySelector));
+    let (ingress, egress) = (
+        &applied["spec"]["ingress"][0],
+        &applied["spec"]["egress"][0],
+    );
     assert_eq!(
-        applied["spec"]["ingress"][0]["from"][1]["namespaceSelector"],
+        ingress["from"][1]["namespaceSelector"],
         ns_selector("p-dst")
     );
-    assert_eq!(
-        applied["spec"]["egress"][0]["to"][0]["namespaceSelector"]["matchLabels"][KEY],
-        "c-dst:p-dst"
-    );
+    let to = &egress["to"][0]["namespaceSelector"];
+    assert_eq!(to["matchLabels"][KEY], "c-dst:p-dst");
 }
 
 #[test]
@@ -222,19 +216,17 @@ fn only_in_and_notin_expressions_and_project_keys() {
     assert_eq!(sel["matchExpressions"][0]["values"][0], "p-dst");
     assert_eq!(sel["matchExpressions"][2]["values"][0], "p-src");
     assert_eq!(sel["matchLabels"]["team"], "p-src");
-    assert_eq!(
-        out.rewrites()
-            .filter(|r| r.location == Location::NetworkPolicySelector)
-            .count(),
-        1
-    );
+    let in_selectors = out
+        .rewrites()
+        .filter(|r| r.location == Location::NetworkPolicySelector);
+    assert_eq!(in_selectors.count(), 1);
 }
 
 #[test]
 fn patch_paths_escape_slash_and_tilde() {
     let obj =
         json!({"kind": "ConfigMap", "metadata": {"labels": {"a~b.cattle.io/projectId": "p-src"}}});
-    let out = rewrite(&obj, table(), &migrated(UnmappedPolicy::Drop));
+    let out = rewrite(&obj, &migrated(UnmappedPolicy::Drop));
     let patch: Value = serde_json::from_slice(&out.patch).unwrap();
     assert_eq!(
         patch,
@@ -244,36 +236,43 @@ fn patch_paths_escape_slash_and_tilde() {
 
 #[test]
 fn no_patch_when_nothing_changes() {
-    let obj = json!({"kind": "Namespace", "metadata": {"name": "n", "labels": {KEY: "p-dst"}, "annotations": {KEY: "c-dst:p-dst"}}});
     let nothing = said(&Decision::default());
-    assert_eq!(
-        said(&rewrite(&obj, table(), &migrated(UnmappedPolicy::Deny))),
-        nothing
-    );
-    let plain = json!({"kind": "ConfigMap", "metadata": {"name": "n"}, "data": {KEY: "p-src"}});
-    assert_eq!(
-        said(&rewrite(&plain, table(), &migrated(UnmappedPolicy::Drop))),
-        nothing
-    );
+    let (drop, deny) = (UnmappedPolicy::Drop, UnmappedPolicy::Deny);
+    for (obj, policy) in [
+        (
+            json!({"kind": "Namespace", "metadata": {"name": "n", "labels": {KEY: "p-dst"}, "annotations": {KEY: "c-dst:p-dst"}}}),
+            deny,
+        ),
+        (
+            json!({"kind": "ConfigMap", "metadata": {"name": "n"}, "data": {KEY: "p-src"}}),
+            drop,
+        ),
+        // Values that are not strings are ignored.
+        (
+            json!({"kind": "Namespace", "metadata": {"labels": {KEY: 5}, "annotations": {KEY: null}}}),
+            deny,
+        ),
+    ] {
+        assert_eq!(said(&rewrite(&obj, &migrated(policy))), nothing, "{obj}");
+    }
 }
 
 // §6 unmapped values under each policy
 
 fn unmapped_obj() -> Value {
-    mk("NetworkPolicy", "networking.k8s.io/v1", json!({"ingress": [{"from": [{"namespaceSelector": ns_selector("p-zzz")}]}]}))
-        .as_object()
-        .cloned()
-        .map(|mut o| {
-            o.insert("metadata".into(), json!({"name": "np", "namespace": "shop", "labels": {KEY: "p-zzz"}, "annotations": {KEY: "c-src:p-zzz"}}));
-            Value::Object(o)
-        })
-        .unwrap()
+    let mut obj = mk(
+        "NetworkPolicy",
+        "networking.k8s.io/v1",
+        json!({"ingress": [{"from": [{"namespaceSelector": ns_selector("p-zzz")}]}]}),
+    );
+    obj["metadata"] = json!({"name": "np", "namespace": "shop", "labels": {KEY: "p-zzz"}, "annotations": {KEY: "c-src:p-zzz"}});
+    obj
 }
 
 #[test]
 fn drop_removes_labels_but_never_shortens_selectors() {
     let obj = unmapped_obj();
-    let out = rewrite(&obj, table(), &migrated(UnmappedPolicy::Drop));
+    let out = rewrite(&obj, &migrated(UnmappedPolicy::Drop));
     let applied = out.apply(&obj).unwrap();
     assert!(applied["metadata"]["labels"].get(KEY).is_none());
     assert!(applied["metadata"]["annotations"].get(KEY).is_none());
@@ -289,29 +288,16 @@ fn drop_removes_labels_but_never_shortens_selectors() {
         .iter()
         .all(|w| w.starts_with("NetworkPolicy shop/np: ")));
     assert!(out.denial.is_none());
+    use UnmappedAction::{Kept, Removed};
     let actions: Vec<UnmappedAction> = out.unmapped().map(|u| u.action).collect();
-    assert_eq!(
-        actions,
-        [
-            UnmappedAction::Removed,
-            UnmappedAction::Removed,
-            UnmappedAction::Kept,
-            UnmappedAction::Kept
-        ]
-    );
+    assert_eq!(actions, [Removed, Removed, Kept, Kept]);
 }
 
 #[test]
 fn drop_keeps_labels_on_objects_not_migrated() {
     let obj = unmapped_obj();
-    let out = rewrite(
-        &obj,
-        table(),
-        &Options {
-            unmapped: UnmappedPolicy::Drop,
-            migrated: false,
-        },
-    );
+    // The default options: drop, on an object not migrated.
+    let out = rewrite(&obj, &Options::default());
     assert!(out.patch.is_empty());
     assert_eq!(out.unmapped().count(), 4);
 }
@@ -319,7 +305,7 @@ fn drop_keeps_labels_on_objects_not_migrated() {
 #[test]
 fn keep_leaves_everything() {
     let obj = unmapped_obj();
-    let out = rewrite(&obj, table(), &migrated(UnmappedPolicy::Keep));
+    let out = rewrite(&obj, &migrated(UnmappedPolicy::Keep));
     assert!(out.patch.is_empty());
     assert!(out.unmapped().all(|u| u.action == UnmappedAction::Kept));
 }
@@ -327,7 +313,7 @@ fn keep_leaves_everything() {
 #[test]
 fn deny_names_object_key_and_value() {
     let obj = unmapped_obj();
-    let out = rewrite(&obj, table(), &migrated(UnmappedPolicy::Deny));
+    let out = rewrite(&obj, &migrated(UnmappedPolicy::Deny));
     assert_eq!(out.action, Action::Deny);
     let msg = out.denial.unwrap();
     assert!(msg.contains("NetworkPolicy shop/np"), "{msg}");
@@ -345,7 +331,7 @@ fn selector_only_unmapped_is_denied_too() {
         "networking.k8s.io/v1",
         json!({"egress": [{"to": [{"namespaceSelector": {"matchLabels": {KEY: "p-zzz"}}}]}]}),
     );
-    let out = rewrite(&obj, table(), &migrated(UnmappedPolicy::Deny));
+    let out = rewrite(&obj, &migrated(UnmappedPolicy::Deny));
     assert_eq!(out.action, Action::Deny);
     assert_eq!(out.unmapped().count(), 1);
 }
@@ -359,19 +345,9 @@ fn second_pass_is_a_no_op() {
         unmapped_obj(),
     ] {
         let (_, once) = run(&obj);
-        let again = rewrite(&once, table(), &migrated(UnmappedPolicy::Drop));
+        let again = rewrite(&once, &migrated(UnmappedPolicy::Drop));
         assert!(again.patch.is_empty(), "{}", said(&again));
     }
-}
-
-#[test]
-fn non_string_values_are_ignored() {
-    let obj =
-        json!({"kind": "Namespace", "metadata": {"labels": {KEY: 5}, "annotations": {KEY: null}}});
-    assert_eq!(
-        said(&rewrite(&obj, table(), &migrated(UnmappedPolicy::Deny))),
-        said(&Decision::default())
-    );
 }
 
 #[test]
@@ -394,7 +370,6 @@ fn every_location_has_a_place() {
 
 #[test]
 fn the_walk_on_bytes_agrees_with_the_tree_on_odd_json() {
-    let t = table();
     let o = migrated(UnmappedPolicy::Drop);
     // Duplicate keys (the last value wins, at the first one's place), the kind after the
     // fields that depend on it, escapes in keys, expressions with key and operator last.
@@ -416,8 +391,8 @@ fn the_walk_on_bytes_agrees_with_the_tree_on_odd_json() {
     for case in cases {
         let tree: Value = serde_json::from_str(case).unwrap();
         assert_eq!(
-            said(&rewrite_json(case, t, &o)),
-            said(&rewrite(&tree, t, &o)),
+            said(&rewrite_json(case, &o)),
+            said(&rewrite(&tree, &o)),
             "{case}"
         );
     }
@@ -472,9 +447,8 @@ fn every_place_fits_the_walks_record_of_fields_seen() {
     widths(&super::places::OBJECT, &mut all);
     assert_eq!(all.iter().max().copied(), Some(super::places::WIDEST));
     // The object itself: a duplicate of its last field still replaces the first visit.
-    let t = table();
     let obj = r#"{"kind":"Deployment","metadata":{"labels":{"field.cattle.io/projectId":"p-src"}},"spec":{"template":{"metadata":{"labels":{"field.cattle.io/projectId":"p-src"}}}},"spec":{}}"#;
-    let outcome = rewrite_json(obj, t, &Options::default());
+    let outcome = rewrite_json(obj, &Options::default());
     assert_eq!(outcome.rewrites().count(), 1, "{}", said(&outcome));
 }
 

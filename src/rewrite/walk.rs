@@ -5,7 +5,7 @@
 //! `rewrite` and `audit` commands, the tests).
 //!
 //! What the bytes may hold that a decoded tree does not, and how the walk agrees with the tree:
-//! - the kind after the fields that depend on it: findings carry their condition, settled at the
+//! - the kind after the fields that depend on it: findings carry their condition, settled
 //!   when the walk ends;
 //! - a duplicate key: the last value wins, at the place of the first (as a decoded
 //!   `serde_json::Map` keeps it): earlier findings under it are dropped or overwritten;
@@ -88,14 +88,12 @@ impl<'a, 't> Walked<'a, 't> {
         &self.found
     }
 
-    /// Sets each finding's verdict.
     pub(super) fn set_verdicts(&mut self, verdict: impl Fn(&Found<'_, '_>) -> Verdict) {
         for f in &mut self.found {
             f.verdict = verdict(f);
         }
     }
 
-    /// The pointer of a finding.
     pub fn pointer(&self, f: &Found<'_, '_>) -> &str {
         &self.pointers[f.pointer.0 as usize..f.pointer.1 as usize]
     }
@@ -165,7 +163,6 @@ impl Path {
     }
 }
 
-/// The walk's state.
 struct WalkState<'a, 't> {
     /// At most this many findings (see [`walk_bounded`]).
     limit: usize,
@@ -179,7 +176,7 @@ struct WalkState<'a, 't> {
     when_kind: Option<&'static str>,
 }
 
-impl<'a> WalkState<'a, '_> {
+impl<'a, 't> WalkState<'a, 't> {
     fn push_order(&mut self, n: u32) {
         if let Some(d) = self.depth.as_mut() {
             if *d < ORDER_DEPTH {
@@ -189,12 +186,31 @@ impl<'a> WalkState<'a, '_> {
         }
     }
 
-    fn push_path(&mut self, field: &'static str) {
-        self.path.push(Step::Field(field));
+    /// Runs `read` one place deeper (report order `order`, and `step` on the path when given),
+    /// then steps back.
+    fn within<R>(
+        &mut self,
+        order: u32,
+        step: Option<Step>,
+        read: impl FnOnce(&mut Self) -> R,
+    ) -> R {
+        let (path_len, depth) = (self.path.len, self.depth);
+        self.push_order(order);
+        if let Some(step) = step {
+            self.path.push(step);
+        }
+        let out = read(self);
+        self.path.len = path_len;
+        self.depth = depth;
+        out
     }
 
-    fn push_index(&mut self, i: usize) {
-        self.path.push(Step::Index(i as u32));
+    /// What the table says of a value found (`None`: not a string, a dead placeholder).
+    fn look_up(&self, value: Option<Cow<'a, str>>) -> (LookupRef<'t>, bool, Cow<'a, str>) {
+        match value {
+            Some(v) => (self.table.lookup_ref(&v), false, v),
+            None => (LookupRef::Keep, true, Cow::Borrowed("")),
+        }
     }
 
     /// Records a value at the current path, under `key` (which ends the path when `key_in_path`:
@@ -237,10 +253,7 @@ impl<'a> WalkState<'a, '_> {
             push_escaped(pointers, &key);
         }
         let pointer = (start, pointers.len() as u32);
-        let (lookup, dead, value) = match value {
-            Some(v) => (self.table.lookup_ref(&v), false, v),
-            None => (LookupRef::Keep, true, Cow::Borrowed("")),
-        };
+        let (lookup, dead, value) = self.look_up(value);
         self.out.found.push(Found {
             order: self.order,
             location,
@@ -274,31 +287,20 @@ fn push_escaped(out: &mut String, token: &str) {
     }
 }
 
-/// Visitor methods for the values a place does not read: a value of another type than the
-/// place expects is skipped (as a decoded tree's `as_object`/`as_array` would give nothing).
+/// Visitor methods for the scalars a visitor does not read, each giving `$skipped`: a value of
+/// another type than the place expects is skipped (as a decoded tree's `as_object`/`as_array`
+/// would give nothing).
 macro_rules! skip_scalars {
-    () => {
-        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_str<E>(self, _: &str) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_unit<E>(self) -> Result<(), E> {
-            Ok(())
-        }
-        fn visit_none<E>(self) -> Result<(), E> {
-            Ok(())
-        }
+    ($skipped:expr) => {
+        skip_scalars!($skipped; visit_bool(bool), visit_i64(i64), visit_u64(u64), visit_f64(f64));
+        skip_scalars!($skipped; visit_unit(), visit_none());
+    };
+    ($skipped:expr; $($visit:ident($($ty:ty)?)),+) => {
+        $(
+            fn $visit<E>(self, $(_: $ty)?) -> Result<Self::Value, E> {
+                Ok($skipped)
+            }
+        )+
     };
 }
 
@@ -322,6 +324,12 @@ impl<'de, 't> DeserializeSeed<'de> for PlaceSeed<'_, 'de, 't> {
                 }
                 Ok(())
             }
+            Place::Value(location) => match d.deserialize_any(MaybeStr)? {
+                Some(v) => self
+                    .state
+                    .found(*location, Cow::Borrowed(""), false, Some(v)),
+                None => Ok(()),
+            },
             _ => d.deserialize_any(self),
         }
     }
@@ -334,7 +342,8 @@ impl<'de> Visitor<'de> for PlaceSeed<'_, 'de, '_> {
         f.write_str("any JSON value")
     }
 
-    skip_scalars!();
+    skip_scalars!(());
+    skip_scalars!((); visit_str(&str));
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let Place::Each(element) = self.place else {
@@ -342,20 +351,15 @@ impl<'de> Visitor<'de> for PlaceSeed<'_, 'de, '_> {
             return Ok(());
         };
         let state = self.state;
-        let mut i = 0usize;
+        let mut i = 0u32;
         loop {
-            let (path_len, depth) = (state.path.len, state.depth);
-            state.push_index(i);
-            state.push_order(i as u32);
-            let more = seq
-                .next_element_seed(PlaceSeed {
-                    state: &mut *state,
+            let more = state.within(i, Some(Step::Index(i)), |state| {
+                seq.next_element_seed(PlaceSeed {
+                    state,
                     place: element,
-                })?
-                .is_some();
-            state.path.len = path_len;
-            state.depth = depth;
-            if !more {
+                })
+            })?;
+            if more.is_none() {
                 return Ok(());
             }
             i += 1;
@@ -367,8 +371,8 @@ impl<'de> Visitor<'de> for PlaceSeed<'_, 'de, '_> {
             Place::Fields(fields) => visit_fields(self.state, fields, map),
             Place::Labels(location) => visit_labels(self.state, *location, false, map),
             Place::ObjectAnnotations(location) => visit_labels(self.state, *location, true, map),
-            Place::Expression(location) => visit_expression(self.state, *location, map),
-            Place::Each(_) | Place::Capture(_) => skip_map(map),
+            Place::Expression(values) => visit_expression(self.state, values, map),
+            Place::Each(_) | Place::Value(_) | Place::Capture(_) => skip_map(map),
         }
     }
 }
@@ -418,7 +422,7 @@ fn visit_fields<'de, A: MapAccess<'de>>(
             state.out.migrated_annotation = false;
         }
         state.push_order(field.rank);
-        state.push_path(field.name);
+        state.path.push(Step::Field(field.name));
         map.next_value_seed(PlaceSeed {
             state: &mut *state,
             place: &field.place,
@@ -444,7 +448,7 @@ fn visit_labels<'de, A: MapAccess<'de>>(
     let mut position = 0u32;
     while let Some(key) = map.next_key_seed(CowStr)? {
         if object_annotations && key == MIGRATED_ANNOTATION {
-            let v = map.next_value_seed(MaybeStrSeed)?;
+            let v = map.next_value_seed(MaybeStr)?;
             state.out.migrated_annotation = v.as_deref() == Some("true");
             position += 1;
             continue;
@@ -454,26 +458,18 @@ fn visit_labels<'de, A: MapAccess<'de>>(
             position += 1;
             continue;
         }
-        let value = map.next_value_seed(MaybeStrSeed)?;
+        let value = map.next_value_seed(MaybeStr)?;
         // A duplicate key: the last value, at the first one's place.
         let earlier = state.out.found[start..].iter().position(|f| f.key == key);
         match earlier {
             Some(i) => {
-                let at = start + i;
-                let (lookup, dead, value) = match value {
-                    Some(v) => (state.table.lookup_ref(&v), false, v),
-                    None => (LookupRef::Keep, true, Cow::Borrowed("")),
-                };
-                let f = &mut state.out.found[at];
+                let (lookup, dead, value) = state.look_up(value);
+                let f = &mut state.out.found[start + i];
                 (f.lookup, f.dead, f.value) = (lookup, dead, value);
             }
-            None => {
-                let (path_len, depth) = (state.path.len, state.depth);
-                state.push_order(position);
-                state.found::<A::Error>(location, key, true, value)?;
-                state.path.len = path_len;
-                state.depth = depth;
-            }
+            None => state.within(position, None, |state| {
+                state.found::<A::Error>(location, key, true, value)
+            })?,
         }
         position += 1;
     }
@@ -484,7 +480,7 @@ fn visit_labels<'de, A: MapAccess<'de>>(
 /// `In` or `NotIn`, whichever order the fields come in.
 fn visit_expression<'de, A: MapAccess<'de>>(
     state: &mut WalkState<'de, '_>,
-    location: Location,
+    values: &'static Place,
     mut map: A,
 ) -> Result<(), A::Error> {
     let start = state.out.found.len();
@@ -492,22 +488,19 @@ fn visit_expression<'de, A: MapAccess<'de>>(
     let mut earlier_values = None::<std::ops::Range<usize>>;
     while let Some(field) = map.next_key_seed(CowStr)? {
         match &*field {
-            "key" => key = map.next_value_seed(MaybeStrSeed)?,
-            "operator" => operator = map.next_value_seed(MaybeStrSeed)?,
+            "key" => key = map.next_value_seed(MaybeStr)?,
+            "operator" => operator = map.next_value_seed(MaybeStr)?,
             "values" => {
                 if let Some(earlier) = earlier_values.take() {
                     state.drop_range(earlier);
                 }
                 let first = state.out.found.len();
-                let (path_len, depth) = (state.path.len, state.depth);
-                state.push_order(0);
-                state.push_path("values");
-                map.next_value_seed(Values {
-                    state: &mut *state,
-                    location,
+                state.within(0, Some(Step::Field("values")), |state| {
+                    map.next_value_seed(PlaceSeed {
+                        state,
+                        place: values,
+                    })
                 })?;
-                state.path.len = path_len;
-                state.depth = depth;
                 earlier_values = Some(first..state.out.found.len());
             }
             _ => {
@@ -529,51 +522,6 @@ fn visit_expression<'de, A: MapAccess<'de>>(
     Ok(())
 }
 
-/// The `values` of a selector expression (the key is filled in by the expression).
-struct Values<'c, 'a, 't> {
-    state: &'c mut WalkState<'a, 't>,
-    location: Location,
-}
-
-impl<'de> DeserializeSeed<'de> for Values<'_, 'de, '_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Values<'_, 'de, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    skip_scalars!();
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        skip_map(map)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let state = self.state;
-        let mut i = 0usize;
-        while let Some(value) = seq.next_element_seed(MaybeStrSeed)? {
-            if let Some(v) = value {
-                let (path_len, depth) = (state.path.len, state.depth);
-                state.push_order(i as u32);
-                state.push_index(i);
-                state.found::<A::Error>(self.location, Cow::Borrowed(""), false, Some(v))?;
-                state.path.len = path_len;
-                state.depth = depth;
-            }
-            i += 1;
-        }
-        Ok(())
-    }
-}
-
 /// A string, borrowed from the input when it has no escapes; anything else is a type error.
 pub struct CowStr;
 
@@ -581,13 +529,11 @@ impl<'de> DeserializeSeed<'de> for CowStr {
     type Value = Cow<'de, str>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
-        d.deserialize_str(CowStrVisitor)
+        d.deserialize_str(self)
     }
 }
 
-struct CowStrVisitor;
-
-impl<'de> Visitor<'de> for CowStrVisitor {
+impl<'de> Visitor<'de> for CowStr {
     type Value = Cow<'de, str>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -608,17 +554,15 @@ impl<'de> Visitor<'de> for CowStrVisitor {
 }
 
 /// A value that counts only when it is a string (anything else is skipped).
-struct MaybeStrSeed;
+struct MaybeStr;
 
-impl<'de> DeserializeSeed<'de> for MaybeStrSeed {
+impl<'de> DeserializeSeed<'de> for MaybeStr {
     type Value = Option<Cow<'de, str>>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(MaybeStr)
+        d.deserialize_any(self)
     }
 }
-
-struct MaybeStr;
 
 impl<'de> Visitor<'de> for MaybeStr {
     type Value = Option<Cow<'de, str>>;
@@ -636,24 +580,7 @@ impl<'de> Visitor<'de> for MaybeStr {
     fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
         Ok(Some(Cow::Owned(v)))
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
+    skip_scalars!(None);
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(None)

@@ -3,21 +3,8 @@
 
 use serde_json::Value;
 
-use super::outcome::RequestOutcome;
-use super::review::{bounded_warnings, Answer, Request, Response};
+use super::review::{bounded_warnings, Answer, Request, RequestOutcome, Response};
 use crate::validate;
-
-/// The operation for logs: one of the four kube-apiserver sends, else `other` (a client that
-/// is not kube-apiserver may put anything there, and logs must not carry what it sent).
-pub fn operation_name(operation: &str) -> &'static str {
-    match operation {
-        "CREATE" => "CREATE",
-        "UPDATE" => "UPDATE",
-        "DELETE" => "DELETE",
-        "CONNECT" => "CONNECT",
-        _ => "other",
-    }
-}
 
 /// `Kind namespace/name` for messages and logs.
 /// (The request's own name and namespace: on CREATE the object may not carry its namespace.)
@@ -55,14 +42,8 @@ pub fn validate(req: &Request<'_, Value>, now: i64, cluster_id: Option<&str>) ->
         warnings: &warnings,
         ..Response::default()
     };
-    Answer {
-        body: response.to_review(),
-        verdict: match denial {
-            Some(_) => RequestOutcome::Denied,
-            None => RequestOutcome::Allowed,
-        },
-        rewrites: Default::default(),
-        unmapped: Default::default(),
-        warned: !warnings.is_empty(),
-    }
+    response.answer(match denial {
+        Some(_) => RequestOutcome::Denied,
+        None => RequestOutcome::Allowed,
+    })
 }

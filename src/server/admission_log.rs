@@ -22,9 +22,7 @@ use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 
-use super::admission::operation_name;
-use super::outcome::RequestOutcome;
-use super::review::{Answer, Request};
+use super::review::{Answer, Request, RequestOutcome};
 use crate::log_sink;
 
 /// Records waiting for the writer at most.
@@ -93,6 +91,18 @@ impl Admission {
         self.strings
             .get(start..self.ends[i] as usize)
             .unwrap_or_default()
+    }
+}
+
+/// The operation for logs: one of the four kube-apiserver sends, else `other` (a client that
+/// is not kube-apiserver may put anything there, and logs must not carry what it sent).
+fn operation_name(operation: &str) -> &'static str {
+    match operation {
+        "CREATE" => "CREATE",
+        "UPDATE" => "UPDATE",
+        "DELETE" => "DELETE",
+        "CONNECT" => "CONNECT",
+        _ => "other",
     }
 }
 

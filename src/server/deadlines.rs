@@ -37,23 +37,9 @@ enum Phase {
 
 /// When the HTTP/1 request head being read (or last read) on a connection began: the handler
 /// measures the request deadline (head and body) from it. Shared between the connection's IO
-/// wrapper, which sets it, and its service, which reads it.
-#[derive(Clone, Debug, Default)]
-pub struct HeadStart(Arc<Mutex<Option<Instant>>>);
-
-impl HeadStart {
-    fn set(&self, at: Instant) {
-        if let Ok(mut s) = self.0.lock() {
-            *s = Some(at);
-        }
-    }
-
-    /// When the current head began; `None` before the first (or on HTTP/2, where a head is one
-    /// frame and the handler's own start is as good).
-    pub fn get(&self) -> Option<Instant> {
-        self.0.lock().ok().and_then(|s| *s)
-    }
-}
+/// wrapper, which sets it, and its service, which reads it. `None` before the first head (and
+/// on HTTP/2, where a head is one frame and the handler's own start is as good).
+pub type HeadStart = Arc<Mutex<Option<Instant>>>;
 
 /// An IO stream with the head and idle deadlines above.
 pub struct Deadlines<IO> {
@@ -100,7 +86,9 @@ impl<IO> Deadlines<IO> {
             self.served = true;
             self.phase = Phase::Head { tail: 0 };
             let now = Instant::now();
-            self.head_start.set(now);
+            if let Ok(mut start) = self.head_start.lock() {
+                *start = Some(now);
+            }
             self.deadline = now + self.head;
         }
         if let Phase::Head { tail } = self.phase {

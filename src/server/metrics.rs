@@ -7,7 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::outcome::RequestOutcome;
+use super::review::RequestOutcome;
 use crate::metrics::{registered, FixedFamily, Labels};
 use crate::rewrite::Location;
 
@@ -20,7 +20,7 @@ const LATENCY_BUCKETS: [f64; 10] = [
 pub struct EndpointMetrics {
     /// `mutate` or `validate`, as the metrics and the log name it.
     pub endpoint: &'static str,
-    /// By [`RequestOutcome::index`].
+    /// By outcome (`outcome as usize`).
     pub requests: [Counter; RequestOutcome::ALL.len()],
     pub duration: Histogram,
 }
@@ -45,7 +45,7 @@ impl EndpointMetrics {
     }
 
     pub fn count(&self, outcome: RequestOutcome, elapsed: std::time::Duration) {
-        self.requests[outcome.index()].inc();
+        self.requests[outcome as usize].inc();
         self.duration.observe(elapsed.as_secs_f64());
     }
 }

@@ -5,7 +5,6 @@ pub mod admission_log;
 mod deadlines;
 pub mod metrics;
 pub mod mutate;
-pub mod outcome;
 pub mod review;
 pub mod routes;
 
@@ -30,8 +29,8 @@ use crate::serving_cert::{Credentials, Resolver};
 pub struct Timing {
     /// A client must finish the TLS handshake within this.
     pub handshake: Duration,
-    /// …then start its first request, and send each request's head, within this. (The whole
-    /// request, head and body, has [`routes::AppState::request_timeout`], the same by default.)
+    /// …then start its first request, and send each request's head, within this; the whole
+    /// request, head and body, within this from its first byte (a late body is answered 408).
     pub header_read: Duration,
     /// A keep-alive connection may wait this long for its next request: longer than
     /// kube-apiserver's 90 s, so the client closes idle connections first (see `deadlines`).
@@ -93,13 +92,6 @@ fn listen_with_backlog(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Counts one webhook connection in the `connections` gauge while it lives.
 struct OpenConnection(prometheus_client::metrics::gauge::Gauge);
 
-impl OpenConnection {
-    fn new(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
-        gauge.inc();
-        OpenConnection(gauge.clone())
-    }
-}
-
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.dec();
@@ -129,7 +121,6 @@ pub struct Server {
     acceptor: TlsAcceptor,
     follow: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
     state: Arc<AppState>,
-    timing: Timing,
 }
 
 impl Server {
@@ -139,7 +130,6 @@ impl Server {
         admin_listen: SocketAddr,
         credentials: Credentials,
         state: Arc<AppState>,
-        timing: Timing,
     ) -> Result<Server> {
         let acceptor = TlsAcceptor::from(server_config(credentials.resolver)?);
         let webhook = listen_with_backlog(listen).with_context(|| format!("binding {listen}"))?;
@@ -154,7 +144,6 @@ impl Server {
             acceptor,
             follow: credentials.follow,
             state,
-            timing,
         })
     }
 
@@ -177,6 +166,7 @@ impl Server {
         // The task that keeps the certificate current never ends; if it did (a panic), the
         // pair in force would expire unrenewed: stop, so the pod restarts and says why.
         let mut stopped_following = false;
+        let timing = self.state.timing.clone();
         let app = routes::admin(self.state.clone(), stopping_rx.clone());
         let admin_task = tokio::spawn(
             axum::serve(self.admin, app)
@@ -190,10 +180,10 @@ impl Server {
             router: routes::webhook(self.state),
             builder: Arc::new(connection_builder()),
             stopping: stopping_rx,
-            timing: self.timing.clone(),
+            timing: timing.clone(),
         };
         let connections = TaskTracker::new();
-        let slots = Arc::new(tokio::sync::Semaphore::new(self.timing.max_connections));
+        let slots = Arc::new(tokio::sync::Semaphore::new(timing.max_connections));
         let spawn_connection = |slot, tcp| template.spawn(&connections, slot, tcp);
 
         tokio::pin!(shutdown);
@@ -201,9 +191,9 @@ impl Server {
         loop {
             let (slot, tcp) = tokio::select! {
                 _ = &mut shutdown, if listener_closes_at.is_none() => {
-                    tracing::info!(delay = ?self.timing.shutdown_delay, "shutting down: not ready; answering with Connection: close until the delay ends");
+                    tracing::info!(delay = ?timing.shutdown_delay, "shutting down: not ready; answering with Connection: close until the delay ends");
                     let _ = stopping_tx.send(true);
-                    listener_closes_at = Some(tokio::time::Instant::now() + self.timing.shutdown_delay);
+                    listener_closes_at = Some(tokio::time::Instant::now() + timing.shutdown_delay);
                     continue;
                 }
                 _ = tokio::time::sleep_until(listener_closes_at.unwrap_or_else(tokio::time::Instant::now)), if listener_closes_at.is_some() => break,
@@ -225,7 +215,7 @@ impl Server {
         tracing::info!("shutting down: no new connections; waiting for in-flight requests and for clients to close their connections");
         let _ = stopping_tx.send(true);
         let _ = stop_tx.send(true);
-        drain(connections, self.timing.drain).await;
+        drain(connections, timing.drain).await;
         cert_watch.abort();
         stop_admin(admin_task).await?;
         anyhow::ensure!(
@@ -349,7 +339,8 @@ impl Connection {
         tcp: tokio::net::TcpStream,
     ) {
         let _ = tcp.set_nodelay(true);
-        let (conn, open) = (self.clone(), OpenConnection::new(&self.open));
+        self.open.inc();
+        let (conn, open) = (self.clone(), OpenConnection(self.open.clone()));
         tracker.spawn(async move {
             let (_slot, _open) = (slot, open);
             conn.serve(tcp).await;
@@ -387,7 +378,8 @@ impl Connection {
         let service = TowerToHyperService::new(
             self.router
                 .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                    let start = head_start.get().unwrap_or_else(tokio::time::Instant::now);
+                    let start = head_start.lock().ok().and_then(|s| *s);
+                    let start = start.unwrap_or_else(tokio::time::Instant::now);
                     req.extensions_mut().insert(routes::RequestStart(start));
                     req
                 })

@@ -6,8 +6,7 @@
 
 use serde::de::{DeserializeSeed, Deserializer};
 
-use super::outcome::RequestOutcome;
-use super::review::{bounded_warnings, Answer, Request, Response, ReviewError};
+use super::review::{bounded_warnings, Answer, Request, RequestOutcome, Response, ReviewError};
 use crate::mapping::objects::Mappings;
 use crate::mapping::Table;
 use crate::rewrite::{
@@ -81,10 +80,8 @@ pub fn answer(
         audit: decision.audit.as_deref(),
     };
     Answer {
-        body: response.to_review(),
-        verdict,
         rewrites,
         unmapped,
-        warned: !warnings.is_empty(),
+        ..response.answer(verdict)
     }
 }

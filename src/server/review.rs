@@ -1,7 +1,8 @@
 //! The `admission.k8s.io/v1` AdmissionReview exchange of both endpoints: the one decoder of
 //! the envelope, which borrows from the body and reads `request.object` as the endpoint asks
 //! (`/mutate` walks it for project IDs, `/validate` decodes a tree), and the one writer of the
-//! answer.
+//! answer, with how the request ended ([`RequestOutcome`]: the requests metric's `outcome` label,
+//! its counters' index, the log level).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -11,7 +12,6 @@ use base64::Engine;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::outcome::RequestOutcome;
 use crate::rewrite::{write_str, CowStr, Location};
 
 /// The only review version the webhook speaks.
@@ -46,7 +46,16 @@ pub fn decode<'a, S: DeserializeSeed<'a>>(
     let (api_version, kind, request) = d
         .deserialize_map(ReviewVisitor(object))
         .and_then(|r| d.end().map(|()| r))
-        .map_err(|e| ReviewError::from_json(&e))?;
+        .map_err(|e| ReviewError::Decode {
+            category: match e.classify() {
+                serde_json::error::Category::Io => "I/O",
+                serde_json::error::Category::Syntax => "syntax",
+                serde_json::error::Category::Data => "type",
+                serde_json::error::Category::Eof => "unexpected end of input",
+            },
+            line: e.line(),
+            column: e.column(),
+        })?;
     check_type(&api_version, &kind)?;
     request.ok_or(ReviewError::NoRequest)
 }
@@ -233,22 +242,6 @@ pub enum ReviewError {
     Empty,
 }
 
-impl ReviewError {
-    /// A decode error by position and category only.
-    pub fn from_json(e: &serde_json::Error) -> ReviewError {
-        ReviewError::Decode {
-            category: match e.classify() {
-                serde_json::error::Category::Io => "I/O",
-                serde_json::error::Category::Syntax => "syntax",
-                serde_json::error::Category::Data => "type",
-                serde_json::error::Category::Eof => "unexpected end of input",
-            },
-            line: e.line(),
-            column: e.column(),
-        }
-    }
-}
-
 /// A body as text. JSON is UTF-8 (RFC 8259): checked once over the whole body, because serde
 /// skips the fields a decoder does not read (`managedFields`, ...) without checking their
 /// strings, and a body carrying bytes that are not text there is not JSON. (The string reader
@@ -284,6 +277,56 @@ fn check_type(api_version: &str, kind: &str) -> Result<(), ReviewError> {
     Err(ReviewError::WrongType { got })
 }
 
+/// How an admission request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// Allowed without a patch.
+    Allowed,
+    /// Allowed with a patch.
+    Patched,
+    /// `--mode warn`: a patch was due and not sent.
+    WouldPatch,
+    Denied,
+    /// Not a review the webhook can answer (HTTP 4xx).
+    BadRequest,
+    /// No mapping table yet (HTTP 503).
+    Unavailable,
+    /// `/mutate` on a `--validate-only` server (HTTP 404).
+    NotServed,
+}
+
+impl RequestOutcome {
+    /// Every outcome, in the order of its discriminant (a per-outcome counter's index).
+    pub const ALL: [RequestOutcome; 7] = [
+        RequestOutcome::Allowed,
+        RequestOutcome::Patched,
+        RequestOutcome::WouldPatch,
+        RequestOutcome::Denied,
+        RequestOutcome::BadRequest,
+        RequestOutcome::Unavailable,
+        RequestOutcome::NotServed,
+    ];
+
+    /// The metric label and the log field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestOutcome::Allowed => "allowed",
+            RequestOutcome::Patched => "patched",
+            RequestOutcome::WouldPatch => "would_patch",
+            RequestOutcome::Denied => "denied",
+            RequestOutcome::BadRequest => "bad_request",
+            RequestOutcome::Unavailable => "unavailable",
+            RequestOutcome::NotServed => "not_served",
+        }
+    }
+
+    /// Whether an admission is logged at info: it did anything but allow quietly (a rewrite
+    /// is `Patched` or `WouldPatch`; an unmapped value always warns).
+    pub fn is_notable(self, warned: bool) -> bool {
+        self != RequestOutcome::Allowed || warned
+    }
+}
+
 /// The answer to one admission request, and what to count and log about it.
 #[derive(Debug)]
 pub struct Answer {
@@ -311,6 +354,17 @@ pub struct Response<'r> {
 }
 
 impl Response<'_> {
+    /// This response written, with nothing rewritten or unmapped to count.
+    pub fn answer(&self, verdict: RequestOutcome) -> Answer {
+        Answer {
+            body: self.to_review(),
+            verdict,
+            rewrites: [0; Location::ALL.len()],
+            unmapped: [0; Location::ALL.len()],
+            warned: !self.warnings.is_empty(),
+        }
+    }
+
     /// The AdmissionReview, written into one buffer sized once, the patch's base64 written
     /// straight into it.
     ///
@@ -458,5 +512,12 @@ mod tests {
             assert!(expected(&tree(body).unwrap_err()), "{body:?}");
         }
         assert!(matches!(tree(b""), Err(ReviewError::Empty)));
+    }
+
+    #[test]
+    fn every_outcome_sits_at_its_index() {
+        for (i, o) in RequestOutcome::ALL.iter().enumerate() {
+            assert_eq!(*o as usize, i, "{o:?}");
+        }
     }
 }

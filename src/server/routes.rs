@@ -18,8 +18,7 @@ use super::admission;
 use super::admission_log::{Admission, AdmissionLog, Record};
 use super::metrics::{EndpointMetrics, Metrics};
 use super::mutate;
-use super::outcome::RequestOutcome;
-use super::review;
+use super::review::{self, RequestOutcome};
 use crate::live::LiveMappings;
 use crate::rewrite::MutateSettings;
 
@@ -33,9 +32,9 @@ pub struct AppState {
     /// `serve --validate-only` (the source cluster): no table is expected, the server is ready
     /// at once, and `/mutate` is not served.
     pub validate_only: bool,
-    /// The whole request, head and body, must arrive within this from the head's first byte;
-    /// a late body is answered 408.
-    pub request_timeout: Duration,
+    /// The connections' deadlines. The whole request, head and body, must arrive within
+    /// `header_read` from the head's first byte; a late body is answered 408.
+    pub timing: super::Timing,
     /// The admission log's queue (written off the request's thread).
     pub log: AdmissionLog,
 }
@@ -262,7 +261,7 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
             StatusCode::NOT_FOUND,
             "this server runs with --validate-only: /mutate is not served",
         );
-        return Unread::new(req, s.request_timeout).answer(not_served, true);
+        return Unread::new(req, s.timing.header_read).answer(not_served, true);
     }
     let m = &s.metrics.mutate;
     answer_review(&s, m, req, |bytes, start| {
@@ -272,11 +271,11 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
         };
         let mut review = mutate::decode(bytes, &mappings.table)?;
         let answer = mutate::answer(&mut review, &mappings, &s.settings);
-        for (i, n) in answer.rewrites.iter().enumerate().filter(|(_, n)| **n > 0) {
-            s.metrics.rewrites_at[i].inc_by(u64::from(*n));
-        }
-        for (i, n) in answer.unmapped.iter().enumerate().filter(|(_, n)| **n > 0) {
-            s.metrics.unmapped_at[i].inc_by(u64::from(*n));
+        let at = [&s.metrics.rewrites_at, &s.metrics.unmapped_at];
+        for (counters, counts) in at.into_iter().zip([&answer.rewrites, &answer.unmapped]) {
+            for (c, n) in counters.iter().zip(counts).filter(|(_, n)| **n > 0) {
+                c.inc_by(u64::from(*n));
+            }
         }
         Ok(answered(&s, m, &review, answer, start))
     })
@@ -307,7 +306,7 @@ async fn answer_review(
     decide: impl FnOnce(&[u8], Instant) -> Result<Response, review::ReviewError>,
 ) -> Response {
     let start = Instant::now();
-    let (resp, error) = match read_body(req, s.max_body_bytes, s.request_timeout).await {
+    let (resp, error) = match read_body(req, s.max_body_bytes, s.timing.header_read).await {
         Ok(bytes) => match decide(&bytes, start) {
             Ok(resp) => return resp,
             Err(e) => {

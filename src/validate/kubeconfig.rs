@@ -1,10 +1,13 @@
 //! docs/behaviour.md checks on a ClusterPair's `spec.config` (client-go's internal kubeconfig shape).
 
-use crate::text::shown_name;
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use super::Report;
 use crate::clusterpair::{AuthInfo, Cluster, KubeConfig, Secret};
+use crate::text::shown_name;
 
 /// `spec.options` keys Stork and Portworx are known to read.
 pub const KNOWN_OPTIONS: &[&str] = &[
@@ -22,54 +25,42 @@ const DAY: i64 = 86_400;
 
 /// Checks the kubeconfig, appending to `report`.
 pub fn check(config: &KubeConfig, now: i64, report: &mut Report) {
-    let base = "spec.config";
+    let current = "spec.config.current-context";
     if config.current_context.is_empty() {
-        report.error(
-            format!("{base}.current-context"),
-            "missing: the ClusterPair needs a current context",
-        );
+        report.error(current, "missing: the ClusterPair needs a current context");
         return;
     }
-    let Some(ctx) = config.contexts.get(&config.current_context) else {
-        report.error(
-            format!("{base}.current-context"),
-            format!(
-                "names context {:?}, which is not in contexts",
-                shown_name(&config.current_context)
-            ),
-        );
+    let (contexts, name) = (&config.contexts, &config.current_context);
+    let Some((ctx_path, ctx)) = named(contexts, "context", name, current.into(), report) else {
         return;
     };
-    let ctx_path = format!("{base}.contexts[{}]", shown_name(&config.current_context));
-    match config.clusters.get(&ctx.cluster) {
-        Some(cluster) => check_cluster(
-            &format!("{base}.clusters[{}]", shown_name(&ctx.cluster)),
-            cluster,
-            now,
-            report,
-        ),
-        None => report.error(
-            format!("{ctx_path}.cluster"),
-            format!(
-                "names cluster {:?}, which is not in clusters",
-                shown_name(&ctx.cluster)
-            ),
-        ),
+    let field = format!("{ctx_path}.cluster");
+    if let Some((path, cluster)) = named(&config.clusters, "cluster", &ctx.cluster, field, report) {
+        check_cluster(&path, cluster, now, report);
     }
-    match config.users.get(&ctx.user) {
-        Some(user) => check_user(
-            &format!("{base}.users[{}]", shown_name(&ctx.user)),
-            user,
-            now,
-            report,
-        ),
-        None => report.error(
-            format!("{ctx_path}.user"),
-            format!(
-                "names user {:?}, which is not in users",
-                shown_name(&ctx.user)
-            ),
-        ),
+    let field = format!("{ctx_path}.user");
+    if let Some((path, user)) = named(&config.users, "user", &ctx.user, field, report) {
+        check_user(&path, user, now, report);
+    }
+}
+
+/// The `what` called `name`, with its path; when there is none, an error at `field` (the field
+/// that names it).
+fn named<'c, T>(
+    entries: &'c BTreeMap<String, T>,
+    what: &str,
+    name: &str,
+    field: String,
+    report: &mut Report,
+) -> Option<(String, &'c T)> {
+    let shown = shown_name(name);
+    match entries.get(name) {
+        Some(entry) => Some((format!("spec.config.{what}s[{shown}]"), entry)),
+        None => {
+            let message = format!("names {what} {shown:?}, which is not in {what}s");
+            report.error(field, message);
+            None
+        }
     }
 }
 
@@ -96,12 +87,8 @@ fn check_cluster(path: &str, c: &Cluster, now: i64, report: &mut Report) {
         }
     }
     if let Some(ca) = ca {
-        check_certificates(
-            &format!("{path}.certificate-authority-data"),
-            ca,
-            now,
-            report,
-        );
+        let ca_path = format!("{path}.certificate-authority-data");
+        check_certificates(&ca_path, ca, now, report);
     }
 }
 
@@ -182,9 +169,7 @@ fn check_user(path: &str, u: &AuthInfo, now: i64, report: &mut Report) {
 
 fn decode_b64(s: &Secret) -> Option<Vec<u8>> {
     let compact: String = s.expose().chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(compact)
-        .ok()
+    STANDARD.decode(compact).ok()
 }
 
 /// Base64 of PEM X.509, each certificate unexpired (warning within 30 days).
@@ -205,27 +190,14 @@ fn check_certificates(path: &str, data: &Secret, now: i64, report: &mut Report) 
             return None;
         };
         found += 1;
-        let not_after = cert.validity().not_after.timestamp();
-        if not_after < now {
-            report.error(
-                path,
-                format!(
-                    "certificate #{found} expired at {}",
-                    cert.validity().not_after
-                ),
-            );
-        } else if not_after - now < 30 * DAY {
-            report.warning(
-                path,
-                format!(
-                    "certificate #{found} expires within 30 days, at {}",
-                    cert.validity().not_after
-                ),
-            );
+        let until = cert.validity().not_after;
+        if until.timestamp() < now {
+            report.error(path, format!("certificate #{found} expired at {until}"));
+        } else if until.timestamp() - now < 30 * DAY {
+            let message = format!("certificate #{found} expires within 30 days, at {until}");
+            report.warning(path, message);
         }
-        if first_der.is_none() {
-            first_der = Some(pem.contents.clone());
-        }
+        first_der.get_or_insert_with(|| pem.contents.clone());
     }
     if found == 0 {
         report.error(path, "is base64, but not of a PEM X.509 certificate");
@@ -237,12 +209,8 @@ fn check_client_pair(path: &str, u: &AuthInfo, now: i64, report: &mut Report) {
     let (Some(cert), Some(key)) = (&u.client_certificate_data, &u.client_key_data) else {
         return;
     };
-    let cert_der = check_certificates(
-        &format!("{path}.client-certificate-data"),
-        cert,
-        now,
-        report,
-    );
+    let cert_path = format!("{path}.client-certificate-data");
+    let cert_der = check_certificates(&cert_path, cert, now, report);
     let key_path = format!("{path}.client-key-data");
     let Some(key_bytes) = decode_b64(key) else {
         report.error(key_path, "not base64");

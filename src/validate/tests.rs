@@ -1,5 +1,6 @@
 //! One case per docs/behaviour.md rule, with certificates made here by rcgen.
 
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Value};
 
@@ -9,19 +10,34 @@ const NOW: i64 = 1_800_000_000; // 2027-01-15
 const DAY: i64 = 86_400;
 
 fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
+    STANDARD.encode(s)
 }
 
-/// A certificate valid from NOW-1d until `until`, and its key.
-fn cert(until: i64) -> (String, String) {
+/// A certificate for `key` valid from NOW-1d until `until`, base64 PEM.
+fn cert_for(key: &rcgen::KeyPair, until: i64) -> String {
     let mut p = rcgen::CertificateParams::new(vec!["x".to_string()]).unwrap();
     p.distinguished_name
         .push(rcgen::DnType::CommonName, "stork");
     p.not_before = time_at(NOW - DAY);
     p.not_after = time_at(until);
+    b64(&p.self_signed(key).unwrap().pem())
+}
+
+/// A certificate valid from NOW-1d until `until`, and its key, both base64 PEM.
+fn cert(until: i64) -> (String, String) {
     let key = rcgen::KeyPair::generate().unwrap();
-    let c = p.self_signed(&key).unwrap();
-    (b64(&c.pem()), b64(&key.serialize_pem()))
+    (cert_for(&key, until), b64(&key.serialize_pem()))
+}
+
+/// A user with a client certificate and key.
+fn pair_user(cert: &str, key: &str) -> Value {
+    json!({"client-certificate-data": cert, "client-key-data": key})
+}
+
+/// A user whose client certificate is valid until `until`.
+fn cert_user(until: i64) -> Value {
+    let (c, k) = cert(until);
+    pair_user(&c, &k)
 }
 
 fn time_at(t: i64) -> time::OffsetDateTime {
@@ -49,6 +65,10 @@ fn token_user() -> Value {
     json!({"token": "abc.def.ghi-secret-token"})
 }
 
+fn report(cluster: Value, user: Value) -> Report {
+    check(&cp(cluster, user), NOW, None)
+}
+
 fn errors(obj: &Value) -> Vec<String> {
     check(obj, NOW, None)
         .errors
@@ -57,51 +77,32 @@ fn errors(obj: &Value) -> Vec<String> {
         .collect()
 }
 
+fn errors_of(cluster: Value, user: Value) -> Vec<String> {
+    errors(&cp(cluster, user))
+}
+
+/// A mapping ConfigMap without data.
+fn mapping_configmap() -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"labels": {"rancher-remap.io/mappings": "true"}}})
+}
+
 fn has(findings: &[String], needle: &str) -> bool {
     findings.iter().any(|f| f.contains(needle))
 }
 
 #[test]
 fn valid_token_and_certificate_pairs() {
-    assert_eq!(
-        check(&cp(good_cluster(), token_user()), NOW, None),
-        Report::default()
-    );
-    let (c, k) = cert(NOW + 365 * DAY);
-    let r = check(
-        &cp(
-            good_cluster(),
-            json!({"client-certificate-data": c, "client-key-data": k}),
-        ),
-        NOW,
-        None,
-    );
+    assert_eq!(report(good_cluster(), token_user()), Report::default());
+    let r = report(good_cluster(), cert_user(NOW + 365 * DAY));
     assert!(r.errors.is_empty() && r.warnings.is_empty(), "{r:?}");
 }
 
 #[test]
 fn expired_and_expiring_certificates() {
-    let (c, k) = cert(NOW - DAY);
-    let e = errors(&cp(
-        good_cluster(),
-        json!({"client-certificate-data": c, "client-key-data": k}),
-    ));
-    assert!(
-        has(
-            &e,
-            "spec.config.users[u].client-certificate-data: certificate #1 expired"
-        ),
-        "{e:?}"
-    );
-    let (c, k) = cert(NOW + 10 * DAY);
-    let r = check(
-        &cp(
-            good_cluster(),
-            json!({"client-certificate-data": c, "client-key-data": k}),
-        ),
-        NOW,
-        None,
-    );
+    let e = errors_of(good_cluster(), cert_user(NOW - DAY));
+    let expired = "spec.config.users[u].client-certificate-data: certificate #1 expired";
+    assert!(has(&e, expired), "{e:?}");
+    let r = report(good_cluster(), cert_user(NOW + 10 * DAY));
     assert!(r.errors.is_empty());
     assert!(r.warnings[0].message.contains("within 30 days"), "{r:?}");
 }
@@ -110,33 +111,24 @@ fn expired_and_expiring_certificates() {
 fn mismatched_key_and_half_pairs() {
     let (c, _) = cert(NOW + 365 * DAY);
     let (_, other_key) = cert(NOW + 365 * DAY);
-    let e = errors(&cp(
-        good_cluster(),
-        json!({"client-certificate-data": c, "client-key-data": other_key}),
-    ));
+    let e = errors_of(good_cluster(), pair_user(&c, &other_key));
     assert!(has(&e, "client-key-data: does not match"), "{e:?}");
-    assert!(has(
-        &errors(&cp(good_cluster(), json!({"client-certificate-data": c}))),
-        "client-key-data: missing"
-    ));
-    assert!(has(
-        &errors(&cp(good_cluster(), json!({"client-key-data": other_key}))),
-        "client-certificate-data: missing"
-    ));
+    let half = errors_of(good_cluster(), json!({"client-certificate-data": c}));
+    assert!(has(&half, "client-key-data: missing"));
+    let half = errors_of(good_cluster(), json!({"client-key-data": other_key}));
+    assert!(has(&half, "client-certificate-data: missing"));
 }
 
 #[test]
 fn not_base64_and_not_pem() {
-    let e = errors(&cp(
-        json!({"server": "https://h", "certificate-authority-data": "%%%"}),
-        token_user(),
-    ));
-    assert!(has(&e, "certificate-authority-data: not base64"), "{e:?}");
-    let e = errors(&cp(
-        json!({"server": "https://h", "certificate-authority-data": b64("hello")}),
-        token_user(),
-    ));
-    assert!(has(&e, "not of a PEM X.509 certificate"), "{e:?}");
+    for (ca, needle) in [
+        ("%%%".to_string(), "certificate-authority-data: not base64"),
+        (b64("hello"), "not of a PEM X.509 certificate"),
+    ] {
+        let cluster = json!({"server": "https://h", "certificate-authority-data": ca});
+        let e = errors_of(cluster, token_user());
+        assert!(has(&e, needle), "{e:?}");
+    }
 }
 
 #[test]
@@ -157,49 +149,31 @@ fn missing_context_cluster_user() {
 
 #[test]
 fn no_credential() {
-    assert!(has(
-        &errors(&cp(good_cluster(), json!({}))),
-        "spec.config.users[u]: no credential"
-    ));
+    let e = errors_of(good_cluster(), json!({}));
+    assert!(has(&e, "spec.config.users[u]: no credential"));
 }
 
 #[test]
 fn servers() {
-    let r = check(
-        &cp(
-            json!({"server": "http://10.0.0.1:6443", "insecure-skip-tls-verify": true}),
-            token_user(),
-        ),
-        NOW,
-        None,
-    );
+    let insecure = json!({"server": "http://10.0.0.1:6443", "insecure-skip-tls-verify": true});
+    let r = report(insecure, token_user());
     assert!(r.errors.is_empty(), "{r:?}");
-    assert_eq!(
-        r.warnings.len(),
-        2,
-        "http and insecure-skip-tls-verify: {r:?}"
-    );
-    assert!(has(
-        &errors(&cp(json!({"server": "10.0.0.1:6443"}), token_user())),
-        "not an absolute URL"
-    ));
-    assert!(has(
-        &errors(&cp(json!({"server": "https://"}), token_user())),
-        "empty host"
-    ));
-    assert!(has(
-        &errors(&cp(json!({"server": "ftp://h"}), token_user())),
-        "scheme is not https"
-    ));
-    assert!(has(
-        &errors(&cp(json!({"server": "https://h:notaport"}), token_user())),
-        "invalid port number"
-    ));
+    let warnings = r.warnings.len();
+    assert_eq!(warnings, 2, "http and insecure-skip-tls-verify: {r:?}");
+    for (server, needle) in [
+        ("10.0.0.1:6443", "not an absolute URL"),
+        ("https://", "empty host"),
+        ("ftp://h", "scheme is not https"),
+        ("https://h:notaport", "invalid port number"),
+    ] {
+        let e = errors_of(json!({ "server": server }), token_user());
+        assert!(has(&e, needle), "{server}: {e:?}");
+    }
     // The URL is never quoted (it may hold user info).
-    let e = errors(&cp(
+    let e = errors_of(
         json!({"server": "ftp://admin:pw-s3cr3t@h:6443"}),
         token_user(),
-    ));
+    );
     assert!(!format!("{e:?}").contains("s3cr3t"), "{e:?}");
 }
 
@@ -207,11 +181,11 @@ fn servers() {
 fn insecure_with_ca_and_file_paths() {
     let mut c = good_cluster();
     c["insecure-skip-tls-verify"] = json!(true);
-    assert!(has(&errors(&cp(c, token_user())), "client-go refuses"));
-    let e = errors(&cp(
+    assert!(has(&errors_of(c, token_user()), "client-go refuses"));
+    let e = errors_of(
         json!({"server": "https://h", "certificate-authority": "/etc/ca.crt"}),
         json!({"tokenFile": "/var/run/token"}),
-    ));
+    );
     assert!(
         has(&e, "certificate-authority: a file path") && has(&e, "tokenFile: a file path"),
         "{e:?}"
@@ -252,12 +226,7 @@ fn secrets_never_in_findings() {
     // characters are the PEM header's, which every certificate shares.
     let mut secrets = vec!["tok-secret-123".to_string(), "pw-secret-456".to_string()];
     for b64 in [&c, &k, &other] {
-        let pem = String::from_utf8(
-            base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .unwrap(),
-        )
-        .unwrap();
+        let pem = String::from_utf8(STANDARD.decode(b64).unwrap()).unwrap();
         let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
         secrets.push(b64[b64.len() / 2..b64.len() / 2 + 24].to_string());
         secrets.push(body[body.len() / 2..body.len() / 2 + 24].to_string());
@@ -271,18 +240,14 @@ fn secrets_never_in_findings() {
 #[test]
 fn an_empty_mapping_configmap_is_refused_and_a_clusterpair_without_mappings_is_not() {
     for data in [json!({}), json!({"ns.a": ""}), json!({"ns.a": "\n  \n"})] {
-        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"labels": {"rancher-remap.io/mappings": "true"}}, "data": data});
+        let mut cm = mapping_configmap();
+        cm["data"] = data.clone();
         let e = errors(&cm);
         assert!(has(&e, "data: no mapping entries"), "{data}: {e:?}");
     }
-    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"labels": {"rancher-remap.io/mappings": "true"}}});
-    assert!(has(&errors(&cm), "no mapping entries"));
+    assert!(has(&errors(&mapping_configmap()), "no mapping entries"));
     // Stork users without Rancher: no projectMappings at all is fine.
-    let (c, k) = cert(NOW + 365 * DAY);
-    let mut o = cp(
-        good_cluster(),
-        json!({"client-certificate-data": c, "client-key-data": k}),
-    );
+    let mut o = cp(good_cluster(), cert_user(NOW + 365 * DAY));
     for without in [
         json!({}),
         json!({"rancher": {}}),
@@ -296,15 +261,10 @@ fn an_empty_mapping_configmap_is_refused_and_a_clusterpair_without_mappings_is_n
 
 #[test]
 fn other_objects_are_not_checked_and_configmaps_merge_keys() {
-    assert_eq!(
-        check(
-            &json!({"kind": "ConfigMap", "data": {"a": "bad"}}),
-            NOW,
-            None
-        ),
-        Report::default()
-    );
-    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"labels": {"rancher-remap.io/mappings": "true"}}, "data": {"ns.a": "p-a=p-b", "ns.b": "p-a=p-c"}});
+    let plain = json!({"kind": "ConfigMap", "data": {"a": "bad"}});
+    assert_eq!(check(&plain, NOW, None), Report::default());
+    let mut cm = mapping_configmap();
+    cm["data"] = json!({"ns.a": "p-a=p-b", "ns.b": "p-a=p-c"});
     let e = errors(&cm);
     assert!(
         has(&e, "data key ns.a") && has(&e, "data key ns.b"),
@@ -312,65 +272,35 @@ fn other_objects_are_not_checked_and_configmaps_merge_keys() {
     );
 }
 
-/// A certificate for `key` (valid for a year) and the key, both base64 PEM.
-fn cert_for(key: &rcgen::KeyPair) -> String {
-    let mut p = rcgen::CertificateParams::new(vec!["x".to_string()]).unwrap();
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, "stork");
-    p.not_before = time_at(NOW - DAY);
-    p.not_after = time_at(NOW + 365 * DAY);
-    b64(&p.self_signed(key).unwrap().pem())
-}
-
 #[test]
 fn key_and_certificate_match_for_rsa_ecdsa_and_ed25519() {
     // ring cannot generate RSA keys: two throwaway 2048-bit keys made for these tests only.
-    let rsa = |i: u8| {
-        let pem = include_str!("../../tests/data/test-only-rsa-1.key");
-        let pem2 = include_str!("../../tests/data/test-only-rsa-2.key");
-        rcgen::KeyPair::from_pem(if i == 1 { pem } else { pem2 }).unwrap()
+    let rsa = |pem| rcgen::KeyPair::from_pem(pem).unwrap();
+    let rsa_keys = (
+        rsa(include_str!("../../tests/data/test-only-rsa-1.key")),
+        rsa(include_str!("../../tests/data/test-only-rsa-2.key")),
+    );
+    let two = |alg: &'static rcgen::SignatureAlgorithm| {
+        let gen = || rcgen::KeyPair::generate_for(alg).unwrap();
+        (gen(), gen())
     };
-    let gen = |alg| rcgen::KeyPair::generate_for(alg).unwrap();
-    let cases: Vec<(&str, rcgen::KeyPair, rcgen::KeyPair)> = vec![
-        ("RSA", rsa(1), rsa(2)),
-        (
-            "ECDSA P-256",
-            gen(&rcgen::PKCS_ECDSA_P256_SHA256),
-            gen(&rcgen::PKCS_ECDSA_P256_SHA256),
-        ),
-        (
-            "ECDSA P-384",
-            gen(&rcgen::PKCS_ECDSA_P384_SHA384),
-            gen(&rcgen::PKCS_ECDSA_P384_SHA384),
-        ),
-        (
-            "Ed25519",
-            gen(&rcgen::PKCS_ED25519),
-            gen(&rcgen::PKCS_ED25519),
-        ),
+    let cases = [
+        ("RSA", rsa_keys),
+        ("ECDSA P-256", two(&rcgen::PKCS_ECDSA_P256_SHA256)),
+        ("ECDSA P-384", two(&rcgen::PKCS_ECDSA_P384_SHA384)),
+        ("Ed25519", two(&rcgen::PKCS_ED25519)),
     ];
-    for (alg, key, other) in cases {
-        let cert = cert_for(&key);
-        let good = check(
-            &cp(
-                good_cluster(),
-                json!({"client-certificate-data": cert, "client-key-data": b64(&key.serialize_pem())}),
-            ),
-            NOW,
-            None,
-        );
-        assert!(
-            good.errors.is_empty() && good.warnings.is_empty(),
-            "{alg}: {good:?}"
-        );
-        let bad = errors(&cp(
+    for (alg, (key, other)) in cases {
+        let cert = cert_for(&key, NOW + 365 * DAY);
+        let good = report(good_cluster(), pair_user(&cert, &b64(&key.serialize_pem())));
+        let clean = good.errors.is_empty() && good.warnings.is_empty();
+        assert!(clean, "{alg}: {good:?}");
+        let bad = errors_of(
             good_cluster(),
-            json!({"client-certificate-data": cert, "client-key-data": b64(&other.serialize_pem())}),
-        ));
-        assert!(
-            has(&bad, "client-key-data: does not match"),
-            "{alg}: {bad:?}"
+            pair_user(&cert, &b64(&other.serialize_pem())),
         );
+        let mismatch = has(&bad, "client-key-data: does not match");
+        assert!(mismatch, "{alg}: {bad:?}");
     }
 }
 
@@ -388,10 +318,9 @@ fn names_and_option_keys_that_hold_credentials_are_never_quoted() {
             "options": {secret("option"): "x"},
         }
     });
-    let (c, k) = cert(NOW - DAY);
     let mut named = cp(
         json!({"server": "http://10.0.0.1", "insecure-skip-tls-verify": true}),
-        json!({"client-certificate-data": c, "client-key-data": k}),
+        cert_user(NOW - DAY),
     );
     let spec = &mut named["spec"]["config"];
     spec["clusters"] = json!({secret("cluster"): spec["clusters"]["k"].clone()});
@@ -423,49 +352,31 @@ fn with_key(path: &str, key: &str) -> Value {
 }
 
 #[rstest::rstest]
-#[case::spec(
-    "spec",
-    "platformOption",
-    "spec.platformOption",
-    Some("platformOptions")
-)]
-#[case::spec_case(
-    "spec",
-    "PlatformOptions",
-    "spec.PlatformOptions",
-    Some("platformOptions")
-)]
-#[case::spec_config("spec", "confg", "spec.confg", Some("config"))]
-#[case::platform(
-    "spec.platformOptions",
-    "rancer",
-    "spec.platformOptions.rancer",
-    Some("rancher")
-)]
+#[case::spec("spec", "platformOption", Some("platformOptions"))]
+#[case::spec_case("spec", "PlatformOptions", Some("platformOptions"))]
+#[case::spec_config("spec", "confg", Some("config"))]
+#[case::platform("spec.platformOptions", "rancer", Some("rancher"))]
 #[case::rancher(
     "spec.platformOptions.rancher",
     "projectMapings",
-    "spec.platformOptions.rancher.projectMapings",
     Some("projectMappings")
 )]
 #[case::rancher_lower(
     "spec.platformOptions.rancher",
     "projectmappings",
-    "spec.platformOptions.rancher.projectmappings",
     Some("projectMappings")
 )]
-#[case::far("spec", "projectMappings", "spec.projectMappings", None)]
-#[case::far_platform("spec.platformOptions", "aws", "spec.platformOptions.aws", None)]
+#[case::far("spec", "projectMappings", None)]
+#[case::far_platform("spec.platformOptions", "aws", None)]
 fn keys_stork_does_not_have_are_refused_with_the_nearest_known_one(
     #[case] at: &str,
     #[case] key: &str,
-    #[case] path: &str,
     #[case] suggestion: Option<&str>,
 ) {
     let r = check(&with_key(at, key), NOW, None);
     assert_eq!(r.errors.len(), 1, "{r:?}");
     let e = &r.errors[0];
-    assert_eq!(e.path, path);
+    assert_eq!(e.path, format!("{at}.{key}"));
     assert!(e.message.starts_with("unknown field"), "{e}");
     match suggestion {
         Some(s) => assert!(e.message.ends_with(&format!("did you mean `{s}`?")), "{e}"),

@@ -184,7 +184,7 @@ fn wrong_values(pem_file: &str, not_a_cert: &str) -> Vec<(Certs, Vec<String>, &'
 fn wrong_values_are_refused_with_the_fix() {
     let pem_ca = {
         let g = rancher_remap::cli::certs::generate("corp", "corp", 30).unwrap();
-        g.ca_cert
+        g.ca.cert
     };
     let not_a_cert = base64::engine::general_purpose::STANDARD.encode("CA");
     let dir = tempfile::tempdir().unwrap();

@@ -138,9 +138,9 @@ pub struct TestServer {
 /// Writes a fresh CA + serving pair into `dir`; returns the CA PEM.
 pub fn write_certs(dir: &std::path::Path) -> String {
     let g = rancher_remap::cli::certs::generate("rancher-remap", "test", 1).unwrap();
-    std::fs::write(dir.join("tls.crt"), &g.tls_cert).unwrap();
-    std::fs::write(dir.join("tls.key"), &g.tls_key).unwrap();
-    g.ca_cert
+    std::fs::write(dir.join("tls.crt"), &g.serving.cert).unwrap();
+    std::fs::write(dir.join("tls.key"), &g.serving.key).unwrap();
+    g.ca.cert
 }
 
 pub async fn start(source: Source, settings: MutateSettings) -> TestServer {
@@ -207,8 +207,7 @@ pub fn app_state(
         log,
         max_body_bytes: 64 * 1024,
         validate_only,
-        // One knob in tests, as in `serve --request-timeout`.
-        request_timeout: timing.header_read,
+        timing: timing.clone(),
     });
     (state, live, metrics.certificate)
 }
@@ -251,7 +250,6 @@ async fn start_fed(
         "127.0.0.1:0".parse().unwrap(),
         credentials,
         state.clone(),
-        timing,
     )
     .await
     .unwrap();

@@ -1560,7 +1560,7 @@ fn operator_ca() -> String {
     static CA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     CA.get_or_init(|| {
         let g = rancher_remap::cli::certs::generate("corp", "corp", 30).unwrap();
-        base64::engine::general_purpose::STANDARD.encode(g.ca_cert)
+        base64::engine::general_purpose::STANDARD.encode(g.ca.cert)
     })
     .clone()
 }

@@ -215,7 +215,7 @@ async fn webhook_wiring_faults_are_each_reported() {
     let other = {
         use base64::Engine;
         let g = rancher_remap::cli::certs::generate("rancher-remap", "rancher-remap", 30).unwrap();
-        json!(base64::engine::general_purpose::STANDARD.encode(g.ca_cert))
+        json!(base64::engine::general_purpose::STANDARD.encode(g.ca.cert))
     };
     let fake = FakeApi::start().await;
     install(&fake, &docs, TABLE);

@@ -176,10 +176,10 @@ async fn certificate_expiry_gauge_follows_the_certificate_in_force() {
     // A new pair with a later notAfter, swapped in as kubelet does (one rename of a folder
     // would be atomic; here the key first, then the certificate, which completes the pair).
     let g = rancher_remap::cli::certs::generate("rancher-remap", "test", 30).unwrap();
-    let second = not_after(g.tls_cert.as_bytes());
+    let second = not_after(g.serving.cert.as_bytes());
     assert!(second > first);
-    std::fs::write(server.dir.path().join("tls.key.new"), &g.tls_key).unwrap();
-    std::fs::write(server.dir.path().join("tls.crt.new"), &g.tls_cert).unwrap();
+    std::fs::write(server.dir.path().join("tls.key.new"), &g.serving.key).unwrap();
+    std::fs::write(server.dir.path().join("tls.crt.new"), &g.serving.cert).unwrap();
     std::fs::rename(
         server.dir.path().join("tls.key.new"),
         server.dir.path().join("tls.key"),

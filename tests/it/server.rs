@@ -569,7 +569,6 @@ async fn the_server_stops_when_the_task_keeping_its_certificate_ends() {
         "127.0.0.1:0".parse().unwrap(),
         credentials,
         state,
-        timing,
     )
     .await
     .unwrap();
