@@ -24,7 +24,7 @@ impl Scan<'_> {
         let (ns, name) = (finding.namespace.clone(), finding.name.clone());
         let mut attempts = 0;
         let (result, error) = loop {
-            if finding.is_refused() {
+            if finding.refused {
                 break (FixStatus::Refused, None);
             }
             let Some(rv) = obj.pointer("/metadata/resourceVersion").cloned() else {

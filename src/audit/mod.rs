@@ -104,17 +104,15 @@ pub struct Finding {
     /// The webhook's patch, which `--fix` sends (and then drops).
     #[serde(skip)]
     patch: Vec<json_patch::PatchOperation>,
+    /// Whether the webhook denies the object (`--unmapped deny`): `--fix` leaves it alone.
+    #[serde(skip)]
+    refused: bool,
 }
 
 impl Finding {
     /// What `--fix` did with it; `None` without `--fix`.
     pub fn fix_status(&self) -> Option<FixStatus> {
         self.fix.as_ref().map(|x| x.result)
-    }
-
-    /// Whether `--unmapped deny` refuses the object (the webhook denies exactly then).
-    fn is_refused(&self) -> bool {
-        self.unmapped.iter().any(|u| u.action == "refused")
     }
 }
 
@@ -180,6 +178,8 @@ impl FixStatus {
     }
 }
 
+/// The audit's result; also one type's, which `run` merges into the whole (sorting the findings
+/// and counting the types then).
 #[derive(Debug, Default)]
 pub struct Report {
     /// Sorted by namespace, kind, name.
@@ -295,7 +295,7 @@ struct Scan<'a> {
     mappings: &'a Mappings,
     settings: &'a Settings,
     progress: &'a Progress,
-    /// One per request in flight (each of `api`'s calls takes one).
+    /// One per request in flight (`list_page`, `get` and `patch` each take one).
     permits: Semaphore,
     /// Namespaces that hold a migrated object.
     migrated_namespaces: Mutex<HashSet<String>>,
@@ -439,6 +439,7 @@ impl Scan<'_> {
             changes: changes.collect(),
             unmapped: unmapped.collect(),
             fix: None,
+            refused: d.action == Action::Deny,
             // Only `--fix` sends it: the report does not hold it otherwise.
             patch: self
                 .settings
@@ -467,6 +468,7 @@ mod tests {
             changes: Vec::new(),
             unmapped: Vec::new(),
             patch: Vec::new(),
+            refused: false,
             fix: fix.map(|result| FixResult {
                 result,
                 attempts: 1,

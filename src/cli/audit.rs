@@ -172,7 +172,7 @@ async fn audit_at(args: Args, source: Source, client: kube::Client) -> Result<u8
         rule: MutateSettings {
             unmapped: args.unmapped,
             scope: args.scope,
-            cluster_id: super::known(&args.cluster_id).map(str::to_string),
+            cluster_id: this.map(str::to_string),
             ..MutateSettings::default()
         },
         namespaces,

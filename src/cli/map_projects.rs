@@ -255,7 +255,10 @@ fn report(src: &Cluster, dst: &Cluster, pairing: &Pairing) -> String {
         } else {
             ""
         };
-        let (on_s, on_d) = (rancher::list(&a.sources), rancher::list(&a.destinations));
+        let (on_s, on_d) = (
+            rancher::joined(&a.sources),
+            rancher::joined(&a.destinations),
+        );
         let name = &a.name;
         out.push_str(&format!(
             "  ambiguous  {name:?}{case}: on cluster {s}: {on_s}; on cluster {d}: {on_d}\n"

@@ -22,6 +22,8 @@ pub async fn ask(config: &KubeConfig) -> Result<(String, Vec<String>)> {
     let answer = api
         .create(&PostParams::default(), &SelfSubjectReview::default())
         .await
+        // Not `KubeError::of_call`: this command's unreachable message names no call, and its
+        // 401 speaks of the pair's credentials.
         .map_err(|e| match KubeError::from(e) {
             KubeError::Unauthorized(_) => anyhow!(
                 "the API server at {server} refused the pair's credentials (401 Unauthorized)"

@@ -34,8 +34,8 @@ pub struct WebhookFacts {
 pub enum ServingCert {
     /// Its PEM, from the Secret the Deployment mounts or the server's own Secret.
     Pem(Vec<u8>),
-    /// The server keeps its own certificates (`--cert-secret`) in this Secret, which this
-    /// identity may not read (the helm test's account, by design: the Secret holds the CA key).
+    /// The server keeps its own certificates (`--cert-secret`) in this Secret (`NS/NAME`), which
+    /// this identity may not read (the helm test's account, by design: the Secret holds the CA key).
     ServerKept(String),
     /// Why it could not be found.
     Missing(String),

@@ -64,7 +64,7 @@ fn ignoring_case<'n>(name: &str, all: &'n [Named]) -> Vec<&'n Named> {
 pub enum ClusterError {
     #[error(
         "no cluster has the ID or display name {given:?}; the clusters are: {}",
-        list(known)
+        joined(known)
     )]
     NotFound { given: String, known: Vec<String> },
     #[error("the display name {given:?} is held by several clusters ({}): name the cluster by its ID", ids.join(", "))]
@@ -72,7 +72,7 @@ pub enum ClusterError {
 }
 
 /// `items` joined with commas, or `none`.
-pub fn list(items: &[impl std::fmt::Display]) -> String {
+pub fn joined(items: &[impl std::fmt::Display]) -> String {
     match items {
         [] => "none".to_string(),
         _ => items

@@ -62,7 +62,8 @@ impl Source {
 }
 
 /// Why a source read once gave no table. The text says where; the cause is the `source` (as
-/// `anyhow` prints a chain: `mappings file x.yaml: no mapping entries`).
+/// `anyhow` prints a chain: `mappings file x.yaml: no mapping entries`), except for `File`,
+/// whose text says its cause.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     /// It was read, and holds no good table.
