@@ -72,24 +72,24 @@ pub struct EntryRef {
 }
 
 impl EntryRef {
-    /// `src` is the byte range of the source side in `text`.
-    pub fn new(text: impl Into<Box<str>>, src: Range<usize>, origin: Origin) -> EntryRef {
+    /// The `number`-th entry (1-based) of its text or map, on `line` (0: not from text); `src`
+    /// is the byte range of the source side in `text`.
+    pub fn new(
+        text: impl Into<Box<str>>,
+        src: Range<usize>,
+        origin: &Origin,
+        number: usize,
+        line: usize,
+    ) -> EntryRef {
         let text = text.into();
         debug_assert!(text.get(src.clone()).is_some());
         EntryRef {
             text,
             src,
-            origin,
-            number: 0,
-            line: 0,
+            origin: origin.clone(),
+            number: u32::try_from(number).unwrap_or(u32::MAX),
+            line: u32::try_from(line).unwrap_or(u32::MAX),
         }
-    }
-
-    /// The same entry, numbered: the `number`-th entry, on `line` (0 when not from text).
-    pub fn at(mut self, number: usize, line: usize) -> EntryRef {
-        self.number = u32::try_from(number).unwrap_or(u32::MAX);
-        self.line = u32::try_from(line).unwrap_or(u32::MAX);
-        self
     }
 
     /// The source side as written, used as the index in field paths.
@@ -258,9 +258,7 @@ impl MappingError {
     pub fn field_path(&self) -> String {
         match self {
             MappingError::EmptyEntry { origin, position } => {
-                EntryRef::new("", 0..0, origin.clone())
-                    .at(*position, 0)
-                    .field_path()
+                EntryRef::new("", 0..0, origin, *position, 0).field_path()
             }
             MappingError::NoEntries
             | MappingError::Reversed { .. }

@@ -105,13 +105,11 @@ pub fn parse_text(text: &str, origin: &Origin) -> Parsed {
                 Some((src, dst)) => {
                     let src = trimmed(src, 0);
                     let dst = trimmed(dst, piece.len() - dst.len());
-                    let at =
-                        EntryRef::new(piece, src.clone(), origin.clone()).at(position, line_number);
+                    let at = EntryRef::new(piece, src.clone(), origin, position, line_number);
                     push_entry(&mut out, at, src, dst)
                 }
                 None => out.errors.push(MappingError::MissingEquals {
-                    entry: EntryRef::new(piece, 0..piece.len(), origin.clone())
-                        .at(position, line_number),
+                    entry: EntryRef::new(piece, 0..piece.len(), origin, position, line_number),
                     hint: colon_hint(piece),
                 }),
             }
@@ -133,7 +131,7 @@ pub fn parse_map<'a>(map: impl IntoIterator<Item = (&'a str, &'a str)>, origin: 
         let (src, dst) = (src.trim(), dst.trim());
         let text = format!("{src}={dst}");
         let (src, dst) = (0..src.len(), src.len() + 1..text.len());
-        let at = EntryRef::new(text, src.clone(), origin.clone()).at(i + 1, 0);
+        let at = EntryRef::new(text, src.clone(), origin, i + 1, 0);
         push_entry(&mut out, at, src, dst);
     }
     out
@@ -230,7 +228,7 @@ mod tests {
         assert_eq!(
             e,
             [MappingError::MissingEquals {
-                entry: EntryRef::new("p-c: p-d", 0..8, Origin::Text).at(2, 1),
+                entry: EntryRef::new("p-c: p-d", 0..8, &Origin::Text, 2, 1),
                 hint: Some("p-c=p-d".into()),
             }]
         );

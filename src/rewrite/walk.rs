@@ -347,8 +347,7 @@ impl<'de> Visitor<'de> for PlaceSeed<'_, 'de, '_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let Place::Each(element) = self.place else {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            return Ok(());
+            return IgnoredAny.visit_seq(seq).map(drop);
         };
         let state = self.state;
         let mut i = 0u32;
@@ -372,14 +371,11 @@ impl<'de> Visitor<'de> for PlaceSeed<'_, 'de, '_> {
             Place::Labels(location) => visit_labels(self.state, *location, false, map),
             Place::ObjectAnnotations(location) => visit_labels(self.state, *location, true, map),
             Place::Expression(values) => visit_expression(self.state, values, map),
-            Place::Each(_) | Place::Value(_) | Place::Capture(_) => skip_map(map),
+            Place::Each(_) | Place::Value(_) | Place::Capture(_) => {
+                IgnoredAny.visit_map(map).map(drop)
+            }
         }
     }
-}
-
-fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
-    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-    Ok(())
 }
 
 /// An object place: each known field walked, the rest skipped. A field seen again replaces what
@@ -581,11 +577,10 @@ impl<'de> Visitor<'de> for MaybeStr {
         Ok(Some(Cow::Owned(v)))
     }
     skip_scalars!(None);
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_seq(seq).map(|_| None)
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        skip_map(map).map(|()| None)
+        IgnoredAny.visit_map(map).map(|_| None)
     }
 }
