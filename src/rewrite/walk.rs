@@ -397,16 +397,13 @@ fn visit_fields<'de, A: MapAccess<'de>>(
             state.drop_range(earlier);
         }
         let first = state.out.found.len();
-        let saved_path = state.path.len;
         let saved = (state.depth, state.order, state.when_kind);
         if let Some(g) = field.group {
             state.order = [0; ORDER_DEPTH];
             state.order[0] = g;
             state.depth = Some(1);
         }
-        if field.when_kind.is_some() {
-            state.when_kind = field.when_kind;
-        }
+        state.when_kind = field.when_kind.or(state.when_kind);
         if matches!(field.place, Place::ObjectAnnotations(_)) {
             // Seen (again): whatever its value, only this one says whether the object is
             // migrated (a decoded tree keeps the last value, map or not).
@@ -417,13 +414,10 @@ fn visit_fields<'de, A: MapAccess<'de>>(
             state.out.generate_name = None;
             state.out.migrated_annotation = false;
         }
-        state.push_order(field.rank);
-        state.path.push(Step::Field(field.name));
-        map.next_value_seed(PlaceSeed {
-            state: &mut *state,
-            place: &field.place,
+        state.within(field.rank, Some(Step::Field(field.name)), |state| {
+            let place = &field.place;
+            map.next_value_seed(PlaceSeed { state, place })
         })?;
-        state.path.len = saved_path;
         (state.depth, state.order, state.when_kind) = saved;
         seen[index] = Some(first..state.out.found.len());
     }
@@ -437,10 +431,8 @@ fn visit_labels<'de, A: MapAccess<'de>>(
     object_annotations: bool,
     mut map: A,
 ) -> Result<(), A::Error> {
+    // (Stork's migrated annotation was reset when the field was entered: `visit_fields`.)
     let start = state.out.found.len();
-    if object_annotations {
-        state.out.migrated_annotation = false;
-    }
     let mut position = 0u32;
     while let Some(key) = map.next_key_seed(CowStr)? {
         if object_annotations && key == MIGRATED_ANNOTATION {
