@@ -275,17 +275,9 @@ impl MappingError {
 }
 
 /// All the errors found in one mapping; never empty.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid project mappings: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
 pub struct MappingErrors(pub Vec<MappingError>);
-
-impl fmt::Display for MappingErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list: Vec<String> = self.0.iter().map(ToString::to_string).collect();
-        write!(f, "invalid project mappings: {}", list.join("; "))
-    }
-}
-
-impl std::error::Error for MappingErrors {}
 
 /// A finding that does not reject the mapping.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
