@@ -97,19 +97,14 @@ impl EntryRef {
         self.text.get(self.src.clone()).unwrap_or_default()
     }
 
-    /// The index in field paths: the source side when it can be quoted, else `#number`.
-    fn index(&self) -> String {
-        let src = self.src();
-        if is_quotable(src) && !src.is_empty() {
-            src.to_string()
-        } else {
-            format!("#{}", self.number)
-        }
-    }
-
-    /// The field path of this entry, e.g. `spec.platformOptions.rancher.projectMappings[p-a]`.
+    /// The field path of this entry, e.g. `spec.platformOptions.rancher.projectMappings[p-a]`:
+    /// indexed by the source side when it can be quoted, else by `#number`.
     pub fn field_path(&self) -> String {
-        let index = self.index();
+        let src = self.src();
+        let index = match is_quotable(src) && !src.is_empty() {
+            true => src.to_string(),
+            false => format!("#{}", self.number),
+        };
         match &self.origin {
             Origin::Text => format!("project-mappings[{index}]"),
             Origin::ClusterPair => format!("spec.platformOptions.rancher.projectMappings[{index}]"),
