@@ -281,20 +281,15 @@ fn drop_removes_labels_but_never_shortens_selectors() {
 }
 
 #[test]
-fn drop_keeps_labels_on_objects_not_migrated() {
+fn drop_keeps_labels_on_objects_not_migrated_and_keep_leaves_everything() {
     let obj = unmapped_obj();
     // The default options: drop, on an object not migrated.
-    let out = rewrite(&obj, &Options::default());
-    assert!(out.patch.is_empty());
-    assert_eq!(out.unmapped().count(), 4);
-}
-
-#[test]
-fn keep_leaves_everything() {
-    let obj = unmapped_obj();
-    let out = rewrite(&obj, &migrated(UnmappedPolicy::Keep));
-    assert!(out.patch.is_empty());
-    assert!(out.unmapped().all(|u| u.action == UnmappedAction::Kept));
+    for options in [Options::default(), migrated(UnmappedPolicy::Keep)] {
+        let out = rewrite(&obj, &options);
+        assert!(out.patch.is_empty());
+        assert_eq!(out.unmapped().count(), 4);
+        assert!(out.unmapped().all(|u| u.action == UnmappedAction::Kept));
+    }
 }
 
 #[test]
