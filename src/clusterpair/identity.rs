@@ -55,14 +55,11 @@ fn user_identity(name: &str, user: &AuthInfo) -> Identity {
             )),
         };
     }
-    let how = if user.exec {
-        "exec"
-    } else if user.auth_provider {
-        "auth-provider"
-    } else if user.username.is_some() {
-        "username/password"
-    } else {
-        "no credential this tool can read"
+    let how = match (user.exec, user.auth_provider, user.username.is_some()) {
+        (true, _, _) => "exec",
+        (_, true, _) => "auth-provider",
+        (_, _, true) => "username/password",
+        _ => "no credential this tool can read",
     };
     Identity::Unknown(format!("users[{name}] authenticates with {how}"))
 }

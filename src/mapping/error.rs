@@ -180,10 +180,7 @@ pub enum MappingError {
         hint: Option<String>,
     },
     /// An empty entry, e.g. after a trailing comma.
-    #[error(
-        "empty entry #{position}{} (a trailing or doubled comma?)",
-        in_key(origin)
-    )]
+    #[error("empty entry #{position}{} (a trailing or doubled comma?)", match origin { Origin::ConfigMapKey(key) => format!(" in data key {key}"), _ => String::new() })]
     EmptyEntry { position: usize, origin: Origin },
     /// One side of `=` is empty.
     #[error("entry {entry} has an empty {side}")]
@@ -239,13 +236,6 @@ pub enum MappingError {
         other: EntryRef,
         id: String,
     },
-}
-
-fn in_key(origin: &Origin) -> String {
-    match origin {
-        Origin::ConfigMapKey(key) => format!(" in data key {key}"),
-        _ => String::new(),
-    }
 }
 
 impl MappingError {
