@@ -98,24 +98,18 @@ mod tests {
         assert_eq!(edit_distance("", "abc"), 3);
     }
 
-    #[test]
-    fn names_are_shown_only_when_they_look_like_names() {
-        for shown in [
-            "default",
-            "c-m-4kq8z9rt",
-            "arn:aws:eks:us-east-1:123:cluster/prod",
-            "u@x",
-        ] {
-            assert_eq!(shown_name(shown), shown);
-        }
-        for hidden in [
-            "",
-            "eyJhbGciOiJSUzI1NiJ9",
-            "Pa55word!",
-            "a b",
-            &"x".repeat(64),
-        ] {
-            assert_eq!(shown_name(hidden), "(a name not shown)", "{hidden}");
-        }
+    #[rstest::rstest]
+    #[case("default", true)]
+    #[case("c-m-4kq8z9rt", true)]
+    #[case("arn:aws:eks:us-east-1:123:cluster/prod", true)]
+    #[case("u@x", true)]
+    #[case("", false)]
+    #[case("eyJhbGciOiJSUzI1NiJ9", false)]
+    #[case("Pa55word!", false)]
+    #[case("a b", false)]
+    #[case(&"x".repeat(64), false)]
+    fn names_are_shown_only_when_they_look_like_names(#[case] name: &str, #[case] shown: bool) {
+        let expected = if shown { name } else { "(a name not shown)" };
+        assert_eq!(shown_name(name), expected, "{name}");
     }
 }

@@ -55,20 +55,17 @@ fn user_identity(name: &str, user: &AuthInfo) -> Identity {
             )),
         };
     }
-    let how = if user.exec {
-        "exec"
-    } else if user.auth_provider {
-        "auth-provider"
-    } else if user.username.is_some() {
-        "username/password"
-    } else {
-        "no credential this tool can read"
+    let how = match (user.exec, user.auth_provider, user.username.is_some()) {
+        (true, _, _) => "exec",
+        (_, true, _) => "auth-provider",
+        (_, _, true) => "username/password",
+        _ => "no credential this tool can read",
     };
     Identity::Unknown(format!("users[{name}] authenticates with {how}"))
 }
 
 /// The subject common name of a base64-encoded PEM certificate (what Kubernetes uses as the user name).
-pub fn certificate_cn(b64_pem: &str) -> Option<String> {
+fn certificate_cn(b64_pem: &str) -> Option<String> {
     let pem_bytes = STANDARD.decode(b64_pem.trim()).ok()?;
     let (_, pem) = x509_parser::pem::parse_x509_pem(&pem_bytes).ok()?;
     let cert = pem.parse_x509().ok()?;
@@ -77,7 +74,7 @@ pub fn certificate_cn(b64_pem: &str) -> Option<String> {
 }
 
 /// The `sub` claim of a JWT, decoded without verifying the signature.
-pub fn jwt_subject(token: &str) -> Option<String> {
+fn jwt_subject(token: &str) -> Option<String> {
     let mut parts = token.trim().split('.');
     let (_header, payload, _sig) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {

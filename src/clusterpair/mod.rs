@@ -5,9 +5,6 @@ mod identity;
 mod model;
 mod secret;
 
-pub use identity::{certificate_cn, current_identity, jwt_subject, Identity};
-pub use model::{
-    is_clusterpair, AuthInfo, Cluster, ClusterPair, ClusterPairSpec, Context, KubeConfig, Meta,
-    ModelError, KIND, STORK_FIELDS,
-};
+pub use identity::{current_identity, Identity};
+pub use model::{is_clusterpair, AuthInfo, Cluster, ClusterPair, KubeConfig, STORK_FIELDS};
 pub use secret::Secret;

@@ -24,10 +24,8 @@ pub struct Meta {
 
 /// A ClusterPair.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[serde(default)]
 pub struct ClusterPair {
-    pub api_version: String,
-    pub kind: String,
     pub metadata: Meta,
     pub spec: ClusterPairSpec,
 }

@@ -72,24 +72,24 @@ pub struct EntryRef {
 }
 
 impl EntryRef {
-    /// `src` is the byte range of the source side in `text`.
-    pub fn new(text: impl Into<Box<str>>, src: Range<usize>, origin: Origin) -> EntryRef {
+    /// The `number`-th entry (1-based) of its text or map, on `line` (0: not from text); `src`
+    /// is the byte range of the source side in `text`.
+    pub fn new(
+        text: impl Into<Box<str>>,
+        src: Range<usize>,
+        origin: &Origin,
+        number: usize,
+        line: usize,
+    ) -> EntryRef {
         let text = text.into();
         debug_assert!(text.get(src.clone()).is_some());
         EntryRef {
             text,
             src,
-            origin,
-            number: 0,
-            line: 0,
+            origin: origin.clone(),
+            number: u32::try_from(number).unwrap_or(u32::MAX),
+            line: u32::try_from(line).unwrap_or(u32::MAX),
         }
-    }
-
-    /// The same entry, numbered: the `number`-th entry, on `line` (0 when not from text).
-    pub fn at(mut self, number: usize, line: usize) -> EntryRef {
-        self.number = u32::try_from(number).unwrap_or(u32::MAX);
-        self.line = u32::try_from(line).unwrap_or(u32::MAX);
-        self
     }
 
     /// The source side as written, used as the index in field paths.
@@ -97,19 +97,14 @@ impl EntryRef {
         self.text.get(self.src.clone()).unwrap_or_default()
     }
 
-    /// The index in field paths: the source side when it can be quoted, else `#number`.
-    fn index(&self) -> String {
-        let src = self.src();
-        if is_quotable(src) && !src.is_empty() {
-            src.to_string()
-        } else {
-            format!("#{}", self.number)
-        }
-    }
-
-    /// The field path of this entry, e.g. `spec.platformOptions.rancher.projectMappings[p-a]`.
+    /// The field path of this entry, e.g. `spec.platformOptions.rancher.projectMappings[p-a]`:
+    /// indexed by the source side when it can be quoted, else by `#number`.
     pub fn field_path(&self) -> String {
-        let index = self.index();
+        let src = self.src();
+        let index = match is_quotable(src) && !src.is_empty() {
+            true => src.to_string(),
+            false => format!("#{}", self.number),
+        };
         match &self.origin {
             Origin::Text => format!("project-mappings[{index}]"),
             Origin::ClusterPair => format!("spec.platformOptions.rancher.projectMappings[{index}]"),
@@ -185,10 +180,7 @@ pub enum MappingError {
         hint: Option<String>,
     },
     /// An empty entry, e.g. after a trailing comma.
-    #[error(
-        "empty entry #{position}{} (a trailing or doubled comma?)",
-        in_key(origin)
-    )]
+    #[error("empty entry #{position}{} (a trailing or doubled comma?)", match origin { Origin::ConfigMapKey(key) => format!(" in data key {key}"), _ => String::new() })]
     EmptyEntry { position: usize, origin: Origin },
     /// One side of `=` is empty.
     #[error("entry {entry} has an empty {side}")]
@@ -246,21 +238,12 @@ pub enum MappingError {
     },
 }
 
-fn in_key(origin: &Origin) -> String {
-    match origin {
-        Origin::ConfigMapKey(key) => format!(" in data key {key}"),
-        _ => String::new(),
-    }
-}
-
 impl MappingError {
     /// The field path of the offending entry.
     pub fn field_path(&self) -> String {
         match self {
             MappingError::EmptyEntry { origin, position } => {
-                EntryRef::new("", 0..0, origin.clone())
-                    .at(*position, 0)
-                    .field_path()
+                EntryRef::new("", 0..0, origin, *position, 0).field_path()
             }
             MappingError::NoEntries
             | MappingError::Reversed { .. }
@@ -277,17 +260,9 @@ impl MappingError {
 }
 
 /// All the errors found in one mapping; never empty.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid project mappings: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
 pub struct MappingErrors(pub Vec<MappingError>);
-
-impl fmt::Display for MappingErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list: Vec<String> = self.0.iter().map(ToString::to_string).collect();
-        write!(f, "invalid project mappings: {}", list.join("; "))
-    }
-}
-
-impl std::error::Error for MappingErrors {}
 
 /// A finding that does not reject the mapping.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -105,13 +105,11 @@ pub fn parse_text(text: &str, origin: &Origin) -> Parsed {
                 Some((src, dst)) => {
                     let src = trimmed(src, 0);
                     let dst = trimmed(dst, piece.len() - dst.len());
-                    let at =
-                        EntryRef::new(piece, src.clone(), origin.clone()).at(position, line_number);
+                    let at = EntryRef::new(piece, src.clone(), origin, position, line_number);
                     push_entry(&mut out, at, src, dst)
                 }
                 None => out.errors.push(MappingError::MissingEquals {
-                    entry: EntryRef::new(piece, 0..piece.len(), origin.clone())
-                        .at(position, line_number),
+                    entry: EntryRef::new(piece, 0..piece.len(), origin, position, line_number),
                     hint: colon_hint(piece),
                 }),
             }
@@ -133,7 +131,7 @@ pub fn parse_map<'a>(map: impl IntoIterator<Item = (&'a str, &'a str)>, origin: 
         let (src, dst) = (src.trim(), dst.trim());
         let text = format!("{src}={dst}");
         let (src, dst) = (0..src.len(), src.len() + 1..text.len());
-        let at = EntryRef::new(text, src.clone(), origin.clone()).at(i + 1, 0);
+        let at = EntryRef::new(text, src.clone(), origin, i + 1, 0);
         push_entry(&mut out, at, src, dst);
     }
     out
@@ -214,23 +212,33 @@ mod tests {
         assert_eq!(reversed.dst().to_string(), "c-1:p-a");
     }
 
-    #[test]
-    fn missing_equals_names_entry() {
-        let e = errors("p-a=p-b,p-c");
-        assert_eq!(e.len(), 1);
-        assert!(
-            matches!(&e[0], MappingError::MissingEquals { entry, hint: None } if &*entry.text == "p-c")
-        );
-        assert!(e[0].to_string().contains("\"p-c\""));
+    /// Entries refused on their own, and how.
+    #[rstest::rstest]
+    #[case::missing_equals("p-a=p-b,p-c", |e: &[_]| matches!(e, [MappingError::MissingEquals { entry, hint: None }] if &*entry.text == "p-c"))]
+    #[case::doubled_comma("p-a=p-b,,p-c=p-d", |e: &[_]| e.len() == 1)]
+    #[case::empty_source("=p-b", |e: &[_]| matches!(e, [MappingError::EmptySide { side: Side::Source, .. }]))]
+    #[case::empty_destination("p-a=", |e: &[_]| matches!(e, [MappingError::EmptySide { side: Side::Destination, .. }]))]
+    #[case::both_sides_empty("=", |e: &[_]| e.len() == 2)]
+    #[case::invalid_source("P-A=p-b", |e: &[_]| matches!(e, [MappingError::InvalidId { side: Side::Source, value, .. }] if value == "P-A"))]
+    #[case::invalid_destination("p-a=p_b", |e: &[_]| matches!(e, [MappingError::InvalidId { side: Side::Destination, .. }]))]
+    #[case::two_equals("p-a=p-b=p-c", |e: &[_]| e.len() == 1)]
+    #[case::form_mismatch("p-a=c-2:p-b", |e: &[_]| matches!(e, [MappingError::FormMismatch { .. }]))]
+    #[case::form_mismatch_reversed("c-1:p-a=p-b", |e: &[_]| matches!(e, [MappingError::FormMismatch { .. }]))]
+    // An empty mapping is an empty table, not an error.
+    #[case::empty("", |e: &[_]| e.is_empty())]
+    fn refused_entries(#[case] text: &str, #[case] expected: fn(&[MappingError]) -> bool) {
+        let e = errors(text);
+        assert!(expected(&e), "{text}: {e:?}");
     }
 
     #[test]
-    fn colon_space_suggests_equals() {
+    fn missing_equals_names_the_entry_and_suggests_for_a_colon() {
+        assert!(errors("p-a=p-b,p-c")[0].to_string().contains("\"p-c\""));
         let e = errors("p-a=p-b,p-c: p-d");
         assert_eq!(
             e,
             [MappingError::MissingEquals {
-                entry: EntryRef::new("p-c: p-d", 0..8, Origin::Text).at(2, 1),
+                entry: EntryRef::new("p-c: p-d", 0..8, &Origin::Text, 2, 1),
                 hint: Some("p-c=p-d".into()),
             }]
         );
@@ -239,52 +247,17 @@ mod tests {
             "{}",
             e[0]
         );
-    }
-
-    #[test]
-    fn empty_entries_are_errors() {
-        let e = errors("p-a=p-b,");
-        assert_eq!(
-            e,
-            [MappingError::EmptyEntry {
-                position: 2,
-                origin: Origin::Text
-            }]
-        );
-        assert_eq!(errors("p-a=p-b,,p-c=p-d").len(), 1);
-        assert!(
-            errors("").is_empty(),
-            "an empty mapping is an empty table, not an error"
-        );
-    }
-
-    #[test]
-    fn empty_sides() {
-        let empty = |text| match &errors(text)[..] {
-            [MappingError::EmptySide { side, .. }] => Some(*side),
-            _ => None,
+        let empty = MappingError::EmptyEntry {
+            position: 2,
+            origin: Origin::Text,
         };
-        assert_eq!(empty("=p-b"), Some(Side::Source));
-        assert_eq!(empty("p-a="), Some(Side::Destination));
-        assert_eq!(errors("=").len(), 2);
+        assert_eq!(errors("p-a=p-b,"), [empty]);
     }
 
     #[test]
-    fn invalid_ids() {
-        let e = errors("P-A=p-b");
-        assert!(
-            matches!(&e[..], [MappingError::InvalidId { side: Side::Source, value, .. }] if value == "P-A")
-        );
-        let e = errors("p-a=p_b");
-        assert!(matches!(
-            &e[..],
-            [MappingError::InvalidId {
-                side: Side::Destination,
-                ..
-            }]
-        ));
-        // Not made of ID characters: named by number and line, never quoted.
-        let message = e[0].to_string();
+    fn entries_not_made_of_id_characters_are_never_quoted() {
+        // Named by number and line.
+        let message = errors("p-a=p_b")[0].to_string();
         assert!(message.contains("entry #1 (line 1)"), "{message}");
         assert!(!message.contains("p_b"), "{message}");
         let e = errors("p-a=p-b\np-c=p-d,token: s3cr3t.Value_x");
@@ -294,18 +267,6 @@ mod tests {
             "{message}"
         );
         assert!(!message.contains("s3cr3t") && !message.contains("did you mean"));
-        assert_eq!(errors("p-a=p-b=p-c").len(), 1);
-    }
-
-    #[test]
-    fn form_mismatch() {
-        for text in ["p-a=c-2:p-b", "c-1:p-a=p-b"] {
-            let e = errors(text);
-            assert!(
-                matches!(&e[..], [MappingError::FormMismatch { .. }]),
-                "{e:?}"
-            );
-        }
     }
 
     #[test]

@@ -119,11 +119,7 @@ pub fn export(mappings: &Mappings, settings: &Settings) -> Result<Vec<Value>, Po
         .filter(|(s, d)| s != d)
         .map(|(s, _)| *s)
         .collect();
-    let scope = Scope {
-        cluster_id: &settings.cluster_id,
-        sources: &sources,
-        users: &users,
-    };
+    let conditions = match_conditions(&settings.cluster_id, &sources, &users);
     let table = table(mappings);
     let gen = cel::Gen {
         drop_unmapped,
@@ -148,15 +144,12 @@ pub fn export(mappings: &Mappings, settings: &Settings) -> Result<Vec<Value>, Po
         (METADATA_POLICY, all, metadata),
         (WORKLOADS_POLICY, Value::Array(kinds), workloads),
     ];
-    let mut out = Vec::new();
-    for (name, rules, exprs) in &policies {
-        let mut p = policy(name, rules, exprs, settings, &scope);
-        p["spec"]["variables"] = table.variables.clone();
-        out.push(p);
-    }
-    for (name, _, _) in &policies {
-        out.push(binding(name, settings));
-    }
+    let (conditions, variables) = (&conditions, &table.variables);
+    let mut out: Vec<Value> = policies
+        .iter()
+        .map(|(name, rules, exprs)| policy(name, rules, exprs, conditions, variables, settings))
+        .collect();
+    out.extend(policies.iter().map(|(name, _, _)| binding(name, settings)));
     Ok(out)
 }
 
@@ -235,16 +228,10 @@ fn list_literal(items: &[impl AsRef<str>]) -> String {
     Value::from(items.iter().map(AsRef::as_ref).collect::<Vec<_>>()).to_string()
 }
 
-/// What the scope needs of the table. matchConditions cannot read the policy's variables
-/// (they run first), so these are literals in them.
-struct Scope<'a> {
-    cluster_id: &'a str,
-    sources: &'a [&'a str],
-    users: &'a [String],
-}
-
 /// The scope (`--scope migrated`) as matchConditions: CEL over the request and the object.
-fn match_conditions(scope: &Scope) -> Value {
+/// They cannot read the policy's variables (they run first): the table's source clusters and
+/// migration users are literals in them.
+fn match_conditions(cluster_id: &str, sources: &[&str], users: &[String]) -> Value {
     let annotation =
         |key: &str| format!("object.?metadata.?annotations[?{}].orValue('')", quote(key));
     let namespace = "request.kind.group == '' && request.kind.kind == 'Namespace'";
@@ -259,15 +246,15 @@ fn match_conditions(scope: &Scope) -> Value {
     );
     let own = format!(
         "!({namespace} && {claimed}.exists(c, c == {}))",
-        quote(scope.cluster_id)
+        quote(cluster_id)
     );
     // A migration user's write counts for Namespaces, as the shipped webhook's matchConditions
     // send it (docs/behaviour.md, "Which writes reach the webhook"): Stork marks every other object it migrates.
     let migrated = format!(
         "{mark} == 'true' || ({namespace} && ({claimed}.exists(c, c in {sources}) || request.userInfo.username in {users}))",
         mark = annotation(MIGRATED_ANNOTATION),
-        sources = list_literal(scope.sources),
-        users = list_literal(scope.users),
+        sources = list_literal(sources),
+        users = list_literal(users),
     );
     json!([
         {"name": "not-this-clusters-namespace", "expression": own},
@@ -279,8 +266,9 @@ fn policy(
     name: &str,
     rules: &Value,
     mutations: &[(u32, String)],
+    conditions: &Value,
+    variables: &Value,
     settings: &Settings,
-    scope: &Scope,
 ) -> Value {
     let excluded = json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name",
         "operator": "NotIn", "values": ["kube-system", settings.namespace]}]});
@@ -298,10 +286,11 @@ fn policy(
                 "namespaceSelector": excluded,
                 "matchPolicy": "Equivalent",
             },
-            "matchConditions": match_conditions(scope),
+            "matchConditions": conditions,
             "failurePolicy": "Fail",
             "reinvocationPolicy": "IfNeeded",
             "mutations": mutations,
+            "variables": variables,
         }
     })
 }

@@ -1,14 +1,13 @@
 //! What one object comes to: the one decision. Which objects are rewritten is the scope rule
 //! ([`super::scope::admit`]); what each project ID found comes to is its [`Verdict`], computed
 //! once; the JSON patch, the warnings, the denial and the audit annotation are written from the
-//! verdicts, once ([`super::outcome`]). `/mutate` (on request bytes), the `rewrite` and `audit`
+//! verdicts, once (the messages here, the rest in [`super::outcome`]). `/mutate` (on request bytes), the `rewrite` and `audit`
 //! commands (on decoded objects) and the fuzz targets all ask [`decide`].
 
 use serde_json::Value;
 
 use super::outcome::{
-    audit_text, display_pointer, not_applied_warning, object_ref, patch_json, unmapped_denial,
-    unmapped_warning, Location, UnmappedAction,
+    audit_text, display_pointer, object_ref, patch_json, Location, UnmappedAction,
 };
 use super::scope::{admit, Mode, MutateSettings};
 use super::walk::{walk, Found, Walked};
@@ -147,7 +146,8 @@ pub fn decide<'a, 't>(
     Decision { walked, ..written }
 }
 
-/// The patch, messages and audit annotation of findings whose verdicts are set.
+/// The patch, messages and audit annotation of findings whose verdicts are set (the messages
+/// written here only).
 fn write<'a, 't>(
     walked: &Walked<'_, '_>,
     mode: Mode,
@@ -159,15 +159,22 @@ fn write<'a, 't>(
             patched |= f.verdict.is_patched();
             continue;
         };
-        let pointer = walked.pointer(f);
-        let object = object();
-        warnings.push(unmapped_warning(
-            &object, &f.value, pointer, action, f.location,
+        let (object, value) = (object(), &f.value);
+        let at = display_pointer(walked.pointer(f));
+        let what = match (action, f.location.is_selector()) {
+            (UnmappedAction::Removed, _) => "removed",
+            (UnmappedAction::Kept, true) => "kept (a selector is never shortened)",
+            (UnmappedAction::Kept, false) => "kept",
+            (UnmappedAction::Denied, _) => "refused",
+        };
+        warnings.push(format!(
+            "{object}: project ID {value:?} at {at} has no mapping; {what}"
         ));
         match action {
-            UnmappedAction::Denied => {
-                denials.push(unmapped_denial(&object, &f.value, &f.key, pointer))
-            }
+            UnmappedAction::Denied => denials.push(format!(
+                "{object}: project ID {value:?} under key {} at {at} has no mapping to this cluster (--unmapped=deny); add it to the ClusterPair's project mappings",
+                f.key
+            )),
             UnmappedAction::Removed => patched = true,
             UnmappedAction::Kept => {}
         }
@@ -183,7 +190,9 @@ fn write<'a, 't>(
         (true, true, Mode::Enforce) => (Action::Patch, Some(audit_text(walked))),
         (true, true, Mode::Warn) => {
             let audit = audit_text(walked);
-            warnings.push(not_applied_warning(&object(), &audit));
+            let object = object();
+            let warning = "--mode warn: the patch was not applied; it would have rewritten";
+            warnings.push(format!("{object}: {warning}: {audit}"));
             (Action::WouldPatch, Some(audit))
         }
     };

@@ -1,5 +1,5 @@
-//! What the decision writes from the findings: the JSON patch, the messages and the audit
-//! annotation (each written here only), and the names of where values are.
+//! What the decision writes from the findings: the JSON patch and the audit annotation (each
+//! written here only; the messages are [`super::decide`]'s), and the names of where values are.
 
 use std::fmt;
 
@@ -77,39 +77,6 @@ pub enum UnmappedAction {
     Kept,
     /// The request is refused (`deny`).
     Denied,
-}
-
-/// The admission warning for an unmapped `value` at `pointer`.
-pub fn unmapped_warning(
-    object: &str,
-    value: &str,
-    pointer: &str,
-    action: UnmappedAction,
-    location: Location,
-) -> String {
-    let what = match (action, location.is_selector()) {
-        (UnmappedAction::Removed, _) => "removed",
-        (UnmappedAction::Kept, true) => "kept (a selector is never shortened)",
-        (UnmappedAction::Kept, false) => "kept",
-        (UnmappedAction::Denied, _) => "refused",
-    };
-    format!(
-        "{object}: project ID {value:?} at {} has no mapping; {what}",
-        display_pointer(pointer)
-    )
-}
-
-/// The denial message for an unmapped `value` under `--unmapped deny`.
-pub fn unmapped_denial(object: &str, value: &str, key: &str, pointer: &str) -> String {
-    format!(
-        "{object}: project ID {value:?} under key {key} at {} has no mapping to this cluster (--unmapped=deny); add it to the ClusterPair's project mappings",
-        display_pointer(pointer)
-    )
-}
-
-/// The warning that says what `--mode warn` did not apply (`audit`: the audit annotation's text).
-pub fn not_applied_warning(object: &str, audit: &str) -> String {
-    format!("{object}: --mode warn: the patch was not applied; it would have rewritten: {audit}")
 }
 
 /// The JSON patch: `replace` for each rewritten value, `remove` for each dropped one, in report

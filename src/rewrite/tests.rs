@@ -234,27 +234,14 @@ fn patch_paths_escape_slash_and_tilde() {
     );
 }
 
-#[test]
-fn no_patch_when_nothing_changes() {
+#[rstest]
+#[case::destination_values(json!({"kind": "Namespace", "metadata": {"name": "n", "labels": {KEY: "p-dst"}, "annotations": {KEY: "c-dst:p-dst"}}}), UnmappedPolicy::Deny)]
+#[case::configmap_data(json!({"kind": "ConfigMap", "metadata": {"name": "n"}, "data": {KEY: "p-src"}}), UnmappedPolicy::Drop)]
+// Values that are not strings are ignored.
+#[case::not_strings(json!({"kind": "Namespace", "metadata": {"labels": {KEY: 5}, "annotations": {KEY: null}}}), UnmappedPolicy::Deny)]
+fn no_patch_when_nothing_changes(#[case] obj: Value, #[case] policy: UnmappedPolicy) {
     let nothing = said(&Decision::default());
-    let (drop, deny) = (UnmappedPolicy::Drop, UnmappedPolicy::Deny);
-    for (obj, policy) in [
-        (
-            json!({"kind": "Namespace", "metadata": {"name": "n", "labels": {KEY: "p-dst"}, "annotations": {KEY: "c-dst:p-dst"}}}),
-            deny,
-        ),
-        (
-            json!({"kind": "ConfigMap", "metadata": {"name": "n"}, "data": {KEY: "p-src"}}),
-            drop,
-        ),
-        // Values that are not strings are ignored.
-        (
-            json!({"kind": "Namespace", "metadata": {"labels": {KEY: 5}, "annotations": {KEY: null}}}),
-            deny,
-        ),
-    ] {
-        assert_eq!(said(&rewrite(&obj, &migrated(policy))), nothing, "{obj}");
-    }
+    assert_eq!(said(&rewrite(&obj, &migrated(policy))), nothing, "{obj}");
 }
 
 // §6 unmapped values under each policy
@@ -294,20 +281,15 @@ fn drop_removes_labels_but_never_shortens_selectors() {
 }
 
 #[test]
-fn drop_keeps_labels_on_objects_not_migrated() {
+fn drop_keeps_labels_on_objects_not_migrated_and_keep_leaves_everything() {
     let obj = unmapped_obj();
     // The default options: drop, on an object not migrated.
-    let out = rewrite(&obj, &Options::default());
-    assert!(out.patch.is_empty());
-    assert_eq!(out.unmapped().count(), 4);
-}
-
-#[test]
-fn keep_leaves_everything() {
-    let obj = unmapped_obj();
-    let out = rewrite(&obj, &migrated(UnmappedPolicy::Keep));
-    assert!(out.patch.is_empty());
-    assert!(out.unmapped().all(|u| u.action == UnmappedAction::Kept));
+    for options in [Options::default(), migrated(UnmappedPolicy::Keep)] {
+        let out = rewrite(&obj, &options);
+        assert!(out.patch.is_empty());
+        assert_eq!(out.unmapped().count(), 4);
+        assert!(out.unmapped().all(|u| u.action == UnmappedAction::Kept));
+    }
 }
 
 #[test]
@@ -350,17 +332,12 @@ fn second_pass_is_a_no_op() {
     }
 }
 
-#[test]
-fn describe_objects() {
-    assert_eq!(describe(&mk_namespace()), "Namespace shop/shop");
-    assert_eq!(
-        describe(&json!({"kind": "Namespace", "metadata": {"name": "a"}})),
-        "Namespace a"
-    );
-    assert_eq!(
-        describe(&json!({"kind": "Pod", "metadata": {"generateName": "web-", "namespace": "n"}})),
-        "Pod n/web-*"
-    );
+#[rstest]
+#[case(mk_namespace(), "Namespace shop/shop")]
+#[case(json!({"kind": "Namespace", "metadata": {"name": "a"}}), "Namespace a")]
+#[case(json!({"kind": "Pod", "metadata": {"generateName": "web-", "namespace": "n"}}), "Pod n/web-*")]
+fn describe_objects(#[case] obj: Value, #[case] described: &str) {
+    assert_eq!(describe(&obj), described);
 }
 
 #[test]
@@ -398,27 +375,24 @@ fn the_walk_on_bytes_agrees_with_the_tree_on_odd_json() {
     }
 }
 
-#[test]
-fn display_paths_decode_escaped_tokens() {
-    for (raw, shown) in [
-        (
-            "/metadata/labels/field.cattle.io~1projectId",
-            "metadata.labels[field.cattle.io/projectId]",
-        ),
-        (
-            "/metadata/labels/a~0b.cattle.io~1projectId",
-            "metadata.labels[a~b.cattle.io/projectId]",
-        ),
-        (
-            "/spec/ingress/0/from/1/namespaceSelector",
-            "spec.ingress[0].from[1].namespaceSelector",
-        ),
-        ("/metadata/labels/a~01", "metadata.labels.a~1"),
-        ("/metadata/labels/~~1x", "metadata.labels[~/x]"),
-        ("/x/~2", "x.~2"),
-    ] {
-        assert_eq!(super::outcome::display_pointer(raw), shown, "{raw}");
-    }
+#[rstest]
+#[case(
+    "/metadata/labels/field.cattle.io~1projectId",
+    "metadata.labels[field.cattle.io/projectId]"
+)]
+#[case(
+    "/metadata/labels/a~0b.cattle.io~1projectId",
+    "metadata.labels[a~b.cattle.io/projectId]"
+)]
+#[case(
+    "/spec/ingress/0/from/1/namespaceSelector",
+    "spec.ingress[0].from[1].namespaceSelector"
+)]
+#[case("/metadata/labels/a~01", "metadata.labels.a~1")]
+#[case("/metadata/labels/~~1x", "metadata.labels[~/x]")]
+#[case("/x/~2", "x.~2")]
+fn display_paths_decode_escaped_tokens(#[case] raw: &str, #[case] shown: &str) {
+    assert_eq!(super::outcome::display_pointer(raw), shown, "{raw}");
 }
 
 #[test]

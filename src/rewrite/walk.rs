@@ -347,8 +347,7 @@ impl<'de> Visitor<'de> for PlaceSeed<'_, 'de, '_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let Place::Each(element) = self.place else {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            return Ok(());
+            return IgnoredAny.visit_seq(seq).map(drop);
         };
         let state = self.state;
         let mut i = 0u32;
@@ -372,14 +371,11 @@ impl<'de> Visitor<'de> for PlaceSeed<'_, 'de, '_> {
             Place::Labels(location) => visit_labels(self.state, *location, false, map),
             Place::ObjectAnnotations(location) => visit_labels(self.state, *location, true, map),
             Place::Expression(values) => visit_expression(self.state, values, map),
-            Place::Each(_) | Place::Value(_) | Place::Capture(_) => skip_map(map),
+            Place::Each(_) | Place::Value(_) | Place::Capture(_) => {
+                IgnoredAny.visit_map(map).map(drop)
+            }
         }
     }
-}
-
-fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
-    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-    Ok(())
 }
 
 /// An object place: each known field walked, the rest skipped. A field seen again replaces what
@@ -401,16 +397,13 @@ fn visit_fields<'de, A: MapAccess<'de>>(
             state.drop_range(earlier);
         }
         let first = state.out.found.len();
-        let saved_path = state.path.len;
         let saved = (state.depth, state.order, state.when_kind);
         if let Some(g) = field.group {
             state.order = [0; ORDER_DEPTH];
             state.order[0] = g;
             state.depth = Some(1);
         }
-        if field.when_kind.is_some() {
-            state.when_kind = field.when_kind;
-        }
+        state.when_kind = field.when_kind.or(state.when_kind);
         if matches!(field.place, Place::ObjectAnnotations(_)) {
             // Seen (again): whatever its value, only this one says whether the object is
             // migrated (a decoded tree keeps the last value, map or not).
@@ -421,13 +414,10 @@ fn visit_fields<'de, A: MapAccess<'de>>(
             state.out.generate_name = None;
             state.out.migrated_annotation = false;
         }
-        state.push_order(field.rank);
-        state.path.push(Step::Field(field.name));
-        map.next_value_seed(PlaceSeed {
-            state: &mut *state,
-            place: &field.place,
+        state.within(field.rank, Some(Step::Field(field.name)), |state| {
+            let place = &field.place;
+            map.next_value_seed(PlaceSeed { state, place })
         })?;
-        state.path.len = saved_path;
         (state.depth, state.order, state.when_kind) = saved;
         seen[index] = Some(first..state.out.found.len());
     }
@@ -441,10 +431,8 @@ fn visit_labels<'de, A: MapAccess<'de>>(
     object_annotations: bool,
     mut map: A,
 ) -> Result<(), A::Error> {
+    // (Stork's migrated annotation was reset when the field was entered: `visit_fields`.)
     let start = state.out.found.len();
-    if object_annotations {
-        state.out.migrated_annotation = false;
-    }
     let mut position = 0u32;
     while let Some(key) = map.next_key_seed(CowStr)? {
         if object_annotations && key == MIGRATED_ANNOTATION {
@@ -581,11 +569,10 @@ impl<'de> Visitor<'de> for MaybeStr {
         Ok(Some(Cow::Owned(v)))
     }
     skip_scalars!(None);
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_seq(seq).map(|_| None)
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        skip_map(map).map(|()| None)
+        IgnoredAny.visit_map(map).map(|_| None)
     }
 }

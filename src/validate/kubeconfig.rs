@@ -172,14 +172,15 @@ fn decode_b64(s: &Secret) -> Option<Vec<u8>> {
     STANDARD.decode(compact).ok()
 }
 
-/// Base64 of PEM X.509, each certificate unexpired (warning within 30 days).
+/// Base64 of PEM X.509, each certificate unexpired (warning within 30 days). Gives the first
+/// certificate's public key (its SubjectPublicKeyInfo, DER).
 fn check_certificates(path: &str, data: &Secret, now: i64, report: &mut Report) -> Option<Vec<u8>> {
     let Some(bytes) = decode_b64(data) else {
         report.error(path, "not base64");
         return None;
     };
     let mut found = 0;
-    let mut first_der = None;
+    let mut first_key = None;
     for pem in x509_parser::pem::Pem::iter_from_buffer(&bytes) {
         let Ok(pem) = pem else { break };
         if pem.label != "CERTIFICATE" {
@@ -197,12 +198,12 @@ fn check_certificates(path: &str, data: &Secret, now: i64, report: &mut Report) 
             let message = format!("certificate #{found} expires within 30 days, at {until}");
             report.warning(path, message);
         }
-        first_der.get_or_insert_with(|| pem.contents.clone());
+        first_key.get_or_insert_with(|| cert.public_key().raw.to_vec());
     }
     if found == 0 {
         report.error(path, "is base64, but not of a PEM X.509 certificate");
     }
-    first_der
+    first_key
 }
 
 fn check_client_pair(path: &str, u: &AuthInfo, now: i64, report: &mut Report) {
@@ -210,7 +211,7 @@ fn check_client_pair(path: &str, u: &AuthInfo, now: i64, report: &mut Report) {
         return;
     };
     let cert_path = format!("{path}.client-certificate-data");
-    let cert_der = check_certificates(&cert_path, cert, now, report);
+    let cert_key = check_certificates(&cert_path, cert, now, report);
     let key_path = format!("{path}.client-key-data");
     let Some(key_bytes) = decode_b64(key) else {
         report.error(key_path, "not base64");
@@ -223,11 +224,7 @@ fn check_client_pair(path: &str, u: &AuthInfo, now: i64, report: &mut Report) {
         );
         return;
     };
-    let Some(der) = cert_der else { return };
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der) else {
-        return;
-    };
-    if cert.public_key().raw != public_key.as_slice() {
+    if cert_key.is_some_and(|cert_key| cert_key != public_key) {
         report.error(
             key_path,
             "does not match client-certificate-data (a different key pair)",

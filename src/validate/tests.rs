@@ -98,37 +98,50 @@ fn valid_token_and_certificate_pairs() {
 }
 
 #[test]
-fn expired_and_expiring_certificates() {
-    let e = errors_of(good_cluster(), cert_user(NOW - DAY));
-    let expired = "spec.config.users[u].client-certificate-data: certificate #1 expired";
-    assert!(has(&e, expired), "{e:?}");
+fn expiring_certificates_are_warned_of() {
     let r = report(good_cluster(), cert_user(NOW + 10 * DAY));
     assert!(r.errors.is_empty());
     assert!(r.warnings[0].message.contains("within 30 days"), "{r:?}");
 }
 
-#[test]
-fn mismatched_key_and_half_pairs() {
+/// A user whose client certificate is another key's.
+fn mismatched_user() -> Value {
     let (c, _) = cert(NOW + 365 * DAY);
     let (_, other_key) = cert(NOW + 365 * DAY);
-    let e = errors_of(good_cluster(), pair_user(&c, &other_key));
-    assert!(has(&e, "client-key-data: does not match"), "{e:?}");
-    let half = errors_of(good_cluster(), json!({"client-certificate-data": c}));
-    assert!(has(&half, "client-key-data: missing"));
-    let half = errors_of(good_cluster(), json!({"client-key-data": other_key}));
-    assert!(has(&half, "client-certificate-data: missing"));
+    pair_user(&c, &other_key)
 }
 
-#[test]
-fn not_base64_and_not_pem() {
-    for (ca, needle) in [
-        ("%%%".to_string(), "certificate-authority-data: not base64"),
-        (b64("hello"), "not of a PEM X.509 certificate"),
-    ] {
-        let cluster = json!({"server": "https://h", "certificate-authority-data": ca});
-        let e = errors_of(cluster, token_user());
-        assert!(has(&e, needle), "{e:?}");
-    }
+fn server(server: &str) -> Value {
+    json!({ "server": server })
+}
+
+fn ca(ca: &str) -> Value {
+    json!({"server": "https://h", "certificate-authority-data": ca})
+}
+
+/// Each broken certificate, key, credential or server, and an error that names it.
+#[rstest::rstest]
+#[case::expired(good_cluster(), cert_user(NOW - DAY), "spec.config.users[u].client-certificate-data: certificate #1 expired")]
+#[case::mismatched_key(good_cluster(), mismatched_user(), "client-key-data: does not match")]
+#[case::no_key(good_cluster(), json!({"client-certificate-data": cert(NOW + 365 * DAY).0}), "client-key-data: missing")]
+#[case::no_certificate(good_cluster(), json!({"client-key-data": cert(NOW + 365 * DAY).1}), "client-certificate-data: missing")]
+#[case::ca_not_base64(ca("%%%"), token_user(), "certificate-authority-data: not base64")]
+#[case::ca_not_pem(ca(&b64("hello")), token_user(), "not of a PEM X.509 certificate")]
+#[case::no_credential(good_cluster(), json!({}), "spec.config.users[u]: no credential")]
+#[case::relative_url(server("10.0.0.1:6443"), token_user(), "not an absolute URL")]
+#[case::no_host(server("https://"), token_user(), "empty host")]
+#[case::not_https(server("ftp://h"), token_user(), "scheme is not https")]
+#[case::bad_port(server("https://h:notaport"), token_user(), "invalid port number")]
+#[case::insecure_with_ca({let mut c = good_cluster(); c["insecure-skip-tls-verify"] = json!(true); c}, token_user(), "client-go refuses")]
+#[case::ca_file(json!({"server": "https://h", "certificate-authority": "/etc/ca.crt"}), json!({"tokenFile": "/var/run/token"}), "certificate-authority: a file path")]
+#[case::token_file(json!({"server": "https://h", "certificate-authority": "/etc/ca.crt"}), json!({"tokenFile": "/var/run/token"}), "tokenFile: a file path")]
+fn broken_clusters_and_users_are_named(
+    #[case] cluster: Value,
+    #[case] user: Value,
+    #[case] needle: &str,
+) {
+    let e = errors_of(cluster, user);
+    assert!(has(&e, needle), "{e:?}");
 }
 
 #[test]
@@ -148,48 +161,18 @@ fn missing_context_cluster_user() {
 }
 
 #[test]
-fn no_credential() {
-    let e = errors_of(good_cluster(), json!({}));
-    assert!(has(&e, "spec.config.users[u]: no credential"));
-}
-
-#[test]
-fn servers() {
+fn insecure_servers_are_warned_of_and_never_quoted() {
     let insecure = json!({"server": "http://10.0.0.1:6443", "insecure-skip-tls-verify": true});
     let r = report(insecure, token_user());
     assert!(r.errors.is_empty(), "{r:?}");
     let warnings = r.warnings.len();
     assert_eq!(warnings, 2, "http and insecure-skip-tls-verify: {r:?}");
-    for (server, needle) in [
-        ("10.0.0.1:6443", "not an absolute URL"),
-        ("https://", "empty host"),
-        ("ftp://h", "scheme is not https"),
-        ("https://h:notaport", "invalid port number"),
-    ] {
-        let e = errors_of(json!({ "server": server }), token_user());
-        assert!(has(&e, needle), "{server}: {e:?}");
-    }
     // The URL is never quoted (it may hold user info).
     let e = errors_of(
         json!({"server": "ftp://admin:pw-s3cr3t@h:6443"}),
         token_user(),
     );
     assert!(!format!("{e:?}").contains("s3cr3t"), "{e:?}");
-}
-
-#[test]
-fn insecure_with_ca_and_file_paths() {
-    let mut c = good_cluster();
-    c["insecure-skip-tls-verify"] = json!(true);
-    assert!(has(&errors_of(c, token_user()), "client-go refuses"));
-    let e = errors_of(
-        json!({"server": "https://h", "certificate-authority": "/etc/ca.crt"}),
-        json!({"tokenFile": "/var/run/token"}),
-    );
-    assert!(
-        has(&e, "certificate-authority: a file path") && has(&e, "tokenFile: a file path"),
-        "{e:?}"
-    );
 }
 
 #[test]
