@@ -143,10 +143,8 @@ mod tests {
         let cert = params.self_signed(&key).unwrap();
         let user = json!({"client-certificate-data": b64(cert.pem().as_bytes()),
             "client-key-data": b64(key.serialize_pem().as_bytes())});
-        assert_eq!(
-            current_identity(&config_with(user)),
-            Identity::User("stork-migrator".into())
-        );
+        let identity = current_identity(&config_with(user));
+        assert_eq!(identity, Identity::User("stork-migrator".into()));
     }
 
     #[test]

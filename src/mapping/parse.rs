@@ -242,11 +242,8 @@ mod tests {
                 hint: Some("p-c=p-d".into()),
             }]
         );
-        assert!(
-            e[0].to_string().contains("did you mean \"p-c=p-d\"?"),
-            "{}",
-            e[0]
-        );
+        let said = e[0].to_string();
+        assert!(said.contains("did you mean \"p-c=p-d\"?"), "{said}");
         let empty = MappingError::EmptyEntry {
             position: 2,
             origin: Origin::Text,
@@ -257,16 +254,13 @@ mod tests {
     #[test]
     fn entries_not_made_of_id_characters_are_never_quoted() {
         // Named by number and line.
-        let message = errors("p-a=p_b")[0].to_string();
-        assert!(message.contains("entry #1 (line 1)"), "{message}");
-        assert!(!message.contains("p_b"), "{message}");
+        let said = errors("p-a=p_b")[0].to_string();
+        assert!(said.contains("entry #1 (line 1)"), "{said}");
+        assert!(!said.contains("p_b"), "{said}");
         let e = errors("p-a=p-b\np-c=p-d,token: s3cr3t.Value_x");
-        let message = e[0].to_string();
-        assert!(
-            message.contains("entry #3 (line 2) has no '='"),
-            "{message}"
-        );
-        assert!(!message.contains("s3cr3t") && !message.contains("did you mean"));
+        let said = e[0].to_string();
+        assert!(said.contains("entry #3 (line 2) has no '='"), "{said}");
+        assert!(!said.contains("s3cr3t") && !said.contains("did you mean"));
     }
 
     #[test]

@@ -203,10 +203,8 @@ fn a_cluster_name_that_is_missing_or_shared_says_which_clusters_there_are() {
             ids: vec!["c-1".into(), "c-3".into()]
         }
     );
-    assert!(resolve_cluster("x", &[])
-        .unwrap_err()
-        .to_string()
-        .ends_with("the clusters are: none"));
+    let none = resolve_cluster("x", &[]).unwrap_err().to_string();
+    assert!(none.ends_with("the clusters are: none"), "{none}");
 }
 
 #[test]

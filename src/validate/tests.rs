@@ -168,10 +168,8 @@ fn insecure_servers_are_warned_of_and_never_quoted() {
     let warnings = r.warnings.len();
     assert_eq!(warnings, 2, "http and insecure-skip-tls-verify: {r:?}");
     // The URL is never quoted (it may hold user info).
-    let e = errors_of(
-        json!({"server": "ftp://admin:pw-s3cr3t@h:6443"}),
-        token_user(),
-    );
+    let with_user_info = json!({"server": "ftp://admin:pw-s3cr3t@h:6443"});
+    let e = errors_of(with_user_info, token_user());
     assert!(!format!("{e:?}").contains("s3cr3t"), "{e:?}");
 }
 
@@ -189,9 +187,8 @@ fn mapping_errors_have_paths_and_all_are_listed() {
     );
     assert!(has(&e, "chain"), "{e:?}");
     assert!(has(&e, "no credential"), "{e:?}");
-    assert!(r
-        .denial("ClusterPair mig/remote")
-        .starts_with("ClusterPair mig/remote is invalid: "));
+    let denial = r.denial("ClusterPair mig/remote");
+    assert!(denial.starts_with("ClusterPair mig/remote is invalid: "));
 }
 
 #[test]
@@ -249,10 +246,8 @@ fn other_objects_are_not_checked_and_configmaps_merge_keys() {
     let mut cm = mapping_configmap();
     cm["data"] = json!({"ns.a": "p-a=p-b", "ns.b": "p-a=p-c"});
     let e = errors(&cm);
-    assert!(
-        has(&e, "data key ns.a") && has(&e, "data key ns.b"),
-        "{e:?}"
-    );
+    let both = has(&e, "data key ns.a") && has(&e, "data key ns.b");
+    assert!(both, "{e:?}");
 }
 
 #[test]
@@ -278,10 +273,8 @@ fn key_and_certificate_match_for_rsa_ecdsa_and_ed25519() {
         let good = report(good_cluster(), pair_user(&cert, &b64(&key.serialize_pem())));
         let clean = good.errors.is_empty() && good.warnings.is_empty();
         assert!(clean, "{alg}: {good:?}");
-        let bad = errors_of(
-            good_cluster(),
-            pair_user(&cert, &b64(&other.serialize_pem())),
-        );
+        let other_key = b64(&other.serialize_pem());
+        let bad = errors_of(good_cluster(), pair_user(&cert, &other_key));
         let mismatch = has(&bad, "client-key-data: does not match");
         assert!(mismatch, "{alg}: {bad:?}");
     }
@@ -334,21 +327,15 @@ fn with_key(path: &str, key: &str) -> Value {
     obj
 }
 
+const RANCHER: &str = "spec.platformOptions.rancher";
+
 #[rstest::rstest]
 #[case::spec("spec", "platformOption", Some("platformOptions"))]
 #[case::spec_case("spec", "PlatformOptions", Some("platformOptions"))]
 #[case::spec_config("spec", "confg", Some("config"))]
 #[case::platform("spec.platformOptions", "rancer", Some("rancher"))]
-#[case::rancher(
-    "spec.platformOptions.rancher",
-    "projectMapings",
-    Some("projectMappings")
-)]
-#[case::rancher_lower(
-    "spec.platformOptions.rancher",
-    "projectmappings",
-    Some("projectMappings")
-)]
+#[case::rancher(RANCHER, "projectMapings", Some("projectMappings"))]
+#[case::rancher_lower(RANCHER, "projectmappings", Some("projectMappings"))]
 #[case::far("spec", "projectMappings", None)]
 #[case::far_platform("spec.platformOptions", "aws", None)]
 fn keys_stork_does_not_have_are_refused_with_the_nearest_known_one(
