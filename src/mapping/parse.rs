@@ -267,9 +267,7 @@ mod tests {
     fn map_entries_have_field_paths() {
         let p = parse_map([("p-a", "p-b"), ("p-x", "BAD")], &Origin::ClusterPair);
         assert_eq!(p.entries.len(), 1);
-        assert_eq!(
-            p.errors[0].field_path(),
-            "spec.platformOptions.rancher.projectMappings[p-x]"
-        );
+        let path = p.errors[0].field_path();
+        assert_eq!(path, "spec.platformOptions.rancher.projectMappings[p-x]");
     }
 }

@@ -91,20 +91,20 @@ fn mk(kind: &str, api: &str, spec: Value) -> Value {
     json!({"apiVersion": api, "kind": kind, "metadata": meta("obj"), "spec": spec})
 }
 
+fn netpol(spec: Value) -> Value {
+    mk("NetworkPolicy", "networking.k8s.io/v1", spec)
+}
+
 fn mk_namespace() -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": meta("shop")})
 }
 
 fn mk_netpol() -> Value {
-    mk(
-        "NetworkPolicy",
-        "networking.k8s.io/v1",
-        json!({
-            "podSelector": {},
-            "ingress": [{"from": [{"podSelector": {}}, {"namespaceSelector": ns_selector("p-src")}]}],
-            "egress": [{"to": [{"namespaceSelector": ns_selector("c-src:p-src")}]}]
-        }),
-    )
+    netpol(json!({
+        "podSelector": {},
+        "ingress": [{"from": [{"podSelector": {}}, {"namespaceSelector": ns_selector("p-src")}]}],
+        "egress": [{"to": [{"namespaceSelector": ns_selector("c-src:p-src")}]}]
+    }))
 }
 
 fn locations(out: &Decision<'_, '_>) -> Vec<Location> {
@@ -194,17 +194,13 @@ fn network_policy_peers() {
 
 #[test]
 fn only_in_and_notin_expressions_and_project_keys() {
-    let obj = mk(
-        "NetworkPolicy",
-        "networking.k8s.io/v1",
-        json!({"ingress": [{"from": [{"namespaceSelector": {
-        "matchLabels": {"team": "p-src"},
-        "matchExpressions": [
-            {"key": KEY, "operator": "NotIn", "values": ["p-src"]},
-            {"key": KEY, "operator": "Exists"},
-            {"key": "team", "operator": "In", "values": ["p-src"]},
-        ]}}]}]}),
-    );
+    let obj = netpol(json!({"ingress": [{"from": [{"namespaceSelector": {
+    "matchLabels": {"team": "p-src"},
+    "matchExpressions": [
+        {"key": KEY, "operator": "NotIn", "values": ["p-src"]},
+        {"key": KEY, "operator": "Exists"},
+        {"key": "team", "operator": "In", "values": ["p-src"]},
+    ]}}]}]}));
     let (out, applied) = run(&obj);
     let sel = &applied["spec"]["ingress"][0]["from"][0]["namespaceSelector"];
     assert_eq!(sel["matchExpressions"][0]["values"][0], "p-dst");
@@ -239,11 +235,8 @@ fn no_patch_when_nothing_changes(#[case] obj: Value, #[case] policy: UnmappedPol
 // §6 unmapped values under each policy
 
 fn unmapped_obj() -> Value {
-    let mut obj = mk(
-        "NetworkPolicy",
-        "networking.k8s.io/v1",
-        json!({"ingress": [{"from": [{"namespaceSelector": ns_selector("p-zzz")}]}]}),
-    );
+    let mut obj =
+        netpol(json!({"ingress": [{"from": [{"namespaceSelector": ns_selector("p-zzz")}]}]}));
     obj["metadata"] = json!({"name": "np", "namespace": "shop", "labels": {KEY: "p-zzz"}, "annotations": {KEY: "c-src:p-zzz"}});
     obj
 }
@@ -296,9 +289,7 @@ fn deny_names_object_key_and_value() {
 
 #[test]
 fn selector_only_unmapped_is_denied_too() {
-    let obj = mk(
-        "NetworkPolicy",
-        "networking.k8s.io/v1",
+    let obj = netpol(
         json!({"egress": [{"to": [{"namespaceSelector": {"matchLabels": {KEY: "p-zzz"}}}]}]}),
     );
     let out = rewrite(&obj, &migrated(UnmappedPolicy::Deny));

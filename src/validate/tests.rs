@@ -154,10 +154,8 @@ fn missing_context_cluster_user() {
     let mut o = cp(good_cluster(), token_user());
     o["spec"]["config"]["contexts"]["ctx"] = json!({"cluster": "zz", "user": "yy"});
     let e = errors(&o);
-    assert!(
-        has(&e, "spec.config.contexts[ctx].cluster") && has(&e, "spec.config.contexts[ctx].user"),
-        "{e:?}"
-    );
+    assert!(has(&e, "spec.config.contexts[ctx].cluster"), "{e:?}");
+    assert!(has(&e, "spec.config.contexts[ctx].user"), "{e:?}");
 }
 
 #[test]
