@@ -60,7 +60,7 @@ pub struct PlatformOptions {
 #[serde(default, rename_all = "camelCase")]
 pub struct RancherOptions {
     /// Source project ID → destination project ID. Values are kept as JSON so that a
-    /// non-string value is reported as an invalid entry rather than failing the whole decode.
+    /// non-string value does not fail the whole decode (see [`ClusterPair::parse_mappings`]).
     pub project_mappings: BTreeMap<String, Value>,
 }
 
@@ -159,8 +159,10 @@ impl ClusterPair {
     }
 
     /// Parses `spec.platformOptions.rancher.projectMappings` (each entry checked on its own;
-    /// the checks across entries are the table's). A non-string value is read as its JSON text
-    /// (and then fails the ID check with a message naming the entry).
+    /// the checks across entries are the table's). A non-string value is read as its JSON text:
+    /// an object or array then fails the ID check with a message naming the entry, but a number
+    /// or a boolean (`5`, `true`) is a valid DNS label and passes, though Stork's Go type (a
+    /// string map) would not decode it.
     pub fn parse_mappings(&self) -> crate::mapping::Parsed {
         let mappings = &self.spec.platform_options.rancher.project_mappings;
         let values: Vec<Cow<str>> = mappings

@@ -29,7 +29,8 @@ pub(crate) enum Place {
     /// The object's own annotations: as `Labels`, and Stork's migrated annotation is read.
     ObjectAnnotations(Location),
     /// One `matchExpressions` entry of a selector (`key`, `operator`, and `values`, read as
-    /// the place given when the key and operator qualify).
+    /// the place given, which must be `Each(Value(..))`: the expression fills in its findings'
+    /// key; they are dropped unless the key and operator qualify).
     Expression(&'static Place),
     /// A string value, found at `Location` (an expression's value).
     Value(Location),

@@ -464,3 +464,27 @@ proptest! {
         prop_assert!(out.patch.is_empty() && out.unmapped().count() == 0 && out.rewrites().count() == 0);
     }
 }
+
+/// A selector's `values` holding non-strings before the project ID: only the string counts, and
+/// its pointer keeps its own index (4), on request bytes as on a decoded tree.
+#[test]
+fn selector_values_count_only_strings_and_keep_their_index() {
+    let obj = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "np", "namespace": "team"},
+        "spec": {"ingress": [{"from": [{"namespaceSelector": {"matchExpressions": [{
+            "key": "field.cattle.io/projectId", "operator": "In",
+            "values": [5, null, ["p-src1"], {"x": "p-src1"}, "p-src1"]}]}}]}]}});
+    let o = Options {
+        unmapped: UnmappedPolicy::Keep,
+        migrated: true,
+    };
+    let text = obj.to_string();
+    let d = rewrite_json(&text, table(), &o);
+    let patch: Value = serde_json::from_slice(&d.patch).unwrap();
+    let path = "/spec/ingress/0/from/0/namespaceSelector/matchExpressions/0/values/4";
+    assert_eq!(
+        patch,
+        json!([{"op": "replace", "path": path, "value": "p-dst1"}])
+    );
+    assert_eq!(said(&d), said(&rewrite(&obj, table(), &o)));
+}
