@@ -244,8 +244,7 @@ fn unmapped_obj() -> Value {
 #[test]
 fn drop_removes_labels_but_never_shortens_selectors() {
     let obj = unmapped_obj();
-    let out = rewrite(&obj, &migrated(UnmappedPolicy::Drop));
-    let applied = out.apply(&obj).unwrap();
+    let (out, applied) = run(&obj);
     assert!(applied["metadata"]["labels"].get(KEY).is_none());
     assert!(applied["metadata"]["annotations"].get(KEY).is_none());
     let selector = &applied["spec"]["ingress"][0]["from"][0]["namespaceSelector"];
@@ -404,15 +403,14 @@ fn every_place_fits_the_walks_record_of_fields_seen() {
 
 #[test]
 fn a_bounded_walk_refuses_an_object_with_too_many_values() {
-    let t = table();
     let many: serde_json::Map<String, Value> = (0..50)
         .map(|i| (format!("a{i}.cattle.io/projectId"), json!("p-src")))
         .collect();
     let obj = json!({"metadata": {"labels": many}}).to_string();
     let mut d = serde_json::Deserializer::from_str(&obj);
-    assert!(super::walk::walk_bounded(&mut d, &t.table, 49).is_err());
+    assert!(super::walk::walk_bounded(&mut d, &table().table, 49).is_err());
     let mut d = serde_json::Deserializer::from_str(&obj);
-    let walked = super::walk::walk_bounded(&mut d, &t.table, 50).unwrap();
+    let walked = super::walk::walk_bounded(&mut d, &table().table, 50).unwrap();
     assert_eq!(walked.findings().len(), 50);
 }
 
@@ -420,8 +418,7 @@ fn a_bounded_walk_refuses_an_object_with_too_many_values() {
 fn annotations_seen_again_decide_alone_whether_the_object_is_migrated() {
     let case = r#"{"metadata":{"annotations":{"stork.libopenstorage.org/migrated":"true"},"annotations":"x"}}"#;
     let tree: Value = serde_json::from_str(case).unwrap();
-    let t = table();
     let mut d = serde_json::Deserializer::from_str(case);
-    let walked = super::walk::walk(&mut d, &t.table).unwrap();
+    let walked = super::walk::walk(&mut d, &table().table).unwrap();
     assert_eq!(walked.migrated_annotation, has_migrated_annotation(&tree));
 }
