@@ -208,6 +208,10 @@ mod tests {
         Deadlines::new(io, HEAD, IDLE, true, HeadStart::default())
     }
 
+    async fn send(io: &mut (impl AsyncWriteExt + Unpin), bytes: &[u8]) {
+        io.write_all(bytes).await.unwrap();
+    }
+
     #[test]
     fn the_head_ends_at_the_first_blank_line_across_reads() {
         assert_eq!(
@@ -231,15 +235,12 @@ mod tests {
 
         // The first request starts in time; its head is complete; during the body only the idle
         // deadline applies (the handler times the body itself).
-        client
-            .write_all(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n")
-            .await
-            .unwrap();
+        send(&mut client, b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n").await;
         assert!(server.read(&mut buf).await.unwrap() > 0);
         assert_eq!(server.phase, Phase::Body);
         assert_eq!(server.deadline, Instant::now() + IDLE);
         // The answer: now idle, for up to `idle` (not `head`).
-        server.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        send(&mut server, b"HTTP/1.1 200 OK\r\n\r\n").await;
         let reading = tokio::spawn(async move {
             let mut buf = [0u8; 256];
             let r = server.read(&mut buf).await;
@@ -250,7 +251,7 @@ mod tests {
             !reading.is_finished(),
             "still open after 3 × head while idle"
         );
-        client.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+        send(&mut client, b"GET / HTTP/1.1\r\nHo").await;
         let (r, mut server) = reading.await.unwrap();
         r.unwrap();
         // A head trickled past `head` is cut off.
@@ -271,11 +272,9 @@ mod tests {
 
         let (mut client, server) = tokio::io::duplex(64);
         let mut conn = open(server);
-        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        send(&mut client, b"GET / HTTP/1.1\r\n\r\n").await;
         assert!(conn.read(&mut buf).await.unwrap() > 0);
-        conn.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
-            .await
-            .unwrap();
+        send(&mut conn, b"HTTP/1.1 204 No Content\r\n\r\n").await;
         let started = Instant::now();
         assert!(conn.read(&mut buf).await.is_err());
         assert_eq!(started.elapsed(), IDLE);
@@ -288,16 +287,14 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(1024);
         let mut server = open(server);
         let mut buf = [0u8; 256];
-        client
-            .write_all(b"POST /mutate HTTP/1.1\r\nContent-Length: 4\r\n\r\n")
-            .await
-            .unwrap();
+        send(
+            &mut client,
+            b"POST /mutate HTTP/1.1\r\nContent-Length: 4\r\n\r\n",
+        )
+        .await;
         assert!(server.read(&mut buf).await.unwrap() > 0);
-        server
-            .write_all(b"HTTP/1.1 404 Not Found\r\n\r\n")
-            .await
-            .unwrap();
-        client.write_all(b"\r\n\r\n").await.unwrap();
+        send(&mut server, b"HTTP/1.1 404 Not Found\r\n\r\n").await;
+        send(&mut client, b"\r\n\r\n").await;
         assert!(server.read(&mut buf).await.unwrap() > 0);
         let started = Instant::now();
         let err = server.read(&mut buf).await.unwrap_err();
