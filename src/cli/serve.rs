@@ -313,7 +313,7 @@ async fn serve(
     let needs_cluster =
         args.managed_certs.cert_secret.is_some() || matches!(source, Some(Source::ConfigMap(_)));
     let client = match needs_cluster {
-        true => Some(args.cluster.connect().await?.client),
+        true => Some(args.cluster.connect(None).await?.client),
         false => None,
     };
     match source {
