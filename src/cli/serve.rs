@@ -238,14 +238,11 @@ pub struct AllMetrics {
 impl AllMetrics {
     pub fn register() -> AllMetrics {
         let mut registry = crate::metrics::registry();
-        let table = TableMetrics::register(&mut registry);
-        let certificate = CertMetrics::register(&mut registry);
-        let keeper = KeeperMetrics::register(&mut registry);
         AllMetrics {
+            table: TableMetrics::register(&mut registry),
+            certificate: CertMetrics::register(&mut registry),
+            keeper: KeeperMetrics::register(&mut registry),
             server: Arc::new(Metrics::new(registry)),
-            table,
-            certificate,
-            keeper,
         }
     }
 }
