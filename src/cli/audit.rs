@@ -134,7 +134,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 async fn audit(args: Args, source: Source) -> Result<u8> {
-    let Connected { client, server } = args.cluster.connect().await?;
+    let Connected { client, server } = args.cluster.connect(None).await?;
     audit_at(args, source, client).await.map_err(|e| {
         // Once, at the top: the URL, never the credential.
         match e.chain().any(|c| c.is::<KubeError>()) {

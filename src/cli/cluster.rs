@@ -57,14 +57,10 @@ impl Connected {
 }
 
 impl ClusterArgs {
-    /// Builds the client (no request is made yet).
-    pub async fn connect(&self) -> Result<Connected> {
-        Connected::new(self.config().await?, None)
-    }
-
-    /// As [`connect`](Self::connect), each call given `timeout` (see [`Connected::new`]).
-    pub async fn connect_within(&self, timeout: std::time::Duration) -> Result<Connected> {
-        Connected::new(self.config().await?, Some(timeout))
+    /// Builds the client (no request is made yet), each call given `timeout` when there is one
+    /// (see [`Connected::new`]).
+    pub async fn connect(&self, timeout: Option<std::time::Duration>) -> Result<Connected> {
+        Connected::new(self.config().await?, timeout)
     }
 
     /// The client's configuration, as kubectl picks the cluster.

@@ -125,7 +125,7 @@ async fn doctor(args: Args) -> Result<Report> {
         ))
     });
     let pair = pair.transpose()?;
-    let at = args.cluster.connect_within(CALL_TIMEOUT).await?;
+    let at = args.cluster.connect(Some(CALL_TIMEOUT)).await?;
     let ns = args.namespace.as_str();
     let what = format!("get deployments.apps {} in namespace {ns}", args.name);
     let deployment = Api::<Deployment>::namespaced(at.client.clone(), ns)
@@ -207,15 +207,15 @@ async fn read_mappings(
         }
         _ => {
             let default = format!("{}/{DEFAULT_CONFIGMAP_NAME}", args.namespace);
-            let at = env
+            let named = env
                 .get("RANCHER_REMAP_MAPPINGS_CONFIGMAP")
                 .unwrap_or(&default);
-            let (ns, name) = at.split_once('/').unwrap_or((&args.namespace, at));
-            let at = ConfigMapRef {
+            let (ns, name) = named.split_once('/').unwrap_or((&args.namespace, named));
+            let cm = ConfigMapRef {
                 namespace: ns.into(),
                 name: name.into(),
             };
-            (Source::ConfigMap(at), format!("ConfigMap {ns}/{name}"))
+            (Source::ConfigMap(cm), format!("ConfigMap {ns}/{name}"))
         }
     };
     // A source that cannot be read is "could not check" (exit 2); one that reads but holds no
@@ -465,9 +465,9 @@ async fn serving_cert(
         });
     let (secret_ns, name) = match (mounted, kept) {
         (Some(name), _) => (ns.to_string(), name),
-        (None, Some(at)) => {
+        (None, Some(kept)) => {
             // A name alone is in the server's own namespace: the install's.
-            let (n, name) = at.split_once('/').unwrap_or((ns, at));
+            let (n, name) = kept.split_once('/').unwrap_or((ns, kept));
             (n.to_string(), name.to_string())
         }
         (None, None) => {

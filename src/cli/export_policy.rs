@@ -72,7 +72,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let mappings = tokio::runtime::Runtime::new()?.block_on(async {
         let client = match &source {
-            Source::ConfigMap(_) => Some(args.cluster.connect().await?.client),
+            Source::ConfigMap(_) => Some(args.cluster.connect(None).await?.client),
             _ => None,
         };
         anyhow::Ok(source.read(client.as_ref()).await?)

@@ -111,7 +111,7 @@ struct Management {
 
 impl Management {
     async fn read(args: &ClusterArgs) -> Result<Management> {
-        let at = args.connect_within(super::whoami::CALL_TIMEOUT).await?;
+        let at = args.connect(Some(super::whoami::CALL_TIMEOUT)).await?;
         let clusters = list(&at, "Cluster", None).await?;
         Ok(Management { at, clusters })
     }

@@ -238,14 +238,11 @@ pub struct AllMetrics {
 impl AllMetrics {
     pub fn register() -> AllMetrics {
         let mut registry = crate::metrics::registry();
-        let table = TableMetrics::register(&mut registry);
-        let certificate = CertMetrics::register(&mut registry);
-        let keeper = KeeperMetrics::register(&mut registry);
         AllMetrics {
+            table: TableMetrics::register(&mut registry),
+            certificate: CertMetrics::register(&mut registry),
+            keeper: KeeperMetrics::register(&mut registry),
             server: Arc::new(Metrics::new(registry)),
-            table,
-            certificate,
-            keeper,
         }
     }
 }
@@ -313,7 +310,7 @@ async fn serve(
     let needs_cluster =
         args.managed_certs.cert_secret.is_some() || matches!(source, Some(Source::ConfigMap(_)));
     let client = match needs_cluster {
-        true => Some(args.cluster.connect().await?.client),
+        true => Some(args.cluster.connect(None).await?.client),
         false => None,
     };
     match source {

@@ -56,11 +56,6 @@ impl WebhookConfigRef {
             false => "ValidatingWebhookConfiguration",
         }
     }
-
-    fn api(&self, client: &Client) -> Api<DynamicObject> {
-        let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", self.kind());
-        Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk))
-    }
 }
 
 /// Brings one configuration's caBundle to `bundle_pem`: whether this call patched it (it held
@@ -74,7 +69,8 @@ pub async fn sync(
     bundle_pem: &str,
 ) -> Result<(bool, String), String> {
     use kube::ResourceExt;
-    let api = at.api(client);
+    let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", at.kind());
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ApiResource::from_gvk(&gvk));
     let described = |e| KubeError::from(e).to_string();
     let config = api.get(&at.name).await.map_err(described)?;
     let ops = patch_ops(&config.data, bundle_pem);
