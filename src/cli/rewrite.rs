@@ -20,19 +20,9 @@ use crate::source::ReadError;
 /// stderr. Exits 1 on invalid mappings or input, or when --unmapped=deny refuses an object
 /// (then nothing is printed on stdout).
 #[derive(Debug, clap::Args)]
-#[command(group(
-    clap::ArgGroup::new("mappings")
-        .required(true)
-        .args(["project_mappings", "mappings_file"])
-))]
 pub struct Args {
-    /// Mappings in storkctl's --project-mappings syntax, e.g. `p-a=p-b,c-1:p-a=c-2:p-b`.
-    #[arg(long, value_name = "STR")]
-    pub project_mappings: Option<String>,
-
-    /// A file holding a mapping ConfigMap, a ClusterPair (YAML or JSON), or plain src=dst text.
-    #[arg(long, value_name = "PATH")]
-    pub mappings_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub mappings: MappingArgs,
 
     /// What to do with a project ID that has no mapping: drop removes the label or annotation
     /// (selectors are never shortened), keep leaves it, deny refuses the object.
@@ -48,8 +38,21 @@ pub struct Args {
     pub files: Vec<PathBuf>,
 }
 
-impl Args {
-    /// Loads and checks the mappings (exactly one of the two sources).
+/// Where the project mappings come from (exactly one).
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct MappingArgs {
+    /// Mappings in storkctl's --project-mappings syntax, e.g. `p-a=p-b,c-1:p-a=c-2:p-b`.
+    #[arg(long, value_name = "STR")]
+    pub project_mappings: Option<String>,
+
+    /// A file holding a mapping ConfigMap, a ClusterPair (YAML or JSON), or plain src=dst text.
+    #[arg(long, value_name = "PATH")]
+    pub mappings_file: Option<PathBuf>,
+}
+
+impl MappingArgs {
+    /// Loads and checks the mappings.
     pub fn load(&self) -> Result<Mappings> {
         let mappings = match (&self.project_mappings, &self.mappings_file) {
             (Some(text), _) => Mappings::from_text(text)?,
@@ -62,7 +65,7 @@ impl Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let mappings = args.load()?;
+    let mappings = args.mappings.load()?;
     let objects = input::read_some_objects(&args.files, "objects")?;
     let settings = MutateSettings {
         unmapped: args.unmapped,
