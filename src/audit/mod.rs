@@ -28,7 +28,7 @@ pub use discovery::{discover, ResourceType};
 use crate::kube_error::KubeError;
 use crate::mapping::objects::Mappings;
 use crate::rewrite::{
-    decide_object, has_migrated_annotation, Action, MutateSettings, UnmappedAction,
+    decide_object, display_pointer, has_migrated_annotation, Action, MutateSettings, UnmappedAction,
 };
 
 /// Which namespaces are audited.
@@ -416,13 +416,13 @@ impl Scan<'_> {
         }
         let changes = d.rewrites().map(|r| Change {
             place: r.location.as_str(),
-            path: r.path(),
+            path: display_pointer(r.pointer),
             from: r.from.to_string(),
             to: r.to.to_string(),
         });
         let unmapped = d.unmapped().map(|u| UnmappedValue {
             place: u.location.as_str(),
-            path: u.path(),
+            path: display_pointer(u.pointer),
             key: u.key.to_string(),
             value: u.value.to_string(),
             action: match u.action {

@@ -8,7 +8,9 @@ use anyhow::{Context, Result};
 
 use super::{input, OutputFormat};
 use crate::mapping::objects::Mappings;
-use crate::rewrite::{decide_object, describe, Action, MutateSettings, UnmappedAction};
+use crate::rewrite::{
+    decide_object, describe, display_pointer, Action, MutateSettings, UnmappedAction,
+};
 use crate::source::mappings_file::mappings_from_file_text;
 use crate::source::ReadError;
 
@@ -80,7 +82,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let decision = decide_object(obj, false, true, &mappings, &settings);
         let name = describe(obj);
         for r in decision.rewrites() {
-            writeln!(err, "{name}: {}: {} -> {}", r.path(), r.from, r.to)?;
+            let (at, from, to) = (display_pointer(r.pointer), r.from, r.to);
+            writeln!(err, "{name}: {at}: {from} -> {to}")?;
             rewrites += 1;
         }
         for w in &decision.warnings {

@@ -292,17 +292,3 @@ impl Decision<'_, '_> {
         Ok(out)
     }
 }
-
-impl Rewrite<'_> {
-    /// The readable path, e.g. `metadata.labels[field.cattle.io/projectId]`.
-    pub fn path(&self) -> String {
-        display_pointer(self.pointer)
-    }
-}
-
-impl Unmapped<'_> {
-    /// The readable path, e.g. `spec.ingress[0].from[0].namespaceSelector.matchLabels[...]`.
-    pub fn path(&self) -> String {
-        display_pointer(self.pointer)
-    }
-}

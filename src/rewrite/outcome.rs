@@ -48,11 +48,6 @@ impl Location {
         }
     }
 
-    /// Its position in [`Location::ALL`] (for per-location counters).
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
     /// Whether values here are selector terms, which are never removed.
     pub fn is_selector(self) -> bool {
         matches!(

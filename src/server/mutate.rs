@@ -60,10 +60,10 @@ pub fn answer(
     let decision = decide(&facts, walked, mappings, settings);
     let (mut rewrites, mut unmapped) = ([0; Location::ALL.len()], [0; Location::ALL.len()]);
     for r in decision.rewrites() {
-        rewrites[r.location.index()] += 1;
+        rewrites[r.location as usize] += 1;
     }
     for u in decision.unmapped() {
-        unmapped[u.location.index()] += 1;
+        unmapped[u.location as usize] += 1;
     }
     let warnings = bounded_warnings(decision.warnings);
     let verdict = match decision.action {

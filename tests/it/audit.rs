@@ -8,7 +8,7 @@ use std::process::Output;
 use serde_json::{json, Value};
 
 use rancher_remap::mapping::objects::Mappings;
-use rancher_remap::rewrite::{has_migrated_annotation, Options};
+use rancher_remap::rewrite::{display_pointer, has_migrated_annotation, Options};
 
 use crate::common::*;
 use crate::fake_api::{write_kubeconfig, FakeApi, ResourceType};
@@ -259,7 +259,7 @@ async fn audit_reports_exactly_what_the_webhook_would_rewrite() {
         );
         let changes: Vec<Value> = outcome
             .rewrites()
-            .map(|r| json!({"place": r.location.as_str(), "path": r.path(), "from": r.from, "to": r.to}))
+            .map(|r| json!({"place": r.location.as_str(), "path": display_pointer(r.pointer), "from": r.from, "to": r.to}))
             .collect();
         assert_eq!(f["changes"], json!(changes), "{f}");
         assert_eq!(
