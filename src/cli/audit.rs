@@ -146,7 +146,7 @@ async fn audit(args: Args, source: Source) -> Result<u8> {
 
 async fn audit_at(args: Args, source: Source, client: kube::Client) -> Result<u8> {
     // A reversed table applied by --fix would move every migrated object back.
-    let this = super::known(&args.cluster_id);
+    let this = super::known_cluster_id(&args.cluster_id);
     let mappings = super::input::checked_mappings(source.read(Some(&client)).await?, this)?;
     let namespaces = if args.namespace.is_empty() {
         let own = args

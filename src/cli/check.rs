@@ -50,7 +50,7 @@ struct Checked {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let cluster_id = super::known(&args.cluster_id);
+    let cluster_id = super::known_cluster_id(&args.cluster_id);
     input::stdin_once(&args.files)?;
     let mut checked = Vec::new();
     for file in &args.files {

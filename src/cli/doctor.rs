@@ -134,7 +134,7 @@ async fn doctor(args: Args) -> Result<Report> {
         .map_err(|e| failed(&at, &what, e))?;
     let env = deployment_env(deployment.as_ref());
     let (mappings, origin) = read_mappings(&args, &at, &env).await?;
-    let cluster_id = match super::known(&args.cluster_id) {
+    let cluster_id = match super::known_cluster_id(&args.cluster_id) {
         Some(c) => Some((c.to_string(), "--cluster-id".to_string())),
         None => env
             .get("RANCHER_REMAP_CLUSTER_ID")

@@ -142,12 +142,12 @@ pub fn main() -> ExitCode {
 }
 
 /// A cluster ID flag, `None` when empty (unknown).
-pub fn known(cluster_id: &Option<String>) -> Option<&str> {
+pub fn known_cluster_id(cluster_id: &Option<String>) -> Option<&str> {
     cluster_id.as_deref().filter(|c| !c.is_empty())
 }
 
 /// A Rancher cluster ID (`c-m-4kq8z9rt`, `local`): one DNS-1123 label. Empty means unknown
-/// (the kustomize install's placeholder, an unset chart value): see [`known`].
+/// (the kustomize install's placeholder, an unset chart value): see [`known_cluster_id`].
 pub fn parse_cluster_id(s: &str) -> Result<String, String> {
     if s.is_empty() {
         return Ok(String::new());

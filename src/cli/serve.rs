@@ -130,7 +130,7 @@ impl RewriteArgs {
             scope: self.scope,
             migration_users: users.filter(|u| !u.is_empty()).collect(),
             mode: self.mode,
-            cluster_id: super::known(&self.cluster_id).map(str::to_string),
+            cluster_id: super::known_cluster_id(&self.cluster_id).map(str::to_string),
         }
     }
 }

@@ -25,8 +25,19 @@ pub enum Location {
     NetworkPolicySelector,
 }
 
+// `Location::ALL[i] as usize == i`, or the build fails.
+const _: () = {
+    let mut i = 0;
+    while i < Location::ALL.len() {
+        assert!(Location::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
 impl Location {
-    /// All locations, for metric initialisation.
+    /// All locations, for metric initialisation, in declaration order: `location as usize` is
+    /// a location's index here (the server's per-location counts rely on it; checked below at
+    /// compile time).
     pub const ALL: [Location; 6] = [
         Location::Label,
         Location::Annotation,
