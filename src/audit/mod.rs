@@ -398,7 +398,10 @@ impl Scan<'_> {
         out.objects += 1;
         self.progress.objects.fetch_add(1, Ordering::Relaxed);
         if t.namespaced && has_migrated_annotation(obj) {
-            self.migrated_namespaces().insert(ns.to_string());
+            let mut migrated = self.migrated_namespaces();
+            if !migrated.contains(ns) {
+                migrated.insert(ns.to_string());
+            }
         }
         self.judge(t, obj)
     }

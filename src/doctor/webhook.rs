@@ -35,7 +35,8 @@ pub enum ServingCert {
     /// Its PEM, from the Secret the Deployment mounts or the server's own Secret.
     Pem(Vec<u8>),
     /// The server keeps its own certificates (`--cert-secret`) in this Secret (`NS/NAME`), which
-    /// this identity may not read (the helm test's account, by design: the Secret holds the CA key).
+    /// this identity may not read (the helm test's account, by design: the Secret holds the CA
+    /// key).
     ServerKept(String),
     /// Why it could not be found.
     Missing(String),

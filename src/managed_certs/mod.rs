@@ -336,7 +336,7 @@ impl Keeper {
         let unchanged = self
             .published
             .take()
-            .filter(|p| p.bundle == bundle && p.versions == versions);
+            .filter(|p| stale == 0 && p.bundle == bundle && p.versions == versions);
         self.published = unchanged.or_else(|| {
             (stale == 0).then(|| Published {
                 bundle: bundle.to_string(),

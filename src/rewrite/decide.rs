@@ -1,8 +1,9 @@
 //! What one object comes to: the one decision. Which objects are rewritten is the scope rule
 //! ([`super::scope::admit`]); what each project ID found comes to is its [`Verdict`], computed
 //! once; the JSON patch, the warnings, the denial and the audit annotation are written from the
-//! verdicts, once (the messages here, the rest in [`super::outcome`]). `/mutate` (on request bytes), the `rewrite` and `audit`
-//! commands (on decoded objects) and the fuzz targets all ask [`decide`].
+//! verdicts, once (the messages here, the rest in [`super::outcome`]). `/mutate` (on request
+//! bytes), the `rewrite` and `audit` commands (on decoded objects) and the fuzz targets all ask
+//! [`decide`].
 
 use serde_json::Value;
 

@@ -36,7 +36,7 @@ const _: () = {
 
 impl Location {
     /// All locations, for metric initialisation, in declaration order: `location as usize` is
-    /// a location's index here (the server's per-location counts rely on it; checked below at
+    /// a location's index here (the server's per-location counts rely on it; checked above at
     /// compile time).
     pub const ALL: [Location; 6] = [
         Location::Label,

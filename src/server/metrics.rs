@@ -71,7 +71,7 @@ pub struct Metrics {
     /// `/mutate` and `/validate`, resolved once.
     pub mutate: EndpointMetrics,
     pub validate: EndpointMetrics,
-    /// Per location (by [`Location::index`]), resolved once.
+    /// Per location (`location as usize`, see [`Location::ALL`]), resolved once.
     pub rewrites_at: [Counter; Location::ALL.len()],
     pub unmapped_at: [Counter; Location::ALL.len()],
     /// Admission log lines not written because the log writer fell behind.

@@ -333,7 +333,7 @@ pub struct Answer {
     /// The AdmissionReview, ready to send.
     pub body: Vec<u8>,
     pub verdict: RequestOutcome,
-    /// Values rewritten and unmapped, by [`Location::index`].
+    /// Values rewritten and unmapped, by location (`location as usize`, see [`Location::ALL`]).
     pub rewrites: [u32; Location::ALL.len()],
     pub unmapped: [u32; Location::ALL.len()],
     pub warned: bool,
