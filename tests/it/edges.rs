@@ -455,14 +455,13 @@ async fn null_in_optional_review_fields_reads_as_absent() {
     assert_eq!(resp.status().as_u16(), 200);
 }
 
-/// HTTP/2 at the frame level: a request whose body is still being sent when the answer comes
-/// (as curl and most clients send it). The answer must arrive whole, and the client must be able
-/// to finish sending: a stream reset while it uploads, even with NO_ERROR, is a failure in
-/// curl ("(92) Stream error in the HTTP/2 framing layer").
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_early_http2_answer_lets_the_client_finish_its_upload() {
-    use futures::FutureExt;
-    let server = ServeProcess::start(&["--validate-only"], &[]).await;
+/// An HTTP/2 connection to the server's webhook port (ALPN h2); the caller drives the connection.
+async fn h2_connect(
+    server: &ServeProcess,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    h2::client::Connection<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+) {
     let mut cfg = client_config(&server.ca);
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
@@ -473,7 +472,50 @@ async fn an_early_http2_answer_lets_the_client_finish_its_upload() {
         .connect("localhost".try_into().unwrap(), tcp)
         .await
         .unwrap();
-    let (client, mut connection) = h2::client::handshake(tls).await.unwrap();
+    h2::client::handshake(tls).await.unwrap()
+}
+
+/// Posts to `path` declaring a `length`-byte body (and sends its first byte when `first_byte`),
+/// and checks that the early answer `status` arrives whole (its JSON `code` too) before the rest
+/// is sent; returns the request's stream.
+async fn early_answer(
+    client: &mut h2::client::SendRequest<bytes::Bytes>,
+    (path, length, first_byte): (&str, usize, bool),
+    status: u16,
+) -> h2::SendStream<bytes::Bytes> {
+    let request = axum::http::Request::post(format!("https://localhost{path}"))
+        .header("content-type", "application/json")
+        .header("content-length", length)
+        .body(())
+        .unwrap();
+    let (response, mut send) = client.send_request(request, false).unwrap();
+    if first_byte {
+        send.send_data(bytes::Bytes::from_static(b"{"), false)
+            .unwrap();
+    }
+    let response = response.await.expect("the answer arrives");
+    assert_eq!(response.status().as_u16(), status, "{path}");
+    let mut body = response.into_body();
+    let mut got = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("the answer's body arrives whole");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        got.extend_from_slice(&chunk);
+    }
+    let v: Value = serde_json::from_slice(&got).unwrap();
+    assert_eq!(v["code"], status, "{path}");
+    send
+}
+
+/// HTTP/2 at the frame level: a request whose body is still being sent when the answer comes
+/// (as curl and most clients send it). The answer must arrive whole, and the client must be able
+/// to finish sending: a stream reset while it uploads, even with NO_ERROR, is a failure in
+/// curl ("(92) Stream error in the HTTP/2 framing layer").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_http2_answer_lets_the_client_finish_its_upload() {
+    use futures::FutureExt;
+    let server = ServeProcess::start(&["--validate-only"], &[]).await;
+    let (client, mut connection) = h2_connect(&server).await;
     let mut ping = connection.ping_pong().unwrap();
     tokio::spawn(connection);
     let mut client = client.ready().await.unwrap();
@@ -482,25 +524,7 @@ async fn an_early_http2_answer_lets_the_client_finish_its_upload() {
         ("/validate", 20 << 20, 413),
     ] {
         for _ in 0..8 {
-            let request = axum::http::Request::post(format!("https://localhost{path}"))
-                .header("content-type", "application/json")
-                .header("content-length", length)
-                .body(())
-                .unwrap();
-            let (response, mut send) = client.send_request(request, false).unwrap();
-            send.send_data(bytes::Bytes::from_static(b"{"), false)
-                .unwrap();
-            let response = response.await.expect("the answer arrives");
-            assert_eq!(response.status().as_u16(), status);
-            let mut body = response.into_body();
-            let mut got = Vec::new();
-            while let Some(chunk) = body.data().await {
-                let chunk = chunk.expect("the answer's body arrives whole");
-                let _ = body.flow_control().release_capacity(chunk.len());
-                got.extend_from_slice(&chunk);
-            }
-            let v: Value = serde_json::from_slice(&got).unwrap();
-            assert_eq!(v["code"], status);
+            let mut send = early_answer(&mut client, (path, length, true), status).await;
             // The rest of the body, then a round trip: any reset the server sent for this
             // stream has arrived by the time the pong does.
             send.send_data(bytes::Bytes::from(vec![b' '; length - 1]), true)
@@ -519,41 +543,15 @@ async fn an_early_http2_answer_lets_the_client_finish_its_upload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_early_http2_answer_to_an_undrained_body_arrives_whole_then_stops_the_upload() {
     let server = ServeProcess::start(&["--validate-only"], &[]).await;
-    let mut cfg = client_config(&server.ca);
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
-    let tcp = tokio::net::TcpStream::connect(server.webhook)
-        .await
-        .unwrap();
-    let tls = connector
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
-    let (client, connection) = h2::client::handshake(tls).await.unwrap();
+    let (client, connection) = h2_connect(&server).await;
     tokio::spawn(connection);
     let mut client = client.ready().await.unwrap();
-    // One byte over what the server drains (32 MiB): the body is cut off, not read.
+    // One byte over what the server drains (32 MiB): the body is cut off, not read. The answer
+    // needs only the headers, and the server may stop the stream before a first body byte could
+    // be sent, so none is.
     let length = (32usize << 20) + 1;
     for (path, status) in [("/mutate", 404u16), ("/validate", 413), ("/mutate", 404)] {
-        let request = axum::http::Request::post(format!("https://localhost{path}"))
-            .header("content-type", "application/json")
-            .header("content-length", length)
-            .body(())
-            .unwrap();
-        let (response, mut send) = client.send_request(request, false).unwrap();
-        send.send_data(bytes::Bytes::from_static(b"{"), false)
-            .unwrap();
-        let response = response.await.expect("the answer arrives");
-        assert_eq!(response.status().as_u16(), status);
-        let mut body = response.into_body();
-        let mut got = Vec::new();
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.expect("the answer's body arrives whole");
-            let _ = body.flow_control().release_capacity(chunk.len());
-            got.extend_from_slice(&chunk);
-        }
-        let v: Value = serde_json::from_slice(&got).unwrap();
-        assert_eq!(v["code"], status, "{path}");
+        let mut send = early_answer(&mut client, (path, length, false), status).await;
         let reset = tokio::time::timeout(
             Duration::from_secs(10),
             std::future::poll_fn(|cx| send.poll_reset(cx)),
