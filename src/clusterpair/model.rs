@@ -9,17 +9,12 @@ use serde_json::Value;
 
 use super::secret::Secret;
 
-/// Kind of Stork's ClusterPair.
-pub const KIND: &str = "ClusterPair";
-
 /// The metadata fields this project reads.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 pub struct Meta {
     pub name: String,
     pub namespace: String,
-    #[serde(rename = "generateName")]
-    pub generate_name: String,
 }
 
 /// A ClusterPair.
@@ -82,8 +77,6 @@ pub struct Cluster {
     pub certificate_authority_data: Option<Secret>,
     pub certificate_authority: Option<String>,
     pub insecure_skip_tls_verify: bool,
-    #[serde(rename = "LocationOfOrigin")]
-    pub location_of_origin: Option<String>,
 }
 
 /// client-go's internal `Context`.
@@ -92,7 +85,6 @@ pub struct Cluster {
 pub struct Context {
     pub cluster: String,
     pub user: String,
-    pub namespace: String,
 }
 
 /// client-go's internal `AuthInfo`: every credential is a [`Secret`].
@@ -133,7 +125,7 @@ pub enum ModelError {
 
 /// Whether a value is a Stork ClusterPair (any `stork.libopenstorage.org` version).
 pub fn is_clusterpair(v: &Value) -> bool {
-    v.get("kind").and_then(Value::as_str) == Some(KIND)
+    v.get("kind").and_then(Value::as_str) == Some("ClusterPair")
         && v.get("apiVersion")
             .and_then(Value::as_str)
             .is_some_and(|a| a.starts_with("stork.libopenstorage.org/"))

@@ -284,10 +284,7 @@ pub enum MappingWarning {
 impl MappingWarning {
     /// The field path of the entry concerned.
     pub fn field_path(&self) -> String {
-        match self {
-            MappingWarning::Identity { entry } | MappingWarning::ManyToOne { entry, .. } => {
-                entry.field_path()
-            }
-        }
+        let (MappingWarning::Identity { entry } | MappingWarning::ManyToOne { entry, .. }) = self;
+        entry.field_path()
     }
 }

@@ -123,7 +123,13 @@ impl Table {
         if !errors.is_empty() {
             return Err(MappingErrors(errors));
         }
-        t.index_destinations(&parsed, &origin);
+        // The destination projects and clusters (§4.0), from the distinct entries.
+        t.dst_projects = mapped_to.into_keys().map(Box::from).collect();
+        let clusters: Set<&str> = origin
+            .iter()
+            .filter_map(|&i| parsed[i].dst().cluster)
+            .collect();
+        t.dst_clusters = clusters.into_iter().map(Box::from).collect();
         Ok(t)
     }
 
@@ -170,19 +176,6 @@ impl Table {
                         id: dst.to_string(),
                     });
                 }
-            }
-        }
-    }
-
-    /// The destination projects and clusters (§4.0), from the distinct entries.
-    fn index_destinations(&mut self, parsed: &[Entry], origin: &[usize]) {
-        for &i in origin {
-            let dst = parsed[i].dst();
-            if !self.dst_projects.contains(dst.project) {
-                self.dst_projects.insert(dst.project.into());
-            }
-            if let Some(c) = dst.cluster.filter(|c| !self.dst_clusters.contains(*c)) {
-                self.dst_clusters.insert(c.into());
             }
         }
     }

@@ -99,44 +99,37 @@ impl Acc {
     }
 }
 
-/// A JSON pointer as CEL string concatenation: constant steps and expressions.
+/// A JSON pointer as CEL string concatenation: the parts so far (each followed by ` + `), then
+/// the constant text after them.
 #[derive(Clone, Debug, Default)]
-struct Path(Vec<Step>);
-
-#[derive(Clone, Debug)]
-enum Step {
-    Const(String),
-    Expr(String),
+struct Path {
+    parts: String,
+    text: String,
 }
 
 impl Path {
-    fn with(&self, step: Step) -> Path {
+    /// One constant step further (a field name).
+    fn field(&self, name: &str) -> Path {
         let mut p = self.clone();
-        p.0.push(step);
+        p.text = format!("{}/{name}", p.text);
         p
     }
 
+    /// One step further that an expression gives (an index, a key).
+    fn expr(&self, e: &str) -> Path {
+        let text = quote(&format!("{}/", self.text));
+        let parts = format!("{}{text} + {e} + ", self.parts);
+        Path {
+            parts,
+            text: String::new(),
+        }
+    }
+
     fn render(&self) -> String {
-        let mut parts: Vec<String> = Vec::new();
-        let mut text = String::new();
-        for step in &self.0 {
-            match step {
-                Step::Const(s) => {
-                    text.push('/');
-                    text.push_str(s);
-                }
-                Step::Expr(e) => {
-                    text.push('/');
-                    parts.push(quote(&text));
-                    text.clear();
-                    parts.push(e.clone());
-                }
-            }
+        match self.parts.strip_suffix(" + ") {
+            Some(parts) if self.text.is_empty() => parts.to_string(),
+            _ => format!("{}{}", self.parts, quote(&self.text)),
         }
-        if !text.is_empty() || parts.is_empty() {
-            parts.push(quote(&text));
-        }
-        parts.join(" + ")
     }
 }
 
@@ -160,7 +153,7 @@ fn generate(p: &Place, acc: &Acc, path: &Path, depth: usize, gen: &Gen) -> Vec<I
                 let mut items = generate(
                     &f.place,
                     &acc.field(f.name),
-                    &path.with(Step::Const(f.name.into())),
+                    &path.field(f.name),
                     depth,
                     gen,
                 );
@@ -185,7 +178,7 @@ fn generate(p: &Place, acc: &Acc, path: &Path, depth: usize, gen: &Gen) -> Vec<I
             let inner = generate(
                 element,
                 &Acc::Plain(e.clone()),
-                &path.with(Step::Expr(format!("string({i})"))),
+                &path.expr(&format!("string({i})")),
                 depth + 1,
                 gen,
             );
@@ -221,9 +214,7 @@ fn generate(p: &Place, acc: &Acc, path: &Path, depth: usize, gen: &Gen) -> Vec<I
 /// The patches of a labels or annotations map (or a selector's `matchLabels`).
 fn labels(acc: &Acc, path: &Path, depth: usize, location: Location, gen: &Gen) -> String {
     let [k, v, r] = ["k", "v", "r"].map(|n| format!("{n}{depth}"));
-    let at = path
-        .with(Step::Expr(format!("jsonpatch.escapeKey({k})")))
-        .render();
+    let at = path.expr(&format!("jsonpatch.escapeKey({k})")).render();
     let replace = format!("JSONPatch{{op: 'replace', path: {at}, value: {r}}}");
     // `''` is the lookup's "unmapped" (an empty value, too, is unmapped: dropped like any).
     let (keep, op) = if gen.drop_unmapped && !location.is_selector() {
@@ -246,10 +237,7 @@ fn labels(acc: &Acc, path: &Path, depth: usize, location: Location, gen: &Gen) -
 /// project-ID key, looked up; an unmapped value stays (a selector is never shortened).
 fn expression(acc: &Acc, path: &Path, depth: usize, gen: &Gen) -> String {
     let [x, j, v, r] = ["x", "j", "v", "r"].map(|n| format!("{n}{depth}"));
-    let at = path
-        .with(Step::Const("values".into()))
-        .with(Step::Expr(format!("string({j})")))
-        .render();
+    let at = path.field("values").expr(&format!("string({j})")).render();
     let body = format!(
         "{is_key} && {x}.?operator.orValue('') in ['In', 'NotIn'] ? {x}.?values.orValue([]).transformList({j}, {v}, [{lookup}].filter({r}, {r} != {v} && {r} != '').map({r}, JSONPatch{{op: 'replace', path: {at}, value: {r}}})).flatten() : []",
         is_key = is_project_id_key(&format!("{x}.?key.orValue('')"), depth),
@@ -440,10 +428,7 @@ mod tests {
 
     #[test]
     fn paths_and_quotes() {
-        let p = Path::default()
-            .with(Step::Const("spec".into()))
-            .with(Step::Expr("string(i0)".into()))
-            .with(Step::Const("x".into()));
+        let p = Path::default().field("spec").expr("string(i0)").field("x");
         assert_eq!(p.render(), "'/spec/' + string(i0) + '/x'");
         assert_eq!(quote("a'b"), "'a\\'b'");
     }

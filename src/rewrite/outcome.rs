@@ -1,8 +1,6 @@
 //! What the decision writes from the findings: the JSON patch and the audit annotation (each
 //! written here only; the messages are [`super::decide`]'s), and the names of where values are.
 
-use std::fmt;
-
 use serde_json::Value;
 
 use super::decide::Verdict;
@@ -65,12 +63,6 @@ impl Location {
             self,
             Location::PodAffinitySelector | Location::NetworkPolicySelector
         )
-    }
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

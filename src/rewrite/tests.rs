@@ -136,7 +136,7 @@ fn workloads(#[case] obj: Value) {
         Location::TemplateAnnotation,
         Location::PodAffinitySelector,
     ] {
-        assert!(locs.contains(&l), "{l} missing in {locs:?}");
+        assert!(locs.contains(&l), "{l:?} missing in {locs:?}");
     }
     let text = applied.to_string();
     assert!(!text.contains("p-src") && !text.contains("c-src"), "{text}");
