@@ -137,7 +137,9 @@ pub fn decide<'a, 't>(
         unmapped: settings.unmapped,
         migrated,
     };
-    walked.set_verdicts(|f| Verdict::of(f, &options));
+    for f in &mut walked.found {
+        f.verdict = Verdict::of(f, &options);
+    }
     // Only messages name the object (rare: only unmapped values have messages).
     let object = || {
         let generate_name = walked.generate_name.as_deref().unwrap_or_default();
@@ -180,11 +182,7 @@ fn write<'a, 't>(
             UnmappedAction::Kept => {}
         }
     }
-    let patch = if patched {
-        patch_json(walked)
-    } else {
-        Vec::new()
-    };
+    let patch = patched.then(|| patch_json(walked)).unwrap_or_default();
     let (action, audit) = match (denials.is_empty(), patched, mode) {
         (false, _, _) => (Action::Deny, None),
         (true, false, _) => (Action::Allow, None),

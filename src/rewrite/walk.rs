@@ -62,7 +62,7 @@ impl Found<'_, '_> {
 /// What one walk found.
 #[derive(Debug, Default)]
 pub struct Walked<'a, 't> {
-    found: Vec<Found<'a, 't>>,
+    pub(super) found: Vec<Found<'a, 't>>,
     /// Every finding's pointer text, one after the other.
     pointers: String,
     pub kind: Option<Cow<'a, str>>,
@@ -86,12 +86,6 @@ impl<'a, 't> Walked<'a, 't> {
     /// The findings that count, in report order.
     pub fn findings(&self) -> &[Found<'a, 't>] {
         &self.found
-    }
-
-    pub(super) fn set_verdicts(&mut self, verdict: impl Fn(&Found<'_, '_>) -> Verdict) {
-        for f in &mut self.found {
-            f.verdict = verdict(f);
-        }
     }
 
     pub fn pointer(&self, f: &Found<'_, '_>) -> &str {
@@ -119,10 +113,8 @@ pub fn walk_bounded<'de, 't, D: Deserializer<'de>>(
         limit,
         table,
         out: Walked::default(),
-        path: Path {
-            steps: [Step::Index(0); PATH_DEPTH],
-            len: 0,
-        },
+        path: [Step::Index(0); PATH_DEPTH],
+        path_len: 0,
         order: [0; ORDER_DEPTH],
         depth: None,
         when_kind: None,
@@ -147,28 +139,14 @@ enum Step {
     Index(u32),
 }
 
-/// Where the walk is: kept on the stack, written out only for a finding.
-#[derive(Clone, Copy, Debug)]
-struct Path {
-    steps: [Step; PATH_DEPTH],
-    len: usize,
-}
-
-impl Path {
-    fn push(&mut self, step: Step) {
-        if let Some(slot) = self.steps.get_mut(self.len) {
-            *slot = step;
-        }
-        self.len += 1;
-    }
-}
-
 struct WalkState<'a, 't> {
     /// At most this many findings (see [`walk_bounded`]).
     limit: usize,
     table: &'t Table,
     out: Walked<'a, 't>,
-    path: Path,
+    /// Where the walk is: kept on the stack, written out only for a finding.
+    path: [Step; PATH_DEPTH],
+    path_len: usize,
     /// The report order of where the walk is, and how much of it is set (`None` before the
     /// first group).
     order: [u32; ORDER_DEPTH],
@@ -177,15 +155,6 @@ struct WalkState<'a, 't> {
 }
 
 impl<'a, 't> WalkState<'a, 't> {
-    fn push_order(&mut self, n: u32) {
-        if let Some(d) = self.depth.as_mut() {
-            if *d < ORDER_DEPTH {
-                self.order[*d] = n;
-            }
-            *d += 1;
-        }
-    }
-
     /// Runs `read` one place deeper (report order `order`, and `step` on the path when given),
     /// then steps back.
     fn within<R>(
@@ -194,13 +163,21 @@ impl<'a, 't> WalkState<'a, 't> {
         step: Option<Step>,
         read: impl FnOnce(&mut Self) -> R,
     ) -> R {
-        let (path_len, depth) = (self.path.len, self.depth);
-        self.push_order(order);
+        let (path_len, depth) = (self.path_len, self.depth);
+        if let Some(d) = self.depth.as_mut() {
+            if let Some(slot) = self.order.get_mut(*d) {
+                *slot = order;
+            }
+            *d += 1;
+        }
         if let Some(step) = step {
-            self.path.push(step);
+            if let Some(slot) = self.path.get_mut(self.path_len) {
+                *slot = step;
+            }
+            self.path_len += 1;
         }
         let out = read(self);
-        self.path.len = path_len;
+        self.path_len = path_len;
         self.depth = depth;
         out
     }
@@ -236,7 +213,7 @@ impl<'a, 't> WalkState<'a, 't> {
         }
         let pointers = &mut self.out.pointers;
         let start = pointers.len() as u32;
-        for step in &self.path.steps[..self.path.len.min(PATH_DEPTH)] {
+        for step in &self.path[..self.path_len.min(PATH_DEPTH)] {
             match step {
                 Step::Field(f) => {
                     pointers.push('/');
@@ -435,15 +412,14 @@ fn visit_labels<'de, A: MapAccess<'de>>(
     let start = state.out.found.len();
     let mut position = 0u32;
     while let Some(key) = map.next_key_seed(CowStr)? {
+        position += 1;
         if object_annotations && key == MIGRATED_ANNOTATION {
             let v = map.next_value_seed(MaybeStr)?;
             state.out.migrated_annotation = v.as_deref() == Some("true");
-            position += 1;
             continue;
         }
         if !is_project_id_key(&key) {
             map.next_value::<IgnoredAny>()?;
-            position += 1;
             continue;
         }
         let value = map.next_value_seed(MaybeStr)?;
@@ -459,7 +435,6 @@ fn visit_labels<'de, A: MapAccess<'de>>(
                 state.found::<A::Error>(location, key, true, value)
             })?,
         }
-        position += 1;
     }
     Ok(())
 }
