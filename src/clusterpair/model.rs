@@ -17,7 +17,6 @@ pub struct Meta {
     pub namespace: String,
 }
 
-/// A ClusterPair.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default)]
 pub struct ClusterPair {

@@ -8,7 +8,6 @@ use std::fmt;
 pub struct ProjectValue<'a> {
     /// The cluster part of the `C:P` form; `None` for the bare `P` form.
     pub cluster: Option<&'a str>,
-    /// The project part.
     pub project: &'a str,
 }
 

@@ -18,7 +18,6 @@ pub const DEFAULT_CONFIGMAP_NAME: &str = "rancher-remap-mappings";
 /// A table with the migration identities that came with it (docs/behaviour.md).
 #[derive(Clone, Debug, Default)]
 pub struct Mappings {
-    /// The lookup table.
     pub table: Table,
     /// User names whose requests count as migrations.
     pub migration_users: Vec<String>,

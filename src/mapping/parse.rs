@@ -62,9 +62,7 @@ impl Entry {
 /// Entries and per-entry errors found in one piece of mapping text or one map.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Parsed {
-    /// The entries that parsed.
     pub entries: Vec<Entry>,
-    /// What did not.
     pub errors: Vec<MappingError>,
 }
 
@@ -176,9 +174,8 @@ fn push_entry(out: &mut Parsed, at: EntryRef, src: Range<usize>, dst: Range<usiz
 /// `p-a: p-b` (a colon followed by space, as in a Stork documentation example) most likely
 /// meant `p-a=p-b`.
 fn colon_hint(piece: &str) -> Option<String> {
-    let bytes = piece.as_bytes();
-    let i = (0..bytes.len().saturating_sub(1))
-        .find(|&i| bytes[i] == b':' && bytes[i + 1].is_ascii_whitespace())?;
+    let i =
+        (piece.as_bytes().windows(2)).position(|w| w[0] == b':' && w[1].is_ascii_whitespace())?;
     let (l, r) = (piece[..i].trim(), piece[i + 1..].trim());
     (!l.is_empty() && !r.is_empty()).then(|| format!("{l}={r}"))
 }

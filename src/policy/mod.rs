@@ -235,11 +235,7 @@ fn match_conditions(cluster_id: &str, sources: &[&str], users: &[String]) -> Val
     let annotation =
         |key: &str| format!("object.?metadata.?annotations[?{}].orValue('')", quote(key));
     let namespace = "request.kind.group == '' && request.kind.kind == 'Namespace'";
-    let keys = NAMESPACE_PROJECT_KEYS
-        .iter()
-        .map(|k| quote(k))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let keys = NAMESPACE_PROJECT_KEYS.map(quote).join(", ");
     // The cluster parts of the Namespace's project-ID annotations (either spelling).
     let claimed = format!(
         "[{keys}].map(k, object.?metadata.?annotations[?k].orValue('')).filter(a, a.contains(':')).map(a, a.split(':', 2)[0])"

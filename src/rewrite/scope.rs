@@ -130,7 +130,7 @@ pub(super) fn admit(
 mod tests {
     use super::*;
     use crate::rewrite::walk;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn mappings(text: &str, users: &[&str]) -> Mappings {
         let mut m = Mappings::from_text(text).unwrap();
@@ -138,11 +138,7 @@ mod tests {
         m
     }
 
-    fn claim_of(
-        annotations: serde_json::Value,
-        m: &Mappings,
-        this: Option<&str>,
-    ) -> NamespaceClaim {
+    fn claim_of(annotations: Value, m: &Mappings, this: Option<&str>) -> NamespaceClaim {
         let ns = json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": "shop", "annotations": annotations}});
         let walked = walk(&ns, &m.table).unwrap();
