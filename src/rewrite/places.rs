@@ -77,23 +77,16 @@ const fn ranked(name: &'static str, rank: u32, place: Place) -> Field {
 }
 
 const fn group(name: &'static str, group: u32, place: Place) -> Field {
-    of_kind(name, group, 0, None, place)
+    let mut f = field(name, place);
+    f.group = Some(group);
+    f
 }
 
-const fn of_kind(
-    name: &'static str,
-    group: u32,
-    rank: u32,
-    when_kind: Option<&'static str>,
-    place: Place,
-) -> Field {
-    Field {
-        name,
-        place,
-        group: Some(group),
-        rank,
-        when_kind,
-    }
+/// `f`, ranked `rank` and read only in an object of `kind`.
+const fn of_kind(kind: &'static str, rank: u32, mut f: Field) -> Field {
+    f.rank = rank;
+    f.when_kind = Some(kind);
+    f
 }
 
 /// Template metadata: its labels and annotations.
@@ -221,9 +214,9 @@ const OBJECT_PLACE: Place = Fields(&[
                     ),
                 ]),
             ),
-            of_kind("affinity", 5, 0, Some("Pod"), AFFINITY),
-            of_kind("ingress", 9, 0, Some("NetworkPolicy"), INGRESS_RULES),
-            of_kind("egress", 9, 1, Some("NetworkPolicy"), EGRESS_RULES),
+            of_kind("Pod", 0, group("affinity", 5, AFFINITY)),
+            of_kind("NetworkPolicy", 0, group("ingress", 9, INGRESS_RULES)),
+            of_kind("NetworkPolicy", 1, group("egress", 9, EGRESS_RULES)),
         ]),
     ),
     field(
