@@ -150,17 +150,10 @@ fn generate(p: &Place, acc: &Acc, path: &Path, depth: usize, gen: &Gen) -> Vec<I
         Place::Fields(fields) => {
             let mut out = Vec::new();
             for f in *fields {
-                let mut items = generate(
-                    &f.place,
-                    &acc.field(f.name),
-                    &path.field(f.name),
-                    depth,
-                    gen,
-                );
+                let (acc, path) = (acc.field(f.name), path.field(f.name));
+                let mut items = generate(&f.place, &acc, &path, depth, gen);
                 for item in &mut items {
-                    if item.group.is_none() {
-                        item.group = f.group;
-                    }
+                    item.group = item.group.or(f.group);
                     if let Some(kind) = f.when_kind {
                         item.expr = format!(
                             "(object.?kind.orValue('') == {} ? {} : [])",
@@ -175,13 +168,8 @@ fn generate(p: &Place, acc: &Acc, path: &Path, depth: usize, gen: &Gen) -> Vec<I
         }
         Place::Each(element) => {
             let (i, e) = (format!("i{depth}"), format!("e{depth}"));
-            let inner = generate(
-                element,
-                &Acc::Plain(e.clone()),
-                &path.expr(&format!("string({i})")),
-                depth + 1,
-                gen,
-            );
+            let path = path.expr(&format!("string({i})"));
+            let inner = generate(element, &Acc::Plain(e.clone()), &path, depth + 1, gen);
             let mut by_group: BTreeMap<Option<u32>, Vec<String>> = BTreeMap::new();
             for item in inner {
                 by_group.entry(item.group).or_default().push(item.expr);

@@ -112,23 +112,21 @@ macro_rules! selector {
 const POD_AFFINITY_SELECTOR: Place = selector!(PodAffinitySelector);
 const NETWORK_POLICY_SELECTOR: Place = selector!(NetworkPolicySelector);
 
+/// A pod (anti-)affinity term: its namespace selector; a preferred term holds one.
+const AFFINITY_TERM: Place = Fields(&[field("namespaceSelector", POD_AFFINITY_SELECTOR)]);
+const PREFERRED_TERM: Place = Fields(&[field("podAffinityTerm", AFFINITY_TERM)]);
+
 /// `podAffinity` / `podAntiAffinity`: required terms, then preferred ones.
 const AFFINITY_TERMS: Place = Fields(&[
     ranked(
         "requiredDuringSchedulingIgnoredDuringExecution",
         0,
-        Each(&Fields(&[field(
-            "namespaceSelector",
-            POD_AFFINITY_SELECTOR,
-        )])),
+        Each(&AFFINITY_TERM),
     ),
     ranked(
         "preferredDuringSchedulingIgnoredDuringExecution",
         1,
-        Each(&Fields(&[field(
-            "podAffinityTerm",
-            Fields(&[field("namespaceSelector", POD_AFFINITY_SELECTOR)]),
-        )])),
+        Each(&PREFERRED_TERM),
     ),
 ]);
 
@@ -140,11 +138,20 @@ const AFFINITY: Place = Fields(&[
 /// A pod spec: only its affinity is read.
 const POD_SPEC: Place = Fields(&[field("affinity", AFFINITY)]);
 
+/// A pod template whose metadata and spec start groups `$metadata` and `$spec` (a macro, as
+/// `selector!` is).
+macro_rules! pod_template {
+    ($metadata:expr, $spec:expr) => {
+        Fields(&[
+            group("metadata", $metadata, TEMPLATE_METADATA),
+            group("spec", $spec, POD_SPEC),
+        ])
+    };
+}
+
 /// A NetworkPolicy peer: its namespace selector.
-const PEERS: Place = Each(&Fields(&[field(
-    "namespaceSelector",
-    NETWORK_POLICY_SELECTOR,
-)]));
+const PEER: Place = Fields(&[field("namespaceSelector", NETWORK_POLICY_SELECTOR)]);
+const PEERS: Place = Each(&PEER);
 /// NetworkPolicy rules: each rule's peers.
 const INGRESS_RULES: Place = Each(&Fields(&[field("from", PEERS)]));
 const EGRESS_RULES: Place = Each(&Fields(&[field("to", PEERS)]));
@@ -191,27 +198,12 @@ const OBJECT_PLACE: Place = Fields(&[
     field(
         "spec",
         Fields(&[
-            field(
-                "template",
-                Fields(&[
-                    group("metadata", 1, TEMPLATE_METADATA),
-                    group("spec", 7, POD_SPEC),
-                ]),
-            ),
+            field("template", pod_template!(1, 7)),
             field(
                 "jobTemplate",
                 Fields(&[
                     group("metadata", 3, TEMPLATE_METADATA),
-                    field(
-                        "spec",
-                        Fields(&[field(
-                            "template",
-                            Fields(&[
-                                group("metadata", 4, TEMPLATE_METADATA),
-                                group("spec", 8, POD_SPEC),
-                            ]),
-                        )]),
-                    ),
+                    field("spec", Fields(&[field("template", pod_template!(4, 8))])),
                 ]),
             ),
             of_kind("Pod", 0, group("affinity", 5, AFFINITY)),
@@ -219,13 +211,7 @@ const OBJECT_PLACE: Place = Fields(&[
             of_kind("NetworkPolicy", 1, group("egress", 9, EGRESS_RULES)),
         ]),
     ),
-    field(
-        "template",
-        Fields(&[
-            group("metadata", 2, TEMPLATE_METADATA),
-            group("spec", 6, POD_SPEC),
-        ]),
-    ),
+    field("template", pod_template!(2, 6)),
 ]);
 
 /// Every location some place reports (for tests that every one is reachable).
