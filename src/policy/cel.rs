@@ -20,6 +20,7 @@
 
 use std::collections::BTreeMap;
 
+use super::TABLE_VARIABLE;
 use crate::rewrite::places::{Place, OBJECT};
 use crate::rewrite::Location;
 
@@ -43,13 +44,10 @@ impl Gen<'_> {
     /// literal (every table up to about 2,200 entries) is named directly: a lookup costs as
     /// little as one `in`, which is what the cost limits below were measured with.
     fn table_for(&self, key: &str) -> String {
-        let mut out = format!("variables.{}{}", super::TABLE_VARIABLE, self.bounds.len());
+        let mut out = format!("variables.{TABLE_VARIABLE}{}", self.bounds.len());
         for (i, bound) in self.bounds.iter().enumerate().rev() {
-            out = format!(
-                "({key} < {} ? variables.{}{i} : {out})",
-                quote(bound),
-                super::TABLE_VARIABLE
-            );
+            let bound = quote(bound);
+            out = format!("({key} < {bound} ? variables.{TABLE_VARIABLE}{i} : {out})");
         }
         out
     }
@@ -155,11 +153,8 @@ fn generate(p: &Place, acc: &Acc, path: &Path, depth: usize, gen: &Gen) -> Vec<I
                 for item in &mut items {
                     item.group = item.group.or(f.group);
                     if let Some(kind) = f.when_kind {
-                        item.expr = format!(
-                            "(object.?kind.orValue('') == {} ? {} : [])",
-                            quote(kind),
-                            item.expr
-                        );
+                        let (kind, expr) = (quote(kind), &item.expr);
+                        item.expr = format!("(object.?kind.orValue('') == {kind} ? {expr} : [])");
                     }
                 }
                 out.extend(items);
@@ -174,15 +169,13 @@ fn generate(p: &Place, acc: &Acc, path: &Path, depth: usize, gen: &Gen) -> Vec<I
             for item in inner {
                 by_group.entry(item.group).or_default().push(item.expr);
             }
+            let list = acc.or("[]");
             by_group
                 .into_iter()
-                .map(|(group, exprs)| Item {
-                    group,
-                    expr: format!(
-                        "{}.transformList({i}, {e}, {}).flatten()",
-                        acc.or("[]"),
-                        exprs.join(" + ")
-                    ),
+                .map(|(group, exprs)| {
+                    let exprs = exprs.join(" + ");
+                    let expr = format!("{list}.transformList({i}, {e}, {exprs}).flatten()");
+                    Item { group, expr }
                 })
                 .collect()
         }

@@ -176,11 +176,7 @@ pub fn table(mappings: &Mappings) -> Table {
         (cel::SOURCE_PROJECT, &parts.projects),
         (cel::SOURCE_CLUSTER, &parts.clusters),
     ] {
-        entries.extend(
-            pairs
-                .iter()
-                .map(|(src, dst)| (format!("{prefix}{src}"), *dst)),
-        );
+        entries.extend(pairs.iter().map(|&(s, d)| (format!("{prefix}{s}"), d)));
     }
     for (prefix, ids) in [
         (cel::DESTINATION_PROJECT, &parts.destination_projects),

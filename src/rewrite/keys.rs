@@ -8,13 +8,10 @@ pub const MIGRATED_ANNOTATION: &str = "stork.libopenstorage.org/migrated";
 /// A project-ID key: prefix `cattle.io` or `*.cattle.io`, name `projectid` in any case
 /// (`field.cattle.io/projectId` on real clusters, `projectID` in Stork's documentation).
 pub fn is_project_id_key(key: &str) -> bool {
-    match key.split_once('/') {
-        Some((prefix, name)) => {
-            name.eq_ignore_ascii_case("projectid")
-                && (prefix == "cattle.io" || prefix.ends_with(".cattle.io"))
-        }
-        None => false,
-    }
+    key.split_once('/').is_some_and(|(prefix, name)| {
+        name.eq_ignore_ascii_case("projectid")
+            && (prefix == "cattle.io" || prefix.ends_with(".cattle.io"))
+    })
 }
 
 /// The annotation keys a Namespace's home cluster is read from: Rancher's, and the spelling of
