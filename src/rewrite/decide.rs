@@ -182,7 +182,7 @@ fn write<'a, 't>(
             UnmappedAction::Kept => {}
         }
     }
-    let patch = patched.then(|| patch_json(walked)).unwrap_or_default();
+    let patch = if patched { patch_json(walked) } else { vec![] };
     let (action, audit) = match (denials.is_empty(), patched, mode) {
         (false, _, _) => (Action::Deny, None),
         (true, false, _) => (Action::Allow, None),
