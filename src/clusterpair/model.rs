@@ -15,6 +15,10 @@ use super::secret::Secret;
 pub struct Meta {
     pub name: String,
     pub namespace: String,
+    /// Unread (as `LocationOfOrigin` and a context's `namespace` below), but typed: a wrongly
+    /// typed value fails the shape check ([`ModelError::Shape`]).
+    #[serde(rename = "generateName")]
+    pub generate_name: String,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -76,6 +80,8 @@ pub struct Cluster {
     pub certificate_authority_data: Option<Secret>,
     pub certificate_authority: Option<String>,
     pub insecure_skip_tls_verify: bool,
+    #[serde(rename = "LocationOfOrigin")]
+    pub location_of_origin: Option<String>,
 }
 
 /// client-go's internal `Context`.
@@ -84,6 +90,7 @@ pub struct Cluster {
 pub struct Context {
     pub cluster: String,
     pub user: String,
+    pub namespace: String,
 }
 
 /// client-go's internal `AuthInfo`: every credential is a [`Secret`].

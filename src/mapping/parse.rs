@@ -174,8 +174,8 @@ fn push_entry(out: &mut Parsed, at: EntryRef, src: Range<usize>, dst: Range<usiz
 /// `p-a: p-b` (a colon followed by space, as in a Stork documentation example) most likely
 /// meant `p-a=p-b`.
 fn colon_hint(piece: &str) -> Option<String> {
-    let i =
-        (piece.as_bytes().windows(2)).position(|w| w[0] == b':' && w[1].is_ascii_whitespace())?;
+    let colon_space = |w: &[u8]| w[0] == b':' && w[1].is_ascii_whitespace();
+    let i = piece.as_bytes().windows(2).position(colon_space)?;
     let (l, r) = (piece[..i].trim(), piece[i + 1..].trim());
     (!l.is_empty() && !r.is_empty()).then(|| format!("{l}={r}"))
 }

@@ -116,8 +116,7 @@ pub fn export(mappings: &Mappings, settings: &Settings) -> Result<Vec<Value>, Po
     let sources: Vec<&str> = parts
         .clusters
         .iter()
-        .filter(|(s, d)| s != d)
-        .map(|(s, _)| *s)
+        .filter_map(|&(s, d)| (s != d).then_some(s))
         .collect();
     let conditions = match_conditions(&settings.cluster_id, &sources, &users);
     let table = table(mappings);
