@@ -56,19 +56,12 @@ impl Gen<'_> {
 /// The JSONPatch expressions, one per group of places (the numbers of `rewrite::places`), in
 /// group order.
 pub fn mutations(gen: &Gen) -> BTreeMap<u32, String> {
-    let items = generate(
-        &OBJECT,
-        &Acc::Plain("object".into()),
-        &Path::default(),
-        0,
-        gen,
-    );
+    let object = Acc::Plain("object".into());
     let mut out: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    for item in items {
+    for item in generate(&OBJECT, &object, &Path::default(), 0, gen) {
         // Every place lies under a field that starts a group (places' tests keep it so).
-        out.entry(item.group.unwrap_or(0))
-            .or_default()
-            .push(item.expr);
+        let group = item.group.unwrap_or(0);
+        out.entry(group).or_default().push(item.expr);
     }
     out.into_iter()
         .map(|(g, exprs)| (g, exprs.join(" +\n")))

@@ -302,9 +302,7 @@ impl<'de, 't> DeserializeSeed<'de> for PlaceSeed<'_, 'de, 't> {
                 Ok(())
             }
             Place::Value(location) => match d.deserialize_any(MaybeStr)? {
-                Some(v) => self
-                    .state
-                    .found(*location, Cow::Borrowed(""), false, Some(v)),
+                Some(v) => self.state.found(*location, "".into(), false, Some(v)),
                 None => Ok(()),
             },
             _ => d.deserialize_any(self),
@@ -323,17 +321,14 @@ impl<'de> Visitor<'de> for PlaceSeed<'_, 'de, '_> {
     skip_scalars!((); visit_str(&str));
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let Place::Each(element) = self.place else {
+        let Place::Each(place) = self.place else {
             return IgnoredAny.visit_seq(seq).map(drop);
         };
         let state = self.state;
         let mut i = 0u32;
         loop {
             let more = state.within(i, Some(Step::Index(i)), |state| {
-                seq.next_element_seed(PlaceSeed {
-                    state,
-                    place: element,
-                })
+                seq.next_element_seed(PlaceSeed { state, place })
             })?;
             if more.is_none() {
                 return Ok(());
