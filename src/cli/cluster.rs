@@ -57,14 +57,9 @@ impl Connected {
 }
 
 impl ClusterArgs {
-    /// Builds the client (no request is made yet), each call given `timeout` when there is one
-    /// (see [`Connected::new`]).
+    /// Builds the client, as kubectl picks the cluster (no request is made yet), each call given
+    /// `timeout` when there is one (see [`Connected::new`]).
     pub async fn connect(&self, timeout: Option<std::time::Duration>) -> Result<Connected> {
-        Connected::new(self.config().await?, timeout)
-    }
-
-    /// The client's configuration, as kubectl picks the cluster.
-    async fn config(&self) -> Result<Config> {
         let options = KubeConfigOptions {
             context: self.context.clone(),
             ..KubeConfigOptions::default()
@@ -83,7 +78,7 @@ impl ClusterArgs {
                 anyhow!("no cluster to talk to: not in a pod with a ServiceAccount, and no kubeconfig ($KUBECONFIG, ~/.kube/config or --kubeconfig) that can be used")
             })?,
         };
-        Ok(config)
+        Connected::new(config, timeout)
     }
 
     fn unusable(&self, which: String) -> anyhow::Error {

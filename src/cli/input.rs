@@ -63,14 +63,11 @@ pub fn read_some_objects(paths: &[PathBuf], expected: &str) -> Result<Vec<Value>
 
 /// The files named, for messages (`-` is stdin).
 pub fn names(paths: &[PathBuf]) -> String {
-    let names: Vec<String> = paths
-        .iter()
-        .map(|p| match p.as_os_str() == "-" {
-            true => "stdin".to_string(),
-            false => p.display().to_string(),
-        })
-        .collect();
-    names.join(", ")
+    let name = |p: &PathBuf| match p.as_os_str() == "-" {
+        true => "stdin".to_string(),
+        false => p.display().to_string(),
+    };
+    paths.iter().map(name).collect::<Vec<_>>().join(", ")
 }
 
 pub fn render(objects: Vec<Value>, format: super::OutputFormat) -> Result<String> {
