@@ -122,9 +122,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Ok(source) => source,
         Err(usage) => return Ok(usage),
     };
-    let runtime = tokio::runtime::Runtime::new()?;
+    let audited = tokio::runtime::Runtime::new()?.block_on(async {
+        let Connected { client, server } = args.cluster.connect(None).await?;
+        audit(args, source, client).await.map_err(|e| {
+            // Once, at the top: the URL, never the credential.
+            match e.chain().any(|c| c.is::<KubeError>()) {
+                true => e.context(format!("API server {server}")),
+                false => e,
+            }
+        })
+    });
     // Errors exit 2 here (1 means "something would change").
-    Ok(match runtime.block_on(audit(args, source)) {
+    Ok(match audited {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -133,18 +142,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     })
 }
 
-async fn audit(args: Args, source: Source) -> Result<u8> {
-    let Connected { client, server } = args.cluster.connect(None).await?;
-    audit_at(args, source, client).await.map_err(|e| {
-        // Once, at the top: the URL, never the credential.
-        match e.chain().any(|c| c.is::<KubeError>()) {
-            true => e.context(format!("API server {server}")),
-            false => e,
-        }
-    })
-}
-
-async fn audit_at(args: Args, source: Source, client: kube::Client) -> Result<u8> {
+async fn audit(args: Args, source: Source, client: kube::Client) -> Result<u8> {
     // A reversed table applied by --fix would move every migrated object back.
     let this = super::known_cluster_id(&args.cluster_id);
     let mappings = super::input::checked_mappings(source.read(Some(&client)).await?, this)?;

@@ -121,20 +121,6 @@ pub struct RewriteArgs {
     pub migration_user: Vec<String>,
 }
 
-impl RewriteArgs {
-    /// The rewrite settings (the migration users trimmed, blanks dropped).
-    fn settings(&self) -> MutateSettings {
-        let users = self.migration_user.iter().map(|u| u.trim().to_string());
-        MutateSettings {
-            unmapped: self.unmapped,
-            scope: self.scope,
-            migration_users: users.filter(|u| !u.is_empty()).collect(),
-            mode: self.mode,
-            cluster_id: super::known_cluster_id(&self.cluster_id).map(str::to_string),
-        }
-    }
-}
-
 /// Connections, requests and shutdown.
 #[derive(Debug, clap::Args)]
 pub struct LimitArgs {
@@ -186,19 +172,6 @@ pub struct LimitArgs {
         value_parser = clap::value_parser!(u64).range(1..=600)
     )]
     pub drain_timeout: u64,
-}
-
-impl LimitArgs {
-    /// The server's timing, production defaults for the rest.
-    fn timing(&self) -> Timing {
-        Timing {
-            max_connections: self.max_connections.max(1),
-            header_read: Duration::from_secs(self.request_timeout),
-            shutdown_delay: Duration::from_secs(self.shutdown_delay),
-            drain: Duration::from_secs(self.drain_timeout),
-            ..Timing::default()
-        }
-    }
 }
 
 /// Log line format.
@@ -288,8 +261,17 @@ async fn serve(
     metrics: AllMetrics,
     log: AdmissionLog,
 ) -> Result<()> {
-    let settings = args.rewrite.settings();
-    let users_given = !settings.migration_users.is_empty() || args.rewrite.scope == Scope::All;
+    let rewrite = &args.rewrite;
+    // The migration users trimmed, blanks dropped.
+    let users = rewrite.migration_user.iter().map(|u| u.trim().to_string());
+    let settings = MutateSettings {
+        unmapped: rewrite.unmapped,
+        scope: rewrite.scope,
+        migration_users: users.filter(|u| !u.is_empty()).collect(),
+        mode: rewrite.mode,
+        cluster_id: super::known_cluster_id(&rewrite.cluster_id).map(str::to_string),
+    };
+    let users_given = !settings.migration_users.is_empty() || rewrite.scope == Scope::All;
     if source.is_some() && settings.cluster_id.is_none() {
         tracing::error!("{}", crate::server::routes::NO_CLUSTER_ID);
     }
@@ -298,13 +280,21 @@ async fn serve(
         users_given,
         settings.cluster_id.clone(),
     ));
+    let limits = &args.limits;
     let state = Arc::new(AppState {
         mappings: live.clone(),
         settings,
         metrics: metrics.server,
-        max_body_bytes: args.limits.max_body_bytes,
+        max_body_bytes: limits.max_body_bytes,
         validate_only: source.is_none(),
-        timing: args.limits.timing(),
+        // Production defaults for what has no flag.
+        timing: Timing {
+            max_connections: limits.max_connections.max(1),
+            header_read: Duration::from_secs(limits.request_timeout),
+            shutdown_delay: Duration::from_secs(limits.shutdown_delay),
+            drain: Duration::from_secs(limits.drain_timeout),
+            ..Timing::default()
+        },
         log,
     });
     let needs_cluster =
