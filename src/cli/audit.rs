@@ -260,11 +260,7 @@ fn table(findings: &[Finding], fix: bool) -> String {
 fn fix_result(x: &FixResult) -> String {
     let dry_run = x.dry_run && x.result == FixStatus::Patched;
     let dry_run = if dry_run { " (dry run)" } else { "" };
-    let error = x
-        .error
-        .as_ref()
-        .map(|e| format!(": {e}"))
-        .unwrap_or_default();
+    let error = x.error.as_ref().map_or(String::new(), |e| format!(": {e}"));
     format!("{}{dry_run}{error}", x.result.as_str())
 }
 
