@@ -66,7 +66,15 @@ impl ClusterArgs {
         };
         let config = match (&self.kubeconfig, &self.context) {
             (Some(path), _) => {
-                let kubeconfig = read_kubeconfig(path)?;
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+                // A parse error says where, not what (the file holds credentials).
+                let kubeconfig = Kubeconfig::from_yaml(&text).map_err(|_| {
+                    anyhow!(
+                        "kubeconfig {} is not a valid kubeconfig (YAML with clusters, contexts and users)",
+                        path.display()
+                    )
+                })?;
                 Config::from_custom_kubeconfig(kubeconfig, &options)
                     .await
                     .map_err(|_| self.unusable(path.display().to_string()))?
@@ -87,18 +95,6 @@ impl ClusterArgs {
             None => anyhow!("kubeconfig {which}: its current context cannot be used (none set, or its cluster or user is missing or invalid)"),
         }
     }
-}
-
-/// Reads a kubeconfig file; a parse error says where, not what (the file holds credentials).
-fn read_kubeconfig(path: &std::path::Path) -> Result<Kubeconfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-    Kubeconfig::from_yaml(&text).map_err(|_| {
-        anyhow!(
-            "kubeconfig {} is not a valid kubeconfig (YAML with clusters, contexts and users)",
-            path.display()
-        )
-    })
 }
 
 /// `scheme://host:port/path`, leaving out any `user:password@` the URL carries.
