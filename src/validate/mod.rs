@@ -31,17 +31,13 @@ pub struct Report {
 
 impl Report {
     fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(Finding {
-            path: path.into(),
-            message: message.into(),
-        });
+        let (path, message) = (path.into(), message.into());
+        self.errors.push(Finding { path, message });
     }
 
     fn warning(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.warnings.push(Finding {
-            path: path.into(),
-            message: message.into(),
-        });
+        let (path, message) = (path.into(), message.into());
+        self.warnings.push(Finding { path, message });
     }
 
     fn mappings(&mut self, result: Result<Table, MappingErrors>) {
