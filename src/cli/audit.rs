@@ -158,13 +158,7 @@ async fn audit(args: Args, source: Source, client: kube::Client) -> Result<u8> {
             .unwrap_or_else(|| "rancher-remap".to_string());
         Namespaces::AllExcept(BTreeSet::from(["kube-system".to_string(), own]))
     } else {
-        Namespaces::Only(
-            args.namespace
-                .iter()
-                .map(|n| n.trim().to_string())
-                .filter(|n| !n.is_empty())
-                .collect(),
-        )
+        Namespaces::Only(super::trimmed(&args.namespace))
     };
     let settings = audit::Settings {
         rule: MutateSettings {

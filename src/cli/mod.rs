@@ -141,6 +141,12 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// A repeatable flag's values, each trimmed, blanks dropped.
+pub fn trimmed<C: FromIterator<String>>(values: &[String]) -> C {
+    let values = values.iter().map(|v| v.trim().to_string());
+    values.filter(|v| !v.is_empty()).collect()
+}
+
 /// A cluster ID flag, `None` when empty (unknown).
 pub fn known_cluster_id(cluster_id: &Option<String>) -> Option<&str> {
     cluster_id.as_deref().filter(|c| !c.is_empty())

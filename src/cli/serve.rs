@@ -262,12 +262,10 @@ async fn serve(
     log: AdmissionLog,
 ) -> Result<()> {
     let rewrite = &args.rewrite;
-    // The migration users trimmed, blanks dropped.
-    let users = rewrite.migration_user.iter().map(|u| u.trim().to_string());
     let settings = MutateSettings {
         unmapped: rewrite.unmapped,
         scope: rewrite.scope,
-        migration_users: users.filter(|u| !u.is_empty()).collect(),
+        migration_users: super::trimmed(&rewrite.migration_user),
         mode: rewrite.mode,
         cluster_id: super::known_cluster_id(&rewrite.cluster_id).map(str::to_string),
     };

@@ -276,13 +276,10 @@ fn names_and_option_keys_that_hold_credentials_are_never_quoted() {
     let secret = |what: &str| format!("{MARK}{what}0123456789abcdef");
     // A pasted kubeconfig whose names are tokens: a context naming entries that do not exist, and
     // one whose user has an insecure, expired credential; unknown option keys.
-    let missing = json!({
-        "apiVersion": "stork.libopenstorage.org/v1alpha1", "kind": "ClusterPair",
-        "metadata": {"name": "remote", "namespace": "mig"},
-        "spec": {
-            "config": {"clusters": {}, "contexts": {secret("ctx"): {"cluster": secret("cluster"), "user": secret("user")}}, "users": {}, "current-context": secret("ctx")},
-            "options": {secret("option"): "x"},
-        }
+    let mut missing = cp(json!({}), json!({}));
+    missing["spec"] = json!({
+        "config": {"clusters": {}, "contexts": {secret("ctx"): {"cluster": secret("cluster"), "user": secret("user")}}, "users": {}, "current-context": secret("ctx")},
+        "options": {secret("option"): "x"},
     });
     let mut named = cp(
         json!({"server": "http://10.0.0.1", "insecure-skip-tls-verify": true}),
