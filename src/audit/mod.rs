@@ -86,7 +86,7 @@ pub struct Progress {
 }
 
 /// One object that would change (or that `--unmapped deny` refuses).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Finding {
     pub kind: String,
     #[serde(rename = "apiVersion")]
@@ -464,20 +464,13 @@ mod tests {
 
     fn finding(fix: Option<FixStatus>) -> Finding {
         Finding {
-            kind: "Deployment".into(),
-            api_version: "apps/v1".into(),
-            namespace: Some("team-a".into()),
-            name: "web".into(),
-            changes: Vec::new(),
-            unmapped: Vec::new(),
-            patch: Vec::new(),
-            refused: false,
             fix: fix.map(|result| FixResult {
                 result,
                 attempts: 1,
                 dry_run: false,
                 error: None,
             }),
+            ..Finding::default()
         }
     }
 
