@@ -366,14 +366,13 @@ impl Scan<'_> {
             .fetch_add(found.len(), Ordering::Relaxed);
         match self.settings.fix {
             None => out.findings.extend(found.into_iter().map(|(f, _)| f)),
-            Some(fix) => {
-                let fixed: Vec<Finding> = futures::stream::iter(found)
+            Some(fix) => out.findings.extend(
+                futures::stream::iter(found)
                     .map(|(finding, obj)| self.fix(t, fix, finding, obj))
                     .buffer_unordered(self.settings.concurrency.max(1))
-                    .collect()
-                    .await;
-                out.findings.extend(fixed);
-            }
+                    .collect::<Vec<_>>()
+                    .await,
+            ),
         }
     }
 
