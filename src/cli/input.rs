@@ -73,14 +73,12 @@ pub fn names(paths: &[PathBuf]) -> String {
 pub fn render(objects: Vec<Value>, format: super::OutputFormat) -> Result<String> {
     Ok(match format {
         super::OutputFormat::Yaml => manifest::to_yaml_stream(&objects)?,
-        super::OutputFormat::Json => {
-            let v = if objects.len() == 1 {
-                objects.into_iter().next().unwrap_or_default()
-            } else {
+        super::OutputFormat::Json => pretty_json(&match <[Value; 1]>::try_from(objects) {
+            Ok([object]) => object,
+            Err(objects) => {
                 serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": objects})
-            };
-            pretty_json(&v)?
-        }
+            }
+        })?,
     })
 }
 

@@ -237,9 +237,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     init_logging(args.log_format);
     let metrics = AllMetrics::register();
     let (log, written) = AdmissionLog::start(metrics.server.log_lines_dropped.clone());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Runtime::new()?;
     let served = runtime.block_on(serve(args, source, metrics, log));
     // Every task (and with them every handle on the log) gone, the last lines are written.
     drop(runtime);
