@@ -443,11 +443,7 @@ impl Scan<'_> {
             fix: None,
             refused: d.action == Action::Deny,
             // Only `--fix` sends it: the report does not hold it otherwise.
-            patch: self
-                .settings
-                .fix
-                .map(|_| d.patch_ops().0)
-                .unwrap_or_default(),
+            patch: self.settings.fix.map_or(Vec::new(), |_| d.patch_ops().0),
         })
     }
 }
