@@ -118,10 +118,7 @@ pub enum DryRun {
 const POD_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let source = match args.source.required() {
-        Ok(source) => source,
-        Err(usage) => return Ok(usage),
-    };
+    let source = args.source.required()?;
     let audited = tokio::runtime::Runtime::new()?.block_on(async {
         let Connected { client, server } = args.cluster.connect(None).await?;
         audit(args, source, client).await.map_err(|e| {

@@ -221,19 +221,12 @@ impl AllMetrics {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let usage = match (args.source.given(), args.rewrite.validate_only) {
+    let source = match (args.source.given(), args.rewrite.validate_only) {
         (Some(_), true) => Err("--validate-only cannot be used with a mapping source (--project-mappings, --mappings-file, --mappings-configmap)".into()),
         (None, false) => Err("give one of --project-mappings, --mappings-file, --mappings-configmap or --validate-only".into()),
         (given, _) => args.managed_certs.check().map(|()| given),
-    };
-    let source = match usage {
-        Ok(source) => source,
-        Err(usage) => {
-            // As clap reports a usage error: on stderr, exit status 2.
-            eprintln!("error: {usage}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+    }
+    .map_err(super::Usage)?;
     init_logging(args.log_format);
     let metrics = AllMetrics::register();
     let (log, written) = AdmissionLog::start(metrics.server.log_lines_dropped.clone());
