@@ -133,12 +133,8 @@ mod tests {
         let e = error(broken);
         assert!(e.starts_with("invalid YAML at line"), "{e}");
         assert!(!e.contains("s3cr3t") && !e.contains("no '='"), "{e}");
-        for empty in [
-            "",
-            "\n\n",
-            "  \n",
-            "apiVersion: v1\nkind: ConfigMap\ndata: {}\n",
-        ] {
+        let configmap = "apiVersion: v1\nkind: ConfigMap\ndata: {}\n";
+        for empty in ["", "\n\n", "  \n", configmap] {
             let e = error(empty);
             assert!(e.contains("no mapping entries"), "{empty:?}: {e}");
         }
