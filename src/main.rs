@@ -11,8 +11,7 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         let at = info
             .location()
-            .map(|l| format!("{}:{}", l.file(), l.line()))
-            .unwrap_or_default();
+            .map_or(String::new(), |l| format!("{}:{}", l.file(), l.line()));
         tracing::error!(at, "panic (message withheld: it may quote input)");
         eprintln!("rancher-remap: internal error at {at}");
     }));

@@ -53,14 +53,11 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, ManifestError> {
 fn json_error(e: &serde_json::Error, skipped: &str) -> ManifestError {
     use serde_json::error::Category;
     let lines_before = skipped.matches('\n').count();
-    let column_shift = if lines_before == 0 { skipped.len() } else { 0 };
+    // Only the first line of the trimmed text starts after what was skipped.
+    let on_first_line = lines_before == 0 && e.line() == 1;
     ManifestError::Json {
         line: e.line() + lines_before,
-        column: if e.line() == 1 {
-            e.column() + column_shift
-        } else {
-            e.column()
-        },
+        column: e.column() + if on_first_line { skipped.len() } else { 0 },
         kind: match e.classify() {
             Category::Io => "read error",
             Category::Syntax => "syntax error",

@@ -13,7 +13,8 @@
 //! values, so within an object `metadata`'s fields come in kube's order (annotations before
 //! labels), not the API server's.
 
-use json_patch::Patch;
+use json_patch::{Patch, PatchOperation, TestOperation};
+use jsonptr::PointerBuf;
 use kube::api::{Api, DynamicObject, ListParams, ObjectList, PatchParams};
 use serde::Serialize;
 use serde_json::Value;
@@ -70,24 +71,39 @@ impl Scan<'_> {
         }
     }
 
-    /// Sends a JSON patch (`dryRun=All` when `dry_run`). The answer, the patched object, is read
-    /// and dropped; for a metadata-only type only its metadata is asked for (no Secret data
-    /// comes back).
+    /// Sends the webhook's patch behind a `test` of the resourceVersion read, so that a change
+    /// made in between is refused (409/422) instead of overwritten (`dryRun=All` when
+    /// `dry_run`). The answer, the patched object, is read and dropped; for a metadata-only type
+    /// only its metadata is asked for (no Secret data comes back).
     pub(super) async fn patch(
         &self,
         t: &ResourceType,
         (namespace, name): (Option<&str>, &str),
-        patch: Patch,
+        (resource_version, patch): (Value, &[PatchOperation]),
         dry_run: bool,
     ) -> Result<(), KubeError> {
+        let mut ops = Vec::with_capacity(patch.len() + 1);
+        ops.push(PatchOperation::Test(TestOperation {
+            path: PointerBuf::from_tokens(["metadata", "resourceVersion"]),
+            value: resource_version,
+        }));
+        // The engine saw only metadata of such a type, so it cannot propose more; kept to
+        // /metadata all the same, so a patch never writes what the audit never read.
+        let metadata_only = t.metadata_only();
+        ops.extend(
+            patch
+                .iter()
+                .filter(|op| !metadata_only || op.path().as_str().starts_with("/metadata/"))
+                .cloned(),
+        );
         let params = PatchParams {
             dry_run,
             ..PatchParams::default()
         };
-        let patch = kube::api::Patch::<()>::Json(patch);
+        let patch = kube::api::Patch::<()>::Json(Patch(ops));
         let api = self.api(t, namespace);
         let _permit = self.permits.acquire().await;
-        if t.metadata_only() {
+        if metadata_only {
             api.patch_metadata(name, &params, &patch).await?;
         } else {
             api.patch(name, &params, &patch).await?;

@@ -111,12 +111,8 @@ pub async fn discover(
 ) -> Result<(Vec<ResourceType>, Vec<String>), KubeError> {
     let core = client.list_core_api_versions().await?;
     let groups = client.list_api_groups().await?;
-    let mut versions: Vec<GroupVersion> = core
-        .versions
-        .iter()
-        .filter(|v| v.as_str() == "v1")
-        .map(|v| GroupVersion::gv("", v))
-        .collect();
+    let core_v1 = core.versions.iter().filter(|v| v.as_str() == "v1");
+    let mut versions: Vec<GroupVersion> = core_v1.map(|v| GroupVersion::gv("", v)).collect();
     for g in groups.groups {
         let preferred = g
             .preferred_version

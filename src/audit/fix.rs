@@ -4,8 +4,6 @@
 //! again, a bounded number of times. For a type read metadata-only, the patch touches nothing
 //! but `/metadata` (the only part read, so the only part the audit may vouch for).
 
-use json_patch::{Patch, PatchOperation, TestOperation};
-use jsonptr::PointerBuf;
 use serde_json::Value;
 
 use super::{Finding, Fix, FixResult, FixStatus, ResourceType, Scan};
@@ -35,7 +33,7 @@ impl Scan<'_> {
             };
             attempts += 1;
             let sent = self
-                .send(t, (ns.as_deref(), &name), rv, &finding.patch, fix.dry_run)
+                .patch(t, (ns.as_deref(), &name), (rv, &finding.patch), fix.dry_run)
                 .await;
             match sent {
                 Ok(()) => break (FixStatus::Patched, None),
@@ -66,32 +64,5 @@ impl Scan<'_> {
         });
         finding.patch = Vec::new();
         finding
-    }
-
-    /// The webhook's patch behind a `test` of the resourceVersion read, so that a change made
-    /// in between is refused (409/422) instead of overwritten.
-    async fn send(
-        &self,
-        t: &ResourceType,
-        (ns, name): (Option<&str>, &str),
-        resource_version: Value,
-        patch: &[PatchOperation],
-        dry_run: bool,
-    ) -> Result<(), KubeError> {
-        let mut ops = Vec::with_capacity(patch.len() + 1);
-        ops.push(PatchOperation::Test(TestOperation {
-            path: PointerBuf::from_tokens(["metadata", "resourceVersion"]),
-            value: resource_version,
-        }));
-        // The engine saw only metadata of such a type, so it cannot propose more; kept to
-        // /metadata all the same, so a patch never writes what the audit never read.
-        let metadata_only = t.metadata_only();
-        ops.extend(
-            patch
-                .iter()
-                .filter(|op| !metadata_only || op.path().as_str().starts_with("/metadata/"))
-                .cloned(),
-        );
-        self.patch(t, (ns, name), Patch(ops), dry_run).await
     }
 }

@@ -86,7 +86,7 @@ pub struct Progress {
 }
 
 /// One object that would change (or that `--unmapped deny` refuses).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Finding {
     pub kind: String,
     #[serde(rename = "apiVersion")]
@@ -366,14 +366,13 @@ impl Scan<'_> {
             .fetch_add(found.len(), Ordering::Relaxed);
         match self.settings.fix {
             None => out.findings.extend(found.into_iter().map(|(f, _)| f)),
-            Some(fix) => {
-                let fixed: Vec<Finding> = futures::stream::iter(found)
+            Some(fix) => out.findings.extend(
+                futures::stream::iter(found)
                     .map(|(finding, obj)| self.fix(t, fix, finding, obj))
                     .buffer_unordered(self.settings.concurrency.max(1))
-                    .collect()
-                    .await;
-                out.findings.extend(fixed);
-            }
+                    .collect::<Vec<_>>()
+                    .await,
+            ),
         }
     }
 
@@ -444,11 +443,7 @@ impl Scan<'_> {
             fix: None,
             refused: d.action == Action::Deny,
             // Only `--fix` sends it: the report does not hold it otherwise.
-            patch: self
-                .settings
-                .fix
-                .map(|_| d.patch_ops().0)
-                .unwrap_or_default(),
+            patch: self.settings.fix.map_or(Vec::new(), |_| d.patch_ops().0),
         })
     }
 }
@@ -464,20 +459,13 @@ mod tests {
 
     fn finding(fix: Option<FixStatus>) -> Finding {
         Finding {
-            kind: "Deployment".into(),
-            api_version: "apps/v1".into(),
-            namespace: Some("team-a".into()),
-            name: "web".into(),
-            changes: Vec::new(),
-            unmapped: Vec::new(),
-            patch: Vec::new(),
-            refused: false,
             fix: fix.map(|result| FixResult {
                 result,
                 attempts: 1,
                 dry_run: false,
                 error: None,
             }),
+            ..Finding::default()
         }
     }
 

@@ -118,13 +118,19 @@ pub enum DryRun {
 const POD_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let source = match args.source.required() {
-        Ok(source) => source,
-        Err(usage) => return Ok(usage),
-    };
-    let runtime = tokio::runtime::Runtime::new()?;
+    let source = args.source.required()?;
+    let audited = tokio::runtime::Runtime::new()?.block_on(async {
+        let Connected { client, server } = args.cluster.connect(None).await?;
+        audit(args, source, client).await.map_err(|e| {
+            // Once, at the top: the URL, never the credential.
+            match e.chain().any(|c| c.is::<KubeError>()) {
+                true => e.context(format!("API server {server}")),
+                false => e,
+            }
+        })
+    });
     // Errors exit 2 here (1 means "something would change").
-    Ok(match runtime.block_on(audit(args, source)) {
+    Ok(match audited {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -133,18 +139,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     })
 }
 
-async fn audit(args: Args, source: Source) -> Result<u8> {
-    let Connected { client, server } = args.cluster.connect(None).await?;
-    audit_at(args, source, client).await.map_err(|e| {
-        // Once, at the top: the URL, never the credential.
-        match e.chain().any(|c| c.is::<KubeError>()) {
-            true => e.context(format!("API server {server}")),
-            false => e,
-        }
-    })
-}
-
-async fn audit_at(args: Args, source: Source, client: kube::Client) -> Result<u8> {
+async fn audit(args: Args, source: Source, client: kube::Client) -> Result<u8> {
     // A reversed table applied by --fix would move every migrated object back.
     let this = super::known_cluster_id(&args.cluster_id);
     let mappings = super::input::checked_mappings(source.read(Some(&client)).await?, this)?;
@@ -160,13 +155,7 @@ async fn audit_at(args: Args, source: Source, client: kube::Client) -> Result<u8
             .unwrap_or_else(|| "rancher-remap".to_string());
         Namespaces::AllExcept(BTreeSet::from(["kube-system".to_string(), own]))
     } else {
-        Namespaces::Only(
-            args.namespace
-                .iter()
-                .map(|n| n.trim().to_string())
-                .filter(|n| !n.is_empty())
-                .collect(),
-        )
+        Namespaces::Only(super::trimmed(&args.namespace))
     };
     let settings = audit::Settings {
         rule: MutateSettings {
@@ -262,11 +251,7 @@ fn table(findings: &[Finding], fix: bool) -> String {
 fn fix_result(x: &FixResult) -> String {
     let dry_run = x.dry_run && x.result == FixStatus::Patched;
     let dry_run = if dry_run { " (dry run)" } else { "" };
-    let error = x
-        .error
-        .as_ref()
-        .map(|e| format!(": {e}"))
-        .unwrap_or_default();
+    let error = x.error.as_ref().map_or(String::new(), |e| format!(": {e}"));
     format!("{}{dry_run}{error}", x.result.as_str())
 }
 

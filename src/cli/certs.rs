@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 
 use crate::pki;
-use base64::Engine;
 
 /// Create a CA and a serving certificate for the webhook Service (ECDSA P-256, for cheap
 /// handshakes). Writes ca.crt, ca.key, tls.crt and tls.key, and prints the base64 caBundle
@@ -151,9 +152,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
         args.service,
         args.namespace
     );
-    println!(
-        "{}",
-        base64::engine::general_purpose::STANDARD.encode(&g.ca.cert)
-    );
+    println!("{}", STANDARD.encode(&g.ca.cert));
     Ok(ExitCode::SUCCESS)
 }

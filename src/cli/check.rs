@@ -60,13 +60,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
             let file = input::names(std::slice::from_ref(file));
             anyhow::bail!("{file} is empty: expected a ClusterPair, a mapping ConfigMap or src=dst mapping text");
         }
-        if !looks_like_manifest(&text) {
-            let report = check_mapping_text(&text, cluster_id);
+        let mut found = |object: String, report| {
             checked.push(Checked {
-                file: name,
-                object: "mappings".into(),
+                file: name.clone(),
+                object,
                 report,
-            });
+            })
+        };
+        if !looks_like_manifest(&text) {
+            found("mappings".into(), check_mapping_text(&text, cluster_id));
             continue;
         }
         let objects =
@@ -77,12 +79,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 eprintln!("{name}: {object}: skipped (not a ClusterPair or a ConfigMap labelled rancher-remap.io/mappings)");
                 continue;
             }
-            let report = check(&obj, now, cluster_id);
-            checked.push(Checked {
-                file: name.clone(),
-                object,
-                report,
-            });
+            found(object, check(&obj, now, cluster_id));
         }
     }
     if checked.is_empty() {

@@ -57,21 +57,24 @@ impl Connected {
 }
 
 impl ClusterArgs {
-    /// Builds the client (no request is made yet), each call given `timeout` when there is one
-    /// (see [`Connected::new`]).
+    /// Builds the client, as kubectl picks the cluster (no request is made yet), each call given
+    /// `timeout` when there is one (see [`Connected::new`]).
     pub async fn connect(&self, timeout: Option<std::time::Duration>) -> Result<Connected> {
-        Connected::new(self.config().await?, timeout)
-    }
-
-    /// The client's configuration, as kubectl picks the cluster.
-    async fn config(&self) -> Result<Config> {
         let options = KubeConfigOptions {
             context: self.context.clone(),
             ..KubeConfigOptions::default()
         };
         let config = match (&self.kubeconfig, &self.context) {
             (Some(path), _) => {
-                let kubeconfig = read_kubeconfig(path)?;
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+                // A parse error says where, not what (the file holds credentials).
+                let kubeconfig = Kubeconfig::from_yaml(&text).map_err(|_| {
+                    anyhow!(
+                        "kubeconfig {} is not a valid kubeconfig (YAML with clusters, contexts and users)",
+                        path.display()
+                    )
+                })?;
                 Config::from_custom_kubeconfig(kubeconfig, &options)
                     .await
                     .map_err(|_| self.unusable(path.display().to_string()))?
@@ -83,7 +86,7 @@ impl ClusterArgs {
                 anyhow!("no cluster to talk to: not in a pod with a ServiceAccount, and no kubeconfig ($KUBECONFIG, ~/.kube/config or --kubeconfig) that can be used")
             })?,
         };
-        Ok(config)
+        Connected::new(config, timeout)
     }
 
     fn unusable(&self, which: String) -> anyhow::Error {
@@ -92,18 +95,6 @@ impl ClusterArgs {
             None => anyhow!("kubeconfig {which}: its current context cannot be used (none set, or its cluster or user is missing or invalid)"),
         }
     }
-}
-
-/// Reads a kubeconfig file; a parse error says where, not what (the file holds credentials).
-fn read_kubeconfig(path: &std::path::Path) -> Result<Kubeconfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-    Kubeconfig::from_yaml(&text).map_err(|_| {
-        anyhow!(
-            "kubeconfig {} is not a valid kubeconfig (YAML with clusters, contexts and users)",
-            path.display()
-        )
-    })
 }
 
 /// `scheme://host:port/path`, leaving out any `user:password@` the URL carries.

@@ -96,10 +96,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
             parsed.entries.iter_mut().for_each(|e| e.reverse());
         }
-        match Table::build(parsed) {
-            Ok(table) => {
-                data.insert(cp.data_key(), entries_text(table.entries()));
-            }
+        let table = match Table::build(parsed) {
+            Ok(table) => table,
             Err(errors) => {
                 for e in errors.0 {
                     writeln!(err, "error: {who}: {}: {e}", e.field_path())?;
@@ -107,7 +105,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 failed = true;
                 continue;
             }
-        }
+        };
+        data.insert(cp.data_key(), entries_text(table.entries()));
         if args.reverse {
             writeln!(err, "note: --reverse: {who}'s credentials are for the other cluster; name the failback migration identity with --migration-user")?;
             continue;

@@ -53,10 +53,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let source = match args.source.required() {
-        Ok(source) => source,
-        Err(usage) => return Ok(usage),
-    };
+    let source = args.source.required()?;
     if args.cluster_id.is_empty() {
         anyhow::bail!("--cluster-id is empty: the policy must know this cluster's Rancher ID");
     }

@@ -63,27 +63,22 @@ pub fn read_some_objects(paths: &[PathBuf], expected: &str) -> Result<Vec<Value>
 
 /// The files named, for messages (`-` is stdin).
 pub fn names(paths: &[PathBuf]) -> String {
-    let names: Vec<String> = paths
-        .iter()
-        .map(|p| match p.as_os_str() == "-" {
-            true => "stdin".to_string(),
-            false => p.display().to_string(),
-        })
-        .collect();
-    names.join(", ")
+    let name = |p: &PathBuf| match p.as_os_str() == "-" {
+        true => "stdin".to_string(),
+        false => p.display().to_string(),
+    };
+    paths.iter().map(name).collect::<Vec<_>>().join(", ")
 }
 
 pub fn render(objects: Vec<Value>, format: super::OutputFormat) -> Result<String> {
     Ok(match format {
         super::OutputFormat::Yaml => manifest::to_yaml_stream(&objects)?,
-        super::OutputFormat::Json => {
-            let v = if objects.len() == 1 {
-                objects.into_iter().next().unwrap_or_default()
-            } else {
+        super::OutputFormat::Json => pretty_json(&match <[Value; 1]>::try_from(objects) {
+            Ok([object]) => object,
+            Err(objects) => {
                 serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": objects})
-            };
-            pretty_json(&v)?
-        }
+            }
+        })?,
     })
 }
 

@@ -95,17 +95,19 @@ impl SourceArgs {
         text.or_else(file).or_else(configmap)
     }
 
-    /// The mapping source given, for a command that needs one: without it, a usage error said
-    /// as clap says one (on stderr, exit status 2) before any cluster is asked anything.
-    pub fn required(&self) -> Result<crate::source::Source, ExitCode> {
-        self.given().ok_or_else(|| {
-            eprintln!(
-                "error: give one of --project-mappings, --mappings-file or --mappings-configmap"
-            );
-            ExitCode::from(2)
-        })
+    /// The mapping source given, for a command that needs one: without it, a [`Usage`] error,
+    /// before any cluster is asked anything.
+    pub fn required(&self) -> Result<crate::source::Source, Usage> {
+        let usage = "give one of --project-mappings, --mappings-file or --mappings-configmap";
+        self.given().ok_or_else(|| Usage(usage.into()))
     }
 }
+
+/// A usage error found after parsing, which [`main`] reports as clap reports one: on stderr,
+/// exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
 
 /// How a command that reports findings prints them (`audit`, `check`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -136,9 +138,15 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(if e.is::<Usage>() { 2 } else { 1 })
         }
     }
+}
+
+/// A repeatable flag's values, each trimmed, blanks dropped.
+pub fn trimmed<C: FromIterator<String>>(values: &[String]) -> C {
+    let values = values.iter().map(|v| v.trim().to_string());
+    values.filter(|v| !v.is_empty()).collect()
 }
 
 /// A cluster ID flag, `None` when empty (unknown).

@@ -51,21 +51,15 @@ pub struct MappingArgs {
     pub mappings_file: Option<PathBuf>,
 }
 
-impl MappingArgs {
-    /// Loads and checks the mappings.
-    pub fn load(&self) -> Result<Mappings> {
-        let mappings = match (&self.project_mappings, &self.mappings_file) {
-            (Some(text), _) => Mappings::from_text(text)?,
-            (None, Some(path)) => mappings_from_file_text(&input::read(path)?)
-                .map_err(|e| ReadError::bad_file(path, e))?,
-            (None, None) => anyhow::bail!("give --project-mappings or --mappings-file"),
-        };
-        input::checked_mappings(mappings, None)
-    }
-}
-
 pub fn run(args: Args) -> Result<ExitCode> {
-    let mappings = args.mappings.load()?;
+    let m = &args.mappings;
+    let mappings = match (&m.project_mappings, &m.mappings_file) {
+        (Some(text), _) => Mappings::from_text(text)?,
+        (None, Some(path)) => mappings_from_file_text(&input::read(path)?)
+            .map_err(|e| ReadError::bad_file(path, e))?,
+        (None, None) => anyhow::bail!("give --project-mappings or --mappings-file"),
+    };
+    let mappings = input::checked_mappings(mappings, None)?;
     let objects = input::read_some_objects(&args.files, "objects")?;
     let settings = MutateSettings {
         unmapped: args.unmapped,

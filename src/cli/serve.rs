@@ -121,20 +121,6 @@ pub struct RewriteArgs {
     pub migration_user: Vec<String>,
 }
 
-impl RewriteArgs {
-    /// The rewrite settings (the migration users trimmed, blanks dropped).
-    fn settings(&self) -> MutateSettings {
-        let users = self.migration_user.iter().map(|u| u.trim().to_string());
-        MutateSettings {
-            unmapped: self.unmapped,
-            scope: self.scope,
-            migration_users: users.filter(|u| !u.is_empty()).collect(),
-            mode: self.mode,
-            cluster_id: super::known_cluster_id(&self.cluster_id).map(str::to_string),
-        }
-    }
-}
-
 /// Connections, requests and shutdown.
 #[derive(Debug, clap::Args)]
 pub struct LimitArgs {
@@ -188,19 +174,6 @@ pub struct LimitArgs {
     pub drain_timeout: u64,
 }
 
-impl LimitArgs {
-    /// The server's timing, production defaults for the rest.
-    fn timing(&self) -> Timing {
-        Timing {
-            max_connections: self.max_connections.max(1),
-            header_read: Duration::from_secs(self.request_timeout),
-            shutdown_delay: Duration::from_secs(self.shutdown_delay),
-            drain: Duration::from_secs(self.drain_timeout),
-            ..Timing::default()
-        }
-    }
-}
-
 /// Log line format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -248,25 +221,16 @@ impl AllMetrics {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let usage = match (args.source.given(), args.rewrite.validate_only) {
+    let source = match (args.source.given(), args.rewrite.validate_only) {
         (Some(_), true) => Err("--validate-only cannot be used with a mapping source (--project-mappings, --mappings-file, --mappings-configmap)".into()),
         (None, false) => Err("give one of --project-mappings, --mappings-file, --mappings-configmap or --validate-only".into()),
         (given, _) => args.managed_certs.check().map(|()| given),
-    };
-    let source = match usage {
-        Ok(source) => source,
-        Err(usage) => {
-            // As clap reports a usage error: on stderr, exit status 2.
-            eprintln!("error: {usage}");
-            return Ok(ExitCode::from(2));
-        }
-    };
+    }
+    .map_err(super::Usage)?;
     init_logging(args.log_format);
     let metrics = AllMetrics::register();
     let (log, written) = AdmissionLog::start(metrics.server.log_lines_dropped.clone());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Runtime::new()?;
     let served = runtime.block_on(serve(args, source, metrics, log));
     // Every task (and with them every handle on the log) gone, the last lines are written.
     drop(runtime);
@@ -288,8 +252,15 @@ async fn serve(
     metrics: AllMetrics,
     log: AdmissionLog,
 ) -> Result<()> {
-    let settings = args.rewrite.settings();
-    let users_given = !settings.migration_users.is_empty() || args.rewrite.scope == Scope::All;
+    let rewrite = &args.rewrite;
+    let settings = MutateSettings {
+        unmapped: rewrite.unmapped,
+        scope: rewrite.scope,
+        migration_users: super::trimmed(&rewrite.migration_user),
+        mode: rewrite.mode,
+        cluster_id: super::known_cluster_id(&rewrite.cluster_id).map(str::to_string),
+    };
+    let users_given = !settings.migration_users.is_empty() || rewrite.scope == Scope::All;
     if source.is_some() && settings.cluster_id.is_none() {
         tracing::error!("{}", crate::server::routes::NO_CLUSTER_ID);
     }
@@ -298,13 +269,21 @@ async fn serve(
         users_given,
         settings.cluster_id.clone(),
     ));
+    let limits = &args.limits;
     let state = Arc::new(AppState {
         mappings: live.clone(),
         settings,
         metrics: metrics.server,
-        max_body_bytes: args.limits.max_body_bytes,
+        max_body_bytes: limits.max_body_bytes,
         validate_only: source.is_none(),
-        timing: args.limits.timing(),
+        // Production defaults for what has no flag.
+        timing: Timing {
+            max_connections: limits.max_connections.max(1),
+            header_read: Duration::from_secs(limits.request_timeout),
+            shutdown_delay: Duration::from_secs(limits.shutdown_delay),
+            drain: Duration::from_secs(limits.drain_timeout),
+            ..Timing::default()
+        },
         log,
     });
     let needs_cluster =

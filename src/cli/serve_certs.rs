@@ -126,25 +126,22 @@ mod tests {
 
     #[test]
     fn the_secret_is_in_the_namespace_given_or_the_clients_own() {
-        let s = parse(&["--cert-secret", "other/certs", "--service", "hook"]).unwrap();
-        let settings = s.certs.settings("pod-ns").unwrap();
+        let settings = |args: &[&str]| parse(args).unwrap().certs.settings("pod-ns");
+        let s = settings(&["--cert-secret", "other/certs", "--service", "hook"]).unwrap();
         assert_eq!(
-            (settings.namespace.as_str(), settings.secret.as_str()),
+            (s.namespace.as_str(), s.secret.as_str()),
             ("other", "certs")
         );
+        let names = ["hook.other.svc", "hook.other.svc.cluster.local"];
+        assert_eq!(s.policy.dns_names, names);
+        let s = settings(&["--cert-secret", "certs"]).unwrap();
         assert_eq!(
-            settings.policy.dns_names,
-            ["hook.other.svc", "hook.other.svc.cluster.local"]
-        );
-        let s = parse(&["--cert-secret", "certs"]).unwrap();
-        let settings = s.certs.settings("pod-ns").unwrap();
-        assert_eq!(
-            (settings.namespace.as_str(), settings.secret.as_str()),
+            (s.namespace.as_str(), s.secret.as_str()),
             ("pod-ns", "certs")
         );
-        assert_eq!(settings.policy.serving_validity, 365 * 86_400);
-        assert_eq!(settings.policy.ca_validity, 3_650 * 86_400);
-        assert!(parse(&[]).unwrap().certs.settings("pod-ns").is_none());
+        assert_eq!(s.policy.serving_validity, 365 * 86_400);
+        assert_eq!(s.policy.ca_validity, 3_650 * 86_400);
+        assert!(settings(&[]).is_none());
     }
 
     #[test]
@@ -159,15 +156,8 @@ mod tests {
         ] {
             assert!(parse(args).is_err(), "{args:?}");
         }
-        let longer = parse(&[
-            "--cert-secret",
-            "x",
-            "--cert-validity",
-            "20d",
-            "--ca-validity",
-            "10d",
-        ])
-        .unwrap();
+        let longer = "--cert-secret x --cert-validity 20d --ca-validity 10d";
+        let longer = parse(&longer.split(' ').collect::<Vec<_>>()).unwrap();
         assert!(longer.certs.check().is_err());
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use kube::api::{Api, PostParams};
 
@@ -43,18 +43,15 @@ pub async fn ask(config: &KubeConfig) -> Result<(String, Vec<String>)> {
 /// A client for the pair's current context, built in memory: the credential goes from the
 /// file to the client and nowhere else.
 async fn pair_client(config: &KubeConfig) -> Result<Connected> {
-    let ctx = config
-        .contexts
-        .get(&config.current_context)
-        .ok_or_else(|| anyhow!("its current-context names no context"))?;
-    let cluster = config
-        .clusters
-        .get(&ctx.cluster)
-        .ok_or_else(|| anyhow!("its context names no cluster"))?;
-    let user = config
-        .users
-        .get(&ctx.user)
-        .ok_or_else(|| anyhow!("its context names no user"))?;
+    let Some(ctx) = config.contexts.get(&config.current_context) else {
+        bail!("its current-context names no context");
+    };
+    let Some(cluster) = config.clusters.get(&ctx.cluster) else {
+        bail!("its context names no cluster");
+    };
+    let Some(user) = config.users.get(&ctx.user) else {
+        bail!("its context names no user");
+    };
     if user.exec || user.auth_provider {
         return Err(anyhow!("its user authenticates with an exec or auth-provider plugin, which this tool does not run"));
     }

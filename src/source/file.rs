@@ -40,13 +40,10 @@ pub async fn follow_file(path: PathBuf, interval: Duration, live: Arc<LiveMappin
             mappings_from_file_text(text).map_err(|e| e.to_string())
         })
         .await;
-        match built {
-            Ok(result) => {
-                let _ = live.offer(&origin, result);
-            }
-            Err(_) => {
-                tracing::error!(path = %path.display(), "internal error while building the mapping table; keeping the table in force")
-            }
-        }
+        let Ok(result) = built else {
+            tracing::error!(path = %path.display(), "internal error while building the mapping table; keeping the table in force");
+            continue;
+        };
+        let _ = live.offer(&origin, result);
     }
 }

@@ -117,34 +117,25 @@ mod tests {
 
     #[test]
     fn mappings_file_kinds() {
+        let error = |text| mappings_from_file_text(text).unwrap_err().to_string();
         let plain = mappings_from_file_text("p-a=p-b\n").unwrap();
         assert_eq!(plain.table.len(), 1);
-        let yamlish = mappings_from_file_text("p-a: p-b\n")
-            .unwrap_err()
-            .to_string();
+        let yamlish = error("p-a: p-b\n");
         assert!(yamlish.contains("did you mean \"p-a=p-b\""), "{yamlish}");
         let cp = "apiVersion: stork.libopenstorage.org/v1alpha1\nkind: ClusterPair\nmetadata: {name: remote, namespace: mig}\nspec:\n  platformOptions:\n    rancher:\n      projectMappings: {p-a: p-b}\n";
         let m = mappings_from_file_text(cp).unwrap();
         assert_eq!(m.table.lookup_ref("p-a"), LookupRef::Rewrite("p-b".into()));
-        let other = mappings_from_file_text("apiVersion: v1\nkind: Secret\n").unwrap_err();
-        assert!(
-            other
-                .to_string()
-                .contains("document #1 is not a ConfigMap or a ClusterPair"),
-            "{other}"
-        );
+        let other = error("apiVersion: v1\nkind: Secret\n");
+        let kinds = "document #1 is not a ConfigMap or a ClusterPair";
+        assert!(other.contains(kinds), "{other}");
         // A manifest is never re-read as mapping text, and its errors give only a position.
         let broken = "apiVersion: v1\nkind: ConfigMap\ndata:\n  k: \"p-a=p-b\n    token: s3cr3t\n";
-        let e = mappings_from_file_text(broken).unwrap_err().to_string();
+        let e = error(broken);
         assert!(e.starts_with("invalid YAML at line"), "{e}");
         assert!(!e.contains("s3cr3t") && !e.contains("no '='"), "{e}");
-        for empty in [
-            "",
-            "\n\n",
-            "  \n",
-            "apiVersion: v1\nkind: ConfigMap\ndata: {}\n",
-        ] {
-            let e = mappings_from_file_text(empty).unwrap_err().to_string();
+        let configmap = "apiVersion: v1\nkind: ConfigMap\ndata: {}\n";
+        for empty in ["", "\n\n", "  \n", configmap] {
+            let e = error(empty);
             assert!(e.contains("no mapping entries"), "{empty:?}: {e}");
         }
     }

@@ -72,10 +72,7 @@ fn check_cluster(path: &str, c: &Cluster, now: i64, report: &mut Report) {
     {
         report.error(format!("{path}.certificate-authority"), "a file path: the ClusterPair is used on another cluster, where this path means nothing; embed the CA as certificate-authority-data");
     }
-    let ca = c
-        .certificate_authority_data
-        .as_ref()
-        .filter(|s| !s.is_empty());
+    let ca = given(&c.certificate_authority_data);
     if c.insecure_skip_tls_verify {
         if ca.is_some() {
             report.error(format!("{path}.insecure-skip-tls-verify"), "true together with certificate-authority-data: client-go refuses this pair; remove one");
@@ -90,6 +87,11 @@ fn check_cluster(path: &str, c: &Cluster, now: i64, report: &mut Report) {
         let ca_path = format!("{path}.certificate-authority-data");
         check_certificates(&ca_path, ca, now, report);
     }
+}
+
+/// A secret that is there and not empty.
+fn given(s: &Option<Secret>) -> Option<&Secret> {
+    s.as_ref().filter(|s| !s.is_empty())
 }
 
 fn check_server(path: &str, server: &str, report: &mut Report) {
@@ -134,29 +136,25 @@ fn check_user(path: &str, u: &AuthInfo, now: i64, report: &mut Report) {
             report.error(format!("{path}.{field}"), "a file path: the ClusterPair is used on another cluster, where this path means nothing; embed the credential as data");
         }
     }
-    let present = |s: &Option<Secret>| s.as_ref().is_some_and(|s| !s.is_empty());
-    let (cert, key) = (
-        present(&u.client_certificate_data),
-        present(&u.client_key_data),
-    );
+    let (cert, key) = (given(&u.client_certificate_data), given(&u.client_key_data));
     match (cert, key) {
-        (true, false) => report.error(
+        (Some(_), None) => report.error(
             format!("{path}.client-key-data"),
             "missing: client-certificate-data is given without its key",
         ),
-        (false, true) => report.error(
+        (None, Some(_)) => report.error(
             format!("{path}.client-certificate-data"),
             "missing: client-key-data is given without its certificate",
         ),
-        (true, true) => check_client_pair(path, u, now, report),
-        (false, false) => {}
+        (Some(cert), Some(key)) => check_client_pair(path, cert, key, now, report),
+        (None, None) => {}
     }
-    let any = cert
-        || key
-        || present(&u.token)
+    let any = cert.is_some()
+        || key.is_some()
+        || given(&u.token).is_some()
         || u.exec
         || u.auth_provider
-        || (u.username.is_some() && present(&u.password))
+        || (u.username.is_some() && given(&u.password).is_some())
         || u.token_file.is_some()
         || u.client_certificate.is_some();
     if !any {
@@ -206,10 +204,7 @@ fn check_certificates(path: &str, data: &Secret, now: i64, report: &mut Report) 
     first_key
 }
 
-fn check_client_pair(path: &str, u: &AuthInfo, now: i64, report: &mut Report) {
-    let (Some(cert), Some(key)) = (&u.client_certificate_data, &u.client_key_data) else {
-        return;
-    };
+fn check_client_pair(path: &str, cert: &Secret, key: &Secret, now: i64, report: &mut Report) {
     let cert_path = format!("{path}.client-certificate-data");
     let cert_key = check_certificates(&cert_path, cert, now, report);
     let key_path = format!("{path}.client-key-data");

@@ -31,17 +31,13 @@ pub struct Report {
 
 impl Report {
     fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(Finding {
-            path: path.into(),
-            message: message.into(),
-        });
+        let (path, message) = (path.into(), message.into());
+        self.errors.push(Finding { path, message });
     }
 
     fn warning(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.warnings.push(Finding {
-            path: path.into(),
-            message: message.into(),
-        });
+        let (path, message) = (path.into(), message.into());
+        self.warnings.push(Finding { path, message });
     }
 
     fn mappings(&mut self, result: Result<Table, MappingErrors>) {
@@ -85,7 +81,8 @@ pub fn check(obj: &Value, now: i64, cluster_id: Option<&str>) -> Report {
     if is_clusterpair(obj) {
         check_clusterpair(obj, now)
     } else if is_mapping_configmap(obj) {
-        check_mapping_configmap(obj, cluster_id)
+        // Every data key merged; conflicts across keys name both keys.
+        check_parsed(parse_configmap_data(&configmap_data(obj)), cluster_id)
     } else {
         Report::default()
     }
@@ -159,18 +156,13 @@ fn is_field_name(key: &str) -> bool {
         || crate::text::shown_name(key) == key
 }
 
-/// docs/behaviour.md: every data key merged; conflicts across keys name both keys; checked
-/// against `cluster_id` when it is known.
-pub fn check_mapping_configmap(obj: &Value, cluster_id: Option<&str>) -> Report {
-    check_parsed(parse_configmap_data(&configmap_data(obj)), cluster_id)
-}
-
 /// Mapping text (`src=dst` entries, as `--project-mappings` and a plain mappings file hold
 /// them), checked as a mapping ConfigMap is.
 pub fn check_mapping_text(text: &str, cluster_id: Option<&str>) -> Report {
     check_parsed(parse_text(text, &Origin::Text), cluster_id)
 }
 
+/// A table, checked against `cluster_id` when it is known.
 fn check_parsed(parsed: Parsed, cluster_id: Option<&str>) -> Report {
     let mut report = Report::default();
     let table = Table::build(parsed).and_then(|t| match cluster_id {

@@ -18,8 +18,8 @@ fn cert_for(key: &rcgen::KeyPair, until: i64) -> String {
     let mut p = rcgen::CertificateParams::new(vec!["x".to_string()]).unwrap();
     p.distinguished_name
         .push(rcgen::DnType::CommonName, "stork");
-    p.not_before = time_at(NOW - DAY);
-    p.not_after = time_at(until);
+    p.not_before = time::OffsetDateTime::from_unix_timestamp(NOW - DAY).unwrap();
+    p.not_after = time::OffsetDateTime::from_unix_timestamp(until).unwrap();
     b64(&p.self_signed(key).unwrap().pem())
 }
 
@@ -38,10 +38,6 @@ fn pair_user(cert: &str, key: &str) -> Value {
 fn cert_user(until: i64) -> Value {
     let (c, k) = cert(until);
     pair_user(&c, &k)
-}
-
-fn time_at(t: i64) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp(t).unwrap()
 }
 
 fn cp(cluster: Value, user: Value) -> Value {
@@ -75,10 +71,6 @@ fn errors(obj: &Value) -> Vec<String> {
         .iter()
         .map(ToString::to_string)
         .collect()
-}
-
-fn errors_of(cluster: Value, user: Value) -> Vec<String> {
-    errors(&cp(cluster, user))
 }
 
 /// A mapping ConfigMap without data.
@@ -140,7 +132,7 @@ fn broken_clusters_and_users_are_named(
     #[case] user: Value,
     #[case] needle: &str,
 ) {
-    let e = errors_of(cluster, user);
+    let e = errors(&cp(cluster, user));
     assert!(has(&e, needle), "{e:?}");
 }
 
@@ -167,7 +159,7 @@ fn insecure_servers_are_warned_of_and_never_quoted() {
     assert_eq!(warnings, 2, "http and insecure-skip-tls-verify: {r:?}");
     // The URL is never quoted (it may hold user info).
     let with_user_info = json!({"server": "ftp://admin:pw-s3cr3t@h:6443"});
-    let e = errors_of(with_user_info, token_user());
+    let e = errors(&cp(with_user_info, token_user()));
     assert!(!format!("{e:?}").contains("s3cr3t"), "{e:?}");
 }
 
@@ -272,7 +264,7 @@ fn key_and_certificate_match_for_rsa_ecdsa_and_ed25519() {
         let clean = good.errors.is_empty() && good.warnings.is_empty();
         assert!(clean, "{alg}: {good:?}");
         let other_key = b64(&other.serialize_pem());
-        let bad = errors_of(good_cluster(), pair_user(&cert, &other_key));
+        let bad = errors(&cp(good_cluster(), pair_user(&cert, &other_key)));
         let mismatch = has(&bad, "client-key-data: does not match");
         assert!(mismatch, "{alg}: {bad:?}");
     }
@@ -284,13 +276,10 @@ fn names_and_option_keys_that_hold_credentials_are_never_quoted() {
     let secret = |what: &str| format!("{MARK}{what}0123456789abcdef");
     // A pasted kubeconfig whose names are tokens: a context naming entries that do not exist, and
     // one whose user has an insecure, expired credential; unknown option keys.
-    let missing = json!({
-        "apiVersion": "stork.libopenstorage.org/v1alpha1", "kind": "ClusterPair",
-        "metadata": {"name": "remote", "namespace": "mig"},
-        "spec": {
-            "config": {"clusters": {}, "contexts": {secret("ctx"): {"cluster": secret("cluster"), "user": secret("user")}}, "users": {}, "current-context": secret("ctx")},
-            "options": {secret("option"): "x"},
-        }
+    let mut missing = cp(json!({}), json!({}));
+    missing["spec"] = json!({
+        "config": {"clusters": {}, "contexts": {secret("ctx"): {"cluster": secret("cluster"), "user": secret("user")}}, "users": {}, "current-context": secret("ctx")},
+        "options": {secret("option"): "x"},
     });
     let mut named = cp(
         json!({"server": "http://10.0.0.1", "insecure-skip-tls-verify": true}),
