@@ -174,21 +174,16 @@ async fn doctor(args: Args) -> Result<Report> {
 
 /// The literal environment of the install's server container; an empty value is no value.
 fn deployment_env(d: Option<&Deployment>) -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> = d
-        .and_then(|d| d.spec.as_ref())
-        .and_then(|s| s.template.spec.as_ref())
-        .and_then(|p| {
-            // The server's container by name (a sidecar may come first), else the first.
-            let by_name = p.containers.iter().find(|c| c.name == "rancher-remap");
-            by_name.or(p.containers.first())
-        })
-        .and_then(|c| c.env.as_ref())
-        .map(|env| {
-            env.iter()
-                .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let pod = d.and_then(|d| d.spec.as_ref()?.template.spec.as_ref());
+    // The server's container by name (a sidecar may come first), else the first.
+    let container = pod.and_then(|p| {
+        let by_name = p.containers.iter().find(|c| c.name == "rancher-remap");
+        by_name.or(p.containers.first())
+    });
+    let vars = container.and_then(|c| c.env.as_ref()).into_iter().flatten();
+    let mut env: BTreeMap<_, _> = vars
+        .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+        .collect();
     env.retain(|_, v| !v.is_empty());
     env
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Result};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use serde_json::Value;
 
 use super::cluster::{ClusterArgs, Connected};
@@ -16,7 +16,7 @@ use super::derive::{checked_table, print_configmap};
 use crate::kube_error::KubeError;
 use crate::mapping::objects::{entries_text, DEFAULT_CONFIGMAP_NAME};
 use crate::rancher::{
-    self, pair, resolve_cluster, Cluster, How, Match, Named, Pairing, Project, Rename,
+    self, pair, resolve_cluster, resource, Cluster, How, Match, Named, Pairing, Project, Rename,
 };
 
 /// Map a source cluster's Rancher projects to a destination cluster's by display name, and
@@ -250,18 +250,13 @@ fn report(src: &Cluster, dst: &Cluster, pairing: &Pairing) -> String {
         ));
     }
     for a in &pairing.ambiguous {
-        let case = if a.ignoring_case {
-            " (ignoring case)"
-        } else {
-            ""
-        };
-        let (on_s, on_d) = (
-            rancher::joined(&a.sources),
-            rancher::joined(&a.destinations),
-        );
-        let name = &a.name;
+        let case = a.ignoring_case.then_some(" (ignoring case)");
         out.push_str(&format!(
-            "  ambiguous  {name:?}{case}: on cluster {s}: {on_s}; on cluster {d}: {on_d}\n"
+            "  ambiguous  {:?}{}: on cluster {s}: {}; on cluster {d}: {}\n",
+            a.name,
+            case.unwrap_or_default(),
+            rancher::joined(&a.sources),
+            rancher::joined(&a.destinations)
         ));
     }
     out
@@ -320,11 +315,6 @@ fn json_report<'a>(pairing: &'a Pairing, entries: &[(String, String)]) -> JsonRe
 
 fn print_json(pairing: &Pairing, entries: &[(String, String)]) -> Result<()> {
     super::input::print(&super::input::pretty_json(&json_report(pairing, entries))?)
-}
-
-/// A management.cattle.io/v3 type.
-fn resource(kind: &str) -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk("management.cattle.io", "v3", kind))
 }
 
 /// Every `kind` of management.cattle.io (in `namespace`): its name (the ID) and

@@ -5,12 +5,15 @@
 
 mod pairing;
 
+use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Value};
 
 pub use pairing::{pair, Ambiguous, How, Match, Pairing, Rename, RenameError};
 
-/// The API group and version of Rancher's management objects.
-pub const MANAGEMENT_API_VERSION: &str = "management.cattle.io/v3";
+/// A management.cattle.io/v3 type: Rancher's management objects.
+pub fn resource(kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("management.cattle.io", "v3", kind))
+}
 
 /// A Rancher cluster (`clusters.management.cattle.io`, cluster-scoped) or project
 /// (`projects.management.cattle.io`, in the namespace named after its cluster's ID): its ID (the
@@ -112,7 +115,7 @@ pub fn resolve_cluster<'c>(
 /// cluster, as Rancher's own projects are.
 pub fn new_project(cluster: &str, display_name: &str) -> Value {
     json!({
-        "apiVersion": MANAGEMENT_API_VERSION,
+        "apiVersion": resource("Project").api_version,
         "kind": "Project",
         "metadata": {"generateName": "p-", "namespace": cluster},
         "spec": {"displayName": display_name, "clusterName": cluster},

@@ -106,8 +106,8 @@ pub enum RenameError {
     NoSource { from: String, to: String },
     #[error("--map {from:?}={to:?}: no destination project is named {to:?}")]
     NoDestination { from: String, to: String },
-    #[error("--map {from:?} is given more than once")]
-    Twice { from: String },
+    #[error("--map {0:?} is given more than once")]
+    Twice(String),
 }
 
 /// Pairs every source project with a destination project (see the module's doc). `--map`
@@ -170,9 +170,7 @@ impl PairingSoFar {
         let mut seen: BTreeSet<&str> = BTreeSet::new();
         for r in renames {
             if !seen.insert(&r.source) {
-                errors.push(RenameError::Twice {
-                    from: r.source.clone(),
-                });
+                errors.push(RenameError::Twice(r.source.clone()));
                 continue;
             }
             let (s, s_case) = holding(&r.source, sources);
