@@ -133,41 +133,38 @@ async fn doctor(args: Args) -> Result<Report> {
         .await
         .map_err(|e| failed(&at, &what, e))?;
     let env = deployment_env(deployment.as_ref());
-    let (mappings, origin) = read_mappings(&args, &at, &env).await?;
-    let cluster_id = match super::known_cluster_id(&args.cluster_id) {
-        Some(c) => Some((c.to_string(), "--cluster-id".to_string())),
-        None => env
-            .get("RANCHER_REMAP_CLUSTER_ID")
-            .map(|c| (c.clone(), format!("the Deployment {ns}/{}", args.name))),
-    };
+    let (mappings, mappings_origin) = read_mappings(&args, &at, &env).await?;
     let (namespace_clusters, system_cluster) = namespace_clusters(&at).await?;
     let projects_here = projects_here(&at).await?;
     let (identities, identity_notes) = identities(&args, &at, &mappings, &env, pair).await?;
     let table_given = args.mappings_file.is_some() || args.project_mappings.is_some();
     let before_install = deployment.is_none() && table_given;
-    let webhook = if before_install {
-        None
-    } else {
-        let kept = env.get("RANCHER_REMAP_CERT_SECRET").map(String::as_str);
-        Some(webhook_facts(&at, ns, deployment.as_ref(), kept).await?)
-    };
-    let policy = match policy_facts(&at.client).await {
-        Ok(policy) => Ok(policy),
-        // Without list on the policies the webhook is still checked; the policies are not.
-        Err(KubeError::Forbidden(answer)) => Err(format!("not checked: listing MutatingAdmissionPolicies at {} is forbidden ({answer}); doctor needs list on mutatingadmissionpolicies and mutatingadmissionpolicybindings (admissionregistration.k8s.io)", at.server)),
-        Err(e) => return Err(failed(&at, "list mutatingadmissionpolicies.admissionregistration.k8s.io", e)),
-    };
     Ok(doctor::run(&Facts {
         mappings,
-        mappings_origin: origin,
-        cluster_id,
+        mappings_origin,
+        cluster_id: match super::known_cluster_id(&args.cluster_id) {
+            Some(c) => Some((c.to_string(), "--cluster-id".to_string())),
+            None => env
+                .get("RANCHER_REMAP_CLUSTER_ID")
+                .map(|c| (c.clone(), format!("the Deployment {ns}/{}", args.name))),
+        },
         namespace_clusters,
         system_cluster,
         projects_here,
         identities,
         identity_notes,
-        webhook,
-        policy,
+        webhook: if before_install {
+            None
+        } else {
+            let kept = env.get("RANCHER_REMAP_CERT_SECRET").map(String::as_str);
+            Some(webhook_facts(&at, ns, deployment.as_ref(), kept).await?)
+        },
+        policy: match policy_facts(&at.client).await {
+            Ok(policy) => Ok(policy),
+            // Without list on the policies the webhook is still checked; the policies are not.
+            Err(KubeError::Forbidden(answer)) => Err(format!("not checked: listing MutatingAdmissionPolicies at {} is forbidden ({answer}); doctor needs list on mutatingadmissionpolicies and mutatingadmissionpolicybindings (admissionregistration.k8s.io)", at.server)),
+            Err(e) => return Err(failed(&at, "list mutatingadmissionpolicies.admissionregistration.k8s.io", e)),
+        },
         table_given,
     }))
 }

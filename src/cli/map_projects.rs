@@ -435,18 +435,12 @@ mod tests {
 
     #[test]
     fn the_destination_side_is_the_source_side_unless_another_is_named() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: Args,
-        }
+        use clap::{Args as _, FromArgMatches};
         let parse = |extra: &[&str]| {
-            let mut argv: Vec<&str> = "x --source a --destination b --kubeconfig k --context c"
-                .split(' ')
-                .collect();
-            argv.extend_from_slice(extra);
-            Cli::parse_from(argv).args.destination_side()
+            let argv = "x --source a --destination b --kubeconfig k --context c".split(' ');
+            let command = Args::augment_args(clap::Command::new("x"));
+            let matches = command.get_matches_from(argv.chain(extra.iter().copied()));
+            Args::from_arg_matches(&matches).unwrap().destination_side()
         };
         assert!(parse(&[]).is_none());
         let side = |kubeconfig: &str, context: Option<&str>| ClusterArgs {

@@ -94,10 +94,9 @@ pub fn check_webhook(w: &WebhookFacts, cluster_id: Option<&str>) -> Check {
                 .to_string(),
         ),
         Some((name, hook)) => {
-            let conditions = hook.match_conditions.iter().flatten();
-            let conditions: Vec<&str> = conditions.map(|m| m.expression.as_str()).collect();
+            let mut conditions = hook.match_conditions.iter().flatten();
             match cluster_id {
-                Some(c) if !conditions.join("\n").contains(&format!("'{c}'")) => fails.push(format!(
+                Some(c) if !conditions.any(|m| m.expression.contains(&format!("'{c}'"))) => fails.push(format!(
                     "MutatingWebhookConfiguration {name} does not carry cluster ID {c} in its matchConditions: set clusterId and upgrade"
                 )),
                 None => warns.push(format!("MutatingWebhookConfiguration {name}: no cluster ID known to compare")),
