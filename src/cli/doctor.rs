@@ -302,10 +302,8 @@ async fn identities(
     for u in &args.migration_users {
         add(u.trim(), "--migration-user", None);
     }
-    if let Ok(m) = mappings {
-        for u in &m.migration_users {
-            add(u, "the mapping ConfigMap", None);
-        }
+    for u in mappings.iter().flat_map(|m| &m.migration_users) {
+        add(u, "the mapping ConfigMap", None);
     }
     let installed = env.get("RANCHER_REMAP_MIGRATION_USER");
     for u in installed.map_or("", String::as_str).split(',') {
@@ -451,10 +449,9 @@ async fn serving_cert(
 ) -> Result<ServingCert> {
     let mounted = deployment
         .and_then(|d| d.spec.as_ref()?.template.spec.as_ref()?.volumes.as_ref())
-        .and_then(|vs| {
-            vs.iter()
-                .find_map(|v| v.secret.as_ref()?.secret_name.clone())
-        });
+        .into_iter()
+        .flatten()
+        .find_map(|v| v.secret.as_ref()?.secret_name.clone());
     let (secret_ns, name) = match (mounted, kept) {
         (Some(name), _) => (ns.to_string(), name),
         (None, Some(kept)) => {

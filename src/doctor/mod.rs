@@ -253,8 +253,7 @@ fn check_cluster_id(facts: &Facts, m: &Mappings) -> (Status, String) {
 fn check_destination_projects(facts: &Facts, m: &Mappings) -> (Status, String) {
     let wanted = projects(m, true);
     let missing: Vec<String> = wanted
-        .iter()
-        .filter(|p| !facts.projects_here.contains(*p))
+        .difference(&facts.projects_here)
         .map(|p| format!("{p} (no ClusterRole {p}-namespaces-edit)"))
         .collect();
     match missing.is_empty() {

@@ -2,7 +2,7 @@
 //! runs as them (the chart's `rewrite: policy` or `both`, or applied by hand), judged from what
 //! was read.
 
-use kube::core::DynamicObject;
+use kube::core::{DynamicObject, ResourceExt};
 
 use super::Check;
 use crate::mapping::objects::Mappings;
@@ -70,10 +70,7 @@ pub fn check_policy(
                 warns.push(format!("MutatingAdmissionPolicy {name} does not hold the table of {origin}: export it from that table and apply it (the webhook follows its ConfigMap live, the policies only their own copy)"));
             }
         }
-        let annotations = policy.metadata.annotations.as_ref();
-        let by = annotations
-            .and_then(|a| a.get(EXPORTED_BY))
-            .map(String::as_str);
+        let by = policy.annotations().get(EXPORTED_BY).map(String::as_str);
         if by != Some(env!("CARGO_PKG_VERSION")) {
             warns.push(format!(
                 "MutatingAdmissionPolicy {name} was exported by rancher-remap {}, this is {}: export it again and apply it",

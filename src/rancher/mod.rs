@@ -76,14 +76,11 @@ pub enum ClusterError {
 
 /// `items` joined with commas, or `none`.
 pub fn joined(items: &[impl std::fmt::Display]) -> String {
-    match items {
-        [] => "none".to_string(),
-        _ => items
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
+    let all: Vec<String> = items.iter().map(ToString::to_string).collect();
+    if all.is_empty() {
+        return "none".to_string();
     }
+    all.join(", ")
 }
 
 /// The cluster `given` names: its ID, else its display name (exactly, then ignoring case).
