@@ -414,10 +414,7 @@ async fn webhook_facts(
     let found = list.items.into_iter().find_map(|c| {
         let hook = c.webhooks?.into_iter().find(|w| {
             w.name == "rewrite.rancher-remap.io"
-                && w.client_config
-                    .service
-                    .as_ref()
-                    .is_some_and(|s| s.namespace == ns)
+                && matches!(&w.client_config.service, Some(s) if s.namespace == ns)
         })?;
         Some((c.metadata.name.unwrap_or_default(), hook))
     });
