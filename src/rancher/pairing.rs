@@ -122,12 +122,9 @@ pub fn pair(
     let mut pairing = PairingSoFar::default();
     // --map first: the source projects it names are paired by it alone.
     let by_map = pairing.by_map(renames, &sources, destinations)?;
-    let rest: Vec<Project> = sources
-        .into_iter()
-        .filter(|p| !by_map.contains(p.id.as_str()))
-        .collect();
-    for p in &rest {
-        pairing.by_name(p, &rest, destinations);
+    sources.retain(|p| !by_map.contains(&p.id));
+    for p in &sources {
+        pairing.by_name(p, &sources, destinations);
     }
     Ok(pairing.finish())
 }
