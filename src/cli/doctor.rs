@@ -198,10 +198,9 @@ async fn read_mappings(
             (Source::File(path.clone()), origin)
         }
         _ => {
-            let default = format!("{}/{DEFAULT_CONFIGMAP_NAME}", args.namespace);
             let named = env
                 .get("RANCHER_REMAP_MAPPINGS_CONFIGMAP")
-                .unwrap_or(&default);
+                .map_or(DEFAULT_CONFIGMAP_NAME, String::as_str);
             let (ns, name) = named.split_once('/').unwrap_or((&args.namespace, named));
             let cm = ConfigMapRef {
                 namespace: ns.into(),

@@ -400,12 +400,8 @@ mod tests {
 
     #[test]
     fn json_has_the_table_and_every_list() {
-        let p = pair(
-            &[Project::new("p-a", "shop")],
-            &[Project::new("p-x", "Shop")],
-            &[],
-        )
-        .unwrap();
+        let (src, dst) = ([Project::new("p-a", "shop")], [Project::new("p-x", "Shop")]);
+        let p = pair(&src, &dst, &[]).unwrap();
         let entries = rancher::entries(&p.matched, "c-1", "c-2");
         assert_eq!(
             serde_json::to_value(json_report(&p, &entries)).unwrap(),

@@ -63,12 +63,9 @@ fn every_source_project_pairs(
 
 #[test]
 fn map_entries_that_name_no_project_are_errors() {
-    let err = pair(
-        &named(&[("p-s1", "a"), ("p-s2", "b")]),
-        &named(&[("p-d1", "a")]),
-        &renames(&["x=a", "b=y", "a=a", "a=a"]),
-    )
-    .unwrap_err();
+    let src = named(&[("p-s1", "a"), ("p-s2", "b")]);
+    let dst = named(&[("p-d1", "a")]);
+    let err = pair(&src, &dst, &renames(&["x=a", "b=y", "a=a", "a=a"])).unwrap_err();
     let said: Vec<String> = err.iter().map(ToString::to_string).collect();
     assert_eq!(
         said,
