@@ -232,9 +232,8 @@ async fn read_mappings(
 
 /// The cluster part of each Rancher-annotated Namespace (counted), and `kube-system`'s.
 async fn namespace_clusters(at: &Connected) -> Result<(BTreeMap<String, usize>, Option<String>)> {
-    let all = metadata_of_all::<Namespace>(at, "list namespaces").await?;
     let (mut clusters, mut system) = (BTreeMap::new(), None);
-    for n in all {
+    for n in metadata_of_all::<Namespace>(at, "list namespaces").await? {
         let annotations = n.annotations.unwrap_or_default();
         let cluster = crate::rewrite::NAMESPACE_PROJECT_KEYS
             .iter()

@@ -333,14 +333,12 @@ async fn list(at: &Connected, kind: &str, namespace: Option<&str>) -> Result<Vec
         .list(&ListParams::default())
         .await
         .map_err(|e| api_error(&what, &at.server, e))?;
-    Ok(list
-        .items
-        .into_iter()
-        .map(|o| {
-            let name = o.data["spec"]["displayName"].as_str().unwrap_or_default();
-            Named::new(o.metadata.name.unwrap_or_default(), name)
-        })
-        .collect())
+    let mut named = Vec::new();
+    for o in list.items {
+        let name = o.data["spec"]["displayName"].as_str().unwrap_or_default();
+        named.push(Named::new(o.metadata.name.unwrap_or_default(), name));
+    }
+    Ok(named)
 }
 
 /// An API call that failed, as a sentence: what was asked, of which server, and why (the API

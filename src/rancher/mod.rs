@@ -122,16 +122,13 @@ pub fn new_project(cluster: &str, display_name: &str) -> Value {
 /// The mapping entries of `matched` between `source` and `destination` clusters, in both forms
 /// Stork recommends, a project at a time: `p-a=p-x`, `c-1:p-a=c-2:p-x`.
 pub fn entries(matched: &[Match], source: &str, destination: &str) -> Vec<(String, String)> {
-    matched
-        .iter()
-        .flat_map(|m| {
-            let (s, d) = (&m.source.id, &m.destination.id);
-            [
-                (s.clone(), d.clone()),
-                (format!("{source}:{s}"), format!("{destination}:{d}")),
-            ]
-        })
-        .collect()
+    let mut entries = Vec::new();
+    for m in matched {
+        let (s, d) = (&m.source.id, &m.destination.id);
+        entries.push((s.clone(), d.clone()));
+        entries.push((format!("{source}:{s}"), format!("{destination}:{d}")));
+    }
+    entries
 }
 
 #[cfg(test)]

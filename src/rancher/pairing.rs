@@ -216,15 +216,14 @@ impl PairingSoFar {
         pairing.matched.sort_by(|a, b| {
             (&a.source.display_name, &a.source.id).cmp(&(&b.source.display_name, &b.source.id))
         });
-        let ambiguous = self.ambiguous.into_iter();
-        pairing.ambiguous = ambiguous
-            .map(|((ignoring_case, name), (s, d))| Ambiguous {
+        for ((ignoring_case, name), (s, d)) in self.ambiguous {
+            pairing.ambiguous.push(Ambiguous {
                 name,
                 ignoring_case,
                 sources: s.into_iter().collect(),
                 destinations: d.into_iter().collect(),
-            })
-            .collect();
+            });
+        }
         pairing
     }
 }

@@ -98,12 +98,8 @@ fn ambiguities(p: &Pairing) -> Vec<(&str, bool, Vec<&str>, Vec<&str>)> {
     p.ambiguous
         .iter()
         .map(|a| {
-            (
-                a.name.as_str(),
-                a.ignoring_case,
-                ids(&a.sources),
-                ids(&a.destinations),
-            )
+            let (s, d) = (ids(&a.sources), ids(&a.destinations));
+            (a.name.as_str(), a.ignoring_case, s, d)
         })
         .collect()
 }
