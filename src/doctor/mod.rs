@@ -228,18 +228,11 @@ fn check_cluster_id(facts: &Facts, m: &Mappings) -> (Status, String) {
             .unwrap_or_default();
         return (Status::Warn, format!("no cluster ID configured{hint}: set the chart value clusterId, or give --cluster-id"));
     };
-    if let Some(o) = observed.filter(|o| o != this) {
-        return (Status::Fail, format!("{from} says {this}, but this cluster's Rancher-annotated Namespaces say {o}: set clusterId to {o}"));
-    }
-    if let Err(e) = m.table.check_cluster(this) {
-        return (
-            Status::Fail,
-            format!("{from} says {this}; the table does not fit it: {e}"),
-        );
-    }
-    match observed {
-        None => (Status::Warn, format!("{this} ({from}) fits the table, but no Namespace here carries Rancher's project annotation to hold it against: check it in Rancher")),
-        Some(_) => (Status::Ok, format!("{this} ({from}) agrees with this cluster's Namespaces and the table")),
+    match (observed, m.table.check_cluster(this)) {
+        (Some(o), _) if o != this => (Status::Fail, format!("{from} says {this}, but this cluster's Rancher-annotated Namespaces say {o}: set clusterId to {o}")),
+        (_, Err(e)) => (Status::Fail, format!("{from} says {this}; the table does not fit it: {e}")),
+        (None, Ok(())) => (Status::Warn, format!("{this} ({from}) fits the table, but no Namespace here carries Rancher's project annotation to hold it against: check it in Rancher")),
+        (Some(_), Ok(())) => (Status::Ok, format!("{this} ({from}) agrees with this cluster's Namespaces and the table")),
     }
 }
 

@@ -97,11 +97,10 @@ pub fn check_webhook(w: &WebhookFacts, cluster_id: Option<&str>) -> Check {
                 None => warns.push(format!("MutatingWebhookConfiguration {name}: no cluster ID known to compare")),
                 _ => {}
             }
-            let failure_policy = hook.failure_policy.as_deref();
-            if failure_policy != Some("Fail") {
+            let policy = hook.failure_policy.as_deref().unwrap_or("unset");
+            if policy != "Fail" {
                 warns.push(format!(
-                    "failurePolicy is {}, shipped Fail: migrated objects may land unrewritten",
-                    failure_policy.unwrap_or("unset")
+                    "failurePolicy is {policy}, shipped Fail: migrated objects may land unrewritten"
                 ));
             }
             if hook.timeout_seconds != Some(SHIPPED_TIMEOUT_SECONDS) {
