@@ -73,10 +73,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new()?;
     let output = args.output;
     // Could not check: exit 2 (1 means a check failed).
-    let (status, report) = match runtime.block_on(doctor(args)) {
+    let (status, report) = match tokio::runtime::Runtime::new()?.block_on(doctor(args)) {
         Ok(report) => (report.exit_status(), report),
         Err(e) => {
             let message = format!("could not check: {e:#}; without a cluster, `rancher-remap check --cluster-id ID -f mappings.yaml` checks a table offline");

@@ -91,9 +91,7 @@ impl Args {
     fn destination_side(&self) -> Option<ClusterArgs> {
         let (kubeconfig, context) = (&self.destination_kubeconfig, &self.destination_context);
         (kubeconfig.is_some() || context.is_some()).then(|| ClusterArgs {
-            kubeconfig: kubeconfig
-                .clone()
-                .or_else(|| self.cluster.kubeconfig.clone()),
+            kubeconfig: kubeconfig.clone().or(self.cluster.kubeconfig.clone()),
             context: context.clone(),
         })
     }
@@ -135,10 +133,8 @@ async fn map_projects(args: Args) -> Result<ExitCode> {
     let src = source_side.cluster("--source", &args.source)?;
     let dst = dst_side.cluster("--destination", &args.destination)?;
     if src.id == dst.id {
-        bail!(
-            "--source and --destination are both cluster {}: a migration goes from one cluster to another",
-            src.id
-        );
+        let id = &src.id;
+        bail!("--source and --destination are both cluster {id}: a migration goes from one cluster to another");
     }
     let sources = list(&source_side.at, "Project", Some(&src.id)).await?;
     if sources.is_empty() {
@@ -206,12 +202,10 @@ async fn create_missing(
         .iter()
         .map(|p| rancher::new_project(&dst.id, &p.display_name))
         .collect();
+    let (n, id, server) = (objects.len(), &dst.id, &at.at.server);
     writeln!(
         err,
-        "--create-missing: creating {} project(s) on cluster {} (Rancher at {}):",
-        objects.len(),
-        dst.id,
-        at.at.server
+        "--create-missing: creating {n} project(s) on cluster {id} (Rancher at {server}):"
     )?;
     let shown = super::input::render(objects.clone(), super::OutputFormat::Yaml)?;
     write!(err, "{shown}")?;
@@ -236,10 +230,8 @@ async fn create_missing(
 /// The matched, unmatched and ambiguous projects, for a person (stderr).
 fn report(src: &Cluster, dst: &Cluster, pairing: &Pairing) -> String {
     let (s, d) = (&src.id, &dst.id);
-    let mut out = format!(
-        "projects of cluster {s} ({:?}) → cluster {d} ({:?}):\n",
-        src.display_name, dst.display_name
-    );
+    let (s_name, d_name) = (&src.display_name, &dst.display_name);
+    let mut out = format!("projects of cluster {s} ({s_name:?}) → cluster {d} ({d_name:?}):\n");
     for m in &pairing.matched {
         let (from, to, how) = (&m.source, &m.destination, m.how.as_str());
         out.push_str(&format!("  matched    {from} → {to} ({how})\n"));
@@ -266,17 +258,14 @@ fn report(src: &Cluster, dst: &Cluster, pairing: &Pairing) -> String {
 fn refusal(pairing: &Pairing, create_missing: bool) -> String {
     let mut why = Vec::new();
     if !pairing.ambiguous.is_empty() {
-        why.push(format!(
-            "{} name(s) held by several projects on one side: rename the projects in Rancher so that each name is held once, or pair them with --map \"SOURCE NAME=DESTINATION NAME\"",
-            pairing.ambiguous.len()
-        ));
+        let n = pairing.ambiguous.len();
+        why.push(format!("{n} name(s) held by several projects on one side: rename the projects in Rancher so that each name is held once, or pair them with --map \"SOURCE NAME=DESTINATION NAME\""));
     }
     if !pairing.unmatched.is_empty() {
         let ids: Vec<&str> = pairing.unmatched.iter().map(|p| p.id.as_str()).collect();
+        let (n, ids) = (ids.len(), ids.join(", "));
         why.push(format!(
-            "{} source project(s) without a destination project ({}): create them on the destination{}, or pair renamed ones with --map \"SOURCE NAME=DESTINATION NAME\"",
-            ids.len(),
-            ids.join(", "),
+            "{n} source project(s) without a destination project ({ids}): create them on the destination{}, or pair renamed ones with --map \"SOURCE NAME=DESTINATION NAME\"",
             if create_missing { "" } else { " (--create-missing)" }
         ));
     }

@@ -71,12 +71,10 @@ pub fn check_policy(
             }
         }
         let by = policy.annotations().get(EXPORTED_BY).map(String::as_str);
-        if by != Some(env!("CARGO_PKG_VERSION")) {
-            warns.push(format!(
-                "MutatingAdmissionPolicy {name} was exported by rancher-remap {}, this is {}: export it again and apply it",
-                by.unwrap_or("(unknown)"),
-                env!("CARGO_PKG_VERSION")
-            ));
+        let this = env!("CARGO_PKG_VERSION");
+        if by != Some(this) {
+            let by = by.unwrap_or("(unknown)");
+            warns.push(format!("MutatingAdmissionPolicy {name} was exported by rancher-remap {by}, this is {this}: export it again and apply it"));
         }
     }
     let ok = format!("the rewrite runs as MutatingAdmissionPolicies {METADATA_POLICY} and {WORKLOADS_POLICY} (admissionregistration.k8s.io/v1), bound, with this cluster's ID and a table of {keys} keys{}", table.map(|(_, o)| format!(" equal to {o}'s")).unwrap_or_default());

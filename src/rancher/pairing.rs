@@ -147,10 +147,8 @@ impl PairingSoFar {
     }
 
     fn ambiguous(&mut self, ignoring_case: bool, name: &str, s: &[&Project], d: &[&Project]) {
-        let (ss, ds) = self
-            .ambiguous
-            .entry((ignoring_case, name.to_string()))
-            .or_default();
+        let key = (ignoring_case, name.to_string());
+        let (ss, ds) = self.ambiguous.entry(key).or_default();
         ss.extend(s.iter().map(|p| (*p).clone()));
         ds.extend(d.iter().map(|p| (*p).clone()));
     }
