@@ -152,7 +152,7 @@ async fn map_projects(args: Args) -> Result<ExitCode> {
         }
     };
     if args.create_missing && pairing.ambiguous.is_empty() && !pairing.unmatched.is_empty() {
-        create_missing(&mut err, dst_side, &dst, &mut pairing).await?;
+        create_missing(&mut err, &dst_side.at, &dst, &mut pairing).await?;
     }
     write!(err, "{}", report(&src, &dst, &pairing))?;
     if !pairing.is_complete() {
@@ -191,18 +191,18 @@ async fn map_projects(args: Args) -> Result<ExitCode> {
 /// Creates a Project on `dst` for each unmatched source project, shown first, and pairs them.
 async fn create_missing(
     err: &mut impl Write,
-    at: &Management,
+    at: &Connected,
     dst: &Cluster,
     pairing: &mut Pairing,
 ) -> Result<()> {
     let ar = resource("Project");
-    let api: Api<DynamicObject> = Api::namespaced_with(at.at.client.clone(), &dst.id, &ar);
+    let api: Api<DynamicObject> = Api::namespaced_with(at.client.clone(), &dst.id, &ar);
     let unmatched = std::mem::take(&mut pairing.unmatched);
     let objects: Vec<Value> = unmatched
         .iter()
         .map(|p| rancher::new_project(&dst.id, &p.display_name))
         .collect();
-    let (n, id, server) = (objects.len(), &dst.id, &at.at.server);
+    let (n, id, server) = (objects.len(), &dst.id, &at.server);
     writeln!(
         err,
         "--create-missing: creating {n} project(s) on cluster {id} (Rancher at {server}):"
@@ -214,7 +214,7 @@ async fn create_missing(
         let created = api
             .create(&PostParams::default(), &serde_json::from_value(object)?)
             .await
-            .map_err(|e| api_error(&what, &at.at.server, e))?;
+            .map_err(|e| api_error(&what, &at.server, e))?;
         let id = created.metadata.name.unwrap_or_default();
         let name = &source.display_name;
         writeln!(err, "created project {id} {name:?} on cluster {}", dst.id)?;
@@ -406,14 +406,10 @@ mod tests {
         let refused = serde_json::to_value(json_report(&pairing(), &[])).unwrap();
         assert_eq!(refused["mappings"], json!({}));
         assert_eq!(refused["projectMappings"], "");
-        assert_eq!(
-            refused["unmatched"],
-            json!([{"id": "p-s3", "displayName": "gone"}])
-        );
-        assert_eq!(
-            refused["ambiguous"][0]["sources"].as_array().unwrap().len(),
-            2
-        );
+        let gone = json!([{"id": "p-s3", "displayName": "gone"}]);
+        assert_eq!(refused["unmatched"], gone);
+        let sources = refused["ambiguous"][0]["sources"].as_array().unwrap();
+        assert_eq!(sources.len(), 2);
     }
 
     #[test]
