@@ -329,10 +329,8 @@ async fn identities(
 /// permission granted only through one shows as a denial.)
 fn implied_groups(user: &str) -> Vec<String> {
     let mut groups = vec!["system:authenticated".to_string()];
-    if let Some(ns) = user
-        .strip_prefix("system:serviceaccount:")
-        .and_then(|rest| rest.split(':').next())
-    {
+    let service_account = user.strip_prefix("system:serviceaccount:");
+    if let Some(ns) = service_account.and_then(|rest| rest.split(':').next()) {
         groups.push("system:serviceaccounts".into());
         groups.push(format!("system:serviceaccounts:{ns}"));
     }

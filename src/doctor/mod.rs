@@ -253,15 +253,13 @@ fn check_direction(facts: &Facts, m: &Mappings) -> (Status, String) {
     let (sources, destinations) = (projects(m, false), projects(m, true));
     let by_projects = here(&sources) && !here(&destinations);
     let by_cluster = effective_cluster_id(facts).is_some_and(|c| m.table.is_source_cluster(c));
-    let why = match (by_cluster, by_projects) {
-        (true, _) => "its source cluster is this one",
-        (false, true) => "its source projects exist here and its destination projects do not",
-        (false, false) => {
-            return (
-                Status::Ok,
-                "the table maps from another cluster onto this one".into(),
-            )
-        }
+    if !by_cluster && !by_projects {
+        let onto = "the table maps from another cluster onto this one";
+        return (Status::Ok, onto.into());
+    }
+    let why = match by_cluster {
+        true => "its source cluster is this one",
+        false => "its source projects exist here and its destination projects do not",
     };
     (Status::Fail, format!("the table is reversed: {why}. Derive it the right way round: `rancher-remap derive --reverse` on the destination-side ClusterPair (storkctl create clusterpair writes it reversed)"))
 }

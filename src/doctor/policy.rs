@@ -16,9 +16,7 @@ pub struct PolicyFacts {
 }
 
 fn named<'o>(objects: &'o [DynamicObject], name: &str) -> Option<&'o DynamicObject> {
-    objects
-        .iter()
-        .find(|o| o.metadata.name.as_deref() == Some(name))
+    objects.iter().find(|o| o.name_any() == name)
 }
 
 /// The findings of the policy check: both policies, each bound without parameters, carrying
