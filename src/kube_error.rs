@@ -177,14 +177,13 @@ mod tests {
 
     #[test]
     fn answers_are_classified_by_code_and_described_short() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
         let status = |code: u16, token: Option<&str>| {
             let mut s = Status::failure(&"m".repeat(400), "Reason").with_code(code);
-            s.metadata = token.map(
-                |t| k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta {
-                    continue_: Some(t.into()),
-                    ..Default::default()
-                },
-            );
+            s.metadata = token.map(|t| ListMeta {
+                continue_: Some(t.into()),
+                ..Default::default()
+            });
             KubeError::from(kube::Error::Api(s.boxed()))
         };
         let e = status(422, None);

@@ -73,10 +73,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new()?;
     let output = args.output;
     // Could not check: exit 2 (1 means a check failed).
-    let (status, report) = match runtime.block_on(doctor(args)) {
+    let (status, report) = match tokio::runtime::Runtime::new()?.block_on(doctor(args)) {
         Ok(report) => (report.exit_status(), report),
         Err(e) => {
             let message = format!("could not check: {e:#}; without a cluster, `rancher-remap check --cluster-id ID -f mappings.yaml` checks a table offline");
@@ -133,62 +132,54 @@ async fn doctor(args: Args) -> Result<Report> {
         .await
         .map_err(|e| failed(&at, &what, e))?;
     let env = deployment_env(deployment.as_ref());
-    let (mappings, origin) = read_mappings(&args, &at, &env).await?;
-    let cluster_id = match super::known_cluster_id(&args.cluster_id) {
-        Some(c) => Some((c.to_string(), "--cluster-id".to_string())),
-        None => env
-            .get("RANCHER_REMAP_CLUSTER_ID")
-            .map(|c| (c.clone(), format!("the Deployment {ns}/{}", args.name))),
-    };
+    let (mappings, mappings_origin) = read_mappings(&args, &at, &env).await?;
     let (namespace_clusters, system_cluster) = namespace_clusters(&at).await?;
     let projects_here = projects_here(&at).await?;
     let (identities, identity_notes) = identities(&args, &at, &mappings, &env, pair).await?;
     let table_given = args.mappings_file.is_some() || args.project_mappings.is_some();
     let before_install = deployment.is_none() && table_given;
-    let webhook = if before_install {
-        None
-    } else {
-        let kept = env.get("RANCHER_REMAP_CERT_SECRET").map(String::as_str);
-        Some(webhook_facts(&at, ns, deployment.as_ref(), kept).await?)
-    };
-    let policy = match policy_facts(&at.client).await {
-        Ok(policy) => Ok(policy),
-        // Without list on the policies the webhook is still checked; the policies are not.
-        Err(KubeError::Forbidden(answer)) => Err(format!("not checked: listing MutatingAdmissionPolicies at {} is forbidden ({answer}); doctor needs list on mutatingadmissionpolicies and mutatingadmissionpolicybindings (admissionregistration.k8s.io)", at.server)),
-        Err(e) => return Err(failed(&at, "list mutatingadmissionpolicies.admissionregistration.k8s.io", e)),
-    };
     Ok(doctor::run(&Facts {
         mappings,
-        mappings_origin: origin,
-        cluster_id,
+        mappings_origin,
+        cluster_id: match super::known_cluster_id(&args.cluster_id) {
+            Some(c) => Some((c.to_string(), "--cluster-id".to_string())),
+            None => env
+                .get("RANCHER_REMAP_CLUSTER_ID")
+                .map(|c| (c.clone(), format!("the Deployment {ns}/{}", args.name))),
+        },
         namespace_clusters,
         system_cluster,
         projects_here,
         identities,
         identity_notes,
-        webhook,
-        policy,
+        webhook: if before_install {
+            None
+        } else {
+            let kept = env.get("RANCHER_REMAP_CERT_SECRET").map(String::as_str);
+            Some(webhook_facts(&at, ns, deployment.as_ref(), kept).await?)
+        },
+        policy: match policy_facts(&at.client).await {
+            Ok(policy) => Ok(policy),
+            // Without list on the policies the webhook is still checked; the policies are not.
+            Err(KubeError::Forbidden(answer)) => Err(format!("not checked: listing MutatingAdmissionPolicies at {} is forbidden ({answer}); doctor needs list on mutatingadmissionpolicies and mutatingadmissionpolicybindings (admissionregistration.k8s.io)", at.server)),
+            Err(e) => return Err(failed(&at, "list mutatingadmissionpolicies.admissionregistration.k8s.io", e)),
+        },
         table_given,
     }))
 }
 
 /// The literal environment of the install's server container; an empty value is no value.
 fn deployment_env(d: Option<&Deployment>) -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> = d
-        .and_then(|d| d.spec.as_ref())
-        .and_then(|s| s.template.spec.as_ref())
-        .and_then(|p| {
-            // The server's container by name (a sidecar may come first), else the first.
-            let by_name = p.containers.iter().find(|c| c.name == "rancher-remap");
-            by_name.or(p.containers.first())
-        })
-        .and_then(|c| c.env.as_ref())
-        .map(|env| {
-            env.iter()
-                .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let pod = d.and_then(|d| d.spec.as_ref()?.template.spec.as_ref());
+    // The server's container by name (a sidecar may come first), else the first.
+    let container = pod.and_then(|p| {
+        let by_name = p.containers.iter().find(|c| c.name == "rancher-remap");
+        by_name.or(p.containers.first())
+    });
+    let vars = container.and_then(|c| c.env.as_ref()).into_iter().flatten();
+    let mut env: BTreeMap<_, _> = vars
+        .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+        .collect();
     env.retain(|_, v| !v.is_empty());
     env
 }
@@ -206,10 +197,9 @@ async fn read_mappings(
             (Source::File(path.clone()), origin)
         }
         _ => {
-            let default = format!("{}/{DEFAULT_CONFIGMAP_NAME}", args.namespace);
             let named = env
                 .get("RANCHER_REMAP_MAPPINGS_CONFIGMAP")
-                .unwrap_or(&default);
+                .map_or(DEFAULT_CONFIGMAP_NAME, String::as_str);
             let (ns, name) = named.split_once('/').unwrap_or((&args.namespace, named));
             let cm = ConfigMapRef {
                 namespace: ns.into(),
@@ -241,9 +231,8 @@ async fn read_mappings(
 
 /// The cluster part of each Rancher-annotated Namespace (counted), and `kube-system`'s.
 async fn namespace_clusters(at: &Connected) -> Result<(BTreeMap<String, usize>, Option<String>)> {
-    let all = metadata_of_all::<Namespace>(at, "list namespaces").await?;
     let (mut clusters, mut system) = (BTreeMap::new(), None);
-    for n in all {
+    for n in metadata_of_all::<Namespace>(at, "list namespaces").await? {
         let annotations = n.annotations.unwrap_or_default();
         let cluster = crate::rewrite::NAMESPACE_PROJECT_KEYS
             .iter()
@@ -310,10 +299,8 @@ async fn identities(
     for u in &args.migration_users {
         add(u.trim(), "--migration-user", None);
     }
-    if let Ok(m) = mappings {
-        for u in &m.migration_users {
-            add(u, "the mapping ConfigMap", None);
-        }
+    for u in mappings.iter().flat_map(|m| &m.migration_users) {
+        add(u, "the mapping ConfigMap", None);
     }
     let installed = env.get("RANCHER_REMAP_MIGRATION_USER");
     for u in installed.map_or("", String::as_str).split(',') {
@@ -342,10 +329,8 @@ async fn identities(
 /// permission granted only through one shows as a denial.)
 fn implied_groups(user: &str) -> Vec<String> {
     let mut groups = vec!["system:authenticated".to_string()];
-    if let Some(ns) = user
-        .strip_prefix("system:serviceaccount:")
-        .and_then(|rest| rest.split(':').next())
-    {
+    let service_account = user.strip_prefix("system:serviceaccount:");
+    if let Some(ns) = service_account.and_then(|rest| rest.split(':').next()) {
         groups.push("system:serviceaccounts".into());
         groups.push(format!("system:serviceaccounts:{ns}"));
     }
@@ -424,10 +409,7 @@ async fn webhook_facts(
     let found = list.items.into_iter().find_map(|c| {
         let hook = c.webhooks?.into_iter().find(|w| {
             w.name == "rewrite.rancher-remap.io"
-                && w.client_config
-                    .service
-                    .as_ref()
-                    .is_some_and(|s| s.namespace == ns)
+                && matches!(&w.client_config.service, Some(s) if s.namespace == ns)
         })?;
         Some((c.metadata.name.unwrap_or_default(), hook))
     });
@@ -459,10 +441,9 @@ async fn serving_cert(
 ) -> Result<ServingCert> {
     let mounted = deployment
         .and_then(|d| d.spec.as_ref()?.template.spec.as_ref()?.volumes.as_ref())
-        .and_then(|vs| {
-            vs.iter()
-                .find_map(|v| v.secret.as_ref()?.secret_name.clone())
-        });
+        .into_iter()
+        .flatten()
+        .find_map(|v| v.secret.as_ref()?.secret_name.clone());
     let (secret_ns, name) = match (mounted, kept) {
         (Some(name), _) => (ns.to_string(), name),
         (None, Some(kept)) => {

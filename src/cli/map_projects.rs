@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Result};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use serde_json::Value;
 
 use super::cluster::{ClusterArgs, Connected};
@@ -16,7 +16,7 @@ use super::derive::{checked_table, print_configmap};
 use crate::kube_error::KubeError;
 use crate::mapping::objects::{entries_text, DEFAULT_CONFIGMAP_NAME};
 use crate::rancher::{
-    self, pair, resolve_cluster, Cluster, How, Match, Named, Pairing, Project, Rename,
+    self, pair, resolve_cluster, resource, Cluster, How, Match, Named, Pairing, Project, Rename,
 };
 
 /// Map a source cluster's Rancher projects to a destination cluster's by display name, and
@@ -91,9 +91,7 @@ impl Args {
     fn destination_side(&self) -> Option<ClusterArgs> {
         let (kubeconfig, context) = (&self.destination_kubeconfig, &self.destination_context);
         (kubeconfig.is_some() || context.is_some()).then(|| ClusterArgs {
-            kubeconfig: kubeconfig
-                .clone()
-                .or_else(|| self.cluster.kubeconfig.clone()),
+            kubeconfig: kubeconfig.clone().or(self.cluster.kubeconfig.clone()),
             context: context.clone(),
         })
     }
@@ -135,10 +133,8 @@ async fn map_projects(args: Args) -> Result<ExitCode> {
     let src = source_side.cluster("--source", &args.source)?;
     let dst = dst_side.cluster("--destination", &args.destination)?;
     if src.id == dst.id {
-        bail!(
-            "--source and --destination are both cluster {}: a migration goes from one cluster to another",
-            src.id
-        );
+        let id = &src.id;
+        bail!("--source and --destination are both cluster {id}: a migration goes from one cluster to another");
     }
     let sources = list(&source_side.at, "Project", Some(&src.id)).await?;
     if sources.is_empty() {
@@ -156,7 +152,7 @@ async fn map_projects(args: Args) -> Result<ExitCode> {
         }
     };
     if args.create_missing && pairing.ambiguous.is_empty() && !pairing.unmatched.is_empty() {
-        create_missing(&mut err, dst_side, &dst, &mut pairing).await?;
+        create_missing(&mut err, &dst_side.at, &dst, &mut pairing).await?;
     }
     write!(err, "{}", report(&src, &dst, &pairing))?;
     if !pairing.is_complete() {
@@ -195,23 +191,21 @@ async fn map_projects(args: Args) -> Result<ExitCode> {
 /// Creates a Project on `dst` for each unmatched source project, shown first, and pairs them.
 async fn create_missing(
     err: &mut impl Write,
-    at: &Management,
+    at: &Connected,
     dst: &Cluster,
     pairing: &mut Pairing,
 ) -> Result<()> {
     let ar = resource("Project");
-    let api: Api<DynamicObject> = Api::namespaced_with(at.at.client.clone(), &dst.id, &ar);
+    let api: Api<DynamicObject> = Api::namespaced_with(at.client.clone(), &dst.id, &ar);
     let unmatched = std::mem::take(&mut pairing.unmatched);
     let objects: Vec<Value> = unmatched
         .iter()
         .map(|p| rancher::new_project(&dst.id, &p.display_name))
         .collect();
+    let (n, id, server) = (objects.len(), &dst.id, &at.server);
     writeln!(
         err,
-        "--create-missing: creating {} project(s) on cluster {} (Rancher at {}):",
-        objects.len(),
-        dst.id,
-        at.at.server
+        "--create-missing: creating {n} project(s) on cluster {id} (Rancher at {server}):"
     )?;
     let shown = super::input::render(objects.clone(), super::OutputFormat::Yaml)?;
     write!(err, "{shown}")?;
@@ -220,7 +214,7 @@ async fn create_missing(
         let created = api
             .create(&PostParams::default(), &serde_json::from_value(object)?)
             .await
-            .map_err(|e| api_error(&what, &at.at.server, e))?;
+            .map_err(|e| api_error(&what, &at.server, e))?;
         let id = created.metadata.name.unwrap_or_default();
         let name = &source.display_name;
         writeln!(err, "created project {id} {name:?} on cluster {}", dst.id)?;
@@ -236,10 +230,8 @@ async fn create_missing(
 /// The matched, unmatched and ambiguous projects, for a person (stderr).
 fn report(src: &Cluster, dst: &Cluster, pairing: &Pairing) -> String {
     let (s, d) = (&src.id, &dst.id);
-    let mut out = format!(
-        "projects of cluster {s} ({:?}) → cluster {d} ({:?}):\n",
-        src.display_name, dst.display_name
-    );
+    let (s_name, d_name) = (&src.display_name, &dst.display_name);
+    let mut out = format!("projects of cluster {s} ({s_name:?}) → cluster {d} ({d_name:?}):\n");
     for m in &pairing.matched {
         let (from, to, how) = (&m.source, &m.destination, m.how.as_str());
         out.push_str(&format!("  matched    {from} → {to} ({how})\n"));
@@ -250,18 +242,13 @@ fn report(src: &Cluster, dst: &Cluster, pairing: &Pairing) -> String {
         ));
     }
     for a in &pairing.ambiguous {
-        let case = if a.ignoring_case {
-            " (ignoring case)"
-        } else {
-            ""
-        };
-        let (on_s, on_d) = (
-            rancher::joined(&a.sources),
-            rancher::joined(&a.destinations),
-        );
-        let name = &a.name;
+        let case = a.ignoring_case.then_some(" (ignoring case)");
         out.push_str(&format!(
-            "  ambiguous  {name:?}{case}: on cluster {s}: {on_s}; on cluster {d}: {on_d}\n"
+            "  ambiguous  {:?}{}: on cluster {s}: {}; on cluster {d}: {}\n",
+            a.name,
+            case.unwrap_or_default(),
+            rancher::joined(&a.sources),
+            rancher::joined(&a.destinations)
         ));
     }
     out
@@ -271,17 +258,14 @@ fn report(src: &Cluster, dst: &Cluster, pairing: &Pairing) -> String {
 fn refusal(pairing: &Pairing, create_missing: bool) -> String {
     let mut why = Vec::new();
     if !pairing.ambiguous.is_empty() {
-        why.push(format!(
-            "{} name(s) held by several projects on one side: rename the projects in Rancher so that each name is held once, or pair them with --map \"SOURCE NAME=DESTINATION NAME\"",
-            pairing.ambiguous.len()
-        ));
+        let n = pairing.ambiguous.len();
+        why.push(format!("{n} name(s) held by several projects on one side: rename the projects in Rancher so that each name is held once, or pair them with --map \"SOURCE NAME=DESTINATION NAME\""));
     }
     if !pairing.unmatched.is_empty() {
         let ids: Vec<&str> = pairing.unmatched.iter().map(|p| p.id.as_str()).collect();
+        let (n, ids) = (ids.len(), ids.join(", "));
         why.push(format!(
-            "{} source project(s) without a destination project ({}): create them on the destination{}, or pair renamed ones with --map \"SOURCE NAME=DESTINATION NAME\"",
-            ids.len(),
-            ids.join(", "),
+            "{n} source project(s) without a destination project ({ids}): create them on the destination{}, or pair renamed ones with --map \"SOURCE NAME=DESTINATION NAME\"",
             if create_missing { "" } else { " (--create-missing)" }
         ));
     }
@@ -322,11 +306,6 @@ fn print_json(pairing: &Pairing, entries: &[(String, String)]) -> Result<()> {
     super::input::print(&super::input::pretty_json(&json_report(pairing, entries))?)
 }
 
-/// A management.cattle.io/v3 type.
-fn resource(kind: &str) -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk("management.cattle.io", "v3", kind))
-}
-
 /// Every `kind` of management.cattle.io (in `namespace`): its name (the ID) and
 /// `spec.displayName`.
 async fn list(at: &Connected, kind: &str, namespace: Option<&str>) -> Result<Vec<Named>> {
@@ -343,14 +322,12 @@ async fn list(at: &Connected, kind: &str, namespace: Option<&str>) -> Result<Vec
         .list(&ListParams::default())
         .await
         .map_err(|e| api_error(&what, &at.server, e))?;
-    Ok(list
-        .items
-        .into_iter()
-        .map(|o| {
-            let name = o.data["spec"]["displayName"].as_str().unwrap_or_default();
-            Named::new(o.metadata.name.unwrap_or_default(), name)
-        })
-        .collect())
+    let mut named = Vec::new();
+    for o in list.items {
+        let name = o.data["spec"]["displayName"].as_str().unwrap_or_default();
+        named.push(Named::new(o.metadata.name.unwrap_or_default(), name));
+    }
+    Ok(named)
 }
 
 /// An API call that failed, as a sentence: what was asked, of which server, and why (the API
@@ -410,12 +387,8 @@ mod tests {
 
     #[test]
     fn json_has_the_table_and_every_list() {
-        let p = pair(
-            &[Project::new("p-a", "shop")],
-            &[Project::new("p-x", "Shop")],
-            &[],
-        )
-        .unwrap();
+        let (src, dst) = ([Project::new("p-a", "shop")], [Project::new("p-x", "Shop")]);
+        let p = pair(&src, &dst, &[]).unwrap();
         let entries = rancher::entries(&p.matched, "c-1", "c-2");
         assert_eq!(
             serde_json::to_value(json_report(&p, &entries)).unwrap(),
@@ -433,30 +406,20 @@ mod tests {
         let refused = serde_json::to_value(json_report(&pairing(), &[])).unwrap();
         assert_eq!(refused["mappings"], json!({}));
         assert_eq!(refused["projectMappings"], "");
-        assert_eq!(
-            refused["unmatched"],
-            json!([{"id": "p-s3", "displayName": "gone"}])
-        );
-        assert_eq!(
-            refused["ambiguous"][0]["sources"].as_array().unwrap().len(),
-            2
-        );
+        let gone = json!([{"id": "p-s3", "displayName": "gone"}]);
+        assert_eq!(refused["unmatched"], gone);
+        let sources = refused["ambiguous"][0]["sources"].as_array().unwrap();
+        assert_eq!(sources.len(), 2);
     }
 
     #[test]
     fn the_destination_side_is_the_source_side_unless_another_is_named() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: Args,
-        }
+        use clap::{Args as _, FromArgMatches};
         let parse = |extra: &[&str]| {
-            let mut argv: Vec<&str> = "x --source a --destination b --kubeconfig k --context c"
-                .split(' ')
-                .collect();
-            argv.extend_from_slice(extra);
-            Cli::parse_from(argv).args.destination_side()
+            let argv = "x --source a --destination b --kubeconfig k --context c".split(' ');
+            let command = Args::augment_args(clap::Command::new("x"));
+            let matches = command.get_matches_from(argv.chain(extra.iter().copied()));
+            Args::from_arg_matches(&matches).unwrap().destination_side()
         };
         assert!(parse(&[]).is_none());
         let side = |kubeconfig: &str, context: Option<&str>| ClusterArgs {

@@ -158,7 +158,7 @@ pub fn run(facts: &Facts) -> Report {
     let cluster_id = effective_cluster_id(facts);
     if !matches!(facts.policy, Ok(Some(_))) || webhook_here {
         checks.push(match &facts.webhook {
-            Some(w) => check_webhook(w, cluster_id.as_deref()),
+            Some(w) => check_webhook(w, cluster_id),
             None => Check::new(
                 "webhook",
                 Status::Warn,
@@ -172,7 +172,7 @@ pub fn run(facts: &Facts) -> Report {
     if let Ok(Some(p)) = &facts.policy {
         let table = facts.mappings.as_ref().ok();
         let table = table.map(|m| (m, facts.mappings_origin.as_str()));
-        checks.push(check_policy(p, cluster_id.as_deref(), table));
+        checks.push(check_policy(p, cluster_id, table));
         // The policies hold their own table: without the install's mapping ConfigMap there is
         // nothing else to check, which is not a fault.
         if let (false, false, Err(e)) = (webhook_here, facts.table_given, &facts.mappings) {
@@ -209,22 +209,15 @@ fn check_mappings(facts: &Facts) -> Check {
 /// This cluster's ID as Rancher wrote it: the cluster part of `kube-system`'s annotation, else
 /// the one most Rancher-annotated Namespaces here carry.
 fn observed_cluster_id(facts: &Facts) -> Option<&str> {
-    facts.system_cluster.as_deref().or_else(|| {
-        facts
-            .namespace_clusters
-            .iter()
-            .max_by_key(|(_, n)| **n)
-            .map(|(c, _)| c.as_str())
-    })
+    let most = facts.namespace_clusters.iter().max_by_key(|(_, n)| **n);
+    let most = most.map(|(c, _)| c.as_str());
+    facts.system_cluster.as_deref().or(most)
 }
 
 /// The configured cluster ID, else the one the Namespaces show.
-fn effective_cluster_id(facts: &Facts) -> Option<String> {
-    facts
-        .cluster_id
-        .as_ref()
-        .map(|(c, _)| c.clone())
-        .or_else(|| observed_cluster_id(facts).map(str::to_string))
+fn effective_cluster_id(facts: &Facts) -> Option<&str> {
+    let configured = facts.cluster_id.as_ref().map(|(c, _)| c.as_str());
+    configured.or_else(|| observed_cluster_id(facts))
 }
 
 fn check_cluster_id(facts: &Facts, m: &Mappings) -> (Status, String) {
@@ -235,26 +228,18 @@ fn check_cluster_id(facts: &Facts, m: &Mappings) -> (Status, String) {
             .unwrap_or_default();
         return (Status::Warn, format!("no cluster ID configured{hint}: set the chart value clusterId, or give --cluster-id"));
     };
-    if let Some(o) = observed.filter(|o| o != this) {
-        return (Status::Fail, format!("{from} says {this}, but this cluster's Rancher-annotated Namespaces say {o}: set clusterId to {o}"));
-    }
-    if let Err(e) = m.table.check_cluster(this) {
-        return (
-            Status::Fail,
-            format!("{from} says {this}; the table does not fit it: {e}"),
-        );
-    }
-    match observed {
-        None => (Status::Warn, format!("{this} ({from}) fits the table, but no Namespace here carries Rancher's project annotation to hold it against: check it in Rancher")),
-        Some(_) => (Status::Ok, format!("{this} ({from}) agrees with this cluster's Namespaces and the table")),
+    match (observed, m.table.check_cluster(this)) {
+        (Some(o), _) if o != this => (Status::Fail, format!("{from} says {this}, but this cluster's Rancher-annotated Namespaces say {o}: set clusterId to {o}")),
+        (_, Err(e)) => (Status::Fail, format!("{from} says {this}; the table does not fit it: {e}")),
+        (None, Ok(())) => (Status::Warn, format!("{this} ({from}) fits the table, but no Namespace here carries Rancher's project annotation to hold it against: check it in Rancher")),
+        (Some(_), Ok(())) => (Status::Ok, format!("{this} ({from}) agrees with this cluster's Namespaces and the table")),
     }
 }
 
 fn check_destination_projects(facts: &Facts, m: &Mappings) -> (Status, String) {
     let wanted = projects(m, true);
     let missing: Vec<String> = wanted
-        .iter()
-        .filter(|p| !facts.projects_here.contains(*p))
+        .difference(&facts.projects_here)
         .map(|p| format!("{p} (no ClusterRole {p}-namespaces-edit)"))
         .collect();
     match missing.is_empty() {
@@ -267,16 +252,14 @@ fn check_direction(facts: &Facts, m: &Mappings) -> (Status, String) {
     let here = |ps: &BTreeSet<String>| ps.iter().any(|p| facts.projects_here.contains(p));
     let (sources, destinations) = (projects(m, false), projects(m, true));
     let by_projects = here(&sources) && !here(&destinations);
-    let by_cluster = effective_cluster_id(facts).is_some_and(|c| m.table.is_source_cluster(&c));
-    let why = match (by_cluster, by_projects) {
-        (true, _) => "its source cluster is this one",
-        (false, true) => "its source projects exist here and its destination projects do not",
-        (false, false) => {
-            return (
-                Status::Ok,
-                "the table maps from another cluster onto this one".into(),
-            )
-        }
+    let by_cluster = effective_cluster_id(facts).is_some_and(|c| m.table.is_source_cluster(c));
+    if !by_cluster && !by_projects {
+        let onto = "the table maps from another cluster onto this one";
+        return (Status::Ok, onto.into());
+    }
+    let why = match by_cluster {
+        true => "its source cluster is this one",
+        false => "its source projects exist here and its destination projects do not",
     };
     (Status::Fail, format!("the table is reversed: {why}. Derive it the right way round: `rancher-remap derive --reverse` on the destination-side ClusterPair (storkctl create clusterpair writes it reversed)"))
 }
@@ -289,32 +272,26 @@ fn check_identities(facts: &Facts, m: &Mappings) -> (Status, String) {
         );
         return (Status::Warn, notes.join("; "));
     }
-    let denials: Vec<String> = facts
-        .identities
-        .iter()
-        .flat_map(|i| {
-            i.denied.iter().map(move |(verb, what)| {
-                format!("user {} ({}) may not {verb} {what}", i.user, i.from)
-            })
-        })
-        .collect();
+    let mut denials = Vec::new();
+    for IdentityAccess { user, from, denied } in &facts.identities {
+        for (verb, what) in denied {
+            denials.push(format!("user {user} ({from}) may not {verb} {what}"));
+        }
+    }
     if !denials.is_empty() {
         return (Status::Fail, format!("{}. Rancher's webhook refuses its Namespaces: make the user a member of each destination project (binds ClusterRole <project>-namespaces-edit), and let it create Namespaces", denials.join("; ")));
     }
     let users: Vec<&str> = facts.identities.iter().map(|i| i.user.as_str()).collect();
+    let (users, n) = (users.join(", "), projects(m, true).len());
     let status = if notes.is_empty() {
         Status::Ok
     } else {
         Status::Warn
     };
-    notes.insert(
-        0,
-        format!(
-            "{} may create Namespaces and manage-namespaces in all {} destination project(s)",
-            users.join(", "),
-            projects(m, true).len()
-        ),
+    let all = format!(
+        "{users} may create Namespaces and manage-namespaces in all {n} destination project(s)"
     );
+    notes.insert(0, all);
     (status, notes.join("; "))
 }
 

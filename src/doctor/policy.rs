@@ -2,7 +2,7 @@
 //! runs as them (the chart's `rewrite: policy` or `both`, or applied by hand), judged from what
 //! was read.
 
-use kube::core::DynamicObject;
+use kube::core::{DynamicObject, ResourceExt};
 
 use super::Check;
 use crate::mapping::objects::Mappings;
@@ -16,9 +16,7 @@ pub struct PolicyFacts {
 }
 
 fn named<'o>(objects: &'o [DynamicObject], name: &str) -> Option<&'o DynamicObject> {
-    objects
-        .iter()
-        .find(|o| o.metadata.name.as_deref() == Some(name))
+    objects.iter().find(|o| o.name_any() == name)
 }
 
 /// The findings of the policy check: both policies, each bound without parameters, carrying
@@ -70,16 +68,11 @@ pub fn check_policy(
                 warns.push(format!("MutatingAdmissionPolicy {name} does not hold the table of {origin}: export it from that table and apply it (the webhook follows its ConfigMap live, the policies only their own copy)"));
             }
         }
-        let annotations = policy.metadata.annotations.as_ref();
-        let by = annotations
-            .and_then(|a| a.get(EXPORTED_BY))
-            .map(String::as_str);
-        if by != Some(env!("CARGO_PKG_VERSION")) {
-            warns.push(format!(
-                "MutatingAdmissionPolicy {name} was exported by rancher-remap {}, this is {}: export it again and apply it",
-                by.unwrap_or("(unknown)"),
-                env!("CARGO_PKG_VERSION")
-            ));
+        let by = policy.annotations().get(EXPORTED_BY).map(String::as_str);
+        let this = env!("CARGO_PKG_VERSION");
+        if by != Some(this) {
+            let by = by.unwrap_or("(unknown)");
+            warns.push(format!("MutatingAdmissionPolicy {name} was exported by rancher-remap {by}, this is {this}: export it again and apply it"));
         }
     }
     let ok = format!("the rewrite runs as MutatingAdmissionPolicies {METADATA_POLICY} and {WORKLOADS_POLICY} (admissionregistration.k8s.io/v1), bound, with this cluster's ID and a table of {keys} keys{}", table.map(|(_, o)| format!(" equal to {o}'s")).unwrap_or_default());

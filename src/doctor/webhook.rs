@@ -1,9 +1,7 @@
 //! The `webhook` check: the installed wiring, judged from what was read.
 
-use std::sync::Arc;
-
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhook;
-use rustls::client::danger::ServerCertVerifier;
+use rustls::client::{danger::ServerCertVerifier, WebPkiServerVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 
@@ -51,12 +49,9 @@ fn serving_cert_verifies(ca: &[u8], cert: &[u8], dns: &str, now: i64) -> Result<
         let c = c.map_err(|_| "the caBundle is not PEM certificates".to_string())?;
         roots.add(c).map_err(|e| format!("the caBundle: {e}"))?;
     }
-    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots),
-        crate::crypto::provider(),
-    )
-    .build()
-    .map_err(|e| format!("the caBundle: {e}"))?;
+    let builder =
+        WebPkiServerVerifier::builder_with_provider(roots.into(), crate::crypto::provider());
+    let verifier = builder.build().map_err(|e| format!("the caBundle: {e}"))?;
     let der = CertificateDer::from_pem_slice(cert)
         .map_err(|_| "the serving certificate is not PEM".to_string())?;
     let name = ServerName::try_from(dns.to_string()).map_err(|e| e.to_string())?;
@@ -94,20 +89,18 @@ pub fn check_webhook(w: &WebhookFacts, cluster_id: Option<&str>) -> Check {
                 .to_string(),
         ),
         Some((name, hook)) => {
-            let conditions = hook.match_conditions.iter().flatten();
-            let conditions: Vec<&str> = conditions.map(|m| m.expression.as_str()).collect();
+            let mut conditions = hook.match_conditions.iter().flatten();
             match cluster_id {
-                Some(c) if !conditions.join("\n").contains(&format!("'{c}'")) => fails.push(format!(
+                Some(c) if !conditions.any(|m| m.expression.contains(&format!("'{c}'"))) => fails.push(format!(
                     "MutatingWebhookConfiguration {name} does not carry cluster ID {c} in its matchConditions: set clusterId and upgrade"
                 )),
                 None => warns.push(format!("MutatingWebhookConfiguration {name}: no cluster ID known to compare")),
                 _ => {}
             }
-            let failure_policy = hook.failure_policy.as_deref();
-            if failure_policy != Some("Fail") {
+            let policy = hook.failure_policy.as_deref().unwrap_or("unset");
+            if policy != "Fail" {
                 warns.push(format!(
-                    "failurePolicy is {}, shipped Fail: migrated objects may land unrewritten",
-                    failure_policy.unwrap_or("unset")
+                    "failurePolicy is {policy}, shipped Fail: migrated objects may land unrewritten"
                 ));
             }
             if hook.timeout_seconds != Some(SHIPPED_TIMEOUT_SECONDS) {
@@ -118,7 +111,10 @@ pub fn check_webhook(w: &WebhookFacts, cluster_id: Option<&str>) -> Check {
                 ));
             }
             let ca = hook.client_config.ca_bundle.as_ref().map(|b| &b.0[..]);
-            check_certificate(w, ca.filter(|b| !b.is_empty()), &mut fails, &mut warns);
+            match check_certificate(w, ca.filter(|b| !b.is_empty())) {
+                Err(fail) => fails.push(fail),
+                Ok(warn) => warns.extend(warn),
+            }
         }
     }
     match w.ready_replicas {
@@ -133,41 +129,21 @@ pub fn check_webhook(w: &WebhookFacts, cluster_id: Option<&str>) -> Check {
     Check::judged("webhook", fails, warns, ok)
 }
 
-/// The serving certificate against the caBundle `ca` (PEM; `None` when empty).
-fn check_certificate(
-    w: &WebhookFacts,
-    ca: Option<&[u8]>,
-    fails: &mut Vec<String>,
-    warns: &mut Vec<String>,
-) {
-    let Some(ca) = ca else {
-        fails.push("the webhook's caBundle is empty: the API server cannot trust the server (cert-manager's CA injector, or tls.caBundle)".into());
-        return;
-    };
+/// The serving certificate against the caBundle `ca` (PEM; `None` when empty): why it fails, or
+/// what to warn of.
+fn check_certificate(w: &WebhookFacts, ca: Option<&[u8]>) -> Result<Option<String>, String> {
+    let ca = ca.ok_or("the webhook's caBundle is empty: the API server cannot trust the server (cert-manager's CA injector, or tls.caBundle)")?;
     let cert = match &w.serving_cert {
         ServingCert::Pem(c) => c,
-        ServingCert::Missing(e) => {
-            fails.push(format!("the serving certificate: {e}"));
-            return;
-        }
-        ServingCert::ServerKept(_) => {
-            // The server keeps the caBundle equal to its Secret's bundle (and says so in
-            // rancher_remap_ca_bundle_stale): what is left to check here is that it is usable.
-            if let Err(e) = ca_bundle_usable(ca, w.now) {
-                fails.push(e);
-            }
-            return;
-        }
+        ServingCert::Missing(e) => return Err(format!("the serving certificate: {e}")),
+        // The server keeps the caBundle equal to its Secret's bundle (and says so in
+        // rancher_remap_ca_bundle_stale): what is left to check here is that it is usable.
+        ServingCert::ServerKept(_) => return ca_bundle_usable(ca, w.now).map(|()| None),
     };
-    match serving_cert_verifies(ca, cert, &w.service_dns, w.now) {
-        Err(e) => fails.push(format!(
-            "the caBundle does not verify the serving certificate for {}: {e}. The API server will refuse the webhook's TLS: make the caBundle the CA that signed the Secret's certificate",
-            w.service_dns
-        )),
-        Ok(not_after) if not_after - w.now < RENEW_WITHIN_SECONDS => warns.push(format!(
-            "the serving certificate expires in {} day(s): renew it",
-            (not_after - w.now) / 86_400
-        )),
-        Ok(_) => {}
-    }
+    let dns = &w.service_dns;
+    let not_after = serving_cert_verifies(ca, cert, dns, w.now).map_err(|e| format!("the caBundle does not verify the serving certificate for {dns}: {e}. The API server will refuse the webhook's TLS: make the caBundle the CA that signed the Secret's certificate"))?;
+    let left = not_after - w.now;
+    let days = left / 86_400;
+    let renew = format!("the serving certificate expires in {days} day(s): renew it");
+    Ok((left < RENEW_WITHIN_SECONDS).then_some(renew))
 }

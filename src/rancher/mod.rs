@@ -5,12 +5,15 @@
 
 mod pairing;
 
+use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Value};
 
 pub use pairing::{pair, Ambiguous, How, Match, Pairing, Rename, RenameError};
 
-/// The API group and version of Rancher's management objects.
-pub const MANAGEMENT_API_VERSION: &str = "management.cattle.io/v3";
+/// A management.cattle.io/v3 type: Rancher's management objects.
+pub fn resource(kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("management.cattle.io", "v3", kind))
+}
 
 /// A Rancher cluster (`clusters.management.cattle.io`, cluster-scoped) or project
 /// (`projects.management.cattle.io`, in the namespace named after its cluster's ID): its ID (the
@@ -73,14 +76,11 @@ pub enum ClusterError {
 
 /// `items` joined with commas, or `none`.
 pub fn joined(items: &[impl std::fmt::Display]) -> String {
-    match items {
-        [] => "none".to_string(),
-        _ => items
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", "),
+    let all: Vec<String> = items.iter().map(ToString::to_string).collect();
+    if all.is_empty() {
+        return "none".to_string();
     }
+    all.join(", ")
 }
 
 /// The cluster `given` names: its ID, else its display name (exactly, then ignoring case).
@@ -112,7 +112,7 @@ pub fn resolve_cluster<'c>(
 /// cluster, as Rancher's own projects are.
 pub fn new_project(cluster: &str, display_name: &str) -> Value {
     json!({
-        "apiVersion": MANAGEMENT_API_VERSION,
+        "apiVersion": resource("Project").api_version,
         "kind": "Project",
         "metadata": {"generateName": "p-", "namespace": cluster},
         "spec": {"displayName": display_name, "clusterName": cluster},
@@ -122,16 +122,13 @@ pub fn new_project(cluster: &str, display_name: &str) -> Value {
 /// The mapping entries of `matched` between `source` and `destination` clusters, in both forms
 /// Stork recommends, a project at a time: `p-a=p-x`, `c-1:p-a=c-2:p-x`.
 pub fn entries(matched: &[Match], source: &str, destination: &str) -> Vec<(String, String)> {
-    matched
-        .iter()
-        .flat_map(|m| {
-            let (s, d) = (&m.source.id, &m.destination.id);
-            [
-                (s.clone(), d.clone()),
-                (format!("{source}:{s}"), format!("{destination}:{d}")),
-            ]
-        })
-        .collect()
+    let mut entries = Vec::new();
+    for m in matched {
+        let (s, d) = (&m.source.id, &m.destination.id);
+        entries.push((s.clone(), d.clone()));
+        entries.push((format!("{source}:{s}"), format!("{destination}:{d}")));
+    }
+    entries
 }
 
 #[cfg(test)]

@@ -106,8 +106,8 @@ pub enum RenameError {
     NoSource { from: String, to: String },
     #[error("--map {from:?}={to:?}: no destination project is named {to:?}")]
     NoDestination { from: String, to: String },
-    #[error("--map {from:?} is given more than once")]
-    Twice { from: String },
+    #[error("--map {0:?} is given more than once")]
+    Twice(String),
 }
 
 /// Pairs every source project with a destination project (see the module's doc). `--map`
@@ -122,12 +122,9 @@ pub fn pair(
     let mut pairing = PairingSoFar::default();
     // --map first: the source projects it names are paired by it alone.
     let by_map = pairing.by_map(renames, &sources, destinations)?;
-    let rest: Vec<Project> = sources
-        .into_iter()
-        .filter(|p| !by_map.contains(p.id.as_str()))
-        .collect();
-    for p in &rest {
-        pairing.by_name(p, &rest, destinations);
+    sources.retain(|p| !by_map.contains(&p.id));
+    for p in &sources {
+        pairing.by_name(p, &sources, destinations);
     }
     Ok(pairing.finish())
 }
@@ -150,10 +147,8 @@ impl PairingSoFar {
     }
 
     fn ambiguous(&mut self, ignoring_case: bool, name: &str, s: &[&Project], d: &[&Project]) {
-        let (ss, ds) = self
-            .ambiguous
-            .entry((ignoring_case, name.to_string()))
-            .or_default();
+        let key = (ignoring_case, name.to_string());
+        let (ss, ds) = self.ambiguous.entry(key).or_default();
         ss.extend(s.iter().map(|p| (*p).clone()));
         ds.extend(d.iter().map(|p| (*p).clone()));
     }
@@ -170,9 +165,7 @@ impl PairingSoFar {
         let mut seen: BTreeSet<&str> = BTreeSet::new();
         for r in renames {
             if !seen.insert(&r.source) {
-                errors.push(RenameError::Twice {
-                    from: r.source.clone(),
-                });
+                errors.push(RenameError::Twice(r.source.clone()));
                 continue;
             }
             let (s, s_case) = holding(&r.source, sources);
@@ -221,15 +214,14 @@ impl PairingSoFar {
         pairing.matched.sort_by(|a, b| {
             (&a.source.display_name, &a.source.id).cmp(&(&b.source.display_name, &b.source.id))
         });
-        let ambiguous = self.ambiguous.into_iter();
-        pairing.ambiguous = ambiguous
-            .map(|((ignoring_case, name), (s, d))| Ambiguous {
+        for ((ignoring_case, name), (s, d)) in self.ambiguous {
+            pairing.ambiguous.push(Ambiguous {
                 name,
                 ignoring_case,
                 sources: s.into_iter().collect(),
                 destinations: d.into_iter().collect(),
-            })
-            .collect();
+            });
+        }
         pairing
     }
 }

@@ -4,9 +4,9 @@ use rstest::rstest;
 
 use super::*;
 
-fn projects(list: &[(&str, &str)]) -> Vec<Project> {
+fn named(list: &[(&str, &str)]) -> Vec<Named> {
     list.iter()
-        .map(|(id, name)| Project::new(*id, *name))
+        .map(|(id, name)| Named::new(*id, *name))
         .collect()
 }
 
@@ -27,7 +27,7 @@ fn ids(list: &[Project]) -> Vec<&str> {
 }
 
 fn paired(src: &[(&str, &str)], dst: &[(&str, &str)], map: &[&str]) -> Pairing {
-    pair(&projects(src), &projects(dst), &renames(map)).unwrap()
+    pair(&named(src), &named(dst), &renames(map)).unwrap()
 }
 
 #[rstest]
@@ -63,12 +63,9 @@ fn every_source_project_pairs(
 
 #[test]
 fn map_entries_that_name_no_project_are_errors() {
-    let err = pair(
-        &projects(&[("p-s1", "a"), ("p-s2", "b")]),
-        &projects(&[("p-d1", "a")]),
-        &renames(&["x=a", "b=y", "a=a", "a=a"]),
-    )
-    .unwrap_err();
+    let src = named(&[("p-s1", "a"), ("p-s2", "b")]);
+    let dst = named(&[("p-d1", "a")]);
+    let err = pair(&src, &dst, &renames(&["x=a", "b=y", "a=a", "a=a"])).unwrap_err();
     let said: Vec<String> = err.iter().map(ToString::to_string).collect();
     assert_eq!(
         said,
@@ -101,12 +98,8 @@ fn ambiguities(p: &Pairing) -> Vec<(&str, bool, Vec<&str>, Vec<&str>)> {
     p.ambiguous
         .iter()
         .map(|a| {
-            (
-                a.name.as_str(),
-                a.ignoring_case,
-                ids(&a.sources),
-                ids(&a.destinations),
-            )
+            let (s, d) = (ids(&a.sources), ids(&a.destinations));
+            (a.name.as_str(), a.ignoring_case, s, d)
         })
         .collect()
 }
@@ -170,16 +163,14 @@ fn entries_come_in_both_forms_a_project_at_a_time() {
 }
 
 fn clusters() -> Vec<Cluster> {
-    [
+    named(&[
         ("local", "local"),
         ("c-7gh2k", "prod-west"),
         ("c-m-4kq8z9rt", "dr-east"),
         ("c-1", "twin"),
         ("c-2", "Twin"),
         ("c-3", "twin"),
-    ]
-    .map(|(id, name)| Cluster::new(id, name))
-    .into()
+    ])
 }
 
 #[rstest]
