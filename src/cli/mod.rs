@@ -173,7 +173,7 @@ pub fn parse_cluster_id(s: &str) -> Result<String, String> {
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let bad = || format!("expected a duration such as 90s, 10m, 12h or 365d, got {s:?}");
     let split = s.len().checked_sub(1).ok_or_else(bad)?;
-    let (n, unit) = s.split_at(split);
+    let (n, unit) = s.split_at_checked(split).ok_or_else(bad)?;
     let n: u64 = n.parse().map_err(|_| bad())?;
     let seconds = match unit {
         "s" => Some(n),

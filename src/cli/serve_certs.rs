@@ -153,6 +153,8 @@ mod tests {
             &["--cert-secret", "x", "--webhook-configuration", "mutate/x"],
             &["--cert-secret", "x", "--cert-validity", "10"],
             &["--cert-secret", "x", "--cert-validity", "0s"],
+            // A last character of more than one byte (once a panic in the split).
+            &["--cert-secret", "x", "--cert-validity", "10µ"],
         ] {
             assert!(parse(args).is_err(), "{args:?}");
         }

@@ -78,8 +78,11 @@ impl Table {
         };
         // Index into `parsed` of each distinct entry, in the order of `t.exact`.
         let mut origin: Vec<usize> = Vec::with_capacity(n);
-        // Destination project → the source projects mapped to it so far (one, unless many-to-one).
-        let mut mapped_to: Map<&str, Vec<(&str, usize)>> = Map::default();
+        // Destination project → the first source project mapped to it, and its entry; the
+        // (destination, source) pairs past the first apart, as many-to-one is rare (a Vec per
+        // destination cost a 100,000-entry table about 10 MiB of peak memory).
+        let mut mapped_to: Map<&str, (&str, usize)> = Map::default();
+        let mut more_sources: Set<(&str, &str)> = Set::default();
 
         for (i, e) in parsed.iter().enumerate() {
             let (src_v, dst_v) = (e.src(), e.dst());
@@ -105,16 +108,13 @@ impl Table {
             }
             t.exact.insert(src.into(), dst.into());
             origin.push(i);
-            let sources = mapped_to.entry(dst_v.project).or_default();
-            if !sources.iter().any(|(p, _)| *p == src_v.project) {
-                if let Some(&(_, first)) = sources.first() {
-                    t.warnings.push(MappingWarning::ManyToOne {
-                        entry: e.at.clone(),
-                        other: parsed[first].at.clone(),
-                        project: dst_v.project.to_string(),
-                    });
-                }
-                sources.push((src_v.project, i));
+            let (first_src, first) = *mapped_to.entry(dst_v.project).or_insert((src_v.project, i));
+            if first_src != src_v.project && more_sources.insert((dst_v.project, src_v.project)) {
+                t.warnings.push(MappingWarning::ManyToOne {
+                    entry: e.at.clone(),
+                    other: parsed[first].at.clone(),
+                    project: dst_v.project.to_string(),
+                });
             }
             t.claim_parts(&parsed, i, &mut errors);
         }
