@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use self::routes::AppState;
-use crate::serving_cert::{Credentials, Resolver};
+use crate::serving_cert::Credentials;
 
 /// Timeouts, intervals and the connection limit, with production defaults; tests shorten them.
 #[derive(Clone, Debug)]
@@ -98,17 +98,6 @@ impl Drop for OpenConnection {
     }
 }
 
-/// TLS 1.2 and 1.3, ALPN h2 and http/1.1, no client authentication (kube-apiserver
-/// authenticates the webhook, not the other way round).
-fn server_config(resolver: Arc<Resolver>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
-    let mut config = rustls::ServerConfig::builder_with_provider(crate::crypto::provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
 /// Default of [`Timing::max_connections`] (and `serve --max-connections`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
@@ -131,7 +120,13 @@ impl Server {
         credentials: Credentials,
         state: Arc<AppState>,
     ) -> Result<Server> {
-        let acceptor = TlsAcceptor::from(server_config(credentials.resolver)?);
+        // TLS 1.2 and 1.3, ALPN h2 and http/1.1, no client authentication (kube-apiserver
+        // authenticates the webhook, not the other way round).
+        let mut tls = rustls::ServerConfig::builder_with_provider(crate::crypto::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_cert_resolver(credentials.resolver);
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let webhook = listen_with_backlog(listen).with_context(|| format!("binding {listen}"))?;
         let admin = TcpListener::bind(admin_listen)
             .await
@@ -141,7 +136,7 @@ impl Server {
             admin_addr: admin.local_addr()?,
             webhook,
             admin,
-            acceptor,
+            acceptor: TlsAcceptor::from(Arc::new(tls)),
             follow: credentials.follow,
             state,
         })
@@ -215,7 +210,13 @@ impl Server {
         tracing::info!("shutting down: no new connections; waiting for in-flight requests and for clients to close their connections");
         let _ = stopping_tx.send(true);
         let _ = stop_tx.send(true);
-        drain(connections, timing.drain).await;
+        connections.close();
+        if tokio::time::timeout(timing.drain, connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(drain = ?timing.drain, "connections still open when the drain ended; closing them");
+        }
         cert_watch.abort();
         stop_admin(admin_task).await?;
         anyhow::ensure!(
@@ -263,17 +264,6 @@ async fn stop_admin(mut task: tokio::task::JoinHandle<std::io::Result<()>>) -> R
             task.abort();
             Ok(())
         }
-    }
-}
-
-/// Waits (up to `timeout`) for every connection to close.
-async fn drain(connections: TaskTracker, timeout: Duration) {
-    connections.close();
-    if tokio::time::timeout(timeout, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(drain = ?timeout, "connections still open when the drain ended; closing them");
     }
 }
 

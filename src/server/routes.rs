@@ -3,7 +3,7 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -251,19 +251,17 @@ async fn read_body(
 }
 
 async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+    let m = &s.metrics.mutate;
     if s.validate_only {
         // A webhook configuration pointing a mutating webhook at a validator: say so plainly
         // rather than look like a server still waiting for its table.
-        s.metrics
-            .mutate
-            .count(RequestOutcome::NotServed, Duration::ZERO);
+        m.count(RequestOutcome::NotServed, Duration::ZERO);
         let not_served = error(
             StatusCode::NOT_FOUND,
             "this server runs with --validate-only: /mutate is not served",
         );
         return Unread::new(req, s.timing.header_read).answer(not_served, true);
     }
-    let m = &s.metrics.mutate;
     answer_review(&s, m, req, |bytes, start| {
         let Some(mappings) = s.mappings.load_full() else {
             m.count(RequestOutcome::Unavailable, start.elapsed());
@@ -286,9 +284,7 @@ async fn validate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -
     let m = &s.metrics.validate;
     answer_review(&s, m, req, |bytes, start| {
         let req = review::decode(bytes, PhantomData::<Value>)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = crate::pki::plan::now();
         let answer = admission::validate(&req, now, s.settings.cluster_id.as_deref());
         Ok(answered(&s, m, &req, answer, start))
     })
