@@ -82,17 +82,18 @@ pub fn by_result(
     let series = results
         .iter()
         .map(|&r| ([("result", r)], Counter::default()));
-    registered(registry, name, help, FixedFamily::new(series))
+    let family = FixedFamily::new(series);
+    registry.register(name, help, family.clone());
+    family
 }
 
-/// Registers `metric` under `name` and returns it (the registry keeps a clone that shares
-/// its cells).
-pub fn registered<M: Metric + Clone>(
+/// A new metric, registered under `name` (the registry keeps a clone that shares its cells).
+pub fn registered<M: Metric + Clone + Default>(
     registry: &mut Registry,
     name: &str,
     help: &str,
-    metric: M,
 ) -> M {
+    let metric = M::default();
     registry.register(name, help, metric.clone());
     metric
 }

@@ -22,7 +22,6 @@ use crate::metrics::{by_result, registered, ByResult};
 #[derive(Clone, Debug)]
 pub struct CertMetrics {
     reloads: ByResult,
-    /// notAfter (Unix seconds) of the serving certificate in force; set on every (re)load.
     expiry: Gauge,
 }
 
@@ -40,7 +39,6 @@ impl CertMetrics {
                 r,
                 "expiry_timestamp_seconds",
                 "notAfter of the serving certificate in force, in Unix seconds",
-                Gauge::default(),
             ),
         }
     }

@@ -49,11 +49,8 @@ pub struct Settings {
 /// exported (at zero) without `--cert-secret` too.
 #[derive(Clone, Debug)]
 pub struct KeeperMetrics {
-    /// Writes of the certificate Secret by result (ok, conflict, failed).
     secret_writes: ByResult,
-    /// caBundle patches by result (ok, failed).
     ca_bundle_patches: ByResult,
-    /// Webhook configurations whose caBundle could not be brought up to date on the last pass.
     ca_bundle_stale: Gauge,
 }
 
@@ -78,7 +75,6 @@ impl KeeperMetrics {
                 r,
                 "stale",
                 "Webhook configurations whose caBundle could not be brought up to date on the last pass (--cert-secret)",
-                Gauge::default(),
             ),
         }
     }

@@ -41,7 +41,7 @@ pub struct Policy {
     pub rollover_grace: i64,
 }
 
-/// Why the Secret is rewritten (said in the log line and the metric label).
+/// Why the Secret is rewritten (said in the log line).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Why {
     Missing,

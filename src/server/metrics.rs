@@ -90,13 +90,11 @@ impl Metrics {
             r,
             "connections",
             "Webhook connections open (accepted, not yet closed; at most --max-connections)",
-            Gauge::default(),
         );
         let log_lines_dropped = registered(
             r,
             "log_lines_dropped",
             "Admission log lines dropped because the log writer fell behind",
-            Counter::default(),
         );
         Metrics {
             mutate,
