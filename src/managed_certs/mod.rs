@@ -285,10 +285,10 @@ impl Keeper {
         let new = plan::apply(step, stored, &self.settings.policy, now)
             .map_err(|e| kube::Error::Service(e.to_string().into()))?;
         let written = match current {
-            None => secret::create(&self.api, &self.settings.secret, &new).await,
+            None => secret::create(&self.api, &self.settings.secret, new).await,
             Some(s) => {
                 let version = s.resource_version().unwrap_or_default();
-                secret::update(&self.api, &self.settings.secret, &version, &new).await
+                secret::update(&self.api, &self.settings.secret, &version, new).await
             }
         }?;
         match &written {

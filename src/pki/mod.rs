@@ -28,7 +28,7 @@ pub enum PkiError {
 }
 
 /// A PEM certificate and its PEM private key.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct PemPair {
     pub cert: String,
     pub key: String,
