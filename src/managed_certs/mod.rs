@@ -101,6 +101,7 @@ pub async fn start(
 ) -> anyhow::Result<Credentials> {
     let mut keeper = Keeper {
         api: Api::namespaced(client.clone(), &settings.namespace),
+        origin: format!("{}/{}", settings.namespace, settings.secret),
         client,
         settings,
         certificate,
@@ -116,18 +117,16 @@ pub async fn start(
         match keeper.pass().await {
             Ok(wake) => break wake,
             Err(e) if attempt < START_ATTEMPTS && e.is_transient() => {
-                tracing::warn!(secret = %keeper.origin(), error = %e, "reading the certificate Secret failed; retrying");
+                tracing::warn!(secret = %keeper.origin, error = %e, "reading the certificate Secret failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
                 attempt += 1;
             }
             Err(e) => {
-                return Err(e).with_context(|| {
-                    format!(
-                        "managing the serving certificate in Secret {}",
-                        keeper.origin()
-                    )
-                })
+                let origin = &keeper.origin;
+                return Err(e).context(format!(
+                    "managing the serving certificate in Secret {origin}"
+                ));
             }
         }
     };
@@ -144,6 +143,8 @@ pub async fn start(
 /// One replica's certificate keeper: what it serves, and what it last read and published.
 struct Keeper {
     api: Api<Secret>,
+    /// `namespace/name` of the Secret, for the log.
+    origin: String,
     client: Client,
     settings: Settings,
     certificate: CertMetrics,
@@ -169,10 +170,6 @@ struct Published {
 }
 
 impl Keeper {
-    fn origin(&self) -> String {
-        format!("{}/{}", self.settings.namespace, self.settings.secret)
-    }
-
     /// Follows the Secret for ever: a pass on every change, when something falls due, and
     /// every resync.
     async fn follow(mut self, mut wake: i64) {
@@ -193,7 +190,7 @@ impl Keeper {
                 change = changes.next(), if watching => match change {
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
-                        tracing::warn!(secret = %self.origin(), error = %e, "watching the certificate Secret failed; retrying with backoff");
+                        tracing::warn!(secret = %self.origin, error = %e, "watching the certificate Secret failed; retrying with backoff");
                         continue;
                     }
                     // The watcher never ends on its own; if it did, the timer still runs passes.
@@ -206,7 +203,7 @@ impl Keeper {
                 Ok(wake) => wake,
                 Err(e) => {
                     self.metrics.secret_writes.count("failed");
-                    tracing::error!(secret = %self.origin(), error = %e, "managing the serving certificate failed; serving the pair in force, trying again");
+                    tracing::error!(secret = %self.origin, error = %e, "managing the serving certificate failed; serving the pair in force, trying again");
                     plan::now() + self.settings.resync.as_secs() as i64
                 }
             };
@@ -266,7 +263,7 @@ impl Keeper {
                 } else {
                     "is gone"
                 };
-                tracing::warn!(secret = %self.origin(), "the certificate Secret {what}; writing back the pair in force (same CA)");
+                tracing::warn!(secret = %self.origin, "the certificate Secret {what}; writing back the pair in force (same CA)");
                 (Some(last.clone()), true)
             }
             (read, None) => (read, false),
@@ -294,11 +291,11 @@ impl Keeper {
         match &written {
             Some(_) => {
                 self.metrics.secret_writes.count("ok");
-                tracing::info!(secret = %self.origin(), step = describe(step), "certificate Secret written");
+                tracing::info!(secret = %self.origin, step = describe(step), "certificate Secret written");
             }
             None => {
                 self.metrics.secret_writes.count("conflict");
-                tracing::info!(secret = %self.origin(), "another replica changed the certificate Secret first; reading it again");
+                tracing::info!(secret = %self.origin, "another replica changed the certificate Secret first; reading it again");
             }
         }
         Ok(written)
@@ -357,14 +354,14 @@ impl Keeper {
             Ok(ck) => ck,
             Err(e) => {
                 self.certificate.refused();
-                tracing::error!(secret = %self.origin(), error = %e, "the Secret's serving pair cannot be served; keeping the one in force");
+                tracing::error!(secret = %self.origin, error = %e, "the Secret's serving pair cannot be served; keeping the one in force");
                 return;
             }
         };
         match &self.resolver {
             Some(r) => {
                 r.swap(ck);
-                tracing::info!(secret = %self.origin(), "serving certificate renewed");
+                tracing::info!(secret = %self.origin, "serving certificate renewed");
             }
             None => self.resolver = Some(Arc::new(Resolver::new(ck, self.certificate.clone()))),
         }

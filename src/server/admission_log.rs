@@ -97,13 +97,10 @@ impl Admission {
 /// The operation for logs: one of the four kube-apiserver sends, else `other` (a client that
 /// is not kube-apiserver may put anything there, and logs must not carry what it sent).
 fn operation_name(operation: &str) -> &'static str {
-    match operation {
-        "CREATE" => "CREATE",
-        "UPDATE" => "UPDATE",
-        "DELETE" => "DELETE",
-        "CONNECT" => "CONNECT",
-        _ => "other",
-    }
+    const SENT: [&str; 4] = ["CREATE", "UPDATE", "DELETE", "CONNECT"];
+    SENT.into_iter()
+        .find(|&o| o == operation)
+        .unwrap_or("other")
 }
 
 /// What the writer writes.
