@@ -32,8 +32,7 @@ pub struct AppState {
     /// `serve --validate-only` (the source cluster): no table is expected, the server is ready
     /// at once, and `/mutate` is not served.
     pub validate_only: bool,
-    /// The connections' deadlines. The whole request, head and body, must arrive within
-    /// `header_read` from the head's first byte; a late body is answered 408.
+    /// The connections' deadlines; `header_read` is also the request's (a late body: 408).
     pub timing: super::Timing,
     /// The admission log's queue (written off the request's thread).
     pub log: AdmissionLog,
