@@ -21,7 +21,8 @@ use crate::metrics::{by_result, registered, ByResult};
 /// The serving certificate's metrics (`rancher_remap_certificate_*`), whoever keeps it.
 #[derive(Clone, Debug)]
 pub struct CertMetrics {
-    reloads: ByResult,
+    /// By result: `ok`, or `rejected` (a new pair that cannot be served; the one in force stays).
+    pub reloads: ByResult,
     expiry: Gauge,
 }
 
@@ -41,11 +42,6 @@ impl CertMetrics {
                 "notAfter of the serving certificate in force, in Unix seconds",
             ),
         }
-    }
-
-    /// Counts a new pair that cannot be served (the one in force stays).
-    pub fn refused(&self) {
-        self.reloads.count("rejected");
     }
 }
 
@@ -124,7 +120,7 @@ impl CertFiles {
                         tracing::info!(cert = %self.cert.display(), "serving certificate reloaded");
                     }
                     Err(e) => {
-                        in_force.metrics.refused();
+                        in_force.metrics.reloads.count("rejected");
                         tracing::error!(error = %e, "new serving certificate rejected; keeping the previous one");
                     }
                 }

@@ -353,7 +353,7 @@ impl Keeper {
         ) {
             Ok(ck) => ck,
             Err(e) => {
-                self.certificate.refused();
+                self.certificate.reloads.count("rejected");
                 tracing::error!(secret = %self.origin, error = %e, "the Secret's serving pair cannot be served; keeping the one in force");
                 return;
             }
