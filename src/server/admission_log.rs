@@ -170,13 +170,11 @@ fn write_all(rx: Receiver<Record>) {
         let mut next = Some(first);
         while let Some(record) = next {
             write_record(record);
-            if log_sink::gathered_len() >= BATCH_MAX {
-                log_sink::flush();
-            }
+            log_sink::flush(BATCH_MAX);
             next = match rx.try_recv() {
                 Ok(record) => Some(record),
                 Err(TryRecvError::Empty) => {
-                    log_sink::flush();
+                    log_sink::flush(0);
                     std::thread::sleep(DRAIN_EVERY);
                     rx.try_recv().ok()
                 }
@@ -184,7 +182,7 @@ fn write_all(rx: Receiver<Record>) {
             };
         }
     }
-    log_sink::flush();
+    log_sink::flush(0);
 }
 
 fn write_record(record: Record) {
