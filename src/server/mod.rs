@@ -16,7 +16,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -178,7 +179,7 @@ impl Server {
             timing: timing.clone(),
         };
         let connections = TaskTracker::new();
-        let slots = Arc::new(tokio::sync::Semaphore::new(timing.max_connections));
+        let slots = Arc::new(Semaphore::new(timing.max_connections));
         let spawn_connection = |slot, tcp| template.spawn(&connections, slot, tcp);
 
         tokio::pin!(shutdown);
@@ -234,8 +235,8 @@ impl Server {
 /// as their clients keep them.
 fn take_backlog(
     webhook: TcpListener,
-    slots: &Arc<tokio::sync::Semaphore>,
-    spawn: impl Fn(Option<tokio::sync::OwnedSemaphorePermit>, tokio::net::TcpStream),
+    slots: &Arc<Semaphore>,
+    spawn: impl Fn(Option<OwnedSemaphorePermit>, TcpStream),
 ) {
     let Ok(listener) = webhook.into_std() else {
         return;
@@ -248,7 +249,7 @@ fn take_backlog(
         };
         let slot = slots.clone().try_acquire_owned().ok();
         if tcp.set_nonblocking(true).is_ok() {
-            if let Ok(tcp) = tokio::net::TcpStream::from_std(tcp) {
+            if let Ok(tcp) = TcpStream::from_std(tcp) {
                 spawn(slot, tcp);
             }
         }
@@ -270,9 +271,9 @@ async fn stop_admin(mut task: tokio::task::JoinHandle<std::io::Result<()>>) -> R
 /// The next connection, once a slot (of `--max-connections`) is free; `None` when no slot will
 /// ever be.
 async fn next_connection(
-    listener: &tokio::net::TcpListener,
-    slots: &Arc<tokio::sync::Semaphore>,
-) -> Option<(tokio::sync::OwnedSemaphorePermit, tokio::net::TcpStream)> {
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+) -> Option<(OwnedSemaphorePermit, TcpStream)> {
     let slot = slots.clone().acquire_owned().await.ok()?;
     loop {
         match listener.accept().await {
@@ -322,12 +323,7 @@ struct Connection {
 impl Connection {
     /// Serves `tcp` on a task of `tracker`, holding its `slot` among --max-connections (none for
     /// the last sweep of the backlog) and counted in the gauge while it lives.
-    fn spawn(
-        &self,
-        tracker: &TaskTracker,
-        slot: Option<tokio::sync::OwnedSemaphorePermit>,
-        tcp: tokio::net::TcpStream,
-    ) {
+    fn spawn(&self, tracker: &TaskTracker, slot: Option<OwnedSemaphorePermit>, tcp: TcpStream) {
         let _ = tcp.set_nodelay(true);
         self.open.inc();
         let (conn, open) = (self.clone(), OpenConnection(self.open.clone()));
@@ -348,7 +344,7 @@ impl Connection {
     /// be told to close) or to close when idle for its own timeout (kube-apiserver: 90 s, under
     /// this server's 120 s); only the end of the drain, when the process exits, cuts one still
     /// open.
-    async fn serve(self, tcp: tokio::net::TcpStream) {
+    async fn serve(self, tcp: TcpStream) {
         let timing = &self.timing;
         let Ok(Ok(tls)) = tokio::time::timeout(timing.handshake, self.acceptor.accept(tcp)).await
         else {

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::Value;
 
@@ -135,7 +136,7 @@ struct Unread {
 }
 
 impl Unread {
-    fn new(req: axum::extract::Request, timeout: Duration) -> Unread {
+    fn new(req: Request, timeout: Duration) -> Unread {
         let start = req.extensions().get::<RequestStart>();
         let deadline = start.map_or_else(tokio::time::Instant::now, |s| s.0) + timeout;
         let declared = req
@@ -203,11 +204,7 @@ impl Unread {
 /// Reads the body up to the limit and by the request deadline; a declared length over the
 /// limit is refused before reading. Refusals keep the body open until they are sent (over
 /// HTTP/2, or drained; see [`Unread::answer`]).
-async fn read_body(
-    req: axum::extract::Request,
-    limit: usize,
-    timeout: Duration,
-) -> Result<bytes::Bytes, Response> {
+async fn read_body(req: Request, limit: usize, timeout: Duration) -> Result<Bytes, Response> {
     let too_large = || {
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -249,7 +246,7 @@ async fn read_body(
     }
 }
 
-async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+async fn mutate(State(s): State<Arc<AppState>>, req: Request) -> Response {
     let m = &s.metrics.mutate;
     if s.validate_only {
         // A webhook configuration pointing a mutating webhook at a validator: say so plainly
@@ -279,7 +276,7 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
     .await
 }
 
-async fn validate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+async fn validate(State(s): State<Arc<AppState>>, req: Request) -> Response {
     let m = &s.metrics.validate;
     answer_review(&s, m, req, |bytes, start| {
         let req = review::decode(bytes, PhantomData::<Value>)?;
@@ -297,7 +294,7 @@ async fn validate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -
 async fn answer_review(
     s: &AppState,
     m: &EndpointMetrics,
-    req: axum::extract::Request,
+    req: Request,
     decide: impl FnOnce(&[u8], Instant) -> Result<Response, review::ReviewError>,
 ) -> Response {
     let start = Instant::now();
