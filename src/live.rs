@@ -47,11 +47,7 @@ pub struct LiveMappings {
 }
 
 impl LiveMappings {
-    pub fn new(
-        metrics: TableMetrics,
-        users_given: bool,
-        cluster_id: Option<String>,
-    ) -> LiveMappings {
+    pub fn new(metrics: TableMetrics, users_given: bool, cluster_id: Option<String>) -> Self {
         LiveMappings {
             current: ArcSwapOption::empty(),
             metrics,
