@@ -106,7 +106,6 @@ pub async fn start(
         settings,
         certificate,
         metrics,
-        resolver: None,
         in_force: None,
         last: None,
         published: None,
@@ -130,8 +129,8 @@ pub async fn start(
             }
         }
     };
-    let resolver = keeper
-        .resolver
+    let (_, resolver) = keeper
+        .in_force
         .clone()
         .context("no serving pair after the first pass")?;
     Ok(Credentials {
@@ -149,10 +148,8 @@ struct Keeper {
     settings: Settings,
     certificate: CertMetrics,
     metrics: KeeperMetrics,
-    /// Set by the first pass that has a pair.
-    resolver: Option<Arc<Resolver>>,
-    /// The serving pair the resolver holds.
-    in_force: Option<PemPair>,
+    /// The serving pair in force and the resolver serving it (from the first pass with a pair).
+    in_force: Option<(PemPair, Arc<Resolver>)>,
     /// The material last read or written: a deleted Secret is made again from it, so deleting
     /// it by mistake does not change the CA.
     last: Option<Stored>,
@@ -258,11 +255,7 @@ impl Keeper {
         match (read, last) {
             (Some(r), _) if plan::usable(&r, now) => (Some(r), false),
             (read, Some(last)) => {
-                let what = if read.is_some() {
-                    "holds no usable certificates"
-                } else {
-                    "is gone"
-                };
+                let what = read.map_or("is gone", |_| "holds no usable certificates");
                 tracing::warn!(secret = %self.origin, "the certificate Secret {what}; writing back the pair in force (same CA)");
                 (Some(last.clone()), true)
             }
@@ -342,7 +335,7 @@ impl Keeper {
 
     /// Puts the stored serving pair in force if it is not already.
     fn serve(&mut self, s: &Stored) {
-        if self.in_force.as_ref() == Some(&s.serving) {
+        if self.in_force.as_ref().map(|(pair, _)| pair) == Some(&s.serving) {
             return;
         }
         let ck = match certified_key(
@@ -358,14 +351,15 @@ impl Keeper {
                 return;
             }
         };
-        match &self.resolver {
-            Some(r) => {
+        let resolver = match self.in_force.take() {
+            Some((_, r)) => {
                 r.swap(ck);
                 tracing::info!(secret = %self.origin, "serving certificate renewed");
+                r
             }
-            None => self.resolver = Some(Arc::new(Resolver::new(ck, self.certificate.clone()))),
-        }
-        self.in_force = Some(s.serving.clone());
+            None => Arc::new(Resolver::new(ck, self.certificate.clone())),
+        };
+        self.in_force = Some((s.serving.clone(), resolver));
     }
 }
 
