@@ -67,11 +67,10 @@ impl Admission {
         ]
         .map(|s| crate::text::prefix(s, FIELD_MAX));
         let mut strings = String::with_capacity(fields.iter().map(|s| s.len()).sum());
-        let mut ends = [0u32; 5];
-        for (i, s) in fields.into_iter().enumerate() {
+        let ends = fields.map(|s| {
             strings.push_str(s);
-            ends[i] = strings.len() as u32;
-        }
+            strings.len() as u32
+        });
         Admission {
             endpoint,
             verdict: answer.verdict,
