@@ -69,9 +69,6 @@ impl TlsError {
     }
 }
 
-/// The bytes of the certificate and key files, as read.
-type FileBytes = (Vec<u8>, Vec<u8>);
-
 #[derive(Clone, Debug)]
 pub struct CertFiles {
     pub cert: PathBuf,
@@ -79,7 +76,8 @@ pub struct CertFiles {
 }
 
 impl CertFiles {
-    fn read(&self) -> Result<FileBytes, TlsError> {
+    /// The bytes of the certificate and key files, as read.
+    fn read(&self) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
         let read = |p: &Path| {
             std::fs::read(p).map_err(|error| TlsError::Read {
                 path: p.display().to_string(),
@@ -90,7 +88,7 @@ impl CertFiles {
     }
 
     /// Checks the pair read from these files.
-    fn certified_key(&self, (cert, key): &FileBytes) -> Result<CertifiedKey, TlsError> {
+    fn certified_key(&self, (cert, key): &(Vec<u8>, Vec<u8>)) -> Result<CertifiedKey, TlsError> {
         let name = |p: &Path| p.display().to_string();
         certified_key(cert, key, &name(&self.cert), &name(&self.key))
     }

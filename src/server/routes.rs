@@ -202,8 +202,7 @@ impl Unread {
 }
 
 /// Reads the body up to the limit and by the request deadline; a declared length over the
-/// limit is refused before reading. Refusals keep the body open until they are sent (over
-/// HTTP/2, or drained; see [`Unread::answer`]).
+/// limit is refused before reading. Refusals are early answers ([`Unread::answer`]).
 async fn read_body(req: Request, limit: usize, timeout: Duration) -> Result<Bytes, Response> {
     let too_large = || {
         error(
