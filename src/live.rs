@@ -30,12 +30,7 @@ impl TableMetrics {
                 "Mapping table loads by result (ok, rejected)",
                 &["ok", "rejected", "missing"],
             ),
-            entries: registered(
-                r,
-                "entries",
-                "Entries in the mapping table in force",
-                Gauge::default(),
-            ),
+            entries: registered(r, "entries", "Entries in the mapping table in force"),
         }
     }
 }
@@ -52,13 +47,7 @@ pub struct LiveMappings {
 }
 
 impl LiveMappings {
-    /// `users_given`: migration users are known without the table (see [`LiveMappings::offer`]);
-    /// `cluster_id`: the cluster every table must fit (see [`crate::mapping::Table::check_cluster`]).
-    pub fn new(
-        metrics: TableMetrics,
-        users_given: bool,
-        cluster_id: Option<String>,
-    ) -> LiveMappings {
+    pub fn new(metrics: TableMetrics, users_given: bool, cluster_id: Option<String>) -> Self {
         LiveMappings {
             current: ArcSwapOption::empty(),
             metrics,

@@ -34,15 +34,10 @@ pub fn gather_on_this_thread(capacity: usize) {
     GATHERED.with(|g| *g.borrow_mut() = Some(Vec::with_capacity(capacity)));
 }
 
-/// Bytes this thread has gathered and not yet written.
-pub fn gathered_len() -> usize {
-    GATHERED.with(|g| g.borrow().as_ref().map_or(0, Vec::len))
-}
-
-/// Writes the lines this thread has gathered.
-pub fn flush() {
+/// Writes the lines this thread has gathered, if they are at least `min` bytes (and any).
+pub fn flush(min: usize) {
     GATHERED.with(|g| {
-        if let Some(lines) = g.borrow_mut().as_mut().filter(|l| !l.is_empty()) {
+        if let Some(lines) = g.borrow_mut().as_mut().filter(|l| l.len() >= min.max(1)) {
             let _ = std::io::stderr().lock().write_all(lines);
             lines.clear();
         }

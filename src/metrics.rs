@@ -33,27 +33,12 @@ pub struct FixedFamily<L, M> {
     series: Arc<Vec<(L, M)>>,
 }
 
-impl<L: PartialEq, M> FixedFamily<L, M> {
-    /// One series, made by `make`, per label set, in this order.
-    pub fn new(labels: impl IntoIterator<Item = L>, mut make: impl FnMut() -> M) -> Self {
+impl<L, M> FixedFamily<L, M> {
+    /// These series, exported in this order.
+    pub fn new(series: impl IntoIterator<Item = (L, M)>) -> Self {
         FixedFamily {
-            series: Arc::new(labels.into_iter().map(|l| (l, make())).collect()),
+            series: Arc::new(series.into_iter().collect()),
         }
-    }
-
-    /// The series of `labels`, if it was made at start.
-    pub fn find(&self, labels: &L) -> Option<&M> {
-        self.series
-            .iter()
-            .find_map(|(l, m)| (l == labels).then_some(m))
-    }
-
-    /// The series of `labels`, one of those made at start.
-    ///
-    /// # Panics
-    /// On labels not made at start: a programming error, caught by the tests of every caller.
-    pub fn get(&self, labels: &L) -> &M {
-        self.find(labels).expect("a series made at start")
     }
 }
 
@@ -75,9 +60,14 @@ impl<
 }
 
 impl ByResult {
-    /// Counts one `result` (one of those made at start).
+    /// Counts one `result`.
+    ///
+    /// # Panics
+    /// On a result not made at start: a programming error, caught by the tests of every caller.
     pub fn count(&self, result: &'static str) {
-        self.get(&[("result", result)]).inc();
+        let labels = [("result", result)];
+        let series = self.series.iter().find(|(l, _)| *l == labels);
+        series.expect("a series made at start").1.inc();
     }
 }
 
@@ -89,23 +79,21 @@ pub fn by_result(
     help: &str,
     results: &[&'static str],
 ) -> ByResult {
-    let labels = results.iter().map(|&result| [("result", result)]);
-    registered(
-        registry,
-        name,
-        help,
-        FixedFamily::new(labels, Counter::default),
-    )
+    let series = results
+        .iter()
+        .map(|&r| ([("result", r)], Counter::default()));
+    let family = FixedFamily::new(series);
+    registry.register(name, help, family.clone());
+    family
 }
 
-/// Registers `metric` under `name` and returns it (the registry keeps a clone that shares
-/// its cells).
-pub fn registered<M: Metric + Clone>(
+/// A new metric, registered under `name` (the registry keeps a clone that shares its cells).
+pub fn registered<M: Metric + Clone + Default>(
     registry: &mut Registry,
     name: &str,
     help: &str,
-    metric: M,
 ) -> M {
+    let metric = M::default();
     registry.register(name, help, metric.clone());
     metric
 }

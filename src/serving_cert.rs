@@ -21,8 +21,8 @@ use crate::metrics::{by_result, registered, ByResult};
 /// The serving certificate's metrics (`rancher_remap_certificate_*`), whoever keeps it.
 #[derive(Clone, Debug)]
 pub struct CertMetrics {
-    reloads: ByResult,
-    /// notAfter (Unix seconds) of the serving certificate in force; set on every (re)load.
+    /// By result: `ok`, or `rejected` (a new pair that cannot be served; the one in force stays).
+    pub reloads: ByResult,
     expiry: Gauge,
 }
 
@@ -40,14 +40,8 @@ impl CertMetrics {
                 r,
                 "expiry_timestamp_seconds",
                 "notAfter of the serving certificate in force, in Unix seconds",
-                Gauge::default(),
             ),
         }
-    }
-
-    /// Counts a new pair that cannot be served (the one in force stays).
-    pub fn refused(&self) {
-        self.reloads.count("rejected");
     }
 }
 
@@ -75,9 +69,6 @@ impl TlsError {
     }
 }
 
-/// The bytes of the certificate and key files, as read.
-type FileBytes = (Vec<u8>, Vec<u8>);
-
 #[derive(Clone, Debug)]
 pub struct CertFiles {
     pub cert: PathBuf,
@@ -85,7 +76,8 @@ pub struct CertFiles {
 }
 
 impl CertFiles {
-    fn read(&self) -> Result<FileBytes, TlsError> {
+    /// The bytes of the certificate and key files, as read.
+    fn read(&self) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
         let read = |p: &Path| {
             std::fs::read(p).map_err(|error| TlsError::Read {
                 path: p.display().to_string(),
@@ -96,7 +88,7 @@ impl CertFiles {
     }
 
     /// Checks the pair read from these files.
-    fn certified_key(&self, (cert, key): &FileBytes) -> Result<CertifiedKey, TlsError> {
+    fn certified_key(&self, (cert, key): &(Vec<u8>, Vec<u8>)) -> Result<CertifiedKey, TlsError> {
         let name = |p: &Path| p.display().to_string();
         certified_key(cert, key, &name(&self.cert), &name(&self.key))
     }
@@ -126,7 +118,7 @@ impl CertFiles {
                         tracing::info!(cert = %self.cert.display(), "serving certificate reloaded");
                     }
                     Err(e) => {
-                        in_force.metrics.refused();
+                        in_force.metrics.reloads.count("rejected");
                         tracing::error!(error = %e, "new serving certificate rejected; keeping the previous one");
                     }
                 }

@@ -25,14 +25,10 @@ impl std::str::FromStr for WebhookConfigRef {
     fn from_str(s: &str) -> Result<Self, String> {
         let (kind, name) = s.split_once('/').unwrap_or(("", s));
         let mutating = match kind {
-            "mutating" => true,
-            "validating" => false,
-            _ => {
-                return Err(
-                    "expected mutating/NAME or validating/NAME of a webhook configuration".into(),
-                )
-            }
-        };
+            "mutating" => Ok(true),
+            "validating" => Ok(false),
+            _ => Err("expected mutating/NAME or validating/NAME of a webhook configuration"),
+        }?;
         crate::mapping::check_label(name).map_err(|_| {
             "a webhook configuration's NAME is a DNS-1123 label, e.g. rancher-remap".to_string()
         })?;

@@ -49,11 +49,8 @@ pub struct Settings {
 /// exported (at zero) without `--cert-secret` too.
 #[derive(Clone, Debug)]
 pub struct KeeperMetrics {
-    /// Writes of the certificate Secret by result (ok, conflict, failed).
     secret_writes: ByResult,
-    /// caBundle patches by result (ok, failed).
     ca_bundle_patches: ByResult,
-    /// Webhook configurations whose caBundle could not be brought up to date on the last pass.
     ca_bundle_stale: Gauge,
 }
 
@@ -78,7 +75,6 @@ impl KeeperMetrics {
                 r,
                 "stale",
                 "Webhook configurations whose caBundle could not be brought up to date on the last pass (--cert-secret)",
-                Gauge::default(),
             ),
         }
     }
@@ -105,11 +101,11 @@ pub async fn start(
 ) -> anyhow::Result<Credentials> {
     let mut keeper = Keeper {
         api: Api::namespaced(client.clone(), &settings.namespace),
+        origin: format!("{}/{}", settings.namespace, settings.secret),
         client,
         settings,
         certificate,
         metrics,
-        resolver: None,
         in_force: None,
         last: None,
         published: None,
@@ -120,23 +116,21 @@ pub async fn start(
         match keeper.pass().await {
             Ok(wake) => break wake,
             Err(e) if attempt < START_ATTEMPTS && e.is_transient() => {
-                tracing::warn!(secret = %keeper.origin(), error = %e, "reading the certificate Secret failed; retrying");
+                tracing::warn!(secret = %keeper.origin, error = %e, "reading the certificate Secret failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
                 attempt += 1;
             }
             Err(e) => {
-                return Err(e).with_context(|| {
-                    format!(
-                        "managing the serving certificate in Secret {}",
-                        keeper.origin()
-                    )
-                })
+                let origin = &keeper.origin;
+                return Err(e).context(format!(
+                    "managing the serving certificate in Secret {origin}"
+                ));
             }
         }
     };
-    let resolver = keeper
-        .resolver
+    let (_, resolver) = keeper
+        .in_force
         .clone()
         .context("no serving pair after the first pass")?;
     Ok(Credentials {
@@ -148,14 +142,14 @@ pub async fn start(
 /// One replica's certificate keeper: what it serves, and what it last read and published.
 struct Keeper {
     api: Api<Secret>,
+    /// `namespace/name` of the Secret, for the log.
+    origin: String,
     client: Client,
     settings: Settings,
     certificate: CertMetrics,
     metrics: KeeperMetrics,
-    /// Set by the first pass that has a pair.
-    resolver: Option<Arc<Resolver>>,
-    /// The serving pair the resolver holds.
-    in_force: Option<PemPair>,
+    /// The serving pair in force and the resolver serving it (from the first pass with a pair).
+    in_force: Option<(PemPair, Arc<Resolver>)>,
     /// The material last read or written: a deleted Secret is made again from it, so deleting
     /// it by mistake does not change the CA.
     last: Option<Stored>,
@@ -173,10 +167,6 @@ struct Published {
 }
 
 impl Keeper {
-    fn origin(&self) -> String {
-        format!("{}/{}", self.settings.namespace, self.settings.secret)
-    }
-
     /// Follows the Secret for ever: a pass on every change, when something falls due, and
     /// every resync.
     async fn follow(mut self, mut wake: i64) {
@@ -197,7 +187,7 @@ impl Keeper {
                 change = changes.next(), if watching => match change {
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
-                        tracing::warn!(secret = %self.origin(), error = %e, "watching the certificate Secret failed; retrying with backoff");
+                        tracing::warn!(secret = %self.origin, error = %e, "watching the certificate Secret failed; retrying with backoff");
                         continue;
                     }
                     // The watcher never ends on its own; if it did, the timer still runs passes.
@@ -210,7 +200,7 @@ impl Keeper {
                 Ok(wake) => wake,
                 Err(e) => {
                     self.metrics.secret_writes.count("failed");
-                    tracing::error!(secret = %self.origin(), error = %e, "managing the serving certificate failed; serving the pair in force, trying again");
+                    tracing::error!(secret = %self.origin, error = %e, "managing the serving certificate failed; serving the pair in force, trying again");
                     plan::now() + self.settings.resync.as_secs() as i64
                 }
             };
@@ -265,12 +255,8 @@ impl Keeper {
         match (read, last) {
             (Some(r), _) if plan::usable(&r, now) => (Some(r), false),
             (read, Some(last)) => {
-                let what = if read.is_some() {
-                    "holds no usable certificates"
-                } else {
-                    "is gone"
-                };
-                tracing::warn!(secret = %self.origin(), "the certificate Secret {what}; writing back the pair in force (same CA)");
+                let what = read.map_or("is gone", |_| "holds no usable certificates");
+                tracing::warn!(secret = %self.origin, "the certificate Secret {what}; writing back the pair in force (same CA)");
                 (Some(last.clone()), true)
             }
             (read, None) => (read, false),
@@ -289,20 +275,20 @@ impl Keeper {
         let new = plan::apply(step, stored, &self.settings.policy, now)
             .map_err(|e| kube::Error::Service(e.to_string().into()))?;
         let written = match current {
-            None => secret::create(&self.api, &self.settings.secret, &new).await,
+            None => secret::create(&self.api, &self.settings.secret, new).await,
             Some(s) => {
                 let version = s.resource_version().unwrap_or_default();
-                secret::update(&self.api, &self.settings.secret, &version, &new).await
+                secret::update(&self.api, &self.settings.secret, &version, new).await
             }
         }?;
         match &written {
             Some(_) => {
                 self.metrics.secret_writes.count("ok");
-                tracing::info!(secret = %self.origin(), step = describe(step), "certificate Secret written");
+                tracing::info!(secret = %self.origin, step = describe(step), "certificate Secret written");
             }
             None => {
                 self.metrics.secret_writes.count("conflict");
-                tracing::info!(secret = %self.origin(), "another replica changed the certificate Secret first; reading it again");
+                tracing::info!(secret = %self.origin, "another replica changed the certificate Secret first; reading it again");
             }
         }
         Ok(written)
@@ -349,7 +335,7 @@ impl Keeper {
 
     /// Puts the stored serving pair in force if it is not already.
     fn serve(&mut self, s: &Stored) {
-        if self.in_force.as_ref() == Some(&s.serving) {
+        if self.in_force.as_ref().map(|(pair, _)| pair) == Some(&s.serving) {
             return;
         }
         let ck = match certified_key(
@@ -360,19 +346,20 @@ impl Keeper {
         ) {
             Ok(ck) => ck,
             Err(e) => {
-                self.certificate.refused();
-                tracing::error!(secret = %self.origin(), error = %e, "the Secret's serving pair cannot be served; keeping the one in force");
+                self.certificate.reloads.count("rejected");
+                tracing::error!(secret = %self.origin, error = %e, "the Secret's serving pair cannot be served; keeping the one in force");
                 return;
             }
         };
-        match &self.resolver {
-            Some(r) => {
+        let resolver = match self.in_force.take() {
+            Some((_, r)) => {
                 r.swap(ck);
-                tracing::info!(secret = %self.origin(), "serving certificate renewed");
+                tracing::info!(secret = %self.origin, "serving certificate renewed");
+                r
             }
-            None => self.resolver = Some(Arc::new(Resolver::new(ck, self.certificate.clone()))),
-        }
-        self.in_force = Some(s.serving.clone());
+            None => Arc::new(Resolver::new(ck, self.certificate.clone())),
+        };
+        self.in_force = Some((s.serving.clone(), resolver));
     }
 }
 

@@ -7,6 +7,7 @@
 //! namespace (Kubernetes cannot narrow `create` by name).
 
 use std::collections::BTreeMap;
+use std::mem::take;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -15,55 +16,40 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::pki::plan::Stored;
-use crate::pki::PemPair;
 
-/// The keys of the Secret. `tls.crt`/`tls.key` make it a `kubernetes.io/tls` Secret that
-/// kubectl and other tools understand; `ca.key` never leaves it.
-const CA_CERT: &str = "ca.crt";
-const CA_KEY: &str = "ca.key";
-const TLS_CERT: &str = "tls.crt";
-const TLS_KEY: &str = "tls.key";
-const BUNDLE: &str = "ca-bundle.crt";
+/// The keys of the Secret, each with the part of [`Stored`] it holds. `tls.crt`/`tls.key` make
+/// it a `kubernetes.io/tls` Secret that kubectl and other tools understand; `ca.key` never
+/// leaves it.
+fn keys(s: &mut Stored) -> [(&'static str, &mut String); 5] {
+    [
+        ("ca.crt", &mut s.ca.cert),
+        ("ca.key", &mut s.ca.key),
+        ("tls.crt", &mut s.serving.cert),
+        ("tls.key", &mut s.serving.key),
+        ("ca-bundle.crt", &mut s.bundle),
+    ]
+}
 
 /// The material in a Secret. Missing or non-UTF-8 keys read as empty, which the plan finds
 /// unusable (and replaces).
 pub fn stored(secret: &Secret) -> Stored {
-    let text = |key: &str| -> String {
-        secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
+    let mut s = Stored::default();
+    for (key, part) in keys(&mut s) {
+        let bytes = secret.data.as_ref().and_then(|d| d.get(key));
+        *part = bytes
             .and_then(|b| String::from_utf8(b.0.clone()).ok())
-            .unwrap_or_default()
-    };
-    Stored {
-        ca: PemPair {
-            cert: text(CA_CERT),
-            key: text(CA_KEY),
-        },
-        serving: PemPair {
-            cert: text(TLS_CERT),
-            key: text(TLS_KEY),
-        },
-        bundle: text(BUNDLE),
+            .unwrap_or_default();
     }
+    s
 }
 
-fn data(s: &Stored) -> BTreeMap<String, ByteString> {
-    [
-        (CA_CERT, &s.ca.cert),
-        (CA_KEY, &s.ca.key),
-        (TLS_CERT, &s.serving.cert),
-        (TLS_KEY, &s.serving.key),
-        (BUNDLE, &s.bundle),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-    .collect()
+fn data(mut s: Stored) -> BTreeMap<String, ByteString> {
+    let entry = |(k, v): (&str, &mut String)| (k.to_string(), ByteString(take(v).into_bytes()));
+    keys(&mut s).into_iter().map(entry).collect()
 }
 
 /// Creates the Secret holding `s`.
-pub async fn create(api: &Api<Secret>, name: &str, s: &Stored) -> Written {
+pub async fn create(api: &Api<Secret>, name: &str, s: Stored) -> Written {
     let secret = Secret {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
@@ -81,7 +67,7 @@ pub async fn create(api: &Api<Secret>, name: &str, s: &Stored) -> Written {
 }
 
 /// Replaces the material of the Secret read at `resource_version` with `s`.
-pub async fn update(api: &Api<Secret>, name: &str, resource_version: &str, s: &Stored) -> Written {
+pub async fn update(api: &Api<Secret>, name: &str, resource_version: &str, s: Stored) -> Written {
     // A merge patch that names the resourceVersion is refused with 409 if it changed.
     let patch = json!({
         "metadata": { "resourceVersion": resource_version },

@@ -28,7 +28,7 @@ pub enum PkiError {
 }
 
 /// A PEM certificate and its PEM private key.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct PemPair {
     pub cert: String,
     pub key: String,
@@ -55,14 +55,9 @@ pub fn new_ca(
 ) -> Result<PemPair, PkiError> {
     let key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.distinguished_name.push(
-        DnType::CommonName,
-        format!(
-            "rancher-remap CA ({label}) {} {}",
-            now.unix_timestamp(),
-            tag(&key)
-        ),
-    );
+    let stamp = now.unix_timestamp();
+    let name = format!("rancher-remap CA ({label}) {stamp} {}", tag(&key));
+    ca.distinguished_name.push(DnType::CommonName, name);
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use super::{at, issue_serving, new_ca, CertInfo, PemPair, PkiError};
 
 /// The material of the certificate Secret.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stored {
     /// The CA that signs new serving pairs.
     pub ca: PemPair,
@@ -41,7 +41,7 @@ pub struct Policy {
     pub rollover_grace: i64,
 }
 
-/// Why the Secret is rewritten (said in the log line and the metric label).
+/// Why the Secret is rewritten (said in the log line).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Why {
     Missing,

@@ -67,11 +67,10 @@ impl Admission {
         ]
         .map(|s| crate::text::prefix(s, FIELD_MAX));
         let mut strings = String::with_capacity(fields.iter().map(|s| s.len()).sum());
-        let mut ends = [0u32; 5];
-        for (i, s) in fields.into_iter().enumerate() {
+        let ends = fields.map(|s| {
             strings.push_str(s);
-            ends[i] = strings.len() as u32;
-        }
+            strings.len() as u32
+        });
         Admission {
             endpoint,
             verdict: answer.verdict,
@@ -97,13 +96,10 @@ impl Admission {
 /// The operation for logs: one of the four kube-apiserver sends, else `other` (a client that
 /// is not kube-apiserver may put anything there, and logs must not carry what it sent).
 fn operation_name(operation: &str) -> &'static str {
-    match operation {
-        "CREATE" => "CREATE",
-        "UPDATE" => "UPDATE",
-        "DELETE" => "DELETE",
-        "CONNECT" => "CONNECT",
-        _ => "other",
-    }
+    const SENT: [&str; 4] = ["CREATE", "UPDATE", "DELETE", "CONNECT"];
+    SENT.into_iter()
+        .find(|&o| o == operation)
+        .unwrap_or("other")
 }
 
 /// What the writer writes.
@@ -173,13 +169,11 @@ fn write_all(rx: Receiver<Record>) {
         let mut next = Some(first);
         while let Some(record) = next {
             write_record(record);
-            if log_sink::gathered_len() >= BATCH_MAX {
-                log_sink::flush();
-            }
+            log_sink::flush(BATCH_MAX);
             next = match rx.try_recv() {
                 Ok(record) => Some(record),
                 Err(TryRecvError::Empty) => {
-                    log_sink::flush();
+                    log_sink::flush(0);
                     std::thread::sleep(DRAIN_EVERY);
                     rx.try_recv().ok()
                 }
@@ -187,7 +181,7 @@ fn write_all(rx: Receiver<Record>) {
             };
         }
     }
-    log_sink::flush();
+    log_sink::flush(0);
 }
 
 fn write_record(record: Record) {

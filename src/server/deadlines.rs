@@ -78,7 +78,6 @@ impl<IO> Deadlines<IO> {
             return;
         }
         if !self.http1 {
-            self.served = true;
             self.deadline = Instant::now() + self.idle;
             return;
         }

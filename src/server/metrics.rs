@@ -8,7 +8,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::review::RequestOutcome;
-use crate::metrics::{registered, FixedFamily, Labels};
+use crate::metrics::{registered, FixedFamily};
 use crate::rewrite::Location;
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
@@ -16,7 +16,7 @@ const LATENCY_BUCKETS: [f64; 10] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
 ];
 
-/// One endpoint's handles, resolved once: counting a request hashes no labels and takes no lock.
+/// One endpoint's handles, made once: counting a request hashes no labels and takes no lock.
 pub struct EndpointMetrics {
     /// `mutate` or `validate`, as the metrics and the log name it.
     pub endpoint: &'static str,
@@ -26,21 +26,11 @@ pub struct EndpointMetrics {
 }
 
 impl EndpointMetrics {
-    /// The handles of `endpoint`, resolved once. Outcomes the families do not export get a
-    /// counter of their own that goes nowhere (`/validate` never patches, waits for a table or
-    /// is not served).
-    fn resolve(
-        requests: &FixedFamily<Labels<2>, Counter>,
-        duration: &FixedFamily<Labels<1>, Histogram>,
-        endpoint: &'static str,
-    ) -> EndpointMetrics {
+    fn new(endpoint: &'static str) -> EndpointMetrics {
         EndpointMetrics {
             endpoint,
-            requests: RequestOutcome::ALL.map(|o| {
-                let labels = [("endpoint", endpoint), ("outcome", o.as_str())];
-                requests.find(&labels).cloned().unwrap_or_default()
-            }),
-            duration: duration.get(&[("endpoint", endpoint)]).clone(),
+            requests: Default::default(),
+            duration: Histogram::new(LATENCY_BUCKETS),
         }
     }
 
@@ -50,33 +40,25 @@ impl EndpointMetrics {
     }
 }
 
-/// The outcomes each endpoint can have (`/validate` never patches, waits for a table or is not
-/// served): only these series are exported.
-const ENDPOINTS: [(&str, &[RequestOutcome]); 2] = [
-    ("mutate", &RequestOutcome::ALL),
-    (
-        "validate",
-        &[
-            RequestOutcome::Allowed,
-            RequestOutcome::Denied,
-            RequestOutcome::BadRequest,
-        ],
-    ),
+/// The outcomes `/validate` can have (it never patches, waits for a table or is not served):
+/// only these of its series are exported; its handles for the others count into nothing.
+const VALIDATE_OUTCOMES: [RequestOutcome; 3] = [
+    RequestOutcome::Allowed,
+    RequestOutcome::Denied,
+    RequestOutcome::BadRequest,
 ];
 
 /// The server's metrics, and the registry they are exported from.
 pub struct Metrics {
     /// Every subsystem's metrics (see [`crate::metrics`]).
     registry: Registry,
-    /// `/mutate` and `/validate`, resolved once.
+    /// `/mutate` and `/validate`, made once.
     pub mutate: EndpointMetrics,
     pub validate: EndpointMetrics,
-    /// Per location (`location as usize`, see [`Location::ALL`]), resolved once.
+    /// Per location (`location as usize`, see [`Location::ALL`]), made once.
     pub rewrites_at: [Counter; Location::ALL.len()],
     pub unmapped_at: [Counter; Location::ALL.len()],
-    /// Admission log lines not written because the log writer fell behind.
     pub log_lines_dropped: Counter,
-    /// Webhook connections held (from accept to close): how near `--max-connections` it runs.
     pub connections: Gauge,
 }
 
@@ -85,35 +67,38 @@ impl Metrics {
     /// theirs) and keeps it, for `/metrics`.
     pub fn new(mut registry: Registry) -> Metrics {
         let r = &mut registry;
-        let requests = ENDPOINTS.iter().flat_map(|&(endpoint, outcomes)| {
-            outcomes
-                .iter()
-                .map(move |o| [("endpoint", endpoint), ("outcome", o.as_str())])
+        let mutate = EndpointMetrics::new("mutate");
+        let validate = EndpointMetrics::new("validate");
+        let exported: [(_, &[_]); 2] = [
+            (&mutate, &RequestOutcome::ALL),
+            (&validate, &VALIDATE_OUTCOMES),
+        ];
+        let requests = exported.iter().flat_map(|&(m, outcomes)| {
+            outcomes.iter().map(|&o| {
+                let labels = [("endpoint", m.endpoint), ("outcome", o.as_str())];
+                (labels, m.requests[o as usize].clone())
+            })
         });
-        let requests = FixedFamily::new(requests, Counter::default);
         let help = "Admission requests by endpoint and outcome";
-        let requests = registered(r, "requests", help, requests);
-        let endpoints = ENDPOINTS.map(|(endpoint, _)| [("endpoint", endpoint)]);
-        let duration = FixedFamily::new(endpoints, || Histogram::new(LATENCY_BUCKETS));
+        r.register("requests", help, FixedFamily::new(requests));
+        let duration = exported.map(|(m, _)| ([("endpoint", m.endpoint)], m.duration.clone()));
         let help = "Time to answer an admission request";
-        let duration = registered(r, "request_duration_seconds", help, duration);
+        r.register("request_duration_seconds", help, FixedFamily::new(duration));
         let rewrites_at = per_location(r, "rewrites", "Project IDs rewritten, by location");
         let unmapped_at = per_location(r, "unmapped", "Project IDs with no mapping, by location");
         let connections = registered(
             r,
             "connections",
             "Webhook connections open (accepted, not yet closed; at most --max-connections)",
-            Gauge::default(),
         );
         let log_lines_dropped = registered(
             r,
             "log_lines_dropped",
             "Admission log lines dropped because the log writer fell behind",
-            Counter::default(),
         );
         Metrics {
-            mutate: EndpointMetrics::resolve(&requests, &duration, "mutate"),
-            validate: EndpointMetrics::resolve(&requests, &duration, "validate"),
+            mutate,
+            validate,
             rewrites_at,
             unmapped_at,
             log_lines_dropped,
@@ -131,12 +116,13 @@ impl Metrics {
     }
 }
 
-/// A counter family by location, registered, and its counter for each location, resolved once.
+/// A counter family by location, registered, and its counter for each location.
 fn per_location(r: &mut Registry, name: &str, help: &str) -> [Counter; Location::ALL.len()] {
-    let labels = |l: Location| [("location", l.as_str())];
-    let family = FixedFamily::new(Location::ALL.map(labels), Counter::default);
-    let family = registered(r, name, help, family);
-    Location::ALL.map(|l| family.get(&labels(l)).clone())
+    let counters: [Counter; Location::ALL.len()] = Default::default();
+    let series = Location::ALL.iter().zip(&counters);
+    let series = series.map(|(l, c)| ([("location", l.as_str())], c.clone()));
+    r.register(name, help, FixedFamily::new(series));
+    counters
 }
 
 #[cfg(test)]

@@ -16,13 +16,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use self::routes::AppState;
-use crate::serving_cert::{Credentials, Resolver};
+use crate::serving_cert::Credentials;
 
 /// Timeouts, intervals and the connection limit, with production defaults; tests shorten them.
 #[derive(Clone, Debug)]
@@ -98,17 +99,6 @@ impl Drop for OpenConnection {
     }
 }
 
-/// TLS 1.2 and 1.3, ALPN h2 and http/1.1, no client authentication (kube-apiserver
-/// authenticates the webhook, not the other way round).
-fn server_config(resolver: Arc<Resolver>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
-    let mut config = rustls::ServerConfig::builder_with_provider(crate::crypto::provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
 /// Default of [`Timing::max_connections`] (and `serve --max-connections`).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
@@ -131,7 +121,13 @@ impl Server {
         credentials: Credentials,
         state: Arc<AppState>,
     ) -> Result<Server> {
-        let acceptor = TlsAcceptor::from(server_config(credentials.resolver)?);
+        // TLS 1.2 and 1.3, ALPN h2 and http/1.1, no client authentication (kube-apiserver
+        // authenticates the webhook, not the other way round).
+        let mut tls = rustls::ServerConfig::builder_with_provider(crate::crypto::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_cert_resolver(credentials.resolver);
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let webhook = listen_with_backlog(listen).with_context(|| format!("binding {listen}"))?;
         let admin = TcpListener::bind(admin_listen)
             .await
@@ -141,7 +137,7 @@ impl Server {
             admin_addr: admin.local_addr()?,
             webhook,
             admin,
-            acceptor,
+            acceptor: TlsAcceptor::from(Arc::new(tls)),
             follow: credentials.follow,
             state,
         })
@@ -183,7 +179,7 @@ impl Server {
             timing: timing.clone(),
         };
         let connections = TaskTracker::new();
-        let slots = Arc::new(tokio::sync::Semaphore::new(timing.max_connections));
+        let slots = Arc::new(Semaphore::new(timing.max_connections));
         let spawn_connection = |slot, tcp| template.spawn(&connections, slot, tcp);
 
         tokio::pin!(shutdown);
@@ -215,7 +211,13 @@ impl Server {
         tracing::info!("shutting down: no new connections; waiting for in-flight requests and for clients to close their connections");
         let _ = stopping_tx.send(true);
         let _ = stop_tx.send(true);
-        drain(connections, timing.drain).await;
+        connections.close();
+        if tokio::time::timeout(timing.drain, connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(drain = ?timing.drain, "connections still open when the drain ended; closing them");
+        }
         cert_watch.abort();
         stop_admin(admin_task).await?;
         anyhow::ensure!(
@@ -233,8 +235,8 @@ impl Server {
 /// as their clients keep them.
 fn take_backlog(
     webhook: TcpListener,
-    slots: &Arc<tokio::sync::Semaphore>,
-    spawn: impl Fn(Option<tokio::sync::OwnedSemaphorePermit>, tokio::net::TcpStream),
+    slots: &Arc<Semaphore>,
+    spawn: impl Fn(Option<OwnedSemaphorePermit>, TcpStream),
 ) {
     let Ok(listener) = webhook.into_std() else {
         return;
@@ -247,7 +249,7 @@ fn take_backlog(
         };
         let slot = slots.clone().try_acquire_owned().ok();
         if tcp.set_nonblocking(true).is_ok() {
-            if let Ok(tcp) = tokio::net::TcpStream::from_std(tcp) {
+            if let Ok(tcp) = TcpStream::from_std(tcp) {
                 spawn(slot, tcp);
             }
         }
@@ -266,23 +268,12 @@ async fn stop_admin(mut task: tokio::task::JoinHandle<std::io::Result<()>>) -> R
     }
 }
 
-/// Waits (up to `timeout`) for every connection to close.
-async fn drain(connections: TaskTracker, timeout: Duration) {
-    connections.close();
-    if tokio::time::timeout(timeout, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(drain = ?timeout, "connections still open when the drain ended; closing them");
-    }
-}
-
 /// The next connection, once a slot (of `--max-connections`) is free; `None` when no slot will
 /// ever be.
 async fn next_connection(
-    listener: &tokio::net::TcpListener,
-    slots: &Arc<tokio::sync::Semaphore>,
-) -> Option<(tokio::sync::OwnedSemaphorePermit, tokio::net::TcpStream)> {
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+) -> Option<(OwnedSemaphorePermit, TcpStream)> {
     let slot = slots.clone().acquire_owned().await.ok()?;
     loop {
         match listener.accept().await {
@@ -332,12 +323,7 @@ struct Connection {
 impl Connection {
     /// Serves `tcp` on a task of `tracker`, holding its `slot` among --max-connections (none for
     /// the last sweep of the backlog) and counted in the gauge while it lives.
-    fn spawn(
-        &self,
-        tracker: &TaskTracker,
-        slot: Option<tokio::sync::OwnedSemaphorePermit>,
-        tcp: tokio::net::TcpStream,
-    ) {
+    fn spawn(&self, tracker: &TaskTracker, slot: Option<OwnedSemaphorePermit>, tcp: TcpStream) {
         let _ = tcp.set_nodelay(true);
         self.open.inc();
         let (conn, open) = (self.clone(), OpenConnection(self.open.clone()));
@@ -358,7 +344,7 @@ impl Connection {
     /// be told to close) or to close when idle for its own timeout (kube-apiserver: 90 s, under
     /// this server's 120 s); only the end of the drain, when the process exits, cuts one still
     /// open.
-    async fn serve(self, tcp: tokio::net::TcpStream) {
+    async fn serve(self, tcp: TcpStream) {
         let timing = &self.timing;
         let Ok(Ok(tls)) = tokio::time::timeout(timing.handshake, self.acceptor.accept(tcp)).await
         else {

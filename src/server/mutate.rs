@@ -18,14 +18,11 @@ use crate::rewrite::{
 /// and duplicate keys are checked within each map); more is refused as a bad request.
 pub const MAX_PROJECT_ID_VALUES: usize = 1000;
 
-/// A review as `/mutate` reads it: borrowed from the body, its object walked.
-pub type MutateRequest<'a, 't> = Request<'a, Walked<'a, 't>>;
-
-/// Decodes a review body, walking its object with `table`.
+/// Decodes a review body, borrowing from it, and walks its object with `table`.
 pub fn decode<'a, 't>(
     body: &'a [u8],
     table: &'t Table,
-) -> Result<MutateRequest<'a, 't>, ReviewError> {
+) -> Result<Request<'a, Walked<'a, 't>>, ReviewError> {
     super::review::decode(body, WalkSeed(table))
 }
 
@@ -42,7 +39,7 @@ impl<'de, 't> DeserializeSeed<'de> for WalkSeed<'t> {
 
 /// Decides and writes the answer (the object is taken out of `req`).
 pub fn answer(
-    req: &mut MutateRequest<'_, '_>,
+    req: &mut Request<'_, Walked<'_, '_>>,
     mappings: &Mappings,
     settings: &MutateSettings,
 ) -> Answer {

@@ -261,8 +261,6 @@ pub fn text(body: &[u8]) -> Result<&str, ReviewError> {
     })
 }
 
-/// Refuses a review of another kind or version (what was sent is not echoed; only the one
-/// common mistake, a v1beta1 review, is named).
 fn check_type(api_version: &str, kind: &str) -> Result<(), ReviewError> {
     if api_version == API_VERSION && kind == "AdmissionReview" {
         return Ok(());

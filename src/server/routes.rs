@@ -3,14 +3,15 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::Value;
 
@@ -32,8 +33,7 @@ pub struct AppState {
     /// `serve --validate-only` (the source cluster): no table is expected, the server is ready
     /// at once, and `/mutate` is not served.
     pub validate_only: bool,
-    /// The connections' deadlines. The whole request, head and body, must arrive within
-    /// `header_read` from the head's first byte; a late body is answered 408.
+    /// The connections' deadlines; `header_read` is also the request's (a late body: 408).
     pub timing: super::Timing,
     /// The admission log's queue (written off the request's thread).
     pub log: AdmissionLog,
@@ -136,7 +136,7 @@ struct Unread {
 }
 
 impl Unread {
-    fn new(req: axum::extract::Request, timeout: Duration) -> Unread {
+    fn new(req: Request, timeout: Duration) -> Unread {
         let start = req.extensions().get::<RequestStart>();
         let deadline = start.map_or_else(tokio::time::Instant::now, |s| s.0) + timeout;
         let declared = req
@@ -202,13 +202,8 @@ impl Unread {
 }
 
 /// Reads the body up to the limit and by the request deadline; a declared length over the
-/// limit is refused before reading. Refusals keep the body open until they are sent (over
-/// HTTP/2, or drained; see [`Unread::answer`]).
-async fn read_body(
-    req: axum::extract::Request,
-    limit: usize,
-    timeout: Duration,
-) -> Result<bytes::Bytes, Response> {
+/// limit is refused before reading. Refusals are early answers ([`Unread::answer`]).
+async fn read_body(req: Request, limit: usize, timeout: Duration) -> Result<Bytes, Response> {
     let too_large = || {
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -250,20 +245,18 @@ async fn read_body(
     }
 }
 
-async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+async fn mutate(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    let m = &s.metrics.mutate;
     if s.validate_only {
         // A webhook configuration pointing a mutating webhook at a validator: say so plainly
         // rather than look like a server still waiting for its table.
-        s.metrics
-            .mutate
-            .count(RequestOutcome::NotServed, Duration::ZERO);
+        m.count(RequestOutcome::NotServed, Duration::ZERO);
         let not_served = error(
             StatusCode::NOT_FOUND,
             "this server runs with --validate-only: /mutate is not served",
         );
         return Unread::new(req, s.timing.header_read).answer(not_served, true);
     }
-    let m = &s.metrics.mutate;
     answer_review(&s, m, req, |bytes, start| {
         let Some(mappings) = s.mappings.load_full() else {
             m.count(RequestOutcome::Unavailable, start.elapsed());
@@ -282,13 +275,11 @@ async fn mutate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> 
     .await
 }
 
-async fn validate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -> Response {
+async fn validate(State(s): State<Arc<AppState>>, req: Request) -> Response {
     let m = &s.metrics.validate;
     answer_review(&s, m, req, |bytes, start| {
         let req = review::decode(bytes, PhantomData::<Value>)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = crate::pki::plan::now();
         let answer = admission::validate(&req, now, s.settings.cluster_id.as_deref());
         Ok(answered(&s, m, &req, answer, start))
     })
@@ -302,7 +293,7 @@ async fn validate(State(s): State<Arc<AppState>>, req: axum::extract::Request) -
 async fn answer_review(
     s: &AppState,
     m: &EndpointMetrics,
-    req: axum::extract::Request,
+    req: Request,
     decide: impl FnOnce(&[u8], Instant) -> Result<Response, review::ReviewError>,
 ) -> Response {
     let start = Instant::now();
