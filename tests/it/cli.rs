@@ -148,6 +148,27 @@ fn rewrite_needs_exactly_one_mapping_source() {
 }
 
 #[test]
+fn audit_and_export_policy_without_a_mapping_source_are_usage_errors_before_any_cluster() {
+    // No kubeconfig and no in-cluster environment: a cluster error (exit 1) would mean the
+    // source was checked too late.
+    let home = tempfile::tempdir().unwrap();
+    for command in ["audit", "export-policy"] {
+        let out = bin()
+            .args([command, "--cluster-id", "c-a"])
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env("HOME", home.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command}: {}", stderr(&out));
+        let wanted =
+            "error: give one of --project-mappings, --mappings-file or --mappings-configmap\n";
+        assert_eq!(stderr(&out), wanted, "{command}");
+        assert!(stdout(&out).is_empty(), "{command}");
+    }
+}
+
+#[test]
 fn serve_needs_a_mapping_source_or_validate_only() {
     let out = run(&["serve"], "");
     assert_eq!(out.status.code(), Some(2), "usage error");
