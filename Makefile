@@ -62,9 +62,11 @@ rules-test: tools
 fmt:
 	$(CARGO) fmt --all -- --check
 
-## lint: clippy's warnings, and no function over 80 lines of code (clippy.toml), tests and benches too.
+## lint: clippy's warnings, and no function over 80 lines of code (clippy.toml), tests and benches too;
+## rustdoc's warnings (a doc link to an item that moved or is private).
 lint:
 	$(CARGO) clippy --locked --all-targets -- -D warnings -D clippy::too_many_lines
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps --document-private-items
 
 ## envtest: the real control plane the cluster suite (tests/it/cluster_suite) starts — kube-apiserver,
 ## etcd and kube-controller-manager in KUBEBUILDER_ASSETS, envtest's convention (`setup-envtest

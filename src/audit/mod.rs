@@ -1,4 +1,4 @@
-//! The audit of objects already in a cluster: the webhook's rewrite (the [`rewrite`] engine,
+//! The audit of objects already in a cluster: the webhook's rewrite (the [`rewrite`](crate::rewrite) engine,
 //! unchanged) run on every object of every resource type the API server lists and patches, and,
 //! with `--fix`, the webhook's patch applied behind a resourceVersion `test`.
 //!

@@ -1,5 +1,5 @@
 //! The rewrite as CEL the API server runs: one JSONPatch expression per group of places,
-//! generated from [`crate::rewrite::places`] (docs/behaviour.md, "Where values are rewritten",
+//! generated from `rewrite::places` (docs/behaviour.md, "Where values are rewritten",
 //! written once: the engine walks the same table), and the lookup of one value in the policy's
 //! `table` variable (the [`TableParts`](crate::mapping::TableParts) as keys, see [`super::table`]).
 //!
@@ -35,7 +35,7 @@ pub struct Gen<'a> {
     /// An unmapped label or annotation is removed (selectors never).
     pub drop_unmapped: bool,
     /// The first key of each of the table's literals but the first (sorted, see
-    /// [`super::variables`]): a key is in the last literal whose first key is not above it.
+    /// [`super::Table::variables`]): a key is in the last literal whose first key is not above it.
     pub bounds: &'a [String],
 }
 

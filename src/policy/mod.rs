@@ -161,7 +161,7 @@ const EXPRESSION_LIMIT: usize = 100_000;
 pub struct Table {
     /// CEL map literals of its parts (see [`cel`]), `table0`, `table1`, …, one entry a line,
     /// sorted by key (the same table gives the same text: doctor compares it), each under
-    /// [`EXPRESSION_LIMIT`]: the policies' `variables`.
+    /// `EXPRESSION_LIMIT`: the policies' `variables`.
     pub variables: Value,
     /// The first key of each literal but the first ([`cel::Gen::bounds`]).
     pub bounds: Vec<String>,

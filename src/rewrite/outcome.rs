@@ -1,5 +1,5 @@
 //! What the decision writes from the findings: the JSON patch and the audit annotation (each
-//! written here only; the messages are [`super::decide`]'s), and the names of where values are.
+//! written here only; the messages are [`super::decide()`]'s), and the names of where values are.
 
 use serde_json::Value;
 
@@ -145,7 +145,7 @@ pub(super) fn audit_text(walked: &Walked<'_, '_>) -> String {
 
 /// A JSON pointer as people read paths: `spec.template.metadata.labels[field.cattle.io/projectId]`,
 /// `...values[1]`. Keys that hold `.` or `/` (label keys) go in brackets; schema fields never do.
-/// Used by messages and the audit annotation (on the hot path, see [`push_display_pointer`]).
+/// Used by messages and the audit annotation (on the hot path, see `push_display_pointer`).
 pub fn display_pointer(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len() + 8);
     push_display_pointer(raw, &mut out);

@@ -1,6 +1,6 @@
 //! Where project IDs live in an object, described once. This table drives every reader: the
 //! walk over request bytes on the webhook's hot path and the walk over a decoded
-//! `serde_json::Value` that the CLI and the tests use (both in [`super::walk`]).
+//! `serde_json::Value` that the CLI and the tests use (both in [`mod@super::walk`]).
 //!
 //! The places, in the order the engine reports them (and the JSON patch lists them):
 //!  0. `metadata.labels`, `metadata.annotations` of the object;

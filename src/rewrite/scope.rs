@@ -1,5 +1,5 @@
 //! Which admission requests are rewritten (docs/behaviour.md, "Which requests are rewritten"):
-//! the one rule, read by [`super::decide`].
+//! the one rule, read by [`super::decide()`].
 //!
 //! A request is rewritten when its object counts as migrated, or always under `--scope all`.
 //! An object counts as migrated when it carries Stork's migrated annotation, when its writer is

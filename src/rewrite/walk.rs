@@ -45,7 +45,7 @@ pub struct Found<'a, 't> {
     /// Dropped: shadowed by a later duplicate key, or in an expression that does not qualify,
     /// or a placeholder for a project-ID key whose value is not a string.
     dead: bool,
-    /// What it comes to, once decided ([`super::decide`]).
+    /// What it comes to, once decided ([`super::decide()`]).
     pub verdict: Verdict,
 }
 

@@ -50,7 +50,7 @@ pub struct Admission {
 
 impl Admission {
     /// The line of `req` answered with `answer`. The request's strings are packed into one
-    /// buffer (one allocation), each cut to [`FIELD_MAX`] bytes: a client may send anything
+    /// buffer (one allocation), each cut to `FIELD_MAX` bytes: a client may send anything
     /// there, and queued records must stay small.
     pub fn new<O>(
         endpoint: &'static str,

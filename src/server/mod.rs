@@ -43,7 +43,7 @@ pub struct Timing {
     pub cert_poll: Duration,
     /// After SIGTERM, how long the server stays unready but keeps accepting and answering
     /// (every HTTP/1.1 answer with `Connection: close`), so that Endpoints drop it and every
-    /// API server moves on before its listener closes (see [`Connection::serve`]).
+    /// API server moves on before its listener closes (see `Connection::serve`).
     pub shutdown_delay: Duration,
     /// Then, how long in-flight requests may take to finish and clients to close the
     /// connections they still hold; what is still open then is cut as the process exits.

@@ -27,7 +27,7 @@ const DOCUMENT_KEYS: [&str; 10] = [
 ];
 
 /// Whether a mappings file is a Kubernetes manifest (or another YAML document) rather than
-/// mapping text: JSON (`{` or `[` first), or YAML with one of [`DOCUMENT_KEYS`] at the top level.
+/// mapping text: JSON (`{` or `[` first), or YAML with one of `DOCUMENT_KEYS` at the top level.
 pub fn looks_like_manifest(text: &str) -> bool {
     crate::manifest::json_text(text).is_some()
         || text.lines().any(|l| {
