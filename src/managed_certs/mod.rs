@@ -129,10 +129,9 @@ pub async fn start(
             }
         }
     };
-    let (_, resolver) = keeper
-        .in_force
-        .clone()
-        .context("no serving pair after the first pass")?;
+    // The resolver alone: cloning the pair in force would copy its private key.
+    let resolver = keeper.in_force.as_ref().map(|(_, r)| r.clone());
+    let resolver = resolver.context("no serving pair after the first pass")?;
     Ok(Credentials {
         resolver,
         follow: Box::pin(keeper.follow(wake)),

@@ -80,7 +80,7 @@ impl Table {
         let mut origin: Vec<usize> = Vec::with_capacity(n);
         // Destination project → the first source project mapped to it, and its entry; the
         // (destination, source) pairs past the first apart, as many-to-one is rare (a Vec per
-        // destination cost a 100,000-entry table about 5 MiB of peak memory: 62.6 → 57.7 MiB).
+        // destination cost a 100,000-entry table about 5 MiB of peak memory, BENCHMARKS.md).
         let mut mapped_to: Map<&str, (&str, usize)> = Map::default();
         let mut more_sources: Set<(&str, &str)> = Set::default();
 

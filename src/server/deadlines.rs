@@ -49,7 +49,7 @@ pub struct Deadlines<IO> {
     /// HTTP/1: heads are scanned. HTTP/2: only the idle deadline.
     http1: bool,
     phase: Phase,
-    /// Whether a request has been read on this connection (picks the waiting deadline).
+    /// HTTP/1: whether a request has been read on this connection (picks the waiting deadline).
     served: bool,
     deadline: Instant,
     timer: Pin<Box<Sleep>>,
