@@ -1,6 +1,6 @@
 //! The few API calls the audit makes, through kube's dynamic `Api` (`Api<DynamicObject>` with
 //! the type's `ApiResource`: kube builds the paths and query strings), their answers handed on
-//! as plain JSON values: one page of a list, one object, one JSON patch. Errors are
+//! as plain JSON values ([`Read`]): one page of a list, one object, one JSON patch. Errors are
 //! [`KubeError`]s. Each is one of the audit's `concurrency` requests in flight.
 //!
 //! Types whose project IDs live only in metadata ([`ResourceType::metadata_only`]) go through
@@ -16,11 +16,19 @@
 use json_patch::{Patch, PatchOperation, TestOperation};
 use jsonptr::PointerBuf;
 use kube::api::{Api, DynamicObject, ListParams, ObjectList, PatchParams};
+use kube::Resource;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{ResourceType, Scan};
 use crate::kube_error::KubeError;
+
+/// One object read: the JSON value the engine walks, and its resourceVersion from kube's typed
+/// metadata (all that `--fix` keeps of the object once it is judged).
+pub(super) struct Read {
+    pub object: Value,
+    pub resource_version: Option<String>,
+}
 
 impl Scan<'_> {
     /// kube's `Api` on `t` (in `namespace`, when `t` is namespaced; else cluster-wide).
@@ -40,7 +48,7 @@ impl Scan<'_> {
         t: &ResourceType,
         namespace: Option<&str>,
         continue_token: Option<String>,
-    ) -> Result<(Vec<Value>, Option<String>), KubeError> {
+    ) -> Result<(Vec<Read>, Option<String>), KubeError> {
         let params = ListParams {
             limit: Some(self.settings.page_size.max(1)),
             continue_token,
@@ -61,7 +69,7 @@ impl Scan<'_> {
         t: &ResourceType,
         namespace: Option<&str>,
         name: &str,
-    ) -> Result<Value, KubeError> {
+    ) -> Result<Read, KubeError> {
         let api = self.api(t, namespace);
         let _permit = self.permits.acquire().await;
         if t.metadata_only() {
@@ -79,13 +87,13 @@ impl Scan<'_> {
         &self,
         t: &ResourceType,
         (namespace, name): (Option<&str>, &str),
-        (resource_version, patch): (Value, &[PatchOperation]),
+        (resource_version, patch): (&str, &[PatchOperation]),
         dry_run: bool,
     ) -> Result<(), KubeError> {
         let mut ops = Vec::with_capacity(patch.len() + 1);
         ops.push(PatchOperation::Test(TestOperation {
             path: PointerBuf::from_tokens(["metadata", "resourceVersion"]),
-            value: resource_version,
+            value: resource_version.into(),
         }));
         // The engine saw only metadata of such a type, so it cannot propose more; kept to
         // /metadata all the same, so a patch never writes what the audit never read.
@@ -113,22 +121,26 @@ impl Scan<'_> {
 }
 
 /// One page, its items as JSON values for the engine and the report.
-fn page<K: Clone + Serialize>(
+fn page<K: Clone + Serialize + Resource>(
     list: ObjectList<K>,
     t: &ResourceType,
-) -> Result<(Vec<Value>, Option<String>), KubeError> {
+) -> Result<(Vec<Read>, Option<String>), KubeError> {
     let items = list.items.into_iter().map(|item| typed_value(item, t));
     Ok((items.collect::<Result<_, _>>()?, list.metadata.continue_))
 }
 
 /// An object as the JSON value the engine reads, with its type's kind and apiVersion. (kube's
 /// object serialized once more: the audit waits on the API server, not on this copy.)
-fn typed_value<K: Serialize>(obj: K, t: &ResourceType) -> Result<Value, KubeError> {
+fn typed_value<K: Serialize + Resource>(obj: K, t: &ResourceType) -> Result<Read, KubeError> {
+    let resource_version = obj.meta().resource_version.clone();
     let mut value = serde_json::to_value(obj).map_err(kube::Error::SerdeError)?;
     // kube-apiserver leaves kind and apiVersion out of list items of built-in types (and names
     // metadata-only items PartialObjectMetadata); the engine and the report need the type's.
     let Some(map) = value.as_object_mut() else {
-        return Ok(value);
+        return Ok(Read {
+            object: value,
+            resource_version,
+        });
     };
     for (key, v) in [
         ("kind", &t.resource.kind),
@@ -139,5 +151,8 @@ fn typed_value<K: Serialize>(obj: K, t: &ResourceType) -> Result<Value, KubeErro
             map.insert(key.into(), Value::from(v.as_str()));
         }
     }
-    Ok(value)
+    Ok(Read {
+        object: value,
+        resource_version,
+    })
 }

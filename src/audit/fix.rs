@@ -4,8 +4,6 @@
 //! again, a bounded number of times. For a type read metadata-only, the patch touches nothing
 //! but `/metadata` (the only part read, so the only part the audit may vouch for).
 
-use serde_json::Value;
-
 use super::{Finding, Fix, FixResult, FixStatus, ResourceType, Scan};
 use crate::kube_error::KubeError;
 
@@ -17,7 +15,7 @@ impl Scan<'_> {
         t: &ResourceType,
         fix: Fix,
         mut finding: Finding,
-        mut obj: Value,
+        mut resource_version: Option<String>,
     ) -> Finding {
         let (ns, name) = (finding.namespace.clone(), finding.name.clone());
         let mut attempts = 0;
@@ -25,7 +23,7 @@ impl Scan<'_> {
             if finding.refused {
                 break (FixStatus::Refused, None);
             }
-            let Some(rv) = obj.pointer("/metadata/resourceVersion").cloned() else {
+            let Some(rv) = resource_version.as_deref() else {
                 break (
                     FixStatus::Failed,
                     Some("the object has no resourceVersion".to_string()),
@@ -46,12 +44,13 @@ impl Scan<'_> {
                 }
                 Err(e) => break (FixStatus::Failed, Some(e.to_string())),
             }
-            match self.get(t, ns.as_deref(), &name).await {
-                Ok(fresh) => obj = fresh,
+            let fresh = match self.get(t, ns.as_deref(), &name).await {
+                Ok(fresh) => fresh,
                 Err(KubeError::NotFound(_)) => break (FixStatus::Gone, None),
                 Err(e) => break (FixStatus::Failed, Some(e.to_string())),
-            }
-            match self.judge(t, &obj) {
+            };
+            resource_version = fresh.resource_version;
+            match self.judge(t, &fresh.object) {
                 Some(next) => finding = next,
                 None => break (FixStatus::AlreadyClean, None),
             }

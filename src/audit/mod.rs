@@ -30,6 +30,7 @@ use crate::mapping::objects::Mappings;
 use crate::rewrite::{
     decide_object, display_pointer, has_migrated_annotation, Action, MutateSettings, UnmappedAction,
 };
+use api::Read;
 
 /// Which namespaces are audited.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -310,7 +311,7 @@ impl Scan<'_> {
             Namespaces::Only(set) if t.is_namespace() => {
                 for name in set {
                     match self.get(t, None, name).await {
-                        Ok(obj) => self.audit_page(t, vec![obj], &mut out).await,
+                        Ok(read) => self.audit_page(t, vec![read], &mut out).await,
                         Err(e) => out.failed("reading", format!("namespace {name}"), e),
                     }
                 }
@@ -356,10 +357,11 @@ impl Scan<'_> {
     }
 
     /// Audits the objects of one page (and fixes them, with `--fix`) before the next is read.
-    async fn audit_page(&self, t: &ResourceType, items: Vec<Value>, out: &mut Report) {
+    async fn audit_page(&self, t: &ResourceType, items: Vec<Read>, out: &mut Report) {
+        // A finding keeps its object's resourceVersion, not the object.
         let found: Vec<_> = items
             .into_iter()
-            .filter_map(|obj| Some((self.audit_object(t, &obj, out)?, obj)))
+            .filter_map(|r| Some((self.audit_object(t, &r.object, out)?, r.resource_version)))
             .collect();
         self.progress
             .findings
@@ -368,7 +370,7 @@ impl Scan<'_> {
             None => out.findings.extend(found.into_iter().map(|(f, _)| f)),
             Some(fix) => out.findings.extend(
                 futures::stream::iter(found)
-                    .map(|(finding, obj)| self.fix(t, fix, finding, obj))
+                    .map(|(finding, rv)| self.fix(t, fix, finding, rv))
                     .buffer_unordered(self.settings.concurrency.max(1))
                     .collect::<Vec<_>>()
                     .await,
