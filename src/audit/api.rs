@@ -1,7 +1,8 @@
 //! The few API calls the audit makes, through kube's dynamic `Api` (`Api<DynamicObject>` with
-//! the type's `ApiResource`: kube builds the paths and query strings), their answers handed on
-//! as plain JSON values ([`Read`]): one page of a list, one object, one JSON patch. Errors are
-//! [`KubeError`]s. Each is one of the audit's `concurrency` requests in flight.
+//! the type's `ApiResource`: kube builds the paths and query strings): one page of a list and
+//! one object, each object handed on as a plain JSON value with its resourceVersion ([`Read`]),
+//! and one JSON patch, whose answer is dropped. Errors are [`KubeError`]s. Each is one of the
+//! audit's `concurrency` requests in flight.
 //!
 //! Types whose project IDs live only in metadata ([`ResourceType::metadata_only`]) go through
 //! kube's `list_metadata`, `get_metadata` and `patch_metadata`, which ask for kube-apiserver's
