@@ -5,6 +5,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 
 use super::model::{AuthInfo, KubeConfig};
+use super::secret::Secret;
 use crate::text::shown_name;
 
 /// What `derive` can tell about the migration identity.
@@ -35,11 +36,7 @@ pub fn current_identity(config: &KubeConfig) -> Identity {
 
 fn user_identity(name: &str, user: &AuthInfo) -> Identity {
     let name = shown_name(name);
-    if let Some(cert) = user
-        .client_certificate_data
-        .as_ref()
-        .filter(|c| !c.is_empty())
-    {
+    if let Some(cert) = Secret::given(&user.client_certificate_data) {
         return match certificate_cn(cert.expose()) {
             Some(cn) => Identity::User(cn),
             None => Identity::Unknown(format!(
@@ -47,7 +44,7 @@ fn user_identity(name: &str, user: &AuthInfo) -> Identity {
             )),
         };
     }
-    if let Some(token) = user.token.as_ref().filter(|t| !t.is_empty()) {
+    if let Some(token) = Secret::given(&user.token) {
         return match jwt_subject(token.expose()) {
             Some(sub) => Identity::User(sub),
             None => Identity::Unknown(format!(

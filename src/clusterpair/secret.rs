@@ -24,6 +24,11 @@ impl Secret {
     pub fn is_empty(&self) -> bool {
         self.expose().trim().is_empty()
     }
+
+    /// The credential in `field` when it is given: there and not empty.
+    pub fn given(field: &Option<Secret>) -> Option<&Secret> {
+        field.as_ref().filter(|s| !s.is_empty())
+    }
 }
 
 impl fmt::Debug for Secret {

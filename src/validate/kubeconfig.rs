@@ -72,7 +72,7 @@ fn check_cluster(path: &str, c: &Cluster, now: i64, report: &mut Report) {
     {
         report.error(format!("{path}.certificate-authority"), "a file path: the ClusterPair is used on another cluster, where this path means nothing; embed the CA as certificate-authority-data");
     }
-    let ca = given(&c.certificate_authority_data);
+    let ca = Secret::given(&c.certificate_authority_data);
     if c.insecure_skip_tls_verify {
         if ca.is_some() {
             report.error(format!("{path}.insecure-skip-tls-verify"), "true together with certificate-authority-data: client-go refuses this pair; remove one");
@@ -87,11 +87,6 @@ fn check_cluster(path: &str, c: &Cluster, now: i64, report: &mut Report) {
         let ca_path = format!("{path}.certificate-authority-data");
         check_certificates(&ca_path, ca, now, report);
     }
-}
-
-/// A secret that is there and not empty.
-fn given(s: &Option<Secret>) -> Option<&Secret> {
-    s.as_ref().filter(|s| !s.is_empty())
 }
 
 fn check_server(path: &str, server: &str, report: &mut Report) {
@@ -136,7 +131,10 @@ fn check_user(path: &str, u: &AuthInfo, now: i64, report: &mut Report) {
             report.error(format!("{path}.{field}"), "a file path: the ClusterPair is used on another cluster, where this path means nothing; embed the credential as data");
         }
     }
-    let (cert, key) = (given(&u.client_certificate_data), given(&u.client_key_data));
+    let (cert, key) = (
+        Secret::given(&u.client_certificate_data),
+        Secret::given(&u.client_key_data),
+    );
     match (cert, key) {
         (Some(_), None) => report.error(
             format!("{path}.client-key-data"),
@@ -151,10 +149,10 @@ fn check_user(path: &str, u: &AuthInfo, now: i64, report: &mut Report) {
     }
     let any = cert.is_some()
         || key.is_some()
-        || given(&u.token).is_some()
+        || Secret::given(&u.token).is_some()
         || u.exec
         || u.auth_provider
-        || (u.username.is_some() && given(&u.password).is_some())
+        || (u.username.is_some() && Secret::given(&u.password).is_some())
         || u.token_file.is_some()
         || u.client_certificate.is_some();
     if !any {
