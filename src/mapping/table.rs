@@ -123,13 +123,9 @@ impl Table {
         if !errors.is_empty() {
             return Err(MappingErrors(errors));
         }
-        // The destination projects and clusters (§4.0), from the distinct entries.
+        // The destination projects and clusters (§4.0): the destinations already claimed.
         t.dst_projects = mapped_to.into_keys().map(Box::from).collect();
-        let clusters: Set<&str> = origin
-            .iter()
-            .filter_map(|&i| parsed[i].dst().cluster)
-            .collect();
-        t.dst_clusters = clusters.into_iter().map(Box::from).collect();
+        t.dst_clusters = t.clusters.values().map(|c| c.dst.clone()).collect();
         Ok(t)
     }
 
