@@ -22,7 +22,7 @@ use crate::metrics::{by_result, registered, ByResult};
 #[derive(Clone, Debug)]
 pub struct CertMetrics {
     /// By result: `ok`, or `rejected` (a new pair that cannot be served; the one in force stays).
-    pub reloads: ByResult,
+    reloads: ByResult,
     expiry: Gauge,
 }
 
@@ -42,6 +42,12 @@ impl CertMetrics {
                 "notAfter of the serving certificate in force, in Unix seconds",
             ),
         }
+    }
+
+    /// Counts a new pair that cannot be served (the one in force stays): the one place that
+    /// names the label, which `ByResult::count` checks only when called.
+    pub fn refused(&self) {
+        self.reloads.count("rejected");
     }
 }
 
@@ -118,7 +124,7 @@ impl CertFiles {
                         tracing::info!(cert = %self.cert.display(), "serving certificate reloaded");
                     }
                     Err(e) => {
-                        in_force.metrics.reloads.count("rejected");
+                        in_force.metrics.refused();
                         tracing::error!(error = %e, "new serving certificate rejected; keeping the previous one");
                     }
                 }

@@ -317,19 +317,22 @@ impl Keeper {
             }
         }
         self.metrics.ca_bundle_stale.set(stale);
+        if stale > 0 {
+            self.published = None;
+            return None;
+        }
         // Kept as it is while every configuration holds the same bundle at the same versions.
-        let unchanged = self
-            .published
-            .take()
-            .filter(|p| stale == 0 && p.bundle == bundle && p.versions == versions);
-        self.published = unchanged.or_else(|| {
-            (stale == 0).then(|| Published {
-                bundle: bundle.to_string(),
-                versions,
-                since: now,
-            })
-        });
-        self.published.as_ref().map(|p| p.since)
+        match &self.published {
+            Some(p) if p.bundle == bundle && p.versions == versions => Some(p.since),
+            _ => {
+                self.published = Some(Published {
+                    bundle: bundle.to_string(),
+                    versions,
+                    since: now,
+                });
+                Some(now)
+            }
+        }
     }
 
     /// Puts the stored serving pair in force if it is not already.
@@ -345,7 +348,7 @@ impl Keeper {
         ) {
             Ok(ck) => ck,
             Err(e) => {
-                self.certificate.reloads.count("rejected");
+                self.certificate.refused();
                 tracing::error!(secret = %self.origin, error = %e, "the Secret's serving pair cannot be served; keeping the one in force");
                 return;
             }
