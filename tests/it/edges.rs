@@ -294,12 +294,13 @@ async fn validate_denies_an_empty_mapping_configmap_and_allows_a_clusterpair_wit
     assert_eq!(resp["response"]["allowed"], true, "{resp}");
 }
 
-/// A raw HTTP/1.1 TLS connection to `server`.
+/// A raw TLS connection to `server`'s webhook port, offering the one protocol `alpn`.
 async fn raw_connection(
     server: &ServeProcess,
+    alpn: &[u8],
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut cfg = client_config(&server.ca);
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![alpn.to_vec()];
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
     let tcp = tokio::net::TcpStream::connect(server.webhook)
         .await
@@ -317,7 +318,7 @@ async fn a_trickled_body_is_answered_408_at_the_request_deadline_while_others_ar
         &[],
     )
     .await;
-    let mut conn = raw_connection(&server).await;
+    let mut conn = raw_connection(&server, b"http/1.1").await;
     conn.write_all(
         b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{",
     )
@@ -462,16 +463,7 @@ async fn h2_connect(
     h2::client::SendRequest<bytes::Bytes>,
     h2::client::Connection<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
 ) {
-    let mut cfg = client_config(&server.ca);
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
-    let tcp = tokio::net::TcpStream::connect(server.webhook)
-        .await
-        .unwrap();
-    let tls = connector
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
+    let tls = raw_connection(server, b"h2").await;
     h2::client::handshake(tls).await.unwrap()
 }
 
