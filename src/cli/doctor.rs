@@ -138,32 +138,35 @@ async fn doctor(args: Args) -> Result<Report> {
     let (identities, identity_notes) = identities(&args, &at, &mappings, &env, pair).await?;
     let table_given = args.mappings_file.is_some() || args.project_mappings.is_some();
     let before_install = deployment.is_none() && table_given;
+    let webhook = if before_install {
+        None
+    } else {
+        let kept = env.get("RANCHER_REMAP_CERT_SECRET").map(String::as_str);
+        Some(webhook_facts(&at, ns, deployment.as_ref(), kept).await?)
+    };
+    let policy = match policy_facts(&at.client).await {
+        Ok(policy) => Ok(policy),
+        // Without list on the policies the webhook is still checked; the policies are not.
+        Err(KubeError::Forbidden(answer)) => Err(format!("not checked: listing MutatingAdmissionPolicies at {} is forbidden ({answer}); doctor needs list on mutatingadmissionpolicies and mutatingadmissionpolicybindings (admissionregistration.k8s.io)", at.server)),
+        Err(e) => return Err(failed(&at, "list mutatingadmissionpolicies.admissionregistration.k8s.io", e)),
+    };
+    let cluster_id = match super::known_cluster_id(&args.cluster_id) {
+        Some(c) => Some((c.to_string(), "--cluster-id".to_string())),
+        None => env
+            .get("RANCHER_REMAP_CLUSTER_ID")
+            .map(|c| (c.clone(), format!("the Deployment {ns}/{}", args.name))),
+    };
     Ok(doctor::run(&Facts {
         mappings,
         mappings_origin,
-        cluster_id: match super::known_cluster_id(&args.cluster_id) {
-            Some(c) => Some((c.to_string(), "--cluster-id".to_string())),
-            None => env
-                .get("RANCHER_REMAP_CLUSTER_ID")
-                .map(|c| (c.clone(), format!("the Deployment {ns}/{}", args.name))),
-        },
+        cluster_id,
         namespace_clusters,
         system_cluster,
         projects_here,
         identities,
         identity_notes,
-        webhook: if before_install {
-            None
-        } else {
-            let kept = env.get("RANCHER_REMAP_CERT_SECRET").map(String::as_str);
-            Some(webhook_facts(&at, ns, deployment.as_ref(), kept).await?)
-        },
-        policy: match policy_facts(&at.client).await {
-            Ok(policy) => Ok(policy),
-            // Without list on the policies the webhook is still checked; the policies are not.
-            Err(KubeError::Forbidden(answer)) => Err(format!("not checked: listing MutatingAdmissionPolicies at {} is forbidden ({answer}); doctor needs list on mutatingadmissionpolicies and mutatingadmissionpolicybindings (admissionregistration.k8s.io)", at.server)),
-            Err(e) => return Err(failed(&at, "list mutatingadmissionpolicies.admissionregistration.k8s.io", e)),
-        },
+        webhook,
+        policy,
         table_given,
     }))
 }
@@ -357,20 +360,28 @@ async fn denials(
     groups: &[String],
     projects: &BTreeSet<String>,
 ) -> Result<Vec<(String, String)>> {
-    let namespaces = ("create", None, "namespaces".to_string());
+    let namespaces = ResourceAttributes {
+        resource: Some("namespaces".into()),
+        ..Default::default()
+    };
+    let namespaces = ("create", namespaces, "namespaces".to_string());
+    let project = crate::rancher::resource("Project");
     let each_project = projects.iter().map(|p| {
-        let what = format!("project {p} (projects.management.cattle.io)");
-        ("manage-namespaces", Some(p), what)
+        let asked = ResourceAttributes {
+            group: Some(project.group.clone()),
+            resource: Some(project.plural.clone()),
+            name: Some(p.clone()),
+            ..Default::default()
+        };
+        let what = format!("project {p} ({}.{})", project.plural, project.group);
+        ("manage-namespaces", asked, what)
     });
     let api: Api<SubjectAccessReview> = Api::all(at.client.clone());
     let mut denied = Vec::new();
-    for (verb, project, what) in std::iter::once(namespaces).chain(each_project) {
+    for (verb, asked, what) in std::iter::once(namespaces).chain(each_project) {
         let resource_attributes = ResourceAttributes {
             verb: Some(verb.into()),
-            group: project.map(|_| "management.cattle.io".into()),
-            resource: Some(project.map_or("namespaces", |_| "projects").into()),
-            name: project.cloned(),
-            ..Default::default()
+            ..asked
         };
         let review = SubjectAccessReview {
             spec: SubjectAccessReviewSpec {
